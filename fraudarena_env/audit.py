@@ -1,0 +1,136 @@
+"""The env's own rule audit: the truth the auditor is graded against.
+
+Track A finds faults in the investigator's reasoning, judged from the record (what was pulled,
+what it showed, what was decided), so it means the same on the tensor and the text face.
+Track B scores each fraudster proposal's plausibility from its final text. Flags are keyed by
+``(flag_type, ad_id or None)`` and are deduplicated by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .catalog import APPROVE, CATEGORIES, LEGIT, REJECT, TARGETS
+from .lexicon import (
+    has_injection_or_generator_token,
+    is_gibberish,
+    jaccard,
+    mentions_minors,
+    shingles,
+)
+
+TRACK_B_PENALTY = {"gibberish": 0.8, "branding_anomaly": 0.6, "parameter_mismatch": 0.5,
+                   "template_repetition": 0.4, "market_implausible": 0.3}
+TRACK_A_WEIGHT = {"miscalibration": 0.25, "incoherent_rationale": 0.22, "inconsistency": 0.20,
+                  "bias": 0.18, "missing_citation": 0.12}
+REPETITION_JACCARD = 0.8
+OVERCONFIDENCE_GAP = 0.3
+MIN_BIN = 3
+INCOHERENT_APPROVE_SIGNAL = 2.0  # mean pulled evidence signal that makes approving incoherent
+INCOHERENT_REJECT_SIGNAL = 0.0  # ... and below which rejecting on two or more sources is
+BIAS_GAP = 0.5
+
+
+@dataclass(frozen=True)
+class ProposalText:
+    ad_id: str
+    category: int
+    copy: str
+    blurb: str
+    targeting: str
+
+
+def track_b(proposals: list[ProposalText]) -> tuple[set[tuple[str, str]], dict[str, float]]:
+    """Flags and plausibility in [0, 1] for every proposal, in proposal order."""
+    flags: set[tuple[str, str]] = set()
+    plaus: dict[str, float] = {}
+    seen: list[frozenset] = []
+    for p in proposals:
+        cat = CATEGORIES[p.category]
+        text = " ".join((p.copy, p.blurb, p.targeting))
+        found = []
+        if is_gibberish(p.copy):
+            found.append("gibberish")
+        if has_injection_or_generator_token(text):
+            found.append("branding_anomaly")
+        if cat.adult_only and mentions_minors(p.targeting + " " + p.copy):
+            found.append("parameter_mismatch")
+        low = text.lower()
+        if not any(k in low for k in cat.keywords):
+            found.append("market_implausible")
+        sh = shingles(p.copy)
+        if any(jaccard(sh, other) >= REPETITION_JACCARD for other in seen):
+            found.append("template_repetition")
+        seen.append(sh)
+        for f in found:
+            flags.add((f, p.ad_id))
+        plaus[p.ad_id] = float(max(0.0, 1.0 - sum(TRACK_B_PENALTY[f] for f in found)))
+    return flags, plaus
+
+
+@dataclass(frozen=True)
+class VerdictRecord:
+    ad_id: str
+    verdict: int
+    confidence: float
+    rationale: str | None
+    label: int
+    category: int
+    pulled: tuple[int, ...]
+    pulled_signal: tuple[float, ...]
+    order: int  # position among manual verdicts
+
+
+def track_a(verdicts: list[VerdictRecord], links: list[tuple[str, str]],
+            revealed_values: dict[str, list[str]]) -> set[tuple[str, str | None]]:
+    """Faults in the investigator's manual verdicts."""
+    flags: set[tuple[str, str | None]] = set()
+    by_id = {v.ad_id: v for v in verdicts}
+    for v in verdicts:
+        if v.verdict in (APPROVE, REJECT):
+            if not v.pulled:
+                flags.add(("missing_citation", v.ad_id))
+            elif v.rationale and v.rationale.strip() and not _cites(
+                    v.rationale, v.pulled, revealed_values.get(v.ad_id, [])):
+                flags.add(("missing_citation", v.ad_id))
+        if v.pulled:
+            mean = float(np.mean(v.pulled_signal))
+            if v.verdict == APPROVE and mean >= INCOHERENT_APPROVE_SIGNAL:
+                flags.add(("incoherent_rationale", v.ad_id))
+            if v.verdict == REJECT and len(v.pulled) >= 2 and mean <= INCOHERENT_REJECT_SIGNAL:
+                flags.add(("incoherent_rationale", v.ad_id))
+    for a, b in links:
+        va, vb = by_id.get(a), by_id.get(b)
+        if va and vb and {va.verdict, vb.verdict} == {APPROVE, REJECT}:
+            flags.add(("inconsistency", max((va, vb), key=lambda r: r.order).ad_id))
+    if verdicts:
+        conf = np.asarray([v.confidence for v in verdicts])
+        correct = np.asarray([v.verdict == (APPROVE, REJECT, 2)[v.label] for v in verdicts])
+        bins = np.digitize(conf, (0.4, 0.7))
+        for b in range(3):
+            sel = bins == b
+            if sel.sum() >= MIN_BIN and conf[sel].mean() - correct[sel].mean() > \
+                    OVERCONFIDENCE_GAP:
+                flags.add(("miscalibration", None))
+        legit = [v for v in verdicts if v.label == LEGIT]
+        risky = [v.verdict == REJECT for v in legit if CATEGORIES[v.category].family != "legit"]
+        plain = [v.verdict == REJECT for v in legit if CATEGORIES[v.category].family == "legit"]
+        if len(risky) >= MIN_BIN and len(plain) >= MIN_BIN and \
+                abs(np.mean(risky) - np.mean(plain)) > BIAS_GAP:
+            flags.add(("bias", None))
+    return flags
+
+
+def _cites(rationale: str, pulled: tuple[int, ...], values: list[str]) -> bool:
+    low = rationale.lower()
+    for t in pulled:
+        name = TARGETS[t]
+        if name in low or name.replace("_", " ") in low:
+            return True
+    return any(val.lower() in low for val in values)
+
+
+def track_a_score(flags) -> float:
+    return float(max(0.0, 1.0 - sum(TRACK_A_WEIGHT.get(f, 0.15) for f, _ in flags)))

@@ -1,0 +1,492 @@
+"""The tensor face: a discrete action catalogue, a legal-action mask and an observation vector per
+role.
+
+* Every action index decodes to exactly one rules op (and so to one pydantic action model). The
+  catalogues are fixed-size, whatever the task, so one policy can train across tasks.
+* Each role's observation is one preallocated float32 vector with named views, filled in place
+  from the referee (OpenSpiel's Observer pattern). ``Observer.layout`` lists the names, offsets
+  and shapes, so a user can see what every entry means.
+* Each role sees only what it may see: the investigator sees the surface and what it pulled; the
+  fraudster sees the public queue, what was done to its ads and its own ads' hidden signals; the
+  auditor sees the record, ground truth included.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .catalog import (
+    AUDIT_TRACK_A,
+    AUDIT_TRACK_B,
+    CATEGORIES,
+    CATEGORY_INDEX,
+    CONFIDENCE_BUCKETS,
+    COUNTRIES,
+    FRAUDSTER_EDITS,
+    MAX_AUDITOR_ACTIONS,
+    MAX_PULLS_PER_AD,
+    MAX_SLOTS,
+    PAYMENT_TYPES,
+    PHASES,
+    RING_SIGNAL_SOURCE,
+    ROLES,
+    TACTICS,
+    TARGETS,
+    TASK_IDS,
+    TLDS,
+    VERDICTS,
+)
+from .lexicon import N_LEXICAL
+from .models import AdReviewAction, AuditorAction, FraudsterAction
+from .referee import AD_IDS, AD_SLOT, Referee
+
+S = MAX_SLOTS
+N_CAT = len(CATEGORIES)
+N_T = len(TARGETS)
+N_CONF = len(CONFIDENCE_BUCKETS)
+PAIRS = np.array([(i, j) for i in range(S) for j in range(i + 1, S)], dtype=np.int64)
+PAIR_INDEX = np.full((S, S), -1, np.int64)
+PAIR_INDEX[PAIRS[:, 0], PAIRS[:, 1]] = np.arange(len(PAIRS))
+PAIR_INDEX[PAIRS[:, 1], PAIRS[:, 0]] = np.arange(len(PAIRS))
+EVIDENCE_SCALE = 4.0  # evidence signals are divided by this in observations
+OBS_BOUND = 2.0  # every observation entry lies in [-OBS_BOUND, OBS_BOUND]
+
+
+# ----------------------------------------------------------------------------- action catalogue
+def _fraudster_ops() -> list[tuple]:
+    ops = [("propose", c, t, None, None, None, None) for c in range(N_CAT)
+           for t in range(len(TACTICS))]
+    ops += [("modify", s, e, None, None) for s in range(S) for e in range(len(FRAUDSTER_EDITS))]
+    return ops + [("end_turn",), ("commit_final",)]
+
+
+def _investigator_ops() -> list[tuple]:
+    ops = [("investigate", s, t) for s in range(S) for t in range(N_T)]
+    ops += [("verdict", s, v, CONFIDENCE_BUCKETS[c], None) for s in range(S)
+            for v in range(len(VERDICTS)) for c in range(N_CONF)]
+    ops += [("link", int(i), int(j), None) for i, j in PAIRS]
+    return ops + [("end_turn",)]
+
+
+def _auditor_ops() -> list[tuple]:
+    ops = [("flag", "A", k - 1, f, 0.5, None) for k in range(S + 1) for f in AUDIT_TRACK_A]
+    ops += [("flag", "B", s, f, 0.5, None) for s in range(S) for f in AUDIT_TRACK_B]
+    return ops + [("submit", None)]
+
+
+OPS: dict[str, list[tuple]] = {"fraudster": _fraudster_ops(),
+                               "investigator": _investigator_ops(),
+                               "auditor": _auditor_ops()}
+N_ACTIONS = {role: len(ops) for role, ops in OPS.items()}
+
+
+def _key(op: tuple) -> tuple:
+    """The part of an op that has an index: free text (rationale, notes, copy) is dropped."""
+    kind = op[0]
+    if kind == "propose":
+        return op[:3]
+    if kind == "modify":
+        return op[:3]
+    if kind == "verdict":
+        conf = min(CONFIDENCE_BUCKETS, key=lambda b: abs(b - op[3]))
+        return (kind, op[1], op[2], conf)
+    if kind == "link":
+        return (kind, min(op[1], op[2]), max(op[1], op[2]))
+    if kind == "flag":
+        return op[:4]
+    if kind == "submit":
+        return (kind,)
+    return op
+
+
+_INDEX = {role: {_key(op): i for i, op in enumerate(ops)} for role, ops in OPS.items()}
+# offsets of each block, for masks
+F_PROPOSE, F_MODIFY = 0, N_CAT * len(TACTICS)
+F_END, F_COMMIT = F_MODIFY + S * len(FRAUDSTER_EDITS), F_MODIFY + S * len(FRAUDSTER_EDITS) + 1
+I_INVESTIGATE, I_VERDICT = 0, S * N_T
+I_LINK = I_VERDICT + S * len(VERDICTS) * N_CONF
+I_END = I_LINK + len(PAIRS)
+A_FLAG_A, A_FLAG_B = 0, (S + 1) * len(AUDIT_TRACK_A)
+A_SUBMIT = A_FLAG_B + S * len(AUDIT_TRACK_B)
+
+
+def index_to_op(role: str, index: int) -> tuple:
+    return OPS[role][index]
+
+
+def op_to_index(role: str, op: tuple) -> int | None:
+    """The index of an op, or None when it carries free text that no index stands for."""
+    kind = op[0]
+    if kind == "propose" and (op[2] < 0 or any(x is not None for x in op[3:6])):
+        return None
+    if kind == "modify" and (op[2] < 0 or op[3] is not None or op[4] is not None):
+        return None
+    return _INDEX[role].get(_key(op))
+
+
+def op_to_model(role: str, op: tuple):
+    """The pydantic action model an op stands for."""
+    kind = op[0]
+    if role == "fraudster":
+        if kind == "propose":
+            return FraudsterAction(action_type="propose_ad", category=CATEGORIES[op[1]].name,
+                                   tactic=TACTICS[op[2]])
+        if kind == "modify":
+            return FraudsterAction(action_type="modify_pending_ad", ad_id=AD_IDS[op[1]],
+                                   edit=FRAUDSTER_EDITS[op[2]])
+        return FraudsterAction(action_type=kind)
+    if role == "investigator":
+        if kind == "investigate":
+            return AdReviewAction(action_type="investigate", ad_id=AD_IDS[op[1]],
+                                  investigation_target=TARGETS[op[2]])
+        if kind == "verdict":
+            return AdReviewAction(action_type="verdict", ad_id=AD_IDS[op[1]],
+                                  verdict=VERDICTS[op[2]], confidence=op[3], rationale=op[4])
+        if kind == "link":
+            return AdReviewAction(action_type="link_accounts", ad_id=AD_IDS[op[1]],
+                                  linked_ad_id=AD_IDS[op[2]], link_reason=op[3])
+        return AdReviewAction(action_type="end_turn")
+    if kind == "flag":
+        return AuditorAction(action_type="flag_investigator" if op[1] == "A" else
+                             "flag_fraudster", target_ad_id=AD_IDS[op[2]] if op[2] >= 0 else
+                             None, flag_type=op[3], severity=op[4], note=op[5])
+    return AuditorAction(action_type="submit_audit_report")
+
+
+def model_to_op(role: str, model, referee: Referee | None = None) -> tuple:
+    """Translate an action model to an op; with a referee, ad ids are checked against the queue."""
+    if referee is not None:
+        return referee.op_from_model(role, model) if referee.current_role == role else \
+            _stateless_op(role, model)
+    return _stateless_op(role, model)
+
+
+def _stateless_op(role: str, m) -> tuple:
+    t = m.action_type
+    if role == "fraudster":
+        if t == "propose_ad":
+            tactic = TACTICS.index(m.tactic) if m.tactic else -1
+            return ("propose", CATEGORY_INDEX.get(m.category, -1), tactic, m.ad_copy,
+                    m.landing_page_blurb, m.targeting_summary, m.rationale)
+        if t == "modify_pending_ad":
+            edit = FRAUDSTER_EDITS.index(m.edit) if m.edit else -1
+            return ("modify", AD_SLOT.get(m.ad_id, -1), edit, m.new_ad_copy,
+                    m.new_landing_page_blurb)
+        return (t,)
+    if role == "investigator":
+        if t == "investigate":
+            return ("investigate", AD_SLOT.get(m.ad_id, -1), TARGETS.index(m.investigation_target))
+        if t == "verdict":
+            return ("verdict", AD_SLOT.get(m.ad_id, -1), VERDICTS.index(m.verdict),
+                    0.5 if m.confidence is None else m.confidence, m.rationale)
+        if t == "link_accounts":
+            return ("link", AD_SLOT.get(m.ad_id, -1), AD_SLOT.get(m.linked_ad_id, -1),
+                    m.link_reason)
+        return ("end_turn",)
+    if t == "submit_audit_report":
+        return ("submit", None)
+    slot = -1 if m.target_ad_id is None else AD_SLOT.get(m.target_ad_id, -2)
+    return ("flag", "A" if t == "flag_investigator" else "B", slot, m.flag_type, m.severity,
+            m.note)
+
+
+# ----------------------------------------------------------------------------- masks
+def fill_mask(role: str, ref: Referee, out: np.ndarray) -> np.ndarray:
+    """Write the legal-action mask of ``role`` into ``out`` (int8); all zeros when it is not the
+    role's turn. Legal here means exactly ``ref.check(role, op) is None``."""
+    out[:] = 0
+    if ref.current_role != role:
+        return out
+    if role == "fraudster":
+        if ref.proposals_used < ref.max_proposals and ref.proposal_room():
+            out[F_PROPOSE:F_MODIFY].reshape(N_CAT, len(TACTICS))[ref.allowed_mask] = 1
+        mine = ref.is_proposal & (ref.verdict < 0)
+        if mine.any():
+            mod = out[F_MODIFY:F_END].reshape(S, len(FRAUDSTER_EDITS))
+            rows_markers = np.where(mine, ref.rows.markers[np.maximum(ref.slot_row, 0)], 0)
+            mod[:, 0] = mine & (rows_markers > 0)
+            mod[:, 1] = mine & ~ref.trusted
+        out[F_END] = out[F_COMMIT] = 1
+    elif role == "investigator":
+        out[I_END] = 1
+        if ref.budget > 0:
+            pending = ref.present & (ref.verdict < 0)
+            inv = out[I_INVESTIGATE:I_VERDICT].reshape(S, N_T)
+            inv[:] = (pending & (ref.n_pulls < MAX_PULLS_PER_AD))[:, None] & ~ref.pulled
+            out[I_VERDICT:I_LINK].reshape(S, len(VERDICTS) * N_CONF)[pending] = 1
+            p = ref.present
+            out[I_LINK:I_END] = (p[PAIRS[:, 0]] & p[PAIRS[:, 1]] &
+                                 ~ref.linked[PAIRS[:, 0], PAIRS[:, 1]])
+    else:
+        out[A_SUBMIT] = 1
+        if ref.auditor_actions < MAX_AUDITOR_ACTIONS:
+            nA, nB = len(AUDIT_TRACK_A), len(AUDIT_TRACK_B)
+            fa = out[A_FLAG_A:A_FLAG_B].reshape(S + 1, nA)
+            fa[0] = 1
+            fa[1:][ref.present] = 1
+            fb = out[A_FLAG_B:A_SUBMIT].reshape(S, nB)
+            fb[ref.present] = 1
+            for track, ftype, slot in ref.claimed:
+                if track == "A":
+                    fa[slot + 1, AUDIT_TRACK_A.index(ftype)] = 0
+                else:
+                    fb[slot, AUDIT_TRACK_B.index(ftype)] = 0
+    return out
+
+
+# ----------------------------------------------------------------------------- observations
+class Observer:
+    """One role's observation: a preallocated float32 vector carved into named views."""
+
+    def __init__(self, role: str):
+        self.role = role
+        fields = _LAYOUTS[role]()
+        self.layout: list[tuple[str, int, tuple[int, ...]]] = []
+        offset = 0
+        for name, shape in fields:
+            self.layout.append((name, offset, shape))
+            offset += int(np.prod(shape))
+        self.size = offset
+        self.tensor = np.zeros(self.size, np.float32)
+        self.views = {name: self.tensor[o:o + int(np.prod(shape))].reshape(shape)
+                      for name, o, shape in self.layout}
+        self._cache_key = None
+
+    def feature_names(self) -> list[str]:
+        names = []
+        for name, _, shape in self.layout:
+            names += [name] if shape == (1,) else [f"{name}{list(ix)}" for ix in np.ndindex(shape)]
+        return names
+
+    def fill(self, ref: Referee) -> np.ndarray:
+        _FILLERS[self.role](self, ref)
+        return self.tensor
+
+
+def _globals() -> list:
+    return [("phase", (len(PHASES),)), ("task", (len(TASK_IDS),)), ("round", (1,)),
+            ("rounds_remaining", (1,)), ("actions_left_this_turn", (1,))]
+
+
+def _investigator_layout() -> list:
+    return _globals() + [
+        ("budget", (1,)), ("queue_may_grow", (1,)), ("pending_count", (1,)),
+        ("present", (S,)), ("status", (S, 4)), ("arrived_round", (S,)),
+        ("category", (S, N_CAT)), ("surface", (S, 5)), ("lexical", (S, N_LEXICAL)),
+        ("pulled", (S, N_T)), ("evidence", (S, N_T)), ("pulls_left", (S,)),
+        ("links", (S,)), ("collisions", (S,)),
+        ("pair_shared_signals", (len(PAIRS),)), ("pair_linked", (len(PAIRS),)),
+    ]
+
+
+def _fraudster_layout() -> list:
+    return _globals() + [
+        ("proposals_remaining", (1,)), ("committed", (1,)), ("queue_room", (1,)),
+        ("allowed_categories", (N_CAT,)),
+        ("present", (S,)), ("status", (S, 4)), ("mine", (S,)), ("category", (S, N_CAT)),
+        ("lexical", (S, N_LEXICAL)), ("pulled", (S, N_T)), ("my_tactic", (S, len(TACTICS))),
+        ("my_evidence", (S, N_T)), ("my_surface", (S, 5)), ("trusted", (S,)),
+    ]
+
+
+def _auditor_layout() -> list:
+    return _globals() + [
+        ("calibration", (3, 3)), ("bias", (4,)),
+        ("present", (S,)), ("label", (S, 3)), ("status", (S, 4)), ("manual", (S,)),
+        ("confidence", (S,)), ("proposal", (S,)), ("severity", (S,)),
+        ("category", (S, N_CAT)), ("pulled", (S, N_T)), ("evidence", (S, N_T)),
+        ("lexical", (S, N_LEXICAL)), ("rationale", (S, 2)), ("link_conflict", (S,)),
+        ("track_b_cues", (S, 4)), ("claimed_a", (S + 1, len(AUDIT_TRACK_A))),
+        ("claimed_b", (S, len(AUDIT_TRACK_B))),
+    ]
+
+
+_LAYOUTS = {"fraudster": _fraudster_layout, "investigator": _investigator_layout,
+            "auditor": _auditor_layout}
+
+
+def _fill_globals(v: dict, ref: Referee, role_index: int) -> None:
+    v["phase"][:] = 0
+    v["phase"][PHASES.index(ref.phase)] = 1
+    v["task"][:] = 0
+    v["task"][TASK_IDS.index(ref.task.task_id)] = 1
+    v["round"][0] = ref.round_number / ref.max_rounds
+    v["rounds_remaining"][0] = ref.rounds_remaining() / ref.max_rounds
+    cap = ref.caps[role_index]
+    v["actions_left_this_turn"][0] = ref.actions_left_this_turn(role_index) / cap
+
+
+def _surface(ref: Referee, rows_idx: np.ndarray, present: np.ndarray, out: np.ndarray) -> None:
+    rows = ref.rows
+    out[:, 0] = np.log1p(rows.age_days[rows_idx]) / 8.3
+    out[:, 1] = rows.tld[rows_idx] / (len(TLDS) - 1)
+    out[:, 2] = rows.payment_type[rows_idx] / (len(PAYMENT_TYPES) - 1)
+    out[:, 3] = rows.country[rows_idx] / (len(COUNTRIES) - 1)
+    out[:, 4] = np.minimum(rows.markers[rows_idx], 6) / 6.0
+    out[~present] = 0
+
+
+def _onehot(out: np.ndarray, present: np.ndarray, index: np.ndarray) -> None:
+    out[:] = 0
+    out[present, index[present]] = 1
+
+
+def _fill_investigator(obs: Observer, ref: Referee) -> None:
+    v = obs.views
+    _fill_globals(v, ref, 1)
+    present = ref.present
+    idx = np.maximum(ref.slot_row, 0)
+    rows = ref.rows
+    pending = present & (ref.verdict < 0)
+    v["budget"][0] = ref.budget / ref.task.action_budget
+    v["queue_may_grow"][0] = ref.n_base_arrived < ref.ep.n_base or (
+        not ref.committed and ref.proposals_used < ref.max_proposals)
+    v["pending_count"][0] = pending.sum() / S
+    v["present"][:] = present
+    _onehot(v["status"], present, ref.verdict + 1)
+    v["arrived_round"][:] = ref.arrived / ref.max_rounds
+    _onehot(v["category"], present, rows.category[idx])
+    _surface(ref, idx, present, v["surface"])
+    v["lexical"][:] = ref.lexical
+    v["pulled"][:] = ref.pulled
+    _evidence(rows.evidence[idx], ref.pulled, v["evidence"])
+    v["pulls_left"][:] = np.where(pending, (MAX_PULLS_PER_AD - ref.n_pulls) / MAX_PULLS_PER_AD, 0)
+    v["links"][:] = ref.linked.sum(axis=1) / S
+    key = (id(ref.ep), int(ref.pulled.sum()), ref.n_arrived)
+    if obs._cache_key != key:
+        shared = shared_signals(ref)
+        v["collisions"][:] = (shared > 0).sum(axis=1) / S
+        v["pair_shared_signals"][:] = shared[PAIRS[:, 0], PAIRS[:, 1]] / 4.0
+        obs._cache_key = key
+    v["pair_linked"][:] = ref.linked[PAIRS[:, 0], PAIRS[:, 1]]
+
+
+def _evidence(signals: np.ndarray, visible: np.ndarray, out: np.ndarray) -> None:
+    np.divide(signals, EVIDENCE_SCALE, out=out)
+    np.clip(out, -OBS_BOUND, OBS_BOUND, out=out)
+    out *= visible
+
+
+def shared_signals(ref: Referee) -> np.ndarray:
+    """(S, S) count of ring signals two ads visibly share: both ads had the revealing source
+    pulled and show the same token."""
+    idx = np.maximum(ref.slot_row, 0)
+    tokens = ref.rows.tokens[idx]
+    shared = np.zeros((S, S), np.int64)
+    for k, source in enumerate(RING_SIGNAL_SOURCE):
+        seen = ref.pulled[:, source] & ref.present
+        if seen.sum() < 2:
+            continue
+        col = tokens[:, k]
+        shared += (col[:, None] == col[None, :]) & seen[:, None] & seen[None, :]
+    np.fill_diagonal(shared, 0)
+    return shared
+
+
+def _fill_fraudster(obs: Observer, ref: Referee) -> None:
+    v = obs.views
+    _fill_globals(v, ref, 0)
+    present = ref.present
+    idx = np.maximum(ref.slot_row, 0)
+    rows = ref.rows
+    mine = ref.is_proposal
+    v["proposals_remaining"][0] = (ref.max_proposals - ref.proposals_used) / ref.max_proposals
+    v["committed"][0] = ref.committed
+    v["queue_room"][0] = ref.proposal_room()
+    v["allowed_categories"][:] = ref.allowed_mask
+    v["present"][:] = present
+    _onehot(v["status"], present, ref.verdict + 1)
+    v["mine"][:] = mine
+    _onehot(v["category"], present, rows.category[idx])
+    v["lexical"][:] = ref.lexical
+    v["pulled"][:] = ref.pulled
+    _onehot(v["my_tactic"], mine, rows.tactic[idx])
+    _evidence(rows.evidence[idx], mine[:, None], v["my_evidence"])
+    _surface(ref, idx, mine, v["my_surface"])
+    v["trusted"][:] = ref.trusted
+
+
+def _fill_auditor(obs: Observer, ref: Referee) -> None:
+    v = obs.views
+    _fill_globals(v, ref, 2)
+    if ref.phase not in ("audit_phase", "done"):
+        obs.tensor[sum(int(np.prod(s)) for _, s in _globals()):] = 0
+        obs._cache_key = None
+        return
+    key = (id(ref.ep), ref.phase)
+    if obs._cache_key != key:
+        _fill_auditor_record(v, ref)
+        obs._cache_key = key
+    v["claimed_a"][:] = 0
+    v["claimed_b"][:] = 0
+    for track, ftype, slot in ref.claimed:
+        if track == "A":
+            v["claimed_a"][slot + 1, AUDIT_TRACK_A.index(ftype)] = 1
+        else:
+            v["claimed_b"][slot, AUDIT_TRACK_B.index(ftype)] = 1
+
+
+def _fill_auditor_record(v: dict, ref: Referee) -> None:
+    from .audit import REPETITION_JACCARD
+    from .lexicon import has_injection_or_generator_token, jaccard, mentions_minors, shingles
+
+    present = ref.present
+    idx = np.maximum(ref.slot_row, 0)
+    rows = ref.rows
+    manual = ref.manual & present
+    v["present"][:] = present
+    _onehot(v["label"], present, rows.label[idx].astype(np.int64))
+    _onehot(v["status"], present, ref.verdict + 1)
+    v["manual"][:] = manual
+    v["confidence"][:] = np.where(present, ref.confidence, 0)
+    v["proposal"][:] = ref.is_proposal
+    v["severity"][:] = np.where(present, rows.severity[idx], 0)
+    _onehot(v["category"], present, rows.category[idx])
+    v["pulled"][:] = ref.pulled
+    _evidence(rows.evidence[idx], ref.pulled, v["evidence"])
+    v["lexical"][:] = ref.lexical
+    rat = v["rationale"]
+    rat[:] = 0
+    for s in np.flatnonzero(manual):
+        text = ref.rationale[s]
+        rat[s, 0] = bool(text and text.strip())
+    conflict = v["link_conflict"]
+    conflict[:] = 0
+    for a, b in ref.links:
+        if manual[a] and manual[b] and {int(ref.verdict[a]), int(ref.verdict[b])} == {0, 1}:
+            later = a if ref.decided_order[a] > ref.decided_order[b] else b
+            conflict[later] = 1
+    cues = v["track_b_cues"]
+    cues[:] = 0
+    seen = []
+    for s in ref.proposal_slots:
+        cat = CATEGORIES[rows.category[ref.slot_row[s]]]
+        text = " ".join((ref.copy[s], ref.blurb[s], ref.targeting[s]))
+        sh = shingles(ref.copy[s])
+        cues[s] = (has_injection_or_generator_token(text),
+                   cat.adult_only and mentions_minors(ref.targeting[s] + " " + ref.copy[s]),
+                   not any(k in text.lower() for k in cat.keywords),
+                   any(jaccard(sh, o) >= REPETITION_JACCARD for o in seen))
+        seen.append(sh)
+    cal = v["calibration"]
+    cal[:] = 0
+    conf = ref.confidence[manual]
+    correct = ref.verdict[manual] == np.asarray((0, 1, 2))[rows.label[idx][manual]]
+    bins = np.digitize(conf, (0.4, 0.7))
+    for b in range(3):
+        sel = bins == b
+        if sel.any():
+            cal[b] = (sel.sum() / S, conf[sel].mean(), correct[sel].mean())
+    legit = manual & (rows.label[idx] == 0)
+    fam = np.asarray([c.family != "legit" for c in CATEGORIES])[rows.category[idx]]
+    risky, plain = legit & fam, legit & ~fam
+    rejected = ref.verdict == 1
+    v["bias"][:] = (risky.sum() / S, rejected[risky].mean() if risky.any() else 0,
+                    plain.sum() / S, rejected[plain].mean() if plain.any() else 0)
+
+
+_FILLERS = {"fraudster": _fill_fraudster, "investigator": _fill_investigator,
+            "auditor": _fill_auditor}
+
+__all__ = ["N_ACTIONS", "OPS", "Observer", "fill_mask", "index_to_op", "op_to_index",
+           "op_to_model", "model_to_op", "shared_signals", "ROLES"]

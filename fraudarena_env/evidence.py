@@ -1,0 +1,106 @@
+"""The six evidence sources: what pulling a source reveals about an ad, as fields and as text.
+
+Each source has one *headline* field, a monotone function of that source's evidence signal, and a
+few detail fields derived from the same signal plus the ad's own rendering noise. Ring tokens sit
+in detail fields and look like every other token. The headline maps back to the signal with
+``headline_to_signal`` so a policy reading the text face sees what a tensor policy sees.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .catalog import (
+    CATEGORIES,
+    COUNTRIES,
+    DOMAIN_STEMS,
+    PAYMENT_TYPES,
+    REGISTRARS,
+    RING_SIGNAL_PREFIX,
+    TARGETS,
+    TLDS,
+)
+
+HEADLINE = {  # source -> (field, scale, offset): value = offset + scale * risk
+    "advertiser_history": ("approval_rate", -0.7, 0.98),
+    "landing_page": ("scam_similarity", 1.0, 0.0),
+    "payment_method": ("chargeback_rate", 0.3, 0.0),
+    "targeting_overlap": ("scam_audience_overlap", 1.0, 0.0),
+    "campaign_structure": ("spend_anomaly", 1.0, 0.0),
+    "policy_classifier": ("unsafe_score", 1.0, 0.0),
+}
+SIGNAL_OFFSET = 1.0
+
+
+def signal_to_risk(signal: float) -> float:
+    return 1.0 / (1.0 + math.exp(-(signal - SIGNAL_OFFSET)))
+
+
+def headline_to_signal(target: str, value: float) -> float:
+    """Invert a headline field back to the evidence signal (for text-face policies)."""
+    _, scale, offset = HEADLINE[target]
+    risk = min(max((value - offset) / scale, 1e-4), 1 - 1e-4)
+    return math.log(risk / (1 - risk)) + SIGNAL_OFFSET
+
+
+def token_text(signal_index: int, value: int) -> str:
+    return f"{RING_SIGNAL_PREFIX[signal_index]}{int(value):06d}"
+
+
+def domain_of(tld: int, uniform) -> str:
+    a = DOMAIN_STEMS[int(uniform[6] * len(DOMAIN_STEMS))]
+    b = DOMAIN_STEMS[int(uniform[7] * len(DOMAIN_STEMS))]
+    return f"{a}{b}.{TLDS[tld]}"
+
+
+def surface_fields(rows, row: int) -> dict:
+    """What anyone sees for free about an ad."""
+    cat = CATEGORIES[int(rows.category[row])]
+    return {
+        "category": cat.name,
+        "policy_area": cat.citation,
+        "account_age_days": int(rows.age_days[row]),
+        "landing_tld": TLDS[int(rows.tld[row])],
+        "payment_type": PAYMENT_TYPES[int(rows.payment_type[row])],
+        "country": COUNTRIES[int(rows.country[row])],
+        "risk_markers": int(rows.markers[row]),
+    }
+
+
+def evidence_fields(rows, row: int, target_index: int) -> dict:
+    """The fields one evidence source reveals for one ad."""
+    target = TARGETS[target_index]
+    x = float(rows.evidence[row, target_index])
+    risk = signal_to_risk(x)
+    u = rows.uniform[row]
+    name, scale, offset = HEADLINE[target]
+    out: dict = {name: round(offset + scale * risk, 3)}
+    tok = rows.tokens[row]
+    if target == "advertiser_history":
+        out.update(verified_business=bool(u[8] > risk), violations=int(risk * 4 * u[9] + 0.5),
+                   ads_last_30_days=int(3 + 60 * risk * u[10]))
+    elif target == "landing_page":
+        out.update(domain=domain_of(int(rows.tld[row]), u), landing_host=token_text(1, tok[1]),
+                   ssl_valid=bool(u[8] > 0.7 * risk), domain_age_days=int(20 + 3000 * (1 - risk)
+                                                                          * u[9]),
+                   registrar=REGISTRARS[min(int(risk * len(REGISTRARS) * (0.5 + u[10])),
+                                            len(REGISTRARS) - 1)],
+                   redirect_hops=int(4 * risk * u[11]))
+    elif target == "payment_method":
+        out.update(payment_type=PAYMENT_TYPES[int(rows.payment_type[row])],
+                   payment_id=token_text(0, tok[0]),
+                   accounts_on_payment=1 + int(8 * risk * u[9]))
+    elif target == "targeting_overlap":
+        out.update(audience_fingerprint=token_text(2, tok[2]),
+                   geo_regions=1 + int(6 * risk * u[10]))
+    elif target == "campaign_structure":
+        out.update(campaign_fingerprint=token_text(3, tok[3]),
+                   daily_budget=int(50 + 4000 * risk * u[11]), ad_sets=1 + int(30 * risk * u[12]))
+    else:
+        out.update(classification="unsafe" if risk > 0.5 else "safe")
+    return out
+
+
+def evidence_text(target: str, fields: dict) -> str:
+    parts = ", ".join(f"{k}={v}" for k, v in fields.items())
+    return f"[{target}] {parts}"

@@ -1,0 +1,274 @@
+"""Episode generator: the hidden world of one match, drawn from one seeded generator.
+
+Every ad has a label (legit / fraud / escalate) and a *strength*: how far its signals sit from a
+legit ad's (0 for legit ads, set by the tactic for fraud). Strength shifts two groups of
+signals, each with unit Gaussian noise:
+
+* surface signals, free to the investigator: account age, landing TLD, payment type, country and
+  risk phrases in the copy. They are shifted a little (``SURFACE_SHIFT``), and the category
+  overlaps between classes, so the surface is informative but never decisive;
+* evidence signals, one per evidence source, shifted a lot (``EVIDENCE_SHIFT``), so pulling
+  sources pays.
+
+The generator draws all random numbers of a match in a handful of vectorised calls at reset,
+including a block reserved for fraudster proposals, so what a proposal looks like does not depend
+on the order of earlier actions. Arrays are plain numpy; text is rendered later, on demand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .catalog import (
+    CATEGORIES,
+    CATEGORY_INDEX,
+    COUNTRIES,
+    ESCALATE,
+    ESCALATE_STRENGTH,
+    FRAUD,
+    GRAY_CATEGORY,
+    LEGIT,
+    LEGIT_FAMILY,
+    MAX_SLOTS,
+    PAYMENT_TYPES,
+    RING_SIGNALS,
+    TACTIC_MARKERS,
+    TACTIC_SEVERITY,
+    TACTIC_STRENGTH,
+    TLDS,
+    TOPOLOGIES,
+    TaskConfig,
+)
+
+SURFACE_SHIFT = 0.45  # per surface signal, in noise standard deviations, for strength 1
+EVIDENCE_SHIFT = 2.0  # per evidence source
+LEGIT_IN_RISKY_CATEGORY = 0.35  # legit ads filed under a risky policy area
+FRAUD_IN_LEGIT_CATEGORY = 0.30  # non-camouflaged fraud hiding in a legit-looking category
+INITIAL_SHARE = 0.6  # of the base queue present at reset; the rest arrives round by round
+TOKEN_SPACE = 1_000_000
+N_NORMAL = 12  # normal draws per ad: 4 surface, 1 markers, 6 evidence, 1 spare
+N_UNIFORM = 16  # uniform draws per ad: category, tactic, copy choices and rendering detail
+
+
+@dataclass
+class RingInfo:
+    ring_id: int
+    topology: str
+    members: list[int]  # ad rows
+    shared_signals: tuple[int, ...]  # indices into RING_SIGNALS
+
+
+@dataclass
+class AdRows:
+    """Per-ad hidden state, one row per ad, in arrival order (base ads, then proposals)."""
+
+    label: np.ndarray
+    category: np.ndarray
+    tactic: np.ndarray
+    severity: np.ndarray
+    strength: np.ndarray
+    age_days: np.ndarray
+    tld: np.ndarray
+    payment_type: np.ndarray
+    country: np.ndarray
+    markers: np.ndarray
+    body: np.ndarray
+    evidence: np.ndarray  # (n, 6) evidence z-scores, one per source
+    uniform: np.ndarray  # (n, N_UNIFORM) rendering detail
+    tokens: np.ndarray  # (n, 4) ring-signal tokens
+    ring: np.ndarray
+    arrival_round: np.ndarray
+
+
+@dataclass
+class Episode:
+    n_base: int
+    rows: AdRows  # capacity n_base + MAX_SLOTS; rows past n_base are reserved for proposals
+    rings: list[RingInfo]
+    slot_order: np.ndarray  # the k-th ad to arrive takes slot slot_order[k]
+    proposal_ring_tokens: np.ndarray  # infrastructure the fraudster's network proposals share
+    normal: np.ndarray  # the match's normal draws; proposal rows use theirs when proposed
+
+
+def surface_from_latent(strength, normal, uniform):
+    """Map strength and noise to the visible surface: age, TLD, payment type, country, markers."""
+    z = strength[:, None] * SURFACE_SHIFT + normal[:, :4]
+    age = np.clip(np.exp(6.0 - 0.8 * z[:, 0]), 1, 4000).astype(np.int32)
+    tld = np.clip(((z[:, 1] + 1.6) * (len(TLDS) / 4.4)).astype(np.int64), 0, len(TLDS) - 1)
+    pay = np.clip(((z[:, 2] + 1.6) * (len(PAYMENT_TYPES) / 4.4)).astype(np.int64), 0,
+                  len(PAYMENT_TYPES) - 1)
+    country = np.clip(((z[:, 3] + 1.8) * (len(COUNTRIES) / 4.8)).astype(np.int64), 0,
+                      len(COUNTRIES) - 1)
+    markers = np.clip(np.rint(SURFACE_SHIFT * strength + 0.8 * normal[:, 4] - 0.3), 0, 3)
+    return age, tld.astype(np.int8), pay.astype(np.int8), country.astype(np.int8), \
+        markers.astype(np.int8)
+
+
+def evidence_from_latent(strength, normal):
+    return (strength[:, None] * EVIDENCE_SHIFT + normal[:, 5:11]).astype(np.float32)
+
+
+def generate(task: TaskConfig, rng: np.random.Generator, max_rounds: int) -> Episode:
+    n = task.queue_size
+    cap = n + MAX_SLOTS
+    normal = rng.standard_normal((cap, N_NORMAL))
+    uniform = rng.random((cap, N_UNIFORM))
+    tokens = rng.integers(0, TOKEN_SPACE, (cap + 4 * task.n_rings + 1, 4))
+    slot_order = rng.permutation(MAX_SLOTS)
+
+    label = np.empty(cap, np.int8)
+    label[:n] = np.repeat([LEGIT, FRAUD, ESCALATE], [task.n_legit, task.n_fraud,
+                                                     task.n_escalate])
+    label[:n] = label[:n][rng.permutation(n)]
+    label[n:] = FRAUD
+
+    # Fraud tactic, then category. Camouflaged fraud always sits in a legit-looking category.
+    u = uniform
+    tactics = np.asarray(task.fraud_tactics)
+    tactic = np.full(cap, -1, np.int8)
+    is_fraud = label[:n] == FRAUD
+    tactic[:n][is_fraud] = tactics[(u[:n, 0] * len(tactics)).astype(np.int64)][is_fraud]
+    risky = np.asarray([CATEGORY_INDEX[c] for c in task.fraud_categories])
+    legit_fam = np.asarray(LEGIT_FAMILY)
+    legit_risky = risky if task.n_escalate == 0 else np.append(risky, GRAY_CATEGORY)
+    pick_legit = legit_fam[(u[:n, 1] * len(legit_fam)).astype(np.int64)]
+    pick_risky = risky[(u[:n, 2] * len(risky)).astype(np.int64)]
+    pick_legit_risky = legit_risky[(u[:n, 2] * len(legit_risky)).astype(np.int64)]
+    category = np.zeros(cap, np.int16)
+    lab = label[:n]
+    category[:n] = np.where(
+        lab == LEGIT,
+        np.where(u[:n, 3] < LEGIT_IN_RISKY_CATEGORY, pick_legit_risky, pick_legit),
+        np.where(lab == ESCALATE, GRAY_CATEGORY,
+                 np.where((tactic[:n] == 3) | (u[:n, 3] < FRAUD_IN_LEGIT_CATEGORY),
+                          pick_legit, pick_risky)))
+
+    strength = np.zeros(cap)
+    severity = np.zeros(cap)
+    base_sev = np.asarray([c.base_severity for c in CATEGORIES])
+    tstr = np.asarray(TACTIC_STRENGTH)
+    tsev = np.asarray(TACTIC_SEVERITY)
+    strength[:n] = np.where(lab == FRAUD, tstr[tactic[:n]], 0.0)
+    severity[:n] = np.where(lab == FRAUD, base_sev[category[:n]] * tsev[tactic[:n]], 0.0)
+    strength[:n][lab == ESCALATE] = ESCALATE_STRENGTH
+    severity[:n][lab == ESCALATE] = base_sev[GRAY_CATEGORY]
+
+    age = np.zeros(cap, np.int32)
+    tld = np.zeros(cap, np.int8)
+    pay = np.zeros(cap, np.int8)
+    country = np.zeros(cap, np.int8)
+    markers = np.zeros(cap, np.int8)
+    age[:n], tld[:n], pay[:n], country[:n], markers[:n] = surface_from_latent(
+        strength[:n], normal[:n], uniform[:n])
+    evidence = np.zeros((cap, 6), np.float32)
+    evidence[:n] = evidence_from_latent(strength[:n], normal[:n])
+    body = (u[:, 4] * 3).astype(np.int8)
+
+    arrival = np.zeros(cap, np.int8)
+    n_initial = max(1, int(np.ceil(INITIAL_SHARE * n)))
+    later = np.arange(n - n_initial)
+    arrival[:n_initial] = 1
+    if max_rounds > 1:
+        arrival[n_initial:n] = 2 + later % (max_rounds - 1)
+    else:
+        arrival[n_initial:n] = 1
+
+    ring = np.full(cap, -1, np.int16)
+    rings = _build_rings(task, rng, label[:n], tokens, ring, n)
+    if task.n_rings:
+        _agency_decoy(label[:n], tokens, uniform)
+    rows = AdRows(label, category, tactic, severity, strength, age, tld, pay, country, markers,
+                  body, evidence, uniform, tokens[:cap].copy(), ring, arrival)
+    return Episode(n, rows, rings, slot_order, tokens[cap + 4 * task.n_rings].copy(), normal)
+
+
+def _ring_sizes(n_rings: int, n_fraud: int) -> list[int]:
+    """Rings of three, shrunk to two until at least two fraud ads are left over as decoys."""
+    sizes = [3] * n_rings
+    i = n_rings - 1
+    while sum(sizes) > n_fraud - 2 and any(s > 2 for s in sizes):
+        if sizes[i] > 2:
+            sizes[i] -= 1
+        i = (i - 1) % n_rings
+    return sizes
+
+
+def _build_rings(task, rng, label, tokens, ring, n) -> list[RingInfo]:
+    if not task.n_rings:
+        return []
+    fraud_rows = np.flatnonzero(label == FRAUD)
+    fraud_rows = fraud_rows[rng.permutation(len(fraud_rows))]
+    sizes = _ring_sizes(task.n_rings, len(fraud_rows))
+    sizes = [sizes[i] for i in rng.permutation(len(sizes))]
+    first_topology = int(rng.integers(len(TOPOLOGIES)))
+    signal_perm = rng.permuted(np.tile(np.arange(len(RING_SIGNALS)), (task.n_rings, 1)), axis=1)
+    n_shared = rng.integers(2, 4, task.n_rings)  # clique rings share 2 or 3 signals
+    ring_tokens = tokens[n + MAX_SLOTS:]  # four rows per ring: one per chain edge
+    out, start = [], 0
+    for r, size in enumerate(sizes):
+        members = [int(x) for x in fraud_rows[start:start + size]]
+        start += size
+        topology = TOPOLOGIES[(first_topology + r) % len(TOPOLOGIES)]
+        if topology == "clique":
+            k = int(n_shared[r])
+        elif topology == "chain":
+            k = 2
+        else:
+            k = max(1, size - 1)
+        signals = tuple(int(s) for s in signal_perm[r, :k])
+        _share_tokens(topology, members, signals, tokens, ring_tokens[4 * r:4 * r + 4])
+        ring[members] = r
+        out.append(RingInfo(r, topology, members, signals))
+    return out
+
+
+def _share_tokens(topology, members, signals, tokens, ring_tokens):
+    """Write shared tokens so that the pairs that share a signal are exactly the topology's edges.
+
+    Clique: every member carries the ring's token for every shared signal. Chain: edge j between
+    members j and j+1 uses signal j mod k, with a token of its own, so non-neighbours share
+    nothing. Hub: spoke i shares signal i-1 with the hub, one signal per spoke.
+    """
+    if topology == "clique":
+        for s in signals:
+            tokens[members, s] = ring_tokens[0, s]
+    elif topology == "chain":
+        for j in range(len(members) - 1):
+            s = signals[j % len(signals)]
+            tokens[[members[j], members[j + 1]], s] = ring_tokens[j, s]
+    else:
+        hub = members[0]
+        for i, spoke in enumerate(members[1:]):
+            s = signals[i % len(signals)]
+            tokens[[hub, spoke], s] = ring_tokens[0, s]
+
+
+def _agency_decoy(label, tokens, uniform):
+    """Two legit ads run by one agency share a campaign fingerprint: a decoy for naive linking."""
+    legit = np.flatnonzero(label == LEGIT)
+    if len(legit) >= 2 and uniform[0, 15] < 0.5:
+        a, b = legit[0], legit[1]
+        tokens[b, 3] = tokens[a, 3]
+
+
+def proposal_surface(tactic: int, row: int, episode: Episode, free_text_markers: int | None):
+    """Fill a proposal's row from the reserved block: strength, severity, surface, evidence."""
+    rows = episode.rows
+    strength = np.asarray([TACTIC_STRENGTH[tactic]])
+    age, tld, pay, country, _ = surface_from_latent(strength, _normal_of(episode, row),
+                                                    rows.uniform[row:row + 1])
+    rows.strength[row] = strength[0]
+    rows.tactic[row] = tactic
+    rows.age_days[row] = age[0]
+    rows.tld[row] = tld[0]
+    rows.payment_type[row] = pay[0]
+    rows.country[row] = country[0]
+    rows.markers[row] = TACTIC_MARKERS[tactic] if free_text_markers is None else \
+        min(free_text_markers, 9)
+    rows.evidence[row] = evidence_from_latent(strength, _normal_of(episode, row))[0]
+
+
+def _normal_of(episode: Episode, row: int) -> np.ndarray:
+    return episode.normal[row:row + 1]

@@ -1,0 +1,950 @@
+"""The referee: FraudArena's rules as a state machine, free of any RL or web framework.
+
+A match runs in rounds. Each round the fraudster takes a turn (propose, modify, end_turn,
+commit_final; at most ``max_fraudster_actions_per_turn`` actions), then the investigator takes a
+turn (investigate, verdict, link_accounts, end_turn; at most
+``max_investigator_actions_per_turn``). Base ads arrive over the rounds, so the queue grows with
+organic ads and proposals alike. Play ends when
+
+* ``max_rounds`` investigator turns have been played (``max_rounds``),
+* the investigator's action budget is spent (``budget_exhausted``),
+* nothing is pending and nothing more can arrive (``all_decided``, or ``commit_final`` when the
+  fraudster's commit is what closed the queue).
+
+Every end path auto-approves the pending ads. Then the auditor flags faults and submits its
+report, which ends the match; the terminal rewards are delivered then, to all three roles.
+
+Actions are applied from a compact internal form (``op`` tuples). The pydantic models of the text
+face and the action indices of the tensor face both translate to ops, so both faces run through
+exactly one set of rules: ``check`` says whether an op is legal and why not, ``apply`` carries it
+out. A rejected op leaves the match untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from . import audit, scoring
+from .catalog import (
+    AUDIT_TRACK_A,
+    AUDIT_TRACK_B,
+    CATEGORIES,
+    CATEGORY_INDEX,
+    ESCALATE,
+    FRAUD,
+    FRAUDSTER_EDITS,
+    GRAY_CATEGORY,
+    LABELS,
+    MATCH_KNOBS,
+    MAX_AUDITOR_ACTIONS,
+    MAX_PULLS_PER_AD,
+    MAX_SLOTS,
+    PHASE_ROLE,
+    RING_SIGNALS,
+    ROLES,
+    STATUSES,
+    TACTIC_MARKERS,
+    TACTIC_SEVERITY,
+    TACTICS,
+    TARGET_INDEX,
+    TARGETS,
+    TASKS,
+    TRUST_PHRASES,
+    VERDICTS,
+    TaskConfig,
+)
+from .errors import IllegalActionError, OutOfTurnError
+from .evidence import evidence_fields, evidence_text, surface_fields, token_text
+from .generator import Episode, RingInfo, generate, proposal_surface
+from .lexicon import count_risk_markers, count_trust_markers, lexical_features
+from .models import (
+    AdReviewAction,
+    AdReviewObservation,
+    AuditorAction,
+    AuditorObservation,
+    FraudsterAction,
+    FraudsterObservation,
+    RefereeState,
+)
+
+F, I, A = 0, 1, 2  # noqa: E741  (role indices)
+TRUST_SHIFT = 0.5  # a trust blurb makes the landing page look this much cleaner
+SOFTEN_SEVERITY = 0.9
+AD_IDS = tuple(f"ad_{s + 1:03d}" for s in range(MAX_SLOTS))
+AD_SLOT = {a: s for s, a in enumerate(AD_IDS)}
+
+
+def match_id_for(seed: int, task_id: str, knobs: dict) -> str:
+    key = f"{seed}|{task_id}|{sorted(knobs.items())}".encode()
+    return "m_" + hashlib.sha256(key).hexdigest()[:16]
+
+
+class Referee:
+    """One FraudArena match. ``reset_match`` starts it; roles act through ``step_as_<role>``."""
+
+    def __init__(self, illegal_action: str = "raise"):
+        if illegal_action not in ("raise", "penalize"):
+            raise ValueError(f"illegal_action must be 'raise' or 'penalize', not "
+                             f"{illegal_action!r}")
+        self.illegal_action = illegal_action
+        self.phase = "done"
+        self.task: TaskConfig | None = None
+        self.match_id = ""
+        self.step_rewards = [0.0, 0.0, 0.0]
+
+    # ------------------------------------------------------------------ setup
+    def reset_match(self, seed: int | None = None, task_id: str = "task_1",
+                    episode_id: str | None = None, **knobs: Any) -> None:
+        if task_id not in TASKS:
+            raise ValueError(f"unknown task_id {task_id!r}; choose one of {list(TASKS)}")
+        unknown = set(knobs) - set(MATCH_KNOBS)
+        if unknown:
+            raise ValueError(f"unknown match knob(s) {sorted(unknown)}; known: {MATCH_KNOBS}")
+        task = TASKS[task_id]
+        knobs = {k: v for k, v in knobs.items() if v is not None}
+        cfg = {k: getattr(task, k) for k in MATCH_KNOBS}
+        cfg.update(knobs)
+        for k in MATCH_KNOBS[:-1]:
+            if not isinstance(cfg[k], (int, np.integer)) or isinstance(cfg[k], bool) or \
+                    cfg[k] < 1:
+                raise ValueError(f"{k} must be a positive integer, got {cfg[k]!r}")
+            cfg[k] = int(cfg[k])
+        allowed = tuple(cfg["allowed_categories"])
+        bad = [c for c in allowed if c not in CATEGORY_INDEX]
+        if bad or not allowed:
+            raise ValueError(f"allowed_categories must be a non-empty subset of "
+                             f"{list(CATEGORY_INDEX)}; unknown: {bad}")
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (2**63))
+        elif not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        seed = int(seed)
+        self.task = task
+        self.seed = seed
+        self.max_rounds = cfg["max_rounds"]
+        self.max_proposals = cfg["max_proposals"]
+        self.caps = (cfg["max_fraudster_actions_per_turn"],
+                     cfg["max_investigator_actions_per_turn"], MAX_AUDITOR_ACTIONS)
+        self.allowed_categories = allowed
+        self.allowed_mask = np.zeros(len(CATEGORIES), bool)
+        self.allowed_mask[[CATEGORY_INDEX[c] for c in allowed]] = True
+        self.match_id = match_id_for(seed, task_id, knobs)
+        self.episode_id = episode_id if episode_id is not None else self.match_id
+
+        rng = np.random.Generator(np.random.PCG64(seed))
+        self.ep: Episode = generate(task, rng, self.max_rounds)
+        self.rows = self.ep.rows
+        self.rings: list[RingInfo] = list(self.ep.rings)
+        self.fraudster_ring = -1
+
+        S = MAX_SLOTS
+        self.slot_row = np.full(S, -1, np.int64)
+        self.present = np.zeros(S, bool)
+        self.verdict = np.full(S, -1, np.int8)
+        self.confidence = np.zeros(S, np.float32)
+        self.manual = np.zeros(S, bool)
+        self.pulled = np.zeros((S, len(TARGETS)), bool)
+        self.n_pulls = np.zeros(S, np.int8)
+        self.is_proposal = np.zeros(S, bool)
+        self.arrived = np.zeros(S, np.int8)
+        self.lexical = np.zeros((S, 8), np.float32)
+        self.trusted = np.zeros(S, bool)
+        self.copy: list[str] = [""] * S
+        self.blurb: list[str] = [""] * S
+        self.targeting: list[str] = [""] * S
+        self.rationale: list[str | None] = [None] * S
+        self.decided_order = np.full(S, -1, np.int16)
+        self.proposal_slots: list[int] = []
+        self.links: list[tuple[int, int]] = []
+        self.linked = np.zeros((S, S), bool)
+        self.n_arrived = 0
+        self.n_base_arrived = 0
+        self.n_manual = 0
+
+        self.phase = "fraudster_turn"
+        self.round_number = 1
+        self.actions_this_turn = 0
+        self.budget = task.action_budget
+        self.proposals_used = 0
+        self.committed = False
+        self.end_reason: str | None = None
+        self.step_count = 0
+        self.totals = [0.0, 0.0, 0.0]
+        self.step_rewards = [0.0, 0.0, 0.0]
+        self.terminal = [0.0, 0.0, 0.0]
+        self.grader_score: float | None = None
+        self.grader_terms: dict[str, float] = {}
+        self.truth_flags: set = set()
+        self.plausibility: dict[str, float] = {}
+        self.claimed: set = set()
+        self.auditor_flags: list[dict] = []
+        self.audit_report: dict | None = None
+        self.auditor_actions = 0
+        self.fraudster_log: list[dict] = []
+        self.investigator_log: list[dict] = []
+        self.auditor_log: list[dict] = []
+        self.feedback = ["", "", ""]
+        self._arrive_base(1)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def done(self) -> bool:
+        return self.phase == "done"
+
+    @property
+    def current_role(self) -> str | None:
+        return PHASE_ROLE.get(self.phase)
+
+    @property
+    def n_ring_pairs(self) -> int:
+        return sum(len(r.members) * (len(r.members) - 1) // 2 for r in self.rings)
+
+    def pending_slots(self) -> np.ndarray:
+        return np.flatnonzero(self.present & (self.verdict < 0))
+
+    def proposal_room(self) -> bool:
+        """A new proposal needs a free slot beyond those reserved for base ads still to come."""
+        base_to_come = self.ep.n_base - self.n_base_arrived
+        return self.n_arrived + base_to_come < MAX_SLOTS
+
+    def ad_id(self, slot: int) -> str:
+        return AD_IDS[slot]
+
+    def slot_of(self, ad_id: str, agent: str, action: object) -> int:
+        slot = AD_SLOT.get(ad_id, -1)
+        if slot < 0 or not self.present[slot]:
+            raise IllegalActionError(agent, action, f"unknown ad_id {ad_id!r}; ads in the queue: "
+                                     f"{[AD_IDS[s] for s in np.flatnonzero(self.present)]}")
+        return slot
+
+    # ------------------------------------------------------------------ text-face entry points
+    def step_as_fraudster(self, action: FraudsterAction | dict) -> FraudsterObservation:
+        self.apply_model("fraudster", action)
+        return self.build_fraudster_observation()
+
+    def step_as_investigator(self, action: AdReviewAction | dict) -> AdReviewObservation:
+        self.apply_model("investigator", action)
+        return self.build_investigator_observation()
+
+    def step_as_auditor(self, action: AuditorAction | dict) -> AuditorObservation:
+        self.apply_model("auditor", action)
+        return self.build_auditor_observation()
+
+    def apply_model(self, role: str, action: Any) -> float:
+        """Validate a role's action model (or dict) and apply it; returns the actor's reward."""
+        op = self.op_from_model(role, action)
+        return self.apply(role, op)
+
+    def op_from_model(self, role: str, action: Any) -> tuple:
+        cls = {"fraudster": FraudsterAction, "investigator": AdReviewAction,
+               "auditor": AuditorAction}.get(role)
+        if cls is None:
+            raise ValueError(f"unknown role {role!r}; roles are {ROLES}")
+        self._check_turn(role, action)
+        if not isinstance(action, cls):
+            if isinstance(action, dict):
+                try:
+                    action = cls.model_validate(action)
+                except Exception as exc:  # pydantic.ValidationError
+                    raise IllegalActionError(role, action, f"invalid {cls.__name__}: {exc}") \
+                        from None
+            else:
+                raise IllegalActionError(role, action, f"expected a {cls.__name__} or a dict, "
+                                         f"got {type(action).__name__}")
+        return getattr(self, f"_op_{role}")(action)
+
+    def _op_fraudster(self, a: FraudsterAction) -> tuple:
+        t = a.action_type
+        if t == "propose_ad":
+            if a.category not in CATEGORY_INDEX:
+                raise IllegalActionError("fraudster", a, f"unknown category {a.category!r}")
+            tactic = TACTICS.index(a.tactic) if a.tactic is not None else -1
+            return ("propose", CATEGORY_INDEX[a.category], tactic, a.ad_copy,
+                    a.landing_page_blurb, a.targeting_summary, a.rationale)
+        if t == "modify_pending_ad":
+            if a.ad_id is not None:
+                slot = self.slot_of(a.ad_id, "fraudster", a)
+            elif a.slot_index >= len(self.proposal_slots):
+                raise IllegalActionError("fraudster", a, f"slot_index {a.slot_index} is not one "
+                                         f"of your {len(self.proposal_slots)} proposals")
+            else:
+                slot = self.proposal_slots[a.slot_index]
+            edit = FRAUDSTER_EDITS.index(a.edit) if a.edit is not None else -1
+            return ("modify", slot, edit, a.new_ad_copy, a.new_landing_page_blurb)
+        return (t,)
+
+    def _op_investigator(self, a: AdReviewAction) -> tuple:
+        t = a.action_type
+        if t == "end_turn":
+            return ("end_turn",)
+        slot = self.slot_of(a.ad_id, "investigator", a)
+        if t == "investigate":
+            return ("investigate", slot, TARGET_INDEX[a.investigation_target])
+        if t == "verdict":
+            conf = 0.5 if a.confidence is None else float(a.confidence)
+            return ("verdict", slot, VERDICTS.index(a.verdict), conf, a.rationale)
+        other = self.slot_of(a.linked_ad_id, "investigator", a)
+        return ("link", slot, other, a.link_reason)
+
+    def _op_auditor(self, a: AuditorAction) -> tuple:
+        if a.action_type == "submit_audit_report":
+            return ("submit", a.audit_report.model_dump() if a.audit_report else None)
+        slot = -1 if a.target_ad_id is None else self.slot_of(a.target_ad_id, "auditor", a)
+        track = "A" if a.action_type == "flag_investigator" else "B"
+        return ("flag", track, slot, a.flag_type, float(a.severity), a.note)
+
+    def _check_turn(self, role: str, action: object) -> None:
+        if self.phase == "done":
+            raise OutOfTurnError(role, action, "the match is over; call reset_match() first")
+        if PHASE_ROLE[self.phase] != role:
+            raise OutOfTurnError(role, action, f"it is not {role}'s turn (phase "
+                                 f"{self.phase!r}: {PHASE_ROLE[self.phase]} acts now)")
+
+    # ------------------------------------------------------------------ legality
+    def check(self, role: str, op: tuple) -> str | None:
+        """Why ``op`` is illegal for ``role`` now, or None when it is legal."""
+        if self.phase == "done" or PHASE_ROLE[self.phase] != role:
+            return f"it is not {role}'s turn (phase {self.phase!r})"
+        kind = op[0]
+        if role == "fraudster":
+            if kind == "propose":
+                if self.proposals_used >= self.max_proposals:
+                    return f"no proposals left ({self.max_proposals} used)"
+                if not self.proposal_room():
+                    return "the queue is full"
+                if not self.allowed_mask[op[1]]:
+                    return (f"category {CATEGORIES[op[1]].name!r} is not allowed; allowed: "
+                            f"{list(self.allowed_categories)}")
+                return None
+            if kind == "modify":
+                slot, edit = op[1], op[2]
+                if not self.is_proposal[slot]:
+                    return f"{AD_IDS[slot]} is not your proposal"
+                if self.verdict[slot] >= 0:
+                    return f"{AD_IDS[slot]} already has a verdict and is locked"
+                if edit == 0 and self.rows.markers[self.slot_row[slot]] <= 0:
+                    return f"{AD_IDS[slot]} has no risk phrase left to soften"
+                if edit == 1 and self.trusted[slot]:
+                    return f"{AD_IDS[slot]} already carries a trust blurb"
+                return None
+            if kind in ("end_turn", "commit_final"):
+                return None
+            return f"unknown fraudster action {kind!r}"
+        if role == "investigator":
+            if kind == "end_turn":
+                return None
+            if self.budget <= 0:
+                return "the action budget is spent"
+            slot = op[1]
+            if not self.present[slot]:
+                return f"{AD_IDS[slot]} is not in the queue"
+            if kind == "investigate":
+                if self.verdict[slot] >= 0:
+                    return f"{AD_IDS[slot]} already has a verdict"
+                if self.pulled[slot, op[2]]:
+                    return f"{TARGETS[op[2]]} was already pulled for {AD_IDS[slot]}"
+                if self.n_pulls[slot] >= MAX_PULLS_PER_AD:
+                    return f"{AD_IDS[slot]} already had {MAX_PULLS_PER_AD} sources pulled"
+                return None
+            if kind == "verdict":
+                if self.verdict[slot] >= 0:
+                    return f"{AD_IDS[slot]} already has a verdict"
+                return None
+            if kind == "link":
+                other = op[2]
+                if other == slot:
+                    return "cannot link an ad to itself"
+                if not self.present[other]:
+                    return f"{AD_IDS[other]} is not in the queue"
+                if self.linked[slot, other]:
+                    return f"{AD_IDS[slot]} and {AD_IDS[other]} are already linked"
+                return None
+            return f"unknown investigator action {kind!r}"
+        if kind == "submit":
+            return None
+        if kind == "flag":
+            if self.auditor_actions >= MAX_AUDITOR_ACTIONS:
+                return f"no flags left ({MAX_AUDITOR_ACTIONS} raised); submit the report"
+            track, slot, ftype = op[1], op[2], op[3]
+            if ftype not in (AUDIT_TRACK_A if track == "A" else AUDIT_TRACK_B):
+                return f"flag_type {ftype!r} is not a track {track} flag"
+            if slot >= 0 and not self.present[slot]:
+                return f"{AD_IDS[slot]} is not in the queue"
+            if track == "B" and slot < 0:
+                return "a track B flag needs a target ad"
+            if (track, ftype, slot) in self.claimed:
+                return "this flag was already raised"
+            return None
+        return f"unknown auditor action {kind!r}"
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, role: str, op: tuple) -> float:
+        """Apply a legal op, or raise ``IllegalActionError`` (penalize mode: charge and use up
+        the action). Returns the acting role's reward for this step."""
+        if self.phase == "done" or PHASE_ROLE[self.phase] != role:
+            self._check_turn(role, op)
+        reason = self.check(role, op)
+        r = self.step_rewards
+        r[0] = r[1] = r[2] = 0.0
+        if reason is not None:
+            if self.illegal_action == "raise":
+                raise IllegalActionError(role, op, reason)
+            return self._penalize(role, op, reason)
+        self.step_count += 1
+        idx = ROLES.index(role)
+        kind = op[0]
+        if role == "fraudster":
+            reward = self._apply_fraudster(kind, op)
+        elif role == "investigator":
+            reward = self._apply_investigator(kind, op)
+        else:
+            reward = self._apply_auditor(kind, op)
+        r[idx] += reward
+        for i in range(3):
+            self.totals[i] += r[i]
+        return r[idx]
+
+    def _penalize(self, role: str, op: tuple, reason: str) -> float:
+        idx = ROLES.index(role)
+        self.step_count += 1
+        self.feedback[idx] = f"illegal action ({reason}); charged {scoring.ILLEGAL_PENALTY}"
+        log = (self.fraudster_log, self.investigator_log, self.auditor_log)[idx]
+        log.append({"step": self.step_count, "round": self.round_number,
+                    "action_type": "illegal", "reason": reason,
+                    "reward": scoring.ILLEGAL_PENALTY})
+        self.step_rewards[idx] = scoring.ILLEGAL_PENALTY
+        self.totals[idx] += scoring.ILLEGAL_PENALTY
+        if role == "auditor":
+            self.auditor_actions += 1
+        else:
+            self._count_turn_action(idx)
+        return scoring.ILLEGAL_PENALTY
+
+    def _count_turn_action(self, idx: int) -> None:
+        self.actions_this_turn += 1
+        if self.actions_this_turn >= self.caps[idx]:
+            if idx == F:
+                self._end_fraudster_turn()
+            else:
+                self._end_investigator_turn()
+
+    # fraudster -----------------------------------------------------------
+    def _apply_fraudster(self, kind: str, op: tuple) -> float:
+        entry = {"step": self.step_count, "round": self.round_number, "action_type": kind}
+        if kind == "propose":
+            slot = self._propose(*op[1:])
+            entry.update(ad_id=AD_IDS[slot], category=CATEGORIES[op[1]].name,
+                         tactic=TACTICS[self.rows.tactic[self.slot_row[slot]]],
+                         ad_copy=self.copy[slot], slot_index=len(self.proposal_slots) - 1,
+                         rationale=op[6])
+            self.feedback[F] = f"proposed {AD_IDS[slot]}"
+        elif kind == "modify":
+            self._modify(*op[1:])
+            entry.update(ad_id=AD_IDS[op[1]], slot_index=self.proposal_slots.index(op[1]),
+                         edit=FRAUDSTER_EDITS[op[2]] if op[2] >= 0 else "rewrite",
+                         ad_copy=self.copy[op[1]])
+            self.feedback[F] = f"modified {AD_IDS[op[1]]}"
+        self.fraudster_log.append(entry)
+        if kind == "end_turn":
+            self.feedback[F] = "turn ended"
+            self._end_fraudster_turn()
+        elif kind == "commit_final":
+            self.committed = True
+            self.feedback[F] = "committed: no more proposals this match"
+            self._end_fraudster_turn()
+        else:
+            self._count_turn_action(F)
+        return 0.0
+
+    def _propose(self, category, tactic, copy, blurb, targeting, rationale) -> int:
+        rows, ep = self.rows, self.ep
+        row = ep.n_base + self.proposals_used
+        self.proposals_used += 1
+        cat = CATEGORIES[category]
+        u = rows.uniform[row]
+        free_markers = None
+        if copy is None:
+            copy = self._template_copy(category, int(u[4] * 3), TACTIC_MARKERS[tactic], u,
+                                       camouflage=tactic == 3)
+        else:
+            free_markers = count_risk_markers(copy)
+            tactic = max(0, 3 - min(free_markers, 3))
+        if targeting is None:
+            targeting = cat.targeting[int(u[5] * len(cat.targeting))]
+        rows.label[row] = ESCALATE if category == GRAY_CATEGORY else FRAUD
+        rows.category[row] = category
+        rows.severity[row] = cat.base_severity * TACTIC_SEVERITY[tactic]
+        rows.arrival_round[row] = self.round_number
+        proposal_surface(tactic, row, ep, free_markers)
+        if cat.family == "network":
+            self._join_fraudster_ring(row)
+        slot = self._arrive(row, copy, blurb or "", targeting)
+        self.is_proposal[slot] = True
+        self.proposal_slots.append(slot)
+        if blurb and count_trust_markers(blurb):
+            self._trust(slot)
+        return slot
+
+    def _join_fraudster_ring(self, row: int) -> None:
+        """Network proposals reuse the fraudster's own payment and campaign infrastructure."""
+        if self.fraudster_ring < 0:
+            self.fraudster_ring = len(self.rings)
+            self.rings.append(RingInfo(self.fraudster_ring, "clique", [], (0, 3)))
+        ring = self.rings[self.fraudster_ring]
+        ring.members.append(row)
+        self.rows.ring[row] = self.fraudster_ring
+        self.rows.tokens[row, 0] = self.ep.proposal_ring_tokens[0]
+        self.rows.tokens[row, 3] = self.ep.proposal_ring_tokens[3]
+
+    def _modify(self, slot, edit, new_copy, new_blurb) -> None:
+        row = self.slot_row[slot]
+        rows = self.rows
+        if edit == 0:
+            self.copy[slot] = _drop_one_risk_phrase(self.copy[slot])
+            rows.markers[row] = max(0, rows.markers[row] - 1)
+            rows.severity[row] *= SOFTEN_SEVERITY
+        elif edit == 1:
+            self.blurb[slot] = TRUST_PHRASES[int(rows.uniform[row, 13] * len(TRUST_PHRASES))]
+            self._trust(slot)
+        if new_copy is not None:
+            self.copy[slot] = new_copy
+            rows.markers[row] = min(count_risk_markers(new_copy), 9)
+        if new_blurb is not None:
+            self.blurb[slot] = new_blurb
+            if count_trust_markers(new_blurb) and not self.trusted[slot]:
+                self._trust(slot)
+        self.lexical[slot] = lexical_features(self.copy[slot])
+
+    def _trust(self, slot: int) -> None:
+        self.trusted[slot] = True
+        self.rows.evidence[self.slot_row[slot], TARGET_INDEX["landing_page"]] -= TRUST_SHIFT
+
+    def _end_fraudster_turn(self) -> None:
+        self.phase = "investigator_turn"
+        self.actions_this_turn = 0
+        self._check_all_decided("commit_final" if self.committed else "all_decided")
+
+    # investigator ---------------------------------------------------------
+    def _apply_investigator(self, kind: str, op: tuple) -> float:
+        if kind == "end_turn":
+            self.investigator_log.append({"step": self.step_count, "round": self.round_number,
+                                          "action_type": "end_turn"})
+            self.feedback[I] = "turn ended"
+            self._end_investigator_turn()
+            return 0.0
+        slot = op[1]
+        self.budget -= 1
+        entry = {"step": self.step_count, "round": self.round_number, "ad_id": AD_IDS[slot]}
+        if kind == "investigate":
+            target = op[2]
+            self.pulled[slot, target] = True
+            self.n_pulls[slot] += 1
+            reward = scoring.INVESTIGATE_COST
+            entry.update(action_type="investigate", investigation_target=TARGETS[target])
+            self.feedback[I] = f"pulled {TARGETS[target]} for {AD_IDS[slot]}"
+        elif kind == "verdict":
+            v, conf = op[2], op[3]
+            row = self.slot_row[slot]
+            self.verdict[slot] = v
+            self.confidence[slot] = conf
+            self.manual[slot] = True
+            self.decided_order[slot] = self.n_manual
+            self.n_manual += 1
+            self.rationale[slot] = op[4]
+            reward = scoring.verdict_reward(v, int(self.rows.label[row]),
+                                            float(self.rows.severity[row]))
+            entry.update(action_type="verdict", verdict=VERDICTS[v], confidence=conf,
+                         rationale=op[4])
+            self.feedback[I] = f"{VERDICTS[v]} {AD_IDS[slot]}"
+        else:
+            other = op[2]
+            self.linked[slot, other] = self.linked[other, slot] = True
+            self.links.append((slot, other))
+            ra, rb = self.rows.ring[self.slot_row[slot]], self.rows.ring[self.slot_row[other]]
+            correct = ra >= 0 and ra == rb
+            reward = scoring.LINK_CORRECT if correct else scoring.LINK_WRONG
+            entry.update(action_type="link_accounts", linked_ad_id=AD_IDS[other],
+                         link_reason=op[3])
+            self.feedback[I] = f"linked {AD_IDS[slot]} and {AD_IDS[other]}"
+        entry["reward"] = reward
+        self.investigator_log.append(entry)
+        if self.budget <= 0:
+            self._finish("budget_exhausted")
+        elif not self._check_all_decided("all_decided"):
+            self._count_turn_action(I)
+        return reward
+
+    def _end_investigator_turn(self) -> None:
+        self.actions_this_turn = 0
+        if self.round_number >= self.max_rounds:
+            self._finish("max_rounds")
+            return
+        self.round_number += 1
+        self._arrive_base(self.round_number)
+        self.phase = "investigator_turn" if self.committed else "fraudster_turn"
+
+    def _check_all_decided(self, reason: str) -> bool:
+        """End play when nothing is pending and nothing more can arrive."""
+        if self.phase != "investigator_turn":
+            return False
+        if (self.verdict[self.present] < 0).any():
+            return False
+        if self.n_base_arrived < self.ep.n_base:
+            return False
+        can_propose = not self.committed and self.proposals_used < self.max_proposals and \
+            self.proposal_room()
+        if can_propose:
+            return False
+        self._finish(reason)
+        return True
+
+    # auditor --------------------------------------------------------------
+    def _apply_auditor(self, kind: str, op: tuple) -> float:
+        if kind == "submit":
+            self.audit_report = self._report(op[1])
+            self.auditor_log.append({"step": self.step_count, "action_type":
+                                     "submit_audit_report"})
+            self.phase = "done"
+            for i in range(3):
+                self.step_rewards[i] += self.terminal[i]
+            self.feedback[A] = "report submitted; the match is over"
+            return 0.0
+        track, slot, ftype, severity, note = op[1:]
+        self.auditor_actions += 1
+        self.claimed.add((track, ftype, slot))
+        target = AD_IDS[slot] if slot >= 0 else None
+        true = (ftype, target) in self.truth_flags
+        reward = scoring.AUDIT_TRUE_FLAG if true else scoring.AUDIT_FALSE_FLAG
+        flag = {"track": track, "target_ad_id": target, "flag_type": ftype,
+                "severity": severity, "note": note or ""}
+        self.auditor_flags.append(flag)
+        self.auditor_log.append({"step": self.step_count, "action_type":
+                                 "flag_investigator" if track == "A" else "flag_fraudster",
+                                 **flag, "reward": reward})
+        self.feedback[A] = f"flag {ftype} on {target or 'the match'}: " + \
+            ("confirmed by the rule audit" if true else "not supported by the rule audit")
+        return reward
+
+    def _report(self, submitted: dict | None) -> dict:
+        a = [f for f in self.auditor_flags if f["track"] == "A"]
+        b = [f for f in self.auditor_flags if f["track"] == "B"]
+        truth_a = {f for f in self.truth_flags if f[0] in AUDIT_TRACK_A}
+        plaus = [self.plausibility[AD_IDS[s]] for s in self.proposal_slots]
+        report = {"track_a_flags": a, "track_b_flags": b,
+                  "investigator_audit_score": audit.track_a_score(truth_a),
+                  "fraudster_plausibility_score": float(np.mean(plaus)) if plaus else 1.0,
+                  "notes": ""}
+        if submitted:
+            report["submitted"] = submitted
+        return report
+
+    # ------------------------------------------------------------------ arrivals and the end
+    def _arrive_base(self, round_number: int) -> None:
+        rows, n = self.rows, self.ep.n_base
+        while self.n_base_arrived < n and rows.arrival_round[self.n_base_arrived] <= \
+                round_number:
+            row = self.n_base_arrived
+            self.n_base_arrived += 1
+            cat = CATEGORIES[rows.category[row]]
+            u = rows.uniform[row]
+            copy = self._template_copy(int(rows.category[row]), int(rows.body[row]),
+                                       int(rows.markers[row]), u, camouflage=False)
+            self._arrive(row, copy, "", cat.targeting[int(u[5] * len(cat.targeting))])
+
+    def _arrive(self, row: int, copy: str, blurb: str, targeting: str) -> int:
+        slot = int(self.ep.slot_order[self.n_arrived])
+        self.n_arrived += 1
+        self.slot_row[slot] = row
+        self.present[slot] = True
+        self.arrived[slot] = self.round_number
+        self.copy[slot] = copy
+        self.blurb[slot] = blurb
+        self.targeting[slot] = targeting
+        self.lexical[slot] = lexical_features(copy)
+        return slot
+
+    @staticmethod
+    def _template_copy(category: int, body: int, n_markers: int, u, camouflage: bool) -> str:
+        cat = CATEGORIES[category]
+        text = cat.bodies[body % len(cat.bodies)]
+        if n_markers:
+            start = int(u[12] * len(cat.markers))
+            picks = [cat.markers[(start + 2 * k) % len(cat.markers)] for k in range(n_markers)]
+            text = text + " " + " ".join(picks)
+        if camouflage:
+            text = text + " " + TRUST_PHRASES[int(u[13] * len(TRUST_PHRASES))]
+        return text
+
+    def _finish(self, reason: str) -> None:
+        """End of play: auto-approve what is pending, score, audit, hand over to the auditor."""
+        self.end_reason = reason
+        rows = self.rows
+        pending = self.pending_slots()
+        auto_reward = 0.0
+        for s in pending:
+            row = self.slot_row[s]
+            self.verdict[s] = 0
+            self.confidence[s] = 0.0
+            auto_reward += scoring.verdict_reward(0, int(rows.label[row]),
+                                                  float(rows.severity[row]))
+        present = np.flatnonzero(self.present)
+        prow = self.slot_row[present]
+        correct = wrong = 0
+        for a, b in self.links:
+            ra, rb = rows.ring[self.slot_row[a]], rows.ring[self.slot_row[b]]
+            if ra >= 0 and ra == rb:
+                correct += 1
+            else:
+                wrong += 1
+        self.grader_score, self.grader_terms = scoring.grade(
+            self.task.task_id, rows.label[prow], rows.severity[prow], self.verdict[present],
+            self.manual[present], self.confidence[present], correct, wrong, self.n_ring_pairs)
+        proposals = [audit.ProposalText(AD_IDS[s], int(rows.category[self.slot_row[s]]),
+                                        self.copy[s], self.blurb[s], self.targeting[s])
+                     for s in self.proposal_slots]
+        flags_b, self.plausibility = audit.track_b(proposals)
+        fraud_reward = 0.0
+        for s in self.proposal_slots:
+            row = self.slot_row[s]
+            fraud_reward += scoring.fraudster_outcome(int(self.verdict[s]),
+                                                      float(rows.severity[row]),
+                                                      self.plausibility[AD_IDS[s]])
+        self.truth_flags = flags_b | audit.track_a(self._verdict_records(),
+                                                   [(AD_IDS[a], AD_IDS[b])
+                                                    for a, b in self.links],
+                                                   self._revealed_values())
+        self.terminal = [fraud_reward, auto_reward, 0.0]
+        self.phase = "audit_phase"
+        self.actions_this_turn = 0
+
+    def _verdict_records(self) -> list[audit.VerdictRecord]:
+        out = []
+        for s in np.flatnonzero(self.manual):
+            row = self.slot_row[s]
+            pulled = tuple(int(t) for t in np.flatnonzero(self.pulled[s]))
+            out.append(audit.VerdictRecord(
+                AD_IDS[s], int(self.verdict[s]), float(self.confidence[s]), self.rationale[s],
+                int(self.rows.label[row]), int(self.rows.category[row]), pulled,
+                tuple(float(self.rows.evidence[row, t]) for t in pulled),
+                int(self.decided_order[s])))
+        return sorted(out, key=lambda r: r.order)
+
+    def _revealed_values(self) -> dict[str, list[str]]:
+        out = {}
+        for s in np.flatnonzero(self.manual):
+            vals = []
+            for t in np.flatnonzero(self.pulled[s]):
+                vals += [str(v) for v in evidence_fields(self.rows, self.slot_row[s], int(t))
+                         .values() if isinstance(v, str)]
+            out[AD_IDS[s]] = vals
+        return out
+
+    # ------------------------------------------------------------------ views
+    def status_of(self, slot: int) -> str:
+        return STATUSES[int(self.verdict[slot]) + 1]
+
+    def revealed(self, slot: int) -> dict[str, dict]:
+        row = self.slot_row[slot]
+        return {TARGETS[t]: evidence_fields(self.rows, row, int(t))
+                for t in np.flatnonzero(self.pulled[slot])}
+
+    def rounds_remaining(self) -> int:
+        return max(0, self.max_rounds - self.round_number + 1)
+
+    def actions_left_this_turn(self, role_index: int) -> int:
+        if self.current_role != ROLES[role_index]:
+            return 0
+        if role_index == A:
+            return MAX_AUDITOR_ACTIONS - self.auditor_actions
+        return self.caps[role_index] - self.actions_this_turn
+
+    def build_fraudster_observation(self) -> FraudsterObservation:
+        present = np.flatnonzero(self.present)
+        queue, prior, used, mine = [], [], {}, {}
+        for s in present:
+            item = {"ad_id": AD_IDS[s], "ad_copy": self.copy[s],
+                    "category": CATEGORIES[self.rows.category[self.slot_row[s]]].name,
+                    "status": self.status_of(s), "is_my_proposal": bool(self.is_proposal[s])}
+            if self.is_proposal[s]:
+                item["slot_index"] = self.proposal_slots.index(s)
+            queue.append(item)
+            if self.verdict[s] >= 0:
+                prior.append({"ad_id": AD_IDS[s], "verdict": VERDICTS[self.verdict[s]],
+                              "confidence": float(self.confidence[s]),
+                              "rationale": self.rationale[s] or "",
+                              "auto_approved": bool(not self.manual[s]),
+                              "was_my_proposal": bool(self.is_proposal[s])})
+            if self.pulled[s].any():
+                used[AD_IDS[s]] = [TARGETS[t] for t in np.flatnonzero(self.pulled[s])]
+        for k, s in enumerate(self.proposal_slots):
+            row = self.slot_row[s]
+            signals = surface_fields(self.rows, row)
+            for t in range(len(TARGETS)):
+                signals.update(evidence_fields(self.rows, row, t))
+            signals.update(slot_index=k, tactic=TACTICS[self.rows.tactic[row]],
+                           investigator_verdict=VERDICTS[self.verdict[s]]
+                           if self.verdict[s] >= 0 else None,
+                           landing_page_blurb=self.blurb[s],
+                           targeting_summary=self.targeting[s])
+            mine[AD_IDS[s]] = signals
+        return FraudsterObservation(
+            feedback=self.feedback[F], phase=self.phase, task_id=self.task.task_id,
+            round_number=self.round_number, rounds_remaining=self.rounds_remaining(),
+            proposals_used=self.proposals_used,
+            proposals_remaining=self.max_proposals - self.proposals_used,
+            actions_left_this_turn=self.actions_left_this_turn(F), current_queue=queue,
+            prior_verdicts=prior, investigation_targets_used=used,
+            allowed_categories=list(self.allowed_categories), my_proposal_signals=mine,
+            committed=self.committed, done=self.done, reward=self.totals[F])
+
+    def build_investigator_observation(self) -> AdReviewObservation:
+        present = np.flatnonzero(self.present)
+        pending = [s for s in present if self.verdict[s] < 0]
+        ledger, digest, decided, findings = {}, [], [], []
+        for s in present:
+            row = self.slot_row[s]
+            entry = surface_fields(self.rows, row)
+            entry.update(ad_copy=self.copy[s], landing_page_blurb=self.blurb[s],
+                         targeting_summary=self.targeting[s], status=self.status_of(s),
+                         arrived_round=int(self.arrived[s]),
+                         targets_pulled=[TARGETS[t] for t in np.flatnonzero(self.pulled[s])])
+            revealed = self.revealed(s)
+            entry.update(revealed)
+            ledger[AD_IDS[s]] = entry
+            for t, fields in revealed.items():
+                findings.append(f"{AD_IDS[s]} {evidence_text(t, fields)}")
+            if self.verdict[s] < 0:
+                digest.append({"ad_id": AD_IDS[s], **surface_fields(self.rows, row)})
+            else:
+                decided.append({"ad_id": AD_IDS[s], "verdict": VERDICTS[self.verdict[s]],
+                                "confidence": float(self.confidence[s]),
+                                "auto_approved": bool(not self.manual[s])})
+        focus = ""
+        if pending:
+            s = pending[0]
+            e = ledger[AD_IDS[s]]
+            focus = (f"{AD_IDS[s]} [{e['category']}, policy area {e['policy_area']}] "
+                     f"\"{self.copy[s]}\" targeting: {self.targeting[s]}; account age "
+                     f"{e['account_age_days']} days, .{e['landing_tld']} landing page, "
+                     f"{e['payment_type']}, {e['country']}; pulled: "
+                     f"{e['targets_pulled'] or 'nothing yet'}")
+        n_dec = len(present) - len(pending)
+        can_grow = (not self.committed and self.proposals_used < self.max_proposals) or \
+            self.n_base_arrived < self.ep.n_base
+        return AdReviewObservation(
+            phase=self.phase, task_id=self.task.task_id, round_number=self.round_number,
+            rounds_remaining=self.rounds_remaining(),
+            actions_left_this_turn=self.actions_left_this_turn(I),
+            queue_summary=(f"{len(present)} ads in the queue: {len(pending)} pending, {n_dec} "
+                           f"decided; budget {self.budget}; round {self.round_number}/"
+                           f"{self.max_rounds}"),
+            current_ad_info=focus, investigation_findings="\n".join(findings),
+            verdict_history_summary="; ".join(f"{d['ad_id']}: {d['verdict']}"
+                                              for d in decided),
+            feedback=self.feedback[I], available_ads=[AD_IDS[s] for s in pending],
+            queue_status={"total_ads": len(present), "reviewed": n_dec,
+                          "pending": len(pending), "budget": self.budget,
+                          "step": self.step_count},
+            queue_may_grow=bool(can_grow and self.phase != "audit_phase"),
+            evidence_ledger=ledger, queue_digest=digest, decided_ads=decided,
+            links=[[AD_IDS[a], AD_IDS[b]] for a, b in self.links],
+            done=self.done, reward=self.totals[I])
+
+    def episode_record(self) -> dict:
+        rows = self.rows
+        present = np.flatnonzero(self.present)
+        ads, verdicts = [], []
+        for s in present:
+            row = self.slot_row[s]
+            cat = CATEGORIES[rows.category[row]]
+            ads.append({"ad_id": AD_IDS[s], "ad_copy": self.copy[s], "category": cat.name,
+                        "ground_truth": LABELS[rows.label[row]],
+                        "severity": round(float(rows.severity[row]), 4),
+                        "fraud_type": cat.name if rows.label[row] != 0 else "",
+                        "difficulty": TACTICS[rows.tactic[row]] if rows.tactic[row] >= 0
+                        else "legit",
+                        "is_fraudster_proposal": bool(self.is_proposal[s]),
+                        "landing_page_blurb": self.blurb[s],
+                        "targeting_summary": self.targeting[s]})
+            if self.verdict[s] >= 0:
+                verdicts.append({"ad_id": AD_IDS[s], "verdict": VERDICTS[self.verdict[s]],
+                                 "confidence": float(self.confidence[s]),
+                                 "rationale": self.rationale[s] or "",
+                                 "auto_approved": bool(not self.manual[s]),
+                                 "targets_pulled": [TARGETS[t] for t in
+                                                    np.flatnonzero(self.pulled[s])]})
+        rings = [{"ring_id": f"ring_{r.ring_id}", "topology": r.topology,
+                  "member_ad_ids": [AD_IDS[s] for s in present if self.slot_row[s] in
+                                    r.members],
+                  "shared_signal_types": [RING_SIGNALS[i] for i in r.shared_signals]}
+                 for r in self.rings]
+        return {"task_id": self.task.task_id, "round_number": self.round_number,
+                "proposals_used": self.proposals_used, "end_reason": self.end_reason,
+                "ads": ads, "verdicts": verdicts,
+                "links": [[AD_IDS[a], AD_IDS[b]] for a, b in self.links],
+                "grader_score": self.grader_score, "grader_terms": self.grader_terms,
+                "fraud_rings": rings}
+
+    def build_auditor_observation(self) -> AuditorObservation:
+        seen = {}
+        if self.phase in ("audit_phase", "done"):
+            for s in np.flatnonzero(self.present & self.pulled.any(axis=1)):
+                seen[AD_IDS[s]] = {t: evidence_text(t, f) for t, f in self.revealed(s).items()}
+        record = self.episode_record() if self.phase in ("audit_phase", "done") else {}
+        return AuditorObservation(
+            feedback=self.feedback[A], phase=self.phase, task_id=self.task.task_id,
+            full_episode_record=record, investigator_actions=list(self.investigator_log),
+            fraudster_proposals=list(self.fraudster_log), investigation_data_seen=seen,
+            pending_flags=list(self.auditor_flags), actions_left=self.actions_left_this_turn(A),
+            done=self.done, reward=self.totals[A])
+
+    @property
+    def state(self) -> RefereeState:
+        role = self.current_role
+        return RefereeState(
+            episode_id=self.episode_id, match_id=self.match_id, seed=self.seed,
+            step_count=self.step_count, task_id=self.task.task_id, phase=self.phase,
+            round_number=self.round_number, max_rounds=self.max_rounds,
+            proposals_used=self.proposals_used, max_proposals=self.max_proposals,
+            actions_this_turn=self.actions_this_turn,
+            max_actions_per_turn=self.caps[ROLES.index(role)] if role else 0,
+            budget_remaining=self.budget,
+            investigator_state={
+                "budget": self.budget,
+                "verdicts": {AD_IDS[s]: {"verdict": VERDICTS[self.verdict[s]],
+                                         "confidence": float(self.confidence[s]),
+                                         "auto_approved": bool(not self.manual[s])}
+                             for s in np.flatnonzero(self.present & (self.verdict >= 0))},
+                "pending": [AD_IDS[s] for s in self.pending_slots()],
+                "links": [[AD_IDS[a], AD_IDS[b]] for a, b in self.links],
+                "targets_pulled": {AD_IDS[s]: [TARGETS[t] for t in
+                                               np.flatnonzero(self.pulled[s])]
+                                   for s in np.flatnonzero(self.pulled.any(axis=1))},
+            },
+            fraudster_proposals=list(self.fraudster_log),
+            investigator_action_log=list(self.investigator_log),
+            auditor_action_log=list(self.auditor_log),
+            fraudster_committed=self.committed, audit_report=self.audit_report,
+            fraudster_reward=self.totals[F], investigator_reward=self.totals[I],
+            auditor_reward=self.totals[A], grader_score=self.grader_score,
+            end_reason=self.end_reason)
+
+
+def _drop_one_risk_phrase(text: str) -> str:
+    from .catalog import RISK_PHRASES
+
+    low = text.lower()
+    for p in RISK_PHRASES:
+        i = low.find(p)
+        if i >= 0:
+            j = i + len(p)
+            while j < len(text) and text[j] in "!. ":
+                j += 1
+            return (text[:i] + text[j:]).strip()
+    return text
+
+
+__all__ = ["Referee", "token_text"]

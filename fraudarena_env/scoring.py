@@ -1,0 +1,121 @@
+"""Rewards and the grader.
+
+Investigator and fraudster rewards depend only on ground truth and the env's own rule audit, never
+on what the auditor submits. The grader is a weighted mean of bounded terms, each in [0, 1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .catalog import APPROVE, ESCALATE, ESCALATE_V, FRAUD, LEGIT, REJECT
+
+INVESTIGATE_COST = -0.02
+LINK_CORRECT = 0.40
+LINK_WRONG = -0.25
+ILLEGAL_PENALTY = -0.05  # only in illegal_action="penalize" mode
+FRAUDSTER_BANNED = -0.5
+AUDIT_TRUE_FLAG = 0.5
+AUDIT_FALSE_FLAG = -0.5
+
+
+def verdict_reward(verdict: int, label: int, severity: float) -> float:
+    """Reward for one verdict (also charged for every auto-approved ad at the end).
+
+    | verdict \\ truth | fraud           | legit  | escalate |
+    | reject          | +0.30 + 0.1 sev | -0.35  | -0.05    |
+    | approve         | -0.30 - 0.3 sev | +0.10  | -0.20    |
+    | escalate        | -0.10           | -0.10  | +0.20    |
+    """
+    if label == FRAUD:
+        if verdict == REJECT:
+            return 0.30 + 0.1 * severity
+        if verdict == APPROVE:
+            return -0.30 - 0.3 * severity
+        return -0.10
+    if label == LEGIT:
+        return (0.10, -0.35, -0.10)[verdict]
+    return (-0.20, -0.05, 0.20)[verdict]
+
+
+def verdict_bounds(label: int, severity: float) -> tuple[float, float]:
+    values = [verdict_reward(v, label, severity) for v in (APPROVE, REJECT, ESCALATE_V)]
+    return min(values), max(values)
+
+
+CALIBRATION_BINS = (0.4, 0.7)
+MIN_CALIBRATION_VERDICTS = 3
+
+
+def calibration_score(confidence: np.ndarray, correct: np.ndarray) -> float:
+    """1 minus the count-weighted gap between stated confidence and accuracy per bin.
+
+    Fewer than three manual verdicts earn nothing: calibration must be shown, not assumed.
+    """
+    if len(confidence) < MIN_CALIBRATION_VERDICTS:
+        return 0.0
+    bins = np.digitize(confidence, CALIBRATION_BINS)
+    gap = 0.0
+    for b in range(len(CALIBRATION_BINS) + 1):
+        sel = bins == b
+        if sel.any():
+            gap += sel.sum() * abs(confidence[sel].mean() - correct[sel].mean())
+    return float(max(0.0, 1.0 - 2.0 * gap / len(confidence)))
+
+
+GRADER_WEIGHTS = {  # verdicts, links, calibration
+    "task_1": (1.0, 0.0, 0.0),
+    "task_2": (0.85, 0.0, 0.15),
+    "task_3": (0.60, 0.25, 0.15),
+    "task_3_unseen": (0.60, 0.25, 0.15),
+}
+
+
+def grade(task_id: str, labels, severities, verdicts, manual, confidences, n_correct_links: int,
+          n_wrong_links: int, n_ring_pairs: int) -> tuple[float, dict[str, float]]:
+    """Grader score in [0, 1] and its terms.
+
+    * verdicts: the verdict rewards of every ad (auto-approvals included), normalised between the
+      worst and best achievable for that queue;
+    * links: (correct - 0.625 wrong) / ring pairs, clipped to [0, 1]; its weight moves to the
+      verdict term when the match has no ring;
+    * calibration: see ``calibration_score``.
+    """
+    raw = best = worst = 0.0
+    for v, lab, sev in zip(verdicts, labels, severities):
+        lo, hi = verdict_bounds(int(lab), float(sev))
+        raw += verdict_reward(int(v), int(lab), float(sev))
+        best += hi
+        worst += lo
+    verdict_term = (raw - worst) / (best - worst) if best > worst else 0.0
+    link_term = 0.0
+    if n_ring_pairs:
+        link_term = float(np.clip((n_correct_links - 0.625 * n_wrong_links) / n_ring_pairs, 0, 1))
+    man = np.asarray(manual, bool)
+    correct = np.asarray([_is_correct(int(v), int(lab)) for v, lab in zip(verdicts, labels)])
+    calib = calibration_score(np.asarray(confidences, float)[man], correct[man]) if man.any() \
+        else 0.0
+    w_v, w_l, w_c = GRADER_WEIGHTS.get(task_id, GRADER_WEIGHTS["task_3"])
+    if not n_ring_pairs:
+        w_v, w_l = w_v + w_l, 0.0
+    score = w_v * verdict_term + w_l * link_term + w_c * calib
+    terms = {"verdicts": round(verdict_term, 6), "links": round(link_term, 6),
+             "calibration": round(calib, 6)}
+    return float(np.clip(score, 0.0, 1.0)), terms
+
+
+def _is_correct(verdict: int, label: int) -> bool:
+    return verdict == (APPROVE, REJECT, ESCALATE_V)[label]
+
+
+def fraudster_outcome(verdict: int, severity: float, plausibility: float) -> float:
+    """What one fraudster proposal earns at the end: approved (manually or by default) pays its
+    severity times its plausibility, rejected costs, escalated (held for review) earns nothing."""
+    if verdict == REJECT:
+        return FRAUDSTER_BANNED
+    if verdict == APPROVE:
+        return severity * plausibility
+    return 0.0
+
+
+__all__ = ["ESCALATE", "grade", "verdict_reward", "fraudster_outcome", "calibration_score"]
