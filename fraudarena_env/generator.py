@@ -272,3 +272,15 @@ def proposal_surface(tactic: int, row: int, episode: Episode, free_text_markers:
 
 def _normal_of(episode: Episode, row: int) -> np.ndarray:
     return episode.normal[row:row + 1]
+
+
+def surface_z(age, tld, pay, country) -> np.ndarray:
+    """Invert ``surface_from_latent`` (up to bucket width): the latent surface signals behind
+    displayed values. Policies use it to read the surface the way the generator wrote it."""
+    age = np.asarray(age, float)
+    return np.stack([
+        (6.0 - np.log(np.maximum(age, 1.0))) / 0.8,
+        (np.asarray(tld) + 0.5) * 4.4 / len(TLDS) - 1.6,
+        (np.asarray(pay) + 0.5) * 4.4 / len(PAYMENT_TYPES) - 1.6,
+        (np.asarray(country) + 0.5) * 4.8 / len(COUNTRIES) - 1.8,
+    ], axis=-1)

@@ -99,6 +99,7 @@ class FraudsterObservation(_Observation):
     allowed_categories: list[str] = Field(default_factory=list)
     my_proposal_signals: dict[str, dict[str, Any]] = Field(default_factory=dict)
     committed: bool = False
+    can_propose: bool = True
 
 
 # ---------------------------------------------------------------------------- investigator

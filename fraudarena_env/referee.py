@@ -59,7 +59,13 @@ from .catalog import (
 from .errors import IllegalActionError, OutOfTurnError
 from .evidence import evidence_fields, evidence_text, surface_fields, token_text
 from .generator import Episode, RingInfo, generate, proposal_surface
-from .lexicon import count_risk_markers, count_trust_markers, lexical_features
+from .lexicon import (
+    count_risk_markers,
+    count_trust_markers,
+    has_injection_or_generator_token,
+    is_gibberish,
+    lexical_features,
+)
 from .models import (
     AdReviewAction,
     AdReviewObservation,
@@ -73,6 +79,7 @@ from .models import (
 F, I, A = 0, 1, 2  # noqa: E741  (role indices)
 TRUST_SHIFT = 0.5  # a trust blurb makes the landing page look this much cleaner
 SOFTEN_SEVERITY = 0.9
+JUNK_CLASSIFIER_SHIFT = 2.0  # gibberish or injected copy trips the policy classifier
 AD_IDS = tuple(f"ad_{s + 1:03d}" for s in range(MAX_SLOTS))
 AD_SLOT = {a: s for s, a in enumerate(AD_IDS)}
 
@@ -472,6 +479,7 @@ class Referee:
         else:
             free_markers = count_risk_markers(copy)
             tactic = max(0, 3 - min(free_markers, 3))
+            junk = is_gibberish(copy) or has_injection_or_generator_token(copy)
         if targeting is None:
             targeting = cat.targeting[int(u[5] * len(cat.targeting))]
         rows.label[row] = ESCALATE if category == GRAY_CATEGORY else FRAUD
@@ -479,6 +487,8 @@ class Referee:
         rows.severity[row] = cat.base_severity * TACTIC_SEVERITY[tactic]
         rows.arrival_round[row] = self.round_number
         proposal_surface(tactic, row, ep, free_markers)
+        if free_markers is not None and junk:  # the policy classifier sees through junk copy
+            rows.evidence[row, TARGET_INDEX["policy_classifier"]] += JUNK_CLASSIFIER_SHIFT
         if cat.family == "network":
             self._join_fraudster_ring(row)
         slot = self._arrive(row, copy, blurb or "", targeting)
@@ -798,6 +808,8 @@ class Referee:
             actions_left_this_turn=self.actions_left_this_turn(F), current_queue=queue,
             prior_verdicts=prior, investigation_targets_used=used,
             allowed_categories=list(self.allowed_categories), my_proposal_signals=mine,
+            can_propose=bool(self.phase == "fraudster_turn" and self.proposal_room() and
+                             self.proposals_used < self.max_proposals),
             committed=self.committed, done=self.done, reward=self.totals[F])
 
     def build_investigator_observation(self) -> AdReviewObservation:

@@ -1,0 +1,717 @@
+"""Baseline policies. Each acts on either face:
+
+* text face: ``act(observation_model)`` returns the role's pydantic action model;
+* tensor face: ``act(vector, action_mask)`` (or ``act({"observation": ..., "action_mask": ...})``)
+  returns an action index.
+
+Every policy takes an optional ``seed=`` and draws randomness only from its own generator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .encoding import N_ACTIONS
+
+
+def split_tensor_obs(observation, action_mask=None):
+    """Accept ``(vector, mask)`` or the env's ``{"observation", "action_mask"}`` dict."""
+    if isinstance(observation, dict) and "observation" in observation:
+        return np.asarray(observation["observation"]), np.asarray(observation["action_mask"])
+    return np.asarray(observation), None if action_mask is None else np.asarray(action_mask)
+
+
+def is_tensor_obs(observation) -> bool:
+    return isinstance(observation, (np.ndarray, dict))
+
+
+class Policy:
+    """Base class: dispatches on the face of the observation it is given."""
+
+    role: str = ""
+
+    def __init__(self, seed: int | None = None):
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self.seed = seed
+        self.rng = np.random.default_rng(self.seed)
+
+    def act(self, observation, action_mask=None):
+        if is_tensor_obs(observation):
+            vector, mask = split_tensor_obs(observation, action_mask)
+            if mask is None:
+                raise ValueError(f"{type(self).__name__}.act on the tensor face needs the "
+                                 "action mask: pass act(vector, mask) or the env's obs dict")
+            return int(self.act_tensor(vector, mask))
+        return self.act_model(observation)
+
+    __call__ = act
+
+    @classmethod
+    def has_tensor_face(cls) -> bool:
+        return cls.act_tensor is not Policy.act_tensor
+
+    def act_tensor(self, vector: np.ndarray, mask: np.ndarray) -> int:
+        raise NotImplementedError(f"{type(self).__name__} has no tensor face")
+
+    def act_model(self, observation):
+        raise NotImplementedError(f"{type(self).__name__} has no text face")
+
+
+class RandomPolicy(Policy):
+    """Uniform over the legal actions (tensor face)."""
+
+    def __init__(self, role: str = "", seed: int | None = None):
+        super().__init__(seed)
+        self.role = role
+
+    def act_tensor(self, vector, mask):
+        legal = np.flatnonzero(mask)
+        if len(legal) == 0:
+            raise ValueError("no legal action in the mask: is it this role's turn?")
+        return int(legal[self.rng.integers(len(legal))])
+
+
+# ============================================================================ shared readers
+from .catalog import (  # noqa: E402
+    AUDIT_TRACK_A,
+    AUDIT_TRACK_B,
+    CATEGORIES,
+    CATEGORY_INDEX,
+    CONFIDENCE_BUCKETS,
+    COUNTRIES,
+    FRAUDSTER_EDITS,
+    GRAY_CATEGORY,
+    LEGIT_FAMILY,
+    MAX_PULLS_PER_AD,
+    MAX_SLOTS,
+    PAYMENT_TYPES,
+    RING_SIGNAL_SOURCE,
+    TACTICS,
+    TARGET_INDEX,
+    TARGETS,
+    TASK_IDS,
+    TASKS,
+    TLDS,
+    VERDICTS,
+)
+from .encoding import (  # noqa: E402
+    A_FLAG_A,
+    A_FLAG_B,
+    A_SUBMIT,
+    EVIDENCE_SCALE,
+    F_COMMIT,
+    F_END,
+    F_MODIFY,
+    I_END,
+    I_INVESTIGATE,
+    I_LINK,
+    I_VERDICT,
+    PAIR_INDEX,
+    PAIRS,
+    Observer,
+)
+from .evidence import HEADLINE, headline_to_signal  # noqa: E402
+from .generator import (  # noqa: E402
+    EVIDENCE_SHIFT,
+    FRAUD_IN_LEGIT_CATEGORY,
+    LEGIT_IN_RISKY_CATEGORY,
+    SURFACE_SHIFT,
+    surface_z,
+)
+from .lexicon import is_gibberish  # noqa: E402
+from .models import AdReviewAction, AuditorAction, FraudsterAction  # noqa: E402
+from .referee import AD_IDS, AD_SLOT  # noqa: E402
+
+S = MAX_SLOTS
+_LAYOUT = {role: Observer(role).layout for role in ("fraudster", "investigator", "auditor")}
+_LEGIT_FAMILY = np.zeros(len(CATEGORIES), bool)
+_LEGIT_FAMILY[list(LEGIT_FAMILY)] = True
+
+
+def views(role: str, vector: np.ndarray) -> dict[str, np.ndarray]:
+    """Named views of a role's observation vector (no copy)."""
+    return {name: vector[o:o + int(np.prod(shape))].reshape(shape)
+            for name, o, shape in _LAYOUT[role]}
+
+
+def _task_of(v) -> str:
+    return TASK_IDS[int(np.argmax(v["task"]))]
+
+
+# ============================================================================ investigator
+class _Board:
+    """What the scripted investigator reasons over, read from either face."""
+
+    def __init__(self):
+        self.present = np.zeros(S, bool)
+        self.pending = np.zeros(S, bool)
+        self.category = np.zeros(S, np.int64)
+        self.surface_z = np.zeros((S, 4))
+        self.markers = np.zeros(S)
+        self.junk = np.zeros(S, bool)  # copy that reads as gibberish
+        self.pulled = np.zeros((S, len(TARGETS)), bool)
+        self.signal = np.zeros((S, len(TARGETS)))
+        self.shared = np.zeros((S, S))
+        self.linked = np.zeros((S, S), bool)
+        self.task_id = "task_1"
+        self.budget = 0
+        self.actions_left_this_turn = 0
+        self.rounds_remaining = 0
+        self.present_count = 0
+
+
+def surface_logit(board: _Board, task_id: str) -> np.ndarray:
+    """Log-odds that an ad is bad (fraud or escalate) from the free surface alone.
+
+    The weights come from the generator's own constants (a Gaussian shift of SURFACE_SHIFT per
+    surface signal for unit strength), so the prior stays honest when the generator is retuned.
+    """
+    task = TASKS[task_id]
+    n_bad = task.n_fraud + task.n_escalate + task.max_proposals
+    base = np.log(n_bad / max(task.n_legit, 1))
+    d = SURFACE_SHIFT
+    logit = base + (d * board.surface_z - d * d / 2).sum(axis=1)
+    logit += (board.markers - 0.3) * 0.5
+    logit += JUNK_LOGIT * board.junk
+    in_legit = _LEGIT_FAMILY[board.category]
+    p_legit_fam_given_legit = 1 - LEGIT_IN_RISKY_CATEGORY
+    p_legit_fam_given_bad = FRAUD_IN_LEGIT_CATEGORY + 0.15
+    logit += np.where(in_legit, np.log(p_legit_fam_given_bad / p_legit_fam_given_legit),
+                      np.log((1 - p_legit_fam_given_bad) / (1 - p_legit_fam_given_legit)))
+    return logit
+
+
+JUNK_LOGIT = 3.0
+
+
+def evidence_logit(board: _Board) -> np.ndarray:
+    """Log-likelihood ratio of the pulled evidence (unit-strength fraud vs legit)."""
+    d = EVIDENCE_SHIFT * 0.9
+    return ((d * board.signal - d * d / 2) * board.pulled).sum(axis=1)
+
+
+def expected_verdict_values(p_bad: float, gray: bool, severity: float = 0.6) -> np.ndarray:
+    from .scoring import verdict_reward
+
+    bad_label = 2 if gray else 1
+    return np.asarray([p_bad * verdict_reward(v, bad_label, severity) +
+                       (1 - p_bad) * verdict_reward(v, 0, 0.0) for v in range(3)])
+
+
+class ScriptedInvestigator(Policy):
+    """Investigates before deciding, reads the evidence, links ads that visibly share
+    infrastructure, and rules by expected reward under a Bayesian read of surface and evidence.
+
+    Budget-aware: it pulls evidence only while its remaining actions cover the queue it still
+    expects, and pulls the most uncertain ad first. In ring tasks it prefers the sources that
+    reveal ring tokens.
+    """
+
+    role = "investigator"
+    UNCERTAIN = 2.2  # |log-odds| below which another source is worth pulling
+
+    def act_tensor(self, vector, mask):
+        v = views("investigator", vector)
+        b = _Board()
+        b.task_id = _task_of(v)
+        task = TASKS[b.task_id]
+        b.present = v["present"] > 0.5
+        b.pending = b.present & (v["status"][:, 0] > 0.5)
+        b.category = np.argmax(v["category"], axis=1)
+        surf = v["surface"]
+        age = np.expm1(surf[:, 0] * 8.3)
+        b.surface_z = surface_z(age, np.rint(surf[:, 1] * (len(TLDS) - 1)),
+                                np.rint(surf[:, 2] * (len(PAYMENT_TYPES) - 1)),
+                                np.rint(surf[:, 3] * (len(COUNTRIES) - 1)))
+        b.markers = np.rint(surf[:, 4] * 6)
+        lex = v["lexical"]
+        b.junk = b.present & ((lex[:, 6] < 0.28) | (lex[:, 7] < 0.75))
+        b.pulled = v["pulled"] > 0.5
+        b.signal = v["evidence"] * EVIDENCE_SCALE
+        sh = np.zeros((S, S))
+        sh[PAIRS[:, 0], PAIRS[:, 1]] = v["pair_shared_signals"] * 4
+        b.shared = sh + sh.T
+        lk = np.zeros((S, S), bool)
+        lk[PAIRS[:, 0], PAIRS[:, 1]] = v["pair_linked"] > 0.5
+        b.linked = lk | lk.T
+        b.budget = int(round(v["budget"][0] * task.action_budget))
+        cap = task.max_investigator_actions_per_turn
+        b.actions_left_this_turn = int(round(v["actions_left_this_turn"][0] * cap))
+        b.rounds_remaining = int(round(v["rounds_remaining"][0] * task.max_rounds))
+        b.present_count = int(b.present.sum())
+        op = self.decide(b, cap, task.max_rounds)
+        index = _investigator_index(op)
+        if not mask[index]:  # knobs can differ from the task defaults; never act illegally
+            index = I_END
+        return index
+
+    def act_model(self, obs):
+        b = _Board()
+        b.task_id = obs.task_id or "task_1"
+        task = TASKS[b.task_id]
+        tokens: dict[int, dict[str, str]] = {}
+        for ad_id, e in obs.evidence_ledger.items():
+            s = AD_SLOT[ad_id]
+            b.present[s] = True
+            b.pending[s] = e.get("status") == "pending"
+            b.category[s] = CATEGORY_INDEX[e["category"]]
+            b.surface_z[s] = surface_z(e["account_age_days"], TLDS.index(e["landing_tld"]),
+                                       PAYMENT_TYPES.index(e["payment_type"]),
+                                       COUNTRIES.index(e["country"]))
+            b.markers[s] = e["risk_markers"]
+            b.junk[s] = is_gibberish(e.get("ad_copy", "")) and len(e.get("ad_copy", "")) >= 20
+            tokens[s] = {}
+            for t in e.get("targets_pulled", []):
+                k = TARGET_INDEX[t]
+                b.pulled[s, k] = True
+                fields = e.get(t, {})
+                b.signal[s, k] = headline_to_signal(t, fields[HEADLINE[t][0]])
+                for name in ("payment_id", "landing_host", "audience_fingerprint",
+                             "campaign_fingerprint"):
+                    if name in fields:
+                        tokens[s][name] = fields[name]
+        slots = list(tokens)
+        for i in slots:
+            for j in slots:
+                if i < j:
+                    n = sum(tokens[i][k] == tokens[j].get(k) for k in tokens[i])
+                    b.shared[i, j] = b.shared[j, i] = n
+        for a, c in obs.links:
+            b.linked[AD_SLOT[a], AD_SLOT[c]] = b.linked[AD_SLOT[c], AD_SLOT[a]] = True
+        b.budget = int(obs.queue_status.get("budget", 0))
+        b.actions_left_this_turn = obs.actions_left_this_turn
+        b.rounds_remaining = obs.rounds_remaining
+        b.present_count = int(b.present.sum())
+        op = self.decide(b, task.max_investigator_actions_per_turn, task.max_rounds)
+        return self._model(op, obs)
+
+    def _model(self, op, obs):
+        kind = op[0]
+        if kind == "investigate":
+            return AdReviewAction(action_type="investigate", ad_id=AD_IDS[op[1]],
+                                  investigation_target=TARGETS[op[2]])
+        if kind == "link":
+            return AdReviewAction(action_type="link_accounts", ad_id=AD_IDS[op[1]],
+                                  linked_ad_id=AD_IDS[op[2]],
+                                  link_reason="they share infrastructure tokens in the evidence")
+        if kind == "verdict":
+            ad = AD_IDS[op[1]]
+            pulled = obs.evidence_ledger[ad].get("targets_pulled", [])
+            cites = "; ".join(f"{t} {HEADLINE[t][0]}="
+                              f"{obs.evidence_ledger[ad][t][HEADLINE[t][0]]}" for t in pulled)
+            why = f"Evidence: {cites}." if cites else "Decided on the surface signals alone."
+            return AdReviewAction(action_type="verdict", ad_id=ad, verdict=VERDICTS[op[2]],
+                                  confidence=op[3], rationale=why)
+        return AdReviewAction(action_type="end_turn")
+
+    def decide(self, b: _Board, cap: int, max_rounds: int) -> tuple:
+        if b.budget <= 0:
+            return ("end_turn",)
+        task = TASKS[b.task_id]
+        logit = surface_logit(b, b.task_id) + evidence_logit(b)
+        p_bad = 1 / (1 + np.exp(-logit))
+        # 1. link pairs that visibly share infrastructure and both look bad
+        cand = (b.shared > 0) & ~b.linked & (p_bad[:, None] > 0.6) & (p_bad[None, :] > 0.6)
+        cand &= b.present[:, None] & b.present[None, :]
+        if cand.any():
+            i, j = np.argwhere(np.triu(cand, 1))[0]
+            return ("link", int(i), int(j), None)
+        pending = np.flatnonzero(b.pending)
+        if len(pending) == 0:
+            return ("end_turn",)
+        # 2. pull evidence while the remaining actions cover the queue still expected
+        remaining = min(b.budget, b.actions_left_this_turn + (b.rounds_remaining - 1) * cap)
+        expected_total = task.queue_size + task.max_proposals
+        to_come = max(0, expected_total - b.present_count) * 0.8
+        spare = remaining - len(pending) - to_come
+        pulls = b.pulled.sum(axis=1)
+        uncertain = pending[(np.abs(logit[pending]) < self.UNCERTAIN) &
+                            (pulls[pending] < MAX_PULLS_PER_AD)]
+        if spare >= 1 and len(uncertain):
+            s = int(uncertain[np.argmin(np.abs(logit[uncertain]))])
+            order = _SOURCE_ORDER_RINGS if task.n_rings else _SOURCE_ORDER
+            t = next(t for t in order if not b.pulled[s, t])
+            return ("investigate", s, t)
+        # 3. otherwise rule on the ad we are surest about
+        s = int(pending[np.argmax(np.abs(logit[pending]))])
+        gray = b.category[s] == GRAY_CATEGORY
+        values = expected_verdict_values(float(p_bad[s]), bool(gray))
+        verdict = int(np.argmax(values))
+        p_right = float(p_bad[s]) if verdict != 0 else 1 - float(p_bad[s])
+        conf = min(CONFIDENCE_BUCKETS, key=lambda c: abs(c - p_right))
+        return ("verdict", s, verdict, conf, None)
+
+
+_SOURCE_ORDER = (TARGET_INDEX["policy_classifier"], TARGET_INDEX["landing_page"],
+                 TARGET_INDEX["advertiser_history"], TARGET_INDEX["payment_method"],
+                 TARGET_INDEX["campaign_structure"], TARGET_INDEX["targeting_overlap"])
+_SOURCE_ORDER_RINGS = tuple(RING_SIGNAL_SOURCE) + (TARGET_INDEX["policy_classifier"],
+                                                   TARGET_INDEX["advertiser_history"])
+
+
+def _investigator_index(op: tuple) -> int:
+    kind = op[0]
+    if kind == "investigate":
+        return I_INVESTIGATE + op[1] * len(TARGETS) + op[2]
+    if kind == "verdict":
+        return I_VERDICT + op[1] * 9 + op[2] * 3 + CONFIDENCE_BUCKETS.index(op[3])
+    if kind == "link":
+        return I_LINK + int(PAIR_INDEX[op[1], op[2]])
+    return I_END
+
+
+# ============================================================================ fraudster
+class _FraudsterView:
+    def __init__(self):
+        self.task_id = "task_1"
+        self.proposals_remaining = 0
+        self.room = False
+        self.allowed = np.zeros(len(CATEGORIES), bool)
+        self.mine_pending: list[int] = []
+        self.mine_pulled: dict[int, np.ndarray] = {}
+        self.trusted: set[int] = set()
+        self.markers: dict[int, int] = {}
+        self.approved = 0
+        self.rejected = 0
+        self.actions_left_this_turn = 0
+        self.rounds_remaining = 1
+
+
+class ReactiveFraudster(Policy):
+    """Spreads its proposals over the rounds and adapts to what the investigator does.
+
+    It starts with standard copy in the richest allowed category; each rejection pushes it
+    toward subtler tactics and legit-looking categories, each approval back toward bolder copy.
+    When the investigator starts pulling evidence on one of its pending ads, it dresses that ad
+    up with a trust blurb or softens its copy. It avoids network categories once it has one
+    (a shared-infrastructure ring is easy to link). It commits when out of proposals, or early
+    when its proposals keep getting rejected (each rejection costs more than most survivals pay).
+    """
+
+    role = "fraudster"
+
+    def act_tensor(self, vector, mask):
+        v = views("fraudster", vector)
+        f = _FraudsterView()
+        f.task_id = _task_of(v)
+        task = TASKS[f.task_id]
+        f.proposals_remaining = int(round(v["proposals_remaining"][0] * task.max_proposals))
+        f.room = v["queue_room"][0] > 0.5
+        f.allowed = v["allowed_categories"] > 0.5
+        mine = v["mine"] > 0.5
+        status = np.argmax(v["status"], axis=1)
+        f.mine_pending = [int(s) for s in np.flatnonzero(mine & (status == 0))]
+        f.mine_pulled = {s: v["pulled"][s] > 0.5 for s in f.mine_pending}
+        f.trusted = {int(s) for s in np.flatnonzero(v["trusted"] > 0.5)}
+        f.markers = {s: int(round(v["my_surface"][s, 4] * 6)) for s in f.mine_pending}
+        f.approved = int((mine & (status == 1)).sum())
+        f.rejected = int((mine & (status == 2)).sum())
+        f.network_used = bool((v["category"][mine][:, [CATEGORY_INDEX[c] for c in _NETWORK]]
+                               ).sum() > 0) if mine.any() else False
+        f.actions_left_this_turn = int(round(v["actions_left_this_turn"][0] *
+                                             task.max_fraudster_actions_per_turn))
+        f.rounds_remaining = max(1, int(round(v["rounds_remaining"][0] * task.max_rounds)))
+        op = self.decide(f, task)
+        index = _fraudster_index(op)
+        if not mask[index]:
+            index = F_END
+        return index
+
+    def act_model(self, obs):
+        f = _FraudsterView()
+        f.task_id = obs.task_id or "task_1"
+        task = TASKS[f.task_id]
+        f.proposals_remaining = obs.proposals_remaining
+        f.room = obs.can_propose
+        for c in obs.allowed_categories:
+            f.allowed[CATEGORY_INDEX[c]] = True
+        cats = []
+        for item in obs.current_queue:
+            if not item["is_my_proposal"]:
+                continue
+            s = AD_SLOT[item["ad_id"]]
+            cats.append(item["category"])
+            if item["status"] == "pending":
+                f.mine_pending.append(s)
+                pulled = np.zeros(len(TARGETS), bool)
+                for t in obs.investigation_targets_used.get(item["ad_id"], []):
+                    pulled[TARGET_INDEX[t]] = True
+                f.mine_pulled[s] = pulled
+                sig = obs.my_proposal_signals.get(item["ad_id"], {})
+                f.markers[s] = int(sig.get("risk_markers", 0))
+                if any(w in sig.get("landing_page_blurb", "").lower() for w in ("returns",
+                                                                                 "registered")):
+                    f.trusted.add(s)
+            f.approved += item["status"] == "approved"
+            f.rejected += item["status"] == "rejected"
+        f.network_used = any(c in _NETWORK for c in cats)
+        f.actions_left_this_turn = obs.actions_left_this_turn
+        f.rounds_remaining = max(1, obs.rounds_remaining)
+        op = self.decide(f, task)
+        kind = op[0]
+        if kind == "propose":
+            return FraudsterAction(action_type="propose_ad", category=CATEGORIES[op[1]].name,
+                                   tactic=TACTICS[op[2]])
+        if kind == "modify":
+            return FraudsterAction(action_type="modify_pending_ad", ad_id=AD_IDS[op[1]],
+                                   edit=FRAUDSTER_EDITS[op[2]])
+        return FraudsterAction(action_type=kind)
+
+    def decide(self, f: _FraudsterView, task) -> tuple:
+        # dress up an ad under scrutiny
+        for s in f.mine_pending:
+            if f.mine_pulled[s].any() and self.rng.random() < 0.5:
+                if s not in f.trusted:
+                    return ("modify", s, 1)
+                if f.markers.get(s, 0) > 0:
+                    return ("modify", s, 0)
+        if f.proposals_remaining <= 0 or not f.room:
+            return ("commit_final",)
+        if f.rejected >= 2 and f.rejected > 2 * f.approved:  # this investigator is too good
+            return ("commit_final",)
+        quota = int(np.ceil(f.proposals_remaining / f.rounds_remaining))
+        used_this_turn = task.max_fraudster_actions_per_turn - f.actions_left_this_turn
+        if used_this_turn >= quota:
+            return ("end_turn",)
+        boldness = 1 + f.approved - f.rejected  # 0 blatant ... 3 camouflaged, by tactic index
+        tactic = int(np.clip(2 - boldness + (self.rng.random() < 0.3), 0, 3))
+        allowed = np.flatnonzero(f.allowed)
+        if f.network_used:
+            allowed = np.asarray([c for c in allowed if CATEGORIES[c].family != "network"]) \
+                if any(CATEGORIES[c].family != "network" for c in allowed) else allowed
+        if tactic == 3:
+            legit = [c for c in allowed if CATEGORIES[c].family == "legit"]
+            if legit:
+                allowed = np.asarray(legit)
+        else:
+            risky = [c for c in allowed if CATEGORIES[c].family != "legit"]
+            if risky:
+                allowed = np.asarray(risky)
+        sev = np.asarray([CATEGORIES[c].base_severity for c in allowed])
+        weights = np.exp(3 * sev)
+        cat = int(allowed[self.rng.choice(len(allowed), p=weights / weights.sum())])
+        return ("propose", cat, tactic)
+
+
+_NETWORK = tuple(c.name for c in CATEGORIES if c.family == "network")
+
+
+def _fraudster_index(op: tuple) -> int:
+    kind = op[0]
+    if kind == "propose":
+        return op[1] * len(TACTICS) + op[2]
+    if kind == "modify":
+        return F_MODIFY + op[1] * len(FRAUDSTER_EDITS) + op[2]
+    return F_END if kind == "end_turn" else F_COMMIT
+
+
+# ============================================================================ auditor
+class HeuristicAuditor(Policy):
+    """Re-derives the obvious faults from what it sees and flags them one by one, then submits:
+    gibberish, injected or repeated proposals (track B); verdicts given without any evidence,
+    approvals against damning evidence, linked ads ruled opposite ways and over-confident
+    confidence bins (track A)."""
+
+    role = "auditor"
+
+    def act_tensor(self, vector, mask):
+        v = views("auditor", vector)
+        for index in self._candidates(v):
+            if mask[index]:
+                return index
+        return A_SUBMIT
+
+    def _candidates(self, v):
+        nA, nB = len(AUDIT_TRACK_A), len(AUDIT_TRACK_B)
+        B = {f: i for i, f in enumerate(AUDIT_TRACK_B)}
+        A = {f: i for i, f in enumerate(AUDIT_TRACK_A)}
+        lex = v["lexical"]
+        cues = v["track_b_cues"]
+        for s in np.flatnonzero(v["proposal"] > 0.5):
+            if lex[s, 6] < 0.28 or lex[s, 7] < 0.75 or lex[s, 2] < 20 / 400:
+                yield A_FLAG_B + s * nB + B["gibberish"]
+            if cues[s, 0] > 0.5:
+                yield A_FLAG_B + s * nB + B["branding_anomaly"]
+            if cues[s, 1] > 0.5:
+                yield A_FLAG_B + s * nB + B["parameter_mismatch"]
+            if cues[s, 2] > 0.5:
+                yield A_FLAG_B + s * nB + B["market_implausible"]
+            if cues[s, 3] > 0.5:
+                yield A_FLAG_B + s * nB + B["template_repetition"]
+        manual = v["manual"] > 0.5
+        status = np.argmax(v["status"], axis=1)
+        pulled = v["pulled"] > 0.5
+        for s in np.flatnonzero(manual):
+            if status[s] in (1, 2) and not pulled[s].any():
+                yield A_FLAG_A + (s + 1) * nA + A["missing_citation"]
+            if pulled[s].any():
+                mean = (v["evidence"][s][pulled[s]] * EVIDENCE_SCALE).mean()
+                if status[s] == 1 and mean >= 2.0:
+                    yield A_FLAG_A + (s + 1) * nA + A["incoherent_rationale"]
+            if v["link_conflict"][s] > 0.5:
+                yield A_FLAG_A + (s + 1) * nA + A["inconsistency"]
+        cal = v["calibration"]
+        if any(cal[b, 0] * S >= 3 and cal[b, 1] - cal[b, 2] > 0.3 for b in range(3)):
+            yield A_FLAG_A + A["miscalibration"]
+
+    def act_model(self, obs):
+        rec = obs.full_episode_record
+        raised = {(f["flag_type"], f.get("target_ad_id")) for f in obs.pending_flags}
+        for ftype, target, track in self._model_candidates(obs, rec):
+            if (ftype, target) not in raised:
+                return AuditorAction(action_type="flag_investigator" if track == "A" else
+                                     "flag_fraudster", target_ad_id=target, flag_type=ftype,
+                                     severity=0.7, note="rule-of-thumb audit")
+        return AuditorAction(action_type="submit_audit_report")
+
+    def _model_candidates(self, obs, rec):
+        ads = {a["ad_id"]: a for a in rec.get("ads", [])}
+        seen_copies = []
+        for a in rec.get("ads", []):
+            if a["is_fraudster_proposal"]:
+                if is_gibberish(a["ad_copy"]):
+                    yield "gibberish", a["ad_id"], "B"
+                if a["ad_copy"] in seen_copies:
+                    yield "template_repetition", a["ad_id"], "B"
+                seen_copies.append(a["ad_copy"])
+        verdicts = [v for v in rec.get("verdicts", []) if not v["auto_approved"]]
+        for v in verdicts:
+            if v["verdict"] in ("approve", "reject") and not v["targets_pulled"]:
+                yield "missing_citation", v["ad_id"], "A"
+        by_id = {v["ad_id"]: (i, v["verdict"]) for i, v in enumerate(verdicts)}
+        for a, b in rec.get("links", []):
+            if a in by_id and b in by_id and {by_id[a][1], by_id[b][1]} == {"approve", "reject"}:
+                yield "inconsistency", max((a, b), key=lambda x: by_id[x][0]), "A"
+        right = {"legit": "approve", "fraud": "reject", "escalate": "escalate"}
+        conf = np.asarray([v["confidence"] for v in verdicts])
+        ok = np.asarray([right[ads[v["ad_id"]]["ground_truth"]] == v["verdict"]
+                         for v in verdicts])
+        if len(conf):
+            bins = np.digitize(conf, (0.4, 0.7))
+            if any((bins == b).sum() >= 3 and conf[bins == b].mean() - ok[bins == b].mean() > 0.3
+                   for b in range(3)):
+                yield "miscalibration", None, "A"
+
+
+# ============================================================================ degenerate references
+class _Fixed(Policy):
+    """A reference policy that always does the same kind of thing (for fairness tests)."""
+
+    def __init__(self, role: str, seed: int | None = None):
+        super().__init__(seed)
+        self.role = role
+
+
+class AlwaysVerdict(_Fixed):
+    def __init__(self, verdict: str, seed: int | None = None):
+        super().__init__("investigator", seed)
+        self.verdict = VERDICTS.index(verdict)
+
+    def act_tensor(self, vector, mask):
+        block = mask[I_VERDICT:I_LINK].reshape(S, 3, 3)[:, self.verdict, 2]
+        legal = np.flatnonzero(block)
+        if len(legal):
+            return I_VERDICT + int(legal[0]) * 9 + self.verdict * 3 + 2
+        return I_END
+
+
+class AlwaysReject(AlwaysVerdict):
+    def __init__(self, seed=None):
+        super().__init__("reject", seed)
+
+
+class AlwaysApprove(AlwaysVerdict):
+    def __init__(self, seed=None):
+        super().__init__("approve", seed)
+
+
+class AlwaysEscalate(AlwaysVerdict):
+    def __init__(self, seed=None):
+        super().__init__("escalate", seed)
+
+
+class InvestigateSpam(_Fixed):
+    def __init__(self, seed=None):
+        super().__init__("investigator", seed)
+
+    def act_tensor(self, vector, mask):
+        legal = np.flatnonzero(mask[I_INVESTIGATE:I_VERDICT])
+        return int(legal[self.rng.integers(len(legal))]) if len(legal) else I_END
+
+
+class DoNothing(_Fixed):
+    def __init__(self, seed=None):
+        super().__init__("investigator", seed)
+
+    def act_tensor(self, vector, mask):
+        return I_END
+
+
+class LinkEverything(_Fixed):
+    def __init__(self, seed=None):
+        super().__init__("investigator", seed)
+
+    def act_tensor(self, vector, mask):
+        legal = np.flatnonzero(mask[I_LINK:I_END])
+        return I_LINK + int(legal[0]) if len(legal) else I_END
+
+
+class GibberishFraudster(_Fixed):
+    """Random letters for copy, a random allowed category; commits when out of proposals."""
+
+    def __init__(self, seed=None):
+        super().__init__("fraudster", seed)
+
+    def act_model(self, obs):
+        if obs.proposals_remaining <= 0 or not obs.can_propose:
+            return FraudsterAction(action_type="commit_final")
+        letters = np.asarray(list("abcdefghijklmnopqrstuvwxyz     "))
+        n = int(self.rng.integers(40, 120))
+        copy = "".join(self.rng.choice(letters, n)).strip() or "zzzz"
+        cat = obs.allowed_categories[int(self.rng.integers(len(obs.allowed_categories)))]
+        return FraudsterAction(action_type="propose_ad", category=cat, ad_copy=copy,
+                               targeting_summary="adults")
+
+
+class RepeatOneAdFraudster(_Fixed):
+    """Proposes the same ad, word for word, every time."""
+
+    COPY = "Designer handbags and watches, official outlet, limited stock. Order now!"
+
+    def __init__(self, seed=None):
+        super().__init__("fraudster", seed)
+
+    def act_model(self, obs):
+        if obs.proposals_remaining <= 0 or not obs.can_propose:
+            return FraudsterAction(action_type="commit_final")
+        cat = "counterfeit_goods" if "counterfeit_goods" in obs.allowed_categories else \
+            obs.allowed_categories[0]
+        return FraudsterAction(action_type="propose_ad", category=cat, ad_copy=self.COPY)
+
+
+class FlagEverythingAuditor(_Fixed):
+    def __init__(self, seed=None):
+        super().__init__("auditor", seed)
+
+    def act_tensor(self, vector, mask):
+        legal = np.flatnonzero(mask[:A_SUBMIT])
+        return int(legal[0]) if len(legal) else A_SUBMIT
+
+
+DEGENERATE_INVESTIGATORS = {"always_reject": AlwaysReject, "always_approve": AlwaysApprove,
+                            "always_escalate": AlwaysEscalate,
+                            "investigate_spam": InvestigateSpam, "do_nothing": DoNothing,
+                            "link_everything": LinkEverything,
+                            "random": lambda seed=None: RandomPolicy("investigator", seed)}
+BASELINES = {"fraudster": ReactiveFraudster, "investigator": ScriptedInvestigator,
+             "auditor": HeuristicAuditor}
+
+__all__ = ["Policy", "RandomPolicy", "ScriptedInvestigator", "ReactiveFraudster",
+           "HeuristicAuditor", "AlwaysReject", "AlwaysApprove", "AlwaysEscalate",
+           "InvestigateSpam", "DoNothing", "LinkEverything", "GibberishFraudster",
+           "RepeatOneAdFraudster", "FlagEverythingAuditor", "DEGENERATE_INVESTIGATORS",
+           "BASELINES", "views", "N_ACTIONS"]
