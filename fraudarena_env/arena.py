@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .catalog import ROLES
-from .encoding import N_ACTIONS, OPS, Observer, fill_mask
+from .encoding import OPS, Observer
 from .policies import BASELINES, Policy
 from .referee import Referee
 
@@ -36,7 +36,6 @@ class Arena:
     def __init__(self, illegal_action: str = "raise"):
         self.referee = Referee(illegal_action=illegal_action)
         self.observers = {r: Observer(r) for r in ROLES}
-        self.masks = {r: np.zeros(N_ACTIONS[r], np.int8) for r in ROLES}
 
     def play(self, task_id: str, seed: int, policies: dict[str, Policy] | None = None,
              faces: dict[str, str] | None = None, **knobs) -> MatchResult:
@@ -55,8 +54,8 @@ class Arena:
             role = ref.current_role
             pol = policies[role]
             if faces[role] == "tensor":
-                mask = fill_mask(role, ref, self.masks[role])
-                index = pol.act_tensor(self.observers[role].fill(ref), mask)
+                observer = self.observers[role]
+                index = pol.act_tensor(observer.fill(ref), observer.mask(ref))
                 ref.apply(role, OPS[role][index])
             else:
                 obs = getattr(ref, f"build_{role}_observation")()

@@ -8,6 +8,7 @@ Track B scores each fraudster proposal's plausibility from its final text. Flags
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,4 +134,5 @@ def _cites(rationale: str, pulled: tuple[int, ...], values: list[str]) -> bool:
 
 
 def track_a_score(flags) -> float:
-    return float(max(0.0, 1.0 - sum(TRACK_A_WEIGHT.get(f, 0.15) for f, _ in flags)))
+    total = math.fsum(TRACK_A_WEIGHT.get(f, 0.15) for f, _ in sorted(flags, key=str))
+    return float(max(0.0, 1.0 - total))

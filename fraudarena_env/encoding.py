@@ -236,10 +236,20 @@ def fill_mask(role: str, ref: Referee, out: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- observations
 class Observer:
-    """One role's observation: a preallocated float32 vector carved into named views."""
+    """One role's observation and mask: preallocated arrays carved into named views.
+
+    ``fill(ref)`` brings the vector up to date by replaying the referee's event log since the
+    last call (an arrival, a pull, a verdict... each touches a few entries), so the cost of a step
+    is proportional to what changed, not to the size of the queue. ``mask(ref)`` returns the
+    legal-action mask, kept up to date the same way. Both return the observer's own arrays:
+    copy them before keeping them.
+    """
 
     def __init__(self, role: str):
+        if role not in _LAYOUTS:
+            raise ValueError(f"unknown role {role!r}; roles are {ROLES}")
         self.role = role
+        self.role_index = ROLES.index(role)
         fields = _LAYOUTS[role]()
         self.layout: list[tuple[str, int, tuple[int, ...]]] = []
         offset = 0
@@ -250,7 +260,12 @@ class Observer:
         self.tensor = np.zeros(self.size, np.float32)
         self.views = {name: self.tensor[o:o + int(np.prod(shape))].reshape(shape)
                       for name, o, shape in self.layout}
-        self._cache_key = None
+        self.n_actions = N_ACTIONS[role]
+        self._mask = np.zeros(self.n_actions, np.int8)  # legal on this role's turn
+        self._no_mask = np.zeros(self.n_actions, np.int8)
+        self._epoch = -1
+        self._cursor = 0
+        self._handlers = _HANDLERS[role]
 
     def feature_names(self) -> list[str]:
         names = []
@@ -258,9 +273,48 @@ class Observer:
             names += [name] if shape == (1,) else [f"{name}{list(ix)}" for ix in np.ndindex(shape)]
         return names
 
+    def _sync(self, ref: Referee) -> None:
+        if ref.epoch != self._epoch:
+            self._epoch = ref.epoch
+            self._cursor = 0
+            self.tensor[:] = 0
+            self._mask[:] = 0
+            self._start(ref)
+        events = ref.events
+        if self._cursor < len(events):
+            handlers = self._handlers
+            for ev in events[self._cursor:]:
+                h = handlers.get(ev[0])
+                if h is not None:
+                    h(self, ref, ev)
+            self._cursor = len(events)
+
     def fill(self, ref: Referee) -> np.ndarray:
-        _FILLERS[self.role](self, ref)
+        self._sync(ref)
+        _GLOBALS[self.role](self, ref)
         return self.tensor
+
+    def mask(self, ref: Referee) -> np.ndarray:
+        """The legal-action mask (int8); all zeros when it is not this role's turn."""
+        self._sync(ref)
+        if ref.current_role != self.role:
+            return self._no_mask
+        return _MASK_FINISH[self.role](self, ref)
+
+    def _start(self, ref: Referee) -> None:
+        v = self.views
+        v["task"][TASK_IDS.index(ref.task.task_id)] = 1
+        if self.role == "investigator":
+            self._shared = np.zeros((S, S), np.int64)
+            self._tokens_seen: list[dict[int, list[int]]] = [{} for _ in RING_SIGNAL_SOURCE]
+            self._mask[I_END] = 1
+        elif self.role == "fraudster":
+            v["allowed_categories"][:] = ref.allowed_mask
+            self._propose_block = np.repeat(ref.allowed_mask, len(TACTICS)).astype(np.int8)
+            self._mask[F_END] = self._mask[F_COMMIT] = 1
+        else:
+            self._mask[A_SUBMIT] = 1
+            self._record_ready = False
 
 
 def _globals() -> list:
@@ -303,27 +357,295 @@ def _auditor_layout() -> list:
 
 _LAYOUTS = {"fraudster": _fraudster_layout, "investigator": _investigator_layout,
             "auditor": _auditor_layout}
+_PHASE_INDEX = {p: i for i, p in enumerate(PHASES)}
+_LANDING = TARGETS.index("landing_page")
+_SIGNAL_OF_SOURCE = {src: k for k, src in enumerate(RING_SIGNAL_SOURCE)}
 
 
-def _fill_globals(v: dict, ref: Referee, role_index: int) -> None:
-    v["phase"][:] = 0
-    v["phase"][PHASES.index(ref.phase)] = 1
-    v["task"][:] = 0
-    v["task"][TASK_IDS.index(ref.task.task_id)] = 1
+def _fill_common(obs: Observer, ref: Referee) -> None:
+    v = obs.views
+    phase = v["phase"]
+    phase[:] = 0
+    phase[_PHASE_INDEX[ref.phase]] = 1
     v["round"][0] = ref.round_number / ref.max_rounds
     v["rounds_remaining"][0] = ref.rounds_remaining() / ref.max_rounds
-    cap = ref.caps[role_index]
-    v["actions_left_this_turn"][0] = ref.actions_left_this_turn(role_index) / cap
+    v["actions_left_this_turn"][0] = ref.actions_left_this_turn(obs.role_index) / \
+        ref.caps[obs.role_index]
 
 
-def _surface(ref: Referee, rows_idx: np.ndarray, present: np.ndarray, out: np.ndarray) -> None:
+def _evidence_value(x: float) -> float:
+    return min(max(x / EVIDENCE_SCALE, -OBS_BOUND), OBS_BOUND)
+
+
+def _surface_row(ref: Referee, row: int, out: np.ndarray) -> None:
     rows = ref.rows
-    out[:, 0] = np.log1p(rows.age_days[rows_idx]) / 8.3
-    out[:, 1] = rows.tld[rows_idx] / (len(TLDS) - 1)
-    out[:, 2] = rows.payment_type[rows_idx] / (len(PAYMENT_TYPES) - 1)
-    out[:, 3] = rows.country[rows_idx] / (len(COUNTRIES) - 1)
-    out[:, 4] = np.minimum(rows.markers[rows_idx], 6) / 6.0
-    out[~present] = 0
+    out[0] = np.log1p(rows.age_days[row]) / 8.3
+    out[1] = rows.tld[row] / (len(TLDS) - 1)
+    out[2] = rows.payment_type[row] / (len(PAYMENT_TYPES) - 1)
+    out[3] = rows.country[row] / (len(COUNTRIES) - 1)
+    out[4] = min(int(rows.markers[row]), 6) / 6.0
+
+
+def _set_status(v: dict, s: int, verdict: int) -> None:
+    st = v["status"][s]
+    st[:] = 0
+    st[verdict + 1] = 1
+
+
+# investigator ---------------------------------------------------------------
+def _inv_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
+    s = ev[1]
+    v = obs.views
+    row = ref.slot_row[s]
+    v["present"][s] = 1
+    _set_status(v, s, -1)
+    v["arrived_round"][s] = ref.arrived[s] / ref.max_rounds
+    v["category"][s, ref.rows.category[row]] = 1
+    _surface_row(ref, row, v["surface"][s])
+    v["lexical"][s] = ref.lexical[s]
+    v["pulls_left"][s] = 1.0
+    m = obs._mask
+    m[I_INVESTIGATE + s * N_T:I_INVESTIGATE + (s + 1) * N_T] = 1
+    m[I_VERDICT + s * 9:I_VERDICT + (s + 1) * 9] = 1
+    others = np.flatnonzero(ref.present)
+    others = others[others != s]
+    m[I_LINK + PAIR_INDEX[s, others]] = 1
+
+
+def _inv_pull(obs: Observer, ref: Referee, ev: tuple) -> None:
+    _, s, t = ev
+    v = obs.views
+    row = ref.slot_row[s]
+    v["pulled"][s, t] = 1
+    v["evidence"][s, t] = _evidence_value(float(ref.rows.evidence[row, t]))
+    n = int(ref.n_pulls[s])
+    v["pulls_left"][s] = (MAX_PULLS_PER_AD - n) / MAX_PULLS_PER_AD
+    m = obs._mask
+    base = I_INVESTIGATE + s * N_T
+    if n >= MAX_PULLS_PER_AD:
+        m[base:base + N_T] = 0
+    else:
+        m[base + t] = 0
+    k = _SIGNAL_OF_SOURCE.get(t)
+    if k is None:
+        return
+    token = int(ref.rows.tokens[row, k])
+    seen = obs._tokens_seen[k].setdefault(token, [])
+    if seen:
+        shared = obs._shared
+        pair_shared = v["pair_shared_signals"]
+        collisions = v["collisions"]
+        for j in seen:
+            shared[s, j] += 1
+            shared[j, s] += 1
+            pair_shared[PAIR_INDEX[s, j]] = shared[s, j] / 4.0
+            collisions[j] = np.count_nonzero(shared[j]) / S
+        collisions[s] = np.count_nonzero(shared[s]) / S
+    seen.append(s)
+
+
+def _inv_verdict(obs: Observer, ref: Referee, ev: tuple) -> None:
+    s = ev[1]
+    v = obs.views
+    _set_status(v, s, int(ref.verdict[s]))
+    v["pulls_left"][s] = 0
+    m = obs._mask
+    m[I_INVESTIGATE + s * N_T:I_INVESTIGATE + (s + 1) * N_T] = 0
+    m[I_VERDICT + s * 9:I_VERDICT + (s + 1) * 9] = 0
+
+
+def _inv_link(obs: Observer, ref: Referee, ev: tuple) -> None:
+    _, a, b = ev
+    v = obs.views
+    p = PAIR_INDEX[a, b]
+    v["pair_linked"][p] = 1
+    v["links"][a] += 1.0 / S
+    v["links"][b] += 1.0 / S
+    obs._mask[I_LINK + p] = 0
+
+
+def _inv_modify(obs: Observer, ref: Referee, ev: tuple) -> None:
+    s = ev[1]
+    v = obs.views
+    row = ref.slot_row[s]
+    v["lexical"][s] = ref.lexical[s]
+    v["surface"][s, 4] = min(int(ref.rows.markers[row]), 6) / 6.0
+    if ref.pulled[s, _LANDING]:
+        v["evidence"][s, _LANDING] = _evidence_value(float(ref.rows.evidence[row, _LANDING]))
+
+
+def _inv_globals(obs: Observer, ref: Referee) -> None:
+    _fill_common(obs, ref)
+    v = obs.views
+    v["budget"][0] = ref.budget / ref.task.action_budget
+    v["queue_may_grow"][0] = ref.n_base_arrived < ref.ep.n_base or (
+        not ref.committed and ref.proposals_used < ref.max_proposals)
+    v["pending_count"][0] = (ref.n_arrived - ref.n_manual) / S if ref.end_reason is None \
+        else 0.0
+
+
+def _inv_mask(obs: Observer, ref: Referee) -> np.ndarray:
+    if ref.budget <= 0:
+        out = obs._no_mask.copy()
+        out[I_END] = 1
+        return out
+    return obs._mask
+
+
+# fraudster -------------------------------------------------------------------
+def _fr_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
+    s = ev[1]
+    v = obs.views
+    row = ref.slot_row[s]
+    v["present"][s] = 1
+    _set_status(v, s, -1)
+    v["category"][s, ref.rows.category[row]] = 1
+    v["lexical"][s] = ref.lexical[s]
+    if ref.is_proposal[s]:
+        v["mine"][s] = 1
+        v["my_tactic"][s, ref.rows.tactic[row]] = 1
+        _fr_modify(obs, ref, ev)
+
+
+def _fr_modify(obs: Observer, ref: Referee, ev: tuple) -> None:
+    s = ev[1]
+    v = obs.views
+    row = ref.slot_row[s]
+    v["lexical"][s] = ref.lexical[s]
+    ev_row = ref.rows.evidence[row]
+    out = v["my_evidence"][s]
+    for t in range(N_T):
+        out[t] = _evidence_value(float(ev_row[t]))
+    _surface_row(ref, row, v["my_surface"][s])
+    v["trusted"][s] = ref.trusted[s]
+    m = obs._mask
+    base = F_MODIFY + s * len(FRAUDSTER_EDITS)
+    pending = ref.verdict[s] < 0
+    m[base] = pending and ref.rows.markers[row] > 0
+    m[base + 1] = pending and not ref.trusted[s]
+
+
+def _fr_pull(obs: Observer, ref: Referee, ev: tuple) -> None:
+    obs.views["pulled"][ev[1], ev[2]] = 1
+
+
+def _fr_verdict(obs: Observer, ref: Referee, ev: tuple) -> None:
+    s = ev[1]
+    _set_status(obs.views, s, int(ref.verdict[s]))
+    base = F_MODIFY + s * len(FRAUDSTER_EDITS)
+    obs._mask[base:base + len(FRAUDSTER_EDITS)] = 0
+
+
+def _fr_globals(obs: Observer, ref: Referee) -> None:
+    _fill_common(obs, ref)
+    v = obs.views
+    v["proposals_remaining"][0] = (ref.max_proposals - ref.proposals_used) / ref.max_proposals
+    v["committed"][0] = ref.committed
+    v["queue_room"][0] = ref.proposal_room()
+
+
+def _fr_mask(obs: Observer, ref: Referee) -> np.ndarray:
+    m = obs._mask
+    if ref.proposals_used < ref.max_proposals and ref.proposal_room():
+        m[F_PROPOSE:F_MODIFY] = obs._propose_block
+    else:
+        m[F_PROPOSE:F_MODIFY] = 0
+    return m
+
+
+# auditor ---------------------------------------------------------------------
+def _au_finish(obs: Observer, ref: Referee, ev: tuple) -> None:
+    _fill_auditor_record(obs.views, ref)
+    present = ref.present
+    nA, nB = len(AUDIT_TRACK_A), len(AUDIT_TRACK_B)
+    m = obs._mask
+    fa = m[A_FLAG_A:A_FLAG_B].reshape(S + 1, nA)
+    fa[0] = 1
+    fa[1:][present] = 1
+    m[A_FLAG_B:A_SUBMIT].reshape(S, nB)[present] = 1
+
+
+def _au_flag(obs: Observer, ref: Referee, ev: tuple) -> None:
+    _, track, ftype, slot = ev
+    v = obs.views
+    if track == "A":
+        i = AUDIT_TRACK_A.index(ftype)
+        v["claimed_a"][slot + 1, i] = 1
+        obs._mask[A_FLAG_A + (slot + 1) * len(AUDIT_TRACK_A) + i] = 0
+    else:
+        i = AUDIT_TRACK_B.index(ftype)
+        v["claimed_b"][slot, i] = 1
+        obs._mask[A_FLAG_B + slot * len(AUDIT_TRACK_B) + i] = 0
+
+
+def _au_globals(obs: Observer, ref: Referee) -> None:
+    _fill_common(obs, ref)
+
+
+def _au_mask(obs: Observer, ref: Referee) -> np.ndarray:
+    if ref.auditor_actions >= MAX_AUDITOR_ACTIONS:
+        out = obs._no_mask.copy()
+        out[A_SUBMIT] = 1
+        return out
+    return obs._mask
+
+
+def _fill_auditor_record(v: dict, ref: Referee) -> None:
+    from .audit import REPETITION_JACCARD
+    from .lexicon import has_injection_or_generator_token, jaccard, mentions_minors, shingles
+
+    present = ref.present
+    idx = np.maximum(ref.slot_row, 0)
+    rows = ref.rows
+    manual = ref.manual & present
+    label = rows.label[idx].astype(np.int64)
+    v["present"][:] = present
+    _onehot(v["label"], present, label)
+    _onehot(v["status"], present, ref.verdict.astype(np.int64) + 1)
+    v["manual"][:] = manual
+    v["confidence"][:] = np.where(present, ref.confidence, 0)
+    v["proposal"][:] = ref.is_proposal
+    v["severity"][:] = np.where(present, rows.severity[idx], 0)
+    _onehot(v["category"], present, rows.category[idx])
+    v["pulled"][:] = ref.pulled
+    np.divide(rows.evidence[idx], EVIDENCE_SCALE, out=v["evidence"])
+    np.clip(v["evidence"], -OBS_BOUND, OBS_BOUND, out=v["evidence"])
+    v["evidence"] *= ref.pulled
+    v["lexical"][:] = ref.lexical
+    rat = v["rationale"]
+    for s in np.flatnonzero(manual):
+        text = ref.rationale[s]
+        rat[s, 0] = bool(text and text.strip())
+    conflict = v["link_conflict"]
+    for a, b in ref.links:
+        if manual[a] and manual[b] and {int(ref.verdict[a]), int(ref.verdict[b])} == {0, 1}:
+            later = a if ref.decided_order[a] > ref.decided_order[b] else b
+            conflict[later] = 1
+    cues = v["track_b_cues"]
+    seen = []
+    for s in ref.proposal_slots:
+        cat = CATEGORIES[rows.category[ref.slot_row[s]]]
+        text = " ".join((ref.copy[s], ref.blurb[s], ref.targeting[s]))
+        sh = shingles(ref.copy[s])
+        cues[s] = (has_injection_or_generator_token(text),
+                   cat.adult_only and mentions_minors(ref.targeting[s] + " " + ref.copy[s]),
+                   not any(k in text.lower() for k in cat.keywords),
+                   any(jaccard(sh, o) >= REPETITION_JACCARD for o in seen))
+        seen.append(sh)
+    cal = v["calibration"]
+    conf = ref.confidence[manual]
+    correct = ref.verdict[manual] == np.asarray((0, 1, 2))[label[manual]]
+    bins = np.digitize(conf, (0.4, 0.7))
+    for b in range(3):
+        sel = bins == b
+        if sel.any():
+            cal[b] = (sel.sum() / S, conf[sel].mean(), correct[sel].mean())
+    legit = manual & (label == 0)
+    fam = np.asarray([c.family != "legit" for c in CATEGORIES])[rows.category[idx]]
+    risky, plain = legit & fam, legit & ~fam
+    rejected = ref.verdict == 1
+    v["bias"][:] = (risky.sum() / S, rejected[risky].mean() if risky.any() else 0,
+                    plain.sum() / S, rejected[plain].mean() if plain.any() else 0)
 
 
 def _onehot(out: np.ndarray, present: np.ndarray, index: np.ndarray) -> None:
@@ -331,45 +653,21 @@ def _onehot(out: np.ndarray, present: np.ndarray, index: np.ndarray) -> None:
     out[present, index[present]] = 1
 
 
-def _fill_investigator(obs: Observer, ref: Referee) -> None:
-    v = obs.views
-    _fill_globals(v, ref, 1)
-    present = ref.present
-    idx = np.maximum(ref.slot_row, 0)
-    rows = ref.rows
-    pending = present & (ref.verdict < 0)
-    v["budget"][0] = ref.budget / ref.task.action_budget
-    v["queue_may_grow"][0] = ref.n_base_arrived < ref.ep.n_base or (
-        not ref.committed and ref.proposals_used < ref.max_proposals)
-    v["pending_count"][0] = pending.sum() / S
-    v["present"][:] = present
-    _onehot(v["status"], present, ref.verdict + 1)
-    v["arrived_round"][:] = ref.arrived / ref.max_rounds
-    _onehot(v["category"], present, rows.category[idx])
-    _surface(ref, idx, present, v["surface"])
-    v["lexical"][:] = ref.lexical
-    v["pulled"][:] = ref.pulled
-    _evidence(rows.evidence[idx], ref.pulled, v["evidence"])
-    v["pulls_left"][:] = np.where(pending, (MAX_PULLS_PER_AD - ref.n_pulls) / MAX_PULLS_PER_AD, 0)
-    v["links"][:] = ref.linked.sum(axis=1) / S
-    key = (id(ref.ep), int(ref.pulled.sum()), ref.n_arrived)
-    if obs._cache_key != key:
-        shared = shared_signals(ref)
-        v["collisions"][:] = (shared > 0).sum(axis=1) / S
-        v["pair_shared_signals"][:] = shared[PAIRS[:, 0], PAIRS[:, 1]] / 4.0
-        obs._cache_key = key
-    v["pair_linked"][:] = ref.linked[PAIRS[:, 0], PAIRS[:, 1]]
-
-
-def _evidence(signals: np.ndarray, visible: np.ndarray, out: np.ndarray) -> None:
-    np.divide(signals, EVIDENCE_SCALE, out=out)
-    np.clip(out, -OBS_BOUND, OBS_BOUND, out=out)
-    out *= visible
+_HANDLERS = {
+    "investigator": {"arrive": _inv_arrive, "pull": _inv_pull, "verdict": _inv_verdict,
+                     "link": _inv_link, "modify": _inv_modify},
+    "fraudster": {"arrive": _fr_arrive, "pull": _fr_pull, "verdict": _fr_verdict,
+                  "modify": _fr_modify},
+    "auditor": {"finish": _au_finish, "flag": _au_flag},
+}
+_GLOBALS = {"investigator": _inv_globals, "fraudster": _fr_globals, "auditor": _au_globals}
+_MASK_FINISH = {"investigator": _inv_mask, "fraudster": _fr_mask, "auditor": _au_mask}
 
 
 def shared_signals(ref: Referee) -> np.ndarray:
     """(S, S) count of ring signals two ads visibly share: both ads had the revealing source
-    pulled and show the same token."""
+    pulled and show the same token. (The reference computation; observers keep it
+    incrementally.)"""
     idx = np.maximum(ref.slot_row, 0)
     tokens = ref.rows.tokens[idx]
     shared = np.zeros((S, S), np.int64)
@@ -382,111 +680,6 @@ def shared_signals(ref: Referee) -> np.ndarray:
     np.fill_diagonal(shared, 0)
     return shared
 
-
-def _fill_fraudster(obs: Observer, ref: Referee) -> None:
-    v = obs.views
-    _fill_globals(v, ref, 0)
-    present = ref.present
-    idx = np.maximum(ref.slot_row, 0)
-    rows = ref.rows
-    mine = ref.is_proposal
-    v["proposals_remaining"][0] = (ref.max_proposals - ref.proposals_used) / ref.max_proposals
-    v["committed"][0] = ref.committed
-    v["queue_room"][0] = ref.proposal_room()
-    v["allowed_categories"][:] = ref.allowed_mask
-    v["present"][:] = present
-    _onehot(v["status"], present, ref.verdict + 1)
-    v["mine"][:] = mine
-    _onehot(v["category"], present, rows.category[idx])
-    v["lexical"][:] = ref.lexical
-    v["pulled"][:] = ref.pulled
-    _onehot(v["my_tactic"], mine, rows.tactic[idx])
-    _evidence(rows.evidence[idx], mine[:, None], v["my_evidence"])
-    _surface(ref, idx, mine, v["my_surface"])
-    v["trusted"][:] = ref.trusted
-
-
-def _fill_auditor(obs: Observer, ref: Referee) -> None:
-    v = obs.views
-    _fill_globals(v, ref, 2)
-    if ref.phase not in ("audit_phase", "done"):
-        obs.tensor[sum(int(np.prod(s)) for _, s in _globals()):] = 0
-        obs._cache_key = None
-        return
-    key = (id(ref.ep), ref.phase)
-    if obs._cache_key != key:
-        _fill_auditor_record(v, ref)
-        obs._cache_key = key
-    v["claimed_a"][:] = 0
-    v["claimed_b"][:] = 0
-    for track, ftype, slot in ref.claimed:
-        if track == "A":
-            v["claimed_a"][slot + 1, AUDIT_TRACK_A.index(ftype)] = 1
-        else:
-            v["claimed_b"][slot, AUDIT_TRACK_B.index(ftype)] = 1
-
-
-def _fill_auditor_record(v: dict, ref: Referee) -> None:
-    from .audit import REPETITION_JACCARD
-    from .lexicon import has_injection_or_generator_token, jaccard, mentions_minors, shingles
-
-    present = ref.present
-    idx = np.maximum(ref.slot_row, 0)
-    rows = ref.rows
-    manual = ref.manual & present
-    v["present"][:] = present
-    _onehot(v["label"], present, rows.label[idx].astype(np.int64))
-    _onehot(v["status"], present, ref.verdict + 1)
-    v["manual"][:] = manual
-    v["confidence"][:] = np.where(present, ref.confidence, 0)
-    v["proposal"][:] = ref.is_proposal
-    v["severity"][:] = np.where(present, rows.severity[idx], 0)
-    _onehot(v["category"], present, rows.category[idx])
-    v["pulled"][:] = ref.pulled
-    _evidence(rows.evidence[idx], ref.pulled, v["evidence"])
-    v["lexical"][:] = ref.lexical
-    rat = v["rationale"]
-    rat[:] = 0
-    for s in np.flatnonzero(manual):
-        text = ref.rationale[s]
-        rat[s, 0] = bool(text and text.strip())
-    conflict = v["link_conflict"]
-    conflict[:] = 0
-    for a, b in ref.links:
-        if manual[a] and manual[b] and {int(ref.verdict[a]), int(ref.verdict[b])} == {0, 1}:
-            later = a if ref.decided_order[a] > ref.decided_order[b] else b
-            conflict[later] = 1
-    cues = v["track_b_cues"]
-    cues[:] = 0
-    seen = []
-    for s in ref.proposal_slots:
-        cat = CATEGORIES[rows.category[ref.slot_row[s]]]
-        text = " ".join((ref.copy[s], ref.blurb[s], ref.targeting[s]))
-        sh = shingles(ref.copy[s])
-        cues[s] = (has_injection_or_generator_token(text),
-                   cat.adult_only and mentions_minors(ref.targeting[s] + " " + ref.copy[s]),
-                   not any(k in text.lower() for k in cat.keywords),
-                   any(jaccard(sh, o) >= REPETITION_JACCARD for o in seen))
-        seen.append(sh)
-    cal = v["calibration"]
-    cal[:] = 0
-    conf = ref.confidence[manual]
-    correct = ref.verdict[manual] == np.asarray((0, 1, 2))[rows.label[idx][manual]]
-    bins = np.digitize(conf, (0.4, 0.7))
-    for b in range(3):
-        sel = bins == b
-        if sel.any():
-            cal[b] = (sel.sum() / S, conf[sel].mean(), correct[sel].mean())
-    legit = manual & (rows.label[idx] == 0)
-    fam = np.asarray([c.family != "legit" for c in CATEGORIES])[rows.category[idx]]
-    risky, plain = legit & fam, legit & ~fam
-    rejected = ref.verdict == 1
-    v["bias"][:] = (risky.sum() / S, rejected[risky].mean() if risky.any() else 0,
-                    plain.sum() / S, rejected[plain].mean() if plain.any() else 0)
-
-
-_FILLERS = {"fraudster": _fill_fraudster, "investigator": _fill_investigator,
-            "auditor": _fill_auditor}
 
 __all__ = ["N_ACTIONS", "OPS", "Observer", "fill_mask", "index_to_op", "op_to_index",
            "op_to_model", "model_to_op", "shared_signals", "ROLES"]

@@ -279,7 +279,7 @@ def surface_z(age, tld, pay, country) -> np.ndarray:
     displayed values. Policies use it to read the surface the way the generator wrote it."""
     age = np.asarray(age, float)
     return np.stack([
-        (6.0 - np.log(np.maximum(age, 1.0))) / 0.8,
+        (6.0 - np.log1p(age)) / 0.8,
         (np.asarray(tld) + 0.5) * 4.4 / len(TLDS) - 1.6,
         (np.asarray(pay) + 0.5) * 4.4 / len(PAYMENT_TYPES) - 1.6,
         (np.asarray(country) + 0.5) * 4.8 / len(COUNTRIES) - 1.8,

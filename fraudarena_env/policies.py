@@ -127,15 +127,27 @@ from .models import AdReviewAction, AuditorAction, FraudsterAction  # noqa: E402
 from .referee import AD_IDS, AD_SLOT  # noqa: E402
 
 S = MAX_SLOTS
-_LAYOUT = {role: Observer(role).layout for role in ("fraudster", "investigator", "auditor")}
+_SLICES = {role: [(name, o, o + int(np.prod(shape)), shape) for name, o, shape in
+                   Observer(role).layout] for role in ("fraudster", "investigator", "auditor")}
+_SLICE_BY_NAME = {role: {name: (a, b, shape) for name, a, b, shape in sl}
+                  for role, sl in _SLICES.items()}
 _LEGIT_FAMILY = np.zeros(len(CATEGORIES), bool)
 _LEGIT_FAMILY[list(LEGIT_FAMILY)] = True
 
 
 def views(role: str, vector: np.ndarray) -> dict[str, np.ndarray]:
     """Named views of a role's observation vector (no copy)."""
-    return {name: vector[o:o + int(np.prod(shape))].reshape(shape)
-            for name, o, shape in _LAYOUT[role]}
+    return {name: vector[a:b].reshape(shape) for name, a, b, shape in _SLICES[role]}
+
+
+def views_of(role: str, vector: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Only the named views (cheaper than ``views`` on a hot path)."""
+    table = _SLICE_BY_NAME[role]
+    out = {}
+    for name in names:
+        a, b, shape = table[name]
+        out[name] = vector[a:b] if len(shape) == 1 else vector[a:b].reshape(shape)
+    return out
 
 
 def _task_of(v) -> str:
@@ -170,11 +182,8 @@ def surface_logit(board: _Board, task_id: str) -> np.ndarray:
     The weights come from the generator's own constants (a Gaussian shift of SURFACE_SHIFT per
     surface signal for unit strength), so the prior stays honest when the generator is retuned.
     """
-    task = TASKS[task_id]
-    n_bad = task.n_fraud + task.n_escalate + task.max_proposals
-    base = np.log(n_bad / max(task.n_legit, 1))
     d = SURFACE_SHIFT
-    logit = base + (d * board.surface_z - d * d / 2).sum(axis=1)
+    logit = _task_base(task_id) + (d * board.surface_z - d * d / 2).sum(axis=1)
     logit += (board.markers - 0.3) * 0.5
     logit += JUNK_LOGIT * board.junk
     in_legit = _LEGIT_FAMILY[board.category]
@@ -186,6 +195,32 @@ def surface_logit(board: _Board, task_id: str) -> np.ndarray:
 
 
 JUNK_LOGIT = 3.0
+_EV_D = EVIDENCE_SHIFT * 0.9
+
+
+def _linear_surface_prior():
+    """The surface prior is linear in the tensor face's surface features and category one-hot:
+    evaluate it once on a basis to get the weights the tensor path uses."""
+    def prior(surf: np.ndarray, category: int) -> float:
+        b = _Board()
+        b.surface_z[0] = surface_z(np.expm1(surf[0] * 8.3), surf[1] * (len(TLDS) - 1),
+                                   surf[2] * (len(PAYMENT_TYPES) - 1),
+                                   surf[3] * (len(COUNTRIES) - 1))
+        b.markers[0] = surf[4] * 6
+        b.category[0] = category
+        return float(surface_logit(b, "task_1")[0])
+
+    zero = prior(np.zeros(5), 0)
+    w = np.asarray([prior(np.eye(5)[k], 0) - zero for k in range(5)])
+    cat = np.asarray([prior(np.zeros(5), c) - zero for c in range(len(CATEGORIES))])
+    base = {t: zero + _task_base(t) - _task_base("task_1") for t in TASKS}
+    return w.astype(np.float32), cat.astype(np.float32), base
+
+
+def _task_base(task_id: str) -> float:
+    task = TASKS[task_id]
+    return float(np.log((task.n_fraud + task.n_escalate + task.max_proposals) /
+                        max(task.n_legit, 1)))
 
 
 def evidence_logit(board: _Board) -> np.ndarray:
@@ -194,56 +229,40 @@ def evidence_logit(board: _Board) -> np.ndarray:
     return ((d * board.signal - d * d / 2) * board.pulled).sum(axis=1)
 
 
-def expected_verdict_values(p_bad: float, gray: bool, severity: float = 0.6) -> np.ndarray:
-    from .scoring import verdict_reward
-
-    bad_label = 2 if gray else 1
-    return np.asarray([p_bad * verdict_reward(v, bad_label, severity) +
-                       (1 - p_bad) * verdict_reward(v, 0, 0.0) for v in range(3)])
-
-
 class ScriptedInvestigator(Policy):
     """Investigates before deciding, reads the evidence, links ads that visibly share
     infrastructure, and rules by expected reward under a Bayesian read of surface and evidence.
 
     Budget-aware: it pulls evidence only while its remaining actions cover the queue it still
     expects, and pulls the most uncertain ad first. In ring tasks it prefers the sources that
-    reveal ring tokens.
+    reveal ring tokens. Both faces reduce the observation to the same few arrays and share
+    ``decide``.
     """
 
     role = "investigator"
     UNCERTAIN = 2.2  # |log-odds| below which another source is worth pulling
 
     def act_tensor(self, vector, mask):
-        v = views("investigator", vector)
-        b = _Board()
-        b.task_id = _task_of(v)
-        task = TASKS[b.task_id]
-        b.present = v["present"] > 0.5
-        b.pending = b.present & (v["status"][:, 0] > 0.5)
-        b.category = np.argmax(v["category"], axis=1)
-        surf = v["surface"]
-        age = np.expm1(surf[:, 0] * 8.3)
-        b.surface_z = surface_z(age, np.rint(surf[:, 1] * (len(TLDS) - 1)),
-                                np.rint(surf[:, 2] * (len(PAYMENT_TYPES) - 1)),
-                                np.rint(surf[:, 3] * (len(COUNTRIES) - 1)))
-        b.markers = np.rint(surf[:, 4] * 6)
+        v = views_of("investigator", vector, _INVESTIGATOR_READS)
+        task = TASKS[TASK_IDS[int(np.argmax(v["task"]))]]
+        present = v["present"] > 0.5
         lex = v["lexical"]
-        b.junk = b.present & ((lex[:, 6] < 0.28) | (lex[:, 7] < 0.75))
-        b.pulled = v["pulled"] > 0.5
-        b.signal = v["evidence"] * EVIDENCE_SCALE
-        sh = np.zeros((S, S))
-        sh[PAIRS[:, 0], PAIRS[:, 1]] = v["pair_shared_signals"] * 4
-        b.shared = sh + sh.T
-        lk = np.zeros((S, S), bool)
-        lk[PAIRS[:, 0], PAIRS[:, 1]] = v["pair_linked"] > 0.5
-        b.linked = lk | lk.T
-        b.budget = int(round(v["budget"][0] * task.action_budget))
+        junk = present & ((lex[:, 6] < 0.28) | (lex[:, 7] < 0.75))
+        pulled = v["pulled"] > 0.5
+        logit = (_BASE_LOGIT[task.task_id] + v["surface"] @ _SURF_W + v["category"] @ _CAT_TERM
+                 + JUNK_LOGIT * junk + (_EV_D * EVIDENCE_SCALE) * v["evidence"].sum(axis=1)
+                 - (_EV_D * _EV_D / 2) * pulled.sum(axis=1))
+        pending = np.flatnonzero(v["status"][:, 0] > 0.5)
+        shared = np.flatnonzero(v["pair_shared_signals"])
+        pairs = [(int(PAIRS[p, 0]), int(PAIRS[p, 1])) for p in shared
+                 if v["pair_linked"][p] < 0.5]
         cap = task.max_investigator_actions_per_turn
-        b.actions_left_this_turn = int(round(v["actions_left_this_turn"][0] * cap))
-        b.rounds_remaining = int(round(v["rounds_remaining"][0] * task.max_rounds))
-        b.present_count = int(b.present.sum())
-        op = self.decide(b, cap, task.max_rounds)
+        op = self.decide(
+            task, logit, pending, pulled, pairs, None,
+            budget=int(round(v["budget"][0] * task.action_budget)),
+            actions_left=int(round(v["actions_left_this_turn"][0] * cap)),
+            rounds_remaining=int(round(v["rounds_remaining"][0] * task.max_rounds)),
+            present_count=int(present.sum()), category_onehot=v["category"])
         index = _investigator_index(op)
         if not mask[index]:  # knobs can differ from the task defaults; never act illegally
             index = I_END
@@ -251,13 +270,14 @@ class ScriptedInvestigator(Policy):
 
     def act_model(self, obs):
         b = _Board()
-        b.task_id = obs.task_id or "task_1"
-        task = TASKS[b.task_id]
+        task = TASKS[obs.task_id or "task_1"]
         tokens: dict[int, dict[str, str]] = {}
+        pending = []
         for ad_id, e in obs.evidence_ledger.items():
             s = AD_SLOT[ad_id]
             b.present[s] = True
-            b.pending[s] = e.get("status") == "pending"
+            if e.get("status") == "pending":
+                pending.append(s)
             b.category[s] = CATEGORY_INDEX[e["category"]]
             b.surface_z[s] = surface_z(e["account_age_days"], TLDS.index(e["landing_tld"]),
                                        PAYMENT_TYPES.index(e["payment_type"]),
@@ -270,23 +290,20 @@ class ScriptedInvestigator(Policy):
                 b.pulled[s, k] = True
                 fields = e.get(t, {})
                 b.signal[s, k] = headline_to_signal(t, fields[HEADLINE[t][0]])
-                for name in ("payment_id", "landing_host", "audience_fingerprint",
-                             "campaign_fingerprint"):
+                for name in _TOKEN_FIELDS:
                     if name in fields:
                         tokens[s][name] = fields[name]
-        slots = list(tokens)
-        for i in slots:
-            for j in slots:
-                if i < j:
-                    n = sum(tokens[i][k] == tokens[j].get(k) for k in tokens[i])
-                    b.shared[i, j] = b.shared[j, i] = n
-        for a, c in obs.links:
-            b.linked[AD_SLOT[a], AD_SLOT[c]] = b.linked[AD_SLOT[c], AD_SLOT[a]] = True
-        b.budget = int(obs.queue_status.get("budget", 0))
-        b.actions_left_this_turn = obs.actions_left_this_turn
-        b.rounds_remaining = obs.rounds_remaining
-        b.present_count = int(b.present.sum())
-        op = self.decide(b, task.max_investigator_actions_per_turn, task.max_rounds)
+        linked = {tuple(sorted((AD_SLOT[a], AD_SLOT[c]))) for a, c in obs.links}
+        slots = sorted(tokens)
+        pairs = [(i, j) for n, i in enumerate(slots) for j in slots[n + 1:]
+                 if (i, j) not in linked and any(tokens[i][k] == tokens[j].get(k)
+                                                 for k in tokens[i])]
+        logit = surface_logit(b, task.task_id) + evidence_logit(b)
+        op = self.decide(task, logit, np.asarray(pending, np.int64), b.pulled, pairs, b.category,
+                         budget=int(obs.queue_status.get("budget", 0)),
+                         actions_left=obs.actions_left_this_turn,
+                         rounds_remaining=obs.rounds_remaining,
+                         present_count=int(b.present.sum()))
         return self._model(op, obs)
 
     def _model(self, op, obs):
@@ -308,42 +325,59 @@ class ScriptedInvestigator(Policy):
                                   confidence=op[3], rationale=why)
         return AdReviewAction(action_type="end_turn")
 
-    def decide(self, b: _Board, cap: int, max_rounds: int) -> tuple:
-        if b.budget <= 0:
+    def decide(self, task, logit, pending, pulled, pairs, category, budget, actions_left,
+               rounds_remaining, present_count, category_onehot=None) -> tuple:
+        if budget <= 0:
             return ("end_turn",)
-        task = TASKS[b.task_id]
-        logit = surface_logit(b, b.task_id) + evidence_logit(b)
-        p_bad = 1 / (1 + np.exp(-logit))
         # 1. link pairs that visibly share infrastructure and both look bad
-        cand = (b.shared > 0) & ~b.linked & (p_bad[:, None] > 0.6) & (p_bad[None, :] > 0.6)
-        cand &= b.present[:, None] & b.present[None, :]
-        if cand.any():
-            i, j = np.argwhere(np.triu(cand, 1))[0]
-            return ("link", int(i), int(j), None)
-        pending = np.flatnonzero(b.pending)
+        for i, j in pairs:
+            if logit[i] > LINK_LOGIT and logit[j] > LINK_LOGIT:
+                return ("link", i, j, None)
         if len(pending) == 0:
             return ("end_turn",)
         # 2. pull evidence while the remaining actions cover the queue still expected
-        remaining = min(b.budget, b.actions_left_this_turn + (b.rounds_remaining - 1) * cap)
-        expected_total = task.queue_size + task.max_proposals
-        to_come = max(0, expected_total - b.present_count) * 0.8
+        cap = task.max_investigator_actions_per_turn
+        remaining = min(budget, actions_left + (rounds_remaining - 1) * cap)
+        to_come = max(0, task.queue_size + task.max_proposals - present_count) * 0.8
         spare = remaining - len(pending) - to_come
-        pulls = b.pulled.sum(axis=1)
-        uncertain = pending[(np.abs(logit[pending]) < self.UNCERTAIN) &
-                            (pulls[pending] < MAX_PULLS_PER_AD)]
-        if spare >= 1 and len(uncertain):
-            s = int(uncertain[np.argmin(np.abs(logit[uncertain]))])
-            order = _SOURCE_ORDER_RINGS if task.n_rings else _SOURCE_ORDER
-            t = next(t for t in order if not b.pulled[s, t])
-            return ("investigate", s, t)
+        certainty = np.abs(logit[pending])
+        if spare >= 1:
+            open_ = (certainty < self.UNCERTAIN) & (pulled[pending].sum(axis=1) <
+                                                     MAX_PULLS_PER_AD)
+            if open_.any():
+                k = np.flatnonzero(open_)[np.argmin(certainty[open_])]
+                s = int(pending[k])
+                order = _SOURCE_ORDER_RINGS if task.n_rings else _SOURCE_ORDER
+                t = next(t for t in order if not pulled[s, t])
+                return ("investigate", s, t)
         # 3. otherwise rule on the ad we are surest about
-        s = int(pending[np.argmax(np.abs(logit[pending]))])
-        gray = b.category[s] == GRAY_CATEGORY
-        values = expected_verdict_values(float(p_bad[s]), bool(gray))
+        s = int(pending[np.argmax(certainty)])
+        p_bad = 1.0 / (1.0 + np.exp(-float(logit[s])))
+        gray = category_onehot[s, GRAY_CATEGORY] > 0.5 if category is None else \
+            category[s] == GRAY_CATEGORY
+        table = _VALUE_GRAY if gray else _VALUE_FRAUD
+        values = p_bad * table[0] + (1.0 - p_bad) * table[1]
         verdict = int(np.argmax(values))
-        p_right = float(p_bad[s]) if verdict != 0 else 1 - float(p_bad[s])
+        p_right = p_bad if verdict != 0 else 1.0 - p_bad
         conf = min(CONFIDENCE_BUCKETS, key=lambda c: abs(c - p_right))
         return ("verdict", s, verdict, conf, None)
+
+
+def _verdict_table(bad_label: int, severity: float = 0.6) -> np.ndarray:
+    from .scoring import verdict_reward
+
+    return np.asarray([[verdict_reward(v, bad_label, severity) for v in range(3)],
+                       [verdict_reward(v, 0, 0.0) for v in range(3)]])
+
+
+_SURF_W, _CAT_TERM, _BASE_LOGIT = _linear_surface_prior()
+_INVESTIGATOR_READS = ("task", "present", "lexical", "pulled", "surface", "category", "evidence",
+                       "status", "pair_shared_signals", "pair_linked", "budget",
+                       "actions_left_this_turn", "rounds_remaining")
+_VALUE_FRAUD = _verdict_table(1)  # rows: reward if bad, reward if legit; columns: verdicts
+_VALUE_GRAY = _verdict_table(2)
+LINK_LOGIT = float(np.log(0.6 / 0.4))
+_TOKEN_FIELDS = ("payment_id", "landing_host", "audience_fingerprint", "campaign_fingerprint")
 
 
 _SOURCE_ORDER = (TARGET_INDEX["policy_classifier"], TARGET_INDEX["landing_page"],

@@ -23,6 +23,7 @@ out. A rejected op leaves the match untouched.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,7 @@ F, I, A = 0, 1, 2  # noqa: E741  (role indices)
 TRUST_SHIFT = 0.5  # a trust blurb makes the landing page look this much cleaner
 SOFTEN_SEVERITY = 0.9
 JUNK_CLASSIFIER_SHIFT = 2.0  # gibberish or injected copy trips the policy classifier
+_EPOCHS = itertools.count(1)  # tells observers a referee was reset (never part of game state)
 AD_IDS = tuple(f"ad_{s + 1:03d}" for s in range(MAX_SLOTS))
 AD_SLOT = {a: s for s, a in enumerate(AD_IDS)}
 
@@ -194,6 +196,9 @@ class Referee:
         self.investigator_log: list[dict] = []
         self.auditor_log: list[dict] = []
         self.feedback = ["", "", ""]
+        # What changed, in order, since reset: observers replay it to update incrementally.
+        self.events: list[tuple] = []
+        self.epoch = next(_EPOCHS)
         self._arrive_base(1)
 
     # ------------------------------------------------------------------ queries
@@ -241,8 +246,18 @@ class Referee:
         return self.build_auditor_observation()
 
     def apply_model(self, role: str, action: Any) -> float:
-        """Validate a role's action model (or dict) and apply it; returns the actor's reward."""
-        op = self.op_from_model(role, action)
+        """Validate a role's action model (or dict) and apply it; returns the actor's reward.
+
+        In penalize mode an action that fails validation is charged like any illegal action;
+        acting out of turn always raises."""
+        try:
+            op = self.op_from_model(role, action)
+        except OutOfTurnError:
+            raise
+        except IllegalActionError as exc:
+            if self.illegal_action == "raise":
+                raise
+            return self.penalize(role, action, exc.reason)
         return self.apply(role, op)
 
     def op_from_model(self, role: str, action: Any) -> tuple:
@@ -343,6 +358,8 @@ class Referee:
         if role == "investigator":
             if kind == "end_turn":
                 return None
+            if kind not in ("investigate", "verdict", "link"):
+                return f"unknown investigator action {kind!r}"
             if self.budget <= 0:
                 return "the action budget is spent"
             slot = op[1]
@@ -394,12 +411,12 @@ class Referee:
         if self.phase == "done" or PHASE_ROLE[self.phase] != role:
             self._check_turn(role, op)
         reason = self.check(role, op)
-        r = self.step_rewards
-        r[0] = r[1] = r[2] = 0.0
         if reason is not None:
             if self.illegal_action == "raise":
                 raise IllegalActionError(role, op, reason)
-            return self._penalize(role, op, reason)
+            return self.penalize(role, op, reason)
+        r = self.step_rewards
+        r[0] = r[1] = r[2] = 0.0
         self.step_count += 1
         idx = ROLES.index(role)
         kind = op[0]
@@ -414,8 +431,12 @@ class Referee:
             self.totals[i] += r[i]
         return r[idx]
 
-    def _penalize(self, role: str, op: tuple, reason: str) -> float:
+    def penalize(self, role: str, action: object, reason: str) -> float:
+        """Charge ``role`` for an illegal action and use the action up (penalize mode)."""
+        self._check_turn(role, action)
         idx = ROLES.index(role)
+        r = self.step_rewards
+        r[0] = r[1] = r[2] = 0.0
         self.step_count += 1
         self.feedback[idx] = f"illegal action ({reason}); charged {scoring.ILLEGAL_PENALTY}"
         log = (self.fraudster_log, self.investigator_log, self.auditor_log)[idx]
@@ -527,10 +548,12 @@ class Referee:
             if count_trust_markers(new_blurb) and not self.trusted[slot]:
                 self._trust(slot)
         self.lexical[slot] = lexical_features(self.copy[slot])
+        self.events.append(("modify", slot))
 
     def _trust(self, slot: int) -> None:
         self.trusted[slot] = True
         self.rows.evidence[self.slot_row[slot], TARGET_INDEX["landing_page"]] -= TRUST_SHIFT
+        self.events.append(("modify", slot))
 
     def _end_fraudster_turn(self) -> None:
         self.phase = "investigator_turn"
@@ -551,6 +574,7 @@ class Referee:
         if kind == "investigate":
             target = op[2]
             self.pulled[slot, target] = True
+            self.events.append(("pull", slot, target))
             self.n_pulls[slot] += 1
             reward = scoring.INVESTIGATE_COST
             entry.update(action_type="investigate", investigation_target=TARGETS[target])
@@ -559,6 +583,7 @@ class Referee:
             v, conf = op[2], op[3]
             row = self.slot_row[slot]
             self.verdict[slot] = v
+            self.events.append(("verdict", slot))
             self.confidence[slot] = conf
             self.manual[slot] = True
             self.decided_order[slot] = self.n_manual
@@ -573,6 +598,7 @@ class Referee:
             other = op[2]
             self.linked[slot, other] = self.linked[other, slot] = True
             self.links.append((slot, other))
+            self.events.append(("link", slot, other))
             ra, rb = self.rows.ring[self.slot_row[slot]], self.rows.ring[self.slot_row[other]]
             correct = ra >= 0 and ra == rb
             reward = scoring.LINK_CORRECT if correct else scoring.LINK_WRONG
@@ -625,6 +651,7 @@ class Referee:
         track, slot, ftype, severity, note = op[1:]
         self.auditor_actions += 1
         self.claimed.add((track, ftype, slot))
+        self.events.append(("flag", track, ftype, slot))
         target = AD_IDS[slot] if slot >= 0 else None
         true = (ftype, target) in self.truth_flags
         reward = scoring.AUDIT_TRUE_FLAG if true else scoring.AUDIT_FALSE_FLAG
@@ -674,6 +701,7 @@ class Referee:
         self.blurb[slot] = blurb
         self.targeting[slot] = targeting
         self.lexical[slot] = lexical_features(copy)
+        self.events.append(("arrive", slot))
         return slot
 
     @staticmethod
@@ -697,6 +725,7 @@ class Referee:
         for s in pending:
             row = self.slot_row[s]
             self.verdict[s] = 0
+            self.events.append(("verdict", int(s)))
             self.confidence[s] = 0.0
             auto_reward += scoring.verdict_reward(0, int(rows.label[row]),
                                                   float(rows.severity[row]))
@@ -728,6 +757,7 @@ class Referee:
                                                    self._revealed_values())
         self.terminal = [fraud_reward, auto_reward, 0.0]
         self.phase = "audit_phase"
+        self.events.append(("finish",))
         self.actions_this_turn = 0
 
     def _verdict_records(self) -> list[audit.VerdictRecord]:

@@ -1,0 +1,269 @@
+"""The role models: actions validate strictly, observations tolerate extra keys.
+
+Each test names one rule of the wire contract (DESIGN.md §1, "Role models" and "Illegal input").
+"""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from fraudarena_env.catalog import AUDIT_TRACK_A, AUDIT_TRACK_B
+from fraudarena_env.models import (
+    AdReviewAction,
+    AdReviewObservation,
+    AuditorAction,
+    AuditorObservation,
+    AuditReport,
+    FraudsterAction,
+    FraudsterObservation,
+    InvestigatorAction,
+    InvestigatorObservation,
+    RefereeState,
+)
+
+
+def rejects(cls, payload: dict) -> None:
+    with pytest.raises(ValidationError):
+        cls.model_validate(payload)
+
+
+# ------------------------------------------------------------------ aliases
+def test_investigator_names_are_aliases_of_the_ad_review_models():
+    assert InvestigatorAction is AdReviewAction
+    assert InvestigatorObservation is AdReviewObservation
+
+
+# ------------------------------------------------------------------ investigator actions
+def test_investigate_is_valid_with_ad_id_and_target():
+    a = AdReviewAction.model_validate({"action_type": "investigate", "ad_id": "ad_001",
+                                       "investigation_target": "payment_method"})
+    assert a.investigation_target == "payment_method"
+
+
+def test_investigate_needs_ad_id():
+    rejects(AdReviewAction, {"action_type": "investigate",
+                             "investigation_target": "landing_page"})
+
+
+def test_investigate_needs_investigation_target():
+    rejects(AdReviewAction, {"action_type": "investigate", "ad_id": "ad_001"})
+
+
+def test_investigate_rejects_unknown_target():
+    rejects(AdReviewAction, {"action_type": "investigate", "ad_id": "ad_001",
+                             "investigation_target": "horoscope"})
+
+
+def test_verdict_needs_a_verdict():
+    rejects(AdReviewAction, {"action_type": "verdict", "ad_id": "ad_001"})
+
+
+def test_verdict_rejects_unknown_verdict_value():
+    rejects(AdReviewAction, {"action_type": "verdict", "ad_id": "ad_001", "verdict": "maybe"})
+
+
+def test_verdict_needs_ad_id():
+    rejects(AdReviewAction, {"action_type": "verdict", "verdict": "approve"})
+
+
+@pytest.mark.parametrize("confidence", [-0.01, 1.01, 7])
+def test_confidence_outside_unit_interval_is_rejected(confidence):
+    rejects(AdReviewAction, {"action_type": "verdict", "ad_id": "ad_001", "verdict": "reject",
+                             "confidence": confidence})
+
+
+@pytest.mark.parametrize("confidence", [0.0, 0.5, 1.0])
+def test_confidence_inside_unit_interval_is_accepted(confidence):
+    a = AdReviewAction.model_validate({"action_type": "verdict", "ad_id": "ad_001",
+                                       "verdict": "reject", "confidence": confidence})
+    assert a.confidence == confidence
+
+
+def test_confidence_only_goes_with_a_verdict():
+    rejects(AdReviewAction, {"action_type": "investigate", "ad_id": "ad_001",
+                             "investigation_target": "landing_page", "confidence": 0.9})
+
+
+def test_link_accounts_needs_linked_ad_id():
+    rejects(AdReviewAction, {"action_type": "link_accounts", "ad_id": "ad_001"})
+
+
+def test_link_accounts_needs_two_different_ads():
+    rejects(AdReviewAction, {"action_type": "link_accounts", "ad_id": "ad_001",
+                             "linked_ad_id": "ad_001"})
+
+
+def test_link_accounts_with_two_ads_is_valid():
+    a = AdReviewAction.model_validate({"action_type": "link_accounts", "ad_id": "ad_001",
+                                       "linked_ad_id": "ad_002", "link_reason": "same payment"})
+    assert a.linked_ad_id == "ad_002"
+
+
+def test_end_turn_needs_no_fields():
+    assert AdReviewAction.model_validate({"action_type": "end_turn"}).ad_id is None
+
+
+def test_end_turn_takes_no_ad_id():
+    rejects(AdReviewAction, {"action_type": "end_turn", "ad_id": "ad_001"})
+
+
+def test_investigator_action_rejects_unknown_keys():
+    rejects(AdReviewAction, {"action_type": "end_turn", "please": "approve everything"})
+
+
+def test_investigator_action_rejects_unknown_action_type():
+    rejects(AdReviewAction, {"action_type": "approve_all"})
+
+
+def test_investigator_rationale_longer_than_2000_chars_is_rejected():
+    rejects(AdReviewAction, {"action_type": "verdict", "ad_id": "ad_001", "verdict": "approve",
+                             "rationale": "x" * 2001})
+
+
+def test_investigator_ad_id_length_is_bounded():
+    rejects(AdReviewAction, {"action_type": "verdict", "ad_id": "a" * 33,
+                             "verdict": "approve"})
+
+
+def test_actions_are_immutable():
+    a = AdReviewAction(action_type="end_turn")
+    with pytest.raises(ValidationError):
+        a.ad_id = "ad_001"
+
+
+# ------------------------------------------------------------------ fraudster actions
+def test_propose_ad_with_category_and_tactic_is_valid():
+    a = FraudsterAction.model_validate({"action_type": "propose_ad", "category": "ecommerce",
+                                        "tactic": "subtle"})
+    assert a.tactic == "subtle"
+
+
+def test_propose_ad_with_category_and_free_copy_is_valid():
+    a = FraudsterAction.model_validate({"action_type": "propose_ad", "category": "saas",
+                                        "ad_copy": "Team chat for remote companies."})
+    assert a.ad_copy.startswith("Team chat")
+
+
+def test_propose_ad_needs_a_category():
+    rejects(FraudsterAction, {"action_type": "propose_ad", "tactic": "blatant"})
+
+
+def test_propose_ad_needs_ad_copy_or_tactic():
+    rejects(FraudsterAction, {"action_type": "propose_ad", "category": "ecommerce"})
+
+
+def test_propose_ad_rejects_blank_copy():
+    rejects(FraudsterAction, {"action_type": "propose_ad", "category": "ecommerce",
+                              "ad_copy": "   "})
+
+
+def test_propose_ad_rejects_unknown_tactic():
+    rejects(FraudsterAction, {"action_type": "propose_ad", "category": "ecommerce",
+                              "tactic": "sneaky"})
+
+
+def test_ad_copy_longer_than_2000_chars_is_rejected():
+    rejects(FraudsterAction, {"action_type": "propose_ad", "category": "ecommerce",
+                              "ad_copy": "a" * 2001})
+
+
+def test_ad_copy_of_exactly_2000_chars_is_accepted():
+    FraudsterAction.model_validate({"action_type": "propose_ad", "category": "ecommerce",
+                                    "ad_copy": "a" * 2000})
+
+
+def test_modify_pending_ad_needs_slot_index():
+    rejects(FraudsterAction, {"action_type": "modify_pending_ad", "edit": "soften_copy"})
+
+
+def test_modify_pending_ad_needs_an_edit_or_new_text():
+    rejects(FraudsterAction, {"action_type": "modify_pending_ad", "slot_index": 0})
+
+
+def test_modify_pending_ad_rejects_negative_slot_index():
+    rejects(FraudsterAction, {"action_type": "modify_pending_ad", "slot_index": -1,
+                              "edit": "soften_copy"})
+
+
+def test_end_turn_takes_no_proposal_fields():
+    rejects(FraudsterAction, {"action_type": "end_turn", "category": "ecommerce"})
+
+
+def test_commit_final_takes_no_modify_fields():
+    rejects(FraudsterAction, {"action_type": "commit_final", "slot_index": 0})
+
+
+def test_fraudster_action_rejects_unknown_keys():
+    rejects(FraudsterAction, {"action_type": "end_turn", "bonus": 1})
+
+
+# ------------------------------------------------------------------ auditor actions
+@pytest.mark.parametrize("flag_type", AUDIT_TRACK_B)
+def test_flag_fraudster_with_track_b_type_and_target_is_valid(flag_type):
+    a = AuditorAction.model_validate({"action_type": "flag_fraudster", "flag_type": flag_type,
+                                      "target_ad_id": "ad_003"})
+    assert a.flag_type == flag_type
+
+
+def test_flag_fraudster_needs_a_target():
+    rejects(AuditorAction, {"action_type": "flag_fraudster", "flag_type": "gibberish"})
+
+
+@pytest.mark.parametrize("flag_type", AUDIT_TRACK_A + ("nonsense",))
+def test_flag_fraudster_rejects_non_track_b_types(flag_type):
+    rejects(AuditorAction, {"action_type": "flag_fraudster", "flag_type": flag_type,
+                            "target_ad_id": "ad_003"})
+
+
+@pytest.mark.parametrize("flag_type", AUDIT_TRACK_B + ("nonsense",))
+def test_flag_investigator_rejects_non_track_a_types(flag_type):
+    rejects(AuditorAction, {"action_type": "flag_investigator", "flag_type": flag_type})
+
+
+def test_flag_investigator_may_be_match_level():
+    a = AuditorAction.model_validate({"action_type": "flag_investigator",
+                                      "flag_type": "miscalibration"})
+    assert a.target_ad_id is None
+
+
+def test_flag_severity_outside_unit_interval_is_rejected():
+    rejects(AuditorAction, {"action_type": "flag_investigator", "flag_type": "bias",
+                            "severity": 1.5})
+
+
+def test_submit_audit_report_takes_no_flag_fields():
+    rejects(AuditorAction, {"action_type": "submit_audit_report", "flag_type": "bias"})
+
+
+def test_submit_audit_report_accepts_a_report():
+    a = AuditorAction.model_validate({"action_type": "submit_audit_report",
+                                      "audit_report": {"notes": "fine"}})
+    assert isinstance(a.audit_report, AuditReport)
+
+
+def test_auditor_action_rejects_unknown_keys():
+    rejects(AuditorAction, {"action_type": "submit_audit_report", "score": 1.0})
+
+
+def test_audit_report_notes_are_bounded():
+    rejects(AuditReport, {"notes": "n" * 4001})
+
+
+# ------------------------------------------------------------------ observations
+def test_investigator_observation_ignores_unknown_keys():
+    obs = AdReviewObservation.model_validate({"match_id": "x", "feedback": "hi"})
+    assert obs.feedback == "hi"
+    assert not hasattr(obs, "match_id")
+
+
+@pytest.mark.parametrize("cls", [FraudsterObservation, AuditorObservation, RefereeState])
+def test_other_observations_ignore_unknown_keys(cls):
+    obs = cls.model_validate({"match_id_extra": "x", "server_time": 3, "feedback": "hi"})
+    assert "server_time" not in obs.model_dump()
+
+
+def test_observation_json_round_trips():
+    obs = AdReviewObservation(feedback="ok", available_ads=["ad_001"], phase="investigator_turn")
+    again = AdReviewObservation.model_validate_json(obs.model_dump_json())
+    assert again == obs
