@@ -18,6 +18,7 @@ on the order of earlier actions. Arrays are plain numpy; text is rendered later,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -33,7 +34,6 @@ from .catalog import (
     LEGIT_FAMILY,
     MAX_SLOTS,
     PAYMENT_TYPES,
-    RING_SIGNALS,
     TACTIC_MARKERS,
     TACTIC_SEVERITY,
     TACTIC_STRENGTH,
@@ -92,95 +92,118 @@ class Episode:
     normal: np.ndarray  # the match's normal draws; proposal rows use theirs when proposed
 
 
-def surface_from_latent(strength, normal, uniform):
+_SURF_OFFSET = np.asarray([1.6, 1.6, 1.8])
+_SURF_SCALE = np.asarray([len(TLDS) / 4.4, len(PAYMENT_TYPES) / 4.4, len(COUNTRIES) / 4.8])
+_SURF_HIGH = np.asarray([len(TLDS) - 1, len(PAYMENT_TYPES) - 1, len(COUNTRIES) - 1])
+_BASE_SEVERITY = np.asarray([c.base_severity for c in CATEGORIES])
+_TACTIC_STRENGTH = np.asarray(TACTIC_STRENGTH)
+_TACTIC_SEVERITY = np.asarray(TACTIC_SEVERITY)
+
+
+def surface_from_latent(strength, normal, uniform=None):
     """Map strength and noise to the visible surface: age, TLD, payment type, country, markers."""
-    z = strength[:, None] * SURFACE_SHIFT + normal[:, :4]
-    age = np.clip(np.exp(6.0 - 0.8 * z[:, 0]), 1, 4000).astype(np.int32)
-    tld = np.clip(((z[:, 1] + 1.6) * (len(TLDS) / 4.4)).astype(np.int64), 0, len(TLDS) - 1)
-    pay = np.clip(((z[:, 2] + 1.6) * (len(PAYMENT_TYPES) / 4.4)).astype(np.int64), 0,
-                  len(PAYMENT_TYPES) - 1)
-    country = np.clip(((z[:, 3] + 1.8) * (len(COUNTRIES) / 4.8)).astype(np.int64), 0,
-                      len(COUNTRIES) - 1)
-    markers = np.clip(np.rint(SURFACE_SHIFT * strength + 0.8 * normal[:, 4] - 0.3), 0, 3)
-    return age, tld.astype(np.int8), pay.astype(np.int8), country.astype(np.int8), \
-        markers.astype(np.int8)
+    shift = strength * SURFACE_SHIFT
+    z = normal[:, :4] + shift[:, None]
+    age = np.minimum(np.maximum(np.exp(6.0 - 0.8 * z[:, 0]), 1), 4000).astype(np.int32)
+    idx = np.minimum(np.maximum(((z[:, 1:4] + _SURF_OFFSET) * _SURF_SCALE).astype(np.int64), 0),
+                     _SURF_HIGH).astype(np.int8)
+    markers = np.minimum(np.maximum(np.rint(shift + 0.8 * normal[:, 4] - 0.3), 0), 3)
+    return age, idx[:, 0], idx[:, 1], idx[:, 2], markers.astype(np.int8)
 
 
 def evidence_from_latent(strength, normal):
     return (strength[:, None] * EVIDENCE_SHIFT + normal[:, 5:11]).astype(np.float32)
 
 
-def generate(task: TaskConfig, rng: np.random.Generator, max_rounds: int) -> Episode:
+@dataclass(frozen=True)
+class _Plan:
+    """What does not change between matches of one task: label counts, category pools,
+    the arrival schedule and ring sizes."""
+
+    n: int
+    labels: np.ndarray
+    tactics: np.ndarray
+    risky: np.ndarray
+    legit_family: np.ndarray
+    legit_risky: np.ndarray
+    arrival: np.ndarray
+    ring_sizes: tuple[int, ...]
+
+
+@lru_cache(maxsize=128)
+def _plan(task: TaskConfig, max_rounds: int) -> _Plan:
     n = task.queue_size
-    cap = n + MAX_SLOTS
-    normal = rng.standard_normal((cap, N_NORMAL))
-    uniform = rng.random((cap, N_UNIFORM))
-    tokens = rng.integers(0, TOKEN_SPACE, (cap + 4 * task.n_rings + 1, 4))
-    slot_order = rng.permutation(MAX_SLOTS)
-
-    label = np.empty(cap, np.int8)
-    label[:n] = np.repeat([LEGIT, FRAUD, ESCALATE], [task.n_legit, task.n_fraud,
-                                                     task.n_escalate])
-    label[:n] = label[:n][rng.permutation(n)]
-    label[n:] = FRAUD
-
-    # Fraud tactic, then category. Camouflaged fraud always sits in a legit-looking category.
-    u = uniform
-    tactics = np.asarray(task.fraud_tactics)
-    tactic = np.full(cap, -1, np.int8)
-    is_fraud = label[:n] == FRAUD
-    tactic[:n][is_fraud] = tactics[(u[:n, 0] * len(tactics)).astype(np.int64)][is_fraud]
+    labels = np.repeat(np.asarray([LEGIT, FRAUD, ESCALATE], np.int8),
+                       [task.n_legit, task.n_fraud, task.n_escalate])
     risky = np.asarray([CATEGORY_INDEX[c] for c in task.fraud_categories])
-    legit_fam = np.asarray(LEGIT_FAMILY)
     legit_risky = risky if task.n_escalate == 0 else np.append(risky, GRAY_CATEGORY)
-    pick_legit = legit_fam[(u[:n, 1] * len(legit_fam)).astype(np.int64)]
-    pick_risky = risky[(u[:n, 2] * len(risky)).astype(np.int64)]
-    pick_legit_risky = legit_risky[(u[:n, 2] * len(legit_risky)).astype(np.int64)]
-    category = np.zeros(cap, np.int16)
+    arrival = np.ones(n, np.int8)
+    n_initial = max(1, int(np.ceil(INITIAL_SHARE * n)))
+    if max_rounds > 1:
+        arrival[n_initial:] = 2 + np.arange(n - n_initial) % (max_rounds - 1)
+    return _Plan(n, labels, np.asarray(task.fraud_tactics), risky, np.asarray(LEGIT_FAMILY),
+                 legit_risky, arrival, tuple(_ring_sizes(task.n_rings, task.n_fraud)))
+
+
+def generate(task: TaskConfig, rng: np.random.Generator, max_rounds: int) -> Episode:
+    plan = _plan(task, max_rounds)
+    n = plan.n
+    cap = n + MAX_SLOTS
+    # All of the match's randomness, in three draws. Rows past n are reserved for proposals;
+    # the two extra uniform rows drive ring construction.
+    normal = rng.standard_normal((cap, N_NORMAL))
+    uniform = rng.random((cap + 2, N_UNIFORM))
+    tokens = rng.integers(0, TOKEN_SPACE, (cap + 4 * task.n_rings + 1, 4))
+    slot_order = np.argsort(normal[n:, 11])
+    u = uniform
+
+    label = np.full(cap, FRAUD, np.int8)
     lab = label[:n]
+    lab[:] = plan.labels[np.argsort(u[:n, 14])]
+    is_fraud = lab == FRAUD
+    tactic = np.full(cap, -1, np.int8)
+    tac = plan.tactics[(u[:n, 0] * len(plan.tactics)).astype(np.int64)]
+    tactic[:n] = np.where(is_fraud, tac, -1)
+    # Category. Camouflaged fraud always sits in a legit-looking category; other fraud
+    # sometimes does; legit ads sometimes sit in a risky one.
+    pick_legit = plan.legit_family[(u[:n, 1] * len(plan.legit_family)).astype(np.int64)]
+    pick_risky = plan.risky[(u[:n, 2] * len(plan.risky)).astype(np.int64)]
+    pick_legit_risky = plan.legit_risky[(u[:n, 2] * len(plan.legit_risky)).astype(np.int64)]
+    category = np.zeros(cap, np.int16)
     category[:n] = np.where(
         lab == LEGIT,
         np.where(u[:n, 3] < LEGIT_IN_RISKY_CATEGORY, pick_legit_risky, pick_legit),
         np.where(lab == ESCALATE, GRAY_CATEGORY,
-                 np.where((tactic[:n] == 3) | (u[:n, 3] < FRAUD_IN_LEGIT_CATEGORY),
-                          pick_legit, pick_risky)))
-
+                 np.where((tac == 3) | (u[:n, 3] < FRAUD_IN_LEGIT_CATEGORY), pick_legit,
+                          pick_risky)))
     strength = np.zeros(cap)
     severity = np.zeros(cap)
-    base_sev = np.asarray([c.base_severity for c in CATEGORIES])
-    tstr = np.asarray(TACTIC_STRENGTH)
-    tsev = np.asarray(TACTIC_SEVERITY)
-    strength[:n] = np.where(lab == FRAUD, tstr[tactic[:n]], 0.0)
-    severity[:n] = np.where(lab == FRAUD, base_sev[category[:n]] * tsev[tactic[:n]], 0.0)
-    strength[:n][lab == ESCALATE] = ESCALATE_STRENGTH
-    severity[:n][lab == ESCALATE] = base_sev[GRAY_CATEGORY]
+    is_esc = lab == ESCALATE
+    strength[:n] = np.where(is_fraud, _TACTIC_STRENGTH[tac], np.where(is_esc, ESCALATE_STRENGTH,
+                                                                       0.0))
+    severity[:n] = np.where(is_fraud | is_esc, _BASE_SEVERITY[category[:n]] *
+                            np.where(is_fraud, _TACTIC_SEVERITY[tac], 1.0), 0.0)
 
     age = np.zeros(cap, np.int32)
     tld = np.zeros(cap, np.int8)
     pay = np.zeros(cap, np.int8)
     country = np.zeros(cap, np.int8)
     markers = np.zeros(cap, np.int8)
-    age[:n], tld[:n], pay[:n], country[:n], markers[:n] = surface_from_latent(
-        strength[:n], normal[:n], uniform[:n])
+    age[:n], tld[:n], pay[:n], country[:n], markers[:n] = surface_from_latent(strength[:n],
+                                                                              normal[:n])
     evidence = np.zeros((cap, 6), np.float32)
     evidence[:n] = evidence_from_latent(strength[:n], normal[:n])
-    body = (u[:, 4] * 3).astype(np.int8)
-
+    body = (u[:cap, 4] * 3).astype(np.int8)
     arrival = np.zeros(cap, np.int8)
-    n_initial = max(1, int(np.ceil(INITIAL_SHARE * n)))
-    later = np.arange(n - n_initial)
-    arrival[:n_initial] = 1
-    if max_rounds > 1:
-        arrival[n_initial:n] = 2 + later % (max_rounds - 1)
-    else:
-        arrival[n_initial:n] = 1
+    arrival[:n] = plan.arrival
 
     ring = np.full(cap, -1, np.int16)
-    rings = _build_rings(task, rng, label[:n], tokens, ring, n)
+    rings = []
     if task.n_rings:
-        _agency_decoy(label[:n], tokens, uniform)
+        rings = _build_rings(plan, u[cap], u[cap + 1], normal[:n, 11], lab, tokens, ring, n)
+        _agency_decoy(lab, tokens, u)
     rows = AdRows(label, category, tactic, severity, strength, age, tld, pay, country, markers,
-                  body, evidence, uniform, tokens[:cap].copy(), ring, arrival)
+                  body, evidence, uniform, tokens, ring, arrival)
     return Episode(n, rows, rings, slot_order, tokens[cap + 4 * task.n_rings].copy(), normal)
 
 
@@ -195,31 +218,32 @@ def _ring_sizes(n_rings: int, n_fraud: int) -> list[int]:
     return sizes
 
 
-def _build_rings(task, rng, label, tokens, ring, n) -> list[RingInfo]:
-    if not task.n_rings:
-        return []
+def _build_rings(plan, u_signals, u_rings, order_noise, label, tokens, ring, n) -> list[RingInfo]:
+    n_rings = len(plan.ring_sizes)
     fraud_rows = np.flatnonzero(label == FRAUD)
-    fraud_rows = fraud_rows[rng.permutation(len(fraud_rows))]
-    sizes = _ring_sizes(task.n_rings, len(fraud_rows))
-    sizes = [sizes[i] for i in rng.permutation(len(sizes))]
-    first_topology = int(rng.integers(len(TOPOLOGIES)))
-    signal_perm = rng.permuted(np.tile(np.arange(len(RING_SIGNALS)), (task.n_rings, 1)), axis=1)
-    n_shared = rng.integers(2, 4, task.n_rings)  # clique rings share 2 or 3 signals
-    ring_tokens = tokens[n + MAX_SLOTS:]  # four rows per ring: one per chain edge
+    fraud_rows = fraud_rows[np.argsort(order_noise[fraud_rows])].tolist()
+    u_sig = u_signals.tolist()
+    u_ring = u_rings.tolist()
+    size_order = sorted(range(n_rings), key=lambda i: u_ring[4 + i])
+    first_topology = int(u_ring[15] * len(TOPOLOGIES))
+    ring_tokens = tokens[n + MAX_SLOTS:].tolist()  # four rows per ring: one per chain edge
     out, start = [], 0
-    for r, size in enumerate(sizes):
-        members = [int(x) for x in fraud_rows[start:start + size]]
+    for r in range(n_rings):
+        size = plan.ring_sizes[size_order[r]]
+        members = fraud_rows[start:start + size]
         start += size
         topology = TOPOLOGIES[(first_topology + r) % len(TOPOLOGIES)]
         if topology == "clique":
-            k = int(n_shared[r])
+            k = 2 + (u_ring[r] < 0.5)  # clique rings share 2 or 3 signals
         elif topology == "chain":
             k = 2
         else:
             k = max(1, size - 1)
-        signals = tuple(int(s) for s in signal_perm[r, :k])
+        base = 4 * (r % 4)
+        signals = tuple(sorted(range(4), key=lambda i: u_sig[base + i])[:k])
         _share_tokens(topology, members, signals, tokens, ring_tokens[4 * r:4 * r + 4])
-        ring[members] = r
+        for m in members:
+            ring[m] = r
         out.append(RingInfo(r, topology, members, signals))
     return out
 
@@ -233,16 +257,17 @@ def _share_tokens(topology, members, signals, tokens, ring_tokens):
     """
     if topology == "clique":
         for s in signals:
-            tokens[members, s] = ring_tokens[0, s]
+            for m in members:
+                tokens[m, s] = ring_tokens[0][s]
     elif topology == "chain":
         for j in range(len(members) - 1):
             s = signals[j % len(signals)]
-            tokens[[members[j], members[j + 1]], s] = ring_tokens[j, s]
+            tokens[members[j], s] = tokens[members[j + 1], s] = ring_tokens[j][s]
     else:
         hub = members[0]
         for i, spoke in enumerate(members[1:]):
             s = signals[i % len(signals)]
-            tokens[[hub, spoke], s] = ring_tokens[0, s]
+            tokens[hub, s] = tokens[spoke, s] = ring_tokens[0][s]
 
 
 def _agency_decoy(label, tokens, uniform):
@@ -257,8 +282,7 @@ def proposal_surface(tactic: int, row: int, episode: Episode, free_text_markers:
     """Fill a proposal's row from the reserved block: strength, severity, surface, evidence."""
     rows = episode.rows
     strength = np.asarray([TACTIC_STRENGTH[tactic]])
-    age, tld, pay, country, _ = surface_from_latent(strength, _normal_of(episode, row),
-                                                    rows.uniform[row:row + 1])
+    age, tld, pay, country, _ = surface_from_latent(strength, _normal_of(episode, row))
     rows.strength[row] = strength[0]
     rows.tactic[row] = tactic
     rows.age_days[row] = age[0]

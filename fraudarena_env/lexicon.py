@@ -22,11 +22,13 @@ LEXICAL_NAMES = ("risk_markers", "trust_markers", "length", "exclamations", "upp
                  "digits", "vowel_density", "wordlike")
 
 
+@lru_cache(maxsize=1 << 14)
 def count_risk_markers(text: str) -> int:
     low = text.lower()
     return sum(p in low for p in RISK_PHRASES) + sum(w in low for w in RISK_WORDS)
 
 
+@lru_cache(maxsize=1 << 14)
 def count_trust_markers(text: str) -> int:
     low = text.lower()
     return sum(w in low for w in TRUST_WORDS)
@@ -77,6 +79,7 @@ def lexical_features(text: str) -> np.ndarray:
     ], dtype=np.float32)
 
 
+@lru_cache(maxsize=1 << 14)
 def is_gibberish(text: str) -> bool:
     if len(text.strip()) < 20:
         return True
@@ -86,17 +89,20 @@ def is_gibberish(text: str) -> bool:
     return wordlike_share(text) < 0.75
 
 
+@lru_cache(maxsize=1 << 14)
 def mentions_minors(text: str) -> bool:
     low = text.lower()
     return any(w in low for w in MINOR_WORDS)
 
 
+@lru_cache(maxsize=1 << 14)
 def has_injection_or_generator_token(text: str) -> bool:
     low = text.lower()
     return any(w in low for w in INJECTION_WORDS) or bool(_GENERATOR_TOKEN.search(low)) or any(
         ord(c) < 32 and c not in "\n\t" for c in text)
 
 
+@lru_cache(maxsize=1 << 14)
 def shingles(text: str, n: int = 4) -> frozenset[tuple[str, ...]]:
     words = [w.lower() for w in _WORD.findall(text)]
     if len(words) < n:

@@ -495,8 +495,8 @@ class Referee:
         u = rows.uniform[row]
         free_markers = None
         if copy is None:
-            copy = self._template_copy(category, int(u[4] * 3), TACTIC_MARKERS[tactic], u,
-                                       camouflage=tactic == 3)
+            copy = self._template_copy(category, int(u[4] * 3), TACTIC_MARKERS[tactic],
+                                       float(u[12]), tactic == 3, float(u[13]))
         else:
             free_markers = count_risk_markers(copy)
             tactic = max(0, 3 - min(free_markers, 3))
@@ -680,16 +680,36 @@ class Referee:
 
     # ------------------------------------------------------------------ arrivals and the end
     def _arrive_base(self, round_number: int) -> None:
+        """Admit the base ads due by this round, all at once."""
         rows, n = self.rows, self.ep.n_base
-        while self.n_base_arrived < n and rows.arrival_round[self.n_base_arrived] <= \
-                round_number:
-            row = self.n_base_arrived
-            self.n_base_arrived += 1
-            cat = CATEGORIES[rows.category[row]]
-            u = rows.uniform[row]
-            copy = self._template_copy(int(rows.category[row]), int(rows.body[row]),
-                                       int(rows.markers[row]), u, camouflage=False)
-            self._arrive(row, copy, "", cat.targeting[int(u[5] * len(cat.targeting))])
+        first = self.n_base_arrived
+        last = first
+        while last < n and rows.arrival_round[last] <= round_number:
+            last += 1
+        if last == first:
+            return
+        k = last - first
+        slots = self.ep.slot_order[self.n_arrived:self.n_arrived + k]
+        self.n_base_arrived = last
+        self.n_arrived += k
+        self.slot_row[slots] = np.arange(first, last)
+        self.present[slots] = True
+        self.arrived[slots] = round_number
+        category = rows.category[first:last].tolist()
+        body = rows.body[first:last].tolist()
+        markers = rows.markers[first:last].tolist()
+        u_marker = rows.uniform[first:last, 12].tolist()
+        u_target = rows.uniform[first:last, 5].tolist()
+        lexical = []
+        for i, slot in enumerate(slots.tolist()):
+            cat = CATEGORIES[category[i]]
+            copy = self._template_copy(category[i], body[i], markers[i], u_marker[i], False)
+            self.copy[slot] = copy
+            self.blurb[slot] = ""
+            self.targeting[slot] = cat.targeting[int(u_target[i] * len(cat.targeting))]
+            lexical.append(lexical_features(copy))
+            self.events.append(("arrive", slot))
+        self.lexical[slots] = lexical
 
     def _arrive(self, row: int, copy: str, blurb: str, targeting: str) -> int:
         slot = int(self.ep.slot_order[self.n_arrived])
@@ -705,15 +725,16 @@ class Referee:
         return slot
 
     @staticmethod
-    def _template_copy(category: int, body: int, n_markers: int, u, camouflage: bool) -> str:
+    def _template_copy(category: int, body: int, n_markers: int, u_marker: float,
+                       camouflage: bool, u_trust: float = 0.0) -> str:
         cat = CATEGORIES[category]
         text = cat.bodies[body % len(cat.bodies)]
         if n_markers:
-            start = int(u[12] * len(cat.markers))
+            start = int(u_marker * len(cat.markers))
             picks = [cat.markers[(start + 2 * k) % len(cat.markers)] for k in range(n_markers)]
             text = text + " " + " ".join(picks)
         if camouflage:
-            text = text + " " + TRUST_PHRASES[int(u[13] * len(TRUST_PHRASES))]
+            text = text + " " + TRUST_PHRASES[int(u_trust * len(TRUST_PHRASES))]
         return text
 
     def _finish(self, reason: str) -> None:
@@ -775,6 +796,8 @@ class Referee:
     def _revealed_values(self) -> dict[str, list[str]]:
         out = {}
         for s in np.flatnonzero(self.manual):
+            if not self.rationale[s]:  # only a written rationale is checked for citations
+                continue
             vals = []
             for t in np.flatnonzero(self.pulled[s]):
                 vals += [str(v) for v in evidence_fields(self.rows, self.slot_row[s], int(t))

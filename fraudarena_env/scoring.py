@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .catalog import APPROVE, ESCALATE, ESCALATE_V, FRAUD, LEGIT, REJECT
+from .catalog import APPROVE, CORRECT_VERDICT, ESCALATE, ESCALATE_V, FRAUD, LEGIT, REJECT
 
 INVESTIGATE_COST = -0.02
 LINK_CORRECT = 0.40
@@ -42,6 +42,11 @@ def verdict_bounds(label: int, severity: float) -> tuple[float, float]:
     values = [verdict_reward(v, label, severity) for v in (APPROVE, REJECT, ESCALATE_V)]
     return min(values), max(values)
 
+
+# verdict_reward as a table: reward = base + sev * slope, indexed [label, verdict]
+_REWARD_BASE = np.asarray([[verdict_reward(v, lab, 0.0) for v in range(3)] for lab in range(3)])
+_REWARD_SEV = np.asarray([[verdict_reward(v, lab, 1.0) for v in range(3)]
+                          for lab in range(3)]) - _REWARD_BASE
 
 CALIBRATION_BINS = (0.4, 0.7)
 MIN_CALIBRATION_VERDICTS = 3
@@ -81,18 +86,17 @@ def grade(task_id: str, labels, severities, verdicts, manual, confidences, n_cor
       verdict term when the match has no ring;
     * calibration: see ``calibration_score``.
     """
-    raw = best = worst = 0.0
-    for v, lab, sev in zip(verdicts, labels, severities):
-        lo, hi = verdict_bounds(int(lab), float(sev))
-        raw += verdict_reward(int(v), int(lab), float(sev))
-        best += hi
-        worst += lo
+    labels = np.asarray(labels, np.int64)
+    sev = np.asarray(severities, float)
+    table = _REWARD_BASE[labels] + _REWARD_SEV[labels] * sev[:, None]  # (ads, verdicts)
+    raw = float(table[np.arange(len(labels)), np.asarray(verdicts, np.int64)].sum())
+    best, worst = float(table.max(axis=1).sum()), float(table.min(axis=1).sum())
     verdict_term = (raw - worst) / (best - worst) if best > worst else 0.0
     link_term = 0.0
     if n_ring_pairs:
         link_term = float(np.clip((n_correct_links - 0.625 * n_wrong_links) / n_ring_pairs, 0, 1))
     man = np.asarray(manual, bool)
-    correct = np.asarray([_is_correct(int(v), int(lab)) for v, lab in zip(verdicts, labels)])
+    correct = np.asarray(verdicts, np.int64) == np.asarray(CORRECT_VERDICT)[labels]
     calib = calibration_score(np.asarray(confidences, float)[man], correct[man]) if man.any() \
         else 0.0
     w_v, w_l, w_c = GRADER_WEIGHTS.get(task_id, GRADER_WEIGHTS["task_3"])
@@ -102,10 +106,6 @@ def grade(task_id: str, labels, severities, verdicts, manual, confidences, n_cor
     terms = {"verdicts": round(verdict_term, 6), "links": round(link_term, 6),
              "calibration": round(calib, 6)}
     return float(np.clip(score, 0.0, 1.0)), terms
-
-
-def _is_correct(verdict: int, label: int) -> bool:
-    return verdict == (APPROVE, REJECT, ESCALATE_V)[label]
 
 
 def fraudster_outcome(verdict: int, severity: float, plausibility: float) -> float:
