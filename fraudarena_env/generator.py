@@ -42,7 +42,7 @@ from .catalog import (
     TaskConfig,
 )
 
-SURFACE_SHIFT = 0.45  # per surface signal, in noise standard deviations, for strength 1
+SURFACE_SHIFT = 0.40  # per surface signal, in noise standard deviations, for strength 1
 EVIDENCE_SHIFT = 2.0  # per evidence source
 LEGIT_IN_RISKY_CATEGORY = 0.35  # legit ads filed under a risky policy area
 FRAUD_IN_LEGIT_CATEGORY = 0.30  # non-camouflaged fraud hiding in a legit-looking category
