@@ -13,6 +13,8 @@ role.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .catalog import (
@@ -48,6 +50,7 @@ PAIRS = np.array([(i, j) for i in range(S) for j in range(i + 1, S)], dtype=np.i
 PAIR_INDEX = np.full((S, S), -1, np.int64)
 PAIR_INDEX[PAIRS[:, 0], PAIRS[:, 1]] = np.arange(len(PAIRS))
 PAIR_INDEX[PAIRS[:, 1], PAIRS[:, 0]] = np.arange(len(PAIRS))
+_NOT_SELF = ~np.eye(S, dtype=bool)
 EVIDENCE_SCALE = 4.0  # evidence signals are divided by this in observations
 OBS_BOUND = 2.0  # every observation entry lies in [-OBS_BOUND, OBS_BOUND]
 
@@ -260,6 +263,8 @@ class Observer:
         self.tensor = np.zeros(self.size, np.float32)
         self.views = {name: self.tensor[o:o + int(np.prod(shape))].reshape(shape)
                       for name, o, shape in self.layout}
+        self.off = {name: o for name, o, _ in self.layout}  # flat offsets for scalar writes
+        self._phase = 0
         self.n_actions = N_ACTIONS[role]
         self._mask = np.zeros(self.n_actions, np.int8)  # legal on this role's turn
         self._no_mask = np.zeros(self.n_actions, np.int8)
@@ -279,6 +284,8 @@ class Observer:
             self._cursor = 0
             self.tensor[:] = 0
             self._mask[:] = 0
+            self._phase = 0
+            self.tensor[self.off["phase"]] = 1.0
             self._start(ref)
         events = ref.events
         if self._cursor < len(events):
@@ -363,92 +370,102 @@ _SIGNAL_OF_SOURCE = {src: k for k, src in enumerate(RING_SIGNAL_SOURCE)}
 
 
 def _fill_common(obs: Observer, ref: Referee) -> None:
-    v = obs.views
-    phase = v["phase"]
-    phase[:] = 0
-    phase[_PHASE_INDEX[ref.phase]] = 1
-    v["round"][0] = ref.round_number / ref.max_rounds
-    v["rounds_remaining"][0] = ref.rounds_remaining() / ref.max_rounds
-    v["actions_left_this_turn"][0] = ref.actions_left_this_turn(obs.role_index) / \
-        ref.caps[obs.role_index]
+    t = obs.tensor
+    o = obs.off
+    phase = _PHASE_INDEX[ref.phase]
+    if phase != obs._phase:
+        t[o["phase"] + obs._phase] = 0.0
+        t[o["phase"] + phase] = 1.0
+        obs._phase = phase
+    mr = ref.max_rounds
+    t[o["round"]] = ref.round_number / mr
+    t[o["rounds_remaining"]] = max(0, mr - ref.round_number + 1) / mr
+    i = obs.role_index
+    t[o["actions_left_this_turn"]] = ref.actions_left_this_turn(i) / ref.caps[i]
 
 
 def _evidence_value(x: float) -> float:
     return min(max(x / EVIDENCE_SCALE, -OBS_BOUND), OBS_BOUND)
 
 
-def _surface_row(ref: Referee, row: int, out: np.ndarray) -> None:
+_TLD_SCALE = 1.0 / (len(TLDS) - 1)
+_PAY_SCALE = 1.0 / (len(PAYMENT_TYPES) - 1)
+_COUNTRY_SCALE = 1.0 / (len(COUNTRIES) - 1)
+
+
+def _surface_row(ref: Referee, row: int, t: np.ndarray, at: int) -> None:
     rows = ref.rows
-    out[0] = np.log1p(rows.age_days[row]) / 8.3
-    out[1] = rows.tld[row] / (len(TLDS) - 1)
-    out[2] = rows.payment_type[row] / (len(PAYMENT_TYPES) - 1)
-    out[3] = rows.country[row] / (len(COUNTRIES) - 1)
-    out[4] = min(int(rows.markers[row]), 6) / 6.0
+    t[at] = math.log1p(int(rows.age_days[row])) / 8.3
+    t[at + 1] = int(rows.tld[row]) * _TLD_SCALE
+    t[at + 2] = int(rows.payment_type[row]) * _PAY_SCALE
+    t[at + 3] = int(rows.country[row]) * _COUNTRY_SCALE
+    t[at + 4] = min(int(rows.markers[row]), 6) / 6.0
 
 
-def _set_status(v: dict, s: int, verdict: int) -> None:
-    st = v["status"][s]
-    st[:] = 0
-    st[verdict + 1] = 1
+def _set_status(obs: Observer, s: int, verdict: int) -> None:
+    at = obs.off["status"] + 4 * s
+    t = obs.tensor
+    t[at:at + 4] = 0.0
+    t[at + verdict + 1] = 1.0
 
 
 # investigator ---------------------------------------------------------------
 def _inv_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
     s = ev[1]
-    v = obs.views
-    row = ref.slot_row[s]
-    v["present"][s] = 1
-    _set_status(v, s, -1)
-    v["arrived_round"][s] = ref.arrived[s] / ref.max_rounds
-    v["category"][s, ref.rows.category[row]] = 1
-    _surface_row(ref, row, v["surface"][s])
-    v["lexical"][s] = ref.lexical[s]
-    v["pulls_left"][s] = 1.0
+    t = obs.tensor
+    o = obs.off
+    row = int(ref.slot_row[s])
+    t[o["present"] + s] = 1.0
+    _set_status(obs, s, -1)
+    t[o["arrived_round"] + s] = int(ref.arrived[s]) / ref.max_rounds
+    t[o["category"] + N_CAT * s + int(ref.rows.category[row])] = 1.0
+    _surface_row(ref, row, t, o["surface"] + 5 * s)
+    at = o["lexical"] + N_LEXICAL * s
+    t[at:at + N_LEXICAL] = ref.lexical[s]
+    t[o["pulls_left"] + s] = 1.0
     m = obs._mask
     m[I_INVESTIGATE + s * N_T:I_INVESTIGATE + (s + 1) * N_T] = 1
     m[I_VERDICT + s * 9:I_VERDICT + (s + 1) * 9] = 1
-    others = np.flatnonzero(ref.present)
-    others = others[others != s]
-    m[I_LINK + PAIR_INDEX[s, others]] = 1
+    m[I_LINK + PAIR_INDEX[s, ref.present & _NOT_SELF[s]]] = 1
 
 
 def _inv_pull(obs: Observer, ref: Referee, ev: tuple) -> None:
-    _, s, t = ev
-    v = obs.views
-    row = ref.slot_row[s]
-    v["pulled"][s, t] = 1
-    v["evidence"][s, t] = _evidence_value(float(ref.rows.evidence[row, t]))
+    _, s, tgt = ev
+    t = obs.tensor
+    o = obs.off
+    row = int(ref.slot_row[s])
+    t[o["pulled"] + N_T * s + tgt] = 1.0
+    t[o["evidence"] + N_T * s + tgt] = _evidence_value(float(ref.rows.evidence[row, tgt]))
     n = int(ref.n_pulls[s])
-    v["pulls_left"][s] = (MAX_PULLS_PER_AD - n) / MAX_PULLS_PER_AD
+    t[o["pulls_left"] + s] = (MAX_PULLS_PER_AD - n) / MAX_PULLS_PER_AD
     m = obs._mask
     base = I_INVESTIGATE + s * N_T
     if n >= MAX_PULLS_PER_AD:
         m[base:base + N_T] = 0
     else:
-        m[base + t] = 0
-    k = _SIGNAL_OF_SOURCE.get(t)
+        m[base + tgt] = 0
+    k = _SIGNAL_OF_SOURCE.get(tgt)
     if k is None:
         return
     token = int(ref.rows.tokens[row, k])
     seen = obs._tokens_seen[k].setdefault(token, [])
     if seen:
         shared = obs._shared
-        pair_shared = v["pair_shared_signals"]
-        collisions = v["collisions"]
+        ps = o["pair_shared_signals"]
+        col = o["collisions"]
         for j in seen:
             shared[s, j] += 1
             shared[j, s] += 1
-            pair_shared[PAIR_INDEX[s, j]] = shared[s, j] / 4.0
-            collisions[j] = np.count_nonzero(shared[j]) / S
-        collisions[s] = np.count_nonzero(shared[s]) / S
+            t[ps + PAIR_INDEX[s, j]] = shared[s, j] / 4.0
+            t[col + j] = np.count_nonzero(shared[j]) / S
+        t[col + s] = np.count_nonzero(shared[s]) / S
     seen.append(s)
 
 
 def _inv_verdict(obs: Observer, ref: Referee, ev: tuple) -> None:
     s = ev[1]
-    v = obs.views
-    _set_status(v, s, int(ref.verdict[s]))
-    v["pulls_left"][s] = 0
+    _set_status(obs, s, int(ref.verdict[s]))
+    obs.tensor[obs.off["pulls_left"] + s] = 0.0
     m = obs._mask
     m[I_INVESTIGATE + s * N_T:I_INVESTIGATE + (s + 1) * N_T] = 0
     m[I_VERDICT + s * 9:I_VERDICT + (s + 1) * 9] = 0
@@ -456,31 +473,36 @@ def _inv_verdict(obs: Observer, ref: Referee, ev: tuple) -> None:
 
 def _inv_link(obs: Observer, ref: Referee, ev: tuple) -> None:
     _, a, b = ev
-    v = obs.views
+    t = obs.tensor
+    o = obs.off
     p = PAIR_INDEX[a, b]
-    v["pair_linked"][p] = 1
-    v["links"][a] += 1.0 / S
-    v["links"][b] += 1.0 / S
+    t[o["pair_linked"] + p] = 1.0
+    t[o["links"] + a] += 1.0 / S
+    t[o["links"] + b] += 1.0 / S
     obs._mask[I_LINK + p] = 0
 
 
 def _inv_modify(obs: Observer, ref: Referee, ev: tuple) -> None:
     s = ev[1]
-    v = obs.views
-    row = ref.slot_row[s]
-    v["lexical"][s] = ref.lexical[s]
-    v["surface"][s, 4] = min(int(ref.rows.markers[row]), 6) / 6.0
+    t = obs.tensor
+    o = obs.off
+    row = int(ref.slot_row[s])
+    at = o["lexical"] + N_LEXICAL * s
+    t[at:at + N_LEXICAL] = ref.lexical[s]
+    t[o["surface"] + 5 * s + 4] = min(int(ref.rows.markers[row]), 6) / 6.0
     if ref.pulled[s, _LANDING]:
-        v["evidence"][s, _LANDING] = _evidence_value(float(ref.rows.evidence[row, _LANDING]))
+        t[o["evidence"] + N_T * s + _LANDING] = _evidence_value(
+            float(ref.rows.evidence[row, _LANDING]))
 
 
 def _inv_globals(obs: Observer, ref: Referee) -> None:
     _fill_common(obs, ref)
-    v = obs.views
-    v["budget"][0] = ref.budget / ref.task.action_budget
-    v["queue_may_grow"][0] = ref.n_base_arrived < ref.ep.n_base or (
+    t = obs.tensor
+    o = obs.off
+    t[o["budget"]] = ref.budget / ref.task.action_budget
+    t[o["queue_may_grow"]] = ref.n_base_arrived < ref.ep.n_base or (
         not ref.committed and ref.proposals_used < ref.max_proposals)
-    v["pending_count"][0] = (ref.n_arrived - ref.n_manual) / S if ref.end_reason is None \
+    t[o["pending_count"]] = (ref.n_arrived - ref.n_manual) / S if ref.end_reason is None \
         else 0.0
 
 
@@ -495,29 +517,31 @@ def _inv_mask(obs: Observer, ref: Referee) -> np.ndarray:
 # fraudster -------------------------------------------------------------------
 def _fr_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
     s = ev[1]
-    v = obs.views
-    row = ref.slot_row[s]
-    v["present"][s] = 1
-    _set_status(v, s, -1)
-    v["category"][s, ref.rows.category[row]] = 1
-    v["lexical"][s] = ref.lexical[s]
+    t = obs.tensor
+    o = obs.off
+    row = int(ref.slot_row[s])
+    t[o["present"] + s] = 1.0
+    _set_status(obs, s, -1)
+    t[o["category"] + N_CAT * s + int(ref.rows.category[row])] = 1.0
+    at = o["lexical"] + N_LEXICAL * s
+    t[at:at + N_LEXICAL] = ref.lexical[s]
     if ref.is_proposal[s]:
-        v["mine"][s] = 1
-        v["my_tactic"][s, ref.rows.tactic[row]] = 1
+        t[o["mine"] + s] = 1.0
+        t[o["my_tactic"] + len(TACTICS) * s + int(ref.rows.tactic[row])] = 1.0
         _fr_modify(obs, ref, ev)
 
 
 def _fr_modify(obs: Observer, ref: Referee, ev: tuple) -> None:
     s = ev[1]
-    v = obs.views
-    row = ref.slot_row[s]
-    v["lexical"][s] = ref.lexical[s]
-    ev_row = ref.rows.evidence[row]
-    out = v["my_evidence"][s]
-    for t in range(N_T):
-        out[t] = _evidence_value(float(ev_row[t]))
-    _surface_row(ref, row, v["my_surface"][s])
-    v["trusted"][s] = ref.trusted[s]
+    t = obs.tensor
+    o = obs.off
+    row = int(ref.slot_row[s])
+    at = o["lexical"] + N_LEXICAL * s
+    t[at:at + N_LEXICAL] = ref.lexical[s]
+    at = o["my_evidence"] + N_T * s
+    t[at:at + N_T] = np.clip(ref.rows.evidence[row] / EVIDENCE_SCALE, -OBS_BOUND, OBS_BOUND)
+    _surface_row(ref, row, t, o["my_surface"] + 5 * s)
+    t[o["trusted"] + s] = ref.trusted[s]
     m = obs._mask
     base = F_MODIFY + s * len(FRAUDSTER_EDITS)
     pending = ref.verdict[s] < 0
@@ -526,22 +550,23 @@ def _fr_modify(obs: Observer, ref: Referee, ev: tuple) -> None:
 
 
 def _fr_pull(obs: Observer, ref: Referee, ev: tuple) -> None:
-    obs.views["pulled"][ev[1], ev[2]] = 1
+    obs.tensor[obs.off["pulled"] + N_T * ev[1] + ev[2]] = 1.0
 
 
 def _fr_verdict(obs: Observer, ref: Referee, ev: tuple) -> None:
     s = ev[1]
-    _set_status(obs.views, s, int(ref.verdict[s]))
+    _set_status(obs, s, int(ref.verdict[s]))
     base = F_MODIFY + s * len(FRAUDSTER_EDITS)
     obs._mask[base:base + len(FRAUDSTER_EDITS)] = 0
 
 
 def _fr_globals(obs: Observer, ref: Referee) -> None:
     _fill_common(obs, ref)
-    v = obs.views
-    v["proposals_remaining"][0] = (ref.max_proposals - ref.proposals_used) / ref.max_proposals
-    v["committed"][0] = ref.committed
-    v["queue_room"][0] = ref.proposal_room()
+    t = obs.tensor
+    o = obs.off
+    t[o["proposals_remaining"]] = (ref.max_proposals - ref.proposals_used) / ref.max_proposals
+    t[o["committed"]] = ref.committed
+    t[o["queue_room"]] = ref.proposal_room()
 
 
 def _fr_mask(obs: Observer, ref: Referee) -> np.ndarray:

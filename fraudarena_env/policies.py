@@ -243,26 +243,31 @@ class ScriptedInvestigator(Policy):
     UNCERTAIN = 2.2  # |log-odds| below which another source is worth pulling
 
     def act_tensor(self, vector, mask):
-        v = views_of("investigator", vector, _INVESTIGATOR_READS)
-        task = TASKS[TASK_IDS[int(np.argmax(v["task"]))]]
-        present = v["present"] > 0.5
-        lex = v["lexical"]
-        junk = present & ((lex[:, 6] < 0.28) | (lex[:, 7] < 0.75))
-        pulled = v["pulled"] > 0.5
-        logit = (_BASE_LOGIT[task.task_id] + v["surface"] @ _SURF_W + v["category"] @ _CAT_TERM
-                 + JUNK_LOGIT * junk + (_EV_D * EVIDENCE_SCALE) * v["evidence"].sum(axis=1)
-                 - (_EV_D * _EV_D / 2) * pulled.sum(axis=1))
-        pending = np.flatnonzero(v["status"][:, 0] > 0.5)
-        shared = np.flatnonzero(v["pair_shared_signals"])
-        pairs = [(int(PAIRS[p, 0]), int(PAIRS[p, 1])) for p in shared
-                 if v["pair_linked"][p] < 0.5]
+        v = _InvSlices
+        task = _TASK_LIST[int(vector[v.task].argmax())]
+        pending = np.flatnonzero(vector[v.pending])
+        shared = np.flatnonzero(vector[v.pair_shared])
+        if not len(pending) and not len(shared):
+            return I_END
+        lex = vector[v.lexical].reshape(S, -1)
+        junk = (lex[:, 6] < 0.28) | (lex[:, 7] < 0.75)
+        junk &= vector[v.present] > 0.5
+        pulled = vector[v.pulled].reshape(S, len(TARGETS))
+        logit = (vector[v.surface].reshape(S, 5) @ _SURF_W
+                 + vector[v.category].reshape(S, len(CATEGORIES)) @ _CAT_TERM
+                 + (_EV_D * EVIDENCE_SCALE) * vector[v.evidence].reshape(S, len(TARGETS)).sum(1)
+                 - (_EV_D * _EV_D / 2) * pulled.sum(1) + JUNK_LOGIT * junk
+                 + _BASE_LOGIT[task.task_id])
+        linked = vector[v.pair_linked]
+        pairs = [(int(PAIRS[p, 0]), int(PAIRS[p, 1])) for p in shared.tolist() if linked[p] < 0.5]
         cap = task.max_investigator_actions_per_turn
         op = self.decide(
-            task, logit, pending, pulled, pairs, None,
-            budget=int(round(v["budget"][0] * task.action_budget)),
-            actions_left=int(round(v["actions_left_this_turn"][0] * cap)),
-            rounds_remaining=int(round(v["rounds_remaining"][0] * task.max_rounds)),
-            present_count=int(present.sum()), category_onehot=v["category"])
+            task, logit, pending, pulled > 0.5, pairs, None,
+            budget=int(round(float(vector[v.budget]) * task.action_budget)),
+            actions_left=int(round(float(vector[v.actions_left]) * cap)),
+            rounds_remaining=int(round(float(vector[v.rounds_remaining]) * task.max_rounds)),
+            present_count=int(vector[v.present].sum()),
+            category_onehot=vector[v.category].reshape(S, len(CATEGORIES)))
         index = _investigator_index(op)
         if not mask[index]:  # knobs can differ from the task defaults; never act illegally
             index = I_END
@@ -371,9 +376,26 @@ def _verdict_table(bad_label: int, severity: float = 0.6) -> np.ndarray:
 
 
 _SURF_W, _CAT_TERM, _BASE_LOGIT = _linear_surface_prior()
-_INVESTIGATOR_READS = ("task", "present", "lexical", "pulled", "surface", "category", "evidence",
-                       "status", "pair_shared_signals", "pair_linked", "budget",
-                       "actions_left_this_turn", "rounds_remaining")
+_TASK_LIST = [TASKS[t] for t in TASK_IDS]
+
+
+class _InvSlices:
+    """Where the scripted investigator reads the investigator's vector (slices, no copies)."""
+
+    _t = _SLICE_BY_NAME["investigator"]
+    task = slice(*_t["task"][:2])
+    present = slice(*_t["present"][:2])
+    pending = slice(_t["status"][0], _t["status"][1], 4)  # status column 0: pending
+    lexical = slice(*_t["lexical"][:2])
+    pulled = slice(*_t["pulled"][:2])
+    surface = slice(*_t["surface"][:2])
+    category = slice(*_t["category"][:2])
+    evidence = slice(*_t["evidence"][:2])
+    pair_shared = slice(*_t["pair_shared_signals"][:2])
+    pair_linked = slice(*_t["pair_linked"][:2])
+    budget = _t["budget"][0]
+    actions_left = _t["actions_left_this_turn"][0]
+    rounds_remaining = _t["rounds_remaining"][0]
 _VALUE_FRAUD = _verdict_table(1)  # rows: reward if bad, reward if legit; columns: verdicts
 _VALUE_GRAY = _verdict_table(2)
 LINK_LOGIT = float(np.log(0.6 / 0.4))
@@ -411,6 +433,7 @@ class _FraudsterView:
         self.markers: dict[int, int] = {}
         self.approved = 0
         self.rejected = 0
+        self.network_used = False
         self.actions_left_this_turn = 0
         self.rounds_remaining = 1
 
@@ -429,26 +452,33 @@ class ReactiveFraudster(Policy):
     role = "fraudster"
 
     def act_tensor(self, vector, mask):
-        v = views("fraudster", vector)
+        t = _FR
+        task = _TASK_LIST[int(vector[t.task].argmax())]
         f = _FraudsterView()
-        f.task_id = _task_of(v)
-        task = TASKS[f.task_id]
-        f.proposals_remaining = int(round(v["proposals_remaining"][0] * task.max_proposals))
-        f.room = v["queue_room"][0] > 0.5
-        f.allowed = v["allowed_categories"] > 0.5
-        mine = v["mine"] > 0.5
-        status = np.argmax(v["status"], axis=1)
-        f.mine_pending = [int(s) for s in np.flatnonzero(mine & (status == 0))]
-        f.mine_pulled = {s: v["pulled"][s] > 0.5 for s in f.mine_pending}
-        f.trusted = {int(s) for s in np.flatnonzero(v["trusted"] > 0.5)}
-        f.markers = {s: int(round(v["my_surface"][s, 4] * 6)) for s in f.mine_pending}
-        f.approved = int((mine & (status == 1)).sum())
-        f.rejected = int((mine & (status == 2)).sum())
-        f.network_used = bool((v["category"][mine][:, [CATEGORY_INDEX[c] for c in _NETWORK]]
-                               ).sum() > 0) if mine.any() else False
-        f.actions_left_this_turn = int(round(v["actions_left_this_turn"][0] *
+        f.task_id = task.task_id
+        f.proposals_remaining = int(round(float(vector[t.proposals_remaining]) *
+                                          task.max_proposals))
+        f.room = vector[t.queue_room] > 0.5
+        f.allowed = vector[t.allowed] > 0.5
+        mine = np.flatnonzero(vector[t.mine]).tolist()
+        if mine:
+            status = vector[t.status].reshape(S, 4)[mine].argmax(1).tolist()
+            pulled = vector[t.pulled].reshape(S, len(TARGETS))[mine].any(1).tolist()
+            cats = vector[t.category].reshape(S, len(CATEGORIES))[mine].argmax(1).tolist()
+            for k, s in enumerate(mine):
+                if status[k] == 0:
+                    f.mine_pending.append(s)
+                    f.mine_pulled[s] = pulled[k]
+                    f.markers[s] = int(round(float(vector[t.my_surface + 5 * s + 4]) * 6))
+                    if vector[t.trusted + s] > 0.5:
+                        f.trusted.add(s)
+                f.approved += status[k] == 1
+                f.rejected += status[k] == 2
+            f.network_used = any(CATEGORIES[c].family == "network" for c in cats)
+        f.actions_left_this_turn = int(round(float(vector[t.actions_left]) *
                                              task.max_fraudster_actions_per_turn))
-        f.rounds_remaining = max(1, int(round(v["rounds_remaining"][0] * task.max_rounds)))
+        f.rounds_remaining = max(1, int(round(float(vector[t.rounds_remaining]) *
+                                              task.max_rounds)))
         op = self.decide(f, task)
         index = _fraudster_index(op)
         if not mask[index]:
@@ -474,7 +504,7 @@ class ReactiveFraudster(Policy):
                 pulled = np.zeros(len(TARGETS), bool)
                 for t in obs.investigation_targets_used.get(item["ad_id"], []):
                     pulled[TARGET_INDEX[t]] = True
-                f.mine_pulled[s] = pulled
+                f.mine_pulled[s] = bool(pulled.any())
                 sig = obs.my_proposal_signals.get(item["ad_id"], {})
                 f.markers[s] = int(sig.get("risk_markers", 0))
                 if any(w in sig.get("landing_page_blurb", "").lower() for w in ("returns",
@@ -498,7 +528,7 @@ class ReactiveFraudster(Policy):
     def decide(self, f: _FraudsterView, task) -> tuple:
         # dress up an ad under scrutiny
         for s in f.mine_pending:
-            if f.mine_pulled[s].any() and self.rng.random() < 0.5:
+            if f.mine_pulled[s] and self.rng.random() < 0.5:
                 if s not in f.trusted:
                     return ("modify", s, 1)
                 if f.markers.get(s, 0) > 0:
@@ -507,28 +537,52 @@ class ReactiveFraudster(Policy):
             return ("commit_final",)
         if f.rejected >= 2 and f.rejected > 2 * f.approved:  # this investigator is too good
             return ("commit_final",)
-        quota = int(np.ceil(f.proposals_remaining / f.rounds_remaining))
+        quota = -(-f.proposals_remaining // f.rounds_remaining)
         used_this_turn = task.max_fraudster_actions_per_turn - f.actions_left_this_turn
         if used_this_turn >= quota:
             return ("end_turn",)
         boldness = 1 + f.approved - f.rejected  # 0 blatant ... 3 camouflaged, by tactic index
-        tactic = int(np.clip(2 - boldness + (self.rng.random() < 0.3), 0, 3))
-        allowed = np.flatnonzero(f.allowed)
+        tactic = min(3, max(0, 2 - boldness + (self.rng.random() < 0.3)))
+        allowed = [c for c in range(len(CATEGORIES)) if f.allowed[c]]
         if f.network_used:
-            allowed = np.asarray([c for c in allowed if CATEGORIES[c].family != "network"]) \
-                if any(CATEGORIES[c].family != "network" for c in allowed) else allowed
+            allowed = [c for c in allowed if _FAMILY[c] != "network"] or allowed
         if tactic == 3:
-            legit = [c for c in allowed if CATEGORIES[c].family == "legit"]
-            if legit:
-                allowed = np.asarray(legit)
+            allowed = [c for c in allowed if _FAMILY[c] == "legit"] or allowed
         else:
-            risky = [c for c in allowed if CATEGORIES[c].family != "legit"]
-            if risky:
-                allowed = np.asarray(risky)
-        sev = np.asarray([CATEGORIES[c].base_severity for c in allowed])
-        weights = np.exp(3 * sev)
-        cat = int(allowed[self.rng.choice(len(allowed), p=weights / weights.sum())])
-        return ("propose", cat, tactic)
+            allowed = [c for c in allowed if _FAMILY[c] != "legit"] or allowed
+        weights = [_PICK_WEIGHT[c] for c in allowed]
+        x = self.rng.random() * sum(weights)
+        pick = allowed[-1]
+        for c, w in zip(allowed, weights):
+            x -= w
+            if x < 0:
+                pick = c
+                break
+        return ("propose", pick, int(tactic))
+
+
+_AU_RECORD = slice(_SLICE_BY_NAME["auditor"]["calibration"][0],
+                   _SLICE_BY_NAME["auditor"]["track_b_cues"][1])
+_FAMILY = [c.family for c in CATEGORIES]
+_PICK_WEIGHT = [float(np.exp(3 * c.base_severity)) for c in CATEGORIES]  # richer is likelier
+
+
+class _FR:
+    """Where the reactive fraudster reads the fraudster's vector."""
+
+    _t = _SLICE_BY_NAME["fraudster"]
+    task = slice(*_t["task"][:2])
+    proposals_remaining = _t["proposals_remaining"][0]
+    queue_room = _t["queue_room"][0]
+    allowed = slice(*_t["allowed_categories"][:2])
+    mine = slice(*_t["mine"][:2])
+    status = slice(*_t["status"][:2])
+    pulled = slice(*_t["pulled"][:2])
+    category = slice(*_t["category"][:2])
+    my_surface = _t["my_surface"][0]
+    trusted = _t["trusted"][0]
+    actions_left = _t["actions_left_this_turn"][0]
+    rounds_remaining = _t["rounds_remaining"][0]
 
 
 _NETWORK = tuple(c.name for c in CATEGORIES if c.family == "network")
@@ -553,8 +607,11 @@ class HeuristicAuditor(Policy):
     role = "auditor"
 
     def act_tensor(self, vector, mask):
-        v = views("auditor", vector)
-        for index in self._candidates(v):
+        key = vector[_AU_RECORD].tobytes()
+        if key != getattr(self, "_key", None):  # a new record: work out the flags once
+            self._key = key
+            self._plan = list(dict.fromkeys(self._candidates(views("auditor", vector))))
+        for index in self._plan:
             if mask[index]:
                 return index
         return A_SUBMIT
