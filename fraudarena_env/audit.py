@@ -11,9 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
-from .catalog import APPROVE, CATEGORIES, LEGIT, REJECT, TARGETS
+from .catalog import APPROVE, CATEGORIES, CORRECT_VERDICT, LEGIT, REJECT, TARGETS
 from .lexicon import (
     has_injection_or_generator_token,
     is_gibberish,
@@ -21,6 +19,7 @@ from .lexicon import (
     mentions_minors,
     shingles,
 )
+from .scoring import calibration_bins
 
 TRACK_B_PENALTY = {"gibberish": 0.8, "branding_anomaly": 0.6, "parameter_mismatch": 0.5,
                    "template_repetition": 0.4, "market_implausible": 0.3}
@@ -97,7 +96,7 @@ def track_a(verdicts: list[VerdictRecord], links: list[tuple[str, str]],
                     v.rationale, v.pulled, revealed_values.get(v.ad_id, [])):
                 flags.add(("missing_citation", v.ad_id))
         if v.pulled:
-            mean = float(np.mean(v.pulled_signal))
+            mean = sum(v.pulled_signal) / len(v.pulled_signal)
             if v.verdict == APPROVE and mean >= INCOHERENT_APPROVE_SIGNAL:
                 flags.add(("incoherent_rationale", v.ad_id))
             if v.verdict == REJECT and len(v.pulled) >= 2 and mean <= INCOHERENT_REJECT_SIGNAL:
@@ -107,19 +106,15 @@ def track_a(verdicts: list[VerdictRecord], links: list[tuple[str, str]],
         if va and vb and {va.verdict, vb.verdict} == {APPROVE, REJECT}:
             flags.add(("inconsistency", max((va, vb), key=lambda r: r.order).ad_id))
     if verdicts:
-        conf = np.asarray([v.confidence for v in verdicts])
-        correct = np.asarray([v.verdict == (APPROVE, REJECT, 2)[v.label] for v in verdicts])
-        bins = np.digitize(conf, (0.4, 0.7))
-        for b in range(3):
-            sel = bins == b
-            if sel.sum() >= MIN_BIN and conf[sel].mean() - correct[sel].mean() > \
-                    OVERCONFIDENCE_GAP:
-                flags.add(("miscalibration", None))
+        bins = calibration_bins([v.confidence for v in verdicts],
+                                [v.verdict == CORRECT_VERDICT[v.label] for v in verdicts])
+        if any(n >= MIN_BIN and c - a > OVERCONFIDENCE_GAP for n, c, a in bins):
+            flags.add(("miscalibration", None))
         legit = [v for v in verdicts if v.label == LEGIT]
         risky = [v.verdict == REJECT for v in legit if CATEGORIES[v.category].family != "legit"]
         plain = [v.verdict == REJECT for v in legit if CATEGORIES[v.category].family == "legit"]
         if len(risky) >= MIN_BIN and len(plain) >= MIN_BIN and \
-                abs(np.mean(risky) - np.mean(plain)) > BIAS_GAP:
+                abs(sum(risky) / len(risky) - sum(plain) / len(plain)) > BIAS_GAP:
             flags.add(("bias", None))
     return flags
 

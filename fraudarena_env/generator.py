@@ -279,11 +279,12 @@ def _agency_decoy(label, tokens, uniform):
 
 
 def proposal_surface(tactic: int, row: int, episode: Episode, free_text_markers: int | None):
-    """Fill a proposal's row from the reserved block: strength, severity, surface, evidence."""
+    """Fill a proposal's row from the reserved block: strength, surface, evidence."""
     rows = episode.rows
-    strength = np.asarray([TACTIC_STRENGTH[tactic]])
-    age, tld, pay, country, _ = surface_from_latent(strength, _normal_of(episode, row))
-    rows.strength[row] = strength[0]
+    strength = TACTIC_STRENGTH[tactic]
+    normal = episode.normal[row:row + 1]
+    age, tld, pay, country, _ = surface_from_latent(np.asarray([strength]), normal)
+    rows.strength[row] = strength
     rows.tactic[row] = tactic
     rows.age_days[row] = age[0]
     rows.tld[row] = tld[0]
@@ -291,11 +292,7 @@ def proposal_surface(tactic: int, row: int, episode: Episode, free_text_markers:
     rows.country[row] = country[0]
     rows.markers[row] = TACTIC_MARKERS[tactic] if free_text_markers is None else \
         min(free_text_markers, 9)
-    rows.evidence[row] = evidence_from_latent(strength, _normal_of(episode, row))[0]
-
-
-def _normal_of(episode: Episode, row: int) -> np.ndarray:
-    return episode.normal[row:row + 1]
+    rows.evidence[row] = strength * EVIDENCE_SHIFT + normal[0, 5:11]
 
 
 def surface_z(age, tld, pay, country) -> np.ndarray:

@@ -783,14 +783,15 @@ class Referee:
 
     def _verdict_records(self) -> list[audit.VerdictRecord]:
         out = []
-        for s in np.flatnonzero(self.manual):
-            row = self.slot_row[s]
-            pulled = tuple(int(t) for t in np.flatnonzero(self.pulled[s]))
+        pulled_rows = self.pulled.tolist()
+        for s in np.flatnonzero(self.manual).tolist():
+            row = int(self.slot_row[s])
+            pulled = tuple(t for t, p in enumerate(pulled_rows[s]) if p)
+            signals = self.rows.evidence[row].tolist()
             out.append(audit.VerdictRecord(
                 AD_IDS[s], int(self.verdict[s]), float(self.confidence[s]), self.rationale[s],
                 int(self.rows.label[row]), int(self.rows.category[row]), pulled,
-                tuple(float(self.rows.evidence[row, t]) for t in pulled),
-                int(self.decided_order[s])))
+                tuple(signals[t] for t in pulled), int(self.decided_order[s])))
         return sorted(out, key=lambda r: r.order)
 
     def _revealed_values(self) -> dict[str, list[str]]:

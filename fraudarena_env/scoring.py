@@ -52,19 +52,27 @@ CALIBRATION_BINS = (0.4, 0.7)
 MIN_CALIBRATION_VERDICTS = 3
 
 
-def calibration_score(confidence: np.ndarray, correct: np.ndarray) -> float:
-    """1 minus the count-weighted gap between stated confidence and accuracy per bin.
+def calibration_bins(confidence, correct) -> list[tuple[int, float, float]]:
+    """Per confidence bin ([0, 0.4), [0.4, 0.7), [0.7, 1]): (count, mean confidence,
+    accuracy). Shared by the grader, the rule audit and the auditor's observation."""
+    sums = [[0, 0.0, 0.0] for _ in range(len(CALIBRATION_BINS) + 1)]
+    for c, ok in zip(confidence, correct):
+        b = 0 if c < CALIBRATION_BINS[0] else 1 if c < CALIBRATION_BINS[1] else 2
+        row = sums[b]
+        row[0] += 1
+        row[1] += c
+        row[2] += ok
+    return [(n, sc / n, so / n) if n else (0, 0.0, 0.0) for n, sc, so in sums]
+
+
+def calibration_score(confidence, correct) -> float:
+    """1 minus twice the count-weighted gap between stated confidence and accuracy per bin.
 
     Fewer than three manual verdicts earn nothing: calibration must be shown, not assumed.
     """
     if len(confidence) < MIN_CALIBRATION_VERDICTS:
         return 0.0
-    bins = np.digitize(confidence, CALIBRATION_BINS)
-    gap = 0.0
-    for b in range(len(CALIBRATION_BINS) + 1):
-        sel = bins == b
-        if sel.any():
-            gap += sel.sum() * abs(confidence[sel].mean() - correct[sel].mean())
+    gap = sum(n * abs(c - a) for n, c, a in calibration_bins(confidence, correct))
     return float(max(0.0, 1.0 - 2.0 * gap / len(confidence)))
 
 
@@ -97,15 +105,15 @@ def grade(task_id: str, labels, severities, verdicts, manual, confidences, n_cor
         link_term = float(np.clip((n_correct_links - 0.625 * n_wrong_links) / n_ring_pairs, 0, 1))
     man = np.asarray(manual, bool)
     correct = np.asarray(verdicts, np.int64) == np.asarray(CORRECT_VERDICT)[labels]
-    calib = calibration_score(np.asarray(confidences, float)[man], correct[man]) if man.any() \
-        else 0.0
+    calib = calibration_score(np.asarray(confidences, float)[man].tolist(),
+                              correct[man].tolist())
     w_v, w_l, w_c = GRADER_WEIGHTS.get(task_id, GRADER_WEIGHTS["task_3"])
     if not n_ring_pairs:
         w_v, w_l = w_v + w_l, 0.0
     score = w_v * verdict_term + w_l * link_term + w_c * calib
     terms = {"verdicts": round(verdict_term, 6), "links": round(link_term, 6),
              "calibration": round(calib, 6)}
-    return float(np.clip(score, 0.0, 1.0)), terms
+    return float(min(max(score, 0.0), 1.0)), terms
 
 
 def fraudster_outcome(verdict: int, severity: float, plausibility: float) -> float:

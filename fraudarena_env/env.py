@@ -1,0 +1,440 @@
+"""FraudArena as a PettingZoo AEC environment.
+
+``raw_env`` wraps one :class:`~fraudarena_env.referee.Referee` (the rules) and the tensor face of
+:mod:`fraudarena_env.encoding` (action catalogue, legal-action masks, observation vectors). It adds
+only the AEC bookkeeping, so it stays thin and fast:
+
+* spaces are built once; ``observe`` fills the role's preallocated vector and mask at most once per
+  step and hands out copies;
+* ``step`` takes an action index (python or numpy integer), or the acting role's pydantic action
+  model, or a dict that validates to it (the text face: free text such as ``ad_copy`` or a
+  ``rationale`` is honoured);
+* an illegal action raises :class:`~fraudarena_env.errors.IllegalActionError` and leaves the match
+  unchanged, so the caller can retry; with ``illegal_action="penalize"`` the referee charges a
+  small negative reward instead and the action is used up;
+* the match ends for all three agents at once, on the auditor's report; a safety bound
+  (``max_cycles`` agent steps) truncates all three at once.
+
+Reset options. ``reset(seed, options={...})`` accepts ``task_id`` and the match knobs
+(``max_rounds``, ``max_proposals``, ``max_fraudster_actions_per_turn``,
+``max_investigator_actions_per_turn``, ``allowed_categories``); they override the constructor's
+values for that match only. Any other key is a ``ValueError``, except the literal key
+``"options"``, which is ignored: PettingZoo's ``api_test`` calls ``reset(seed=0,
+options={"options": 1})`` to check that ``reset`` takes an ``options`` argument.
+
+Seeding. ``reset(seed=s)`` plays match ``s`` (the same match as ``Referee.reset_match(seed=s)``)
+and reseeds the env's generator; a later ``reset()`` without a seed draws the next match seed from
+that generator, so a seeded sequence of resets is reproducible.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import EzPickle
+from pettingzoo import AECEnv
+from pydantic import BaseModel
+
+from .catalog import CATEGORIES, LABELS, MATCH_KNOBS, TARGETS, TASKS, VERDICTS
+from .encoding import (
+    N_ACTIONS,
+    OBS_BOUND,
+    OPS,
+    Observer,
+    model_to_op,
+    op_to_index,
+    op_to_model,
+)
+from .errors import IllegalActionError, OutOfTurnError
+from .models import AdReviewAction, AuditorAction, FraudsterAction
+from .referee import AD_IDS, Referee
+
+AGENTS = ("fraudster", "investigator", "auditor")
+ACTION_MODELS = {"fraudster": FraudsterAction, "investigator": AdReviewAction,
+                 "auditor": AuditorAction}
+# Free-text fields of each action model: a model carrying any of them has no action index.
+FREE_TEXT = {
+    "fraudster": ("ad_copy", "landing_page_blurb", "targeting_summary", "new_ad_copy",
+                  "new_landing_page_blurb", "rationale"),
+    "investigator": ("rationale", "link_reason"),
+    "auditor": ("note", "audit_report"),
+}
+# One letter per evidence source, in TARGETS order, for the rendered "pulled" column.
+SOURCE_LETTERS = "HLPTCK"
+SOURCE_LEGEND = " ".join(f"{c}={t}" for c, t in zip(SOURCE_LETTERS, TARGETS))
+RESET_OPTION_KEYS = frozenset(MATCH_KNOBS) | {"task_id"}
+IGNORED_OPTION_KEYS = frozenset({"options"})  # pettingzoo api_test's probe key
+DEFAULT_MAX_CYCLES = 2000
+
+
+class raw_env(AECEnv, EzPickle):
+    """The bare FraudArena AEC env. Use :func:`fraudarena_env.fraudarena_v0.env` for the wrapped
+    one."""
+
+    metadata = {
+        "name": "fraudarena_v0",
+        "is_parallelizable": False,
+        "render_modes": ["ansi", "human"],
+        "render_fps": 1,
+    }
+
+    def __init__(self, task_id: str = "task_1", render_mode: str | None = None,
+                 illegal_action: str = "raise", max_cycles: int = DEFAULT_MAX_CYCLES,
+                 max_rounds: int | None = None, max_proposals: int | None = None,
+                 max_fraudster_actions_per_turn: int | None = None,
+                 max_investigator_actions_per_turn: int | None = None,
+                 allowed_categories: list[str] | tuple[str, ...] | None = None):
+        EzPickle.__init__(self, task_id=task_id, render_mode=render_mode,
+                          illegal_action=illegal_action, max_cycles=max_cycles,
+                          max_rounds=max_rounds, max_proposals=max_proposals,
+                          max_fraudster_actions_per_turn=max_fraudster_actions_per_turn,
+                          max_investigator_actions_per_turn=max_investigator_actions_per_turn,
+                          allowed_categories=allowed_categories)
+        super().__init__()
+        if task_id not in TASKS:
+            raise ValueError(f"unknown task_id {task_id!r}; choose one of {list(TASKS)}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of "
+                             f"{self.metadata['render_modes']}, not {render_mode!r}")
+        if not isinstance(max_cycles, (int, np.integer)) or isinstance(max_cycles, bool) \
+                or max_cycles < 1:
+            raise ValueError(f"max_cycles must be a positive integer, got {max_cycles!r}")
+        self.task_id = task_id
+        self.render_mode = render_mode
+        self.illegal_action = illegal_action
+        self.max_cycles = int(max_cycles)
+        knobs = {"max_rounds": max_rounds, "max_proposals": max_proposals,
+                 "max_fraudster_actions_per_turn": max_fraudster_actions_per_turn,
+                 "max_investigator_actions_per_turn": max_investigator_actions_per_turn,
+                 "allowed_categories": allowed_categories}
+        self.knobs = {k: v for k, v in knobs.items() if v is not None}
+
+        self.possible_agents = list(AGENTS)
+        self.agents = []
+        self._ref = Referee(illegal_action=illegal_action)
+        self._ops = OPS
+        self._observers = {a: Observer(a) for a in AGENTS}
+        self._masks = {a: np.zeros(N_ACTIONS[a], np.int8) for a in AGENTS}
+        self._zero_masks = {a: np.zeros(N_ACTIONS[a], np.int8) for a in AGENTS}
+        self._obs_version = dict.fromkeys(AGENTS, -1)
+        self._mask_version = dict.fromkeys(AGENTS, -1)
+        self._version = 0
+        self.observation_spaces = {
+            a: spaces.Dict({
+                "observation": spaces.Box(-OBS_BOUND, OBS_BOUND, (self._observers[a].size,),
+                                          np.float32),
+                "action_mask": spaces.Box(0, 1, (N_ACTIONS[a],), np.int8),
+            }) for a in AGENTS}
+        self.action_spaces = {a: spaces.Discrete(N_ACTIONS[a]) for a in AGENTS}
+        self._np_random: np.random.Generator | None = None
+        self._num_steps = 0
+        self._ended = True
+
+    # ------------------------------------------------------------------ spaces
+    def observation_space(self, agent: str) -> spaces.Dict:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Discrete:
+        return self.action_spaces[agent]
+
+    # ------------------------------------------------------------------ reset
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+        task_id, knobs = self.task_id, self.knobs
+        if options:
+            unknown = set(options) - RESET_OPTION_KEYS - IGNORED_OPTION_KEYS
+            if unknown:
+                raise ValueError(f"unknown reset option(s) {sorted(unknown)}; known: "
+                                 f"{sorted(RESET_OPTION_KEYS)}")
+            task_id = options.get("task_id", task_id)
+            knobs = dict(knobs)
+            knobs.update((k, v) for k, v in options.items() if k in MATCH_KNOBS)
+        if seed is not None:
+            match_seed = seed
+        elif self._np_random is not None:
+            match_seed = int(self._np_random.integers(0, 2**63 - 1))
+        else:
+            match_seed = int(np.random.SeedSequence().entropy % (2**63))
+        ref = self._ref
+        ref.reset_match(seed=match_seed, task_id=task_id, **knobs)  # validates seed and knobs
+        if seed is not None or self._np_random is None:
+            self._np_random = np.random.default_rng(ref.seed)
+
+        self.agents = list(AGENTS)
+        self.rewards = dict.fromkeys(AGENTS, 0.0)
+        self._cumulative_rewards = dict.fromkeys(AGENTS, 0.0)
+        self.terminations = dict.fromkeys(AGENTS, False)
+        self.truncations = dict.fromkeys(AGENTS, False)
+        info = {"phase": ref.phase, "round": ref.round_number}
+        self.infos = dict.fromkeys(AGENTS, info)
+        self.agent_selection = ref.current_role
+        self._num_steps = 0
+        self._version += 1
+        self._ended = False
+
+    # ------------------------------------------------------------------ observe
+    def _vector(self, agent: str) -> np.ndarray:
+        """The agent's observation vector, filled at most once per step (internal buffer)."""
+        obs = self._observers[agent]
+        if self._obs_version[agent] != self._version:
+            obs.fill(self._ref)
+            self._obs_version[agent] = self._version
+        return obs.tensor
+
+    def _mask(self, agent: str) -> np.ndarray:
+        """The agent's legal-action mask (internal buffer): all zeros unless it is acting."""
+        if self._ended or agent != self.agent_selection:
+            return self._zero_masks[agent]
+        if self._mask_version[agent] != self._version:
+            self._masks[agent] = self._observers[agent].mask(self._ref)
+            self._mask_version[agent] = self._version
+        return self._masks[agent]
+
+    def observe(self, agent: str) -> dict[str, np.ndarray]:
+        return {"observation": self._vector(agent).copy(), "action_mask": self._mask(agent).copy()}
+
+    def action_mask(self, agent: str) -> np.ndarray:
+        """A copy of the agent's current legal-action mask (int8)."""
+        return self._mask(agent).copy()
+
+    # ------------------------------------------------------------------ step
+    def step(self, action: Any) -> None:
+        agent = self.agent_selection
+        if self.terminations[agent] or self.truncations[agent]:
+            self._was_dead_step(action)
+            return
+        ref = self._ref
+        if type(action) is int or isinstance(action, np.integer):
+            i = int(action)
+            ops = self._ops[agent]
+            if 0 <= i < len(ops):
+                try:
+                    ref.apply(agent, ops[i])
+                except IllegalActionError as exc:
+                    raise IllegalActionError(agent, action, f"{exc.reason} (index {i} is "
+                                             f"{self._describe(agent, i)})") from None
+            else:
+                self._illegal(agent, action, f"index {i} is outside Discrete({len(ops)})")
+        else:
+            self._step_other(agent, action)
+        self._after_apply(agent)
+
+    def _step_other(self, agent: str, action: Any) -> None:
+        """Text-face actions (a pydantic model or a dict) and anything else that is not a plain
+        integer index."""
+        ref = self._ref
+        if isinstance(action, np.ndarray) and action.size == 1 and \
+                np.issubdtype(action.dtype, np.integer):
+            return self._step_index_like(agent, action, int(action.reshape(-1)[0]))
+        if not isinstance(action, (BaseModel, dict)):
+            if action is None:
+                reason = "None is only for the step of an agent that is terminated or truncated"
+            else:
+                reason = (f"expected an action index (int), a {ACTION_MODELS[agent].__name__} "
+                          f"or a dict, got {type(action).__name__}")
+            raise IllegalActionError(agent, action, reason)
+        try:
+            op = ref.op_from_model(agent, action)
+        except OutOfTurnError:
+            raise
+        except IllegalActionError as exc:
+            self._illegal(agent, action, exc.reason)
+            return None
+        try:
+            ref.apply(agent, op)
+        except IllegalActionError as exc:
+            raise IllegalActionError(agent, action, exc.reason) from None
+        return None
+
+    def _step_index_like(self, agent: str, action: Any, i: int) -> None:
+        ops = self._ops[agent]
+        if not 0 <= i < len(ops):
+            self._illegal(agent, action, f"index {i} is outside Discrete({len(ops)})")
+            return
+        try:
+            self._ref.apply(agent, ops[i])
+        except IllegalActionError as exc:
+            raise IllegalActionError(agent, action, f"{exc.reason} (index {i} is "
+                                     f"{self._describe(agent, i)})") from None
+
+    def _illegal(self, agent: str, action: Any, reason: str) -> None:
+        """An action the referee never saw as an op: raise, or (penalize mode) charge it."""
+        if self.illegal_action != "penalize":
+            raise IllegalActionError(agent, action, reason)
+        self._ref.penalize(agent, action, reason)
+
+    def _after_apply(self, agent: str) -> None:
+        ref = self._ref
+        sr = ref.step_rewards
+        rewards, cum = self.rewards, self._cumulative_rewards
+        cum[agent] = 0.0
+        r = float(sr[0])
+        rewards["fraudster"] = r
+        cum["fraudster"] += r
+        r = float(sr[1])
+        rewards["investigator"] = r
+        cum["investigator"] += r
+        r = float(sr[2])
+        rewards["auditor"] = r
+        cum["auditor"] += r
+        self._num_steps += 1
+        self._version += 1
+        info = {"phase": ref.phase, "round": ref.round_number}
+        if ref.phase == "done":
+            self._ended = True
+            info["end_reason"] = ref.end_reason
+            info["grader_score"] = ref.grader_score
+            info["returns"] = dict(zip(AGENTS, (float(t) for t in ref.totals)))
+            self.terminations = dict.fromkeys(self.agents, True)
+            self.infos = dict.fromkeys(self.agents, info)
+            self._deads_step_first()
+            return
+        if self._num_steps >= self.max_cycles:
+            self._ended = True
+            info["end_reason"] = "max_cycles"
+            info["grader_score"] = None
+            info["returns"] = dict(zip(AGENTS, (float(t) for t in ref.totals)))
+            self.truncations = dict.fromkeys(self.agents, True)
+            self.infos = dict.fromkeys(self.agents, info)
+            self.agent_selection = ref.current_role
+            self._deads_step_first()
+            return
+        infos = self.infos
+        infos["fraudster"] = infos["investigator"] = infos["auditor"] = info
+        self.agent_selection = ref.current_role
+
+    # ------------------------------------------------------------------ codec and views
+    def _describe(self, agent: str, i: int) -> str:
+        try:
+            return repr(op_to_model(agent, self._ops[agent][i]).model_dump(exclude_none=True))
+        except Exception:  # pragma: no cover - description only
+            return repr(self._ops[agent][i])
+
+    def decode_action(self, agent: str, index: int) -> BaseModel:
+        """The pydantic action model that action ``index`` of ``agent`` stands for."""
+        ops = self._ops[agent]
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or \
+                not 0 <= int(index) < len(ops):
+            raise ValueError(f"{agent} action index must be an integer in [0, {len(ops)}), "
+                             f"got {index!r}")
+        return op_to_model(agent, ops[int(index)])
+
+    def encode_action(self, agent: str, model: BaseModel | dict) -> int | None:
+        """The action index standing for ``model``, or None when the model carries free text
+        (copy, blurbs, rationale, notes, a report) or a target that no index stands for.
+        ``confidence`` and ``severity`` are snapped to the catalogue's values. A fraudster
+        ``modify_pending_ad`` by ``slot_index`` is resolved against the current match."""
+        cls = ACTION_MODELS[agent]
+        if isinstance(model, dict):
+            try:
+                model = cls.model_validate(model)
+            except Exception as exc:  # pydantic.ValidationError
+                raise IllegalActionError(agent, model, f"invalid {cls.__name__}: {exc}") \
+                    from None
+        elif not isinstance(model, cls):
+            raise IllegalActionError(agent, model, f"expected a {cls.__name__} or a dict, got "
+                                     f"{type(model).__name__}")
+        if any(getattr(model, f) is not None for f in FREE_TEXT[agent]):
+            return None
+        if agent == "fraudster" and model.action_type == "modify_pending_ad" and \
+                model.ad_id is None:
+            slots = self._ref.proposal_slots if self._ref.task is not None else []
+            if model.slot_index >= len(slots):
+                return None
+            model = model.model_copy(update={"ad_id": AD_IDS[slots[model.slot_index]],
+                                             "slot_index": None})
+        op = model_to_op(agent, model)
+        if any(isinstance(x, int) and not isinstance(x, bool) and x < 0 for x in op[1:3]) \
+                and op[0] in ("modify", "investigate", "verdict", "link"):
+            return None
+        return op_to_index(agent, op)
+
+    def role_observation(self, agent: str) -> BaseModel:
+        """The referee's pydantic observation for ``agent`` (the text face)."""
+        return getattr(self._ref, f"build_{agent}_observation")()
+
+    def observation_layout(self, agent: str, as_text: bool = False):
+        """(name, offset, shape) of every named block of ``agent``'s observation vector; with
+        ``as_text=True`` a printable table."""
+        layout = list(self._observers[agent].layout)
+        if not as_text:
+            return layout
+        lines = [f"{agent} observation: {self._observers[agent].size} float32 entries in "
+                 f"[{-OBS_BOUND}, {OBS_BOUND}]", f"{'offset':>6}  {'size':>5}  name  shape"]
+        for name, offset, shape in layout:
+            lines.append(f"{offset:>6}  {int(np.prod(shape)):>5}  {name}  {shape}")
+        return "\n".join(lines)
+
+    def observation_feature_names(self, agent: str) -> list[str]:
+        return self._observers[agent].feature_names()
+
+    @property
+    def referee(self) -> Referee:
+        return self._ref
+
+    @property
+    def match_over(self) -> bool:
+        """True once the match has ended (terminated or truncated) and until the next reset."""
+        return self._ended
+
+    # ------------------------------------------------------------------ render
+    def render(self) -> str | None:
+        if self.render_mode is None:
+            gymnasium.logger.warn("You are calling render method without specifying any render "
+                                  "mode; pass render_mode='ansi' or 'human'.")
+            return None
+        text = self._render_text()
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+    def _render_text(self) -> str:
+        ref = self._ref
+        if ref.task is None:
+            return "FraudArena: not reset yet"
+        t = ref.totals
+        lines = [
+            f"FraudArena {ref.task.task_id} | {ref.phase} | round {ref.round_number}/"
+            f"{ref.max_rounds} | budget {ref.budget}/{ref.task.action_budget} | proposals "
+            f"{ref.proposals_used}/{ref.max_proposals} | step {ref.step_count}",
+            f"returns: fraudster {t[0]:+.2f}  investigator {t[1]:+.2f}  auditor {t[2]:+.2f}",
+        ]
+        over = ref.phase in ("audit_phase", "done")
+        head = f"{'ad':<7} {'category':<29} {'status':<9} {'pulled':<6}  verdict"
+        lines.append(head + ("          truth" if over else ""))
+        for s in np.flatnonzero(ref.present):
+            row = ref.slot_row[s]
+            cat = CATEGORIES[ref.rows.category[row]].name
+            mark = "*" if ref.is_proposal[s] else " "
+            pulled = "".join(c if ref.pulled[s, k] else "." for k, c in enumerate(SOURCE_LETTERS))
+            v = int(ref.verdict[s])
+            if v < 0:
+                verdict = ""
+            elif ref.manual[s]:
+                verdict = f"{VERDICTS[v]} {float(ref.confidence[s]):.2f}"
+            else:
+                verdict = f"{VERDICTS[v]} (auto)"
+            line = f"{AD_IDS[s]:<7} {cat + mark:<29} {ref.status_of(s):<9} {pulled:<6}  " \
+                   f"{verdict:<16}"
+            if over:
+                line += f" {LABELS[ref.rows.label[row]]}"
+            lines.append(line.rstrip())
+        if ref.links:
+            lines.append("links: " + ", ".join(f"{AD_IDS[a]}-{AD_IDS[b]}" for a, b in ref.links))
+        if ref.auditor_flags:
+            lines.append(f"audit flags: {len(ref.auditor_flags)}")
+        if ref.end_reason is not None:
+            g = ref.grader_score
+            lines.append(f"play ended: {ref.end_reason}" +
+                         (f" | grader {g:.3f}" if g is not None else ""))
+        lines.append(f"(* fraudster proposal; pulled: {SOURCE_LEGEND})")
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        pass
+
+
+__all__ = ["raw_env", "AGENTS", "ACTION_MODELS"]

@@ -1,0 +1,206 @@
+"""A single-agent view of FraudArena: one learning role, the other two played by opponents.
+
+``RoleEnv(role, opponents=None, task_id="task_1", **cfg)`` is a ``gymnasium.Env``:
+
+* ``observation_space`` is the role's observation Box (the vector only), ``action_space`` its
+  ``Discrete(N)``, and ``action_masks()`` returns the current legal-action mask (bool), which is
+  what sb3-contrib's ``MaskablePPO`` looks for;
+* after ``reset`` and after every ``step`` the other roles are advanced until it is the learner's
+  turn again or the match ends; the rewards the learner earns meanwhile (e.g. the terminal rewards
+  delivered on the auditor's report) are returned by its next ``step``, so the episode return is
+  the learner's match total;
+* ``terminated`` when the match is over, ``truncated`` on the env's safety bound (``max_cycles``);
+  the final ``info`` carries ``return``, ``returns``, ``grader_score`` and ``end_reason``.
+
+Opponents: a dict ``role -> opponent`` for any of the two other roles; roles left out get the
+scripted baselines (``ReactiveFraudster``, ``ScriptedInvestigator``, ``HeuristicAuditor``). An
+opponent may be
+
+* a :class:`~fraudarena_env.policies.Policy` (``act(vector, mask) -> int``), reseeded on every
+  ``reset`` from the match seed, so a seeded reset replays exactly;
+* a plain callable ``f(vector, mask) -> int``;
+* a Stable-Baselines3 model (anything with ``predict``): ``predict(vector,
+  action_masks=mask, deterministic=True)`` for maskable models, ``predict(vector,
+  deterministic=True)`` otherwise;
+* the strings ``"scripted"`` or ``"random"``.
+
+Illegal actions. Unlike the AEC env, ``RoleEnv`` defaults to ``illegal_action="penalize"``: an
+action outside the mask (unmasked algorithms, gymnasium's ``check_env``) is charged a small
+negative reward and uses up the action. Pass ``illegal_action="raise"`` to get
+``IllegalActionError`` instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+from .env import AGENTS, DEFAULT_MAX_CYCLES, raw_env
+
+ROLE_INDEX = {r: i for i, r in enumerate(AGENTS)}
+
+
+def default_opponent(role: str, seed: int | None = None):
+    """The scripted baseline for ``role``."""
+    from . import policies
+
+    cls = {"fraudster": "ReactiveFraudster", "investigator": "ScriptedInvestigator",
+           "auditor": "HeuristicAuditor"}[role]
+    return getattr(policies, cls)(seed=seed)
+
+
+def _make_actor(role: str, opponent: Any) -> tuple[Callable[[np.ndarray, np.ndarray], int], Any]:
+    """(act(vector, mask) -> int, object to reseed or None) for one opponent."""
+    from .policies import Policy, RandomPolicy
+
+    if opponent is None or (isinstance(opponent, str) and opponent == "scripted"):
+        opponent = default_opponent(role)
+    elif isinstance(opponent, str):
+        if opponent != "random":
+            raise ValueError(f"unknown opponent {opponent!r} for {role}: use 'scripted', "
+                             "'random', a Policy, a callable or an SB3 model")
+        opponent = RandomPolicy(role)
+    if isinstance(opponent, Policy):
+        return opponent.act, opponent
+    if hasattr(opponent, "predict"):
+        predict = opponent.predict
+        try:
+            maskable = "action_masks" in inspect.signature(predict).parameters
+        except (TypeError, ValueError):
+            maskable = False
+        if maskable:
+            def act_sb3(vector, mask):
+                action, _ = predict(vector, action_masks=mask.astype(bool), deterministic=True)
+                return int(np.asarray(action).reshape(-1)[0])
+        else:
+            def act_sb3(vector, mask):
+                action, _ = predict(vector, deterministic=True)
+                return int(np.asarray(action).reshape(-1)[0])
+        return act_sb3, None
+    if callable(opponent):
+        return opponent, None
+    raise TypeError(f"opponent for {role} must be a Policy, a callable (vector, mask) -> int, an "
+                    f"SB3 model or 'scripted'/'random'; got {type(opponent).__name__}")
+
+
+def _derived_seed(match_seed: int, role: str) -> int:
+    state = np.random.SeedSequence([match_seed, 1 + ROLE_INDEX[role]]).generate_state(2)
+    return int(state[0]) << 32 | int(state[1])
+
+
+class RoleEnv(gymnasium.Env):
+    """FraudArena from one role's seat (see the module docstring)."""
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 1}
+
+    def __init__(self, role: str, opponents: Mapping[str, Any] | None = None,
+                 task_id: str = "task_1", render_mode: str | None = None,
+                 illegal_action: str = "penalize", max_cycles: int = DEFAULT_MAX_CYCLES,
+                 **knobs: Any):
+        if role not in ROLE_INDEX:
+            raise ValueError(f"unknown role {role!r}; roles are {list(AGENTS)}")
+        opponents = dict(opponents or {})
+        bad = set(opponents) - set(AGENTS)
+        if bad:
+            raise ValueError(f"unknown opponent role(s) {sorted(bad)}; roles are {list(AGENTS)}")
+        if role in opponents:
+            raise ValueError(f"{role!r} is the learning role; it cannot also be an opponent")
+        self.role = role
+        self.render_mode = render_mode
+        self.env = raw_env(task_id=task_id, render_mode=render_mode,
+                           illegal_action=illegal_action, max_cycles=max_cycles, **knobs)
+        self.observation_space = self.env.observation_space(role)["observation"]
+        self.action_space = self.env.action_space(role)
+        self._actors: dict[str, Callable] = {}
+        self._reseed: dict[str, Any] = {}
+        for other in AGENTS:
+            if other == role:
+                continue
+            self._actors[other], self._reseed[other] = _make_actor(other, opponents.get(other))
+        self.opponents = {r: opponents.get(r, self._reseed.get(r)) for r in self._actors}
+        self._carry = 0.0
+        self._over = True
+        self.match_seed: int | None = None
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        match_seed = int(seed) if seed is not None else \
+            int(self.np_random.integers(0, 2**63 - 1))
+        env = self.env
+        env.reset(seed=match_seed, options=options)
+        self.match_seed = match_seed
+        for other, policy in self._reseed.items():
+            if policy is not None:
+                policy.reset(seed=_derived_seed(match_seed, other))
+        self._over = False
+        self._advance()
+        # rewards earned before the learner's first turn are paid with its first step
+        self._carry = env._cumulative_rewards[self.role]
+        if self._over:
+            raise RuntimeError(f"the match ended before {self.role}'s first turn")
+        return env._vector(self.role).copy(), self._info()
+
+    def step(self, action):
+        if self._over:
+            raise RuntimeError("the episode is over; call reset()")
+        env = self.env
+        if isinstance(action, np.ndarray):
+            action = action.reshape(-1)[0] if action.size == 1 else action
+        env.step(action)
+        self._advance()
+        role = self.role
+        reward = float(self._carry + env._cumulative_rewards[role])
+        self._carry = 0.0
+        terminated = bool(env.terminations[role])
+        truncated = bool(env.truncations[role])
+        return env._vector(role).copy(), reward, terminated, truncated, self._info()
+
+    def action_masks(self) -> np.ndarray:
+        """The learner's legal-action mask (bool); all False once the episode is over."""
+        return self.env._mask(self.role).astype(bool)
+
+    def render(self):
+        return self.env.render()
+
+    def close(self) -> None:
+        self.env.close()
+
+    # ------------------------------------------------------------------ helpers
+    def _advance(self) -> None:
+        """Let the opponents act until it is the learner's turn or the match is over."""
+        env, role, actors = self.env, self.role, self._actors
+        while not env._ended and env.agent_selection != role:
+            agent = env.agent_selection
+            action = actors[agent](env._vector(agent).copy(), env._mask(agent).copy())
+            env.step(action)
+        self._over = env._ended
+
+    def _info(self) -> dict[str, Any]:
+        ref = self.env.referee
+        info: dict[str, Any] = {"phase": ref.phase, "round": ref.round_number}
+        if self._over:
+            src = self.env.infos[self.role]
+            info["end_reason"] = src.get("end_reason")
+            info["grader_score"] = src.get("grader_score")
+            info["returns"] = dict(src["returns"])
+            info["return"] = info["returns"][self.role]
+        return info
+
+    @property
+    def referee(self):
+        return self.env.referee
+
+    def role_observation(self):
+        """The learner's pydantic observation (the text face)."""
+        return self.env.role_observation(self.role)
+
+    def decode_action(self, index: int):
+        return self.env.decode_action(self.role, index)
+
+
+__all__ = ["RoleEnv", "default_opponent"]

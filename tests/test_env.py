@@ -1,0 +1,586 @@
+"""The PettingZoo AEC env: API conformance, masks, episodes, determinism, the codec, the text
+face, illegal actions and reward bookkeeping.
+
+Run as a script (``python tests/test_env.py TASK EPISODES``) it prints the trajectory digest used
+by the cross-process determinism test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fraudarena_env import IllegalActionError, fraudarena_v0
+from fraudarena_env.catalog import TASK_IDS
+from fraudarena_env.encoding import N_ACTIONS, OBS_BOUND, fill_mask
+from fraudarena_env.models import AdReviewAction, AuditorAction, FraudsterAction
+from fraudarena_env.scoring import ILLEGAL_PENALTY
+
+AGENTS = ["fraudster", "investigator", "auditor"]
+TASKS = list(TASK_IDS)
+# Warnings PettingZoo's testers raise for any Dict-observation env with role-named agents.
+EXPECTED_API_WARNINGS = ("Observation is not a NumPy array",
+                         "Observation space for each agent probably should be",
+                         "We recommend agents to be named",
+                         "Agents have different observation space sizes",
+                         "Observations are different shapes")
+
+
+def _legal(mask: np.ndarray, rng: np.random.Generator) -> int:
+    legal = np.flatnonzero(mask)
+    return int(legal[rng.integers(len(legal))])
+
+
+def play_random_episode(env, seed: int, rng: np.random.Generator, check=None) -> dict:
+    """One masked-random episode on the wrapped env. ``check(env, agent, obs)`` runs before each
+    live step. Returns per-agent sums of last() rewards and the number of live steps."""
+    env.reset(seed=seed)
+    returns = dict.fromkeys(AGENTS, 0.0)
+    live = 0
+    ended_at = None
+    for agent in env.agent_iter():
+        obs, reward, terminated, truncated, info = env.last()
+        returns[agent] += reward
+        if terminated or truncated:
+            if ended_at is None:
+                ended_at = live
+                # every agent ends together
+                assert all(env.terminations.values()) or all(env.truncations.values())
+            env.step(None)
+            continue
+        if check is not None:
+            check(env, agent, obs)
+        env.step(_legal(obs["action_mask"], rng))
+        live += 1
+    assert env.agents == []
+    return {"returns": returns, "steps": live}
+
+
+# ----------------------------------------------------------------------------- PettingZoo tests
+@pytest.mark.parametrize("task_id", TASKS)
+def test_api_test(task_id):
+    from pettingzoo.test import api_test
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        api_test(fraudarena_v0.env(task_id=task_id), num_cycles=1000)
+    unexpected = [str(w.message) for w in caught if "pettingzoo" in (w.filename or "")
+                  and not str(w.message).startswith(EXPECTED_API_WARNINGS)]
+    assert not unexpected, unexpected
+
+
+@pytest.mark.parametrize("task_id", ["task_1", "task_3"])
+def test_seed_test(task_id):
+    from pettingzoo.test import seed_test
+
+    seed_test(lambda: fraudarena_v0.env(task_id=task_id), num_cycles=500)
+
+
+def test_render_test(capsys):
+    from pettingzoo.test import render_test
+
+    render_test(fraudarena_v0.raw_env)
+    render_test(lambda render_mode=None: fraudarena_v0.raw_env(task_id="task_3",
+                                                               render_mode=render_mode),
+                custom_tests={"ansi": lambda text: "FraudArena task_3" in text})
+
+
+# ----------------------------------------------------------------------------- spaces and config
+def test_metadata_agents_and_spaces():
+    env = fraudarena_v0.env()
+    raw = env.unwrapped
+    assert raw.metadata["name"] == "fraudarena_v0"
+    assert raw.metadata["is_parallelizable"] is False
+    assert raw.metadata["render_modes"] == ["ansi", "human"]
+    assert env.possible_agents == AGENTS
+    env.reset(seed=0)
+    assert env.agents == AGENTS
+    for agent in AGENTS:
+        space = env.observation_space(agent)
+        assert space is env.observation_space(agent)
+        assert env.action_space(agent) is env.action_space(agent)
+        assert env.action_space(agent).n == N_ACTIONS[agent]
+        box, mask = space["observation"], space["action_mask"]
+        assert box.dtype == np.float32 and mask.dtype == np.int8
+        assert box.shape == (len(raw.observation_feature_names(agent)),)
+        assert np.all(box.low == -OBS_BOUND) and np.all(box.high == OBS_BOUND)
+        assert mask.shape == (N_ACTIONS[agent],)
+        layout = raw.observation_layout(agent)
+        assert sum(int(np.prod(shape)) for _, _, shape in layout) == box.shape[0]
+        assert agent in raw.observation_layout(agent, as_text=True)
+    # spaces are the same objects on every task: one policy trains across tasks
+    other = fraudarena_v0.env(task_id="task_3_unseen")
+    for agent in AGENTS:
+        assert other.observation_space(agent) == env.observation_space(agent)
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="task_id"):
+        fraudarena_v0.env(task_id="task_9")
+    with pytest.raises(ValueError, match="render_mode"):
+        fraudarena_v0.env(render_mode="rgb_array")
+    with pytest.raises(ValueError, match="illegal_action"):
+        fraudarena_v0.env(illegal_action="ignore")
+    with pytest.raises(ValueError, match="max_cycles"):
+        fraudarena_v0.env(max_cycles=0)
+    with pytest.raises(TypeError):
+        fraudarena_v0.env(max_turns=3)
+    env = fraudarena_v0.env(max_rounds=0)
+    with pytest.raises(ValueError, match="max_rounds"):
+        env.reset(seed=0)
+
+
+def test_knobs_in_constructor_and_reset_options():
+    env = fraudarena_v0.env(task_id="task_2", max_rounds=2, max_proposals=1)
+    env.reset(seed=3)
+    ref = env.unwrapped.referee
+    assert (ref.task.task_id, ref.max_rounds, ref.max_proposals) == ("task_2", 2, 1)
+    env.reset(seed=3, options={"task_id": "task_3", "max_rounds": 3,
+                               "allowed_categories": ["saas", "fitness"]})
+    assert (ref.task.task_id, ref.max_rounds, ref.max_proposals) == ("task_3", 3, 1)
+    assert ref.allowed_categories == ("saas", "fitness")
+    # options last one match; the constructor's values come back
+    env.reset(seed=3)
+    assert (ref.task.task_id, ref.max_rounds) == ("task_2", 2)
+    # pettingzoo's api_test probe key is ignored; any other unknown key is an error
+    env.reset(seed=0, options={"options": 1})
+    with pytest.raises(ValueError, match="max_turns"):
+        env.reset(seed=0, options={"max_turns": 4})
+
+
+def test_observe_is_cached_but_returns_fresh_arrays():
+    env = fraudarena_v0.env(task_id="task_3")
+    env.reset(seed=1)
+    agent = env.agent_selection
+    a, b = env.observe(agent), env.observe(agent)
+    assert a["observation"] is not b["observation"]
+    np.testing.assert_array_equal(a["observation"], b["observation"])
+    np.testing.assert_array_equal(a["action_mask"], b["action_mask"])
+    a["observation"][:] = 0
+    a["action_mask"][:] = 0
+    c = env.observe(agent)
+    np.testing.assert_array_equal(c["observation"], b["observation"])
+    np.testing.assert_array_equal(c["action_mask"], b["action_mask"])
+
+
+def test_pickle_roundtrip():
+    env = fraudarena_v0.raw_env(task_id="task_2", max_rounds=3, render_mode="ansi")
+    clone = pickle.loads(pickle.dumps(env))
+    clone.reset(seed=5)
+    assert clone.referee.max_rounds == 3 and clone.render_mode == "ansi"
+
+
+# ----------------------------------------------------------------------------- episodes and masks
+def _step_checks(env, agent, obs):
+    space = env.observation_space(agent)
+    assert space.contains(obs), f"{agent} observation outside its space"
+    mask = obs["action_mask"]
+    assert mask.dtype == np.int8 and mask.sum() >= 1
+    assert agent == env.unwrapped.referee.current_role
+    reference = fill_mask(agent, env.unwrapped.referee, np.zeros_like(mask))
+    np.testing.assert_array_equal(mask, reference)
+    for other in AGENTS:
+        if other != agent:
+            other_obs = env.observe(other)
+            assert space is env.observation_space(agent)
+            assert env.observation_space(other).contains(other_obs)
+            assert not other_obs["action_mask"].any(), f"{other} has a mask out of turn"
+
+
+@pytest.mark.parametrize("task_id", TASKS)
+def test_every_step_in_space_with_one_acting_mask(task_id):
+    env = fraudarena_v0.env(task_id=task_id)
+    rng = np.random.default_rng(11)
+    for seed in range(5):
+        play_random_episode(env, seed, rng, check=_step_checks)
+
+
+def _many_episodes(task_id: str, n: int) -> None:
+    env = fraudarena_v0.env(task_id=task_id)
+    rng = np.random.default_rng(TASKS.index(task_id))
+    ref = env.unwrapped.referee
+    max_cycles = env.unwrapped.max_cycles
+    for seed in range(n):
+        out = play_random_episode(env, seed, rng)
+        assert ref.done, "episode did not reach the end of the match"
+        assert out["steps"] < max_cycles
+        for i, agent in enumerate(AGENTS):
+            assert out["returns"][agent] == pytest.approx(ref.totals[i], abs=1e-9)
+
+
+@pytest.mark.parametrize("task_id", TASKS)
+def test_1000_random_episodes(task_id):
+    # about 4 s per task here; move under @pytest.mark.slow (keeping a 100-episode run in the
+    # default suite) if the four together ever take more than a minute
+    _many_episodes(task_id, 1000)
+
+
+def test_observations_do_not_depend_on_when_they_are_read():
+    """Reading observations every step, or only now and then, gives the same vectors as an
+    observer filled from scratch."""
+    from fraudarena_env.encoding import Observer
+
+    for task_id in ("task_1", "task_3"):
+        eager, lazy = fraudarena_v0.env(task_id=task_id), fraudarena_v0.env(task_id=task_id)
+        rng = np.random.default_rng(8)
+        eager.reset(seed=6)
+        lazy.reset(seed=6)
+        k = 0
+        while not eager.unwrapped.match_over:
+            agent = eager.agent_selection
+            obs = {a: eager.observe(a) for a in AGENTS}
+            i = _legal(obs[agent]["action_mask"], rng)
+            np.testing.assert_array_equal(lazy.observe(agent)["action_mask"],
+                                          obs[agent]["action_mask"])
+            if k % 7 == 0:
+                for a in AGENTS:
+                    fresh = Observer(a).fill(lazy.unwrapped.referee)
+                    np.testing.assert_array_equal(lazy.observe(a)["observation"], fresh)
+                    np.testing.assert_array_equal(obs[a]["observation"], fresh)
+            eager.step(i)
+            lazy.step(i)
+            k += 1
+        for a in AGENTS:
+            fresh = Observer(a).fill(lazy.unwrapped.referee)
+            np.testing.assert_array_equal(lazy.observe(a)["observation"], fresh)
+            np.testing.assert_array_equal(eager.observe(a)["observation"], fresh)
+
+
+def test_all_agents_terminate_together_and_infos():
+    env = fraudarena_v0.env(task_id="task_3")
+    rng = np.random.default_rng(0)
+    env.reset(seed=4)
+    seen_end = False
+    for _agent in env.agent_iter():
+        obs, reward, terminated, truncated, info = env.last()
+        assert type(terminated) is bool and type(truncated) is bool
+        assert set(info) >= {"phase", "round"}
+        if terminated:
+            if not seen_end:
+                assert all(env.terminations[a] for a in env.agents)
+                assert len(env.agents) == 3
+                seen_end = True
+            assert info["end_reason"] in ("max_rounds", "budget_exhausted", "all_decided",
+                                          "commit_final")
+            assert 0.0 <= info["grader_score"] <= 1.0
+            ref = env.unwrapped.referee
+            assert info["returns"] == dict(zip(AGENTS, ref.totals))
+            assert not obs["action_mask"].any()
+            env.step(None)
+        else:
+            env.step(_legal(obs["action_mask"], rng))
+    assert seen_end and env.agents == []
+
+
+def test_reward_bookkeeping_matches_referee_totals():
+    env = fraudarena_v0.env(task_id="task_3")
+    rng = np.random.default_rng(3)
+    for seed in range(10):
+        out = play_random_episode(env, seed, rng)
+        ref = env.unwrapped.referee
+        for i, agent in enumerate(AGENTS):
+            assert out["returns"][agent] == pytest.approx(ref.totals[i], abs=1e-9)
+        state = ref.state
+        assert [state.fraudster_reward, state.investigator_reward, state.auditor_reward] == \
+            pytest.approx([out["returns"][a] for a in AGENTS], abs=1e-9)
+
+
+def test_truncation_on_max_cycles():
+    env = fraudarena_v0.env(task_id="task_3", max_cycles=5)
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    steps = 0
+    for _agent in env.agent_iter():
+        obs, reward, terminated, truncated, info = env.last()
+        assert type(truncated) is bool
+        if truncated or terminated:
+            assert truncated and not terminated and steps == 5
+            assert all(env.truncations.values())
+            assert info["end_reason"] == "max_cycles" and info["grader_score"] is None
+            env.step(None)
+            continue
+        env.step(_legal(obs["action_mask"], rng))
+        steps += 1
+    assert env.agents == []
+
+
+def test_unseeded_resets_follow_the_seeded_one():
+    def run():
+        env = fraudarena_v0.env(task_id="task_2")
+        env.reset(seed=21)
+        ids = []
+        for _ in range(3):
+            env.reset()
+            ids.append(env.unwrapped.referee.match_id)
+        return ids
+
+    first = run()
+    assert first == run() and len(set(first)) == 3
+    env = fraudarena_v0.env()
+    env.reset()  # no seed at all: works, some match
+    assert env.agents == AGENTS
+
+
+# ----------------------------------------------------------------------------- determinism
+def trajectory_digest(task_id: str, episodes: int) -> str:
+    """Hash of everything an episode exposes: observations, masks, rewards, terminations,
+    truncations, infos, and at the end the text face, the rendered table and the state."""
+    env = fraudarena_v0.env(task_id=task_id, render_mode="ansi")
+    raw = env.unwrapped
+    rng = np.random.default_rng(1234)
+    h = hashlib.sha256()
+    for seed in range(episodes):
+        env.reset(seed=seed)
+        for agent in env.agent_iter():
+            obs, reward, terminated, truncated, info = env.last()
+            h.update(agent.encode())
+            h.update(obs["observation"].tobytes())
+            h.update(obs["action_mask"].tobytes())
+            h.update(repr((reward, terminated, truncated, sorted(info.items()))).encode())
+            if terminated or truncated:
+                action = None
+            else:
+                action = _legal(obs["action_mask"], rng)
+                h.update(raw.role_observation(agent).model_dump_json().encode())
+            env.step(action)
+        h.update(env.render().encode())
+        h.update(raw.referee.state.model_dump_json().encode())
+    return h.hexdigest()
+
+
+def test_determinism_across_processes():
+    script = Path(__file__).resolve()
+    digests = []
+    for hashseed in ("0", "4242"):
+        envvars = dict(os.environ, PYTHONHASHSEED=hashseed)
+        out = subprocess.run([sys.executable, str(script), "task_3", "3"], env=envvars,
+                             capture_output=True, text=True, timeout=300, check=True)
+        digests.append(out.stdout.strip().splitlines()[-1])
+    assert digests[0] == digests[1]
+    assert digests[0] == trajectory_digest("task_3", 3)
+
+
+def test_same_seed_same_match_different_seed_different_match():
+    a, b = fraudarena_v0.env(task_id="task_3"), fraudarena_v0.env(task_id="task_3")
+    a.reset(seed=9)
+    b.reset(seed=9)
+    np.testing.assert_array_equal(a.observe("fraudster")["observation"],
+                                  b.observe("fraudster")["observation"])
+    b.reset(seed=10)
+    assert a.unwrapped.referee.match_id != b.unwrapped.referee.match_id
+
+
+# ----------------------------------------------------------------------------- codec, text face
+def test_codec_roundtrip_on_every_legal_index_seen():
+    seen: dict[str, set[int]] = {a: set() for a in AGENTS}
+
+    def collect(env, agent, obs):
+        seen[agent].update(np.flatnonzero(obs["action_mask"]).tolist())
+
+    for task_id in TASKS:
+        env = fraudarena_v0.env(task_id=task_id)
+        rng = np.random.default_rng(5)
+        for seed in range(3):
+            play_random_episode(env, seed, rng, check=collect)
+    raw = env.unwrapped
+    for agent, indices in seen.items():
+        assert indices
+        for i in sorted(indices):
+            model = raw.decode_action(agent, i)
+            assert raw.encode_action(agent, model) == i, (agent, i, model)
+            assert raw.encode_action(agent, model.model_dump(exclude_none=True)) == i
+
+
+def test_encode_returns_none_for_free_text():
+    env = fraudarena_v0.env(task_id="task_1")
+    env.reset(seed=0)
+    raw = env.unwrapped
+    assert raw.encode_action("fraudster", FraudsterAction(
+        action_type="propose_ad", category="fitness", ad_copy="Join our gym today")) is None
+    assert raw.encode_action("investigator", AdReviewAction(
+        action_type="verdict", ad_id="ad_001", verdict="reject", confidence=0.95,
+        rationale="payment method is a prepaid card")) is None
+    assert raw.encode_action("auditor", AuditorAction(
+        action_type="flag_investigator", flag_type="bias", note="always rejects")) is None
+    i = raw.encode_action("investigator", {"action_type": "end_turn"})
+    assert raw.decode_action("investigator", i) == AdReviewAction(action_type="end_turn")
+    with pytest.raises(ValueError):
+        raw.decode_action("investigator", N_ACTIONS["investigator"])
+    with pytest.raises(IllegalActionError):
+        raw.encode_action("investigator", {"action_type": "dance"})
+
+
+def _trajectory(task_id: str, seed: int, face: str) -> list:
+    env = fraudarena_v0.env(task_id=task_id)
+    raw = env.unwrapped
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    out = []
+    for k, agent in enumerate(env.agent_iter()):
+        obs, reward, terminated, truncated, info = env.last()
+        out.append((agent, obs["observation"].tobytes(), obs["action_mask"].tobytes(), reward,
+                    terminated, truncated, repr(sorted(info.items()))))
+        if terminated or truncated:
+            env.step(None)
+            continue
+        i = _legal(obs["action_mask"], rng)
+        if face == "index":
+            env.step(np.int64(i) if k % 2 else i)
+        else:
+            model = raw.decode_action(agent, i)
+            env.step(model if k % 2 else model.model_dump(exclude_none=True))
+    out.append(raw.referee.state.model_dump_json())
+    return out
+
+
+@pytest.mark.parametrize("task_id", ["task_1", "task_3"])
+def test_models_drive_the_same_trajectory_as_indices(task_id):
+    for seed in (0, 1):
+        assert _trajectory(task_id, seed, "model") == _trajectory(task_id, seed, "index")
+
+
+def test_free_text_is_honoured():
+    env = fraudarena_v0.env(task_id="task_1")
+    raw = env.unwrapped
+    env.reset(seed=2)
+    assert env.agent_selection == "fraudster"
+    copy = "Spin classes for all levels at our downtown studio"
+    env.step({"action_type": "propose_ad", "category": "fitness", "ad_copy": copy})
+    ref = raw.referee
+    slot = ref.proposal_slots[-1]
+    assert ref.copy[slot] == copy
+    assert copy in raw.role_observation("investigator").model_dump_json()
+
+
+# ----------------------------------------------------------------------------- illegal actions
+def _state(env) -> str:
+    raw = env.unwrapped
+    return raw.referee.state.model_dump_json() + repr(
+        (env.agent_selection, env.rewards, env._cumulative_rewards, env.terminations,
+         raw.observe(env.agent_selection)["observation"].tobytes()))
+
+
+def test_illegal_index_raises_and_retry_works():
+    env = fraudarena_v0.env(task_id="task_3")
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    # move on to the investigator, whose mask has many illegal entries
+    while env.agent_selection != "investigator":
+        env.step(_legal(env.observe(env.agent_selection)["action_mask"], rng))
+    agent = env.agent_selection
+    mask = env.observe(agent)["action_mask"]
+    bad = int(np.flatnonzero(mask == 0)[0])
+    before = _state(env)
+    with pytest.raises(IllegalActionError) as err:
+        env.step(bad)
+    assert err.value.agent == agent and err.value.action == bad and err.value.reason
+    assert str(bad) in str(err.value) and agent in str(err.value)
+    assert _state(env) == before
+    n = N_ACTIONS[agent]
+    bad_inputs = [n, -1, np.int32(n), 1.5, "3", None, [1], True,
+                  {"action_type": "investigate"},  # fails validation
+                  {"action_type": "investigate", "ad_id": "ad_999",
+                   "investigation_target": "landing_page"},  # unknown ad
+                  FraudsterAction(action_type="end_turn"),  # another role's model
+                  AdReviewAction(action_type="link_accounts", ad_id="ad_001",
+                                 linked_ad_id="ad_001x")]
+    for action in bad_inputs:
+        with pytest.raises(IllegalActionError) as err:
+            env.step(action)
+        assert err.value.agent == agent, action
+        assert _state(env) == before, action
+    good = _legal(mask, rng)
+    env.step(good)
+    assert _state(env) != before
+
+
+def test_out_of_turn_model_is_illegal():
+    env = fraudarena_v0.env(task_id="task_1")
+    env.reset(seed=0)
+    assert env.agent_selection == "fraudster"
+    before = _state(env)
+    with pytest.raises(IllegalActionError):
+        env.step(AuditorAction(action_type="submit_audit_report"))
+    assert _state(env) == before
+
+
+def test_penalize_mode_charges_and_moves_on():
+    env = fraudarena_v0.env(task_id="task_3", illegal_action="penalize")
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    while env.agent_selection != "investigator":
+        env.step(_legal(env.observe(env.agent_selection)["action_mask"], rng))
+    ref = env.unwrapped.referee
+    steps, acted = ref.step_count, ref.actions_this_turn
+    bad = int(np.flatnonzero(env.observe("investigator")["action_mask"] == 0)[0])
+    env.step(bad)
+    assert env.rewards["investigator"] == ILLEGAL_PENALTY
+    assert ref.step_count == steps + 1 and ref.actions_this_turn == acted + 1
+    assert ref.totals[1] == pytest.approx(ILLEGAL_PENALTY + sum(
+        e.get("reward", 0.0) for e in ref.investigator_log[:-1]))
+    # out-of-range indices and invalid models are charged too
+    for action in (N_ACTIONS["investigator"] + 3, {"action_type": "verdict", "ad_id": "ad_001"}):
+        if env.agent_selection != "investigator":
+            break
+        before = ref.step_count
+        env.step(action)
+        assert ref.step_count == before + 1
+        assert env.rewards["investigator"] == ILLEGAL_PENALTY
+    # non-integers are never actions, whatever the mode
+    with pytest.raises(IllegalActionError):
+        env.step("end_turn")
+
+
+@pytest.mark.parametrize("task_id", ["task_1", "task_3"])
+def test_unmasked_random_play_ends_in_penalize_mode(task_id):
+    env = fraudarena_v0.env(task_id=task_id, illegal_action="penalize", max_cycles=3000)
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        env.reset(seed=seed)
+        returns = dict.fromkeys(AGENTS, 0.0)
+        for agent in env.agent_iter():
+            obs, reward, terminated, truncated, info = env.last()
+            returns[agent] += reward
+            if terminated or truncated:
+                env.step(None)
+            else:
+                env.step(int(rng.integers(env.action_space(agent).n)))
+        ref = env.unwrapped.referee
+        for i, agent in enumerate(AGENTS):
+            assert returns[agent] == pytest.approx(ref.totals[i], abs=1e-9)
+
+
+# ----------------------------------------------------------------------------- render
+def test_render_modes(capsys):
+    env = fraudarena_v0.env(task_id="task_3", render_mode="ansi")
+    env.reset(seed=7)
+    text = env.render()
+    assert isinstance(text, str) and "FraudArena task_3" in text and "ad_" in text
+    rng = np.random.default_rng(0)
+    for _agent in env.agent_iter():
+        obs, _, terminated, truncated, _ = env.last()
+        env.step(None if terminated or truncated else _legal(obs["action_mask"], rng))
+    text = env.render()
+    assert "play ended" in text and "truth" in text
+    human = fraudarena_v0.env(render_mode="human")
+    human.reset(seed=0)
+    assert human.render() is None
+    assert "FraudArena task_1" in capsys.readouterr().out
+    silent = fraudarena_v0.env()
+    silent.reset(seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert silent.render() is None
+    env.close()
+
+
+if __name__ == "__main__":
+    print(trajectory_digest(sys.argv[1], int(sys.argv[2])))

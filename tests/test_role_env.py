@@ -1,0 +1,188 @@
+"""RoleEnv: the single-learner gymnasium view, its opponents, rewards and SB3 compatibility."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from fraudarena_env import IllegalActionError, RoleEnv
+from fraudarena_env.encoding import N_ACTIONS
+from fraudarena_env.policies import Policy, RandomPolicy
+
+ROLES = ["fraudster", "investigator", "auditor"]
+
+
+def _legal(mask: np.ndarray, rng: np.random.Generator) -> int:
+    legal = np.flatnonzero(mask)
+    return int(legal[rng.integers(len(legal))])
+
+
+def run_episode(env: RoleEnv, seed: int | None, rng: np.random.Generator) -> dict:
+    obs, info = env.reset(seed=seed)
+    trace = [obs.tobytes()]
+    total, steps = 0.0, 0
+    while True:
+        mask = env.action_masks()
+        assert mask.dtype == bool and mask.any()
+        assert env.observation_space.contains(obs)
+        obs, reward, terminated, truncated, info = env.step(_legal(mask, rng))
+        assert type(reward) is float and type(terminated) is bool and type(truncated) is bool
+        trace.append((obs.tobytes(), reward, terminated, truncated))
+        total += reward
+        steps += 1
+        if terminated or truncated:
+            assert not env.action_masks().any()
+            return {"total": total, "info": info, "trace": trace, "steps": steps}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_gymnasium_check_env(role):
+    from gymnasium.utils.env_checker import check_env
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*environment not having a spec.*")
+        check_env(RoleEnv(role))
+        check_env(RoleEnv(role, task_id="task_3", render_mode="ansi"))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_sb3_check_env(role):
+    from stable_baselines3.common.env_checker import check_env
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(RoleEnv(role, task_id="task_2"))
+    assert not [str(w.message) for w in caught if "stable_baselines3" in (w.filename or "")]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_spaces(role):
+    env = RoleEnv(role)
+    assert env.action_space.n == N_ACTIONS[role]
+    assert env.observation_space is env.env.observation_space(role)["observation"]
+    assert env.observation_space.dtype == np.float32
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("task_id", ["task_1", "task_3"])
+def test_returns_match_the_match_totals(role, task_id):
+    env = RoleEnv(role, task_id=task_id)
+    rng = np.random.default_rng(0)
+    for seed in range(4):
+        out = run_episode(env, seed, rng)
+        info = out["info"]
+        ref = env.referee
+        assert out["total"] == pytest.approx(info["return"], abs=1e-9)
+        assert info["return"] == pytest.approx(ref.totals[ROLES.index(role)], abs=1e-9)
+        assert info["end_reason"] and 0.0 <= info["grader_score"] <= 1.0
+        assert set(info["returns"]) == set(ROLES)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_seeded_reset_is_deterministic(role):
+    a, b = RoleEnv(role, task_id="task_3"), RoleEnv(role, task_id="task_3")
+    ta = run_episode(a, 17, np.random.default_rng(1))["trace"]
+    # another episode in between must not matter: opponents are reseeded from the reset seed
+    run_episode(b, 99, np.random.default_rng(2))
+    tb = run_episode(b, 17, np.random.default_rng(1))["trace"]
+    assert ta == tb
+    # unseeded resets continue deterministically from the last seeded one
+    a.reset(seed=5)
+    b.reset(seed=5)
+    assert run_episode(a, None, np.random.default_rng(3))["trace"] == \
+        run_episode(b, None, np.random.default_rng(3))["trace"]
+
+
+def test_opponent_kinds():
+    calls = []
+
+    def first_legal(vector, mask):
+        calls.append(vector.shape)
+        return int(np.flatnonzero(mask)[0])
+
+    class LastLegal(Policy):
+        def act_tensor(self, vector, mask):
+            return int(np.flatnonzero(mask)[-1])
+
+    env = RoleEnv("investigator", opponents={"fraudster": first_legal, "auditor": LastLegal()})
+    out = run_episode(env, 0, np.random.default_rng(0))
+    assert calls and out["steps"] > 0
+    env = RoleEnv("auditor", opponents={"fraudster": "random", "investigator": "scripted"})
+    run_episode(env, 0, np.random.default_rng(0))
+    env = RoleEnv("fraudster", opponents={"investigator": RandomPolicy("investigator"),
+                                          "auditor": "random"})
+    run_episode(env, 0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="learning role"):
+        RoleEnv("fraudster", opponents={"fraudster": "random"})
+    with pytest.raises(ValueError, match="unknown opponent role"):
+        RoleEnv("fraudster", opponents={"referee": "random"})
+    with pytest.raises(ValueError, match="unknown opponent"):
+        RoleEnv("fraudster", opponents={"auditor": "clever"})
+    with pytest.raises(TypeError):
+        RoleEnv("fraudster", opponents={"auditor": 3})
+    with pytest.raises(ValueError, match="unknown role"):
+        RoleEnv("referee")
+
+
+def test_sb3_model_as_opponent():
+    from sb3_contrib import MaskablePPO
+
+    fraudster_model = MaskablePPO("MlpPolicy", RoleEnv("fraudster"), n_steps=64, batch_size=32,
+                                  seed=0)
+    env = RoleEnv("investigator", opponents={"fraudster": fraudster_model})
+    run_episode(env, 0, np.random.default_rng(0))
+
+
+def test_illegal_actions():
+    env = RoleEnv("investigator", task_id="task_3")  # penalize by default
+    env.reset(seed=0)
+    bad = int(np.flatnonzero(~env.action_masks())[0])
+    steps = env.referee.step_count
+    _, reward, *_ = env.step(bad)
+    assert env.referee.step_count > steps
+    strict = RoleEnv("investigator", task_id="task_3", illegal_action="raise")
+    strict.reset(seed=0)
+    before = strict.referee.state.model_dump_json()
+    with pytest.raises(IllegalActionError):
+        strict.step(bad)
+    assert strict.referee.state.model_dump_json() == before
+    strict.step(int(np.flatnonzero(strict.action_masks())[0]))
+
+
+def test_text_face_and_render():
+    env = RoleEnv("investigator", task_id="task_1", render_mode="ansi")
+    env.reset(seed=3)
+    model = env.role_observation()
+    assert model.available_ads
+    obs, *_ = env.step({"action_type": "investigate", "ad_id": model.available_ads[0],
+                        "investigation_target": "landing_page"})
+    assert "FraudArena task_1" in env.render()
+    assert env.decode_action(int(np.flatnonzero(env.action_masks())[0])) is not None
+    env.close()
+
+
+def test_step_after_end_needs_reset():
+    env = RoleEnv("auditor")
+    out = run_episode(env, 0, np.random.default_rng(0))
+    assert out["info"]["phase"] == "done"
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(0)
+
+
+def test_maskable_ppo_smoke():
+    from sb3_contrib import MaskablePPO
+
+    env = RoleEnv("investigator", task_id="task_1")
+    model = MaskablePPO("MlpPolicy", env, n_steps=256, batch_size=64, n_epochs=2, seed=0,
+                        verbose=0)
+    model.learn(total_timesteps=2048)
+    assert model.num_timesteps >= 2048
+    obs, _ = env.reset(seed=123)
+    done = False
+    while not done:
+        action, _ = model.predict(obs, action_masks=env.action_masks(), deterministic=True)
+        obs, _, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+    assert "return" in info
