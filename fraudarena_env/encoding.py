@@ -409,19 +409,27 @@ def _set_status(obs: Observer, s: int, verdict: int) -> None:
     t[at + verdict + 1] = 1.0
 
 
-# investigator ---------------------------------------------------------------
-def _inv_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
-    s = ev[1]
+def _arrive_common(obs: Observer, ref: Referee, s: int) -> int:
+    """What every role sees of a newly arrived ad: presence, pending status, category, copy."""
     t = obs.tensor
     o = obs.off
     row = int(ref.slot_row[s])
     t[o["present"] + s] = 1.0
     _set_status(obs, s, -1)
-    t[o["arrived_round"] + s] = int(ref.arrived[s]) / ref.max_rounds
     t[o["category"] + N_CAT * s + int(ref.rows.category[row])] = 1.0
-    _surface_row(ref, row, t, o["surface"] + 5 * s)
     at = o["lexical"] + N_LEXICAL * s
     t[at:at + N_LEXICAL] = ref.lexical[s]
+    return row
+
+
+# investigator ---------------------------------------------------------------
+def _inv_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
+    s = ev[1]
+    t = obs.tensor
+    o = obs.off
+    row = _arrive_common(obs, ref, s)
+    t[o["arrived_round"] + s] = int(ref.arrived[s]) / ref.max_rounds
+    _surface_row(ref, row, t, o["surface"] + 5 * s)
     t[o["pulls_left"] + s] = 1.0
     m = obs._mask
     m[I_INVESTIGATE + s * N_T:I_INVESTIGATE + (s + 1) * N_T] = 1
@@ -519,12 +527,7 @@ def _fr_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
     s = ev[1]
     t = obs.tensor
     o = obs.off
-    row = int(ref.slot_row[s])
-    t[o["present"] + s] = 1.0
-    _set_status(obs, s, -1)
-    t[o["category"] + N_CAT * s + int(ref.rows.category[row])] = 1.0
-    at = o["lexical"] + N_LEXICAL * s
-    t[at:at + N_LEXICAL] = ref.lexical[s]
+    row = _arrive_common(obs, ref, s)
     if ref.is_proposal[s]:
         t[o["mine"] + s] = 1.0
         t[o["my_tactic"] + len(TACTICS) * s + int(ref.rows.tactic[row])] = 1.0

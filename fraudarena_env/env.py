@@ -49,12 +49,10 @@ from .encoding import (
     op_to_model,
 )
 from .errors import IllegalActionError, OutOfTurnError
-from .models import AdReviewAction, AuditorAction, FraudsterAction
+from .models import ACTION_MODELS, parse_action
 from .referee import AD_IDS, Referee
 
 AGENTS = ("fraudster", "investigator", "auditor")
-ACTION_MODELS = {"fraudster": FraudsterAction, "investigator": AdReviewAction,
-                 "auditor": AuditorAction}
 # Free-text fields of each action model: a model carrying any of them has no action index.
 FREE_TEXT = {
     "fraudster": ("ad_copy", "landing_page_blurb", "targeting_summary", "new_ad_copy",
@@ -326,16 +324,7 @@ class raw_env(AECEnv, EzPickle):
         (copy, blurbs, rationale, notes, a report) or a target that no index stands for.
         ``confidence`` and ``severity`` are snapped to the catalogue's values. A fraudster
         ``modify_pending_ad`` by ``slot_index`` is resolved against the current match."""
-        cls = ACTION_MODELS[agent]
-        if isinstance(model, dict):
-            try:
-                model = cls.model_validate(model)
-            except Exception as exc:  # pydantic.ValidationError
-                raise IllegalActionError(agent, model, f"invalid {cls.__name__}: {exc}") \
-                    from None
-        elif not isinstance(model, cls):
-            raise IllegalActionError(agent, model, f"expected a {cls.__name__} or a dict, got "
-                                     f"{type(model).__name__}")
+        model = parse_action(agent, model)
         if any(getattr(model, f) is not None for f in FREE_TEXT[agent]):
             return None
         if agent == "fraudster" and model.action_type == "modify_pending_ad" and \

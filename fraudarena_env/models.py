@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .catalog import AUDIT_TRACK_A, AUDIT_TRACK_B, FRAUDSTER_EDITS, TACTICS, TARGETS
+from .errors import IllegalActionError
 
 Phase = Literal["fraudster_turn", "investigator_turn", "audit_phase", "done"]
 Target = Literal[
@@ -253,7 +254,31 @@ class RefereeState(BaseModel):
     end_reason: str | None = None
 
 
+ACTION_MODELS: dict[str, type[_Action]] = {"fraudster": FraudsterAction,
+                                           "investigator": AdReviewAction,
+                                           "auditor": AuditorAction}
+
+
+def parse_action(role: str, action: Any) -> _Action:
+    """The role's action model for ``action`` (a model or a dict that validates to it), or an
+    ``IllegalActionError`` that says what is wrong with it."""
+    cls = ACTION_MODELS.get(role)
+    if cls is None:
+        raise ValueError(f"unknown role {role!r}; roles are {list(ACTION_MODELS)}")
+    if isinstance(action, cls):
+        return action
+    if isinstance(action, dict):
+        try:
+            return cls.model_validate(action)
+        except ValidationError as exc:
+            raise IllegalActionError(role, action, f"invalid {cls.__name__}: {exc}") from None
+    raise IllegalActionError(role, action, f"expected a {cls.__name__} or a dict, got "
+                             f"{type(action).__name__}")
+
+
 __all__ = [
+    "ACTION_MODELS",
+    "parse_action",
     "AdReviewAction",
     "AdReviewObservation",
     "AuditFlag",

@@ -9,6 +9,8 @@ Every policy takes an optional ``seed=`` and draws randomness only from its own 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .encoding import N_ACTIONS
@@ -246,23 +248,24 @@ class ScriptedInvestigator(Policy):
         v = _InvSlices
         task = _TASK_LIST[int(vector[v.task].argmax())]
         pending = np.flatnonzero(vector[v.pending])
-        shared = np.flatnonzero(vector[v.pair_shared])
-        if not len(pending) and not len(shared):
+        pair_shared = vector[v.pair_shared]
+        pairs = []
+        if pair_shared.any():
+            linked = vector[v.pair_linked]
+            pairs = [(int(PAIRS[p, 0]), int(PAIRS[p, 1]))
+                     for p in np.flatnonzero(pair_shared).tolist() if linked[p] < 0.5]
+        if not len(pending) and not pairs:
             return I_END
         lex = vector[v.lexical].reshape(S, -1)
-        junk = (lex[:, 6] < 0.28) | (lex[:, 7] < 0.75)
-        junk &= vector[v.present] > 0.5
         pulled = vector[v.pulled].reshape(S, len(TARGETS))
         logit = (vector[v.surface].reshape(S, 5) @ _SURF_W
                  + vector[v.category].reshape(S, len(CATEGORIES)) @ _CAT_TERM
-                 + (_EV_D * EVIDENCE_SCALE) * vector[v.evidence].reshape(S, len(TARGETS)).sum(1)
-                 - (_EV_D * _EV_D / 2) * pulled.sum(1) + JUNK_LOGIT * junk
-                 + _BASE_LOGIT[task.task_id])
-        linked = vector[v.pair_linked]
-        pairs = [(int(PAIRS[p, 0]), int(PAIRS[p, 1])) for p in shared.tolist() if linked[p] < 0.5]
+                 + vector[v.evidence].reshape(S, len(TARGETS)) @ _EV_W
+                 + pulled @ _PULL_W + _BASE_LOGIT[task.task_id]
+                 + JUNK_LOGIT * ((lex[:, 6] < 0.28) | (lex[:, 7] < 0.75)))
         cap = task.max_investigator_actions_per_turn
         op = self.decide(
-            task, logit, pending, pulled > 0.5, pairs, None,
+            task, logit, pending, pulled, pairs, None,
             budget=int(round(float(vector[v.budget]) * task.action_budget)),
             actions_left=int(round(float(vector[v.actions_left]) * cap)),
             rounds_remaining=int(round(float(vector[v.rounds_remaining]) * task.max_rounds)),
@@ -345,19 +348,21 @@ class ScriptedInvestigator(Policy):
         remaining = min(budget, actions_left + (rounds_remaining - 1) * cap)
         to_come = max(0, task.queue_size + task.max_proposals - present_count) * 0.8
         spare = remaining - len(pending) - to_come
-        certainty = np.abs(logit[pending])
+        pend = pending.tolist()
+        certainty = np.abs(logit[pending]).tolist()
         if spare >= 1:
-            open_ = (certainty < self.UNCERTAIN) & (pulled[pending].sum(axis=1) <
-                                                     MAX_PULLS_PER_AD)
-            if open_.any():
-                k = np.flatnonzero(open_)[np.argmin(certainty[open_])]
-                s = int(pending[k])
+            pulls = pulled[pending].sum(axis=1).tolist()
+            open_ = [(c, s) for c, s, n in zip(certainty, pend, pulls)
+                     if c < self.UNCERTAIN and n < MAX_PULLS_PER_AD]
+            if open_:
+                s = min(open_)[1]
                 order = _SOURCE_ORDER_RINGS if task.n_rings else _SOURCE_ORDER
-                t = next(t for t in order if not pulled[s, t])
+                row = pulled[s]
+                t = next(t for t in order if not row[t])
                 return ("investigate", s, t)
         # 3. otherwise rule on the ad we are surest about
-        s = int(pending[np.argmax(certainty)])
-        p_bad = 1.0 / (1.0 + np.exp(-float(logit[s])))
+        s = max(zip(certainty, pend))[1]
+        p_bad = 1.0 / (1.0 + math.exp(-float(logit[s])))
         gray = category_onehot[s, GRAY_CATEGORY] > 0.5 if category is None else \
             category[s] == GRAY_CATEGORY
         table = _VALUE_GRAY if gray else _VALUE_FRAUD
@@ -376,6 +381,8 @@ def _verdict_table(bad_label: int, severity: float = 0.6) -> np.ndarray:
 
 
 _SURF_W, _CAT_TERM, _BASE_LOGIT = _linear_surface_prior()
+_EV_W = np.full(len(TARGETS), _EV_D * EVIDENCE_SCALE, np.float32)  # evidence log-likelihood
+_PULL_W = np.full(len(TARGETS), -_EV_D * _EV_D / 2, np.float32)
 _TASK_LIST = [TASKS[t] for t in TASK_IDS]
 
 

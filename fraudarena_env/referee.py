@@ -75,6 +75,7 @@ from .models import (
     FraudsterAction,
     FraudsterObservation,
     RefereeState,
+    parse_action,
 )
 
 F, I, A = 0, 1, 2  # noqa: E741  (role indices)
@@ -261,22 +262,10 @@ class Referee:
         return self.apply(role, op)
 
     def op_from_model(self, role: str, action: Any) -> tuple:
-        cls = {"fraudster": FraudsterAction, "investigator": AdReviewAction,
-               "auditor": AuditorAction}.get(role)
-        if cls is None:
+        if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; roles are {ROLES}")
         self._check_turn(role, action)
-        if not isinstance(action, cls):
-            if isinstance(action, dict):
-                try:
-                    action = cls.model_validate(action)
-                except Exception as exc:  # pydantic.ValidationError
-                    raise IllegalActionError(role, action, f"invalid {cls.__name__}: {exc}") \
-                        from None
-            else:
-                raise IllegalActionError(role, action, f"expected a {cls.__name__} or a dict, "
-                                         f"got {type(action).__name__}")
-        return getattr(self, f"_op_{role}")(action)
+        return getattr(self, f"_op_{role}")(parse_action(role, action))
 
     def _op_fraudster(self, a: FraudsterAction) -> tuple:
         t = a.action_type
@@ -626,7 +615,7 @@ class Referee:
         """End play when nothing is pending and nothing more can arrive."""
         if self.phase != "investigator_turn":
             return False
-        if (self.verdict[self.present] < 0).any():
+        if self.n_arrived > self.n_manual:  # during play every verdict is a manual one
             return False
         if self.n_base_arrived < self.ep.n_base:
             return False
