@@ -50,7 +50,6 @@ PAIRS = np.array([(i, j) for i in range(S) for j in range(i + 1, S)], dtype=np.i
 PAIR_INDEX = np.full((S, S), -1, np.int64)
 PAIR_INDEX[PAIRS[:, 0], PAIRS[:, 1]] = np.arange(len(PAIRS))
 PAIR_INDEX[PAIRS[:, 1], PAIRS[:, 0]] = np.arange(len(PAIRS))
-_NOT_SELF = ~np.eye(S, dtype=bool)
 EVIDENCE_SCALE = 4.0  # evidence signals are divided by this in observations
 OBS_BOUND = 2.0  # every observation entry lies in [-OBS_BOUND, OBS_BOUND]
 
@@ -402,6 +401,21 @@ def _surface_row(ref: Referee, row: int, t: np.ndarray, at: int) -> None:
     t[at + 4] = min(int(rows.markers[row]), 6) / 6.0
 
 
+def _surface_rows(ref: Referee, rows_idx: np.ndarray, t: np.ndarray, at: np.ndarray) -> None:
+    """``_surface_row`` for many ads at once (``at``: each ad's offset)."""
+    rows = ref.rows
+    t[at] = np.log1p(rows.age_days[rows_idx]) / 8.3
+    t[at + 1] = rows.tld[rows_idx] * _TLD_SCALE
+    t[at + 2] = rows.payment_type[rows_idx] * _PAY_SCALE
+    t[at + 3] = rows.country[rows_idx] * _COUNTRY_SCALE
+    t[at + 4] = np.minimum(rows.markers[rows_idx], 6) / 6.0
+
+
+_LEX_COLS = np.arange(N_LEXICAL)
+_INV_COLS = np.arange(N_T)
+_VERDICT_COLS = np.arange(len(VERDICTS) * N_CONF)
+
+
 def _set_status(obs: Observer, s: int, verdict: int) -> None:
     at = obs.off["status"] + 4 * s
     t = obs.tensor
@@ -409,32 +423,33 @@ def _set_status(obs: Observer, s: int, verdict: int) -> None:
     t[at + verdict + 1] = 1.0
 
 
-def _arrive_common(obs: Observer, ref: Referee, s: int) -> int:
-    """What every role sees of a newly arrived ad: presence, pending status, category, copy."""
+def _arrive_common(obs: Observer, ref: Referee, slots: np.ndarray) -> np.ndarray:
+    """What every role sees of newly arrived ads: presence, pending status, category, copy.
+    Returns their rows."""
     t = obs.tensor
     o = obs.off
-    row = int(ref.slot_row[s])
-    t[o["present"] + s] = 1.0
-    _set_status(obs, s, -1)
-    t[o["category"] + N_CAT * s + int(ref.rows.category[row])] = 1.0
-    at = o["lexical"] + N_LEXICAL * s
-    t[at:at + N_LEXICAL] = ref.lexical[s]
-    return row
+    rows = ref.slot_row[slots]
+    t[o["present"] + slots] = 1.0
+    t[o["status"] + 4 * slots] = 1.0  # pending (a slot is never reused within a match)
+    t[o["category"] + N_CAT * slots + ref.rows.category[rows]] = 1.0
+    t[(o["lexical"] + N_LEXICAL * slots)[:, None] + _LEX_COLS] = ref.lexical[slots]
+    return rows
 
 
 # investigator ---------------------------------------------------------------
 def _inv_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
-    s = ev[1]
+    slots = ev[1]
     t = obs.tensor
     o = obs.off
-    row = _arrive_common(obs, ref, s)
-    t[o["arrived_round"] + s] = int(ref.arrived[s]) / ref.max_rounds
-    _surface_row(ref, row, t, o["surface"] + 5 * s)
-    t[o["pulls_left"] + s] = 1.0
+    rows = _arrive_common(obs, ref, slots)
+    t[o["arrived_round"] + slots] = ref.arrived[slots] / ref.max_rounds
+    _surface_rows(ref, rows, t, o["surface"] + 5 * slots)
+    t[o["pulls_left"] + slots] = 1.0
     m = obs._mask
-    m[I_INVESTIGATE + s * N_T:I_INVESTIGATE + (s + 1) * N_T] = 1
-    m[I_VERDICT + s * 9:I_VERDICT + (s + 1) * 9] = 1
-    m[I_LINK + PAIR_INDEX[s, ref.present & _NOT_SELF[s]]] = 1
+    m[(I_INVESTIGATE + N_T * slots)[:, None] + _INV_COLS] = 1
+    m[(I_VERDICT + 9 * slots)[:, None] + _VERDICT_COLS] = 1
+    pairs = PAIR_INDEX[np.ix_(slots, np.flatnonzero(ref.present))]
+    m[I_LINK + pairs[pairs >= 0]] = 1
 
 
 def _inv_pull(obs: Observer, ref: Referee, ev: tuple) -> None:
@@ -524,14 +539,15 @@ def _inv_mask(obs: Observer, ref: Referee) -> np.ndarray:
 
 # fraudster -------------------------------------------------------------------
 def _fr_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
-    s = ev[1]
+    slots = ev[1]
     t = obs.tensor
     o = obs.off
-    row = _arrive_common(obs, ref, s)
-    if ref.is_proposal[s]:
-        t[o["mine"] + s] = 1.0
-        t[o["my_tactic"] + len(TACTICS) * s + int(ref.rows.tactic[row])] = 1.0
-        _fr_modify(obs, ref, ev)
+    rows = _arrive_common(obs, ref, slots)
+    for s, row in zip(slots.tolist(), rows.tolist()):
+        if ref.is_proposal[s]:
+            t[o["mine"] + s] = 1.0
+            t[o["my_tactic"] + len(TACTICS) * s + int(ref.rows.tactic[row])] = 1.0
+            _fr_modify(obs, ref, ("modify", s))
 
 
 def _fr_modify(obs: Observer, ref: Referee, ev: tuple) -> None:

@@ -697,8 +697,8 @@ class Referee:
             self.blurb[slot] = ""
             self.targeting[slot] = cat.targeting[int(u_target[i] * len(cat.targeting))]
             lexical.append(lexical_features(copy))
-            self.events.append(("arrive", slot))
         self.lexical[slots] = lexical
+        self.events.append(("arrive", slots))
 
     def _arrive(self, row: int, copy: str, blurb: str, targeting: str) -> int:
         slot = int(self.ep.slot_order[self.n_arrived])
@@ -710,7 +710,7 @@ class Referee:
         self.blurb[slot] = blurb
         self.targeting[slot] = targeting
         self.lexical[slot] = lexical_features(copy)
-        self.events.append(("arrive", slot))
+        self.events.append(("arrive", np.asarray([slot])))
         return slot
 
     @staticmethod
