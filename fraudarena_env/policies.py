@@ -34,12 +34,19 @@ class Policy:
 
     def __init__(self, seed: int | None = None):
         self.seed = seed
-        self.rng = np.random.default_rng(seed)
+        self._rng: np.random.Generator | None = None
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The policy's own generator, made on first use (most baselines never draw)."""
+        if self._rng is None:
+            self._rng = np.random.default_rng(self.seed)
+        return self._rng
 
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:
             self.seed = seed
-        self.rng = np.random.default_rng(self.seed)
+        self._rng = None
 
     def act(self, observation, action_mask=None):
         if is_tensor_obs(observation):
