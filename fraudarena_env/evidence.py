@@ -36,6 +36,12 @@ def signal_to_risk(signal: float) -> float:
     return 1.0 / (1.0 + math.exp(-(signal - SIGNAL_OFFSET)))
 
 
+def headline(target: str, signal: float) -> tuple[str, float]:
+    """The headline field a source shows for an evidence signal: (name, value)."""
+    name, scale, offset = HEADLINE[target]
+    return name, round(offset + scale * signal_to_risk(signal), 3)
+
+
 def headline_to_signal(target: str, value: float) -> float:
     """Invert a headline field back to the evidence signal (for text-face policies)."""
     _, scale, offset = HEADLINE[target]
@@ -73,8 +79,8 @@ def evidence_fields(rows, row: int, target_index: int) -> dict:
     x = float(rows.evidence[row, target_index])
     risk = signal_to_risk(x)
     u = rows.uniform[row]
-    name, scale, offset = HEADLINE[target]
-    out: dict = {name: round(offset + scale * risk, 3)}
+    name, value = headline(target, x)
+    out: dict = {name: value}
     tok = rows.tokens[row]
     if target == "advertiser_history":
         out.update(verified_business=bool(u[8] > risk), violations=int(risk * 4 * u[9] + 0.5),

@@ -58,7 +58,7 @@ from .catalog import (
     TaskConfig,
 )
 from .errors import IllegalActionError, OutOfTurnError
-from .evidence import evidence_fields, evidence_text, surface_fields, token_text
+from .evidence import evidence_fields, evidence_text, headline, surface_fields, token_text
 from .generator import Episode, RingInfo, generate, proposal_surface
 from .lexicon import (
     count_risk_markers,
@@ -566,7 +566,10 @@ class Referee:
             self.events.append(("pull", slot, target))
             self.n_pulls[slot] += 1
             reward = scoring.INVESTIGATE_COST
-            entry.update(action_type="investigate", investigation_target=TARGETS[target])
+            name, value = headline(TARGETS[target], float(self.rows.evidence[
+                self.slot_row[slot], target]))
+            entry.update(action_type="investigate", investigation_target=TARGETS[target],
+                         revealed={name: value})  # what the pull showed, at the time
             self.feedback[I] = f"pulled {TARGETS[target]} for {AD_IDS[slot]}"
         elif kind == "verdict":
             v, conf = op[2], op[3]

@@ -4,7 +4,7 @@ Each degenerate reference policy plays against the scripted opponents of the oth
 and must score below the scripted policy of its own role.
 """
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -21,12 +21,12 @@ from fraudarena_env.policies import (
 SEEDS = range(1000, 1050)
 
 
-@lru_cache(maxsize=None)
+@cache
 def scripted(task_id: str) -> dict:
     return evaluate(task_id, SEEDS, lambda s: {})
 
 
-@lru_cache(maxsize=None)
+@cache
 def with_policy(task_id: str, role: str, name: str) -> dict:
     cls = {"gibberish": GibberishFraudster, "repeat_one_ad": RepeatOneAdFraudster,
            "flag_everything": FlagEverythingAuditor, **DEGENERATE_INVESTIGATORS}[name]

@@ -1,0 +1,637 @@
+"""The ``fraudarena`` command line.
+
+    fraudarena play --task task_3 --seed 7              # one match, as a readable transcript
+    fraudarena play --task task_1 --seed 1 --investigator always_reject --face text
+    fraudarena evaluate --task all --seeds 1000-1049    # baselines vs degenerate policies
+    fraudarena bench --quick                            # env and referee speed
+    fraudarena train ...                                # the training extra's trainer
+
+``play`` and ``evaluate`` run matches straight on the referee (``fraudarena_env.arena``), so they
+need neither PettingZoo's loop nor torch. ``rich`` (in the ``train`` extra) makes the transcript
+nicer when it is installed, and ``tqdm`` draws ``evaluate``'s progress bar; both are optional.
+Every transcript is a function of the seed and the chosen policies alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import __version__
+from .arena import Arena, MatchResult, evaluate
+from .catalog import (
+    CATEGORIES,
+    CORRECT_VERDICT,
+    ESCALATE,
+    FRAUD,
+    LABELS,
+    LEGIT,
+    ROLES,
+    TASK_IDS,
+    TASKS,
+    VERDICTS,
+)
+from .policies import (
+    BASELINES,
+    DEGENERATE_INVESTIGATORS,
+    FlagEverythingAuditor,
+    GibberishFraudster,
+    Policy,
+    RandomPolicy,
+    RepeatOneAdFraudster,
+)
+from .referee import AD_SLOT, Referee
+from .scoring import verdict_reward
+
+# name -> factory(seed=...) for each role; the first name is the role's scripted baseline.
+FRAUDSTERS: dict[str, Callable[..., Policy]] = {
+    "reactive": BASELINES["fraudster"],
+    "gibberish": GibberishFraudster,
+    "repeat": RepeatOneAdFraudster,
+    "random": lambda seed=None: RandomPolicy("fraudster", seed),
+}
+INVESTIGATORS: dict[str, Callable[..., Policy]] = {
+    "scripted": BASELINES["investigator"],
+    **DEGENERATE_INVESTIGATORS,
+}
+AUDITORS: dict[str, Callable[..., Policy]] = {
+    "heuristic": BASELINES["auditor"],
+    "flag_everything": FlagEverythingAuditor,
+    "random": lambda seed=None: RandomPolicy("auditor", seed),
+}
+POLICIES = {"fraudster": FRAUDSTERS, "investigator": INVESTIGATORS, "auditor": AUDITORS}
+BASELINE_NAMES = {role: next(iter(table)) for role, table in POLICIES.items()}
+# The rows `evaluate` shows by default besides the scripted trio (DESIGN.md section 2: none of
+# them may beat the scripted baseline of its role).
+DEFAULT_VARIANTS = (
+    *(("investigator", n) for n in INVESTIGATORS if n != "scripted"),
+    ("fraudster", "gibberish"),
+    ("fraudster", "repeat"),
+    ("auditor", "flag_everything"),
+)
+COPY_WIDTH = 56
+TRAIN_EXTRA_MODULES = {"torch", "stable_baselines3", "sb3_contrib", "tensorboard", "matplotlib",
+                       "tqdm", "rich", "gymnasium", "ray"}
+
+
+# ============================================================================ output
+class Printer:
+    """Prints lines, headings and tables through ``rich`` when it is importable (and ``plain``
+    is off), else with ``print``. Only styling differs between the two; the words are the same."""
+
+    def __init__(self, plain: bool = False):
+        self.console = None
+        if not plain:
+            try:
+                from rich.console import Console
+            except ImportError:
+                pass
+            else:
+                self.console = Console(highlight=False, soft_wrap=True, emoji=False)
+
+    def line(self, text: str = "", style: str | None = None) -> None:
+        if self.console is None:
+            print(text)
+        else:
+            from rich.text import Text
+
+            self.console.print(Text(text, style=style or ""))
+
+    def heading(self, text: str) -> None:
+        if self.console is None:
+            print(f"=== {text} ===")
+        else:
+            self.console.rule(text, style="dim", characters="=")
+
+    def table(self, title: str, columns: list[str], rows: list[list[str]],
+              right: tuple[int, ...] = ()) -> None:
+        if self.console is None:
+            widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
+                      for i, c in enumerate(columns)]
+
+            def fmt(cells):
+                return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                                 for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+            print(title)
+            if any(columns):
+                print("  " + fmt(columns))
+            for r in rows:
+                print("  " + fmt(r))
+            return
+        from rich import box
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False,
+                      show_header=any(columns), box=box.SIMPLE_HEAD)
+        for i, c in enumerate(columns):
+            table.add_column(c, justify="right" if i in right else "left")
+        for r in rows:
+            table.add_row(*r)
+        self.console.print(table)
+
+
+def shorten(text: str, width: int = COPY_WIDTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 3].rstrip() + "..."
+
+
+def signed(x: float, digits: int = 2) -> str:
+    return f"{x:+.{digits}f}"
+
+
+# ============================================================================ play
+def has_text_face(policy: Policy) -> bool:
+    return type(policy).act_model is not Policy.act_model
+
+
+def choose_faces(policies: dict[str, Policy], wanted: str) -> tuple[dict[str, str], list[str]]:
+    """Each role plays on ``wanted`` when its policy has that face, else on the other one."""
+    faces, notes = {}, []
+    for role, policy in policies.items():
+        has = {"tensor": policy.has_tensor_face(), "text": has_text_face(policy)}
+        other = "text" if wanted == "tensor" else "tensor"
+        faces[role] = wanted if has[wanted] else other
+        if not has[wanted]:
+            notes.append(f"{role} policy {type(policy).__name__} has no {wanted} face; it plays "
+                         f"on the {other} face")
+    return faces, notes
+
+
+def make_policies(seed: int, fraudster: str = "reactive", investigator: str = "scripted",
+                  auditor: str = "heuristic") -> dict[str, Policy]:
+    names = {"fraudster": fraudster, "investigator": investigator, "auditor": auditor}
+    return {role: POLICIES[role][names[role]](seed=seed) for role in ROLES}
+
+
+def play_match(task_id: str, seed: int, fraudster: str = "reactive",
+               investigator: str = "scripted", auditor: str = "heuristic",
+               face: str = "tensor") -> tuple[MatchResult, dict[str, str], list[str]]:
+    """One match between named policies."""
+    policies = make_policies(seed, fraudster, investigator, auditor)
+    faces, notes = choose_faces(policies, face)
+    result = Arena().play(task_id, seed, policies, faces)
+    return result, faces, notes
+
+
+@dataclass
+class AdFacts:
+    """What the transcript says about one ad once the match is over."""
+
+    ad_id: str
+    slot: int
+    category: str
+    label: int
+    proposal: bool
+
+    @property
+    def truth(self) -> str:
+        return LABELS[self.label]
+
+    @property
+    def right_verdict(self) -> int:
+        return CORRECT_VERDICT[self.label]
+
+
+def ad_facts(ref: Referee) -> dict[str, AdFacts]:
+    out = {}
+    for s in np.flatnonzero(ref.present).tolist():
+        row = int(ref.slot_row[s])
+        out[ref.ad_id(s)] = AdFacts(ref.ad_id(s), s, CATEGORIES[int(ref.rows.category[row])].name,
+                                    int(ref.rows.label[row]), bool(ref.is_proposal[s]))
+    return out
+
+
+def _same_ring(ref: Referee, a: int, b: int) -> int:
+    """The ring both ads belong to, or -1."""
+    ra, rb = int(ref.rows.ring[ref.slot_row[a]]), int(ref.rows.ring[ref.slot_row[b]])
+    return ra if ra >= 0 and ra == rb else -1
+
+
+def _headline(ref: Referee, entry: dict) -> str:
+    (name, value), = entry["revealed"].items()  # what the pull showed when it was made
+    return f"{name} {value:.3f}"
+
+
+def fraudster_line(entry: dict) -> str:
+    kind = entry["action_type"]
+    if kind == "propose":
+        return (f"  propose  {entry['ad_id']}  {entry['category']}/{entry['tactic']}  "
+                f"\"{shorten(entry['ad_copy'])}\"")
+    if kind == "modify":
+        text = f"  modify   {entry['ad_id']}  {entry['edit']}"
+        if entry["edit"] != "add_trust_blurb":
+            text += f"  now \"{shorten(entry['ad_copy'])}\""
+        return text
+    if kind == "illegal":
+        return f"  illegal action ({entry['reason']})  {signed(entry['reward'], 3)}"
+    return f"  {kind}"
+
+
+def investigator_line(ref: Referee, ads: dict[str, AdFacts], entry: dict) -> tuple[str, str | None]:
+    kind = entry["action_type"]
+    if kind == "investigate":
+        return (f"  pull     {entry['ad_id']}  {entry['investigation_target']:<18}  "
+                f"{_headline(ref, entry)}", None)
+    if kind == "verdict":
+        ad = ads[entry["ad_id"]]
+        right = VERDICTS.index(entry["verdict"]) == ad.right_verdict
+        text = (f"  verdict  {ad.ad_id}  {entry['verdict']:<8} conf {entry['confidence']:.2f}"
+                f"  | truth {ad.truth:<8} {'right' if right else 'WRONG'}  "
+                f"{signed(entry['reward'], 3)}")
+        if entry.get("rationale"):
+            text += f"  \"{shorten(entry['rationale'], 40)}\""
+        return text, "green" if right else "red"
+    if kind == "link_accounts":
+        a, b = AD_SLOT[entry["ad_id"]], AD_SLOT[entry["linked_ad_id"]]
+        ring = _same_ring(ref, a, b)
+        verdict = f"correct (ring_{ring})" if ring >= 0 else "wrong (not one ring)"
+        return (f"  link     {entry['ad_id']} + {entry['linked_ad_id']}  {verdict}  "
+                f"{signed(entry['reward'], 3)}", "green" if ring >= 0 else "red")
+    if kind == "illegal":
+        return f"  illegal action ({entry['reason']})  {signed(entry['reward'], 3)}", "red"
+    return f"  {kind}", None
+
+
+def print_transcript(out: Printer, result: MatchResult, names: dict[str, str],
+                     faces: dict[str, str], notes: list[str]) -> None:
+    ref = result.referee
+    task = TASKS[result.task_id]
+    ads = ad_facts(ref)
+    out.line(f"FraudArena {result.task_id} ({task.title}), seed {result.seed}, match "
+             f"{ref.match_id}", style="bold")
+    out.line("  " + " | ".join(f"{role} {names[role]} ({faces[role]} face)" for role in ROLES))
+    out.line(f"  {ref.ep.n_base} organic ads over {ref.max_rounds} rounds; investigator budget "
+             f"{task.action_budget} actions; up to {ref.max_proposals} fraudster proposals; "
+             f"{len(ref.ep.rings)} hidden ring(s)")
+    for note in notes:
+        out.line(f"  note: {note}", style="yellow")
+
+    events = sorted([("fraudster", e) for e in ref.fraudster_log] +
+                    [("investigator", e) for e in ref.investigator_log],
+                    key=lambda pair: pair[1]["step"])
+    budget = task.action_budget
+    for rnd in range(1, ref.round_number + 1):
+        out.line()
+        out.heading(f"Round {rnd}")
+        arrived = [ads[ref.ad_id(s)] for s in np.flatnonzero(ref.present & ~ref.is_proposal &
+                                                             (ref.arrived == rnd)).tolist()]
+        if arrived:
+            out.line(f"{len(arrived)} organic ad(s) arrive:", style="dim")
+            for k in range(0, len(arrived), 4):
+                out.line("  " + ", ".join(f"{a.ad_id} {a.category}" for a in arrived[k:k + 4]),
+                         style="dim")
+        previous = None
+        for role, entry in (pair for pair in events if pair[1]["round"] == rnd):
+            if role != previous:
+                if role == "investigator":
+                    spent = sum(1 for r, e in events if r == "investigator" and e["round"] == rnd
+                                and e["action_type"] not in ("end_turn", "illegal"))
+                    out.line(f"Investigator (budget {budget} -> {budget - spent})", style="bold")
+                    budget -= spent
+                else:
+                    out.line("Fraudster", style="bold")
+                previous = role
+            if role == "fraudster":
+                out.line(fraudster_line(entry))
+            else:
+                out.line(*investigator_line(ref, ads, entry))
+    out.line()
+    out.line(f"Play ends: {ref.end_reason} (round {ref.round_number} of {ref.max_rounds}, "
+             f"budget left {ref.budget})", style="bold")
+
+    record = ref.episode_record()
+    auto = [v for v in record["verdicts"] if v["auto_approved"]]
+    out.line()
+    out.heading(f"Auto-approved at the end: {len(auto)}")
+    for v in auto:
+        ad = ads[v["ad_id"]]
+        severity = float(ref.rows.severity[ref.slot_row[ad.slot]])
+        reward = verdict_reward(VERDICTS.index("approve"), ad.label, severity)
+        what = {LEGIT: "fine", FRAUD: "LEAKED fraud", ESCALATE: "missed escalation"}[ad.label]
+        mark = "*" if ad.proposal else " "
+        out.line(f"  {ad.ad_id}  {ad.category + mark:<29} truth {ad.truth:<8} {what:<17} "
+                 f"{signed(reward, 3)}", style=None if ad.label == LEGIT else "red")
+    if any(ads[v["ad_id"]].proposal for v in auto):
+        out.line("  (* a fraudster proposal)", style="dim")
+
+    out.line()
+    print_audit(out, ref, names["auditor"])
+    out.line()
+    print_scoreboard(out, result, ads)
+
+
+def print_audit(out: Printer, ref: Referee, auditor: str) -> None:
+    flags = [e for e in ref.auditor_log if e["action_type"] in ("flag_investigator",
+                                                                   "flag_fraudster")]
+    out.heading(f"Audit ({auditor}): {len(flags)} flag(s)")
+    confirmed = set()
+    for e in flags:
+        true = (e["flag_type"], e["target_ad_id"]) in ref.truth_flags
+        if true:
+            confirmed.add((e["flag_type"], e["target_ad_id"]))
+        target = e["target_ad_id"] or "(match)"
+        out.line(f"  track {e['track']}  {e['flag_type']:<20} {target:<8} "
+                 f"{'true ' if true else 'FALSE'}  {signed(e['reward'], 2)}",
+                 style="green" if true else "red")
+    n_true = sum((e["flag_type"], e["target_ad_id"]) in ref.truth_flags for e in flags)
+    missed = sorted(ref.truth_flags - confirmed, key=lambda f: (f[0], f[1] or ""))
+    out.line(f"  rule audit found {len(ref.truth_flags)} fault(s); flags: {n_true} true, "
+             f"{len(flags) - n_true} false; missed {len(missed)}")
+    if missed:
+        shown = ", ".join(f"{t} {a or '(match)'}" for t, a in missed[:8])
+        more = f" and {len(missed) - 8} more" if len(missed) > 8 else ""
+        out.line(f"  missed: {shown}{more}", style="dim")
+
+
+def match_counts(ref: Referee, ads: dict[str, AdFacts]) -> dict[str, int]:
+    """Outcome counts over every ad in the queue (auto-approvals included)."""
+    c = dict.fromkeys(("fraud", "fraud_caught", "fraud_leaked", "fraud_leaked_auto",
+                       "fraud_escalated", "legit", "legit_approved", "legit_rejected",
+                       "legit_escalated", "gray", "gray_escalated", "escalations",
+                       "links_right", "links_wrong", "ring_pairs", "proposals",
+                       "proposals_approved", "proposals_rejected", "proposals_escalated"), 0)
+    approve, reject, escalate = (VERDICTS.index(v) for v in ("approve", "reject", "escalate"))
+    for ad in ads.values():
+        v, manual = int(ref.verdict[ad.slot]), bool(ref.manual[ad.slot])
+        if ad.label == FRAUD:
+            c["fraud"] += 1
+            c["fraud_caught"] += v == reject
+            c["fraud_leaked"] += v == approve
+            c["fraud_leaked_auto"] += v == approve and not manual
+            c["fraud_escalated"] += v == escalate
+        elif ad.label == LEGIT:
+            c["legit"] += 1
+            c["legit_approved"] += v == approve
+            c["legit_rejected"] += v == reject
+            c["legit_escalated"] += v == escalate
+        else:
+            c["gray"] += 1
+            c["gray_escalated"] += v == escalate
+        c["escalations"] += v == escalate
+        if ad.proposal:
+            c["proposals"] += 1
+            c["proposals_approved"] += v == approve
+            c["proposals_rejected"] += v == reject
+            c["proposals_escalated"] += v == escalate
+    for a, b in ref.links:
+        c["links_right" if _same_ring(ref, a, b) >= 0 else "links_wrong"] += 1
+    c["ring_pairs"] = ref.n_ring_pairs
+    return c
+
+
+def print_scoreboard(out: Printer, result: MatchResult, ads: dict[str, AdFacts]) -> None:
+    ref = result.referee
+    c = match_counts(ref, ads)
+    terms = ", ".join(f"{k} {v:.3f}" for k, v in ref.grader_terms.items())
+    rows = [
+        ["grader score", f"{result.grader:.3f}  ({terms})"],
+        ["end", f"{result.end_reason}, {ref.round_number} round(s), {result.steps} steps"],
+    ]
+    for i, role in enumerate(ROLES):
+        rows.append([f"{role} return", f"{signed(result.returns[role])}  (of which at the end "
+                                       f"{signed(ref.terminal[i])})"])
+    rows += [
+        ["fraud", f"{c['fraud_caught']}/{c['fraud']} caught, {c['fraud_leaked']} leaked "
+                  f"({c['fraud_leaked_auto']} auto-approved), {c['fraud_escalated']} escalated"],
+        ["legit", f"{c['legit_approved']}/{c['legit']} approved, {c['legit_rejected']} wrongly "
+                  f"rejected, {c['legit_escalated']} escalated"],
+        ["gray area", f"{c['gray_escalated']}/{c['gray']} escalated"],
+        ["escalations", f"{c['escalations']} in all"],
+        ["links", f"{c['links_right']} right, {c['links_wrong']} wrong "
+                  f"({c['ring_pairs']} ring pairs)"],
+        ["proposals", f"{c['proposals']}: {c['proposals_approved']} approved, "
+                      f"{c['proposals_rejected']} rejected, {c['proposals_escalated']} escalated"],
+    ]
+    out.table("Scoreboard", ["", ""], rows)
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    result, faces, notes = play_match(args.task, args.seed, args.fraudster, args.investigator,
+                                      args.auditor, args.face)
+    names = {"fraudster": args.fraudster, "investigator": args.investigator,
+             "auditor": args.auditor}
+    print_transcript(Printer(plain=args.plain), result, names, faces, notes)
+    return 0
+
+
+# ============================================================================ evaluate
+def parse_seeds(text: str) -> list[int]:
+    """``"1000-1049"``, ``"7"``, or a comma-separated mix such as ``"1-5,9"`` (inclusive)."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+            else:
+                lo = hi = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"bad seeds {text!r}: use a range like 1000-1049, a number, or a comma-separated "
+                "mix") from None
+        if lo < 0 or hi < lo:
+            raise argparse.ArgumentTypeError(f"bad seed range {part!r}: need 0 <= first <= last")
+        seeds.extend(range(lo, hi + 1))
+    if not seeds:
+        raise argparse.ArgumentTypeError("no seeds given")
+    return seeds
+
+
+def _seeds_label(seeds: list[int]) -> str:
+    if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+    return ",".join(map(str, seeds[:6])) + (",..." if len(seeds) > 6 else "")
+
+
+def evaluation_rows(args: argparse.Namespace) -> list[tuple[str | None, str | None]]:
+    """(role varied, policy name) per row; the first row is the scripted trio."""
+    chosen = [(role, name) for role in ROLES for name in (getattr(args, role) or [])
+              if name != BASELINE_NAMES[role]]
+    picked = any(getattr(args, role) for role in ROLES)
+    return [(None, None), *(dict.fromkeys(chosen) if picked else DEFAULT_VARIANTS)]
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="match", desc="evaluate", disable=None, leave=False)
+
+
+def _ticking(seeds, bar):
+    for s in seeds:
+        yield s
+        if bar is not None:
+            bar.update(1)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    tasks = list(TASK_IDS) if "all" in args.task else list(dict.fromkeys(args.task))
+    seeds = args.seeds
+    rows = evaluation_rows(args)
+    bar = _progress(len(tasks) * len(rows) * len(seeds), not args.no_progress)
+    table = []
+    try:
+        for task in tasks:
+            reference = None
+            for role, name in rows:
+                names = dict(BASELINE_NAMES)
+                if role is not None:
+                    names[role] = name
+                stats = evaluate(task, _ticking(seeds, bar),
+                                 lambda seed, names=names: make_policies(seed, **names))
+                if role is None:
+                    reference = stats
+                table.append((task, role, name, stats, _versus(role, stats, reference)))
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"Mean over {len(seeds)} seed(s) ({_seeds_label(seeds)}); each policy on its tensor "
+          "face where it has one. Rows change one role from the scripted trio "
+          f"({', '.join(f'{r} {n}' for r, n in BASELINE_NAMES.items())}).")
+    print()
+    print("| task | policies | grader | fraudster | investigator | auditor | steps | "
+          "vs scripted |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
+    for task, role, name, s, versus in table:
+        label = "scripted trio" if role is None else f"{role}={name}"
+        print(f"| {task} | {label} | {s['grader']:.3f} | {s['fraudster']:+.2f} | "
+              f"{s['investigator']:+.2f} | {s['auditor']:+.2f} | {s['steps']:.1f} | {versus} |")
+    print()
+    print("vs scripted: an investigator row is 'below' when both its mean grader and its mean "
+          "investigator return are below the scripted trio's; a fraudster or auditor row, when "
+          "that role's mean return is.")
+    return 0
+
+
+def _versus(role: str | None, stats: dict, reference: dict | None) -> str:
+    if role is None or reference is None:
+        return "reference"
+    if role == "investigator":
+        below = stats["grader"] < reference["grader"] and \
+            stats["investigator"] < reference["investigator"]
+    else:
+        below = stats[role] < reference[role]
+    return "below" if below else "**NOT below**"
+
+
+# ============================================================================ bench, train
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    bench.run(args)
+    return 0
+
+
+def cmd_train(argv: list[str]) -> int:
+    """Hand the arguments to ``fraudarena_env.train.main`` (the training extra)."""
+    import importlib
+
+    try:
+        train = importlib.import_module(f"{__package__}.train")
+    except ImportError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if exc.name == f"{__package__}.train":
+            print("fraudarena train: this install has no fraudarena_env.train module.",
+                  file=sys.stderr)
+        elif missing in TRAIN_EXTRA_MODULES:
+            print(f"fraudarena train needs the training extra (missing module {exc.name!r}). "
+                  "Install it with:\n    pip install torch==2.13.0 && pip install -e \".[train]\"",
+                  file=sys.stderr)
+        else:
+            print(f"fraudarena train could not be imported: {exc}", file=sys.stderr)
+        return 1
+    code = train.main(argv)
+    return code if isinstance(code, int) else 0
+
+
+# ============================================================================ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fraudarena", description="FraudArena: a three-role adversarial ad-fraud game "
+        "(fraudster, investigator, auditor) for multi-agent RL.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    play = sub.add_parser("play", help="play one match and print its transcript",
+                          description="Play one seeded match between the chosen policies and "
+                          "print it round by round, then the audit and a scoreboard.")
+    play.add_argument("--task", choices=TASK_IDS, default="task_3", help="default: task_3")
+    play.add_argument("--seed", type=_non_negative_int, default=7, help="match seed (default 7)")
+    for role in ROLES:
+        play.add_argument(f"--{role}", choices=list(POLICIES[role]),
+                          default=BASELINE_NAMES[role],
+                          help=f"{role} policy (default: {BASELINE_NAMES[role]})")
+    play.add_argument("--face", choices=("tensor", "text"), default="tensor",
+                      help="the face the policies act on: action indices or pydantic action "
+                      "models (a policy without that face uses its other one; default tensor)")
+    play.add_argument("--plain", action="store_true",
+                      help="plain text, even when rich is installed")
+    play.set_defaults(func=cmd_play)
+
+    ev = sub.add_parser("evaluate", help="evaluation table: scripted vs degenerate policies",
+                        description="Mean grader, each role's mean return and mean steps over "
+                        "the seeds, per task: the scripted trio, then one row per policy that "
+                        "replaces one role. By default the rows are every degenerate "
+                        "investigator, the gibberish and repeat fraudsters and the "
+                        "flag-everything auditor; --investigator/--fraudster/--auditor pick "
+                        "rows instead.")
+    ev.add_argument("--task", nargs="+", choices=("all", *TASK_IDS), default=["all"],
+                    metavar="TASK", help=f"all (default) or one or more of {', '.join(TASK_IDS)}")
+    ev.add_argument("--seeds", type=parse_seeds, default=parse_seeds("1000-1049"),
+                    help="seeds: a range such as 1000-1049 (default), a number, or a "
+                    "comma-separated mix")
+    for role in ROLES:
+        ev.add_argument(f"--{role}", nargs="+", choices=list(POLICIES[role]), metavar="NAME",
+                        help=f"{role} rows to show ({', '.join(POLICIES[role])})")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_evaluate)
+
+    from . import bench
+
+    be = sub.add_parser("bench", help="env and referee speed benchmarks",
+                        description=bench.__doc__.split("\n\n")[0])
+    bench.add_arguments(be)
+    be.set_defaults(func=cmd_bench)
+
+    sub.add_parser("train", add_help=False,
+                   help="train policies (needs the training extra: pip install -e \".[train]\"); "
+                   "arguments go to fraudarena_env.train")
+    return parser
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":  # everything after `train` belongs to the trainer
+        return cmd_train(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # e.g. `fraudarena play | head`: stop quietly, like other tools
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

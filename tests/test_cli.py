@@ -1,0 +1,167 @@
+"""The `fraudarena` command line: play, evaluate, bench and the train hand-off."""
+
+from __future__ import annotations
+
+import importlib.abc
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from fraudarena_env import cli
+from fraudarena_env.arena import Arena
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(capsys, *argv: str) -> str:
+    assert cli.main(list(argv)) == 0
+    return capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- play
+def test_play_prints_rounds_verdicts_audit_and_scoreboard(capsys):
+    out = run(capsys, "play", "--task", "task_3", "--seed", "7", "--plain")
+    assert "=== Round 1 ===" in out
+    assert "Fraudster" in out and "Investigator (budget 35" in out
+    assert "  propose  " in out
+    assert "  verdict  " in out and "| truth " in out
+    assert "  pull     " in out
+    assert "=== Auto-approved at the end" in out
+    assert "=== Audit (heuristic)" in out
+    assert "Scoreboard" in out and "grader score" in out and "investigator return" in out
+
+
+def test_play_transcript_is_deterministic_for_a_seed(capsys):
+    first = run(capsys, "play", "--task", "task_3", "--seed", "7")
+    second = run(capsys, "play", "--task", "task_3", "--seed", "7")
+    assert first == second
+    assert "Round 1" in first and "Scoreboard" in first
+
+
+def test_play_scoreboard_matches_the_arena(capsys):
+    out = run(capsys, "play", "--task", "task_2", "--seed", "11", "--plain")
+    result = Arena().play("task_2", 11)
+    board = {line[:22].strip(): line[22:].strip() for line in
+             out.split("Scoreboard", 1)[1].splitlines()[1:]}
+    assert board["grader score"].startswith(f"{result.grader:.3f}  (verdicts ")
+    assert board["end"] == (f"{result.end_reason}, {result.referee.round_number} round(s), "
+                            f"{result.steps} steps")
+    for role, value in result.returns.items():
+        assert board[f"{role} return"].startswith(f"{value:+.2f}")
+
+
+def test_transcript_shows_what_each_pull_revealed_when_it_was_made():
+    result, _, _ = cli.play_match("task_3", 2)
+    pulls = [e for e in result.referee.investigator_log if e["action_type"] == "investigate"]
+    assert pulls and all(len(e["revealed"]) == 1 for e in pulls)
+
+
+def test_play_on_the_text_face(capsys):
+    out = run(capsys, "play", "--task", "task_2", "--seed", "3", "--face", "text", "--plain")
+    assert "investigator scripted (text face)" in out
+    assert "  verdict  " in out and "Scoreboard" in out
+
+
+def test_play_falls_back_to_the_face_a_policy_has(capsys):
+    out = run(capsys, "play", "--task", "task_1", "--seed", "1", "--fraudster", "gibberish",
+              "--investigator", "always_reject", "--auditor", "flag_everything", "--plain")
+    assert "fraudster gibberish (text face)" in out
+    assert "note: fraudster policy GibberishFraudster has no tensor face" in out
+    assert "FALSE" in out  # flag-everything raises flags the rule audit does not support
+
+
+def test_unknown_task_or_policy_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["play", "--task", "task_9"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'task_9'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["play", "--investigator", "oracle"])
+    assert "invalid choice: 'oracle'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- evaluate
+def test_evaluate_prints_a_table_with_the_scripted_row(capsys):
+    out = run(capsys, "evaluate", "--task", "task_1", "--seeds", "1-2", "--no-progress")
+    assert "| task | policies | grader |" in out
+    assert "| task_1 | scripted trio |" in out
+    assert "| task_1 | investigator=always_reject |" in out
+    assert "| task_1 | fraudster=gibberish |" in out
+    assert "| task_1 | auditor=flag_everything |" in out
+    assert "Mean over 2 seed(s) (1-2)" in out
+
+
+def test_evaluate_rows_can_be_picked(capsys):
+    out = run(capsys, "evaluate", "--task", "task_1", "--seeds", "5", "--investigator",
+              "do_nothing", "--no-progress")
+    rows = [line for line in out.splitlines() if line.startswith("| task_1")]
+    assert [r.split(" | ")[1] for r in rows] == ["scripted trio", "investigator=do_nothing"]
+
+
+def test_parse_seeds():
+    assert cli.parse_seeds("1000-1003") == [1000, 1001, 1002, 1003]
+    assert cli.parse_seeds("1-2,7") == [1, 2, 7]
+    with pytest.raises(Exception, match="bad seed range"):
+        cli.parse_seeds("5-3")
+
+
+# ---------------------------------------------------------------------------- bench
+def test_bench_quick_prints_the_ratio_to_the_lineage(capsys):
+    out = run(capsys, "bench", "--quick", "--seconds", "0.05", "--no-memory")
+    assert "connect_four_v3.env()" in out
+    assert "ours/theirs" in out
+    task_3 = next(line for line in out.splitlines() if line.startswith("task_3 "))
+    assert task_3.split()[-2] == "1,800" and task_3.endswith("x")
+    assert "Referee.reset_match (task_3):" in out
+
+
+# ---------------------------------------------------------------------------- train
+def test_train_hands_its_arguments_to_the_trainer(monkeypatch):
+    seen = []
+    fake = types.ModuleType("fraudarena_env.train")
+    fake.main = lambda argv: seen.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "fraudarena_env.train", fake)
+    assert cli.main(["train", "--role", "investigator", "--help"]) == 0
+    assert seen == [["--role", "investigator", "--help"]]
+
+
+def test_train_without_the_extra_says_what_to_install(monkeypatch, capsys):
+    class NoTorch(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "fraudarena_env.train":
+                raise ModuleNotFoundError("No module named 'torch'", name="torch")
+            return None
+
+    monkeypatch.delitem(sys.modules, "fraudarena_env.train", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [NoTorch(), *sys.meta_path])
+    assert cli.main(["train"]) == 1
+    assert 'pip install -e ".[train]"' in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- entry points
+def _console_script() -> list[str]:
+    script = Path(sys.executable).parent / "fraudarena"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "fraudarena_env.cli"]
+
+
+@pytest.mark.parametrize("command", [
+    _console_script(),
+    [sys.executable, "-m", "fraudarena_env"],
+], ids=["console-script", "python-m"])
+def test_the_command_runs_as_a_program(command):
+    proc = subprocess.run([*command, "play", "--task", "task_1", "--seed", "1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Round 1" in proc.stdout and "Scoreboard" in proc.stdout
+
+
+def test_play_does_not_need_torch():
+    code = ("import sys; from fraudarena_env.cli import main; "
+            "main(['play', '--task', 'task_1', '--seed', '1']); "
+            "assert 'torch' not in sys.modules, 'play imported torch'")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
