@@ -15,8 +15,8 @@ LINK_CORRECT = 0.40
 LINK_WRONG = -0.25
 ILLEGAL_PENALTY = -0.05  # only in illegal_action="penalize" mode
 FRAUDSTER_BANNED = -0.5
-AUDIT_TRUE_FLAG = 0.5
-AUDIT_FALSE_FLAG = -0.5
+AUDIT_TRUE_FLAG = 0.25  # per flag the rule audit confirms (deduplicated)
+AUDIT_FALSE_FLAG = -0.25  # per flag it does not
 
 
 def verdict_reward(verdict: int, label: int, severity: float) -> float:

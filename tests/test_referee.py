@@ -596,22 +596,23 @@ def _audit_ready_match() -> tuple[Referee, str, str]:
     return r, approved, gib
 
 
-def test_auditor_true_flag_earns_half_a_point():
+def test_auditor_true_flag_earns_a_reward():
     r, approved, gib = _audit_ready_match()
+    assert scoring.AUDIT_TRUE_FLAG > 0
     assert r.apply("auditor", ("flag", "A", AD_IDS.index(approved), "missing_citation", 0.5,
-                               None)) == pytest.approx(scoring.AUDIT_TRUE_FLAG) == 0.5
+                               None)) == pytest.approx(scoring.AUDIT_TRUE_FLAG)
     obs = r.step_as_auditor({"action_type": "flag_fraudster", "flag_type": "gibberish",
                              "target_ad_id": gib})
-    assert r.step_rewards[2] == pytest.approx(0.5)
-    assert obs.reward == pytest.approx(1.0)
+    assert r.step_rewards[2] == pytest.approx(scoring.AUDIT_TRUE_FLAG)
+    assert obs.reward == pytest.approx(2 * scoring.AUDIT_TRUE_FLAG)
 
 
-def test_auditor_false_flag_costs_half_a_point():
+def test_auditor_false_flag_costs_as_much():
     r, approved, gib = _audit_ready_match()
     other = next(a for a in sorted(queue_ids(r)) if a not in (approved, gib))
     assert ("gibberish", other) not in r.truth_flags
     assert r.apply("auditor", ("flag", "B", AD_IDS.index(other), "gibberish", 0.5, None)) == \
-        pytest.approx(scoring.AUDIT_FALSE_FLAG) == -0.5
+        pytest.approx(scoring.AUDIT_FALSE_FLAG) == -scoring.AUDIT_TRUE_FLAG
 
 
 def test_auditor_cannot_raise_the_same_flag_twice():
@@ -635,7 +636,8 @@ def test_auditor_return_is_true_minus_false_flags():
     r.apply("auditor", ("flag", "B", AD_IDS.index(gib), "gibberish", 0.5, None))
     r.apply("auditor", ("flag", "B", AD_IDS.index(other), "gibberish", 0.5, None))
     r.apply("auditor", ("submit", None))
-    assert r.totals[2] == pytest.approx(0.5) == pytest.approx(r.state.auditor_reward)
+    assert r.totals[2] == pytest.approx(2 * scoring.AUDIT_TRUE_FLAG + scoring.AUDIT_FALSE_FLAG) \
+        == pytest.approx(r.state.auditor_reward)
 
 
 # ---------------------------------------------------------------------------- configuration
