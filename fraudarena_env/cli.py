@@ -74,8 +74,9 @@ DEFAULT_VARIANTS = (
     ("auditor", "flag_everything"),
 )
 COPY_WIDTH = 56
-TRAIN_EXTRA_MODULES = {"torch", "stable_baselines3", "sb3_contrib", "tensorboard", "matplotlib",
-                       "tqdm", "rich", "gymnasium", "ray"}
+TRAIN_EXTRA_MODULES = frozenset({"torch", "stable_baselines3", "sb3_contrib", "tensorboard",
+                                 "matplotlib", "tqdm", "rich", "gymnasium", "ray"})
+SERVER_EXTRA_MODULES = frozenset({"fastapi", "uvicorn", "websockets", "starlette", "httpx"})
 
 
 # ============================================================================ output
@@ -531,26 +532,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(argv: list[str]) -> int:
-    """Hand the arguments to ``fraudarena_env.train.main`` (the training extra)."""
+def delegate(command: str, module: str, extra: str, extra_modules: frozenset[str],
+             argv: list[str]) -> int:
+    """Hand ``argv`` to ``fraudarena_env.<module>.main``, which needs an optional extra."""
     import importlib
 
     try:
-        train = importlib.import_module(f"{__package__}.train")
+        target = importlib.import_module(f"{__package__}.{module}")
     except ImportError as exc:
         missing = (exc.name or "").split(".")[0]
-        if exc.name == f"{__package__}.train":
-            print("fraudarena train: this install has no fraudarena_env.train module.",
-                  file=sys.stderr)
-        elif missing in TRAIN_EXTRA_MODULES:
-            print(f"fraudarena train needs the training extra (missing module {exc.name!r}). "
-                  "Install it with:\n    pip install torch==2.13.0 && pip install -e \".[train]\"",
-                  file=sys.stderr)
+        if missing in extra_modules:
+            install = ("pip install torch==2.13.0 && " if extra == "train" else "") + \
+                f"pip install -e \".[{extra}]\""
+            print(f"fraudarena {command} needs the {extra} extra (missing module {exc.name!r}). "
+                  f"Install it with:\n    {install}", file=sys.stderr)
         else:
-            print(f"fraudarena train could not be imported: {exc}", file=sys.stderr)
+            print(f"fraudarena {command} could not be imported: {exc}", file=sys.stderr)
         return 1
-    code = train.main(argv)
+    code = target.main(argv)
     return code if isinstance(code, int) else 0
+
+
+def cmd_train(argv: list[str]) -> int:
+    """Hand the arguments to ``fraudarena_env.train.main`` (the training extra)."""
+    return delegate("train", "train", "train", TRAIN_EXTRA_MODULES, argv)
+
+
+def cmd_serve(argv: list[str]) -> int:
+    """Hand the arguments to ``fraudarena_env.server.main`` (the server extra)."""
+    return delegate("serve", "server", "server", SERVER_EXTRA_MODULES, argv)
 
 
 # ============================================================================ parser
@@ -605,6 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("train", add_help=False,
                    help="train policies (needs the training extra: pip install -e \".[train]\"); "
                    "arguments go to fraudarena_env.train")
+    sub.add_parser("serve", add_help=False,
+                   help="serve the WebSocket adapter (needs the server extra: pip install -e "
+                   "\".[server]\"); arguments go to fraudarena_env.server")
     return parser
 
 
@@ -622,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":  # everything after `train` belongs to the trainer
         return cmd_train(argv[1:])
+    if argv and argv[0] == "serve":  # ... and after `serve`, to the server
+        return cmd_serve(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -141,6 +141,28 @@ def test_train_without_the_extra_says_what_to_install(monkeypatch, capsys):
     assert 'pip install -e ".[train]"' in capsys.readouterr().err
 
 
+def test_serve_hands_its_arguments_to_the_server(monkeypatch):
+    seen = []
+    fake = types.ModuleType("fraudarena_env.server")
+    fake.main = lambda argv: seen.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "fraudarena_env.server", fake)
+    assert cli.main(["serve", "--port", "8123"]) == 0
+    assert seen == [["--port", "8123"]]
+
+
+def test_serve_without_the_extra_says_what_to_install(monkeypatch, capsys):
+    class NoFastAPI(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "fraudarena_env.server":
+                raise ModuleNotFoundError("No module named 'fastapi'", name="fastapi")
+            return None
+
+    monkeypatch.delitem(sys.modules, "fraudarena_env.server", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [NoFastAPI(), *sys.meta_path])
+    assert cli.main(["serve"]) == 1
+    assert 'pip install -e ".[server]"' in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------- entry points
 def _console_script() -> list[str]:
     script = Path(sys.executable).parent / "fraudarena"
