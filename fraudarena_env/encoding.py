@@ -263,6 +263,9 @@ class Observer:
         self.views = {name: self.tensor[o:o + int(np.prod(shape))].reshape(shape)
                       for name, o, shape in self.layout}
         self.off = {name: o for name, o, _ in self.layout}  # flat offsets for scalar writes
+        if "lexical" in self.off:  # each slot's lexical entries, for vectorised writes
+            self.lexical_index = self.off["lexical"] + np.arange(S * N_LEXICAL).reshape(
+                S, N_LEXICAL)
         self._phase = 0
         self.n_actions = N_ACTIONS[role]
         self._mask = np.zeros(self.n_actions, np.int8)  # legal on this role's turn
@@ -411,9 +414,6 @@ def _surface_rows(ref: Referee, rows_idx: np.ndarray, t: np.ndarray, at: np.ndar
     t[at + 4] = np.minimum(rows.markers[rows_idx], 6) / 6.0
 
 
-_LEX_COLS = np.arange(N_LEXICAL)
-_INV_COLS = np.arange(N_T)
-_VERDICT_COLS = np.arange(len(VERDICTS) * N_CONF)
 
 
 def _set_status(obs: Observer, s: int, verdict: int) -> None:
@@ -432,11 +432,16 @@ def _arrive_common(obs: Observer, ref: Referee, slots: np.ndarray) -> np.ndarray
     t[o["present"] + slots] = 1.0
     t[o["status"] + 4 * slots] = 1.0  # pending (a slot is never reused within a match)
     t[o["category"] + N_CAT * slots + ref.rows.category[rows]] = 1.0
-    t[(o["lexical"] + N_LEXICAL * slots)[:, None] + _LEX_COLS] = ref.lexical[slots]
+    t[obs.lexical_index[slots]] = ref.lexical[slots]
     return rows
 
 
 # investigator ---------------------------------------------------------------
+_INV_INDEX = I_INVESTIGATE + np.arange(S * N_T).reshape(S, N_T)  # each slot's action indices
+_VERDICT_INDEX = I_VERDICT + np.arange(S * 9).reshape(S, 9)
+_LINK_INDEX = I_LINK + PAIR_INDEX  # (S, S); the diagonal points before the link block
+
+
 def _inv_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
     slots = ev[1]
     t = obs.tensor
@@ -446,10 +451,10 @@ def _inv_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
     _surface_rows(ref, rows, t, o["surface"] + 5 * slots)
     t[o["pulls_left"] + slots] = 1.0
     m = obs._mask
-    m[(I_INVESTIGATE + N_T * slots)[:, None] + _INV_COLS] = 1
-    m[(I_VERDICT + 9 * slots)[:, None] + _VERDICT_COLS] = 1
-    pairs = PAIR_INDEX[np.ix_(slots, np.flatnonzero(ref.present))]
-    m[I_LINK + pairs[pairs >= 0]] = 1
+    m[_INV_INDEX[slots]] = 1
+    m[_VERDICT_INDEX[slots]] = 1
+    links = _LINK_INDEX[slots][:, ref.present]
+    m[links[links >= I_LINK]] = 1
 
 
 def _inv_pull(obs: Observer, ref: Referee, ev: tuple) -> None:
