@@ -250,6 +250,7 @@ class ScriptedInvestigator(Policy):
 
     role = "investigator"
     UNCERTAIN = 2.2  # |log-odds| below which another source is worth pulling
+    _prior_key: tuple | None = None
 
     def act_tensor(self, vector, mask):
         v = _InvSlices
@@ -263,13 +264,17 @@ class ScriptedInvestigator(Policy):
                      for p in np.flatnonzero(pair_shared).tolist() if linked[p] < 0.5]
         if not len(pending) and not pairs:
             return I_END
-        lex = vector[v.lexical].reshape(S, -1)
+        key = (task.task_id, vector[v.static].tobytes())
+        if key != self._prior_key:  # the surface prior changes only when ads arrive or change
+            lex = vector[v.lexical].reshape(S, -1)
+            self._prior = (vector[v.surface].reshape(S, 5) @ _SURF_W
+                           + vector[v.category].reshape(S, len(CATEGORIES)) @ _CAT_TERM
+                           + JUNK_LOGIT * ((lex[:, 6] < 0.28) | (lex[:, 7] < 0.75))
+                           + _BASE_LOGIT[task.task_id])
+            self._prior_key = key
         pulled = vector[v.pulled].reshape(S, len(TARGETS))
-        logit = (vector[v.surface].reshape(S, 5) @ _SURF_W
-                 + vector[v.category].reshape(S, len(CATEGORIES)) @ _CAT_TERM
-                 + vector[v.evidence].reshape(S, len(TARGETS)) @ _EV_W
-                 + pulled @ _PULL_W + _BASE_LOGIT[task.task_id]
-                 + JUNK_LOGIT * ((lex[:, 6] < 0.28) | (lex[:, 7] < 0.75)))
+        logit = (self._prior + vector[v.evidence].reshape(S, len(TARGETS)) @ _EV_W
+                 + pulled @ _PULL_W)
         cap = task.max_investigator_actions_per_turn
         op = self.decide(
             task, logit, pending, pulled, pairs, None,
@@ -404,6 +409,7 @@ class _InvSlices:
     pulled = slice(*_t["pulled"][:2])
     surface = slice(*_t["surface"][:2])
     category = slice(*_t["category"][:2])
+    static = slice(_t["category"][0], _t["lexical"][1])  # category, surface, lexical: contiguous
     evidence = slice(*_t["evidence"][:2])
     pair_shared = slice(*_t["pair_shared_signals"][:2])
     pair_linked = slice(*_t["pair_linked"][:2])
