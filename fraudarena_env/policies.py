@@ -159,30 +159,19 @@ def views_of(role: str, vector: np.ndarray, names: tuple[str, ...]) -> dict[str,
     return out
 
 
-def _task_of(v) -> str:
-    return TASK_IDS[int(np.argmax(v["task"]))]
-
-
 # ============================================================================ investigator
 class _Board:
-    """What the scripted investigator reasons over, read from either face."""
+    """The per-ad readings the scripted investigator's log-odds are computed from (the text
+    face fills it from the evidence ledger; the tensor face uses the same weights directly)."""
 
     def __init__(self):
         self.present = np.zeros(S, bool)
-        self.pending = np.zeros(S, bool)
         self.category = np.zeros(S, np.int64)
         self.surface_z = np.zeros((S, 4))
         self.markers = np.zeros(S)
         self.junk = np.zeros(S, bool)  # copy that reads as gibberish
         self.pulled = np.zeros((S, len(TARGETS)), bool)
         self.signal = np.zeros((S, len(TARGETS)))
-        self.shared = np.zeros((S, S))
-        self.linked = np.zeros((S, S), bool)
-        self.task_id = "task_1"
-        self.budget = 0
-        self.actions_left_this_turn = 0
-        self.rounds_remaining = 0
-        self.present_count = 0
 
 
 def surface_logit(board: _Board, task_id: str) -> np.ndarray:
