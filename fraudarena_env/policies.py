@@ -149,16 +149,6 @@ def views(role: str, vector: np.ndarray) -> dict[str, np.ndarray]:
     return {name: vector[a:b].reshape(shape) for name, a, b, shape in _SLICES[role]}
 
 
-def views_of(role: str, vector: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Only the named views (cheaper than ``views`` on a hot path)."""
-    table = _SLICE_BY_NAME[role]
-    out = {}
-    for name in names:
-        a, b, shape = table[name]
-        out[name] = vector[a:b] if len(shape) == 1 else vector[a:b].reshape(shape)
-    return out
-
-
 # ============================================================================ investigator
 class _Board:
     """The per-ad readings the scripted investigator's log-odds are computed from (the text
