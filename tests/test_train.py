@@ -1,0 +1,226 @@
+"""Self-play training (fraudarena_env.train): adapters, opponent pools, a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sb3_contrib")
+
+from fraudarena_env import RoleEnv  # noqa: E402
+from fraudarena_env.arena import evaluate  # noqa: E402
+from fraudarena_env.train import (  # noqa: E402
+    QUICK,
+    OpponentPool,
+    PoolPolicy,
+    SB3Policy,
+    TrainConfig,
+    TrainSeeds,
+    main,
+    parse_args,
+    run,
+    total_timesteps,
+)
+
+TINY = ["--task", "task_1", "--generations", "2", "--timesteps", "512",
+        "--fraudster-timesteps", "512", "--eval-seeds", "1000-1001", "--n-envs", "2",
+        "--no-progress", "--no-tensorboard"]
+
+
+def _untrained(role: str, task_id: str = "task_1"):
+    from sb3_contrib import MaskablePPO
+
+    return MaskablePPO("MlpPolicy", RoleEnv(role, task_id=task_id), n_steps=64, batch_size=32,
+                       seed=0, device="cpu")
+
+
+@pytest.mark.parametrize("role", ["investigator", "fraudster", "auditor"])
+@pytest.mark.parametrize("fast", [True, False])
+def test_sb3_policy_never_picks_a_masked_action(role, fast):
+    policy = SB3Policy(_untrained(role), role, fast=fast)
+    assert policy.has_tensor_face()
+    env = RoleEnv(role, task_id="task_3")
+    rng = np.random.default_rng(0)
+    # random observations with sparse random masks: the pick is always legal
+    n = env.action_space.n
+    for _ in range(200):
+        vector = env.observation_space.sample().astype(np.float32)
+        mask = np.zeros(n, bool)
+        mask[rng.choice(n, size=int(rng.integers(1, 4)), replace=False)] = True
+        assert mask[policy.act_tensor(vector, mask)]
+    # real matches, through both the RoleEnv (as an opponent of nobody: the learner) ...
+    for seed in range(3):
+        obs, _ = env.reset(seed=seed)
+        done = False
+        while not done:
+            mask = env.action_masks()
+            action = policy.act(obs, mask)
+            assert mask[action]
+            obs, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+    # ... and the arena, where an illegal action raises
+    out = evaluate("task_3", [1000, 1001], lambda seed: {role: policy})
+    assert 0.0 <= out["grader"] <= 1.0
+
+
+def test_sb3_policy_fast_path_matches_predict():
+    """The fast path is the same masked argmax as predict(..., deterministic=True)."""
+    from sb3_contrib import MaskablePPO
+
+    env = RoleEnv("investigator", task_id="task_3")
+    model = MaskablePPO("MlpPolicy", env, n_steps=128, batch_size=64, n_epochs=1, seed=1,
+                        device="cpu")
+    model.learn(256)  # move the weights away from their near-uniform init
+    fast, slow = SB3Policy(model, "investigator"), SB3Policy(model, "investigator", fast=False)
+    assert fast._fast and not slow._fast
+    rng = np.random.default_rng(1)
+    n = 0
+    for seed in range(4):
+        obs, _ = env.reset(seed=seed)
+        done = False
+        while not done:
+            mask = env.action_masks()
+            a = fast.act_tensor(obs, mask)
+            assert a == slow.act_tensor(obs, mask) and mask[a]
+            sub = mask & (rng.random(mask.size) < 0.3)  # sparser masks too
+            if sub.any():
+                assert fast.act_tensor(obs, sub) == slow.act_tensor(obs, sub)
+            obs, _, terminated, truncated, _ = env.step(int(np.flatnonzero(mask)[
+                rng.integers(mask.sum())]))
+            done = terminated or truncated
+            n += 1
+    assert n > 50
+
+
+def test_pool_policy_draws_reproducibly_from_the_pool(tmp_path):
+    cfg = TrainConfig(latest_prob=0.5)
+    pool = OpponentPool("fraudster", cfg)
+    assert pool.members() == ["scripted"]
+    model = _untrained("fraudster")
+    for g in range(3):
+        model.save(str(tmp_path / f"fraudster_g{g}.zip"))
+        pool.add(tmp_path / f"fraudster_g{g}.zip")
+    assert len(pool.members()) == 4 and pool.members()[0] == "scripted"
+    a, b = PoolPolicy(pool), PoolPolicy(pool)
+    picks = []
+    for seed in range(40):
+        a.reset(seed=seed)
+        b.reset(seed=seed)
+        assert a.current is b.current or (a.current is a.scripted and b.current is b.scripted)
+        picks.append("scripted" if a.current is a.scripted else a.current.name)
+    assert {"scripted", "fraudster_g2"} <= set(picks)
+    assert picks.count("fraudster_g2") > picks.count("fraudster_g0")
+    # as a RoleEnv opponent
+    env = RoleEnv("investigator", opponents={"fraudster": PoolPolicy(pool)}, task_id="task_1")
+    obs, _ = env.reset(seed=5)
+    assert env.action_space.n and obs.shape == env.observation_space.shape
+
+
+def test_training_seeds_avoid_the_eval_seeds():
+    env = TrainSeeds(RoleEnv("investigator", task_id="task_1"), (100_000, 200_000))
+    env.reset(seed=1)
+    seen = [env.unwrapped.match_seed]
+    for _ in range(20):
+        env.reset()
+        seen.append(env.unwrapped.match_seed)
+    assert all(100_000 <= s < 200_000 for s in seen) and len(set(seen)) > 15
+    assert env.action_masks().any()
+    with pytest.raises(ValueError, match="train_seed_range"):
+        run(TrainConfig(eval_seeds=(150_000,), out="unused"))
+
+
+def test_cli_options():
+    cfg = parse_args(["--quick"])
+    assert cfg.tasks == QUICK["tasks"] and cfg.generations == QUICK["generations"]
+    cfg = parse_args(["--task", "task_1,task_3", "--timesteps", "4000", "--seed", "3",
+                      "--eval-seeds", "1000-1002,1010", "--out", "runs/x"])
+    assert cfg.tasks == ("task_1", "task_3") and cfg.seed == 3 and cfg.out == "runs/x"
+    assert cfg.investigator_timesteps == 4000 and cfg.fraudster_timesteps == 1000
+    assert cfg.eval_seeds == (1000, 1001, 1002, 1010)
+    # SB3 runs whole rollouts: the progress bar total is what actually runs
+    cfg = dataclasses.replace(cfg, generations=2, n_envs=2, n_steps=256)
+    assert total_timesteps(cfg) == 2 * (4096 + 1024)
+
+
+def test_tiny_selfplay_run(tmp_path, capsys):
+    out = tmp_path / "tiny"
+    result = main([*TINY, "--out", str(out)])
+    printed = capsys.readouterr().out
+    # snapshots of both roles for both generations, the curves and the table
+    names = sorted(p.name for p in (out / "snapshots").iterdir())
+    assert names == ["fraudster_g0.zip", "fraudster_g1.zip", "investigator_g0.zip",
+                     "investigator_g1.zip"]
+    assert (out / "curves.png").stat().st_size > 10_000
+    assert result.curves == out / "curves.png"
+    assert "| task | investigator | fraudster | auditor | grader |" in printed
+    assert result.table in printed and (out / "eval.md").read_text().strip() == result.table
+    rows = json.loads((out / "eval.json").read_text())
+    players = {(r["investigator_policy"], r["fraudster_policy"], r["auditor_policy"])
+               for r in rows}
+    assert {("scripted", "scripted", "scripted"), ("learned", "scripted", "scripted"),
+            ("random", "scripted", "scripted"), ("scripted", "learned", "scripted"),
+            ("learned", "learned", "scripted")} <= players
+    assert all(0.0 <= r["grader"] <= 1.0 for r in rows)
+    # every training episode was logged, for both roles and both generations
+    assert {(e["role"], e["generation"]) for e in result.episodes} == {
+        ("investigator", 0), ("investigator", 1), ("fraudster", 0), ("fraudster", 1)}
+    assert result.models["investigator"].num_timesteps == 1024
+
+
+def test_runs_are_deterministic_given_the_seed(tmp_path):
+    rows = []
+    for name in ("a", "b"):
+        main([*TINY, "--out", str(tmp_path / name)])
+        rows.append((tmp_path / name / "eval.json").read_text())
+    assert rows[0] == rows[1]
+
+
+@pytest.mark.slow  # ~10 s, but it measures learning, which moves when the rules are retuned
+def test_learned_investigator_beats_random(tmp_path):
+    result = main(["--task", "task_1", "--generations", "1", "--timesteps", "16384",
+                   "--fraudster-timesteps", "0", "--eval-seeds", "1000-1009",
+                   "--n-envs", "4", "--no-progress", "--no-tensorboard",
+                   "--out", str(tmp_path / "inv")])
+    by = {r["investigator_policy"]: r for r in result.rows
+          if r["fraudster_policy"] == "scripted" and r["auditor_policy"] == "scripted"}
+    assert by["learned"]["investigator_return"] > by["random"]["investigator_return"] + 1.0
+    assert by["learned"]["grader"] > by["random"]["grader"]
+
+
+def _rllib_example():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "training" / "rllib_example.py"
+    spec = importlib.util.spec_from_file_location("rllib_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rllib_example_env_without_ray():
+    """The parts of training/rllib_example.py that do not need ray (ray is not installed here):
+    its masked-dict env passes gymnasium's checker and keeps masks and vectors in step."""
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    ex = _rllib_example()
+    env = ex.MaskedRoleEnv({"role": "investigator", "task_id": "task_1"}, seed=0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*environment not having a spec.*")
+        check_env(env)
+    obs, _ = env.reset(seed=3)
+    assert set(obs) == {"observations", "action_mask"}
+    assert obs["action_mask"].dtype == np.float32 and obs["action_mask"].any()
+    assert 100_000 <= env.env.unwrapped.match_seed
+    args = ex.parse_args(["--role", "fraudster", "--opponent", "investigator=x.zip"])
+    assert args.opponent == [("investigator", "x.zip")] and args.num_env_runners == 0
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        with pytest.raises(SystemExit, match=r"pip install -e '\.\[rllib\]'"):
+            ex.main([])
