@@ -438,14 +438,13 @@ class _FraudsterView:
 
 
 class ReactiveFraudster(Policy):
-    """Spreads its proposals over the rounds and adapts to what the investigator does.
+    """Proposes early (an ad earns for every round it runs) and adapts to the investigator.
 
-    It starts with standard copy in the richest allowed category; each rejection pushes it
-    toward subtler tactics and legit-looking categories, each approval back toward bolder copy.
-    When the investigator starts pulling evidence on one of its pending ads, it dresses that ad
-    up with a trust blurb or softens its copy. It avoids network categories once it has one
-    (a shared-infrastructure ring is easy to link). It commits when out of proposals, or early
-    when its proposals keep getting rejected (each rejection costs more than most survivals pay).
+    It starts with standard copy, favouring rich categories; each rejection pushes it toward
+    subtler tactics and legit-looking categories, each approval back toward bolder copy. When
+    the investigator starts pulling evidence on one of its pending ads, it dresses that ad up
+    with a trust blurb or softens its copy. It avoids network categories once it has one (a
+    shared-infrastructure ring is easy to link). It commits when out of proposals.
     """
 
     role = "fraudster"
@@ -534,12 +533,6 @@ class ReactiveFraudster(Policy):
                     return ("modify", s, 0)
         if f.proposals_remaining <= 0 or not f.room:
             return ("commit_final",)
-        if f.rejected >= 2 and f.rejected > 2 * f.approved:  # this investigator is too good
-            return ("commit_final",)
-        quota = -(-f.proposals_remaining // f.rounds_remaining)
-        used_this_turn = task.max_fraudster_actions_per_turn - f.actions_left_this_turn
-        if used_this_turn >= quota:
-            return ("end_turn",)
         boldness = 1 + f.approved - f.rejected  # 0 blatant ... 3 camouflaged, by tactic index
         tactic = min(3, max(0, 2 - boldness + (self.rng.random() < 0.3)))
         allowed = [c for c in range(len(CATEGORIES)) if f.allowed[c]]

@@ -167,6 +167,7 @@ class Referee:
         self.targeting: list[str] = [""] * S
         self.rationale: list[str | None] = [None] * S
         self.decided_order = np.full(S, -1, np.int16)
+        self.decided_round = np.zeros(S, np.int8)
         self.proposal_slots: list[int] = []
         self.links: list[tuple[int, int]] = []
         self.linked = np.zeros((S, S), bool)
@@ -579,6 +580,7 @@ class Referee:
             self.confidence[slot] = conf
             self.manual[slot] = True
             self.decided_order[slot] = self.n_manual
+            self.decided_round[slot] = self.round_number
             self.n_manual += 1
             self.rationale[slot] = op[4]
             reward = scoring.verdict_reward(v, int(self.rows.label[row]),
@@ -761,9 +763,12 @@ class Referee:
         fraud_reward = 0.0
         for s in self.proposal_slots:
             row = self.slot_row[s]
-            fraud_reward += scoring.fraudster_outcome(int(self.verdict[s]),
-                                                      float(rows.severity[row]),
-                                                      self.plausibility[AD_IDS[s]])
+            verdict = int(self.verdict[s])
+            decided = int(self.decided_round[s]) if self.manual[s] else self.round_number
+            reach = scoring.proposal_reach(verdict, int(self.arrived[s]), decided,
+                                           self.max_rounds)
+            fraud_reward += scoring.fraudster_outcome(verdict, float(rows.severity[row]),
+                                                      self.plausibility[AD_IDS[s]], reach)
         self.truth_flags = flags_b | audit.track_a(self._verdict_records(),
                                                    [(AD_IDS[a], AD_IDS[b])
                                                     for a, b in self.links],

@@ -14,7 +14,9 @@ INVESTIGATE_COST = -0.02
 LINK_CORRECT = 0.40
 LINK_WRONG = -0.25
 ILLEGAL_PENALTY = -0.05  # only in illegal_action="penalize" mode
-FRAUDSTER_BANNED = -0.5
+FRAUDSTER_BANNED = -0.1  # a rejected proposal burns the account that placed it
+REACH_VALUE = 0.5  # per round a proposal ran, times severity x plausibility
+AFTER_MATCH_REACH = 2  # rounds an approved ad keeps running after the match
 AUDIT_TRUE_FLAG = 0.25  # per flag the rule audit confirms (deduplicated)
 AUDIT_FALSE_FLAG = -0.25  # per flag it does not
 
@@ -116,14 +118,22 @@ def grade(task_id: str, labels, severities, verdicts, manual, confidences, n_cor
     return float(min(max(score, 0.0), 1.0)), terms
 
 
-def fraudster_outcome(verdict: int, severity: float, plausibility: float) -> float:
-    """What one fraudster proposal earns at the end: approved (manually or by default) pays its
-    severity times its plausibility, rejected costs, escalated (held for review) earns nothing."""
-    if verdict == REJECT:
-        return FRAUDSTER_BANNED
+def proposal_reach(verdict: int, arrival_round: int, decision_round: int,
+                   max_rounds: int) -> int:
+    """How many rounds a fraudster proposal ran: from the round it arrived until the round it
+    was rejected or escalated; an approved ad (manually or by default) runs to the end of the
+    match and ``AFTER_MATCH_REACH`` rounds beyond."""
     if verdict == APPROVE:
-        return severity * plausibility
-    return 0.0
+        return max_rounds - arrival_round + AFTER_MATCH_REACH
+    return decision_round - arrival_round
+
+
+def fraudster_outcome(verdict: int, severity: float, plausibility: float, reach: int) -> float:
+    """What one fraudster proposal earns at the end: its reach times its severity times its
+    plausibility (a harmful, believable ad that ran longer earned more), minus the cost of a
+    banned account when it was rejected."""
+    value = REACH_VALUE * severity * plausibility * reach
+    return value + FRAUDSTER_BANNED if verdict == REJECT else value
 
 
 __all__ = ["ESCALATE", "grade", "verdict_reward", "fraudster_outcome", "calibration_score"]

@@ -328,8 +328,25 @@ def test_unreviewed_proposals_count_for_the_fraudster():
     (slot,) = r.proposal_slots
     sev = float(r.rows.severity[r.slot_row[slot]])
     assert r.state.investigator_state["verdicts"][AD_IDS[slot]]["auto_approved"]
-    assert r.totals[0] == pytest.approx(sev * r.plausibility[AD_IDS[slot]])
+    # proposed in round 1, never reviewed: it ran the whole match and beyond
+    reach = r.max_rounds - 1 + scoring.AFTER_MATCH_REACH
+    assert r.totals[0] == pytest.approx(
+        scoring.REACH_VALUE * sev * r.plausibility[AD_IDS[slot]] * reach)
     assert r.totals[0] > 0
+
+
+def test_a_proposal_earns_for_each_round_it_ran_before_rejection():
+    r = new_match(seed=2, task_id="task_2")
+    r.apply("fraudster", ("propose", CATEGORIES.index(next(
+        c for c in CATEGORIES if c.name == "fake_crypto")), 0, None, None, None, None))
+    (slot,) = r.proposal_slots
+    play_until_audit(r, end_turn, lambda r: ("verdict", slot, 1, 0.95, None)
+                     if r.round_number == 3 and r.verdict[slot] < 0 else ("end_turn",))
+    r.apply("auditor", ("submit", None))
+    sev = float(r.rows.severity[r.slot_row[slot]])
+    assert r.decided_round[slot] == 3  # rejected in round 3: it ran rounds 1 and 2
+    assert r.totals[0] == pytest.approx(
+        scoring.REACH_VALUE * sev * r.plausibility[AD_IDS[slot]] * 2 + scoring.FRAUDSTER_BANNED)
 
 
 @pytest.mark.parametrize("task_id", ["task_3", "task_3_unseen"])
