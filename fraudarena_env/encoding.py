@@ -515,8 +515,7 @@ def _inv_modify(obs: Observer, ref: Referee, ev: tuple) -> None:
     t = obs.tensor
     o = obs.off
     row = int(ref.slot_row[s])
-    at = o["lexical"] + N_LEXICAL * s
-    t[at:at + N_LEXICAL] = ref.lexical[s]
+    t[obs.lexical_index[s]] = ref.lexical[s]
     t[o["surface"] + 5 * s + 4] = min(int(ref.rows.markers[row]), 6) / 6.0
     if ref.pulled[s, _LANDING]:
         t[o["evidence"] + N_T * s + _LANDING] = _evidence_value(
@@ -560,8 +559,7 @@ def _fr_modify(obs: Observer, ref: Referee, ev: tuple) -> None:
     t = obs.tensor
     o = obs.off
     row = int(ref.slot_row[s])
-    at = o["lexical"] + N_LEXICAL * s
-    t[at:at + N_LEXICAL] = ref.lexical[s]
+    t[obs.lexical_index[s]] = ref.lexical[s]
     at = o["my_evidence"] + N_T * s
     t[at:at + N_T] = np.clip(ref.rows.evidence[row] / EVIDENCE_SCALE, -OBS_BOUND, OBS_BOUND)
     _surface_row(ref, row, t, o["my_surface"] + 5 * s)
