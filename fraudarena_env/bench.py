@@ -42,21 +42,27 @@ def _seconds(args) -> float:
 # ============================================================================ env section
 def _import_connect_four():
     """``pettingzoo.classic.connect_four_v3``. Its module imports pygame at the top, but only its
-    "human"/"rgb_array" rendering uses it; when pygame is not installed (it is not a FraudArena
-    dependency) a placeholder module stands in, which does not change the measured loop."""
+    "human"/"rgb_array" rendering uses it. pygame is not a FraudArena dependency (the ``dev``
+    extra installs ``pygame-ce``); without it, an empty stand-in module is registered just for
+    this import and removed again, which does not change the measured loop."""
+    import os
+    import sys
+    import types
+    import warnings
+
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # no banner in the report
+    stand_in = None
     try:
         import pygame  # noqa: F401
     except ImportError:
-        import sys
-        import types
-
-        sys.modules["pygame"] = types.ModuleType("pygame")
-    import warnings
-
-    with warnings.catch_warnings():  # pettingzoo's note about its own module layout
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from pettingzoo.classic import connect_four_v3
-
+        stand_in = sys.modules["pygame"] = types.ModuleType("pygame")
+    try:
+        with warnings.catch_warnings():  # pettingzoo's note about its own module layout
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from pettingzoo.classic import connect_four_v3
+    finally:
+        if stand_in is not None and sys.modules.get("pygame") is stand_in:
+            del sys.modules["pygame"]
     return connect_four_v3
 
 
