@@ -505,8 +505,7 @@ class ReactiveFraudster(Policy):
                 f.mine_pulled[s] = bool(pulled.any())
                 sig = obs.my_proposal_signals.get(item["ad_id"], {})
                 f.markers[s] = int(sig.get("risk_markers", 0))
-                if any(w in sig.get("landing_page_blurb", "").lower() for w in ("returns",
-                                                                                 "registered")):
+                if sig.get("trust_blurb"):
                     f.trusted.add(s)
             f.approved += item["status"] == "approved"
             f.rejected += item["status"] == "rejected"

@@ -848,7 +848,7 @@ class Referee:
             signals.update(slot_index=k, tactic=TACTICS[self.rows.tactic[row]],
                            investigator_verdict=VERDICTS[self.verdict[s]]
                            if self.verdict[s] >= 0 else None,
-                           landing_page_blurb=self.blurb[s],
+                           landing_page_blurb=self.blurb[s], trust_blurb=bool(self.trusted[s]),
                            targeting_summary=self.targeting[s])
             mine[AD_IDS[s]] = signals
         return FraudsterObservation(
