@@ -46,11 +46,9 @@ ROLE_INDEX = {r: i for i, r in enumerate(AGENTS)}
 
 def default_opponent(role: str, seed: int | None = None):
     """The scripted baseline for ``role``."""
-    from . import policies
+    from .policies import BASELINES
 
-    cls = {"fraudster": "ReactiveFraudster", "investigator": "ScriptedInvestigator",
-           "auditor": "HeuristicAuditor"}[role]
-    return getattr(policies, cls)(seed=seed)
+    return BASELINES[role](seed=seed)
 
 
 def _make_actor(role: str, opponent: Any) -> tuple[Callable[[np.ndarray, np.ndarray], int], Any]:
