@@ -292,11 +292,26 @@ class Observer:
         events = ref.events
         if self._cursor < len(events):
             handlers = self._handlers
+            arrivals = []  # consecutive arrivals are applied as one batch
             for ev in events[self._cursor:]:
+                if ev[0] == "arrive":
+                    arrivals.append(ev[1])
+                    continue
+                if arrivals:
+                    self._arrive(ref, arrivals)
+                    arrivals = []
                 h = handlers.get(ev[0])
                 if h is not None:
                     h(self, ref, ev)
+            if arrivals:
+                self._arrive(ref, arrivals)
             self._cursor = len(events)
+
+    def _arrive(self, ref: Referee, batches: list[np.ndarray]) -> None:
+        h = self._handlers.get("arrive")
+        if h is not None:
+            h(self, ref, ("arrive", batches[0] if len(batches) == 1 else
+                          np.concatenate(batches)))
 
     def fill(self, ref: Referee) -> np.ndarray:
         self._sync(ref)
