@@ -23,6 +23,7 @@ from .catalog import (
     CATEGORIES,
     CATEGORY_INDEX,
     CONFIDENCE_BUCKETS,
+    CORRECT_VERDICT,
     COUNTRIES,
     FRAUDSTER_EDITS,
     MAX_AUDITOR_ACTIONS,
@@ -41,6 +42,7 @@ from .catalog import (
 from .lexicon import N_LEXICAL
 from .models import AdReviewAction, AuditorAction, FraudsterAction
 from .referee import AD_IDS, AD_SLOT, Referee
+from .scoring import calibration_bins
 
 S = MAX_SLOTS
 N_CAT = len(CATEGORIES)
@@ -652,10 +654,11 @@ def _au_mask(obs: Observer, ref: Referee) -> np.ndarray:
     return obs._mask
 
 
-def _fill_auditor_record(v: dict, ref: Referee) -> None:
-    from .audit import REPETITION_JACCARD
-    from .lexicon import has_injection_or_generator_token, jaccard, mentions_minors, shingles
+_TRACK_B_CUES = ("branding_anomaly", "parameter_mismatch", "market_implausible",
+                 "template_repetition")
 
+
+def _fill_auditor_record(v: dict, ref: Referee) -> None:
     present = ref.present
     idx = np.maximum(ref.slot_row, 0)
     rows = ref.rows
@@ -684,24 +687,16 @@ def _fill_auditor_record(v: dict, ref: Referee) -> None:
             later = a if ref.decided_order[a] > ref.decided_order[b] else b
             conflict[later] = 1
     cues = v["track_b_cues"]
-    seen = []
+    truth = ref.truth_flags  # track B findings are facts about the proposals' text
     for s in ref.proposal_slots:
-        cat = CATEGORIES[rows.category[ref.slot_row[s]]]
-        text = " ".join((ref.copy[s], ref.blurb[s], ref.targeting[s]))
-        sh = shingles(ref.copy[s])
-        cues[s] = (has_injection_or_generator_token(text),
-                   cat.adult_only and mentions_minors(ref.targeting[s] + " " + ref.copy[s]),
-                   not any(k in text.lower() for k in cat.keywords),
-                   any(jaccard(sh, o) >= REPETITION_JACCARD for o in seen))
-        seen.append(sh)
+        ad = AD_IDS[s]
+        cues[s] = [(flag, ad) in truth for flag in _TRACK_B_CUES]
     cal = v["calibration"]
-    conf = ref.confidence[manual]
-    correct = ref.verdict[manual] == np.asarray((0, 1, 2))[label[manual]]
-    bins = np.digitize(conf, (0.4, 0.7))
-    for b in range(3):
-        sel = bins == b
-        if sel.any():
-            cal[b] = (sel.sum() / S, conf[sel].mean(), correct[sel].mean())
+    bins = calibration_bins(ref.confidence[manual].tolist(),
+                            (ref.verdict[manual] == np.asarray(CORRECT_VERDICT)[label[manual]])
+                            .tolist())
+    for b, (n, mean_conf, accuracy) in enumerate(bins):
+        cal[b] = (n / S, mean_conf, accuracy)
     legit = manual & (label == 0)
     fam = np.asarray([c.family != "legit" for c in CATEGORIES])[rows.category[idx]]
     risky, plain = legit & fam, legit & ~fam
