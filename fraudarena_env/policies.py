@@ -260,7 +260,7 @@ class ScriptedInvestigator(Policy):
             budget=int(round(float(vector[v.budget]) * task.action_budget)),
             actions_left=int(round(float(vector[v.actions_left]) * cap)),
             rounds_remaining=int(round(float(vector[v.rounds_remaining]) * task.max_rounds)),
-            present_count=int(vector[v.present].sum()),
+            present_count=int(np.count_nonzero(vector[v.present])),
             category_onehot=vector[v.category].reshape(S, len(CATEGORIES)))
         index = _investigator_index(op)
         if not mask[index]:  # knobs can differ from the task defaults; never act illegally
@@ -356,19 +356,19 @@ class ScriptedInvestigator(Policy):
         p_bad = 1.0 / (1.0 + math.exp(-float(logit[s])))
         gray = category_onehot[s, GRAY_CATEGORY] > 0.5 if category is None else \
             category[s] == GRAY_CATEGORY
-        table = _VALUE_GRAY if gray else _VALUE_FRAUD
-        values = p_bad * table[0] + (1.0 - p_bad) * table[1]
-        verdict = int(np.argmax(values))
+        if_bad, if_legit = _VALUE_GRAY if gray else _VALUE_FRAUD
+        values = [p_bad * b + (1.0 - p_bad) * g for b, g in zip(if_bad, if_legit)]
+        verdict = values.index(max(values))
         p_right = p_bad if verdict != 0 else 1.0 - p_bad
         conf = min(CONFIDENCE_BUCKETS, key=lambda c: abs(c - p_right))
         return ("verdict", s, verdict, conf, None)
 
 
-def _verdict_table(bad_label: int, severity: float = 0.6) -> np.ndarray:
+def _verdict_table(bad_label: int, severity: float = 0.6) -> tuple[list, list]:
     from .scoring import verdict_reward
 
-    return np.asarray([[verdict_reward(v, bad_label, severity) for v in range(3)],
-                       [verdict_reward(v, 0, 0.0) for v in range(3)]])
+    return ([verdict_reward(v, bad_label, severity) for v in range(3)],
+            [verdict_reward(v, 0, 0.0) for v in range(3)])
 
 
 _SURF_W, _CAT_TERM, _BASE_LOGIT = _linear_surface_prior()
