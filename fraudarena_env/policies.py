@@ -122,6 +122,7 @@ from .encoding import (  # noqa: E402
     PAIR_INDEX,
     PAIRS,
     Observer,
+    op_to_model,
 )
 from .evidence import HEADLINE, headline_to_signal  # noqa: E402
 from .generator import (  # noqa: E402
@@ -512,15 +513,7 @@ class ReactiveFraudster(Policy):
         f.network_used = any(c in _NETWORK for c in cats)
         f.actions_left_this_turn = obs.actions_left_this_turn
         f.rounds_remaining = max(1, obs.rounds_remaining)
-        op = self.decide(f, task)
-        kind = op[0]
-        if kind == "propose":
-            return FraudsterAction(action_type="propose_ad", category=CATEGORIES[op[1]].name,
-                                   tactic=TACTICS[op[2]])
-        if kind == "modify":
-            return FraudsterAction(action_type="modify_pending_ad", ad_id=AD_IDS[op[1]],
-                                   edit=FRAUDSTER_EDITS[op[2]])
-        return FraudsterAction(action_type=kind)
+        return op_to_model("fraudster", self.decide(f, task))
 
     def decide(self, f: _FraudsterView, task) -> tuple:
         # dress up an ad under scrutiny
