@@ -54,8 +54,7 @@ class Arena:
             role = ref.current_role
             pol = policies[role]
             if faces[role] == "tensor":
-                observer = self.observers[role]
-                index = pol.act_tensor(observer.fill(ref), observer.mask(ref))
+                index = pol.act_tensor(*self.observers[role].observe(ref))
                 ref.apply(role, OPS[role][index])
             else:
                 obs = getattr(ref, f"build_{role}_observation")()

@@ -30,6 +30,7 @@ from .catalog import (
     MAX_PULLS_PER_AD,
     MAX_SLOTS,
     PAYMENT_TYPES,
+    PHASE_ROLE,
     PHASES,
     RING_SIGNAL_SOURCE,
     ROLES,
@@ -265,10 +266,12 @@ class Observer:
         self.views = {name: self.tensor[o:o + int(np.prod(shape))].reshape(shape)
                       for name, o, shape in self.layout}
         self.off = {name: o for name, o, _ in self.layout}  # flat offsets for scalar writes
-        if "lexical" in self.off:  # each slot's lexical entries, for vectorised writes
-            self.lexical_index = self.off["lexical"] + np.arange(S * N_LEXICAL).reshape(
-                S, N_LEXICAL)
+        self._at_phase = self.off["phase"]
+        self._at_round = self.off["round"]
+        self._at_rounds_remaining = self.off["rounds_remaining"]
+        self._at_actions_left = self.off["actions_left_this_turn"]
         self._phase = 0
+        self._round = 0  # the round the round entries were written for (0: none yet)
         self.n_actions = N_ACTIONS[role]
         self._mask = np.zeros(self.n_actions, np.int8)  # legal on this role's turn
         self._no_mask = np.zeros(self.n_actions, np.int8)
@@ -289,7 +292,8 @@ class Observer:
             self.tensor[:] = 0
             self._mask[:] = 0
             self._phase = 0
-            self.tensor[self.off["phase"]] = 1.0
+            self._round = 0
+            self.tensor[self._at_phase] = 1.0
             self._start(ref)
         events = ref.events
         if self._cursor < len(events):
@@ -323,7 +327,16 @@ class Observer:
     def mask(self, ref: Referee) -> np.ndarray:
         """The legal-action mask (int8); all zeros when it is not this role's turn."""
         self._sync(ref)
-        if ref.current_role != self.role:
+        return self._mask_now(ref)
+
+    def observe(self, ref: Referee) -> tuple[np.ndarray, np.ndarray]:
+        """``(fill(ref), mask(ref))`` with one pass over the event log."""
+        self._sync(ref)
+        _GLOBALS[self.role](self, ref)
+        return self.tensor, self._mask_now(ref)
+
+    def _mask_now(self, ref: Referee) -> np.ndarray:
+        if PHASE_ROLE.get(ref.phase) != self.role:
             return self._no_mask
         return _MASK_FINISH[self.role](self, ref)
 
@@ -390,17 +403,19 @@ _SIGNAL_OF_SOURCE = {src: k for k, src in enumerate(RING_SIGNAL_SOURCE)}
 
 def _fill_common(obs: Observer, ref: Referee) -> None:
     t = obs.tensor
-    o = obs.off
     phase = _PHASE_INDEX[ref.phase]
     if phase != obs._phase:
-        t[o["phase"] + obs._phase] = 0.0
-        t[o["phase"] + phase] = 1.0
+        t[obs._at_phase + obs._phase] = 0.0
+        t[obs._at_phase + phase] = 1.0
         obs._phase = phase
-    mr = ref.max_rounds
-    t[o["round"]] = ref.round_number / mr
-    t[o["rounds_remaining"]] = max(0, mr - ref.round_number + 1) / mr
+    rn = ref.round_number
+    if rn != obs._round:
+        mr = ref.max_rounds
+        t[obs._at_round] = rn / mr
+        t[obs._at_rounds_remaining] = max(0, mr - rn + 1) / mr
+        obs._round = rn
     i = obs.role_index
-    t[o["actions_left_this_turn"]] = ref.actions_left_this_turn(i) / ref.caps[i]
+    t[obs._at_actions_left] = ref.actions_left_this_turn(i) / ref.caps[i]
 
 
 def _evidence_value(x: float) -> float:
@@ -414,23 +429,11 @@ _COUNTRY_SCALE = 1.0 / (len(COUNTRIES) - 1)
 
 def _surface_row(ref: Referee, row: int, t: np.ndarray, at: int) -> None:
     rows = ref.rows
-    t[at] = math.log1p(int(rows.age_days[row])) / 8.3
-    t[at + 1] = int(rows.tld[row]) * _TLD_SCALE
-    t[at + 2] = int(rows.payment_type[row]) * _PAY_SCALE
-    t[at + 3] = int(rows.country[row]) * _COUNTRY_SCALE
-    t[at + 4] = min(int(rows.markers[row]), 6) / 6.0
-
-
-def _surface_rows(ref: Referee, rows_idx: np.ndarray, t: np.ndarray, at: np.ndarray) -> None:
-    """``_surface_row`` for many ads at once (``at``: each ad's offset)."""
-    rows = ref.rows
-    t[at] = np.log1p(rows.age_days[rows_idx]) / 8.3
-    t[at + 1] = rows.tld[rows_idx] * _TLD_SCALE
-    t[at + 2] = rows.payment_type[rows_idx] * _PAY_SCALE
-    t[at + 3] = rows.country[rows_idx] * _COUNTRY_SCALE
-    t[at + 4] = np.minimum(rows.markers[rows_idx], 6) / 6.0
-
-
+    t[at] = math.log1p(rows.age_days.item(row)) / 8.3
+    t[at + 1] = rows.tld.item(row) * _TLD_SCALE
+    t[at + 2] = rows.payment_type.item(row) * _PAY_SCALE
+    t[at + 3] = rows.country.item(row) * _COUNTRY_SCALE
+    t[at + 4] = min(rows.markers.item(row), 6) / 6.0
 
 
 def _set_status(obs: Observer, s: int, verdict: int) -> None:
@@ -440,22 +443,23 @@ def _set_status(obs: Observer, s: int, verdict: int) -> None:
     t[at + verdict + 1] = 1.0
 
 
-def _arrive_common(obs: Observer, ref: Referee, slots: np.ndarray) -> np.ndarray:
-    """What every role sees of newly arrived ads: presence, pending status, category, copy.
-    Returns their rows."""
+def _arrive_common(obs: Observer, ref: Referee, s: int, row: int) -> None:
+    """What every role sees of a newly arrived ad: presence, pending status, category, copy.
+    (Arrivals come one to a few at a time: scalar writes beat fancy indexing here.)"""
     t = obs.tensor
     o = obs.off
-    rows = ref.slot_row[slots]
-    t[o["present"] + slots] = 1.0
-    t[o["status"] + 4 * slots] = 1.0  # pending (a slot is never reused within a match)
-    t[o["category"] + N_CAT * slots + ref.rows.category[rows]] = 1.0
-    t[obs.lexical_index[slots]] = ref.lexical[slots]
-    return rows
+    t[o["present"] + s] = 1.0
+    t[o["status"] + 4 * s] = 1.0  # pending (a slot is never reused within a match)
+    t[o["category"] + N_CAT * s + ref.rows.category.item(row)] = 1.0
+    _write_lexical(obs, ref, s)
+
+
+def _write_lexical(obs: Observer, ref: Referee, s: int) -> None:
+    at = obs.off["lexical"] + N_LEXICAL * s
+    obs.tensor[at:at + N_LEXICAL] = ref.lexical[s]
 
 
 # investigator ---------------------------------------------------------------
-_INV_INDEX = I_INVESTIGATE + np.arange(S * N_T).reshape(S, N_T)  # each slot's action indices
-_VERDICT_INDEX = I_VERDICT + np.arange(S * 9).reshape(S, 9)
 _LINK_INDEX = I_LINK + PAIR_INDEX  # (S, S); the diagonal points before the link block
 
 
@@ -463,14 +467,16 @@ def _inv_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
     slots = ev[1]
     t = obs.tensor
     o = obs.off
-    rows = _arrive_common(obs, ref, slots)
-    t[o["arrived_round"] + slots] = ref.arrived[slots] / ref.max_rounds
-    _surface_rows(ref, rows, t, o["surface"] + 5 * slots)
-    t[o["pulls_left"] + slots] = 1.0
     m = obs._mask
-    m[_INV_INDEX[slots]] = 1
-    m[_VERDICT_INDEX[slots]] = 1
-    links = _LINK_INDEX[slots][:, ref.present]
+    mr = ref.max_rounds
+    for s, row in zip(slots.tolist(), ref.slot_row[slots].tolist()):
+        _arrive_common(obs, ref, s, row)
+        t[o["arrived_round"] + s] = ref.arrived.item(s) / mr
+        _surface_row(ref, row, t, o["surface"] + 5 * s)
+        t[o["pulls_left"] + s] = 1.0
+        m[I_INVESTIGATE + N_T * s:I_INVESTIGATE + N_T * (s + 1)] = 1
+        m[I_VERDICT + 9 * s:I_VERDICT + 9 * (s + 1)] = 1
+    links = _LINK_INDEX[slots][:, ref.present]  # pairs with every ad present, old or new
     m[links[links >= I_LINK]] = 1
 
 
@@ -532,7 +538,7 @@ def _inv_modify(obs: Observer, ref: Referee, ev: tuple) -> None:
     t = obs.tensor
     o = obs.off
     row = int(ref.slot_row[s])
-    t[obs.lexical_index[s]] = ref.lexical[s]
+    _write_lexical(obs, ref, s)
     t[o["surface"] + 5 * s + 4] = min(int(ref.rows.markers[row]), 6) / 6.0
     if ref.pulled[s, _LANDING]:
         t[o["evidence"] + N_T * s + _LANDING] = _evidence_value(
@@ -563,8 +569,8 @@ def _fr_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
     slots = ev[1]
     t = obs.tensor
     o = obs.off
-    rows = _arrive_common(obs, ref, slots)
-    for s, row in zip(slots.tolist(), rows.tolist()):
+    for s, row in zip(slots.tolist(), ref.slot_row[slots].tolist()):
+        _arrive_common(obs, ref, s, row)
         if ref.is_proposal[s]:
             t[o["mine"] + s] = 1.0
             t[o["my_tactic"] + len(TACTICS) * s + int(ref.rows.tactic[row])] = 1.0
@@ -576,9 +582,10 @@ def _fr_modify(obs: Observer, ref: Referee, ev: tuple) -> None:
     t = obs.tensor
     o = obs.off
     row = int(ref.slot_row[s])
-    t[obs.lexical_index[s]] = ref.lexical[s]
+    _write_lexical(obs, ref, s)
     at = o["my_evidence"] + N_T * s
-    t[at:at + N_T] = np.clip(ref.rows.evidence[row] / EVIDENCE_SCALE, -OBS_BOUND, OBS_BOUND)
+    t[at:at + N_T] = np.minimum(np.maximum(ref.rows.evidence[row] / EVIDENCE_SCALE, -OBS_BOUND),
+                                OBS_BOUND)  # np.clip, without its wrapper's overhead
     _surface_row(ref, row, t, o["my_surface"] + 5 * s)
     t[o["trusted"] + s] = ref.trusted[s]
     m = obs._mask

@@ -231,38 +231,43 @@ class ScriptedInvestigator(Policy):
     role = "investigator"
     UNCERTAIN = 2.2  # |log-odds| below which another source is worth pulling
     _prior_key: tuple | None = None
+    _seen_key: bytes | None = None
 
     def act_tensor(self, vector, mask):
         v = _InvSlices
         task = _TASK_LIST[int(vector[v.task].argmax())]
-        pending = np.flatnonzero(vector[v.pending])
-        pair_shared = vector[v.pair_shared]
+        pending = vector[v.pending].nonzero()[0].tolist()
         pairs = []
-        if pair_shared.any():
+        if np.count_nonzero(vector[v.collisions]):  # some ads visibly share a ring signal
             linked = vector[v.pair_linked]
             pairs = [(int(PAIRS[p, 0]), int(PAIRS[p, 1]))
-                     for p in np.flatnonzero(pair_shared).tolist() if linked[p] < 0.5]
-        if not len(pending) and not pairs:
+                     for p in np.flatnonzero(vector[v.pair_shared]).tolist() if linked[p] < 0.5]
+        if not pending and not pairs:
             return I_END
-        key = (task.task_id, vector[v.static].tobytes())
-        if key != self._prior_key:  # the surface prior changes only when ads arrive or change
+        # The log-odds change only when ads arrive or change (the surface prior) or evidence
+        # is pulled; most turns reuse them.
+        static = (task.task_id, vector[v.static].tobytes())
+        seen = vector[v.seen].tobytes()
+        if static != self._prior_key:
             lex = vector[v.lexical].reshape(S, -1)
             self._prior = (vector[v.surface].reshape(S, 5) @ _SURF_W
                            + vector[v.category].reshape(S, len(CATEGORIES)) @ _CAT_TERM
                            + JUNK_LOGIT * ((lex[:, 6] < 0.28) | (lex[:, 7] < 0.75))
                            + _BASE_LOGIT[task.task_id])
-            self._prior_key = key
-        pulled = vector[v.pulled].reshape(S, len(TARGETS))
-        logit = (self._prior + vector[v.evidence].reshape(S, len(TARGETS)) @ _EV_W
-                 + pulled @ _PULL_W)
+            self._prior_key = static
+            self._seen_key = None
+        if seen != self._seen_key:
+            self._logit = (self._prior + vector[v.evidence].reshape(S, len(TARGETS)) @ _EV_W
+                           + vector[v.pulled].reshape(S, len(TARGETS)) @ _PULL_W).tolist()
+            self._seen_key = seen
         cap = task.max_investigator_actions_per_turn
         op = self.decide(
-            task, logit, pending, pulled, pairs, None,
+            task, self._logit, pending, vector[v.pulls_left].tolist(),
+            vector[v.pulled].reshape(S, len(TARGETS)), pairs, vector[v.gray],
             budget=int(round(float(vector[v.budget]) * task.action_budget)),
             actions_left=int(round(float(vector[v.actions_left]) * cap)),
             rounds_remaining=int(round(float(vector[v.rounds_remaining]) * task.max_rounds)),
-            present_count=int(np.count_nonzero(vector[v.present])),
-            category_onehot=vector[v.category].reshape(S, len(CATEGORIES)))
+            present_count=np.count_nonzero(vector[v.present]))
         index = _investigator_index(op)
         if not mask[index]:  # knobs can differ from the task defaults; never act illegally
             index = I_END
@@ -299,7 +304,9 @@ class ScriptedInvestigator(Policy):
                  if (i, j) not in linked and any(tokens[i][k] == tokens[j].get(k)
                                                  for k in tokens[i])]
         logit = surface_logit(b, task.task_id) + evidence_logit(b)
-        op = self.decide(task, logit, np.asarray(pending, np.int64), b.pulled, pairs, b.category,
+        op = self.decide(task, logit.tolist(), sorted(pending),
+                         (b.pulled.sum(axis=1) < MAX_PULLS_PER_AD).tolist(), b.pulled, pairs,
+                         b.category == GRAY_CATEGORY,
                          budget=int(obs.queue_status.get("budget", 0)),
                          actions_left=obs.actions_left_this_turn,
                          rounds_remaining=obs.rounds_remaining,
@@ -325,44 +332,53 @@ class ScriptedInvestigator(Policy):
                                   confidence=op[3], rationale=why)
         return AdReviewAction(action_type="end_turn")
 
-    def decide(self, task, logit, pending, pulled, pairs, category, budget, actions_left,
-               rounds_remaining, present_count, category_onehot=None) -> tuple:
+    def decide(self, task, logit, pending, room, pulled, pairs, gray, budget, actions_left,
+               rounds_remaining, present_count) -> tuple:
+        """The choice both faces share. ``logit``: per-slot log-odds that the ad is bad (a
+        list); ``pending``: the pending slots, ascending; ``room``: per slot, true while fewer
+        than MAX_PULLS_PER_AD sources are pulled; ``pulled``: slot x source; ``gray``: per slot,
+        true for the gray-area category; ``pairs``: unlinked pairs that visibly share
+        infrastructure."""
         if budget <= 0:
             return ("end_turn",)
         # 1. link pairs that visibly share infrastructure and both look bad
         for i, j in pairs:
             if logit[i] > LINK_LOGIT and logit[j] > LINK_LOGIT:
                 return ("link", i, j, None)
-        if len(pending) == 0:
+        if not pending:
             return ("end_turn",)
         # 2. pull evidence while the remaining actions cover the queue still expected
         cap = task.max_investigator_actions_per_turn
         remaining = min(budget, actions_left + (rounds_remaining - 1) * cap)
         to_come = max(0, task.queue_size + task.max_proposals - present_count) * 0.8
-        spare = remaining - len(pending) - to_come
-        pend = pending.tolist()
-        certainty = np.abs(logit[pending]).tolist()
-        if spare >= 1:
-            pulls = pulled[pending].sum(axis=1).tolist()
-            open_ = [(c, s) for c, s, n in zip(certainty, pend, pulls)
-                     if c < self.UNCERTAIN and n < MAX_PULLS_PER_AD]
+        certainty = [abs(logit[s]) for s in pending]
+        if remaining - len(pending) - to_come >= 1:
+            # the most uncertain ad that still has sources to pull (the lowest slot of equals)
+            open_ = [(c, s) for c, s in zip(certainty, pending)
+                     if c < self.UNCERTAIN and room[s]]
             if open_:
                 s = min(open_)[1]
                 order = _SOURCE_ORDER_RINGS if task.n_rings else _SOURCE_ORDER
-                row = pulled[s]
+                row = pulled[s].tolist()
                 t = next(t for t in order if not row[t])
                 return ("investigate", s, t)
-        # 3. otherwise rule on the ad we are surest about
-        s = max(zip(certainty, pend))[1]
-        p_bad = 1.0 / (1.0 + math.exp(-float(logit[s])))
-        gray = category_onehot[s, GRAY_CATEGORY] > 0.5 if category is None else \
-            category[s] == GRAY_CATEGORY
-        if_bad, if_legit = _VALUE_GRAY if gray else _VALUE_FRAUD
+        # 3. otherwise rule on the ad we are surest about (the highest slot of equals)
+        s = max(zip(certainty, pending))[1]
+        p_bad = 1.0 / (1.0 + math.exp(-logit[s]))
+        if_bad, if_legit = _VALUE_GRAY if gray[s] else _VALUE_FRAUD
         values = [p_bad * b + (1.0 - p_bad) * g for b, g in zip(if_bad, if_legit)]
         verdict = values.index(max(values))
         p_right = p_bad if verdict != 0 else 1.0 - p_bad
-        conf = min(CONFIDENCE_BUCKETS, key=lambda c: abs(c - p_right))
-        return ("verdict", s, verdict, conf, None)
+        return ("verdict", s, verdict, nearest_bucket(p_right), None)
+
+
+def nearest_bucket(p: float) -> float:
+    """The confidence bucket closest to ``p`` (the first of equals)."""
+    best, gap = CONFIDENCE_BUCKETS[0], abs(CONFIDENCE_BUCKETS[0] - p)
+    for c in CONFIDENCE_BUCKETS[1:]:
+        if abs(c - p) < gap:
+            best, gap = c, abs(c - p)
+    return best
 
 
 def _verdict_table(bad_label: int, severity: float = 0.6) -> tuple[list, list]:
@@ -385,6 +401,10 @@ class _InvSlices:
     task = slice(*_t["task"][:2])
     present = slice(*_t["present"][:2])
     pending = slice(_t["status"][0], _t["status"][1], 4)  # status column 0: pending
+    pulls_left = slice(*_t["pulls_left"][:2])
+    gray = slice(_t["category"][0] + GRAY_CATEGORY, _t["category"][1], len(CATEGORIES))
+    collisions = slice(*_t["collisions"][:2])
+    seen = slice(_t["pulled"][0], _t["evidence"][1])  # pulled, evidence: contiguous
     lexical = slice(*_t["lexical"][:2])
     pulled = slice(*_t["pulled"][:2])
     surface = slice(*_t["surface"][:2])
@@ -426,7 +446,7 @@ class _FraudsterView:
         self.task_id = "task_1"
         self.proposals_remaining = 0
         self.room = False
-        self.allowed = np.zeros(len(CATEGORIES), bool)
+        self.allowed: list[bool] = []  # per category
         self.mine_pending: list[int] = []
         self.mine_pulled: dict[int, np.ndarray] = {}
         self.trusted: set[int] = set()
@@ -458,8 +478,8 @@ class ReactiveFraudster(Policy):
         f.proposals_remaining = int(round(float(vector[t.proposals_remaining]) *
                                           task.max_proposals))
         f.room = vector[t.queue_room] > 0.5
-        f.allowed = vector[t.allowed] > 0.5
-        mine = np.flatnonzero(vector[t.mine]).tolist()
+        f.allowed = vector[t.allowed].tolist()
+        mine = vector[t.mine].nonzero()[0].tolist()
         if mine:
             status = vector[t.status].reshape(S, 4)[mine].argmax(1).tolist()
             pulled = vector[t.pulled].reshape(S, len(TARGETS))[mine].any(1).tolist()
@@ -473,13 +493,12 @@ class ReactiveFraudster(Policy):
                         f.trusted.add(s)
                 f.approved += status[k] == 1
                 f.rejected += status[k] == 2
-            f.network_used = any(CATEGORIES[c].family == "network" for c in cats)
+            f.network_used = any(_FAMILY[c] == "network" for c in cats)
         f.actions_left_this_turn = int(round(float(vector[t.actions_left]) *
                                              task.max_fraudster_actions_per_turn))
         f.rounds_remaining = max(1, int(round(float(vector[t.rounds_remaining]) *
                                               task.max_rounds)))
-        op = self.decide(f, task)
-        index = _fraudster_index(op)
+        index = _fraudster_index(self.decide(f, task))
         if not mask[index]:
             index = F_END
         return index
@@ -490,6 +509,7 @@ class ReactiveFraudster(Policy):
         task = TASKS[f.task_id]
         f.proposals_remaining = obs.proposals_remaining
         f.room = obs.can_propose
+        f.allowed = [False] * len(CATEGORIES)
         for c in obs.allowed_categories:
             f.allowed[CATEGORY_INDEX[c]] = True
         cats = []
@@ -527,7 +547,7 @@ class ReactiveFraudster(Policy):
             return ("commit_final",)
         boldness = 1 + f.approved - f.rejected  # 0 blatant ... 3 camouflaged, by tactic index
         tactic = min(3, max(0, 2 - boldness + (self.rng.random() < 0.3)))
-        allowed = [c for c in range(len(CATEGORIES)) if f.allowed[c]]
+        allowed = [c for c, ok in enumerate(f.allowed) if ok]
         if f.network_used:
             allowed = [c for c in allowed if _FAMILY[c] != "network"] or allowed
         if tactic == 3:
