@@ -10,6 +10,7 @@ Every policy takes an optional ``seed=`` and draws randomness only from its own 
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import numpy as np
 
@@ -137,6 +138,8 @@ from .models import AdReviewAction, AuditorAction, FraudsterAction  # noqa: E402
 from .referee import AD_IDS, AD_SLOT  # noqa: E402
 
 S = MAX_SLOTS
+N_T = len(TARGETS)
+N_CAT = len(CATEGORIES)
 _SLICES = {role: [(name, o, o + int(np.prod(shape)), shape) for name, o, shape in
                    Observer(role).layout] for role in ("fraudster", "investigator", "auditor")}
 _SLICE_BY_NAME = {role: {name: (a, b, shape) for name, a, b, shape in sl}
@@ -267,7 +270,7 @@ class ScriptedInvestigator(Policy):
             budget=int(round(float(vector[v.budget]) * task.action_budget)),
             actions_left=int(round(float(vector[v.actions_left]) * cap)),
             rounds_remaining=int(round(float(vector[v.rounds_remaining]) * task.max_rounds)),
-            present_count=np.count_nonzero(vector[v.present]))
+            present_count=int(np.count_nonzero(vector[v.present])))
         index = _investigator_index(op)
         if not mask[index]:  # knobs can differ from the task defaults; never act illegally
             index = I_END
@@ -442,13 +445,19 @@ def _investigator_index(op: tuple) -> int:
 
 # ============================================================================ fraudster
 class _FraudsterView:
+    """What the reactive fraudster reads, whichever face it came from."""
+
+    __slots__ = ("task_id", "proposals_remaining", "room", "allowed", "mine_pending",
+                 "mine_pulled", "trusted", "markers", "approved", "rejected", "network_used",
+                 "actions_left_this_turn", "rounds_remaining")
+
     def __init__(self):
         self.task_id = "task_1"
         self.proposals_remaining = 0
         self.room = False
-        self.allowed: list[bool] = []  # per category
+        self.allowed: tuple[int, ...] = ()  # the allowed categories, ascending
         self.mine_pending: list[int] = []
-        self.mine_pulled: dict[int, np.ndarray] = {}
+        self.mine_pulled: dict[int, bool] = {}
         self.trusted: set[int] = set()
         self.markers: dict[int, int] = {}
         self.approved = 0
@@ -478,22 +487,23 @@ class ReactiveFraudster(Policy):
         f.proposals_remaining = int(round(float(vector[t.proposals_remaining]) *
                                           task.max_proposals))
         f.room = vector[t.queue_room] > 0.5
-        f.allowed = vector[t.allowed].tolist()
-        mine = vector[t.mine].nonzero()[0].tolist()
-        if mine:
-            status = vector[t.status].reshape(S, 4)[mine].argmax(1).tolist()
-            pulled = vector[t.pulled].reshape(S, len(TARGETS))[mine].any(1).tolist()
-            cats = vector[t.category].reshape(S, len(CATEGORIES))[mine].argmax(1).tolist()
-            for k, s in enumerate(mine):
-                if status[k] == 0:
-                    f.mine_pending.append(s)
-                    f.mine_pulled[s] = pulled[k]
-                    f.markers[s] = int(round(float(vector[t.my_surface + 5 * s + 4]) * 6))
-                    if vector[t.trusted + s] > 0.5:
-                        f.trusted.add(s)
-                f.approved += status[k] == 1
-                f.rejected += status[k] == 2
-            f.network_used = any(_FAMILY[c] == "network" for c in cats)
+        f.allowed = tuple(vector[t.allowed].nonzero()[0].tolist())
+        item = vector.item
+        for s in vector[t.mine].nonzero()[0].tolist():  # my proposals, by slot
+            at = t.status + 4 * s  # status one-hot: pending, approved, rejected, escalated
+            if item(at) > 0.5:
+                f.mine_pending.append(s)
+                f.mine_pulled[s] = bool(np.count_nonzero(vector[t.pulled + N_T * s:
+                                                                t.pulled + N_T * (s + 1)]))
+                f.markers[s] = int(round(item(t.my_surface + 5 * s + 4) * 6))
+                if item(t.trusted + s) > 0.5:
+                    f.trusted.add(s)
+            else:
+                f.approved += item(at + 1) > 0.5
+                f.rejected += item(at + 2) > 0.5
+            if not f.network_used:
+                at = t.category + N_CAT * s
+                f.network_used = _FAMILY[int(vector[at:at + N_CAT].argmax())] == "network"
         f.actions_left_this_turn = int(round(float(vector[t.actions_left]) *
                                              task.max_fraudster_actions_per_turn))
         f.rounds_remaining = max(1, int(round(float(vector[t.rounds_remaining]) *
@@ -509,9 +519,7 @@ class ReactiveFraudster(Policy):
         task = TASKS[f.task_id]
         f.proposals_remaining = obs.proposals_remaining
         f.room = obs.can_propose
-        f.allowed = [False] * len(CATEGORIES)
-        for c in obs.allowed_categories:
-            f.allowed[CATEGORY_INDEX[c]] = True
+        f.allowed = tuple(sorted(CATEGORY_INDEX[c] for c in obs.allowed_categories))
         cats = []
         for item in obs.current_queue:
             if not item["is_my_proposal"]:
@@ -547,15 +555,8 @@ class ReactiveFraudster(Policy):
             return ("commit_final",)
         boldness = 1 + f.approved - f.rejected  # 0 blatant ... 3 camouflaged, by tactic index
         tactic = min(3, max(0, 2 - boldness + (self.rng.random() < 0.3)))
-        allowed = [c for c, ok in enumerate(f.allowed) if ok]
-        if f.network_used:
-            allowed = [c for c in allowed if _FAMILY[c] != "network"] or allowed
-        if tactic == 3:
-            allowed = [c for c in allowed if _FAMILY[c] == "legit"] or allowed
-        else:
-            allowed = [c for c in allowed if _FAMILY[c] != "legit"] or allowed
-        weights = [_PICK_WEIGHT[c] for c in allowed]
-        x = self.rng.random() * sum(weights)
+        allowed, weights, total = _proposal_odds(f.allowed, f.network_used, tactic == 3)
+        x = self.rng.random() * total
         pick = allowed[-1]
         for c, w in zip(allowed, weights):
             x -= w
@@ -563,6 +564,22 @@ class ReactiveFraudster(Policy):
                 pick = c
                 break
         return ("propose", pick, int(tactic))
+
+
+@cache
+def _proposal_odds(allowed: tuple[int, ...], network_used: bool, camouflaged: bool):
+    """The categories the reactive fraudster picks from, their weights and the weights' sum.
+    It skips network categories once it has a network ad, and matches the family to the
+    tactic: camouflaged copy goes into legit categories, the rest into fraud ones (each rule
+    only when it leaves a choice)."""
+    if network_used:
+        allowed = tuple(c for c in allowed if _FAMILY[c] != "network") or allowed
+    if camouflaged:
+        allowed = tuple(c for c in allowed if _FAMILY[c] == "legit") or allowed
+    else:
+        allowed = tuple(c for c in allowed if _FAMILY[c] != "legit") or allowed
+    weights = [_PICK_WEIGHT[c] for c in allowed]
+    return allowed, weights, sum(weights)
 
 
 _AU_RECORD = slice(_SLICE_BY_NAME["auditor"]["calibration"][0],
@@ -580,9 +597,9 @@ class _FR:
     queue_room = _t["queue_room"][0]
     allowed = slice(*_t["allowed_categories"][:2])
     mine = slice(*_t["mine"][:2])
-    status = slice(*_t["status"][:2])
-    pulled = slice(*_t["pulled"][:2])
-    category = slice(*_t["category"][:2])
+    status = _t["status"][0]
+    pulled = _t["pulled"][0]
+    category = _t["category"][0]
     my_surface = _t["my_surface"][0]
     trusted = _t["trusted"][0]
     actions_left = _t["actions_left_this_turn"][0]
