@@ -9,7 +9,8 @@ Track B scores each fraudster proposal's plausibility from its final text. Flags
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
 
 from .catalog import APPROVE, CATEGORIES, CORRECT_VERDICT, LEGIT, REJECT, TARGETS
 from .lexicon import (
@@ -33,8 +34,7 @@ INCOHERENT_REJECT_SIGNAL = 0.0  # ... and below which rejecting on two or more s
 BIAS_GAP = 0.5
 
 
-@dataclass(frozen=True)
-class ProposalText:
+class ProposalText(NamedTuple):
     ad_id: str
     category: int
     copy: str
@@ -48,18 +48,7 @@ def track_b(proposals: list[ProposalText]) -> tuple[set[tuple[str, str]], dict[s
     plaus: dict[str, float] = {}
     seen: list[frozenset] = []
     for p in proposals:
-        cat = CATEGORIES[p.category]
-        text = " ".join((p.copy, p.blurb, p.targeting))
-        found = []
-        if is_gibberish(p.copy):
-            found.append("gibberish")
-        if has_injection_or_generator_token(text):
-            found.append("branding_anomaly")
-        if cat.adult_only and mentions_minors(p.targeting + " " + p.copy):
-            found.append("parameter_mismatch")
-        low = text.lower()
-        if not any(k in low for k in cat.keywords):
-            found.append("market_implausible")
+        found = list(_text_findings(p.category, p.copy, p.blurb, p.targeting))
         sh = shingles(p.copy)
         if any(jaccard(sh, other) >= REPETITION_JACCARD for other in seen):
             found.append("template_repetition")
@@ -70,8 +59,26 @@ def track_b(proposals: list[ProposalText]) -> tuple[set[tuple[str, str]], dict[s
     return flags, plaus
 
 
-@dataclass(frozen=True)
-class VerdictRecord:
+@lru_cache(maxsize=1 << 14)
+def _text_findings(category: int, copy: str, blurb: str, targeting: str) -> tuple[str, ...]:
+    """The track B findings one proposal's own text supports (all but repetition, which
+    compares proposals). Memoised: template proposals repeat across matches."""
+    cat = CATEGORIES[category]
+    text = " ".join((copy, blurb, targeting))
+    found = []
+    if is_gibberish(copy):
+        found.append("gibberish")
+    if has_injection_or_generator_token(text):
+        found.append("branding_anomaly")
+    if cat.adult_only and mentions_minors(targeting + " " + copy):
+        found.append("parameter_mismatch")
+    low = text.lower()
+    if not any(k in low for k in cat.keywords):
+        found.append("market_implausible")
+    return tuple(found)
+
+
+class VerdictRecord(NamedTuple):
     ad_id: str
     verdict: int
     confidence: float

@@ -26,12 +26,14 @@ from .catalog import (
     CORRECT_VERDICT,
     COUNTRIES,
     FRAUDSTER_EDITS,
+    LEGIT,
     MAX_AUDITOR_ACTIONS,
     MAX_PULLS_PER_AD,
     MAX_SLOTS,
     PAYMENT_TYPES,
     PHASE_ROLE,
     PHASES,
+    REJECT,
     RING_SIGNAL_SOURCE,
     ROLES,
     TACTICS,
@@ -661,60 +663,68 @@ def _au_mask(obs: Observer, ref: Referee) -> np.ndarray:
     return obs._mask
 
 
-_TRACK_B_CUES = ("branding_anomaly", "parameter_mismatch", "market_implausible",
-                 "template_repetition")
+# The track B findings the auditor observes per proposal (its track_b_cues view), in order.
+TRACK_B_CUES = ("branding_anomaly", "parameter_mismatch", "market_implausible",
+                "template_repetition")
+
+
+_RISKY_CATEGORY = [c.family != "legit" for c in CATEGORIES]  # for the bias reading
 
 
 def _fill_auditor_record(v: dict, ref: Referee) -> None:
-    present = ref.present
-    idx = np.maximum(ref.slot_row, 0)
+    """Write the match record into the auditor's views. It is written once, when play ends,
+    onto the zeros the views were reset to."""
     rows = ref.rows
-    manual = ref.manual & present
-    label = rows.label[idx].astype(np.int64)
-    v["present"][:] = present
-    _onehot(v["label"], present, label)
-    _onehot(v["status"], present, ref.verdict.astype(np.int64) + 1)
-    v["manual"][:] = manual
-    v["confidence"][:] = np.where(present, ref.confidence, 0)
+    present = ref.present.nonzero()[0]
+    ads = ref.slot_row[present]
+    v["present"][present] = 1
+    v["label"][present, rows.label[ads]] = 1
+    v["status"][present, ref.verdict[present] + 1] = 1
+    v["manual"][:] = ref.manual
+    v["confidence"][present] = ref.confidence[present]
     v["proposal"][:] = ref.is_proposal
-    v["severity"][:] = np.where(present, rows.severity[idx], 0)
-    _onehot(v["category"], present, rows.category[idx])
+    v["severity"][present] = rows.severity[ads]
+    v["category"][present, rows.category[ads]] = 1
     v["pulled"][:] = ref.pulled
-    np.divide(rows.evidence[idx], EVIDENCE_SCALE, out=v["evidence"])
-    np.clip(v["evidence"], -OBS_BOUND, OBS_BOUND, out=v["evidence"])
-    v["evidence"] *= ref.pulled
+    evidence = v["evidence"]
+    np.divide(rows.evidence[np.maximum(ref.slot_row, 0)], EVIDENCE_SCALE, out=evidence)
+    np.minimum(np.maximum(evidence, -OBS_BOUND, out=evidence), OBS_BOUND, out=evidence)
+    evidence *= ref.pulled
     v["lexical"][:] = ref.lexical
+    # The manual verdicts, as plain lists: there are few, and numpy scalars are slow one by one.
+    slot_row, verdict, order = ref.slot_row.tolist(), ref.verdict.tolist(), \
+        ref.decided_order.tolist()
+    label, category = rows.label.tolist(), rows.category.tolist()
+    manual = ref.manual.tolist()
+    manual_slots = ref.manual.nonzero()[0].tolist()
     rat = v["rationale"]
-    for s in np.flatnonzero(manual):
+    for s in manual_slots:
         text = ref.rationale[s]
         rat[s, 0] = bool(text and text.strip())
     conflict = v["link_conflict"]
     for a, b in ref.links:
-        if manual[a] and manual[b] and {int(ref.verdict[a]), int(ref.verdict[b])} == {0, 1}:
-            later = a if ref.decided_order[a] > ref.decided_order[b] else b
-            conflict[later] = 1
+        if manual[a] and manual[b] and {verdict[a], verdict[b]} == {0, 1}:
+            conflict[a if order[a] > order[b] else b] = 1
     cues = v["track_b_cues"]
     truth = ref.truth_flags  # track B findings are facts about the proposals' text
     for s in ref.proposal_slots:
-        ad = AD_IDS[s]
-        cues[s] = [(flag, ad) in truth for flag in _TRACK_B_CUES]
-    cal = v["calibration"]
-    bins = calibration_bins(ref.confidence[manual].tolist(),
-                            (ref.verdict[manual] == np.asarray(CORRECT_VERDICT)[label[manual]])
-                            .tolist())
-    for b, (n, mean_conf, accuracy) in enumerate(bins):
-        cal[b] = (n / S, mean_conf, accuracy)
-    legit = manual & (label == 0)
-    fam = np.asarray([c.family != "legit" for c in CATEGORIES])[rows.category[idx]]
-    risky, plain = legit & fam, legit & ~fam
-    rejected = ref.verdict == 1
-    v["bias"][:] = (risky.sum() / S, rejected[risky].mean() if risky.any() else 0,
-                    plain.sum() / S, rejected[plain].mean() if plain.any() else 0)
-
-
-def _onehot(out: np.ndarray, present: np.ndarray, index: np.ndarray) -> None:
-    out[:] = 0
-    out[present, index[present]] = 1
+        for i, flag in enumerate(TRACK_B_CUES):
+            if (flag, AD_IDS[s]) in truth:
+                cues[s, i] = 1
+    correct = [verdict[s] == CORRECT_VERDICT[label[slot_row[s]]] for s in manual_slots]
+    bins = calibration_bins(ref.confidence[manual_slots].tolist(), correct)
+    v["calibration"][:] = [(n / S, mean_conf, accuracy) for n, mean_conf, accuracy in bins]
+    # Rejection rates of legit ads, in risky-looking and in plain categories.
+    risky = [0, 0]  # ads, rejected
+    plain = [0, 0]
+    for s in manual_slots:
+        row = slot_row[s]
+        if label[row] == LEGIT:
+            tally = risky if _RISKY_CATEGORY[category[row]] else plain
+            tally[0] += 1
+            tally[1] += verdict[s] == REJECT
+    v["bias"][:] = (risky[0] / S, risky[1] / risky[0] if risky[0] else 0,
+                    plain[0] / S, plain[1] / plain[0] if plain[0] else 0)
 
 
 _HANDLERS = {

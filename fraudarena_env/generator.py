@@ -37,6 +37,7 @@ from .catalog import (
     TACTIC_MARKERS,
     TACTIC_SEVERITY,
     TACTIC_STRENGTH,
+    TACTICS,
     TLDS,
     TOPOLOGIES,
     TaskConfig,
@@ -95,54 +96,61 @@ class Episode:
 _SURF_OFFSET = np.asarray([1.6, 1.6, 1.8])
 _SURF_SCALE = np.asarray([len(TLDS) / 4.4, len(PAYMENT_TYPES) / 4.4, len(COUNTRIES) / 4.8])
 _SURF_HIGH = np.asarray([len(TLDS) - 1, len(PAYMENT_TYPES) - 1, len(COUNTRIES) - 1])
-_BASE_SEVERITY = np.asarray([c.base_severity for c in CATEGORIES])
-_TACTIC_STRENGTH = np.asarray(TACTIC_STRENGTH)
-_TACTIC_SEVERITY = np.asarray(TACTIC_SEVERITY)
+_BASE_SEVERITY = tuple(c.base_severity for c in CATEGORIES)
+_CAMOUFLAGED = TACTICS.index("camouflaged")
 
 
-def surface_from_latent(strength, normal, uniform=None):
-    """Map strength and noise to the visible surface: age, TLD, payment type, country, markers."""
+def write_signals(rows: AdRows, normal: np.ndarray, at: slice) -> None:
+    """Map the strength of rows ``at`` and their noise to what those ads show: the surface (age,
+    TLD, payment type, country, risk markers) and one evidence signal per source."""
+    strength = rows.strength[at]
+    noise = normal[at]
     shift = strength * SURFACE_SHIFT
-    z = normal[:, :4] + shift[:, None]
-    age = np.minimum(np.maximum(np.exp(6.0 - 0.8 * z[:, 0]), 1), 4000).astype(np.int32)
-    idx = np.minimum(np.maximum(((z[:, 1:4] + _SURF_OFFSET) * _SURF_SCALE).astype(np.int64), 0),
-                     _SURF_HIGH).astype(np.int8)
-    markers = np.minimum(np.maximum(np.rint(shift + 0.8 * normal[:, 4] - 0.3), 0), 3)
-    return age, idx[:, 0], idx[:, 1], idx[:, 2], markers.astype(np.int8)
-
-
-def evidence_from_latent(strength, normal):
-    return (strength[:, None] * EVIDENCE_SHIFT + normal[:, 5:11]).astype(np.float32)
+    z = noise[:, :4] + shift[:, None]
+    # Integer columns truncate on write, like astype.
+    rows.age_days[at] = np.minimum(np.maximum(np.exp(6.0 - 0.8 * z[:, 0]), 1), 4000)
+    rows.tld[at], rows.payment_type[at], rows.country[at] = np.minimum(np.maximum(
+        ((z[:, 1:4] + _SURF_OFFSET) * _SURF_SCALE).astype(np.int64), 0), _SURF_HIGH).T
+    rows.markers[at] = np.minimum(np.maximum(np.rint(shift + 0.8 * noise[:, 4] - 0.3), 0), 3)
+    rows.evidence[at] = strength[:, None] * EVIDENCE_SHIFT + noise[:, 5:11]
 
 
 @dataclass(frozen=True)
 class _Plan:
     """What does not change between matches of one task: label counts, category pools,
-    the arrival schedule and ring sizes."""
+    the arrival schedule, ring sizes and the blank rows every match starts from."""
 
     n: int
     labels: np.ndarray
-    tactics: np.ndarray
-    risky: np.ndarray
-    legit_family: np.ndarray
-    legit_risky: np.ndarray
-    arrival: np.ndarray
+    tactics: tuple[int, ...]
+    risky: tuple[int, ...]
+    legit_risky: tuple[int, ...]
     ring_sizes: tuple[int, ...]
+    blank: dict[str, np.ndarray]  # AdRows fields not drawn at reset, capacity long; copy them
 
 
 @lru_cache(maxsize=128)
 def _plan(task: TaskConfig, max_rounds: int) -> _Plan:
     n = task.queue_size
+    cap = n + MAX_SLOTS
     labels = np.repeat(np.asarray([LEGIT, FRAUD, ESCALATE], np.int8),
                        [task.n_legit, task.n_fraud, task.n_escalate])
-    risky = np.asarray([CATEGORY_INDEX[c] for c in task.fraud_categories])
-    legit_risky = risky if task.n_escalate == 0 else np.append(risky, GRAY_CATEGORY)
-    arrival = np.ones(n, np.int8)
+    risky = tuple(CATEGORY_INDEX[c] for c in task.fraud_categories)
+    legit_risky = risky if task.n_escalate == 0 else risky + (GRAY_CATEGORY,)
+    arrival = np.zeros(cap, np.int8)
+    arrival[:n] = 1
     n_initial = max(1, int(np.ceil(INITIAL_SHARE * n)))
     if max_rounds > 1:
-        arrival[n_initial:] = 2 + np.arange(n - n_initial) % (max_rounds - 1)
-    return _Plan(n, labels, np.asarray(task.fraud_tactics), risky, np.asarray(LEGIT_FAMILY),
-                 legit_risky, arrival, tuple(_ring_sizes(task.n_rings, task.n_fraud)))
+        arrival[n_initial:n] = 2 + np.arange(n - n_initial) % (max_rounds - 1)
+    blank = {"label": np.full(cap, FRAUD, np.int8), "category": np.zeros(cap, np.int16),
+             "tactic": np.full(cap, -1, np.int8), "severity": np.zeros(cap),
+             "strength": np.zeros(cap), "age_days": np.zeros(cap, np.int32),
+             "tld": np.zeros(cap, np.int8), "payment_type": np.zeros(cap, np.int8),
+             "country": np.zeros(cap, np.int8), "markers": np.zeros(cap, np.int8),
+             "evidence": np.zeros((cap, 6), np.float32), "ring": np.full(cap, -1, np.int16),
+             "arrival_round": arrival}
+    return _Plan(n, labels, tuple(task.fraud_tactics), risky, legit_risky,
+                 tuple(_ring_sizes(task.n_rings, task.n_fraud)), blank)
 
 
 def generate(task: TaskConfig, rng: np.random.Generator, max_rounds: int) -> Episode:
@@ -155,56 +163,52 @@ def generate(task: TaskConfig, rng: np.random.Generator, max_rounds: int) -> Epi
     uniform = rng.random((cap + 2, N_UNIFORM))
     tokens = rng.integers(0, TOKEN_SPACE, (cap + 4 * task.n_rings + 1, 4))
     slot_order = np.argsort(normal[n:, 11])
-    u = uniform
 
-    label = np.full(cap, FRAUD, np.int8)
-    lab = label[:n]
-    lab[:] = plan.labels[np.argsort(u[:n, 14])]
-    is_fraud = lab == FRAUD
-    tactic = np.full(cap, -1, np.int8)
-    tac = plan.tactics[(u[:n, 0] * len(plan.tactics)).astype(np.int64)]
-    tactic[:n] = np.where(is_fraud, tac, -1)
-    # Category. Camouflaged fraud always sits in a legit-looking category; other fraud
-    # sometimes does; legit ads sometimes sit in a risky one.
-    pick_legit = plan.legit_family[(u[:n, 1] * len(plan.legit_family)).astype(np.int64)]
-    pick_risky = plan.risky[(u[:n, 2] * len(plan.risky)).astype(np.int64)]
-    pick_legit_risky = plan.legit_risky[(u[:n, 2] * len(plan.legit_risky)).astype(np.int64)]
-    category = np.zeros(cap, np.int16)
-    category[:n] = np.where(
-        lab == LEGIT,
-        np.where(u[:n, 3] < LEGIT_IN_RISKY_CATEGORY, pick_legit_risky, pick_legit),
-        np.where(lab == ESCALATE, GRAY_CATEGORY,
-                 np.where((tac == 3) | (u[:n, 3] < FRAUD_IN_LEGIT_CATEGORY), pick_legit,
-                          pick_risky)))
-    strength = np.zeros(cap)
-    severity = np.zeros(cap)
-    is_esc = lab == ESCALATE
-    strength[:n] = np.where(is_fraud, _TACTIC_STRENGTH[tac], np.where(is_esc, ESCALATE_STRENGTH,
-                                                                       0.0))
-    severity[:n] = np.where(is_fraud | is_esc, _BASE_SEVERITY[category[:n]] *
-                            np.where(is_fraud, _TACTIC_SEVERITY[tac], 1.0), 0.0)
+    rows = AdRows(**{name: a.copy() for name, a in plan.blank.items()},
+                  body=(uniform[:cap, 4] * 3).astype(np.int8), uniform=uniform, tokens=tokens)
+    rows.label[:n] = plan.labels[np.argsort(uniform[:n, 14])]
+    labels = rows.label[:n].tolist()
+    rows.tactic[:n], rows.category[:n], rows.strength[:n], rows.severity[:n] = _base_ads(
+        plan, labels, uniform[:n, :4].tolist())
+    write_signals(rows, normal, slice(0, n))
 
-    age = np.zeros(cap, np.int32)
-    tld = np.zeros(cap, np.int8)
-    pay = np.zeros(cap, np.int8)
-    country = np.zeros(cap, np.int8)
-    markers = np.zeros(cap, np.int8)
-    age[:n], tld[:n], pay[:n], country[:n], markers[:n] = surface_from_latent(strength[:n],
-                                                                              normal[:n])
-    evidence = np.zeros((cap, 6), np.float32)
-    evidence[:n] = evidence_from_latent(strength[:n], normal[:n])
-    body = (u[:cap, 4] * 3).astype(np.int8)
-    arrival = np.zeros(cap, np.int8)
-    arrival[:n] = plan.arrival
-
-    ring = np.full(cap, -1, np.int16)
     rings = []
     if task.n_rings:
-        rings = _build_rings(plan, u[cap], u[cap + 1], normal[:n, 11], lab, tokens, ring, n)
-        _agency_decoy(lab, tokens, u)
-    rows = AdRows(label, category, tactic, severity, strength, age, tld, pay, country, markers,
-                  body, evidence, uniform, tokens, ring, arrival)
+        rings = _build_rings(plan, uniform[cap], uniform[cap + 1], normal[:n, 11].tolist(),
+                             labels, tokens, rows.ring, n)
+        _agency_decoy(labels, tokens, uniform)
     return Episode(n, rows, rings, slot_order, tokens[cap + 4 * task.n_rings].copy(), normal)
+
+
+def _base_ads(plan: _Plan, labels: list[int], u: list[list[float]]) -> tuple[list, ...]:
+    """Tactic, category, strength and severity of each base ad (a plain loop: queues are short).
+
+    Camouflaged fraud always sits in a legit-looking category; other fraud sometimes does;
+    legit ads sometimes sit in a risky one."""
+    tactics, categories, strengths, severities = [], [], [], []
+    for label, (u_tactic, u_legit, u_risky, u_where) in zip(labels, u):
+        if label == LEGIT:
+            tactic, strength, severity = -1, 0.0, 0.0
+            if u_where < LEGIT_IN_RISKY_CATEGORY:
+                category = plan.legit_risky[int(u_risky * len(plan.legit_risky))]
+            else:
+                category = LEGIT_FAMILY[int(u_legit * len(LEGIT_FAMILY))]
+        elif label == ESCALATE:
+            tactic, strength, category = -1, ESCALATE_STRENGTH, GRAY_CATEGORY
+            severity = _BASE_SEVERITY[category]
+        else:
+            tactic = plan.tactics[int(u_tactic * len(plan.tactics))]
+            if tactic == _CAMOUFLAGED or u_where < FRAUD_IN_LEGIT_CATEGORY:
+                category = LEGIT_FAMILY[int(u_legit * len(LEGIT_FAMILY))]
+            else:
+                category = plan.risky[int(u_risky * len(plan.risky))]
+            strength = TACTIC_STRENGTH[tactic]
+            severity = _BASE_SEVERITY[category] * TACTIC_SEVERITY[tactic]
+        tactics.append(tactic)
+        categories.append(category)
+        strengths.append(strength)
+        severities.append(severity)
+    return tactics, categories, strengths, severities
 
 
 def _ring_sizes(n_rings: int, n_fraud: int) -> list[int]:
@@ -220,8 +224,8 @@ def _ring_sizes(n_rings: int, n_fraud: int) -> list[int]:
 
 def _build_rings(plan, u_signals, u_rings, order_noise, label, tokens, ring, n) -> list[RingInfo]:
     n_rings = len(plan.ring_sizes)
-    fraud_rows = np.flatnonzero(label == FRAUD)
-    fraud_rows = fraud_rows[np.argsort(order_noise[fraud_rows])].tolist()
+    fraud_rows = sorted((i for i, lab in enumerate(label) if lab == FRAUD),
+                        key=order_noise.__getitem__)
     u_sig = u_signals.tolist()
     u_ring = u_rings.tolist()
     size_order = sorted(range(n_rings), key=lambda i: u_ring[4 + i])
@@ -272,7 +276,7 @@ def _share_tokens(topology, members, signals, tokens, ring_tokens):
 
 def _agency_decoy(label, tokens, uniform):
     """Two legit ads run by one agency share a campaign fingerprint: a decoy for naive linking."""
-    legit = np.flatnonzero(label == LEGIT)
+    legit = [i for i, lab in enumerate(label) if lab == LEGIT]
     if len(legit) >= 2 and uniform[0, 15] < 0.5:
         a, b = legit[0], legit[1]
         tokens[b, 3] = tokens[a, 3]
@@ -281,22 +285,15 @@ def _agency_decoy(label, tokens, uniform):
 def proposal_surface(tactic: int, row: int, episode: Episode, free_text_markers: int | None):
     """Fill a proposal's row from the reserved block: strength, surface, evidence."""
     rows = episode.rows
-    strength = TACTIC_STRENGTH[tactic]
-    normal = episode.normal[row:row + 1]
-    age, tld, pay, country, _ = surface_from_latent(np.asarray([strength]), normal)
-    rows.strength[row] = strength
+    rows.strength[row] = TACTIC_STRENGTH[tactic]
     rows.tactic[row] = tactic
-    rows.age_days[row] = age[0]
-    rows.tld[row] = tld[0]
-    rows.payment_type[row] = pay[0]
-    rows.country[row] = country[0]
+    write_signals(rows, episode.normal, slice(row, row + 1))
     rows.markers[row] = TACTIC_MARKERS[tactic] if free_text_markers is None else \
         min(free_text_markers, 9)
-    rows.evidence[row] = strength * EVIDENCE_SHIFT + normal[0, 5:11]
 
 
 def surface_z(age, tld, pay, country) -> np.ndarray:
-    """Invert ``surface_from_latent`` (up to bucket width): the latent surface signals behind
+    """Invert ``write_signals`` (up to bucket width): the latent surface signals behind
     displayed values. Policies use it to read the surface the way the generator wrote it."""
     age = np.asarray(age, float)
     return np.stack([

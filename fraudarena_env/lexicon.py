@@ -113,4 +113,5 @@ def shingles(text: str, n: int = 4) -> frozenset[tuple[str, ...]]:
 def jaccard(a: frozenset, b: frozenset) -> float:
     if not a and not b:
         return 1.0
-    return len(a & b) / max(len(a | b), 1)
+    shared = len(a & b)
+    return shared / max(len(a) + len(b) - shared, 1)  # the union's size, without building it

@@ -122,6 +122,7 @@ from .encoding import (  # noqa: E402
     I_VERDICT,
     PAIR_INDEX,
     PAIRS,
+    TRACK_B_CUES,
     Observer,
     op_to_model,
 )
@@ -619,6 +620,14 @@ def _fraudster_index(op: tuple) -> int:
 
 
 # ============================================================================ auditor
+# The auditor's action index of each flag: _FLAG_A[slot + 1][type] (row 0: the match as a whole)
+# and _FLAG_B[slot][type].
+_FLAG_A = [{f: A_FLAG_A + k * len(AUDIT_TRACK_A) + i for i, f in enumerate(AUDIT_TRACK_A)}
+           for k in range(S + 1)]
+_FLAG_B = [{f: A_FLAG_B + s * len(AUDIT_TRACK_B) + i for i, f in enumerate(AUDIT_TRACK_B)}
+           for s in range(S)]
+
+
 class HeuristicAuditor(Policy):
     """Re-derives the obvious faults from what it sees and flags them one by one, then submits:
     gibberish, injected or repeated proposals (track B); verdicts given without any evidence,
@@ -638,37 +647,30 @@ class HeuristicAuditor(Policy):
         return A_SUBMIT
 
     def _candidates(self, v):
-        nA, nB = len(AUDIT_TRACK_A), len(AUDIT_TRACK_B)
-        B = {f: i for i, f in enumerate(AUDIT_TRACK_B)}
-        A = {f: i for i, f in enumerate(AUDIT_TRACK_A)}
         lex = v["lexical"]
-        cues = v["track_b_cues"]
-        for s in np.flatnonzero(v["proposal"] > 0.5):
+        cues = (v["track_b_cues"] > 0.5).tolist()
+        for s in (v["proposal"] > 0.5).nonzero()[0].tolist():
             if lex[s, 6] < 0.28 or lex[s, 7] < 0.75 or lex[s, 2] < 20 / 400:
-                yield A_FLAG_B + s * nB + B["gibberish"]
-            if cues[s, 0] > 0.5:
-                yield A_FLAG_B + s * nB + B["branding_anomaly"]
-            if cues[s, 1] > 0.5:
-                yield A_FLAG_B + s * nB + B["parameter_mismatch"]
-            if cues[s, 2] > 0.5:
-                yield A_FLAG_B + s * nB + B["market_implausible"]
-            if cues[s, 3] > 0.5:
-                yield A_FLAG_B + s * nB + B["template_repetition"]
-        manual = v["manual"] > 0.5
-        status = np.argmax(v["status"], axis=1)
+                yield _FLAG_B[s]["gibberish"]
+            for flag, cued in zip(TRACK_B_CUES, cues[s]):
+                if cued:
+                    yield _FLAG_B[s][flag]
+        status = v["status"].argmax(axis=1).tolist()
         pulled = v["pulled"] > 0.5
-        for s in np.flatnonzero(manual):
-            if status[s] in (1, 2) and not pulled[s].any():
-                yield A_FLAG_A + (s + 1) * nA + A["missing_citation"]
-            if pulled[s].any():
+        pulled_any = pulled.any(axis=1).tolist()
+        conflict = (v["link_conflict"] > 0.5).tolist()
+        for s in (v["manual"] > 0.5).nonzero()[0].tolist():
+            if status[s] in (1, 2) and not pulled_any[s]:
+                yield _FLAG_A[s + 1]["missing_citation"]
+            if status[s] == 1 and pulled_any[s]:
                 mean = (v["evidence"][s][pulled[s]] * EVIDENCE_SCALE).mean()
-                if status[s] == 1 and mean >= 2.0:
-                    yield A_FLAG_A + (s + 1) * nA + A["incoherent_rationale"]
-            if v["link_conflict"][s] > 0.5:
-                yield A_FLAG_A + (s + 1) * nA + A["inconsistency"]
-        cal = v["calibration"]
+                if mean >= 2.0:
+                    yield _FLAG_A[s + 1]["incoherent_rationale"]
+            if conflict[s]:
+                yield _FLAG_A[s + 1]["inconsistency"]
+        cal = v["calibration"]  # compared in float32, as observed
         if any(cal[b, 0] * S >= 3 and cal[b, 1] - cal[b, 2] > 0.3 for b in range(3)):
-            yield A_FLAG_A + A["miscalibration"]
+            yield _FLAG_A[0]["miscalibration"]
 
     def act_model(self, obs):
         rec = obs.full_episode_record

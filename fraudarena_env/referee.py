@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,19 @@ AD_IDS = tuple(f"ad_{s + 1:03d}" for s in range(MAX_SLOTS))
 AD_SLOT = {a: s for s, a in enumerate(AD_IDS)}
 
 
+# Each task's own values of the match knobs (copy before changing).
+_TASK_KNOBS = {tid: {k: getattr(task, k) for k in MATCH_KNOBS} for tid, task in TASKS.items()}
+
+
+@lru_cache(maxsize=256)
+def _allowed_mask(allowed: tuple[str, ...]) -> np.ndarray:
+    """Which categories a match allows, by index; shared between matches, so read-only."""
+    mask = np.zeros(len(CATEGORIES), bool)
+    mask[[CATEGORY_INDEX[c] for c in allowed]] = True
+    mask.flags.writeable = False
+    return mask
+
+
 def match_id_for(seed: int, task_id: str, knobs: dict) -> str:
     key = f"{seed}|{task_id}|{sorted(knobs.items())}".encode()
     return "m_" + hashlib.sha256(key).hexdigest()[:16]
@@ -115,18 +129,20 @@ class Referee:
             raise ValueError(f"unknown match knob(s) {sorted(unknown)}; known: {MATCH_KNOBS}")
         task = TASKS[task_id]
         knobs = {k: v for k, v in knobs.items() if v is not None}
-        cfg = {k: getattr(task, k) for k in MATCH_KNOBS}
-        cfg.update(knobs)
+        cfg = dict(_TASK_KNOBS[task_id], **knobs)  # the task's own values are valid
         for k in MATCH_KNOBS[:-1]:
+            if k not in knobs:
+                continue
             if not isinstance(cfg[k], (int, np.integer)) or isinstance(cfg[k], bool) or \
                     cfg[k] < 1:
                 raise ValueError(f"{k} must be a positive integer, got {cfg[k]!r}")
             cfg[k] = int(cfg[k])
         allowed = tuple(cfg["allowed_categories"])
-        bad = [c for c in allowed if c not in CATEGORY_INDEX]
-        if bad or not allowed:
-            raise ValueError(f"allowed_categories must be a non-empty subset of "
-                             f"{list(CATEGORY_INDEX)}; unknown: {bad}")
+        if "allowed_categories" in knobs:
+            bad = [c for c in allowed if c not in CATEGORY_INDEX]
+            if bad or not allowed:
+                raise ValueError(f"allowed_categories must be a non-empty subset of "
+                                 f"{list(CATEGORY_INDEX)}; unknown: {bad}")
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**63))
         elif not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
@@ -139,8 +155,7 @@ class Referee:
         self.caps = (cfg["max_fraudster_actions_per_turn"],
                      cfg["max_investigator_actions_per_turn"], MAX_AUDITOR_ACTIONS)
         self.allowed_categories = allowed
-        self.allowed_mask = np.zeros(len(CATEGORIES), bool)
-        self.allowed_mask[[CATEGORY_INDEX[c] for c in allowed]] = True
+        self.allowed_mask = _allowed_mask(allowed)
         self.match_id = match_id_for(seed, task_id, knobs)
         self.episode_id = episode_id if episode_id is not None else self.match_id
 
@@ -217,7 +232,7 @@ class Referee:
         return sum(len(r.members) * (len(r.members) - 1) // 2 for r in self.rings)
 
     def pending_slots(self) -> np.ndarray:
-        return np.flatnonzero(self.present & (self.verdict < 0))
+        return (self.present & (self.verdict < 0)).nonzero()[0]
 
     def proposal_room(self) -> bool:
         """A new proposal needs a free slot beyond those reserved for base ads still to come."""
@@ -736,38 +751,41 @@ class Referee:
         self.end_reason = reason
         rows = self.rows
         pending = self.pending_slots()
+        self.verdict[pending] = 0
+        self.confidence[pending] = 0.0
+        # Plain lists from here on: the queue is short, and numpy scalars are slow one by one.
+        slot_row, verdict = self.slot_row.tolist(), self.verdict.tolist()
+        manual, confidence = self.manual.tolist(), self.confidence.tolist()
+        label, severity = rows.label.tolist(), rows.severity.tolist()
         auto_reward = 0.0
-        for s in pending:
-            row = self.slot_row[s]
-            self.verdict[s] = 0
-            self.events.append(("verdict", int(s)))
-            self.confidence[s] = 0.0
-            auto_reward += scoring.verdict_reward(0, int(rows.label[row]),
-                                                  float(rows.severity[row]))
-        present = np.flatnonzero(self.present)
-        prow = self.slot_row[present]
+        for s in pending.tolist():
+            self.events.append(("verdict", s))
+            auto_reward += scoring.verdict_reward(0, label[slot_row[s]], severity[slot_row[s]])
+        ring = rows.ring.tolist()
         correct = wrong = 0
         for a, b in self.links:
-            ra, rb = rows.ring[self.slot_row[a]], rows.ring[self.slot_row[b]]
+            ra, rb = ring[slot_row[a]], ring[slot_row[b]]
             if ra >= 0 and ra == rb:
                 correct += 1
             else:
                 wrong += 1
+        present = self.present.nonzero()[0].tolist()
+        prow = [slot_row[s] for s in present]
         self.grader_score, self.grader_terms = scoring.grade(
-            self.task.task_id, rows.label[prow], rows.severity[prow], self.verdict[present],
-            self.manual[present], self.confidence[present], correct, wrong, self.n_ring_pairs)
-        proposals = [audit.ProposalText(AD_IDS[s], int(rows.category[self.slot_row[s]]),
-                                        self.copy[s], self.blurb[s], self.targeting[s])
+            self.task.task_id, [label[r] for r in prow], [severity[r] for r in prow],
+            [verdict[s] for s in present], [manual[s] for s in present],
+            [confidence[s] for s in present], correct, wrong, self.n_ring_pairs)
+        category = rows.category.tolist()
+        proposals = [audit.ProposalText(AD_IDS[s], category[slot_row[s]], self.copy[s],
+                                        self.blurb[s], self.targeting[s])
                      for s in self.proposal_slots]
         flags_b, self.plausibility = audit.track_b(proposals)
+        arrived, decided_round = self.arrived.tolist(), self.decided_round.tolist()
         fraud_reward = 0.0
         for s in self.proposal_slots:
-            row = self.slot_row[s]
-            verdict = int(self.verdict[s])
-            decided = int(self.decided_round[s]) if self.manual[s] else self.round_number
-            reach = scoring.proposal_reach(verdict, int(self.arrived[s]), decided,
-                                           self.max_rounds)
-            fraud_reward += scoring.fraudster_outcome(verdict, float(rows.severity[row]),
+            decided = decided_round[s] if manual[s] else self.round_number
+            reach = scoring.proposal_reach(verdict[s], arrived[s], decided, self.max_rounds)
+            fraud_reward += scoring.fraudster_outcome(verdict[s], severity[slot_row[s]],
                                                       self.plausibility[AD_IDS[s]], reach)
         self.truth_flags = flags_b | audit.track_a(self._verdict_records(),
                                                    [(AD_IDS[a], AD_IDS[b])
@@ -779,26 +797,30 @@ class Referee:
         self.actions_this_turn = 0
 
     def _verdict_records(self) -> list[audit.VerdictRecord]:
+        """The manual verdicts, in the order they were given."""
+        rows = self.rows
+        slot_row, verdict = self.slot_row.tolist(), self.verdict.tolist()
+        confidence, order = self.confidence.tolist(), self.decided_order.tolist()
+        label, category = rows.label.tolist(), rows.category.tolist()
+        pulled_rows, evidence = self.pulled.tolist(), rows.evidence.tolist()
         out = []
-        pulled_rows = self.pulled.tolist()
-        for s in np.flatnonzero(self.manual).tolist():
-            row = int(self.slot_row[s])
-            pulled = tuple(t for t, p in enumerate(pulled_rows[s]) if p)
-            signals = self.rows.evidence[row].tolist()
+        for s in sorted(self.manual.nonzero()[0].tolist(), key=order.__getitem__):
+            row = slot_row[s]
+            pulled = tuple([t for t, p in enumerate(pulled_rows[s]) if p])
+            signals = evidence[row]
             out.append(audit.VerdictRecord(
-                AD_IDS[s], int(self.verdict[s]), float(self.confidence[s]), self.rationale[s],
-                int(self.rows.label[row]), int(self.rows.category[row]), pulled,
-                tuple(signals[t] for t in pulled), int(self.decided_order[s])))
-        return sorted(out, key=lambda r: r.order)
+                AD_IDS[s], verdict[s], confidence[s], self.rationale[s], label[row],
+                category[row], pulled, tuple([signals[t] for t in pulled]), order[s]))
+        return out
 
     def _revealed_values(self) -> dict[str, list[str]]:
         out = {}
-        for s in np.flatnonzero(self.manual):
+        for s in self.manual.nonzero()[0].tolist():
             if not self.rationale[s]:  # only a written rationale is checked for citations
                 continue
             vals = []
-            for t in np.flatnonzero(self.pulled[s]):
-                vals += [str(v) for v in evidence_fields(self.rows, self.slot_row[s], int(t))
+            for t in self.pulled[s].nonzero()[0].tolist():
+                vals += [str(v) for v in evidence_fields(self.rows, self.slot_row[s], t)
                          .values() if isinstance(v, str)]
             out[AD_IDS[s]] = vals
         return out
@@ -816,7 +838,7 @@ class Referee:
         return max(0, self.max_rounds - self.round_number + 1)
 
     def actions_left_this_turn(self, role_index: int) -> int:
-        if self.current_role != ROLES[role_index]:
+        if PHASE_ROLE.get(self.phase) != ROLES[role_index]:
             return 0
         if role_index == A:
             return MAX_AUDITOR_ACTIONS - self.auditor_actions

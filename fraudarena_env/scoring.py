@@ -45,10 +45,10 @@ def verdict_bounds(label: int, severity: float) -> tuple[float, float]:
     return min(values), max(values)
 
 
-# verdict_reward as a table: reward = base + sev * slope, indexed [label, verdict]
-_REWARD_BASE = np.asarray([[verdict_reward(v, lab, 0.0) for v in range(3)] for lab in range(3)])
-_REWARD_SEV = np.asarray([[verdict_reward(v, lab, 1.0) for v in range(3)]
-                          for lab in range(3)]) - _REWARD_BASE
+# verdict_reward as (base, slope) pairs, indexed [label][verdict]: reward = base + slope * sev
+_REWARD_TERMS = [[(verdict_reward(v, lab, 0.0),
+                   verdict_reward(v, lab, 1.0) - verdict_reward(v, lab, 0.0)) for v in range(3)]
+                 for lab in range(3)]
 
 CALIBRATION_BINS = (0.4, 0.7)
 MIN_CALIBRATION_VERDICTS = 3
@@ -96,19 +96,25 @@ def grade(task_id: str, labels, severities, verdicts, manual, confidences, n_cor
       verdict term when the match has no ring;
     * calibration: see ``calibration_score``.
     """
-    labels = np.asarray(labels, np.int64)
-    sev = np.asarray(severities, float)
-    table = _REWARD_BASE[labels] + _REWARD_SEV[labels] * sev[:, None]  # (ads, verdicts)
-    raw = float(table[np.arange(len(labels)), np.asarray(verdicts, np.int64)].sum())
-    best, worst = float(table.max(axis=1).sum()), float(table.min(axis=1).sum())
+    # Plain lists: queues are short, and numpy scalars are slow one by one.
+    labels, severities, verdicts, manual, confidences = map(
+        _as_list, (labels, severities, verdicts, manual, confidences))
+    chosen, best, worst = [], [], []
+    for label, sev, verdict in zip(labels, severities, verdicts):
+        (b0, k0), (b1, k1), (b2, k2) = _REWARD_TERMS[label]
+        rewards = (b0 + k0 * sev, b1 + k1 * sev, b2 + k2 * sev)
+        chosen.append(rewards[verdict])
+        best.append(max(rewards))
+        worst.append(min(rewards))
+    # Summed by numpy (pairwise), as the grader always has: a plain sum can differ in the last bit.
+    raw, best, worst = np.asarray([chosen, best, worst]).sum(axis=1).tolist()
     verdict_term = (raw - worst) / (best - worst) if best > worst else 0.0
     link_term = 0.0
     if n_ring_pairs:
-        link_term = float(np.clip((n_correct_links - 0.625 * n_wrong_links) / n_ring_pairs, 0, 1))
-    man = np.asarray(manual, bool)
-    correct = np.asarray(verdicts, np.int64) == np.asarray(CORRECT_VERDICT)[labels]
-    calib = calibration_score(np.asarray(confidences, float)[man].tolist(),
-                              correct[man].tolist())
+        link_term = min(max((n_correct_links - 0.625 * n_wrong_links) / n_ring_pairs, 0.0), 1.0)
+    calib = calibration_score(
+        [c for c, m in zip(confidences, manual) if m],
+        [v == CORRECT_VERDICT[lab] for lab, v, m in zip(labels, verdicts, manual) if m])
     w_v, w_l, w_c = GRADER_WEIGHTS.get(task_id, GRADER_WEIGHTS["task_3"])
     if not n_ring_pairs:
         w_v, w_l = w_v + w_l, 0.0
@@ -116,6 +122,10 @@ def grade(task_id: str, labels, severities, verdicts, manual, confidences, n_cor
     terms = {"verdicts": round(verdict_term, 6), "links": round(link_term, 6),
              "calibration": round(calib, 6)}
     return float(min(max(score, 0.0), 1.0)), terms
+
+
+def _as_list(x):
+    return x.tolist() if isinstance(x, np.ndarray) else x
 
 
 def proposal_reach(verdict: int, arrival_round: int, decision_round: int,
