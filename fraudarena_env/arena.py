@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .catalog import ROLES
+from .catalog import PHASE_ROLE, ROLES
 from .encoding import OPS, Observer
 from .policies import BASELINES, Policy
 from .referee import Referee
@@ -48,14 +48,15 @@ class Arena:
             faces.setdefault(role, "tensor" if pol.has_tensor_face() else "text")
         ref = self.referee
         ref.reset_match(seed=seed, task_id=task_id, **knobs)
+        # Per role: the policy, and the observer when it acts on the tensor face.
+        actors = {role: (pol, self.observers[role] if faces[role] == "tensor" else None)
+                  for role, pol in policies.items()}
         sums = [0.0, 0.0, 0.0]
         steps = 0
-        while not ref.done:
-            role = ref.current_role
-            pol = policies[role]
-            if faces[role] == "tensor":
-                index = pol.act_tensor(*self.observers[role].observe(ref))
-                ref.apply(role, OPS[role][index])
+        while (role := PHASE_ROLE.get(ref.phase)) is not None:  # None once the match is done
+            pol, observer = actors[role]
+            if observer is not None:
+                ref.apply(role, OPS[role][pol.act_tensor(*observer.observe(ref))])
             else:
                 obs = getattr(ref, f"build_{role}_observation")()
                 ref.apply_model(role, pol.act_model(obs))

@@ -439,9 +439,10 @@ def _surface_row(ref: Referee, row: int, t: np.ndarray, at: int) -> None:
 
 
 def _set_status(obs: Observer, s: int, verdict: int) -> None:
+    """A slot's status goes from pending to its verdict, once (verdicts are final)."""
     at = obs.off["status"] + 4 * s
     t = obs.tensor
-    t[at:at + 4] = 0.0
+    t[at] = 0.0
     t[at + verdict + 1] = 1.0
 
 
@@ -486,10 +487,10 @@ def _inv_pull(obs: Observer, ref: Referee, ev: tuple) -> None:
     _, s, tgt = ev
     t = obs.tensor
     o = obs.off
-    row = int(ref.slot_row[s])
+    row = ref.slot_row.item(s)
     t[o["pulled"] + N_T * s + tgt] = 1.0
-    t[o["evidence"] + N_T * s + tgt] = _evidence_value(float(ref.rows.evidence[row, tgt]))
-    n = int(ref.n_pulls[s])
+    t[o["evidence"] + N_T * s + tgt] = _evidence_value(ref.rows.evidence.item(row, tgt))
+    n = ref.n_pulls.item(s)
     t[o["pulls_left"] + s] = (MAX_PULLS_PER_AD - n) / MAX_PULLS_PER_AD
     m = obs._mask
     base = I_INVESTIGATE + s * N_T
@@ -500,7 +501,7 @@ def _inv_pull(obs: Observer, ref: Referee, ev: tuple) -> None:
     k = _SIGNAL_OF_SOURCE.get(tgt)
     if k is None:
         return
-    token = int(ref.rows.tokens[row, k])
+    token = ref.rows.tokens.item(row, k)
     seen = obs._tokens_seen[k].setdefault(token, [])
     if seen:
         shared = obs._shared
@@ -517,7 +518,7 @@ def _inv_pull(obs: Observer, ref: Referee, ev: tuple) -> None:
 
 def _inv_verdict(obs: Observer, ref: Referee, ev: tuple) -> None:
     s = ev[1]
-    _set_status(obs, s, int(ref.verdict[s]))
+    _set_status(obs, s, ref.verdict.item(s))
     obs.tensor[obs.off["pulls_left"] + s] = 0.0
     m = obs._mask
     m[I_INVESTIGATE + s * N_T:I_INVESTIGATE + (s + 1) * N_T] = 0
@@ -603,7 +604,7 @@ def _fr_pull(obs: Observer, ref: Referee, ev: tuple) -> None:
 
 def _fr_verdict(obs: Observer, ref: Referee, ev: tuple) -> None:
     s = ev[1]
-    _set_status(obs, s, int(ref.verdict[s]))
+    _set_status(obs, s, ref.verdict.item(s))
     base = F_MODIFY + s * len(FRAUDSTER_EDITS)
     obs._mask[base:base + len(FRAUDSTER_EDITS)] = 0
 

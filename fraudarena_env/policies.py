@@ -264,14 +264,14 @@ class ScriptedInvestigator(Policy):
             self._logit = (self._prior + vector[v.evidence].reshape(S, len(TARGETS)) @ _EV_W
                            + vector[v.pulled].reshape(S, len(TARGETS)) @ _PULL_W).tolist()
             self._seen_key = seen
-        cap = task.max_investigator_actions_per_turn
+        item = vector.item
         op = self.decide(
             task, self._logit, pending, vector[v.pulls_left].tolist(),
             vector[v.pulled].reshape(S, len(TARGETS)), pairs, vector[v.gray],
-            budget=int(round(float(vector[v.budget]) * task.action_budget)),
-            actions_left=int(round(float(vector[v.actions_left]) * cap)),
-            rounds_remaining=int(round(float(vector[v.rounds_remaining]) * task.max_rounds)),
-            present_count=int(np.count_nonzero(vector[v.present])))
+            round(item(v.budget) * task.action_budget),
+            round(item(v.actions_left) * task.max_investigator_actions_per_turn),
+            round(item(v.rounds_remaining) * task.max_rounds),
+            int(np.count_nonzero(vector[v.present])))
         index = _investigator_index(op)
         if not mask[index]:  # knobs can differ from the task defaults; never act illegally
             index = I_END

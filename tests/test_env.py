@@ -584,3 +584,27 @@ def test_render_modes(capsys):
 
 if __name__ == "__main__":
     print(trajectory_digest(sys.argv[1], int(sys.argv[2])))
+
+
+def test_observe_is_fill_and_mask_in_one_pass(monkeypatch):
+    """``Observer.observe`` (the arena's fast path) returns exactly ``fill`` and ``mask``."""
+    from fraudarena_env.arena import Arena
+    from fraudarena_env.encoding import Observer
+
+    separate = {a: Observer(a) for a in AGENTS}
+    seen = set()
+    real_observe = Observer.observe
+
+    def checked(self, ref):
+        vector, mask = real_observe(self, ref)
+        other = separate[self.role]
+        np.testing.assert_array_equal(vector, other.fill(ref))
+        np.testing.assert_array_equal(mask, other.mask(ref))
+        seen.add(self.role)
+        return vector, mask
+
+    monkeypatch.setattr(Observer, "observe", checked)
+    arena = Arena()
+    for seed in range(3):
+        arena.play("task_3", seed)
+    assert seen == set(AGENTS)
