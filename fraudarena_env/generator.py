@@ -90,7 +90,7 @@ class Episode:
     rings: list[RingInfo]
     slot_order: np.ndarray  # the k-th ad to arrive takes slot slot_order[k]
     proposal_ring_tokens: np.ndarray  # infrastructure the fraudster's network proposals share
-    normal: np.ndarray  # the match's normal draws; proposal rows use theirs when proposed
+    proposal_signals: ProposalSignals  # what each usable proposal row shows, per tactic
 
 
 _SURF_OFFSET = np.asarray([1.6, 1.6, 1.8])
@@ -100,19 +100,31 @@ _BASE_SEVERITY = tuple(c.base_severity for c in CATEGORIES)
 _CAMOUFLAGED = TACTICS.index("camouflaged")
 
 
-def write_signals(rows: AdRows, normal: np.ndarray, at: slice) -> None:
-    """Map the strength of rows ``at`` and their noise to what those ads show: the surface (age,
-    TLD, payment type, country, risk markers) and one evidence signal per source."""
-    strength = rows.strength[at]
-    noise = normal[at]
+_TACTIC_STRENGTH = np.asarray(TACTIC_STRENGTH)
+
+
+@dataclass
+class ProposalSignals:
+    """What each usable proposal row would show under each tactic, indexed
+    ``[tactic, row - n_base]``; the columns are cast when written into ``AdRows``."""
+
+    age_days: np.ndarray  # (tactics, rows), float
+    surface: np.ndarray  # (tactics, rows, 3): TLD, payment type, country
+    evidence: np.ndarray  # (tactics, rows, 6)
+
+
+def signals(strength: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Map ads' strengths and their noise rows to what those ads show: account age, (TLD, payment
+    type, country), risk markers and one evidence signal per source. Age and markers are floats:
+    integer columns truncate them on write, like astype."""
     shift = strength * SURFACE_SHIFT
     z = noise[:, :4] + shift[:, None]
-    # Integer columns truncate on write, like astype.
-    rows.age_days[at] = np.minimum(np.maximum(np.exp(6.0 - 0.8 * z[:, 0]), 1), 4000)
-    rows.tld[at], rows.payment_type[at], rows.country[at] = np.minimum(np.maximum(
-        ((z[:, 1:4] + _SURF_OFFSET) * _SURF_SCALE).astype(np.int64), 0), _SURF_HIGH).T
-    rows.markers[at] = np.minimum(np.maximum(np.rint(shift + 0.8 * noise[:, 4] - 0.3), 0), 3)
-    rows.evidence[at] = strength[:, None] * EVIDENCE_SHIFT + noise[:, 5:11]
+    age = np.minimum(np.maximum(np.exp(6.0 - 0.8 * z[:, 0]), 1), 4000)
+    surface = np.minimum(np.maximum(
+        ((z[:, 1:4] + _SURF_OFFSET) * _SURF_SCALE).astype(np.int64), 0), _SURF_HIGH)
+    markers = np.minimum(np.maximum(np.rint(shift + 0.8 * noise[:, 4] - 0.3), 0), 3)
+    evidence = strength[:, None] * EVIDENCE_SHIFT + noise[:, 5:11]
+    return age, surface, markers, evidence
 
 
 @dataclass(frozen=True)
@@ -153,7 +165,8 @@ def _plan(task: TaskConfig, max_rounds: int) -> _Plan:
                  tuple(_ring_sizes(task.n_rings, task.n_fraud)), blank)
 
 
-def generate(task: TaskConfig, rng: np.random.Generator, max_rounds: int) -> Episode:
+def generate(task: TaskConfig, rng: np.random.Generator, max_rounds: int,
+             max_proposals: int = MAX_SLOTS) -> Episode:
     plan = _plan(task, max_rounds)
     n = plan.n
     cap = n + MAX_SLOTS
@@ -170,14 +183,27 @@ def generate(task: TaskConfig, rng: np.random.Generator, max_rounds: int) -> Epi
     labels = rows.label[:n].tolist()
     rows.tactic[:n], rows.category[:n], rows.strength[:n], rows.severity[:n] = _base_ads(
         plan, labels, uniform[:n, :4].tolist())
-    write_signals(rows, normal, slice(0, n))
+    # One pass of numpy (whose cost on arrays this small is per call) maps the base ads and,
+    # for every usable proposal row, each tactic the fraudster may propose it with.
+    p = min(max_proposals, MAX_SLOTS)
+    age, surface, markers, evidence = signals(
+        np.concatenate((rows.strength[:n], np.repeat(_TACTIC_STRENGTH, p))),
+        np.concatenate((normal[:n],) + (normal[n:n + p],) * len(TACTICS)))
+    rows.age_days[:n] = age[:n]
+    rows.tld[:n], rows.payment_type[:n], rows.country[:n] = surface[:n].T
+    rows.markers[:n] = markers[:n]
+    rows.evidence[:n] = evidence[:n]
+    proposal_signals = ProposalSignals(age[n:].reshape(len(TACTICS), p),
+                                       surface[n:].reshape(len(TACTICS), p, 3),
+                                       evidence[n:].reshape(len(TACTICS), p, -1))
 
     rings = []
     if task.n_rings:
         rings = _build_rings(plan, uniform[cap], uniform[cap + 1], normal[:n, 11].tolist(),
                              labels, tokens, rows.ring, n)
         _agency_decoy(labels, tokens, uniform)
-    return Episode(n, rows, rings, slot_order, tokens[cap + 4 * task.n_rings].copy(), normal)
+    return Episode(n, rows, rings, slot_order, tokens[cap + 4 * task.n_rings].copy(),
+                   proposal_signals)
 
 
 def _base_ads(plan: _Plan, labels: list[int], u: list[list[float]]) -> tuple[list, ...]:
@@ -287,13 +313,17 @@ def proposal_surface(tactic: int, row: int, episode: Episode, free_text_markers:
     rows = episode.rows
     rows.strength[row] = TACTIC_STRENGTH[tactic]
     rows.tactic[row] = tactic
-    write_signals(rows, episode.normal, slice(row, row + 1))
+    drawn, i = episode.proposal_signals, row - episode.n_base
+    rows.age_days[row] = drawn.age_days[tactic, i]
+    rows.tld[row], rows.payment_type[row], rows.country[row] = drawn.surface[tactic, i].tolist()
+    rows.evidence[row] = drawn.evidence[tactic, i]
+    # The copy, not the noise, decides the risk markers.
     rows.markers[row] = TACTIC_MARKERS[tactic] if free_text_markers is None else \
         min(free_text_markers, 9)
 
 
 def surface_z(age, tld, pay, country) -> np.ndarray:
-    """Invert ``write_signals`` (up to bucket width): the latent surface signals behind
+    """Invert ``signals`` (up to bucket width): the latent surface signals behind
     displayed values. Policies use it to read the surface the way the generator wrote it."""
     age = np.asarray(age, float)
     return np.stack([

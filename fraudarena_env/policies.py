@@ -149,9 +149,13 @@ _LEGIT_FAMILY = np.zeros(len(CATEGORIES), bool)
 _LEGIT_FAMILY[list(LEGIT_FAMILY)] = True
 
 
-def views(role: str, vector: np.ndarray) -> dict[str, np.ndarray]:
-    """Named views of a role's observation vector (no copy)."""
-    return {name: vector[a:b].reshape(shape) for name, a, b, shape in _SLICES[role]}
+def views(role: str, vector: np.ndarray, names=None) -> dict[str, np.ndarray]:
+    """Named views of a role's observation vector (no copy): all of them, or ``names``."""
+    if names is None:
+        return {name: vector[a:b].reshape(shape) for name, a, b, shape in _SLICES[role]}
+    by_name = _SLICE_BY_NAME[role]
+    return {name: vector[by_name[name][0]:by_name[name][1]].reshape(by_name[name][2])
+            for name in names}
 
 
 # ============================================================================ investigator
@@ -620,6 +624,8 @@ def _fraudster_index(op: tuple) -> int:
 
 
 # ============================================================================ auditor
+_AU_READS = ("lexical", "track_b_cues", "proposal", "status", "pulled", "link_conflict",
+             "manual", "evidence", "calibration")  # what HeuristicAuditor._candidates reads
 # The auditor's action index of each flag: _FLAG_A[slot + 1][type] (row 0: the match as a whole)
 # and _FLAG_B[slot][type].
 _FLAG_A = [{f: A_FLAG_A + k * len(AUDIT_TRACK_A) + i for i, f in enumerate(AUDIT_TRACK_A)}
@@ -640,7 +646,8 @@ class HeuristicAuditor(Policy):
         key = vector[_AU_RECORD].tobytes()
         if key != getattr(self, "_key", None):  # a new record: work out the flags once
             self._key = key
-            self._plan = list(dict.fromkeys(self._candidates(views("auditor", vector))))
+            self._plan = list(dict.fromkeys(self._candidates(views("auditor", vector,
+                                                                  _AU_READS))))
         for index in self._plan:
             if mask[index]:
                 return index

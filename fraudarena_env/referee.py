@@ -86,6 +86,9 @@ JUNK_CLASSIFIER_SHIFT = 2.0  # gibberish or injected copy trips the policy class
 _EPOCHS = itertools.count(1)  # tells observers a referee was reset (never part of game state)
 AD_IDS = tuple(f"ad_{s + 1:03d}" for s in range(MAX_SLOTS))
 AD_SLOT = {a: s for s, a in enumerate(AD_IDS)}
+_TARGET_RANGE = range(len(TARGETS))
+_UNSET = np.full(MAX_SLOTS, -1, np.int64)  # per-slot -1s, copied at reset (np.full costs more)
+_UNSET.flags.writeable = False
 
 
 # Each task's own values of the match knobs (copy before changing).
@@ -160,15 +163,15 @@ class Referee:
         self.episode_id = episode_id if episode_id is not None else self.match_id
 
         rng = np.random.Generator(np.random.PCG64(seed))
-        self.ep: Episode = generate(task, rng, self.max_rounds)
+        self.ep: Episode = generate(task, rng, self.max_rounds, self.max_proposals)
         self.rows = self.ep.rows
         self.rings: list[RingInfo] = list(self.ep.rings)
         self.fraudster_ring = -1
 
         S = MAX_SLOTS
-        self.slot_row = np.full(S, -1, np.int64)
+        self.slot_row = _UNSET.copy()
         self.present = np.zeros(S, bool)
-        self.verdict = np.full(S, -1, np.int8)
+        self.verdict = _UNSET.astype(np.int8)
         self.confidence = np.zeros(S, np.float32)
         self.manual = np.zeros(S, bool)
         self.pulled = np.zeros((S, len(TARGETS)), bool)
@@ -181,7 +184,7 @@ class Referee:
         self.blurb: list[str] = [""] * S
         self.targeting: list[str] = [""] * S
         self.rationale: list[str | None] = [None] * S
-        self.decided_order = np.full(S, -1, np.int16)
+        self.decided_order = _UNSET.astype(np.int16)
         self.decided_round = np.zeros(S, np.int8)
         self.proposal_slots: list[int] = []
         self.links: list[tuple[int, int]] = []
@@ -423,17 +426,18 @@ class Referee:
         r = self.step_rewards
         r[0] = r[1] = r[2] = 0.0
         self.step_count += 1
-        idx = ROLES.index(role)
         kind = op[0]
         if role == "fraudster":
-            reward = self._apply_fraudster(kind, op)
+            idx, reward = F, self._apply_fraudster(kind, op)
         elif role == "investigator":
-            reward = self._apply_investigator(kind, op)
+            idx, reward = I, self._apply_investigator(kind, op)
         else:
-            reward = self._apply_auditor(kind, op)
+            idx, reward = A, self._apply_auditor(kind, op)
         r[idx] += reward
-        for i in range(3):
-            self.totals[i] += r[i]
+        totals = self.totals
+        totals[0] += r[0]
+        totals[1] += r[1]
+        totals[2] += r[2]
         return r[idx]
 
     def penalize(self, role: str, action: object, reason: str) -> float:
@@ -466,20 +470,24 @@ class Referee:
 
     # fraudster -----------------------------------------------------------
     def _apply_fraudster(self, kind: str, op: tuple) -> float:
-        entry = {"step": self.step_count, "round": self.round_number, "action_type": kind}
         if kind == "propose":
             slot = self._propose(*op[1:])
-            entry.update(ad_id=AD_IDS[slot], category=CATEGORIES[op[1]].name,
-                         tactic=TACTICS[self.rows.tactic[self.slot_row[slot]]],
-                         ad_copy=self.copy[slot], slot_index=len(self.proposal_slots) - 1,
-                         rationale=op[6])
+            entry = {"step": self.step_count, "round": self.round_number, "action_type": kind,
+                     "ad_id": AD_IDS[slot], "category": CATEGORIES[op[1]].name,
+                     "tactic": TACTICS[self.rows.tactic[self.slot_row[slot]]],
+                     "ad_copy": self.copy[slot], "slot_index": len(self.proposal_slots) - 1,
+                     "rationale": op[6]}
             self.feedback[F] = f"proposed {AD_IDS[slot]}"
         elif kind == "modify":
+            slot = op[1]
             self._modify(*op[1:])
-            entry.update(ad_id=AD_IDS[op[1]], slot_index=self.proposal_slots.index(op[1]),
-                         edit=FRAUDSTER_EDITS[op[2]] if op[2] >= 0 else "rewrite",
-                         ad_copy=self.copy[op[1]])
-            self.feedback[F] = f"modified {AD_IDS[op[1]]}"
+            entry = {"step": self.step_count, "round": self.round_number, "action_type": kind,
+                     "ad_id": AD_IDS[slot], "slot_index": self.proposal_slots.index(slot),
+                     "edit": FRAUDSTER_EDITS[op[2]] if op[2] >= 0 else "rewrite",
+                     "ad_copy": self.copy[slot]}
+            self.feedback[F] = f"modified {AD_IDS[slot]}"
+        else:
+            entry = {"step": self.step_count, "round": self.round_number, "action_type": kind}
         self.fraudster_log.append(entry)
         if kind == "end_turn":
             self.feedback[F] = "turn ended"
@@ -574,19 +582,21 @@ class Referee:
             self._end_investigator_turn()
             return 0.0
         slot = op[1]
+        ad_id = AD_IDS[slot]
         self.budget -= 1
-        entry = {"step": self.step_count, "round": self.round_number, "ad_id": AD_IDS[slot]}
         if kind == "investigate":
             target = op[2]
             self.pulled[slot, target] = True
             self.events.append(("pull", slot, target))
             self.n_pulls[slot] += 1
             reward = scoring.INVESTIGATE_COST
-            name, value = headline(TARGETS[target], float(self.rows.evidence[
-                self.slot_row[slot], target]))
-            entry.update(action_type="investigate", investigation_target=TARGETS[target],
-                         revealed={name: value})  # what the pull showed, at the time
-            self.feedback[I] = f"pulled {TARGETS[target]} for {AD_IDS[slot]}"
+            source = TARGETS[target]
+            name, value = headline(source, float(self.rows.evidence[self.slot_row[slot], target]))
+            entry = {"step": self.step_count, "round": self.round_number, "ad_id": ad_id,
+                     "action_type": "investigate", "investigation_target": source,
+                     "revealed": {name: value},  # what the pull showed, at the time
+                     "reward": reward}
+            self.feedback[I] = f"pulled {source} for {ad_id}"
         elif kind == "verdict":
             v, conf = op[2], op[3]
             row = self.slot_row[slot]
@@ -600,9 +610,10 @@ class Referee:
             self.rationale[slot] = op[4]
             reward = scoring.verdict_reward(v, int(self.rows.label[row]),
                                             float(self.rows.severity[row]))
-            entry.update(action_type="verdict", verdict=VERDICTS[v], confidence=conf,
-                         rationale=op[4])
-            self.feedback[I] = f"{VERDICTS[v]} {AD_IDS[slot]}"
+            entry = {"step": self.step_count, "round": self.round_number, "ad_id": ad_id,
+                     "action_type": "verdict", "verdict": VERDICTS[v], "confidence": conf,
+                     "rationale": op[4], "reward": reward}
+            self.feedback[I] = f"{VERDICTS[v]} {ad_id}"
         else:
             other = op[2]
             self.linked[slot, other] = self.linked[other, slot] = True
@@ -611,10 +622,10 @@ class Referee:
             ra, rb = self.rows.ring[self.slot_row[slot]], self.rows.ring[self.slot_row[other]]
             correct = ra >= 0 and ra == rb
             reward = scoring.LINK_CORRECT if correct else scoring.LINK_WRONG
-            entry.update(action_type="link_accounts", linked_ad_id=AD_IDS[other],
-                         link_reason=op[3])
-            self.feedback[I] = f"linked {AD_IDS[slot]} and {AD_IDS[other]}"
-        entry["reward"] = reward
+            entry = {"step": self.step_count, "round": self.round_number, "ad_id": ad_id,
+                     "action_type": "link_accounts", "linked_ad_id": AD_IDS[other],
+                     "link_reason": op[3], "reward": reward}
+            self.feedback[I] = f"linked {ad_id} and {AD_IDS[other]}"
         self.investigator_log.append(entry)
         if self.budget <= 0:
             self._finish("budget_exhausted")
@@ -681,7 +692,9 @@ class Referee:
         plaus = [self.plausibility[AD_IDS[s]] for s in self.proposal_slots]
         report = {"track_a_flags": a, "track_b_flags": b,
                   "investigator_audit_score": audit.track_a_score(truth_a),
-                  "fraudster_plausibility_score": float(np.mean(plaus)) if plaus else 1.0,
+                  # np.mean's own sum and division, without its Python-level wrapper
+                  "fraudster_plausibility_score": float(np.add.reduce(plaus)) / len(plaus)
+                  if plaus else 1.0,
                   "notes": ""}
         if submitted:
             report["submitted"] = submitted
@@ -704,20 +717,16 @@ class Referee:
         self.slot_row[slots] = np.arange(first, last)
         self.present[slots] = True
         self.arrived[slots] = round_number
-        category = rows.category[first:last].tolist()
-        body = rows.body[first:last].tolist()
-        markers = rows.markers[first:last].tolist()
-        u_marker = rows.uniform[first:last, 12].tolist()
-        u_target = rows.uniform[first:last, 5].tolist()
-        lexical = []
-        for i, slot in enumerate(slots.tolist()):
-            cat = CATEGORIES[category[i]]
-            copy = self._template_copy(category[i], body[i], markers[i], u_marker[i], False)
+        for slot, category, body, markers, u_marker, u_target in zip(
+                slots.tolist(), rows.category[first:last].tolist(), rows.body[first:last].tolist(),
+                rows.markers[first:last].tolist(), rows.uniform[first:last, 12].tolist(),
+                rows.uniform[first:last, 5].tolist()):
+            cat = CATEGORIES[category]
+            copy = self._template_copy(category, body, markers, u_marker, False)
             self.copy[slot] = copy
             self.blurb[slot] = ""
-            self.targeting[slot] = cat.targeting[int(u_target[i] * len(cat.targeting))]
-            lexical.append(lexical_features(copy))
-        self.lexical[slots] = lexical
+            self.targeting[slot] = cat.targeting[int(u_target * len(cat.targeting))]
+            self.lexical[slot] = lexical_features(copy)
         self.events.append(("arrive", slots))
 
     def _arrive(self, row: int, copy: str, blurb: str, targeting: str) -> int:
@@ -737,14 +746,9 @@ class Referee:
     def _template_copy(category: int, body: int, n_markers: int, u_marker: float,
                        camouflage: bool, u_trust: float = 0.0) -> str:
         cat = CATEGORIES[category]
-        text = cat.bodies[body % len(cat.bodies)]
-        if n_markers:
-            start = int(u_marker * len(cat.markers))
-            picks = [cat.markers[(start + 2 * k) % len(cat.markers)] for k in range(n_markers)]
-            text = text + " " + " ".join(picks)
-        if camouflage:
-            text = text + " " + TRUST_PHRASES[int(u_trust * len(TRUST_PHRASES))]
-        return text
+        return _template_text(category, body % len(cat.bodies), n_markers,
+                              int(u_marker * len(cat.markers)),
+                              int(u_trust * len(TRUST_PHRASES)) if camouflage else -1)
 
     def _finish(self, reason: str) -> None:
         """End of play: auto-approve what is pending, score, audit, hand over to the auditor."""
@@ -755,7 +759,7 @@ class Referee:
         self.confidence[pending] = 0.0
         # Plain lists from here on: the queue is short, and numpy scalars are slow one by one.
         slot_row, verdict = self.slot_row.tolist(), self.verdict.tolist()
-        manual, confidence = self.manual.tolist(), self.confidence.tolist()
+        manual = self.manual.tolist()
         label, severity = rows.label.tolist(), rows.severity.tolist()
         auto_reward = 0.0
         for s in pending.tolist():
@@ -769,12 +773,12 @@ class Referee:
                 correct += 1
             else:
                 wrong += 1
-        present = self.present.nonzero()[0].tolist()
-        prow = [slot_row[s] for s in present]
+        present = self.present.nonzero()[0]
+        prow = self.slot_row[present]
         self.grader_score, self.grader_terms = scoring.grade(
-            self.task.task_id, [label[r] for r in prow], [severity[r] for r in prow],
-            [verdict[s] for s in present], [manual[s] for s in present],
-            [confidence[s] for s in present], correct, wrong, self.n_ring_pairs)
+            self.task.task_id, rows.label[prow].tolist(), rows.severity[prow].tolist(),
+            self.verdict[present].tolist(), self.manual[present].tolist(),
+            self.confidence[present].tolist(), correct, wrong, self.n_ring_pairs)
         category = rows.category.tolist()
         proposals = [audit.ProposalText(AD_IDS[s], category[slot_row[s]], self.copy[s],
                                         self.blurb[s], self.targeting[s])
@@ -798,19 +802,20 @@ class Referee:
 
     def _verdict_records(self) -> list[audit.VerdictRecord]:
         """The manual verdicts, in the order they were given."""
-        rows = self.rows
-        slot_row, verdict = self.slot_row.tolist(), self.verdict.tolist()
-        confidence, order = self.confidence.tolist(), self.decided_order.tolist()
-        label, category = rows.label.tolist(), rows.category.tolist()
-        pulled_rows, evidence = self.pulled.tolist(), rows.evidence.tolist()
+        order = self.decided_order.tolist()
+        slots = sorted(self.manual.nonzero()[0].tolist(), key=order.__getitem__)
+        # Plain lists of just these ads: numpy scalars are slow one by one.
+        at, rows = np.asarray(slots, np.intp), self.rows
+        row_at = self.slot_row[at]
         out = []
-        for s in sorted(self.manual.nonzero()[0].tolist(), key=order.__getitem__):
-            row = slot_row[s]
-            pulled = tuple([t for t, p in enumerate(pulled_rows[s]) if p])
-            signals = evidence[row]
+        for s, verdict, confidence, label, category, pulled_flags, signals in zip(
+                slots, self.verdict[at].tolist(), self.confidence[at].tolist(),
+                rows.label[row_at].tolist(), rows.category[row_at].tolist(),
+                self.pulled[at].tolist(), rows.evidence[row_at].tolist()):
+            pulled = tuple(itertools.compress(_TARGET_RANGE, pulled_flags))
             out.append(audit.VerdictRecord(
-                AD_IDS[s], verdict[s], confidence[s], self.rationale[s], label[row],
-                category[row], pulled, tuple([signals[t] for t in pulled]), order[s]))
+                AD_IDS[s], verdict, confidence, self.rationale[s], label, category, pulled,
+                tuple([signals[t] for t in pulled]), order[s]))
         return out
 
     def _revealed_values(self) -> dict[str, list[str]]:
@@ -1016,6 +1021,20 @@ class Referee:
             fraudster_reward=self.totals[F], investigator_reward=self.totals[I],
             auditor_reward=self.totals[A], grader_score=self.grader_score,
             end_reason=self.end_reason)
+
+
+@lru_cache(maxsize=4096)
+def _template_text(category: int, body: int, n_markers: int, start: int, trust: int) -> str:
+    """A template ad's copy: a body, ``n_markers`` risk phrases from ``start`` on, and a trust
+    phrase (none when ``trust`` is -1). Memoised: the same copy recurs across matches."""
+    cat = CATEGORIES[category]
+    text = cat.bodies[body]
+    if n_markers:
+        picks = [cat.markers[(start + 2 * k) % len(cat.markers)] for k in range(n_markers)]
+        text = text + " " + " ".join(picks)
+    if trust >= 0:
+        text = text + " " + TRUST_PHRASES[trust]
+    return text
 
 
 def _drop_one_risk_phrase(text: str) -> str:
