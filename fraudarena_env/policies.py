@@ -238,12 +238,11 @@ class ScriptedInvestigator(Policy):
 
     role = "investigator"
     UNCERTAIN = 2.2  # |log-odds| below which another source is worth pulling
-    _prior_key: tuple | None = None
+    _prior_key: tuple | None = None  # what the cached readings were computed from
     _seen_key: bytes | None = None
 
     def act_tensor(self, vector, mask):
         v = _InvSlices
-        task = _TASK_LIST[int(vector[v.task].argmax())]
         pending = vector[v.pending].nonzero()[0].tolist()
         pairs = []
         if np.count_nonzero(vector[v.collisions]):  # some ads visibly share a ring signal
@@ -252,30 +251,33 @@ class ScriptedInvestigator(Policy):
                      for p in np.flatnonzero(vector[v.pair_shared]).tolist() if linked[p] < 0.5]
         if not pending and not pairs:
             return I_END
-        # The log-odds change only when ads arrive or change (the surface prior) or evidence
-        # is pulled; most turns reuse them.
-        static = (task.task_id, vector[v.static].tobytes())
+        # What the choice reads changes only when ads arrive or change (the task, the surface
+        # prior, who is present) or when evidence is pulled; most turns reuse both readings.
+        static = (vector[v.task].tobytes(), vector[v.static].tobytes())
         seen = vector[v.seen].tobytes()
         if static != self._prior_key:
+            self._task = task = _TASK_LIST[int(vector[v.task].argmax())]
             lex = vector[v.lexical].reshape(S, -1)
             self._prior = (vector[v.surface].reshape(S, 5) @ _SURF_W
                            + vector[v.category].reshape(S, len(CATEGORIES)) @ _CAT_TERM
                            + JUNK_LOGIT * ((lex[:, 6] < 0.28) | (lex[:, 7] < 0.75))
                            + _BASE_LOGIT[task.task_id])
+            self._gray = (vector[v.gray] > 0.5).tolist()
+            self._present_count = int(np.count_nonzero(vector[v.present]))
             self._prior_key = static
             self._seen_key = None
+        pulled = vector[v.pulled].reshape(S, len(TARGETS))
         if seen != self._seen_key:
             self._logit = (self._prior + vector[v.evidence].reshape(S, len(TARGETS)) @ _EV_W
-                           + vector[v.pulled].reshape(S, len(TARGETS)) @ _PULL_W).tolist()
+                           + pulled @ _PULL_W).tolist()
             self._seen_key = seen
+        task = self._task
         item = vector.item
         op = self.decide(
-            task, self._logit, pending, vector[v.pulls_left].tolist(),
-            vector[v.pulled].reshape(S, len(TARGETS)), pairs, vector[v.gray],
+            task, self._logit, pending, vector[v.pulls_left].tolist(), pulled, pairs, self._gray,
             round(item(v.budget) * task.action_budget),
             round(item(v.actions_left) * task.max_investigator_actions_per_turn),
-            round(item(v.rounds_remaining) * task.max_rounds),
-            int(np.count_nonzero(vector[v.present])))
+            round(item(v.rounds_remaining) * task.max_rounds), self._present_count)
         index = _investigator_index(op)
         if not mask[index]:  # knobs can differ from the task defaults; never act illegally
             index = I_END
@@ -313,8 +315,8 @@ class ScriptedInvestigator(Policy):
                                                  for k in tokens[i])]
         logit = surface_logit(b, task.task_id) + evidence_logit(b)
         op = self.decide(task, logit.tolist(), sorted(pending),
-                         (b.pulled.sum(axis=1) < MAX_PULLS_PER_AD).tolist(), b.pulled, pairs,
-                         b.category == GRAY_CATEGORY,
+                         (b.pulled.sum(axis=1) < MAX_PULLS_PER_AD).tolist(), b.pulled,
+                         pairs, (b.category == GRAY_CATEGORY).tolist(),
                          budget=int(obs.queue_status.get("budget", 0)),
                          actions_left=obs.actions_left_this_turn,
                          rounds_remaining=obs.rounds_remaining,
@@ -342,10 +344,10 @@ class ScriptedInvestigator(Policy):
 
     def decide(self, task, logit, pending, room, pulled, pairs, gray, budget, actions_left,
                rounds_remaining, present_count) -> tuple:
-        """The choice both faces share. ``logit``: per-slot log-odds that the ad is bad (a
-        list); ``pending``: the pending slots, ascending; ``room``: per slot, true while fewer
-        than MAX_PULLS_PER_AD sources are pulled; ``pulled``: slot x source; ``gray``: per slot,
-        true for the gray-area category; ``pairs``: unlinked pairs that visibly share
+        """The choice both faces share, on plain lists indexed by slot: ``logit`` (log-odds that
+        the ad is bad), ``room`` (fewer than MAX_PULLS_PER_AD sources pulled so far; read for
+        pending slots only), ``gray`` (gray-area category). ``pulled``: slot x source array.
+        ``pending``: the pending slots, ascending; ``pairs``: unlinked pairs that visibly share
         infrastructure."""
         if budget <= 0:
             return ("end_turn",)
@@ -670,7 +672,9 @@ class HeuristicAuditor(Policy):
             if status[s] in (1, 2) and not pulled_any[s]:
                 yield _FLAG_A[s + 1]["missing_citation"]
             if status[s] == 1 and pulled_any[s]:
-                mean = (v["evidence"][s][pulled[s]] * EVIDENCE_SCALE).mean()
+                seen = v["evidence"][s][pulled[s]] * EVIDENCE_SCALE
+                # float32 ndarray.mean() without its overhead: a float32 sum over a float64 count
+                mean = np.float32(float(np.add.reduce(seen)) / len(seen))
                 if mean >= 2.0:
                     yield _FLAG_A[s + 1]["incoherent_rationale"]
             if conflict[s]:

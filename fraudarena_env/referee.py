@@ -119,7 +119,9 @@ class Referee:
         self.illegal_action = illegal_action
         self.phase = "done"
         self.task: TaskConfig | None = None
-        self.match_id = ""
+        self._match_key: tuple | None = None
+        self._match_id = ""
+        self._episode_id: str | None = None
         self.step_rewards = [0.0, 0.0, 0.0]
 
     # ------------------------------------------------------------------ setup
@@ -159,8 +161,8 @@ class Referee:
                      cfg["max_investigator_actions_per_turn"], MAX_AUDITOR_ACTIONS)
         self.allowed_categories = allowed
         self.allowed_mask = _allowed_mask(allowed)
-        self.match_id = match_id_for(seed, task_id, knobs)
-        self.episode_id = episode_id if episode_id is not None else self.match_id
+        self._match_key = (seed, task_id, knobs)  # the match id is hashed when first read
+        self._episode_id = episode_id
 
         rng = np.random.Generator(np.random.PCG64(seed))
         self.ep: Episode = generate(task, rng, self.max_rounds, self.max_proposals)
@@ -222,6 +224,19 @@ class Referee:
         self._arrive_base(1)
 
     # ------------------------------------------------------------------ queries
+    @property
+    def match_id(self) -> str:
+        """A stable id from the seed, task and knobs ("" before the first match)."""
+        if self._match_key is not None:
+            self._match_id = match_id_for(*self._match_key)
+            self._match_key = None
+        return self._match_id
+
+    @property
+    def episode_id(self) -> str:
+        """The id given to ``reset_match``, or else the match id."""
+        return self._episode_id if self._episode_id is not None else self.match_id
+
     @property
     def done(self) -> bool:
         return self.phase == "done"
@@ -371,18 +386,18 @@ class Referee:
             if self.budget <= 0:
                 return "the action budget is spent"
             slot = op[1]
-            if not self.present[slot]:
+            if not self.present.item(slot):
                 return f"{AD_IDS[slot]} is not in the queue"
             if kind == "investigate":
-                if self.verdict[slot] >= 0:
+                if self.verdict.item(slot) >= 0:
                     return f"{AD_IDS[slot]} already has a verdict"
-                if self.pulled[slot, op[2]]:
+                if self.pulled.item(slot, op[2]):
                     return f"{TARGETS[op[2]]} was already pulled for {AD_IDS[slot]}"
-                if self.n_pulls[slot] >= MAX_PULLS_PER_AD:
+                if self.n_pulls.item(slot) >= MAX_PULLS_PER_AD:
                     return f"{AD_IDS[slot]} already had {MAX_PULLS_PER_AD} sources pulled"
                 return None
             if kind == "verdict":
-                if self.verdict[slot] >= 0:
+                if self.verdict.item(slot) >= 0:
                     return f"{AD_IDS[slot]} already has a verdict"
                 return None
             if kind == "link":
@@ -588,10 +603,11 @@ class Referee:
             target = op[2]
             self.pulled[slot, target] = True
             self.events.append(("pull", slot, target))
-            self.n_pulls[slot] += 1
+            self.n_pulls[slot] = self.n_pulls.item(slot) + 1
             reward = scoring.INVESTIGATE_COST
             source = TARGETS[target]
-            name, value = headline(source, float(self.rows.evidence[self.slot_row[slot], target]))
+            name, value = headline(source, self.rows.evidence.item(self.slot_row.item(slot),
+                                                                   target))
             entry = {"step": self.step_count, "round": self.round_number, "ad_id": ad_id,
                      "action_type": "investigate", "investigation_target": source,
                      "revealed": {name: value},  # what the pull showed, at the time
@@ -599,7 +615,7 @@ class Referee:
             self.feedback[I] = f"pulled {source} for {ad_id}"
         elif kind == "verdict":
             v, conf = op[2], op[3]
-            row = self.slot_row[slot]
+            row = self.slot_row.item(slot)
             self.verdict[slot] = v
             self.events.append(("verdict", slot))
             self.confidence[slot] = conf
@@ -608,8 +624,8 @@ class Referee:
             self.decided_round[slot] = self.round_number
             self.n_manual += 1
             self.rationale[slot] = op[4]
-            reward = scoring.verdict_reward(v, int(self.rows.label[row]),
-                                            float(self.rows.severity[row]))
+            reward = scoring.verdict_reward(v, self.rows.label.item(row),
+                                            self.rows.severity.item(row))
             entry = {"step": self.step_count, "round": self.round_number, "ad_id": ad_id,
                      "action_type": "verdict", "verdict": VERDICTS[v], "confidence": conf,
                      "rationale": op[4], "reward": reward}
