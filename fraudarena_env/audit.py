@@ -12,7 +12,7 @@ import math
 from functools import lru_cache
 from typing import NamedTuple
 
-from .catalog import APPROVE, CATEGORIES, CORRECT_VERDICT, LEGIT, REJECT, TARGETS
+from .catalog import APPROVE, CATEGORIES, LEGIT, REJECT, TARGETS
 from .lexicon import (
     has_injection_or_generator_token,
     is_gibberish,
@@ -20,7 +20,6 @@ from .lexicon import (
     mentions_minors,
     shingles,
 )
-from .scoring import calibration_bins
 
 TRACK_B_PENALTY = {"gibberish": 0.8, "branding_anomaly": 0.6, "parameter_mismatch": 0.5,
                    "template_repetition": 0.4, "market_implausible": 0.3}
@@ -91,8 +90,10 @@ class VerdictRecord(NamedTuple):
 
 
 def track_a(verdicts: list[VerdictRecord], links: list[tuple[str, str]],
-            revealed_values: dict[str, list[str]]) -> set[tuple[str, str | None]]:
-    """Faults in the investigator's manual verdicts."""
+            revealed_values: dict[str, list[str]],
+            calibration: list[tuple[int, float, float]]) -> set[tuple[str, str | None]]:
+    """Faults in the investigator's manual verdicts (``calibration``: their
+    ``scoring.calibration_bins``)."""
     flags: set[tuple[str, str | None]] = set()
     by_id = {v.ad_id: v for v in verdicts}
     for v in verdicts:
@@ -113,9 +114,7 @@ def track_a(verdicts: list[VerdictRecord], links: list[tuple[str, str]],
         if va and vb and {va.verdict, vb.verdict} == {APPROVE, REJECT}:
             flags.add(("inconsistency", max((va, vb), key=lambda r: r.order).ad_id))
     if verdicts:
-        bins = calibration_bins([v.confidence for v in verdicts],
-                                [v.verdict == CORRECT_VERDICT[v.label] for v in verdicts])
-        if any(n >= MIN_BIN and c - a > OVERCONFIDENCE_GAP for n, c, a in bins):
+        if any(n >= MIN_BIN and c - a > OVERCONFIDENCE_GAP for n, c, a in calibration):
             flags.add(("miscalibration", None))
         legit = [v for v in verdicts if v.label == LEGIT]
         risky = [v.verdict == REJECT for v in legit if CATEGORIES[v.category].family != "legit"]

@@ -23,7 +23,6 @@ from .catalog import (
     CATEGORIES,
     CATEGORY_INDEX,
     CONFIDENCE_BUCKETS,
-    CORRECT_VERDICT,
     COUNTRIES,
     FRAUDSTER_EDITS,
     LEGIT,
@@ -45,7 +44,6 @@ from .catalog import (
 from .lexicon import N_LEXICAL
 from .models import AdReviewAction, AuditorAction, FraudsterAction
 from .referee import AD_IDS, AD_SLOT, Referee
-from .scoring import calibration_bins
 
 S = MAX_SLOTS
 N_CAT = len(CATEGORIES)
@@ -712,9 +710,8 @@ def _fill_auditor_record(v: dict, ref: Referee) -> None:
         for i, flag in enumerate(TRACK_B_CUES):
             if (flag, AD_IDS[s]) in truth:
                 cues[s, i] = 1
-    correct = [verdict[s] == CORRECT_VERDICT[label[slot_row[s]]] for s in manual_slots]
-    bins = calibration_bins(ref.confidence[manual_slots].tolist(), correct)
-    v["calibration"][:] = [(n / S, mean_conf, accuracy) for n, mean_conf, accuracy in bins]
+    v["calibration"][:] = [(n / S, mean_conf, accuracy)
+                           for n, mean_conf, accuracy in ref.calibration]
     # Rejection rates of legit ads, in risky-looking and in plain categories.
     risky = [0, 0]  # ads, rejected
     plain = [0, 0]

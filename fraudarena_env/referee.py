@@ -35,6 +35,7 @@ from .catalog import (
     AUDIT_TRACK_B,
     CATEGORIES,
     CATEGORY_INDEX,
+    CORRECT_VERDICT,
     ESCALATE,
     FRAUD,
     FRAUDSTER_EDITS,
@@ -208,6 +209,7 @@ class Referee:
         self.terminal = [0.0, 0.0, 0.0]
         self.grader_score: float | None = None
         self.grader_terms: dict[str, float] = {}
+        self.calibration: list[tuple[int, float, float]] = []  # set when play ends
         self.truth_flags: set = set()
         self.plausibility: dict[str, float] = {}
         self.claimed: set = set()
@@ -791,10 +793,15 @@ class Referee:
                 wrong += 1
         present = self.present.nonzero()[0]
         prow = self.slot_row[present]
+        # How well the manual verdicts' confidence matched their accuracy, per bin: the grader,
+        # the rule audit and the auditor's observation all read these.
+        by_hand = self.manual.nonzero()[0].tolist()
+        self.calibration = scoring.calibration_bins(
+            self.confidence[by_hand].tolist(),
+            [verdict[s] == CORRECT_VERDICT[label[slot_row[s]]] for s in by_hand])
         self.grader_score, self.grader_terms = scoring.grade(
             self.task.task_id, rows.label[prow].tolist(), rows.severity[prow].tolist(),
-            self.verdict[present].tolist(), self.manual[present].tolist(),
-            self.confidence[present].tolist(), correct, wrong, self.n_ring_pairs)
+            self.verdict[present].tolist(), self.calibration, correct, wrong, self.n_ring_pairs)
         category = rows.category.tolist()
         proposals = [audit.ProposalText(AD_IDS[s], category[slot_row[s]], self.copy[s],
                                         self.blurb[s], self.targeting[s])
@@ -810,7 +817,7 @@ class Referee:
         self.truth_flags = flags_b | audit.track_a(self._verdict_records(),
                                                    [(AD_IDS[a], AD_IDS[b])
                                                     for a, b in self.links],
-                                                   self._revealed_values())
+                                                   self._revealed_values(), self.calibration)
         self.terminal = [fraud_reward, auto_reward, 0.0]
         self.phase = "audit_phase"
         self.events.append(("finish",))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .catalog import APPROVE, CORRECT_VERDICT, ESCALATE, ESCALATE_V, FRAUD, LEGIT, REJECT
+from .catalog import APPROVE, ESCALATE, ESCALATE_V, FRAUD, LEGIT, REJECT
 
 INVESTIGATE_COST = -0.02
 LINK_CORRECT = 0.40
@@ -67,15 +67,17 @@ def calibration_bins(confidence, correct) -> list[tuple[int, float, float]]:
     return [(n, sc / n, so / n) if n else (0, 0.0, 0.0) for n, sc, so in sums]
 
 
-def calibration_score(confidence, correct) -> float:
-    """1 minus twice the count-weighted gap between stated confidence and accuracy per bin.
+def calibration_score(bins) -> float:
+    """1 minus twice the count-weighted gap between stated confidence and accuracy per bin
+    (``bins`` from ``calibration_bins``).
 
     Fewer than three manual verdicts earn nothing: calibration must be shown, not assumed.
     """
-    if len(confidence) < MIN_CALIBRATION_VERDICTS:
+    total = sum(n for n, _, _ in bins)
+    if total < MIN_CALIBRATION_VERDICTS:
         return 0.0
-    gap = sum(n * abs(c - a) for n, c, a in calibration_bins(confidence, correct))
-    return float(max(0.0, 1.0 - 2.0 * gap / len(confidence)))
+    gap = sum(n * abs(c - a) for n, c, a in bins)
+    return float(max(0.0, 1.0 - 2.0 * gap / total))
 
 
 GRADER_WEIGHTS = {  # verdicts, links, calibration
@@ -86,7 +88,7 @@ GRADER_WEIGHTS = {  # verdicts, links, calibration
 }
 
 
-def grade(task_id: str, labels, severities, verdicts, manual, confidences, n_correct_links: int,
+def grade(task_id: str, labels, severities, verdicts, calibration, n_correct_links: int,
           n_wrong_links: int, n_ring_pairs: int) -> tuple[float, dict[str, float]]:
     """Grader score in [0, 1] and its terms.
 
@@ -94,11 +96,10 @@ def grade(task_id: str, labels, severities, verdicts, manual, confidences, n_cor
       worst and best achievable for that queue;
     * links: (correct - 0.625 wrong) / ring pairs, clipped to [0, 1]; its weight moves to the
       verdict term when the match has no ring;
-    * calibration: see ``calibration_score``.
+    * calibration: ``calibration_score`` of the manual verdicts' ``calibration`` bins.
     """
     # Plain lists: queues are short, and numpy scalars are slow one by one.
-    labels, severities, verdicts, manual, confidences = map(
-        _as_list, (labels, severities, verdicts, manual, confidences))
+    labels, severities, verdicts = map(_as_list, (labels, severities, verdicts))
     chosen, best, worst = [], [], []
     for label, sev, verdict in zip(labels, severities, verdicts):
         (b0, k0), (b1, k1), (b2, k2) = _REWARD_TERMS[label]
@@ -112,9 +113,7 @@ def grade(task_id: str, labels, severities, verdicts, manual, confidences, n_cor
     link_term = 0.0
     if n_ring_pairs:
         link_term = min(max((n_correct_links - 0.625 * n_wrong_links) / n_ring_pairs, 0.0), 1.0)
-    calib = calibration_score(
-        [c for c, m in zip(confidences, manual) if m],
-        [v == CORRECT_VERDICT[lab] for lab, v, m in zip(labels, verdicts, manual) if m])
+    calib = calibration_score(calibration)
     w_v, w_l, w_c = GRADER_WEIGHTS.get(task_id, GRADER_WEIGHTS["task_3"])
     if not n_ring_pairs:
         w_v, w_l = w_v + w_l, 0.0
