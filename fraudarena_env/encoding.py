@@ -582,18 +582,19 @@ def _fr_modify(obs: Observer, ref: Referee, ev: tuple) -> None:
     s = ev[1]
     t = obs.tensor
     o = obs.off
-    row = int(ref.slot_row[s])
+    row = ref.slot_row.item(s)
     _write_lexical(obs, ref, s)
     at = o["my_evidence"] + N_T * s
-    t[at:at + N_T] = np.minimum(np.maximum(ref.rows.evidence[row] / EVIDENCE_SCALE, -OBS_BOUND),
-                                OBS_BOUND)  # np.clip, without its wrapper's overhead
+    for k, x in enumerate(ref.rows.evidence[row].tolist()):
+        t[at + k] = _evidence_value(x)
     _surface_row(ref, row, t, o["my_surface"] + 5 * s)
-    t[o["trusted"] + s] = ref.trusted[s]
+    trusted = ref.trusted.item(s)
+    t[o["trusted"] + s] = trusted
     m = obs._mask
     base = F_MODIFY + s * len(FRAUDSTER_EDITS)
-    pending = ref.verdict[s] < 0
-    m[base] = pending and ref.rows.markers[row] > 0
-    m[base + 1] = pending and not ref.trusted[s]
+    pending = ref.verdict.item(s) < 0
+    m[base] = pending and ref.rows.markers.item(row) > 0
+    m[base + 1] = pending and not trusted
 
 
 def _fr_pull(obs: Observer, ref: Referee, ev: tuple) -> None:
