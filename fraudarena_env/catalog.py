@@ -8,6 +8,7 @@ numbers; the generator and referee index into these tables with the match's own 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 ROLES: tuple[str, ...] = ("fraudster", "investigator", "auditor")
 PHASES: tuple[str, ...] = ("fraudster_turn", "investigator_turn", "audit_phase", "done")
@@ -270,7 +271,7 @@ class TaskConfig:
     max_investigator_actions_per_turn: int
     allowed_categories: tuple[str, ...]
 
-    @property
+    @cached_property
     def queue_size(self) -> int:
         return self.n_legit + self.n_fraud + self.n_escalate
 

@@ -14,6 +14,7 @@ role.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -349,7 +350,7 @@ class Observer:
             self._mask[I_END] = 1
         elif self.role == "fraudster":
             v["allowed_categories"][:] = ref.allowed_mask
-            self._propose_block = np.repeat(ref.allowed_mask, len(TACTICS)).astype(np.int8)
+            self._propose_block = _propose_block(ref.allowed_categories)
             self._mask[F_END] = self._mask[F_COMMIT] = 1
         else:
             self._mask[A_SUBMIT] = 1
@@ -615,6 +616,17 @@ def _fr_globals(obs: Observer, ref: Referee) -> None:
     t[o["proposals_remaining"]] = (ref.max_proposals - ref.proposals_used) / ref.max_proposals
     t[o["committed"]] = ref.committed
     t[o["queue_room"]] = ref.proposal_room()
+
+
+@lru_cache(maxsize=256)
+def _propose_block(allowed: tuple[str, ...]) -> np.ndarray:
+    """The propose part of the fraudster's mask when it may propose: every tactic of every
+    allowed category. Shared between matches, so read-only."""
+    block = np.zeros((len(CATEGORIES), len(TACTICS)), np.int8)
+    block[[CATEGORY_INDEX[c] for c in allowed]] = 1
+    block = block.ravel()
+    block.flags.writeable = False
+    return block
 
 
 def _fr_mask(obs: Observer, ref: Referee) -> np.ndarray:
