@@ -683,26 +683,36 @@ TRACK_B_CUES = ("branding_anomaly", "parameter_mismatch", "market_implausible",
 _RISKY_CATEGORY = [c.family != "legit" for c in CATEGORIES]  # for the bias reading
 
 
+def _present_columns(ref: Referee) -> tuple[list, ...]:
+    """The present slots, their rows, verdicts and confidences, as lists."""
+    present = ref.present.nonzero()[0]
+    return (present.tolist(), ref.slot_row[present].tolist(), ref.verdict[present].tolist(),
+            ref.confidence[present].tolist())
+
+
 def _fill_auditor_record(v: dict, ref: Referee) -> None:
     """Write the match record into the auditor's views. It is written once, when play ends,
     onto the zeros the views were reset to."""
     rows = ref.rows
-    present = ref.present.nonzero()[0]
-    ads = ref.slot_row[present]
-    v["present"][present] = 1
-    v["label"][present, rows.label[ads]] = 1
-    v["status"][present, ref.verdict[present] + 1] = 1
     v["manual"][:] = ref.manual
-    v["confidence"][present] = ref.confidence[present]
     v["proposal"][:] = ref.is_proposal
-    v["severity"][present] = rows.severity[ads]
-    v["category"][present, rows.category[ads]] = 1
     v["pulled"][:] = ref.pulled
-    evidence = v["evidence"]
-    np.divide(rows.evidence[np.maximum(ref.slot_row, 0)], EVIDENCE_SCALE, out=evidence)
-    np.minimum(np.maximum(evidence, -OBS_BOUND, out=evidence), OBS_BOUND, out=evidence)
-    evidence *= ref.pulled
     v["lexical"][:] = ref.lexical
+    # Each present ad in turn: scalar writes beat a dozen fancy-indexed ones on a short queue.
+    present_v, label_v, status_v = v["present"], v["label"], v["status"]
+    confidence_v, severity_v, category_v, evidence_v = (v["confidence"], v["severity"],
+                                                        v["category"], v["evidence"])
+    pulled = ref.pulled.tolist()
+    for s, row, verdict, confidence in zip(*_present_columns(ref)):
+        present_v[s] = 1
+        label_v[s, rows.label.item(row)] = 1
+        status_v[s, verdict + 1] = 1
+        confidence_v[s] = confidence
+        severity_v[s] = rows.severity.item(row)
+        category_v[s, rows.category.item(row)] = 1
+        for t, x in enumerate(rows.evidence[row].tolist()):
+            if pulled[s][t]:  # only what was pulled is seen
+                evidence_v[s, t] = _evidence_value(x)
     # The manual verdicts, as plain lists: there are few, and numpy scalars are slow one by one.
     slot_row, verdict, order = ref.slot_row.tolist(), ref.verdict.tolist(), \
         ref.decided_order.tolist()
