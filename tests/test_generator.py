@@ -19,6 +19,7 @@ from fraudarena_env.catalog import (
     ESCALATE,
     FRAUD,
     LEGIT,
+    MAX_SLOTS,
     PAYMENT_TYPES,
     RING_SIGNAL_SOURCE,
     TASK_IDS,
@@ -321,3 +322,33 @@ def test_all_six_evidence_sources_are_decisive(information_value):
 def test_pre_investigation_features_are_informative(information_value):
     # "informative, not decisive": the surface must still beat a coin flip.
     assert information_value["pre_investigation"] >= 0.55
+
+
+@pytest.mark.parametrize("task_id", ["task_1", "task_3"])
+def test_a_proposal_shows_its_tactic_on_its_own_noise(task_id):
+    """Proposal rows are precomputed at reset for every tactic; a proposal must show exactly
+    what ``signals`` gives for its tactic's strength and its own row's noise (the base ads'
+    formulas), whichever tactics were proposed before it."""
+    from fraudarena_env.catalog import TACTIC_STRENGTH, TACTICS
+    from fraudarena_env.generator import N_NORMAL, signals
+
+    for seed in range(3):
+        tactics = [(seed + k) % len(TACTICS) for k in range(3)]
+        r = match(seed, task_id)
+        normal = np.random.default_rng(seed).standard_normal(  # the match's first draw
+            (r.ep.n_base + MAX_SLOTS, N_NORMAL))
+        category = r.allowed_categories[0]
+        for tactic in tactics:
+            r.step_as_fraudster({"action_type": "propose_ad", "category": category,
+                                 "tactic": TACTICS[tactic]})
+            row = r.ep.n_base + r.proposals_used - 1
+            age, surface, _, evidence = signals(np.asarray([TACTIC_STRENGTH[tactic]]),
+                                                normal[row:row + 1])
+            rows = r.rows
+            assert rows.tactic[row] == tactic
+            assert rows.age_days[row] == int(age[0])
+            assert [rows.tld[row], rows.payment_type[row], rows.country[row]] == \
+                surface[0].tolist()
+            np.testing.assert_array_equal(rows.evidence[row], evidence[0].astype(np.float32))
+            if r.phase != "fraudster_turn":
+                break
