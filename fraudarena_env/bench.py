@@ -8,9 +8,9 @@ instance.
 
 **Referee section.** Full scripted matches (``Arena().play`` with the default baselines: reactive
 fraudster, scripted investigator, heuristic auditor) straight on the referee, no PettingZoo in the
-loop, after a warm-up on other seeds. A step is one applied action of any role; the policies' own
-time is included. Each task's steps/s is set against the lineage's figure. Also reported:
-``Referee.reset_match`` time on task_3.
+loop, after a warm-up on other seeds; the median of three runs per task. A step is one applied
+action of any role; the policies' own time is included. Each task's steps/s is set against the
+lineage's figure. Also reported: ``Referee.reset_match`` time on task_3.
 
     fraudarena bench                 # ~3 s per measurement
     fraudarena bench --quick         # ~1 s per measurement
@@ -157,9 +157,12 @@ def run_env(seconds: float, tasks=TASKS, quick: bool = False, memory: bool = Tru
 
 
 # ============================================================================ referee section
-def referee_steps_per_second(task_id: str, seconds: float, first_seed: int = 0) -> dict:
+def referee_steps_per_second(task_id: str, seconds: float, first_seed: int = 0,
+                             segments: int = 3) -> dict:
     """Play full scripted matches (seeds ``first_seed``, ``first_seed + 1``, ...) for about
-    ``seconds``; a step is one applied action of any role."""
+    ``seconds``; a step is one applied action of any role. The time is cut into ``segments``
+    runs and the median run's rate is reported (a shared machine's hiccups hit one run, not
+    the figure); ``steps_per_s_runs`` holds every run's rate."""
     from .arena import Arena
 
     arena = Arena()
@@ -171,19 +174,23 @@ def referee_steps_per_second(task_id: str, seconds: float, first_seed: int = 0) 
     while time.perf_counter() < warm_until:
         arena.play(task_id, warm_seed)
         warm_seed += 1
-    steps = matches = 0
     seed = first_seed
-    start = time.perf_counter()
-    deadline = start + seconds
-    while True:
-        steps += arena.play(task_id, seed).steps
-        matches += 1
-        seed += 1
-        if time.perf_counter() >= deadline:
-            break
-    elapsed = time.perf_counter() - start
-    return {"steps_per_s": steps / elapsed, "matches_per_s": matches / elapsed,
-            "steps_per_match": steps / matches}
+    runs = []
+    for _ in range(segments):
+        steps = matches = 0
+        start = time.perf_counter()
+        deadline = start + seconds / segments
+        while True:
+            steps += arena.play(task_id, seed).steps
+            matches += 1
+            seed += 1
+            if time.perf_counter() >= deadline:
+                break
+        elapsed = time.perf_counter() - start
+        runs.append((steps / elapsed, matches / elapsed, steps / matches))
+    steps_per_s, matches_per_s, steps_per_match = sorted(runs)[len(runs) // 2]
+    return {"steps_per_s": steps_per_s, "matches_per_s": matches_per_s,
+            "steps_per_match": steps_per_match, "steps_per_s_runs": [r[0] for r in runs]}
 
 
 def referee_reset_us(task_id: str = "task_3", seconds: float = 1.0) -> float:
@@ -205,6 +212,7 @@ def referee_reset_us(task_id: str = "task_3", seconds: float = 1.0) -> float:
 def run_referee(seconds: float, tasks=TASKS) -> dict:
     """The referee section: prints its table and returns the figures."""
     results: dict = {}
+    print("(median of 3 runs per task)")
     print(f"{'referee, scripted matches':<28}{'steps/s':>10}{'matches/s':>11}{'steps/match':>13}"
           f"{'lineage':>9}{'ours/theirs':>13}")
     for task in tasks:

@@ -118,6 +118,15 @@ def test_bench_quick_prints_the_ratio_to_the_lineage(capsys):
     assert "Referee.reset_match (task_3):" in out
 
 
+def test_referee_bench_reports_the_median_of_three_runs():
+    from fraudarena_env.bench import referee_steps_per_second
+
+    r = referee_steps_per_second("task_1", 0.06)
+    assert len(r["steps_per_s_runs"]) == 3
+    assert r["steps_per_s"] == sorted(r["steps_per_s_runs"])[1]
+    assert r["steps_per_match"] > 1
+
+
 # ---------------------------------------------------------------------------- train
 def test_train_hands_its_arguments_to_the_trainer(monkeypatch):
     seen = []
