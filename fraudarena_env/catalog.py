@@ -44,6 +44,16 @@ CORRECT_VERDICT = (APPROVE, REJECT, ESCALATE_V)
 STATUSES: tuple[str, ...] = ("pending", "approved", "rejected", "escalated")
 CONFIDENCE_BUCKETS: tuple[float, ...] = (0.55, 0.75, 0.95)
 
+
+def nearest_bucket(confidence: float) -> float:
+    """The confidence bucket closest to ``confidence`` (the first of equals)."""
+    best, gap = CONFIDENCE_BUCKETS[0], abs(CONFIDENCE_BUCKETS[0] - confidence)
+    for bucket in CONFIDENCE_BUCKETS[1:]:
+        if abs(bucket - confidence) < gap:
+            best, gap = bucket, abs(bucket - confidence)
+    return best
+
+
 # Fraudster tactics on the tensor face: blatant copy pays more if it survives, camouflaged copy
 # survives more often but pays less.
 TACTICS: tuple[str, ...] = ("blatant", "standard", "subtle", "camouflaged")

@@ -41,6 +41,7 @@ from .catalog import (
     TASK_IDS,
     TLDS,
     VERDICTS,
+    nearest_bucket,
 )
 from .lexicon import N_LEXICAL
 from .models import AdReviewAction, AuditorAction, FraudsterAction
@@ -94,8 +95,7 @@ def _key(op: tuple) -> tuple:
     if kind == "modify":
         return op[:3]
     if kind == "verdict":
-        conf = min(CONFIDENCE_BUCKETS, key=lambda b: abs(b - op[3]))
-        return (kind, op[1], op[2], conf)
+        return (kind, op[1], op[2], nearest_bucket(op[3]))
     if kind == "link":
         return (kind, min(op[1], op[2]), max(op[1], op[2]))
     if kind == "flag":

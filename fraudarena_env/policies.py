@@ -107,6 +107,7 @@ from .catalog import (  # noqa: E402
     TASKS,
     TLDS,
     VERDICTS,
+    nearest_bucket,
 )
 from .encoding import (  # noqa: E402
     A_FLAG_A,
@@ -380,15 +381,6 @@ class ScriptedInvestigator(Policy):
         verdict = values.index(max(values))
         p_right = p_bad if verdict != 0 else 1.0 - p_bad
         return ("verdict", s, verdict, nearest_bucket(p_right), None)
-
-
-def nearest_bucket(p: float) -> float:
-    """The confidence bucket closest to ``p`` (the first of equals)."""
-    best, gap = CONFIDENCE_BUCKETS[0], abs(CONFIDENCE_BUCKETS[0] - p)
-    for c in CONFIDENCE_BUCKETS[1:]:
-        if abs(c - p) < gap:
-            best, gap = c, abs(c - p)
-    return best
 
 
 def _verdict_table(bad_label: int, severity: float = 0.6) -> tuple[list, list]:

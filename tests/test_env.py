@@ -399,6 +399,20 @@ def test_codec_roundtrip_on_every_legal_index_seen():
             assert raw.encode_action(agent, model.model_dump(exclude_none=True)) == i
 
 
+def test_a_stated_confidence_encodes_to_the_nearest_bucket():
+    from fraudarena_env.catalog import nearest_bucket
+
+    assert [nearest_bucket(c) for c in (0.0, 0.6, 0.65, 0.7, 0.85, 1.0)] == \
+        [0.55, 0.55, 0.55, 0.75, 0.75, 0.95]  # 0.65 is halfway: the lower bucket
+    env = fraudarena_v0.env(task_id="task_1")
+    env.reset(seed=0)
+    raw = env.unwrapped
+    verdict = {"action_type": "verdict", "ad_id": raw.referee.ad_id(
+        int(raw.referee.present.nonzero()[0][0])), "verdict": "reject"}
+    assert raw.encode_action("investigator", {**verdict, "confidence": 0.9}) == \
+        raw.encode_action("investigator", {**verdict, "confidence": 0.95})
+
+
 def test_encode_returns_none_for_free_text():
     env = fraudarena_v0.env(task_id="task_1")
     env.reset(seed=0)
