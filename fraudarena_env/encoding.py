@@ -279,6 +279,8 @@ class Observer:
         self._epoch = -1
         self._cursor = 0
         self._handlers = _HANDLERS[role]
+        self._fill_globals = _GLOBALS[role]
+        self._finish_mask = _MASK_FINISH[role]
 
     def feature_names(self) -> list[str]:
         names = []
@@ -299,10 +301,10 @@ class Observer:
         events = ref.events
         if self._cursor < len(events):
             handlers = self._handlers
-            arrivals = []  # consecutive arrivals are applied as one batch
+            arrivals = []  # the slots of consecutive arrivals, applied as one batch
             for ev in events[self._cursor:]:
                 if ev[0] == "arrive":
-                    arrivals.append(ev[1])
+                    arrivals.extend(ev[1])
                     continue
                 if arrivals:
                     self._arrive(ref, arrivals)
@@ -314,15 +316,14 @@ class Observer:
                 self._arrive(ref, arrivals)
             self._cursor = len(events)
 
-    def _arrive(self, ref: Referee, batches: list[np.ndarray]) -> None:
+    def _arrive(self, ref: Referee, slots: list[int]) -> None:
         h = self._handlers.get("arrive")
         if h is not None:
-            h(self, ref, ("arrive", batches[0] if len(batches) == 1 else
-                          np.concatenate(batches)))
+            h(self, ref, ("arrive", slots))
 
     def fill(self, ref: Referee) -> np.ndarray:
         self._sync(ref)
-        _GLOBALS[self.role](self, ref)
+        self._fill_globals(self, ref)
         return self.tensor
 
     def mask(self, ref: Referee) -> np.ndarray:
@@ -333,13 +334,13 @@ class Observer:
     def observe(self, ref: Referee) -> tuple[np.ndarray, np.ndarray]:
         """``(fill(ref), mask(ref))`` with one pass over the event log."""
         self._sync(ref)
-        _GLOBALS[self.role](self, ref)
+        self._fill_globals(self, ref)
         return self.tensor, self._mask_now(ref)
 
     def _mask_now(self, ref: Referee) -> np.ndarray:
         if PHASE_ROLE.get(ref.phase) != self.role:
             return self._no_mask
-        return _MASK_FINISH[self.role](self, ref)
+        return self._finish_mask(self, ref)
 
     def _start(self, ref: Referee) -> None:
         v = self.views
@@ -471,7 +472,8 @@ def _inv_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
     o = obs.off
     m = obs._mask
     mr = ref.max_rounds
-    for s, row in zip(slots.tolist(), ref.slot_row[slots].tolist()):
+    for s in slots:
+        row = ref.slot_row.item(s)
         _arrive_common(obs, ref, s, row)
         t[o["arrived_round"] + s] = ref.arrived.item(s) / mr
         _surface_row(ref, row, t, o["surface"] + 5 * s)
@@ -571,11 +573,12 @@ def _fr_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
     slots = ev[1]
     t = obs.tensor
     o = obs.off
-    for s, row in zip(slots.tolist(), ref.slot_row[slots].tolist()):
+    for s in slots:
+        row = ref.slot_row.item(s)
         _arrive_common(obs, ref, s, row)
-        if ref.is_proposal[s]:
+        if ref.is_proposal.item(s):
             t[o["mine"] + s] = 1.0
-            t[o["my_tactic"] + len(TACTICS) * s + int(ref.rows.tactic[row])] = 1.0
+            t[o["my_tactic"] + len(TACTICS) * s + ref.rows.tactic.item(row)] = 1.0
             _fr_modify(obs, ref, ("modify", s))
 
 

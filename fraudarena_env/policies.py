@@ -271,11 +271,13 @@ class ScriptedInvestigator(Policy):
         if seen != self._seen_key:
             self._logit = (self._prior + vector[v.evidence].reshape(S, len(TARGETS)) @ _EV_W
                            + pulled @ _PULL_W).tolist()
+            # sources left per slot: right for every slot still pending (a verdict zeroes it)
+            self._room = vector[v.pulls_left].tolist()
             self._seen_key = seen
         task = self._task
         item = vector.item
         op = self.decide(
-            task, self._logit, pending, vector[v.pulls_left].tolist(), pulled, pairs, self._gray,
+            task, self._logit, pending, self._room, pulled, pairs, self._gray,
             round(item(v.budget) * task.action_budget),
             round(item(v.actions_left) * task.max_investigator_actions_per_turn),
             round(item(v.rounds_remaining) * task.max_rounds), self._present_count)

@@ -735,8 +735,9 @@ class Referee:
         self.slot_row[slots] = np.arange(first, last)
         self.present[slots] = True
         self.arrived[slots] = round_number
+        slots = slots.tolist()
         for slot, category, body, markers, u_marker, u_target in zip(
-                slots.tolist(), rows.category[first:last].tolist(), rows.body[first:last].tolist(),
+                slots, rows.category[first:last].tolist(), rows.body[first:last].tolist(),
                 rows.markers[first:last].tolist(), rows.uniform[first:last, 12].tolist(),
                 rows.uniform[first:last, 5].tolist()):
             cat = CATEGORIES[category]
@@ -745,7 +746,7 @@ class Referee:
             self.blurb[slot] = ""
             self.targeting[slot] = cat.targeting[int(u_target * len(cat.targeting))]
             self.lexical[slot] = lexical_features(copy)
-        self.events.append(("arrive", slots))
+        self.events.append(("arrive", tuple(slots)))
 
     def _arrive(self, row: int, copy: str, blurb: str, targeting: str) -> int:
         slot = int(self.ep.slot_order[self.n_arrived])
@@ -757,7 +758,7 @@ class Referee:
         self.blurb[slot] = blurb
         self.targeting[slot] = targeting
         self.lexical[slot] = lexical_features(copy)
-        self.events.append(("arrive", np.asarray([slot])))
+        self.events.append(("arrive", (slot,)))
         return slot
 
     @staticmethod
