@@ -221,6 +221,8 @@ class Referee:
         self.auditor_log: list[dict] = []
         self.feedback = ["", "", ""]
         # What changed, in order, since reset: observers replay it to update incrementally.
+        # ("arrive", slots), ("pull", slot, source), ("verdict", slot), ("link", a, b),
+        # ("modify", slot), ("flag", track, flag_type, slot), ("finish",).
         self.events: list[tuple] = []
         self.epoch = next(_EPOCHS)
         self._arrive_base(1)
