@@ -54,13 +54,34 @@ def nearest_bucket(confidence: float) -> float:
     return best
 
 
-# Fraudster tactics on the tensor face: blatant copy pays more if it survives, camouflaged copy
-# survives more often but pays less.
+# The tactics of fraud, organic or proposed by the fraudster (the tensor face proposes a
+# (category, tactic) pair). A tactic sets how far an ad's free surface sits from a legit ad's
+# (account age, TLD, payment type, country, risk phrases), how far each evidence source reads,
+# and how much harm the ad does if it runs. Blatant copy is easy to spot and pays the most if it
+# survives; camouflaged copy looks like an organic legit ad at first sight, pays the least, and
+# only evidence catches it.
 TACTICS: tuple[str, ...] = ("blatant", "standard", "subtle", "camouflaged")
-TACTIC_STRENGTH = (1.3, 1.0, 0.85, 0.7)  # scales how far the ad's signals sit from a legit ad's
-TACTIC_SEVERITY = (1.0, 0.85, 0.65, 0.5)  # scales the category's base severity
-TACTIC_MARKERS = (3, 2, 1, 0)  # risk phrases written into the copy
-ESCALATE_STRENGTH = 0.8
+TACTIC_SURFACE = (3.3, 1.3, 0.6, 0.0)  # surface shift, in units of generator.SURFACE_SHIFT
+TACTIC_SEVERITY = (1.0, 0.75, 0.55, 0.4)  # scales the category's base severity
+ESCALATE_SURFACE = 0.7  # gray-area ads look a little risky at first sight
+# Evidence shift per source, in noise standard deviations, for each kind of ad (TARGETS order:
+# advertiser_history, landing_page, payment_method, targeting_overlap, campaign_structure,
+# policy_classifier). Legit ads read 0 everywhere. The classifier reads the copy, so clean
+# camouflaged copy barely moves it; account history and payment see through any copy. Gray-area
+# ads trip the classifier but have ordinary accounts: telling them from fraud takes both kinds.
+KINDS: tuple[str, ...] = ("legit",) + TACTICS + ("escalate",)
+EVIDENCE_PROFILE: tuple[tuple[float, ...], ...] = (
+    (0.0, 0.0, 0.0, 0.0, 0.0, 0.0),  # legit
+    (2.6, 2.6, 2.3, 1.8, 2.0, 3.0),  # blatant
+    (2.3, 2.2, 2.1, 1.6, 1.8, 2.2),  # standard
+    (1.9, 1.4, 1.9, 1.2, 1.4, 1.0),  # subtle
+    (1.7, 0.9, 1.7, 1.0, 1.1, 0.3),  # camouflaged
+    (0.9, 0.8, 0.5, 0.6, 0.6, 2.6),  # escalate (gray area)
+)
+KIND_ESCALATE = KINDS.index("escalate")
+# Reusing a tactic leaves a trail: each earlier proposal of the same tactic makes the next one
+# read this much worse on every evidence source (its signature is known).
+SIGNATURE_REUSE_SHIFT = 0.6
 FRAUDSTER_EDITS: tuple[str, ...] = ("soften_copy", "add_trust_blurb")
 
 AUDIT_TRACK_A: tuple[str, ...] = ("miscalibration", "missing_citation", "incoherent_rationale",
@@ -272,7 +293,7 @@ class TaskConfig:
     n_fraud: int
     n_escalate: int
     n_rings: int
-    fraud_tactics: tuple[int, ...]  # tactics the generated fraud may use
+    tactic_weights: tuple[float, ...]  # how often organic fraud uses each tactic (TACTICS order)
     fraud_categories: tuple[str, ...]  # risky categories the generated fraud may sit in
     action_budget: int
     max_rounds: int
@@ -291,21 +312,26 @@ _EASY_FRAUD = ("fake_giveaway", "counterfeit_goods", "miracle_cure", "advance_fe
 _MEDIUM_FRAUD = ("fake_crypto", "celebrity_endorsement_fraud", "clone_brand")
 _NETWORK = ("network_crypto", "network_ecommerce", "network_fintech", "network_health")
 
+# Legit-majority queues, as in real ad review: a wrongly rejected advertiser is lost revenue, so
+# rejecting on sight is a losing rule. The ladder: more ads, subtler fraud, gray areas, rings and
+# a tighter budget per ad (task_1 about 2.5 actions per ad it can expect, task_3_unseen 1.5).
 TASKS: dict[str, TaskConfig] = {
-    "task_1": TaskConfig("task_1", "Basic Ad Triage", 2, 3, 0, 0, (0, 1), _EASY_FRAUD, 25, 4, 3,
-                         3, 6, _LEGIT_NAMES + ("fake_giveaway", "miracle_cure")),
-    "task_2": TaskConfig("task_2", "Sophisticated Fraud Under Budget Pressure", 5, 5, 2, 0,
-                         (0, 1, 2), _EASY_FRAUD + _MEDIUM_FRAUD, 30, 4, 6, 3, 6,
+    "task_1": TaskConfig("task_1", "Basic Ad Triage", 10, 3, 0, 0, (0.15, 0.3, 0.3, 0.25),
+                         _EASY_FRAUD, 40, 4, 3, 3, 12,
+                         _LEGIT_NAMES + ("fake_giveaway", "miracle_cure")),
+    "task_2": TaskConfig("task_2", "Sophisticated Fraud Under Budget Pressure", 12, 4, 2, 0,
+                         (0.1, 0.35, 0.3, 0.25), _EASY_FRAUD + _MEDIUM_FRAUD, 48, 4, 5, 3, 14,
                          _LEGIT_NAMES + ("fake_giveaway", "miracle_cure", "counterfeit_goods",
                                          "advance_fee", "fake_crypto",
                                          "celebrity_endorsement_fraud", "clone_brand",
                                          "gray_area_supplements")),
-    "task_3": TaskConfig("task_3", "Coordinated Fraud Network Detection", 6, 10, 4, 3,
-                         (0, 1, 2, 3), _EASY_FRAUD + _MEDIUM_FRAUD + _NETWORK, 35, 5, 7, 3, 7,
-                         CATEGORY_NAMES),
-    "task_3_unseen": TaskConfig("task_3_unseen", "Held-out Coordinated Fraud Networks", 8, 12, 5,
-                                4, (0, 1, 2, 3), _EASY_FRAUD + _MEDIUM_FRAUD + _NETWORK, 30, 5, 8,
-                                3, 7, CATEGORY_NAMES),
+    "task_3": TaskConfig("task_3", "Coordinated Fraud Network Detection", 14, 6, 3, 2,
+                         (0.1, 0.25, 0.3, 0.35), _EASY_FRAUD + _MEDIUM_FRAUD + _NETWORK, 54, 5,
+                         6, 3, 13, CATEGORY_NAMES),
+    "task_3_unseen": TaskConfig("task_3_unseen", "Held-out Coordinated Fraud Networks", 15, 8,
+                                2, 3, (0.05, 0.25, 0.3, 0.4),
+                                _EASY_FRAUD + _MEDIUM_FRAUD + _NETWORK, 56, 5, 7, 3, 14,
+                                CATEGORY_NAMES),
 }
 TASK_IDS: tuple[str, ...] = tuple(TASKS)
 MATCH_KNOBS: tuple[str, ...] = ("max_rounds", "max_proposals", "max_fraudster_actions_per_turn",

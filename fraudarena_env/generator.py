@@ -1,14 +1,19 @@
 """Episode generator: the hidden world of one match, drawn from one seeded generator.
 
-Every ad has a label (legit / fraud / escalate) and a *strength*: how far its signals sit from a
-legit ad's (0 for legit ads, set by the tactic for fraud). Strength shifts two groups of
-signals, each with unit Gaussian noise:
+Every ad has a label (legit / fraud / escalate) and a *kind*: legit, one of the fraud tactics,
+or gray-area escalate (``catalog.KINDS``). The kind sets two groups of signals, each with unit
+Gaussian noise:
 
 * surface signals, free to the investigator: account age, landing TLD, payment type, country and
-  risk phrases in the copy. They are shifted a little (``SURFACE_SHIFT``), and the category
-  overlaps between classes, so the surface is informative but never decisive;
-* evidence signals, one per evidence source, shifted a lot (``EVIDENCE_SHIFT``), so pulling
-  sources pays.
+  risk phrases in the copy. The kind shifts them by its surface strength (``TACTIC_SURFACE``,
+  times ``SURFACE_SHIFT``): blatant fraud shows, camouflaged fraud looks exactly like a legit ad.
+  Categories overlap between classes too, so the surface is informative but never decisive;
+* evidence signals, one per evidence source, shifted by the kind's ``EVIDENCE_PROFILE``: which
+  sources are worth pulling depends on what the investigator suspects.
+
+Organic ads arrive evenly over the rounds, and some carry a trust blurb on their landing page,
+legit ones more often than fraud; a fraudster's template proposal is drawn from the very same
+distributions for its category and tactic, so nothing but its signals sets it apart.
 
 The generator draws all random numbers of a match in a handful of vectorised calls at reset,
 including a block reserved for fraudster proposals, so what a proposal looks like does not depend
@@ -27,30 +32,34 @@ from .catalog import (
     CATEGORY_INDEX,
     COUNTRIES,
     ESCALATE,
-    ESCALATE_STRENGTH,
+    ESCALATE_SURFACE,
+    EVIDENCE_PROFILE,
     FRAUD,
     GRAY_CATEGORY,
+    KIND_ESCALATE,
     LEGIT,
     LEGIT_FAMILY,
     MAX_SLOTS,
     PAYMENT_TYPES,
-    TACTIC_MARKERS,
+    SIGNATURE_REUSE_SHIFT,
     TACTIC_SEVERITY,
-    TACTIC_STRENGTH,
+    TACTIC_SURFACE,
     TACTICS,
     TLDS,
     TOPOLOGIES,
+    TRUST_PHRASES,
     TaskConfig,
 )
 
-SURFACE_SHIFT = 0.40  # per surface signal, in noise standard deviations, for strength 1
-EVIDENCE_SHIFT = 2.0  # per evidence source
-LEGIT_IN_RISKY_CATEGORY = 0.35  # legit ads filed under a risky policy area
-FRAUD_IN_LEGIT_CATEGORY = 0.30  # non-camouflaged fraud hiding in a legit-looking category
-INITIAL_SHARE = 0.6  # of the base queue present at reset; the rest arrives round by round
+SURFACE_SHIFT = 0.40  # per surface signal, in noise standard deviations, for surface strength 1
+MARKER_SHIFT = 1.2  # risk phrases in the copy, per unit of surface strength
+LEGIT_IN_RISKY_CATEGORY = 0.30  # legit ads filed under a risky policy area
+FRAUD_IN_LEGIT_CATEGORY = 0.35  # non-camouflaged fraud hiding in a legit-looking category
+TRUST_BLURB_SHARE = (0.35, 0.2, 0.3)  # organic ads with a trust blurb, by label
 TOKEN_SPACE = 1_000_000
-N_NORMAL = 12  # normal draws per ad: 4 surface, 1 markers, 6 evidence, 1 spare
-N_UNIFORM = 16  # uniform draws per ad: category, tactic, copy choices and rendering detail
+N_NORMAL = 12  # normal draws per ad: 4 surface, 1 markers, 6 evidence, 1 slot order
+N_UNIFORM = 18  # uniform draws per ad: category, tactic, copy choices and rendering detail
+U_BLURB = 16  # the uniform column that decides whether an ad carries a trust blurb
 
 
 @dataclass
@@ -67,14 +76,15 @@ class AdRows:
 
     label: np.ndarray
     category: np.ndarray
-    tactic: np.ndarray
+    tactic: np.ndarray  # index into TACTICS, -1 for legit and gray-area ads
+    kind: np.ndarray  # index into KINDS
     severity: np.ndarray
-    strength: np.ndarray
     age_days: np.ndarray
     tld: np.ndarray
     payment_type: np.ndarray
     country: np.ndarray
     markers: np.ndarray
+    blurb: np.ndarray  # trust phrase on the landing page: index into TRUST_PHRASES, or -1
     body: np.ndarray
     evidence: np.ndarray  # (n, 6) evidence z-scores, one per source
     uniform: np.ndarray  # (n, N_UNIFORM) rendering detail
@@ -98,9 +108,8 @@ _SURF_SCALE = np.asarray([len(TLDS) / 4.4, len(PAYMENT_TYPES) / 4.4, len(COUNTRI
 _SURF_HIGH = np.asarray([len(TLDS) - 1, len(PAYMENT_TYPES) - 1, len(COUNTRIES) - 1])
 _BASE_SEVERITY = tuple(c.base_severity for c in CATEGORIES)
 _CAMOUFLAGED = TACTICS.index("camouflaged")
-
-
-_TACTIC_STRENGTH = np.asarray(TACTIC_STRENGTH)
+_PROFILE = np.asarray(EVIDENCE_PROFILE)
+_TACTIC_SURFACE = np.asarray(TACTIC_SURFACE)
 
 
 @dataclass
@@ -110,21 +119,33 @@ class ProposalSignals:
 
     age_days: np.ndarray  # (tactics, rows), float
     surface: np.ndarray  # (tactics, rows, 3): TLD, payment type, country
+    markers: np.ndarray  # (tactics, rows), float
     evidence: np.ndarray  # (tactics, rows, 6)
 
 
-def signals(strength: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Map ads' strengths and their noise rows to what those ads show: account age, (TLD, payment
-    type, country), risk markers and one evidence signal per source. Age and markers are floats:
-    integer columns truncate them on write, like astype."""
-    shift = strength * SURFACE_SHIFT
+def signals(surface_strength: np.ndarray, evidence_shift: np.ndarray,
+            noise: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Map ads' surface strengths, evidence shifts (n, 6) and noise rows to what those ads show:
+    account age, (TLD, payment type, country), risk markers and one evidence signal per source.
+    Age and markers are floats: integer columns truncate them on write, like astype."""
+    shift = surface_strength * SURFACE_SHIFT
     z = noise[:, :4] + shift[:, None]
     age = np.minimum(np.maximum(np.exp(6.0 - 0.8 * z[:, 0]), 1), 4000)
     surface = np.minimum(np.maximum(
         ((z[:, 1:4] + _SURF_OFFSET) * _SURF_SCALE).astype(np.int64), 0), _SURF_HIGH)
-    markers = np.minimum(np.maximum(np.rint(shift + 0.8 * noise[:, 4] - 0.3), 0), 3)
-    evidence = strength[:, None] * EVIDENCE_SHIFT + noise[:, 5:11]
+    markers = np.minimum(np.maximum(
+        np.rint(surface_strength * MARKER_SHIFT + 0.8 * noise[:, 4] - 0.3), 0), 3)
+    evidence = evidence_shift + noise[:, 5:11]
     return age, surface, markers, evidence
+
+
+def kind_of(label: int, tactic: int) -> int:
+    """The row of ``KINDS`` an ad of this label and tactic belongs to."""
+    if label == LEGIT:
+        return 0
+    if label == ESCALATE:
+        return KIND_ESCALATE
+    return 1 + tactic
 
 
 @dataclass(frozen=True)
@@ -134,7 +155,7 @@ class _Plan:
 
     n: int
     labels: np.ndarray
-    tactics: tuple[int, ...]
+    tactic_cdf: tuple[float, ...]
     risky: tuple[int, ...]
     legit_risky: tuple[int, ...]
     ring_sizes: tuple[int, ...]
@@ -149,19 +170,23 @@ def _plan(task: TaskConfig, max_rounds: int) -> _Plan:
                        [task.n_legit, task.n_fraud, task.n_escalate])
     risky = tuple(CATEGORY_INDEX[c] for c in task.fraud_categories)
     legit_risky = risky if task.n_escalate == 0 else risky + (GRAY_CATEGORY,)
+    # Organic ads arrive evenly over all rounds but the last (the first ones at reset), so the
+    # round an ad arrived in says little about whether the fraudster placed it, and the last
+    # round is left for what is still pending.
     arrival = np.zeros(cap, np.int8)
-    arrival[:n] = 1
-    n_initial = max(1, int(np.ceil(INITIAL_SHARE * n)))
-    if max_rounds > 1:
-        arrival[n_initial:n] = 2 + np.arange(n - n_initial) % (max_rounds - 1)
+    arrival[:n] = 1 + (np.arange(n) * max(1, max_rounds - 1)) // n
+    weights = np.asarray(task.tactic_weights, float)
+    cdf = tuple(np.cumsum(weights / weights.sum()).tolist())
     blank = {"label": np.full(cap, FRAUD, np.int8), "category": np.zeros(cap, np.int16),
-             "tactic": np.full(cap, -1, np.int8), "severity": np.zeros(cap),
-             "strength": np.zeros(cap), "age_days": np.zeros(cap, np.int32),
+             "tactic": np.full(cap, -1, np.int8), "kind": np.zeros(cap, np.int8),
+             "severity": np.zeros(cap),
+             "age_days": np.zeros(cap, np.int32),
              "tld": np.zeros(cap, np.int8), "payment_type": np.zeros(cap, np.int8),
              "country": np.zeros(cap, np.int8), "markers": np.zeros(cap, np.int8),
+             "blurb": np.full(cap, -1, np.int8),
              "evidence": np.zeros((cap, 6), np.float32), "ring": np.full(cap, -1, np.int16),
              "arrival_round": arrival}
-    return _Plan(n, labels, tuple(task.fraud_tactics), risky, legit_risky,
+    return _Plan(n, labels, cdf, risky, legit_risky,
                  tuple(_ring_sizes(task.n_rings, task.n_fraud)), blank)
 
 
@@ -181,13 +206,20 @@ def generate(task: TaskConfig, rng: np.random.Generator, max_rounds: int,
                   body=(uniform[:cap, 4] * 3).astype(np.int8), uniform=uniform, tokens=tokens)
     rows.label[:n] = plan.labels[np.argsort(uniform[:n, 14])]
     labels = rows.label[:n].tolist()
-    rows.tactic[:n], rows.category[:n], rows.strength[:n], rows.severity[:n] = _base_ads(
-        plan, labels, uniform[:n, :4].tolist())
+    tactic, category, kind, severity, blurb = _base_ads(
+        plan, labels, uniform[:n, :4].tolist(), uniform[:n, U_BLURB].tolist(),
+        uniform[:n, 13].tolist())
+    rows.tactic[:n], rows.category[:n], rows.kind[:n] = tactic, category, kind
+    rows.severity[:n], rows.blurb[:n] = severity, blurb
     # One pass of numpy (whose cost on arrays this small is per call) maps the base ads and,
     # for every usable proposal row, each tactic the fraudster may propose it with.
     p = min(max_proposals, MAX_SLOTS)
+    kinds = np.concatenate((np.asarray(kind, np.intp), np.repeat(np.arange(1, 1 + len(TACTICS)),
+                                                                 p)))
+    surface_strength = np.concatenate((_KIND_SURFACE[kinds[:n]],
+                                       np.repeat(_TACTIC_SURFACE, p)))
     age, surface, markers, evidence = signals(
-        np.concatenate((rows.strength[:n], np.repeat(_TACTIC_STRENGTH, p))),
+        surface_strength, _PROFILE[kinds],
         np.concatenate((normal[:n],) + (normal[n:n + p],) * len(TACTICS)))
     rows.age_days[:n] = age[:n]
     rows.tld[:n], rows.payment_type[:n], rows.country[:n] = surface[:n].T
@@ -195,6 +227,7 @@ def generate(task: TaskConfig, rng: np.random.Generator, max_rounds: int,
     rows.evidence[:n] = evidence[:n]
     proposal_signals = ProposalSignals(age[n:].reshape(len(TACTICS), p),
                                        surface[n:].reshape(len(TACTICS), p, 3),
+                                       markers[n:].reshape(len(TACTICS), p),
                                        evidence[n:].reshape(len(TACTICS), p, -1))
 
     rings = []
@@ -206,35 +239,54 @@ def generate(task: TaskConfig, rng: np.random.Generator, max_rounds: int,
                    proposal_signals)
 
 
-def _base_ads(plan: _Plan, labels: list[int], u: list[list[float]]) -> tuple[list, ...]:
-    """Tactic, category, strength and severity of each base ad (a plain loop: queues are short).
+_KIND_SURFACE = np.asarray((0.0,) + TACTIC_SURFACE + (ESCALATE_SURFACE,))
+
+
+def _pick(cdf: tuple[float, ...], u: float) -> int:
+    for i, c in enumerate(cdf):
+        if u < c:
+            return i
+    return len(cdf) - 1
+
+
+def blurb_of(label: int, u_blurb: float, u_pick: float) -> int:
+    """Whether an ad of this label carries a trust blurb (-1: none), and which one."""
+    if u_blurb < TRUST_BLURB_SHARE[label]:
+        return int(u_pick * len(TRUST_PHRASES))
+    return -1
+
+
+def _base_ads(plan: _Plan, labels: list[int], u: list[list[float]], u_blurb: list[float],
+              u_pick: list[float]) -> tuple[list, ...]:
+    """Tactic, category, kind, severity and trust blurb of each base ad (a plain loop: queues
+    are short).
 
     Camouflaged fraud always sits in a legit-looking category; other fraud sometimes does;
     legit ads sometimes sit in a risky one."""
-    tactics, categories, strengths, severities = [], [], [], []
-    for label, (u_tactic, u_legit, u_risky, u_where) in zip(labels, u):
+    tactics, categories, kinds, severities, blurbs = [], [], [], [], []
+    for label, (u_tactic, u_legit, u_risky, u_where), ub, up in zip(labels, u, u_blurb, u_pick):
         if label == LEGIT:
-            tactic, strength, severity = -1, 0.0, 0.0
+            tactic, severity = -1, 0.0
             if u_where < LEGIT_IN_RISKY_CATEGORY:
                 category = plan.legit_risky[int(u_risky * len(plan.legit_risky))]
             else:
                 category = LEGIT_FAMILY[int(u_legit * len(LEGIT_FAMILY))]
         elif label == ESCALATE:
-            tactic, strength, category = -1, ESCALATE_STRENGTH, GRAY_CATEGORY
+            tactic, category = -1, GRAY_CATEGORY
             severity = _BASE_SEVERITY[category]
         else:
-            tactic = plan.tactics[int(u_tactic * len(plan.tactics))]
+            tactic = _pick(plan.tactic_cdf, u_tactic)
             if tactic == _CAMOUFLAGED or u_where < FRAUD_IN_LEGIT_CATEGORY:
                 category = LEGIT_FAMILY[int(u_legit * len(LEGIT_FAMILY))]
             else:
                 category = plan.risky[int(u_risky * len(plan.risky))]
-            strength = TACTIC_STRENGTH[tactic]
             severity = _BASE_SEVERITY[category] * TACTIC_SEVERITY[tactic]
         tactics.append(tactic)
         categories.append(category)
-        strengths.append(strength)
+        kinds.append(kind_of(label, tactic))
         severities.append(severity)
-    return tactics, categories, strengths, severities
+        blurbs.append(blurb_of(label, ub, up))
+    return tactics, categories, kinds, severities, blurbs
 
 
 def _ring_sizes(n_rings: int, n_fraud: int) -> list[int]:
@@ -268,9 +320,11 @@ def _build_rings(plan, u_signals, u_rings, order_noise, label, tokens, ring, n) 
         elif topology == "chain":
             k = 2
         else:
-            k = max(1, size - 1)
+            k = max(2, size - 1)
         base = 4 * (r % 4)
-        signals = tuple(sorted(range(4), key=lambda i: u_sig[base + i])[:k])
+        # a ring's money trail (its payment id) is always among what it shares; the rest of
+        # its shared signals are drawn
+        signals = (0,) + tuple(sorted(range(1, 4), key=lambda i: u_sig[base + i])[:k - 1])
         _share_tokens(topology, members, signals, tokens, ring_tokens[4 * r:4 * r + 4])
         for m in members:
             ring[m] = r
@@ -308,17 +362,19 @@ def _agency_decoy(label, tokens, uniform):
         tokens[b, 3] = tokens[a, 3]
 
 
-def proposal_surface(tactic: int, row: int, episode: Episode, free_text_markers: int | None):
-    """Fill a proposal's row from the reserved block: strength, surface, evidence."""
+def proposal_surface(tactic: int, row: int, episode: Episode, free_text_markers: int | None,
+                     reuse: int = 0):
+    """Fill a proposal's row from the reserved block: kind, surface and evidence as drawn for
+    its tactic; ``reuse`` earlier proposals of the same tactic make its evidence read worse."""
     rows = episode.rows
-    rows.strength[row] = TACTIC_STRENGTH[tactic]
     rows.tactic[row] = tactic
+    rows.kind[row] = 1 + tactic
     drawn, i = episode.proposal_signals, row - episode.n_base
     rows.age_days[row] = drawn.age_days[tactic, i]
     rows.tld[row], rows.payment_type[row], rows.country[row] = drawn.surface[tactic, i].tolist()
-    rows.evidence[row] = drawn.evidence[tactic, i]
-    # The copy, not the noise, decides the risk markers.
-    rows.markers[row] = TACTIC_MARKERS[tactic] if free_text_markers is None else \
+    rows.evidence[row] = drawn.evidence[tactic, i] + SIGNATURE_REUSE_SHIFT * reuse
+    # Template copy carries the risk phrases drawn for the tactic; free text carries its own.
+    rows.markers[row] = drawn.markers[tactic, i] if free_text_markers is None else \
         min(free_text_markers, 9)
 
 

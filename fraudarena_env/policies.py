@@ -9,7 +9,6 @@ Every policy takes an optional ``seed=`` and draws randomness only from its own 
 
 from __future__ import annotations
 
-import math
 from functools import cache
 
 import numpy as np
@@ -86,19 +85,27 @@ class RandomPolicy(Policy):
 
 
 # ============================================================================ shared readers
+from . import belief  # noqa: E402
 from .catalog import (  # noqa: E402
+    APPROVE,
     AUDIT_TRACK_A,
     AUDIT_TRACK_B,
     CATEGORIES,
     CATEGORY_INDEX,
     CONFIDENCE_BUCKETS,
+    CORRECT_VERDICT,
     COUNTRIES,
+    ESCALATE,
+    ESCALATE_V,
+    FRAUD,
     FRAUDSTER_EDITS,
     GRAY_CATEGORY,
+    LEGIT,
     LEGIT_FAMILY,
     MAX_PULLS_PER_AD,
     MAX_SLOTS,
     PAYMENT_TYPES,
+    REJECT,
     RING_SIGNAL_SOURCE,
     TACTICS,
     TARGET_INDEX,
@@ -128,16 +135,10 @@ from .encoding import (  # noqa: E402
     op_to_model,
 )
 from .evidence import HEADLINE, headline_to_signal  # noqa: E402
-from .generator import (  # noqa: E402
-    EVIDENCE_SHIFT,
-    FRAUD_IN_LEGIT_CATEGORY,
-    LEGIT_IN_RISKY_CATEGORY,
-    SURFACE_SHIFT,
-    surface_z,
-)
 from .lexicon import is_gibberish  # noqa: E402
 from .models import AdReviewAction, AuditorAction, FraudsterAction  # noqa: E402
 from .referee import AD_IDS, AD_SLOT  # noqa: E402
+from .scoring import verdict_reward  # noqa: E402
 
 S = MAX_SLOTS
 N_T = len(TARGETS)
@@ -160,170 +161,129 @@ def views(role: str, vector: np.ndarray, names=None) -> dict[str, np.ndarray]:
 
 
 # ============================================================================ investigator
-class _Board:
-    """The per-ad readings the scripted investigator's log-odds are computed from (the text
-    face fills it from the evidence ledger; the tensor face uses the same weights directly)."""
+class Reading:
+    """What an investigator sees of the queue, per slot, whichever face it came from: the free
+    surface, the evidence it pulled, and which slots are present and pending."""
 
     def __init__(self):
         self.present = np.zeros(S, bool)
-        self.category = np.zeros(S, np.int64)
-        self.surface_z = np.zeros((S, 4))
-        self.markers = np.zeros(S)
+        self.pending = np.zeros(S, bool)
+        self.category = np.zeros(S, np.intp)
+        self.age = np.ones(S)
+        self.tld = np.zeros(S, np.intp)
+        self.payment = np.zeros(S, np.intp)
+        self.country = np.zeros(S, np.intp)
+        self.markers = np.zeros(S, np.intp)
         self.junk = np.zeros(S, bool)  # copy that reads as gibberish
-        self.pulled = np.zeros((S, len(TARGETS)), bool)
-        self.signal = np.zeros((S, len(TARGETS)))
+        self.pulled = np.zeros((S, N_T), bool)
+        self.signal = np.zeros((S, N_T))  # evidence signals, where pulled
+
+    def first_sight_key(self) -> bytes:
+        return b"".join(a.tobytes() for a in (self.present, self.category, self.age, self.tld,
+                                              self.payment, self.country, self.markers,
+                                              self.junk))
 
 
-def surface_logit(board: _Board, task_id: str) -> np.ndarray:
-    """Log-odds that an ad is bad (fraud or escalate) from the free surface alone.
-
-    The weights come from the generator's own constants (a Gaussian shift of SURFACE_SHIFT per
-    surface signal for unit strength), so the prior stays honest when the generator is retuned.
-    """
-    d = SURFACE_SHIFT
-    logit = _task_base(task_id) + (d * board.surface_z - d * d / 2).sum(axis=1)
-    logit += (board.markers - 0.3) * 0.5
-    logit += JUNK_LOGIT * board.junk
-    in_legit = _LEGIT_FAMILY[board.category]
-    p_legit_fam_given_legit = 1 - LEGIT_IN_RISKY_CATEGORY
-    p_legit_fam_given_bad = FRAUD_IN_LEGIT_CATEGORY + 0.15
-    logit += np.where(in_legit, np.log(p_legit_fam_given_bad / p_legit_fam_given_legit),
-                      np.log((1 - p_legit_fam_given_bad) / (1 - p_legit_fam_given_legit)))
-    return logit
-
-
-JUNK_LOGIT = 3.0
-_EV_D = EVIDENCE_SHIFT * 0.9
+def read_investigator_tensor(vector: np.ndarray, reading: Reading | None = None) -> Reading:
+    """Fill a ``Reading`` from the investigator's observation vector (through its named views)."""
+    r = reading or Reading()
+    v = views("investigator", vector, _INV_READS)
+    r.present[:] = v["present"] > 0.5
+    r.pending[:] = v["status"][:, 0] > 0.5
+    r.category[:] = v["category"].argmax(axis=1)
+    surf = v["surface"]
+    r.age[:] = np.rint(np.expm1(surf[:, 0].astype(np.float64) * 8.3))
+    r.tld[:] = np.rint(surf[:, 1] * (len(TLDS) - 1))
+    r.payment[:] = np.rint(surf[:, 2] * (len(PAYMENT_TYPES) - 1))
+    r.country[:] = np.rint(surf[:, 3] * (len(COUNTRIES) - 1))
+    r.markers[:] = np.rint(surf[:, 4] * 6)
+    lex = v["lexical"]
+    r.junk[:] = r.present & ((lex[:, 2] < 20 / 400) | (lex[:, 6] < 0.28) | (lex[:, 7] < 0.75))
+    r.pulled[:] = v["pulled"] > 0.5
+    r.signal[:] = np.round(v["evidence"] * EVIDENCE_SCALE, 2) * r.pulled
+    return r
 
 
-def _linear_surface_prior():
-    """The surface prior is linear in the tensor face's surface features and category one-hot:
-    evaluate it once on a basis to get the weights the tensor path uses."""
-    def prior(surf: np.ndarray, category: int) -> float:
-        b = _Board()
-        b.surface_z[0] = surface_z(np.expm1(surf[0] * 8.3), surf[1] * (len(TLDS) - 1),
-                                   surf[2] * (len(PAYMENT_TYPES) - 1),
-                                   surf[3] * (len(COUNTRIES) - 1))
-        b.markers[0] = surf[4] * 6
-        b.category[0] = category
-        return float(surface_logit(b, "task_1")[0])
-
-    zero = prior(np.zeros(5), 0)
-    w = np.asarray([prior(np.eye(5)[k], 0) - zero for k in range(5)])
-    cat = np.asarray([prior(np.zeros(5), c) - zero for c in range(len(CATEGORIES))])
-    base = {t: zero + _task_base(t) - _task_base("task_1") for t in TASKS}
-    return w.astype(np.float32), cat.astype(np.float32), base
-
-
-def _task_base(task_id: str) -> float:
-    task = TASKS[task_id]
-    return float(np.log((task.n_fraud + task.n_escalate + task.max_proposals) /
-                        max(task.n_legit, 1)))
-
-
-def evidence_logit(board: _Board) -> np.ndarray:
-    """Log-likelihood ratio of the pulled evidence (unit-strength fraud vs legit)."""
-    d = EVIDENCE_SHIFT * 0.9
-    return ((d * board.signal - d * d / 2) * board.pulled).sum(axis=1)
+def read_investigator_model(obs) -> Reading:
+    """Fill a ``Reading`` from an ``AdReviewObservation`` (the evidence ledger)."""
+    r = Reading()
+    for ad_id, e in obs.evidence_ledger.items():
+        s = AD_SLOT[ad_id]
+        r.present[s] = True
+        r.pending[s] = e.get("status") == "pending"
+        r.category[s] = CATEGORY_INDEX[e["category"]]
+        r.age[s] = e["account_age_days"]
+        r.tld[s] = TLDS.index(e["landing_tld"])
+        r.payment[s] = PAYMENT_TYPES.index(e["payment_type"])
+        r.country[s] = COUNTRIES.index(e["country"])
+        r.markers[s] = e["risk_markers"]
+        r.junk[s] = is_gibberish(e.get("ad_copy", ""))
+        for t in e.get("targets_pulled", []):
+            k = TARGET_INDEX[t]
+            r.pulled[s, k] = True
+            r.signal[s, k] = round(headline_to_signal(t, e[t][HEADLINE[t][0]]), 2)
+    return r
 
 
 class ScriptedInvestigator(Policy):
-    """Investigates before deciding, reads the evidence, links ads that visibly share
-    infrastructure, and rules by expected reward under a Bayesian read of surface and evidence.
+    """A Bayesian investigator that knows the published rules.
 
-    Budget-aware: it pulls evidence only while its remaining actions cover the queue it still
-    expects, and pulls the most uncertain ad first. In ring tasks it prefers the sources that
-    reveal ring tokens. Both faces reduce the observation to the same few arrays and share
-    ``decide``.
+    It reads every ad as a posterior over the kinds of ad (``belief``), pulls the source whose
+    expected gain in verdict value is largest while that gain beats the price of a budget unit
+    (the price rises as the budget it must keep for the queue still to come runs short), links
+    ads that share infrastructure when both look bad, and rules on settled ads by expected
+    reward, stating the posterior probability that its verdict is right as its confidence. Ads
+    it would approve it leaves pending when the budget is tight: every end path approves them.
+    Both faces reduce the observation to a ``Reading`` and share ``decide``.
     """
 
     role = "investigator"
-    UNCERTAIN = 2.2  # |log-odds| below which another source is worth pulling
-    _prior_key: tuple | None = None  # what the cached readings were computed from
-    _seen_key: bytes | None = None
+    PULL_PRICE = 0.01  # the least expected gain a pull must bring, in reward
+    SCARCITY_PRICE = 0.0  # added per unit of shortfall in the budget kept for what is to come
+    KEEP_PER_AD = 1.2  # budget kept for each ad still expected to arrive
+    RING_LOOKS = 1  # ring-token sources pulled on a bad ad before rejecting it (ring tasks)
+    LINK_P_BAD = 0.6  # both ads at least this likely bad before linking them
+
+    def __init__(self, seed: int | None = None):
+        super().__init__(seed)
+        self._reading = Reading()
+        self._fs_key: tuple | None = None
 
     def act_tensor(self, vector, mask):
-        v = _InvSlices
-        pending = vector[v.pending].nonzero()[0].tolist()
+        g = _InvGlobals
+        task = _TASK_LIST[int(vector[g.task].argmax())]
+        r = read_investigator_tensor(vector, self._reading)
         pairs = []
-        if np.count_nonzero(vector[v.collisions]):  # some ads visibly share a ring signal
-            linked = vector[v.pair_linked]
+        if np.count_nonzero(vector[g.collisions]):  # some ads visibly share a ring signal
+            linked = vector[g.pair_linked]
             pairs = [(int(PAIRS[p, 0]), int(PAIRS[p, 1]))
-                     for p in np.flatnonzero(vector[v.pair_shared]).tolist() if linked[p] < 0.5]
-        if not pending and not pairs:
-            return I_END
-        # What the choice reads changes only when ads arrive or change (the task, the surface
-        # prior, who is present) or when evidence is pulled; most turns reuse both readings.
-        static = (vector[v.task].tobytes(), vector[v.static].tobytes())
-        seen = vector[v.seen].tobytes()
-        if static != self._prior_key:
-            self._task = task = _TASK_LIST[int(vector[v.task].argmax())]
-            lex = vector[v.lexical].reshape(S, -1)
-            self._prior = (vector[v.surface].reshape(S, 5) @ _SURF_W
-                           + vector[v.category].reshape(S, len(CATEGORIES)) @ _CAT_TERM
-                           + JUNK_LOGIT * ((lex[:, 6] < 0.28) | (lex[:, 7] < 0.75))
-                           + _BASE_LOGIT[task.task_id])
-            self._gray = (vector[v.gray] > 0.5).tolist()
-            self._present_count = int(np.count_nonzero(vector[v.present]))
-            self._prior_key = static
-            self._seen_key = None
-        pulled = vector[v.pulled].reshape(S, len(TARGETS))
-        if seen != self._seen_key:
-            self._logit = (self._prior + vector[v.evidence].reshape(S, len(TARGETS)) @ _EV_W
-                           + pulled @ _PULL_W).tolist()
-            # sources left per slot: right for every slot still pending (a verdict zeroes it)
-            self._room = vector[v.pulls_left].tolist()
-            self._seen_key = seen
-        task = self._task
+                     for p in np.flatnonzero(vector[g.pair_shared]).tolist() if linked[p] < 0.5]
         item = vector.item
-        op = self.decide(
-            task, self._logit, pending, self._room, pulled, pairs, self._gray,
-            round(item(v.budget) * task.action_budget),
-            round(item(v.actions_left) * task.max_investigator_actions_per_turn),
-            round(item(v.rounds_remaining) * task.max_rounds), self._present_count)
+        op = self.decide(task, r, pairs,
+                         round(item(g.budget) * task.action_budget),
+                         round(item(g.actions_left) * task.max_investigator_actions_per_turn),
+                         round(item(g.rounds_remaining) * task.max_rounds))
         index = _investigator_index(op)
         if not mask[index]:  # knobs can differ from the task defaults; never act illegally
             index = I_END
         return index
 
     def act_model(self, obs):
-        b = _Board()
         task = TASKS[obs.task_id or "task_1"]
+        r = read_investigator_model(obs)
         tokens: dict[int, dict[str, str]] = {}
-        pending = []
         for ad_id, e in obs.evidence_ledger.items():
             s = AD_SLOT[ad_id]
-            b.present[s] = True
-            if e.get("status") == "pending":
-                pending.append(s)
-            b.category[s] = CATEGORY_INDEX[e["category"]]
-            b.surface_z[s] = surface_z(e["account_age_days"], TLDS.index(e["landing_tld"]),
-                                       PAYMENT_TYPES.index(e["payment_type"]),
-                                       COUNTRIES.index(e["country"]))
-            b.markers[s] = e["risk_markers"]
-            b.junk[s] = is_gibberish(e.get("ad_copy", "")) and len(e.get("ad_copy", "")) >= 20
-            tokens[s] = {}
-            for t in e.get("targets_pulled", []):
-                k = TARGET_INDEX[t]
-                b.pulled[s, k] = True
-                fields = e.get(t, {})
-                b.signal[s, k] = headline_to_signal(t, fields[HEADLINE[t][0]])
-                for name in _TOKEN_FIELDS:
-                    if name in fields:
-                        tokens[s][name] = fields[name]
+            tokens[s] = {name: e[t][name] for t in e.get("targets_pulled", [])
+                         for name in _TOKEN_FIELDS if name in e[t]}
         linked = {tuple(sorted((AD_SLOT[a], AD_SLOT[c]))) for a, c in obs.links}
         slots = sorted(tokens)
         pairs = [(i, j) for n, i in enumerate(slots) for j in slots[n + 1:]
                  if (i, j) not in linked and any(tokens[i][k] == tokens[j].get(k)
                                                  for k in tokens[i])]
-        logit = surface_logit(b, task.task_id) + evidence_logit(b)
-        op = self.decide(task, logit.tolist(), sorted(pending),
-                         (b.pulled.sum(axis=1) < MAX_PULLS_PER_AD).tolist(), b.pulled,
-                         pairs, (b.category == GRAY_CATEGORY).tolist(),
-                         budget=int(obs.queue_status.get("budget", 0)),
+        op = self.decide(task, r, pairs, budget=int(obs.queue_status.get("budget", 0)),
                          actions_left=obs.actions_left_this_turn,
-                         rounds_remaining=obs.rounds_remaining,
-                         present_count=int(b.present.sum()))
+                         rounds_remaining=obs.rounds_remaining)
         return self._model(op, obs)
 
     def _model(self, op, obs):
@@ -345,92 +305,105 @@ class ScriptedInvestigator(Policy):
                                   confidence=op[3], rationale=why)
         return AdReviewAction(action_type="end_turn")
 
-    def decide(self, task, logit, pending, room, pulled, pairs, gray, budget, actions_left,
-               rounds_remaining, present_count) -> tuple:
-        """The choice both faces share, on plain lists indexed by slot: ``logit`` (log-odds that
-        the ad is bad), ``room`` (fewer than MAX_PULLS_PER_AD sources pulled so far; read for
-        pending slots only), ``gray`` (gray-area category). ``pulled``: slot x source array.
-        ``pending``: the pending slots, ascending; ``pairs``: unlinked pairs that visibly share
+    def beliefs(self, task, r: Reading) -> np.ndarray:
+        """Posterior over kinds for every slot: (S, kinds). First-sight terms are cached until
+        an ad arrives or changes."""
+        key = (task.task_id, r.first_sight_key())
+        if key != self._fs_key:
+            self._fs = belief.first_sight_loglik(task.task_id, r.category, r.age, r.tld,
+                                                 r.payment, r.country, r.markers, r.junk)
+            self._rewards = belief.reward_table(r.category)
+            self._fs_key = key
+        return belief.posterior(self._fs + belief.evidence_loglik(r.signal, r.pulled))
+
+    def decide(self, task, r: Reading, pairs, budget, actions_left, rounds_remaining) -> tuple:
+        """The choice both faces share. ``pairs``: unlinked slot pairs that visibly share
         infrastructure."""
         if budget <= 0:
             return ("end_turn",)
+        post = self.beliefs(task, r)
+        p_bad = 1.0 - post[:, 0]
         # 1. link pairs that visibly share infrastructure and both look bad
         for i, j in pairs:
-            if logit[i] > LINK_LOGIT and logit[j] > LINK_LOGIT:
+            if p_bad[i] > self.LINK_P_BAD and p_bad[j] > self.LINK_P_BAD:
                 return ("link", i, j, None)
-        if not pending:
+        pending = np.flatnonzero(r.pending)
+        if not len(pending):
             return ("end_turn",)
-        # 2. pull evidence while the remaining actions cover the queue still expected
-        cap = task.max_investigator_actions_per_turn
-        remaining = min(budget, actions_left + (rounds_remaining - 1) * cap)
-        to_come = max(0, task.queue_size + task.max_proposals - present_count) * 0.8
-        certainty = [abs(logit[s]) for s in pending]
-        if remaining - len(pending) - to_come >= 1:
-            # the most uncertain ad that still has sources to pull (the lowest slot of equals)
-            open_ = [(c, s) for c, s in zip(certainty, pending)
-                     if c < self.UNCERTAIN and room[s]]
-            if open_:
-                s = min(open_)[1]
-                order = _SOURCE_ORDER_RINGS if task.n_rings else _SOURCE_ORDER
-                row = pulled[s].tolist()
-                t = next(t for t in order if not row[t])
-                return ("investigate", s, t)
-        # 3. otherwise rule on the ad we are surest about (the highest slot of equals)
-        s = max(zip(certainty, pending))[1]
-        p_bad = 1.0 / (1.0 + math.exp(-logit[s]))
-        if_bad, if_legit = _VALUE_GRAY if gray[s] else _VALUE_FRAUD
-        values = [p_bad * b + (1.0 - p_bad) * g for b, g in zip(if_bad, if_legit)]
-        verdict = values.index(max(values))
-        p_right = p_bad if verdict != 0 else 1.0 - p_bad
-        return ("verdict", s, verdict, nearest_bucket(p_right), None)
+        post_p, rewards = post[pending], self._rewards[pending]
+        values = belief.verdict_values(post_p, rewards)
+        best = values.argmax(axis=1)
+        needs_verdict = best != 0  # approvals can be left to the end
+        # 2. the budget kept for what is still to come: a verdict for every pending ad that is
+        # not an approval, and about 1.5 actions for each ad still expected to arrive
+        present = int(np.count_nonzero(r.present))
+        to_come = max(0, task.queue_size + task.max_proposals - present)
+        keep = int(np.count_nonzero(needs_verdict)) + self.KEEP_PER_AD * to_come + 2
+        spare = budget - keep
+        last_round = rounds_remaining <= 1
+        available = ~r.pulled[pending] & (r.pulled[pending].sum(axis=1) <
+                                          MAX_PULLS_PER_AD)[:, None]
+        gain = belief.value_of_source(post_p, rewards, available)
+        best_gain = gain.max(axis=1)
+        price = self.PULL_PRICE + self.SCARCITY_PRICE * (1.0 + to_come) / max(spare, 1.0)
+        can_pull = spare >= 1 and (not last_round or
+                                   actions_left > np.count_nonzero(needs_verdict))
+        settled = (best_gain <= price) | (not can_pull)
+        sure = values.max(axis=1) - np.sort(values, axis=1)[:, -2]  # margin over the runner-up
+        # 3. stop harm first: reject or escalate the surest settled ad
+        for i in np.argsort(-sure, kind="stable").tolist():
+            if settled[i] and needs_verdict[i]:
+                slot = int(pending[i])
+                # in ring tasks, a look at its infrastructure first, in the same turn: a
+                # shared payment id or fingerprint is a link worth making
+                if (task.n_rings and spare >= 1 and actions_left >= 2 and p_bad[slot] >
+                        self.LINK_P_BAD and r.pulled[slot, _RING_SOURCES].sum() < self.RING_LOOKS):
+                    # every bad ad looks at the same sources first, so ring members collide
+                    for t in _LOOK_ORDER:
+                        if available[i, t]:
+                            return ("investigate", slot, t)
+                return self._verdict(slot, best[i], post_p[i])
+        # 4. pull the most valuable source while it is worth its price
+        if can_pull:
+            i, t = np.unravel_index(int(gain.argmax()), gain.shape)
+            if gain[i, t] > price:
+                return ("investigate", int(pending[i]), int(t))
+        # 5. approve what is settled, with budget to spare; else leave it to the end
+        for i in np.argsort(-sure, kind="stable").tolist():
+            if needs_verdict[i] or spare >= 1:
+                return self._verdict(pending[i], best[i], post_p[i])
+        return ("end_turn",)
+
+    @staticmethod
+    def _verdict(slot, verdict, post) -> tuple:
+        """A verdict op, with the posterior chance that it is right as its confidence."""
+        v = int(verdict)
+        return ("verdict", int(slot), v, nearest_bucket(float(post[_CORRECT_KINDS[v]].sum())),
+                None)
 
 
-def _verdict_table(bad_label: int, severity: float = 0.6) -> tuple[list, list]:
-    from .scoring import verdict_reward
-
-    return ([verdict_reward(v, bad_label, severity) for v in range(3)],
-            [verdict_reward(v, 0, 0.0) for v in range(3)])
-
-
-_SURF_W, _CAT_TERM, _BASE_LOGIT = _linear_surface_prior()
-_EV_W = np.full(len(TARGETS), _EV_D * EVIDENCE_SCALE, np.float32)  # evidence log-likelihood
-_PULL_W = np.full(len(TARGETS), -_EV_D * _EV_D / 2, np.float32)
-_TASK_LIST = [TASKS[t] for t in TASK_IDS]
-
-
-class _InvSlices:
-    """Where the scripted investigator reads the investigator's vector (slices, no copies)."""
+class _InvGlobals:
+    """Where the scripted investigator reads the investigator's globals."""
 
     _t = _SLICE_BY_NAME["investigator"]
     task = slice(*_t["task"][:2])
-    present = slice(*_t["present"][:2])
-    pending = slice(_t["status"][0], _t["status"][1], 4)  # status column 0: pending
-    pulls_left = slice(*_t["pulls_left"][:2])
-    gray = slice(_t["category"][0] + GRAY_CATEGORY, _t["category"][1], len(CATEGORIES))
     collisions = slice(*_t["collisions"][:2])
-    seen = slice(_t["pulled"][0], _t["evidence"][1])  # pulled, evidence: contiguous
-    lexical = slice(*_t["lexical"][:2])
-    pulled = slice(*_t["pulled"][:2])
-    surface = slice(*_t["surface"][:2])
-    category = slice(*_t["category"][:2])
-    static = slice(_t["category"][0], _t["lexical"][1])  # category, surface, lexical: contiguous
-    evidence = slice(*_t["evidence"][:2])
     pair_shared = slice(*_t["pair_shared_signals"][:2])
     pair_linked = slice(*_t["pair_linked"][:2])
     budget = _t["budget"][0]
     actions_left = _t["actions_left_this_turn"][0]
     rounds_remaining = _t["rounds_remaining"][0]
-_VALUE_FRAUD = _verdict_table(1)  # rows: reward if bad, reward if legit; columns: verdicts
-_VALUE_GRAY = _verdict_table(2)
-LINK_LOGIT = float(np.log(0.6 / 0.4))
+
+
+_RING_SOURCES = list(RING_SIGNAL_SOURCE)
+_LOOK_ORDER = [TARGET_INDEX[t] for t in ("payment_method", "campaign_structure", "landing_page",
+                                         "targeting_overlap")]
+_INV_READS = ("present", "status", "category", "surface", "lexical", "pulled", "evidence")
+_TASK_LIST = [TASKS[t] for t in TASK_IDS]
+# The kinds each verdict is right for (approve: legit; reject: the fraud tactics; escalate: gray)
+_CORRECT_KINDS = [belief.KIND_LABEL == LEGIT, belief.KIND_LABEL == FRAUD,
+                  belief.KIND_LABEL == ESCALATE]
 _TOKEN_FIELDS = ("payment_id", "landing_host", "audience_fingerprint", "campaign_fingerprint")
-
-
-_SOURCE_ORDER = (TARGET_INDEX["policy_classifier"], TARGET_INDEX["landing_page"],
-                 TARGET_INDEX["advertiser_history"], TARGET_INDEX["payment_method"],
-                 TARGET_INDEX["campaign_structure"], TARGET_INDEX["targeting_overlap"])
-_SOURCE_ORDER_RINGS = tuple(RING_SIGNAL_SOURCE) + (TARGET_INDEX["policy_classifier"],
-                                                   TARGET_INDEX["advertiser_history"])
 
 
 def _investigator_index(op: tuple) -> int:
@@ -448,115 +421,110 @@ def _investigator_index(op: tuple) -> int:
 class _FraudsterView:
     """What the reactive fraudster reads, whichever face it came from."""
 
-    __slots__ = ("task_id", "proposals_remaining", "room", "allowed", "mine_pending",
-                 "mine_pulled", "trusted", "markers", "approved", "rejected", "network_used",
-                 "actions_left_this_turn", "rounds_remaining")
+    __slots__ = ("proposals_remaining", "room", "allowed", "mine_pending", "mine_pulled",
+                 "trusted", "used_tactics", "tactic_won", "tactic_lost", "used_categories",
+                 "network_used")
 
     def __init__(self):
-        self.task_id = "task_1"
         self.proposals_remaining = 0
         self.room = False
         self.allowed: tuple[int, ...] = ()  # the allowed categories, ascending
-        self.mine_pending: list[int] = []
-        self.mine_pulled: dict[int, bool] = {}
+        self.mine_pending: list[int] = []  # my pending proposals, by slot
+        self.mine_pulled: dict[int, bool] = {}  # has the investigator pulled evidence on it
         self.trusted: set[int] = set()
-        self.markers: dict[int, int] = {}
-        self.approved = 0
-        self.rejected = 0
+        self.used_tactics = [0] * len(TACTICS)
+        self.tactic_won = [0] * len(TACTICS)  # approved proposals per tactic
+        self.tactic_lost = [0] * len(TACTICS)  # rejected or escalated ones
+        self.used_categories: set[int] = set()
         self.network_used = False
-        self.actions_left_this_turn = 0
-        self.rounds_remaining = 1
+
+    def add(self, slot: int, category: int, tactic: int, status: int, pulled: bool,
+            trusted: bool) -> None:
+        """One of my proposals: ``status`` 0 pending, 1 approved, 2 rejected, 3 escalated."""
+        self.used_categories.add(category)
+        self.network_used |= _FAMILY[category] == "network"
+        if tactic >= 0:
+            self.used_tactics[tactic] += 1
+        if status == 0:
+            self.mine_pending.append(slot)
+            self.mine_pulled[slot] = pulled
+            if trusted:
+                self.trusted.add(slot)
+        elif tactic >= 0:
+            if status == 1:
+                self.tactic_won[tactic] += 1
+            else:
+                self.tactic_lost[tactic] += 1
 
 
 class ReactiveFraudster(Policy):
-    """Proposes early (an ad earns for every round it runs) and adapts to the investigator.
+    """Mixes tactics and categories, and reacts to the investigator.
 
-    It starts with standard copy, favouring rich categories; each rejection pushes it toward
-    subtler tactics and legit-looking categories, each approval back toward bolder copy. When
-    the investigator starts pulling evidence on one of its pending ads, it dresses that ad up
-    with a trust blurb or softens its copy. It avoids network categories once it has one (a
-    shared-infrastructure ring is easy to link). It commits when out of proposals.
+    Each proposal takes the tactic with the best running score: camouflaged and subtle copy
+    start ahead (against an investigator who reads the surface, hiding pays), every earlier use
+    of a tactic costs it (a reused signature is easier to catch), and each approval or rejection
+    of that tactic moves it up or down. Camouflaged and subtle copy go into legit-looking
+    categories, standard and blatant into rich risky ones, and it avoids repeating a category (a
+    repeated template reads as implausible) and a second network ad (a shared-infrastructure
+    ring is easy to link). It proposes early, since an ad earns for every round it runs, dresses
+    up a pending ad the investigator is pulling evidence on with a trust blurb, and commits when
+    out of proposals.
     """
 
     role = "fraudster"
+    TACTIC_SCORE = (0.1, 0.55, 0.9, 1.0)  # blatant, standard, subtle, camouflaged
+    REUSE_COST = 0.3
+    WON, LOST = 0.3, 0.15
 
     def act_tensor(self, vector, mask):
-        t = _FR
-        task = _TASK_LIST[int(vector[t.task].argmax())]
+        v = views("fraudster", vector, _FR_READS)
         f = _FraudsterView()
-        f.task_id = task.task_id
-        f.proposals_remaining = int(round(float(vector[t.proposals_remaining]) *
-                                          task.max_proposals))
-        f.room = vector[t.queue_room] > 0.5
-        f.allowed = tuple(vector[t.allowed].nonzero()[0].tolist())
-        item = vector.item
-        for s in vector[t.mine].nonzero()[0].tolist():  # my proposals, by slot
-            at = t.status + 4 * s  # status one-hot: pending, approved, rejected, escalated
-            if item(at) > 0.5:
-                f.mine_pending.append(s)
-                f.mine_pulled[s] = bool(np.count_nonzero(vector[t.pulled + N_T * s:
-                                                                t.pulled + N_T * (s + 1)]))
-                f.markers[s] = int(round(item(t.my_surface + 5 * s + 4) * 6))
-                if item(t.trusted + s) > 0.5:
-                    f.trusted.add(s)
-            else:
-                f.approved += item(at + 1) > 0.5
-                f.rejected += item(at + 2) > 0.5
-            if not f.network_used:
-                at = t.category + N_CAT * s
-                f.network_used = _FAMILY[int(vector[at:at + N_CAT].argmax())] == "network"
-        f.actions_left_this_turn = int(round(float(vector[t.actions_left]) *
-                                             task.max_fraudster_actions_per_turn))
-        f.rounds_remaining = max(1, int(round(float(vector[t.rounds_remaining]) *
-                                              task.max_rounds)))
-        index = _fraudster_index(self.decide(f, task))
+        f.proposals_remaining = int(np.count_nonzero(v["proposals_remaining"] > 1e-6))
+        f.room = v["queue_room"][0] > 0.5
+        f.allowed = tuple(np.flatnonzero(v["allowed_categories"]).tolist())
+        status, category = v["status"].argmax(axis=1), v["category"].argmax(axis=1)
+        tactic = np.where(v["my_tactic"].any(axis=1), v["my_tactic"].argmax(axis=1), -1)
+        pulled = v["pulled"].any(axis=1)
+        for s in np.flatnonzero(v["mine"]).tolist():
+            f.add(s, int(category[s]), int(tactic[s]), int(status[s]), bool(pulled[s]),
+                  bool(v["trusted"][s] > 0.5))
+        index = _fraudster_index(self.decide(f))
         if not mask[index]:
             index = F_END
         return index
 
     def act_model(self, obs):
         f = _FraudsterView()
-        f.task_id = obs.task_id or "task_1"
-        task = TASKS[f.task_id]
         f.proposals_remaining = obs.proposals_remaining
         f.room = obs.can_propose
         f.allowed = tuple(sorted(CATEGORY_INDEX[c] for c in obs.allowed_categories))
-        cats = []
         for item in obs.current_queue:
             if not item["is_my_proposal"]:
                 continue
-            s = AD_SLOT[item["ad_id"]]
-            cats.append(item["category"])
-            if item["status"] == "pending":
-                f.mine_pending.append(s)
-                pulled = np.zeros(len(TARGETS), bool)
-                for t in obs.investigation_targets_used.get(item["ad_id"], []):
-                    pulled[TARGET_INDEX[t]] = True
-                f.mine_pulled[s] = bool(pulled.any())
-                sig = obs.my_proposal_signals.get(item["ad_id"], {})
-                f.markers[s] = int(sig.get("risk_markers", 0))
-                if sig.get("trust_blurb"):
-                    f.trusted.add(s)
-            f.approved += item["status"] == "approved"
-            f.rejected += item["status"] == "rejected"
-        f.network_used = any(c in _NETWORK for c in cats)
-        f.actions_left_this_turn = obs.actions_left_this_turn
-        f.rounds_remaining = max(1, obs.rounds_remaining)
-        return op_to_model("fraudster", self.decide(f, task))
+            ad = item["ad_id"]
+            sig = obs.my_proposal_signals.get(ad, {})
+            f.add(AD_SLOT[ad], CATEGORY_INDEX[item["category"]],
+                  TACTICS.index(sig["tactic"]) if sig.get("tactic") else -1,
+                  _STATUS_INDEX[item["status"]], bool(obs.investigation_targets_used.get(ad)),
+                  bool(sig.get("trust_blurb")))
+        return op_to_model("fraudster", self.decide(f))
 
-    def decide(self, f: _FraudsterView, task) -> tuple:
-        # dress up an ad under scrutiny
-        for s in f.mine_pending:
-            if f.mine_pulled[s] and self.rng.random() < 0.5:
-                if s not in f.trusted:
-                    return ("modify", s, 1)
-                if f.markers.get(s, 0) > 0:
-                    return ("modify", s, 0)
+    def decide(self, f: _FraudsterView) -> tuple:
+        for s in f.mine_pending:  # dress up an ad under scrutiny
+            if f.mine_pulled[s] and s not in f.trusted and self.rng.random() < 0.5:
+                return ("modify", s, 1)
         if f.proposals_remaining <= 0 or not f.room:
             return ("commit_final",)
-        boldness = 1 + f.approved - f.rejected  # 0 blatant ... 3 camouflaged, by tactic index
-        tactic = min(3, max(0, 2 - boldness + (self.rng.random() < 0.3)))
-        allowed, weights, total = _proposal_odds(f.allowed, f.network_used, tactic == 3)
+        score = [base - self.REUSE_COST * used + self.WON * won - self.LOST * lost
+                 + 0.05 * self.rng.random()
+                 for base, used, won, lost in zip(self.TACTIC_SCORE, f.used_tactics,
+                                                  f.tactic_won, f.tactic_lost)]
+        tactic = int(np.argmax(score))
+        allowed, weights, total = _proposal_odds(f.allowed, f.network_used, tactic >= 2)
+        fresh = [(c, w) for c, w in zip(allowed, weights) if c not in f.used_categories]
+        if fresh:
+            allowed, weights = zip(*fresh)
+            total = sum(weights)
         x = self.rng.random() * total
         pick = allowed[-1]
         for c, w in zip(allowed, weights):
@@ -564,18 +532,18 @@ class ReactiveFraudster(Policy):
             if x < 0:
                 pick = c
                 break
-        return ("propose", pick, int(tactic))
+        return ("propose", pick, tactic)
 
 
 @cache
-def _proposal_odds(allowed: tuple[int, ...], network_used: bool, camouflaged: bool):
-    """The categories the reactive fraudster picks from, their weights and the weights' sum.
-    It skips network categories once it has a network ad, and matches the family to the
-    tactic: camouflaged copy goes into legit categories, the rest into fraud ones (each rule
-    only when it leaves a choice)."""
+def _proposal_odds(allowed: tuple[int, ...], network_used: bool, hidden: bool):
+    """The categories a fraudster picks from, their weights and the weights' sum. It skips
+    network categories once it has a network ad, and matches the family to the tactic: hidden
+    (subtle or camouflaged) copy goes into legit-looking categories, the rest into risky ones
+    (each rule only when it leaves a choice). Richer categories are likelier."""
     if network_used:
         allowed = tuple(c for c in allowed if _FAMILY[c] != "network") or allowed
-    if camouflaged:
+    if hidden:
         allowed = tuple(c for c in allowed if _FAMILY[c] == "legit") or allowed
     else:
         allowed = tuple(c for c in allowed if _FAMILY[c] != "legit") or allowed
@@ -586,28 +554,22 @@ def _proposal_odds(allowed: tuple[int, ...], network_used: bool, camouflaged: bo
 _AU_RECORD = slice(_SLICE_BY_NAME["auditor"]["calibration"][0],
                    _SLICE_BY_NAME["auditor"]["track_b_cues"][1])
 _FAMILY = [c.family for c in CATEGORIES]
+CAMOUFLAGED_TACTIC = TACTICS.index("camouflaged")
 _PICK_WEIGHT = [float(np.exp(3 * c.base_severity)) for c in CATEGORIES]  # richer is likelier
+_FR_READS = ("proposals_remaining", "queue_room", "allowed_categories", "mine", "status",
+             "category", "my_tactic", "pulled", "trusted")
+_STATUS_INDEX = {"pending": 0, "approved": 1, "rejected": 2, "escalated": 3}
 
 
 class _FR:
-    """Where the reactive fraudster reads the fraudster's vector."""
+    """Where the reference fraudsters read the fraudster's vector."""
 
     _t = _SLICE_BY_NAME["fraudster"]
-    task = slice(*_t["task"][:2])
     proposals_remaining = _t["proposals_remaining"][0]
     queue_room = _t["queue_room"][0]
     allowed = slice(*_t["allowed_categories"][:2])
-    mine = slice(*_t["mine"][:2])
-    status = _t["status"][0]
-    pulled = _t["pulled"][0]
-    category = _t["category"][0]
-    my_surface = _t["my_surface"][0]
-    trusted = _t["trusted"][0]
-    actions_left = _t["actions_left_this_turn"][0]
+    round = _t["round"][0]
     rounds_remaining = _t["rounds_remaining"][0]
-
-
-_NETWORK = tuple(c.name for c in CATEGORIES if c.family == "network")
 
 
 def _fraudster_index(op: tuple) -> int:
@@ -716,6 +678,125 @@ class HeuristicAuditor(Policy):
                 yield "miscalibration", None, "A"
 
 
+# ============================================================================ blind references
+class _Blind(Policy):
+    """A reference investigator that never pulls evidence: it rules on every pending ad, lowest
+    slot first, with ``rule(reading, slot, task)`` -> (verdict, confidence). The fairness tests
+    hold the scripted investigator well above every one of these."""
+
+    role = "investigator"
+
+    def act_tensor(self, vector, mask):
+        r = read_investigator_tensor(vector)
+        task = _TASK_LIST[int(vector[_InvGlobals.task].argmax())]
+        for s in np.flatnonzero(r.pending).tolist():
+            verdict, confidence = self.rule(r, s, task)
+            index = I_VERDICT + s * 9 + verdict * 3 + CONFIDENCE_BUCKETS.index(confidence)
+            if mask[index]:
+                return index
+        return I_END
+
+    def rule(self, r: Reading, s: int, task) -> tuple[int, float]:
+        raise NotImplementedError
+
+
+class RejectAllButGray(_Blind):
+    """Escalate gray-area ads, reject everything else, at one confidence bucket."""
+
+    def __init__(self, confidence: float = 0.75, seed: int | None = None):
+        super().__init__(seed)
+        self.confidence = nearest_bucket(confidence)
+
+    def rule(self, r, s, task):
+        return (ESCALATE_V if r.category[s] == GRAY_CATEGORY else REJECT), self.confidence
+
+
+class CategoryRule(_Blind):
+    """Approve legit-looking categories, escalate gray-area ones, reject risky ones."""
+
+    def rule(self, r, s, task):
+        c = int(r.category[s])
+        if c == GRAY_CATEGORY:
+            return ESCALATE_V, 0.75
+        return (APPROVE, 0.75) if _LEGIT_FAMILY[c] else (REJECT, 0.75)
+
+
+class SurfaceRule(_Blind):
+    """Count red flags on the surface (risk phrases, a young account, a cheap TLD, an untraceable
+    payment, a risky category) and reject at two or more; gray-area ads with a flag escalate."""
+
+    def rule(self, r, s, task):
+        flags = (int(r.markers[s]) + (r.age[s] < 90) + (r.tld[s] >= 5) + (r.payment[s] >= 5)
+                 + (not _LEGIT_FAMILY[int(r.category[s])]) + 3 * bool(r.junk[s]))
+        if r.category[s] == GRAY_CATEGORY:
+            return (ESCALATE_V, 0.75) if flags >= 1 else (APPROVE, 0.55)
+        if flags >= 2:
+            return REJECT, 0.95 if flags >= 4 else 0.75
+        return APPROVE, 0.75 if flags == 0 else 0.55
+
+
+class FirstSightClassifier(_Blind):
+    """A linear classifier (softmax regression, numpy) over everything visible before any
+    investigation: category, surface, copy features and arrival round. It is fitted per task on
+    matches no evaluation uses (``skill.fit_first_sight``) and rules by expected reward, stating
+    its predicted chance of being right as its confidence."""
+
+    def act_tensor(self, vector, mask):
+        self._vector = vector
+        return super().act_tensor(vector, mask)
+
+    def rule(self, r, s, task):
+        from .skill import first_sight_features, fit_first_sight  # fitted on first use
+
+        model = fit_first_sight(task.task_id)
+        p = model.predict(first_sight_features(self._vector)[s:s + 1])[0]  # legit, fraud, esc
+        sev = 0.6
+        values = [p[0] * verdict_reward(v, LEGIT, 0) + p[1] * verdict_reward(v, FRAUD, sev)
+                  + p[2] * verdict_reward(v, ESCALATE, 0) for v in range(3)]
+        v = int(np.argmax(values))
+        return v, nearest_bucket(float(p[(LEGIT, FRAUD, ESCALATE)[v]]))
+
+
+BLIND_INVESTIGATORS = {
+    "reject_all_but_gray@0.55": lambda seed=None: RejectAllButGray(0.55, seed),
+    "reject_all_but_gray@0.75": lambda seed=None: RejectAllButGray(0.75, seed),
+    "reject_all_but_gray@0.95": lambda seed=None: RejectAllButGray(0.95, seed),
+    "category_rule": CategoryRule,
+    "surface_rule": SurfaceRule,
+    "first_sight_classifier": FirstSightClassifier,
+}
+
+
+class OracleInvestigator(Policy):
+    """The ceiling: reads the ground truth from the referee it is bound to (``bind``), links
+    every ring pair present, and gives every ad its right verdict with full confidence, pulling
+    no evidence. Text face only; for evaluation, never for play."""
+
+    role = "investigator"
+
+    def bind(self, referee) -> OracleInvestigator:
+        self.referee = referee
+        return self
+
+    def act_model(self, obs):
+        ref = self.referee
+        rows = ref.rows
+        if ref.budget <= 0:
+            return AdReviewAction(action_type="end_turn")
+        present = np.flatnonzero(ref.present).tolist()
+        for n, a in enumerate(present):
+            ra = rows.ring[ref.slot_row[a]]
+            for b in present[n + 1:]:
+                if ra >= 0 and rows.ring[ref.slot_row[b]] == ra and not ref.linked[a, b]:
+                    return AdReviewAction(action_type="link_accounts", ad_id=AD_IDS[a],
+                                          linked_ad_id=AD_IDS[b], link_reason="oracle")
+        for s in ref.pending_slots().tolist():
+            label = int(rows.label[ref.slot_row[s]])
+            return AdReviewAction(action_type="verdict", ad_id=AD_IDS[s],
+                                  verdict=VERDICTS[CORRECT_VERDICT[label]], confidence=1.0)
+        return AdReviewAction(action_type="end_turn")
+
+
 # ============================================================================ degenerate references
 class _Fixed(Policy):
     """A reference policy that always does the same kind of thing (for fairness tests)."""
@@ -762,12 +843,22 @@ class InvestigateSpam(_Fixed):
         return int(legal[self.rng.integers(len(legal))]) if len(legal) else I_END
 
 
-class DoNothing(_Fixed):
+class _Constant(_Fixed):
+    """Always the same action index: ``INDEX`` for role ``ROLE``."""
+
+    ROLE, INDEX = "", 0
+
     def __init__(self, seed=None):
-        super().__init__("investigator", seed)
+        super().__init__(self.ROLE, seed)
 
     def act_tensor(self, vector, mask):
-        return I_END
+        return self.INDEX
+
+
+class DoNothing(_Constant):
+    """Passes every turn: every ad is approved unreviewed at the end."""
+
+    ROLE, INDEX = "investigator", I_END
 
 
 class LinkEverything(_Fixed):
@@ -812,6 +903,52 @@ class RepeatOneAdFraudster(_Fixed):
         return FraudsterAction(action_type="propose_ad", category=cat, ad_copy=self.COPY)
 
 
+class NeverPropose(_Constant):
+    """Commits at once: the fraudster's zero line."""
+
+    ROLE, INDEX = "fraudster", F_COMMIT
+
+
+class SingleTacticFraudster(_Fixed):
+    """Proposes at the pace organic ads arrive, always with one tactic, in the categories that
+    tactic suits (camouflaged and subtle copy in legit-looking categories, the rest in risky
+    ones, richer likelier); commits when out of proposals. The reference a mixing fraudster must
+    beat, and the one the camouflage measurement uses."""
+
+    def __init__(self, tactic: str, seed=None):
+        super().__init__("fraudster", seed)
+        self.tactic = TACTICS.index(tactic)
+
+    def act_tensor(self, vector, mask):
+        t = _FR
+        if vector[t.queue_room] < 0.5 or vector[t.proposals_remaining] <= 0:
+            return F_COMMIT
+        # paced like the organic queue, which arrives over all rounds but the last: by round k
+        # of those n, at most k/n of the proposals are out
+        rounds = max(1, round(1.0 / (vector[t.round] + vector[t.rounds_remaining] - 1.0)) - 1)
+        k = round(vector[t.round] * (rounds + 1))
+        if 1.0 - vector[t.proposals_remaining] >= min(1.0, k / rounds) - 1e-6:
+            return F_END
+        allowed = tuple(vector[t.allowed].nonzero()[0].tolist())
+        cats, weights, total = _proposal_odds(allowed, False, self.tactic >= 2)
+        x = self.rng.random() * total
+        pick = cats[-1]
+        for c, w in zip(cats, weights):
+            x -= w
+            if x < 0:
+                pick = c
+                break
+        index = _fraudster_index(("propose", pick, self.tactic))
+        return index if mask[index] else F_END
+
+
+def _single(tactic: str):
+    return lambda seed=None: SingleTacticFraudster(tactic, seed)
+
+
+SINGLE_TACTIC_FRAUDSTERS = {f"only_{t}": _single(t) for t in TACTICS}
+
+
 class FlagEverythingAuditor(_Fixed):
     def __init__(self, seed=None):
         super().__init__("auditor", seed)
@@ -833,4 +970,7 @@ __all__ = ["Policy", "RandomPolicy", "ScriptedInvestigator", "ReactiveFraudster"
            "HeuristicAuditor", "AlwaysReject", "AlwaysApprove", "AlwaysEscalate",
            "InvestigateSpam", "DoNothing", "LinkEverything", "GibberishFraudster",
            "RepeatOneAdFraudster", "FlagEverythingAuditor", "DEGENERATE_INVESTIGATORS",
+           "RejectAllButGray", "CategoryRule", "SurfaceRule", "FirstSightClassifier",
+           "BLIND_INVESTIGATORS", "OracleInvestigator", "NeverPropose", "SingleTacticFraudster",
+           "SINGLE_TACTIC_FRAUDSTERS", "Reading",
            "BASELINES", "views", "N_ACTIONS"]

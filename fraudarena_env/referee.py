@@ -40,7 +40,9 @@ from .catalog import (
     FRAUD,
     FRAUDSTER_EDITS,
     GRAY_CATEGORY,
+    KIND_ESCALATE,
     LABELS,
+    LEGIT,
     MATCH_KNOBS,
     MAX_AUDITOR_ACTIONS,
     MAX_PULLS_PER_AD,
@@ -49,7 +51,6 @@ from .catalog import (
     RING_SIGNALS,
     ROLES,
     STATUSES,
-    TACTIC_MARKERS,
     TACTIC_SEVERITY,
     TACTICS,
     TARGET_INDEX,
@@ -61,7 +62,7 @@ from .catalog import (
 )
 from .errors import IllegalActionError, OutOfTurnError
 from .evidence import evidence_fields, evidence_text, headline, surface_fields, token_text
-from .generator import Episode, RingInfo, generate, proposal_surface
+from .generator import U_BLURB, Episode, RingInfo, blurb_of, generate, proposal_surface
 from .lexicon import (
     count_risk_markers,
     count_trust_markers,
@@ -84,6 +85,7 @@ F, I, A = 0, 1, 2  # noqa: E741  (role indices)
 TRUST_SHIFT = 0.5  # a trust blurb makes the landing page look this much cleaner
 SOFTEN_SEVERITY = 0.9
 JUNK_CLASSIFIER_SHIFT = 2.0  # gibberish or injected copy trips the policy classifier
+CAMOUFLAGED = TACTICS.index("camouflaged")
 _EPOCHS = itertools.count(1)  # tells observers a referee was reset (never part of game state)
 AD_IDS = tuple(f"ad_{s + 1:03d}" for s in range(MAX_SLOTS))
 AD_SLOT = {a: s for s, a in enumerate(AD_IDS)}
@@ -526,20 +528,32 @@ class Referee:
         cat = CATEGORIES[category]
         u = rows.uniform[row]
         free_markers = None
-        if copy is None:
-            copy = self._template_copy(category, int(u[4] * 3), TACTIC_MARKERS[tactic],
-                                       float(u[12]), tactic == 3, float(u[13]))
-        else:
+        if copy is not None:
             free_markers = count_risk_markers(copy)
             tactic = max(0, 3 - min(free_markers, 3))
             junk = is_gibberish(copy) or has_injection_or_generator_token(copy)
         if targeting is None:
             targeting = cat.targeting[int(u[5] * len(cat.targeting))]
-        rows.label[row] = ESCALATE if category == GRAY_CATEGORY else FRAUD
+        label = ESCALATE if category == GRAY_CATEGORY else FRAUD
+        rows.label[row] = label
         rows.category[row] = category
         rows.severity[row] = cat.base_severity * TACTIC_SEVERITY[tactic]
         rows.arrival_round[row] = self.round_number
-        proposal_surface(tactic, row, ep, free_markers)
+        reuse = sum(self.rows.tactic.item(self.slot_row.item(s)) == tactic
+                    for s in self.proposal_slots)
+        proposal_surface(tactic, row, ep, free_markers, reuse)
+        if label == ESCALATE:  # gray-area copy reads as gray area, whatever the tactic
+            rows.kind[row] = KIND_ESCALATE
+        if copy is None:
+            # Template copy is drawn exactly as an organic ad's: the category's bodies and as
+            # many risk phrases as the tactic's surface drew; a camouflaged ad carries a trust
+            # blurb as often as an organic legit ad does, the others as often as organic fraud.
+            copy = self._template_copy(category, int(u[4] * 3), int(rows.markers[row]),
+                                       float(u[12]))
+            if blurb is None:
+                b = blurb_of(LEGIT if tactic == CAMOUFLAGED else FRAUD, float(u[U_BLURB]),
+                             float(u[13]))
+                blurb = TRUST_PHRASES[b] if b >= 0 else ""
         if free_markers is not None and junk:  # the policy classifier sees through junk copy
             rows.evidence[row, TARGET_INDEX["policy_classifier"]] += JUNK_CLASSIFIER_SHIFT
         if cat.family == "network":
@@ -548,7 +562,7 @@ class Referee:
         self.is_proposal[slot] = True
         self.proposal_slots.append(slot)
         if blurb and count_trust_markers(blurb):
-            self._trust(slot)
+            self.trusted[slot] = True  # a blurb it was proposed with changes no evidence
         return slot
 
     def _join_fraudster_ring(self, row: int) -> None:
@@ -738,14 +752,14 @@ class Referee:
         self.present[slots] = True
         self.arrived[slots] = round_number
         slots = slots.tolist()
-        for slot, category, body, markers, u_marker, u_target in zip(
+        for slot, category, body, markers, u_marker, u_target, blurb in zip(
                 slots, rows.category[first:last].tolist(), rows.body[first:last].tolist(),
                 rows.markers[first:last].tolist(), rows.uniform[first:last, 12].tolist(),
-                rows.uniform[first:last, 5].tolist()):
+                rows.uniform[first:last, 5].tolist(), rows.blurb[first:last].tolist()):
             cat = CATEGORIES[category]
-            copy = self._template_copy(category, body, markers, u_marker, False)
+            copy = self._template_copy(category, body, markers, u_marker)
             self.copy[slot] = copy
-            self.blurb[slot] = ""
+            self.blurb[slot] = TRUST_PHRASES[blurb] if blurb >= 0 else ""
             self.targeting[slot] = cat.targeting[int(u_target * len(cat.targeting))]
             self.lexical[slot] = lexical_features(copy)
         self.events.append(("arrive", tuple(slots)))
@@ -764,16 +778,18 @@ class Referee:
         return slot
 
     @staticmethod
-    def _template_copy(category: int, body: int, n_markers: int, u_marker: float,
-                       camouflage: bool, u_trust: float = 0.0) -> str:
+    def _template_copy(category: int, body: int, n_markers: int, u_marker: float) -> str:
         cat = CATEGORIES[category]
         return _template_text(category, body % len(cat.bodies), n_markers,
-                              int(u_marker * len(cat.markers)),
-                              int(u_trust * len(TRUST_PHRASES)) if camouflage else -1)
+                              int(u_marker * len(cat.markers)))
 
     def _finish(self, reason: str) -> None:
         """End of play: auto-approve what is pending, score, audit, hand over to the auditor."""
         self.end_reason = reason
+        if reason == "budget_exhausted":
+            # Running out of budget does not stop the queue: the organic ads still to come
+            # arrive, and are approved unreviewed with everything else pending.
+            self._arrive_base(self.max_rounds)
         rows = self.rows
         pending = self.pending_slots()
         self.verdict[pending] = 0
@@ -799,12 +815,13 @@ class Referee:
         # How well the manual verdicts' confidence matched their accuracy, per bin: the grader,
         # the rule audit and the auditor's observation all read these.
         by_hand = self.manual.nonzero()[0].tolist()
-        self.calibration = scoring.calibration_bins(
-            self.confidence[by_hand].tolist(),
-            [verdict[s] == CORRECT_VERDICT[label[slot_row[s]]] for s in by_hand])
+        confidence = self.confidence[by_hand].tolist()
+        right = [verdict[s] == CORRECT_VERDICT[label[slot_row[s]]] for s in by_hand]
+        self.calibration = scoring.calibration_bins(confidence, right)
         self.grader_score, self.grader_terms = scoring.grade(
             self.task.task_id, rows.label[prow].tolist(), rows.severity[prow].tolist(),
-            self.verdict[present].tolist(), self.calibration, correct, wrong, self.n_ring_pairs)
+            self.verdict[present].tolist(), scoring.calibration_skill(confidence, right),
+            correct, wrong, self.n_ring_pairs)
         category = rows.category.tolist()
         proposals = [audit.ProposalText(AD_IDS[s], category[slot_row[s]], self.copy[s],
                                         self.blurb[s], self.targeting[s])
@@ -1050,16 +1067,14 @@ class Referee:
 
 
 @lru_cache(maxsize=4096)
-def _template_text(category: int, body: int, n_markers: int, start: int, trust: int) -> str:
-    """A template ad's copy: a body, ``n_markers`` risk phrases from ``start`` on, and a trust
-    phrase (none when ``trust`` is -1). Memoised: the same copy recurs across matches."""
+def _template_text(category: int, body: int, n_markers: int, start: int) -> str:
+    """A template ad's copy: a body and ``n_markers`` risk phrases from ``start`` on.
+    Memoised: the same copy recurs across matches."""
     cat = CATEGORIES[category]
     text = cat.bodies[body]
     if n_markers:
         picks = [cat.markers[(start + 2 * k) % len(cat.markers)] for k in range(n_markers)]
         text = text + " " + " ".join(picks)
-    if trust >= 0:
-        text = text + " " + TRUST_PHRASES[trust]
     return text
 
 

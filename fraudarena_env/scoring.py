@@ -6,6 +6,8 @@ on what the auditor submits. The grader is a weighted mean of bounded terms, eac
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .catalog import APPROVE, ESCALATE, ESCALATE_V, FRAUD, LEGIT, REJECT
@@ -14,8 +16,8 @@ INVESTIGATE_COST = -0.02
 LINK_CORRECT = 0.40
 LINK_WRONG = -0.25
 ILLEGAL_PENALTY = -0.05  # only in illegal_action="penalize" mode
-FRAUDSTER_BANNED = -0.1  # a rejected proposal burns the account that placed it
-REACH_VALUE = 0.5  # per round a proposal ran, times severity x plausibility
+FRAUDSTER_BANNED = -0.05  # a rejected proposal burns the account that placed it
+REACH_VALUE = 1.0  # per round a proposal ran, times severity x plausibility
 AFTER_MATCH_REACH = 2  # rounds an approved ad keeps running after the match
 AUDIT_TRUE_FLAG = 0.25  # per flag the rule audit confirms (deduplicated)
 AUDIT_FALSE_FLAG = -0.25  # per flag it does not
@@ -67,28 +69,39 @@ def calibration_bins(confidence, correct) -> list[tuple[int, float, float]]:
     return [(n, sc / n, so / n) if n else (0, 0.0, 0.0) for n, sc, so in sums]
 
 
-def calibration_score(bins) -> float:
-    """1 minus twice the count-weighted gap between stated confidence and accuracy per bin
-    (``bins`` from ``calibration_bins``).
+def calibration_skill(confidence, correct) -> float:
+    """How much the stated confidences know beyond the base rate: a Brier skill score in [0, 1].
+
+    The reference forecaster states the match's base rate (the share of manual verdicts that
+    were right) for every verdict, so a constant confidence, whatever its value, scores 0; only
+    confidence that rises and falls with being right earns. Skill is
+    ``1 - sum((c - right)^2) / sum((base - right)^2)``, clipped at 0. When every verdict was right
+    (or every one wrong) there is no spread to tell apart: the base rate is then shrunk by half a
+    verdict toward the other outcome, so only near-certain confidence scores.
 
     Fewer than three manual verdicts earn nothing: calibration must be shown, not assumed.
     """
-    total = sum(n for n, _, _ in bins)
-    if total < MIN_CALIBRATION_VERDICTS:
+    n = len(confidence)
+    if n < MIN_CALIBRATION_VERDICTS:
         return 0.0
-    gap = sum(n * abs(c - a) for n, c, a in bins)
-    return float(max(0.0, 1.0 - 2.0 * gap / total))
+    hits = float(sum(correct))
+    base = hits / n
+    if hits == 0 or hits == n:
+        base = (hits + 0.5) / (n + 1)
+    brier = math.fsum((c - ok) ** 2 for c, ok in zip(confidence, correct))
+    reference = math.fsum((base - ok) ** 2 for ok in correct)
+    return float(max(0.0, 1.0 - brier / reference))
 
 
 GRADER_WEIGHTS = {  # verdicts, links, calibration
-    "task_1": (1.0, 0.0, 0.0),
-    "task_2": (0.85, 0.0, 0.15),
-    "task_3": (0.60, 0.25, 0.15),
-    "task_3_unseen": (0.60, 0.25, 0.15),
+    "task_1": (0.9, 0.0, 0.1),
+    "task_2": (0.9, 0.0, 0.1),
+    "task_3": (0.65, 0.25, 0.1),
+    "task_3_unseen": (0.65, 0.25, 0.1),
 }
 
 
-def grade(task_id: str, labels, severities, verdicts, calibration, n_correct_links: int,
+def grade(task_id: str, labels, severities, verdicts, calibration: float, n_correct_links: int,
           n_wrong_links: int, n_ring_pairs: int) -> tuple[float, dict[str, float]]:
     """Grader score in [0, 1] and its terms.
 
@@ -96,7 +109,7 @@ def grade(task_id: str, labels, severities, verdicts, calibration, n_correct_lin
       worst and best achievable for that queue;
     * links: (correct - 0.625 wrong) / ring pairs, clipped to [0, 1]; its weight moves to the
       verdict term when the match has no ring;
-    * calibration: ``calibration_score`` of the manual verdicts' ``calibration`` bins.
+    * calibration: ``calibration_skill`` of the manual verdicts.
     """
     # Plain lists: queues are short, and numpy scalars are slow one by one.
     labels, severities, verdicts = map(_as_list, (labels, severities, verdicts))
@@ -113,13 +126,12 @@ def grade(task_id: str, labels, severities, verdicts, calibration, n_correct_lin
     link_term = 0.0
     if n_ring_pairs:
         link_term = min(max((n_correct_links - 0.625 * n_wrong_links) / n_ring_pairs, 0.0), 1.0)
-    calib = calibration_score(calibration)
     w_v, w_l, w_c = GRADER_WEIGHTS.get(task_id, GRADER_WEIGHTS["task_3"])
     if not n_ring_pairs:
         w_v, w_l = w_v + w_l, 0.0
-    score = w_v * verdict_term + w_l * link_term + w_c * calib
+    score = w_v * verdict_term + w_l * link_term + w_c * calibration
     terms = {"verdicts": round(verdict_term, 6), "links": round(link_term, 6),
-             "calibration": round(calib, 6)}
+             "calibration": round(calibration, 6)}
     return float(min(max(score, 0.0), 1.0)), terms
 
 
@@ -145,4 +157,4 @@ def fraudster_outcome(verdict: int, severity: float, plausibility: float, reach:
     return value + FRAUDSTER_BANNED if verdict == REJECT else value
 
 
-__all__ = ["ESCALATE", "grade", "verdict_reward", "fraudster_outcome", "calibration_score"]
+__all__ = ["ESCALATE", "grade", "verdict_reward", "fraudster_outcome", "calibration_skill"]

@@ -25,7 +25,7 @@ def run(capsys, *argv: str) -> str:
 def test_play_prints_rounds_verdicts_audit_and_scoreboard(capsys):
     out = run(capsys, "play", "--task", "task_3", "--seed", "7", "--plain")
     assert "=== Round 1 ===" in out
-    assert "Fraudster" in out and "Investigator (budget 35" in out
+    assert "Fraudster" in out and "Investigator (budget 54" in out
     assert "  propose  " in out
     assert "  verdict  " in out and "| truth " in out
     assert "  pull     " in out

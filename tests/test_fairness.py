@@ -77,7 +77,7 @@ def test_investigation_pays():
     from fraudarena_env.policies import ScriptedInvestigator
 
     class SurfaceOnly(ScriptedInvestigator):
-        UNCERTAIN = -1.0  # never pulls a source
+        PULL_PRICE = float("inf")  # never pulls a source
 
     for task_id in ("task_2", "task_3"):
         blind = evaluate(task_id, SEEDS, lambda s: {"investigator": SurfaceOnly(seed=s)})

@@ -72,8 +72,8 @@ def pooled(task_id: str, seeds) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------- task table
-EXPECTED_COUNTS = {"task_1": (2, 3, 0), "task_2": (5, 5, 2), "task_3": (6, 10, 4),
-                   "task_3_unseen": (8, 12, 5)}
+EXPECTED_COUNTS = {"task_1": (10, 3, 0), "task_2": (12, 4, 2), "task_3": (14, 6, 3),
+                   "task_3_unseen": (15, 8, 2)}
 
 
 @pytest.mark.parametrize("task_id", TASK_IDS)
@@ -327,9 +327,9 @@ def test_pre_investigation_features_are_informative(information_value):
 @pytest.mark.parametrize("task_id", ["task_1", "task_3"])
 def test_a_proposal_shows_its_tactic_on_its_own_noise(task_id):
     """Proposal rows are precomputed at reset for every tactic; a proposal must show exactly
-    what ``signals`` gives for its tactic's strength and its own row's noise (the base ads'
-    formulas), whichever tactics were proposed before it."""
-    from fraudarena_env.catalog import TACTIC_STRENGTH, TACTICS
+    what ``signals`` gives for its tactic's surface strength and evidence profile and its own
+    row's noise (the base ads' formulas), whichever other tactics were proposed before it."""
+    from fraudarena_env.catalog import EVIDENCE_PROFILE, TACTIC_SURFACE, TACTICS
     from fraudarena_env.generator import N_NORMAL, signals
 
     for seed in range(3):
@@ -342,11 +342,13 @@ def test_a_proposal_shows_its_tactic_on_its_own_noise(task_id):
             r.step_as_fraudster({"action_type": "propose_ad", "category": category,
                                  "tactic": TACTICS[tactic]})
             row = r.ep.n_base + r.proposals_used - 1
-            age, surface, _, evidence = signals(np.asarray([TACTIC_STRENGTH[tactic]]),
-                                                normal[row:row + 1])
+            age, surface, markers, evidence = signals(
+                np.asarray([TACTIC_SURFACE[tactic]]), np.asarray([EVIDENCE_PROFILE[1 + tactic]]),
+                normal[row:row + 1])
             rows = r.rows
             assert rows.tactic[row] == tactic
             assert rows.age_days[row] == int(age[0])
+            assert rows.markers[row] == int(markers[0])
             assert [rows.tld[row], rows.payment_type[row], rows.country[row]] == \
                 surface[0].tolist()
             np.testing.assert_array_equal(rows.evidence[row], evidence[0].astype(np.float32))

@@ -603,8 +603,7 @@ def _audit_ready_match() -> tuple[Referee, str, str]:
                          "ad_copy": "zxqvt brrkpl mnnrgh qqzzkt vvbbnp trrpsk"})
     gib = r.state.fraudster_proposals[-1]["ad_id"]
     r.step_as_fraudster({"action_type": "end_turn"})
-    approved = r.build_investigator_observation().available_ads[0]
-    assert approved != gib
+    approved = next(a for a in r.build_investigator_observation().available_ads if a != gib)
     r.step_as_investigator({"action_type": "verdict", "ad_id": approved, "verdict": "approve",
                             "confidence": 0.9})
     play_until_audit(r, end_turn, end_turn)
