@@ -525,14 +525,16 @@ class ReactiveFraudster(Policy):
         if fresh:
             allowed, weights = zip(*fresh)
             total = sum(weights)
-        x = self.rng.random() * total
-        pick = allowed[-1]
-        for c, w in zip(allowed, weights):
-            x -= w
-            if x < 0:
-                pick = c
-                break
-        return ("propose", pick, tactic)
+        return ("propose", _weighted_pick(self.rng.random() * total, allowed, weights), tactic)
+
+
+def _weighted_pick(x: float, items, weights):
+    """The item whose share of the weights' running sum ``x`` (drawn in [0, total)) falls in."""
+    for item, w in zip(items, weights):
+        x -= w
+        if x < 0:
+            return item
+    return items[-1]
 
 
 @cache
@@ -931,13 +933,7 @@ class SingleTacticFraudster(_Fixed):
             return F_END
         allowed = tuple(vector[t.allowed].nonzero()[0].tolist())
         cats, weights, total = _proposal_odds(allowed, False, self.tactic >= 2)
-        x = self.rng.random() * total
-        pick = cats[-1]
-        for c, w in zip(cats, weights):
-            x -= w
-            if x < 0:
-                pick = c
-                break
+        pick = _weighted_pick(self.rng.random() * total, cats, weights)
         index = _fraudster_index(("propose", pick, self.tactic))
         return index if mask[index] else F_END
 
