@@ -477,6 +477,19 @@ def _ticking(seeds, bar):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     tasks = list(TASK_IDS) if "all" in args.task else list(dict.fromkeys(args.task))
     seeds = args.seeds
+    if args.suite == "skill":
+        from .skill import skill_report
+
+        bar = _progress(len(tasks), not args.no_progress)
+        try:
+            report = skill_report(seeds, tasks, progress=bar.update if bar else None)
+        finally:
+            if bar is not None:
+                bar.close()
+        print(f"Does skill pay? Mean over {len(seeds)} seed(s) ({_seeds_label(seeds)}); "
+              "opponents ReactiveFraudster and HeuristicAuditor unless the row changes them.\n")
+        print(report)
+        return 0
     rows = evaluation_rows(args)
     bar = _progress(len(tasks) * len(rows) * len(seeds), not args.no_progress)
     table = []
@@ -602,6 +615,11 @@ def build_parser() -> argparse.ArgumentParser:
     for role in ROLES:
         ev.add_argument(f"--{role}", nargs="+", choices=list(POLICIES[role]), metavar="NAME",
                         help=f"{role} rows to show ({', '.join(POLICIES[role])})")
+    ev.add_argument("--suite", choices=("baselines", "skill"), default="baselines",
+                    help="baselines (default): the table above; skill: per task, every blind "
+                    "reference investigator against the scripted one and an oracle (evidence "
+                    "premium, headroom), the fraudster table (never proposing, each single "
+                    "tactic, reactive), information value and camouflage")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_evaluate)
 

@@ -196,3 +196,13 @@ def test_play_does_not_need_torch():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_evaluate_skill_suite_prints_premium_headroom_and_the_fraudster_table(capsys):
+    out = run(capsys, "evaluate", "--suite", "skill", "--task", "task_1", "--seeds", "1000-1002",
+              "--no-progress")
+    assert "evidence premium" in out and "headroom" in out
+    for row in ("| first_sight_classifier |", "| oracle |", "| scripted |", "| only_blatant |",
+                "| never_propose |", "| reactive |"):
+        assert row in out
+    assert "information value" in out and "camouflaged" in out
