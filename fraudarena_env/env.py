@@ -38,7 +38,7 @@ Cycles. ``max_cycles`` (default 1000) counts cycles, as PettingZoo's envs do: on
 step of every live agent, here three agent steps. Turns in FraudArena are not round robin (the
 fraudster and the investigator take several actions per turn, the auditor acts only after play),
 so the bound is applied to the count of agent steps: after ``3 * max_cycles`` live steps every
-agent is truncated. Real matches end far sooner (under 100 steps on every task); the bound only
+agent is truncated. Random play ends within about 100 agent steps on every task; the bound only
 stops a runaway loop, e.g. unmasked play with ``illegal_action="penalize"``.
 
 Reset options. ``reset(seed, options={...})`` accepts ``task_id`` and the match knobs
