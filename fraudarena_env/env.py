@@ -25,8 +25,10 @@ key                type    meaning
 ``phase``          int     index into ``PHASES`` (fraudster_turn, investigator_turn,
                            audit_phase, done)
 ``round``          int     the current round, from 1
-``end_reason``     int     ``-1`` while play goes on, then an index into ``END_REASONS``
-``has_grader``     bool    True once the match is graded (it ended on the auditor's report)
+``end_reason``     int     ``-1`` while play goes on, then why it ended: an index into
+                           ``END_REASONS`` (set from the audit phase on, or on truncation)
+``has_grader``     bool    True once play has ended and the grader has scored it (from the
+                           audit phase on; a truncation during play has no grade)
 ``grader_score``   float   the grader's score in [0, 1]; ``0.0`` while ``has_grader`` is False
 ``return_<role>``  float   that role's match total so far (one key per role)
 ================== ======= ===========================================================
@@ -202,12 +204,12 @@ class raw_env(AECEnv, EzPickle):
         self._cumulative_rewards = dict.fromkeys(AGENTS, 0.0)
         self.terminations = dict.fromkeys(AGENTS, False)
         self.truncations = dict.fromkeys(AGENTS, False)
-        self.infos = dict.fromkeys(AGENTS, self._info(-1))
+        self._truncated_by = None
+        self.infos = dict.fromkeys(AGENTS, self._info())
         self.agent_selection = ref.current_role
         self._num_steps = 0
         self._version += 1
         self._ended = False
-        self._truncated_by = None
 
     # ------------------------------------------------------------------ observe
     def _vector(self, agent: str) -> np.ndarray:
@@ -319,28 +321,30 @@ class raw_env(AECEnv, EzPickle):
         if ref.phase == "done":
             self._ended = True
             self.terminations = dict.fromkeys(self.agents, True)
-            self.infos = dict.fromkeys(self.agents, self._info(END_REASON_INDEX[ref.end_reason]))
+            self.infos = dict.fromkeys(self.agents, self._info())
             self._deads_step_first()
             return
         if self._num_steps >= self._max_steps:
             self._ended = True
             self._truncated_by = "max_cycles"
             self.truncations = dict.fromkeys(self.agents, True)
-            self.infos = dict.fromkeys(self.agents, self._info(END_REASON_INDEX["max_cycles"]))
+            self.infos = dict.fromkeys(self.agents, self._info())
             self.agent_selection = ref.current_role
             self._deads_step_first()
             return
         infos = self.infos
-        infos["fraudster"] = infos["investigator"] = infos["auditor"] = self._info(-1)
+        infos["fraudster"] = infos["investigator"] = infos["auditor"] = self._info()
         self.agent_selection = ref.current_role
 
-    def _info(self, end_reason: int) -> dict[str, int | float | bool]:
+    def _info(self) -> dict[str, int | float | bool]:
         """One info dict (shared by every agent): the keys of ``INFO_KEYS``, numbers only."""
         ref = self._ref
         t = ref.totals
-        graded = end_reason >= 0 and ref.grader_score is not None
+        reason = self._truncated_by or ref.end_reason
+        graded = ref.grader_score is not None
         return {"phase": PHASE_INDEX[ref.phase], "round": ref.round_number,
-                "end_reason": end_reason, "has_grader": graded,
+                "end_reason": -1 if reason is None else END_REASON_INDEX[reason],
+                "has_grader": graded,
                 "grader_score": float(ref.grader_score) if graded else 0.0,
                 "return_fraudster": float(t[0]), "return_investigator": float(t[1]),
                 "return_auditor": float(t[2])}

@@ -261,7 +261,7 @@ def test_all_agents_terminate_together_with_the_end_in_infos():
     env = fraudarena_v0.env(task_id="task_3")
     rng = np.random.default_rng(0)
     env.reset(seed=4)
-    seen_end = False
+    seen_end = seen_audit = False
     for _agent in env.agent_iter():
         obs, reward, terminated, truncated, info = env.last()
         assert type(terminated) is bool and type(truncated) is bool
@@ -280,10 +280,13 @@ def test_all_agents_terminate_together_with_the_end_in_infos():
             assert not obs["action_mask"].any()
             env.step(None)
         else:
-            assert info["end_reason"] == -1 and info["has_grader"] is False
-            assert info["grader_score"] == 0.0
+            play_over = info["phase"] >= PHASES.index("audit_phase")
+            assert (info["end_reason"] >= 0) is play_over and info["has_grader"] is play_over
+            if not play_over:
+                assert info["grader_score"] == 0.0
+            seen_audit = seen_audit or play_over
             env.step(_legal(obs["action_mask"], rng))
-    assert seen_end and env.agents == []
+    assert seen_end and seen_audit and env.agents == []
 
 
 @pytest.mark.parametrize("max_cycles", [None, 2])
