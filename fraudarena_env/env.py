@@ -13,7 +13,35 @@ only the AEC bookkeeping, so it stays thin and fast:
   unchanged, so the caller can retry; with ``illegal_action="penalize"`` the referee charges a
   small negative reward instead and the action is used up;
 * the match ends for all three agents at once, on the auditor's report; a safety bound
-  (``max_cycles`` agent steps) truncates all three at once.
+  (``max_cycles``, see below) truncates all three at once.
+
+Infos. Every agent's ``infos[agent]`` has the same keys on every step, from ``reset`` to the last
+dead step, and every value is a number, so libraries that turn infos into tensors or store them
+in replay buffers (TorchRL, Tianshou, RLlib) can:
+
+================== ======= ===========================================================
+key                type    meaning
+================== ======= ===========================================================
+``phase``          int     index into ``PHASES`` (fraudster_turn, investigator_turn,
+                           audit_phase, done)
+``round``          int     the current round, from 1
+``end_reason``     int     ``-1`` while play goes on, then why it ended: an index into
+                           ``END_REASONS`` (set from the audit phase on, or on truncation)
+``has_grader``     bool    True once play has ended and the grader has scored it (from the
+                           audit phase on; a truncation during play has no grade)
+``grader_score``   float   the grader's score in [0, 1]; ``0.0`` while ``has_grader`` is False
+``return_<role>``  float   that role's match total so far (one key per role)
+================== ======= ===========================================================
+
+The same facts in words (phase and end reason by name, the grader's terms) come from
+``env.unwrapped.match_summary()``; the board is ``render()``.
+
+Cycles. ``max_cycles`` (default 1000) counts cycles, as PettingZoo's envs do: one cycle is one
+step of every live agent, here three agent steps. Turns in FraudArena are not round robin (the
+fraudster and the investigator take several actions per turn, the auditor acts only after play),
+so the bound is applied to the count of agent steps: after ``3 * max_cycles`` live steps every
+agent is truncated. Random play ends within about 100 agent steps on every task; the bound only
+stops a runaway loop, e.g. unmasked play with ``illegal_action="penalize"``.
 
 Reset options. ``reset(seed, options={...})`` accepts ``task_id`` and the match knobs
 (``max_rounds``, ``max_proposals``, ``max_fraudster_actions_per_turn``,
@@ -38,7 +66,7 @@ from gymnasium.utils import EzPickle
 from pettingzoo import AECEnv
 from pydantic import BaseModel
 
-from .catalog import CATEGORIES, LABELS, MATCH_KNOBS, TARGETS, TASKS, VERDICTS
+from .catalog import CATEGORIES, LABELS, MATCH_KNOBS, PHASES, TARGETS, TASKS, VERDICTS
 from .encoding import (
     N_ACTIONS,
     OBS_BOUND,
@@ -65,7 +93,16 @@ SOURCE_LETTERS = "HLPTCK"
 SOURCE_LEGEND = " ".join(f"{c}={t}" for c, t in zip(SOURCE_LETTERS, TARGETS))
 RESET_OPTION_KEYS = frozenset(MATCH_KNOBS) | {"task_id"}
 IGNORED_OPTION_KEYS = frozenset({"options"})  # pettingzoo api_test's probe key
-DEFAULT_MAX_CYCLES = 2000
+DEFAULT_MAX_CYCLES = 1000
+# Why play ended, by the index that ``infos[agent]["end_reason"]`` carries: the referee's four
+# reasons, then the env's own safety truncation.
+END_REASONS: tuple[str, ...] = ("commit_final", "all_decided", "max_rounds", "budget_exhausted",
+                                "max_cycles")
+END_REASON_INDEX = {r: i for i, r in enumerate(END_REASONS)}
+PHASE_INDEX = {p: i for i, p in enumerate(PHASES)}
+RETURN_KEYS = tuple(f"return_{a}" for a in AGENTS)
+INFO_KEYS: tuple[str, ...] = ("phase", "round", "end_reason", "has_grader", "grader_score",
+                              *RETURN_KEYS)
 
 
 class raw_env(AECEnv, EzPickle):
@@ -104,6 +141,7 @@ class raw_env(AECEnv, EzPickle):
         self.render_mode = render_mode
         self.illegal_action = illegal_action
         self.max_cycles = int(max_cycles)
+        self._max_steps = self.max_cycles * len(AGENTS)  # one cycle: one step of every agent
         knobs = {"max_rounds": max_rounds, "max_proposals": max_proposals,
                  "max_fraudster_actions_per_turn": max_fraudster_actions_per_turn,
                  "max_investigator_actions_per_turn": max_investigator_actions_per_turn,
@@ -130,6 +168,7 @@ class raw_env(AECEnv, EzPickle):
         self._np_random: np.random.Generator | None = None
         self._num_steps = 0
         self._ended = True
+        self._truncated_by: str | None = None
 
     # ------------------------------------------------------------------ spaces
     def observation_space(self, agent: str) -> spaces.Dict:
@@ -165,8 +204,8 @@ class raw_env(AECEnv, EzPickle):
         self._cumulative_rewards = dict.fromkeys(AGENTS, 0.0)
         self.terminations = dict.fromkeys(AGENTS, False)
         self.truncations = dict.fromkeys(AGENTS, False)
-        info = {"phase": ref.phase, "round": ref.round_number}
-        self.infos = dict.fromkeys(AGENTS, info)
+        self._truncated_by = None
+        self.infos = dict.fromkeys(AGENTS, self._info())
         self.agent_selection = ref.current_role
         self._num_steps = 0
         self._version += 1
@@ -279,29 +318,52 @@ class raw_env(AECEnv, EzPickle):
         cum["auditor"] += r
         self._num_steps += 1
         self._version += 1
-        info = {"phase": ref.phase, "round": ref.round_number}
         if ref.phase == "done":
             self._ended = True
-            info["end_reason"] = ref.end_reason
-            info["grader_score"] = ref.grader_score
-            info["returns"] = dict(zip(AGENTS, (float(t) for t in ref.totals)))
             self.terminations = dict.fromkeys(self.agents, True)
-            self.infos = dict.fromkeys(self.agents, info)
+            self.infos = dict.fromkeys(self.agents, self._info())
             self._deads_step_first()
             return
-        if self._num_steps >= self.max_cycles:
+        if self._num_steps >= self._max_steps:
             self._ended = True
-            info["end_reason"] = "max_cycles"
-            info["grader_score"] = None
-            info["returns"] = dict(zip(AGENTS, (float(t) for t in ref.totals)))
+            self._truncated_by = "max_cycles"
             self.truncations = dict.fromkeys(self.agents, True)
-            self.infos = dict.fromkeys(self.agents, info)
+            self.infos = dict.fromkeys(self.agents, self._info())
             self.agent_selection = ref.current_role
             self._deads_step_first()
             return
         infos = self.infos
-        infos["fraudster"] = infos["investigator"] = infos["auditor"] = info
+        infos["fraudster"] = infos["investigator"] = infos["auditor"] = self._info()
         self.agent_selection = ref.current_role
+
+    def _info(self) -> dict[str, int | float | bool]:
+        """One info dict (shared by every agent): the keys of ``INFO_KEYS``, numbers only."""
+        ref = self._ref
+        t = ref.totals
+        reason = self._truncated_by or ref.end_reason
+        graded = ref.grader_score is not None
+        return {"phase": PHASE_INDEX[ref.phase], "round": ref.round_number,
+                "end_reason": -1 if reason is None else END_REASON_INDEX[reason],
+                "has_grader": graded,
+                "grader_score": float(ref.grader_score) if graded else 0.0,
+                "return_fraudster": float(t[0]), "return_investigator": float(t[1]),
+                "return_auditor": float(t[2])}
+
+    def match_summary(self) -> dict[str, Any]:
+        """The match so far in words, for logs and people (infos carry the same as numbers):
+        ``task_id``, ``match_id``, ``phase``, ``round``, ``end_reason`` (a name, or None while
+        play goes on), ``grader_score`` and ``grader_terms`` (None until graded) and ``returns``
+        (role -> match total)."""
+        ref = self._ref
+        if ref.task is None:
+            raise RuntimeError("match_summary() needs a match: call reset() first")
+        end_reason = self._truncated_by or ref.end_reason
+        return {"task_id": ref.task.task_id, "match_id": ref.match_id, "phase": ref.phase,
+                "round": ref.round_number, "end_reason": end_reason,
+                "grader_score": ref.grader_score,
+                "grader_terms": dict(ref.grader_terms) if ref.grader_score is not None
+                else None,
+                "returns": dict(zip(AGENTS, (float(t) for t in ref.totals)))}
 
     # ------------------------------------------------------------------ codec and views
     def _describe(self, agent: str, i: int) -> str:
@@ -419,6 +481,8 @@ class raw_env(AECEnv, EzPickle):
             g = ref.grader_score
             lines.append(f"play ended: {ref.end_reason}" +
                          (f" | grader {g:.3f}" if g is not None else ""))
+        elif self._truncated_by is not None:
+            lines.append(f"play truncated: {self._truncated_by} ({self.max_cycles} cycles)")
         lines.append(f"(* fraudster proposal; pulled: {SOURCE_LEGEND})")
         return "\n".join(lines)
 
@@ -426,4 +490,4 @@ class raw_env(AECEnv, EzPickle):
         pass
 
 
-__all__ = ["raw_env", "AGENTS", "ACTION_MODELS"]
+__all__ = ["raw_env", "AGENTS", "ACTION_MODELS", "END_REASONS", "INFO_KEYS"]

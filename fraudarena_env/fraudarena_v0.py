@@ -13,7 +13,7 @@ charged penalty with ``illegal_action="penalize"``), so the classic envs'
 
 cfg: ``task_id`` (``task_1`` default, ``task_2``, ``task_3``, ``task_3_unseen``), ``render_mode``
 (``None``, ``"ansi"``, ``"human"``), ``illegal_action`` (``"raise"`` default, ``"penalize"``),
-``max_cycles`` (safety truncation, in agent steps; default 2000) and the match knobs
+``max_cycles`` (safety truncation, in cycles of one step per agent; default 1000) and the match knobs
 ``max_rounds``, ``max_proposals``, ``max_fraudster_actions_per_turn``,
 ``max_investigator_actions_per_turn``, ``allowed_categories``. The knobs and ``task_id`` can also be
 given per match in ``reset(seed, options={...})``.

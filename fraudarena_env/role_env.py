@@ -10,7 +10,10 @@
   delivered on the auditor's report) are returned by its next ``step``, so the episode return is
   the learner's match total;
 * ``terminated`` when the match is over, ``truncated`` on the env's safety bound (``max_cycles``);
-  the final ``info`` carries ``return``, ``returns``, ``grader_score`` and ``end_reason``.
+* ``info`` has the AEC env's keys (numbers only, the same keys on every step: ``phase``,
+  ``round``, ``end_reason``, ``has_grader``, ``grader_score``, ``return_<role>``; see
+  :mod:`fraudarena_env.env`) plus ``return``, the learner's match total so far. The same in words:
+  ``env.env.match_summary()``.
 
 Opponents: a dict ``role -> opponent`` for any of the two other roles; roles left out get the
 scripted baselines (``ReactiveFraudster``, ``ScriptedInvestigator``, ``HeuristicAuditor``). An
@@ -122,6 +125,7 @@ class RoleEnv(gymnasium.Env):
         self.opponents = {r: opponents.get(r, self._reseed.get(r)) for r in self._actors}
         self._carry = 0.0
         self._over = True
+        self._return_key = f"return_{role}"
         self.match_seed: int | None = None
 
     # ------------------------------------------------------------------ gymnasium API
@@ -179,19 +183,17 @@ class RoleEnv(gymnasium.Env):
         self._over = env._ended
 
     def _info(self) -> dict[str, Any]:
-        ref = self.env.referee
-        info: dict[str, Any] = {"phase": ref.phase, "round": ref.round_number}
-        if self._over:
-            src = self.env.infos[self.role]
-            info["end_reason"] = src.get("end_reason")
-            info["grader_score"] = src.get("grader_score")
-            info["returns"] = dict(src["returns"])
-            info["return"] = info["returns"][self.role]
+        info = dict(self.env.infos[self.role])
+        info["return"] = info[self._return_key]
         return info
 
     @property
     def referee(self):
         return self.env.referee
+
+    def match_summary(self) -> dict[str, Any]:
+        """The match so far in words (see ``raw_env.match_summary``)."""
+        return self.env.match_summary()
 
     def role_observation(self):
         """The learner's pydantic observation (the text face)."""

@@ -253,7 +253,8 @@ def _callbacks():
                     ret = info.get("return", info.get("episode", {}).get("r"))
                     self.log.append({"role": self.role, "generation": self.generation,
                                      "timesteps": int(self.num_timesteps), "return": float(ret),
-                                     "grader": info.get("grader_score")})
+                                     "grader": info["grader_score"] if info.get("has_grader")
+                                     else None})
             return True
 
     class Progress(BaseCallback):

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 from fraudarena_env import IllegalActionError, fraudarena_v0
-from fraudarena_env.catalog import TASK_IDS
+from fraudarena_env.catalog import PHASES, TASK_IDS
 from fraudarena_env.encoding import N_ACTIONS, OBS_BOUND, fill_mask
+from fraudarena_env.env import END_REASONS, INFO_KEYS
 from fraudarena_env.models import AdReviewAction, AuditorAction, FraudsterAction
 from fraudarena_env.scoring import ILLEGAL_PENALTY
 
@@ -187,10 +188,12 @@ def _step_checks(env, agent, obs):
     assert agent == env.unwrapped.referee.current_role
     reference = fill_mask(agent, env.unwrapped.referee, np.zeros_like(mask))
     np.testing.assert_array_equal(mask, reference)
+    built = env.unwrapped.observation_spaces  # the spaces built once, in __init__
+    assert space is built[agent], f"{agent}'s observation space was rebuilt during play"
     for other in AGENTS:
         if other != agent:
             other_obs = env.observe(other)
-            assert space is env.observation_space(agent)
+            assert env.observation_space(other) is built[other] and built[other] is not space
             assert env.observation_space(other).contains(other_obs)
             assert not other_obs["action_mask"].any(), f"{other} has a mask out of turn"
 
@@ -211,7 +214,7 @@ def _many_episodes(task_id: str, n: int) -> None:
     for seed in range(n):
         out = play_random_episode(env, seed, rng)
         assert ref.done, "episode did not reach the end of the match"
-        assert out["steps"] < max_cycles
+        assert out["steps"] < max_cycles * len(AGENTS)
         for i, agent in enumerate(AGENTS):
             assert out["returns"][agent] == pytest.approx(ref.totals[i], abs=1e-9)
 
@@ -254,30 +257,77 @@ def test_observations_do_not_depend_on_when_they_are_read():
             np.testing.assert_array_equal(eager.observe(a)["observation"], fresh)
 
 
-def test_all_agents_terminate_together_and_infos():
+def test_all_agents_terminate_together_with_the_end_in_infos():
     env = fraudarena_v0.env(task_id="task_3")
     rng = np.random.default_rng(0)
     env.reset(seed=4)
-    seen_end = False
+    seen_end = seen_audit = False
     for _agent in env.agent_iter():
         obs, reward, terminated, truncated, info = env.last()
         assert type(terminated) is bool and type(truncated) is bool
-        assert set(info) >= {"phase", "round"}
         if terminated:
             if not seen_end:
                 assert all(env.terminations[a] for a in env.agents)
                 assert len(env.agents) == 3
                 seen_end = True
-            assert info["end_reason"] in ("max_rounds", "budget_exhausted", "all_decided",
-                                          "commit_final")
-            assert 0.0 <= info["grader_score"] <= 1.0
+            assert END_REASONS[info["end_reason"]] in ("max_rounds", "budget_exhausted",
+                                                       "all_decided", "commit_final")
+            assert info["phase"] == PHASES.index("done")
+            assert info["has_grader"] is True and 0.0 <= info["grader_score"] <= 1.0
             ref = env.unwrapped.referee
-            assert info["returns"] == dict(zip(AGENTS, ref.totals))
+            assert info["grader_score"] == ref.grader_score
+            assert [info[f"return_{a}"] for a in AGENTS] == ref.totals
             assert not obs["action_mask"].any()
             env.step(None)
         else:
+            play_over = info["phase"] >= PHASES.index("audit_phase")
+            assert (info["end_reason"] >= 0) is play_over and info["has_grader"] is play_over
+            if not play_over:
+                assert info["grader_score"] == 0.0
+            seen_audit = seen_audit or play_over
             env.step(_legal(obs["action_mask"], rng))
-    assert seen_end and env.agents == []
+    assert seen_end and seen_audit and env.agents == []
+
+
+@pytest.mark.parametrize("max_cycles", [None, 2])
+def test_infos_have_the_same_numeric_keys_on_every_step(max_cycles):
+    """Libraries that stack infos into tensors (TorchRL) or buffers (Tianshou) need one key set
+    and numbers only, from reset through the dead steps, truncated or not."""
+    cfg = {} if max_cycles is None else {"max_cycles": max_cycles}
+    env = fraudarena_v0.env(task_id="task_3", **cfg)
+    rng = np.random.default_rng(2)
+    env.reset(seed=8)
+    types = {"phase": int, "round": int, "end_reason": int, "has_grader": bool,
+             "grader_score": float, **{f"return_{a}": float for a in AGENTS}}
+    assert tuple(types) == INFO_KEYS
+    steps = 0
+    for _agent in env.agent_iter():
+        for a in env.agents:
+            info = env.infos[a]
+            assert {k: type(v) for k, v in info.items()} == types, (a, info)
+            assert all(np.isfinite(v) for v in info.values()), info
+        obs, reward, terminated, truncated, info = env.last()
+        steps += 1
+        env.step(None if terminated or truncated else _legal(obs["action_mask"], rng))
+    assert steps > 3  # the loop really ran, dead steps included
+
+
+def test_match_summary_says_in_words_what_infos_say_in_numbers():
+    env = fraudarena_v0.env(task_id="task_2")
+    rng = np.random.default_rng(1)
+    play_random_episode(env, 3, rng)
+    raw = env.unwrapped
+    summary = raw.match_summary()
+    ref = raw.referee
+    assert summary["task_id"] == "task_2" and summary["match_id"] == ref.match_id
+    assert summary["phase"] == "done" and summary["end_reason"] == ref.end_reason
+    assert summary["grader_score"] == ref.grader_score and summary["grader_terms"]
+    assert summary["returns"] == dict(zip(AGENTS, ref.totals))
+    env.reset(seed=3)
+    fresh = raw.match_summary()
+    assert fresh["end_reason"] is None and fresh["grader_score"] is None
+    with pytest.raises(RuntimeError, match="reset"):
+        fraudarena_v0.raw_env().match_summary()
 
 
 def test_reward_bookkeeping_matches_referee_totals():
@@ -293,23 +343,30 @@ def test_reward_bookkeeping_matches_referee_totals():
             pytest.approx([out["returns"][a] for a in AGENTS], abs=1e-9)
 
 
-def test_truncation_on_max_cycles():
-    env = fraudarena_v0.env(task_id="task_3", max_cycles=5)
+@pytest.mark.parametrize("max_cycles", [1, 5])
+def test_max_cycles_counts_cycles_of_one_step_per_agent(max_cycles):
+    env = fraudarena_v0.env(task_id="task_3", max_cycles=max_cycles)
     rng = np.random.default_rng(0)
     env.reset(seed=0)
     steps = 0
-    for _agent in env.agent_iter():
+    dead_steps = dict.fromkeys(AGENTS, 0)
+    for agent in env.agent_iter():
         obs, reward, terminated, truncated, info = env.last()
         assert type(truncated) is bool
         if truncated or terminated:
-            assert truncated and not terminated and steps == 5
+            assert truncated and not terminated
+            assert steps == max_cycles * len(AGENTS)
             assert all(env.truncations.values())
-            assert info["end_reason"] == "max_cycles" and info["grader_score"] is None
+            assert END_REASONS[info["end_reason"]] == "max_cycles"
+            assert info["has_grader"] is False
+            dead_steps[agent] += 1
             env.step(None)
             continue
         env.step(_legal(obs["action_mask"], rng))
         steps += 1
-    assert env.agents == []
+    assert env.agents == [] and dead_steps == dict.fromkeys(AGENTS, 1)
+    assert env.unwrapped.match_summary()["end_reason"] == "max_cycles"
+    assert "play truncated: max_cycles" in env.unwrapped._render_text()
 
 
 def test_unseeded_resets_follow_the_seeded_one():
@@ -555,7 +612,7 @@ def test_penalize_mode_charges_and_moves_on():
 
 @pytest.mark.parametrize("task_id", ["task_1", "task_3"])
 def test_unmasked_random_play_ends_in_penalize_mode(task_id):
-    env = fraudarena_v0.env(task_id=task_id, illegal_action="penalize", max_cycles=3000)
+    env = fraudarena_v0.env(task_id=task_id, illegal_action="penalize", max_cycles=1000)
     rng = np.random.default_rng(0)
     for seed in range(3):
         env.reset(seed=seed)
@@ -596,10 +653,6 @@ def test_render_modes(capsys):
     env.close()
 
 
-if __name__ == "__main__":
-    print(trajectory_digest(sys.argv[1], int(sys.argv[2])))
-
-
 def test_observe_is_fill_and_mask_in_one_pass(monkeypatch):
     """``Observer.observe`` (the arena's fast path) returns exactly ``fill`` and ``mask``."""
     from fraudarena_env.arena import Arena
@@ -622,3 +675,7 @@ def test_observe_is_fill_and_mask_in_one_pass(monkeypatch):
     for seed in range(3):
         arena.play("task_3", seed)
     assert seen == set(AGENTS)
+
+
+if __name__ == "__main__":
+    print(trajectory_digest(sys.argv[1], int(sys.argv[2])))

@@ -1,22 +1,22 @@
 """Ray RLlib example: PPO with action masking for one FraudArena role.
 
-UNTESTED IN CI. Ray is an optional extra (``pip install -e '.[rllib]'``) and is not installed
-in the CI/dev environment, so this script has never been run there. It was written against the
-RLlib "new API stack" as documented for Ray 2.4x and later (``PPOConfig().environment(...)
+Tested with Ray 2.60.0 (RLlib's "new API stack": ``PPOConfig().environment(...)
 .env_runners(...).training(...).rl_module(...)``, ``config.build_algo()``,
-``algo.save_to_path()``, ``algo.get_module()``), and the action-masking RLModule that ships with
-RLlib's examples (``ActionMaskingTorchRLModule``). Older or newer Ray releases may rename
-things; the SB3 trainer (``training/selfplay.py``) is the tested path.
+``algo.save_to_path()``, ``algo.get_module()``, and the action-masking RLModule that ships with
+RLlib's examples, ``ActionMaskingTorchRLModule``). CI runs this script for one short iteration in
+its RLlib virtualenv (``tests/test_library_fit.py``, marked ``rllib``); other Ray releases may
+rename things.
 
-Why not RLlib's ``PettingZooEnv``
-    ``ray.rllib.env.wrappers.pettingzoo_env.PettingZooEnv`` requires every agent to share one
-    observation space and one action space. FraudArena's roles do not: the fraudster sees a
-    1727-dim vector and has 134 actions, the investigator 2638 / 977, the auditor 2141 / 326.
-    Padding them to a union space would work but wastes capacity and still needs custom masks.
-    Instead each role's :class:`fraudarena_env.RoleEnv` (the same single-agent view the SB3
-    trainer uses: the other two roles are played by opponents inside the env) is registered with
-    ``ray.tune.registry.register_env``, and its observation is turned into the
+What this script trains, and what else RLlib can do
+    One role learns; the other two are opponents played inside the env. Each role's
+    :class:`fraudarena_env.RoleEnv` (the same single-agent view the SB3 trainer uses) is
+    registered with ``ray.tune.registry.register_env``, and its observation is turned into the
     ``{"observations", "action_mask"}`` dict that RLlib's masking module expects.
+    RLlib's ``PettingZooEnv`` also takes FraudArena's AEC env directly, although the roles'
+    spaces differ (fraudster 1727-dim vector and 134 actions, investigator 2638 / 977, auditor
+    2141 / 326): RLlib gives every agent its own spaces, so all three roles can learn at once,
+    one masked module per role, or one shared module through
+    :mod:`fraudarena_env.wrappers`. The README ("Other RL libraries") has that setup.
 
 Opponents
     By default the scripted baselines. ``--opponent fraudster=runs/quick/snapshots/
