@@ -348,7 +348,9 @@ class ScriptedInvestigator(Policy):
         price = self.PULL_PRICE + self.SCARCITY_PRICE * (1.0 + to_come) / max(spare, 1.0)
         can_pull = spare >= 1 and (not last_round or
                                    actions_left > np.count_nonzero(needs_verdict))
-        settled = (best_gain <= price) | (not can_pull)
+        # the turn's last actions go to verdicts: an ad left pending runs another round
+        closing = actions_left <= np.count_nonzero(needs_verdict)
+        settled = (best_gain <= price) | (not can_pull) | closing
         sure = values.max(axis=1) - np.sort(values, axis=1)[:, -2]  # margin over the runner-up
         # 3. stop harm first: reject or escalate the surest settled ad
         for i in np.argsort(-sure, kind="stable").tolist():
