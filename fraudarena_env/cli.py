@@ -220,10 +220,10 @@ def _headline(ref: Referee, entry: dict) -> str:
 
 def fraudster_line(entry: dict) -> str:
     kind = entry["action_type"]
-    if kind == "propose":
+    if kind == "propose_ad":
         return (f"  propose  {entry['ad_id']}  {entry['category']}/{entry['tactic']}  "
                 f"\"{shorten(entry['ad_copy'])}\"")
-    if kind == "modify":
+    if kind == "modify_pending_ad":
         text = f"  modify   {entry['ad_id']}  {entry['edit']}"
         if entry["edit"] != "add_trust_blurb":
             text += f"  now \"{shorten(entry['ad_copy'])}\""
@@ -274,7 +274,7 @@ def print_transcript(out: Printer, result: MatchResult, names: dict[str, str],
 
     events = sorted([("fraudster", e) for e in ref.fraudster_log] +
                     [("investigator", e) for e in ref.investigator_log],
-                    key=lambda pair: pair[1]["step"])
+                    key=lambda pair: pair[1]["ts"])
     budget = task.action_budget
     for rnd in range(1, ref.round_number + 1):
         out.line()
@@ -287,10 +287,10 @@ def print_transcript(out: Printer, result: MatchResult, names: dict[str, str],
                 out.line("  " + ", ".join(f"{a.ad_id} {a.category}" for a in arrived[k:k + 4]),
                          style="dim")
         previous = None
-        for role, entry in (pair for pair in events if pair[1]["round"] == rnd):
+        for role, entry in (pair for pair in events if pair[1]["round_number"] == rnd):
             if role != previous:
                 if role == "investigator":
-                    spent = sum(1 for r, e in events if r == "investigator" and e["round"] == rnd
+                    spent = sum(1 for r, e in events if r == "investigator" and e["round_number"] == rnd
                                 and e["action_type"] not in ("end_turn", "illegal"))
                     out.line(f"Investigator (budget {budget} -> {budget - spent})", style="bold")
                     budget -= spent

@@ -537,8 +537,8 @@ class ReactiveFraudster(Policy):
                 f.markers[s] = int(sig.get("risk_markers", 0))
                 if sig.get("trust_blurb"):
                     f.trusted.add(s)
-            f.approved += item["status"] == "approved"
-            f.rejected += item["status"] == "rejected"
+            f.approved += item["status"] == "approve"
+            f.rejected += item["status"] == "reject"
         f.network_used = any(c in _NETWORK for c in cats)
         f.actions_left_this_turn = obs.actions_left_this_turn
         f.rounds_remaining = max(1, obs.rounds_remaining)

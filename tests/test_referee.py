@@ -632,18 +632,29 @@ def test_auditor_false_flag_costs_as_much():
         pytest.approx(scoring.AUDIT_FALSE_FLAG) == -scoring.AUDIT_TRUE_FLAG
 
 
-def test_auditor_cannot_raise_the_same_flag_twice():
+def test_a_repeated_flag_is_answered_and_counts_once():
     r, approved, _ = _audit_ready_match()
     op = ("flag", "A", AD_IDS.index(approved), "missing_citation", 0.5, None)
-    r.apply("auditor", op)
-    assert r.check("auditor", op) is not None
-    before = snapshot(r)
-    with pytest.raises(IllegalActionError):
-        r.apply("auditor", op)
-    with pytest.raises(IllegalActionError):
-        r.step_as_auditor({"action_type": "flag_investigator", "flag_type": "missing_citation",
-                           "target_ad_id": approved, "note": "again, differently worded"})
-    assert snapshot(r) == before
+    assert r.apply("auditor", op) == pytest.approx(scoring.AUDIT_TRUE_FLAG)
+    assert r.check("auditor", op) is None
+    obs = r.step_as_auditor({"action_type": "flag_investigator", "flag_type": "missing_citation",
+                             "target_ad_id": approved, "note": "again, differently worded"})
+    assert r.step_rewards[2] == 0.0
+    assert obs.reward == pytest.approx(scoring.AUDIT_TRUE_FLAG)
+    assert "already raised" in obs.feedback
+    assert [f["flag_type"] for f in obs.pending_flags] == ["missing_citation"]
+    r.apply("auditor", ("submit", None))
+    assert r.totals[2] == pytest.approx(scoring.AUDIT_TRUE_FLAG)
+    assert len(r.audit_report["track_a_flags"]) == 1
+
+
+def test_a_queue_level_track_b_flag_is_legal_and_judged():
+    r, _, _ = _audit_ready_match()
+    obs = r.step_as_auditor({"action_type": "flag_fraudster", "flag_type": "gibberish"})
+    assert obs.pending_flags[-1]["target_ad_id"] is None
+    assert r.step_rewards[2] == pytest.approx(scoring.AUDIT_FALSE_FLAG)  # not a rule finding
+    r.step_as_auditor({"action_type": "flag_fraudster", "flag_type": "gibberish"})
+    assert r.step_rewards[2] == 0.0
 
 
 def test_auditor_return_is_true_minus_false_flags():
