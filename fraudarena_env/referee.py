@@ -97,6 +97,12 @@ _UNSET = np.full(MAX_SLOTS, -1, np.int64)  # per-slot -1s, copied at reset (np.f
 _UNSET.flags.writeable = False
 
 
+# Upper bounds of the integer match knobs: rounds and per-slot rounds are stored as int8, a match
+# has MAX_SLOTS ads, and a turn cap beyond these only lets one turn run the match.
+KNOB_LIMITS = {"max_rounds": 100, "max_proposals": MAX_SLOTS,
+               "max_fraudster_actions_per_turn": 64, "max_investigator_actions_per_turn": 256}
+MAX_SEED = 2**63 - 1
+
 # Each task's own values of the match knobs (copy before changing).
 _TASK_KNOBS = {tid: {k: getattr(task, k) for k in MATCH_KNOBS} for tid, task in TASKS.items()}
 
@@ -108,6 +114,12 @@ def _allowed_mask(allowed: tuple[str, ...]) -> np.ndarray:
     mask[[CATEGORY_INDEX[c] for c in allowed]] = True
     mask.flags.writeable = False
     return mask
+
+
+def _excerpt(value: object, limit: int = 40) -> str:
+    """A value's repr, cut short: error messages never echo much of what they were given."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def match_id_for(seed: int, task_id: str, knobs: dict) -> str:
@@ -133,11 +145,12 @@ class Referee:
     # ------------------------------------------------------------------ setup
     def reset_match(self, seed: int | None = None, task_id: str = "task_1",
                     episode_id: str | None = None, **knobs: Any) -> None:
-        if task_id not in TASKS:
-            raise ValueError(f"unknown task_id {task_id!r}; choose one of {list(TASKS)}")
+        if not isinstance(task_id, str) or task_id not in TASKS:
+            raise ValueError(f"unknown task_id {_excerpt(task_id)}; choose one of {list(TASKS)}")
         unknown = set(knobs) - set(MATCH_KNOBS)
         if unknown:
-            raise ValueError(f"unknown match knob(s) {sorted(unknown)}; known: {MATCH_KNOBS}")
+            raise ValueError(f"unknown match knob(s) {[_excerpt(k) for k in sorted(unknown)][:5]};"
+                             f" known: {MATCH_KNOBS}")
         task = TASKS[task_id]
         knobs = {k: v for k, v in knobs.items() if v is not None}
         cfg = dict(_TASK_KNOBS[task_id], **knobs)  # the task's own values are valid
@@ -145,19 +158,27 @@ class Referee:
             if k not in knobs:
                 continue
             if not isinstance(cfg[k], (int, np.integer)) or isinstance(cfg[k], bool) or \
-                    cfg[k] < 1:
-                raise ValueError(f"{k} must be a positive integer, got {cfg[k]!r}")
+                    not 1 <= cfg[k] <= KNOB_LIMITS[k]:
+                raise ValueError(f"{k} must be an integer in [1, {KNOB_LIMITS[k]}], got "
+                                 f"{_excerpt(cfg[k])}")
             cfg[k] = int(cfg[k])
+        if "allowed_categories" in knobs and not (
+                isinstance(cfg["allowed_categories"], (list, tuple)) and
+                all(isinstance(c, str) for c in cfg["allowed_categories"])):
+            raise ValueError("allowed_categories must be a list of category names, got "
+                             f"{_excerpt(cfg['allowed_categories'])}")
         allowed = tuple(cfg["allowed_categories"])
         if "allowed_categories" in knobs:
-            bad = [c for c in allowed if c not in CATEGORY_INDEX]
+            bad = [_excerpt(c) for c in allowed if c not in CATEGORY_INDEX][:5]
             if bad or not allowed:
                 raise ValueError(f"allowed_categories must be a non-empty subset of "
                                  f"{list(CATEGORY_INDEX)}; unknown: {bad}")
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**63))
-        elif not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        elif not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or \
+                not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in [0, 2**63) or None, got "
+                             f"{_excerpt(seed)}")
         seed = int(seed)
         self.task = task
         self.seed = seed
@@ -1054,15 +1075,17 @@ class Referee:
                 "fraud_rings": rings}
 
     def build_auditor_observation(self) -> AuditorObservation:
-        seen = {}
+        # The auditor reviews the finished match: nothing of it is shown while play runs.
+        seen, record, inv_log, proposals = {}, {}, [], []
         if self.phase in ("audit_phase", "done"):
             for s in np.flatnonzero(self.present & self.pulled.any(axis=1)):
                 seen[AD_IDS[s]] = {t: evidence_text(t, f) for t, f in self.revealed(s).items()}
-        record = self.episode_record() if self.phase in ("audit_phase", "done") else {}
+            record = self.episode_record()
+            inv_log, proposals = list(self.investigator_log), self.proposal_log()
         return AuditorObservation(
             feedback=self.feedback[A], phase=self.phase, task_id=self.task.task_id,
-            full_episode_record=record, investigator_actions=list(self.investigator_log),
-            fraudster_proposals=self.proposal_log(), investigation_data_seen=seen,
+            full_episode_record=record, investigator_actions=inv_log,
+            fraudster_proposals=proposals, investigation_data_seen=seen,
             pending_flags=list(self.auditor_flags), actions_left=self.actions_left_this_turn(A),
             done=self.done, reward=self.totals[A])
 

@@ -682,7 +682,8 @@ def test_unknown_knob_is_rejected_by_name():
 @pytest.mark.parametrize("knob, value", [
     ("max_rounds", 0), ("max_rounds", -1), ("max_rounds", 2.5), ("max_rounds", True),
     ("max_proposals", "3"), ("max_fraudster_actions_per_turn", 0),
-    ("max_investigator_actions_per_turn", 0),
+    ("max_investigator_actions_per_turn", 0), ("max_rounds", 200), ("max_proposals", 33),
+    ("max_fraudster_actions_per_turn", 10**9), ("max_investigator_actions_per_turn", 257),
 ])
 def test_bad_knob_value_is_rejected_by_name(knob, value):
     with pytest.raises(ValueError, match=knob):
@@ -693,6 +694,30 @@ def test_bad_knob_value_is_rejected_by_name(knob, value):
 def test_bad_allowed_categories_are_rejected(value):
     with pytest.raises(ValueError, match="allowed_categories"):
         new_match(allowed_categories=value)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 10**30, "7", 1.5])
+def test_seed_out_of_range_is_rejected(seed):
+    with pytest.raises(ValueError, match="seed"):
+        new_match(seed=seed)
+
+
+def test_a_refused_reset_leaves_the_running_match_alone():
+    r = new_match(seed=4, task_id="task_2")
+    before = r.state.model_dump()
+    with pytest.raises(ValueError, match="max_rounds"):
+        r.reset_match(seed=5, task_id="task_1", max_rounds=200)
+    assert r.state.model_dump() == before
+
+
+def test_the_longest_match_the_knobs_allow_plays_to_the_end():
+    r = new_match(seed=2, task_id="task_1", max_rounds=100, max_investigator_actions_per_turn=1)
+    while r.phase != "audit_phase":
+        if r.phase == "fraudster_turn":
+            r.step_as_fraudster({"action_type": "end_turn"})
+        else:
+            r.step_as_investigator({"action_type": "end_turn"})
+    assert r.round_number == 100 and r.end_reason == "max_rounds"
 
 
 def test_bad_illegal_action_mode_is_rejected():
@@ -817,7 +842,7 @@ def _assert_invariants(r: Referee, phase_before: str) -> None:
     assert s.phase in PHASES
     assert s.phase in NEXT_PHASES[phase_before], (phase_before, s.phase)
     if phase_before == "fraudster_turn" and s.phase == "audit_phase":
-        assert s.end_reason in ("commit_final", "all_decided")
+        assert r.end_reason in ("commit_final", "all_decided")
     if s.phase in ("fraudster_turn", "investigator_turn"):
         assert 0 <= s.actions_this_turn < s.max_actions_per_turn
         assert r.check(r.current_role, ALWAYS_LEGAL[r.current_role]) is None
