@@ -9,7 +9,7 @@
 
 * :class:`FraudArenaClient`: one role's socket, synchronous. Each call sends one message and
   waits for its reply. Observations come back as the role's pydantic model (``obs_format``
-  ``"json"``, the default) or, with ``"tensor"`` or ``"tensor_b64"`` (the compact one), as a
+  ``"json"``, the default) or, with ``"tensor"`` or ``"tensor_sparse"`` (the compact one), as a
   dict ``{"observation": float32 array, "action_mask": int8 array}`` that the baseline
   policies' ``act`` takes directly. The whole reply of the last call is in ``last_data``; the
   seat token of the last reset or join in ``seat_token`` (``join(match_id, seat_token=...)``
@@ -42,8 +42,8 @@ from .models import AuditorObservation, FraudsterObservation, InvestigatorObserv
 OBSERVATION_MODELS: dict[str, type[BaseModel]] = {"fraudster": FraudsterObservation,
                                                   "investigator": InvestigatorObservation,
                                                   "auditor": AuditorObservation}
-OBS_FORMATS = ("json", "tensor", "tensor_b64")
-MAX_FRAME = 2**24
+OBS_FORMATS = ("json", "tensor", "tensor_sparse")
+MAX_FRAME = 2**24  # compression is off: replies are small, and deflating them costs more
 
 
 class ServerError(RuntimeError):
@@ -68,12 +68,20 @@ def role_url(url: str, role: str) -> str:
     return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
 
 
+def dense(sparse: dict[str, Any], dtype) -> np.ndarray:
+    """A vector sent in the server's sparse form (``{"size", "index", "value"}``, base64)."""
+    out = np.zeros(int(sparse["size"]), dtype)
+    index = np.frombuffer(base64.b64decode(sparse["index"]), "<u2")
+    out[index] = np.frombuffer(base64.b64decode(sparse["value"]), "<f4") \
+        if "value" in sparse else 1
+    return out
+
+
 def decode_observation(role: str, data: dict[str, Any]):
     """An observation reply's data as the role's model, or as the tensor dict."""
     vector, mask = data.get("observation"), data.get("action_mask")
-    if isinstance(vector, str) and isinstance(mask, str):
-        return {"observation": np.frombuffer(base64.b64decode(vector), "<f4").astype(np.float32),
-                "action_mask": np.frombuffer(base64.b64decode(mask), np.int8).copy()}
+    if isinstance(vector, dict) and isinstance(mask, dict):
+        return {"observation": dense(vector, np.float32), "action_mask": dense(mask, np.int8)}
     if vector is not None and mask is not None:
         return {"observation": np.asarray(vector, np.float32),
                 "action_mask": np.asarray(mask, np.int8)}
@@ -157,7 +165,8 @@ class FraudArenaClient(_Protocol):
         self.timeout = timeout
         # Entered as a context manager, the form every websockets release supports without
         # a deprecation warning; close() exits it.
-        self._cm = connect(self.url, open_timeout=open_timeout, max_size=MAX_FRAME)
+        self._cm = connect(self.url, open_timeout=open_timeout, max_size=MAX_FRAME,
+                           compression=None)
         self._ws = self._cm.__enter__()
 
     def _request(self, kind: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -227,7 +236,8 @@ class AsyncFraudArenaClient(_Protocol):
         from websockets.asyncio.client import connect as aconnect
 
         self = cls(url, role, obs_format, timeout)
-        self._ws = await aconnect(self.url, open_timeout=open_timeout, max_size=MAX_FRAME)
+        self._ws = await aconnect(self.url, open_timeout=open_timeout, max_size=MAX_FRAME,
+                                  compression=None)
         return self
 
     async def _request(self, kind: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -287,7 +297,7 @@ class RemoteFraudArena(AECEnv):
                  poll_interval: float = 0.01, max_poll_interval: float = 0.2,
                  turn_timeout: float = 600.0, **knobs: Any):
         super().__init__()
-        _check(role, "tensor_b64")
+        _check(role, "tensor_sparse")
         self.url, self.role = url, role
         self.task_id, self.knobs = task_id, knobs
         self._join = (match_id, seat_token)
@@ -316,7 +326,7 @@ class RemoteFraudArena(AECEnv):
 
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
         if self.client is None:
-            self.client = FraudArenaClient(self.url, self.role, obs_format="tensor_b64")
+            self.client = FraudArenaClient(self.url, self.role, obs_format="tensor_sparse")
         match_id, token = self._join
         if match_id is not None:
             self._obs = self.client.join(match_id, seat_token=token)
@@ -372,4 +382,4 @@ class RemoteFraudArena(AECEnv):
 
 
 __all__ = ["AsyncFraudArenaClient", "FraudArenaClient", "RemoteFraudArena", "ServerError",
-           "decode_observation", "role_url", "step_payload"]
+           "decode_observation", "dense", "role_url", "step_payload"]

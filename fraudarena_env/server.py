@@ -34,8 +34,8 @@ Replies, one per message, in order:
 * ``{"type": "observation", "data": {...}}``: the role's observation JSON plus ``match_id``,
   ``role``, ``phase``, ``round_number``, ``max_rounds`` and ``rounds_remaining`` (reset and join
   replies add ``seat_token``). ``obs_format`` ``"tensor"`` adds ``observation`` and
-  ``action_mask`` as lists; ``"tensor_b64"`` sends only those two, base64 of little-endian
-  float32 and int8, with the header fields, ``done`` and ``reward`` (the fast face).
+  ``action_mask`` as lists; ``"tensor_sparse"`` sends only those two, as base64 sparse vectors
+  (see :func:`sparse_vector`), with the header fields, ``done`` and ``reward`` (the fast face).
 * ``{"type": "state", "data": {...}}``: ``RefereeState`` JSON as this role may see it (see
   :mod:`fraudarena_env.views`; everything once the match is done).
 * ``{"type": "error", "data": {"message", "code"}}``, code one of ``ERROR_CODES``. A refused
@@ -64,14 +64,17 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import gc
 import hmac
 import json
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -87,7 +90,8 @@ from .views import sealed_state
 logger = logging.getLogger(__name__)
 
 RESET_KEYS = ("seed", "episode_id", "task_id", *MATCH_KNOBS)
-OBS_FORMATS = ("json", "tensor", "tensor_b64")
+OBS_FORMATS = ("json", "tensor", "tensor_sparse")
+assert 2**16 > max(N_ACTIONS.values())  # sparse indices are uint16
 MESSAGE_TYPES = ("reset", "join", "step", "obs", "state", "close")
 ERROR_CODES = ("invalid_json", "reset_error", "missing_match_id", "unknown_match", "no_match",
                "validation_error", "phase_violation", "execution_error", "unknown_type",
@@ -95,7 +99,12 @@ ERROR_CODES = ("invalid_json", "reset_error", "missing_match_id", "unknown_match
 MAX_ID_LENGTH = 128
 MAX_ERROR_CHARS = 400  # an error reply's message never runs longer
 EXCERPT = 40  # characters of a client's input an error may quote
-HEADER_KEYS = ("match_id", "role", "phase", "round_number", "max_rounds", "rounds_remaining")
+# How uvicorn should run the app: no per-message compression (it cost more CPU than the rest of
+# a step: observations are small and mostly fresh numbers), and the sans-I/O websockets
+# protocol. uvicorn closes frames beyond ws_max_size; below it, an oversized message gets a
+# ``message_too_large`` reply.
+UVICORN_OPTIONS = {"ws": "websockets-sansio", "ws_per_message_deflate": False}
+GC_THRESHOLDS = (20_000, 50, 100)
 
 
 @dataclass
@@ -107,9 +116,11 @@ class ServerConfig:
     max_message_bytes: int = 64 * 1024
     data_dir: str | None = None  # None: the archive is kept in memory only
     diagnostics: bool = False  # list live match ids on GET /matches and /api/v1/matches
+    observer_cache: int = 3 * 128  # tensor-face observers kept (three per recent match)
 
     def __post_init__(self):
-        for name in ("max_matches", "max_matches_per_connection", "max_message_bytes"):
+        for name in ("max_matches", "max_matches_per_connection", "max_message_bytes",
+                     "observer_cache"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -188,7 +199,6 @@ class MatchEntry:
         self.reset_args = reset_args
         self.seats = {role: Seat() for role in ROLES}
         self.actions: list[dict[str, Any]] = []
-        self.observers: dict[str, Observer] = {}
         self.created = self.last_active = time.monotonic()
         self.closed: str | None = None  # why it left the pool
         self.archived = False
@@ -196,12 +206,6 @@ class MatchEntry:
     @property
     def connected_roles(self) -> list[str]:
         return [r for r in ROLES if self.seats[r].holder is not None]
-
-    def observer(self, role: str) -> Observer:
-        obs = self.observers.get(role)
-        if obs is None:
-            obs = self.observers[role] = Observer(role)
-        return obs
 
     def touch(self) -> None:
         self.last_active = time.monotonic()
@@ -221,6 +225,47 @@ class MatchEntry:
         return record
 
 
+class ObserverCache:
+    """Tensor-face observers for the most recently observed (match, role) pairs.
+
+    An observer follows one referee incrementally and rebuilds itself from the event log when
+    handed another, so observers can be shared: the recently active matches keep theirs, an
+    idle match holds none, and memory stays bounded however many matches are live."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._lru: OrderedDict[tuple[str, str], Observer] = OrderedDict()
+        self._spare: dict[str, list[Observer]] = {role: [] for role in ROLES}
+
+    def get(self, match_id: str, role: str) -> Observer:
+        key = (match_id, role)
+        obs = self._lru.get(key)
+        if obs is not None:
+            self._lru.move_to_end(key)
+            return obs
+        if self._spare[role]:
+            obs = self._spare[role].pop()
+        elif len(self._lru) >= self.capacity:
+            obs = self._reuse(role)
+        else:
+            obs = Observer(role)
+        self._lru[key] = obs
+        return obs
+
+    def _reuse(self, role: str) -> Observer:
+        for key in self._lru:  # the least recently used observer of this role
+            if key[1] == role:
+                return self._lru.pop(key)
+        self._lru.popitem(last=False)
+        return Observer(role)
+
+    def forget(self, match_id: str) -> None:
+        for role in ROLES:
+            obs = self._lru.pop((match_id, role), None)
+            if obs is not None:
+                self._spare[role].append(obs)
+
+
 class MatchPool:
     """The live matches of one app, keyed by match id, and the archive of the others."""
 
@@ -228,6 +273,7 @@ class MatchPool:
         self.config = config
         self.archive = archive
         self.entries: dict[str, MatchEntry] = {}
+        self.observers = ObserverCache(config.observer_cache)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -272,6 +318,7 @@ class MatchPool:
         if self.entries.get(entry.match_id) is not entry:
             return
         del self.entries[entry.match_id]
+        self.observers.forget(entry.match_id)
         entry.closed = reason
         if not entry.archived:
             entry.archived = True
@@ -358,20 +405,34 @@ def _obs_format(data: dict, current: str) -> str:
     return fmt
 
 
-def observation_data(entry: MatchEntry, role: str, obs_format: str, obs=None) -> dict[str, Any]:
+def _b64(array: np.ndarray) -> str:
+    return base64.b64encode(array.tobytes()).decode("ascii")
+
+
+def sparse_vector(vector: np.ndarray, values: bool = True) -> dict[str, Any]:
+    """A mostly-zero vector as ``{"size", "index", "value"}``: base64 of its nonzero positions
+    (little-endian uint16) and of their values (little-endian float32; left out for a 0/1
+    mask). An observation is about a sixth nonzero, so this is a fraction of the dense JSON."""
+    index = np.flatnonzero(vector)
+    out = {"size": int(vector.size), "index": _b64(index.astype("<u2"))}
+    if values:
+        out["value"] = _b64(vector[index].astype("<f4"))
+    return out
+
+
+def observation_data(pool: MatchPool, entry: MatchEntry, role: str, obs_format: str,
+                     obs=None) -> dict[str, Any]:
     """The ``data`` of an observation reply."""
     ref = entry.referee
     header = {"match_id": entry.match_id, "role": role, "phase": ref.phase,
               "round_number": ref.round_number, "max_rounds": ref.max_rounds,
               "rounds_remaining": ref.rounds_remaining()}
-    if obs_format == "tensor_b64":
-        observer = entry.observer(role)
-        vector = observer.fill(ref)
+    if obs_format == "tensor_sparse":
+        observer = pool.observers.get(entry.match_id, role)
+        vector, mask = observer.observe(ref)
         return {**header, "done": ref.done, "reward": ref.totals[ROLES.index(role)],
-                "metadata": {},
-                "observation": base64.b64encode(vector.astype("<f4", copy=False)).decode(),
-                "action_mask": base64.b64encode(observer.mask(ref).astype("i1", copy=False))
-                .decode()}
+                "metadata": {}, "observation": sparse_vector(vector),
+                "action_mask": sparse_vector(mask, values=False)}
     if obs is None:
         obs = getattr(ref, f"build_{role}_observation")()
     data = obs.model_dump(mode="json")
@@ -380,7 +441,7 @@ def observation_data(entry: MatchEntry, role: str, obs_format: str, obs=None) ->
                                         for e in data["investigator_actions"]]
     data.update(header)
     if obs_format == "tensor":
-        observer = entry.observer(role)
+        observer = pool.observers.get(entry.match_id, role)
         data["observation"] = observer.fill(ref).tolist()
         data["action_mask"] = observer.mask(ref).tolist()
     return data
@@ -499,7 +560,8 @@ class Handler:
         return getattr(self, f"on_{kind}")(data)
 
     def _observation(self, entry: MatchEntry, fmt: str, **extra: Any) -> str:
-        return _message("observation", {**observation_data(entry, self.role, fmt), **extra})
+        return _message("observation", {**observation_data(self.pool, entry, self.role, fmt),
+                                         **extra})
 
     def on_reset(self, data: dict[str, Any]) -> str:
         session, pool = self.session, self.pool
@@ -550,7 +612,8 @@ class Handler:
         if entry.referee.done:
             self.pool.finish(entry)
         return _message("observation",
-                        observation_data(entry, self.role, self.session.obs_format, obs))
+                        observation_data(self.pool, entry, self.role,
+                                         self.session.obs_format, obs))
 
     def on_obs(self, data: dict[str, Any]) -> str:
         entry = self._entry()
@@ -621,6 +684,11 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
                     logger.exception("sweep failed")
 
         task = asyncio.create_task(sweeper())
+        # Everything loaded so far lives as long as the server: keep the collector off it, and
+        # collect less often (a full pass over a busy pool is a latency spike).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         try:
             yield
         finally:
@@ -710,6 +778,29 @@ def _http_error(status: int, code: str, message: str) -> JSONResponse:
 
 
 # ============================================================================ command line
+def spawn(port: int, *options: str, timeout: float = 30.0, quiet: bool = False):
+    """Start ``fraudarena serve`` on 127.0.0.1:``port`` in a child process and wait until it
+    accepts connections (for benchmarks and tests). Returns the ``Popen``; raises
+    ``RuntimeError`` (after killing it) when it does not come up in ``timeout`` seconds."""
+    import socket
+    import subprocess
+    import sys
+
+    out = subprocess.DEVNULL if quiet else None
+    proc = subprocess.Popen([sys.executable, "-m", "fraudarena_env.server", "--port", str(port),
+                             "--log-level", "warning", *options], stdout=out, stderr=out)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError(f"the server did not start on port {port}")
+
+
 def build_parser(prog: str = "fraudarena serve") -> argparse.ArgumentParser:
     d = ServerConfig()
     parser = argparse.ArgumentParser(
@@ -754,13 +845,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     import uvicorn
 
-    # uvicorn closes frames beyond ws_max_size; below it, an oversized message gets a reply.
     uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=args.log_level,
-                ws_max_size=4 * config.max_message_bytes)
+                **UVICORN_OPTIONS, ws_max_size=4 * config.max_message_bytes)
     return 0
 
 
-__all__ = ["ERROR_CODES", "MatchEntry", "MatchPool", "ServerConfig", "create_app", "main"]
+__all__ = ["ERROR_CODES", "UVICORN_OPTIONS", "MatchEntry", "MatchPool", "ServerConfig",
+           "create_app", "main", "spawn"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -13,8 +13,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -45,7 +43,7 @@ from fraudarena_env.policies import (  # noqa: E402
     ScriptedInvestigator,
 )
 from fraudarena_env.referee import Referee  # noqa: E402
-from fraudarena_env.server import ERROR_CODES, create_app  # noqa: E402
+from fraudarena_env.server import ERROR_CODES, create_app, spawn  # noqa: E402
 from fraudarena_env.views import sealed_state  # noqa: E402
 
 OBS_MODELS = {"fraudster": FraudsterObservation, "investigator": InvestigatorObservation,
@@ -536,7 +534,7 @@ def test_tensor_observations_and_action_index_steps(client):
         assert without_ids(full_state(client, match_id)) == \
             without_ids(ref.state.model_dump(mode="json"))
         # The compact face: base64 vectors, the same numbers.
-        compact = send(fr, "obs", {"obs_format": "tensor_b64"})["data"]
+        compact = send(fr, "obs", {"obs_format": "tensor_sparse"})["data"]
         from fraudarena_env.client import decode_observation
 
         decoded = decode_observation("fraudster", compact)
@@ -659,12 +657,28 @@ def test_an_idle_match_costs_at_most_100_kib():
             entry = pool.get(client.post("/api/v1/matches", json={
                 "seed": k + 1, "task_id": "task_3"}).json()["match_id"])
             for role in ROLES:  # as if three tensor-face sockets had observed it
-                entry.observer(role).fill(entry.referee)
+                pool.observers.get(entry.match_id, role).fill(entry.referee)
         gc.collect()
         per_match = (tracemalloc.get_traced_memory()[0] - base) / 20
         tracemalloc.stop()
         assert len(pool) == 21
     assert per_match <= 100 * 1024, per_match
+
+
+def test_observers_are_shared_and_rebuild_when_handed_another_match():
+    from fraudarena_env.server import ObserverCache
+
+    cache = ObserverCache(capacity=2)
+    refs = [in_process({"seed": s, "task_id": "task_3"}, [
+        ("fraudster", {"action_type": "end_turn"})]) for s in (1, 2, 3)]
+    first = cache.get("a", "investigator").fill(refs[0]).copy()
+    cache.get("b", "investigator").fill(refs[1])
+    reused = cache.get("c", "investigator")  # the capacity is spent: "a"'s observer moves
+    assert reused is not cache.get("b", "investigator")
+    np.testing.assert_array_equal(reused.fill(refs[2]), Observer("investigator").fill(refs[2]))
+    np.testing.assert_array_equal(cache.get("a", "investigator").fill(refs[0]), first)
+    cache.forget("a")
+    assert cache.get("d", "investigator") is not None
 
 
 # ============================================================================ archive and REST
@@ -752,7 +766,7 @@ def live_server():
     sock.close()
 
 
-@pytest.mark.parametrize("face", ["json", "tensor_b64"])
+@pytest.mark.parametrize("face", ["json", "tensor_sparse"])
 def test_full_matches_over_real_sockets_end_in_the_in_process_state(live_server, face):
     from fraudarena_env.client import FraudArenaClient
 
@@ -779,7 +793,7 @@ def test_full_matches_over_real_sockets_end_in_the_in_process_state(live_server,
             phase = c.last_data["phase"]
         final = aud.state()
         assert final.match_id == fr.match_id and final.phase == "done"
-    tensor = face == "tensor_b64"
+    tensor = face == "tensor_sparse"
     result = Arena().play(task_id, seed, baselines(seed),
                           faces=dict.fromkeys(ROLES, "tensor" if tensor else "text"))
     expected = result.referee.state.model_dump(mode="json")
@@ -840,8 +854,8 @@ def test_remote_env_plays_one_role_against_remote_opponents(live_server):
     url, _ = live_server
     seed, task_id = 5, "task_2"
     policies = baselines(seed)
-    fr = FraudArenaClient(url, "fraudster", obs_format="tensor_b64")
-    aud = FraudArenaClient(url, "auditor", obs_format="tensor_b64")
+    fr = FraudArenaClient(url, "fraudster", obs_format="tensor_sparse")
+    aud = FraudArenaClient(url, "auditor", obs_format="tensor_sparse")
     fr.reset(seed=seed, task_id=task_id)
     aud.join(fr.match_id)
     env = RemoteFraudArena(url, "investigator", match_id=fr.match_id)
@@ -890,7 +904,7 @@ def test_async_client_runs_many_matches_at_once(live_server):
 
     async def one(seed):
         policies = baselines(seed)
-        clients = {r: await AsyncFraudArenaClient.open(url, r, obs_format="tensor_b64")
+        clients = {r: await AsyncFraudArenaClient.open(url, r, obs_format="tensor_sparse")
                    for r in ROLES}
         await clients["fraudster"].reset(seed=seed, task_id="task_1")
         for r in ("investigator", "auditor"):
@@ -926,19 +940,10 @@ def test_sigkill_and_restart_keep_every_archived_match(tmp_path):
         pytest.skip(f"cannot bind a local port: {exc}")
 
     def start():
-        proc = subprocess.Popen([sys.executable, "-m", "fraudarena_env.server", "--port",
-                                 str(port), "--data-dir", str(tmp_path), "--log-level",
-                                 "warning"], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                return proc
-            except OSError:
-                time.sleep(0.1)
-        proc.kill()
-        pytest.skip("the server process did not start")
+        try:
+            return spawn(port, "--data-dir", str(tmp_path), quiet=True)
+        except RuntimeError as exc:
+            pytest.skip(str(exc))
 
     url = f"ws://127.0.0.1:{port}"
     proc = start()
