@@ -8,7 +8,10 @@ unsealed. ``reason`` is ``finished``, ``evicted`` (idle, or its creator reset ag
 ``deleted``. Replaying ``reset`` and ``actions`` on a fresh referee reproduces ``state``.
 
 Each record is written with one ``write`` and then flushed and fsynced, so a killed server
-loses at most the line it was writing; a torn last line is skipped on load.
+loses at most the line it was writing; a torn last line is skipped on load. With
+``background=True`` the writes happen on one worker thread, in order, and ``append`` returns a
+future that is done once the record is on disk (the server answers the step that finished a
+match only then); until then ``get`` serves the record from memory.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import logging
 import os
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +46,18 @@ class Archive:
     """Archived matches: appended to ``data_dir/matches.jsonl``, or kept in memory (the last
     ``MEMORY_RECORDS``) when there is no data directory."""
 
-    def __init__(self, data_dir: str | os.PathLike | None = None):
+    def __init__(self, data_dir: str | os.PathLike | None = None, background: bool = False):
         self.path = None if data_dir is None else Path(data_dir) / ARCHIVE_FILE
         self._offsets: dict[str, int] = {}  # match id -> byte offset of its line
         self._summaries: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._memory: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._pending: dict[str, dict[str, Any]] = {}  # appended, not yet on disk
+        self._writer = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._load()
+            if background:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="archive")
 
     def _load(self) -> None:
         if not self.path.exists():
@@ -74,26 +82,44 @@ class Archive:
     def __contains__(self, match_id: str) -> bool:
         return match_id in self._summaries
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: dict[str, Any]) -> Future | None:
+        """Archive a record; with a background writer, the future of its write."""
         match_id = record["match_id"]
+        self._summaries[match_id] = summary(record)
         if self.path is None:
             self._memory[match_id] = record
             while len(self._memory) > MEMORY_RECORDS:
                 old, _ = self._memory.popitem(last=False)
                 self._summaries.pop(old, None)
-        else:
-            line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-            with open(self.path, "ab") as f:
-                offset = f.tell()
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
-            self._offsets[match_id] = offset
-        self._summaries[match_id] = summary(record)
+            return None
+        if self._writer is None:
+            self._write(record)
+            return None
+        self._pending[match_id] = record
+        return self._writer.submit(self._write, record)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        with open(self.path, "ab") as f:
+            offset = f.tell()
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self._offsets[record["match_id"]] = offset
+        self._pending.pop(record["match_id"], None)
+
+    def close(self) -> None:
+        """Wait for the background writes (if any) and stop the writer."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
 
     def get(self, match_id: str) -> dict[str, Any] | None:
         if self.path is None:
             return self._memory.get(match_id)
+        record = self._pending.get(match_id)
+        if record is not None:
+            return record
         offset = self._offsets.get(match_id)
         if offset is None:
             return None

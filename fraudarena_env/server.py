@@ -307,11 +307,13 @@ class MatchPool:
         logger.info("match %s created (%d live)", entry.match_id, len(self.entries))
         return entry
 
-    def finish(self, entry: MatchEntry) -> None:
-        """Archive a match that has just ended (it stays live while sockets are attached)."""
+    def finish(self, entry: MatchEntry):
+        """Archive a match that has just ended (it stays live while sockets are attached);
+        returns the future of the archive write, if it is still under way."""
         if not entry.archived:
             entry.archived = True
-            self.archive.append(entry.record("finished"))
+            return self.archive.append(entry.record("finished"))
+        return None
 
     def drop(self, entry: MatchEntry, reason: str) -> None:
         """Take a match out of the pool, archiving it if that was not done yet."""
@@ -503,6 +505,7 @@ class Handler:
     def __init__(self, pool: MatchPool, role: str):
         self.pool = pool
         self.session = Session(role)
+        self.durable = None  # the archive write the next reply must wait for
 
     @property
     def role(self) -> str:
@@ -610,7 +613,7 @@ class Handler:
         entry = self._entry()
         obs = _apply_step(entry, self.role, data)
         if entry.referee.done:
-            self.pool.finish(entry)
+            self.durable = self.pool.finish(entry)
         return _message("observation",
                         observation_data(self.pool, entry, self.role,
                                          self.session.obs_format, obs))
@@ -655,6 +658,9 @@ async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None
                 handler.session.leave(pool)
                 await websocket.close()
                 break
+            if handler.durable is not None:  # the match is over: on disk before we say so
+                durable, handler.durable = handler.durable, None
+                await asyncio.wrap_future(durable)
             await websocket.send_text(reply)
     except WebSocketDisconnect:
         pass
@@ -671,7 +677,7 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
     from . import __version__
 
     config = config or ServerConfig(**options)
-    pool = MatchPool(config, Archive(config.data_dir))
+    pool = MatchPool(config, Archive(config.data_dir, background=True))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -695,6 +701,7 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
             task.cancel()
             for entry in list(pool.entries.values()):  # nothing live is lost at shutdown
                 pool.drop(entry, "finished" if entry.referee.done else "evicted")
+            pool.archive.close()
 
     app = FastAPI(title="FraudArena", version=__version__, lifespan=lifespan,
                   description="Three-role ad-fraud game: WebSocket role endpoints.")
