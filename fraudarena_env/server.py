@@ -48,8 +48,9 @@ the holder's reset or join reply, which moves the seat to it (the old socket's n
 
 Limits. At most ``max_matches`` live matches and ``max_matches_per_connection`` created by one
 socket and still live (``capacity_reached``); frames over ``max_message_bytes``
-(``message_too_large``); a sweeper archives matches idle for ``idle_timeout`` seconds. When a
-socket resets again, the match it leaves is archived if no other socket is attached to it.
+(``message_too_large``); a sweeper archives matches idle for ``idle_timeout`` seconds (attached
+or not). When a socket resets again, the match it leaves is archived if it made it and no other
+socket is attached to it.
 
 Archive. Every finished or evicted match is appended to ``--data-dir``/matches.jsonl (see
 :mod:`fraudarena_env.archive`); ``fraudarena replay FILE`` re-renders one.
@@ -569,18 +570,20 @@ class Handler:
     def on_reset(self, data: dict[str, Any]) -> str:
         session, pool = self.session, self.pool
         fmt = _obs_format(data, session.obs_format)
+        # The match this socket leaves, when it made it and nobody else is attached, is
+        # abandoned: it is archived now rather than by the sweeper.
         leaving = session.entry
-        others = leaving is not None and any(
+        abandoned = leaving is not None and leaving in session.created and not any(
             s.holder is not None and s.holder is not session for s in leaving.seats.values())
         cap = pool.config.max_matches_per_connection
-        if session.live_created() - (leaving in session.created and not others) >= cap:
+        if session.live_created() - abandoned >= cap:
             raise ProtocolError("capacity_reached", f"this socket already created {cap} live "
                                 "matches; finish or leave them first")
         entry = pool.create(data)  # raises, and creates nothing, when refused
         if leaving is not None:
             session.leave(pool)
-            if not others and not leaving.referee.done:
-                pool.drop(leaving, "evicted")
+            if abandoned:
+                pool.drop(leaving, "finished" if leaving.referee.done else "evicted")
         session.created.append(entry)
         token = session.take_seat(entry)
         session.obs_format = fmt

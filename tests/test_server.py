@@ -627,6 +627,17 @@ def test_caps_per_connection_and_in_all():
         assert len(client.app.state.pool) <= 3
 
 
+def test_a_reset_abandons_only_a_match_the_socket_made(client):
+    pool = client.app.state.pool
+    with client.websocket_connect("/ws/fraudster") as fr, \
+            client.websocket_connect("/ws/investigator") as inv:
+        made = send(fr, "reset", {"seed": 1})["data"]["match_id"]
+        fr.send_json({"type": "close", "data": {}})
+        send(inv, "join", {"match_id": made})
+        send(inv, "reset", {"seed": 2})  # the investigator did not make `made`: it stays live
+        assert pool.get(made) is not None and made not in pool.archive
+
+
 def test_idle_matches_are_swept_into_the_archive(client):
     pool = client.app.state.pool
     with client.websocket_connect("/ws/fraudster") as fr:
