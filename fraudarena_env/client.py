@@ -23,6 +23,7 @@ Needs the ``websockets`` package (the ``server`` extra).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -43,6 +44,7 @@ OBSERVATION_MODELS: dict[str, type[BaseModel]] = {"fraudster": FraudsterObservat
                                                   "investigator": InvestigatorObservation,
                                                   "auditor": AuditorObservation}
 OBS_FORMATS = ("json", "tensor", "tensor_sparse")
+_timeout = getattr(asyncio, "timeout", None)  # 3.11+: a deadline without a task per receive
 MAX_FRAME = 2**24  # compression is off: replies are small, and deflating them costs more
 
 
@@ -241,12 +243,13 @@ class AsyncFraudArenaClient(_Protocol):
         return self
 
     async def _request(self, kind: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
-        import asyncio
-
         if self._closed or self._ws is None:
             raise RuntimeError("this client is closed or not open")
         await self._ws.send(json.dumps({"type": kind, "data": data or {}}))
-        return self._read(await asyncio.wait_for(self._ws.recv(), self.timeout))
+        if _timeout is None:  # Python 3.10: wait_for wraps the receive in a task
+            return self._read(await asyncio.wait_for(self._ws.recv(), self.timeout))
+        async with _timeout(self.timeout):
+            return self._read(await self._ws.recv())
 
     async def reset(self, seed: int | None = None, task_id: str | None = None,
                     episode_id: str | None = None, obs_format: str | None = None, **knobs: Any):
