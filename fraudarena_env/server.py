@@ -187,11 +187,11 @@ class Seat:
 
     def accepts(self, token: Any) -> bool:
         return isinstance(token, str) and self.token is not None and \
-            hmac.compare_digest(token.encode(), self.token.encode())
+            hmac.compare_digest(token.encode("utf-8", "surrogatepass"), self.token.encode())
 
 
 class MatchEntry:
-    """One live match: its referee, seats, applied actions, and per-role tensor observers."""
+    """One live match: its referee, its seats, and the actions applied so far."""
 
     def __init__(self, referee: Referee, reset_args: dict[str, Any], episode_id: str | None):
         self.match_id = "m_" + secrets.token_urlsafe(16)
@@ -200,7 +200,7 @@ class MatchEntry:
         self.reset_args = reset_args
         self.seats = {role: Seat() for role in ROLES}
         self.actions: list[dict[str, Any]] = []
-        self.created = self.last_active = time.monotonic()
+        self.last_active = time.monotonic()
         self.closed: str | None = None  # why it left the pool
         self.archived = False
 
@@ -363,7 +363,9 @@ class Session:
         self.created: list[MatchEntry] = []
         self.lost: str | None = None  # why this socket lost its seat
 
-    def take_seat(self, entry: MatchEntry, token: str | None = None) -> str:
+    def take_seat(self, entry: MatchEntry) -> str:
+        """Hold this role's seat in ``entry`` (moving it from any other socket); returns the
+        seat token, issued on first use."""
         seat = entry.seats[self.role]
         if seat.holder is not None and seat.holder is not self:
             seat.holder.lose(f"the {self.role} seat of match {entry.match_id} was taken back "
@@ -371,7 +373,7 @@ class Session:
         seat.holder = self
         self.entry, self.lost = entry, None
         entry.touch()
-        return token or seat.token or seat.issue()
+        return seat.token or seat.issue()
 
     def lose(self, why: str) -> None:
         self.entry, self.lost = None, why
