@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import socket
 import time
@@ -102,6 +103,8 @@ async def play_matches(url: str, index: int, stats: Stats, stop: asyncio.Event) 
 
 
 async def load(url: str, n: int, seconds: float, warmup: float, pid: int) -> dict:
+    gc.collect()
+    gc.freeze()  # the client's own long-lived objects: out of the collector's way
     stats, stop = Stats(), asyncio.Event()
     tasks = [asyncio.create_task(play_matches(url, i + 1, stats, stop)) for i in range(n)]
     await asyncio.sleep(warmup)
