@@ -220,10 +220,10 @@ def _headline(ref: Referee, entry: dict) -> str:
 
 def fraudster_line(entry: dict) -> str:
     kind = entry["action_type"]
-    if kind == "propose":
+    if kind == "propose_ad":
         return (f"  propose  {entry['ad_id']}  {entry['category']}/{entry['tactic']}  "
                 f"\"{shorten(entry['ad_copy'])}\"")
-    if kind == "modify":
+    if kind == "modify_pending_ad":
         text = f"  modify   {entry['ad_id']}  {entry['edit']}"
         if entry["edit"] != "add_trust_blurb":
             text += f"  now \"{shorten(entry['ad_copy'])}\""
@@ -274,7 +274,7 @@ def print_transcript(out: Printer, result: MatchResult, names: dict[str, str],
 
     events = sorted([("fraudster", e) for e in ref.fraudster_log] +
                     [("investigator", e) for e in ref.investigator_log],
-                    key=lambda pair: pair[1]["step"])
+                    key=lambda pair: pair[1]["ts"])
     budget = task.action_budget
     for rnd in range(1, ref.round_number + 1):
         out.line()
@@ -287,10 +287,10 @@ def print_transcript(out: Printer, result: MatchResult, names: dict[str, str],
                 out.line("  " + ", ".join(f"{a.ad_id} {a.category}" for a in arrived[k:k + 4]),
                          style="dim")
         previous = None
-        for role, entry in (pair for pair in events if pair[1]["round"] == rnd):
+        for role, entry in (pair for pair in events if pair[1]["round_number"] == rnd):
             if role != previous:
                 if role == "investigator":
-                    spent = sum(1 for r, e in events if r == "investigator" and e["round"] == rnd
+                    spent = sum(1 for r, e in events if r == "investigator" and e["round_number"] == rnd
                                 and e["action_type"] not in ("end_turn", "illegal"))
                     out.line(f"Investigator (budget {budget} -> {budget - spent})", style="bold")
                     budget -= spent
@@ -418,6 +418,38 @@ def cmd_play(args: argparse.Namespace) -> int:
              "auditor": args.auditor}
     print_transcript(Printer(plain=args.plain), result, names, faces, notes)
     return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Play an archived match again from its seed and actions, check it reaches the archived
+    state, and print it like ``play`` does."""
+    from .archive import read_records, replay, state_as_archived
+
+    try:
+        records = read_records(args.file)
+    except OSError as exc:
+        print(f"fraudarena replay: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    if args.match is not None:
+        records = [r for r in records if r.get("match_id") == args.match]
+    if not records:
+        what = f"match {args.match!r}" if args.match else "any match"
+        print(f"fraudarena replay: {args.file} holds no record of {what}", file=sys.stderr)
+        return 2
+    record = records[-1]
+    ref = replay(record)
+    notes = [f"archived match {record['match_id']} ({record['reason']})"]
+    same = state_as_archived(ref, record) == record["state"]
+    if not same:
+        notes.append("the replay does NOT reach the archived state")
+    result = MatchResult(ref.task.task_id, ref.seed, float(ref.grader_score or 0.0),
+                         dict(zip(ROLES, ref.totals)), dict(zip(ROLES, ref.totals)),
+                         ref.end_reason or "unfinished", len(record["actions"]), ref)
+    faces = {role: "tensor" if any(a["role"] == role and "action_index" in a["action"]
+                                   for a in record["actions"]) else "text" for role in ROLES}
+    print_transcript(Printer(plain=args.plain), result, dict.fromkeys(ROLES, "remote"), faces,
+                     notes)
+    return 0 if same else 1
 
 
 # ============================================================================ evaluate
@@ -599,6 +631,16 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--plain", action="store_true",
                       help="plain text, even when rich is installed")
     play.set_defaults(func=cmd_play)
+
+    rp = sub.add_parser("replay", help="re-render a match from a server's archive",
+                        description="Replay a match archived by `fraudarena serve --data-dir` "
+                        "(its matches.jsonl), check that it reaches the archived final state, "
+                        "and print its transcript. Exit status 1 when it does not.")
+    rp.add_argument("file", help="an archive file (matches.jsonl)")
+    rp.add_argument("--match", default=None, help="the match id (default: the last record)")
+    rp.add_argument("--plain", action="store_true",
+                    help="plain text, even when rich is installed")
+    rp.set_defaults(func=cmd_replay)
 
     ev = sub.add_parser("evaluate", help="evaluation table: scripted vs degenerate policies",
                         description="Mean grader, each role's mean return and mean steps over "

@@ -1,4 +1,4 @@
-"""A small synchronous client for the FraudArena WebSocket server (:mod:`fraudarena_env.server`).
+"""Clients for the FraudArena WebSocket server (:mod:`fraudarena_env.server`).
 
     from fraudarena_env.client import FraudArenaClient
 
@@ -7,30 +7,45 @@
         match_id = fr.match_id                         # give it to the other two roles
         obs = fr.step({"action_type": "end_turn"})     # a model, a dict or an action index
 
-Each call sends one message and waits for its reply. Observations come back as the role's
-pydantic model (``obs_format="json"``, the default) or, with ``obs_format="tensor"``, as a dict
-``{"observation": float32 array, "action_mask": int8 array}`` that the baseline policies'
-``act`` takes directly. The whole reply of the last call is kept in ``last_data``. An error
-reply raises :class:`ServerError`. Needs the ``websockets`` package (the ``server`` extra).
+* :class:`FraudArenaClient`: one role's socket, synchronous. Each call sends one message and
+  waits for its reply. Observations come back as the role's pydantic model (``obs_format``
+  ``"json"``, the default) or, with ``"tensor"`` or ``"tensor_sparse"`` (the compact one), as a
+  dict ``{"observation": float32 array, "action_mask": int8 array}`` that the baseline
+  policies' ``act`` takes directly. The whole reply of the last call is in ``last_data``; the
+  seat token of the last reset or join in ``seat_token`` (``join(match_id, seat_token=...)``
+  takes the seat back after a disconnect). An error reply raises :class:`ServerError`.
+* :class:`AsyncFraudArenaClient`: the same calls as coroutines, for many matches at once.
+* :class:`RemoteFraudArena`: a PettingZoo AEC env whose one agent is a role played on a server,
+  so a local policy (scripted, or an SB3 model) can face remote opponents.
+
+Needs the ``websockets`` package (the ``server`` extra).
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
+import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
+from gymnasium import spaces
+from pettingzoo import AECEnv
 from pydantic import BaseModel
 from websockets.sync.client import connect
 
-from .catalog import ROLES
+from .catalog import PHASE_ROLE, ROLES
+from .encoding import N_ACTIONS, OBS_BOUND, Observer
 from .models import AuditorObservation, FraudsterObservation, InvestigatorObservation, RefereeState
 
 OBSERVATION_MODELS: dict[str, type[BaseModel]] = {"fraudster": FraudsterObservation,
                                                   "investigator": InvestigatorObservation,
                                                   "auditor": AuditorObservation}
-MAX_FRAME = 2**24  # the server's own default frame limit (uvicorn's ws_max_size)
+OBS_FORMATS = ("json", "tensor", "tensor_sparse")
+_timeout = getattr(asyncio, "timeout", None)  # 3.11+: a deadline without a task per receive
+MAX_FRAME = 2**24  # compression is off: replies are small, and deflating them costs more
 
 
 class ServerError(RuntimeError):
@@ -55,89 +70,139 @@ def role_url(url: str, role: str) -> str:
     return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
 
 
-class FraudArenaClient:
-    """One role's connection to a FraudArena server."""
+def dense(sparse: dict[str, Any], dtype) -> np.ndarray:
+    """A vector sent in the server's sparse form (``{"size", "index", "value"}``, base64)."""
+    out = np.zeros(int(sparse["size"]), dtype)
+    index = np.frombuffer(base64.b64decode(sparse["index"]), "<u2")
+    out[index] = np.frombuffer(base64.b64decode(sparse["value"]), "<f4") \
+        if "value" in sparse else 1
+    return out
 
-    def __init__(self, url: str, role: str, obs_format: str = "json", timeout: float = 30.0,
-                 open_timeout: float = 10.0):
-        if role not in ROLES:
-            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-        if obs_format not in ("json", "tensor"):
-            raise ValueError(f"obs_format must be 'json' or 'tensor', got {obs_format!r}")
+
+def decode_observation(role: str, data: dict[str, Any]):
+    """An observation reply's data as the role's model, or as the tensor dict."""
+    vector, mask = data.get("observation"), data.get("action_mask")
+    if isinstance(vector, dict) and isinstance(mask, dict):
+        return {"observation": dense(vector, np.float32), "action_mask": dense(mask, np.int8)}
+    if vector is not None and mask is not None:
+        return {"observation": np.asarray(vector, np.float32),
+                "action_mask": np.asarray(mask, np.int8)}
+    return OBSERVATION_MODELS[role].model_validate(data)
+
+
+def step_payload(action: Any) -> dict[str, Any]:
+    """The ``data`` of a step message: a model's JSON, a dict as is, or an action index."""
+    if isinstance(action, BaseModel):
+        return action.model_dump(mode="json", exclude_none=True)
+    if isinstance(action, dict):
+        return action
+    if isinstance(action, (int, np.integer)) and not isinstance(action, bool):
+        return {"action_index": int(action)}
+    raise TypeError(f"expected an action model, a dict or an action index, got "
+                    f"{type(action).__name__}")
+
+
+def _check(role: str, obs_format: str) -> None:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    if obs_format not in OBS_FORMATS:
+        raise ValueError(f"obs_format must be one of {OBS_FORMATS}, got {obs_format!r}")
+
+
+class _Protocol:
+    """What both clients share: the messages they build and how they read the replies."""
+
+    role: str
+    obs_format: str
+
+    def _init(self, url: str, role: str, obs_format: str) -> None:
+        _check(role, obs_format)
         self.role = role
         self.url = role_url(url, role)
         self.obs_format = obs_format
-        self.timeout = timeout
         self.match_id: str | None = None
+        self.seat_token: str | None = None
         self.last_data: dict[str, Any] | None = None
-        # Entered as a context manager, the form every websockets release supports without
-        # a deprecation warning; close() exits it.
-        self._cm = connect(self.url, open_timeout=open_timeout, max_size=MAX_FRAME)
-        self._ws = self._cm.__enter__()
         self._closed = False
 
-    # ------------------------------------------------------------------ protocol
-    def _request(self, kind: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
-        if self._closed:
-            raise RuntimeError("this client is closed")
-        self._ws.send(json.dumps({"type": kind, "data": data or {}}))
-        reply = json.loads(self._ws.recv(timeout=self.timeout))
+    def _read(self, raw: str | bytes) -> dict[str, Any]:
+        reply = json.loads(raw)
         payload = reply.get("data") or {}
         if reply.get("type") == "error":
             raise ServerError(payload.get("code", "unknown"), payload.get("message", ""))
         self.last_data = payload
         if "match_id" in payload:
             self.match_id = payload["match_id"]
+        if "seat_token" in payload:
+            self.seat_token = payload["seat_token"]
         return payload
-
-    def _observation(self, data: dict[str, Any]):
-        if "observation" in data and "action_mask" in data:
-            return {"observation": np.asarray(data["observation"], np.float32),
-                    "action_mask": np.asarray(data["action_mask"], np.int8)}
-        return OBSERVATION_MODELS[self.role].model_validate(data)
 
     def _format(self, obs_format: str | None) -> str:
         if obs_format is not None:
+            _check(self.role, obs_format)
             self.obs_format = obs_format
         return self.obs_format
 
-    # ------------------------------------------------------------------ calls
+    def _reset_data(self, seed, task_id, episode_id, obs_format, knobs) -> dict[str, Any]:
+        data = {"seed": seed, "task_id": task_id, "episode_id": episode_id, **knobs,
+                "obs_format": self._format(obs_format)}
+        return {k: v for k, v in data.items() if v is not None}
+
+    def _join_data(self, match_id, seat_token, obs_format) -> dict[str, Any]:
+        data = {"match_id": match_id, "obs_format": self._format(obs_format)}
+        if seat_token is not None:
+            data["seat_token"] = seat_token
+        return data
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r}, match_id={self.match_id!r})"
+
+
+class FraudArenaClient(_Protocol):
+    """One role's connection to a FraudArena server."""
+
+    def __init__(self, url: str, role: str, obs_format: str = "json", timeout: float = 30.0,
+                 open_timeout: float = 10.0):
+        self._init(url, role, obs_format)
+        self.timeout = timeout
+        # Entered as a context manager, the form every websockets release supports without
+        # a deprecation warning; close() exits it.
+        self._cm = connect(self.url, open_timeout=open_timeout, max_size=MAX_FRAME,
+                           compression=None)
+        self._ws = self._cm.__enter__()
+
+    def _request(self, kind: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        if self._closed:
+            raise RuntimeError("this client is closed")
+        self._ws.send(json.dumps({"type": kind, "data": data or {}}))
+        return self._read(self._ws.recv(timeout=self.timeout))
+
     def reset(self, seed: int | None = None, task_id: str | None = None,
               episode_id: str | None = None, obs_format: str | None = None, **knobs: Any):
         """Create a match (knobs: max_rounds, max_proposals, max_fraudster_actions_per_turn,
         max_investigator_actions_per_turn, allowed_categories); returns this role's
         observation. The new match's id is then in ``match_id``."""
-        data = {"seed": seed, "task_id": task_id, "episode_id": episode_id, **knobs,
-                "obs_format": self._format(obs_format)}
-        return self._observation(self._request("reset", {k: v for k, v in data.items()
-                                                         if v is not None}))
+        return decode_observation(self.role, self._request(
+            "reset", self._reset_data(seed, task_id, episode_id, obs_format, knobs)))
 
-    def join(self, match_id: str, obs_format: str | None = None):
-        """Attach to a live match; returns this role's current observation."""
-        return self._observation(self._request(
-            "join", {"match_id": match_id, "obs_format": self._format(obs_format)}))
+    def join(self, match_id: str, seat_token: str | None = None, obs_format: str | None = None):
+        """Take this role's seat in a live match (``seat_token``: to take it back); returns
+        this role's current observation."""
+        return decode_observation(self.role, self._request(
+            "join", self._join_data(match_id, seat_token, obs_format)))
 
     def step(self, action: Any):
         """Act: the role's pydantic action model, a dict that validates to it, or an action
         index. Returns this role's observation after the action."""
-        if isinstance(action, BaseModel):
-            data = action.model_dump(mode="json", exclude_none=True)
-        elif isinstance(action, dict):
-            data = action
-        elif isinstance(action, (int, np.integer)) and not isinstance(action, bool):
-            data = {"action_index": int(action)}
-        else:
-            raise TypeError(f"expected an action model, a dict or an action index, got "
-                            f"{type(action).__name__}")
-        return self._observation(self._request("step", data))
+        return decode_observation(self.role, self._request("step", step_payload(action)))
 
     def observe(self, obs_format: str | None = None):
         """This role's current observation, without acting."""
-        return self._observation(self._request("obs",
-                                               {"obs_format": self._format(obs_format)}))
+        return decode_observation(self.role, self._request(
+            "obs", {"obs_format": self._format(obs_format)}))
 
     def state(self) -> RefereeState:
-        """The match's full referee state (``match_id`` is the server's id)."""
+        """The match's referee state, as far as this role may see it."""
         return RefereeState.model_validate(self._request("state"))
 
     def close(self) -> None:
@@ -157,8 +222,167 @@ class FraudArenaClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        return f"FraudArenaClient({self.url!r}, match_id={self.match_id!r})"
+
+class AsyncFraudArenaClient(_Protocol):
+    """One role's connection, as coroutines: ``client = await AsyncFraudArenaClient.open(url,
+    role)``, then ``await client.reset(...)`` and so on, and ``await client.close()``."""
+
+    def __init__(self, url: str, role: str, obs_format: str = "json", timeout: float = 30.0):
+        self._init(url, role, obs_format)
+        self.timeout = timeout
+        self._ws = None
+
+    @classmethod
+    async def open(cls, url: str, role: str, obs_format: str = "json", timeout: float = 30.0,
+                   open_timeout: float = 10.0) -> AsyncFraudArenaClient:
+        from websockets.asyncio.client import connect as aconnect
+
+        self = cls(url, role, obs_format, timeout)
+        self._ws = await aconnect(self.url, open_timeout=open_timeout, max_size=MAX_FRAME,
+                                  compression=None)
+        return self
+
+    async def _request(self, kind: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        if self._closed or self._ws is None:
+            raise RuntimeError("this client is closed or not open")
+        await self._ws.send(json.dumps({"type": kind, "data": data or {}}))
+        if _timeout is None:  # Python 3.10: wait_for wraps the receive in a task
+            return self._read(await asyncio.wait_for(self._ws.recv(), self.timeout))
+        async with _timeout(self.timeout):
+            return self._read(await self._ws.recv())
+
+    async def reset(self, seed: int | None = None, task_id: str | None = None,
+                    episode_id: str | None = None, obs_format: str | None = None, **knobs: Any):
+        return decode_observation(self.role, await self._request(
+            "reset", self._reset_data(seed, task_id, episode_id, obs_format, knobs)))
+
+    async def join(self, match_id: str, seat_token: str | None = None,
+                   obs_format: str | None = None):
+        return decode_observation(self.role, await self._request(
+            "join", self._join_data(match_id, seat_token, obs_format)))
+
+    async def step(self, action: Any):
+        return decode_observation(self.role, await self._request("step", step_payload(action)))
+
+    async def observe(self, obs_format: str | None = None):
+        return decode_observation(self.role, await self._request(
+            "obs", {"obs_format": self._format(obs_format)}))
+
+    async def state(self) -> RefereeState:
+        return RefereeState.model_validate(await self._request("state"))
+
+    async def close(self) -> None:
+        if self._closed or self._ws is None:
+            return
+        self._closed = True
+        try:
+            await self._ws.send(json.dumps({"type": "close", "data": {}}))
+        except Exception:
+            pass
+        await self._ws.close()
 
 
-__all__ = ["FraudArenaClient", "ServerError", "role_url"]
+class RemoteFraudArena(AECEnv):
+    """An AEC env with one agent, ``role``, whose match runs on a server.
+
+    ``reset(seed)`` creates a match there (the other roles join ``env.match_id``), or, given
+    ``match_id`` (and ``seat_token`` to take a held seat back), joins that one. Between this
+    role's turns the env polls the server until it is this role's turn or the match is over,
+    so ``agent_iter`` yields the role only when it can act. Observations are the tensor face
+    (``{"observation", "action_mask"}``), as in ``fraudarena_v0``; ``step`` takes an action
+    index, or the role's action model or dict. The reward is what the role earned since its
+    last step, including while the others moved; ``infos`` carry phase and round."""
+
+    metadata = {"name": "fraudarena_remote_v0", "is_parallelizable": False, "render_modes": []}
+
+    def __init__(self, url: str, role: str, match_id: str | None = None,
+                 seat_token: str | None = None, task_id: str = "task_1",
+                 poll_interval: float = 0.01, max_poll_interval: float = 0.2,
+                 turn_timeout: float = 600.0, **knobs: Any):
+        super().__init__()
+        _check(role, "tensor_sparse")
+        self.url, self.role = url, role
+        self.task_id, self.knobs = task_id, knobs
+        self._join = (match_id, seat_token)
+        self.poll_interval, self.max_poll_interval = poll_interval, max_poll_interval
+        self.turn_timeout = turn_timeout
+        self.possible_agents = [role]
+        self.agents = []
+        size = Observer(role).size
+        self.observation_spaces = {role: spaces.Dict({
+            "observation": spaces.Box(-OBS_BOUND, OBS_BOUND, (size,), np.float32),
+            "action_mask": spaces.Box(0, 1, (N_ACTIONS[role],), np.int8)})}
+        self.action_spaces = {role: spaces.Discrete(N_ACTIONS[role])}
+        self.client: FraudArenaClient | None = None
+        self._obs: dict[str, np.ndarray] | None = None
+        self._total = 0.0
+
+    @property
+    def match_id(self) -> str | None:
+        return self.client.match_id if self.client else None
+
+    def observation_space(self, agent: str) -> spaces.Dict:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Discrete:
+        return self.action_spaces[agent]
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+        if self.client is None:
+            self.client = FraudArenaClient(self.url, self.role, obs_format="tensor_sparse")
+        match_id, token = self._join
+        if match_id is not None:
+            self._obs = self.client.join(match_id, seat_token=token)
+            self._join = (match_id, self.client.seat_token)  # a later reset resumes the seat
+        else:
+            opts = {**self.knobs, **(options or {})}
+            self._obs = self.client.reset(seed=seed, task_id=opts.pop("task_id", self.task_id),
+                                          **opts)
+        self.agents = [self.role]
+        self.rewards = {self.role: 0.0}
+        self._cumulative_rewards = {self.role: 0.0}
+        self.terminations = {self.role: False}
+        self.truncations = {self.role: False}
+        self.infos = {self.role: {}}
+        self.agent_selection = self.role
+        self._total = float(self.client.last_data.get("reward") or 0.0)
+        self._wait_for_turn()
+
+    def _wait_for_turn(self) -> None:
+        delay, deadline = self.poll_interval, time.monotonic() + self.turn_timeout
+        while True:
+            data = self.client.last_data
+            if data["done"] or PHASE_ROLE.get(data["phase"]) == self.role:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the other roles did not move within {self.turn_timeout}s")
+            time.sleep(delay)
+            delay = min(delay * 1.5, self.max_poll_interval)
+            self._obs = self.client.observe()
+        total = float(data.get("reward") or 0.0)
+        self.rewards[self.role] = total - self._total
+        self._cumulative_rewards[self.role] = total - self._total
+        self._total = total
+        self.infos[self.role] = {"phase": data["phase"], "round": data["round_number"]}
+        if data["done"]:
+            self.terminations[self.role] = True
+
+    def observe(self, agent: str) -> dict[str, np.ndarray]:
+        return {"observation": self._obs["observation"].copy(),
+                "action_mask": self._obs["action_mask"].copy()}
+
+    def step(self, action: Any) -> None:
+        if self.terminations[self.role] or self.truncations[self.role]:
+            self._was_dead_step(action)
+            return
+        self._obs = self.client.step(action)
+        self._wait_for_turn()
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+
+__all__ = ["AsyncFraudArenaClient", "FraudArenaClient", "RemoteFraudArena", "ServerError",
+           "decode_observation", "dense", "role_url", "step_payload"]

@@ -235,7 +235,7 @@ def fill_mask(role: str, ref: Referee, out: np.ndarray) -> np.ndarray:
             for track, ftype, slot in ref.claimed:
                 if track == "A":
                     fa[slot + 1, AUDIT_TRACK_A.index(ftype)] = 0
-                else:
+                elif slot >= 0:  # a match-level track B flag has no index
                     fb[slot, AUDIT_TRACK_B.index(ftype)] = 0
     return out
 

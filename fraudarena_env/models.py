@@ -30,12 +30,16 @@ Text2000 = Field(default=None, max_length=2000)
 
 class _Action(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Seed clients' action models inherit a ``metadata`` dict and always send it: accepted and
+    # ignored by the rules.
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class _Observation(BaseModel):
     model_config = ConfigDict(extra="ignore")
     done: bool = False
     reward: float | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------- fraudster
@@ -188,7 +192,8 @@ class AuditReport(BaseModel):
 
 class AuditorAction(_Action):
     """Flag a fault in the investigator's reasoning (track A) or an implausible fraudster ad
-    (track B), or submit the report, which ends the match."""
+    (track B), or submit the report, which ends the match. A flag without ``target_ad_id`` is
+    about the whole queue or match."""
 
     action_type: Literal["flag_investigator", "flag_fraudster", "submit_audit_report"]
     target_ad_id: str | None = Field(default=None, max_length=32)
@@ -206,8 +211,6 @@ class AuditorAction(_Action):
         elif t == "flag_fraudster":
             if self.flag_type not in AUDIT_TRACK_B:
                 raise ValueError(f"flag_fraudster needs flag_type in {AUDIT_TRACK_B}")
-            if not self.target_ad_id:
-                raise ValueError("flag_fraudster needs target_ad_id")
         elif self.flag_type is not None or self.target_ad_id is not None:
             raise ValueError("submit_audit_report takes no flag_type or target_ad_id")
         return self
@@ -252,6 +255,7 @@ class RefereeState(BaseModel):
     auditor_reward: float = 0.0
     grader_score: float | None = None
     end_reason: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 ACTION_MODELS: dict[str, type[_Action]] = {"fraudster": FraudsterAction,

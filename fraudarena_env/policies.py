@@ -562,7 +562,8 @@ CAMOUFLAGED_TACTIC = TACTICS.index("camouflaged")
 _PICK_WEIGHT = [float(np.exp(3 * c.base_severity)) for c in CATEGORIES]  # richer is likelier
 _FR_READS = ("proposals_remaining", "queue_room", "allowed_categories", "mine", "status",
              "category", "my_tactic", "pulled", "trusted")
-_STATUS_INDEX = {"pending": 0, "approved": 1, "rejected": 2, "escalated": 3}
+# the seed protocol's status words for decided ads are the verdicts themselves
+_STATUS_INDEX = {"pending": 0, "approve": 1, "reject": 2, "escalate": 3}
 
 
 class _FR:

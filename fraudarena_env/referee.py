@@ -90,9 +90,20 @@ _EPOCHS = itertools.count(1)  # tells observers a referee was reset (never part 
 AD_IDS = tuple(f"ad_{s + 1:03d}" for s in range(MAX_SLOTS))
 AD_SLOT = {a: s for s, a in enumerate(AD_IDS)}
 _TARGET_RANGE = range(len(TARGETS))
+_PROPOSAL_ACTIONS = ("propose_ad", "modify_pending_ad")
+_INVESTIGATOR_ENTRY = dict.fromkeys(("ad_id", "investigation_target", "verdict", "confidence",
+                                     "rationale", "linked_ad_id", "link_reason"),
+                                    None) | {"findings_excerpt": ""}
+FINDINGS_EXCERPT = 240  # characters of a pull's findings kept in the log
 _UNSET = np.full(MAX_SLOTS, -1, np.int64)  # per-slot -1s, copied at reset (np.full costs more)
 _UNSET.flags.writeable = False
 
+
+# Upper bounds of the integer match knobs: rounds and per-slot rounds are stored as int8, a match
+# has MAX_SLOTS ads, and a turn cap beyond these only lets one turn run the match.
+KNOB_LIMITS = {"max_rounds": 100, "max_proposals": MAX_SLOTS,
+               "max_fraudster_actions_per_turn": 64, "max_investigator_actions_per_turn": 256}
+MAX_SEED = 2**63 - 1
 
 # Each task's own values of the match knobs (copy before changing).
 _TASK_KNOBS = {tid: {k: getattr(task, k) for k in MATCH_KNOBS} for tid, task in TASKS.items()}
@@ -105,6 +116,12 @@ def _allowed_mask(allowed: tuple[str, ...]) -> np.ndarray:
     mask[[CATEGORY_INDEX[c] for c in allowed]] = True
     mask.flags.writeable = False
     return mask
+
+
+def _excerpt(value: object, limit: int = 40) -> str:
+    """A value's repr, cut short: error messages never echo much of what they were given."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def match_id_for(seed: int, task_id: str, knobs: dict) -> str:
@@ -130,11 +147,12 @@ class Referee:
     # ------------------------------------------------------------------ setup
     def reset_match(self, seed: int | None = None, task_id: str = "task_1",
                     episode_id: str | None = None, **knobs: Any) -> None:
-        if task_id not in TASKS:
-            raise ValueError(f"unknown task_id {task_id!r}; choose one of {list(TASKS)}")
+        if not isinstance(task_id, str) or task_id not in TASKS:
+            raise ValueError(f"unknown task_id {_excerpt(task_id)}; choose one of {list(TASKS)}")
         unknown = set(knobs) - set(MATCH_KNOBS)
         if unknown:
-            raise ValueError(f"unknown match knob(s) {sorted(unknown)}; known: {MATCH_KNOBS}")
+            raise ValueError(f"unknown match knob(s) {[_excerpt(k) for k in sorted(unknown)][:5]};"
+                             f" known: {MATCH_KNOBS}")
         task = TASKS[task_id]
         knobs = {k: v for k, v in knobs.items() if v is not None}
         cfg = dict(_TASK_KNOBS[task_id], **knobs)  # the task's own values are valid
@@ -142,19 +160,27 @@ class Referee:
             if k not in knobs:
                 continue
             if not isinstance(cfg[k], (int, np.integer)) or isinstance(cfg[k], bool) or \
-                    cfg[k] < 1:
-                raise ValueError(f"{k} must be a positive integer, got {cfg[k]!r}")
+                    not 1 <= cfg[k] <= KNOB_LIMITS[k]:
+                raise ValueError(f"{k} must be an integer in [1, {KNOB_LIMITS[k]}], got "
+                                 f"{_excerpt(cfg[k])}")
             cfg[k] = int(cfg[k])
+        if "allowed_categories" in knobs and not (
+                isinstance(cfg["allowed_categories"], (list, tuple)) and
+                all(isinstance(c, str) for c in cfg["allowed_categories"])):
+            raise ValueError("allowed_categories must be a list of category names, got "
+                             f"{_excerpt(cfg['allowed_categories'])}")
         allowed = tuple(cfg["allowed_categories"])
         if "allowed_categories" in knobs:
-            bad = [c for c in allowed if c not in CATEGORY_INDEX]
+            bad = [_excerpt(c) for c in allowed if c not in CATEGORY_INDEX][:5]
             if bad or not allowed:
                 raise ValueError(f"allowed_categories must be a non-empty subset of "
                                  f"{list(CATEGORY_INDEX)}; unknown: {bad}")
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**63))
-        elif not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        elif not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or \
+                not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in [0, 2**63) or None, got "
+                             f"{_excerpt(seed)}")
         seed = int(seed)
         self.task = task
         self.seed = seed
@@ -426,11 +452,7 @@ class Referee:
                 return f"flag_type {ftype!r} is not a track {track} flag"
             if slot >= 0 and not self.present[slot]:
                 return f"{AD_IDS[slot]} is not in the queue"
-            if track == "B" and slot < 0:
-                return "a track B flag needs a target ad"
-            if (track, ftype, slot) in self.claimed:
-                return "this flag was already raised"
-            return None
+            return None  # a repeated flag is legal: it is answered and counted once
         return f"unknown auditor action {kind!r}"
 
     # ------------------------------------------------------------------ apply
@@ -470,9 +492,7 @@ class Referee:
         self.step_count += 1
         self.feedback[idx] = f"illegal action ({reason}); charged {scoring.ILLEGAL_PENALTY}"
         log = (self.fraudster_log, self.investigator_log, self.auditor_log)[idx]
-        log.append({"step": self.step_count, "round": self.round_number,
-                    "action_type": "illegal", "reason": reason,
-                    "reward": scoring.ILLEGAL_PENALTY})
+        log.append(self._log_entry("illegal", reason=reason, reward=scoring.ILLEGAL_PENALTY))
         self.step_rewards[idx] = scoring.ILLEGAL_PENALTY
         self.totals[idx] += scoring.ILLEGAL_PENALTY
         if role == "auditor":
@@ -493,22 +513,19 @@ class Referee:
     def _apply_fraudster(self, kind: str, op: tuple) -> float:
         if kind == "propose":
             slot = self._propose(*op[1:])
-            entry = {"step": self.step_count, "round": self.round_number, "action_type": kind,
-                     "ad_id": AD_IDS[slot], "category": CATEGORIES[op[1]].name,
-                     "tactic": TACTICS[self.rows.tactic[self.slot_row[slot]]],
-                     "ad_copy": self.copy[slot], "slot_index": len(self.proposal_slots) - 1,
-                     "rationale": op[6]}
+            entry = self._proposal_entry("propose_ad", slot, rationale=op[6],
+                                         tactic=TACTICS[self.rows.tactic[self.slot_row[slot]]])
             self.feedback[F] = f"proposed {AD_IDS[slot]}"
         elif kind == "modify":
             slot = op[1]
             self._modify(*op[1:])
-            entry = {"step": self.step_count, "round": self.round_number, "action_type": kind,
-                     "ad_id": AD_IDS[slot], "slot_index": self.proposal_slots.index(slot),
-                     "edit": FRAUDSTER_EDITS[op[2]] if op[2] >= 0 else "rewrite",
-                     "ad_copy": self.copy[slot]}
+            entry = self._proposal_entry("modify_pending_ad", slot, new_ad_copy=op[3],
+                                         new_landing_page_blurb=op[4],
+                                         edit=FRAUDSTER_EDITS[op[2]] if op[2] >= 0
+                                         else "rewrite")
             self.feedback[F] = f"modified {AD_IDS[slot]}"
         else:
-            entry = {"step": self.step_count, "round": self.round_number, "action_type": kind}
+            entry = self._log_entry(kind, reward=0.0)
         self.fraudster_log.append(entry)
         if kind == "end_turn":
             self.feedback[F] = "turn ended"
@@ -520,6 +537,33 @@ class Referee:
         else:
             self._count_turn_action(F)
         return 0.0
+
+    # The logs' entries. Every entry has ``ts`` (the match's step count when it was made: a
+    # logical clock, so logs replay identically), ``round_number``, ``phase`` and
+    # ``action_type``; the seed's readers expect the fields below on every entry of a log, so
+    # fields an action does not use are present and null.
+    def _log_entry(self, action_type: str, **fields: Any) -> dict:
+        return {"ts": self.step_count, "round_number": self.round_number, "phase": self.phase,
+                "action_type": action_type, **fields}
+
+    def _proposal_entry(self, action_type: str, slot: int, **fields: Any) -> dict:
+        """A ``fraudster_proposals`` entry: the ad as it stands after the action."""
+        return self._log_entry(
+            action_type, reward=0.0, ad_id=AD_IDS[slot],
+            slot_index=self.proposal_slots.index(slot),
+            category=CATEGORIES[self.rows.category[self.slot_row[slot]]].name,
+            ad_copy=self.copy[slot], landing_page_blurb=self.blurb[slot],
+            targeting_summary=self.targeting[slot],
+            **{"new_ad_copy": None, "new_landing_page_blurb": None, **fields})
+
+    def _investigator_entry(self, action_type: str, reward: float, **fields: Any) -> dict:
+        return self._log_entry(action_type, **{**_INVESTIGATOR_ENTRY, "reward": reward,
+                                               **fields})
+
+    def proposal_log(self) -> list[dict]:
+        """The fraudster's proposals and modifications in order (``fraudster_proposals``);
+        turn control (end_turn, commit_final) stays in ``fraudster_log`` only."""
+        return [e for e in self.fraudster_log if e["action_type"] in _PROPOSAL_ACTIONS]
 
     def _propose(self, category, tactic, copy, blurb, targeting, rationale) -> int:
         rows, ep = self.rows, self.ep
@@ -609,8 +653,7 @@ class Referee:
     # investigator ---------------------------------------------------------
     def _apply_investigator(self, kind: str, op: tuple) -> float:
         if kind == "end_turn":
-            self.investigator_log.append({"step": self.step_count, "round": self.round_number,
-                                          "action_type": "end_turn"})
+            self.investigator_log.append(self._investigator_entry("end_turn", 0.0))
             self.feedback[I] = "turn ended"
             self._end_investigator_turn()
             return 0.0
@@ -624,12 +667,13 @@ class Referee:
             self.n_pulls[slot] = self.n_pulls.item(slot) + 1
             reward = scoring.INVESTIGATE_COST
             source = TARGETS[target]
-            name, value = headline(source, self.rows.evidence.item(self.slot_row.item(slot),
-                                                                   target))
-            entry = {"step": self.step_count, "round": self.round_number, "ad_id": ad_id,
-                     "action_type": "investigate", "investigation_target": source,
-                     "revealed": {name: value},  # what the pull showed, at the time
-                     "reward": reward}
+            row = self.slot_row.item(slot)
+            name, value = headline(source, self.rows.evidence.item(row, target))
+            findings = evidence_text(source, evidence_fields(self.rows, row, target))
+            entry = self._investigator_entry(
+                "investigate", reward, ad_id=ad_id, investigation_target=source,
+                revealed={name: value},  # what the pull showed, at the time
+                findings_excerpt=findings[:FINDINGS_EXCERPT])
             self.feedback[I] = f"pulled {source} for {ad_id}"
         elif kind == "verdict":
             v, conf = op[2], op[3]
@@ -644,9 +688,9 @@ class Referee:
             self.rationale[slot] = op[4]
             reward = scoring.verdict_reward(v, self.rows.label.item(row),
                                             self.rows.severity.item(row))
-            entry = {"step": self.step_count, "round": self.round_number, "ad_id": ad_id,
-                     "action_type": "verdict", "verdict": VERDICTS[v], "confidence": conf,
-                     "rationale": op[4], "reward": reward}
+            entry = self._investigator_entry("verdict", reward, ad_id=ad_id,
+                                             verdict=VERDICTS[v], confidence=conf,
+                                             rationale=op[4])
             self.feedback[I] = f"{VERDICTS[v]} {ad_id}"
         else:
             other = op[2]
@@ -656,9 +700,8 @@ class Referee:
             ra, rb = self.rows.ring[self.slot_row[slot]], self.rows.ring[self.slot_row[other]]
             correct = ra >= 0 and ra == rb
             reward = scoring.LINK_CORRECT if correct else scoring.LINK_WRONG
-            entry = {"step": self.step_count, "round": self.round_number, "ad_id": ad_id,
-                     "action_type": "link_accounts", "linked_ad_id": AD_IDS[other],
-                     "link_reason": op[3], "reward": reward}
+            entry = self._investigator_entry("link_accounts", reward, ad_id=ad_id,
+                                             linked_ad_id=AD_IDS[other], link_reason=op[3])
             self.feedback[I] = f"linked {ad_id} and {AD_IDS[other]}"
         self.investigator_log.append(entry)
         if self.budget <= 0:
@@ -695,8 +738,7 @@ class Referee:
     def _apply_auditor(self, kind: str, op: tuple) -> float:
         if kind == "submit":
             self.audit_report = self._report(op[1])
-            self.auditor_log.append({"step": self.step_count, "action_type":
-                                     "submit_audit_report"})
+            self.auditor_log.append(self._log_entry("submit_audit_report"))
             self.phase = "done"
             for i in range(3):
                 self.step_rewards[i] += self.terminal[i]
@@ -704,17 +746,23 @@ class Referee:
             return 0.0
         track, slot, ftype, severity, note = op[1:]
         self.auditor_actions += 1
-        self.claimed.add((track, ftype, slot))
-        self.events.append(("flag", track, ftype, slot))
         target = AD_IDS[slot] if slot >= 0 else None
-        true = (ftype, target) in self.truth_flags
-        reward = scoring.AUDIT_TRUE_FLAG if true else scoring.AUDIT_FALSE_FLAG
         flag = {"track": track, "target_ad_id": target, "flag_type": ftype,
                 "severity": severity, "note": note or ""}
+        action_type = "flag_investigator" if track == "A" else "flag_fraudster"
+        if (track, ftype, slot) in self.claimed:  # a repeat: answered, counted once
+            self.auditor_log.append(self._log_entry(action_type, **flag, reward=0.0,
+                                                    repeat=True))
+            self.feedback[A] = f"flag {ftype} on {target or 'the match'} was already raised; " \
+                "it counts once"
+            return 0.0
+        self.claimed.add((track, ftype, slot))
+        if slot >= 0 or track == "A":  # the tensor face has no index for a match-level B flag
+            self.events.append(("flag", track, ftype, slot))
+        true = (ftype, target) in self.truth_flags
+        reward = scoring.AUDIT_TRUE_FLAG if true else scoring.AUDIT_FALSE_FLAG
         self.auditor_flags.append(flag)
-        self.auditor_log.append({"step": self.step_count, "action_type":
-                                 "flag_investigator" if track == "A" else "flag_fraudster",
-                                 **flag, "reward": reward})
+        self.auditor_log.append(self._log_entry(action_type, **flag, reward=reward))
         self.feedback[A] = f"flag {ftype} on {target or 'the match'}: " + \
             ("confirmed by the rule audit" if true else "not supported by the rule audit")
         return reward
@@ -882,6 +930,20 @@ class Referee:
         return {TARGETS[t]: evidence_fields(self.rows, row, int(t))
                 for t in np.flatnonzero(self.pulled[slot])}
 
+    @staticmethod
+    def seed_columns(ad_id: str, revealed: dict[str, dict]) -> dict:
+        """The flat columns the seed's clients read off an ad's row: every revealed field, plus
+        the seed's names ``advertiser_id`` (advertiser_history; one per ad, never shared) and
+        ``targeting_fingerprint`` (targeting_overlap's audience fingerprint)."""
+        out = {}
+        for fields in revealed.values():
+            out.update(fields)
+        if "advertiser_history" in revealed:
+            out["advertiser_id"] = f"adv_{ad_id}"
+        if "audience_fingerprint" in out:
+            out["targeting_fingerprint"] = out["audience_fingerprint"]
+        return out
+
     def rounds_remaining(self) -> int:
         return max(0, self.max_rounds - self.round_number + 1)
 
@@ -898,7 +960,8 @@ class Referee:
         for s in present:
             item = {"ad_id": AD_IDS[s], "ad_copy": self.copy[s],
                     "category": CATEGORIES[self.rows.category[self.slot_row[s]]].name,
-                    "status": self.status_of(s), "is_my_proposal": bool(self.is_proposal[s])}
+                    "status": VERDICTS[self.verdict[s]] if self.verdict[s] >= 0 else "pending",
+                    "is_my_proposal": bool(self.is_proposal[s])}
             if self.is_proposal[s]:
                 item["slot_index"] = self.proposal_slots.index(s)
             queue.append(item)
@@ -913,8 +976,8 @@ class Referee:
         for k, s in enumerate(self.proposal_slots):
             row = self.slot_row[s]
             signals = surface_fields(self.rows, row)
-            for t in range(len(TARGETS)):
-                signals.update(evidence_fields(self.rows, row, t))
+            signals.update(self.seed_columns(AD_IDS[s], {
+                t: evidence_fields(self.rows, row, k) for k, t in enumerate(TARGETS)}))
             signals.update(slot_index=k, tactic=TACTICS[self.rows.tactic[row]],
                            investigator_verdict=VERDICTS[self.verdict[s]]
                            if self.verdict[s] >= 0 else None,
@@ -945,14 +1008,19 @@ class Referee:
                          arrived_round=int(self.arrived[s]),
                          targets_pulled=[TARGETS[t] for t in np.flatnonzero(self.pulled[s])])
             revealed = self.revealed(s)
+            columns = self.seed_columns(AD_IDS[s], revealed)
             entry.update(revealed)
+            entry.update(columns)
             ledger[AD_IDS[s]] = entry
             for t, fields in revealed.items():
                 findings.append(f"{AD_IDS[s]} {evidence_text(t, fields)}")
             if self.verdict[s] < 0:
-                digest.append({"ad_id": AD_IDS[s], **surface_fields(self.rows, row)})
+                digest.append({"ad_id": AD_IDS[s], **surface_fields(self.rows, row),
+                               "domain": columns.get("domain"),
+                               "registrar": columns.get("registrar")})
             else:
-                decided.append({"ad_id": AD_IDS[s], "verdict": VERDICTS[self.verdict[s]],
+                decided.append({"ad_id": AD_IDS[s], **entry,
+                                "verdict": VERDICTS[self.verdict[s]],
                                 "confidence": float(self.confidence[s]),
                                 "auto_approved": bool(not self.manual[s])})
         focus = ""
@@ -980,7 +1048,8 @@ class Referee:
             feedback=self.feedback[I], available_ads=[AD_IDS[s] for s in pending],
             queue_status={"total_ads": len(present), "reviewed": n_dec,
                           "pending": len(pending), "budget": self.budget,
-                          "step": self.step_count},
+                          "investigation_budget": self.budget, "step": self.step_count,
+                          "steps_remaining": self.budget, "task_id": self.task.task_id},
             queue_may_grow=bool(can_grow and self.phase != "audit_phase"),
             evidence_ledger=ledger, queue_digest=digest, decided_ads=decided,
             links=[[AD_IDS[a], AD_IDS[b]] for a, b in self.links],
@@ -1003,7 +1072,8 @@ class Referee:
                         "landing_page_blurb": self.blurb[s],
                         "targeting_summary": self.targeting[s]})
             if self.verdict[s] >= 0:
-                verdicts.append({"ad_id": AD_IDS[s], "verdict": VERDICTS[self.verdict[s]],
+                verdicts.append({"ad_id": AD_IDS[s], "ground_truth": LABELS[rows.label[row]],
+                                 "verdict": VERDICTS[self.verdict[s]],
                                  "confidence": float(self.confidence[s]),
                                  "rationale": self.rationale[s] or "",
                                  "auto_approved": bool(not self.manual[s]),
@@ -1022,28 +1092,35 @@ class Referee:
                 "fraud_rings": rings}
 
     def build_auditor_observation(self) -> AuditorObservation:
-        seen = {}
+        # The auditor reviews the finished match: nothing of it is shown while play runs.
+        seen, record, inv_log, proposals = {}, {}, [], []
         if self.phase in ("audit_phase", "done"):
             for s in np.flatnonzero(self.present & self.pulled.any(axis=1)):
                 seen[AD_IDS[s]] = {t: evidence_text(t, f) for t, f in self.revealed(s).items()}
-        record = self.episode_record() if self.phase in ("audit_phase", "done") else {}
+            record = self.episode_record()
+            inv_log, proposals = list(self.investigator_log), self.proposal_log()
         return AuditorObservation(
             feedback=self.feedback[A], phase=self.phase, task_id=self.task.task_id,
-            full_episode_record=record, investigator_actions=list(self.investigator_log),
-            fraudster_proposals=list(self.fraudster_log), investigation_data_seen=seen,
+            full_episode_record=record, investigator_actions=inv_log,
+            fraudster_proposals=proposals, investigation_data_seen=seen,
             pending_flags=list(self.auditor_flags), actions_left=self.actions_left_this_turn(A),
             done=self.done, reward=self.totals[A])
 
     @property
     def state(self) -> RefereeState:
-        role = self.current_role
+        """The whole match (for the in-process caller; remote roles get a sealed view).
+        The seed's clients require ``max_actions_per_turn`` >= 1 in every phase (after the
+        match it is the auditor's, the last to act) and ``grader_score`` and ``end_reason``
+        null until the match is done."""
+        role = self.current_role or "auditor"
+        done = self.done
         return RefereeState(
             episode_id=self.episode_id, match_id=self.match_id, seed=self.seed,
             step_count=self.step_count, task_id=self.task.task_id, phase=self.phase,
             round_number=self.round_number, max_rounds=self.max_rounds,
             proposals_used=self.proposals_used, max_proposals=self.max_proposals,
             actions_this_turn=self.actions_this_turn,
-            max_actions_per_turn=self.caps[ROLES.index(role)] if role else 0,
+            max_actions_per_turn=self.caps[ROLES.index(role)],
             budget_remaining=self.budget,
             investigator_state={
                 "budget": self.budget,
@@ -1057,13 +1134,13 @@ class Referee:
                                                np.flatnonzero(self.pulled[s])]
                                    for s in np.flatnonzero(self.pulled.any(axis=1))},
             },
-            fraudster_proposals=list(self.fraudster_log),
+            fraudster_proposals=self.proposal_log(),
             investigator_action_log=list(self.investigator_log),
             auditor_action_log=list(self.auditor_log),
             fraudster_committed=self.committed, audit_report=self.audit_report,
             fraudster_reward=self.totals[F], investigator_reward=self.totals[I],
-            auditor_reward=self.totals[A], grader_score=self.grader_score,
-            end_reason=self.end_reason)
+            auditor_reward=self.totals[A], grader_score=self.grader_score if done else None,
+            end_reason=self.end_reason if done else None)
 
 
 @lru_cache(maxsize=4096)

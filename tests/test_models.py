@@ -206,8 +206,20 @@ def test_flag_fraudster_with_track_b_type_and_target_is_valid(flag_type):
     assert a.flag_type == flag_type
 
 
-def test_flag_fraudster_needs_a_target():
-    rejects(AuditorAction, {"action_type": "flag_fraudster", "flag_type": "gibberish"})
+def test_flag_fraudster_may_be_queue_level():
+    a = AuditorAction.model_validate({"action_type": "flag_fraudster", "flag_type": "gibberish"})
+    assert a.target_ad_id is None
+
+
+@pytest.mark.parametrize("cls,payload", [
+    (FraudsterAction, {"action_type": "end_turn"}),
+    (AdReviewAction, {"action_type": "end_turn"}),
+    (AuditorAction, {"action_type": "submit_audit_report"})])
+def test_actions_accept_and_ignore_seed_metadata(cls, payload):
+    plain = cls.model_validate(payload)
+    tagged = cls.model_validate({**payload, "metadata": {"client": "seed", "n": 1}})
+    assert tagged.action_type == plain.action_type
+    assert tagged.model_dump(exclude={"metadata"}) == plain.model_dump(exclude={"metadata"})
 
 
 @pytest.mark.parametrize("flag_type", AUDIT_TRACK_A + ("nonsense",))

@@ -631,18 +631,29 @@ def test_auditor_false_flag_costs_as_much():
         pytest.approx(scoring.AUDIT_FALSE_FLAG) == -scoring.AUDIT_TRUE_FLAG
 
 
-def test_auditor_cannot_raise_the_same_flag_twice():
+def test_a_repeated_flag_is_answered_and_counts_once():
     r, approved, _ = _audit_ready_match()
     op = ("flag", "A", AD_IDS.index(approved), "missing_citation", 0.5, None)
-    r.apply("auditor", op)
-    assert r.check("auditor", op) is not None
-    before = snapshot(r)
-    with pytest.raises(IllegalActionError):
-        r.apply("auditor", op)
-    with pytest.raises(IllegalActionError):
-        r.step_as_auditor({"action_type": "flag_investigator", "flag_type": "missing_citation",
-                           "target_ad_id": approved, "note": "again, differently worded"})
-    assert snapshot(r) == before
+    assert r.apply("auditor", op) == pytest.approx(scoring.AUDIT_TRUE_FLAG)
+    assert r.check("auditor", op) is None
+    obs = r.step_as_auditor({"action_type": "flag_investigator", "flag_type": "missing_citation",
+                             "target_ad_id": approved, "note": "again, differently worded"})
+    assert r.step_rewards[2] == 0.0
+    assert obs.reward == pytest.approx(scoring.AUDIT_TRUE_FLAG)
+    assert "already raised" in obs.feedback
+    assert [f["flag_type"] for f in obs.pending_flags] == ["missing_citation"]
+    r.apply("auditor", ("submit", None))
+    assert r.totals[2] == pytest.approx(scoring.AUDIT_TRUE_FLAG)
+    assert len(r.audit_report["track_a_flags"]) == 1
+
+
+def test_a_queue_level_track_b_flag_is_legal_and_judged():
+    r, _, _ = _audit_ready_match()
+    obs = r.step_as_auditor({"action_type": "flag_fraudster", "flag_type": "gibberish"})
+    assert obs.pending_flags[-1]["target_ad_id"] is None
+    assert r.step_rewards[2] == pytest.approx(scoring.AUDIT_FALSE_FLAG)  # not a rule finding
+    r.step_as_auditor({"action_type": "flag_fraudster", "flag_type": "gibberish"})
+    assert r.step_rewards[2] == 0.0
 
 
 def test_auditor_return_is_true_minus_false_flags():
@@ -670,7 +681,8 @@ def test_unknown_knob_is_rejected_by_name():
 @pytest.mark.parametrize("knob, value", [
     ("max_rounds", 0), ("max_rounds", -1), ("max_rounds", 2.5), ("max_rounds", True),
     ("max_proposals", "3"), ("max_fraudster_actions_per_turn", 0),
-    ("max_investigator_actions_per_turn", 0),
+    ("max_investigator_actions_per_turn", 0), ("max_rounds", 200), ("max_proposals", 33),
+    ("max_fraudster_actions_per_turn", 10**9), ("max_investigator_actions_per_turn", 257),
 ])
 def test_bad_knob_value_is_rejected_by_name(knob, value):
     with pytest.raises(ValueError, match=knob):
@@ -681,6 +693,30 @@ def test_bad_knob_value_is_rejected_by_name(knob, value):
 def test_bad_allowed_categories_are_rejected(value):
     with pytest.raises(ValueError, match="allowed_categories"):
         new_match(allowed_categories=value)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 10**30, "7", 1.5])
+def test_seed_out_of_range_is_rejected(seed):
+    with pytest.raises(ValueError, match="seed"):
+        new_match(seed=seed)
+
+
+def test_a_refused_reset_leaves_the_running_match_alone():
+    r = new_match(seed=4, task_id="task_2")
+    before = r.state.model_dump()
+    with pytest.raises(ValueError, match="max_rounds"):
+        r.reset_match(seed=5, task_id="task_1", max_rounds=200)
+    assert r.state.model_dump() == before
+
+
+def test_the_longest_match_the_knobs_allow_plays_to_the_end():
+    r = new_match(seed=2, task_id="task_1", max_rounds=100, max_investigator_actions_per_turn=1)
+    while r.phase != "audit_phase":
+        if r.phase == "fraudster_turn":
+            r.step_as_fraudster({"action_type": "end_turn"})
+        else:
+            r.step_as_investigator({"action_type": "end_turn"})
+    assert r.round_number == 100 and r.end_reason == "max_rounds"
 
 
 def test_bad_illegal_action_mode_is_rejected():
@@ -805,7 +841,7 @@ def _assert_invariants(r: Referee, phase_before: str) -> None:
     assert s.phase in PHASES
     assert s.phase in NEXT_PHASES[phase_before], (phase_before, s.phase)
     if phase_before == "fraudster_turn" and s.phase == "audit_phase":
-        assert s.end_reason in ("commit_final", "all_decided")
+        assert r.end_reason in ("commit_final", "all_decided")
     if s.phase in ("fraudster_turn", "investigator_turn"):
         assert 0 <= s.actions_this_turn < s.max_actions_per_turn
         assert r.check(r.current_role, ALWAYS_LEGAL[r.current_role]) is None

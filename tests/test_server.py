@@ -1,13 +1,17 @@
-"""The WebSocket adapter (fraudarena_env.server) and its client (fraudarena_env.client).
+"""The WebSocket adapter (fraudarena_env.server) and its clients (fraudarena_env.client).
 
 Most tests run the app in-process through Starlette's TestClient (no network). The last group
-starts uvicorn on a free local port in a background thread and drives it with the real
-``FraudArenaClient``; it is skipped when no port can be bound.
+starts uvicorn on a free local port in a background thread (and one test a real server process it
+kills with SIGKILL) and drives it with the real clients; they are skipped when no port can be
+bound. ``seed_protocol`` is a client that behaves like the lineage's published one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -18,11 +22,15 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("websockets")
 
+import seed_protocol  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
+from fraudarena_env.archive import read_records, replay, state_as_archived  # noqa: E402
 from fraudarena_env.arena import Arena  # noqa: E402
-from fraudarena_env.catalog import PHASE_ROLE, ROLES  # noqa: E402
+from fraudarena_env.catalog import PHASE_ROLE, ROLES, TASK_IDS  # noqa: E402
 from fraudarena_env.encoding import N_ACTIONS, OPS, Observer  # noqa: E402
 from fraudarena_env.models import (  # noqa: E402
     AuditorObservation,
@@ -35,7 +43,8 @@ from fraudarena_env.policies import (  # noqa: E402
     ScriptedInvestigator,
 )
 from fraudarena_env.referee import Referee  # noqa: E402
-from fraudarena_env.server import ERROR_CODES, create_app  # noqa: E402
+from fraudarena_env.server import ERROR_CODES, create_app, spawn  # noqa: E402
+from fraudarena_env.views import sealed_state  # noqa: E402
 
 OBS_MODELS = {"fraudster": FraudsterObservation, "investigator": InvestigatorObservation,
               "auditor": AuditorObservation}
@@ -72,76 +81,198 @@ def state_of(ws):
     return reply["data"]
 
 
+def full_state(client, match_id):
+    """The whole referee state of a live match, read off the pool (not over the wire)."""
+    return client.app.state.pool.get(match_id).referee.state.model_dump(mode="json")
+
+
+def in_process(reset, actions):
+    """The final state of the same match played on a local referee."""
+    ref = Referee()
+    ref.reset_match(**reset)
+    for role, action in actions:
+        if "action_index" in action:
+            ref.apply(role, OPS[role][action["action_index"]])
+        else:
+            getattr(ref, f"step_as_{role}")(action)
+    return ref
+
+
+def without_ids(state):
+    return {k: v for k, v in state.items() if k not in ("match_id", "episode_id")}
+
+
 @pytest.fixture
 def client():
     with TestClient(create_app()) as c:
         yield c
 
 
-# ============================================================================ a whole match
-@pytest.mark.parametrize("task_id,seed", [("task_3", 11)])
-def test_full_match_over_three_sockets_matches_in_process(client, task_id, seed):
-    policies = baselines(seed)
+# ============================================================================ the seed's clients
+def play_seed_match(client, task_id, seed):
+    """A whole match by seed-protocol clients; every reply validated strictly. Returns the
+    match id, the actions sent and the final state."""
+    policies = seed_protocol.seed_policies()
     actions = []
     with client.websocket_connect("/ws/fraudster") as fr, \
             client.websocket_connect("/ws/investigator") as inv, \
             client.websocket_connect("/ws/auditor") as aud:
         socks = {"fraudster": fr, "investigator": inv, "auditor": aud}
-        first = send(fr, "reset", {"seed": seed, "task_id": task_id, "max_rounds": None})
-        assert first["type"] == "observation"
-        data = first["data"]
-        match_id = data["match_id"]
-        for key in EXTRA_KEYS:
-            assert key in data
-        assert data["role"] == "fraudster" and data["phase"] == "fraudster_turn"
+        reply = send(fr, "reset", {"seed": seed, "task_id": task_id})
+        match_id = reply["data"]["match_id"]
         for role in ("investigator", "auditor"):
-            joined = send(socks[role], "join", {"match_id": match_id})
-            assert joined["type"] == "observation"
-            assert joined["data"]["match_id"] == match_id and joined["data"]["role"] == role
-        listed = client.get("/matches").json()["active_matches"]
-        assert listed[match_id]["connected_roles"] == sorted(ROLES)
-        assert listed[match_id]["done"] is False
-
-        phase = data["phase"]
+            reply = send(socks[role], "join", {"match_id": match_id})
+            seed_protocol.OBSERVATIONS[role].model_validate(reply["data"])
+        phase = reply["data"]["phase"]
         while phase != "done":
             role = PHASE_ROLE[phase]
-            obs = OBS_MODELS[role].model_validate(send(socks[role], "obs")["data"])
-            action = policies[role].act_model(obs)
-            reply = send(socks[role], "step", action.model_dump(mode="json", exclude_none=True))
-            assert reply["type"] == "observation", reply
+            obs = seed_protocol.OBSERVATIONS[role].model_validate(send(socks[role], "obs")["data"])
+            action = policies[role].act(obs)
+            reply = send(socks[role], "step", action)
+            assert reply["type"] == "observation", (action, reply)
+            seed_protocol.OBSERVATIONS[role].model_validate(reply["data"])
+            for ws in socks.values():
+                state = seed_protocol.RefereeState.model_validate(state_of(ws))
+                assert state.match_id == match_id
             actions.append((role, action))
             phase = reply["data"]["phase"]
-            assert len(actions) < 2000
-        final = state_of(inv)
-        assert final["match_id"] == match_id and final["phase"] == "done"
-        assert client.get("/matches").json()["active_matches"][match_id]["done"] is True
-        # Every role sees the end.
-        for ws in socks.values():
-            assert send(ws, "obs")["data"]["done"] is True
-    # Over and nobody attached: the match is dropped.
-    assert match_id not in client.get("/matches").json()["active_matches"]
+            assert len(actions) < 3000
+        final = state_of(aud)
+    return match_id, actions, final
 
-    ref = Referee()
-    ref.reset_match(seed=seed, task_id=task_id)
-    for role, action in actions:
-        getattr(ref, f"step_as_{role}")(action)
-    expected = ref.state.model_dump(mode="json")
-    assert final == expected
-    assert (final["fraudster_reward"], final["investigator_reward"], final["auditor_reward"]) \
-        == tuple(ref.totals)
-    # The same baselines playing in-process (text face) reach the same outcome.
-    result = Arena().play(task_id, seed, baselines(seed), faces=dict.fromkeys(ROLES, "text"))
-    assert result.returns == {"fraudster": final["fraudster_reward"],
-                              "investigator": final["investigator_reward"],
-                              "auditor": final["auditor_reward"]}
-    assert result.steps == len(actions)
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_seed_protocol_clients_play_whole_matches(client, task_id):
+    match_id, actions, final = play_seed_match(client, task_id, seed=17)
+    kinds = {(r, a["action_type"]) for r, a in actions}
+    assert ("fraudster", "end_turn") not in kinds  # the turn ends at the cap
+    assert ("auditor", "flag_fraudster") in kinds and ("auditor", "flag_investigator") in kinds
+    # The queue-level and repeated flags were answered; repeats counted once.
+    ref = in_process({"seed": 17, "task_id": task_id}, actions)
+    assert without_ids(final) == without_ids(ref.state.model_dump(mode="json"))
+    flags = [e for e in ref.auditor_log if e["action_type"].startswith("flag")]
+    repeats = [e for e in flags if e.get("repeat")]
+    assert repeats and all(e["reward"] == 0.0 for e in repeats)
+    assert len(ref.auditor_flags) == len(flags) - len(repeats)
+    assert any(f["target_ad_id"] is None and f["track"] == "B" for f in ref.auditor_flags)
+    seed_protocol.RefereeState.model_validate(final)
+    assert final["phase"] == "done" and final["grader_score"] is not None
+    assert final["max_actions_per_turn"] >= 1
+
+
+def test_seed_shapes_in_the_auditor_record(client):
+    with client.websocket_connect("/ws/fraudster") as fr, \
+            client.websocket_connect("/ws/investigator") as inv, \
+            client.websocket_connect("/ws/auditor") as aud:
+        match_id = send(fr, "reset", {"seed": 3, "task_id": "task_1",
+                                      "max_fraudster_actions_per_turn": 2})["data"]["match_id"]
+        send(inv, "join", {"match_id": match_id})
+        send(aud, "join", {"match_id": match_id})
+        propose = {"action_type": "propose_ad", "category": "ecommerce", "ad_copy": "Shoes!",
+                   "landing_page_blurb": "Shop", "targeting_summary": "Runners", "metadata": {}}
+        send(fr, "step", propose)
+        send(fr, "step", {"action_type": "modify_pending_ad", "slot_index": 0,
+                          "new_ad_copy": "Running shoes", "metadata": {}})
+        data = send(inv, "obs")["data"]
+        ad = data["available_ads"][0]
+        send(inv, "step", {"action_type": "investigate", "ad_id": ad,
+                           "investigation_target": "landing_page", "metadata": {}})
+        while state_of(fr)["phase"] != "audit_phase":
+            phase = state_of(fr)["phase"]
+            ws = fr if phase == "fraudster_turn" else inv
+            send(ws, "step", {"action_type": "commit_final" if ws is fr else "end_turn"})
+        obs = seed_protocol.AuditorObservation.model_validate(send(aud, "obs")["data"])
+    propose_entry, modify_entry = obs.fraudster_proposals
+    assert (propose_entry.action_type, modify_entry.action_type) == ("propose_ad",
+                                                                     "modify_pending_ad")
+    assert propose_entry.landing_page_blurb == "Shop" and propose_entry.targeting_summary == \
+        "Runners"
+    assert modify_entry.new_ad_copy == "Running shoes" and modify_entry.slot_index == 0
+    assert modify_entry.ts > propose_entry.ts
+    pull = next(e for e in obs.investigator_actions if e.action_type == "investigate")
+    assert pull.findings_excerpt.startswith("[landing_page]") and pull.phase == \
+        "investigator_turn"
+    assert all(e.reward is None for e in obs.investigator_actions)  # not the auditor's
+
+
+# ============================================================================ sealed information
+def test_roles_see_only_their_own_while_the_match_runs(client):
+    with client.websocket_connect("/ws/fraudster") as fr, \
+            client.websocket_connect("/ws/investigator") as inv, \
+            client.websocket_connect("/ws/auditor") as aud:
+        match_id = send(fr, "reset", {"seed": 4, "task_id": "task_3"})["data"]["match_id"]
+        send(inv, "join", {"match_id": match_id})
+        send(aud, "join", {"match_id": match_id})
+        send(fr, "step", {"action_type": "propose_ad", "category": "ecommerce",
+                          "tactic": "blatant"})
+        send(fr, "step", {"action_type": "end_turn"})
+        ad = send(inv, "obs")["data"]["available_ads"][0]
+        send(inv, "step", {"action_type": "verdict", "ad_id": ad, "verdict": "reject"})
+        for ws, role in ((fr, "fraudster"), (inv, "investigator"), (aud, "auditor")):
+            state = state_of(ws)
+            assert state["seed"] is None and "seed" in state["metadata"]["sealed"]
+            assert match_id == state["match_id"] == state["episode_id"]
+            for other in set(ROLES) - {role}:
+                assert state[f"{other}_reward"] == 0.0
+            text = json.dumps(state)
+            for word in ("ground_truth", "difficulty", "fraud_type"):
+                assert word not in text
+        inv_state = state_of(inv)
+        assert inv_state["fraudster_proposals"] == [] and "tactic" not in json.dumps(inv_state)
+        assert inv_state["investigator_action_log"][0]["reward"] != 0.0
+        assert state_of(aud)["investigator_action_log"] == []
+        assert "links" not in state_of(fr)["investigator_state"]
+        obs_text = {r: json.dumps(send(ws, "obs")["data"]) for r, ws in
+                    (("investigator", inv), ("auditor", aud))}
+        for word in ("ground_truth", "tactic", "fraud_type", "difficulty"):
+            assert word not in obs_text["investigator"] and word not in obs_text["auditor"]
+        # The referee's own id is derived from the seed: it is never shown.
+        ref = client.app.state.pool.get(match_id).referee
+        assert ref.match_id not in json.dumps([state_of(ws) for ws in (fr, inv, aud)])
+
+
+def test_a_server_drawn_seed_is_shown_only_when_done(client):
+    with client.websocket_connect("/ws/fraudster") as fr, \
+            client.websocket_connect("/ws/investigator") as inv, \
+            client.websocket_connect("/ws/auditor") as aud:
+        match_id = send(fr, "reset", {"task_id": "task_1"})["data"]["match_id"]
+        send(inv, "join", {"match_id": match_id})
+        send(aud, "join", {"match_id": match_id})
+        send(fr, "step", {"action_type": "commit_final"})
+        while state_of(inv)["phase"] == "investigator_turn":
+            assert state_of(inv)["seed"] is None
+            send(inv, "step", {"action_type": "end_turn"})
+        assert state_of(aud)["seed"] is None
+        assert state_of(aud)["investigator_reward"] == 0.0
+        send(aud, "step", {"action_type": "submit_audit_report"})
+        done = state_of(aud)
+    assert isinstance(done["seed"], int) and done["investigator_reward"] != 0.0
+    assert "sealed" not in done["metadata"]
+    assert in_process({"seed": done["seed"], "task_id": "task_1"}, [
+        (e["role"], e["action"]) for e in client.app.state.pool.archive.get(match_id)["actions"]
+    ]).state.investigator_reward == done["investigator_reward"]
+
+
+def test_sealed_state_is_the_whole_state_once_done():
+    ref = in_process({"seed": 1, "task_id": "task_1"}, [
+        ("fraudster", {"action_type": "commit_final"})])
+    while ref.phase == "investigator_turn":
+        ref.step_as_investigator({"action_type": "end_turn"})
+    ref.step_as_auditor({"action_type": "submit_audit_report"})
+    whole = {**ref.state.model_dump(mode="json"), "match_id": "m", "episode_id": "e"}
+    for role in ROLES:
+        assert sealed_state(ref, role, "m", "e") == whole
+    with pytest.raises(ValueError):
+        sealed_state(ref, "spectator", "m", "e")
 
 
 # ============================================================================ error codes
-def test_every_client_reachable_error_code(client):
+def test_every_client_reachable_error_code():
     seen = set()
-    with client.websocket_connect("/ws/fraudster") as fr, \
-            client.websocket_connect("/ws/investigator") as inv:
+    with TestClient(create_app(max_matches=2, max_message_bytes=4096)) as client, \
+            client.websocket_connect("/ws/fraudster") as fr, \
+            client.websocket_connect("/ws/investigator") as inv, \
+            client.websocket_connect("/ws/investigator") as inv2:
         assert_error(send_raw(fr, "{not json"), "invalid_json")
         seen.add("invalid_json")
         for kind in ("step", "obs", "state"):
@@ -156,12 +287,20 @@ def test_every_client_reachable_error_code(client):
         seen.add("unknown_match")
         assert_error(send(fr, "dance"), "unknown_type")
         seen.add("unknown_type")
+        assert_error(send(fr, "obs", {"pad": "x" * 5000}), "message_too_large")
+        seen.add("message_too_large")
 
         match_id = send(fr, "reset", {"seed": 5, "task_id": "task_1"})["data"]["match_id"]
         send(inv, "join", {"match_id": match_id})
-        before = state_of(fr)
+        assert_error(send(inv2, "join", {"match_id": match_id}), "role_taken")
+        seen.add("role_taken")
+        send(inv2, "reset", {"seed": 6})
+        with client.websocket_connect("/ws/auditor") as aud:
+            assert_error(send(aud, "reset", {"seed": 7}), "capacity_reached")
+        seen.add("capacity_reached")
+        before = full_state(client, match_id)
         msg = assert_error(send(fr, "step", {"action_type": "fly"}), "validation_error")
-        assert "FraudsterAction" in msg and "action_type" in msg  # pydantic's own message
+        assert "action_type" in msg
         seen.add("validation_error")
         assert_error(send(inv, "step", {"action_type": "end_turn"}), "phase_violation")
         seen.add("phase_violation")
@@ -169,8 +308,7 @@ def test_every_client_reachable_error_code(client):
                                              "edit": "soften_copy"}), "execution_error")
         assert "slot_index 3" in msg
         seen.add("execution_error")
-        assert state_of(fr) == before  # nothing above changed the match
-        # The socket is still usable after every error.
+        assert full_state(client, match_id) == before  # nothing above changed the match
         assert send(fr, "step", {"action_type": "end_turn"})["type"] == "observation"
         assert state_of(inv)["phase"] == "investigator_turn"
     assert seen == set(ERROR_CODES) - {"fatal_error"}
@@ -181,11 +319,12 @@ def test_illegal_steps_leave_the_match_unchanged(client):
             client.websocket_connect("/ws/investigator") as inv:
         match_id = send(fr, "reset", {"seed": 9, "task_id": "task_2"})["data"]["match_id"]
         obs_before = send(inv, "join", {"match_id": match_id})["data"]
+        obs_before.pop("seat_token")
         allowed = send(fr, "obs")["data"]["allowed_categories"]
         from fraudarena_env.catalog import CATEGORIES
 
         banned = next(c.name for c in CATEGORIES if c.name not in allowed)
-        before = state_of(fr)
+        before = full_state(client, match_id)
         bad = [
             (fr, {"action_type": "propose_ad", "category": banned, "tactic": "subtle"},
              "execution_error"),
@@ -199,9 +338,21 @@ def test_illegal_steps_leave_the_match_unchanged(client):
         ]
         for ws, data, code in bad:
             assert_error(send(ws, "step", data), code)
-        assert state_of(fr) == before
+        assert full_state(client, match_id) == before
         assert send(inv, "obs")["data"] == obs_before
+        send(fr, "step", {"action_type": "end_turn"})
+        # A refused verdict spends no budget.
+        budget = full_state(client, match_id)["budget_remaining"]
+        present = full_state(client, match_id)["investigator_state"]["pending"]
+        absent = next(f"ad_{k:03d}" for k in range(32, 0, -1) if f"ad_{k:03d}" not in present)
+        for data in ({"action_type": "verdict", "ad_id": absent, "verdict": "reject"},
+                     {"action_type": "verdict", "ad_id": "ad_001", "verdict": "maybe"},
+                     {"action_type": "verdict", "ad_id": "ad_001", "verdict": "reject",
+                      "confidence": 2}):
+            assert send(inv, "step", data)["type"] == "error"
+        assert full_state(client, match_id)["budget_remaining"] == budget
         # After the match ends, any step is a phase violation.
+        send(inv, "step", {"action_type": "end_turn"})
         send(fr, "step", {"action_type": "commit_final"})
         while state_of(fr)["phase"] == "investigator_turn":
             send(inv, "step", {"action_type": "end_turn"})
@@ -218,25 +369,37 @@ def test_illegal_steps_leave_the_match_unchanged(client):
 def test_garbage_never_breaks_a_socket_or_a_match(client):
     with client.websocket_connect("/ws/fraudster") as fr:
         match_id = send(fr, "reset", {"seed": 2})["data"]["match_id"]
-        before = state_of(fr)
+        before = full_state(client, match_id)
         cases = [
             ("null", "invalid_json"), ('"hello"', "invalid_json"), ("[1]", "invalid_json"),
-            ("[" * 100_000, "invalid_json"), ('{"type": 5}', "unknown_type"),
-            ('{"data": {}}', "unknown_type"),
+            ("[" * 50_000, "invalid_json"), ('{"type": 5}', "unknown_type"),
+            ('{"data": {}}', "unknown_type"), ("9" * 5000, "invalid_json"),
             ('{"type": "obs", "data": "x"}', "validation_error"),
+            ('{"type": "obs", "data": []}', "validation_error"),
+            ('{"type": "obs", "data": 0}', "validation_error"),
+            ('{"type": "obs", "data": false}', "validation_error"),
             ('{"type": "obs", "data": {"obs_format": "xml"}}', "validation_error"),
-            ('{"type": "reset", "data": [1]}', "reset_error"),
+            ('{"type": "reset", "data": [1]}', "validation_error"),
             ('{"type": "reset", "data": {"seed": -1}}', "reset_error"),
             ('{"type": "reset", "data": {"seed": "7"}}', "reset_error"),
             ('{"type": "reset", "data": {"seed": true}}', "reset_error"),
+            ('{"type": "reset", "data": {"seed": 1e400}}', "reset_error"),
             ('{"type": "reset", "data": {"episode_id": 5}}', "reset_error"),
             ('{"type": "reset", "data": {"max_rounds": 0}}', "reset_error"),
+            ('{"type": "reset", "data": {"max_rounds": 200}}', "reset_error"),
+            ('{"type": "reset", "data": {"max_proposals": 100000}}', "reset_error"),
             ('{"type": "reset", "data": {"allowed_categories": [[1]]}}', "reset_error"),
+            ('{"type": "reset", "data": {"allowed_categories": "ecommerce"}}', "reset_error"),
             ('{"type": "reset", "data": {"allowed_categories": []}}', "reset_error"),
             ('{"type": "reset", "data": {"task_id": ["task_1"]}}', "reset_error"),
-            ('{"type": "reset", "data": {"obs_format": "xml"}}', "reset_error"),
+            ('{"type": "reset", "data": {"obs_format": "xml"}}', "validation_error"),
             ('{"type": "join", "data": {"match_id": ["x"]}}', "missing_match_id"),
             ('{"type": "step", "data": {"action_index": "1"}}', "validation_error"),
+            ('{"type": "step", "data": {"action_type": "end_turn", "metadata": "\\ud800"}}',
+             "validation_error"),
+            ('{"type": "step", "data": {"action_type": "propose_ad", "category": "ecommerce", '
+             '"ad_copy": "hi \\udfff"}}', "validation_error"),
+            ('{"type": "reset", "data": {"episode_id": "\\ud83d"}}', "validation_error"),
         ]
         for text, code in cases:
             assert_error(send_raw(fr, text), code)
@@ -244,30 +407,100 @@ def test_garbage_never_breaks_a_socket_or_a_match(client):
         assert_error(fr.receive_json(), "invalid_json")
         fr.send_bytes(json.dumps({"type": "state", "data": {}}).encode())
         assert fr.receive_json()["type"] == "state"  # binary JSON frames are accepted too
-        # A failed reset leaves the socket attached to its match.
-        assert state_of(fr) == before
-        assert list(client.get("/matches").json()["active_matches"]) == [match_id]
+        # Refused resets create nothing and leave the socket attached to its match.
+        assert full_state(client, match_id) == before
+        assert len(client.app.state.pool) == 1
+
+
+def test_error_replies_quote_only_a_short_excerpt(client):
+    long = "Z" * 3000
+    with client.websocket_connect("/ws/fraudster") as fr:
+        replies = [send(fr, long), send(fr, "reset", {"task_id": long}),
+                   send(fr, "join", {"match_id": long}),
+                   send(fr, "reset", {"allowed_categories": [long]}),
+                   send(fr, "reset", {"episode_id": long})]
+        send(fr, "reset", {"seed": 1})
+        replies += [send(fr, "step", {"action_type": "propose_ad", long: 1}),
+                    send(fr, "step", {"action_type": long}),
+                    send(fr, "step", {"action_type": "propose_ad", "category": long[:60],
+                                      "tactic": "subtle"})]
+    for reply in replies:
+        assert_error(reply, reply["data"]["code"])
+        assert len(reply["data"]["message"]) <= 400
+        assert "Z" * 80 not in reply["data"]["message"]
 
 
 def test_internal_fault_is_fatal_error_and_closes_only_that_socket(client):
     app_pool = client.app.state.pool
     with client.websocket_connect("/ws/fraudster") as fr:
-        match_id = send(fr, "reset", {"seed": 3})["data"]["match_id"]
+        reply = send(fr, "reset", {"seed": 3})["data"]
+        match_id, token = reply["match_id"], reply["seat_token"]
         ref = app_pool.get(match_id).referee
 
         def boom():
             raise RuntimeError("simulated fault")
 
         ref.build_fraudster_observation = boom
-        assert "simulated fault" in assert_error(send(fr, "obs"), "fatal_error")
+        assert "RuntimeError" in assert_error(send(fr, "obs"), "fatal_error")
         with pytest.raises(WebSocketDisconnect) as info:
             fr.receive_json()
         assert info.value.code == 1011
         del ref.build_fraudster_observation
-    entry = client.get("/matches").json()["active_matches"][match_id]
-    assert entry["connected_roles"] == [] and entry["done"] is False
+    assert app_pool.get(match_id).connected_roles == []
     with client.websocket_connect("/ws/fraudster") as again:
-        assert send(again, "join", {"match_id": match_id})["type"] == "observation"
+        assert_error(send(again, "join", {"match_id": match_id}), "role_taken")
+        assert send(again, "join", {"match_id": match_id, "seat_token": token})["type"] == \
+            "observation"
+
+
+# ============================================================================ hypothesis fuzzing
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
+                      st.floats(allow_nan=False), st.text(max_size=12))
+json_value = st.recursive(json_leaf, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=8)
+action_keys = st.sampled_from(["action_type", "ad_id", "verdict", "confidence", "category",
+                               "tactic", "slot_index", "flag_type", "target_ad_id",
+                               "action_index", "metadata", "investigation_target", "edit"])
+action_values = st.one_of(json_value, st.sampled_from(
+    ["end_turn", "propose_ad", "verdict", "investigate", "ad_001", "ad_002", "approve",
+     "ecommerce", "blatant", "soften_copy", "commit_final", "landing_page", 0, 1, 0.5]))
+fuzz_message = st.one_of(
+    st.fixed_dictionaries({"type": st.sampled_from(["step", "obs", "state", "join", "reset",
+                                                    "dance"]),
+                           "data": st.one_of(json_value, st.dictionaries(
+                               action_keys, action_values, max_size=4))}),
+    json_value)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(messages=st.lists(fuzz_message, min_size=1, max_size=6))
+def test_fuzzed_messages_never_crash_or_change_a_match_but_by_a_valid_step(client, messages):
+    pool = client.app.state.pool
+    with client.websocket_connect("/ws/fraudster") as fr, \
+            client.websocket_connect("/ws/investigator") as inv:
+        match_id = send(fr, "reset", {"seed": 5, "task_id": "task_2"})["data"]["match_id"]
+        send(inv, "join", {"match_id": match_id})
+        ref = pool.get(match_id).referee
+        for ws in (fr, inv):
+            for msg in messages:
+                steps = ref.step_count
+                before = ref.state.model_dump(mode="json")
+                ws.send_text(json.dumps(msg))
+                reply = ws.receive_json()
+                assert reply["type"] in ("observation", "state", "error")
+                assert len(json.dumps(reply)) < 64 * 1024
+                if reply["type"] == "error":
+                    assert len(reply["data"]["message"]) <= 400
+                    assert reply["data"]["code"] in ERROR_CODES
+                    assert reply["data"]["code"] != "fatal_error"
+                stepped = reply["type"] == "observation" and msg.get("type") == "step"
+                if not stepped:
+                    assert ref.state.model_dump(mode="json") == before
+                else:
+                    assert ref.step_count in (steps, steps + 1)
+    pool.sweep(now=time.monotonic() + 10**6)
 
 
 # ============================================================================ tensor face
@@ -289,119 +522,248 @@ def test_tensor_observations_and_action_index_steps(client):
         for ws, role in ((inv, "investigator"), (aud, "auditor")):
             d = send(ws, "join", {"match_id": match_id, "obs_format": "tensor"})["data"]
             assert len(d["observation"]) == local[role].size
-            assert len(d["action_mask"]) == N_ACTIONS[role]
             assert sum(d["action_mask"]) == 0  # not their turn
             np.testing.assert_array_equal(np.float32(d["observation"]), local[role].fill(ref))
-        # Off turn, an index step is a phase violation.
         assert_error(send(inv, "step", {"action_index": N_ACTIONS["investigator"] - 1}),
                      "phase_violation")
-        # A legal index works and matches the in-process referee.
         mask = np.int8(data["action_mask"])
         k = int(np.flatnonzero(mask)[0])
-        reply = send(fr, "step", {"action_index": k})
+        reply = send(fr, "step", {"action_index": k, "metadata": {}})
         assert reply["type"] == "observation"
         ref.apply("fraudster", OPS["fraudster"][k])
         np.testing.assert_array_equal(np.float32(reply["data"]["observation"]),
                                       local["fraudster"].fill(ref))
-        assert state_of(fr) == {**ref.state.model_dump(mode="json"), "match_id": match_id}
+        assert without_ids(full_state(client, match_id)) == \
+            without_ids(ref.state.model_dump(mode="json"))
+        # The compact face: base64 vectors, the same numbers.
+        compact = send(fr, "obs", {"obs_format": "tensor_sparse"})["data"]
+        from fraudarena_env.client import decode_observation
+
+        decoded = decode_observation("fraudster", compact)
+        np.testing.assert_array_equal(decoded["observation"], local["fraudster"].fill(ref))
+        np.testing.assert_array_equal(decoded["action_mask"], local["fraudster"].mask(ref))
+        assert "current_queue" not in compact and compact["done"] is False
         # Masked, out-of-range and malformed indices are refused; the match is unchanged.
-        before = state_of(fr)
-        masked = int(np.flatnonzero(np.int8(reply["data"]["action_mask"]) == 0)[0])
+        before = full_state(client, match_id)
+        masked = int(np.flatnonzero(decoded["action_mask"] == 0)[0])
         msg = assert_error(send(fr, "step", {"action_index": masked}), "execution_error")
         assert f"action_index {masked}" in msg
         for bad in (N_ACTIONS["fraudster"], -1, 1.0, True, None):
             assert_error(send(fr, "step", {"action_index": bad}), "validation_error")
         assert_error(send(fr, "step", {"action_index": k, "action_type": "end_turn"}),
                      "validation_error")
-        assert state_of(fr) == before
-        # The format is per socket and can be switched back.
+        assert full_state(client, match_id) == before
         plain = send(fr, "obs", {"obs_format": "json"})["data"]
         assert "observation" not in plain and "action_mask" not in plain
         assert "observation" in send(inv, "obs")["data"]
-        # One Observer per role per match, kept in the pool entry.
-        entry = client.app.state.pool.get(match_id)
-        assert set(entry.observers) == set(ROLES)
 
 
-# ============================================================================ ids and the pool
-def test_match_ids_are_deterministic_and_never_collide(client):
+# ============================================================================ seats, ids, the pool
+def test_match_ids_are_unguessable_and_listed_only_for_diagnostics(client):
     with client.websocket_connect("/ws/fraudster") as a, \
-            client.websocket_connect("/ws/fraudster") as b, \
-            client.websocket_connect("/ws/fraudster") as c, \
-            client.websocket_connect("/ws/fraudster") as d, \
-            client.websocket_connect("/ws/fraudster") as e:
-        cfg = {"seed": 21, "task_id": "task_2", "max_rounds": 3}
-        first = send(a, "reset", cfg)["data"]["match_id"]
+            client.websocket_connect("/ws/fraudster") as b:
+        cfg = {"seed": 21, "task_id": "task_2", "max_rounds": 3, "episode_id": "ep-A"}
+        first = send(a, "reset", cfg)["data"]
+        second = send(b, "reset", cfg)["data"]
         ref = Referee()
-        ref.reset_match(**cfg)
-        assert first == ref.match_id
-        assert send(b, "reset", cfg)["data"]["match_id"] == f"{first}-2"
-        assert send(c, "reset", cfg)["data"]["match_id"] == f"{first}-3"
-        assert state_of(c)["match_id"] == f"{first}-3"
-        assert send(d, "reset", {**cfg, "episode_id": "ep-A"})["data"]["match_id"] == "ep-A"
-        assert send(e, "reset", {**cfg, "episode_id": "ep-A"})["data"]["match_id"] == "ep-A-2"
-        assert state_of(e)["episode_id"] == "ep-A"
-        listed = client.get("/matches").json()["active_matches"]
-        assert set(listed) == {first, f"{first}-2", f"{first}-3", "ep-A", "ep-A-2"}
-        # Same seed, same match: the copies are identical apart from their ids.
-        sa, sb = state_of(a), state_of(b)
-        assert {**sa, "match_id": ""} == {**sb, "match_id": ""}
+        ref.reset_match(**{k: v for k, v in cfg.items() if k != "episode_id"})
+        assert first["match_id"] != second["match_id"]
+        assert ref.match_id not in (first["match_id"], second["match_id"])
+        assert len(first["match_id"]) >= 20 and first["seat_token"] != second["seat_token"]
+        assert state_of(a)["episode_id"] == "ep-A"
+        listed = client.get("/matches").json()
+        assert listed["active_matches"] == {} and listed["live"] == 2
+        assert "active_matches" not in client.get("/api/v1/matches").json() or \
+            client.get("/api/v1/matches").json()["active_matches"] == {}
+    with TestClient(create_app(diagnostics=True)) as diag, \
+            diag.websocket_connect("/ws/fraudster") as a:
+        match_id = send(a, "reset", {"seed": 1})["data"]["match_id"]
+        assert list(diag.get("/matches").json()["active_matches"]) == [match_id]
 
 
-def test_pool_is_bounded_and_cleans_up():
-    with TestClient(create_app(max_matches=1, idle_timeout=None)) as client:
-        with client.websocket_connect("/ws/fraudster") as a, \
-                client.websocket_connect("/ws/fraudster") as b:
-            first = send(a, "reset", {"seed": 1})["data"]["match_id"]
-            assert "server is full" in assert_error(send(b, "reset", {"seed": 2}),
-                                                    "reset_error")
-            # The socket that owns the only match may replace it.
-            second = send(a, "reset", {"seed": 2})["data"]["match_id"]
-            assert second != first
-            assert list(client.get("/matches").json()["active_matches"]) == [second]
-            with client.websocket_connect("/ws/investigator") as inv:
-                send(inv, "join", {"match_id": second})
-                assert client.get("/matches").json()["active_matches"][second][
-                    "connected_roles"] == ["fraudster", "investigator"]
-            assert client.get("/matches").json()["active_matches"][second][
-                "connected_roles"] == ["fraudster"]
-            a.send_json({"type": "close", "data": {}})  # no reply: the server closes
-            with pytest.raises(WebSocketDisconnect):
-                a.receive_json()
-            assert client.get("/matches").json()["active_matches"][second][
-                "connected_roles"] == []
-            # Abandoned but unfinished: it stays joinable, and without an idle timeout it is
-            # never evicted.
-            assert_error(send(b, "reset", {"seed": 3}), "reset_error")
-            assert send(b, "join", {"match_id": second})["type"] == "observation"
-        assert client.get("/healthz").json() == {"status": "ok", "matches": 1,
-                                                 "max_matches": 1}
+def test_a_held_seat_is_refused_and_its_token_takes_it_back(client):
+    with client.websocket_connect("/ws/investigator") as holder, \
+            client.websocket_connect("/ws/investigator") as intruder, \
+            client.websocket_connect("/ws/fraudster") as fr:
+        match_id = send(fr, "reset", {"seed": 8})["data"]["match_id"]
+        token = send(holder, "join", {"match_id": match_id})["data"]["seat_token"]
+        assert_error(send(intruder, "join", {"match_id": match_id}), "role_taken")
+        assert_error(send(intruder, "join", {"match_id": match_id, "seat_token": "guess"}),
+                     "role_taken")
+        assert_error(send(intruder, "join", {"match_id": match_id, "seat_token": 5}),
+                     "role_taken")
+        send(fr, "step", {"action_type": "end_turn"})
+        assert send(holder, "step", {"action_type": "end_turn"})["type"] == "observation"
+        # Leave, come back with the token on a new socket: the match resumes where it was.
+        holder.send_json({"type": "close", "data": {}})
+    with client.websocket_connect("/ws/investigator") as again:
+        assert_error(send(again, "join", {"match_id": match_id}), "role_taken")
+        back = send(again, "join", {"match_id": match_id, "seat_token": token})["data"]
+        assert back["seat_token"] == token and back["round_number"] == 2
+        # A reconnect moves the seat even from a socket that is still open.
+        with client.websocket_connect("/ws/investigator") as third:
+            send(third, "join", {"match_id": match_id, "seat_token": token})
+            assert "taken back" in assert_error(send(again, "obs"), "no_match")
+            assert send(third, "obs")["type"] == "observation"
 
-    with TestClient(create_app(max_matches=1, idle_timeout=0)) as client:
-        with client.websocket_connect("/ws/fraudster") as a:
-            first = send(a, "reset", {"seed": 1})["data"]["match_id"]
-        with client.websocket_connect("/ws/auditor") as b:
-            second = send(b, "reset", {"seed": 2})["data"]["match_id"]
-            assert list(client.get("/matches").json()["active_matches"]) == [second]
-            assert_error(send(b, "join", {"match_id": first}), "unknown_match")
 
-    with pytest.raises(ValueError):
-        create_app(max_matches=0)
+def test_caps_per_connection_and_in_all():
+    with TestClient(create_app(max_matches=3, max_matches_per_connection=2)) as client, \
+            client.websocket_connect("/ws/fraudster") as fr, \
+            client.websocket_connect("/ws/investigator") as inv:
+        first = send(fr, "reset", {"seed": 1})["data"]["match_id"]
+        send(inv, "join", {"match_id": first})  # keeps it live when fr moves on
+        second = send(fr, "reset", {"seed": 2})["data"]["match_id"]
+        # A new reset would leave `second` (nobody else attached: it is archived), so it fits.
+        third = send(fr, "reset", {"seed": 3})["data"]["match_id"]
+        assert client.app.state.pool.archive.get(second)["reason"] == "evicted"
+        send(inv, "join", {"match_id": first})
+        with client.websocket_connect("/ws/auditor") as aud:
+            send(aud, "join", {"match_id": third})
+            assert_error(send(fr, "reset", {"seed": 4}), "capacity_reached")
+            with client.websocket_connect("/ws/auditor") as other:
+                send(other, "reset", {"seed": 5})
+                with client.websocket_connect("/ws/auditor") as late:
+                    msg = assert_error(send(late, "reset", {"seed": 6}), "capacity_reached")
+                    assert "full" in msg
+        assert len(client.app.state.pool) <= 3
+
+
+def test_a_reset_abandons_only_a_match_the_socket_made(client):
+    pool = client.app.state.pool
+    with client.websocket_connect("/ws/fraudster") as fr, \
+            client.websocket_connect("/ws/investigator") as inv:
+        made = send(fr, "reset", {"seed": 1})["data"]["match_id"]
+        fr.send_json({"type": "close", "data": {}})
+        send(inv, "join", {"match_id": made})
+        send(inv, "reset", {"seed": 2})  # the investigator did not make `made`: it stays live
+        assert pool.get(made) is not None and made not in pool.archive
+
+
+def test_idle_matches_are_swept_into_the_archive(client):
+    pool = client.app.state.pool
+    with client.websocket_connect("/ws/fraudster") as fr:
+        match_id = send(fr, "reset", {"seed": 3})["data"]["match_id"]
+        send(fr, "step", {"action_type": "end_turn"})
+        assert pool.sweep() == 0
+        assert pool.sweep(now=time.monotonic() + 901) == 1
+        assert "evicted" in assert_error(send(fr, "obs"), "no_match")
+    record = pool.archive.get(match_id)
+    assert record["reason"] == "evicted" and record["actions"] == [
+        {"role": "fraudster", "action": {"action_type": "end_turn"}}]
+    assert record["state"] == state_as_archived(replay(record), record)
+    assert client.get(f"/api/v1/matches/{match_id}").json()["live"] is False
+
+
+def test_an_idle_match_costs_at_most_100_kib():
+    import gc
+    import tracemalloc
+
+    with TestClient(create_app()) as client:
+        made = client.post("/api/v1/matches", json={"seed": 0, "task_id": "task_3"}).json()
+        assert made["match_id"]  # warm every cache on the way
+        pool = client.app.state.pool
+        gc.collect()
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        for k in range(20):
+            entry = pool.get(client.post("/api/v1/matches", json={
+                "seed": k + 1, "task_id": "task_3"}).json()["match_id"])
+            for role in ROLES:  # as if three tensor-face sockets had observed it
+                pool.observers.get(entry.match_id, role).fill(entry.referee)
+        gc.collect()
+        per_match = (tracemalloc.get_traced_memory()[0] - base) / 20
+        tracemalloc.stop()
+        assert len(pool) == 21
+    assert per_match <= 100 * 1024, per_match
+
+
+def test_observers_are_shared_and_rebuild_when_handed_another_match():
+    from fraudarena_env.server import ObserverCache
+
+    cache = ObserverCache(capacity=2)
+    refs = [in_process({"seed": s, "task_id": "task_3"}, [
+        ("fraudster", {"action_type": "end_turn"})]) for s in (1, 2, 3)]
+    first = cache.get("a", "investigator").fill(refs[0]).copy()
+    cache.get("b", "investigator").fill(refs[1])
+    reused = cache.get("c", "investigator")  # the capacity is spent: "a"'s observer moves
+    assert reused is not cache.get("b", "investigator")
+    np.testing.assert_array_equal(reused.fill(refs[2]), Observer("investigator").fill(refs[2]))
+    np.testing.assert_array_equal(cache.get("a", "investigator").fill(refs[0]), first)
+    cache.forget("a")
+    assert cache.get("d", "investigator") is not None
+
+
+# ============================================================================ archive and REST
+def test_finished_matches_are_archived_and_replay_exactly(tmp_path, capsys):
+    with TestClient(create_app(data_dir=str(tmp_path))) as client:
+        match_id, actions, final = play_seed_match(client, "task_2", seed=23)
+        record = client.get(f"/api/v1/matches/{match_id}").json()
+        assert record["live"] is False and record["reason"] == "finished"
+        assert record["state"] == final
+        listed = client.get("/api/v1/matches").json()["archived"]
+        assert [m["match_id"] for m in listed] == [match_id]
+        assert client.get("/healthz").json()["archived"] == 1
+    (record,) = read_records(tmp_path / "matches.jsonl")
+    assert [(a["role"], a["action"]["action_type"]) for a in record["actions"]] == \
+        [(r, a["action_type"]) for r, a in actions]
+    assert state_as_archived(replay(record), record) == final
+    from fraudarena_env.cli import main
+
+    assert main(["replay", str(tmp_path / "matches.jsonl"), "--match", match_id,
+                 "--plain"]) == 0
+    out = capsys.readouterr().out
+    assert match_id in out and "Scoreboard" in out
+    assert main(["replay", str(tmp_path / "matches.jsonl"), "--match", "nope"]) == 2
+    # A torn last line (a kill mid-write) is skipped; a new server still serves the rest.
+    with open(tmp_path / "matches.jsonl", "a") as f:
+        f.write('{"match_id": "torn", "actions": [')
+    with TestClient(create_app(data_dir=str(tmp_path))) as client:
+        assert client.get(f"/api/v1/matches/{match_id}").json()["state"] == final
+        assert client.get("/api/v1/matches/torn").status_code == 404
+
+
+def test_rest_creates_and_deletes_matches_with_seat_tokens(client):
+    made = client.post("/api/v1/matches", json={"seed": 3, "task_id": "task_1"}).json()
+    match_id, tokens = made["match_id"], made["seat_tokens"]
+    assert set(tokens) == set(ROLES)
+    assert client.post("/api/v1/matches", json={"max_rounds": 500}).status_code == 400
+    assert client.post("/api/v1/matches", content=b"[1]").status_code == 400
+    summary = client.get(f"/api/v1/matches/{match_id}").json()
+    assert summary["live"] is True and "seed" not in summary
+    with client.websocket_connect("/ws/fraudster") as fr:
+        assert_error(send(fr, "join", {"match_id": match_id}), "role_taken")
+        send(fr, "join", {"match_id": match_id, "seat_token": tokens["fraudster"]})
+        send(fr, "step", {"action_type": "end_turn"})
+        assert client.delete(f"/api/v1/matches/{match_id}").status_code == 403
+        assert client.delete(f"/api/v1/matches/{match_id}",
+                             headers={"X-Seat-Token": "nope"}).status_code == 403
+        assert client.delete(f"/api/v1/matches/{match_id}",
+                             headers={"X-Seat-Token": tokens["auditor"]}).json()["deleted"]
+        assert_error(send(fr, "obs"), "no_match")
+    assert client.get(f"/api/v1/matches/{match_id}").json()["reason"] == "deleted"
+    assert client.get("/api/v1/matches/m_unknown").status_code == 404
+    assert client.delete("/api/v1/matches/m_unknown").status_code == 404
 
 
 # ============================================================================ real network
+def free_socket():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 @pytest.fixture(scope="module")
 def live_server():
     uvicorn = pytest.importorskip("uvicorn")
     try:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock = free_socket()
     except OSError as exc:
         pytest.skip(f"cannot bind a local port: {exc}")
     port = sock.getsockname()[1]
-    app = create_app(max_matches=16)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    app = create_app(max_matches=32)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -411,68 +773,72 @@ def live_server():
             sock.close()
             pytest.skip("uvicorn did not start")
         time.sleep(0.01)
-    yield f"ws://127.0.0.1:{port}"
+    yield f"ws://127.0.0.1:{port}", app
     server.should_exit = True
     thread.join(10)
     sock.close()
 
 
-def test_client_plays_a_match_against_a_live_server(live_server):
-    from fraudarena_env.client import FraudArenaClient, ServerError
+@pytest.mark.parametrize("face", ["json", "tensor_sparse"])
+def test_full_matches_over_real_sockets_end_in_the_in_process_state(live_server, face):
+    from fraudarena_env.client import FraudArenaClient
 
-    seed, task_id = 13, "task_1"
+    url, app = live_server
+    seed, task_id = 13, "task_3"
     policies = baselines(seed)
-    with FraudArenaClient(live_server, "fraudster") as fr, \
-            FraudArenaClient(live_server + "/", "investigator") as inv, \
-            FraudArenaClient(live_server.replace("ws://", "http://") + "/ws/auditor",
-                             "auditor") as aud:
+    with FraudArenaClient(url, "fraudster", obs_format=face) as fr, \
+            FraudArenaClient(url + "/", "investigator", obs_format=face) as inv, \
+            FraudArenaClient(url.replace("ws://", "http://") + "/ws/auditor", "auditor",
+                             obs_format=face) as aud:
         clients = {"fraudster": fr, "investigator": inv, "auditor": aud}
-        obs = fr.reset(seed=seed, task_id=task_id)
-        assert isinstance(obs, FraudsterObservation)
-        assert isinstance(inv.join(fr.match_id), InvestigatorObservation)
-        assert isinstance(aud.join(fr.match_id), AuditorObservation)
-        with pytest.raises(ServerError) as err:
-            inv.step({"action_type": "end_turn"})
-        assert err.value.code == "phase_violation"
-        with pytest.raises(ServerError) as err:
-            fr.step({"action_type": "nope"})
-        assert err.value.code == "validation_error"
-        phase = obs.phase
+        fr.reset(seed=seed, task_id=task_id)
+        inv.join(fr.match_id)
+        aud.join(fr.match_id)
+        phase = fr.last_data["phase"]
         while phase != "done":
             role = PHASE_ROLE[phase]
             c = clients[role]
-            phase = c.step(policies[role].act_model(c.observe())).phase
+            obs = c.observe()
+            if face == "json":
+                c.step(policies[role].act_model(obs))
+            else:
+                c.step(policies[role].act(obs))
+            phase = c.last_data["phase"]
         final = aud.state()
         assert final.match_id == fr.match_id and final.phase == "done"
-    result = Arena().play(task_id, seed, baselines(seed), faces=dict.fromkeys(ROLES, "text"))
-    assert (final.fraudster_reward, final.investigator_reward, final.auditor_reward) == \
-        (result.returns["fraudster"], result.returns["investigator"], result.returns["auditor"])
+    tensor = face == "tensor_sparse"
+    result = Arena().play(task_id, seed, baselines(seed),
+                          faces=dict.fromkeys(ROLES, "tensor" if tensor else "text"))
+    expected = result.referee.state.model_dump(mode="json")
+    got = final.model_dump(mode="json")
+    assert without_ids(got) == without_ids(expected)
+    assert result.steps == got["step_count"]
 
 
-def test_client_tensor_face_against_a_live_server(live_server):
+def test_seat_takeover_and_reconnect_over_real_sockets(live_server):
     from fraudarena_env.client import FraudArenaClient, ServerError
 
-    with FraudArenaClient(live_server, "fraudster", obs_format="tensor") as fr:
-        obs = fr.reset(seed=8, task_id="task_2", episode_id="tensor-demo")
-        assert fr.match_id == "tensor-demo"
-        assert obs["observation"].dtype == np.float32
-        assert obs["observation"].shape == (Observer("fraudster").size,)
-        assert obs["action_mask"].shape == (N_ACTIONS["fraudster"],)
-        k = ReactiveFraudster(seed=8).act(obs)  # the policies take the dict as is
-        obs = fr.step(np.int64(k))
-        masked = int(np.flatnonzero(obs["action_mask"] == 0)[0])
-        with pytest.raises(ServerError) as err:
-            fr.step(masked)
-        assert err.value.code == "execution_error"
-        assert isinstance(fr.observe(obs_format="json"), FraudsterObservation)
-        assert fr.state().step_count == 1
+    url, _ = live_server
+    with FraudArenaClient(url, "fraudster") as fr:
+        fr.reset(seed=31, task_id="task_1")
+        with FraudArenaClient(url, "fraudster") as thief:
+            with pytest.raises(ServerError) as err:
+                thief.join(fr.match_id)
+            assert err.value.code == "role_taken"
+        token = fr.seat_token
+        fr.step({"action_type": "end_turn"})
+        match_id = fr.match_id
+    with FraudArenaClient(url, "fraudster") as back:
+        obs = back.join(match_id, seat_token=token)
+        assert obs.phase == "investigator_turn" and back.state().step_count == 1
 
 
 def test_concurrent_steps_on_one_match_are_serialised(live_server):
     from fraudarena_env.client import FraudArenaClient, ServerError
 
-    with FraudArenaClient(live_server, "fraudster") as a, \
-            FraudArenaClient(live_server, "fraudster") as b:
+    url, _ = live_server
+    with FraudArenaClient(url, "fraudster") as a, \
+            FraudArenaClient(url, "investigator") as b:
         a.reset(seed=31, task_id="task_1")
         b.join(a.match_id)
         barrier = threading.Barrier(2)
@@ -491,5 +857,139 @@ def test_concurrent_steps_on_one_match_are_serialised(live_server):
             t.start()
         for t in threads:
             t.join(10)
-        assert sorted(outcomes) == ["ok", "phase_violation"]
-        assert a.state().step_count == 1
+        assert sorted(outcomes) in (["ok", "ok"], ["ok", "phase_violation"])
+        assert a.state().step_count == outcomes.count("ok")
+
+
+def test_remote_env_plays_one_role_against_remote_opponents(live_server):
+    from fraudarena_env.client import FraudArenaClient, RemoteFraudArena
+
+    url, _ = live_server
+    seed, task_id = 5, "task_2"
+    policies = baselines(seed)
+    fr = FraudArenaClient(url, "fraudster", obs_format="tensor_sparse")
+    aud = FraudArenaClient(url, "auditor", obs_format="tensor_sparse")
+    fr.reset(seed=seed, task_id=task_id)
+    aud.join(fr.match_id)
+    env = RemoteFraudArena(url, "investigator", match_id=fr.match_id)
+    errors = []
+
+    def opponents():  # the fraudster and the auditor, remote too
+        try:
+            mine = {"fraudster": fr, "auditor": aud}
+            while not fr.last_data["done"]:
+                role = PHASE_ROLE[fr.last_data["phase"]]
+                if role in mine:
+                    mine[role].step(policies[role].act(mine[role].observe()))
+                    fr.observe()
+                else:
+                    time.sleep(0.002)
+                    fr.observe()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=opponents, daemon=True)
+    thread.start()
+    env.reset()
+    assert env.possible_agents == ["investigator"]
+    total, steps = 0.0, 0
+    for agent in env.agent_iter():
+        assert agent == "investigator"
+        obs, reward, terminated, truncated, info = env.last()
+        total += reward
+        if not (terminated or truncated):
+            assert env.observation_space(agent)["observation"].contains(obs["observation"])
+            steps += 1
+        env.step(None if terminated or truncated else policies["investigator"].act(obs))
+    thread.join(30)
+    fr.close()
+    aud.close()
+    env.close()
+    assert not errors and steps > 0
+    result = Arena().play(task_id, seed, baselines(seed), faces=dict.fromkeys(ROLES, "tensor"))
+    assert total == pytest.approx(result.returns["investigator"])
+
+
+def test_async_client_runs_many_matches_at_once(live_server):
+    from fraudarena_env.client import AsyncFraudArenaClient
+
+    url, _ = live_server
+
+    async def one(seed):
+        policies = baselines(seed)
+        clients = {r: await AsyncFraudArenaClient.open(url, r, obs_format="tensor_sparse")
+                   for r in ROLES}
+        await clients["fraudster"].reset(seed=seed, task_id="task_1")
+        for r in ("investigator", "auditor"):
+            await clients[r].join(clients["fraudster"].match_id)
+        phase = "fraudster_turn"
+        while phase != "done":
+            role = PHASE_ROLE[phase]
+            obs = await clients[role].observe()
+            await clients[role].step(policies[role].act(obs))
+            phase = clients[role].last_data["phase"]
+        state = await clients["auditor"].state()
+        for c in clients.values():
+            await c.close()
+        return state
+
+    async def many():
+        return await asyncio.gather(*(one(s) for s in (1, 2, 3)))
+
+    states = asyncio.run(many())
+    for seed, state in zip((1, 2, 3), states):
+        expected = Arena().play("task_1", seed, baselines(seed),
+                                faces=dict.fromkeys(ROLES, "tensor")).returns
+        assert state.investigator_reward == pytest.approx(expected["investigator"])
+
+
+def test_sigkill_and_restart_keep_every_archived_match(tmp_path):
+    from fraudarena_env.client import FraudArenaClient
+
+    try:
+        with free_socket() as probe:
+            port = probe.getsockname()[1]
+    except OSError as exc:
+        pytest.skip(f"cannot bind a local port: {exc}")
+
+    def start():
+        try:
+            return spawn(port, "--data-dir", str(tmp_path), quiet=True)
+        except RuntimeError as exc:
+            pytest.skip(str(exc))
+
+    url = f"ws://127.0.0.1:{port}"
+    proc = start()
+    try:
+        ids = []
+        for seed in (1, 2):
+            with FraudArenaClient(url, "fraudster") as fr, \
+                    FraudArenaClient(url, "investigator") as inv, \
+                    FraudArenaClient(url, "auditor") as aud:
+                fr.reset(seed=seed, task_id="task_1")
+                inv.join(fr.match_id)
+                aud.join(fr.match_id)
+                fr.step({"action_type": "commit_final"})
+                while inv.step({"action_type": "end_turn"}).phase == "investigator_turn":
+                    pass
+                aud.step({"action_type": "submit_audit_report"})
+                ids.append(fr.match_id)
+                final = aud.state().model_dump(mode="json")
+        with FraudArenaClient(url, "fraudster") as fr:
+            fr.reset(seed=9)  # live, unfinished when killed
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    proc = start()
+    try:
+        import httpx
+
+        http = f"http://127.0.0.1:{port}"
+        for match_id in ids:
+            record = httpx.get(f"{http}/api/v1/matches/{match_id}").json()
+            assert record["reason"] == "finished" and record["state"]["phase"] == "done"
+        assert record["state"] == final
+        assert httpx.get(f"{http}/healthz").json()["archived"] >= 2
+    finally:
+        proc.terminate()
+        proc.wait(10)
