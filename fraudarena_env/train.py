@@ -37,7 +37,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from .policies import BASELINES, AlwaysReject, Policy, RandomPolicy
+from .policies import BASELINES, BLIND_INVESTIGATORS, AlwaysReject, Policy, RandomPolicy
 from .role_env import RoleEnv
 
 ROLES = ("fraudster", "investigator", "auditor")
@@ -73,7 +73,12 @@ class TrainConfig:
     ent_coef: float = 0.0
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
-    net_arch: tuple[int, ...] = (64, 64)
+    net_arch: tuple[int, ...] = (64, 64)  # the MLP of every role the slot policy does not serve
+    investigator_net: str = "slot"  # "slot": SlotInvestigatorPolicy (shared per-slot weights)
+    # imitation warm start: before its first PPO update the investigator imitates the scripted
+    # one on this many of its own decisions (masked cross-entropy), then PPO takes over
+    imitation_samples: int = 0
+    imitation_epochs: int = 12
     # seeds: training matches draw their seeds from train_seed_range, never from eval_seeds
     train_seed_range: tuple[int, int] = (100_000, 2**31 - 1)
     eval_seeds: tuple[int, ...] = tuple(range(1000, 1020))
@@ -84,12 +89,13 @@ class TrainConfig:
     verbose: int = 0
 
 
-# ``--quick``: the README's main job, about 75 s on 2 idle cores including evaluation (so well
-# under 3 minutes on a busy machine). task_3 is where a short run shows the most learning (return
-# -8.8 for a random investigator to about +2) and where the reject-everything shortcut, which PPO
-# finds first on every task, scores lowest; see training/README.md for the measured table.
-QUICK = dict(out="runs/quick", tasks=("task_3",), generations=2, investigator_timesteps=40_960,
-             fraudster_timesteps=8_192, n_envs=4)
+# ``--quick``: the README's main job, a few minutes on 2 cores including evaluation. The
+# slot-structured investigator first imitates the scripted one (about 20k of its decisions), then
+# PPO fine-tunes it in self-play against the fraudster pool; task_3 is the task it trains on, and
+# the evaluation table sets it against every blind reference policy. See training/README.md.
+QUICK = dict(out="runs/quick", tasks=("task_3",), generations=2, investigator_timesteps=12_288,
+             fraudster_timesteps=8_192, n_envs=4, learning_rate=1e-4,
+             imitation_samples=20_000, imitation_epochs=12)
 
 
 # ============================================================================ 2. environments
@@ -311,14 +317,65 @@ def total_timesteps(cfg: TrainConfig) -> int:
 def _new_model(role: str, env, cfg: TrainConfig, out: Path):
     from sb3_contrib import MaskablePPO
 
+    policy, policy_kwargs = "MlpPolicy", dict(net_arch=list(cfg.net_arch))
+    if role == "investigator" and cfg.investigator_net == "slot":
+        from .slot_policy import SlotInvestigatorPolicy
+
+        policy, policy_kwargs = SlotInvestigatorPolicy, {}
     return MaskablePPO(
-        "MlpPolicy", env, learning_rate=cfg.learning_rate, n_steps=cfg.n_steps,
+        policy, env, learning_rate=cfg.learning_rate, n_steps=cfg.n_steps,
         batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, gamma=cfg.gamma,
         gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_range, ent_coef=cfg.ent_coef,
         vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
-        policy_kwargs=dict(net_arch=list(cfg.net_arch)),
+        policy_kwargs=policy_kwargs,
         tensorboard_log=str(out / "tb") if cfg.tensorboard else None,
         seed=cfg.seed * 1000 + ROLES.index(role), device="cpu", verbose=cfg.verbose)
+
+
+def imitate(model, role: str, cfg: TrainConfig, samples: int, epochs: int) -> float:
+    """Warm-start ``model`` by imitating ``role``'s scripted baseline: play its matches on
+    ``RoleEnv`` (training seeds, ``cfg.tasks`` in turn), record (observation, mask, action), and
+    fit the policy's masked action distribution by cross-entropy. Returns the last epoch's mean
+    loss."""
+    import torch
+
+    teacher = BASELINES[role]()
+    rng = np.random.default_rng(cfg.seed + 7)
+    obs, masks, actions = [], [], []
+    k = 0
+    while len(actions) < samples:
+        env = RoleEnv(role, task_id=cfg.tasks[k % len(cfg.tasks)])
+        k += 1
+        o, _ = env.reset(seed=int(rng.integers(*cfg.train_seed_range)))
+        done = False
+        while not done:
+            m = env.action_masks()
+            a = teacher.act(o, m)
+            obs.append(o)
+            masks.append(m)
+            actions.append(a)
+            o, _, terminated, truncated, _ = env.step(a)
+            done = terminated or truncated
+    x = torch.as_tensor(np.asarray(obs, np.float32))
+    m = np.asarray(masks, bool)
+    y = torch.as_tensor(np.asarray(actions))
+    policy = model.policy
+    policy.set_training_mode(True)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
+    loss_mean = float("nan")
+    for epoch in range(epochs):
+        order = np.random.default_rng(cfg.seed + epoch).permutation(len(y))
+        total = 0.0
+        for i in range(0, len(y), 256):
+            idx = order[i:i + 256]
+            loss = -policy.get_distribution(x[idx], action_masks=m[idx]).log_prob(y[idx]).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+        loss_mean = total / len(y)
+    policy.set_training_mode(False)
+    return loss_mean
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -360,6 +417,10 @@ def train(cfg: TrainConfig) -> TrainResult:
         if role not in models:
             env = make_vec_env(role, cfg, env_opponents)
             models[role] = _new_model(role, env, cfg, out)
+            if role == "investigator" and cfg.imitation_samples > 0:
+                if bar is not None:
+                    bar.set_description("imitating the scripted investigator")
+                imitate(models[role], role, cfg, cfg.imitation_samples, cfg.imitation_epochs)
         model = models[role]
         boundaries.append({"role": role, "generation": generation,
                            "timesteps": int(model.num_timesteps)})
@@ -412,8 +473,10 @@ def _matchups(models: dict[str, Any]) -> list[tuple[dict[str, str], dict[str, Ca
         if role in learned:
             out.append(({role: "learned"}, {role: fixed(learned[role])}))
         out.append(({role: "random"}, {role: rand(role)}))
-        if role == "investigator":  # the shortcut PPO finds first: reject every ad
+        if role == "investigator":  # the shortcut PPO finds first, and every blind rule
             out.append(({role: "always_reject"}, {role: lambda seed: AlwaysReject(seed=seed)}))
+            for name, make in BLIND_INVESTIGATORS.items():
+                out.append(({role: name}, {role: lambda seed, make=make: make(seed=seed)}))
     if "investigator" in learned and "fraudster" in learned:
         out.append(({"investigator": "learned", "fraudster": "learned"},
                     {"investigator": fixed(learned["investigator"]),
@@ -528,7 +591,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     p = argparse.ArgumentParser(prog="fraudarena train", description=__doc__.split("\n\n")[0])
     d = TrainConfig()
     p.add_argument("--quick", action="store_true",
-                   help=f"small run (~75 s on 2 idle cores incl. evaluation): {QUICK}")
+                   help=f"small run (a few minutes on 2 cores incl. evaluation): {QUICK}")
     p.add_argument("--task", default=None,
                    help=f"task id(s), comma-separated (default {','.join(d.tasks)})")
     p.add_argument("--generations", type=int, default=None, help=f"default {d.generations}")
@@ -544,6 +607,12 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
                    help=f"run directory, e.g. runs/NAME (default {d.out}, --quick: runs/quick)")
     p.add_argument("--eval-seeds", default=None, help="held-out seeds (default 1000-1019)")
     p.add_argument("--n-envs", type=int, default=None, help=f"default {d.n_envs}")
+    p.add_argument("--investigator-net", choices=("slot", "mlp"), default=None,
+                   help=f"the investigator's network (default {d.investigator_net})")
+    p.add_argument("--imitation-samples", type=int, default=None,
+                   help="warm-start the investigator by imitating the scripted one on this many "
+                   f"decisions (default {d.imitation_samples}; --quick: "
+                   f"{QUICK['imitation_samples']}; 0: PPO from scratch)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-tensorboard", action="store_true")
     a = p.parse_args(argv)
@@ -568,6 +637,10 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         changes["eval_seeds"] = parse_seeds(a.eval_seeds)
     if a.n_envs is not None:
         changes["n_envs"] = a.n_envs
+    if a.investigator_net:
+        changes["investigator_net"] = a.investigator_net
+    if a.imitation_samples is not None:
+        changes["imitation_samples"] = a.imitation_samples
     if a.no_progress:
         changes["progress"] = False
     if a.no_tensorboard:

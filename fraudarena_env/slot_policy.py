@@ -1,0 +1,149 @@
+"""A slot-structured investigator policy for SB3's MaskablePPO.
+
+A flat MLP over the investigator's 2,638 floats gives every one of the 32 ad slots its own
+weights, so it must learn the same lesson 32 times. This policy reads the vector through the
+env's named layout (``Observer("investigator").layout``) instead:
+
+* every slot's row (presence, status, arrival round, category, surface, copy features, pulled
+  sources and their evidence, sources left, links, ring collisions) goes through one shared
+  encoder, together with the match's globals (phase, task, round, budget, ...);
+* slots see each other through a masked mean over the present slots, fed back into every slot;
+* per-slot action scores come from per-slot embeddings: 6 investigate logits and 9 verdict
+  logits (3 verdicts x 3 confidence buckets) per slot, in the action catalogue's order; a link
+  between two slots is scored from both embeddings and the pair's shared-signal feature;
+  ``end_turn`` and the value come from a global embedding.
+
+Nothing in it depends on the number of slots beyond the layout it reads, so the same weights
+serve every task. Use it as ``MaskablePPO(SlotInvestigatorPolicy, env)`` on a
+``RoleEnv("investigator", ...)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch as th
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from .catalog import MAX_SLOTS
+from .encoding import I_END, I_INVESTIGATE, I_LINK, I_VERDICT, PAIRS, Observer
+
+S = MAX_SLOTS
+_LAYOUT = {name: (offset, shape) for name, offset, shape in Observer("investigator").layout}
+GLOBALS = ("phase", "task", "round", "rounds_remaining", "actions_left_this_turn", "budget",
+           "queue_may_grow", "pending_count")
+SLOT_BLOCKS = ("present", "status", "arrived_round", "category", "surface", "lexical", "pulled",
+               "evidence", "pulls_left", "links", "collisions")
+
+
+def _span(name: str) -> tuple[int, int, tuple[int, ...]]:
+    offset, shape = _LAYOUT[name]
+    return offset, offset + int(np.prod(shape)), shape
+
+
+N_GLOBAL = sum(int(np.prod(_LAYOUT[n][1])) for n in GLOBALS)
+N_SLOT = sum(int(np.prod(_LAYOUT[n][1][1:])) for n in SLOT_BLOCKS)
+N_PAIRS = len(PAIRS)
+
+
+def split_observation(obs: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+    """(globals (B, G), slots (B, S, F), present (B, S), pair_shared (B, P)) from a batch of
+    investigator vectors, by the layout's names."""
+    g = th.cat([obs[:, a:b] for a, b, _ in map(_span, GLOBALS)], dim=1)
+    rows = []
+    for name in SLOT_BLOCKS:
+        a, b, shape = _span(name)
+        rows.append(obs[:, a:b].reshape(obs.shape[0], S, -1))
+    slots = th.cat(rows, dim=2)
+    a, b, _ = _span("present")
+    present = obs[:, a:b]
+    a, b, _ = _span("pair_shared_signals")
+    return g, slots, present, obs[:, a:b]
+
+
+class SlotExtractor(BaseFeaturesExtractor):
+    """Encodes each slot with one shared network; returns [global embedding, slot embeddings,
+    pair features] flattened, for ``SlotActionHead`` and the value head to read."""
+
+    def __init__(self, observation_space, dim: int = 64):
+        super().__init__(observation_space, features_dim=dim + S * dim + N_PAIRS)
+        self.dim = dim
+        self.embed = nn.Sequential(nn.Linear(N_SLOT + N_GLOBAL, dim), nn.ReLU(),
+                                   nn.Linear(dim, dim), nn.ReLU())
+        self.mix = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU())
+        self.glob = nn.Sequential(nn.Linear(N_GLOBAL + dim, dim), nn.ReLU())
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:
+        g, slots, present, pair_shared = split_observation(obs)
+        h = self.embed(th.cat([slots, g[:, None, :].expand(-1, S, -1)], dim=2))
+        weight = present[:, :, None]
+        pooled = (h * weight).sum(1) / weight.sum(1).clamp(min=1.0)
+        h = self.mix(th.cat([h, pooled[:, None, :].expand(-1, S, -1)], dim=2))
+        glob = self.glob(th.cat([g, pooled], dim=1))
+        return th.cat([glob, h.reshape(obs.shape[0], -1), pair_shared], dim=1)
+
+
+class SlotActionHead(nn.Module):
+    """Per-slot logits in the investigator's action order: investigate (slot x source), verdict
+    (slot x verdict x confidence), link (pairs), end_turn."""
+
+    def __init__(self, dim: int = 64, pair_dim: int = 16):
+        super().__init__()
+        self.dim = dim
+        self.investigate = nn.Linear(dim, 6)
+        self.verdict = nn.Linear(dim, 9)
+        self.pair = nn.Linear(dim, pair_dim)
+        self.pair_shared = nn.Parameter(th.tensor(2.0))
+        self.pair_bias = nn.Parameter(th.tensor(-2.0))
+        self.end = nn.Linear(dim, 1)
+        self.register_buffer("pair_i", th.as_tensor(PAIRS[:, 0]), persistent=False)
+        self.register_buffer("pair_j", th.as_tensor(PAIRS[:, 1]), persistent=False)
+        for layer in (self.investigate, self.verdict, self.end):
+            nn.init.orthogonal_(layer.weight, gain=0.01)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, latent: th.Tensor) -> th.Tensor:
+        d = self.dim
+        batch = latent.shape[0]
+        glob = latent[:, :d]
+        h = latent[:, d:d + S * d].reshape(batch, S, d)
+        pair_shared = latent[:, d + S * d:]
+        p = self.pair(h)
+        link = (p[:, self.pair_i] * p[:, self.pair_j]).sum(-1) / p.shape[-1] ** 0.5
+        link = link + self.pair_shared * pair_shared + self.pair_bias
+        return th.cat([self.investigate(h).reshape(batch, -1), self.verdict(h).reshape(batch, -1),
+                       link, self.end(glob)], dim=1)
+
+
+class GlobalValueHead(nn.Module):
+    def __init__(self, dim: int = 64):
+        super().__init__()
+        self.dim = dim
+        self.net = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 1))
+
+    def forward(self, latent: th.Tensor) -> th.Tensor:
+        return self.net(latent[:, :self.dim])
+
+
+assert (I_INVESTIGATE, I_VERDICT, I_LINK, I_END) == (0, S * 6, S * 6 + S * 9,
+                                                     S * 6 + S * 9 + N_PAIRS)
+
+
+class SlotInvestigatorPolicy(MaskableActorCriticPolicy):
+    """MaskablePPO's actor-critic with the slot extractor and per-slot heads."""
+
+    def __init__(self, observation_space, action_space, lr_schedule, dim: int = 64, **kwargs):
+        kwargs.setdefault("features_extractor_class", SlotExtractor)
+        kwargs.setdefault("features_extractor_kwargs", {"dim": dim})
+        kwargs["net_arch"] = {"pi": [], "vf": []}
+        kwargs["share_features_extractor"] = True
+        self._dim = dim
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        self.action_net = SlotActionHead(self._dim)
+        self.value_net = GlobalValueHead(self._dim)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),
+                                              **self.optimizer_kwargs)
