@@ -396,11 +396,7 @@ class raw_env(AECEnv, EzPickle):
                 return None
             model = model.model_copy(update={"ad_id": AD_IDS[slots[model.slot_index]],
                                              "slot_index": None})
-        op = model_to_op(agent, model)
-        if any(isinstance(x, int) and not isinstance(x, bool) and x < 0 for x in op[1:3]) \
-                and op[0] in ("modify", "investigate", "verdict", "link"):
-            return None
-        return op_to_index(agent, op)
+        return op_to_index(agent, model_to_op(agent, model))  # an unknown ad has no index
 
     def role_observation(self, agent: str) -> BaseModel:
         """The referee's pydantic observation for ``agent`` (the text face)."""

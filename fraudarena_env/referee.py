@@ -30,6 +30,18 @@ from typing import Any
 import numpy as np
 
 from . import audit, scoring
+from .actions import (
+    CommitFinal,
+    EndTurn,
+    Flag,
+    Investigate,
+    Link,
+    Modify,
+    Op,
+    Propose,
+    Submit,
+    Verdict,
+)
 from .catalog import (
     AUDIT_TRACK_A,
     AUDIT_TRACK_B,
@@ -327,20 +339,20 @@ class Referee:
             return self.penalize(role, action, exc.reason)
         return self.apply(role, op)
 
-    def op_from_model(self, role: str, action: Any) -> tuple:
+    def op_from_model(self, role: str, action: Any) -> Op:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; roles are {ROLES}")
         self._check_turn(role, action)
         return getattr(self, f"_op_{role}")(parse_action(role, action))
 
-    def _op_fraudster(self, a: FraudsterAction) -> tuple:
+    def _op_fraudster(self, a: FraudsterAction) -> Op:
         t = a.action_type
         if t == "propose_ad":
             if a.category not in CATEGORY_INDEX:
                 raise IllegalActionError("fraudster", a, f"unknown category {a.category!r}")
             tactic = TACTICS.index(a.tactic) if a.tactic is not None else -1
-            return ("propose", CATEGORY_INDEX[a.category], tactic, a.ad_copy,
-                    a.landing_page_blurb, a.targeting_summary, a.rationale)
+            return Propose(CATEGORY_INDEX[a.category], tactic, a.ad_copy, a.landing_page_blurb,
+                           a.targeting_summary, a.rationale)
         if t == "modify_pending_ad":
             if a.ad_id is not None:
                 slot = self.slot_of(a.ad_id, "fraudster", a)
@@ -350,28 +362,28 @@ class Referee:
             else:
                 slot = self.proposal_slots[a.slot_index]
             edit = FRAUDSTER_EDITS.index(a.edit) if a.edit is not None else -1
-            return ("modify", slot, edit, a.new_ad_copy, a.new_landing_page_blurb)
-        return (t,)
+            return Modify(slot, edit, a.new_ad_copy, a.new_landing_page_blurb)
+        return CommitFinal() if t == "commit_final" else EndTurn()
 
-    def _op_investigator(self, a: AdReviewAction) -> tuple:
+    def _op_investigator(self, a: AdReviewAction) -> Op:
         t = a.action_type
         if t == "end_turn":
-            return ("end_turn",)
+            return EndTurn()
         slot = self.slot_of(a.ad_id, "investigator", a)
         if t == "investigate":
-            return ("investigate", slot, TARGET_INDEX[a.investigation_target])
+            return Investigate(slot, TARGET_INDEX[a.investigation_target])
         if t == "verdict":
             conf = 0.5 if a.confidence is None else float(a.confidence)
-            return ("verdict", slot, VERDICTS.index(a.verdict), conf, a.rationale)
+            return Verdict(slot, VERDICTS.index(a.verdict), conf, a.rationale)
         other = self.slot_of(a.linked_ad_id, "investigator", a)
-        return ("link", slot, other, a.link_reason)
+        return Link(slot, other, a.link_reason)
 
-    def _op_auditor(self, a: AuditorAction) -> tuple:
+    def _op_auditor(self, a: AuditorAction) -> Op:
         if a.action_type == "submit_audit_report":
-            return ("submit", a.audit_report.model_dump() if a.audit_report else None)
+            return Submit(a.audit_report.model_dump() if a.audit_report else None)
         slot = -1 if a.target_ad_id is None else self.slot_of(a.target_ad_id, "auditor", a)
         track = "A" if a.action_type == "flag_investigator" else "B"
-        return ("flag", track, slot, a.flag_type, float(a.severity), a.note)
+        return Flag(track, slot, a.flag_type, float(a.severity), a.note)
 
     def _check_turn(self, role: str, action: object) -> None:
         if self.phase == "done":
@@ -381,82 +393,93 @@ class Referee:
                                  f"{self.phase!r}: {PHASE_ROLE[self.phase]} acts now)")
 
     # ------------------------------------------------------------------ legality
-    def check(self, role: str, op: tuple) -> str | None:
-        """Why ``op`` is illegal for ``role`` now, or None when it is legal."""
+    def check(self, role: str, op: Op) -> str | None:
+        """Why ``op`` is illegal for ``role`` now, or None when it is legal. The one legality
+        rule: the text face, the tensor face's masks and the tests' mask oracle all rest on it."""
         if self.phase == "done" or PHASE_ROLE[self.phase] != role:
             return f"it is not {role}'s turn (phase {self.phase!r})"
-        kind = op[0]
-        if role == "fraudster":
-            if kind == "propose":
-                if self.proposals_used >= self.max_proposals:
-                    return f"no proposals left ({self.max_proposals} used)"
-                if not self.proposal_room():
-                    return "the queue is full"
-                if not self.allowed_mask[op[1]]:
-                    return (f"category {CATEGORIES[op[1]].name!r} is not allowed; allowed: "
-                            f"{list(self.allowed_categories)}")
-                return None
-            if kind == "modify":
-                slot, edit = op[1], op[2]
-                if not self.is_proposal[slot]:
-                    return f"{AD_IDS[slot]} is not your proposal"
-                if self.verdict[slot] >= 0:
-                    return f"{AD_IDS[slot]} already has a verdict and is locked"
-                if edit == 0 and self.rows.markers[self.slot_row[slot]] <= 0:
-                    return f"{AD_IDS[slot]} has no risk phrase left to soften"
-                if edit == 1 and self.trusted[slot]:
-                    return f"{AD_IDS[slot]} already carries a trust blurb"
-                return None
-            if kind in ("end_turn", "commit_final"):
-                return None
-            return f"unknown fraudster action {kind!r}"
-        if role == "investigator":
-            if kind == "end_turn":
-                return None
-            if kind not in ("investigate", "verdict", "link"):
-                return f"unknown investigator action {kind!r}"
-            if self.budget <= 0:
-                return "the action budget is spent"
-            slot = op[1]
-            if not self.present.item(slot):
-                return f"{AD_IDS[slot]} is not in the queue"
-            if kind == "investigate":
-                if self.verdict.item(slot) >= 0:
-                    return f"{AD_IDS[slot]} already has a verdict"
-                if self.pulled.item(slot, op[2]):
-                    return f"{TARGETS[op[2]]} was already pulled for {AD_IDS[slot]}"
-                if self.n_pulls.item(slot) >= MAX_PULLS_PER_AD:
-                    return f"{AD_IDS[slot]} already had {MAX_PULLS_PER_AD} sources pulled"
-                return None
-            if kind == "verdict":
-                if self.verdict.item(slot) >= 0:
-                    return f"{AD_IDS[slot]} already has a verdict"
-                return None
-            if kind == "link":
-                other = op[2]
-                if other == slot:
-                    return "cannot link an ad to itself"
-                if not self.present[other]:
-                    return f"{AD_IDS[other]} is not in the queue"
-                if self.linked[slot, other]:
-                    return f"{AD_IDS[slot]} and {AD_IDS[other]} are already linked"
-                return None
-            return f"unknown investigator action {kind!r}"
-        if kind == "submit":
-            return None
-        if kind == "flag":
-            if self.auditor_actions >= MAX_AUDITOR_ACTIONS:
-                return f"no flags left ({MAX_AUDITOR_ACTIONS} raised); submit the report"
-            track, slot, ftype = op[1], op[2], op[3]
-            if ftype not in (AUDIT_TRACK_A if track == "A" else AUDIT_TRACK_B):
-                return f"flag_type {ftype!r} is not a track {track} flag"
-            if slot >= 0 and not self.present[slot]:
-                return f"{AD_IDS[slot]} is not in the queue"
-            return None  # a repeated flag is legal: it is answered and counted once
-        return f"unknown auditor action {kind!r}"
+        rule = _LEGALITY.get((role, type(op)))
+        if rule is None:
+            return f"unknown {role} action {_excerpt(op)}"
+        return rule(self, op)
+
+    def _can_propose(self, op: Propose) -> str | None:
+        if self.proposals_used >= self.max_proposals:
+            return f"no proposals left ({self.max_proposals} used)"
+        if not self.proposal_room():
+            return "the queue is full"
+        if not self.allowed_mask[op.category]:
+            return (f"category {CATEGORIES[op.category].name!r} is not allowed; allowed: "
+                    f"{list(self.allowed_categories)}")
+        return None
+
+    def _can_modify(self, op: Modify) -> str | None:
+        slot, edit = op.slot, op.edit
+        if not self.is_proposal[slot]:
+            return f"{AD_IDS[slot]} is not your proposal"
+        if self.verdict[slot] >= 0:
+            return f"{AD_IDS[slot]} already has a verdict and is locked"
+        if edit == 0 and self.rows.markers[self.slot_row[slot]] <= 0:
+            return f"{AD_IDS[slot]} has no risk phrase left to soften"
+        if edit == 1 and self.trusted[slot]:
+            return f"{AD_IDS[slot]} already carries a trust blurb"
+        return None
+
+    def _always(self, op: Op) -> None:
+        return None
+
+    def _can_review(self, slot: int) -> str | None:
+        """What every budgeted investigator action needs: budget, and the ad in the queue."""
+        if self.budget <= 0:
+            return "the action budget is spent"
+        if not self.present.item(slot):
+            return f"{AD_IDS[slot]} is not in the queue"
+        return None
+
+    def _can_investigate(self, op: Investigate) -> str | None:
+        slot = op.slot
+        reason = self._can_review(slot)
+        if reason is not None:
+            return reason
+        if self.verdict.item(slot) >= 0:
+            return f"{AD_IDS[slot]} already has a verdict"
+        if self.pulled.item(slot, op.target):
+            return f"{TARGETS[op.target]} was already pulled for {AD_IDS[slot]}"
+        if self.n_pulls.item(slot) >= MAX_PULLS_PER_AD:
+            return f"{AD_IDS[slot]} already had {MAX_PULLS_PER_AD} sources pulled"
+        return None
+
+    def _can_verdict(self, op: Verdict) -> str | None:
+        reason = self._can_review(op.slot)
+        if reason is None and self.verdict.item(op.slot) >= 0:
+            return f"{AD_IDS[op.slot]} already has a verdict"
+        return reason
+
+    def _can_link(self, op: Link) -> str | None:
+        slot, other = op.slot, op.other
+        reason = self._can_review(slot)
+        if reason is not None:
+            return reason
+        if other == slot:
+            return "cannot link an ad to itself"
+        if not self.present[other]:
+            return f"{AD_IDS[other]} is not in the queue"
+        if self.linked[slot, other]:
+            return f"{AD_IDS[slot]} and {AD_IDS[other]} are already linked"
+        return None
+
+    def _can_flag(self, op: Flag) -> str | None:
+        if self.auditor_actions >= MAX_AUDITOR_ACTIONS:
+            return f"no flags left ({MAX_AUDITOR_ACTIONS} raised); submit the report"
+        track, slot, ftype = op.track, op.slot, op.flag_type
+        if ftype not in (AUDIT_TRACK_A if track == "A" else AUDIT_TRACK_B):
+            return f"flag_type {ftype!r} is not a track {track} flag"
+        if slot >= 0 and not self.present[slot]:
+            return f"{AD_IDS[slot]} is not in the queue"
+        return None  # a repeated flag is legal: it is answered and counted once
 
     # ------------------------------------------------------------------ apply
-    def apply(self, role: str, op: tuple) -> float:
+    def apply(self, role: str, op: Op) -> float:
         """Apply a legal op, or raise ``IllegalActionError`` (penalize mode: charge and use up
         the action). Returns the acting role's reward for this step."""
         if self.phase == "done" or PHASE_ROLE[self.phase] != role:
@@ -469,13 +492,12 @@ class Referee:
         r = self.step_rewards
         r[0] = r[1] = r[2] = 0.0
         self.step_count += 1
-        kind = op[0]
         if role == "fraudster":
-            idx, reward = F, self._apply_fraudster(kind, op)
+            idx, reward = F, self._apply_fraudster(op)
         elif role == "investigator":
-            idx, reward = I, self._apply_investigator(kind, op)
+            idx, reward = I, self._apply_investigator(op)
         else:
-            idx, reward = A, self._apply_auditor(kind, op)
+            idx, reward = A, self._apply_auditor(op)
         r[idx] += reward
         totals = self.totals
         totals[0] += r[0]
@@ -510,27 +532,29 @@ class Referee:
                 self._end_investigator_turn()
 
     # fraudster -----------------------------------------------------------
-    def _apply_fraudster(self, kind: str, op: tuple) -> float:
-        if kind == "propose":
-            slot = self._propose(*op[1:])
-            entry = self._proposal_entry("propose_ad", slot, rationale=op[6],
+    def _apply_fraudster(self, op: Op) -> float:
+        kind = type(op)
+        if kind is Propose:
+            slot = self._propose(op)
+            entry = self._proposal_entry("propose_ad", slot, rationale=op.rationale,
                                          tactic=TACTICS[self.rows.tactic[self.slot_row[slot]]])
             self.feedback[F] = f"proposed {AD_IDS[slot]}"
-        elif kind == "modify":
-            slot = op[1]
-            self._modify(*op[1:])
-            entry = self._proposal_entry("modify_pending_ad", slot, new_ad_copy=op[3],
-                                         new_landing_page_blurb=op[4],
-                                         edit=FRAUDSTER_EDITS[op[2]] if op[2] >= 0
+        elif kind is Modify:
+            slot = op.slot
+            self._modify(op)
+            entry = self._proposal_entry("modify_pending_ad", slot, new_ad_copy=op.new_ad_copy,
+                                         new_landing_page_blurb=op.new_landing_page_blurb,
+                                         edit=FRAUDSTER_EDITS[op.edit] if op.edit >= 0
                                          else "rewrite")
             self.feedback[F] = f"modified {AD_IDS[slot]}"
         else:
-            entry = self._log_entry(kind, reward=0.0)
+            entry = self._log_entry("end_turn" if kind is EndTurn else "commit_final",
+                                    reward=0.0)
         self.fraudster_log.append(entry)
-        if kind == "end_turn":
+        if kind is EndTurn:
             self.feedback[F] = "turn ended"
             self._end_fraudster_turn()
-        elif kind == "commit_final":
+        elif kind is CommitFinal:
             self.committed = True
             self.feedback[F] = "committed: no more proposals this match"
             self._end_fraudster_turn()
@@ -565,7 +589,9 @@ class Referee:
         turn control (end_turn, commit_final) stays in ``fraudster_log`` only."""
         return [e for e in self.fraudster_log if e["action_type"] in _PROPOSAL_ACTIONS]
 
-    def _propose(self, category, tactic, copy, blurb, targeting, rationale) -> int:
+    def _propose(self, op: Propose) -> int:
+        category, tactic, copy = op.category, op.tactic, op.ad_copy
+        blurb, targeting = op.landing_page_blurb, op.targeting_summary
         rows, ep = self.rows, self.ep
         row = ep.n_base + self.proposals_used
         self.proposals_used += 1
@@ -620,7 +646,9 @@ class Referee:
         self.rows.tokens[row, 0] = self.ep.proposal_ring_tokens[0]
         self.rows.tokens[row, 3] = self.ep.proposal_ring_tokens[3]
 
-    def _modify(self, slot, edit, new_copy, new_blurb) -> None:
+    def _modify(self, op: Modify) -> None:
+        slot, edit, new_copy, new_blurb = op.slot, op.edit, op.new_ad_copy, \
+            op.new_landing_page_blurb
         row = self.slot_row[slot]
         rows = self.rows
         if edit == 0:
@@ -651,17 +679,18 @@ class Referee:
         self._check_all_decided("commit_final" if self.committed else "all_decided")
 
     # investigator ---------------------------------------------------------
-    def _apply_investigator(self, kind: str, op: tuple) -> float:
-        if kind == "end_turn":
+    def _apply_investigator(self, op: Op) -> float:
+        kind = type(op)
+        if kind is EndTurn:
             self.investigator_log.append(self._investigator_entry("end_turn", 0.0))
             self.feedback[I] = "turn ended"
             self._end_investigator_turn()
             return 0.0
-        slot = op[1]
+        slot = op.slot
         ad_id = AD_IDS[slot]
         self.budget -= 1
-        if kind == "investigate":
-            target = op[2]
+        if kind is Investigate:
+            target = op.target
             self.pulled[slot, target] = True
             self.events.append(("pull", slot, target))
             self.n_pulls[slot] = self.n_pulls.item(slot) + 1
@@ -675,8 +704,8 @@ class Referee:
                 revealed={name: value},  # what the pull showed, at the time
                 findings_excerpt=findings[:FINDINGS_EXCERPT])
             self.feedback[I] = f"pulled {source} for {ad_id}"
-        elif kind == "verdict":
-            v, conf = op[2], op[3]
+        elif kind is Verdict:
+            v, conf = op.verdict, op.confidence
             row = self.slot_row.item(slot)
             self.verdict[slot] = v
             self.events.append(("verdict", slot))
@@ -685,15 +714,15 @@ class Referee:
             self.decided_order[slot] = self.n_manual
             self.decided_round[slot] = self.round_number
             self.n_manual += 1
-            self.rationale[slot] = op[4]
+            self.rationale[slot] = op.rationale
             reward = scoring.verdict_reward(v, self.rows.label.item(row),
                                             self.rows.severity.item(row))
             entry = self._investigator_entry("verdict", reward, ad_id=ad_id,
                                              verdict=VERDICTS[v], confidence=conf,
-                                             rationale=op[4])
+                                             rationale=op.rationale)
             self.feedback[I] = f"{VERDICTS[v]} {ad_id}"
         else:
-            other = op[2]
+            other = op.other
             self.linked[slot, other] = self.linked[other, slot] = True
             self.links.append((slot, other))
             self.events.append(("link", slot, other))
@@ -701,7 +730,7 @@ class Referee:
             correct = ra >= 0 and ra == rb
             reward = scoring.LINK_CORRECT if correct else scoring.LINK_WRONG
             entry = self._investigator_entry("link_accounts", reward, ad_id=ad_id,
-                                             linked_ad_id=AD_IDS[other], link_reason=op[3])
+                                             linked_ad_id=AD_IDS[other], link_reason=op.reason)
             self.feedback[I] = f"linked {ad_id} and {AD_IDS[other]}"
         self.investigator_log.append(entry)
         if self.budget <= 0:
@@ -735,16 +764,17 @@ class Referee:
         return True
 
     # auditor --------------------------------------------------------------
-    def _apply_auditor(self, kind: str, op: tuple) -> float:
-        if kind == "submit":
-            self.audit_report = self._report(op[1])
+    def _apply_auditor(self, op: Op) -> float:
+        if type(op) is Submit:
+            self.audit_report = self._report(op.report)
             self.auditor_log.append(self._log_entry("submit_audit_report"))
             self.phase = "done"
             for i in range(3):
                 self.step_rewards[i] += self.terminal[i]
             self.feedback[A] = "report submitted; the match is over"
             return 0.0
-        track, slot, ftype, severity, note = op[1:]
+        track, slot, ftype, severity, note = op.track, op.slot, op.flag_type, op.severity, \
+            op.note
         self.auditor_actions += 1
         target = AD_IDS[slot] if slot >= 0 else None
         flag = {"track": track, "target_ad_id": target, "flag_type": ftype,
@@ -1141,6 +1171,18 @@ class Referee:
             fraudster_reward=self.totals[F], investigator_reward=self.totals[I],
             auditor_reward=self.totals[A], grader_score=self.grader_score if done else None,
             end_reason=self.end_reason if done else None)
+
+
+# Which rule decides whether a role may take an op, by the op's type; ``Referee.check`` dispatches
+# on it (an op of a type not listed here is unknown to the role).
+_LEGALITY = {
+    ("fraudster", Propose): Referee._can_propose, ("fraudster", Modify): Referee._can_modify,
+    ("fraudster", EndTurn): Referee._always, ("fraudster", CommitFinal): Referee._always,
+    ("investigator", EndTurn): Referee._always,
+    ("investigator", Investigate): Referee._can_investigate,
+    ("investigator", Verdict): Referee._can_verdict, ("investigator", Link): Referee._can_link,
+    ("auditor", Flag): Referee._can_flag, ("auditor", Submit): Referee._always,
+}
 
 
 @lru_cache(maxsize=4096)
