@@ -18,6 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import textface
 from .actions import (
     CommitFinal,
     EndTurn,
@@ -55,8 +56,9 @@ from .catalog import (
     VERDICTS,
     nearest_bucket,
 )
+from .errors import IllegalActionError
 from .lexicon import N_LEXICAL
-from .models import AdReviewAction, AuditorAction, FraudsterAction
+from .models import AdReviewAction, AuditorAction, FraudsterAction, parse_action
 from .referee import AD_IDS, AD_SLOT, Referee
 
 S = MAX_SLOTS
@@ -176,82 +178,19 @@ def op_to_model(role: str, op: Op):
 
 
 def model_to_op(role: str, model, referee: Referee | None = None) -> Op:
-    """Translate an action model to an op; with a referee, ad ids are checked against the queue."""
-    if referee is not None:
-        return referee.op_from_model(role, model) if referee.current_role == role else \
-            _stateless_op(role, model)
-    return _stateless_op(role, model)
+    """Translate an action model to an op (through the text face's one translator). With a
+    referee whose turn it is, ad ids are checked against its queue; otherwise any ad id of the
+    catalogue resolves. Raises ``IllegalActionError`` for a name the catalogue does not know."""
+    if referee is not None and referee.current_role == role:
+        return referee.op_from_model(role, model)
+    return textface.op_from_model(role, parse_action(role, model), _any_slot)
 
 
-def _stateless_op(role: str, m) -> Op:
-    t = m.action_type
-    if role == "fraudster":
-        if t == "propose_ad":
-            tactic = TACTICS.index(m.tactic) if m.tactic else -1
-            return Propose(CATEGORY_INDEX.get(m.category, -1), tactic, m.ad_copy,
-                           m.landing_page_blurb, m.targeting_summary, m.rationale)
-        if t == "modify_pending_ad":
-            edit = FRAUDSTER_EDITS.index(m.edit) if m.edit else -1
-            return Modify(AD_SLOT.get(m.ad_id, -1), edit, m.new_ad_copy,
-                          m.new_landing_page_blurb)
-        return CommitFinal() if t == "commit_final" else EndTurn()
-    if role == "investigator":
-        if t == "investigate":
-            return Investigate(AD_SLOT.get(m.ad_id, -1), TARGETS.index(m.investigation_target))
-        if t == "verdict":
-            return Verdict(AD_SLOT.get(m.ad_id, -1), VERDICTS.index(m.verdict),
-                           0.5 if m.confidence is None else m.confidence, m.rationale)
-        if t == "link_accounts":
-            return Link(AD_SLOT.get(m.ad_id, -1), AD_SLOT.get(m.linked_ad_id, -1), m.link_reason)
-        return EndTurn()
-    if t == "submit_audit_report":
-        return Submit()
-    slot = -1 if m.target_ad_id is None else AD_SLOT.get(m.target_ad_id, -2)
-    return Flag("A" if t == "flag_investigator" else "B", slot, m.flag_type, m.severity, m.note)
-
-
-# ----------------------------------------------------------------------------- masks
-def fill_mask(role: str, ref: Referee, out: np.ndarray) -> np.ndarray:
-    """Write the legal-action mask of ``role`` into ``out`` (int8); all zeros when it is not the
-    role's turn. Legal here means exactly ``ref.check(role, op) is None``."""
-    out[:] = 0
-    if ref.current_role != role:
-        return out
-    if role == "fraudster":
-        if ref.proposals_used < ref.max_proposals and ref.proposal_room():
-            out[F_PROPOSE:F_MODIFY].reshape(N_CAT, len(TACTICS))[ref.allowed_mask] = 1
-        mine = ref.is_proposal & (ref.verdict < 0)
-        if mine.any():
-            mod = out[F_MODIFY:F_END].reshape(S, len(FRAUDSTER_EDITS))
-            rows_markers = np.where(mine, ref.rows.markers[np.maximum(ref.slot_row, 0)], 0)
-            mod[:, 0] = mine & (rows_markers > 0)
-            mod[:, 1] = mine & ~ref.trusted
-        out[F_END] = out[F_COMMIT] = 1
-    elif role == "investigator":
-        out[I_END] = 1
-        if ref.budget > 0:
-            pending = ref.present & (ref.verdict < 0)
-            inv = out[I_INVESTIGATE:I_VERDICT].reshape(S, N_T)
-            inv[:] = (pending & (ref.n_pulls < MAX_PULLS_PER_AD))[:, None] & ~ref.pulled
-            out[I_VERDICT:I_LINK].reshape(S, len(VERDICTS) * N_CONF)[pending] = 1
-            p = ref.present
-            out[I_LINK:I_END] = (p[PAIRS[:, 0]] & p[PAIRS[:, 1]] &
-                                 ~ref.linked[PAIRS[:, 0], PAIRS[:, 1]])
-    else:
-        out[A_SUBMIT] = 1
-        if ref.auditor_actions < MAX_AUDITOR_ACTIONS:
-            nA, nB = len(AUDIT_TRACK_A), len(AUDIT_TRACK_B)
-            fa = out[A_FLAG_A:A_FLAG_B].reshape(S + 1, nA)
-            fa[0] = 1
-            fa[1:][ref.present] = 1
-            fb = out[A_FLAG_B:A_SUBMIT].reshape(S, nB)
-            fb[ref.present] = 1
-            for track, ftype, slot in ref.claimed:
-                if track == "A":
-                    fa[slot + 1, AUDIT_TRACK_A.index(ftype)] = 0
-                elif slot >= 0:  # a match-level track B flag has no index
-                    fb[slot, AUDIT_TRACK_B.index(ftype)] = 0
-    return out
+def _any_slot(ad_id: str, agent: str, action: object) -> int:
+    slot = AD_SLOT.get(ad_id, -1)
+    if slot < 0:
+        raise IllegalActionError(agent, action, f"unknown ad_id {ad_id!r}")
+    return slot
 
 
 # ----------------------------------------------------------------------------- observations
@@ -793,5 +732,5 @@ def shared_signals(ref: Referee) -> np.ndarray:
     return shared
 
 
-__all__ = ["N_ACTIONS", "OPS", "Observer", "fill_mask", "index_of", "index_to_op", "op_to_index",
+__all__ = ["N_ACTIONS", "OPS", "Observer", "index_of", "index_to_op", "op_to_index",
            "op_to_model", "model_to_op", "shared_signals", "ROLES"]

@@ -396,7 +396,11 @@ class raw_env(AECEnv, EzPickle):
                 return None
             model = model.model_copy(update={"ad_id": AD_IDS[slots[model.slot_index]],
                                              "slot_index": None})
-        return op_to_index(agent, model_to_op(agent, model))  # an unknown ad has no index
+        try:
+            op = model_to_op(agent, model)
+        except IllegalActionError:  # an ad id or category the catalogue does not know
+            return None
+        return op_to_index(agent, op)
 
     def role_observation(self, agent: str) -> BaseModel:
         """The referee's pydantic observation for ``agent`` (the text face)."""

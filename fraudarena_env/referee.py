@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import audit, scoring
+from . import audit, scoring, textface
 from .actions import (
     CommitFinal,
     EndTurn,
@@ -43,6 +43,8 @@ from .actions import (
     Verdict,
 )
 from .catalog import (
+    AD_IDS,
+    AD_SLOT,
     AUDIT_TRACK_A,
     AUDIT_TRACK_B,
     CATEGORIES,
@@ -53,14 +55,12 @@ from .catalog import (
     FRAUDSTER_EDITS,
     GRAY_CATEGORY,
     KIND_ESCALATE,
-    LABELS,
     LEGIT,
     MATCH_KNOBS,
     MAX_AUDITOR_ACTIONS,
     MAX_PULLS_PER_AD,
     MAX_SLOTS,
     PHASE_ROLE,
-    RING_SIGNALS,
     ROLES,
     STATUSES,
     TACTIC_SEVERITY,
@@ -73,7 +73,7 @@ from .catalog import (
     TaskConfig,
 )
 from .errors import IllegalActionError, OutOfTurnError
-from .evidence import evidence_fields, evidence_text, headline, surface_fields, token_text
+from .evidence import evidence_fields, evidence_text, headline, token_text
 from .generator import U_BLURB, Episode, RingInfo, blurb_of, generate, proposal_surface
 from .lexicon import (
     count_risk_markers,
@@ -99,8 +99,6 @@ SOFTEN_SEVERITY = 0.9
 JUNK_CLASSIFIER_SHIFT = 2.0  # gibberish or injected copy trips the policy classifier
 CAMOUFLAGED = TACTICS.index("camouflaged")
 _EPOCHS = itertools.count(1)  # tells observers a referee was reset (never part of game state)
-AD_IDS = tuple(f"ad_{s + 1:03d}" for s in range(MAX_SLOTS))
-AD_SLOT = {a: s for s, a in enumerate(AD_IDS)}
 _TARGET_RANGE = range(len(TARGETS))
 _PROPOSAL_ACTIONS = ("propose_ad", "modify_pending_ad")
 _INVESTIGATOR_ENTRY = dict.fromkeys(("ad_id", "investigation_target", "verdict", "confidence",
@@ -340,50 +338,13 @@ class Referee:
         return self.apply(role, op)
 
     def op_from_model(self, role: str, action: Any) -> Op:
+        """The op a role's action model (or dict) stands for, checked against this match: the
+        text face's translator (``textface.op_from_model``), after the turn check."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; roles are {ROLES}")
         self._check_turn(role, action)
-        return getattr(self, f"_op_{role}")(parse_action(role, action))
-
-    def _op_fraudster(self, a: FraudsterAction) -> Op:
-        t = a.action_type
-        if t == "propose_ad":
-            if a.category not in CATEGORY_INDEX:
-                raise IllegalActionError("fraudster", a, f"unknown category {a.category!r}")
-            tactic = TACTICS.index(a.tactic) if a.tactic is not None else -1
-            return Propose(CATEGORY_INDEX[a.category], tactic, a.ad_copy, a.landing_page_blurb,
-                           a.targeting_summary, a.rationale)
-        if t == "modify_pending_ad":
-            if a.ad_id is not None:
-                slot = self.slot_of(a.ad_id, "fraudster", a)
-            elif a.slot_index >= len(self.proposal_slots):
-                raise IllegalActionError("fraudster", a, f"slot_index {a.slot_index} is not one "
-                                         f"of your {len(self.proposal_slots)} proposals")
-            else:
-                slot = self.proposal_slots[a.slot_index]
-            edit = FRAUDSTER_EDITS.index(a.edit) if a.edit is not None else -1
-            return Modify(slot, edit, a.new_ad_copy, a.new_landing_page_blurb)
-        return CommitFinal() if t == "commit_final" else EndTurn()
-
-    def _op_investigator(self, a: AdReviewAction) -> Op:
-        t = a.action_type
-        if t == "end_turn":
-            return EndTurn()
-        slot = self.slot_of(a.ad_id, "investigator", a)
-        if t == "investigate":
-            return Investigate(slot, TARGET_INDEX[a.investigation_target])
-        if t == "verdict":
-            conf = 0.5 if a.confidence is None else float(a.confidence)
-            return Verdict(slot, VERDICTS.index(a.verdict), conf, a.rationale)
-        other = self.slot_of(a.linked_ad_id, "investigator", a)
-        return Link(slot, other, a.link_reason)
-
-    def _op_auditor(self, a: AuditorAction) -> Op:
-        if a.action_type == "submit_audit_report":
-            return Submit(a.audit_report.model_dump() if a.audit_report else None)
-        slot = -1 if a.target_ad_id is None else self.slot_of(a.target_ad_id, "auditor", a)
-        track = "A" if a.action_type == "flag_investigator" else "B"
-        return Flag(track, slot, a.flag_type, float(a.severity), a.note)
+        return textface.op_from_model(role, parse_action(role, action), self.slot_of,
+                                      self.proposal_slots)
 
     def _check_turn(self, role: str, action: object) -> None:
         if self.phase == "done":
@@ -402,6 +363,11 @@ class Referee:
         if rule is None:
             return f"unknown {role} action {_excerpt(op)}"
         return rule(self, op)
+
+    def repeats(self, op: Op) -> bool:
+        """Whether ``op`` is a flag already raised: legal (it is answered, and counts once), but
+        the tensor face does not offer it, since it can earn nothing."""
+        return type(op) is Flag and (op.track, op.flag_type, op.slot) in self.claimed
 
     def _can_propose(self, op: Propose) -> str | None:
         if self.proposals_used >= self.max_proposals:
@@ -955,25 +921,6 @@ class Referee:
     def status_of(self, slot: int) -> str:
         return STATUSES[int(self.verdict[slot]) + 1]
 
-    def revealed(self, slot: int) -> dict[str, dict]:
-        row = self.slot_row[slot]
-        return {TARGETS[t]: evidence_fields(self.rows, row, int(t))
-                for t in np.flatnonzero(self.pulled[slot])}
-
-    @staticmethod
-    def seed_columns(ad_id: str, revealed: dict[str, dict]) -> dict:
-        """The flat columns the seed's clients read off an ad's row: every revealed field, plus
-        the seed's names ``advertiser_id`` (advertiser_history; one per ad, never shared) and
-        ``targeting_fingerprint`` (targeting_overlap's audience fingerprint)."""
-        out = {}
-        for fields in revealed.values():
-            out.update(fields)
-        if "advertiser_history" in revealed:
-            out["advertiser_id"] = f"adv_{ad_id}"
-        if "audience_fingerprint" in out:
-            out["targeting_fingerprint"] = out["audience_fingerprint"]
-        return out
-
     def rounds_remaining(self) -> int:
         return max(0, self.max_rounds - self.round_number + 1)
 
@@ -984,193 +931,23 @@ class Referee:
             return MAX_AUDITOR_ACTIONS - self.auditor_actions
         return self.caps[role_index] - self.actions_this_turn
 
+    # The text face's observations and record, built by ``textface`` (public API: kept here).
     def build_fraudster_observation(self) -> FraudsterObservation:
-        present = np.flatnonzero(self.present)
-        queue, prior, used, mine = [], [], {}, {}
-        for s in present:
-            item = {"ad_id": AD_IDS[s], "ad_copy": self.copy[s],
-                    "category": CATEGORIES[self.rows.category[self.slot_row[s]]].name,
-                    "status": VERDICTS[self.verdict[s]] if self.verdict[s] >= 0 else "pending",
-                    "is_my_proposal": bool(self.is_proposal[s])}
-            if self.is_proposal[s]:
-                item["slot_index"] = self.proposal_slots.index(s)
-            queue.append(item)
-            if self.verdict[s] >= 0:
-                prior.append({"ad_id": AD_IDS[s], "verdict": VERDICTS[self.verdict[s]],
-                              "confidence": float(self.confidence[s]),
-                              "rationale": self.rationale[s] or "",
-                              "auto_approved": bool(not self.manual[s]),
-                              "was_my_proposal": bool(self.is_proposal[s])})
-            if self.pulled[s].any():
-                used[AD_IDS[s]] = [TARGETS[t] for t in np.flatnonzero(self.pulled[s])]
-        for k, s in enumerate(self.proposal_slots):
-            row = self.slot_row[s]
-            signals = surface_fields(self.rows, row)
-            signals.update(self.seed_columns(AD_IDS[s], {
-                t: evidence_fields(self.rows, row, k) for k, t in enumerate(TARGETS)}))
-            signals.update(slot_index=k, tactic=TACTICS[self.rows.tactic[row]],
-                           investigator_verdict=VERDICTS[self.verdict[s]]
-                           if self.verdict[s] >= 0 else None,
-                           landing_page_blurb=self.blurb[s], trust_blurb=bool(self.trusted[s]),
-                           targeting_summary=self.targeting[s])
-            mine[AD_IDS[s]] = signals
-        return FraudsterObservation(
-            feedback=self.feedback[F], phase=self.phase, task_id=self.task.task_id,
-            round_number=self.round_number, rounds_remaining=self.rounds_remaining(),
-            proposals_used=self.proposals_used,
-            proposals_remaining=self.max_proposals - self.proposals_used,
-            actions_left_this_turn=self.actions_left_this_turn(F), current_queue=queue,
-            prior_verdicts=prior, investigation_targets_used=used,
-            allowed_categories=list(self.allowed_categories), my_proposal_signals=mine,
-            can_propose=bool(self.phase == "fraudster_turn" and self.proposal_room() and
-                             self.proposals_used < self.max_proposals),
-            committed=self.committed, done=self.done, reward=self.totals[F])
+        return textface.fraudster_observation(self)
 
     def build_investigator_observation(self) -> AdReviewObservation:
-        present = np.flatnonzero(self.present)
-        pending = [s for s in present if self.verdict[s] < 0]
-        ledger, digest, decided, findings = {}, [], [], []
-        for s in present:
-            row = self.slot_row[s]
-            entry = surface_fields(self.rows, row)
-            entry.update(ad_copy=self.copy[s], landing_page_blurb=self.blurb[s],
-                         targeting_summary=self.targeting[s], status=self.status_of(s),
-                         arrived_round=int(self.arrived[s]),
-                         targets_pulled=[TARGETS[t] for t in np.flatnonzero(self.pulled[s])])
-            revealed = self.revealed(s)
-            columns = self.seed_columns(AD_IDS[s], revealed)
-            entry.update(revealed)
-            entry.update(columns)
-            ledger[AD_IDS[s]] = entry
-            for t, fields in revealed.items():
-                findings.append(f"{AD_IDS[s]} {evidence_text(t, fields)}")
-            if self.verdict[s] < 0:
-                digest.append({"ad_id": AD_IDS[s], **surface_fields(self.rows, row),
-                               "domain": columns.get("domain"),
-                               "registrar": columns.get("registrar")})
-            else:
-                decided.append({"ad_id": AD_IDS[s], **entry,
-                                "verdict": VERDICTS[self.verdict[s]],
-                                "confidence": float(self.confidence[s]),
-                                "auto_approved": bool(not self.manual[s])})
-        focus = ""
-        if pending:
-            s = pending[0]
-            e = ledger[AD_IDS[s]]
-            focus = (f"{AD_IDS[s]} [{e['category']}, policy area {e['policy_area']}] "
-                     f"\"{self.copy[s]}\" targeting: {self.targeting[s]}; account age "
-                     f"{e['account_age_days']} days, .{e['landing_tld']} landing page, "
-                     f"{e['payment_type']}, {e['country']}; pulled: "
-                     f"{e['targets_pulled'] or 'nothing yet'}")
-        n_dec = len(present) - len(pending)
-        can_grow = (not self.committed and self.proposals_used < self.max_proposals) or \
-            self.n_base_arrived < self.ep.n_base
-        return AdReviewObservation(
-            phase=self.phase, task_id=self.task.task_id, round_number=self.round_number,
-            rounds_remaining=self.rounds_remaining(),
-            actions_left_this_turn=self.actions_left_this_turn(I),
-            queue_summary=(f"{len(present)} ads in the queue: {len(pending)} pending, {n_dec} "
-                           f"decided; budget {self.budget}; round {self.round_number}/"
-                           f"{self.max_rounds}"),
-            current_ad_info=focus, investigation_findings="\n".join(findings),
-            verdict_history_summary="; ".join(f"{d['ad_id']}: {d['verdict']}"
-                                              for d in decided),
-            feedback=self.feedback[I], available_ads=[AD_IDS[s] for s in pending],
-            queue_status={"total_ads": len(present), "reviewed": n_dec,
-                          "pending": len(pending), "budget": self.budget,
-                          "investigation_budget": self.budget, "step": self.step_count,
-                          "steps_remaining": self.budget, "task_id": self.task.task_id},
-            queue_may_grow=bool(can_grow and self.phase != "audit_phase"),
-            evidence_ledger=ledger, queue_digest=digest, decided_ads=decided,
-            links=[[AD_IDS[a], AD_IDS[b]] for a, b in self.links],
-            done=self.done, reward=self.totals[I])
-
-    def episode_record(self) -> dict:
-        rows = self.rows
-        present = np.flatnonzero(self.present)
-        ads, verdicts = [], []
-        for s in present:
-            row = self.slot_row[s]
-            cat = CATEGORIES[rows.category[row]]
-            ads.append({"ad_id": AD_IDS[s], "ad_copy": self.copy[s], "category": cat.name,
-                        "ground_truth": LABELS[rows.label[row]],
-                        "severity": round(float(rows.severity[row]), 4),
-                        "fraud_type": cat.name if rows.label[row] != 0 else "",
-                        "difficulty": TACTICS[rows.tactic[row]] if rows.tactic[row] >= 0
-                        else "legit",
-                        "is_fraudster_proposal": bool(self.is_proposal[s]),
-                        "landing_page_blurb": self.blurb[s],
-                        "targeting_summary": self.targeting[s]})
-            if self.verdict[s] >= 0:
-                verdicts.append({"ad_id": AD_IDS[s], "ground_truth": LABELS[rows.label[row]],
-                                 "verdict": VERDICTS[self.verdict[s]],
-                                 "confidence": float(self.confidence[s]),
-                                 "rationale": self.rationale[s] or "",
-                                 "auto_approved": bool(not self.manual[s]),
-                                 "targets_pulled": [TARGETS[t] for t in
-                                                    np.flatnonzero(self.pulled[s])]})
-        rings = [{"ring_id": f"ring_{r.ring_id}", "topology": r.topology,
-                  "member_ad_ids": [AD_IDS[s] for s in present if self.slot_row[s] in
-                                    r.members],
-                  "shared_signal_types": [RING_SIGNALS[i] for i in r.shared_signals]}
-                 for r in self.rings]
-        return {"task_id": self.task.task_id, "round_number": self.round_number,
-                "proposals_used": self.proposals_used, "end_reason": self.end_reason,
-                "ads": ads, "verdicts": verdicts,
-                "links": [[AD_IDS[a], AD_IDS[b]] for a, b in self.links],
-                "grader_score": self.grader_score, "grader_terms": self.grader_terms,
-                "fraud_rings": rings}
+        return textface.investigator_observation(self)
 
     def build_auditor_observation(self) -> AuditorObservation:
-        # The auditor reviews the finished match: nothing of it is shown while play runs.
-        seen, record, inv_log, proposals = {}, {}, [], []
-        if self.phase in ("audit_phase", "done"):
-            for s in np.flatnonzero(self.present & self.pulled.any(axis=1)):
-                seen[AD_IDS[s]] = {t: evidence_text(t, f) for t, f in self.revealed(s).items()}
-            record = self.episode_record()
-            inv_log, proposals = list(self.investigator_log), self.proposal_log()
-        return AuditorObservation(
-            feedback=self.feedback[A], phase=self.phase, task_id=self.task.task_id,
-            full_episode_record=record, investigator_actions=inv_log,
-            fraudster_proposals=proposals, investigation_data_seen=seen,
-            pending_flags=list(self.auditor_flags), actions_left=self.actions_left_this_turn(A),
-            done=self.done, reward=self.totals[A])
+        return textface.auditor_observation(self)
+
+    def episode_record(self) -> dict:
+        return textface.episode_record(self)
 
     @property
     def state(self) -> RefereeState:
-        """The whole match (for the in-process caller; remote roles get a sealed view).
-        The seed's clients require ``max_actions_per_turn`` >= 1 in every phase (after the
-        match it is the auditor's, the last to act) and ``grader_score`` and ``end_reason``
-        null until the match is done."""
-        role = self.current_role or "auditor"
-        done = self.done
-        return RefereeState(
-            episode_id=self.episode_id, match_id=self.match_id, seed=self.seed,
-            step_count=self.step_count, task_id=self.task.task_id, phase=self.phase,
-            round_number=self.round_number, max_rounds=self.max_rounds,
-            proposals_used=self.proposals_used, max_proposals=self.max_proposals,
-            actions_this_turn=self.actions_this_turn,
-            max_actions_per_turn=self.caps[ROLES.index(role)],
-            budget_remaining=self.budget,
-            investigator_state={
-                "budget": self.budget,
-                "verdicts": {AD_IDS[s]: {"verdict": VERDICTS[self.verdict[s]],
-                                         "confidence": float(self.confidence[s]),
-                                         "auto_approved": bool(not self.manual[s])}
-                             for s in np.flatnonzero(self.present & (self.verdict >= 0))},
-                "pending": [AD_IDS[s] for s in self.pending_slots()],
-                "links": [[AD_IDS[a], AD_IDS[b]] for a, b in self.links],
-                "targets_pulled": {AD_IDS[s]: [TARGETS[t] for t in
-                                               np.flatnonzero(self.pulled[s])]
-                                   for s in np.flatnonzero(self.pulled.any(axis=1))},
-            },
-            fraudster_proposals=self.proposal_log(),
-            investigator_action_log=list(self.investigator_log),
-            auditor_action_log=list(self.auditor_log),
-            fraudster_committed=self.committed, audit_report=self.audit_report,
-            fraudster_reward=self.totals[F], investigator_reward=self.totals[I],
-            auditor_reward=self.totals[A], grader_score=self.grader_score if done else None,
-            end_reason=self.end_reason if done else None)
+        """The whole match (for the in-process caller; remote roles get a sealed view)."""
+        return textface.referee_state(self)
 
 
 # Which rule decides whether a role may take an op, by the op's type; ``Referee.check`` dispatches
