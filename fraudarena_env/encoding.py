@@ -13,6 +13,7 @@ role.
 
 from __future__ import annotations
 
+import json
 import math
 from functools import lru_cache
 
@@ -56,7 +57,7 @@ from .catalog import (
     VERDICTS,
     nearest_bucket,
 )
-from .errors import IllegalActionError
+from .errors import IllegalActionError, OutOfTurnError
 from .lexicon import N_LEXICAL
 from .models import AdReviewAction, AuditorAction, FraudsterAction, parse_action
 from .referee import AD_IDS, AD_SLOT, Referee
@@ -175,6 +176,26 @@ def op_to_model(role: str, op: Op):
                              "flag_fraudster", target_ad_id=AD_IDS[op.slot] if op.slot >= 0 else
                              None, flag_type=op.flag_type, severity=op.severity, note=op.note)
     return AuditorAction(action_type="submit_audit_report")
+
+
+def describe(role: str, index: int) -> str:
+    """What action ``index`` of ``role`` stands for: its action model as JSON (for errors)."""
+    model = op_to_model(role, OPS[role][index])
+    return json.dumps(model.model_dump(mode="json", exclude_none=True, exclude={"metadata"}))
+
+
+def apply_index(ref: Referee, role: str, index: int) -> float:
+    """Apply action ``index`` (in range) of ``role``'s catalogue: the one step-an-index path of
+    the env, the server, the arena and the archive. Returns the role's reward. A refused index
+    raises ``IllegalActionError`` naming the index and what it stands for (penalize mode: the
+    referee charges it instead); acting out of turn raises ``OutOfTurnError`` as it is."""
+    try:
+        return ref.apply(role, OPS[role][index])
+    except OutOfTurnError:
+        raise
+    except IllegalActionError as exc:
+        raise IllegalActionError(role, index, f"{exc.reason} (index {index} is "
+                                 f"{describe(role, index)})") from None
 
 
 def model_to_op(role: str, model, referee: Referee | None = None) -> Op:
@@ -732,5 +753,5 @@ def shared_signals(ref: Referee) -> np.ndarray:
     return shared
 
 
-__all__ = ["N_ACTIONS", "OPS", "Observer", "index_of", "index_to_op", "op_to_index",
+__all__ = ["N_ACTIONS", "OPS", "Observer", "apply_index", "describe", "index_of", "index_to_op", "op_to_index",
            "op_to_model", "model_to_op", "shared_signals", "ROLES"]

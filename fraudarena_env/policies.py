@@ -90,6 +90,7 @@ from . import belief  # noqa: E402
 from .actions import (  # noqa: E402
     CommitFinal,
     EndTurn,
+    Flag,
     Investigate,
     Link,
     Modify,
@@ -118,6 +119,7 @@ from .catalog import (  # noqa: E402
     PAYMENT_TYPES,
     REJECT,
     RING_SIGNAL_SOURCE,
+    ROLES,
     TACTICS,
     TARGET_INDEX,
     TARGETS,
@@ -128,8 +130,6 @@ from .catalog import (  # noqa: E402
     nearest_bucket,
 )
 from .encoding import (  # noqa: E402
-    A_FLAG_A,
-    A_FLAG_B,
     A_SUBMIT,
     EVIDENCE_SCALE,
     F_COMMIT,
@@ -154,7 +154,7 @@ S = MAX_SLOTS
 N_T = len(TARGETS)
 N_CAT = len(CATEGORIES)
 _SLICES = {role: [(name, o, o + int(np.prod(shape)), shape) for name, o, shape in
-                   Observer(role).layout] for role in ("fraudster", "investigator", "auditor")}
+                   Observer(role).layout] for role in ROLES}
 _SLICE_BY_NAME = {role: {name: (a, b, shape) for name, a, b, shape in sl}
                   for role, sl in _SLICES.items()}
 _LEGIT_FAMILY = np.zeros(len(CATEGORIES), bool)
@@ -575,10 +575,12 @@ _AU_READS = ("lexical", "track_b_cues", "proposal", "status", "pulled", "link_co
              "manual", "evidence", "calibration")  # what HeuristicAuditor._candidates reads
 # The auditor's action index of each flag: _FLAG_A[slot + 1][type] (row 0: the match as a whole)
 # and _FLAG_B[slot][type].
-_FLAG_A = [{f: A_FLAG_A + k * len(AUDIT_TRACK_A) + i for i, f in enumerate(AUDIT_TRACK_A)}
+_FLAG_A = [{f: index_of("auditor", Flag("A", k - 1, f)) for f in AUDIT_TRACK_A}
            for k in range(S + 1)]
-_FLAG_B = [{f: A_FLAG_B + s * len(AUDIT_TRACK_B) + i for i, f in enumerate(AUDIT_TRACK_B)}
-           for s in range(S)]
+_FLAG_B = [{f: index_of("auditor", Flag("B", s, f)) for f in AUDIT_TRACK_B} for s in range(S)]
+# The investigator's action index of each verdict: _VERDICT_AT[slot, verdict, confidence bucket].
+_VERDICT_AT = np.array([[[index_of("investigator", Verdict(s, v, c)) for c in CONFIDENCE_BUCKETS]
+                         for v in range(len(VERDICTS))] for s in range(S)])
 
 
 class HeuristicAuditor(Policy):
@@ -680,7 +682,7 @@ class _Blind(Policy):
         task = _TASK_LIST[int(vector[_InvGlobals.task].argmax())]
         for s in np.flatnonzero(r.pending).tolist():
             verdict, confidence = self.rule(r, s, task)
-            index = I_VERDICT + s * 9 + verdict * 3 + CONFIDENCE_BUCKETS.index(confidence)
+            index = index_of("investigator", Verdict(s, verdict, confidence))
             if mask[index]:
                 return index
         return I_END
@@ -801,11 +803,9 @@ class AlwaysVerdict(_Fixed):
         self.verdict = VERDICTS.index(verdict)
 
     def act_tensor(self, vector, mask):
-        block = mask[I_VERDICT:I_LINK].reshape(S, 3, 3)[:, self.verdict, 2]
-        legal = np.flatnonzero(block)
-        if len(legal):
-            return I_VERDICT + int(legal[0]) * 9 + self.verdict * 3 + 2
-        return I_END
+        at = _VERDICT_AT[:, self.verdict, -1]  # the top confidence bucket, slot by slot
+        legal = np.flatnonzero(mask[at])
+        return int(at[legal[0]]) if len(legal) else I_END
 
 
 class AlwaysReject(AlwaysVerdict):

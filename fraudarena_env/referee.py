@@ -324,9 +324,10 @@ class Referee:
 
     def apply_model(self, role: str, action: Any) -> float:
         """Validate a role's action model (or dict) and apply it; returns the actor's reward.
+        The one text-face step path of the env, the server and the arena.
 
         In penalize mode an action that fails validation is charged like any illegal action;
-        acting out of turn always raises."""
+        acting out of turn always raises. A refused action's error names the action as given."""
         try:
             op = self.op_from_model(role, action)
         except OutOfTurnError:
@@ -335,7 +336,12 @@ class Referee:
             if self.illegal_action == "raise":
                 raise
             return self.penalize(role, action, exc.reason)
-        return self.apply(role, op)
+        try:
+            return self.apply(role, op)
+        except OutOfTurnError:
+            raise
+        except IllegalActionError as exc:
+            raise IllegalActionError(role, action, exc.reason) from None
 
     def op_from_model(self, role: str, action: Any) -> Op:
         """The op a role's action model (or dict) stands for, checked against this match: the
