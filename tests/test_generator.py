@@ -1,4 +1,4 @@
-"""The generated world (DESIGN.md §2 "Tasks", "No free label", "Rings").
+"""The generated world: the tasks, no free label at first sight, and the fraud rings.
 
 The key measured property: what the investigator sees before investigating is informative but
 not decisive (balanced accuracy <= 0.75), and with all six evidence sources revealed a plain

@@ -1,4 +1,4 @@
-"""The referee's rules (DESIGN.md §1 "Illegal input", "Seeding"; §2 rules and rewards).
+"""The referee's rules: illegal input, seeding, the match rules and rewards.
 
 Each test pins down one rule. ``play`` is a seeded random player used by several tests; it only
 applies ops the referee says are legal, so a match always runs to the end.
