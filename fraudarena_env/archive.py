@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .encoding import OPS
+from .encoding import apply_index
 from .referee import Referee
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def replay(record: dict[str, Any]) -> Referee:
     for step in record["actions"]:
         role, action = step["role"], step["action"]
         if "action_index" in action:
-            ref.apply(role, OPS[role][action["action_index"]])
+            apply_index(ref, role, action["action_index"])
         else:
             ref.apply_model(role, action)
     return ref

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .catalog import PHASE_ROLE, ROLES
-from .encoding import OPS, Observer
+from .encoding import Observer, apply_index
 from .policies import BASELINES, Policy
 from .referee import Referee
 
@@ -56,7 +56,7 @@ class Arena:
         while (role := PHASE_ROLE.get(ref.phase)) is not None:  # None once the match is done
             pol, observer = actors[role]
             if observer is not None:
-                ref.apply(role, OPS[role][pol.act_tensor(*observer.observe(ref))])
+                apply_index(ref, role, pol.act_tensor(*observer.observe(ref)))
             else:
                 obs = getattr(ref, f"build_{role}_observation")()
                 ref.apply_model(role, pol.act_model(obs))

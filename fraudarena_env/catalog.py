@@ -337,4 +337,6 @@ TASK_IDS: tuple[str, ...] = tuple(TASKS)
 MATCH_KNOBS: tuple[str, ...] = ("max_rounds", "max_proposals", "max_fraudster_actions_per_turn",
                                 "max_investigator_actions_per_turn", "allowed_categories")
 MAX_SLOTS = 32  # queue slots on every task, so one policy can train across tasks
+AD_IDS: tuple[str, ...] = tuple(f"ad_{s + 1:03d}" for s in range(MAX_SLOTS))  # by slot
+AD_SLOT = {a: s for s, a in enumerate(AD_IDS)}
 MAX_AUDITOR_ACTIONS = 48

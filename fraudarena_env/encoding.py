@@ -13,11 +13,25 @@ role.
 
 from __future__ import annotations
 
+import json
 import math
 from functools import lru_cache
 
 import numpy as np
 
+from . import textface
+from .actions import (
+    CommitFinal,
+    EndTurn,
+    Flag,
+    Investigate,
+    Link,
+    Modify,
+    Op,
+    Propose,
+    Submit,
+    Verdict,
+)
 from .catalog import (
     AUDIT_TRACK_A,
     AUDIT_TRACK_B,
@@ -43,8 +57,9 @@ from .catalog import (
     VERDICTS,
     nearest_bucket,
 )
+from .errors import IllegalActionError, OutOfTurnError
 from .lexicon import N_LEXICAL
-from .models import AdReviewAction, AuditorAction, FraudsterAction
+from .models import AdReviewAction, AuditorAction, FraudsterAction, parse_action
 from .referee import AD_IDS, AD_SLOT, Referee
 
 S = MAX_SLOTS
@@ -60,48 +75,52 @@ OBS_BOUND = 2.0  # every observation entry lies in [-OBS_BOUND, OBS_BOUND]
 
 
 # ----------------------------------------------------------------------------- action catalogue
-def _fraudster_ops() -> list[tuple]:
-    ops = [("propose", c, t, None, None, None, None) for c in range(N_CAT)
-           for t in range(len(TACTICS))]
-    ops += [("modify", s, e, None, None) for s in range(S) for e in range(len(FRAUDSTER_EDITS))]
-    return ops + [("end_turn",), ("commit_final",)]
+def _fraudster_ops() -> list[Op]:
+    ops: list[Op] = [Propose(c, t) for c in range(N_CAT) for t in range(len(TACTICS))]
+    ops += [Modify(s, e) for s in range(S) for e in range(len(FRAUDSTER_EDITS))]
+    return ops + [EndTurn(), CommitFinal()]
 
 
-def _investigator_ops() -> list[tuple]:
-    ops = [("investigate", s, t) for s in range(S) for t in range(N_T)]
-    ops += [("verdict", s, v, CONFIDENCE_BUCKETS[c], None) for s in range(S)
+def _investigator_ops() -> list[Op]:
+    ops: list[Op] = [Investigate(s, t) for s in range(S) for t in range(N_T)]
+    ops += [Verdict(s, v, CONFIDENCE_BUCKETS[c]) for s in range(S)
             for v in range(len(VERDICTS)) for c in range(N_CONF)]
-    ops += [("link", int(i), int(j), None) for i, j in PAIRS]
-    return ops + [("end_turn",)]
+    ops += [Link(int(i), int(j)) for i, j in PAIRS]
+    return ops + [EndTurn()]
 
 
-def _auditor_ops() -> list[tuple]:
-    ops = [("flag", "A", k - 1, f, 0.5, None) for k in range(S + 1) for f in AUDIT_TRACK_A]
-    ops += [("flag", "B", s, f, 0.5, None) for s in range(S) for f in AUDIT_TRACK_B]
-    return ops + [("submit", None)]
+def _auditor_ops() -> list[Op]:
+    ops: list[Op] = [Flag("A", k - 1, f) for k in range(S + 1) for f in AUDIT_TRACK_A]
+    ops += [Flag("B", s, f) for s in range(S) for f in AUDIT_TRACK_B]
+    return ops + [Submit()]
 
 
-OPS: dict[str, list[tuple]] = {"fraudster": _fraudster_ops(),
-                               "investigator": _investigator_ops(),
-                               "auditor": _auditor_ops()}
+OPS: dict[str, list[Op]] = {"fraudster": _fraudster_ops(),
+                            "investigator": _investigator_ops(),
+                            "auditor": _auditor_ops()}
 N_ACTIONS = {role: len(ops) for role, ops in OPS.items()}
 
 
-def _key(op: tuple) -> tuple:
-    """The part of an op that has an index: free text (rationale, notes, copy) is dropped."""
-    kind = op[0]
-    if kind == "propose":
-        return op[:3]
-    if kind == "modify":
-        return op[:3]
-    if kind == "verdict":
-        return (kind, op[1], op[2], nearest_bucket(op[3]))
-    if kind == "link":
-        return (kind, min(op[1], op[2]), max(op[1], op[2]))
-    if kind == "flag":
-        return op[:4]
-    if kind == "submit":
-        return (kind,)
+def _key(op: Op) -> Op | None:
+    """The op an index stands for, with what no index carries dropped: free text (rationale,
+    notes, report), the confidence beyond its bucket, a link's order, a flag's severity. None
+    when the op carries free copy, which no index stands for."""
+    kind = type(op)
+    if kind is Propose:
+        free = op.ad_copy is not None or op.landing_page_blurb is not None or \
+            op.targeting_summary is not None
+        return None if free or op.tactic < 0 else Propose(op.category, op.tactic)
+    if kind is Modify:
+        free = op.new_ad_copy is not None or op.new_landing_page_blurb is not None
+        return None if free or op.edit < 0 else Modify(op.slot, op.edit)
+    if kind is Verdict:
+        return Verdict(op.slot, op.verdict, nearest_bucket(op.confidence))
+    if kind is Link:
+        return Link(min(op.slot, op.other), max(op.slot, op.other))
+    if kind is Flag:
+        return Flag(op.track, op.slot, op.flag_type)
+    if kind is Submit:
+        return Submit()
     return op
 
 
@@ -116,128 +135,83 @@ A_FLAG_A, A_FLAG_B = 0, (S + 1) * len(AUDIT_TRACK_A)
 A_SUBMIT = A_FLAG_B + S * len(AUDIT_TRACK_B)
 
 
-def index_to_op(role: str, index: int) -> tuple:
+def index_to_op(role: str, index: int) -> Op:
     return OPS[role][index]
 
 
-def op_to_index(role: str, op: tuple) -> int | None:
+def op_to_index(role: str, op: Op) -> int | None:
     """The index of an op, or None when it carries free text that no index stands for."""
-    kind = op[0]
-    if kind == "propose" and (op[2] < 0 or any(x is not None for x in op[3:6])):
-        return None
-    if kind == "modify" and (op[2] < 0 or op[3] is not None or op[4] is not None):
-        return None
     return _INDEX[role].get(_key(op))
 
 
-def op_to_model(role: str, op: tuple):
+index_of = op_to_index
+
+
+def op_to_model(role: str, op: Op):
     """The pydantic action model an op stands for."""
-    kind = op[0]
-    if role == "fraudster":
-        if kind == "propose":
-            return FraudsterAction(action_type="propose_ad", category=CATEGORIES[op[1]].name,
-                                   tactic=TACTICS[op[2]])
-        if kind == "modify":
-            return FraudsterAction(action_type="modify_pending_ad", ad_id=AD_IDS[op[1]],
-                                   edit=FRAUDSTER_EDITS[op[2]])
-        return FraudsterAction(action_type=kind)
-    if role == "investigator":
-        if kind == "investigate":
-            return AdReviewAction(action_type="investigate", ad_id=AD_IDS[op[1]],
-                                  investigation_target=TARGETS[op[2]])
-        if kind == "verdict":
-            return AdReviewAction(action_type="verdict", ad_id=AD_IDS[op[1]],
-                                  verdict=VERDICTS[op[2]], confidence=op[3], rationale=op[4])
-        if kind == "link":
-            return AdReviewAction(action_type="link_accounts", ad_id=AD_IDS[op[1]],
-                                  linked_ad_id=AD_IDS[op[2]], link_reason=op[3])
-        return AdReviewAction(action_type="end_turn")
-    if kind == "flag":
-        return AuditorAction(action_type="flag_investigator" if op[1] == "A" else
-                             "flag_fraudster", target_ad_id=AD_IDS[op[2]] if op[2] >= 0 else
-                             None, flag_type=op[3], severity=op[4], note=op[5])
+    kind = type(op)
+    if kind is Propose:
+        return FraudsterAction(action_type="propose_ad", category=CATEGORIES[op.category].name,
+                               tactic=TACTICS[op.tactic])
+    if kind is Modify:
+        return FraudsterAction(action_type="modify_pending_ad", ad_id=AD_IDS[op.slot],
+                               edit=FRAUDSTER_EDITS[op.edit])
+    if kind is CommitFinal:
+        return FraudsterAction(action_type="commit_final")
+    if kind is Investigate:
+        return AdReviewAction(action_type="investigate", ad_id=AD_IDS[op.slot],
+                              investigation_target=TARGETS[op.target])
+    if kind is Verdict:
+        return AdReviewAction(action_type="verdict", ad_id=AD_IDS[op.slot],
+                              verdict=VERDICTS[op.verdict], confidence=op.confidence,
+                              rationale=op.rationale)
+    if kind is Link:
+        return AdReviewAction(action_type="link_accounts", ad_id=AD_IDS[op.slot],
+                              linked_ad_id=AD_IDS[op.other], link_reason=op.reason)
+    if kind is EndTurn:
+        return (FraudsterAction if role == "fraudster" else AdReviewAction)(
+            action_type="end_turn")
+    if kind is Flag:
+        return AuditorAction(action_type="flag_investigator" if op.track == "A" else
+                             "flag_fraudster", target_ad_id=AD_IDS[op.slot] if op.slot >= 0 else
+                             None, flag_type=op.flag_type, severity=op.severity, note=op.note)
     return AuditorAction(action_type="submit_audit_report")
 
 
-def model_to_op(role: str, model, referee: Referee | None = None) -> tuple:
-    """Translate an action model to an op; with a referee, ad ids are checked against the queue."""
-    if referee is not None:
-        return referee.op_from_model(role, model) if referee.current_role == role else \
-            _stateless_op(role, model)
-    return _stateless_op(role, model)
+def describe(role: str, index: int) -> str:
+    """What action ``index`` of ``role`` stands for: its action model as JSON (for errors)."""
+    model = op_to_model(role, OPS[role][index])
+    return json.dumps(model.model_dump(mode="json", exclude_none=True, exclude={"metadata"}))
 
 
-def _stateless_op(role: str, m) -> tuple:
-    t = m.action_type
-    if role == "fraudster":
-        if t == "propose_ad":
-            tactic = TACTICS.index(m.tactic) if m.tactic else -1
-            return ("propose", CATEGORY_INDEX.get(m.category, -1), tactic, m.ad_copy,
-                    m.landing_page_blurb, m.targeting_summary, m.rationale)
-        if t == "modify_pending_ad":
-            edit = FRAUDSTER_EDITS.index(m.edit) if m.edit else -1
-            return ("modify", AD_SLOT.get(m.ad_id, -1), edit, m.new_ad_copy,
-                    m.new_landing_page_blurb)
-        return (t,)
-    if role == "investigator":
-        if t == "investigate":
-            return ("investigate", AD_SLOT.get(m.ad_id, -1), TARGETS.index(m.investigation_target))
-        if t == "verdict":
-            return ("verdict", AD_SLOT.get(m.ad_id, -1), VERDICTS.index(m.verdict),
-                    0.5 if m.confidence is None else m.confidence, m.rationale)
-        if t == "link_accounts":
-            return ("link", AD_SLOT.get(m.ad_id, -1), AD_SLOT.get(m.linked_ad_id, -1),
-                    m.link_reason)
-        return ("end_turn",)
-    if t == "submit_audit_report":
-        return ("submit", None)
-    slot = -1 if m.target_ad_id is None else AD_SLOT.get(m.target_ad_id, -2)
-    return ("flag", "A" if t == "flag_investigator" else "B", slot, m.flag_type, m.severity,
-            m.note)
+def apply_index(ref: Referee, role: str, index: int) -> float:
+    """Apply action ``index`` (in range) of ``role``'s catalogue: the one step-an-index path of
+    the env, the server, the arena and the archive. Returns the role's reward. A refused index
+    raises ``IllegalActionError`` naming the index and what it stands for (penalize mode: the
+    referee charges it instead); acting out of turn raises ``OutOfTurnError`` as it is."""
+    try:
+        return ref.apply(role, OPS[role][index])
+    except OutOfTurnError:
+        raise
+    except IllegalActionError as exc:
+        raise IllegalActionError(role, index, f"{exc.reason} (index {index} is "
+                                 f"{describe(role, index)})") from None
 
 
-# ----------------------------------------------------------------------------- masks
-def fill_mask(role: str, ref: Referee, out: np.ndarray) -> np.ndarray:
-    """Write the legal-action mask of ``role`` into ``out`` (int8); all zeros when it is not the
-    role's turn. Legal here means exactly ``ref.check(role, op) is None``."""
-    out[:] = 0
-    if ref.current_role != role:
-        return out
-    if role == "fraudster":
-        if ref.proposals_used < ref.max_proposals and ref.proposal_room():
-            out[F_PROPOSE:F_MODIFY].reshape(N_CAT, len(TACTICS))[ref.allowed_mask] = 1
-        mine = ref.is_proposal & (ref.verdict < 0)
-        if mine.any():
-            mod = out[F_MODIFY:F_END].reshape(S, len(FRAUDSTER_EDITS))
-            rows_markers = np.where(mine, ref.rows.markers[np.maximum(ref.slot_row, 0)], 0)
-            mod[:, 0] = mine & (rows_markers > 0)
-            mod[:, 1] = mine & ~ref.trusted
-        out[F_END] = out[F_COMMIT] = 1
-    elif role == "investigator":
-        out[I_END] = 1
-        if ref.budget > 0:
-            pending = ref.present & (ref.verdict < 0)
-            inv = out[I_INVESTIGATE:I_VERDICT].reshape(S, N_T)
-            inv[:] = (pending & (ref.n_pulls < MAX_PULLS_PER_AD))[:, None] & ~ref.pulled
-            out[I_VERDICT:I_LINK].reshape(S, len(VERDICTS) * N_CONF)[pending] = 1
-            p = ref.present
-            out[I_LINK:I_END] = (p[PAIRS[:, 0]] & p[PAIRS[:, 1]] &
-                                 ~ref.linked[PAIRS[:, 0], PAIRS[:, 1]])
-    else:
-        out[A_SUBMIT] = 1
-        if ref.auditor_actions < MAX_AUDITOR_ACTIONS:
-            nA, nB = len(AUDIT_TRACK_A), len(AUDIT_TRACK_B)
-            fa = out[A_FLAG_A:A_FLAG_B].reshape(S + 1, nA)
-            fa[0] = 1
-            fa[1:][ref.present] = 1
-            fb = out[A_FLAG_B:A_SUBMIT].reshape(S, nB)
-            fb[ref.present] = 1
-            for track, ftype, slot in ref.claimed:
-                if track == "A":
-                    fa[slot + 1, AUDIT_TRACK_A.index(ftype)] = 0
-                elif slot >= 0:  # a match-level track B flag has no index
-                    fb[slot, AUDIT_TRACK_B.index(ftype)] = 0
-    return out
+def model_to_op(role: str, model, referee: Referee | None = None) -> Op:
+    """Translate an action model to an op (through the text face's one translator). With a
+    referee whose turn it is, ad ids are checked against its queue; otherwise any ad id of the
+    catalogue resolves. Raises ``IllegalActionError`` for a name the catalogue does not know."""
+    if referee is not None and referee.current_role == role:
+        return referee.op_from_model(role, model)
+    return textface.op_from_model(role, parse_action(role, model), _any_slot)
+
+
+def _any_slot(ad_id: str, agent: str, action: object) -> int:
+    slot = AD_SLOT.get(ad_id, -1)
+    if slot < 0:
+        raise IllegalActionError(agent, action, f"unknown ad_id {ad_id!r}")
+    return slot
 
 
 # ----------------------------------------------------------------------------- observations
@@ -779,5 +753,5 @@ def shared_signals(ref: Referee) -> np.ndarray:
     return shared
 
 
-__all__ = ["N_ACTIONS", "OPS", "Observer", "fill_mask", "index_to_op", "op_to_index",
+__all__ = ["N_ACTIONS", "OPS", "Observer", "apply_index", "describe", "index_of", "index_to_op", "op_to_index",
            "op_to_model", "model_to_op", "shared_signals", "ROLES"]

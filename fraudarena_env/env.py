@@ -66,21 +66,22 @@ from gymnasium.utils import EzPickle
 from pettingzoo import AECEnv
 from pydantic import BaseModel
 
-from .catalog import CATEGORIES, LABELS, MATCH_KNOBS, PHASES, TARGETS, TASKS, VERDICTS
+from .catalog import CATEGORIES, LABELS, MATCH_KNOBS, PHASES, ROLES, TARGETS, TASKS, VERDICTS
 from .encoding import (
     N_ACTIONS,
     OBS_BOUND,
     OPS,
     Observer,
+    apply_index,
     model_to_op,
     op_to_index,
     op_to_model,
 )
-from .errors import IllegalActionError, OutOfTurnError
+from .errors import IllegalActionError
 from .models import ACTION_MODELS, parse_action
 from .referee import AD_IDS, Referee
 
-AGENTS = ("fraudster", "investigator", "auditor")
+AGENTS = ROLES  # the catalogue's roles, in turn order
 # Free-text fields of each action model: a model carrying any of them has no action index.
 FREE_TEXT = {
     "fraudster": ("ad_copy", "landing_page_blurb", "targeting_summary", "new_ad_copy",
@@ -242,18 +243,8 @@ class raw_env(AECEnv, EzPickle):
         if self.terminations[agent] or self.truncations[agent]:
             self._was_dead_step(action)
             return
-        ref = self._ref
         if type(action) is int or isinstance(action, np.integer):
-            i = int(action)
-            ops = self._ops[agent]
-            if 0 <= i < len(ops):
-                try:
-                    ref.apply(agent, ops[i])
-                except IllegalActionError as exc:
-                    raise IllegalActionError(agent, action, f"{exc.reason} (index {i} is "
-                                             f"{self._describe(agent, i)})") from None
-            else:
-                self._illegal(agent, action, f"index {i} is outside Discrete({len(ops)})")
+            self._step_index_like(agent, action, int(action))
         else:
             self._step_other(agent, action)
         self._after_apply(agent)
@@ -261,7 +252,6 @@ class raw_env(AECEnv, EzPickle):
     def _step_other(self, agent: str, action: Any) -> None:
         """Text-face actions (a pydantic model or a dict) and anything else that is not a plain
         integer index."""
-        ref = self._ref
         if isinstance(action, np.ndarray) and action.size == 1 and \
                 np.issubdtype(action.dtype, np.integer):
             return self._step_index_like(agent, action, int(action.reshape(-1)[0]))
@@ -272,29 +262,15 @@ class raw_env(AECEnv, EzPickle):
                 reason = (f"expected an action index (int), a {ACTION_MODELS[agent].__name__} "
                           f"or a dict, got {type(action).__name__}")
             raise IllegalActionError(agent, action, reason)
-        try:
-            op = ref.op_from_model(agent, action)
-        except OutOfTurnError:
-            raise
-        except IllegalActionError as exc:
-            self._illegal(agent, action, exc.reason)
-            return None
-        try:
-            ref.apply(agent, op)
-        except IllegalActionError as exc:
-            raise IllegalActionError(agent, action, exc.reason) from None
+        self._ref.apply_model(agent, action)
         return None
 
     def _step_index_like(self, agent: str, action: Any, i: int) -> None:
-        ops = self._ops[agent]
-        if not 0 <= i < len(ops):
-            self._illegal(agent, action, f"index {i} is outside Discrete({len(ops)})")
+        n = N_ACTIONS[agent]
+        if not 0 <= i < n:
+            self._illegal(agent, action, f"index {i} is outside Discrete({n})")
             return
-        try:
-            self._ref.apply(agent, ops[i])
-        except IllegalActionError as exc:
-            raise IllegalActionError(agent, action, f"{exc.reason} (index {i} is "
-                                     f"{self._describe(agent, i)})") from None
+        apply_index(self._ref, agent, i)
 
     def _illegal(self, agent: str, action: Any, reason: str) -> None:
         """An action the referee never saw as an op: raise, or (penalize mode) charge it."""
@@ -366,12 +342,6 @@ class raw_env(AECEnv, EzPickle):
                 "returns": dict(zip(AGENTS, (float(t) for t in ref.totals)))}
 
     # ------------------------------------------------------------------ codec and views
-    def _describe(self, agent: str, i: int) -> str:
-        try:
-            return repr(op_to_model(agent, self._ops[agent][i]).model_dump(exclude_none=True))
-        except Exception:  # pragma: no cover - description only
-            return repr(self._ops[agent][i])
-
     def decode_action(self, agent: str, index: int) -> BaseModel:
         """The pydantic action model that action ``index`` of ``agent`` stands for."""
         ops = self._ops[agent]
@@ -396,9 +366,9 @@ class raw_env(AECEnv, EzPickle):
                 return None
             model = model.model_copy(update={"ad_id": AD_IDS[slots[model.slot_index]],
                                              "slot_index": None})
-        op = model_to_op(agent, model)
-        if any(isinstance(x, int) and not isinstance(x, bool) and x < 0 for x in op[1:3]) \
-                and op[0] in ("modify", "investigate", "verdict", "link"):
+        try:
+            op = model_to_op(agent, model)
+        except IllegalActionError:  # an ad id or category the catalogue does not know
             return None
         return op_to_index(agent, op)
 

@@ -11,19 +11,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .catalog import AUDIT_TRACK_A, AUDIT_TRACK_B, FRAUDSTER_EDITS, TACTICS, TARGETS
+from .catalog import AUDIT_TRACK_A, AUDIT_TRACK_B, FRAUDSTER_EDITS, PHASES, TACTICS, TARGETS
 from .errors import IllegalActionError
 
-Phase = Literal["fraudster_turn", "investigator_turn", "audit_phase", "done"]
-Target = Literal[
-    "advertiser_history",
-    "landing_page",
-    "payment_method",
-    "targeting_overlap",
-    "campaign_structure",
-    "policy_classifier",
-]
-assert tuple(Target.__args__) == TARGETS  # the Literal and the catalogue must not drift
+# The catalogue is the one list; the Literals are built from it (a tuple subscript is its items).
+Phase = Literal[PHASES]
+Target = Literal[TARGETS]
 
 Text2000 = Field(default=None, max_length=2000)
 

@@ -9,6 +9,7 @@ Every policy takes an optional ``seed=`` and draws randomness only from its own 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -86,6 +87,17 @@ class RandomPolicy(Policy):
 
 # ============================================================================ shared readers
 from . import belief  # noqa: E402
+from .actions import (  # noqa: E402
+    CommitFinal,
+    EndTurn,
+    Flag,
+    Investigate,
+    Link,
+    Modify,
+    Op,
+    Propose,
+    Verdict,
+)
 from .catalog import (  # noqa: E402
     APPROVE,
     AUDIT_TRACK_A,
@@ -107,6 +119,7 @@ from .catalog import (  # noqa: E402
     PAYMENT_TYPES,
     REJECT,
     RING_SIGNAL_SOURCE,
+    ROLES,
     TACTICS,
     TARGET_INDEX,
     TARGETS,
@@ -117,21 +130,18 @@ from .catalog import (  # noqa: E402
     nearest_bucket,
 )
 from .encoding import (  # noqa: E402
-    A_FLAG_A,
-    A_FLAG_B,
     A_SUBMIT,
     EVIDENCE_SCALE,
     F_COMMIT,
     F_END,
-    F_MODIFY,
     I_END,
     I_INVESTIGATE,
     I_LINK,
     I_VERDICT,
-    PAIR_INDEX,
     PAIRS,
     TRACK_B_CUES,
     Observer,
+    index_of,
     op_to_model,
 )
 from .evidence import HEADLINE, headline_to_signal  # noqa: E402
@@ -144,7 +154,7 @@ S = MAX_SLOTS
 N_T = len(TARGETS)
 N_CAT = len(CATEGORIES)
 _SLICES = {role: [(name, o, o + int(np.prod(shape)), shape) for name, o, shape in
-                   Observer(role).layout] for role in ("fraudster", "investigator", "auditor")}
+                   Observer(role).layout] for role in ROLES}
 _SLICE_BY_NAME = {role: {name: (a, b, shape) for name, a, b, shape in sl}
                   for role, sl in _SLICES.items()}
 _LEGIT_FAMILY = np.zeros(len(CATEGORIES), bool)
@@ -263,7 +273,7 @@ class ScriptedInvestigator(Policy):
                          round(item(g.budget) * task.action_budget),
                          round(item(g.actions_left) * task.max_investigator_actions_per_turn),
                          round(item(g.rounds_remaining) * task.max_rounds))
-        index = _investigator_index(op)
+        index = index_of("investigator", op)
         if not mask[index]:  # knobs can differ from the task defaults; never act illegally
             index = I_END
         return index
@@ -287,23 +297,17 @@ class ScriptedInvestigator(Policy):
         return self._model(op, obs)
 
     def _model(self, op, obs):
-        kind = op[0]
-        if kind == "investigate":
-            return AdReviewAction(action_type="investigate", ad_id=AD_IDS[op[1]],
-                                  investigation_target=TARGETS[op[2]])
-        if kind == "link":
-            return AdReviewAction(action_type="link_accounts", ad_id=AD_IDS[op[1]],
-                                  linked_ad_id=AD_IDS[op[2]],
-                                  link_reason="they share infrastructure tokens in the evidence")
-        if kind == "verdict":
-            ad = AD_IDS[op[1]]
+        """The op as an action model, with the reasons a reader of the text face expects."""
+        if type(op) is Link:
+            op = replace(op, reason="they share infrastructure tokens in the evidence")
+        elif type(op) is Verdict:
+            ad = AD_IDS[op.slot]
             pulled = obs.evidence_ledger[ad].get("targets_pulled", [])
             cites = "; ".join(f"{t} {HEADLINE[t][0]}="
                               f"{obs.evidence_ledger[ad][t][HEADLINE[t][0]]}" for t in pulled)
             why = f"Evidence: {cites}." if cites else "Decided on the surface signals alone."
-            return AdReviewAction(action_type="verdict", ad_id=ad, verdict=VERDICTS[op[2]],
-                                  confidence=op[3], rationale=why)
-        return AdReviewAction(action_type="end_turn")
+            op = replace(op, rationale=why)
+        return op_to_model("investigator", op)
 
     def beliefs(self, task, r: Reading) -> np.ndarray:
         """Posterior over kinds for every slot: (S, kinds). First-sight terms are cached until
@@ -316,20 +320,20 @@ class ScriptedInvestigator(Policy):
             self._fs_key = key
         return belief.posterior(self._fs + belief.evidence_loglik(r.signal, r.pulled))
 
-    def decide(self, task, r: Reading, pairs, budget, actions_left, rounds_remaining) -> tuple:
+    def decide(self, task, r: Reading, pairs, budget, actions_left, rounds_remaining) -> Op:
         """The choice both faces share. ``pairs``: unlinked slot pairs that visibly share
         infrastructure."""
         if budget <= 0:
-            return ("end_turn",)
+            return EndTurn()
         post = self.beliefs(task, r)
         p_bad = 1.0 - post[:, 0]
         # 1. link pairs that visibly share infrastructure and both look bad
         for i, j in pairs:
             if p_bad[i] > self.LINK_P_BAD and p_bad[j] > self.LINK_P_BAD:
-                return ("link", i, j, None)
+                return Link(i, j)
         pending = np.flatnonzero(r.pending)
         if not len(pending):
-            return ("end_turn",)
+            return EndTurn()
         post_p, rewards = post[pending], self._rewards[pending]
         values = belief.verdict_values(post_p, rewards)
         best = values.argmax(axis=1)
@@ -363,25 +367,24 @@ class ScriptedInvestigator(Policy):
                     # every bad ad looks at the same sources first, so ring members collide
                     for t in _LOOK_ORDER:
                         if available[i, t]:
-                            return ("investigate", slot, t)
+                            return Investigate(slot, t)
                 return self._verdict(slot, best[i], post_p[i])
         # 4. pull the most valuable source while it is worth its price
         if can_pull:
             i, t = np.unravel_index(int(gain.argmax()), gain.shape)
             if gain[i, t] > price:
-                return ("investigate", int(pending[i]), int(t))
+                return Investigate(int(pending[i]), int(t))
         # 5. approve what is settled, with budget to spare; else leave it to the end
         for i in np.argsort(-sure, kind="stable").tolist():
             if needs_verdict[i] or spare >= 1:
                 return self._verdict(pending[i], best[i], post_p[i])
-        return ("end_turn",)
+        return EndTurn()
 
     @staticmethod
-    def _verdict(slot, verdict, post) -> tuple:
+    def _verdict(slot, verdict, post) -> Verdict:
         """A verdict op, with the posterior chance that it is right as its confidence."""
         v = int(verdict)
-        return ("verdict", int(slot), v, nearest_bucket(float(post[_CORRECT_KINDS[v]].sum())),
-                None)
+        return Verdict(int(slot), v, nearest_bucket(float(post[_CORRECT_KINDS[v]].sum())))
 
 
 class _InvGlobals:
@@ -406,17 +409,6 @@ _TASK_LIST = [TASKS[t] for t in TASK_IDS]
 _CORRECT_KINDS = [belief.KIND_LABEL == LEGIT, belief.KIND_LABEL == FRAUD,
                   belief.KIND_LABEL == ESCALATE]
 _TOKEN_FIELDS = ("payment_id", "landing_host", "audience_fingerprint", "campaign_fingerprint")
-
-
-def _investigator_index(op: tuple) -> int:
-    kind = op[0]
-    if kind == "investigate":
-        return I_INVESTIGATE + op[1] * len(TARGETS) + op[2]
-    if kind == "verdict":
-        return I_VERDICT + op[1] * 9 + op[2] * 3 + CONFIDENCE_BUCKETS.index(op[3])
-    if kind == "link":
-        return I_LINK + int(PAIR_INDEX[op[1], op[2]])
-    return I_END
 
 
 # ============================================================================ fraudster
@@ -490,7 +482,7 @@ class ReactiveFraudster(Policy):
         for s in np.flatnonzero(v["mine"]).tolist():
             f.add(s, int(category[s]), int(tactic[s]), int(status[s]), bool(pulled[s]),
                   bool(v["trusted"][s] > 0.5))
-        index = _fraudster_index(self.decide(f))
+        index = index_of("fraudster", self.decide(f))
         if not mask[index]:
             index = F_END
         return index
@@ -511,12 +503,12 @@ class ReactiveFraudster(Policy):
                   bool(sig.get("trust_blurb")))
         return op_to_model("fraudster", self.decide(f))
 
-    def decide(self, f: _FraudsterView) -> tuple:
+    def decide(self, f: _FraudsterView) -> Op:
         for s in f.mine_pending:  # dress up an ad under scrutiny
             if f.mine_pulled[s] and s not in f.trusted and self.rng.random() < 0.5:
-                return ("modify", s, 1)
+                return Modify(s, _TRUST_BLURB)
         if f.proposals_remaining <= 0 or not f.room:
-            return ("commit_final",)
+            return CommitFinal()
         score = [base - self.REUSE_COST * used + self.WON * won - self.LOST * lost
                  + 0.05 * self.rng.random()
                  for base, used, won, lost in zip(self.TACTIC_SCORE, f.used_tactics,
@@ -527,7 +519,7 @@ class ReactiveFraudster(Policy):
         if fresh:
             allowed, weights = zip(*fresh)
             total = sum(weights)
-        return ("propose", _weighted_pick(self.rng.random() * total, allowed, weights), tactic)
+        return Propose(_weighted_pick(self.rng.random() * total, allowed, weights), tactic)
 
 
 def _weighted_pick(x: float, items, weights):
@@ -564,6 +556,7 @@ _FR_READS = ("proposals_remaining", "queue_room", "allowed_categories", "mine", 
              "category", "my_tactic", "pulled", "trusted")
 # the seed protocol's status words for decided ads are the verdicts themselves
 _STATUS_INDEX = {"pending": 0, "approve": 1, "reject": 2, "escalate": 3}
+_TRUST_BLURB = FRAUDSTER_EDITS.index("add_trust_blurb")
 
 
 class _FR:
@@ -577,24 +570,17 @@ class _FR:
     rounds_remaining = _t["rounds_remaining"][0]
 
 
-def _fraudster_index(op: tuple) -> int:
-    kind = op[0]
-    if kind == "propose":
-        return op[1] * len(TACTICS) + op[2]
-    if kind == "modify":
-        return F_MODIFY + op[1] * len(FRAUDSTER_EDITS) + op[2]
-    return F_END if kind == "end_turn" else F_COMMIT
-
-
 # ============================================================================ auditor
 _AU_READS = ("lexical", "track_b_cues", "proposal", "status", "pulled", "link_conflict",
              "manual", "evidence", "calibration")  # what HeuristicAuditor._candidates reads
 # The auditor's action index of each flag: _FLAG_A[slot + 1][type] (row 0: the match as a whole)
 # and _FLAG_B[slot][type].
-_FLAG_A = [{f: A_FLAG_A + k * len(AUDIT_TRACK_A) + i for i, f in enumerate(AUDIT_TRACK_A)}
+_FLAG_A = [{f: index_of("auditor", Flag("A", k - 1, f)) for f in AUDIT_TRACK_A}
            for k in range(S + 1)]
-_FLAG_B = [{f: A_FLAG_B + s * len(AUDIT_TRACK_B) + i for i, f in enumerate(AUDIT_TRACK_B)}
-           for s in range(S)]
+_FLAG_B = [{f: index_of("auditor", Flag("B", s, f)) for f in AUDIT_TRACK_B} for s in range(S)]
+# The investigator's action index of each verdict: _VERDICT_AT[slot, verdict, confidence bucket].
+_VERDICT_AT = np.array([[[index_of("investigator", Verdict(s, v, c)) for c in CONFIDENCE_BUCKETS]
+                         for v in range(len(VERDICTS))] for s in range(S)])
 
 
 class HeuristicAuditor(Policy):
@@ -696,7 +682,7 @@ class _Blind(Policy):
         task = _TASK_LIST[int(vector[_InvGlobals.task].argmax())]
         for s in np.flatnonzero(r.pending).tolist():
             verdict, confidence = self.rule(r, s, task)
-            index = I_VERDICT + s * 9 + verdict * 3 + CONFIDENCE_BUCKETS.index(confidence)
+            index = index_of("investigator", Verdict(s, verdict, confidence))
             if mask[index]:
                 return index
         return I_END
@@ -817,11 +803,9 @@ class AlwaysVerdict(_Fixed):
         self.verdict = VERDICTS.index(verdict)
 
     def act_tensor(self, vector, mask):
-        block = mask[I_VERDICT:I_LINK].reshape(S, 3, 3)[:, self.verdict, 2]
-        legal = np.flatnonzero(block)
-        if len(legal):
-            return I_VERDICT + int(legal[0]) * 9 + self.verdict * 3 + 2
-        return I_END
+        at = _VERDICT_AT[:, self.verdict, -1]  # the top confidence bucket, slot by slot
+        legal = np.flatnonzero(mask[at])
+        return int(at[legal[0]]) if len(legal) else I_END
 
 
 class AlwaysReject(AlwaysVerdict):
@@ -937,7 +921,7 @@ class SingleTacticFraudster(_Fixed):
         allowed = tuple(vector[t.allowed].nonzero()[0].tolist())
         cats, weights, total = _proposal_odds(allowed, False, self.tactic >= 2)
         pick = _weighted_pick(self.rng.random() * total, cats, weights)
-        index = _fraudster_index(("propose", pick, self.tactic))
+        index = index_of("fraudster", Propose(pick, self.tactic))
         return index if mask[index] else F_END
 
 

@@ -29,8 +29,22 @@ from typing import Any
 
 import numpy as np
 
-from . import audit, scoring
+from . import audit, scoring, textface
+from .actions import (
+    CommitFinal,
+    EndTurn,
+    Flag,
+    Investigate,
+    Link,
+    Modify,
+    Op,
+    Propose,
+    Submit,
+    Verdict,
+)
 from .catalog import (
+    AD_IDS,
+    AD_SLOT,
     AUDIT_TRACK_A,
     AUDIT_TRACK_B,
     CATEGORIES,
@@ -41,14 +55,12 @@ from .catalog import (
     FRAUDSTER_EDITS,
     GRAY_CATEGORY,
     KIND_ESCALATE,
-    LABELS,
     LEGIT,
     MATCH_KNOBS,
     MAX_AUDITOR_ACTIONS,
     MAX_PULLS_PER_AD,
     MAX_SLOTS,
     PHASE_ROLE,
-    RING_SIGNALS,
     ROLES,
     STATUSES,
     TACTIC_SEVERITY,
@@ -61,7 +73,7 @@ from .catalog import (
     TaskConfig,
 )
 from .errors import IllegalActionError, OutOfTurnError
-from .evidence import evidence_fields, evidence_text, headline, surface_fields, token_text
+from .evidence import evidence_fields, evidence_text, headline, token_text
 from .generator import U_BLURB, Episode, RingInfo, blurb_of, generate, proposal_surface
 from .lexicon import (
     count_risk_markers,
@@ -87,8 +99,6 @@ SOFTEN_SEVERITY = 0.9
 JUNK_CLASSIFIER_SHIFT = 2.0  # gibberish or injected copy trips the policy classifier
 CAMOUFLAGED = TACTICS.index("camouflaged")
 _EPOCHS = itertools.count(1)  # tells observers a referee was reset (never part of game state)
-AD_IDS = tuple(f"ad_{s + 1:03d}" for s in range(MAX_SLOTS))
-AD_SLOT = {a: s for s, a in enumerate(AD_IDS)}
 _TARGET_RANGE = range(len(TARGETS))
 _PROPOSAL_ACTIONS = ("propose_ad", "modify_pending_ad")
 _INVESTIGATOR_ENTRY = dict.fromkeys(("ad_id", "investigation_target", "verdict", "confidence",
@@ -314,9 +324,10 @@ class Referee:
 
     def apply_model(self, role: str, action: Any) -> float:
         """Validate a role's action model (or dict) and apply it; returns the actor's reward.
+        The one text-face step path of the env, the server and the arena.
 
         In penalize mode an action that fails validation is charged like any illegal action;
-        acting out of turn always raises."""
+        acting out of turn always raises. A refused action's error names the action as given."""
         try:
             op = self.op_from_model(role, action)
         except OutOfTurnError:
@@ -325,53 +336,21 @@ class Referee:
             if self.illegal_action == "raise":
                 raise
             return self.penalize(role, action, exc.reason)
-        return self.apply(role, op)
+        try:
+            return self.apply(role, op)
+        except OutOfTurnError:
+            raise
+        except IllegalActionError as exc:
+            raise IllegalActionError(role, action, exc.reason) from None
 
-    def op_from_model(self, role: str, action: Any) -> tuple:
+    def op_from_model(self, role: str, action: Any) -> Op:
+        """The op a role's action model (or dict) stands for, checked against this match: the
+        text face's translator (``textface.op_from_model``), after the turn check."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; roles are {ROLES}")
         self._check_turn(role, action)
-        return getattr(self, f"_op_{role}")(parse_action(role, action))
-
-    def _op_fraudster(self, a: FraudsterAction) -> tuple:
-        t = a.action_type
-        if t == "propose_ad":
-            if a.category not in CATEGORY_INDEX:
-                raise IllegalActionError("fraudster", a, f"unknown category {a.category!r}")
-            tactic = TACTICS.index(a.tactic) if a.tactic is not None else -1
-            return ("propose", CATEGORY_INDEX[a.category], tactic, a.ad_copy,
-                    a.landing_page_blurb, a.targeting_summary, a.rationale)
-        if t == "modify_pending_ad":
-            if a.ad_id is not None:
-                slot = self.slot_of(a.ad_id, "fraudster", a)
-            elif a.slot_index >= len(self.proposal_slots):
-                raise IllegalActionError("fraudster", a, f"slot_index {a.slot_index} is not one "
-                                         f"of your {len(self.proposal_slots)} proposals")
-            else:
-                slot = self.proposal_slots[a.slot_index]
-            edit = FRAUDSTER_EDITS.index(a.edit) if a.edit is not None else -1
-            return ("modify", slot, edit, a.new_ad_copy, a.new_landing_page_blurb)
-        return (t,)
-
-    def _op_investigator(self, a: AdReviewAction) -> tuple:
-        t = a.action_type
-        if t == "end_turn":
-            return ("end_turn",)
-        slot = self.slot_of(a.ad_id, "investigator", a)
-        if t == "investigate":
-            return ("investigate", slot, TARGET_INDEX[a.investigation_target])
-        if t == "verdict":
-            conf = 0.5 if a.confidence is None else float(a.confidence)
-            return ("verdict", slot, VERDICTS.index(a.verdict), conf, a.rationale)
-        other = self.slot_of(a.linked_ad_id, "investigator", a)
-        return ("link", slot, other, a.link_reason)
-
-    def _op_auditor(self, a: AuditorAction) -> tuple:
-        if a.action_type == "submit_audit_report":
-            return ("submit", a.audit_report.model_dump() if a.audit_report else None)
-        slot = -1 if a.target_ad_id is None else self.slot_of(a.target_ad_id, "auditor", a)
-        track = "A" if a.action_type == "flag_investigator" else "B"
-        return ("flag", track, slot, a.flag_type, float(a.severity), a.note)
+        return textface.op_from_model(role, parse_action(role, action), self.slot_of,
+                                      self.proposal_slots)
 
     def _check_turn(self, role: str, action: object) -> None:
         if self.phase == "done":
@@ -381,82 +360,98 @@ class Referee:
                                  f"{self.phase!r}: {PHASE_ROLE[self.phase]} acts now)")
 
     # ------------------------------------------------------------------ legality
-    def check(self, role: str, op: tuple) -> str | None:
-        """Why ``op`` is illegal for ``role`` now, or None when it is legal."""
+    def check(self, role: str, op: Op) -> str | None:
+        """Why ``op`` is illegal for ``role`` now, or None when it is legal. The one legality
+        rule: the text face, the tensor face's masks and the tests' mask oracle all rest on it."""
         if self.phase == "done" or PHASE_ROLE[self.phase] != role:
             return f"it is not {role}'s turn (phase {self.phase!r})"
-        kind = op[0]
-        if role == "fraudster":
-            if kind == "propose":
-                if self.proposals_used >= self.max_proposals:
-                    return f"no proposals left ({self.max_proposals} used)"
-                if not self.proposal_room():
-                    return "the queue is full"
-                if not self.allowed_mask[op[1]]:
-                    return (f"category {CATEGORIES[op[1]].name!r} is not allowed; allowed: "
-                            f"{list(self.allowed_categories)}")
-                return None
-            if kind == "modify":
-                slot, edit = op[1], op[2]
-                if not self.is_proposal[slot]:
-                    return f"{AD_IDS[slot]} is not your proposal"
-                if self.verdict[slot] >= 0:
-                    return f"{AD_IDS[slot]} already has a verdict and is locked"
-                if edit == 0 and self.rows.markers[self.slot_row[slot]] <= 0:
-                    return f"{AD_IDS[slot]} has no risk phrase left to soften"
-                if edit == 1 and self.trusted[slot]:
-                    return f"{AD_IDS[slot]} already carries a trust blurb"
-                return None
-            if kind in ("end_turn", "commit_final"):
-                return None
-            return f"unknown fraudster action {kind!r}"
-        if role == "investigator":
-            if kind == "end_turn":
-                return None
-            if kind not in ("investigate", "verdict", "link"):
-                return f"unknown investigator action {kind!r}"
-            if self.budget <= 0:
-                return "the action budget is spent"
-            slot = op[1]
-            if not self.present.item(slot):
-                return f"{AD_IDS[slot]} is not in the queue"
-            if kind == "investigate":
-                if self.verdict.item(slot) >= 0:
-                    return f"{AD_IDS[slot]} already has a verdict"
-                if self.pulled.item(slot, op[2]):
-                    return f"{TARGETS[op[2]]} was already pulled for {AD_IDS[slot]}"
-                if self.n_pulls.item(slot) >= MAX_PULLS_PER_AD:
-                    return f"{AD_IDS[slot]} already had {MAX_PULLS_PER_AD} sources pulled"
-                return None
-            if kind == "verdict":
-                if self.verdict.item(slot) >= 0:
-                    return f"{AD_IDS[slot]} already has a verdict"
-                return None
-            if kind == "link":
-                other = op[2]
-                if other == slot:
-                    return "cannot link an ad to itself"
-                if not self.present[other]:
-                    return f"{AD_IDS[other]} is not in the queue"
-                if self.linked[slot, other]:
-                    return f"{AD_IDS[slot]} and {AD_IDS[other]} are already linked"
-                return None
-            return f"unknown investigator action {kind!r}"
-        if kind == "submit":
-            return None
-        if kind == "flag":
-            if self.auditor_actions >= MAX_AUDITOR_ACTIONS:
-                return f"no flags left ({MAX_AUDITOR_ACTIONS} raised); submit the report"
-            track, slot, ftype = op[1], op[2], op[3]
-            if ftype not in (AUDIT_TRACK_A if track == "A" else AUDIT_TRACK_B):
-                return f"flag_type {ftype!r} is not a track {track} flag"
-            if slot >= 0 and not self.present[slot]:
-                return f"{AD_IDS[slot]} is not in the queue"
-            return None  # a repeated flag is legal: it is answered and counted once
-        return f"unknown auditor action {kind!r}"
+        rule = _LEGALITY.get((role, type(op)))
+        if rule is None:
+            return f"unknown {role} action {_excerpt(op)}"
+        return rule(self, op)
+
+    def repeats(self, op: Op) -> bool:
+        """Whether ``op`` is a flag already raised: legal (it is answered, and counts once), but
+        the tensor face does not offer it, since it can earn nothing."""
+        return type(op) is Flag and (op.track, op.flag_type, op.slot) in self.claimed
+
+    def _can_propose(self, op: Propose) -> str | None:
+        if self.proposals_used >= self.max_proposals:
+            return f"no proposals left ({self.max_proposals} used)"
+        if not self.proposal_room():
+            return "the queue is full"
+        if not self.allowed_mask[op.category]:
+            return (f"category {CATEGORIES[op.category].name!r} is not allowed; allowed: "
+                    f"{list(self.allowed_categories)}")
+        return None
+
+    def _can_modify(self, op: Modify) -> str | None:
+        slot, edit = op.slot, op.edit
+        if not self.is_proposal[slot]:
+            return f"{AD_IDS[slot]} is not your proposal"
+        if self.verdict[slot] >= 0:
+            return f"{AD_IDS[slot]} already has a verdict and is locked"
+        if edit == 0 and self.rows.markers[self.slot_row[slot]] <= 0:
+            return f"{AD_IDS[slot]} has no risk phrase left to soften"
+        if edit == 1 and self.trusted[slot]:
+            return f"{AD_IDS[slot]} already carries a trust blurb"
+        return None
+
+    def _always(self, op: Op) -> None:
+        return None
+
+    def _can_review(self, slot: int) -> str | None:
+        """What every budgeted investigator action needs: budget, and the ad in the queue."""
+        if self.budget <= 0:
+            return "the action budget is spent"
+        if not self.present.item(slot):
+            return f"{AD_IDS[slot]} is not in the queue"
+        return None
+
+    def _can_investigate(self, op: Investigate) -> str | None:
+        slot = op.slot
+        reason = self._can_review(slot)
+        if reason is not None:
+            return reason
+        if self.verdict.item(slot) >= 0:
+            return f"{AD_IDS[slot]} already has a verdict"
+        if self.pulled.item(slot, op.target):
+            return f"{TARGETS[op.target]} was already pulled for {AD_IDS[slot]}"
+        if self.n_pulls.item(slot) >= MAX_PULLS_PER_AD:
+            return f"{AD_IDS[slot]} already had {MAX_PULLS_PER_AD} sources pulled"
+        return None
+
+    def _can_verdict(self, op: Verdict) -> str | None:
+        reason = self._can_review(op.slot)
+        if reason is None and self.verdict.item(op.slot) >= 0:
+            return f"{AD_IDS[op.slot]} already has a verdict"
+        return reason
+
+    def _can_link(self, op: Link) -> str | None:
+        slot, other = op.slot, op.other
+        reason = self._can_review(slot)
+        if reason is not None:
+            return reason
+        if other == slot:
+            return "cannot link an ad to itself"
+        if not self.present[other]:
+            return f"{AD_IDS[other]} is not in the queue"
+        if self.linked[slot, other]:
+            return f"{AD_IDS[slot]} and {AD_IDS[other]} are already linked"
+        return None
+
+    def _can_flag(self, op: Flag) -> str | None:
+        if self.auditor_actions >= MAX_AUDITOR_ACTIONS:
+            return f"no flags left ({MAX_AUDITOR_ACTIONS} raised); submit the report"
+        track, slot, ftype = op.track, op.slot, op.flag_type
+        if ftype not in (AUDIT_TRACK_A if track == "A" else AUDIT_TRACK_B):
+            return f"flag_type {ftype!r} is not a track {track} flag"
+        if slot >= 0 and not self.present[slot]:
+            return f"{AD_IDS[slot]} is not in the queue"
+        return None  # a repeated flag is legal: it is answered and counted once
 
     # ------------------------------------------------------------------ apply
-    def apply(self, role: str, op: tuple) -> float:
+    def apply(self, role: str, op: Op) -> float:
         """Apply a legal op, or raise ``IllegalActionError`` (penalize mode: charge and use up
         the action). Returns the acting role's reward for this step."""
         if self.phase == "done" or PHASE_ROLE[self.phase] != role:
@@ -469,13 +464,12 @@ class Referee:
         r = self.step_rewards
         r[0] = r[1] = r[2] = 0.0
         self.step_count += 1
-        kind = op[0]
         if role == "fraudster":
-            idx, reward = F, self._apply_fraudster(kind, op)
+            idx, reward = F, self._apply_fraudster(op)
         elif role == "investigator":
-            idx, reward = I, self._apply_investigator(kind, op)
+            idx, reward = I, self._apply_investigator(op)
         else:
-            idx, reward = A, self._apply_auditor(kind, op)
+            idx, reward = A, self._apply_auditor(op)
         r[idx] += reward
         totals = self.totals
         totals[0] += r[0]
@@ -510,27 +504,29 @@ class Referee:
                 self._end_investigator_turn()
 
     # fraudster -----------------------------------------------------------
-    def _apply_fraudster(self, kind: str, op: tuple) -> float:
-        if kind == "propose":
-            slot = self._propose(*op[1:])
-            entry = self._proposal_entry("propose_ad", slot, rationale=op[6],
+    def _apply_fraudster(self, op: Op) -> float:
+        kind = type(op)
+        if kind is Propose:
+            slot = self._propose(op)
+            entry = self._proposal_entry("propose_ad", slot, rationale=op.rationale,
                                          tactic=TACTICS[self.rows.tactic[self.slot_row[slot]]])
             self.feedback[F] = f"proposed {AD_IDS[slot]}"
-        elif kind == "modify":
-            slot = op[1]
-            self._modify(*op[1:])
-            entry = self._proposal_entry("modify_pending_ad", slot, new_ad_copy=op[3],
-                                         new_landing_page_blurb=op[4],
-                                         edit=FRAUDSTER_EDITS[op[2]] if op[2] >= 0
+        elif kind is Modify:
+            slot = op.slot
+            self._modify(op)
+            entry = self._proposal_entry("modify_pending_ad", slot, new_ad_copy=op.new_ad_copy,
+                                         new_landing_page_blurb=op.new_landing_page_blurb,
+                                         edit=FRAUDSTER_EDITS[op.edit] if op.edit >= 0
                                          else "rewrite")
             self.feedback[F] = f"modified {AD_IDS[slot]}"
         else:
-            entry = self._log_entry(kind, reward=0.0)
+            entry = self._log_entry("end_turn" if kind is EndTurn else "commit_final",
+                                    reward=0.0)
         self.fraudster_log.append(entry)
-        if kind == "end_turn":
+        if kind is EndTurn:
             self.feedback[F] = "turn ended"
             self._end_fraudster_turn()
-        elif kind == "commit_final":
+        elif kind is CommitFinal:
             self.committed = True
             self.feedback[F] = "committed: no more proposals this match"
             self._end_fraudster_turn()
@@ -565,7 +561,9 @@ class Referee:
         turn control (end_turn, commit_final) stays in ``fraudster_log`` only."""
         return [e for e in self.fraudster_log if e["action_type"] in _PROPOSAL_ACTIONS]
 
-    def _propose(self, category, tactic, copy, blurb, targeting, rationale) -> int:
+    def _propose(self, op: Propose) -> int:
+        category, tactic, copy = op.category, op.tactic, op.ad_copy
+        blurb, targeting = op.landing_page_blurb, op.targeting_summary
         rows, ep = self.rows, self.ep
         row = ep.n_base + self.proposals_used
         self.proposals_used += 1
@@ -620,7 +618,9 @@ class Referee:
         self.rows.tokens[row, 0] = self.ep.proposal_ring_tokens[0]
         self.rows.tokens[row, 3] = self.ep.proposal_ring_tokens[3]
 
-    def _modify(self, slot, edit, new_copy, new_blurb) -> None:
+    def _modify(self, op: Modify) -> None:
+        slot, edit, new_copy, new_blurb = op.slot, op.edit, op.new_ad_copy, \
+            op.new_landing_page_blurb
         row = self.slot_row[slot]
         rows = self.rows
         if edit == 0:
@@ -651,17 +651,18 @@ class Referee:
         self._check_all_decided("commit_final" if self.committed else "all_decided")
 
     # investigator ---------------------------------------------------------
-    def _apply_investigator(self, kind: str, op: tuple) -> float:
-        if kind == "end_turn":
+    def _apply_investigator(self, op: Op) -> float:
+        kind = type(op)
+        if kind is EndTurn:
             self.investigator_log.append(self._investigator_entry("end_turn", 0.0))
             self.feedback[I] = "turn ended"
             self._end_investigator_turn()
             return 0.0
-        slot = op[1]
+        slot = op.slot
         ad_id = AD_IDS[slot]
         self.budget -= 1
-        if kind == "investigate":
-            target = op[2]
+        if kind is Investigate:
+            target = op.target
             self.pulled[slot, target] = True
             self.events.append(("pull", slot, target))
             self.n_pulls[slot] = self.n_pulls.item(slot) + 1
@@ -675,8 +676,8 @@ class Referee:
                 revealed={name: value},  # what the pull showed, at the time
                 findings_excerpt=findings[:FINDINGS_EXCERPT])
             self.feedback[I] = f"pulled {source} for {ad_id}"
-        elif kind == "verdict":
-            v, conf = op[2], op[3]
+        elif kind is Verdict:
+            v, conf = op.verdict, op.confidence
             row = self.slot_row.item(slot)
             self.verdict[slot] = v
             self.events.append(("verdict", slot))
@@ -685,15 +686,15 @@ class Referee:
             self.decided_order[slot] = self.n_manual
             self.decided_round[slot] = self.round_number
             self.n_manual += 1
-            self.rationale[slot] = op[4]
+            self.rationale[slot] = op.rationale
             reward = scoring.verdict_reward(v, self.rows.label.item(row),
                                             self.rows.severity.item(row))
             entry = self._investigator_entry("verdict", reward, ad_id=ad_id,
                                              verdict=VERDICTS[v], confidence=conf,
-                                             rationale=op[4])
+                                             rationale=op.rationale)
             self.feedback[I] = f"{VERDICTS[v]} {ad_id}"
         else:
-            other = op[2]
+            other = op.other
             self.linked[slot, other] = self.linked[other, slot] = True
             self.links.append((slot, other))
             self.events.append(("link", slot, other))
@@ -701,7 +702,7 @@ class Referee:
             correct = ra >= 0 and ra == rb
             reward = scoring.LINK_CORRECT if correct else scoring.LINK_WRONG
             entry = self._investigator_entry("link_accounts", reward, ad_id=ad_id,
-                                             linked_ad_id=AD_IDS[other], link_reason=op[3])
+                                             linked_ad_id=AD_IDS[other], link_reason=op.reason)
             self.feedback[I] = f"linked {ad_id} and {AD_IDS[other]}"
         self.investigator_log.append(entry)
         if self.budget <= 0:
@@ -735,16 +736,17 @@ class Referee:
         return True
 
     # auditor --------------------------------------------------------------
-    def _apply_auditor(self, kind: str, op: tuple) -> float:
-        if kind == "submit":
-            self.audit_report = self._report(op[1])
+    def _apply_auditor(self, op: Op) -> float:
+        if type(op) is Submit:
+            self.audit_report = self._report(op.report)
             self.auditor_log.append(self._log_entry("submit_audit_report"))
             self.phase = "done"
             for i in range(3):
                 self.step_rewards[i] += self.terminal[i]
             self.feedback[A] = "report submitted; the match is over"
             return 0.0
-        track, slot, ftype, severity, note = op[1:]
+        track, slot, ftype, severity, note = op.track, op.slot, op.flag_type, op.severity, \
+            op.note
         self.auditor_actions += 1
         target = AD_IDS[slot] if slot >= 0 else None
         flag = {"track": track, "target_ad_id": target, "flag_type": ftype,
@@ -925,25 +927,6 @@ class Referee:
     def status_of(self, slot: int) -> str:
         return STATUSES[int(self.verdict[slot]) + 1]
 
-    def revealed(self, slot: int) -> dict[str, dict]:
-        row = self.slot_row[slot]
-        return {TARGETS[t]: evidence_fields(self.rows, row, int(t))
-                for t in np.flatnonzero(self.pulled[slot])}
-
-    @staticmethod
-    def seed_columns(ad_id: str, revealed: dict[str, dict]) -> dict:
-        """The flat columns the seed's clients read off an ad's row: every revealed field, plus
-        the seed's names ``advertiser_id`` (advertiser_history; one per ad, never shared) and
-        ``targeting_fingerprint`` (targeting_overlap's audience fingerprint)."""
-        out = {}
-        for fields in revealed.values():
-            out.update(fields)
-        if "advertiser_history" in revealed:
-            out["advertiser_id"] = f"adv_{ad_id}"
-        if "audience_fingerprint" in out:
-            out["targeting_fingerprint"] = out["audience_fingerprint"]
-        return out
-
     def rounds_remaining(self) -> int:
         return max(0, self.max_rounds - self.round_number + 1)
 
@@ -954,193 +937,35 @@ class Referee:
             return MAX_AUDITOR_ACTIONS - self.auditor_actions
         return self.caps[role_index] - self.actions_this_turn
 
+    # The text face's observations and record, built by ``textface`` (public API: kept here).
     def build_fraudster_observation(self) -> FraudsterObservation:
-        present = np.flatnonzero(self.present)
-        queue, prior, used, mine = [], [], {}, {}
-        for s in present:
-            item = {"ad_id": AD_IDS[s], "ad_copy": self.copy[s],
-                    "category": CATEGORIES[self.rows.category[self.slot_row[s]]].name,
-                    "status": VERDICTS[self.verdict[s]] if self.verdict[s] >= 0 else "pending",
-                    "is_my_proposal": bool(self.is_proposal[s])}
-            if self.is_proposal[s]:
-                item["slot_index"] = self.proposal_slots.index(s)
-            queue.append(item)
-            if self.verdict[s] >= 0:
-                prior.append({"ad_id": AD_IDS[s], "verdict": VERDICTS[self.verdict[s]],
-                              "confidence": float(self.confidence[s]),
-                              "rationale": self.rationale[s] or "",
-                              "auto_approved": bool(not self.manual[s]),
-                              "was_my_proposal": bool(self.is_proposal[s])})
-            if self.pulled[s].any():
-                used[AD_IDS[s]] = [TARGETS[t] for t in np.flatnonzero(self.pulled[s])]
-        for k, s in enumerate(self.proposal_slots):
-            row = self.slot_row[s]
-            signals = surface_fields(self.rows, row)
-            signals.update(self.seed_columns(AD_IDS[s], {
-                t: evidence_fields(self.rows, row, k) for k, t in enumerate(TARGETS)}))
-            signals.update(slot_index=k, tactic=TACTICS[self.rows.tactic[row]],
-                           investigator_verdict=VERDICTS[self.verdict[s]]
-                           if self.verdict[s] >= 0 else None,
-                           landing_page_blurb=self.blurb[s], trust_blurb=bool(self.trusted[s]),
-                           targeting_summary=self.targeting[s])
-            mine[AD_IDS[s]] = signals
-        return FraudsterObservation(
-            feedback=self.feedback[F], phase=self.phase, task_id=self.task.task_id,
-            round_number=self.round_number, rounds_remaining=self.rounds_remaining(),
-            proposals_used=self.proposals_used,
-            proposals_remaining=self.max_proposals - self.proposals_used,
-            actions_left_this_turn=self.actions_left_this_turn(F), current_queue=queue,
-            prior_verdicts=prior, investigation_targets_used=used,
-            allowed_categories=list(self.allowed_categories), my_proposal_signals=mine,
-            can_propose=bool(self.phase == "fraudster_turn" and self.proposal_room() and
-                             self.proposals_used < self.max_proposals),
-            committed=self.committed, done=self.done, reward=self.totals[F])
+        return textface.fraudster_observation(self)
 
     def build_investigator_observation(self) -> AdReviewObservation:
-        present = np.flatnonzero(self.present)
-        pending = [s for s in present if self.verdict[s] < 0]
-        ledger, digest, decided, findings = {}, [], [], []
-        for s in present:
-            row = self.slot_row[s]
-            entry = surface_fields(self.rows, row)
-            entry.update(ad_copy=self.copy[s], landing_page_blurb=self.blurb[s],
-                         targeting_summary=self.targeting[s], status=self.status_of(s),
-                         arrived_round=int(self.arrived[s]),
-                         targets_pulled=[TARGETS[t] for t in np.flatnonzero(self.pulled[s])])
-            revealed = self.revealed(s)
-            columns = self.seed_columns(AD_IDS[s], revealed)
-            entry.update(revealed)
-            entry.update(columns)
-            ledger[AD_IDS[s]] = entry
-            for t, fields in revealed.items():
-                findings.append(f"{AD_IDS[s]} {evidence_text(t, fields)}")
-            if self.verdict[s] < 0:
-                digest.append({"ad_id": AD_IDS[s], **surface_fields(self.rows, row),
-                               "domain": columns.get("domain"),
-                               "registrar": columns.get("registrar")})
-            else:
-                decided.append({"ad_id": AD_IDS[s], **entry,
-                                "verdict": VERDICTS[self.verdict[s]],
-                                "confidence": float(self.confidence[s]),
-                                "auto_approved": bool(not self.manual[s])})
-        focus = ""
-        if pending:
-            s = pending[0]
-            e = ledger[AD_IDS[s]]
-            focus = (f"{AD_IDS[s]} [{e['category']}, policy area {e['policy_area']}] "
-                     f"\"{self.copy[s]}\" targeting: {self.targeting[s]}; account age "
-                     f"{e['account_age_days']} days, .{e['landing_tld']} landing page, "
-                     f"{e['payment_type']}, {e['country']}; pulled: "
-                     f"{e['targets_pulled'] or 'nothing yet'}")
-        n_dec = len(present) - len(pending)
-        can_grow = (not self.committed and self.proposals_used < self.max_proposals) or \
-            self.n_base_arrived < self.ep.n_base
-        return AdReviewObservation(
-            phase=self.phase, task_id=self.task.task_id, round_number=self.round_number,
-            rounds_remaining=self.rounds_remaining(),
-            actions_left_this_turn=self.actions_left_this_turn(I),
-            queue_summary=(f"{len(present)} ads in the queue: {len(pending)} pending, {n_dec} "
-                           f"decided; budget {self.budget}; round {self.round_number}/"
-                           f"{self.max_rounds}"),
-            current_ad_info=focus, investigation_findings="\n".join(findings),
-            verdict_history_summary="; ".join(f"{d['ad_id']}: {d['verdict']}"
-                                              for d in decided),
-            feedback=self.feedback[I], available_ads=[AD_IDS[s] for s in pending],
-            queue_status={"total_ads": len(present), "reviewed": n_dec,
-                          "pending": len(pending), "budget": self.budget,
-                          "investigation_budget": self.budget, "step": self.step_count,
-                          "steps_remaining": self.budget, "task_id": self.task.task_id},
-            queue_may_grow=bool(can_grow and self.phase != "audit_phase"),
-            evidence_ledger=ledger, queue_digest=digest, decided_ads=decided,
-            links=[[AD_IDS[a], AD_IDS[b]] for a, b in self.links],
-            done=self.done, reward=self.totals[I])
-
-    def episode_record(self) -> dict:
-        rows = self.rows
-        present = np.flatnonzero(self.present)
-        ads, verdicts = [], []
-        for s in present:
-            row = self.slot_row[s]
-            cat = CATEGORIES[rows.category[row]]
-            ads.append({"ad_id": AD_IDS[s], "ad_copy": self.copy[s], "category": cat.name,
-                        "ground_truth": LABELS[rows.label[row]],
-                        "severity": round(float(rows.severity[row]), 4),
-                        "fraud_type": cat.name if rows.label[row] != 0 else "",
-                        "difficulty": TACTICS[rows.tactic[row]] if rows.tactic[row] >= 0
-                        else "legit",
-                        "is_fraudster_proposal": bool(self.is_proposal[s]),
-                        "landing_page_blurb": self.blurb[s],
-                        "targeting_summary": self.targeting[s]})
-            if self.verdict[s] >= 0:
-                verdicts.append({"ad_id": AD_IDS[s], "ground_truth": LABELS[rows.label[row]],
-                                 "verdict": VERDICTS[self.verdict[s]],
-                                 "confidence": float(self.confidence[s]),
-                                 "rationale": self.rationale[s] or "",
-                                 "auto_approved": bool(not self.manual[s]),
-                                 "targets_pulled": [TARGETS[t] for t in
-                                                    np.flatnonzero(self.pulled[s])]})
-        rings = [{"ring_id": f"ring_{r.ring_id}", "topology": r.topology,
-                  "member_ad_ids": [AD_IDS[s] for s in present if self.slot_row[s] in
-                                    r.members],
-                  "shared_signal_types": [RING_SIGNALS[i] for i in r.shared_signals]}
-                 for r in self.rings]
-        return {"task_id": self.task.task_id, "round_number": self.round_number,
-                "proposals_used": self.proposals_used, "end_reason": self.end_reason,
-                "ads": ads, "verdicts": verdicts,
-                "links": [[AD_IDS[a], AD_IDS[b]] for a, b in self.links],
-                "grader_score": self.grader_score, "grader_terms": self.grader_terms,
-                "fraud_rings": rings}
+        return textface.investigator_observation(self)
 
     def build_auditor_observation(self) -> AuditorObservation:
-        # The auditor reviews the finished match: nothing of it is shown while play runs.
-        seen, record, inv_log, proposals = {}, {}, [], []
-        if self.phase in ("audit_phase", "done"):
-            for s in np.flatnonzero(self.present & self.pulled.any(axis=1)):
-                seen[AD_IDS[s]] = {t: evidence_text(t, f) for t, f in self.revealed(s).items()}
-            record = self.episode_record()
-            inv_log, proposals = list(self.investigator_log), self.proposal_log()
-        return AuditorObservation(
-            feedback=self.feedback[A], phase=self.phase, task_id=self.task.task_id,
-            full_episode_record=record, investigator_actions=inv_log,
-            fraudster_proposals=proposals, investigation_data_seen=seen,
-            pending_flags=list(self.auditor_flags), actions_left=self.actions_left_this_turn(A),
-            done=self.done, reward=self.totals[A])
+        return textface.auditor_observation(self)
+
+    def episode_record(self) -> dict:
+        return textface.episode_record(self)
 
     @property
     def state(self) -> RefereeState:
-        """The whole match (for the in-process caller; remote roles get a sealed view).
-        The seed's clients require ``max_actions_per_turn`` >= 1 in every phase (after the
-        match it is the auditor's, the last to act) and ``grader_score`` and ``end_reason``
-        null until the match is done."""
-        role = self.current_role or "auditor"
-        done = self.done
-        return RefereeState(
-            episode_id=self.episode_id, match_id=self.match_id, seed=self.seed,
-            step_count=self.step_count, task_id=self.task.task_id, phase=self.phase,
-            round_number=self.round_number, max_rounds=self.max_rounds,
-            proposals_used=self.proposals_used, max_proposals=self.max_proposals,
-            actions_this_turn=self.actions_this_turn,
-            max_actions_per_turn=self.caps[ROLES.index(role)],
-            budget_remaining=self.budget,
-            investigator_state={
-                "budget": self.budget,
-                "verdicts": {AD_IDS[s]: {"verdict": VERDICTS[self.verdict[s]],
-                                         "confidence": float(self.confidence[s]),
-                                         "auto_approved": bool(not self.manual[s])}
-                             for s in np.flatnonzero(self.present & (self.verdict >= 0))},
-                "pending": [AD_IDS[s] for s in self.pending_slots()],
-                "links": [[AD_IDS[a], AD_IDS[b]] for a, b in self.links],
-                "targets_pulled": {AD_IDS[s]: [TARGETS[t] for t in
-                                               np.flatnonzero(self.pulled[s])]
-                                   for s in np.flatnonzero(self.pulled.any(axis=1))},
-            },
-            fraudster_proposals=self.proposal_log(),
-            investigator_action_log=list(self.investigator_log),
-            auditor_action_log=list(self.auditor_log),
-            fraudster_committed=self.committed, audit_report=self.audit_report,
-            fraudster_reward=self.totals[F], investigator_reward=self.totals[I],
-            auditor_reward=self.totals[A], grader_score=self.grader_score if done else None,
-            end_reason=self.end_reason if done else None)
+        """The whole match (for the in-process caller; remote roles get a sealed view)."""
+        return textface.referee_state(self)
+
+
+# Which rule decides whether a role may take an op, by the op's type; ``Referee.check`` dispatches
+# on it (an op of a type not listed here is unknown to the role).
+_LEGALITY = {
+    ("fraudster", Propose): Referee._can_propose, ("fraudster", Modify): Referee._can_modify,
+    ("fraudster", EndTurn): Referee._always, ("fraudster", CommitFinal): Referee._always,
+    ("investigator", EndTurn): Referee._always,
+    ("investigator", Investigate): Referee._can_investigate,
+    ("investigator", Verdict): Referee._can_verdict, ("investigator", Link): Referee._can_link,
+    ("auditor", Flag): Referee._can_flag, ("auditor", Submit): Referee._always,
+}
 
 
 @lru_cache(maxsize=4096)

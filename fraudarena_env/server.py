@@ -82,7 +82,7 @@ from pydantic import ValidationError
 
 from .archive import Archive, state_as_archived
 from .catalog import MATCH_KNOBS, ROLES
-from .encoding import N_ACTIONS, OPS, Observer, op_to_model
+from .encoding import N_ACTIONS, Observer, apply_index
 from .errors import IllegalActionError
 from .models import ACTION_MODELS
 from .referee import Referee
@@ -452,14 +452,6 @@ def observation_data(pool: MatchPool, entry: MatchEntry, role: str, obs_format: 
     return data
 
 
-def _describe(role: str, index: int) -> str:
-    try:
-        return json.dumps(op_to_model(role, OPS[role][index]).model_dump(
-            mode="json", exclude_none=True, exclude={"metadata"}))
-    except Exception:  # pragma: no cover - a description only
-        return repr(OPS[role][index])
-
-
 def _apply_step(entry: MatchEntry, role: str, data: dict[str, Any]):
     """Validate and apply one step; returns the role's observation model (None for an index
     step). Raises ProtocolError, and leaves the match untouched, when the step is refused."""
@@ -484,7 +476,7 @@ def _apply_step(entry: MatchEntry, role: str, data: dict[str, Any]):
         record = None
     try:
         if index is not None:
-            ref.apply(role, OPS[role][index])
+            apply_index(ref, role, index)
             obs = None
         else:
             obs = getattr(ref, f"step_as_{role}")(action)
@@ -492,8 +484,8 @@ def _apply_step(entry: MatchEntry, role: str, data: dict[str, Any]):
         raise ProtocolError("phase_violation", f"{role} cannot act now: "
                             f"{getattr(exc, 'reason', exc)}") from None
     except IllegalActionError as exc:
-        what = f"action_index {index} ({_describe(role, index)}) is masked now" \
-            if index is not None else f"illegal {role} action"
+        what = f"action_index {index} is masked now" if index is not None else \
+            f"illegal {role} action"
         raise ProtocolError("execution_error", f"{what}: {exc.reason}; the match is "
                             "unchanged") from None
     if record is None:

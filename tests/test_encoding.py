@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mask_oracle import legal_mask
 
 from fraudarena_env.arena import Arena
 from fraudarena_env.catalog import (
@@ -25,6 +26,7 @@ from fraudarena_env.catalog import (
 )
 from fraudarena_env.encoding import EVIDENCE_SCALE, OBS_BOUND, OPS, PAIRS, Observer, shared_signals
 from fraudarena_env.policies import RandomPolicy
+from fraudarena_env.referee import Referee
 
 S = MAX_SLOTS
 ROLES = ("fraudster", "investigator", "auditor")
@@ -145,3 +147,20 @@ def test_random_play_observes_what_the_referee_holds(task_id):
             step += 1
         for role in ROLES:
             check_observer(observers[role], ref)
+
+
+@pytest.mark.parametrize("task_id", ["task_1", "task_3"])
+def test_incremental_masks_equal_the_rules_mask(task_id):
+    """Each observer's incremental mask equals the mask built from scratch on the referee's one
+    legality rule (``mask_oracle``), at every step of masked-random play on all three roles."""
+    ref = Referee()
+    for seed in range(3):
+        policies = {role: RandomPolicy(role, seed=10 * seed + k) for k, role in enumerate(ROLES)}
+        ref.reset_match(seed=seed, task_id=task_id)
+        observers = {role: Observer(role) for role in ROLES}
+        while not ref.done:
+            role = ref.current_role
+            vector, mask = observers[role].observe(ref)
+            for other in ROLES:
+                np.testing.assert_array_equal(observers[other].mask(ref), legal_mask(other, ref))
+            ref.apply(role, OPS[role][policies[role].act_tensor(vector, mask)])

@@ -1,4 +1,4 @@
-"""The generated world (DESIGN.md §2 "Tasks", "No free label", "Rings").
+"""The generated world: the tasks, no free label at first sight, and the fraud rings.
 
 The key measured property: what the investigator sees before investigating is informative but
 not decisive (balanced accuracy <= 0.75), and with all six evidence sources revealed a plain
@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pytest
 
+from fraudarena_env.actions import EndTurn, Submit
 from fraudarena_env.catalog import (
     CATEGORIES,
     COUNTRIES,
@@ -257,7 +258,7 @@ def _information_value_data():
         r = match(seed, "task_3")
         while not r.done:
             role = r.current_role
-            r.apply(role, ("submit", None) if role == "auditor" else ("end_turn",))
+            r.apply(role, Submit() if role == "auditor" else EndTurn())
         rows = r.rows
         for s in np.flatnonzero(r.present):
             row = int(r.slot_row[s])

@@ -1,6 +1,6 @@
 """The role models: actions validate strictly, observations tolerate extra keys.
 
-Each test names one rule of the wire contract (DESIGN.md §1, "Role models" and "Illegal input").
+Each test names one rule of the wire contract: the role models and illegal input.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The referee's rules (DESIGN.md §1 "Illegal input", "Seeding"; §2 rules and rewards).
+"""The referee's rules: illegal input, seeding, the match rules and rewards.
 
 Each test pins down one rule. ``play`` is a seeded random player used by several tests; it only
 applies ops the referee says are legal, so a match always runs to the end.
@@ -17,6 +17,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fraudarena_env import scoring
+from fraudarena_env.actions import (
+    CommitFinal,
+    EndTurn,
+    Flag,
+    Investigate,
+    Link,
+    Modify,
+    Op,
+    Propose,
+    Submit,
+    Verdict,
+)
 from fraudarena_env.catalog import (
     APPROVE,
     AUDIT_TRACK_A,
@@ -33,8 +45,8 @@ from fraudarena_env.errors import IllegalActionError, OutOfTurnError
 from fraudarena_env.referee import AD_IDS, Referee
 
 ROLES = ("fraudster", "investigator", "auditor")
-ALWAYS_LEGAL = {"fraudster": ("end_turn",), "investigator": ("end_turn",),
-                "auditor": ("submit", None)}
+ALWAYS_LEGAL = {"fraudster": EndTurn(), "investigator": EndTurn(),
+                "auditor": Submit()}
 NEXT_PHASES = {  # phase -> phases one applied step may lead to
     "fraudster_turn": {"fraudster_turn", "investigator_turn", "audit_phase"},
     "investigator_turn": {"investigator_turn", "fraudster_turn", "audit_phase"},
@@ -62,44 +74,41 @@ def snapshot(r: Referee) -> tuple:
             r.build_auditor_observation().model_dump_json(), tuple(r.totals))
 
 
-def random_op(r: Referee, role: str, rng: np.random.Generator) -> tuple:
+def random_op(r: Referee, role: str, rng: np.random.Generator) -> Op:
     """A random op for ``role``: often legal, sometimes not (the caller filters with check)."""
     present = np.flatnonzero(r.present)
     k = rng.random()
     if role == "fraudster":
         if k < 0.45:
-            return ("propose", int(rng.integers(len(CATEGORIES))), int(rng.integers(4)), None,
-                    None, None, None)
+            return Propose(int(rng.integers(len(CATEGORIES))), int(rng.integers(4)))
         if k < 0.60:
             pool = r.proposal_slots or list(range(MAX_SLOTS))
-            return ("modify", int(pool[rng.integers(len(pool))]), int(rng.integers(2)), None,
-                    None)
+            return Modify(int(pool[rng.integers(len(pool))]), int(rng.integers(2)))
         if k < 0.93:
-            return ("end_turn",)
-        return ("commit_final",)
+            return EndTurn()
+        return CommitFinal()
     if role == "investigator":
         pending = r.pending_slots()
         pool = pending if len(pending) and rng.random() < 0.8 else present
         slot = int(rng.choice(pool)) if rng.random() < 0.95 else int(rng.integers(MAX_SLOTS))
         if k < 0.55:
-            return ("investigate", slot, int(rng.integers(len(TARGETS))))
+            return Investigate(slot, int(rng.integers(len(TARGETS))))
         if k < 0.82:
-            return ("verdict", slot, int(rng.integers(3)), float(rng.choice(CONFIDENCE_BUCKETS)),
-                    None)
+            return Verdict(slot, int(rng.integers(3)), float(rng.choice(CONFIDENCE_BUCKETS)))
         if k < 0.92:
-            return ("link", slot, int(rng.choice(present)), None)
-        return ("end_turn",)
+            return Link(slot, int(rng.choice(present)))
+        return EndTurn()
     if k < 0.15:
-        return ("submit", None)
+        return Submit()
     track = "A" if rng.random() < 0.5 else "B"
     types = AUDIT_TRACK_A if track == "A" else AUDIT_TRACK_B
     slot = -1 if rng.random() < 0.3 else int(rng.choice(present))
-    return ("flag", track, slot, types[rng.integers(len(types))], 0.5, None)
+    return Flag(track, slot, types[rng.integers(len(types))])
 
 
-def all_flag_ops(r: Referee) -> list[tuple]:
+def all_flag_ops(r: Referee) -> list[Flag]:
     slots = [-1] + [int(s) for s in np.flatnonzero(r.present)]
-    return [("flag", track, s, ftype, 0.5, None)
+    return [Flag(track, s, ftype)
             for track, types in (("A", AUDIT_TRACK_A), ("B", AUDIT_TRACK_B))
             for ftype in types for s in slots]
 
@@ -151,18 +160,18 @@ def play_until_audit(r: Referee, fraudster, investigator) -> None:
     raise AssertionError("play did not reach the audit phase")
 
 
-def end_turn(r: Referee) -> tuple:
-    return ("end_turn",)
+def end_turn(r: Referee) -> EndTurn:
+    return EndTurn()
 
 
-def decide_all_unseen(r: Referee) -> tuple:
+def decide_all_unseen(r: Referee) -> Op:
     """Reject the first pending ad without looking; pass when nothing is pending."""
     pending = r.pending_slots()
-    return ("verdict", int(pending[0]), 1, 0.75, None) if len(pending) else ("end_turn",)
+    return Verdict(int(pending[0]), 1, 0.75) if len(pending) else EndTurn()
 
 
 def to_investigator_turn(r: Referee) -> None:
-    r.apply("fraudster", ("end_turn",))
+    r.apply("fraudster", EndTurn())
     assert r.phase == "investigator_turn"
 
 
@@ -275,7 +284,7 @@ def test_whoever_is_on_turn_has_a_legal_action(task_id):
         assert r.check(r.current_role, ALWAYS_LEGAL[r.current_role]) is None
         if r.phase == "investigator_turn":
             seen["investigator_turn"] += 1
-            assert r.check("investigator", ("end_turn",)) is None
+            assert r.check("investigator", EndTurn()) is None
 
     for seed in range(5):
         r = new_match(seed=seed, task_id=task_id)
@@ -288,7 +297,7 @@ def test_terminal_rewards_are_paid_only_when_the_report_is_submitted():
     r = new_match(seed=3, task_id="task_2")
     play_until_audit(r, end_turn, end_turn)
     before = list(r.totals)
-    r.apply("auditor", ("submit", None))
+    r.apply("auditor", Submit())
     assert r.step_rewards[1] == pytest.approx(r.terminal[1])
     assert r.totals[1] == pytest.approx(before[1] + r.terminal[1])
     assert r.terminal[1] < 0  # unreviewed ads were auto-approved, and some are fraud
@@ -311,7 +320,7 @@ def test_max_rounds_end_auto_approves_every_pending_ad(task_id):
 def test_unreviewed_ads_cost_the_investigator_as_approvals(task_id):
     r = new_match(seed=2, task_id=task_id)
     play_until_audit(r, end_turn, end_turn)
-    r.apply("auditor", ("submit", None))
+    r.apply("auditor", Submit())
     rows = r.rows
     expected = sum(scoring.verdict_reward(APPROVE, int(rows.label[r.slot_row[s]]),
                                           float(rows.severity[r.slot_row[s]]))
@@ -321,10 +330,10 @@ def test_unreviewed_ads_cost_the_investigator_as_approvals(task_id):
 
 def test_unreviewed_proposals_count_for_the_fraudster():
     r = new_match(seed=2, task_id="task_2")
-    r.apply("fraudster", ("propose", CATEGORIES.index(next(
-        c for c in CATEGORIES if c.name == "fake_crypto")), 0, None, None, None, None))
+    r.apply("fraudster", Propose(CATEGORIES.index(next(
+        c for c in CATEGORIES if c.name == "fake_crypto")), 0))
     play_until_audit(r, end_turn, end_turn)
-    r.apply("auditor", ("submit", None))
+    r.apply("auditor", Submit())
     (slot,) = r.proposal_slots
     sev = float(r.rows.severity[r.slot_row[slot]])
     assert r.state.investigator_state["verdicts"][AD_IDS[slot]]["auto_approved"]
@@ -337,12 +346,12 @@ def test_unreviewed_proposals_count_for_the_fraudster():
 
 def test_a_proposal_earns_for_each_round_it_ran_before_rejection():
     r = new_match(seed=2, task_id="task_2")
-    r.apply("fraudster", ("propose", CATEGORIES.index(next(
-        c for c in CATEGORIES if c.name == "fake_crypto")), 0, None, None, None, None))
+    r.apply("fraudster", Propose(CATEGORIES.index(next(
+        c for c in CATEGORIES if c.name == "fake_crypto")), 0))
     (slot,) = r.proposal_slots
-    play_until_audit(r, end_turn, lambda r: ("verdict", slot, 1, 0.95, None)
-                     if r.round_number == 3 and r.verdict[slot] < 0 else ("end_turn",))
-    r.apply("auditor", ("submit", None))
+    play_until_audit(r, end_turn, lambda r: Verdict(slot, 1, 0.95)
+                     if r.round_number == 3 and r.verdict[slot] < 0 else EndTurn())
+    r.apply("auditor", Submit())
     sev = float(r.rows.severity[r.slot_row[slot]])
     assert r.decided_round[slot] == 3  # rejected in round 3: it ran rounds 1 and 2
     assert r.totals[0] == pytest.approx(
@@ -354,9 +363,9 @@ def test_budget_end_auto_approves_every_pending_ad(task_id):
     def thorough(r):
         s = int(r.pending_slots()[0])
         for t in range(len(TARGETS)):
-            if r.check("investigator", ("investigate", s, t)) is None:
-                return ("investigate", s, t)
-        return ("verdict", s, 1, 0.95, None)
+            if r.check("investigator", Investigate(s, t)) is None:
+                return Investigate(s, t)
+        return Verdict(s, 1, 0.95)
 
     r = new_match(seed=4, task_id=task_id)
     play_until_audit(r, end_turn, thorough)
@@ -375,8 +384,8 @@ def test_budget_ends_play_even_when_rounds_are_plentiful():
         s = int(r.pending_slots()[0])
         t = int(np.flatnonzero(~r.pulled[s])[0])
         if r.n_pulls[s] < 3:
-            return ("investigate", s, t)
-        return ("verdict", s, 1, 0.95, None)
+            return Investigate(s, t)
+        return Verdict(s, 1, 0.95)
 
     r = new_match(seed=0, task_id="task_2", max_rounds=60, max_investigator_actions_per_turn=1)
     play_until_audit(r, end_turn, investigate_or_decide)
@@ -387,7 +396,7 @@ def test_budget_ends_play_even_when_rounds_are_plentiful():
 def test_commit_final_end_when_the_commit_closes_the_queue():
     def fraudster(r):
         done_arriving = r.n_base_arrived == r.ep.n_base and not len(r.pending_slots())
-        return ("commit_final",) if done_arriving else ("end_turn",)
+        return CommitFinal() if done_arriving else EndTurn()
 
     r = new_match(seed=5, task_id="task_1")
     play_until_audit(r, fraudster, decide_all_unseen)
@@ -399,7 +408,7 @@ def test_commit_final_end_when_the_commit_closes_the_queue():
 def test_commit_final_moves_play_straight_to_the_audit_when_nothing_is_left():
     def fraudster(r):
         done_arriving = r.n_base_arrived == r.ep.n_base and not len(r.pending_slots())
-        return ("commit_final",) if done_arriving else ("end_turn",)
+        return CommitFinal() if done_arriving else EndTurn()
 
     r = new_match(seed=5, task_id="task_1")
     phases = []
@@ -415,7 +424,7 @@ def test_commit_final_moves_play_straight_to_the_audit_when_nothing_is_left():
 
 def test_all_decided_end_after_commit_and_last_verdict():
     r = new_match(seed=6, task_id="task_2")
-    r.apply("fraudster", ("commit_final",))
+    r.apply("fraudster", CommitFinal())
     play_until_audit(r, end_turn, decide_all_unseen)
     assert r.end_reason == "all_decided"
     assert r.state.investigator_state["pending"] == []
@@ -427,8 +436,8 @@ def test_all_decided_end_after_commit_and_last_verdict():
 def test_all_decided_end_when_proposals_are_used_up():
     def fraudster(r):
         cat = next(i for i, c in enumerate(CATEGORIES) if c.name == "fake_giveaway")
-        op = ("propose", cat, 1, None, None, None, None)
-        return op if r.check("fraudster", op) is None else ("end_turn",)
+        op = Propose(cat, 1)
+        return op if r.check("fraudster", op) is None else EndTurn()
 
     r = new_match(seed=7, task_id="task_1")
     play_until_audit(r, fraudster, decide_all_unseen)
@@ -447,7 +456,7 @@ def test_out_of_turn_action_raises_permission_error_and_changes_nothing(mode):
     assert isinstance(err.value, OutOfTurnError)
     assert "investigator" in str(err.value)
     with pytest.raises(PermissionError):
-        r.apply("auditor", ("submit", None))
+        r.apply("auditor", Submit())
     assert snapshot(r) == before
 
 
@@ -495,10 +504,10 @@ def test_action_of_the_wrong_type_raises_illegal_action():
 
 
 @pytest.mark.parametrize("role, make_op", [
-    ("fraudster", lambda r: ("modify", int(np.flatnonzero(r.present)[0]), 0, None, None)),
-    ("investigator", lambda r: ("verdict", int(np.flatnonzero(~r.present)[0]), 1, 0.5, None)),
-    ("investigator", lambda r: ("link", int(np.flatnonzero(r.present)[0]),
-                                int(np.flatnonzero(r.present)[0]), None)),
+    ("fraudster", lambda r: Modify(int(np.flatnonzero(r.present)[0]), 0)),
+    ("investigator", lambda r: Verdict(int(np.flatnonzero(~r.present)[0]), 1, 0.5)),
+    ("investigator", lambda r: Link(int(np.flatnonzero(r.present)[0]),
+                                int(np.flatnonzero(r.present)[0]))),
     ("investigator", lambda r: ("bogus", int(np.flatnonzero(r.present)[0]))),
 ])
 def test_masked_op_raises_illegal_action_naming_agent_and_reason(role, make_op):
@@ -533,11 +542,11 @@ def test_illegal_op_keeps_the_last_steps_rewards():
     r = new_match(seed=0)
     to_investigator_turn(r)
     s = int(r.pending_slots()[0])
-    r.apply("investigator", ("investigate", s, 2))
+    r.apply("investigator", Investigate(s, 2))
     last = list(r.step_rewards)
     assert last[1] == pytest.approx(scoring.INVESTIGATE_COST)
     with pytest.raises(IllegalActionError):
-        r.apply("investigator", ("investigate", s, 2))
+        r.apply("investigator", Investigate(s, 2))
     assert r.step_rewards == last
 
 
@@ -545,16 +554,16 @@ def test_pulling_the_same_source_twice_is_illegal():
     r = new_match(seed=0)
     to_investigator_turn(r)
     s = int(r.pending_slots()[0])
-    r.apply("investigator", ("investigate", s, 2))
+    r.apply("investigator", Investigate(s, 2))
     before = snapshot(r)
     with pytest.raises(IllegalActionError):
-        r.apply("investigator", ("investigate", s, 2))
+        r.apply("investigator", Investigate(s, 2))
     assert snapshot(r) == before
 
 
 def test_penalize_mode_charges_illegal_op_and_counts_it_as_an_action():
     r = new_match(seed=0, mode="penalize")
-    bad = ("modify", int(np.flatnonzero(r.present)[0]), 0, None, None)
+    bad = Modify(int(np.flatnonzero(r.present)[0]), 0)
     reward = r.apply("fraudster", bad)
     assert reward == pytest.approx(scoring.ILLEGAL_PENALTY) == pytest.approx(-0.05)
     assert r.step_rewards == pytest.approx([-0.05, 0.0, 0.0])
@@ -566,7 +575,7 @@ def test_penalize_mode_charges_illegal_op_and_counts_it_as_an_action():
 
 def test_penalize_mode_illegal_ops_use_up_the_turn():
     r = new_match(seed=0, mode="penalize")
-    bad = ("modify", int(np.flatnonzero(r.present)[0]), 0, None, None)
+    bad = Modify(int(np.flatnonzero(r.present)[0]), 0)
     for _ in range(TASKS["task_1"].max_fraudster_actions_per_turn):
         assert r.phase == "fraudster_turn"
         r.apply("fraudster", bad)
@@ -615,8 +624,8 @@ def _audit_ready_match() -> tuple[Referee, str, str]:
 def test_auditor_true_flag_earns_a_reward():
     r, approved, gib = _audit_ready_match()
     assert scoring.AUDIT_TRUE_FLAG > 0
-    assert r.apply("auditor", ("flag", "A", AD_IDS.index(approved), "missing_citation", 0.5,
-                               None)) == pytest.approx(scoring.AUDIT_TRUE_FLAG)
+    assert r.apply("auditor", Flag("A", AD_IDS.index(approved), "missing_citation")) == \
+        pytest.approx(scoring.AUDIT_TRUE_FLAG)
     obs = r.step_as_auditor({"action_type": "flag_fraudster", "flag_type": "gibberish",
                              "target_ad_id": gib})
     assert r.step_rewards[2] == pytest.approx(scoring.AUDIT_TRUE_FLAG)
@@ -627,13 +636,13 @@ def test_auditor_false_flag_costs_as_much():
     r, approved, gib = _audit_ready_match()
     other = next(a for a in sorted(queue_ids(r)) if a not in (approved, gib))
     assert ("gibberish", other) not in r.truth_flags
-    assert r.apply("auditor", ("flag", "B", AD_IDS.index(other), "gibberish", 0.5, None)) == \
+    assert r.apply("auditor", Flag("B", AD_IDS.index(other), "gibberish")) == \
         pytest.approx(scoring.AUDIT_FALSE_FLAG) == -scoring.AUDIT_TRUE_FLAG
 
 
 def test_a_repeated_flag_is_answered_and_counts_once():
     r, approved, _ = _audit_ready_match()
-    op = ("flag", "A", AD_IDS.index(approved), "missing_citation", 0.5, None)
+    op = Flag("A", AD_IDS.index(approved), "missing_citation")
     assert r.apply("auditor", op) == pytest.approx(scoring.AUDIT_TRUE_FLAG)
     assert r.check("auditor", op) is None
     obs = r.step_as_auditor({"action_type": "flag_investigator", "flag_type": "missing_citation",
@@ -642,7 +651,7 @@ def test_a_repeated_flag_is_answered_and_counts_once():
     assert obs.reward == pytest.approx(scoring.AUDIT_TRUE_FLAG)
     assert "already raised" in obs.feedback
     assert [f["flag_type"] for f in obs.pending_flags] == ["missing_citation"]
-    r.apply("auditor", ("submit", None))
+    r.apply("auditor", Submit())
     assert r.totals[2] == pytest.approx(scoring.AUDIT_TRUE_FLAG)
     assert len(r.audit_report["track_a_flags"]) == 1
 
@@ -659,10 +668,10 @@ def test_a_queue_level_track_b_flag_is_legal_and_judged():
 def test_auditor_return_is_true_minus_false_flags():
     r, approved, gib = _audit_ready_match()
     other = next(a for a in sorted(queue_ids(r)) if a not in (approved, gib))
-    r.apply("auditor", ("flag", "A", AD_IDS.index(approved), "missing_citation", 0.5, None))
-    r.apply("auditor", ("flag", "B", AD_IDS.index(gib), "gibberish", 0.5, None))
-    r.apply("auditor", ("flag", "B", AD_IDS.index(other), "gibberish", 0.5, None))
-    r.apply("auditor", ("submit", None))
+    r.apply("auditor", Flag("A", AD_IDS.index(approved), "missing_citation"))
+    r.apply("auditor", Flag("B", AD_IDS.index(gib), "gibberish"))
+    r.apply("auditor", Flag("B", AD_IDS.index(other), "gibberish"))
+    r.apply("auditor", Submit())
     assert r.totals[2] == pytest.approx(2 * scoring.AUDIT_TRUE_FLAG + scoring.AUDIT_FALSE_FLAG) \
         == pytest.approx(r.state.auditor_reward)
 
@@ -730,11 +739,11 @@ def test_knobs_take_effect():
                   allowed_categories=["ecommerce"])
     assert (r.max_rounds, r.max_proposals, r.caps[:2]) == (2, 1, (2, 4))
     cat = next(i for i, c in enumerate(CATEGORIES) if c.name == "saas")
-    assert r.check("fraudster", ("propose", cat, 0, None, None, None, None)) is not None
+    assert r.check("fraudster", Propose(cat, 0)) is not None
 
 
 # ---------------------------------------------------------------------------- property test
-def _decode(r: Referee, code: tuple[int, int, int, int]) -> tuple[str, tuple]:
+def _decode(r: Referee, code: tuple[int, int, int, int]) -> tuple[str, Op | tuple]:
     """Turn four integers into (role, op); slots may be absent, kinds may be unknown."""
     a, b, c, d = code
     role = r.current_role or ROLES[a % 3]
@@ -746,33 +755,32 @@ def _decode(r: Referee, code: tuple[int, int, int, int]) -> tuple[str, tuple]:
     kind = b % 16
     if role == "fraudster":
         if kind <= 6:
-            return role, ("propose", c % len(CATEGORIES), d % 4, None, None, None, None)
+            return role, Propose(c % len(CATEGORIES), d % 4)
         if kind <= 9:
             slots = r.proposal_slots or [slot]
-            return role, ("modify", int(slots[c % len(slots)]) if d % 2 else slot, d % 2,
-                          None, None)
+            return role, Modify(int(slots[c % len(slots)]) if d % 2 else slot, d % 2)
         if kind == 10:
             return role, ("bogus",)
         if kind == 15:
-            return role, ("commit_final",)
-        return role, ("end_turn",)
+            return role, CommitFinal()
+        return role, EndTurn()
     if role == "investigator":
         if kind <= 5:
-            return role, ("investigate", slot, d % len(TARGETS))
+            return role, Investigate(slot, d % len(TARGETS))
         if kind <= 10:
-            return role, ("verdict", slot, d % 3, CONFIDENCE_BUCKETS[c % 3], None)
+            return role, Verdict(slot, d % 3, CONFIDENCE_BUCKETS[c % 3])
         if kind <= 12:
-            return role, ("link", slot, other, None)
+            return role, Link(slot, other)
         if kind == 13:
             return role, ("bogus", slot)
-        return role, ("end_turn",)
+        return role, EndTurn()
     if kind == 0:
-        return role, ("submit", None)
+        return role, Submit()
     if kind == 1:
         return role, ("bogus",)
     track = "A" if kind % 2 else "B"
     types = AUDIT_TRACK_A + AUDIT_TRACK_B  # mismatched track/type pairs are illegal
-    return role, ("flag", track, -1 if c % 5 == 0 else slot, types[d % len(types)], 0.5, None)
+    return role, Flag(track, -1 if c % 5 == 0 else slot, types[d % len(types)])
 
 
 TEXT_KEYS = ["action_type", "ad_id", "verdict", "investigation_target", "confidence",

@@ -1,0 +1,327 @@
+"""The text face: FraudArena's rules as the seed protocol's pydantic models.
+
+An LLM or a remote client plays through these models. This module translates an action model to
+the rules' op (``op_from_model``, the one translator: the referee and the codec both use it) and
+builds each role's observation model, the episode record and the ``RefereeState`` from a
+referee's state. The referee keeps ``step_as_<role>``, ``build_<role>_observation`` and
+``state`` as thin delegations here (they are public API). Nothing here changes a match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .actions import (
+    CommitFinal,
+    EndTurn,
+    Flag,
+    Investigate,
+    Link,
+    Modify,
+    Op,
+    Propose,
+    Submit,
+    Verdict,
+)
+from .catalog import (
+    AD_IDS,
+    CATEGORIES,
+    CATEGORY_INDEX,
+    FRAUDSTER_EDITS,
+    LABELS,
+    RING_SIGNALS,
+    ROLES,
+    TACTICS,
+    TARGET_INDEX,
+    TARGETS,
+    VERDICTS,
+)
+from .errors import IllegalActionError
+from .evidence import evidence_fields, evidence_text, surface_fields
+from .models import (
+    AdReviewAction,
+    AdReviewObservation,
+    AuditorAction,
+    AuditorObservation,
+    FraudsterAction,
+    FraudsterObservation,
+    RefereeState,
+)
+
+F, I, A = 0, 1, 2  # noqa: E741  (role indices)
+# Resolves an ad id to its slot, or raises IllegalActionError: (ad_id, agent, action) -> slot.
+SlotOf = Callable[[str, str, object], int]
+
+
+# ----------------------------------------------------------------------------- actions
+def op_from_model(role: str, model, slot_of: SlotOf, proposal_slots: Sequence[int] = ()) -> Op:
+    """The op a validated action model stands for. ``slot_of`` resolves ad ids (the referee's
+    checks them against the queue); ``proposal_slots`` resolves a fraudster's ``slot_index``.
+    Raises ``IllegalActionError`` for a name the catalogue does not know."""
+    return _TRANSLATE[role](model, slot_of, proposal_slots)
+
+
+def _fraudster_op(a: FraudsterAction, slot_of: SlotOf, proposal_slots) -> Op:
+    t = a.action_type
+    if t == "propose_ad":
+        if a.category not in CATEGORY_INDEX:
+            raise IllegalActionError("fraudster", a, f"unknown category {a.category!r}")
+        tactic = TACTICS.index(a.tactic) if a.tactic is not None else -1
+        return Propose(CATEGORY_INDEX[a.category], tactic, a.ad_copy, a.landing_page_blurb,
+                       a.targeting_summary, a.rationale)
+    if t == "modify_pending_ad":
+        if a.ad_id is not None:
+            slot = slot_of(a.ad_id, "fraudster", a)
+        elif a.slot_index >= len(proposal_slots):
+            raise IllegalActionError("fraudster", a, f"slot_index {a.slot_index} is not one "
+                                     f"of your {len(proposal_slots)} proposals")
+        else:
+            slot = proposal_slots[a.slot_index]
+        edit = FRAUDSTER_EDITS.index(a.edit) if a.edit is not None else -1
+        return Modify(slot, edit, a.new_ad_copy, a.new_landing_page_blurb)
+    return CommitFinal() if t == "commit_final" else EndTurn()
+
+
+def _investigator_op(a: AdReviewAction, slot_of: SlotOf, proposal_slots) -> Op:
+    t = a.action_type
+    if t == "end_turn":
+        return EndTurn()
+    slot = slot_of(a.ad_id, "investigator", a)
+    if t == "investigate":
+        return Investigate(slot, TARGET_INDEX[a.investigation_target])
+    if t == "verdict":
+        conf = 0.5 if a.confidence is None else float(a.confidence)
+        return Verdict(slot, VERDICTS.index(a.verdict), conf, a.rationale)
+    other = slot_of(a.linked_ad_id, "investigator", a)
+    return Link(slot, other, a.link_reason)
+
+
+def _auditor_op(a: AuditorAction, slot_of: SlotOf, proposal_slots) -> Op:
+    if a.action_type == "submit_audit_report":
+        return Submit(a.audit_report.model_dump() if a.audit_report else None)
+    slot = -1 if a.target_ad_id is None else slot_of(a.target_ad_id, "auditor", a)
+    track = "A" if a.action_type == "flag_investigator" else "B"
+    return Flag(track, slot, a.flag_type, float(a.severity), a.note)
+
+
+_TRANSLATE = {"fraudster": _fraudster_op, "investigator": _investigator_op,
+              "auditor": _auditor_op}
+
+
+# ----------------------------------------------------------------------------- observations
+def revealed(ref, slot: int) -> dict[str, dict]:
+    row = ref.slot_row[slot]
+    return {TARGETS[t]: evidence_fields(ref.rows, row, int(t))
+            for t in np.flatnonzero(ref.pulled[slot])}
+
+
+def seed_columns(ad_id: str, revealed: dict[str, dict]) -> dict:
+    """The flat columns the seed's clients read off an ad's row: every revealed field, plus
+    the seed's names ``advertiser_id`` (advertiser_history; one per ad, never shared) and
+    ``targeting_fingerprint`` (targeting_overlap's audience fingerprint)."""
+    out = {}
+    for fields in revealed.values():
+        out.update(fields)
+    if "advertiser_history" in revealed:
+        out["advertiser_id"] = f"adv_{ad_id}"
+    if "audience_fingerprint" in out:
+        out["targeting_fingerprint"] = out["audience_fingerprint"]
+    return out
+
+
+def fraudster_observation(ref) -> FraudsterObservation:
+    """The fraudster's observation model: the public queue, what was done to its ads, and its own
+    ads' hidden signals."""
+    present = np.flatnonzero(ref.present)
+    queue, prior, used, mine = [], [], {}, {}
+    for s in present:
+        item = {"ad_id": AD_IDS[s], "ad_copy": ref.copy[s],
+                "category": CATEGORIES[ref.rows.category[ref.slot_row[s]]].name,
+                "status": VERDICTS[ref.verdict[s]] if ref.verdict[s] >= 0 else "pending",
+                "is_my_proposal": bool(ref.is_proposal[s])}
+        if ref.is_proposal[s]:
+            item["slot_index"] = ref.proposal_slots.index(s)
+        queue.append(item)
+        if ref.verdict[s] >= 0:
+            prior.append({"ad_id": AD_IDS[s], "verdict": VERDICTS[ref.verdict[s]],
+                          "confidence": float(ref.confidence[s]),
+                          "rationale": ref.rationale[s] or "",
+                          "auto_approved": bool(not ref.manual[s]),
+                          "was_my_proposal": bool(ref.is_proposal[s])})
+        if ref.pulled[s].any():
+            used[AD_IDS[s]] = [TARGETS[t] for t in np.flatnonzero(ref.pulled[s])]
+    for k, s in enumerate(ref.proposal_slots):
+        row = ref.slot_row[s]
+        signals = surface_fields(ref.rows, row)
+        signals.update(seed_columns(AD_IDS[s], {
+            t: evidence_fields(ref.rows, row, k) for k, t in enumerate(TARGETS)}))
+        signals.update(slot_index=k, tactic=TACTICS[ref.rows.tactic[row]],
+                       investigator_verdict=VERDICTS[ref.verdict[s]]
+                       if ref.verdict[s] >= 0 else None,
+                       landing_page_blurb=ref.blurb[s], trust_blurb=bool(ref.trusted[s]),
+                       targeting_summary=ref.targeting[s])
+        mine[AD_IDS[s]] = signals
+    return FraudsterObservation(
+        feedback=ref.feedback[F], phase=ref.phase, task_id=ref.task.task_id,
+        round_number=ref.round_number, rounds_remaining=ref.rounds_remaining(),
+        proposals_used=ref.proposals_used,
+        proposals_remaining=ref.max_proposals - ref.proposals_used,
+        actions_left_this_turn=ref.actions_left_this_turn(F), current_queue=queue,
+        prior_verdicts=prior, investigation_targets_used=used,
+        allowed_categories=list(ref.allowed_categories), my_proposal_signals=mine,
+        can_propose=bool(ref.phase == "fraudster_turn" and ref.proposal_room() and
+                         ref.proposals_used < ref.max_proposals),
+        committed=ref.committed, done=ref.done, reward=ref.totals[F])
+
+
+def investigator_observation(ref) -> AdReviewObservation:
+    """The investigator's observation model: the surface of every ad and what it pulled."""
+    present = np.flatnonzero(ref.present)
+    pending = [s for s in present if ref.verdict[s] < 0]
+    ledger, digest, decided, findings = {}, [], [], []
+    for s in present:
+        row = ref.slot_row[s]
+        entry = surface_fields(ref.rows, row)
+        entry.update(ad_copy=ref.copy[s], landing_page_blurb=ref.blurb[s],
+                     targeting_summary=ref.targeting[s], status=ref.status_of(s),
+                     arrived_round=int(ref.arrived[s]),
+                     targets_pulled=[TARGETS[t] for t in np.flatnonzero(ref.pulled[s])])
+        shown = revealed(ref, s)
+        columns = seed_columns(AD_IDS[s], shown)
+        entry.update(shown)
+        entry.update(columns)
+        ledger[AD_IDS[s]] = entry
+        for t, fields in shown.items():
+            findings.append(f"{AD_IDS[s]} {evidence_text(t, fields)}")
+        if ref.verdict[s] < 0:
+            digest.append({"ad_id": AD_IDS[s], **surface_fields(ref.rows, row),
+                           "domain": columns.get("domain"),
+                           "registrar": columns.get("registrar")})
+        else:
+            decided.append({"ad_id": AD_IDS[s], **entry,
+                            "verdict": VERDICTS[ref.verdict[s]],
+                            "confidence": float(ref.confidence[s]),
+                            "auto_approved": bool(not ref.manual[s])})
+    focus = ""
+    if pending:
+        s = pending[0]
+        e = ledger[AD_IDS[s]]
+        focus = (f"{AD_IDS[s]} [{e['category']}, policy area {e['policy_area']}] "
+                 f"\"{ref.copy[s]}\" targeting: {ref.targeting[s]}; account age "
+                 f"{e['account_age_days']} days, .{e['landing_tld']} landing page, "
+                 f"{e['payment_type']}, {e['country']}; pulled: "
+                 f"{e['targets_pulled'] or 'nothing yet'}")
+    n_dec = len(present) - len(pending)
+    can_grow = (not ref.committed and ref.proposals_used < ref.max_proposals) or \
+        ref.n_base_arrived < ref.ep.n_base
+    return AdReviewObservation(
+        phase=ref.phase, task_id=ref.task.task_id, round_number=ref.round_number,
+        rounds_remaining=ref.rounds_remaining(),
+        actions_left_this_turn=ref.actions_left_this_turn(I),
+        queue_summary=(f"{len(present)} ads in the queue: {len(pending)} pending, {n_dec} "
+                       f"decided; budget {ref.budget}; round {ref.round_number}/"
+                       f"{ref.max_rounds}"),
+        current_ad_info=focus, investigation_findings="\n".join(findings),
+        verdict_history_summary="; ".join(f"{d['ad_id']}: {d['verdict']}"
+                                          for d in decided),
+        feedback=ref.feedback[I], available_ads=[AD_IDS[s] for s in pending],
+        queue_status={"total_ads": len(present), "reviewed": n_dec,
+                      "pending": len(pending), "budget": ref.budget,
+                      "investigation_budget": ref.budget, "step": ref.step_count,
+                      "steps_remaining": ref.budget, "task_id": ref.task.task_id},
+        queue_may_grow=bool(can_grow and ref.phase != "audit_phase"),
+        evidence_ledger=ledger, queue_digest=digest, decided_ads=decided,
+        links=[[AD_IDS[a], AD_IDS[b]] for a, b in ref.links],
+        done=ref.done, reward=ref.totals[I])
+
+
+def episode_record(ref) -> dict:
+    """The match as the auditor reviews it, ground truth included."""
+    rows = ref.rows
+    present = np.flatnonzero(ref.present)
+    ads, verdicts = [], []
+    for s in present:
+        row = ref.slot_row[s]
+        cat = CATEGORIES[rows.category[row]]
+        ads.append({"ad_id": AD_IDS[s], "ad_copy": ref.copy[s], "category": cat.name,
+                    "ground_truth": LABELS[rows.label[row]],
+                    "severity": round(float(rows.severity[row]), 4),
+                    "fraud_type": cat.name if rows.label[row] != 0 else "",
+                    "difficulty": TACTICS[rows.tactic[row]] if rows.tactic[row] >= 0
+                    else "legit",
+                    "is_fraudster_proposal": bool(ref.is_proposal[s]),
+                    "landing_page_blurb": ref.blurb[s],
+                    "targeting_summary": ref.targeting[s]})
+        if ref.verdict[s] >= 0:
+            verdicts.append({"ad_id": AD_IDS[s], "ground_truth": LABELS[rows.label[row]],
+                             "verdict": VERDICTS[ref.verdict[s]],
+                             "confidence": float(ref.confidence[s]),
+                             "rationale": ref.rationale[s] or "",
+                             "auto_approved": bool(not ref.manual[s]),
+                             "targets_pulled": [TARGETS[t] for t in
+                                                np.flatnonzero(ref.pulled[s])]})
+    rings = [{"ring_id": f"ring_{r.ring_id}", "topology": r.topology,
+              "member_ad_ids": [AD_IDS[s] for s in present if ref.slot_row[s] in
+                                r.members],
+              "shared_signal_types": [RING_SIGNALS[i] for i in r.shared_signals]}
+             for r in ref.rings]
+    return {"task_id": ref.task.task_id, "round_number": ref.round_number,
+            "proposals_used": ref.proposals_used, "end_reason": ref.end_reason,
+            "ads": ads, "verdicts": verdicts,
+            "links": [[AD_IDS[a], AD_IDS[b]] for a, b in ref.links],
+            "grader_score": ref.grader_score, "grader_terms": ref.grader_terms,
+            "fraud_rings": rings}
+
+
+def auditor_observation(ref) -> AuditorObservation:
+    # The auditor reviews the finished match: nothing of it is shown while play runs.
+    seen, record, inv_log, proposals = {}, {}, [], []
+    if ref.phase in ("audit_phase", "done"):
+        for s in np.flatnonzero(ref.present & ref.pulled.any(axis=1)):
+            seen[AD_IDS[s]] = {t: evidence_text(t, f) for t, f in revealed(ref, s).items()}
+        record = episode_record(ref)
+        inv_log, proposals = list(ref.investigator_log), ref.proposal_log()
+    return AuditorObservation(
+        feedback=ref.feedback[A], phase=ref.phase, task_id=ref.task.task_id,
+        full_episode_record=record, investigator_actions=inv_log,
+        fraudster_proposals=proposals, investigation_data_seen=seen,
+        pending_flags=list(ref.auditor_flags), actions_left=ref.actions_left_this_turn(A),
+        done=ref.done, reward=ref.totals[A])
+
+
+def referee_state(ref) -> RefereeState:
+    """The whole match (for the in-process caller; remote roles get a sealed view).
+    The seed's clients require ``max_actions_per_turn`` >= 1 in every phase (after the
+    match it is the auditor's, the last to act) and ``grader_score`` and ``end_reason``
+    null until the match is done."""
+    role = ref.current_role or "auditor"
+    done = ref.done
+    return RefereeState(
+        episode_id=ref.episode_id, match_id=ref.match_id, seed=ref.seed,
+        step_count=ref.step_count, task_id=ref.task.task_id, phase=ref.phase,
+        round_number=ref.round_number, max_rounds=ref.max_rounds,
+        proposals_used=ref.proposals_used, max_proposals=ref.max_proposals,
+        actions_this_turn=ref.actions_this_turn,
+        max_actions_per_turn=ref.caps[ROLES.index(role)],
+        budget_remaining=ref.budget,
+        investigator_state={
+            "budget": ref.budget,
+            "verdicts": {AD_IDS[s]: {"verdict": VERDICTS[ref.verdict[s]],
+                                     "confidence": float(ref.confidence[s]),
+                                     "auto_approved": bool(not ref.manual[s])}
+                         for s in np.flatnonzero(ref.present & (ref.verdict >= 0))},
+            "pending": [AD_IDS[s] for s in ref.pending_slots()],
+            "links": [[AD_IDS[a], AD_IDS[b]] for a, b in ref.links],
+            "targets_pulled": {AD_IDS[s]: [TARGETS[t] for t in
+                                           np.flatnonzero(ref.pulled[s])]
+                               for s in np.flatnonzero(ref.pulled.any(axis=1))},
+        },
+        fraudster_proposals=ref.proposal_log(),
+        investigator_action_log=list(ref.investigator_log),
+        auditor_action_log=list(ref.auditor_log),
+        fraudster_committed=ref.committed, audit_report=ref.audit_report,
+        fraudster_reward=ref.totals[F], investigator_reward=ref.totals[I],
+        auditor_reward=ref.totals[A], grader_score=ref.grader_score if done else None,
+        end_reason=ref.end_reason if done else None)
