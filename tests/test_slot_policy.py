@@ -11,8 +11,14 @@ import torch as th  # noqa: E402
 from sb3_contrib import MaskablePPO  # noqa: E402
 
 from fraudarena_env import RoleEnv  # noqa: E402
-from fraudarena_env.encoding import I_END, I_INVESTIGATE, I_LINK, I_VERDICT, PAIR_INDEX  # noqa: E402
-from fraudarena_env.encoding import Observer  # noqa: E402
+from fraudarena_env.encoding import (  # noqa: E402
+    I_END,
+    I_INVESTIGATE,
+    I_LINK,
+    I_VERDICT,
+    PAIR_INDEX,
+    Observer,  # noqa: E402
+)
 from fraudarena_env.slot_policy import SlotInvestigatorPolicy  # noqa: E402
 from fraudarena_env.train import TrainConfig, imitate  # noqa: E402
 
