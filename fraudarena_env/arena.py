@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .catalog import PHASE_ROLE, ROLES
+from .catalog import LEGIT, PHASE_ROLE, REJECT, ROLES
 from .encoding import Observer, apply_index
 from .policies import BASELINES, Policy
 from .referee import Referee
@@ -76,9 +76,22 @@ class Arena:
 def evaluate(task_id: str, seeds, make_policies, faces=None) -> dict[str, float]:
     """Mean grader and returns over seeds; ``make_policies(seed)`` builds the policies."""
     arena = Arena()
-    rows = [arena.play(task_id, s, make_policies(s), faces) for s in seeds]
+    rows, rejected = [], []
+    for s in seeds:
+        rows.append(arena.play(task_id, s, make_policies(s), faces))
+        rejected.append(legit_rejected(arena.referee))  # the arena reuses its referee
     out = {"grader": float(np.mean([r.grader for r in rows]))}
     for role in ROLES:
         out[role] = float(np.mean([r.returns[role] for r in rows]))
     out["steps"] = float(np.mean([r.steps for r in rows]))
+    out["legit_rejected"] = float(np.mean(rejected))
     return out
+
+
+def legit_rejected(ref: Referee) -> float:
+    """The share of a finished match's legit ads that ended rejected (lost advertisers)."""
+    present = ref.present.nonzero()[0]
+    legit = ref.rows.label[ref.slot_row[present]] == LEGIT
+    if not legit.any():
+        return 0.0
+    return float(np.mean(ref.verdict[present][legit] == REJECT))

@@ -500,21 +500,21 @@ def evaluate_models(models: dict[str, Any], tasks: Sequence[str], seeds: Sequenc
             rows.append({"task": task,
                          **{f"{r}_policy": players.get(r, "scripted") for r in ROLES},
                          "grader": res["grader"], **{f"{r}_return": res[r] for r in ROLES},
-                         "steps": res["steps"]})
+                         "steps": res["steps"], "legit_rejected": res["legit_rejected"]})
     return rows
 
 
 def format_table(rows: list[dict], n_seeds: int) -> str:
     head = ("| task | investigator | fraudster | auditor | grader | inv. return | fr. return |"
-            " aud. return |")
+            " aud. return | legit rejected |")
     lines = [f"Evaluation on {n_seeds} held-out seeds (means; scripted = ScriptedInvestigator, "
              "ReactiveFraudster, HeuristicAuditor; always_reject = AlwaysReject)", "", head,
-             "|" + "---|" * 8]
+             "|" + "---|" * 9]
     for r in rows:
         lines.append(f"| {r['task']} | {r['investigator_policy']} | {r['fraudster_policy']} | "
                      f"{r['auditor_policy']} | {r['grader']:.3f} | "
                      f"{r['investigator_return']:+.2f} | {r['fraudster_return']:+.2f} | "
-                     f"{r['auditor_return']:+.2f} |")
+                     f"{r['auditor_return']:+.2f} | {r['legit_rejected']:.0%} |")
     return "\n".join(lines)
 
 

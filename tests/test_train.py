@@ -12,6 +12,7 @@ pytest.importorskip("sb3_contrib")
 
 from fraudarena_env import RoleEnv  # noqa: E402
 from fraudarena_env.arena import evaluate  # noqa: E402
+from fraudarena_env.policies import BLIND_INVESTIGATORS  # noqa: E402
 from fraudarena_env.train import (  # noqa: E402
     QUICK,
     OpponentPool,
@@ -224,3 +225,29 @@ def test_rllib_example_env_without_ray():
     except ImportError:
         with pytest.raises(SystemExit, match=r"pip install -e '\.\[rllib\]'"):
             ex.main([])
+
+
+@pytest.mark.slow  # the README's main job, end to end: a few minutes on 2 cores
+def test_the_quick_job_learns_an_investigator_that_beats_every_blind_policy(tmp_path):
+    result = main(["--quick", "--no-progress", "--no-tensorboard", "--out", str(tmp_path / "q")])
+    by = {r["investigator_policy"]: r for r in result.rows
+          if r["fraudster_policy"] == "scripted" and r["auditor_policy"] == "scripted"}
+    learned = by["learned"]
+    assert learned["legit_rejected"] < 0.40  # not the reject-everything shortcut
+    for name in ("always_reject", *BLIND_INVESTIGATORS):
+        assert learned["grader"] > by[name]["grader"], name
+
+
+def test_quick_preset_trains_the_slot_investigator_from_an_imitation_warm_start():
+    cfg = parse_args(["--quick"])
+    assert cfg.investigator_net == "slot" and cfg.imitation_samples > 0
+    assert parse_args(["--quick", "--imitation-samples", "0"]).imitation_samples == 0
+
+
+def test_evaluation_counts_the_legit_ads_that_ended_rejected():
+    from fraudarena_env.policies import AlwaysReject
+
+    rejecting = evaluate("task_1", range(1000, 1003), lambda s: {"investigator": AlwaysReject()})
+    assert rejecting["legit_rejected"] == 1.0
+    scripted = evaluate("task_1", range(1000, 1003), lambda s: {})
+    assert 0.0 <= scripted["legit_rejected"] < 0.5
