@@ -168,7 +168,8 @@ def eval_rows(policy: Policy, role: str, task: str, seeds) -> list[dict]:
         res = evaluate(task, list(seeds), make)
         rows.append({"task": task, **{f"{r}_policy": who if r == role else "scripted"
                                       for r in ROLES},
-                     "grader": res["grader"], **{f"{r}_return": res[r] for r in ROLES}})
+                     "grader": res["grader"], **{f"{r}_return": res[r] for r in ROLES},
+                     "legit_rejected": res["legit_rejected"]})
     return rows
 
 
