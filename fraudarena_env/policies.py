@@ -339,7 +339,7 @@ class ScriptedInvestigator(Policy):
         best = values.argmax(axis=1)
         needs_verdict = best != 0  # approvals can be left to the end
         # 2. the budget kept for what is still to come: a verdict for every pending ad that is
-        # not an approval, and about 1.5 actions for each ad still expected to arrive
+        # not an approval, KEEP_PER_AD actions for each ad still expected to arrive, and two
         present = int(np.count_nonzero(r.present))
         to_come = max(0, task.queue_size + task.max_proposals - present)
         keep = int(np.count_nonzero(needs_verdict)) + self.KEEP_PER_AD * to_come + 2
@@ -347,17 +347,20 @@ class ScriptedInvestigator(Policy):
         last_round = rounds_remaining <= 1
         available = ~r.pulled[pending] & (r.pulled[pending].sum(axis=1) <
                                           MAX_PULLS_PER_AD)[:, None]
-        gain = belief.value_of_source(post_p, rewards, available)
-        best_gain = gain.max(axis=1)
         price = self.PULL_PRICE + self.SCARCITY_PRICE * (1.0 + to_come) / max(spare, 1.0)
-        can_pull = spare >= 1 and (not last_round or
-                                   actions_left > np.count_nonzero(needs_verdict))
+        n_verdicts = int(np.count_nonzero(needs_verdict))
+        can_pull = spare >= 1 and (not last_round or actions_left > n_verdicts)
         # the turn's last actions go to verdicts: an ad left pending runs another round
-        closing = actions_left <= np.count_nonzero(needs_verdict)
-        settled = (best_gain <= price) | (not can_pull) | closing
+        closing = actions_left <= n_verdicts
+        if can_pull and not closing:  # the value of a pull is needed only when one may be made
+            gain = belief.value_of_source(post_p, rewards, available)
+            settled = gain.max(axis=1) <= price
+        else:
+            settled = np.ones(len(pending), bool)
         sure = values.max(axis=1) - np.sort(values, axis=1)[:, -2]  # margin over the runner-up
+        surest_first = np.argsort(-sure, kind="stable").tolist()
         # 3. stop harm first: reject or escalate the surest settled ad
-        for i in np.argsort(-sure, kind="stable").tolist():
+        for i in surest_first:
             if settled[i] and needs_verdict[i]:
                 slot = int(pending[i])
                 # in ring tasks, a look at its infrastructure first, in the same turn: a
@@ -369,13 +372,14 @@ class ScriptedInvestigator(Policy):
                         if available[i, t]:
                             return Investigate(slot, t)
                 return self._verdict(slot, best[i], post_p[i])
-        # 4. pull the most valuable source while it is worth its price
+        # 4. pull the most valuable source while it is worth its price (when nothing needs a
+        # verdict, ``closing`` cannot hold: the investigator has an action left)
         if can_pull:
             i, t = np.unravel_index(int(gain.argmax()), gain.shape)
             if gain[i, t] > price:
                 return Investigate(int(pending[i]), int(t))
         # 5. approve what is settled, with budget to spare; else leave it to the end
-        for i in np.argsort(-sure, kind="stable").tolist():
+        for i in surest_first:
             if needs_verdict[i] or spare >= 1:
                 return self._verdict(pending[i], best[i], post_p[i])
         return EndTurn()
@@ -514,7 +518,7 @@ class ReactiveFraudster(Policy):
                  for base, used, won, lost in zip(self.TACTIC_SCORE, f.used_tactics,
                                                   f.tactic_won, f.tactic_lost)]
         tactic = int(np.argmax(score))
-        allowed, weights, total = _proposal_odds(f.allowed, f.network_used, tactic >= 2)
+        allowed, weights, total = _proposal_odds(f.allowed, f.network_used, tactic >= _HIDDEN_FROM)
         fresh = [(c, w) for c, w in zip(allowed, weights) if c not in f.used_categories]
         if fresh:
             allowed, weights = zip(*fresh)
@@ -550,7 +554,8 @@ def _proposal_odds(allowed: tuple[int, ...], network_used: bool, hidden: bool):
 _AU_RECORD = slice(_SLICE_BY_NAME["auditor"]["calibration"][0],
                    _SLICE_BY_NAME["auditor"]["track_b_cues"][1])
 _FAMILY = [c.family for c in CATEGORIES]
-CAMOUFLAGED_TACTIC = TACTICS.index("camouflaged")
+# subtle and camouflaged copy hide: it goes into legit-looking categories
+_HIDDEN_FROM = TACTICS.index("subtle")
 _PICK_WEIGHT = [float(np.exp(3 * c.base_severity)) for c in CATEGORIES]  # richer is likelier
 _FR_READS = ("proposals_remaining", "queue_room", "allowed_categories", "mine", "status",
              "category", "my_tactic", "pulled", "trusted")
@@ -919,7 +924,7 @@ class SingleTacticFraudster(_Fixed):
         if 1.0 - vector[t.proposals_remaining] >= min(1.0, k / rounds) - 1e-6:
             return F_END
         allowed = tuple(vector[t.allowed].nonzero()[0].tolist())
-        cats, weights, total = _proposal_odds(allowed, False, self.tactic >= 2)
+        cats, weights, total = _proposal_odds(allowed, False, self.tactic >= _HIDDEN_FROM)
         pick = _weighted_pick(self.rng.random() * total, cats, weights)
         index = index_of("fraudster", Propose(pick, self.tactic))
         return index if mask[index] else F_END
