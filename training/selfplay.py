@@ -199,6 +199,7 @@ class EpisodeLog(BaseCallback):
                                  else None})
         return True
 
+
 class Progress(BaseCallback):
     """Advances one shared progress bar (over the whole run) by n_envs per step, showing the
     learner's mean return over its last 100 training matches."""
