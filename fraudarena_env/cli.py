@@ -4,7 +4,7 @@
     fraudarena play --task task_1 --seed 1 --investigator always_reject --face text
     fraudarena evaluate --task all --seeds 1000-1049    # baselines vs degenerate policies
     fraudarena bench --quick                            # env and referee speed
-    fraudarena train ...                                # the training extra's trainer
+    fraudarena train ...                                # training/selfplay.py (training extra)
 
 ``play`` and ``evaluate`` run matches straight on the referee (``fraudarena_env.arena``), so they
 need neither PettingZoo's loop nor torch. ``rich`` (in the ``train`` extra) makes the transcript
@@ -15,9 +15,14 @@ Every transcript is a function of the seed and the chosen policies alone.
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,6 +79,8 @@ DEFAULT_VARIANTS = (
     ("auditor", "flag_everything"),
 )
 COPY_WIDTH = 56
+# the training script: in the checkout, next to the package (see cmd_train)
+TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "training" / "selfplay.py"
 TRAIN_EXTRA_MODULES = frozenset({"torch", "stable_baselines3", "sb3_contrib", "tensorboard",
                                  "matplotlib", "tqdm", "rich", "gymnasium", "ray"})
 SERVER_EXTRA_MODULES = frozenset({"fastapi", "uvicorn", "websockets", "starlette", "httpx"})
@@ -577,13 +584,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def delegate(command: str, module: str, extra: str, extra_modules: frozenset[str],
+def delegate(command: str, extra: str, extra_modules: frozenset[str], load: Callable[[], Any],
              argv: list[str]) -> int:
-    """Hand ``argv`` to ``fraudarena_env.<module>.main``, which needs an optional extra."""
-    import importlib
-
+    """Hand ``argv`` to ``load().main``, where ``load`` imports code that needs an optional
+    extra; a missing extra is reported with the command that installs it."""
     try:
-        target = importlib.import_module(f"{__package__}.{module}")
+        target = load()
     except ImportError as exc:
         missing = (exc.name or "").split(".")[0]
         if missing in extra_modules:
@@ -598,14 +604,39 @@ def delegate(command: str, module: str, extra: str, extra_modules: frozenset[str
     return code if isinstance(code, int) else 0
 
 
+def load_script(path: Path, name: str) -> types.ModuleType:
+    """Import the script at ``path`` as module ``name`` (registered in ``sys.modules`` first, as
+    dataclasses and pickling look a class's module up there)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
 def cmd_train(argv: list[str]) -> int:
-    """Hand the arguments to ``fraudarena_env.train.main`` (the training extra)."""
-    return delegate("train", "train", "train", TRAIN_EXTRA_MODULES, argv)
+    """Run ``main(argv)`` of the training script, ``training/selfplay.py`` of this checkout.
+
+    The script is not part of the installed package (researchers copy and edit it, CleanRL
+    style), so ``fraudarena train`` needs a checkout installed with ``pip install -e``."""
+    if not TRAIN_SCRIPT.is_file():
+        print(f"fraudarena train runs training/selfplay.py from a checkout of the repository, "
+              f"and there is none at {TRAIN_SCRIPT.parents[1]}. Clone the repository and install "
+              "it with:\n    pip install torch==2.13.0 && pip install -e \".[train]\"",
+              file=sys.stderr)
+        return 1
+    return delegate("train", "train", TRAIN_EXTRA_MODULES,
+                    lambda: load_script(TRAIN_SCRIPT, "fraudarena_selfplay"), argv)
 
 
 def cmd_serve(argv: list[str]) -> int:
     """Hand the arguments to ``fraudarena_env.server.main`` (the server extra)."""
-    return delegate("serve", "server", "server", SERVER_EXTRA_MODULES, argv)
+    return delegate("serve", "server", SERVER_EXTRA_MODULES,
+                    lambda: importlib.import_module(f"{__package__}.server"), argv)
 
 
 # ============================================================================ parser
@@ -674,7 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("train", add_help=False,
                    help="train policies (needs the training extra: pip install -e \".[train]\"); "
-                   "arguments go to fraudarena_env.train")
+                   "arguments go to training/selfplay.py")
     sub.add_parser("serve", add_help=False,
                    help="serve the WebSocket adapter (needs the server extra: pip install -e "
                    "\".[server]\"); arguments go to fraudarena_env.server")

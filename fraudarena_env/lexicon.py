@@ -20,6 +20,12 @@ _VOWELS = set("aeiouyAEIOUY")
 N_LEXICAL = 8
 LEXICAL_NAMES = ("risk_markers", "trust_markers", "length", "exclamations", "uppercase",
                  "digits", "vowel_density", "wordlike")
+LEXICAL_INDEX = {name: i for i, name in enumerate(LEXICAL_NAMES)}
+LENGTH_SCALE = 400  # the "length" feature is min(len, LENGTH_SCALE) / LENGTH_SCALE
+# copy reads as gibberish when it is shorter, or its vowels or word-like tokens are rarer
+GIBBERISH_MIN_LENGTH = 20
+GIBBERISH_MIN_VOWEL_DENSITY = 0.28
+GIBBERISH_MIN_WORDLIKE = 0.75
 
 
 @lru_cache(maxsize=1 << 14)
@@ -70,7 +76,7 @@ def lexical_features(text: str) -> np.ndarray:
     return np.asarray([
         min(count_risk_markers(text), 6) / 6.0,
         min(count_trust_markers(text), 3) / 3.0,
-        min(len(text), 400) / 400.0,
+        min(len(text), LENGTH_SCALE) / LENGTH_SCALE,
         min(text.count("!"), 5) / 5.0,
         sum(c.isupper() for c in text) / n,
         sum(c.isdigit() for c in text) / n,
@@ -81,12 +87,25 @@ def lexical_features(text: str) -> np.ndarray:
 
 @lru_cache(maxsize=1 << 14)
 def is_gibberish(text: str) -> bool:
-    if len(text.strip()) < 20:
+    if len(text.strip()) < GIBBERISH_MIN_LENGTH:
         return True
     letters = sum(c.isalpha() for c in text)
-    if letters >= 20 and vowel_density(text) < 0.28:
+    if letters >= GIBBERISH_MIN_LENGTH and vowel_density(text) < GIBBERISH_MIN_VOWEL_DENSITY:
         return True
-    return wordlike_share(text) < 0.75
+    return wordlike_share(text) < GIBBERISH_MIN_WORDLIKE
+
+
+_LENGTH, _VOWEL_DENSITY, _WORDLIKE = (LEXICAL_INDEX[n] for n in ("length", "vowel_density",
+                                                                "wordlike"))
+
+
+def reads_as_gibberish(lexical: np.ndarray) -> np.ndarray:
+    """The gibberish test as a policy can make it from the lexical features alone (rows of
+    ``lexical_features``, last axis ``LEXICAL_NAMES``): short copy, few vowels or few word-like
+    tokens. ``is_gibberish`` reads the text itself."""
+    return ((lexical[..., _LENGTH] < GIBBERISH_MIN_LENGTH / LENGTH_SCALE)
+            | (lexical[..., _VOWEL_DENSITY] < GIBBERISH_MIN_VOWEL_DENSITY)
+            | (lexical[..., _WORDLIKE] < GIBBERISH_MIN_WORDLIKE))
 
 
 @lru_cache(maxsize=1 << 14)

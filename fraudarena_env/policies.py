@@ -145,7 +145,7 @@ from .encoding import (  # noqa: E402
     op_to_model,
 )
 from .evidence import HEADLINE, headline_to_signal  # noqa: E402
-from .lexicon import is_gibberish  # noqa: E402
+from .lexicon import is_gibberish, reads_as_gibberish  # noqa: E402
 from .models import AdReviewAction, AuditorAction, FraudsterAction  # noqa: E402
 from .referee import AD_IDS, AD_SLOT  # noqa: E402
 from .scoring import verdict_reward  # noqa: E402
@@ -207,8 +207,7 @@ def read_investigator_tensor(vector: np.ndarray, reading: Reading | None = None)
     r.payment[:] = np.rint(surf[:, 2] * (len(PAYMENT_TYPES) - 1))
     r.country[:] = np.rint(surf[:, 3] * (len(COUNTRIES) - 1))
     r.markers[:] = np.rint(surf[:, 4] * 6)
-    lex = v["lexical"]
-    r.junk[:] = r.present & ((lex[:, 2] < 20 / 400) | (lex[:, 6] < 0.28) | (lex[:, 7] < 0.75))
+    r.junk[:] = r.present & reads_as_gibberish(v["lexical"])
     r.pulled[:] = v["pulled"] > 0.5
     r.signal[:] = np.round(v["evidence"] * EVIDENCE_SCALE, 2) * r.pulled
     return r
@@ -608,10 +607,10 @@ class HeuristicAuditor(Policy):
         return A_SUBMIT
 
     def _candidates(self, v):
-        lex = v["lexical"]
+        junk = reads_as_gibberish(v["lexical"]).tolist()
         cues = (v["track_b_cues"] > 0.5).tolist()
         for s in (v["proposal"] > 0.5).nonzero()[0].tolist():
-            if lex[s, 6] < 0.28 or lex[s, 7] < 0.75 or lex[s, 2] < 20 / 400:
+            if junk[s]:
                 yield _FLAG_B[s]["gibberish"]
             for flag, cued in zip(TRACK_B_CUES, cues[s]):
                 if cued:

@@ -128,26 +128,31 @@ def test_referee_bench_reports_the_median_of_three_runs():
 
 
 # ---------------------------------------------------------------------------- train
-def test_train_hands_its_arguments_to_the_trainer(monkeypatch):
-    seen = []
-    fake = types.ModuleType("fraudarena_env.train")
-    fake.main = lambda argv: seen.append(argv) or 0
-    monkeypatch.setitem(sys.modules, "fraudarena_env.train", fake)
+def test_train_hands_its_arguments_to_the_training_script(monkeypatch, tmp_path):
+    script = tmp_path / "selfplay.py"
+    script.write_text("SEEN = []\n\ndef main(argv):\n    SEEN.append(argv)\n    return 0\n")
+    monkeypatch.setattr(cli, "TRAIN_SCRIPT", script)
     assert cli.main(["train", "--role", "investigator", "--help"]) == 0
-    assert seen == [["--role", "investigator", "--help"]]
+    assert sys.modules["fraudarena_selfplay"].SEEN == [["--role", "investigator", "--help"]]
 
 
-def test_train_without_the_extra_says_what_to_install(monkeypatch, capsys):
-    class NoTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "fraudarena_env.train":
-                raise ModuleNotFoundError("No module named 'torch'", name="torch")
-            return None
+def test_train_script_is_the_checkouts_training_selfplay():
+    assert cli.TRAIN_SCRIPT.is_file()
+    assert cli.TRAIN_SCRIPT.parent.name == "training"
 
-    monkeypatch.delitem(sys.modules, "fraudarena_env.train", raising=False)
-    monkeypatch.setattr(sys, "meta_path", [NoTorch(), *sys.meta_path])
+
+def test_train_without_the_extra_says_what_to_install(monkeypatch, tmp_path, capsys):
+    script = tmp_path / "selfplay.py"
+    script.write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    monkeypatch.setattr(cli, "TRAIN_SCRIPT", script)
     assert cli.main(["train"]) == 1
     assert 'pip install -e ".[train]"' in capsys.readouterr().err
+
+
+def test_train_without_a_checkout_says_to_clone_it(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(cli, "TRAIN_SCRIPT", tmp_path / "training" / "selfplay.py")
+    assert cli.main(["train"]) == 1
+    assert "checkout" in capsys.readouterr().err
 
 
 def test_serve_hands_its_arguments_to_the_server(monkeypatch):

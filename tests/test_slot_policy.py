@@ -19,8 +19,8 @@ from fraudarena_env.encoding import (  # noqa: E402
     PAIR_INDEX,
     Observer,  # noqa: E402
 )
+from fraudarena_env.sb3 import imitate  # noqa: E402
 from fraudarena_env.slot_policy import SlotInvestigatorPolicy  # noqa: E402
-from fraudarena_env.train import TrainConfig, imitate  # noqa: E402
 
 LAYOUT = {name: (offset, shape) for name, offset, shape in Observer("investigator").layout}
 
@@ -82,8 +82,7 @@ def test_exchanging_two_slots_exchanges_their_action_scores():
 
 
 def test_imitation_teaches_the_scripted_investigators_choices():
-    cfg = TrainConfig(tasks=("task_2",), seed=1)
     model = _model(seed=1)
-    first = imitate(model, "investigator", cfg, samples=300, epochs=1)
-    later = imitate(model, "investigator", cfg, samples=300, epochs=6)
+    first = imitate(model, "investigator", ("task_2",), samples=300, epochs=1, seed=1)
+    later = imitate(model, "investigator", ("task_2",), samples=300, epochs=6, seed=1)
     assert later < first

@@ -1,4 +1,5 @@
-"""Self-play training (fraudarena_env.train): adapters, opponent pools, a tiny end-to-end run."""
+"""Self-play training (training/selfplay.py, fraudarena_env.sb3): adapters, opponent pools, a tiny
+end-to-end run, and `fraudarena train` running the script."""
 
 from __future__ import annotations
 
@@ -10,21 +11,15 @@ import pytest
 
 pytest.importorskip("sb3_contrib")
 
-from fraudarena_env import RoleEnv  # noqa: E402
+from fraudarena_env import RoleEnv, cli  # noqa: E402
 from fraudarena_env.arena import evaluate  # noqa: E402
 from fraudarena_env.policies import BLIND_INVESTIGATORS  # noqa: E402
-from fraudarena_env.train import (  # noqa: E402
-    QUICK,
-    OpponentPool,
-    PoolPolicy,
-    SB3Policy,
-    TrainConfig,
-    TrainSeeds,
-    main,
-    parse_args,
-    run,
-    total_timesteps,
-)
+from fraudarena_env.sb3 import SB3Policy, TrainSeeds  # noqa: E402
+
+selfplay = cli.load_script(cli.TRAIN_SCRIPT, "fraudarena_selfplay")
+QUICK, OpponentPool, PoolPolicy = selfplay.QUICK, selfplay.OpponentPool, selfplay.PoolPolicy
+TrainConfig, main, parse_args = selfplay.TrainConfig, selfplay.main, selfplay.parse_args
+run, total_timesteps = selfplay.run, selfplay.total_timesteps
 
 TINY = ["--task", "task_1", "--generations", "2", "--timesteps", "512",
         "--fraudster-timesteps", "512", "--eval-seeds", "1000-1001", "--n-envs", "2",
@@ -169,6 +164,13 @@ def test_tiny_selfplay_run(tmp_path, capsys):
     assert {(e["role"], e["generation"]) for e in result.episodes} == {
         ("investigator", 0), ("investigator", 1), ("fraudster", 0), ("fraudster", 1)}
     assert result.models["investigator"].num_timesteps == 1024
+
+
+def test_fraudarena_train_runs_the_training_script(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", "--help"])
+    assert exit_.value.code == 0
+    assert "--quick" in capsys.readouterr().out
 
 
 def test_runs_are_deterministic_given_the_seed(tmp_path):

@@ -46,11 +46,12 @@ import numpy as np
 
 from fraudarena_env import RoleEnv
 from fraudarena_env.arena import evaluate
+from fraudarena_env.catalog import ROLES
+from fraudarena_env.cli import parse_seeds
 from fraudarena_env.policies import Policy, RandomPolicy
-from fraudarena_env.train import ROLES, TrainSeeds, format_table, parse_seeds
+from fraudarena_env.sb3 import TRAIN_SEED_RANGE, TrainSeeds, format_table
 
 ENV_NAME = "fraudarena_role"
-TRAIN_SEED_RANGE = (100_000, 2**31 - 1)  # disjoint from the evaluation seeds (1000-1019)
 
 
 def require_ray():
@@ -101,7 +102,7 @@ class MaskedRoleEnv(gymnasium.Env):
 
 def load_opponent(role: str, path: str):
     """A frozen SB3 snapshot (from training/selfplay.py) as a RoleEnv opponent."""
-    from fraudarena_env.train import SB3Policy
+    from fraudarena_env.sb3 import SB3Policy
 
     return SB3Policy.load(path, role)
 

@@ -1,0 +1,221 @@
+"""Stable-Baselines3 models in FraudArena: what the training scripts and the tests share.
+
+The training scripts live in ``training/`` (``training/selfplay.py``, CleanRL style, to be read and
+copied); this module keeps only what more than one of them, or the tests, import:
+
+- :class:`SB3Policy`: an SB3 model behind the :class:`~fraudarena_env.policies.Policy`
+  interface (masked, deterministic), usable in the arena and as a ``RoleEnv`` opponent;
+- :class:`TrainSeeds`: a ``RoleEnv`` wrapper whose matches draw seeds from a training range
+  disjoint from the evaluation seeds;
+- :func:`imitate`: warm-start a MaskablePPO model by imitating a role's scripted baseline;
+- :func:`evaluate_models` and :func:`format_table`: trained models against the scripted, random
+  and blind reference policies on held-out seeds, as a markdown table.
+
+Needs the training extra (``pip install -e ".[train]"``) only where a function says so: the heavy
+imports happen inside the functions.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+from .catalog import ROLES
+from .policies import BASELINES, BLIND_INVESTIGATORS, AlwaysReject, Policy, RandomPolicy
+from .role_env import RoleEnv
+
+# training matches draw their seeds from here; evaluation seeds (1000-1049) lie below it
+TRAIN_SEED_RANGE: tuple[int, int] = (100_000, 2**31 - 1)
+
+
+class TrainSeeds(gymnasium.Wrapper):
+    """Every reset plays a match seed drawn from ``seed_range`` (so never an eval seed).
+
+    ``reset(seed=s)`` reseeds the draw; ``reset()`` takes the next seed. ``action_masks`` is
+    forwarded for MaskablePPO.
+    """
+
+    def __init__(self, env: RoleEnv, seed_range: tuple[int, int], seed: int | None = None):
+        super().__init__(env)
+        self.seed_range = seed_range
+        self._rng = np.random.default_rng(seed)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        match_seed = int(self._rng.integers(*self.seed_range))
+        return self.env.reset(seed=match_seed, options=options)
+
+    def action_masks(self) -> np.ndarray:
+        return self.env.action_masks()
+
+
+class SB3Policy(Policy):
+    """An SB3 model on the Policy interface: ``predict(vector, action_masks=mask,
+    deterministic=True)``.
+
+    Works with :func:`fraudarena_env.arena.evaluate` (tensor face) and as a RoleEnv opponent.
+    A MaskablePPO model never picks a masked action (masked logits are set to -1e8).
+
+    ``fast=True`` (the default) computes the same masked argmax straight from the actor network
+    for MaskablePPO MLP policies, skipping ``predict``'s distribution objects: about 3x cheaper per
+    call, which matters for frozen opponents that act several times per learner step. Models
+    without a maskable MLP actor always go through ``predict``.
+    """
+
+    def __init__(self, model, role: str, name: str = "", seed: int | None = None,
+                 fast: bool = True):
+        super().__init__(seed)
+        self.model = model
+        self.role = role
+        self.name = name or f"sb3-{role}"
+        try:
+            self._maskable = "action_masks" in inspect.signature(model.predict).parameters
+        except (TypeError, ValueError):
+            self._maskable = False
+        policy = getattr(model, "policy", None)
+        self._fast = bool(fast and self._maskable and policy is not None and
+                          hasattr(policy, "mlp_extractor") and hasattr(policy, "action_net") and
+                          isinstance(getattr(model, "observation_space", None),
+                                     gymnasium.spaces.Box))
+        if self._fast:
+            policy.set_training_mode(False)
+
+    def act_tensor(self, vector, mask) -> int:
+        mask = np.asarray(mask, bool)
+        if self._fast:
+            return self._act_fast(vector, mask)
+        if self._maskable:
+            action, _ = self.model.predict(vector, action_masks=mask, deterministic=True)
+        else:
+            action, _ = self.model.predict(vector, deterministic=True)
+        return int(np.asarray(action).reshape(-1)[0])
+
+    def _act_fast(self, vector, mask: np.ndarray) -> int:
+        import torch
+
+        policy = self.model.policy
+        with torch.no_grad():
+            obs = torch.as_tensor(np.asarray(vector, np.float32)).reshape(1, -1)
+            features = policy.extract_features(obs, policy.pi_features_extractor)
+            logits = policy.action_net(policy.mlp_extractor.forward_actor(features))[0].numpy()
+        return int(np.argmax(np.where(mask, logits, -np.inf)))
+
+    @classmethod
+    def load(cls, path: str | Path, role: str, device: str = "cpu") -> SB3Policy:
+        from sb3_contrib import MaskablePPO
+
+        return cls(MaskablePPO.load(str(path), device=device), role, name=Path(path).stem)
+
+
+def imitate(model, role: str, tasks: Sequence[str], samples: int, epochs: int, seed: int = 0,
+            seed_range: tuple[int, int] = TRAIN_SEED_RANGE) -> float:
+    """Warm-start ``model`` by imitating ``role``'s scripted baseline: play its matches on
+    ``RoleEnv`` (seeds from ``seed_range``, ``tasks`` in turn), record (observation, mask,
+    action), and fit the policy's masked action distribution by cross-entropy. Returns the last
+    epoch's mean loss."""
+    import torch
+
+    teacher = BASELINES[role]()
+    rng = np.random.default_rng(seed + 7)
+    obs, masks, actions = [], [], []
+    k = 0
+    while len(actions) < samples:
+        env = RoleEnv(role, task_id=tasks[k % len(tasks)])
+        k += 1
+        o, _ = env.reset(seed=int(rng.integers(*seed_range)))
+        done = False
+        while not done:
+            m = env.action_masks()
+            a = teacher.act(o, m)
+            obs.append(o)
+            masks.append(m)
+            actions.append(a)
+            o, _, terminated, truncated, _ = env.step(a)
+            done = terminated or truncated
+    x = torch.as_tensor(np.asarray(obs, np.float32))
+    m = np.asarray(masks, bool)
+    y = torch.as_tensor(np.asarray(actions))
+    policy = model.policy
+    policy.set_training_mode(True)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
+    loss_mean = float("nan")
+    for epoch in range(epochs):
+        order = np.random.default_rng(seed + epoch).permutation(len(y))
+        total = 0.0
+        for i in range(0, len(y), 256):
+            idx = order[i:i + 256]
+            loss = -policy.get_distribution(x[idx], action_masks=m[idx]).log_prob(y[idx]).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+        loss_mean = total / len(y)
+    policy.set_training_mode(False)
+    return loss_mean
+
+
+def _matchups(models: dict[str, Any]) -> list[tuple[dict[str, str], dict[str, Callable]]]:
+    """(who plays each role, role -> policy factory(seed)); roles without a factory play their
+    scripted baseline (the arena's default)."""
+    learned = {role: SB3Policy(m, role, name=f"learned-{role}") for role, m in models.items()}
+
+    def fixed(p):
+        return lambda seed: p
+
+    def rand(role):
+        return lambda seed: RandomPolicy(role, seed=seed)
+
+    out: list[tuple[dict[str, str], dict[str, Callable]]] = [({}, {})]
+    for role in ("investigator", "fraudster", "auditor"):
+        if role in learned:
+            out.append(({role: "learned"}, {role: fixed(learned[role])}))
+        out.append(({role: "random"}, {role: rand(role)}))
+        if role == "investigator":  # the shortcut PPO finds first, and every blind rule
+            out.append(({role: "always_reject"}, {role: lambda seed: AlwaysReject(seed=seed)}))
+            for name, make in BLIND_INVESTIGATORS.items():
+                out.append(({role: name}, {role: lambda seed, make=make: make(seed=seed)}))
+    if "investigator" in learned and "fraudster" in learned:
+        out.append(({"investigator": "learned", "fraudster": "learned"},
+                    {"investigator": fixed(learned["investigator"]),
+                     "fraudster": fixed(learned["fraudster"])}))
+    return out
+
+
+def evaluate_models(models: dict[str, Any], tasks: Sequence[str], seeds: Sequence[int]
+                    ) -> list[dict]:
+    """Mean grader and returns per task and matchup on ``seeds``, run on the arena (where an
+    illegal action raises)."""
+    from .arena import evaluate
+
+    rows = []
+    for task in tasks:
+        for players, factories in _matchups(models):
+            def make(seed, factories=factories):
+                return {role: f(seed) for role, f in factories.items()}
+
+            res = evaluate(task, list(seeds), make)
+            rows.append({"task": task,
+                         **{f"{r}_policy": players.get(r, "scripted") for r in ROLES},
+                         "grader": res["grader"], **{f"{r}_return": res[r] for r in ROLES},
+                         "steps": res["steps"], "legit_rejected": res["legit_rejected"]})
+    return rows
+
+
+def format_table(rows: list[dict], n_seeds: int) -> str:
+    head = ("| task | investigator | fraudster | auditor | grader | inv. return | fr. return |"
+            " aud. return | legit rejected |")
+    lines = [f"Evaluation on {n_seeds} held-out seeds (means; scripted = ScriptedInvestigator, "
+             "ReactiveFraudster, HeuristicAuditor; always_reject = AlwaysReject)", "", head,
+             "|" + "---|" * 9]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['investigator_policy']} | {r['fraudster_policy']} | "
+                     f"{r['auditor_policy']} | {r['grader']:.3f} | "
+                     f"{r['investigator_return']:+.2f} | {r['fraudster_return']:+.2f} | "
+                     f"{r['auditor_return']:+.2f} | {r['legit_rejected']:.0%} |")
+    return "\n".join(lines)
