@@ -20,6 +20,8 @@ serve every task. Use it as ``MaskablePPO(SlotInvestigatorPolicy, env)`` on a
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch as th
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
@@ -142,8 +144,14 @@ class SlotInvestigatorPolicy(MaskableActorCriticPolicy):
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     def _build(self, lr_schedule) -> None:
-        super()._build(lr_schedule)
-        self.action_net = SlotActionHead(self._dim)
+        # Not super()._build: it would first make (and orthogonalise, a QR decomposition of a
+        # 2,608 x 1,727 matrix: seconds) the flat action layer that the per-slot heads replace,
+        # on every new model and every load.
+        self._build_mlp_extractor()
+        if self.ortho_init:
+            for module in (self.features_extractor, self.mlp_extractor):
+                module.apply(partial(self.init_weights, gain=np.sqrt(2)))
+        self.action_net = SlotActionHead(self._dim)  # initialises its own output layers
         self.value_net = GlobalValueHead(self._dim)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),
                                               **self.optimizer_kwargs)

@@ -1,10 +1,12 @@
-"""Self-play training (training/selfplay.py, fraudarena_env.sb3): adapters, opponent pools, a tiny
-end-to-end run, and `fraudarena train` running the script."""
+"""Training (training/train.py, training/selfplay.py, fraudarena_env.sb3): the SB3 adapter,
+opponent pools, one-role runs with validation, the league with cross-play and Elo, and
+`fraudarena train` running the self-play script."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -17,13 +19,13 @@ from fraudarena_env.policies import BLIND_INVESTIGATORS  # noqa: E402
 from fraudarena_env.sb3 import SB3Policy, TrainSeeds  # noqa: E402
 
 selfplay = cli.load_script(cli.TRAIN_SCRIPT, "fraudarena_selfplay")
-QUICK, OpponentPool, PoolPolicy = selfplay.QUICK, selfplay.OpponentPool, selfplay.PoolPolicy
-TrainConfig, main, parse_args = selfplay.TrainConfig, selfplay.main, selfplay.parse_args
-run, total_timesteps = selfplay.run, selfplay.total_timesteps
+one_role = selfplay.one_role  # training/train.py
+QUICK, LeagueConfig, main, parse_args = (selfplay.QUICK, selfplay.LeagueConfig, selfplay.main,
+                                         selfplay.parse_args)
 
-TINY = ["--task", "task_1", "--generations", "2", "--timesteps", "512",
-        "--fraudster-timesteps", "512", "--eval-seeds", "1000-1001", "--n-envs", "2",
-        "--no-progress", "--no-tensorboard"]
+TINY = ["--task", "task_1", "--generations", "2", "--timesteps", "256",
+        "--fraudster-timesteps", "256", "--eval-seeds", "1000-1001", "--n-envs", "2",
+        "--n-steps", "128", "--imitation-samples", "200", "--no-progress", "--no-tensorboard"]
 
 
 def _untrained(role: str, task_id: str = "task_1"):
@@ -92,27 +94,26 @@ def test_sb3_policy_fast_path_matches_predict():
 
 
 def test_pool_policy_draws_reproducibly_from_the_pool(tmp_path):
-    cfg = TrainConfig(latest_prob=0.5)
-    pool = OpponentPool("fraudster", cfg)
-    assert pool.members() == ["scripted"]
     model = _untrained("fraudster")
     for g in range(3):
         model.save(str(tmp_path / f"fraudster_g{g}.zip"))
-        pool.add(tmp_path / f"fraudster_g{g}.zip")
-    assert len(pool.members()) == 4 and pool.members()[0] == "scripted"
-    a, b = PoolPolicy(pool), PoolPolicy(pool)
+    a, b = (one_role.PoolPolicy("fraudster", sorted(tmp_path.glob("*.zip"))) for _ in "ab")
+    assert a.members[0] is None and len(a.members) == 4  # the scripted baseline, 3 snapshots
     picks = []
     for seed in range(40):
         a.reset(seed=seed)
         b.reset(seed=seed)
-        assert a.current is b.current or (a.current is a.scripted and b.current is b.scripted)
-        picks.append("scripted" if a.current is a.scripted else a.current.name)
-    assert {"scripted", "fraudster_g2"} <= set(picks)
-    assert picks.count("fraudster_g2") > picks.count("fraudster_g0")
-    # as a RoleEnv opponent
-    env = RoleEnv("investigator", opponents={"fraudster": PoolPolicy(pool)}, task_id="task_1")
+        pick = "scripted" if a.current is a.scripted else a.current.name
+        assert pick == ("scripted" if b.current is b.scripted else b.current.name)
+        picks.append(pick)
+    assert set(picks) == {"scripted", "fraudster_g0", "fraudster_g1", "fraudster_g2"}
+    # a directory SPEC is a pool; as a RoleEnv opponent
+    pool = one_role.make_opponent("fraudster", str(tmp_path))
+    env = RoleEnv("investigator", opponents={"fraudster": pool}, task_id="task_1")
     obs, _ = env.reset(seed=5)
     assert env.action_space.n and obs.shape == env.observation_space.shape
+    with pytest.raises(ValueError, match="expected 'scripted', 'random', a checkpoint"):
+        one_role.make_opponent("fraudster", str(tmp_path / "missing.zip"))
 
 
 def test_training_seeds_avoid_the_eval_seeds():
@@ -124,13 +125,16 @@ def test_training_seeds_avoid_the_eval_seeds():
         seen.append(env.unwrapped.match_seed)
     assert all(100_000 <= s < 200_000 for s in seen) and len(set(seen)) > 15
     assert env.action_masks().any()
-    with pytest.raises(ValueError, match="train_seed_range"):
-        run(TrainConfig(eval_seeds=(150_000,), out="unused"))
+    with pytest.raises(ValueError, match="training seed range"):
+        one_role.train(one_role.Config(val_seeds=(150_000,), out="unused"))
+    with pytest.raises(SystemExit, match="training seed range"):
+        main(["--eval-seeds", "150000", "--out", "unused"])
 
 
 def test_cli_options():
     cfg = parse_args(["--quick"])
     assert cfg.tasks == QUICK["tasks"] and cfg.generations == QUICK["generations"]
+    assert cfg.net == "slot" and cfg.imitation_samples > 0
     cfg = parse_args(["--task", "task_1,task_3", "--timesteps", "4000", "--seed", "3",
                       "--eval-seeds", "1000-1002,1010", "--out", "runs/x"])
     assert cfg.tasks == ("task_1", "task_3") and cfg.seed == 3 and cfg.out == "runs/x"
@@ -138,19 +142,65 @@ def test_cli_options():
     assert cfg.eval_seeds == (1000, 1001, 1002, 1010)
     # SB3 runs whole rollouts: the progress bar total is what actually runs
     cfg = dataclasses.replace(cfg, generations=2, n_envs=2, n_steps=256)
-    assert total_timesteps(cfg) == 2 * (4096 + 1024)
+    assert selfplay.total_timesteps(cfg) == 2 * (4096 + 1024)
+    one = one_role.parse_args(["--role", "fraudster", "--opponent", "investigator=random",
+                               "--task", "task_2", "--val-seeds", "3000-3001"])
+    assert one.opponents == (("investigator", "random"),) and one.val_seeds == (3000, 3001)
+    with pytest.raises(SystemExit):
+        one_role.parse_args(["--role", "fraudster", "--opponent", "fraudster=random"])
+    with pytest.raises(SystemExit):
+        one_role.parse_args(["--task", "task_9"])
 
 
-def test_tiny_selfplay_run(tmp_path, capsys):
+def test_one_role_run_validates_keeps_the_best_and_continues(tmp_path):
+    args = ["--task", "task_1", "--timesteps", "256", "--n-envs", "2", "--n-steps", "128",
+            "--imitation-samples", "200", "--imitation-epochs", "1", "--val-seeds", "3000-3001",
+            "--eval-every", "256", "--no-progress", "--no-tensorboard"]
+    history = one_role.main([*args, "--out", str(tmp_path / "a")])
+    # validated at the start (after imitation), once in between, and at the end
+    assert [row["timesteps"] for row in history] == [0, 256, 256]
+    assert all(0.0 <= row["task_1/grader"] <= 1.0 for row in history)
+    assert {"best.zip", "last.zip", "validation.csv", "config.json"} <= {
+        p.name for p in (tmp_path / "a").iterdir()}
+    # --init continues from a checkpoint, here as a fraudster's opponent elsewhere
+    history = one_role.main([*args, "--init", str(tmp_path / "a" / "last.zip"),
+                             "--out", str(tmp_path / "b")])
+    assert history[0]["task_1/grader"] == pytest.approx(
+        one_role.validate(SB3Policy.load(tmp_path / "a" / "last.zip", "investigator").model,
+                          one_role.Config(tasks=("task_1",), val_seeds=(3000, 3001)))[
+            "task_1/grader"])
+
+
+def test_elo_fit_recovers_the_elo_model_and_ignores_order():
+    # one pairing: the fitted gap is Elo's log-odds of the mean score
+    rows = [{"investigator": "scripted", "fraudster": "reactive", "graders": [0.8, 0.7, 0.75]}]
+    elo = selfplay.fit_elo(rows)
+    assert elo["investigator", "scripted"] == pytest.approx(1000.0)
+    gap = elo["investigator", "scripted"] - elo["fraudster", "reactive"]
+    assert gap == pytest.approx(400 * math.log10(0.75 / 0.25), abs=0.5)
+    # a better investigator (higher grader against the same fraudsters) rates higher; a better
+    # fraudster (lower graders against the same investigators) too; order does not matter
+    rows = [{"investigator": i, "fraudster": f, "graders": [g]}
+            for i, f, g in [("scripted", "reactive", 0.7), ("scripted", "g1", 0.6),
+                            ("g0", "reactive", 0.5), ("g0", "g1", 0.4),
+                            ("g1", "reactive", 0.8), ("g1", "g1", 0.7)]]
+    elo = selfplay.fit_elo(rows)
+    assert elo["investigator", "g1"] > elo["investigator", "scripted"] > elo["investigator", "g0"]
+    assert elo["fraudster", "g1"] > elo["fraudster", "reactive"]
+    assert selfplay.fit_elo(rows[::-1]) == pytest.approx(elo)
+
+
+def test_tiny_league(tmp_path, capsys):
     out = tmp_path / "tiny"
     result = main([*TINY, "--out", str(out)])
     printed = capsys.readouterr().out
-    # snapshots of both roles for both generations, the curves and the table
-    names = sorted(p.name for p in (out / "snapshots").iterdir())
-    assert names == ["fraudster_g0.zip", "fraudster_g1.zip", "investigator_g0.zip",
-                     "investigator_g1.zip"]
-    assert (out / "curves.png").stat().st_size > 10_000
-    assert result.curves == out / "curves.png"
+    # a snapshot of both roles for both generations, in the pools
+    assert sorted(p.name for p in (out / "pool" / "investigator").iterdir()) == [
+        "investigator_g0.zip", "investigator_g1.zip"]
+    assert sorted(p.name for p in (out / "pool" / "fraudster").iterdir()) == [
+        "fraudster_g0.zip", "fraudster_g1.zip"]
+    assert (out / "league.png").stat().st_size > 10_000
+    # the evaluation table: learned roles and the references against the scripted opponents
     assert "| task | investigator | fraudster | auditor | grader |" in printed
     assert result.table in printed and (out / "eval.md").read_text().strip() == result.table
     rows = json.loads((out / "eval.json").read_text())
@@ -160,10 +210,19 @@ def test_tiny_selfplay_run(tmp_path, capsys):
             ("random", "scripted", "scripted"), ("scripted", "learned", "scripted"),
             ("learned", "learned", "scripted")} <= players
     assert all(0.0 <= r["grader"] <= 1.0 for r in rows)
-    # every training episode was logged, for both roles and both generations
-    assert {(e["role"], e["generation"]) for e in result.episodes} == {
+    # cross-play: every investigator against every fraudster, Elo for each
+    assert result.cross_play_table in printed
+    cells = {(r["investigator"], r["fraudster"]) for r in result.cross_play}
+    assert cells == {(i, f) for i in ("scripted", "random", "g0", "g1")
+                     for f in ("reactive", "random", "g0", "g1")}
+    assert set(result.elo) == {(role, name) for role, names in (
+        ("investigator", ("scripted", "random", "g0", "g1")),
+        ("fraudster", ("reactive", "random", "g0", "g1"))) for name in names}
+    saved = json.loads((out / "crossplay.json").read_text())
+    assert len(saved["rows"]) == 16 and len(saved["elo"]) == 8
+    # every training match was logged, for both roles and both generations
+    assert {(e["role"], e["generation"]) for e in result.league.episodes} == {
         ("investigator", 0), ("investigator", 1), ("fraudster", 0), ("fraudster", 1)}
-    assert result.models["investigator"].num_timesteps == 1024
 
 
 def test_fraudarena_train_runs_the_training_script(capsys):
@@ -174,23 +233,27 @@ def test_fraudarena_train_runs_the_training_script(capsys):
 
 
 def test_runs_are_deterministic_given_the_seed(tmp_path):
-    rows = []
+    saved = []
     for name in ("a", "b"):
-        main([*TINY, "--out", str(tmp_path / name)])
-        rows.append((tmp_path / name / "eval.json").read_text())
-    assert rows[0] == rows[1]
+        main([*TINY, "--generations", "1", "--out", str(tmp_path / name)])
+        saved.append([(tmp_path / name / f).read_text() for f in ("eval.json", "crossplay.json")])
+    assert saved[0] == saved[1]
 
 
-@pytest.mark.slow  # ~10 s, but it measures learning, which moves when the rules are retuned
+@pytest.mark.slow  # it measures learning, which moves when the rules are retuned
 def test_learned_investigator_beats_random(tmp_path):
-    result = main(["--task", "task_1", "--generations", "1", "--timesteps", "16384",
-                   "--fraudster-timesteps", "0", "--eval-seeds", "1000-1009",
-                   "--n-envs", "4", "--no-progress", "--no-tensorboard",
-                   "--out", str(tmp_path / "inv")])
-    by = {r["investigator_policy"]: r for r in result.rows
-          if r["fraudster_policy"] == "scripted" and r["auditor_policy"] == "scripted"}
-    assert by["learned"]["investigator_return"] > by["random"]["investigator_return"] + 1.0
-    assert by["learned"]["grader"] > by["random"]["grader"]
+    history = one_role.main(["--task", "task_1", "--timesteps", "16384", "--n-envs", "4",
+                             "--imitation-samples", "0", "--val-seeds", "3000-3009",
+                             "--eval-every", "0", "--no-progress", "--no-tensorboard",
+                             "--out", str(tmp_path / "inv")])
+    learned = SB3Policy.load(tmp_path / "inv" / "last.zip", "investigator")
+    seeds = range(3000, 3010)
+    ours = evaluate("task_1", seeds, lambda seed: {"investigator": learned})
+    rand = evaluate("task_1", seeds, lambda seed: {"investigator": one_role.RandomPolicy(
+        "investigator", seed=seed)})
+    assert ours["investigator"] > rand["investigator"] + 1.0
+    assert ours["grader"] > rand["grader"]
+    assert history[-1]["task_1/grader"] == pytest.approx(ours["grader"])
 
 
 def _rllib_example():
@@ -238,12 +301,6 @@ def test_the_quick_job_learns_an_investigator_that_beats_every_blind_policy(tmp_
     assert learned["legit_rejected"] < 0.40  # not the reject-everything shortcut
     for name in ("always_reject", *BLIND_INVESTIGATORS):
         assert learned["grader"] > by[name]["grader"], name
-
-
-def test_quick_preset_trains_the_slot_investigator_from_an_imitation_warm_start():
-    cfg = parse_args(["--quick"])
-    assert cfg.investigator_net == "slot" and cfg.imitation_samples > 0
-    assert parse_args(["--quick", "--imitation-samples", "0"]).imitation_samples == 0
 
 
 def test_evaluation_counts_the_legit_ads_that_ended_rejected():

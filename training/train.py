@@ -1,0 +1,367 @@
+"""Train one FraudArena role with MaskablePPO against chosen opponents.
+
+A CleanRL-style script: copy it, edit it, run it. It reads top to bottom:
+
+1. ``Config``: every hyperparameter, in one dataclass;
+2. opponents: a SPEC per opponent role (``scripted``, ``random``, a checkpoint ``.zip``, or a
+   directory of checkpoints used as a pool, one member drawn per match);
+3. environments: ``RoleEnv`` per sub-env, tasks in turn, vectorised, training seeds drawn from a
+   range disjoint from every evaluation seed;
+4. the model: the slot-structured investigator (``SlotInvestigatorPolicy``) or an MLP, optionally
+   warm-started by imitating the scripted player of the role, or loaded from a checkpoint;
+5. callbacks: a progress bar, the training-episode log, and a periodic evaluation on held-out
+   validation seeds against the scripted opponents that keeps the best checkpoint;
+6. ``main``: train, save ``last.zip`` and ``best.zip``, print the validation history.
+
+One investigator policy trains across task_1-task_3 at once (the sub-envs cycle over the tasks),
+which the slot policy allows because its weights do not depend on the queue size.
+
+    python training/train.py --role investigator --timesteps 200000 --out runs/inv
+    python training/train.py --role fraudster --opponent investigator=scripted --out runs/fr
+    python training/train.py --role investigator --init runs/inv/best.zip --timesteps 50000
+
+Needs the training extra: ``pip install torch==2.13.0 && pip install -e ".[train]"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sb3_contrib import MaskablePPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+from tqdm.auto import tqdm
+
+from fraudarena_env.arena import evaluate
+from fraudarena_env.catalog import ROLES, TASK_IDS
+from fraudarena_env.cli import parse_seeds
+from fraudarena_env.policies import BASELINES, Policy, RandomPolicy
+from fraudarena_env.role_env import RoleEnv
+from fraudarena_env.sb3 import TRAIN_SEED_RANGE, SB3Policy, TrainSeeds, imitate
+from fraudarena_env.slot_policy import SlotInvestigatorPolicy
+
+
+# ============================================================================ 1. configuration
+@dataclass
+class Config:
+    role: str = "investigator"
+    tasks: tuple[str, ...] = ("task_1", "task_2", "task_3")  # sub-envs cycle over these
+    # opponent role -> SPEC: "scripted", "random", a checkpoint .zip, or a directory of .zip
+    # files (a pool: one member per match); roles not named play their scripted baseline
+    opponents: tuple[tuple[str, str], ...] = ()
+    out: str = "runs/train"
+    seed: int = 0
+    threads: int = 1  # torch.set_num_threads: one thread is faster when the CPU is shared
+    timesteps: int = 200_000
+    init: str = ""  # start from this checkpoint instead of a fresh network
+    # network: "slot" (the investigator's SlotInvestigatorPolicy) or "mlp"
+    net: str = "slot"
+    net_arch: tuple[int, ...] = (64, 64)  # the MLP's hidden layers
+    # imitation warm start (fresh networks only): fit the scripted player's decisions first
+    imitation_samples: int = 60_000
+    imitation_epochs: int = 15
+    # MaskablePPO
+    n_envs: int = 6
+    n_steps: int = 512
+    batch_size: int = 256
+    n_epochs: int = 4
+    learning_rate: float = 1e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.1
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    # seeds: training matches draw from train_seed_range; validation seeds pick the best
+    # checkpoint, so report final figures on a third set of seeds
+    train_seed_range: tuple[int, int] = TRAIN_SEED_RANGE
+    val_seeds: tuple[int, ...] = tuple(range(3000, 3030))
+    eval_every: int = 24_576  # timesteps between validations (0: only at the end)
+    # output
+    progress: bool = True
+    tensorboard: bool = True
+    verbose: int = 0
+
+
+# ============================================================================ 2. opponents
+def make_opponent(role: str, spec: str, seed: int | None = None) -> Policy:
+    """One opponent from its SPEC (see ``Config.opponents``)."""
+    if spec == "scripted":
+        return BASELINES[role](seed=seed)
+    if spec == "random":
+        return RandomPolicy(role, seed=seed)
+    path = Path(spec)
+    if path.is_dir():
+        return PoolPolicy(role, sorted(path.glob("*.zip")), seed=seed)
+    if path.suffix == ".zip" and path.is_file():
+        return SB3Policy.load(path, role)
+    raise ValueError(f"opponent {role}={spec!r}: expected 'scripted', 'random', a checkpoint "
+                     ".zip or a directory of them")
+
+
+class PoolPolicy(Policy):
+    """Draws one member per match from a list of checkpoints (and the scripted baseline).
+
+    RoleEnv reseeds its opponents on every reset from the match seed, so draws are reproducible.
+    Checkpoints are loaded once, lazily, and stay frozen.
+    """
+
+    def __init__(self, role: str, paths: Sequence[Path], include_scripted: bool = True,
+                 seed: int | None = None):
+        super().__init__(seed)
+        self.role = role
+        self.paths = list(paths)
+        self.loaded: dict[Path, SB3Policy] = {}
+        self.scripted = BASELINES[role](seed=seed)
+        self.members: list[Path | None] = [*([None] if include_scripted else []), *self.paths]
+        if not self.members:
+            raise ValueError(f"empty {role} pool")
+        self.current: Policy = self.scripted
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        member = self.members[int(self.rng.integers(len(self.members)))]
+        if member is None:
+            self.current = self.scripted
+        else:
+            if member not in self.loaded:
+                self.loaded[member] = SB3Policy.load(member, self.role)
+            self.current = self.loaded[member]
+        self.current.reset(seed=int(self.rng.integers(2**63 - 1)))
+
+    def act_tensor(self, vector, mask) -> int:
+        return self.current.act_tensor(vector, mask)
+
+
+# ============================================================================ 3. environments
+def make_vec_env(cfg: Config, opponents: Callable[[], dict[str, Policy]]) -> VecMonitor:
+    """``cfg.n_envs`` RoleEnvs for ``cfg.role``, tasks in turn. ``opponents()`` builds a fresh
+    opponent dict per sub-env: opponents keep per-match state, so sub-envs must not share."""
+    def factory(i: int):
+        task = cfg.tasks[i % len(cfg.tasks)]
+        return lambda: TrainSeeds(RoleEnv(cfg.role, opponents=opponents(), task_id=task),
+                                  cfg.train_seed_range, seed=cfg.seed * 1000 + i)
+
+    return VecMonitor(DummyVecEnv([factory(i) for i in range(cfg.n_envs)]))
+
+
+# ============================================================================ 4. the model
+def new_model(cfg: Config, env, tensorboard_dir: Path | None) -> MaskablePPO:
+    policy, kwargs = "MlpPolicy", dict(net_arch=list(cfg.net_arch))
+    if cfg.role == "investigator" and cfg.net == "slot":
+        policy, kwargs = SlotInvestigatorPolicy, {}
+    ppo = dict(learning_rate=cfg.learning_rate, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
+               n_epochs=cfg.n_epochs, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
+               clip_range=cfg.clip_range, ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef,
+               max_grad_norm=cfg.max_grad_norm, device="cpu", verbose=cfg.verbose,
+               tensorboard_log=str(tensorboard_dir) if tensorboard_dir else None)
+    if cfg.init:
+        return MaskablePPO.load(cfg.init, env=env, custom_objects=ppo, **ppo)
+    model = MaskablePPO(policy, env, policy_kwargs=kwargs,
+                        seed=cfg.seed * 1000 + ROLES.index(cfg.role), **ppo)
+    if cfg.imitation_samples > 0:
+        imitate(model, cfg.role, cfg.tasks, cfg.imitation_samples, cfg.imitation_epochs,
+                seed=cfg.seed, seed_range=cfg.train_seed_range)
+    return model
+
+
+# ============================================================================ 5. callbacks
+def validate(model, cfg: Config) -> dict[str, float]:
+    """Mean grader and the learner's mean return per task on the validation seeds, against the
+    scripted opponents (illegal actions raise)."""
+    learner = SB3Policy(model, cfg.role)
+    row: dict[str, float] = {}
+    for task in cfg.tasks:
+        res = evaluate(task, list(cfg.val_seeds), lambda seed: {cfg.role: learner})
+        row[f"{task}/grader"] = res["grader"]
+        row[f"{task}/return"] = res[cfg.role]
+    row["grader"] = float(np.mean([row[f"{t}/grader"] for t in cfg.tasks]))
+    row["return"] = float(np.mean([row[f"{t}/return"] for t in cfg.tasks]))
+    return row
+
+
+def selection_score(row: dict[str, float], role: str) -> float:
+    """What "best" means: the investigator's mean grader, the fraudster's mean return."""
+    return row["grader"] if role == "investigator" else row["return"]
+
+
+class Validation(BaseCallback):
+    """Every ``cfg.eval_every`` timesteps: validate, log to TensorBoard and ``validation.csv``,
+    and save ``best.zip`` when the selection score improves."""
+
+    def __init__(self, cfg: Config, out: Path, history: list[dict]):
+        super().__init__()
+        self.cfg, self.out, self.history = cfg, out, history
+        self.best = -np.inf
+        self.next_at = 0
+
+    def run(self) -> None:
+        if not self.cfg.val_seeds:
+            return
+        row = {"timesteps": int(self.num_timesteps), **validate(self.model, self.cfg)}
+        self.history.append(row)
+        for key, value in row.items():
+            if key != "timesteps":
+                self.logger.record(f"validation/{key}", value)
+        with open(self.out / "validation.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerows(self.history)
+        score = selection_score(row, self.cfg.role)
+        if score > self.best:
+            self.best = score
+            self.model.save(str(self.out / "best.zip"))
+
+    def _on_training_start(self) -> None:
+        self.run()  # the starting point (after imitation) is a candidate too
+        self.next_at = self.num_timesteps + self.cfg.eval_every
+
+    def _on_step(self) -> bool:
+        if self.cfg.eval_every and self.num_timesteps >= self.next_at:
+            self.run()
+            self.next_at += self.cfg.eval_every
+        return True
+
+
+class EpisodeLog(BaseCallback):
+    """Records (timesteps, return, grader) of every finished training match: the curves."""
+
+    def __init__(self, log: list[dict]):
+        super().__init__()
+        self.log = log
+
+    def _on_step(self) -> bool:
+        for done, info in zip(self.locals["dones"], self.locals["infos"]):
+            if done:
+                self.log.append({"timesteps": int(self.num_timesteps),
+                                 "return": float(info["episode"]["r"]),
+                                 "grader": float(info["grader_score"])})
+        return True
+
+
+class Progress(BaseCallback):
+    def __init__(self, bar):
+        super().__init__()
+        self.bar = bar
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        return True
+
+
+# ============================================================================ 6. main
+@dataclass
+class Trained:
+    model: MaskablePPO
+    history: list[dict]  # validation rows
+    episodes: list[dict]  # training matches
+
+
+def train(cfg: Config, bar=None) -> Trained:
+    """Train ``cfg.role``; saves ``last.zip`` (and ``best.zip`` when validating) in ``cfg.out``.
+    ``bar``: a shared tqdm bar to advance instead of a bar of its own."""
+    for s in cfg.val_seeds:
+        if cfg.train_seed_range[0] <= s < cfg.train_seed_range[1]:
+            raise ValueError(f"validation seed {s} falls in the training seed range")
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    specs = dict(cfg.opponents)
+
+    def opponents() -> dict[str, Policy]:
+        return {r: make_opponent(r, specs[r]) for r in specs}
+
+    env = make_vec_env(cfg, opponents)
+    model = new_model(cfg, env, out / "tb" if cfg.tensorboard else None)
+    history: list[dict] = []
+    episodes: list[dict] = []
+    validation = Validation(cfg, out, history)
+    callbacks: list[BaseCallback] = [validation, EpisodeLog(episodes)]
+    own_bar = bar is None and cfg.progress
+    if own_bar:
+        bar = tqdm(total=cfg.timesteps, unit="step", dynamic_ncols=True, mininterval=0.5,
+                   desc=f"{cfg.role} ({', '.join(cfg.tasks)})")
+    if bar is not None:
+        callbacks.append(Progress(bar))
+    model.learn(cfg.timesteps, callback=callbacks, tb_log_name=cfg.role)
+    validation.run()  # the last state is a candidate for best.zip too
+    if own_bar:
+        bar.close()
+    model.save(str(out / "last.zip"))
+    env.close()
+    return Trained(model, history, episodes)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    d = Config()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--role", choices=("investigator", "fraudster", "auditor"), default=d.role)
+    p.add_argument("--task", default=",".join(d.tasks),
+                   help=f"comma-separated task ids among {', '.join(TASK_IDS)}")
+    p.add_argument("--opponent", action="append", default=[], metavar="ROLE=SPEC",
+                   help="SPEC: scripted, random, a checkpoint .zip, or a directory of them "
+                        "(a pool); repeatable; unnamed roles play scripted")
+    p.add_argument("--timesteps", type=int, default=d.timesteps)
+    p.add_argument("--init", default=d.init, help="continue from this checkpoint")
+    p.add_argument("--net", choices=("slot", "mlp"), default=d.net)
+    p.add_argument("--imitation-samples", type=int, default=d.imitation_samples)
+    p.add_argument("--imitation-epochs", type=int, default=d.imitation_epochs)
+    p.add_argument("--lr", type=float, default=d.learning_rate)
+    p.add_argument("--n-envs", type=int, default=d.n_envs)
+    p.add_argument("--n-steps", type=int, default=d.n_steps)
+    p.add_argument("--ent-coef", type=float, default=d.ent_coef)
+    p.add_argument("--clip-range", type=float, default=d.clip_range)
+    p.add_argument("--val-seeds", default=None, help="validation seeds (default 3000-3029)")
+    p.add_argument("--eval-every", type=int, default=d.eval_every)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default=d.out)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-tensorboard", action="store_true")
+    a = p.parse_args(argv)
+    opponents = []
+    for item in a.opponent:
+        role, sep, spec = item.partition("=")
+        if not sep or role not in ROLES or role == a.role:
+            p.error(f"--opponent {item!r}: expected ROLE=SPEC with ROLE another role")
+        opponents.append((role, spec))
+    tasks = tuple(t.strip() for t in a.task.split(",") if t.strip())
+    if unknown := [t for t in tasks if t not in TASK_IDS]:
+        p.error(f"unknown task(s) {unknown}; tasks are {', '.join(TASK_IDS)}")
+    return dataclasses.replace(
+        d, role=a.role, tasks=tasks, opponents=tuple(opponents), timesteps=a.timesteps,
+        init=a.init, net=a.net, imitation_samples=a.imitation_samples,
+        imitation_epochs=a.imitation_epochs, learning_rate=a.lr, n_envs=a.n_envs,
+        n_steps=a.n_steps, ent_coef=a.ent_coef, clip_range=a.clip_range,
+        val_seeds=tuple(parse_seeds(a.val_seeds)) if a.val_seeds else d.val_seeds,
+        eval_every=a.eval_every, seed=a.seed, out=a.out, progress=not a.no_progress,
+        tensorboard=not a.no_tensorboard)
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    cfg = parse_args(argv)
+    started = time.perf_counter()
+    history = train(cfg).history
+    print(f"\n{cfg.role} on {', '.join(cfg.tasks)}: {cfg.timesteps:,} timesteps in "
+          f"{time.perf_counter() - started:.0f} s -> {cfg.out}/best.zip, last.zip")
+    if not history:
+        return history
+    keys = [k for k in history[0] if k != "timesteps"]
+    print("| timesteps | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for row in history:
+        print(f"| {row['timesteps']:,} | " + " | ".join(f"{row[k]:.3f}" for k in keys) + " |")
+    return history
+
+
+if __name__ == "__main__":
+    main()
