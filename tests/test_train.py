@@ -301,6 +301,11 @@ def test_the_quick_job_learns_an_investigator_that_beats_every_blind_policy(tmp_
     assert learned["legit_rejected"] < 0.40  # not the reject-everything shortcut
     for name in ("always_reject", *BLIND_INVESTIGATORS):
         assert learned["grader"] > by[name]["grader"], name
+    # the league: the second investigator generation rates at least as high as the first, and
+    # both far above a random investigator
+    elo = result.elo
+    assert elo["investigator", "g1"] >= elo["investigator", "g0"]
+    assert elo["investigator", "g0"] > elo["investigator", "random"] + 100
 
 
 def test_evaluation_counts_the_legit_ads_that_ended_rejected():

@@ -19,7 +19,7 @@ What this script trains, and what else RLlib can do
     :mod:`fraudarena_env.wrappers`. The README ("Other RL libraries") has that setup.
 
 Opponents
-    By default the scripted baselines. ``--opponent fraudster=runs/quick/snapshots/
+    By default the scripted baselines. ``--opponent fraudster=runs/quick/pool/fraudster/
     fraudster_g1.zip`` plays a frozen SB3 snapshot from ``training/selfplay.py`` instead (needs
     the ``train`` extra on every Ray worker). One role trains per run; for alternating self-play
     run it once per role and feed each run's opponent the other's latest snapshot, as the SB3

@@ -273,16 +273,17 @@ def plot(result: LeagueResult, cfg: LeagueConfig, path: Path) -> Path:
             ax.axhline(result.elo[role, ref], ls=style, color=colours[role], alpha=0.6,
                        label=f"{ref} {role}")
         eps = [e for e in result.league.episodes if e["role"] == role]
-        if eps:
+        if eps:  # each role's own matches, generation after generation
             y = np.asarray([e["return"] for e in eps])
             w = max(1, min(100, len(y)))
-            ax2.plot(np.convolve(y, np.ones(w) / w, mode="valid"), color=colours[role],
-                     label=f"{role} (mean of {w} matches)")
+            ax2.plot(np.arange(w, len(y) + 1), np.convolve(y, np.ones(w) / w, mode="valid"),
+                     color=colours[role], label=f"{role} (mean of {w} matches)")
+    ax.set_xticks(range(cfg.generations))
     ax.set_xlabel("generation")
     ax.set_ylabel("Elo")
     ax.set_title("League: Elo by generation")
     ax.legend(fontsize=7)
-    ax2.set_xlabel("training match (all phases)")
+    ax2.set_xlabel("training match of the role (all its generations)")
     ax2.set_ylabel("episode return")
     ax2.set_title(f"Training returns ({', '.join(cfg.tasks)})")
     ax2.legend(fontsize=7)
