@@ -96,12 +96,13 @@ class SlotActionHead(nn.Module):
         self.investigate = nn.Linear(dim, 6)
         self.verdict = nn.Linear(dim, 9)
         self.pair = nn.Linear(dim, pair_dim)
+        self.link_gate = nn.Linear(dim, 1)
         self.pair_shared = nn.Parameter(th.tensor(2.0))
         self.pair_bias = nn.Parameter(th.tensor(-2.0))
         self.end = nn.Linear(dim, 1)
         self.register_buffer("pair_i", th.as_tensor(PAIRS[:, 0]), persistent=False)
         self.register_buffer("pair_j", th.as_tensor(PAIRS[:, 1]), persistent=False)
-        for layer in (self.investigate, self.verdict, self.end):
+        for layer in (self.investigate, self.verdict, self.end, self.link_gate):
             nn.init.orthogonal_(layer.weight, gain=0.01)
             nn.init.zeros_(layer.bias)
 
@@ -113,7 +114,11 @@ class SlotActionHead(nn.Module):
         pair_shared = latent[:, d + S * d:]
         p = self.pair(h)
         link = (p[:, self.pair_i] * p[:, self.pair_j]).sum(-1) / p.shape[-1] ** 0.5
-        link = link + self.pair_shared * pair_shared + self.pair_bias
+        # A visible shared signal counts as much as both ads' own gates say: "link the pairs
+        # that share infrastructure when both look bad" is one sum, not a product to discover.
+        gate = self.link_gate(h)[..., 0]
+        weight = self.pair_shared + gate[:, self.pair_i] + gate[:, self.pair_j]
+        link = link + weight * pair_shared + self.pair_bias
         return th.cat([self.investigate(h).reshape(batch, -1), self.verdict(h).reshape(batch, -1),
                        link, self.end(glob)], dim=1)
 
