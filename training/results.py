@@ -1,0 +1,164 @@
+"""The evaluation behind ``training/RESULTS.md``: shipped checkpoints against the references, on
+seeds never used in training, validation or tuning.
+
+    python training/results.py --investigator training/checkpoints/investigator.zip \
+        --fraudster training/checkpoints/fraudster.zip --seeds 7000-7039 \
+        --curves runs/inv/validation.csv runs/fr/validation.csv --plot training/results.png
+
+Prints two Markdown tables and writes the learning curves:
+
+* investigators, per task: the scripted investigator, the checkpoint, the oracle (reads the truth:
+  the ceiling), the best blind reference and always-reject, each against ``ReactiveFraudster`` and
+  ``HeuristicAuditor``: mean grader (and its standard error), the investigator's return, the
+  share of legit ads rejected; then the checkpoint's margin over the scripted investigator and the
+  share of the scripted-to-oracle gap it closes;
+* fraudsters, per task, against the scripted investigator: ``ReactiveFraudster``, the checkpoint
+  and never proposing: the fraudster's return and the grader it leaves the investigator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+
+from fraudarena_env.arena import Arena, evaluate, legit_rejected
+from fraudarena_env.catalog import TASK_IDS
+from fraudarena_env.cli import parse_seeds
+from fraudarena_env.policies import (
+    BLIND_INVESTIGATORS,
+    AlwaysReject,
+    NeverPropose,
+    OracleInvestigator,
+)
+from fraudarena_env.sb3 import SB3Policy
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def play(arena: Arena, task: str, seeds, role: str, make, face: str = "") -> dict[str, float]:
+    """Means (and the grader's standard error) of ``make(seed)`` playing ``role``."""
+    graders, inv, fr, rejected = [], [], [], []
+    for seed in seeds:
+        policies = {role: make(seed)} if make is not None else {}
+        res = arena.play(task, seed, policies, {role: face} if face else None)
+        graders.append(res.grader)
+        inv.append(res.returns["investigator"])
+        fr.append(res.returns["fraudster"])
+        rejected.append(legit_rejected(arena.referee))
+    return {"grader": float(np.mean(graders)),
+            "sem": float(np.std(graders, ddof=1) / np.sqrt(len(graders))),
+            "investigator": float(np.mean(inv)), "fraudster": float(np.mean(fr)),
+            "legit_rejected": float(np.mean(rejected))}
+
+
+def investigator_rows(task: str, seeds, checkpoint: SB3Policy) -> dict[str, dict[str, float]]:
+    arena = Arena()
+    oracle = OracleInvestigator().bind(arena.referee)
+    rows = {"scripted": play(arena, task, seeds, "investigator", None),
+            "checkpoint": play(arena, task, seeds, "investigator", lambda s: checkpoint),
+            "oracle": play(arena, task, seeds, "investigator", lambda s: oracle, face="text"),
+            "always_reject": play(arena, task, seeds, "investigator",
+                                  lambda s: AlwaysReject(seed=s))}
+    blind = {name: play(arena, task, seeds, "investigator", lambda s, m=make: m(seed=s))
+             for name, make in BLIND_INVESTIGATORS.items()}
+    best = max(blind, key=lambda n: blind[n]["grader"])
+    rows[f"best blind ({best})"] = blind[best]
+    return rows
+
+
+def fraudster_rows(task: str, seeds, checkpoint: SB3Policy) -> dict[str, dict[str, float]]:
+    arena = Arena()
+    return {"reactive": play(arena, task, seeds, "fraudster", None),
+            "checkpoint": play(arena, task, seeds, "fraudster", lambda s: checkpoint),
+            "never_propose": play(arena, task, seeds, "fraudster", lambda s: NeverPropose(seed=s))}
+
+
+def investigator_table(tasks, seeds, checkpoint: SB3Policy) -> str:
+    lines = [f"Investigators on {len(seeds)} seeds ({seeds[0]}-{seeds[-1]}), against "
+             "ReactiveFraudster and HeuristicAuditor", "",
+             "| task | investigator | grader (± s.e.) | inv. return | legit rejected |",
+             "|---|---|---|---|---|"]
+    summary = ["", "| task | checkpoint - scripted | share of the scripted-to-oracle gap closed |",
+               "|---|---|---|"]
+    for task in tasks:
+        rows = investigator_rows(task, seeds, checkpoint)
+        for name, r in rows.items():
+            bold = "**" if name == "checkpoint" else ""
+            lines.append(f"| {task} | {bold}{name}{bold} | {bold}{r['grader']:.3f}{bold} ± "
+                         f"{r['sem']:.3f} | {r['investigator']:+.2f} | "
+                         f"{r['legit_rejected']:.0%} |")
+        margin = rows["checkpoint"]["grader"] - rows["scripted"]["grader"]
+        gap = rows["oracle"]["grader"] - rows["scripted"]["grader"]
+        summary.append(f"| {task} | {margin:+.3f} | {margin / gap:+.0%} |")
+    return "\n".join(lines + summary)
+
+
+def fraudster_table(tasks, seeds, checkpoint: SB3Policy) -> str:
+    lines = [f"Fraudsters on {len(seeds)} seeds ({seeds[0]}-{seeds[-1]}), against "
+             "ScriptedInvestigator and HeuristicAuditor", "",
+             "| task | fraudster | fraudster return | investigator's grader |", "|---|---|---|---|"]
+    for task in tasks:
+        for name, r in fraudster_rows(task, seeds, checkpoint).items():
+            bold = "**" if name == "checkpoint" else ""
+            lines.append(f"| {task} | {bold}{name}{bold} | {bold}{r['fraudster']:+.2f}{bold} | "
+                         f"{r['grader']:.3f} ± {r['sem']:.3f} |")
+    return "\n".join(lines)
+
+
+def plot_curves(paths: Sequence[str], out: Path) -> Path:
+    """One panel per validation.csv (training/train.py): the learner's validation grader
+    (investigator) or return (fraudster) per task and their mean over timesteps, with the scripted
+    player of the role on the same seeds as dashed lines."""
+    fig, axes = plt.subplots(1, len(paths), figsize=(5.5 * len(paths), 4), squeeze=False)
+    for ax, path in zip(axes[0], paths):
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        x = [int(r["timesteps"]) for r in rows]
+        cfg = json.loads((Path(path).parent / "config.json").read_text())
+        role = cfg["role"]
+        metric = "grader" if role == "investigator" else "return"
+        key_of = {"grader": "grader", "return": role}
+        for k, task in enumerate(cfg["tasks"]):
+            line, = ax.plot(x, [float(r[f"{task}/{metric}"]) for r in rows], ".-", lw=1,
+                            label=task, color=f"C{k}")
+            scripted = evaluate(task, cfg["val_seeds"], lambda seed: {})[key_of[metric]]
+            ax.axhline(scripted, ls="--", lw=1, color=line.get_color(),
+                       label=f"{task}, scripted {role}")
+        ax.plot(x, [float(r[metric]) for r in rows], "o-", lw=2, color="k", label="mean")
+        ax.set_title(f"{Path(path).parent.name}: validation {metric}")
+        ax.set_xlabel("PPO timesteps (0: after imitation)")
+        ax.set_ylabel(metric)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--investigator", default="training/checkpoints/investigator.zip")
+    p.add_argument("--fraudster", default="training/checkpoints/fraudster.zip")
+    p.add_argument("--seeds", default="7000-7039")
+    p.add_argument("--task", default=",".join(TASK_IDS))
+    p.add_argument("--curves", nargs="*", default=[], help="validation.csv files to plot")
+    p.add_argument("--plot", default="training/results.png")
+    a = p.parse_args(argv)
+    seeds = parse_seeds(a.seeds)
+    tasks = [t for t in a.task.split(",") if t]
+    print(investigator_table(tasks, seeds, SB3Policy.load(a.investigator, "investigator")))
+    print()
+    print(fraudster_table(tasks, seeds, SB3Policy.load(a.fraudster, "fraudster")))
+    if a.curves:
+        print(f"\ncurves: {plot_curves(a.curves, Path(a.plot))}")
+
+
+if __name__ == "__main__":
+    main()
