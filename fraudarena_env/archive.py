@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .encoding import apply_index
-from .referee import Referee
+from .rules.referee import Referee
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ import tracemalloc
 
 import numpy as np
 
-from .catalog import TASK_IDS
+from .rules.catalog import TASK_IDS
 
 TASKS = TASK_IDS
 # The lineage's referee throughput for full matches, in steps/s (CounterFeint's FraudArena, as
@@ -196,7 +196,7 @@ def referee_steps_per_second(task_id: str, seconds: float, first_seed: int = 0,
 def referee_reset_us(task_id: str = "task_3", seconds: float = 1.0) -> float:
     """Mean ``Referee.reset_match`` time in microseconds, over as many resets as fit in
     ``seconds`` (at least 50)."""
-    from .referee import Referee
+    from .rules.referee import Referee
 
     ref = Referee()
     ref.reset_match(seed=0, task_id=task_id)

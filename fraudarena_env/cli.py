@@ -28,7 +28,16 @@ import numpy as np
 
 from . import __version__
 from .arena import Arena, MatchResult, evaluate
-from .catalog import (
+from .policies import (
+    BASELINES,
+    DEGENERATE_INVESTIGATORS,
+    FlagEverythingAuditor,
+    GibberishFraudster,
+    Policy,
+    RandomPolicy,
+    RepeatOneAdFraudster,
+)
+from .rules.catalog import (
     CATEGORIES,
     CORRECT_VERDICT,
     ESCALATE,
@@ -40,17 +49,8 @@ from .catalog import (
     TASKS,
     VERDICTS,
 )
-from .policies import (
-    BASELINES,
-    DEGENERATE_INVESTIGATORS,
-    FlagEverythingAuditor,
-    GibberishFraudster,
-    Policy,
-    RandomPolicy,
-    RepeatOneAdFraudster,
-)
-from .referee import AD_SLOT, Referee
-from .scoring import verdict_reward
+from .rules.referee import AD_SLOT, Referee
+from .rules.scoring import verdict_reward
 
 # name -> factory(seed=...) for each role; the first name is the role's scripted baseline.
 FRAUDSTERS: dict[str, Callable[..., Policy]] = {

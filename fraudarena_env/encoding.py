@@ -20,7 +20,8 @@ from functools import lru_cache
 import numpy as np
 
 from . import textface
-from .actions import (
+from .models import AdReviewAction, AuditorAction, FraudsterAction, parse_action
+from .rules.actions import (
     CommitFinal,
     EndTurn,
     Flag,
@@ -32,7 +33,7 @@ from .actions import (
     Submit,
     Verdict,
 )
-from .catalog import (
+from .rules.catalog import (
     AUDIT_TRACK_A,
     AUDIT_TRACK_B,
     CATEGORIES,
@@ -57,10 +58,9 @@ from .catalog import (
     VERDICTS,
     nearest_bucket,
 )
-from .errors import IllegalActionError, OutOfTurnError
-from .lexicon import N_LEXICAL
-from .models import AdReviewAction, AuditorAction, FraudsterAction, parse_action
-from .referee import AD_IDS, AD_SLOT, Referee
+from .rules.errors import IllegalActionError, OutOfTurnError
+from .rules.lexicon import N_LEXICAL
+from .rules.referee import AD_IDS, AD_SLOT, Referee
 
 S = MAX_SLOTS
 N_CAT = len(CATEGORIES)

@@ -66,7 +66,6 @@ from gymnasium.utils import EzPickle
 from pettingzoo import AECEnv
 from pydantic import BaseModel
 
-from .catalog import CATEGORIES, LABELS, MATCH_KNOBS, PHASES, ROLES, TARGETS, TASKS, VERDICTS
 from .encoding import (
     N_ACTIONS,
     OBS_BOUND,
@@ -77,9 +76,10 @@ from .encoding import (
     op_to_index,
     op_to_model,
 )
-from .errors import IllegalActionError
 from .models import ACTION_MODELS, parse_action
-from .referee import AD_IDS, Referee
+from .rules.catalog import CATEGORIES, LABELS, MATCH_KNOBS, PHASES, ROLES, TARGETS, TASKS, VERDICTS
+from .rules.errors import IllegalActionError
+from .rules.referee import AD_IDS, Referee
 
 AGENTS = ROLES  # the catalogue's roles, in turn order
 # Free-text fields of each action model: a model carrying any of them has no action index.

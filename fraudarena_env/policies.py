@@ -87,7 +87,23 @@ class RandomPolicy(Policy):
 
 # ============================================================================ shared readers
 from . import belief  # noqa: E402
-from .actions import (  # noqa: E402
+from .encoding import (  # noqa: E402
+    A_SUBMIT,
+    EVIDENCE_SCALE,
+    F_COMMIT,
+    F_END,
+    I_END,
+    I_INVESTIGATE,
+    I_LINK,
+    I_VERDICT,
+    PAIRS,
+    TRACK_B_CUES,
+    Observer,
+    index_of,
+    op_to_model,
+)
+from .models import AdReviewAction, AuditorAction, FraudsterAction  # noqa: E402
+from .rules.actions import (  # noqa: E402
     CommitFinal,
     EndTurn,
     Flag,
@@ -98,7 +114,7 @@ from .actions import (  # noqa: E402
     Propose,
     Verdict,
 )
-from .catalog import (  # noqa: E402
+from .rules.catalog import (  # noqa: E402
     APPROVE,
     AUDIT_TRACK_A,
     AUDIT_TRACK_B,
@@ -129,26 +145,10 @@ from .catalog import (  # noqa: E402
     VERDICTS,
     nearest_bucket,
 )
-from .encoding import (  # noqa: E402
-    A_SUBMIT,
-    EVIDENCE_SCALE,
-    F_COMMIT,
-    F_END,
-    I_END,
-    I_INVESTIGATE,
-    I_LINK,
-    I_VERDICT,
-    PAIRS,
-    TRACK_B_CUES,
-    Observer,
-    index_of,
-    op_to_model,
-)
-from .evidence import HEADLINE, headline_to_signal  # noqa: E402
-from .lexicon import is_gibberish, reads_as_gibberish  # noqa: E402
-from .models import AdReviewAction, AuditorAction, FraudsterAction  # noqa: E402
-from .referee import AD_IDS, AD_SLOT  # noqa: E402
-from .scoring import verdict_reward  # noqa: E402
+from .rules.evidence import HEADLINE, headline_to_signal  # noqa: E402
+from .rules.lexicon import is_gibberish, reads_as_gibberish  # noqa: E402
+from .rules.referee import AD_IDS, AD_SLOT  # noqa: E402
+from .rules.scoring import verdict_reward  # noqa: E402
 
 S = MAX_SLOTS
 N_T = len(TARGETS)

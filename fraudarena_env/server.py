@@ -81,11 +81,11 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from .archive import Archive, state_as_archived
-from .catalog import MATCH_KNOBS, ROLES
 from .encoding import N_ACTIONS, Observer, apply_index
-from .errors import IllegalActionError
 from .models import ACTION_MODELS
-from .referee import Referee
+from .rules.catalog import MATCH_KNOBS, ROLES
+from .rules.errors import IllegalActionError
+from .rules.referee import Referee
 from .views import sealed_state
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,16 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .actions import (
+from .models import (
+    AdReviewAction,
+    AdReviewObservation,
+    AuditorAction,
+    AuditorObservation,
+    FraudsterAction,
+    FraudsterObservation,
+    RefereeState,
+)
+from .rules.actions import (
     CommitFinal,
     EndTurn,
     Flag,
@@ -25,7 +34,7 @@ from .actions import (
     Submit,
     Verdict,
 )
-from .catalog import (
+from .rules.catalog import (
     AD_IDS,
     CATEGORIES,
     CATEGORY_INDEX,
@@ -38,17 +47,8 @@ from .catalog import (
     TARGETS,
     VERDICTS,
 )
-from .errors import IllegalActionError
-from .evidence import evidence_fields, evidence_text, surface_fields
-from .models import (
-    AdReviewAction,
-    AdReviewObservation,
-    AuditorAction,
-    AuditorObservation,
-    FraudsterAction,
-    FraudsterObservation,
-    RefereeState,
-)
+from .rules.errors import IllegalActionError
+from .rules.evidence import evidence_fields, evidence_text, surface_fields
 
 F, I, A = 0, 1, 2  # noqa: E741  (role indices)
 # Resolves an ad id to its slot, or raises IllegalActionError: (ad_id, agent, action) -> slot.

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .catalog import ROLES
-from .referee import Referee
+from .rules.catalog import ROLES
+from .rules.referee import Referee
 
 REWARD_FIELDS = {"fraudster": "fraudster_reward", "investigator": "investigator_reward",
                  "auditor": "auditor_reward"}

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 
 from fraudarena_env.arena import Arena
-from fraudarena_env.catalog import ROLES, TASK_IDS
 from fraudarena_env.policies import RandomPolicy
+from fraudarena_env.rules.catalog import ROLES, TASK_IDS
 
 SCRIPTED_TENSOR_SEEDS = range(40)
 SCRIPTED_TEXT_SEEDS = range(100, 110)

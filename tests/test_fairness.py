@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from fraudarena_env.arena import Arena, evaluate
-from fraudarena_env.catalog import TASK_IDS
 from fraudarena_env.policies import (
     DEGENERATE_INVESTIGATORS,
     FlagEverythingAuditor,
     GibberishFraudster,
     RepeatOneAdFraudster,
 )
+from fraudarena_env.rules.catalog import TASK_IDS
 
 SEEDS = range(1000, 1050)
 

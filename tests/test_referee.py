@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fraudarena_env import scoring
-from fraudarena_env.actions import (
+from fraudarena_env.rules.actions import (
     CommitFinal,
     EndTurn,
     Flag,
@@ -29,7 +29,7 @@ from fraudarena_env.actions import (
     Submit,
     Verdict,
 )
-from fraudarena_env.catalog import (
+from fraudarena_env.rules.catalog import (
     APPROVE,
     AUDIT_TRACK_A,
     AUDIT_TRACK_B,
@@ -41,8 +41,8 @@ from fraudarena_env.catalog import (
     TASK_IDS,
     TASKS,
 )
-from fraudarena_env.errors import IllegalActionError, OutOfTurnError
-from fraudarena_env.referee import AD_IDS, Referee
+from fraudarena_env.rules.errors import IllegalActionError, OutOfTurnError
+from fraudarena_env.rules.referee import AD_IDS, Referee
 
 ROLES = ("fraudster", "investigator", "auditor")
 ALWAYS_LEGAL = {"fraudster": EndTurn(), "investigator": EndTurn(),

@@ -11,8 +11,8 @@ from functools import cache
 import pytest
 
 from fraudarena_env import skill
-from fraudarena_env.catalog import TASK_IDS
-from fraudarena_env.scoring import calibration_skill
+from fraudarena_env.rules.catalog import TASK_IDS
+from fraudarena_env.rules.scoring import calibration_skill
 
 SEEDS = range(1000, 1050)
 HARD = ("task_2", "task_3", "task_3_unseen")

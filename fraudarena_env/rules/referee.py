@@ -29,7 +29,18 @@ from typing import Any
 
 import numpy as np
 
-from . import audit, scoring, textface
+from .. import textface
+from ..models import (
+    AdReviewAction,
+    AdReviewObservation,
+    AuditorAction,
+    AuditorObservation,
+    FraudsterAction,
+    FraudsterObservation,
+    RefereeState,
+    parse_action,
+)
+from . import audit, scoring
 from .actions import (
     CommitFinal,
     EndTurn,
@@ -81,16 +92,6 @@ from .lexicon import (
     has_injection_or_generator_token,
     is_gibberish,
     lexical_features,
-)
-from .models import (
-    AdReviewAction,
-    AdReviewObservation,
-    AuditorAction,
-    AuditorObservation,
-    FraudsterAction,
-    FraudsterObservation,
-    RefereeState,
-    parse_action,
 )
 
 F, I, A = 0, 1, 2  # noqa: E741  (role indices)
