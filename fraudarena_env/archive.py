@@ -24,8 +24,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .encoding import apply_index
-from .rules.referee import Referee
+from .faces.encoding import apply_index
+from .referee import Referee
 
 logger = logging.getLogger(__name__)
 

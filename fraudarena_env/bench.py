@@ -196,7 +196,7 @@ def referee_steps_per_second(task_id: str, seconds: float, first_seed: int = 0,
 def referee_reset_us(task_id: str = "task_3", seconds: float = 1.0) -> float:
     """Mean ``Referee.reset_match`` time in microseconds, over as many resets as fit in
     ``seconds`` (at least 50)."""
-    from .rules.referee import Referee
+    from .referee import Referee
 
     ref = Referee()
     ref.reset_match(seed=0, task_id=task_id)

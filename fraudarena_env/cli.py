@@ -37,7 +37,9 @@ from .policies import (
     RandomPolicy,
     RepeatOneAdFraudster,
 )
+from .referee import Referee
 from .rules.catalog import (
+    AD_SLOT,
     CATEGORIES,
     CORRECT_VERDICT,
     ESCALATE,
@@ -49,7 +51,6 @@ from .rules.catalog import (
     TASKS,
     VERDICTS,
 )
-from .rules.referee import AD_SLOT, Referee
 from .rules.scoring import verdict_reward
 
 # name -> factory(seed=...) for each role; the first name is the role's scripted baseline.

@@ -36,7 +36,7 @@ from pettingzoo import AECEnv
 from pydantic import BaseModel
 from websockets.sync.client import connect
 
-from .encoding import N_ACTIONS, OBS_BOUND, Observer
+from .faces.encoding import N_ACTIONS, OBS_BOUND, Observer
 from .models import AuditorObservation, FraudsterObservation, InvestigatorObservation, RefereeState
 from .rules.catalog import PHASE_ROLE, ROLES
 

@@ -66,7 +66,7 @@ from gymnasium.utils import EzPickle
 from pettingzoo import AECEnv
 from pydantic import BaseModel
 
-from .encoding import (
+from .faces.encoding import (
     N_ACTIONS,
     OBS_BOUND,
     OPS,
@@ -77,9 +77,19 @@ from .encoding import (
     op_to_model,
 )
 from .models import ACTION_MODELS, parse_action
-from .rules.catalog import CATEGORIES, LABELS, MATCH_KNOBS, PHASES, ROLES, TARGETS, TASKS, VERDICTS
+from .referee import Referee
+from .rules.catalog import (
+    AD_IDS,
+    CATEGORIES,
+    LABELS,
+    MATCH_KNOBS,
+    PHASES,
+    ROLES,
+    TARGETS,
+    TASKS,
+    VERDICTS,
+)
 from .rules.errors import IllegalActionError
-from .rules.referee import AD_IDS, Referee
 
 AGENTS = ROLES  # the catalogue's roles, in turn order
 # Free-text fields of each action model: a model carrying any of them has no action index.

@@ -14,7 +14,7 @@ from functools import cache
 
 import numpy as np
 
-from .encoding import N_ACTIONS
+from .faces.encoding import N_ACTIONS
 
 
 def split_tensor_obs(observation, action_mask=None):
@@ -87,7 +87,7 @@ class RandomPolicy(Policy):
 
 # ============================================================================ shared readers
 from . import belief  # noqa: E402
-from .encoding import (  # noqa: E402
+from .faces.encoding import (  # noqa: E402
     A_SUBMIT,
     EVIDENCE_SCALE,
     F_COMMIT,
@@ -115,6 +115,8 @@ from .rules.actions import (  # noqa: E402
     Verdict,
 )
 from .rules.catalog import (  # noqa: E402
+    AD_IDS,
+    AD_SLOT,
     APPROVE,
     AUDIT_TRACK_A,
     AUDIT_TRACK_B,
@@ -147,7 +149,6 @@ from .rules.catalog import (  # noqa: E402
 )
 from .rules.evidence import HEADLINE, headline_to_signal  # noqa: E402
 from .rules.lexicon import is_gibberish, reads_as_gibberish  # noqa: E402
-from .rules.referee import AD_IDS, AD_SLOT  # noqa: E402
 from .rules.scoring import verdict_reward  # noqa: E402
 
 S = MAX_SLOTS

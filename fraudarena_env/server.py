@@ -81,12 +81,12 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from .archive import Archive, state_as_archived
-from .encoding import N_ACTIONS, Observer, apply_index
+from .faces.encoding import N_ACTIONS, Observer, apply_index
+from .faces.views import sealed_state
 from .models import ACTION_MODELS
+from .referee import Referee
 from .rules.catalog import MATCH_KNOBS, ROLES
 from .rules.errors import IllegalActionError
-from .rules.referee import Referee
-from .views import sealed_state
 
 logger = logging.getLogger(__name__)
 

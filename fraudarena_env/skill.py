@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 
 from .arena import Arena
-from .encoding import Observer
+from .faces.encoding import Observer
 from .policies import (
     BLIND_INVESTIGATORS,
     DEGENERATE_INVESTIGATORS,

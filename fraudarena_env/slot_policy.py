@@ -26,7 +26,7 @@ from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from .encoding import I_END, I_INVESTIGATE, I_LINK, I_VERDICT, PAIRS, Observer
+from .faces.encoding import I_END, I_INVESTIGATE, I_LINK, I_VERDICT, PAIRS, Observer
 from .rules.catalog import MAX_SLOTS
 
 S = MAX_SLOTS

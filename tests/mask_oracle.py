@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fraudarena_env.encoding import OPS
+from fraudarena_env.faces.encoding import OPS
 from fraudarena_env.rules.referee import Referee
 
 

@@ -14,8 +14,16 @@ import pytest
 from mask_oracle import legal_mask
 
 from fraudarena_env.arena import Arena
-from fraudarena_env.encoding import EVIDENCE_SCALE, OBS_BOUND, OPS, PAIRS, Observer, shared_signals
+from fraudarena_env.faces.encoding import (
+    EVIDENCE_SCALE,
+    OBS_BOUND,
+    OPS,
+    PAIRS,
+    Observer,
+    shared_signals,
+)
 from fraudarena_env.policies import RandomPolicy
+from fraudarena_env.referee import Referee
 from fraudarena_env.rules.catalog import (
     CATEGORIES,
     COUNTRIES,
@@ -26,7 +34,6 @@ from fraudarena_env.rules.catalog import (
     TASK_IDS,
     TLDS,
 )
-from fraudarena_env.rules.referee import Referee
 
 S = MAX_SLOTS
 ROLES = ("fraudster", "investigator", "auditor")

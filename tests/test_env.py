@@ -20,8 +20,8 @@ import pytest
 from mask_oracle import legal_mask
 
 from fraudarena_env import IllegalActionError, fraudarena_v0
-from fraudarena_env.encoding import N_ACTIONS, OBS_BOUND
 from fraudarena_env.env import END_REASONS, INFO_KEYS
+from fraudarena_env.faces.encoding import N_ACTIONS, OBS_BOUND
 from fraudarena_env.models import AdReviewAction, AuditorAction, FraudsterAction
 from fraudarena_env.rules.catalog import PHASES, TASK_IDS
 from fraudarena_env.rules.scoring import ILLEGAL_PENALTY
@@ -230,7 +230,7 @@ def test_1000_random_episodes(task_id):
 def test_observations_do_not_depend_on_when_they_are_read():
     """Reading observations every step, or only now and then, gives the same vectors as an
     observer filled from scratch."""
-    from fraudarena_env.encoding import Observer
+    from fraudarena_env.faces.encoding import Observer
 
     for task_id in ("task_1", "task_3"):
         eager, lazy = fraudarena_v0.env(task_id=task_id), fraudarena_v0.env(task_id=task_id)
@@ -657,7 +657,7 @@ def test_render_modes(capsys):
 def test_observe_is_fill_and_mask_in_one_pass(monkeypatch):
     """``Observer.observe`` (the arena's fast path) returns exactly ``fill`` and ``mask``."""
     from fraudarena_env.arena import Arena
-    from fraudarena_env.encoding import Observer
+    from fraudarena_env.faces.encoding import Observer
 
     separate = {a: Observer(a) for a in AGENTS}
     seen = set()

@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pytest
 
+from fraudarena_env.referee import Referee
 from fraudarena_env.rules.actions import EndTurn, Submit
 from fraudarena_env.rules.catalog import (
     CATEGORIES,
@@ -29,7 +30,6 @@ from fraudarena_env.rules.catalog import (
 )
 from fraudarena_env.rules.evidence import evidence_fields
 from fraudarena_env.rules.lexicon import lexical_features
-from fraudarena_env.rules.referee import Referee
 
 TOKEN_FIELDS = ("payment_id", "landing_host", "audience_fingerprint", "campaign_fingerprint")
 TOKEN_FORMAT = re.compile(r"^(pmt|host|fp|cfg)_\d{6}$")

@@ -16,8 +16,8 @@ from fraudarena_env.policies import (
     ReactiveFraudster,
     ScriptedInvestigator,
 )
+from fraudarena_env.referee import Referee
 from fraudarena_env.rules.catalog import TASK_IDS
-from fraudarena_env.rules.referee import Referee
 
 SEEDS = range(1000, 1030)
 TENSOR = {"fraudster": "tensor", "investigator": "tensor", "auditor": "tensor"}

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fraudarena_env import scoring
+from fraudarena_env.referee import Referee
 from fraudarena_env.rules.actions import (
     CommitFinal,
     EndTurn,
@@ -30,6 +31,7 @@ from fraudarena_env.rules.actions import (
     Verdict,
 )
 from fraudarena_env.rules.catalog import (
+    AD_IDS,
     APPROVE,
     AUDIT_TRACK_A,
     AUDIT_TRACK_B,
@@ -42,7 +44,6 @@ from fraudarena_env.rules.catalog import (
     TASKS,
 )
 from fraudarena_env.rules.errors import IllegalActionError, OutOfTurnError
-from fraudarena_env.rules.referee import AD_IDS, Referee
 
 ROLES = ("fraudster", "investigator", "auditor")
 ALWAYS_LEGAL = {"fraudster": EndTurn(), "investigator": EndTurn(),

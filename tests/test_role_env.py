@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fraudarena_env import IllegalActionError, RoleEnv
-from fraudarena_env.encoding import N_ACTIONS
+from fraudarena_env.faces.encoding import N_ACTIONS
 from fraudarena_env.policies import Policy, RandomPolicy
 from fraudarena_env.rules.catalog import PHASES
 

@@ -30,7 +30,8 @@ from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
 from fraudarena_env.archive import read_records, replay, state_as_archived  # noqa: E402
 from fraudarena_env.arena import Arena  # noqa: E402
-from fraudarena_env.encoding import N_ACTIONS, OPS, Observer  # noqa: E402
+from fraudarena_env.faces.encoding import N_ACTIONS, OPS, Observer  # noqa: E402
+from fraudarena_env.faces.views import sealed_state  # noqa: E402
 from fraudarena_env.models import (  # noqa: E402
     AuditorObservation,
     FraudsterObservation,
@@ -41,10 +42,9 @@ from fraudarena_env.policies import (  # noqa: E402
     ReactiveFraudster,
     ScriptedInvestigator,
 )
+from fraudarena_env.referee import Referee  # noqa: E402
 from fraudarena_env.rules.catalog import PHASE_ROLE, ROLES, TASK_IDS  # noqa: E402
-from fraudarena_env.rules.referee import Referee  # noqa: E402
 from fraudarena_env.server import ERROR_CODES, create_app, spawn  # noqa: E402
-from fraudarena_env.views import sealed_state  # noqa: E402
 
 OBS_MODELS = {"fraudster": FraudsterObservation, "investigator": InvestigatorObservation,
               "auditor": AuditorObservation}

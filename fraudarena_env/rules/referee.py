@@ -14,10 +14,12 @@ organic ads and proposals alike. Play ends when
 Every end path auto-approves the pending ads. Then the auditor flags faults and submits its
 report, which ends the match; the terminal rewards are delivered then, to all three roles.
 
-Actions are applied from a compact internal form (``op`` tuples). The pydantic models of the text
-face and the action indices of the tensor face both translate to ops, so both faces run through
-exactly one set of rules: ``check`` says whether an op is legal and why not, ``apply`` carries it
-out. A rejected op leaves the match untouched.
+The referee takes typed ops only (``actions``). The pydantic models of the text face and the
+action indices of the tensor face both translate to ops, so both faces run through exactly one
+set of rules: ``check`` says whether an op is legal and why not, ``apply`` carries it out. A
+rejected op leaves the match untouched. The text face's entry points (``step_as_<role>``,
+``build_<role>_observation``, ``state``) are added on top, by ``fraudarena_env.referee.Referee``,
+the class users get as ``fraudarena_env.Referee``.
 """
 
 from __future__ import annotations
@@ -29,17 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from .. import textface
-from ..models import (
-    AdReviewAction,
-    AdReviewObservation,
-    AuditorAction,
-    AuditorObservation,
-    FraudsterAction,
-    FraudsterObservation,
-    RefereeState,
-    parse_action,
-)
 from . import audit, scoring
 from .actions import (
     CommitFinal,
@@ -141,7 +132,8 @@ def match_id_for(seed: int, task_id: str, knobs: dict) -> str:
 
 
 class Referee:
-    """One FraudArena match. ``reset_match`` starts it; roles act through ``step_as_<role>``."""
+    """One FraudArena match, on the rules' ops: ``reset_match`` starts it, ``check`` and ``apply``
+    play it. (``fraudarena_env.Referee`` adds the text face's entry points.)"""
 
     def __init__(self, illegal_action: str = "raise"):
         if illegal_action not in ("raise", "penalize"):
@@ -310,50 +302,8 @@ class Referee:
                                      f"{[AD_IDS[s] for s in np.flatnonzero(self.present)]}")
         return slot
 
-    # ------------------------------------------------------------------ text-face entry points
-    def step_as_fraudster(self, action: FraudsterAction | dict) -> FraudsterObservation:
-        self.apply_model("fraudster", action)
-        return self.build_fraudster_observation()
-
-    def step_as_investigator(self, action: AdReviewAction | dict) -> AdReviewObservation:
-        self.apply_model("investigator", action)
-        return self.build_investigator_observation()
-
-    def step_as_auditor(self, action: AuditorAction | dict) -> AuditorObservation:
-        self.apply_model("auditor", action)
-        return self.build_auditor_observation()
-
-    def apply_model(self, role: str, action: Any) -> float:
-        """Validate a role's action model (or dict) and apply it; returns the actor's reward.
-        The one text-face step path of the env, the server and the arena.
-
-        In penalize mode an action that fails validation is charged like any illegal action;
-        acting out of turn always raises. A refused action's error names the action as given."""
-        try:
-            op = self.op_from_model(role, action)
-        except OutOfTurnError:
-            raise
-        except IllegalActionError as exc:
-            if self.illegal_action == "raise":
-                raise
-            return self.penalize(role, action, exc.reason)
-        try:
-            return self.apply(role, op)
-        except OutOfTurnError:
-            raise
-        except IllegalActionError as exc:
-            raise IllegalActionError(role, action, exc.reason) from None
-
-    def op_from_model(self, role: str, action: Any) -> Op:
-        """The op a role's action model (or dict) stands for, checked against this match: the
-        text face's translator (``textface.op_from_model``), after the turn check."""
-        if role not in ROLES:
-            raise ValueError(f"unknown role {role!r}; roles are {ROLES}")
-        self._check_turn(role, action)
-        return textface.op_from_model(role, parse_action(role, action), self.slot_of,
-                                      self.proposal_slots)
-
-    def _check_turn(self, role: str, action: object) -> None:
+    def check_turn(self, role: str, action: object) -> None:
+        """Raise ``OutOfTurnError`` unless it is ``role``'s turn (``action`` is named in it)."""
         if self.phase == "done":
             raise OutOfTurnError(role, action, "the match is over; call reset_match() first")
         if PHASE_ROLE[self.phase] != role:
@@ -456,7 +406,7 @@ class Referee:
         """Apply a legal op, or raise ``IllegalActionError`` (penalize mode: charge and use up
         the action). Returns the acting role's reward for this step."""
         if self.phase == "done" or PHASE_ROLE[self.phase] != role:
-            self._check_turn(role, op)
+            self.check_turn(role, op)
         reason = self.check(role, op)
         if reason is not None:
             if self.illegal_action == "raise":
@@ -480,7 +430,7 @@ class Referee:
 
     def penalize(self, role: str, action: object, reason: str) -> float:
         """Charge ``role`` for an illegal action and use the action up (penalize mode)."""
-        self._check_turn(role, action)
+        self.check_turn(role, action)
         idx = ROLES.index(role)
         r = self.step_rewards
         r[0] = r[1] = r[2] = 0.0
@@ -937,24 +887,6 @@ class Referee:
         if role_index == A:
             return MAX_AUDITOR_ACTIONS - self.auditor_actions
         return self.caps[role_index] - self.actions_this_turn
-
-    # The text face's observations and record, built by ``textface`` (public API: kept here).
-    def build_fraudster_observation(self) -> FraudsterObservation:
-        return textface.fraudster_observation(self)
-
-    def build_investigator_observation(self) -> AdReviewObservation:
-        return textface.investigator_observation(self)
-
-    def build_auditor_observation(self) -> AuditorObservation:
-        return textface.auditor_observation(self)
-
-    def episode_record(self) -> dict:
-        return textface.episode_record(self)
-
-    @property
-    def state(self) -> RefereeState:
-        """The whole match (for the in-process caller; remote roles get a sealed view)."""
-        return textface.referee_state(self)
 
 
 # Which rule decides whether a role may take an op, by the op's type; ``Referee.check`` dispatches

@@ -1,0 +1,66 @@
+"""``fraudarena_env.Referee``: the rules' state machine, with the text face's entry points on it.
+
+The rules (``rules.referee.Referee``) take typed ops only and import no pydantic. This subclass
+adds what DESIGN §1 promises a caller without PettingZoo, in the seed protocol's models:
+``step_as_<role>``, ``apply_model``, ``build_<role>_observation``, ``episode_record`` and
+``state``. Each is one call into ``faces.textface``, which does the translating and building.
+The env, the server, the arena and the archive all run this class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .faces import textface
+from .models import (
+    AdReviewAction,
+    AdReviewObservation,
+    AuditorAction,
+    AuditorObservation,
+    FraudsterAction,
+    FraudsterObservation,
+    RefereeState,
+)
+from .rules import referee as rules
+
+
+class Referee(rules.Referee):
+    """One FraudArena match. ``reset_match`` starts it; roles act through ``step_as_<role>``
+    (text face), ``faces.encoding.apply_index`` (tensor face) or ``apply`` (the rules' ops)."""
+
+    def step_as_fraudster(self, action: FraudsterAction | dict) -> FraudsterObservation:
+        self.apply_model("fraudster", action)
+        return self.build_fraudster_observation()
+
+    def step_as_investigator(self, action: AdReviewAction | dict) -> AdReviewObservation:
+        self.apply_model("investigator", action)
+        return self.build_investigator_observation()
+
+    def step_as_auditor(self, action: AuditorAction | dict) -> AuditorObservation:
+        self.apply_model("auditor", action)
+        return self.build_auditor_observation()
+
+    def apply_model(self, role: str, action: Any) -> float:
+        """Validate a role's action model (or dict) and apply it; returns the actor's reward
+        (see ``textface.apply_model``)."""
+        return textface.apply_model(self, role, action)
+
+    def build_fraudster_observation(self) -> FraudsterObservation:
+        return textface.fraudster_observation(self)
+
+    def build_investigator_observation(self) -> AdReviewObservation:
+        return textface.investigator_observation(self)
+
+    def build_auditor_observation(self) -> AuditorObservation:
+        return textface.auditor_observation(self)
+
+    def episode_record(self) -> dict:
+        return textface.episode_record(self)
+
+    @property
+    def state(self) -> RefereeState:
+        """The whole match (for the in-process caller; remote roles get a sealed view)."""
+        return textface.referee_state(self)
+
+
+__all__ = ["Referee"]
