@@ -1,17 +1,17 @@
 """FraudArena as a PettingZoo AEC environment.
 
 ``raw_env`` wraps one :class:`~fraudarena_env.referee.Referee` (the rules) and the tensor face of
-:mod:`fraudarena_env.encoding` (action catalogue, legal-action masks, observation vectors). It adds
-only the AEC bookkeeping, so it stays thin and fast:
+:mod:`fraudarena_env.faces.encoding` (action catalogue, legal-action masks, observation vectors).
+It adds only the AEC bookkeeping, so it stays thin and fast:
 
 * spaces are built once; ``observe`` fills the role's preallocated vector and mask at most once per
   step and hands out copies;
 * ``step`` takes an action index (python or numpy integer), or the acting role's pydantic action
   model, or a dict that validates to it (the text face: free text such as ``ad_copy`` or a
   ``rationale`` is honoured);
-* an illegal action raises :class:`~fraudarena_env.errors.IllegalActionError` and leaves the match
-  unchanged, so the caller can retry; with ``illegal_action="penalize"`` the referee charges a
-  small negative reward instead and the action is used up;
+* an illegal action raises :class:`~fraudarena_env.rules.errors.IllegalActionError` and leaves the
+  match unchanged, so the caller can retry; with ``illegal_action="penalize"`` the referee charges
+  a small negative reward instead and the action is used up;
 * the match ends for all three agents at once, on the auditor's report; a safety bound
   (``max_cycles``, see below) truncates all three at once.
 
