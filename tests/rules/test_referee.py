@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fraudarena_env import scoring
 from fraudarena_env.referee import Referee
+from fraudarena_env.rules import scoring
 from fraudarena_env.rules.actions import (
     CommitFinal,
     EndTurn,
@@ -584,7 +584,7 @@ def test_penalize_mode_illegal_ops_use_up_the_turn():
 
 
 def test_penalize_mode_charges_an_invalid_text_action():
-    # DESIGN §1: "a model that fails validation" is illegal input; penalize mode charges it.
+    # A model that fails validation is illegal input like any other: penalize mode charges it.
     r = new_match(seed=0, mode="penalize")
     to_investigator_turn(r)
     r.step_as_investigator({"action_type": "verdict", "ad_id": "ad_999", "verdict": "reject"})

@@ -1,4 +1,4 @@
-"""No degenerate policy wins (DESIGN §2), over the 50 held-out seeds 1000-1049 of every task.
+"""No degenerate policy wins, over the 50 held-out seeds 1000-1049 of every task.
 
 Each degenerate reference policy plays against the scripted opponents of the other two roles,
 and must score below the scripted policy of its own role.
