@@ -1,7 +1,7 @@
 """The package's layout: imports flow one way through its layers, and every path the docs and the
 scripts name can be imported.
 
-Layers, bottom to top (README, "Layout"): the rules, the pydantic models, the faces, the
+Layers, bottom to top (README, "Code layout"): the rules, the pydantic models, the faces, the
 ``Referee`` users get (rules plus text face), the policies, the env, then everything built on it
 (arena, skill suite, server, client, CLI, training adapters). A module may import its own layer
 and the layers below it, never one above.
