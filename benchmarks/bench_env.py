@@ -1,13 +1,147 @@
-"""Throughput of the FraudArena AEC env against PettingZoo's connect_four_v3, in one process.
+"""Throughput of the FraudArena AEC env, against PettingZoo's connect_four_v3 in the same process.
 
-A thin script over ``fraudarena_env.bench`` (also run by ``fraudarena bench``); see its docstring
-for what is measured.
+What is timed: the same loop for both envs, through ``env()`` (the wrapped env users get):
+``agent_iter()``, ``last()``, then ``step()`` with a uniformly random legal action from
+``obs["action_mask"]`` (``None`` for a dead agent), resetting with the next seed when an episode
+ends. A turn is one ``step()`` call, dead steps included (as PettingZoo's
+``performance_benchmark`` counts them). connect_four_v3 runs first, in this process, so a busy
+machine slows both: the ratio is the figure to compare across runs, not the turns/s. Also
+reported: the mean ``env.reset(seed=...)`` time on task_3 and the memory one env instance holds.
 
     python benchmarks/bench_env.py            # ~3 s per env
     python benchmarks/bench_env.py --quick    # ~1 s per env
+    fraudarena bench --section env            # the same, from the command line
 """
 
-from fraudarena_env.bench import main_env
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import time
+import tracemalloc
+import types
+import warnings
+
+import numpy as np
+
+from fraudarena_env import bench, fraudarena_v0
+from fraudarena_env.rules.catalog import TASK_IDS
+
+
+def import_connect_four():
+    """``pettingzoo.classic.connect_four_v3``. Its module imports pygame at the top, but only its
+    "human"/"rgb_array" rendering uses it. pygame is not a FraudArena dependency (the ``dev``
+    extra installs ``pygame-ce``); without it, an empty stand-in module is registered just for
+    this import and removed again, which does not change the timed loop."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # no banner in the report
+    stand_in = None
+    try:
+        import pygame  # noqa: F401
+    except ImportError:
+        stand_in = sys.modules["pygame"] = types.ModuleType("pygame")
+    try:
+        with warnings.catch_warnings():  # pettingzoo's note about its own module layout
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from pettingzoo.classic import connect_four_v3
+    finally:
+        if stand_in is not None and sys.modules.get("pygame") is stand_in:
+            del sys.modules["pygame"]
+    return connect_four_v3
+
+
+def turns_per_second(make_env, seconds: float, seed: int = 0) -> dict:
+    """Run the masked-random loop on ``make_env()`` for about ``seconds``."""
+    env = make_env()
+    rng = np.random.default_rng(seed)
+    episode_seed = seed
+    env.reset(seed=episode_seed)
+    turns = episodes = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _agent in env.agent_iter():
+            obs, _, terminated, truncated, _ = env.last()
+            if terminated or truncated:
+                action = None
+            else:
+                legal = np.flatnonzero(obs["action_mask"])
+                action = int(legal[rng.integers(len(legal))])
+            env.step(action)
+            turns += 1
+        episodes += 1
+        if time.perf_counter() >= deadline:
+            break
+        episode_seed += 1
+        env.reset(seed=episode_seed)
+    elapsed = time.perf_counter() - start
+    env.close()
+    return {"turns_per_s": turns / elapsed, "episodes_per_s": episodes / elapsed,
+            "turns_per_episode": turns / max(episodes, 1)}
+
+
+def reset_time_us(task_id: str = "task_3", n: int = 500) -> float:
+    """Mean ``env.reset(seed=...)`` time of the wrapped env, in microseconds."""
+    env = fraudarena_v0.env(task_id=task_id)
+    env.reset(seed=0)
+    start = time.perf_counter()
+    for s in range(n):
+        env.reset(seed=s)
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def bytes_per_instance(task_id: str = "task_3", n: int = 50) -> float:
+    """Memory one reset env holds, from ``tracemalloc`` over ``n`` instances."""
+    warm = fraudarena_v0.env(task_id=task_id)  # import-time tables are not per-instance cost
+    warm.reset(seed=0)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    envs = []
+    for s in range(n):
+        e = fraudarena_v0.env(task_id=task_id)
+        e.reset(seed=s)
+        envs.append(e)
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    total = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    del envs
+    return total / n
+
+
+def run(seconds: float, tasks=TASK_IDS, memory: bool = True) -> dict:
+    """Time connect_four_v3, then each task's env; print the table and return the figures."""
+    print(f"== env: masked-random AEC loop, ~{seconds:g} s per env ==")
+    connect_four_v3 = import_connect_four()
+    c4 = turns_per_second(connect_four_v3.env, seconds)
+    results: dict = {"connect_four_v3": c4}
+    print(f"{'env':<34}{'turns/s':>10}{'episodes/s':>12}{'turns/ep':>10}{'vs c4':>8}")
+    print(f"{'connect_four_v3.env()':<34}{c4['turns_per_s']:>10,.0f}"
+          f"{c4['episodes_per_s']:>12,.1f}{c4['turns_per_episode']:>10.1f}{1.0:>8.2f}")
+    for task in tasks:
+        r = turns_per_second(lambda task=task: fraudarena_v0.env(task_id=task), seconds)
+        r["ratio_vs_connect_four"] = r["turns_per_s"] / c4["turns_per_s"]
+        results[task] = r
+        print(f"{'fraudarena_v0.env(' + task + ')':<34}{r['turns_per_s']:>10,.0f}"
+              f"{r['episodes_per_s']:>12,.1f}{r['turns_per_episode']:>10.1f}"
+              f"{r['ratio_vs_connect_four']:>8.2f}")
+    results["reset_us_task_3"] = reset_time_us(n=200 if seconds < 3.0 else 1000)
+    print(f"env reset (task_3): {results['reset_us_task_3']:,.0f} us mean")
+    if memory:
+        results["bytes_per_env_task_3"] = bytes_per_instance()
+        print(f"memory per env instance (task_3, after reset): "
+              f"{results['bytes_per_env_task_3'] / 1024:,.1f} KiB")
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    bench.add_arguments(parser, sections=False)  # the options of `fraudarena bench`
+    args = parser.parse_args(argv)
+    return run(bench.seconds(args), args.tasks, memory=not args.no_memory)
+
 
 if __name__ == "__main__":
-    main_env()
+    main()

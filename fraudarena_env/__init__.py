@@ -19,7 +19,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "fraudarena_v0": (".fraudarena_v0", None),
     "RoleEnv": (".role_env", "RoleEnv"),
     "Referee": (".referee", "Referee"),
-    "IllegalActionError": (".errors", "IllegalActionError"),
+    "IllegalActionError": (".rules.errors", "IllegalActionError"),
     "FraudsterAction": (".models", "FraudsterAction"),
     "FraudsterObservation": (".models", "FraudsterObservation"),
     "AdReviewAction": (".models", "AdReviewAction"),
@@ -53,7 +53,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import fraudarena_v0 as fraudarena_v0
-    from .errors import IllegalActionError as IllegalActionError
     from .models import AdReviewAction as AdReviewAction
     from .models import AdReviewObservation as AdReviewObservation
     from .models import AuditFlag as AuditFlag
@@ -67,3 +66,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .models import RefereeState as RefereeState
     from .referee import Referee as Referee
     from .role_env import RoleEnv as RoleEnv
+    from .rules.errors import IllegalActionError as IllegalActionError

@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .encoding import apply_index
+from .faces.encoding import apply_index
 from .referee import Referee
 
 logger = logging.getLogger(__name__)

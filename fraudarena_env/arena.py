@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .catalog import LEGIT, PHASE_ROLE, REJECT, ROLES
-from .encoding import Observer, apply_index
+from .faces.encoding import Observer, apply_index
 from .policies import BASELINES, Policy
 from .referee import Referee
+from .rules.catalog import LEGIT, PHASE_ROLE, REJECT, ROLES
 
 MAX_MATCH_STEPS = 5000  # far above any legal match; a guard against a policy that loops
 

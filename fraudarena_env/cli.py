@@ -28,7 +28,18 @@ import numpy as np
 
 from . import __version__
 from .arena import Arena, MatchResult, evaluate
-from .catalog import (
+from .policies import (
+    BASELINES,
+    DEGENERATE_INVESTIGATORS,
+    FlagEverythingAuditor,
+    GibberishFraudster,
+    Policy,
+    RandomPolicy,
+    RepeatOneAdFraudster,
+)
+from .referee import Referee
+from .rules.catalog import (
+    AD_SLOT,
     CATEGORIES,
     CORRECT_VERDICT,
     ESCALATE,
@@ -40,17 +51,7 @@ from .catalog import (
     TASKS,
     VERDICTS,
 )
-from .policies import (
-    BASELINES,
-    DEGENERATE_INVESTIGATORS,
-    FlagEverythingAuditor,
-    GibberishFraudster,
-    Policy,
-    RandomPolicy,
-    RepeatOneAdFraudster,
-)
-from .referee import AD_SLOT, Referee
-from .scoring import verdict_reward
+from .rules.scoring import verdict_reward
 
 # name -> factory(seed=...) for each role; the first name is the role's scripted baseline.
 FRAUDSTERS: dict[str, Callable[..., Policy]] = {

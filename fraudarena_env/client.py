@@ -36,9 +36,9 @@ from pettingzoo import AECEnv
 from pydantic import BaseModel
 from websockets.sync.client import connect
 
-from .catalog import PHASE_ROLE, ROLES
-from .encoding import N_ACTIONS, OBS_BOUND, Observer
+from .faces.encoding import N_ACTIONS, OBS_BOUND, Observer
 from .models import AuditorObservation, FraudsterObservation, InvestigatorObservation, RefereeState
+from .rules.catalog import PHASE_ROLE, ROLES
 
 OBSERVATION_MODELS: dict[str, type[BaseModel]] = {"fraudster": FraudsterObservation,
                                                   "investigator": InvestigatorObservation,

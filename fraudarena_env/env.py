@@ -1,17 +1,17 @@
 """FraudArena as a PettingZoo AEC environment.
 
 ``raw_env`` wraps one :class:`~fraudarena_env.referee.Referee` (the rules) and the tensor face of
-:mod:`fraudarena_env.encoding` (action catalogue, legal-action masks, observation vectors). It adds
-only the AEC bookkeeping, so it stays thin and fast:
+:mod:`fraudarena_env.faces.encoding` (action catalogue, legal-action masks, observation vectors).
+It adds only the AEC bookkeeping, so it stays thin and fast:
 
 * spaces are built once; ``observe`` fills the role's preallocated vector and mask at most once per
   step and hands out copies;
 * ``step`` takes an action index (python or numpy integer), or the acting role's pydantic action
   model, or a dict that validates to it (the text face: free text such as ``ad_copy`` or a
   ``rationale`` is honoured);
-* an illegal action raises :class:`~fraudarena_env.errors.IllegalActionError` and leaves the match
-  unchanged, so the caller can retry; with ``illegal_action="penalize"`` the referee charges a
-  small negative reward instead and the action is used up;
+* an illegal action raises :class:`~fraudarena_env.rules.errors.IllegalActionError` and leaves the
+  match unchanged, so the caller can retry; with ``illegal_action="penalize"`` the referee charges
+  a small negative reward instead and the action is used up;
 * the match ends for all three agents at once, on the auditor's report; a safety bound
   (``max_cycles``, see below) truncates all three at once.
 
@@ -66,8 +66,7 @@ from gymnasium.utils import EzPickle
 from pettingzoo import AECEnv
 from pydantic import BaseModel
 
-from .catalog import CATEGORIES, LABELS, MATCH_KNOBS, PHASES, ROLES, TARGETS, TASKS, VERDICTS
-from .encoding import (
+from .faces.encoding import (
     N_ACTIONS,
     OBS_BOUND,
     OPS,
@@ -77,9 +76,20 @@ from .encoding import (
     op_to_index,
     op_to_model,
 )
-from .errors import IllegalActionError
 from .models import ACTION_MODELS, parse_action
-from .referee import AD_IDS, Referee
+from .referee import Referee
+from .rules.catalog import (
+    AD_IDS,
+    CATEGORIES,
+    LABELS,
+    MATCH_KNOBS,
+    PHASES,
+    ROLES,
+    TARGETS,
+    TASKS,
+    VERDICTS,
+)
+from .rules.errors import IllegalActionError
 
 AGENTS = ROLES  # the catalogue's roles, in turn order
 # Free-text fields of each action model: a model carrying any of them has no action index.

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .catalog import AUDIT_TRACK_A, AUDIT_TRACK_B, FRAUDSTER_EDITS, PHASES, TACTICS, TARGETS
-from .errors import IllegalActionError
+from .rules.catalog import AUDIT_TRACK_A, AUDIT_TRACK_B, FRAUDSTER_EDITS, PHASES, TACTICS, TARGETS
+from .rules.errors import IllegalActionError
 
 # The catalogue is the one list; the Literals are built from it (a tuple subscript is its items).
 Phase = Literal[PHASES]

@@ -25,9 +25,9 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from .catalog import ROLES
 from .policies import BASELINES, BLIND_INVESTIGATORS, AlwaysReject, Policy, RandomPolicy
 from .role_env import RoleEnv
+from .rules.catalog import ROLES
 
 # training matches draw their seeds from here; evaluation seeds (1000-1049) lie below it
 TRAIN_SEED_RANGE: tuple[int, int] = (100_000, 2**31 - 1)

@@ -37,7 +37,7 @@ Replies, one per message, in order:
   ``action_mask`` as lists; ``"tensor_sparse"`` sends only those two, as base64 sparse vectors
   (see :func:`sparse_vector`), with the header fields, ``done`` and ``reward`` (the fast face).
 * ``{"type": "state", "data": {...}}``: ``RefereeState`` JSON as this role may see it (see
-  :mod:`fraudarena_env.views`; everything once the match is done).
+  :mod:`fraudarena_env.faces.views`; everything once the match is done).
 * ``{"type": "error", "data": {"message", "code"}}``, code one of ``ERROR_CODES``. A refused
   message changes nothing, and its reply quotes at most a short excerpt of it.
 
@@ -81,12 +81,12 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from .archive import Archive, state_as_archived
-from .catalog import MATCH_KNOBS, ROLES
-from .encoding import N_ACTIONS, Observer, apply_index
-from .errors import IllegalActionError
+from .faces.encoding import N_ACTIONS, Observer, apply_index
+from .faces.views import sealed_state
 from .models import ACTION_MODELS
 from .referee import Referee
-from .views import sealed_state
+from .rules.catalog import MATCH_KNOBS, ROLES
+from .rules.errors import IllegalActionError
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,7 @@ from functools import lru_cache
 import numpy as np
 
 from .arena import Arena
-from .catalog import LEGIT, TACTICS, TARGETS, TASK_IDS
-from .encoding import Observer
+from .faces.encoding import Observer
 from .policies import (
     BLIND_INVESTIGATORS,
     DEGENERATE_INVESTIGATORS,
@@ -36,6 +35,7 @@ from .policies import (
     ReactiveFraudster,
     views,
 )
+from .rules.catalog import LEGIT, TACTICS, TARGETS, TASK_IDS
 
 FIT_SEEDS = range(900_000, 900_080)  # the first-sight classifier's training matches
 _FIRST_SIGHT = ("category", "surface", "lexical", "arrived_round")

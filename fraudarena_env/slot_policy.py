@@ -28,8 +28,8 @@ from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from .catalog import MAX_SLOTS
-from .encoding import I_END, I_INVESTIGATE, I_LINK, I_VERDICT, PAIRS, Observer
+from .faces.encoding import I_END, I_INVESTIGATE, I_LINK, I_VERDICT, PAIRS, Observer
+from .rules.catalog import MAX_SLOTS
 
 S = MAX_SLOTS
 _LAYOUT = {name: (offset, shape) for name, offset, shape in Observer("investigator").layout}

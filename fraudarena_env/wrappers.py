@@ -36,7 +36,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo.utils.wrappers import BaseWrapper
 
-from .encoding import OBS_BOUND
+from .faces.encoding import OBS_BOUND
 
 
 class SharedSpaceWrapper(BaseWrapper):

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fraudarena_env.encoding import OPS
-from fraudarena_env.referee import Referee
+from fraudarena_env.faces.encoding import OPS
+from fraudarena_env.rules.referee import Referee
 
 
 def legal_mask(role: str, ref: Referee) -> np.ndarray:

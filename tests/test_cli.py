@@ -119,9 +119,9 @@ def test_bench_quick_prints_the_ratio_to_the_lineage(capsys):
 
 
 def test_referee_bench_reports_the_median_of_three_runs():
-    from fraudarena_env.bench import referee_steps_per_second
+    from fraudarena_env.bench import load
 
-    r = referee_steps_per_second("task_1", 0.06)
+    r = load("referee").referee_steps_per_second("task_1", 0.06)
     assert len(r["steps_per_s_runs"]) == 3
     assert r["steps_per_s"] == sorted(r["steps_per_s_runs"])[1]
     assert r["steps_per_match"] > 1

@@ -20,11 +20,11 @@ import pytest
 from mask_oracle import legal_mask
 
 from fraudarena_env import IllegalActionError, fraudarena_v0
-from fraudarena_env.catalog import PHASES, TASK_IDS
-from fraudarena_env.encoding import N_ACTIONS, OBS_BOUND
 from fraudarena_env.env import END_REASONS, INFO_KEYS
+from fraudarena_env.faces.encoding import N_ACTIONS, OBS_BOUND
 from fraudarena_env.models import AdReviewAction, AuditorAction, FraudsterAction
-from fraudarena_env.scoring import ILLEGAL_PENALTY
+from fraudarena_env.rules.catalog import PHASES, TASK_IDS
+from fraudarena_env.rules.scoring import ILLEGAL_PENALTY
 
 AGENTS = ["fraudster", "investigator", "auditor"]
 TASKS = list(TASK_IDS)
@@ -230,7 +230,7 @@ def test_1000_random_episodes(task_id):
 def test_observations_do_not_depend_on_when_they_are_read():
     """Reading observations every step, or only now and then, gives the same vectors as an
     observer filled from scratch."""
-    from fraudarena_env.encoding import Observer
+    from fraudarena_env.faces.encoding import Observer
 
     for task_id in ("task_1", "task_3"):
         eager, lazy = fraudarena_v0.env(task_id=task_id), fraudarena_v0.env(task_id=task_id)
@@ -458,7 +458,7 @@ def test_codec_roundtrip_on_every_legal_index_seen():
 
 
 def test_a_stated_confidence_encodes_to_the_nearest_bucket():
-    from fraudarena_env.catalog import nearest_bucket
+    from fraudarena_env.rules.catalog import nearest_bucket
 
     assert [nearest_bucket(c) for c in (0.0, 0.6, 0.65, 0.7, 0.85, 1.0)] == \
         [0.55, 0.55, 0.55, 0.75, 0.75, 0.95]  # 0.65 is halfway: the lower bucket
@@ -657,7 +657,7 @@ def test_render_modes(capsys):
 def test_observe_is_fill_and_mask_in_one_pass(monkeypatch):
     """``Observer.observe`` (the arena's fast path) returns exactly ``fill`` and ``mask``."""
     from fraudarena_env.arena import Arena
-    from fraudarena_env.encoding import Observer
+    from fraudarena_env.faces.encoding import Observer
 
     separate = {a: Observer(a) for a in AGENTS}
     seen = set()

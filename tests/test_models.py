@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from fraudarena_env.catalog import AUDIT_TRACK_A, AUDIT_TRACK_B
 from fraudarena_env.models import (
     AdReviewAction,
     AdReviewObservation,
@@ -21,6 +20,7 @@ from fraudarena_env.models import (
     InvestigatorObservation,
     RefereeState,
 )
+from fraudarena_env.rules.catalog import AUDIT_TRACK_A, AUDIT_TRACK_B
 
 
 def rejects(cls, payload: dict) -> None:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from fraudarena_env import IllegalActionError, RoleEnv
-from fraudarena_env.catalog import PHASES
-from fraudarena_env.encoding import N_ACTIONS
+from fraudarena_env.faces.encoding import N_ACTIONS
 from fraudarena_env.policies import Policy, RandomPolicy
+from fraudarena_env.rules.catalog import PHASES
 
 ROLES = ["fraudster", "investigator", "auditor"]
 

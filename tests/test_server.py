@@ -30,8 +30,8 @@ from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
 from fraudarena_env.archive import read_records, replay, state_as_archived  # noqa: E402
 from fraudarena_env.arena import Arena  # noqa: E402
-from fraudarena_env.catalog import PHASE_ROLE, ROLES, TASK_IDS  # noqa: E402
-from fraudarena_env.encoding import N_ACTIONS, OPS, Observer  # noqa: E402
+from fraudarena_env.faces.encoding import N_ACTIONS, OPS, Observer  # noqa: E402
+from fraudarena_env.faces.views import sealed_state  # noqa: E402
 from fraudarena_env.models import (  # noqa: E402
     AuditorObservation,
     FraudsterObservation,
@@ -43,8 +43,8 @@ from fraudarena_env.policies import (  # noqa: E402
     ScriptedInvestigator,
 )
 from fraudarena_env.referee import Referee  # noqa: E402
+from fraudarena_env.rules.catalog import PHASE_ROLE, ROLES, TASK_IDS  # noqa: E402
 from fraudarena_env.server import ERROR_CODES, create_app, spawn  # noqa: E402
-from fraudarena_env.views import sealed_state  # noqa: E402
 
 OBS_MODELS = {"fraudster": FraudsterObservation, "investigator": InvestigatorObservation,
               "auditor": AuditorObservation}
@@ -321,7 +321,7 @@ def test_illegal_steps_leave_the_match_unchanged(client):
         obs_before = send(inv, "join", {"match_id": match_id})["data"]
         obs_before.pop("seat_token")
         allowed = send(fr, "obs")["data"]["allowed_categories"]
-        from fraudarena_env.catalog import CATEGORIES
+        from fraudarena_env.rules.catalog import CATEGORIES
 
         banned = next(c.name for c in CATEGORIES if c.name not in allowed)
         before = full_state(client, match_id)

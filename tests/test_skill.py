@@ -1,4 +1,4 @@
-"""Skill pays (DESIGN §2, "The game rewards skill"), over 50 seeds per task that no tuning used.
+"""Skill pays (README, "What the rules guarantee"), over 50 seeds per task that no tuning used.
 
 Evidence must be worth pulling: every blind reference policy scores well below the scripted
 investigator, which in turn leaves an oracle clear headroom. First-sight features are informative
@@ -11,8 +11,8 @@ from functools import cache
 import pytest
 
 from fraudarena_env import skill
-from fraudarena_env.catalog import TASK_IDS
-from fraudarena_env.scoring import calibration_skill
+from fraudarena_env.rules.catalog import TASK_IDS
+from fraudarena_env.rules.scoring import calibration_skill
 
 SEEDS = range(1000, 1050)
 HARD = ("task_2", "task_3", "task_3_unseen")

@@ -11,7 +11,7 @@ import torch as th  # noqa: E402
 from sb3_contrib import MaskablePPO  # noqa: E402
 
 from fraudarena_env import RoleEnv  # noqa: E402
-from fraudarena_env.encoding import (  # noqa: E402
+from fraudarena_env.faces.encoding import (  # noqa: E402
     I_END,
     I_INVESTIGATE,
     I_LINK,

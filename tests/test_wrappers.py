@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from fraudarena_env import IllegalActionError, fraudarena_v0
-from fraudarena_env.encoding import N_ACTIONS
-from fraudarena_env.scoring import ILLEGAL_PENALTY
+from fraudarena_env.faces.encoding import N_ACTIONS
+from fraudarena_env.rules.scoring import ILLEGAL_PENALTY
 from fraudarena_env.wrappers import RenameObservationKey, SharedSpaceWrapper, shared_space_env
 
 AGENTS = ["fraudster", "investigator", "auditor"]

@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fraudarena_env import scoring
-from fraudarena_env.actions import (
+from fraudarena_env.referee import Referee
+from fraudarena_env.rules import scoring
+from fraudarena_env.rules.actions import (
     CommitFinal,
     EndTurn,
     Flag,
@@ -29,7 +30,8 @@ from fraudarena_env.actions import (
     Submit,
     Verdict,
 )
-from fraudarena_env.catalog import (
+from fraudarena_env.rules.catalog import (
+    AD_IDS,
     APPROVE,
     AUDIT_TRACK_A,
     AUDIT_TRACK_B,
@@ -41,8 +43,7 @@ from fraudarena_env.catalog import (
     TASK_IDS,
     TASKS,
 )
-from fraudarena_env.errors import IllegalActionError, OutOfTurnError
-from fraudarena_env.referee import AD_IDS, Referee
+from fraudarena_env.rules.errors import IllegalActionError, OutOfTurnError
 
 ROLES = ("fraudster", "investigator", "auditor")
 ALWAYS_LEGAL = {"fraudster": EndTurn(), "investigator": EndTurn(),
@@ -583,7 +584,7 @@ def test_penalize_mode_illegal_ops_use_up_the_turn():
 
 
 def test_penalize_mode_charges_an_invalid_text_action():
-    # DESIGN §1: "a model that fails validation" is illegal input; penalize mode charges it.
+    # A model that fails validation is illegal input like any other: penalize mode charges it.
     r = new_match(seed=0, mode="penalize")
     to_investigator_turn(r)
     r.step_as_investigator({"action_type": "verdict", "ad_id": "ad_999", "verdict": "reject"})

@@ -1,10 +1,11 @@
-"""Baseline policies. Each acts on either face:
+"""The scripted baselines, one per role, each on either face: ``ScriptedInvestigator`` (a Bayesian
+reading of the published rules, ``belief``), ``ReactiveFraudster`` (mixes tactics and reacts to
+the investigator) and ``HeuristicAuditor`` (re-derives the obvious faults); ``BASELINES`` maps
+each role to its baseline.
 
-* text face: ``act(observation_model)`` returns the role's pydantic action model;
-* tensor face: ``act(vector, action_mask)`` (or ``act({"observation": ..., "action_mask": ...})``)
-  returns an action index.
-
-Every policy takes an optional ``seed=`` and draws randomness only from its own generator.
+Text face: ``act(observation_model)`` returns the role's pydantic action model. Tensor face:
+``act(vector, action_mask)`` (or ``act({"observation": ..., "action_mask": ...})``) returns an
+action index. Both faces reduce the observation to the same reading and share one ``decide``.
 """
 
 from __future__ import annotations
@@ -14,80 +15,18 @@ from functools import cache
 
 import numpy as np
 
-from .encoding import N_ACTIONS
-
-
-def split_tensor_obs(observation, action_mask=None):
-    """Accept ``(vector, mask)`` or the env's ``{"observation", "action_mask"}`` dict."""
-    if isinstance(observation, dict) and "observation" in observation:
-        return np.asarray(observation["observation"]), np.asarray(observation["action_mask"])
-    return np.asarray(observation), None if action_mask is None else np.asarray(action_mask)
-
-
-def is_tensor_obs(observation) -> bool:
-    return isinstance(observation, (np.ndarray, dict))
-
-
-class Policy:
-    """Base class: dispatches on the face of the observation it is given."""
-
-    role: str = ""
-
-    def __init__(self, seed: int | None = None):
-        self.seed = seed
-        self._rng: np.random.Generator | None = None
-
-    @property
-    def rng(self) -> np.random.Generator:
-        """The policy's own generator, made on first use (most baselines never draw)."""
-        if self._rng is None:
-            self._rng = np.random.default_rng(self.seed)
-        return self._rng
-
-    def reset(self, seed: int | None = None) -> None:
-        if seed is not None:
-            self.seed = seed
-        self._rng = None
-
-    def act(self, observation, action_mask=None):
-        if is_tensor_obs(observation):
-            vector, mask = split_tensor_obs(observation, action_mask)
-            if mask is None:
-                raise ValueError(f"{type(self).__name__}.act on the tensor face needs the "
-                                 "action mask: pass act(vector, mask) or the env's obs dict")
-            return int(self.act_tensor(vector, mask))
-        return self.act_model(observation)
-
-    __call__ = act
-
-    @classmethod
-    def has_tensor_face(cls) -> bool:
-        return cls.act_tensor is not Policy.act_tensor
-
-    def act_tensor(self, vector: np.ndarray, mask: np.ndarray) -> int:
-        raise NotImplementedError(f"{type(self).__name__} has no tensor face")
-
-    def act_model(self, observation):
-        raise NotImplementedError(f"{type(self).__name__} has no text face")
-
-
-class RandomPolicy(Policy):
-    """Uniform over the legal actions (tensor face)."""
-
-    def __init__(self, role: str = "", seed: int | None = None):
-        super().__init__(seed)
-        self.role = role
-
-    def act_tensor(self, vector, mask):
-        legal = np.flatnonzero(mask)
-        if len(legal) == 0:
-            raise ValueError("no legal action in the mask: is it this role's turn?")
-        return int(legal[self.rng.integers(len(legal))])
-
-
-# ============================================================================ shared readers
-from . import belief  # noqa: E402
-from .actions import (  # noqa: E402
+from ..faces.encoding import (
+    A_SUBMIT,
+    EVIDENCE_SCALE,
+    F_END,
+    I_END,
+    PAIRS,
+    TRACK_B_CUES,
+    index_of,
+    op_to_model,
+)
+from ..models import AuditorAction
+from ..rules.actions import (
     CommitFinal,
     EndTurn,
     Flag,
@@ -98,76 +37,37 @@ from .actions import (  # noqa: E402
     Propose,
     Verdict,
 )
-from .catalog import (  # noqa: E402
-    APPROVE,
+from ..rules.catalog import (
+    AD_IDS,
+    AD_SLOT,
     AUDIT_TRACK_A,
     AUDIT_TRACK_B,
     CATEGORIES,
     CATEGORY_INDEX,
-    CONFIDENCE_BUCKETS,
-    CORRECT_VERDICT,
     COUNTRIES,
     ESCALATE,
-    ESCALATE_V,
     FRAUD,
     FRAUDSTER_EDITS,
-    GRAY_CATEGORY,
     LEGIT,
-    LEGIT_FAMILY,
     MAX_PULLS_PER_AD,
     MAX_SLOTS,
     PAYMENT_TYPES,
-    REJECT,
     RING_SIGNAL_SOURCE,
-    ROLES,
     TACTICS,
     TARGET_INDEX,
     TARGETS,
     TASK_IDS,
     TASKS,
     TLDS,
-    VERDICTS,
     nearest_bucket,
 )
-from .encoding import (  # noqa: E402
-    A_SUBMIT,
-    EVIDENCE_SCALE,
-    F_COMMIT,
-    F_END,
-    I_END,
-    I_INVESTIGATE,
-    I_LINK,
-    I_VERDICT,
-    PAIRS,
-    TRACK_B_CUES,
-    Observer,
-    index_of,
-    op_to_model,
-)
-from .evidence import HEADLINE, headline_to_signal  # noqa: E402
-from .lexicon import is_gibberish, reads_as_gibberish  # noqa: E402
-from .models import AdReviewAction, AuditorAction, FraudsterAction  # noqa: E402
-from .referee import AD_IDS, AD_SLOT  # noqa: E402
-from .scoring import verdict_reward  # noqa: E402
+from ..rules.evidence import HEADLINE, headline_to_signal
+from ..rules.lexicon import is_gibberish, reads_as_gibberish
+from . import belief
+from .base import SPANS, Policy, views
 
 S = MAX_SLOTS
 N_T = len(TARGETS)
-N_CAT = len(CATEGORIES)
-_SLICES = {role: [(name, o, o + int(np.prod(shape)), shape) for name, o, shape in
-                   Observer(role).layout] for role in ROLES}
-_SLICE_BY_NAME = {role: {name: (a, b, shape) for name, a, b, shape in sl}
-                  for role, sl in _SLICES.items()}
-_LEGIT_FAMILY = np.zeros(len(CATEGORIES), bool)
-_LEGIT_FAMILY[list(LEGIT_FAMILY)] = True
-
-
-def views(role: str, vector: np.ndarray, names=None) -> dict[str, np.ndarray]:
-    """Named views of a role's observation vector (no copy): all of them, or ``names``."""
-    if names is None:
-        return {name: vector[a:b].reshape(shape) for name, a, b, shape in _SLICES[role]}
-    by_name = _SLICE_BY_NAME[role]
-    return {name: vector[by_name[name][0]:by_name[name][1]].reshape(by_name[name][2])
-            for name in names}
 
 
 # ============================================================================ investigator
@@ -211,6 +111,11 @@ def read_investigator_tensor(vector: np.ndarray, reading: Reading | None = None)
     r.pulled[:] = v["pulled"] > 0.5
     r.signal[:] = np.round(v["evidence"] * EVIDENCE_SCALE, 2) * r.pulled
     return r
+
+
+def investigator_task(vector: np.ndarray):
+    """The task (its ``TaskConfig``) an investigator's observation vector is from."""
+    return _TASK_LIST[int(vector[_InvGlobals.task].argmax())]
 
 
 def read_investigator_model(obs) -> Reading:
@@ -260,7 +165,7 @@ class ScriptedInvestigator(Policy):
 
     def act_tensor(self, vector, mask):
         g = _InvGlobals
-        task = _TASK_LIST[int(vector[g.task].argmax())]
+        task = investigator_task(vector)
         r = read_investigator_tensor(vector, self._reading)
         pairs = []
         if np.count_nonzero(vector[g.collisions]):  # some ads visibly share a ring signal
@@ -393,7 +298,7 @@ class ScriptedInvestigator(Policy):
 class _InvGlobals:
     """Where the scripted investigator reads the investigator's globals."""
 
-    _t = _SLICE_BY_NAME["investigator"]
+    _t = SPANS["investigator"]
     task = slice(*_t["task"][:2])
     collisions = slice(*_t["collisions"][:2])
     pair_shared = slice(*_t["pair_shared_signals"][:2])
@@ -517,15 +422,15 @@ class ReactiveFraudster(Policy):
                  for base, used, won, lost in zip(self.TACTIC_SCORE, f.used_tactics,
                                                   f.tactic_won, f.tactic_lost)]
         tactic = int(np.argmax(score))
-        allowed, weights, total = _proposal_odds(f.allowed, f.network_used, tactic >= _HIDDEN_FROM)
+        allowed, weights, total = proposal_odds(f.allowed, f.network_used, tactic >= HIDDEN_FROM)
         fresh = [(c, w) for c, w in zip(allowed, weights) if c not in f.used_categories]
         if fresh:
             allowed, weights = zip(*fresh)
             total = sum(weights)
-        return Propose(_weighted_pick(self.rng.random() * total, allowed, weights), tactic)
+        return Propose(weighted_pick(self.rng.random() * total, allowed, weights), tactic)
 
 
-def _weighted_pick(x: float, items, weights):
+def weighted_pick(x: float, items, weights):
     """The item whose share of the weights' running sum ``x`` (drawn in [0, total)) falls in."""
     for item, w in zip(items, weights):
         x -= w
@@ -535,7 +440,7 @@ def _weighted_pick(x: float, items, weights):
 
 
 @cache
-def _proposal_odds(allowed: tuple[int, ...], network_used: bool, hidden: bool):
+def proposal_odds(allowed: tuple[int, ...], network_used: bool, hidden: bool):
     """The categories a fraudster picks from, their weights and the weights' sum. It skips
     network categories once it has a network ad, and matches the family to the tactic: hidden
     (subtle or camouflaged) copy goes into legit-looking categories, the rest into risky ones
@@ -550,11 +455,9 @@ def _proposal_odds(allowed: tuple[int, ...], network_used: bool, hidden: bool):
     return allowed, weights, sum(weights)
 
 
-_AU_RECORD = slice(_SLICE_BY_NAME["auditor"]["calibration"][0],
-                   _SLICE_BY_NAME["auditor"]["track_b_cues"][1])
 _FAMILY = [c.family for c in CATEGORIES]
 # subtle and camouflaged copy hide: it goes into legit-looking categories
-_HIDDEN_FROM = TACTICS.index("subtle")
+HIDDEN_FROM = TACTICS.index("subtle")
 _PICK_WEIGHT = [float(np.exp(3 * c.base_severity)) for c in CATEGORIES]  # richer is likelier
 _FR_READS = ("proposals_remaining", "queue_room", "allowed_categories", "mine", "status",
              "category", "my_tactic", "pulled", "trusted")
@@ -563,18 +466,8 @@ _STATUS_INDEX = {"pending": 0, "approve": 1, "reject": 2, "escalate": 3}
 _TRUST_BLURB = FRAUDSTER_EDITS.index("add_trust_blurb")
 
 
-class _FR:
-    """Where the reference fraudsters read the fraudster's vector."""
-
-    _t = _SLICE_BY_NAME["fraudster"]
-    proposals_remaining = _t["proposals_remaining"][0]
-    queue_room = _t["queue_room"][0]
-    allowed = slice(*_t["allowed_categories"][:2])
-    round = _t["round"][0]
-    rounds_remaining = _t["rounds_remaining"][0]
-
-
 # ============================================================================ auditor
+_AU_RECORD = slice(SPANS["auditor"]["calibration"][0], SPANS["auditor"]["track_b_cues"][1])
 _AU_READS = ("lexical", "track_b_cues", "proposal", "status", "pulled", "link_conflict",
              "manual", "evidence", "calibration")  # what HeuristicAuditor._candidates reads
 # The auditor's action index of each flag: _FLAG_A[slot + 1][type] (row 0: the match as a whole)
@@ -582,9 +475,6 @@ _AU_READS = ("lexical", "track_b_cues", "proposal", "status", "pulled", "link_co
 _FLAG_A = [{f: index_of("auditor", Flag("A", k - 1, f)) for f in AUDIT_TRACK_A}
            for k in range(S + 1)]
 _FLAG_B = [{f: index_of("auditor", Flag("B", s, f)) for f in AUDIT_TRACK_B} for s in range(S)]
-# The investigator's action index of each verdict: _VERDICT_AT[slot, verdict, confidence bucket].
-_VERDICT_AT = np.array([[[index_of("investigator", Verdict(s, v, c)) for c in CONFIDENCE_BUCKETS]
-                         for v in range(len(VERDICTS))] for s in range(S)])
 
 
 class HeuristicAuditor(Policy):
@@ -673,291 +563,5 @@ class HeuristicAuditor(Policy):
                 yield "miscalibration", None, "A"
 
 
-# ============================================================================ blind references
-class _Blind(Policy):
-    """A reference investigator that never pulls evidence: it rules on every pending ad, lowest
-    slot first, with ``rule(reading, slot, task)`` -> (verdict, confidence). The fairness tests
-    hold the scripted investigator well above every one of these."""
-
-    role = "investigator"
-
-    def act_tensor(self, vector, mask):
-        r = read_investigator_tensor(vector)
-        task = _TASK_LIST[int(vector[_InvGlobals.task].argmax())]
-        for s in np.flatnonzero(r.pending).tolist():
-            verdict, confidence = self.rule(r, s, task)
-            index = index_of("investigator", Verdict(s, verdict, confidence))
-            if mask[index]:
-                return index
-        return I_END
-
-    def rule(self, r: Reading, s: int, task) -> tuple[int, float]:
-        raise NotImplementedError
-
-
-class RejectAllButGray(_Blind):
-    """Escalate gray-area ads, reject everything else, at one confidence bucket."""
-
-    def __init__(self, confidence: float = 0.75, seed: int | None = None):
-        super().__init__(seed)
-        self.confidence = nearest_bucket(confidence)
-
-    def rule(self, r, s, task):
-        return (ESCALATE_V if r.category[s] == GRAY_CATEGORY else REJECT), self.confidence
-
-
-class CategoryRule(_Blind):
-    """Approve legit-looking categories, escalate gray-area ones, reject risky ones."""
-
-    def rule(self, r, s, task):
-        c = int(r.category[s])
-        if c == GRAY_CATEGORY:
-            return ESCALATE_V, 0.75
-        return (APPROVE, 0.75) if _LEGIT_FAMILY[c] else (REJECT, 0.75)
-
-
-class SurfaceRule(_Blind):
-    """Count red flags on the surface (risk phrases, a young account, a cheap TLD, an untraceable
-    payment, a risky category) and reject at two or more; gray-area ads with a flag escalate."""
-
-    def rule(self, r, s, task):
-        flags = (int(r.markers[s]) + (r.age[s] < 90) + (r.tld[s] >= 5) + (r.payment[s] >= 5)
-                 + (not _LEGIT_FAMILY[int(r.category[s])]) + 3 * bool(r.junk[s]))
-        if r.category[s] == GRAY_CATEGORY:
-            return (ESCALATE_V, 0.75) if flags >= 1 else (APPROVE, 0.55)
-        if flags >= 2:
-            return REJECT, 0.95 if flags >= 4 else 0.75
-        return APPROVE, 0.75 if flags == 0 else 0.55
-
-
-class FirstSightClassifier(_Blind):
-    """A linear classifier (softmax regression, numpy) over everything visible before any
-    investigation: category, surface, copy features and arrival round. It is fitted per task on
-    matches no evaluation uses (``skill.fit_first_sight``) and rules by expected reward, stating
-    its predicted chance of being right as its confidence."""
-
-    def act_tensor(self, vector, mask):
-        self._vector = vector
-        return super().act_tensor(vector, mask)
-
-    def rule(self, r, s, task):
-        from .skill import first_sight_features, fit_first_sight  # fitted on first use
-
-        model = fit_first_sight(task.task_id)
-        p = model.predict(first_sight_features(self._vector)[s:s + 1])[0]  # legit, fraud, esc
-        sev = 0.6
-        values = [p[0] * verdict_reward(v, LEGIT, 0) + p[1] * verdict_reward(v, FRAUD, sev)
-                  + p[2] * verdict_reward(v, ESCALATE, 0) for v in range(3)]
-        v = int(np.argmax(values))
-        return v, nearest_bucket(float(p[(LEGIT, FRAUD, ESCALATE)[v]]))
-
-
-BLIND_INVESTIGATORS = {
-    "reject_all_but_gray@0.55": lambda seed=None: RejectAllButGray(0.55, seed),
-    "reject_all_but_gray@0.75": lambda seed=None: RejectAllButGray(0.75, seed),
-    "reject_all_but_gray@0.95": lambda seed=None: RejectAllButGray(0.95, seed),
-    "category_rule": CategoryRule,
-    "surface_rule": SurfaceRule,
-    "first_sight_classifier": FirstSightClassifier,
-}
-
-
-class OracleInvestigator(Policy):
-    """The ceiling: reads the ground truth from the referee it is bound to (``bind``), links
-    every ring pair present, and gives every ad its right verdict with full confidence, pulling
-    no evidence. Text face only; for evaluation, never for play."""
-
-    role = "investigator"
-
-    def bind(self, referee) -> OracleInvestigator:
-        self.referee = referee
-        return self
-
-    def act_model(self, obs):
-        ref = self.referee
-        rows = ref.rows
-        if ref.budget <= 0:
-            return AdReviewAction(action_type="end_turn")
-        present = np.flatnonzero(ref.present).tolist()
-        for n, a in enumerate(present):
-            ra = rows.ring[ref.slot_row[a]]
-            for b in present[n + 1:]:
-                if ra >= 0 and rows.ring[ref.slot_row[b]] == ra and not ref.linked[a, b]:
-                    return AdReviewAction(action_type="link_accounts", ad_id=AD_IDS[a],
-                                          linked_ad_id=AD_IDS[b], link_reason="oracle")
-        for s in ref.pending_slots().tolist():
-            label = int(rows.label[ref.slot_row[s]])
-            return AdReviewAction(action_type="verdict", ad_id=AD_IDS[s],
-                                  verdict=VERDICTS[CORRECT_VERDICT[label]], confidence=1.0)
-        return AdReviewAction(action_type="end_turn")
-
-
-# ============================================================================ degenerate references
-class _Fixed(Policy):
-    """A reference policy that always does the same kind of thing (for fairness tests)."""
-
-    def __init__(self, role: str, seed: int | None = None):
-        super().__init__(seed)
-        self.role = role
-
-
-class AlwaysVerdict(_Fixed):
-    def __init__(self, verdict: str, seed: int | None = None):
-        super().__init__("investigator", seed)
-        self.verdict = VERDICTS.index(verdict)
-
-    def act_tensor(self, vector, mask):
-        at = _VERDICT_AT[:, self.verdict, -1]  # the top confidence bucket, slot by slot
-        legal = np.flatnonzero(mask[at])
-        return int(at[legal[0]]) if len(legal) else I_END
-
-
-class AlwaysReject(AlwaysVerdict):
-    def __init__(self, seed=None):
-        super().__init__("reject", seed)
-
-
-class AlwaysApprove(AlwaysVerdict):
-    def __init__(self, seed=None):
-        super().__init__("approve", seed)
-
-
-class AlwaysEscalate(AlwaysVerdict):
-    def __init__(self, seed=None):
-        super().__init__("escalate", seed)
-
-
-class InvestigateSpam(_Fixed):
-    def __init__(self, seed=None):
-        super().__init__("investigator", seed)
-
-    def act_tensor(self, vector, mask):
-        legal = np.flatnonzero(mask[I_INVESTIGATE:I_VERDICT])
-        return int(legal[self.rng.integers(len(legal))]) if len(legal) else I_END
-
-
-class _Constant(_Fixed):
-    """Always the same action index: ``INDEX`` for role ``ROLE``."""
-
-    ROLE, INDEX = "", 0
-
-    def __init__(self, seed=None):
-        super().__init__(self.ROLE, seed)
-
-    def act_tensor(self, vector, mask):
-        return self.INDEX
-
-
-class DoNothing(_Constant):
-    """Passes every turn: every ad is approved unreviewed at the end."""
-
-    ROLE, INDEX = "investigator", I_END
-
-
-class LinkEverything(_Fixed):
-    def __init__(self, seed=None):
-        super().__init__("investigator", seed)
-
-    def act_tensor(self, vector, mask):
-        legal = np.flatnonzero(mask[I_LINK:I_END])
-        return I_LINK + int(legal[0]) if len(legal) else I_END
-
-
-class GibberishFraudster(_Fixed):
-    """Random letters for copy, a random allowed category; commits when out of proposals."""
-
-    def __init__(self, seed=None):
-        super().__init__("fraudster", seed)
-
-    def act_model(self, obs):
-        if obs.proposals_remaining <= 0 or not obs.can_propose:
-            return FraudsterAction(action_type="commit_final")
-        letters = np.asarray(list("abcdefghijklmnopqrstuvwxyz     "))
-        n = int(self.rng.integers(40, 120))
-        copy = "".join(self.rng.choice(letters, n)).strip() or "zzzz"
-        cat = obs.allowed_categories[int(self.rng.integers(len(obs.allowed_categories)))]
-        return FraudsterAction(action_type="propose_ad", category=cat, ad_copy=copy,
-                               targeting_summary="adults")
-
-
-class RepeatOneAdFraudster(_Fixed):
-    """Proposes the same ad, word for word, every time."""
-
-    COPY = "Designer handbags and watches, official outlet, limited stock. Order now!"
-
-    def __init__(self, seed=None):
-        super().__init__("fraudster", seed)
-
-    def act_model(self, obs):
-        if obs.proposals_remaining <= 0 or not obs.can_propose:
-            return FraudsterAction(action_type="commit_final")
-        cat = "counterfeit_goods" if "counterfeit_goods" in obs.allowed_categories else \
-            obs.allowed_categories[0]
-        return FraudsterAction(action_type="propose_ad", category=cat, ad_copy=self.COPY)
-
-
-class NeverPropose(_Constant):
-    """Commits at once: the fraudster's zero line."""
-
-    ROLE, INDEX = "fraudster", F_COMMIT
-
-
-class SingleTacticFraudster(_Fixed):
-    """Proposes at the pace organic ads arrive, always with one tactic, in the categories that
-    tactic suits (camouflaged and subtle copy in legit-looking categories, the rest in risky
-    ones, richer likelier); commits when out of proposals. The reference a mixing fraudster must
-    beat, and the one the camouflage measurement uses."""
-
-    def __init__(self, tactic: str, seed=None):
-        super().__init__("fraudster", seed)
-        self.tactic = TACTICS.index(tactic)
-
-    def act_tensor(self, vector, mask):
-        t = _FR
-        if vector[t.queue_room] < 0.5 or vector[t.proposals_remaining] <= 0:
-            return F_COMMIT
-        # paced like the organic queue, which arrives over all rounds but the last: by round k
-        # of those n, at most k/n of the proposals are out
-        rounds = max(1, round(1.0 / (vector[t.round] + vector[t.rounds_remaining] - 1.0)) - 1)
-        k = round(vector[t.round] * (rounds + 1))
-        if 1.0 - vector[t.proposals_remaining] >= min(1.0, k / rounds) - 1e-6:
-            return F_END
-        allowed = tuple(vector[t.allowed].nonzero()[0].tolist())
-        cats, weights, total = _proposal_odds(allowed, False, self.tactic >= _HIDDEN_FROM)
-        pick = _weighted_pick(self.rng.random() * total, cats, weights)
-        index = index_of("fraudster", Propose(pick, self.tactic))
-        return index if mask[index] else F_END
-
-
-def _single(tactic: str):
-    return lambda seed=None: SingleTacticFraudster(tactic, seed)
-
-
-SINGLE_TACTIC_FRAUDSTERS = {f"only_{t}": _single(t) for t in TACTICS}
-
-
-class FlagEverythingAuditor(_Fixed):
-    def __init__(self, seed=None):
-        super().__init__("auditor", seed)
-
-    def act_tensor(self, vector, mask):
-        legal = np.flatnonzero(mask[:A_SUBMIT])
-        return int(legal[0]) if len(legal) else A_SUBMIT
-
-
-DEGENERATE_INVESTIGATORS = {"always_reject": AlwaysReject, "always_approve": AlwaysApprove,
-                            "always_escalate": AlwaysEscalate,
-                            "investigate_spam": InvestigateSpam, "do_nothing": DoNothing,
-                            "link_everything": LinkEverything,
-                            "random": lambda seed=None: RandomPolicy("investigator", seed)}
 BASELINES = {"fraudster": ReactiveFraudster, "investigator": ScriptedInvestigator,
              "auditor": HeuristicAuditor}
-
-__all__ = ["Policy", "RandomPolicy", "ScriptedInvestigator", "ReactiveFraudster",
-           "HeuristicAuditor", "AlwaysReject", "AlwaysApprove", "AlwaysEscalate",
-           "InvestigateSpam", "DoNothing", "LinkEverything", "GibberishFraudster",
-           "RepeatOneAdFraudster", "FlagEverythingAuditor", "DEGENERATE_INVESTIGATORS",
-           "RejectAllButGray", "CategoryRule", "SurfaceRule", "FirstSightClassifier",
-           "BLIND_INVESTIGATORS", "OracleInvestigator", "NeverPropose", "SingleTacticFraudster",
-           "SINGLE_TACTIC_FRAUDSTERS", "Reading",
-           "BASELINES", "views", "N_ACTIONS"]

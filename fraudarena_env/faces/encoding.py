@@ -19,8 +19,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import textface
-from .actions import (
+from ..models import AdReviewAction, AuditorAction, FraudsterAction, parse_action
+from ..rules.actions import (
     CommitFinal,
     EndTurn,
     Flag,
@@ -32,7 +32,9 @@ from .actions import (
     Submit,
     Verdict,
 )
-from .catalog import (
+from ..rules.catalog import (
+    AD_IDS,
+    AD_SLOT,
     AUDIT_TRACK_A,
     AUDIT_TRACK_B,
     CATEGORIES,
@@ -57,10 +59,10 @@ from .catalog import (
     VERDICTS,
     nearest_bucket,
 )
-from .errors import IllegalActionError, OutOfTurnError
-from .lexicon import N_LEXICAL
-from .models import AdReviewAction, AuditorAction, FraudsterAction, parse_action
-from .referee import AD_IDS, AD_SLOT, Referee
+from ..rules.errors import IllegalActionError, OutOfTurnError
+from ..rules.lexicon import N_LEXICAL
+from ..rules.referee import Referee
+from . import textface
 
 S = MAX_SLOTS
 N_CAT = len(CATEGORIES)
@@ -203,7 +205,7 @@ def model_to_op(role: str, model, referee: Referee | None = None) -> Op:
     referee whose turn it is, ad ids are checked against its queue; otherwise any ad id of the
     catalogue resolves. Raises ``IllegalActionError`` for a name the catalogue does not know."""
     if referee is not None and referee.current_role == role:
-        return referee.op_from_model(role, model)
+        return textface.op_in_match(referee, role, model)
     return textface.op_from_model(role, parse_action(role, model), _any_slot)
 
 

@@ -1,9 +1,9 @@
 """The rules' actions: one small typed op per kind of action.
 
 Both faces translate to these: an action index of the tensor face decodes to one op (see
-``encoding.OPS``), and a pydantic action model of the text face parses to one op (see
-``textface.op_from_model``). The referee checks and applies ops only, so a reader never needs a
-tuple's layout: every field has a name.
+``faces.encoding.OPS``), and a pydantic action model of the text face parses to one op (see
+``faces.textface.op_from_model``). The referee checks and applies ops only, so a reader never
+needs a tuple's layout: every field has a name.
 
 Ads are named by their queue slot (``AD_IDS[slot]``), categories, tactics, edits, targets and
 verdicts by their index in the catalogue (``catalog.CATEGORIES``, ``TACTICS``,

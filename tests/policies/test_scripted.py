@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from fraudarena_env.arena import Arena
-from fraudarena_env.catalog import TASK_IDS
 from fraudarena_env.policies import (
     BASELINES,
     HeuristicAuditor,
@@ -18,6 +17,7 @@ from fraudarena_env.policies import (
     ScriptedInvestigator,
 )
 from fraudarena_env.referee import Referee
+from fraudarena_env.rules.catalog import TASK_IDS
 
 SEEDS = range(1000, 1030)
 TENSOR = {"fraudster": "tensor", "investigator": "tensor", "auditor": "tensor"}

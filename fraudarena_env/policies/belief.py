@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .catalog import (
+from ..rules.catalog import (
     CATEGORIES,
     CATEGORY_INDEX,
     COUNTRIES,
@@ -36,7 +36,7 @@ from .catalog import (
     TASKS,
     TLDS,
 )
-from .generator import (
+from ..rules.generator import (
     _SURF_OFFSET,
     _SURF_SCALE,
     FRAUD_IN_LEGIT_CATEGORY,
@@ -44,7 +44,7 @@ from .generator import (
     MARKER_SHIFT,
     SURFACE_SHIFT,
 )
-from .scoring import verdict_reward
+from ..rules.scoring import verdict_reward
 
 N_KINDS = len(KINDS)
 KIND_LABEL = np.asarray([LEGIT] + [FRAUD] * len(TACTICS) + [ESCALATE])

@@ -1,10 +1,11 @@
 """The text face: FraudArena's rules as the seed protocol's pydantic models.
 
 An LLM or a remote client plays through these models. This module translates an action model to
-the rules' op (``op_from_model``, the one translator: the referee and the codec both use it) and
-builds each role's observation model, the episode record and the ``RefereeState`` from a
-referee's state. The referee keeps ``step_as_<role>``, ``build_<role>_observation`` and
-``state`` as thin delegations here (they are public API). Nothing here changes a match.
+the rules' op (``op_from_model``, the one translator: the text step path and the codec both use
+it), applies it to a match (``apply_model``), and builds each role's observation model, the
+episode record and the ``RefereeState`` from a referee's state. ``fraudarena_env.Referee`` offers
+these as its ``step_as_<role>``, ``build_<role>_observation`` and ``state`` (public API). Only
+``apply_model`` changes a match, and only through the rules' ``apply`` or ``penalize``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,17 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .actions import (
+from ..models import (
+    AdReviewAction,
+    AdReviewObservation,
+    AuditorAction,
+    AuditorObservation,
+    FraudsterAction,
+    FraudsterObservation,
+    RefereeState,
+    parse_action,
+)
+from ..rules.actions import (
     CommitFinal,
     EndTurn,
     Flag,
@@ -25,7 +36,7 @@ from .actions import (
     Submit,
     Verdict,
 )
-from .catalog import (
+from ..rules.catalog import (
     AD_IDS,
     CATEGORIES,
     CATEGORY_INDEX,
@@ -38,17 +49,9 @@ from .catalog import (
     TARGETS,
     VERDICTS,
 )
-from .errors import IllegalActionError
-from .evidence import evidence_fields, evidence_text, surface_fields
-from .models import (
-    AdReviewAction,
-    AdReviewObservation,
-    AuditorAction,
-    AuditorObservation,
-    FraudsterAction,
-    FraudsterObservation,
-    RefereeState,
-)
+from ..rules.errors import IllegalActionError, OutOfTurnError
+from ..rules.evidence import evidence_fields, evidence_text, surface_fields
+from ..rules.referee import Referee
 
 F, I, A = 0, 1, 2  # noqa: E741  (role indices)
 # Resolves an ad id to its slot, or raises IllegalActionError: (ad_id, agent, action) -> slot.
@@ -108,6 +111,37 @@ def _auditor_op(a: AuditorAction, slot_of: SlotOf, proposal_slots) -> Op:
 
 _TRANSLATE = {"fraudster": _fraudster_op, "investigator": _investigator_op,
               "auditor": _auditor_op}
+
+
+def op_in_match(ref: Referee, role: str, action) -> Op:
+    """The op a role's action model (or dict) stands for in ``ref``'s match: the turn is checked
+    first, then the model is validated and translated, with ad ids checked against the queue."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; roles are {ROLES}")
+    ref.check_turn(role, action)
+    return op_from_model(role, parse_action(role, action), ref.slot_of, ref.proposal_slots)
+
+
+def apply_model(ref: Referee, role: str, action) -> float:
+    """Validate a role's action model (or dict) and apply it to ``ref``; returns the actor's
+    reward. The one text-face step path of the env, the server and the arena.
+
+    In penalize mode an action that fails validation is charged like any illegal action; acting
+    out of turn always raises. A refused action's error names the action as given."""
+    try:
+        op = op_in_match(ref, role, action)
+    except OutOfTurnError:
+        raise
+    except IllegalActionError as exc:
+        if ref.illegal_action == "raise":
+            raise
+        return ref.penalize(role, action, exc.reason)
+    try:
+        return ref.apply(role, op)
+    except OutOfTurnError:
+        raise
+    except IllegalActionError as exc:
+        raise IllegalActionError(role, action, exc.reason) from None
 
 
 # ----------------------------------------------------------------------------- observations

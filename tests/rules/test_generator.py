@@ -13,8 +13,9 @@ import re
 import numpy as np
 import pytest
 
-from fraudarena_env.actions import EndTurn, Submit
-from fraudarena_env.catalog import (
+from fraudarena_env.referee import Referee
+from fraudarena_env.rules.actions import EndTurn, Submit
+from fraudarena_env.rules.catalog import (
     CATEGORIES,
     COUNTRIES,
     ESCALATE,
@@ -27,9 +28,8 @@ from fraudarena_env.catalog import (
     TASKS,
     TLDS,
 )
-from fraudarena_env.evidence import evidence_fields
-from fraudarena_env.lexicon import lexical_features
-from fraudarena_env.referee import Referee
+from fraudarena_env.rules.evidence import evidence_fields
+from fraudarena_env.rules.lexicon import lexical_features
 
 TOKEN_FIELDS = ("payment_id", "landing_host", "audience_fingerprint", "campaign_fingerprint")
 TOKEN_FORMAT = re.compile(r"^(pmt|host|fp|cfg)_\d{6}$")
@@ -330,8 +330,8 @@ def test_a_proposal_shows_its_tactic_on_its_own_noise(task_id):
     """Proposal rows are precomputed at reset for every tactic; a proposal must show exactly
     what ``signals`` gives for its tactic's surface strength and evidence profile and its own
     row's noise (the base ads' formulas), whichever other tactics were proposed before it."""
-    from fraudarena_env.catalog import EVIDENCE_PROFILE, TACTIC_SURFACE, TACTICS
-    from fraudarena_env.generator import N_NORMAL, signals
+    from fraudarena_env.rules.catalog import EVIDENCE_PROFILE, TACTIC_SURFACE, TACTICS
+    from fraudarena_env.rules.generator import N_NORMAL, signals
 
     for seed in range(3):
         tactics = [(seed + k) % len(TACTICS) for k in range(3)]

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .catalog import ROLES
-from .referee import Referee
+from ..rules.catalog import ROLES
+from ..rules.referee import Referee
+from .textface import referee_state
 
 REWARD_FIELDS = {"fraudster": "fraudster_reward", "investigator": "investigator_reward",
                  "auditor": "auditor_reward"}
@@ -33,7 +34,7 @@ def sealed_state(ref: Referee, role: str, match_id: str, episode_id: str) -> dic
     """The state JSON ``role`` may see now (the whole state once the match is done)."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; roles are {ROLES}")
-    data = ref.state.model_dump(mode="json")
+    data = referee_state(ref).model_dump(mode="json")
     data["match_id"], data["episode_id"] = match_id, episode_id
     if ref.done:
         return data

@@ -1,4 +1,4 @@
-"""No degenerate policy wins (DESIGN §2), over the 50 held-out seeds 1000-1049 of every task.
+"""No degenerate policy wins, over the 50 held-out seeds 1000-1049 of every task.
 
 Each degenerate reference policy plays against the scripted opponents of the other two roles,
 and must score below the scripted policy of its own role.
@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from fraudarena_env.arena import Arena, evaluate
-from fraudarena_env.catalog import TASK_IDS
 from fraudarena_env.policies import (
     DEGENERATE_INVESTIGATORS,
     FlagEverythingAuditor,
     GibberishFraudster,
     RepeatOneAdFraudster,
 )
+from fraudarena_env.rules.catalog import TASK_IDS
 
 SEEDS = range(1000, 1050)
 

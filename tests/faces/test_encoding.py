@@ -14,7 +14,17 @@ import pytest
 from mask_oracle import legal_mask
 
 from fraudarena_env.arena import Arena
-from fraudarena_env.catalog import (
+from fraudarena_env.faces.encoding import (
+    EVIDENCE_SCALE,
+    OBS_BOUND,
+    OPS,
+    PAIRS,
+    Observer,
+    shared_signals,
+)
+from fraudarena_env.policies import RandomPolicy
+from fraudarena_env.referee import Referee
+from fraudarena_env.rules.catalog import (
     CATEGORIES,
     COUNTRIES,
     MAX_PULLS_PER_AD,
@@ -24,9 +34,6 @@ from fraudarena_env.catalog import (
     TASK_IDS,
     TLDS,
 )
-from fraudarena_env.encoding import EVIDENCE_SCALE, OBS_BOUND, OPS, PAIRS, Observer, shared_signals
-from fraudarena_env.policies import RandomPolicy
-from fraudarena_env.referee import Referee
 
 S = MAX_SLOTS
 ROLES = ("fraudster", "investigator", "auditor")

@@ -1,0 +1,51 @@
+"""The policies layer: players that act on the faces, never on the referee's internals.
+
+* ``base``: the ``Policy`` base class, ``RandomPolicy`` and ``views`` (named views of an
+  observation vector);
+* ``scripted``: the baselines, ``ScriptedInvestigator`` (with its ``belief`` model),
+  ``ReactiveFraudster`` and ``HeuristicAuditor``, and ``BASELINES``;
+* ``references``: the blind, oracle, degenerate and single-tactic yardsticks.
+
+Policies import the rules, ``fraudarena_env.models`` and the faces; never the env, the server,
+training or the CLI. One exception, made on first use only: ``FirstSightClassifier`` fits itself on
+matches played through ``fraudarena_env.skill``.
+"""
+
+from ..faces.encoding import N_ACTIONS
+from .base import Policy, RandomPolicy, views
+from .references import (
+    BLIND_INVESTIGATORS,
+    DEGENERATE_INVESTIGATORS,
+    SINGLE_TACTIC_FRAUDSTERS,
+    AlwaysApprove,
+    AlwaysEscalate,
+    AlwaysReject,
+    CategoryRule,
+    DoNothing,
+    FirstSightClassifier,
+    FlagEverythingAuditor,
+    GibberishFraudster,
+    InvestigateSpam,
+    LinkEverything,
+    NeverPropose,
+    OracleInvestigator,
+    RejectAllButGray,
+    RepeatOneAdFraudster,
+    SingleTacticFraudster,
+    SurfaceRule,
+)
+from .scripted import (
+    BASELINES,
+    HeuristicAuditor,
+    ReactiveFraudster,
+    Reading,
+    ScriptedInvestigator,
+)
+
+__all__ = ["Policy", "RandomPolicy", "ScriptedInvestigator", "ReactiveFraudster",
+           "HeuristicAuditor", "AlwaysReject", "AlwaysApprove", "AlwaysEscalate",
+           "InvestigateSpam", "DoNothing", "LinkEverything", "GibberishFraudster",
+           "RepeatOneAdFraudster", "FlagEverythingAuditor", "DEGENERATE_INVESTIGATORS",
+           "RejectAllButGray", "CategoryRule", "SurfaceRule", "FirstSightClassifier",
+           "BLIND_INVESTIGATORS", "OracleInvestigator", "NeverPropose", "SingleTacticFraudster",
+           "SINGLE_TACTIC_FRAUDSTERS", "Reading", "BASELINES", "views", "N_ACTIONS"]

@@ -1,0 +1,95 @@
+"""What every policy shares: the ``Policy`` base class (one policy, either face), the uniform
+``RandomPolicy``, and ``views``, the named views of a role's observation vector that policies read
+instead of offsets.
+
+Every policy takes an optional ``seed=`` and draws randomness only from its own generator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..faces.encoding import Observer
+from ..rules.catalog import ROLES
+
+
+def split_tensor_obs(observation, action_mask=None):
+    """Accept ``(vector, mask)`` or the env's ``{"observation", "action_mask"}`` dict."""
+    if isinstance(observation, dict) and "observation" in observation:
+        return np.asarray(observation["observation"]), np.asarray(observation["action_mask"])
+    return np.asarray(observation), None if action_mask is None else np.asarray(action_mask)
+
+
+def is_tensor_obs(observation) -> bool:
+    return isinstance(observation, (np.ndarray, dict))
+
+
+class Policy:
+    """Base class: dispatches on the face of the observation it is given."""
+
+    role: str = ""
+
+    def __init__(self, seed: int | None = None):
+        self.seed = seed
+        self._rng: np.random.Generator | None = None
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The policy's own generator, made on first use (most baselines never draw)."""
+        if self._rng is None:
+            self._rng = np.random.default_rng(self.seed)
+        return self._rng
+
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self.seed = seed
+        self._rng = None
+
+    def act(self, observation, action_mask=None):
+        if is_tensor_obs(observation):
+            vector, mask = split_tensor_obs(observation, action_mask)
+            if mask is None:
+                raise ValueError(f"{type(self).__name__}.act on the tensor face needs the "
+                                 "action mask: pass act(vector, mask) or the env's obs dict")
+            return int(self.act_tensor(vector, mask))
+        return self.act_model(observation)
+
+    __call__ = act
+
+    @classmethod
+    def has_tensor_face(cls) -> bool:
+        return cls.act_tensor is not Policy.act_tensor
+
+    def act_tensor(self, vector: np.ndarray, mask: np.ndarray) -> int:
+        raise NotImplementedError(f"{type(self).__name__} has no tensor face")
+
+    def act_model(self, observation):
+        raise NotImplementedError(f"{type(self).__name__} has no text face")
+
+
+class RandomPolicy(Policy):
+    """Uniform over the legal actions (tensor face)."""
+
+    def __init__(self, role: str = "", seed: int | None = None):
+        super().__init__(seed)
+        self.role = role
+
+    def act_tensor(self, vector, mask):
+        legal = np.flatnonzero(mask)
+        if len(legal) == 0:
+            raise ValueError("no legal action in the mask: is it this role's turn?")
+        return int(legal[self.rng.integers(len(legal))])
+
+# Each view's (start, stop, shape) in a role's vector, from the observer's layout.
+_SLICES = {role: [(name, o, o + int(np.prod(shape)), shape) for name, o, shape in
+                  Observer(role).layout] for role in ROLES}
+SPANS = {role: {name: (a, b, shape) for name, a, b, shape in sl} for role, sl in _SLICES.items()}
+
+
+def views(role: str, vector: np.ndarray, names=None) -> dict[str, np.ndarray]:
+    """Named views of a role's observation vector (no copy): all of them, or ``names``."""
+    if names is None:
+        return {name: vector[a:b].reshape(shape) for name, a, b, shape in _SLICES[role]}
+    by_name = SPANS[role]
+    return {name: vector[by_name[name][0]:by_name[name][1]].reshape(by_name[name][2])
+            for name in names}
