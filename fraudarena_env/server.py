@@ -35,7 +35,7 @@ Replies, one per message, in order:
   ``role``, ``phase``, ``round_number``, ``max_rounds`` and ``rounds_remaining`` (reset and join
   replies add ``seat_token``). ``obs_format`` ``"tensor"`` adds ``observation`` and
   ``action_mask`` as lists; ``"tensor_sparse"`` sends only those two, as base64 sparse vectors
-  (see :func:`sparse_vector`), with the header fields, ``done`` and ``reward`` (the fast face).
+  (see :func:`sparse_json`), with the header fields, ``done`` and ``reward`` (the fast face).
 * ``{"type": "state", "data": {...}}``: ``RefereeState`` JSON as this role may see it (see
   :mod:`fraudarena_env.views`; everything once the match is done).
 * ``{"type": "error", "data": {"message", "code"}}``, code one of ``ERROR_CODES``. A refused
@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
+import binascii
 import contextlib
 import gc
 import hmac
@@ -411,33 +411,37 @@ def _obs_format(data: dict, current: str) -> str:
 
 
 def _b64(array: np.ndarray) -> str:
-    return base64.b64encode(array.tobytes()).decode("ascii")
+    return binascii.b2a_base64(array, newline=False).decode("ascii")
 
 
-def sparse_vector(vector: np.ndarray, values: bool = True) -> dict[str, Any]:
-    """A mostly-zero vector as ``{"size", "index", "value"}``: base64 of its nonzero positions
-    (little-endian uint16) and of their values (little-endian float32; left out for a 0/1
-    mask). An observation is about a sixth nonzero, so this is a fraction of the dense JSON."""
-    index = np.flatnonzero(vector)
-    out = {"size": int(vector.size), "index": _b64(index.astype("<u2"))}
+def sparse_json(vector: np.ndarray, values: bool = True) -> str:
+    """A mostly-zero vector as the JSON text of ``{"size", "index", "value"}``: base64 of its
+    nonzero positions (little-endian uint16) and of their values (little-endian float32; left
+    out for a 0/1 mask). An observation is about a sixth nonzero, so this is a fraction of the
+    dense JSON. Built as text: base64 needs no escaping, and ``json.dumps`` would scan its few
+    kilobytes character by character."""
+    index = (vector != 0).nonzero()[0]  # a bool scan: several times faster than on floats
+    text = f'{{"size":{vector.size},"index":"{_b64(index.astype("<u2"))}"'
     if values:
-        out["value"] = _b64(vector[index].astype("<f4"))
-    return out
+        text += f',"value":"{_b64(vector[index].astype("<f4"))}"'
+    return text + "}"
 
 
-def observation_data(pool: MatchPool, entry: MatchEntry, role: str, obs_format: str,
-                     obs=None) -> dict[str, Any]:
-    """The ``data`` of an observation reply."""
+def observation_message(pool: MatchPool, entry: MatchEntry, role: str, obs_format: str,
+                        obs=None, **extra: Any) -> str:
+    """An observation reply: the role's observation (``obs``, its model, when the step just
+    built it) with the header fields and ``extra``."""
     ref = entry.referee
     header = {"match_id": entry.match_id, "role": role, "phase": ref.phase,
               "round_number": ref.round_number, "max_rounds": ref.max_rounds,
               "rounds_remaining": ref.rounds_remaining()}
     if obs_format == "tensor_sparse":
-        observer = pool.observers.get(entry.match_id, role)
-        vector, mask = observer.observe(ref)
-        return {**header, "done": ref.done, "reward": ref.totals[ROLES.index(role)],
-                "metadata": {}, "observation": sparse_vector(vector),
-                "action_mask": sparse_vector(mask, values=False)}
+        vector, mask = pool.observers.get(entry.match_id, role).observe(ref)
+        head = _message("observation", {**header, "done": ref.done,
+                                        "reward": ref.totals[ROLES.index(role)],
+                                        "metadata": {}, **extra})
+        return (f'{head[:-2]},"observation":{sparse_json(vector)},'
+                f'"action_mask":{sparse_json(mask, values=False)}}}}}')
     if obs is None:
         obs = getattr(ref, f"build_{role}_observation")()
     data = obs.model_dump(mode="json")
@@ -449,7 +453,8 @@ def observation_data(pool: MatchPool, entry: MatchEntry, role: str, obs_format: 
         observer = pool.observers.get(entry.match_id, role)
         data["observation"] = observer.fill(ref).tolist()
         data["action_mask"] = observer.mask(ref).tolist()
-    return data
+    data.update(extra)
+    return _message("observation", data)
 
 
 def _apply_step(entry: MatchEntry, role: str, data: dict[str, Any]):
@@ -558,8 +563,7 @@ class Handler:
         return getattr(self, f"on_{kind}")(data)
 
     def _observation(self, entry: MatchEntry, fmt: str, **extra: Any) -> str:
-        return _message("observation", {**observation_data(self.pool, entry, self.role, fmt),
-                                         **extra})
+        return observation_message(self.pool, entry, self.role, fmt, **extra)
 
     def on_reset(self, data: dict[str, Any]) -> str:
         session, pool = self.session, self.pool
@@ -611,9 +615,7 @@ class Handler:
         obs = _apply_step(entry, self.role, data)
         if entry.referee.done:
             self.durable = self.pool.finish(entry)
-        return _message("observation",
-                        observation_data(self.pool, entry, self.role,
-                                         self.session.obs_format, obs))
+        return observation_message(self.pool, entry, self.role, self.session.obs_format, obs)
 
     def on_obs(self, data: dict[str, Any]) -> str:
         entry = self._entry()

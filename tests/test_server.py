@@ -559,6 +559,21 @@ def test_tensor_observations_and_action_index_steps(client):
 
 
 # ============================================================================ seats, ids, the pool
+def test_sparse_vectors_are_json_the_client_decodes_exactly():
+    from fraudarena_env.client import dense
+    from fraudarena_env.server import sparse_json
+
+    rng = np.random.default_rng(0)
+    vector = np.where(rng.random(3000) < 0.2, rng.normal(size=3000), 0).astype(np.float32)
+    vector[[0, 2999]] = [-0.0, 1e-30]  # a signed zero is zero; a tiny value is not
+    mask = (rng.random(977) < 0.1).astype(np.int8)
+    for v, dtype, values in ((vector, np.float32, True), (mask, np.int8, False),
+                             (np.zeros(5, np.int8), np.int8, False)):
+        data = json.loads(sparse_json(v, values=values))
+        assert data["size"] == v.size and ("value" in data) == values
+        np.testing.assert_array_equal(dense(data, dtype), v)
+
+
 def test_match_ids_are_unguessable_and_listed_only_for_diagnostics(client):
     with client.websocket_connect("/ws/fraudster") as a, \
             client.websocket_connect("/ws/fraudster") as b:
