@@ -693,6 +693,58 @@ def test_an_idle_match_costs_at_most_100_kib():
     assert per_match <= 100 * 1024, per_match
 
 
+def test_automatic_garbage_collection_is_off_only_while_the_app_runs():
+    import gc
+
+    assert gc.isenabled()
+    with TestClient(create_app()):
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with TestClient(create_app(collect_interval=None)):
+        assert gc.isenabled()
+
+
+def test_serving_whole_matches_leaves_no_reference_cycles():
+    """What lets the server turn the automatic collector off: every match it serves, on every
+    face and with refused messages, is freed by reference counting alone."""
+    import gc
+
+    from fraudarena_env.archive import Archive
+    from fraudarena_env.client import decode_observation
+    from fraudarena_env.server import Handler, MatchPool, ServerConfig
+
+    pool = MatchPool(ServerConfig(), Archive(None))
+    handlers = {role: Handler(pool, role) for role in ROLES}
+
+    def ask(role, kind, data):
+        return json.loads(handlers[role].handle(json.dumps({"type": kind, "data": data})))
+
+    gc.collect()
+    gc.disable()
+    try:
+        for seed, fmt in ((1, "json"), (2, "tensor_sparse"), (3, "tensor")):
+            policies = baselines(seed)
+            data = ask("fraudster", "reset", {"seed": seed, "task_id": "task_3",
+                                              "obs_format": fmt})["data"]
+            for role in ("investigator", "auditor"):
+                ask(role, "join", {"match_id": data["match_id"], "obs_format": fmt})
+            while (role := PHASE_ROLE.get(data["phase"])) is not None:
+                ask(role, "state", {})
+                handlers[role].handle("{not json")
+                ask(role, "step", {"action_type": "no_such_action", "metadata": {}})
+                obs = decode_observation(role, ask(role, "obs", {})["data"])
+                action = policies[role].act(obs)
+                action = {"action_index": action} if isinstance(action, int) else \
+                    action.model_dump(mode="json", exclude_none=True)
+                data = ask(role, "step", action)["data"]
+        for handler in handlers.values():
+            handler.session.leave(pool)
+        assert len(pool) == 0
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+
+
 def test_observers_are_shared_and_rebuild_when_handed_another_match():
     from fraudarena_env.server import ObserverCache
 
