@@ -8,6 +8,15 @@ turn passes to another role. Printed: aggregate steps/s, the p50/p99 latency of 
 (send to reply), the server's CPU time per step (from /proc), errors, and the server's memory per
 idle match (RSS growth over ``--idle`` matches created through the REST API and observed).
 
+The baselines' decisions are worked out before the run, in this process, for ``--seeds``
+matches, and replayed over the sockets (matches cycle through those seeds): remote agents think
+on their own machines, and a client that also ran the scripted investigator (about 0.3 ms a
+decision) in the same event loop and on the same two cores would time its own queue, not the
+server. The client still decodes every reply, checks that each replayed action is legal in the
+mask the server sent, and that each match ends with the rewards it had in process.
+``--live-policies`` decides every action in the loop instead, as a single client process
+playing all the roles would.
+
     python benchmarks/bench_server.py                     # 50 matches for 20 s
     python benchmarks/bench_server.py --matches 100 --seconds 10
 """
@@ -25,8 +34,12 @@ import numpy as np
 
 from fraudarena_env.catalog import PHASE_ROLE, ROLES
 from fraudarena_env.client import AsyncFraudArenaClient, ServerError
+from fraudarena_env.encoding import Observer, apply_index
 from fraudarena_env.policies import HeuristicAuditor, ReactiveFraudster, ScriptedInvestigator
+from fraudarena_env.referee import Referee
 from fraudarena_env.server import spawn
+
+TASK = "task_3"
 
 
 def free_port() -> int:
@@ -58,41 +71,80 @@ class Stats:
         self.measuring = False
 
 
-async def play_matches(url: str, index: int, stats: Stats, stop: asyncio.Event) -> None:
+def baselines(seed: int) -> dict:
+    return {"fraudster": ReactiveFraudster(seed=seed),
+            "investigator": ScriptedInvestigator(seed=seed),
+            "auditor": HeuristicAuditor(seed=seed)}
+
+
+def decide_match(seed: int) -> tuple[list[tuple[str, int]], tuple[float, ...]]:
+    """The baselines' moves in one match, played in process on the tensor face, and the
+    match's final returns (fraudster, investigator, auditor)."""
+    ref, policies = Referee(), baselines(seed)
+    observers = {r: Observer(r) for r in ROLES}
+    ref.reset_match(seed=seed, task_id=TASK)
+    moves = []
+    while (role := PHASE_ROLE.get(ref.phase)) is not None:
+        vector, mask = observers[role].observe(ref)
+        index = int(policies[role].act({"observation": vector, "action_mask": mask}))
+        moves.append((role, index))
+        apply_index(ref, role, index)
+    return moves, tuple(ref.totals)
+
+
+class Replay:
+    """One socket per role, playing matches through their moves, one step at a time."""
+
+    def __init__(self, clients: dict, stats: Stats):
+        self.clients, self.stats = clients, stats
+        self.acting = "fraudster"
+        self.obs = None
+
+    async def start(self, seed: int):
+        self.obs = await self.clients["fraudster"].reset(seed=seed, task_id=TASK)
+        match_id = self.clients["fraudster"].match_id
+        for r in ("investigator", "auditor"):
+            await self.clients[r].join(match_id)
+        self.acting = "fraudster"
+        return self.clients["fraudster"].last_data
+
+    async def step(self, role: str, decide) -> dict:
+        """Observe if the turn has passed to ``role``, then play ``decide(obs)``; returns the
+        reply's data."""
+        client = self.clients[role]
+        if role != self.acting:
+            self.obs = await client.observe()
+            self.acting = role
+        action = decide(self.obs)
+        t0 = time.perf_counter()
+        self.obs = await client.step(action)
+        dt = time.perf_counter() - t0
+        if self.stats.measuring:
+            self.stats.steps += 1
+            self.stats.latencies.append(dt)
+        return client.last_data
+
+
+async def play_matches(url: str, index: int, stats: Stats, stop: asyncio.Event,
+                       decided: list | None) -> None:
+    """Play matches on one set of sockets until ``stop``: ``decided`` moves replayed (match k
+    of this player is ``decided[(index + k) % len(decided)]``), or the baselines live."""
     clients = {r: await AsyncFraudArenaClient.open(url, r, obs_format="tensor_sparse")
                for r in ROLES}
-    seed = 1000 * index
+    play = Replay(clients, stats)
+    k = 0
     try:
         while not stop.is_set():
-            seed += 1
-            policies = {"fraudster": ReactiveFraudster(seed=seed),
-                        "investigator": ScriptedInvestigator(seed=seed),
-                        "auditor": HeuristicAuditor(seed=seed)}
-            obs = await clients["fraudster"].reset(seed=seed, task_id="task_3")
-            match_id = clients["fraudster"].match_id
-            for r in ("investigator", "auditor"):
-                await clients[r].join(match_id)
-            acting = "fraudster"
-            data = clients["fraudster"].last_data
-            while not data["done"] and not stop.is_set():
-                role = PHASE_ROLE[data["phase"]]
-                client = clients[role]
-                if role != acting:
-                    obs = await client.observe()
-                    acting = role
-                action = policies[role].act(obs)
-                t0 = time.perf_counter()
-                obs = await client.step(int(action))
-                dt = time.perf_counter() - t0
-                data = client.last_data
-                if stats.measuring:
-                    stats.steps += 1
-                    stats.latencies.append(dt)
+            k += 1
+            if decided is None:
+                data = await play_live(play, 1000 * index + k, stop)
+            else:
+                data = await play_decided(play, *decided[(index + k) % len(decided)], stop)
             if data["done"] and stats.measuring:
                 stats.matches += 1
     except ServerError as exc:
         stats.errors.append(f"{exc.code}: {exc.message}")
-    except Exception as exc:  # a dropped socket, a timeout
+    except Exception as exc:  # a dropped socket, a timeout, a replay out of step
         stats.errors.append(f"{type(exc).__name__}: {exc}")
     finally:
         for c in clients.values():
@@ -102,11 +154,43 @@ async def play_matches(url: str, index: int, stats: Stats, stop: asyncio.Event) 
                 pass
 
 
-async def load(url: str, n: int, seconds: float, warmup: float, pid: int) -> dict:
+async def play_live(play: Replay, seed: int, stop: asyncio.Event) -> dict:
+    policies = baselines(seed)
+    data = await play.start(seed)
+    while not data["done"] and not stop.is_set():
+        role = PHASE_ROLE[data["phase"]]
+        data = await play.step(role, policies[role].act)
+    return data
+
+
+async def play_decided(play: Replay, seed: int, moves, returns, stop: asyncio.Event) -> dict:
+    def legal(index: int):
+        def decide(obs):
+            if not obs["action_mask"][index]:
+                raise RuntimeError(f"replay of seed {seed} out of step: action {index} is "
+                                   "masked in the server's observation")
+            return index
+        return decide
+
+    data = await play.start(seed)
+    for role, index in moves:
+        if stop.is_set():
+            return data
+        data = await play.step(role, legal(index))
+    if not data["done"] or abs(data["reward"] - returns[ROLES.index(role)]) > 1e-5:
+        raise RuntimeError(f"replay of seed {seed} ended otherwise than in process: done "
+                           f"{data['done']}, {role} return {data['reward']} (expected "
+                           f"{returns[ROLES.index(role)]})")
+    return data
+
+
+async def load(url: str, n: int, seconds: float, warmup: float, pid: int,
+               decided: list | None) -> dict:
     gc.collect()
     gc.freeze()  # the client's own long-lived objects: out of the collector's way
     stats, stop = Stats(), asyncio.Event()
-    tasks = [asyncio.create_task(play_matches(url, i + 1, stats, stop)) for i in range(n)]
+    tasks = [asyncio.create_task(play_matches(url, i + 1, stats, stop, decided))
+             for i in range(n)]
     await asyncio.sleep(warmup)
     cpu0, own0, t0 = cpu_seconds(pid), time.process_time(), time.perf_counter()
     stats.measuring = True
@@ -166,10 +250,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured time per run")
     parser.add_argument("--idle", type=int, default=200,
                         help="idle matches for the memory figure (0: skip)")
+    parser.add_argument("--seeds", type=int, default=64,
+                        help="matches whose moves are decided before the run (default 64)")
+    parser.add_argument("--live-policies", action="store_true",
+                        help="decide every move during the run, in the client's event loop")
     args = parser.parse_args(argv)
+    decided = None
+    if not args.live_policies:
+        t0 = time.perf_counter()
+        decided = [(seed, *decide_match(seed)) for seed in range(1, args.seeds + 1)]
+        print(f"decided {args.seeds} {TASK} matches in {time.perf_counter() - t0:.1f} s "
+              f"({np.mean([len(d[1]) for d in decided]):.0f} steps each)")
     port = free_port()
-    # A match whose sockets are moving on to their next match is live for a moment longer.
-    proc = spawn(port, "--max-matches", str(2 * max(args.matches) + args.idle + 16))
+    # A match whose sockets are moving on to their next match is live for a moment longer,
+    # and a run's unfinished matches stay live (until the idle sweep) through the next runs.
+    proc = spawn(port, "--max-matches", str(2 * sum(args.matches) + args.idle + 16))
     url = f"ws://127.0.0.1:{port}"
     results = {}
     try:
@@ -181,7 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{'matches':>8}{'steps/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
               f"{'server CPU/step':>17}{'client CPU/step':>17}{'matches done':>14}{'errors':>8}")
         for n in args.matches:
-            r = run(load(url, n, args.seconds, args.warmup, proc.pid))
+            r = run(load(url, n, args.seconds, args.warmup, proc.pid, decided))
             results[n] = r
             print(f"{n:>8}{r['steps_per_s']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
                   f"{r['server_cpu_us_per_step']:>14.0f} us{r['client_cpu_us_per_step']:>14.0f} us"

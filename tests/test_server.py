@@ -559,6 +559,21 @@ def test_tensor_observations_and_action_index_steps(client):
 
 
 # ============================================================================ seats, ids, the pool
+def test_sparse_vectors_are_json_the_client_decodes_exactly():
+    from fraudarena_env.client import dense
+    from fraudarena_env.server import sparse_json
+
+    rng = np.random.default_rng(0)
+    vector = np.where(rng.random(3000) < 0.2, rng.normal(size=3000), 0).astype(np.float32)
+    vector[[0, 2999]] = [-0.0, 1e-30]  # a signed zero is zero; a tiny value is not
+    mask = (rng.random(977) < 0.1).astype(np.int8)
+    for v, dtype, values in ((vector, np.float32, True), (mask, np.int8, False),
+                             (np.zeros(5, np.int8), np.int8, False)):
+        data = json.loads(sparse_json(v, values=values))
+        assert data["size"] == v.size and ("value" in data) == values
+        np.testing.assert_array_equal(dense(data, dtype), v)
+
+
 def test_match_ids_are_unguessable_and_listed_only_for_diagnostics(client):
     with client.websocket_connect("/ws/fraudster") as a, \
             client.websocket_connect("/ws/fraudster") as b:
@@ -676,6 +691,58 @@ def test_an_idle_match_costs_at_most_100_kib():
         tracemalloc.stop()
         assert len(pool) == 21
     assert per_match <= 100 * 1024, per_match
+
+
+def test_automatic_garbage_collection_is_off_only_while_the_app_runs():
+    import gc
+
+    assert gc.isenabled()
+    with TestClient(create_app()):
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with TestClient(create_app(collect_interval=None)):
+        assert gc.isenabled()
+
+
+def test_serving_whole_matches_leaves_no_reference_cycles():
+    """What lets the server turn the automatic collector off: every match it serves, on every
+    face and with refused messages, is freed by reference counting alone."""
+    import gc
+
+    from fraudarena_env.archive import Archive
+    from fraudarena_env.client import decode_observation
+    from fraudarena_env.server import Handler, MatchPool, ServerConfig
+
+    pool = MatchPool(ServerConfig(), Archive(None))
+    handlers = {role: Handler(pool, role) for role in ROLES}
+
+    def ask(role, kind, data):
+        return json.loads(handlers[role].handle(json.dumps({"type": kind, "data": data})))
+
+    gc.collect()
+    gc.disable()
+    try:
+        for seed, fmt in ((1, "json"), (2, "tensor_sparse"), (3, "tensor")):
+            policies = baselines(seed)
+            data = ask("fraudster", "reset", {"seed": seed, "task_id": "task_3",
+                                              "obs_format": fmt})["data"]
+            for role in ("investigator", "auditor"):
+                ask(role, "join", {"match_id": data["match_id"], "obs_format": fmt})
+            while (role := PHASE_ROLE.get(data["phase"])) is not None:
+                ask(role, "state", {})
+                handlers[role].handle("{not json")
+                ask(role, "step", {"action_type": "no_such_action", "metadata": {}})
+                obs = decode_observation(role, ask(role, "obs", {})["data"])
+                action = policies[role].act(obs)
+                action = {"action_index": action} if isinstance(action, int) else \
+                    action.model_dump(mode="json", exclude_none=True)
+                data = ask(role, "step", action)["data"]
+        for handler in handlers.values():
+            handler.session.leave(pool)
+        assert len(pool) == 0
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 def test_observers_are_shared_and_rebuild_when_handed_another_match():
