@@ -3,13 +3,14 @@
     fraudarena play --task task_3 --seed 7              # one match, as a readable transcript
     fraudarena play --task task_1 --seed 1 --investigator always_reject --face text
     fraudarena evaluate --task all --seeds 1000-1049    # baselines vs degenerate policies
-    fraudarena evaluate --task task_3 --investigator oracle runs/q/investigator.zip --json
+    fraudarena evaluate --task task_3 --investigator oracle run/snapshots/investigator_g1.zip --json
     fraudarena bench --quick                            # env and referee speed
     fraudarena train ...                                # training/selfplay.py (training extra)
 
 ``play`` and ``evaluate`` run matches straight on the referee (``fraudarena_env.arena``), so they
-need neither PettingZoo's loop nor torch (``evaluate`` imports torch only to load a checkpoint). ``rich`` (in the ``train`` extra) makes the transcript
-nicer when it is installed, and ``tqdm`` draws ``evaluate``'s progress bar; both are optional.
+need neither PettingZoo's loop nor torch (``evaluate`` imports torch only to load a checkpoint).
+``rich`` (in the ``train`` extra) makes the transcript nicer when it is installed, and ``tqdm``
+draws ``evaluate``'s progress bar; both are optional.
 Every transcript is a function of the seed and the chosen policies alone.
 """
 
