@@ -34,7 +34,7 @@ import numpy as np
 
 from fraudarena_env.catalog import PHASE_ROLE, ROLES
 from fraudarena_env.client import AsyncFraudArenaClient, ServerError
-from fraudarena_env.encoding import Observer, apply_index
+from fraudarena_env.faces.encoding import Observer, apply_index
 from fraudarena_env.policies import HeuristicAuditor, ReactiveFraudster, ScriptedInvestigator
 from fraudarena_env.referee import Referee
 from fraudarena_env.server import spawn

@@ -2,6 +2,10 @@
 
 Used by ``fraudarena play``, the speed benchmark, evaluation tables and the fairness tests. Each
 role acts on the tensor face when its policy has one, otherwise on the text face.
+
+What an evaluation reports of a finished match comes from one place, :func:`match_metrics`
+(built on :func:`outcome_counts`, which also feeds ``fraudarena play``'s scoreboard):
+``evaluate`` averages it over seeds, ``fraudarena evaluate --json`` adds the spread.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import numpy as np
 from .faces.encoding import Observer, apply_index
 from .policies import BASELINES, Policy
 from .referee import Referee
-from .rules.catalog import LEGIT, PHASE_ROLE, REJECT, ROLES
+from .rules.catalog import APPROVE, ESCALATE_V, FRAUD, LEGIT, PHASE_ROLE, REJECT, ROLES
 
 MAX_MATCH_STEPS = 5000  # far above any legal match; a guard against a policy that loops
 
@@ -47,6 +51,10 @@ class Arena:
         for role, pol in policies.items():
             faces.setdefault(role, "tensor" if pol.has_tensor_face() else "text")
         ref = self.referee
+        for pol in policies.values():
+            bind = getattr(pol, "bind", None)  # a policy that reads the referee (the oracle)
+            if bind is not None:
+                bind(ref)
         ref.reset_match(seed=seed, task_id=task_id, **knobs)
         # Per role: the policy, and the observer when it acts on the tensor face.
         actors = {role: (pol, self.observers[role] if faces[role] == "tensor" else None)
@@ -73,25 +81,85 @@ class Arena:
                            ref.end_reason, steps, ref)
 
 
-def evaluate(task_id: str, seeds, make_policies, faces=None) -> dict[str, float]:
-    """Mean grader and returns over seeds; ``make_policies(seed)`` builds the policies."""
+# ============================================================================ what a match did
+OUTCOME_COUNTS = ("fraud", "fraud_caught", "fraud_live", "fraud_live_auto", "fraud_escalated",
+                  "legit", "legit_approved", "legit_rejected", "legit_escalated",
+                  "gray", "gray_escalated", "escalations",
+                  "links_correct", "links_wrong", "ring_pairs",
+                  "proposals", "proposals_approved", "proposals_rejected", "proposals_escalated")
+
+
+def outcome_counts(ref: Referee) -> dict[str, int]:
+    """How a finished match ended for every ad in its queue (auto-approvals included), by
+    label and verdict, and how many of the investigator's links joined two ads of one ring."""
+    c = dict.fromkeys(OUTCOME_COUNTS, 0)
+    rows = ref.rows
+    for s in ref.present.nonzero()[0].tolist():
+        row = int(ref.slot_row[s])
+        label, v = int(rows.label[row]), int(ref.verdict[s])
+        if label == FRAUD:
+            c["fraud"] += 1
+            c["fraud_caught"] += v == REJECT
+            c["fraud_live"] += v == APPROVE
+            c["fraud_live_auto"] += v == APPROVE and not ref.manual[s]
+            c["fraud_escalated"] += v == ESCALATE_V
+        elif label == LEGIT:
+            c["legit"] += 1
+            c["legit_approved"] += v == APPROVE
+            c["legit_rejected"] += v == REJECT
+            c["legit_escalated"] += v == ESCALATE_V
+        else:
+            c["gray"] += 1
+            c["gray_escalated"] += v == ESCALATE_V
+        c["escalations"] += v == ESCALATE_V
+        if ref.is_proposal[s]:
+            c["proposals"] += 1
+            c["proposals_approved"] += v == APPROVE
+            c["proposals_rejected"] += v == REJECT
+            c["proposals_escalated"] += v == ESCALATE_V
+    for a, b in ref.links:
+        c["links_correct" if same_ring(ref, a, b) >= 0 else "links_wrong"] += 1
+    c["ring_pairs"] = ref.n_ring_pairs
+    return c
+
+
+def same_ring(ref: Referee, a: int, b: int) -> int:
+    """The ring the ads in slots ``a`` and ``b`` both belong to, or -1."""
+    ra, rb = int(ref.rows.ring[ref.slot_row[a]]), int(ref.rows.ring[ref.slot_row[b]])
+    return ra if ra >= 0 and ra == rb else -1
+
+
+def match_metrics(result: MatchResult) -> dict[str, float]:
+    """What an evaluation reports of one finished match. Read it before the arena plays its next
+    match (the arena reuses its referee).
+
+    ``grader``; each role's return under the role's name (``fraudster``, ``investigator``,
+    ``auditor``); ``steps``; ``fraud_live``, the share of fraud ads that ended approved (by
+    verdict or unreviewed at the end: they ran), and ``fraud_live_count``; ``legit_rejected``, the
+    share of legit ads rejected (false rejections, lost advertisers), and
+    ``legit_rejected_count``; ``escalations``, verdicts of escalate; ``links_correct`` and
+    ``links_wrong``, the investigator's links between two ads of one ring and the others.
+    """
+    c = outcome_counts(result.referee)
+    return {"grader": result.grader, **{role: result.returns[role] for role in ROLES},
+            "steps": result.steps,
+            "fraud_live": c["fraud_live"] / c["fraud"] if c["fraud"] else 0.0,
+            "fraud_live_count": c["fraud_live"],
+            "legit_rejected": c["legit_rejected"] / c["legit"] if c["legit"] else 0.0,
+            "legit_rejected_count": c["legit_rejected"],
+            "escalations": c["escalations"],
+            "links_correct": c["links_correct"], "links_wrong": c["links_wrong"]}
+
+
+# ============================================================================ many matches
+def evaluate_matches(task_id: str, seeds, make_policies, faces=None) -> list[dict[str, float]]:
+    """:func:`match_metrics` of one match per seed; ``make_policies(seed)`` builds the policies
+    (roles left out play their scripted baseline)."""
     arena = Arena()
-    rows, rejected = [], []
-    for s in seeds:
-        rows.append(arena.play(task_id, s, make_policies(s), faces))
-        rejected.append(legit_rejected(arena.referee))  # the arena reuses its referee
-    out = {"grader": float(np.mean([r.grader for r in rows]))}
-    for role in ROLES:
-        out[role] = float(np.mean([r.returns[role] for r in rows]))
-    out["steps"] = float(np.mean([r.steps for r in rows]))
-    out["legit_rejected"] = float(np.mean(rejected))
-    return out
+    return [match_metrics(arena.play(task_id, s, make_policies(s), faces)) for s in seeds]
 
 
-def legit_rejected(ref: Referee) -> float:
-    """The share of a finished match's legit ads that ended rejected (lost advertisers)."""
-    present = ref.present.nonzero()[0]
-    legit = ref.rows.label[ref.slot_row[present]] == LEGIT
-    if not legit.any():
-        return 0.0
-    return float(np.mean(ref.verdict[present][legit] == REJECT))
+def evaluate(task_id: str, seeds, make_policies, faces=None) -> dict[str, float]:
+    """The mean of every :func:`match_metrics` key over one match per seed."""
+    per_match = evaluate_matches(task_id, seeds, make_policies, faces)
+    return {key: float(np.mean([m[key] for m in per_match])) for key in per_match[0]}

@@ -3,12 +3,14 @@
     fraudarena play --task task_3 --seed 7              # one match, as a readable transcript
     fraudarena play --task task_1 --seed 1 --investigator always_reject --face text
     fraudarena evaluate --task all --seeds 1000-1049    # baselines vs degenerate policies
+    fraudarena evaluate --task task_3 --investigator oracle run/snapshots/investigator_g1.zip --json
     fraudarena bench --quick                            # env and referee speed
     fraudarena train ...                                # training/selfplay.py (training extra)
 
 ``play`` and ``evaluate`` run matches straight on the referee (``fraudarena_env.arena``), so they
-need neither PettingZoo's loop nor torch. ``rich`` (in the ``train`` extra) makes the transcript
-nicer when it is installed, and ``tqdm`` draws ``evaluate``'s progress bar; both are optional.
+need neither PettingZoo's loop nor torch (``evaluate`` imports torch only to load a checkpoint).
+``rich`` (in the ``train`` extra) makes the transcript nicer when it is installed, and ``tqdm``
+draws ``evaluate``'s progress bar; both are optional.
 Every transcript is a function of the seed and the chosen policies alone.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
 import sys
 import types
 from collections.abc import Callable
@@ -27,12 +30,14 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .arena import Arena, MatchResult, evaluate
+from .arena import Arena, MatchResult, evaluate_matches, outcome_counts, same_ring
+from .faces.encoding import N_ACTIONS, Observer
 from .policies import (
     BASELINES,
     DEGENERATE_INVESTIGATORS,
     FlagEverythingAuditor,
     GibberishFraudster,
+    OracleInvestigator,
     Policy,
     RandomPolicy,
     RepeatOneAdFraudster,
@@ -71,14 +76,9 @@ AUDITORS: dict[str, Callable[..., Policy]] = {
 }
 POLICIES = {"fraudster": FRAUDSTERS, "investigator": INVESTIGATORS, "auditor": AUDITORS}
 BASELINE_NAMES = {role: next(iter(table)) for role, table in POLICIES.items()}
-# The rows `evaluate` shows by default besides the scripted trio (DESIGN.md section 2: none of
-# them may beat the scripted baseline of its role).
-DEFAULT_VARIANTS = (
-    *(("investigator", n) for n in INVESTIGATORS if n != "scripted"),
-    ("fraudster", "gibberish"),
-    ("fraudster", "repeat"),
-    ("auditor", "flag_everything"),
-)
+# `evaluate` also takes these names (not `play`: the oracle reads the truth, it is a ceiling)
+EVALUATE_ONLY: dict[str, dict[str, Callable[..., Policy]]] = {
+    "investigator": {"oracle": OracleInvestigator}, "fraudster": {}, "auditor": {}}
 COPY_WIDTH = 56
 # the training script: in the checkout, next to the package (see cmd_train)
 TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "training" / "selfplay.py"
@@ -215,12 +215,6 @@ def ad_facts(ref: Referee) -> dict[str, AdFacts]:
     return out
 
 
-def _same_ring(ref: Referee, a: int, b: int) -> int:
-    """The ring both ads belong to, or -1."""
-    ra, rb = int(ref.rows.ring[ref.slot_row[a]]), int(ref.rows.ring[ref.slot_row[b]])
-    return ra if ra >= 0 and ra == rb else -1
-
-
 def _headline(ref: Referee, entry: dict) -> str:
     (name, value), = entry["revealed"].items()  # what the pull showed when it was made
     return f"{name} {value:.3f}"
@@ -257,7 +251,7 @@ def investigator_line(ref: Referee, ads: dict[str, AdFacts], entry: dict) -> tup
         return text, "green" if right else "red"
     if kind == "link_accounts":
         a, b = AD_SLOT[entry["ad_id"]], AD_SLOT[entry["linked_ad_id"]]
-        ring = _same_ring(ref, a, b)
+        ring = same_ring(ref, a, b)
         verdict = f"correct (ring_{ring})" if ring >= 0 else "wrong (not one ring)"
         return (f"  link     {entry['ad_id']} + {entry['linked_ad_id']}  {verdict}  "
                 f"{signed(entry['reward'], 3)}", "green" if ring >= 0 else "red")
@@ -331,7 +325,7 @@ def print_transcript(out: Printer, result: MatchResult, names: dict[str, str],
     out.line()
     print_audit(out, ref, names["auditor"])
     out.line()
-    print_scoreboard(out, result, ads)
+    print_scoreboard(out, result)
 
 
 def print_audit(out: Printer, ref: Referee, auditor: str) -> None:
@@ -357,45 +351,9 @@ def print_audit(out: Printer, ref: Referee, auditor: str) -> None:
         out.line(f"  missed: {shown}{more}", style="dim")
 
 
-def match_counts(ref: Referee, ads: dict[str, AdFacts]) -> dict[str, int]:
-    """Outcome counts over every ad in the queue (auto-approvals included)."""
-    c = dict.fromkeys(("fraud", "fraud_caught", "fraud_leaked", "fraud_leaked_auto",
-                       "fraud_escalated", "legit", "legit_approved", "legit_rejected",
-                       "legit_escalated", "gray", "gray_escalated", "escalations",
-                       "links_right", "links_wrong", "ring_pairs", "proposals",
-                       "proposals_approved", "proposals_rejected", "proposals_escalated"), 0)
-    approve, reject, escalate = (VERDICTS.index(v) for v in ("approve", "reject", "escalate"))
-    for ad in ads.values():
-        v, manual = int(ref.verdict[ad.slot]), bool(ref.manual[ad.slot])
-        if ad.label == FRAUD:
-            c["fraud"] += 1
-            c["fraud_caught"] += v == reject
-            c["fraud_leaked"] += v == approve
-            c["fraud_leaked_auto"] += v == approve and not manual
-            c["fraud_escalated"] += v == escalate
-        elif ad.label == LEGIT:
-            c["legit"] += 1
-            c["legit_approved"] += v == approve
-            c["legit_rejected"] += v == reject
-            c["legit_escalated"] += v == escalate
-        else:
-            c["gray"] += 1
-            c["gray_escalated"] += v == escalate
-        c["escalations"] += v == escalate
-        if ad.proposal:
-            c["proposals"] += 1
-            c["proposals_approved"] += v == approve
-            c["proposals_rejected"] += v == reject
-            c["proposals_escalated"] += v == escalate
-    for a, b in ref.links:
-        c["links_right" if _same_ring(ref, a, b) >= 0 else "links_wrong"] += 1
-    c["ring_pairs"] = ref.n_ring_pairs
-    return c
-
-
-def print_scoreboard(out: Printer, result: MatchResult, ads: dict[str, AdFacts]) -> None:
+def print_scoreboard(out: Printer, result: MatchResult) -> None:
     ref = result.referee
-    c = match_counts(ref, ads)
+    c = outcome_counts(ref)
     terms = ", ".join(f"{k} {v:.3f}" for k, v in ref.grader_terms.items())
     rows = [
         ["grader score", f"{result.grader:.3f}  ({terms})"],
@@ -405,13 +363,13 @@ def print_scoreboard(out: Printer, result: MatchResult, ads: dict[str, AdFacts])
         rows.append([f"{role} return", f"{signed(result.returns[role])}  (of which at the end "
                                        f"{signed(ref.terminal[i])})"])
     rows += [
-        ["fraud", f"{c['fraud_caught']}/{c['fraud']} caught, {c['fraud_leaked']} leaked "
-                  f"({c['fraud_leaked_auto']} auto-approved), {c['fraud_escalated']} escalated"],
+        ["fraud", f"{c['fraud_caught']}/{c['fraud']} caught, {c['fraud_live']} leaked "
+                  f"({c['fraud_live_auto']} auto-approved), {c['fraud_escalated']} escalated"],
         ["legit", f"{c['legit_approved']}/{c['legit']} approved, {c['legit_rejected']} wrongly "
                   f"rejected, {c['legit_escalated']} escalated"],
         ["gray area", f"{c['gray_escalated']}/{c['gray']} escalated"],
         ["escalations", f"{c['escalations']} in all"],
-        ["links", f"{c['links_right']} right, {c['links_wrong']} wrong "
+        ["links", f"{c['links_correct']} right, {c['links_wrong']} wrong "
                   f"({c['ring_pairs']} ring pairs)"],
         ["proposals", f"{c['proposals']}: {c['proposals_approved']} approved, "
                       f"{c['proposals_rejected']} rejected, {c['proposals_escalated']} escalated"],
@@ -489,12 +447,135 @@ def _seeds_label(seeds: list[int]) -> str:
     return ",".join(map(str, seeds[:6])) + (",..." if len(seeds) > 6 else "")
 
 
-def evaluation_rows(args: argparse.Namespace) -> list[tuple[str | None, str | None]]:
-    """(role varied, policy name) per row; the first row is the scripted trio."""
-    chosen = [(role, name) for role in ROLES for name in (getattr(args, role) or [])
-              if name != BASELINE_NAMES[role]]
+@dataclass(frozen=True)
+class PolicySpec:
+    """One role's policy in ``evaluate``: a policy name, or the path of a MaskablePPO checkpoint.
+    ``text`` is what the user wrote; it labels the row."""
+
+    role: str
+    text: str
+    path: Path | None = None  # set for a checkpoint
+
+    @property
+    def is_reference(self) -> bool:
+        """A named policy of ``play``'s tables other than the scripted baseline: degenerate or
+        random, so DESIGN.md section 2 wants it below the baseline."""
+        return self.path is None and self.text in POLICIES[self.role] and \
+            self.text != BASELINE_NAMES[self.role]
+
+
+class CheckpointError(Exception):
+    """A checkpoint SPEC that cannot be played: the message names the file and the fix."""
+
+
+def evaluate_names(role: str) -> dict[str, Callable[..., Policy]]:
+    return {**POLICIES[role], **EVALUATE_ONLY[role]}
+
+
+def parse_policy_spec(role: str, text: str) -> PolicySpec:
+    """A policy name of ``role`` (``evaluate_names``) or an existing checkpoint file; anything else
+    is an ``argparse.ArgumentTypeError`` that says what is accepted. A path may leave out
+    ``.zip``, as SB3's ``load`` does."""
+    names = evaluate_names(role)
+    if text in names:
+        return PolicySpec(role, text)
+    path = Path(text).expanduser()
+    if path.suffix == ".zip" or "/" in text or path.exists():
+        for candidate in (path, path.with_name(path.name + ".zip")):
+            if candidate.is_file():
+                return PolicySpec(role, text, candidate)
+        raise argparse.ArgumentTypeError(f"no {role} checkpoint at {text}: no such file")
+    raise argparse.ArgumentTypeError(
+        f"unknown {role} policy {text!r}: use one of {', '.join(names)}, or the path of a "
+        "MaskablePPO checkpoint (.zip)")
+
+
+def _spec_type(role: str) -> Callable[[str], PolicySpec]:
+    def parse(text: str) -> PolicySpec:
+        return parse_policy_spec(role, text)
+
+    parse.__name__ = f"{role} policy"  # argparse names the type in some of its errors
+    return parse
+
+
+def load_checkpoint(spec: PolicySpec) -> Policy:
+    """The MaskablePPO model at ``spec.path`` as a deterministic, masked policy of ``spec.role``
+    (``fraudarena_env.sb3.SB3Policy``). Imports torch and SB3 (the train extra)."""
+    try:
+        from .sb3 import SB3Policy
+
+        policy = SB3Policy.load(spec.path, spec.role)
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
+            raise
+        raise CheckpointError(
+            f"loading the checkpoint {spec.text} needs the train extra (missing module "
+            f"{exc.name!r}). Install it with:\n    {install_command('train')}") from exc
+    except Exception as exc:  # not a zip, not an SB3 save, a policy class that will not load...
+        raise CheckpointError(f"cannot load {spec.text} as a MaskablePPO checkpoint: "
+                              f"{type(exc).__name__}: {exc}") from exc
+    model = policy.model
+    got = (int(np.prod(model.observation_space.shape)), int(getattr(model.action_space, "n", -1)))
+    want = (Observer(spec.role).size, N_ACTIONS[spec.role])
+    if got != want:
+        raise CheckpointError(
+            f"{spec.text} is not a checkpoint of the {spec.role}: its model reads {got[0]} "
+            f"floats and picks among {got[1]} actions; the {spec.role} has {want[0]} and "
+            f"{want[1]}")
+    return policy
+
+
+def policy_factory(spec: PolicySpec) -> Callable[[int], Policy]:
+    """``seed -> policy`` for one match. A checkpoint is loaded once, here, and its (deterministic,
+    stateless) policy serves every match."""
+    if spec.path is not None:
+        policy = load_checkpoint(spec)
+        return lambda seed: policy
+    make = evaluate_names(spec.role)[spec.text]
+    return lambda seed: make(seed=seed)
+
+
+# The rows `evaluate` shows by default besides the scripted trio (DESIGN.md section 2: none of
+# them may beat the scripted baseline of its role).
+DEFAULT_VARIANTS = (
+    *(PolicySpec("investigator", n) for n in INVESTIGATORS if n != "scripted"),
+    PolicySpec("fraudster", "gibberish"),
+    PolicySpec("fraudster", "repeat"),
+    PolicySpec("auditor", "flag_everything"),
+)
+
+
+def evaluation_rows(args: argparse.Namespace) -> list[PolicySpec | None]:
+    """Per row, the spec that replaces one role of the scripted trio; the first row, ``None``, is
+    the trio itself."""
+    chosen = [spec for role in ROLES for spec in (getattr(args, role) or [])
+              if spec.text != BASELINE_NAMES[role]]
     picked = any(getattr(args, role) for role in ROLES)
-    return [(None, None), *(dict.fromkeys(chosen) if picked else DEFAULT_VARIANTS)]
+    return [None, *(dict.fromkeys(chosen) if picked else DEFAULT_VARIANTS)]
+
+
+@dataclass
+class EvaluationRow:
+    """One row of ``evaluate``: a task, the policies, and the :func:`~fraudarena_env.arena.
+    match_metrics` of one match per seed."""
+
+    task: str
+    varied: PolicySpec | None
+    policies: dict[str, str]
+    per_match: list[dict[str, float]]
+
+    @property
+    def mean(self) -> dict[str, float]:
+        return {k: float(np.mean([m[k] for m in self.per_match])) for k in self.per_match[0]}
+
+    @property
+    def std(self) -> dict[str, float]:
+        """Population standard deviation over seeds (0 for a single seed)."""
+        return {k: float(np.std([m[k] for m in self.per_match])) for k in self.per_match[0]}
+
+    @property
+    def label(self) -> str:
+        return "scripted trio" if self.varied is None else f"{self.varied.role}={self.varied.text}"
 
 
 def _progress(total: int, enabled: bool):
@@ -514,10 +595,47 @@ def _ticking(seeds, bar):
             bar.update(1)
 
 
+def run_evaluation(tasks: list[str], seeds: list[int], rows: list[PolicySpec | None],
+                   bar=None) -> list[EvaluationRow]:
+    """Every row on every task, one match per seed. Raises ``CheckpointError`` before playing
+    when a checkpoint will not load."""
+    factories = {spec: policy_factory(spec) for spec in rows if spec is not None}
+    trio = {role: policy_factory(PolicySpec(role, name)) for role, name in BASELINE_NAMES.items()}
+    table = []
+    for task in tasks:
+        for spec in rows:
+            makers, names = dict(trio), dict(BASELINE_NAMES)
+            if spec is not None:
+                makers[spec.role], names[spec.role] = factories[spec], spec.text
+
+            def make(seed, makers=makers):
+                return {role: m(seed) for role, m in makers.items()}
+
+            table.append(EvaluationRow(task, spec, names,
+                                       evaluate_matches(task, _ticking(seeds, bar), make)))
+    return table
+
+
+def evaluation_json(rows: list[EvaluationRow], seeds: list[int]) -> dict:
+    """``evaluate --json``: per task, per row, the mean and std over seeds of every metric."""
+    tasks: dict[str, list[dict]] = {}
+    for row in rows:
+        tasks.setdefault(row.task, []).append({
+            "row": row.label, "varied_role": row.varied.role if row.varied else None,
+            "policies": row.policies, "n_seeds": len(row.per_match),
+            "mean": row.mean, "std": row.std})
+    return {"n_seeds": len(seeds), "seeds": seeds, "scripted": dict(BASELINE_NAMES),
+            "tasks": tasks}
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     tasks = list(TASK_IDS) if "all" in args.task else list(dict.fromkeys(args.task))
     seeds = args.seeds
     if args.suite == "skill":
+        if args.json:
+            print("fraudarena evaluate: --json applies to the baselines suite only",
+                  file=sys.stderr)
+            return 2
         from .skill import skill_report
 
         bar = _progress(len(tasks), not args.no_progress)
@@ -530,51 +648,55 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               "opponents ReactiveFraudster and HeuristicAuditor unless the row changes them.\n")
         print(report)
         return 0
-    rows = evaluation_rows(args)
-    bar = _progress(len(tasks) * len(rows) * len(seeds), not args.no_progress)
-    table = []
+    specs = evaluation_rows(args)
+    bar = _progress(len(tasks) * len(specs) * len(seeds), not args.no_progress)
     try:
-        for task in tasks:
-            reference = None
-            for role, name in rows:
-                names = dict(BASELINE_NAMES)
-                if role is not None:
-                    names[role] = name
-                stats = evaluate(task, _ticking(seeds, bar),
-                                 lambda seed, names=names: make_policies(seed, **names))
-                if role is None:
-                    reference = stats
-                table.append((task, role, name, stats, _versus(role, stats, reference)))
+        rows = run_evaluation(tasks, seeds, specs, bar)
+    except CheckpointError as exc:
+        print(f"fraudarena evaluate: {exc}", file=sys.stderr)
+        return 1
     finally:
         if bar is not None:
             bar.close()
+    if args.json:
+        print(json.dumps(evaluation_json(rows, seeds), indent=2))
+        return 0
     print(f"Mean over {len(seeds)} seed(s) ({_seeds_label(seeds)}); each policy on its tensor "
           "face where it has one. Rows change one role from the scripted trio "
           f"({', '.join(f'{r} {n}' for r, n in BASELINE_NAMES.items())}).")
     print()
-    print("| task | policies | grader | fraudster | investigator | auditor | steps | "
-          "vs scripted |")
-    print("|---|---|---:|---:|---:|---:|---:|---|")
-    for task, role, name, s, versus in table:
-        label = "scripted trio" if role is None else f"{role}={name}"
-        print(f"| {task} | {label} | {s['grader']:.3f} | {s['fraudster']:+.2f} | "
-              f"{s['investigator']:+.2f} | {s['auditor']:+.2f} | {s['steps']:.1f} | {versus} |")
+    print("| task | policies | grader | fraudster | investigator | auditor | fraud live | "
+          "legit rejected | steps | vs scripted |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    reference = None
+    for row in rows:
+        s = row.mean
+        if row.varied is None:
+            reference = s
+        print(f"| {row.task} | {row.label} | {s['grader']:.3f} | {s['fraudster']:+.2f} | "
+              f"{s['investigator']:+.2f} | {s['auditor']:+.2f} | {s['fraud_live']:.0%} | "
+              f"{s['legit_rejected']:.0%} | {s['steps']:.1f} | "
+              f"{_versus(row.varied, s, reference)} |")
     print()
-    print("vs scripted: an investigator row is 'below' when both its mean grader and its mean "
-          "investigator return are below the scripted trio's; a fraudster or auditor row, when "
-          "that role's mean return is.")
+    print("fraud live: the share of fraud ads that ended approved; legit rejected: the share of "
+          "legit ads rejected. vs scripted: an investigator row is 'below' when both its mean "
+          "grader and its mean investigator return are below the scripted trio's; a fraudster or "
+          "auditor row, when that role's mean return is. A degenerate or random policy that is "
+          "not below is a fault of the game's balance, shown in bold.")
     return 0
 
 
-def _versus(role: str | None, stats: dict, reference: dict | None) -> str:
-    if role is None or reference is None:
+def _versus(spec: PolicySpec | None, stats: dict, reference: dict | None) -> str:
+    if spec is None or reference is None:
         return "reference"
-    if role == "investigator":
+    if spec.role == "investigator":
         below = stats["grader"] < reference["grader"] and \
             stats["investigator"] < reference["investigator"]
     else:
-        below = stats[role] < reference[role]
-    return "below" if below else "**NOT below**"
+        below = stats[spec.role] < reference[spec.role]
+    if below:
+        return "below"
+    return "**NOT below**" if spec.is_reference else "not below"
 
 
 # ============================================================================ bench, train
@@ -583,6 +705,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     bench.run(args)
     return 0
+
+
+def install_command(extra: str) -> str:
+    torch = "pip install torch==2.13.0 && " if extra == "train" else ""  # the CPU wheel first
+    return f"{torch}pip install -e \".[{extra}]\""
 
 
 def delegate(command: str, extra: str, extra_modules: frozenset[str], load: Callable[[], Any],
@@ -594,10 +721,8 @@ def delegate(command: str, extra: str, extra_modules: frozenset[str], load: Call
     except ImportError as exc:
         missing = (exc.name or "").split(".")[0]
         if missing in extra_modules:
-            install = ("pip install torch==2.13.0 && " if extra == "train" else "") + \
-                f"pip install -e \".[{extra}]\""
             print(f"fraudarena {command} needs the {extra} extra (missing module {exc.name!r}). "
-                  f"Install it with:\n    {install}", file=sys.stderr)
+                  f"Install it with:\n    {install_command(extra)}", file=sys.stderr)
         else:
             print(f"fraudarena {command} could not be imported: {exc}", file=sys.stderr)
         return 1
@@ -674,26 +799,35 @@ def build_parser() -> argparse.ArgumentParser:
                     help="plain text, even when rich is installed")
     rp.set_defaults(func=cmd_replay)
 
-    ev = sub.add_parser("evaluate", help="evaluation table: scripted vs degenerate policies",
-                        description="Mean grader, each role's mean return and mean steps over "
-                        "the seeds, per task: the scripted trio, then one row per policy that "
-                        "replaces one role. By default the rows are every degenerate "
-                        "investigator, the gibberish and repeat fraudsters and the "
-                        "flag-everything auditor; --investigator/--fraudster/--auditor pick "
-                        "rows instead.")
+    ev = sub.add_parser("evaluate", help="evaluation table: scripted vs degenerate policies "
+                        "or checkpoints",
+                        description="Mean grader, each role's mean return, the share of fraud "
+                        "that went live and of legit ads rejected, and mean steps over the seeds, "
+                        "per task: the scripted trio, then one row per policy that replaces one "
+                        "role. By default the rows are every degenerate investigator, the "
+                        "gibberish and repeat fraudsters and the flag-everything auditor; "
+                        "--investigator/--fraudster/--auditor pick rows instead, each SPEC a "
+                        "policy name or the path of a MaskablePPO checkpoint (.zip, needs the "
+                        "train extra). --json prints the mean and std of every metric instead.")
     ev.add_argument("--task", nargs="+", choices=("all", *TASK_IDS), default=["all"],
                     metavar="TASK", help=f"all (default) or one or more of {', '.join(TASK_IDS)}")
     ev.add_argument("--seeds", type=parse_seeds, default=parse_seeds("1000-1049"),
                     help="seeds: a range such as 1000-1049 (default), a number, or a "
                     "comma-separated mix")
     for role in ROLES:
-        ev.add_argument(f"--{role}", nargs="+", choices=list(POLICIES[role]), metavar="NAME",
-                        help=f"{role} rows to show ({', '.join(POLICIES[role])})")
+        ev.add_argument(f"--{role}", nargs="+", type=_spec_type(role), metavar="SPEC",
+                        help=f"{role} rows to show: {', '.join(evaluate_names(role))}, or the "
+                        "path of a MaskablePPO checkpoint")
     ev.add_argument("--suite", choices=("baselines", "skill"), default="baselines",
                     help="baselines (default): the table above; skill: per task, every blind "
                     "reference investigator against the scripted one and an oracle (evidence "
                     "premium, headroom), the fraudster table (never proposing, each single "
                     "tactic, reactive), information value and camouflage")
+    ev.add_argument("--json", action="store_true",
+                    help="print one JSON document instead of the table: per task and row, the "
+                    "policies, n_seeds, and the mean and std over seeds of grader, each role's "
+                    "return, fraud_live (share; _count), legit_rejected (share; _count), "
+                    "escalations, links_correct, links_wrong and steps")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_evaluate)
 

@@ -194,10 +194,14 @@ def test_the_command_runs_as_a_program(command):
     assert "Round 1" in proc.stdout and "Scoreboard" in proc.stdout
 
 
-def test_play_does_not_need_torch():
-    code = ("import sys; from fraudarena_env.cli import main; "
-            "main(['play', '--task', 'task_1', '--seed', '1']); "
-            "assert 'torch' not in sys.modules, 'play imported torch'")
+@pytest.mark.parametrize("argv", [
+    ["play", "--task", "task_1", "--seed", "1"],
+    ["evaluate", "--task", "task_1", "--seeds", "1", "--investigator", "oracle", "--json",
+     "--no-progress"],
+], ids=["play", "evaluate-by-name"])
+def test_play_and_evaluate_do_not_need_torch(argv):
+    code = (f"import sys; from fraudarena_env.cli import main; main({argv!r}); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,204 @@
+"""Training throughput: env steps/s while MaskablePPO trains, and how much of that time is the env.
+
+For each role, one short ``MaskablePPO.learn`` run on ``RoleEnv`` in a ``DummyVecEnv``,
+configured as ``training/selfplay.py`` configures it: the investigator with the slot-structured
+policy (``SlotInvestigatorPolicy``), the fraudster with an MLP, the other roles played by the
+scripted baselines. Every sub-env is wrapped in ``TimedEnv``, which adds the wall time spent
+inside the env's ``reset``, ``step`` and ``action_masks`` to one clock (the opponents' moves
+included: from the learner's seat they are part of the env); a callback times the rollouts.
+Printed per role and torch thread count:
+
+* steps/s: the timesteps ``learn`` ran over its wall time; steps/CPU-s: over the process's CPU
+  time instead (all threads, so a thread that spins while waiting counts too);
+* env share: the env's time over ``learn``'s wall time; the rest is the policy (inference in
+  rollouts, gradient steps in updates) and SB3's bookkeeping;
+* rollout share: time collecting rollouts (env and inference) over wall time; updates are the
+  rest;
+* threads: ``torch.set_num_threads``. ``training/selfplay.py`` uses 2; on a machine whose cores
+  other jobs keep busy, 1 can be several times faster, as torch's two threads wait on each other;
+* env-only steps/s: the same ``RoleEnv`` stepped with uniformly random legal actions for a few
+  seconds in the same process, and how many times faster that is than training: a ratio that
+  carries across machines better than either figure alone.
+
+Needs the training extra (``pip install torch==2.13.0 && pip install -e ".[train]"``).
+
+    python benchmarks/bench_train.py                       # 4,096 timesteps per role
+    python benchmarks/bench_train.py --timesteps 20000 --n-envs 6 --task task_2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import gymnasium
+import numpy as np
+import torch
+from sb3_contrib import MaskablePPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from fraudarena_env.catalog import TASK_IDS
+from fraudarena_env.role_env import RoleEnv
+from fraudarena_env.slot_policy import SlotInvestigatorPolicy
+
+ROLES = ("investigator", "fraudster")  # the roles self-play trains
+
+
+@dataclass
+class Clock:
+    seconds: float = 0.0
+
+
+class TimedEnv(gymnasium.Wrapper):
+    """A ``RoleEnv`` whose ``reset``, ``step`` and ``action_masks`` add their wall time to
+    ``clock``."""
+
+    def __init__(self, env: RoleEnv, clock: Clock):
+        super().__init__(env)
+        self.clock = clock
+
+    def reset(self, **kwargs):
+        start = time.perf_counter()
+        out = self.env.reset(**kwargs)
+        self.clock.seconds += time.perf_counter() - start
+        return out
+
+    def step(self, action):
+        start = time.perf_counter()
+        out = self.env.step(action)
+        self.clock.seconds += time.perf_counter() - start
+        return out
+
+    def action_masks(self) -> np.ndarray:
+        start = time.perf_counter()
+        mask = self.env.action_masks()
+        self.clock.seconds += time.perf_counter() - start
+        return mask
+
+
+class RolloutTimer(BaseCallback):
+    """Adds the wall time of every rollout collection to ``seconds``."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def _on_rollout_start(self) -> None:
+        self._start = time.perf_counter()
+
+    def _on_rollout_end(self) -> None:
+        self.seconds += time.perf_counter() - self._start
+
+    def _on_step(self) -> bool:
+        return True
+
+
+@dataclass
+class Throughput:
+    """One ``learn`` run: what it ran and where its time went (wall-clock seconds unless named)."""
+
+    role: str
+    policy: str
+    threads: int
+    timesteps: int
+    wall_seconds: float
+    cpu_seconds: float
+    env_seconds: float
+    rollout_seconds: float
+    env_only_steps_per_s: float
+
+
+def new_model(role: str, env, args: argparse.Namespace) -> tuple[MaskablePPO, str]:
+    """The model ``training/selfplay.py`` builds for ``role`` (its default hyperparameters)."""
+    if role == "investigator":
+        policy, kwargs, name = SlotInvestigatorPolicy, {}, "SlotInvestigatorPolicy"
+    else:
+        policy, kwargs, name = "MlpPolicy", {"net_arch": [64, 64]}, "MlpPolicy [64, 64]"
+    model = MaskablePPO(policy, env, learning_rate=1e-3, n_steps=args.n_steps,
+                        batch_size=args.batch_size, n_epochs=args.n_epochs, gamma=0.99,
+                        gae_lambda=0.95, clip_range=0.2, policy_kwargs=kwargs, seed=args.seed,
+                        device="cpu", verbose=0)
+    return model, name
+
+
+def env_only_steps_per_s(role: str, task_id: str, seconds: float, seed: int) -> float:
+    """The same ``RoleEnv`` (scripted opponents), stepped with uniformly random legal actions for
+    ``seconds``."""
+    env = RoleEnv(role, task_id=task_id)
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    steps = 0
+    start = time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        legal = np.flatnonzero(env.action_masks())
+        _, _, terminated, truncated, _ = env.step(int(legal[rng.integers(len(legal))]))
+        steps += 1
+        if terminated or truncated:
+            env.reset()
+    return steps / elapsed
+
+
+def measure(role: str, threads: int, env_only: float, args: argparse.Namespace) -> Throughput:
+    """One ``learn`` run of ``args.timesteps`` for ``role`` on ``threads`` torch threads;
+    ``env_only`` is the role's env-only steps/s."""
+    torch.set_num_threads(threads)
+    clock = Clock()
+    env = DummyVecEnv([lambda: TimedEnv(RoleEnv(role, task_id=args.task), clock)
+                       for _ in range(args.n_envs)])
+    model, name = new_model(role, env, args)
+    timer = RolloutTimer()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    model.learn(args.timesteps, callback=timer)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return Throughput(role, name, threads, model.num_timesteps, wall, cpu, clock.seconds,
+                      timer.seconds, env_only)
+
+
+def print_table(rows: list[Throughput], args: argparse.Namespace) -> None:
+    print(f"MaskablePPO training throughput on {args.task}: {args.n_envs} envs in a DummyVecEnv, "
+          f"n_steps {args.n_steps}, batch {args.batch_size}, {args.n_epochs} epochs")
+    print()
+    print("| role | policy | threads | timesteps | wall s | steps/s | steps/CPU-s | env share | "
+          "rollout share | env-only steps/s | env-only / training |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        steps_per_s = r.timesteps / r.wall_seconds
+        print(f"| {r.role} | {r.policy} | {r.threads} | {r.timesteps:,} | {r.wall_seconds:.1f} | "
+              f"{steps_per_s:,.0f} | {r.timesteps / r.cpu_seconds:,.0f} | "
+              f"{r.env_seconds / r.wall_seconds:.0%} | {r.rollout_seconds / r.wall_seconds:.0%} | "
+              f"{r.env_only_steps_per_s:,.0f} | {r.env_only_steps_per_s / steps_per_s:,.1f}x |")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--roles", nargs="+", choices=ROLES, default=list(ROLES))
+    parser.add_argument("--task", choices=TASK_IDS, default="task_3", help="default: task_3")
+    parser.add_argument("--timesteps", type=int, default=4096,
+                        help="per role; SB3 rounds up to whole rollouts (n_envs * n_steps)")
+    parser.add_argument("--n-envs", type=int, default=4)
+    parser.add_argument("--n-steps", type=int, default=256, help="rollout length per env")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--n-epochs", type=int, default=4)
+    parser.add_argument("--reference-seconds", type=float, default=3.0,
+                        help="length of the env-only reference run, per role (default 3)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                        help="torch.set_num_threads, one run per value (default: 1 2)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    rows = []
+    for role in args.roles:
+        env_only = env_only_steps_per_s(role, args.task, args.reference_seconds, args.seed)
+        rows += [measure(role, n, env_only, args) for n in args.threads]
+    print_table(rows, args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
