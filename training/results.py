@@ -27,7 +27,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
-from fraudarena_env.arena import Arena, evaluate, legit_rejected
+from fraudarena_env.arena import Arena, evaluate, match_metrics
 from fraudarena_env.catalog import TASK_IDS
 from fraudarena_env.cli import parse_seeds
 from fraudarena_env.policies import (
@@ -43,19 +43,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def play(arena: Arena, task: str, seeds, role: str, make, face: str = "") -> dict[str, float]:
-    """Means (and the grader's standard error) of ``make(seed)`` playing ``role``."""
-    graders, inv, fr, rejected = [], [], [], []
+    """Means of ``match_metrics`` (and the grader's standard error) of ``make(seed)`` playing
+    ``role`` (``None``: the scripted player)."""
+    per_match = []
     for seed in seeds:
         policies = {role: make(seed)} if make is not None else {}
-        res = arena.play(task, seed, policies, {role: face} if face else None)
-        graders.append(res.grader)
-        inv.append(res.returns["investigator"])
-        fr.append(res.returns["fraudster"])
-        rejected.append(legit_rejected(arena.referee))
-    return {"grader": float(np.mean(graders)),
-            "sem": float(np.std(graders, ddof=1) / np.sqrt(len(graders))),
-            "investigator": float(np.mean(inv)), "fraudster": float(np.mean(fr)),
-            "legit_rejected": float(np.mean(rejected))}
+        per_match.append(match_metrics(arena.play(task, seed, policies,
+                                                  {role: face} if face else None)))
+    out = {key: float(np.mean([m[key] for m in per_match])) for key in per_match[0]}
+    out["sem"] = float(np.std([m["grader"] for m in per_match], ddof=1) / np.sqrt(len(seeds)))
+    return out
 
 
 def investigator_rows(task: str, seeds, checkpoint: SB3Policy) -> dict[str, dict[str, float]]:
@@ -153,9 +150,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     a = p.parse_args(argv)
     seeds = parse_seeds(a.seeds)
     tasks = [t for t in a.task.split(",") if t]
-    print(investigator_table(tasks, seeds, SB3Policy.load(a.investigator, "investigator")))
-    print()
-    print(fraudster_table(tasks, seeds, SB3Policy.load(a.fraudster, "fraudster")))
+    if a.investigator:  # "" skips a role
+        print(investigator_table(tasks, seeds, SB3Policy.load(a.investigator, "investigator")))
+        print()
+    if a.fraudster:
+        print(fraudster_table(tasks, seeds, SB3Policy.load(a.fraudster, "fraudster")))
     if a.curves:
         print(f"\ncurves: {plot_curves(a.curves, Path(a.plot))}")
 

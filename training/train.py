@@ -41,10 +41,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 from tqdm.auto import tqdm
 
+from fraudarena_env import cli
 from fraudarena_env.arena import evaluate
 from fraudarena_env.catalog import ROLES, TASK_IDS
 from fraudarena_env.cli import parse_seeds
-from fraudarena_env.policies import BASELINES, Policy, RandomPolicy
+from fraudarena_env.policies import BASELINES, Policy
 from fraudarena_env.role_env import RoleEnv
 from fraudarena_env.sb3 import TRAIN_SEED_RANGE, SB3Policy, TrainSeeds, imitate
 from fraudarena_env.slot_policy import SlotInvestigatorPolicy
@@ -94,18 +95,16 @@ class Config:
 
 # ============================================================================ 2. opponents
 def make_opponent(role: str, spec: str, seed: int | None = None) -> Policy:
-    """One opponent from its SPEC (see ``Config.opponents``)."""
-    if spec == "scripted":
-        return BASELINES[role](seed=seed)
-    if spec == "random":
-        return RandomPolicy(role, seed=seed)
+    """One opponent from its SPEC (see ``Config.opponents``): a directory is a pool; anything else
+    is what ``fraudarena evaluate --ROLE SPEC`` accepts (a policy name or a checkpoint)."""
     path = Path(spec)
     if path.is_dir():
         return PoolPolicy(role, sorted(path.glob("*.zip")), seed=seed)
-    if path.suffix == ".zip" and path.is_file():
-        return SB3Policy.load(path, role)
-    raise ValueError(f"opponent {role}={spec!r}: expected 'scripted', 'random', a checkpoint "
-                     ".zip or a directory of them")
+    try:
+        return cli.policy_factory(cli.parse_policy_spec(role, spec))(seed)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"opponent {role}={spec!r}: {exc}; or a directory of checkpoints "
+                         "(a pool)") from exc
 
 
 class PoolPolicy(Policy):

@@ -1,0 +1,50 @@
+"""The shipped checkpoints (training/checkpoints/, see training/RESULTS.md) load with the package
+as it is, play every task legally, and still do what RESULTS.md says of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sb3_contrib")
+
+from fraudarena_env.arena import evaluate  # noqa: E402
+from fraudarena_env.policies import BLIND_INVESTIGATORS, AlwaysReject  # noqa: E402
+from fraudarena_env.rules.catalog import TASK_IDS  # noqa: E402
+from fraudarena_env.sb3 import SB3Policy  # noqa: E402
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "training" / "checkpoints"
+SEEDS = range(7000, 7004)  # RESULTS.md's evaluation seeds: never met in training
+
+
+@pytest.fixture(scope="module")
+def investigator():
+    return SB3Policy.load(CHECKPOINTS / "investigator.zip", "investigator")
+
+
+@pytest.fixture(scope="module")
+def fraudster():
+    return SB3Policy.load(CHECKPOINTS / "fraudster.zip", "fraudster")
+
+
+@pytest.mark.parametrize("task", TASK_IDS)
+def test_both_checkpoints_play_every_task_legally(task, investigator, fraudster):
+    # the arena raises on an illegal action
+    out = evaluate(task, SEEDS, lambda seed: {"investigator": investigator,
+                                              "fraudster": fraudster})
+    assert 0.0 <= out["grader"] <= 1.0
+
+
+def test_the_investigator_beats_every_blind_policy_on_task_3_without_rejecting_legit_ads(
+        investigator):
+    ours = evaluate("task_3", SEEDS, lambda seed: {"investigator": investigator})
+    assert ours["legit_rejected"] < 0.20
+    for name, make in {"always_reject": AlwaysReject, **BLIND_INVESTIGATORS}.items():
+        blind = evaluate("task_3", SEEDS, lambda seed, m=make: {"investigator": m(seed=seed)})
+        assert ours["grader"] > blind["grader"] + 0.1, name
+
+
+def test_the_investigator_links_ring_pairs_on_task_3(investigator):
+    ours = evaluate("task_3", SEEDS, lambda seed: {"investigator": investigator})
+    assert ours["links_correct"] >= 1.0 and ours["links_wrong"] < ours["links_correct"]
