@@ -301,11 +301,11 @@ def test_the_quick_job_learns_an_investigator_that_beats_every_blind_policy(tmp_
     assert learned["legit_rejected"] < 0.40  # not the reject-everything shortcut
     for name in ("always_reject", *BLIND_INVESTIGATORS):
         assert learned["grader"] > by[name]["grader"], name
-    # the league: the second investigator generation rates at least as high as the first, and
-    # both far above a random investigator
+    # the league: every generation rates far above a random investigator (whether the second
+    # rates above the first is what the run measures, not a rule: see training/README.md)
     elo = result.elo
-    assert elo["investigator", "g1"] >= elo["investigator", "g0"]
-    assert elo["investigator", "g0"] > elo["investigator", "random"] + 100
+    for g in ("g0", "g1"):
+        assert elo["investigator", g] > elo["investigator", "random"] + 100, g
 
 
 def test_evaluation_counts_the_legit_ads_that_ended_rejected():
