@@ -48,3 +48,17 @@ def test_the_investigator_beats_every_blind_policy_on_task_3_without_rejecting_l
 def test_the_investigator_links_ring_pairs_on_task_3(investigator):
     ours = evaluate("task_3", SEEDS, lambda seed: {"investigator": investigator})
     assert ours["links_correct"] >= 1.0 and ours["links_wrong"] < ours["links_correct"]
+
+
+def test_results_script_reports_both_checkpoints_against_the_references(capsys):
+    """training/results.py, which makes RESULTS.md's tables, on one seed of one task."""
+    from fraudarena_env.cli import load_script
+
+    results = load_script(CHECKPOINTS.parent / "results.py", "fraudarena_results")
+    results.main(["--seeds", "7000-7001", "--task", "task_1",
+                  "--investigator", str(CHECKPOINTS / "investigator.zip"),
+                  "--fraudster", str(CHECKPOINTS / "fraudster.zip")])
+    out = capsys.readouterr().out
+    for row in ("| task_1 | scripted |", "| task_1 | **checkpoint** |", "| task_1 | oracle | 1.000",
+                "| task_1 | reactive |", "| task_1 | never_propose |", "best blind ("):
+        assert row in out, row

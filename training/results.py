@@ -27,7 +27,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
-from fraudarena_env.arena import Arena, evaluate, match_metrics
+from fraudarena_env.arena import evaluate, evaluate_matches
 from fraudarena_env.catalog import TASK_IDS
 from fraudarena_env.cli import parse_seeds
 from fraudarena_env.policies import (
@@ -42,28 +42,24 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def play(arena: Arena, task: str, seeds, role: str, make, face: str = "") -> dict[str, float]:
+def play(task: str, seeds, role: str, make, face: str = "") -> dict[str, float]:
     """Means of ``match_metrics`` (and the grader's standard error) of ``make(seed)`` playing
     ``role`` (``None``: the scripted player)."""
-    per_match = []
-    for seed in seeds:
-        policies = {role: make(seed)} if make is not None else {}
-        per_match.append(match_metrics(arena.play(task, seed, policies,
-                                                  {role: face} if face else None)))
+    per_match = evaluate_matches(task, seeds, lambda seed: {role: make(seed)} if make else {},
+                                 {role: face} if face else None)
     out = {key: float(np.mean([m[key] for m in per_match])) for key in per_match[0]}
     out["sem"] = float(np.std([m["grader"] for m in per_match], ddof=1) / np.sqrt(len(seeds)))
     return out
 
 
 def investigator_rows(task: str, seeds, checkpoint: SB3Policy) -> dict[str, dict[str, float]]:
-    arena = Arena()
-    oracle = OracleInvestigator().bind(arena.referee)
-    rows = {"scripted": play(arena, task, seeds, "investigator", None),
-            "checkpoint": play(arena, task, seeds, "investigator", lambda s: checkpoint),
-            "oracle": play(arena, task, seeds, "investigator", lambda s: oracle, face="text"),
-            "always_reject": play(arena, task, seeds, "investigator",
-                                  lambda s: AlwaysReject(seed=s))}
-    blind = {name: play(arena, task, seeds, "investigator", lambda s, m=make: m(seed=s))
+    # the arena binds the oracle to its referee
+    rows = {"scripted": play(task, seeds, "investigator", None),
+            "checkpoint": play(task, seeds, "investigator", lambda s: checkpoint),
+            "oracle": play(task, seeds, "investigator", lambda s: OracleInvestigator(),
+                           face="text"),
+            "always_reject": play(task, seeds, "investigator", lambda s: AlwaysReject(seed=s))}
+    blind = {name: play(task, seeds, "investigator", lambda s, m=make: m(seed=s))
              for name, make in BLIND_INVESTIGATORS.items()}
     best = max(blind, key=lambda n: blind[n]["grader"])
     rows[f"best blind ({best})"] = blind[best]
@@ -71,10 +67,9 @@ def investigator_rows(task: str, seeds, checkpoint: SB3Policy) -> dict[str, dict
 
 
 def fraudster_rows(task: str, seeds, checkpoint: SB3Policy) -> dict[str, dict[str, float]]:
-    arena = Arena()
-    return {"reactive": play(arena, task, seeds, "fraudster", None),
-            "checkpoint": play(arena, task, seeds, "fraudster", lambda s: checkpoint),
-            "never_propose": play(arena, task, seeds, "fraudster", lambda s: NeverPropose(seed=s))}
+    return {"reactive": play(task, seeds, "fraudster", None),
+            "checkpoint": play(task, seeds, "fraudster", lambda s: checkpoint),
+            "never_propose": play(task, seeds, "fraudster", lambda s: NeverPropose(seed=s))}
 
 
 def investigator_table(tasks, seeds, checkpoint: SB3Policy) -> str:

@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # train.py, next to th
 
 import train as one_role  # noqa: E402
 
-from fraudarena_env.arena import Arena  # noqa: E402
+from fraudarena_env.arena import evaluate_matches  # noqa: E402
 from fraudarena_env.cli import parse_seeds  # noqa: E402
 from fraudarena_env.policies import BASELINES, RandomPolicy  # noqa: E402
 from fraudarena_env.sb3 import SB3Policy, evaluate_models, format_table  # noqa: E402
@@ -176,20 +176,18 @@ def cross_play(league: League, cfg: LeagueConfig) -> list[dict]:
     """Every investigator against every fraudster, on every task and eval seed; one row per
     (investigator, fraudster, task) with means, plus the per-match graders for Elo."""
     roster = players(league)
-    arena = Arena()
     rows = []
     for task in cfg.tasks:
         for inv_name, make_inv in roster["investigator"].items():
             for fr_name, make_fr in roster["fraudster"].items():
-                matches = [arena.play(task, seed, {"investigator": make_inv(seed),
-                                                   "fraudster": make_fr(seed)})
-                           for seed in cfg.eval_seeds]
+                matches = evaluate_matches(task, cfg.eval_seeds, lambda seed, mi=make_inv,
+                                           mf=make_fr: {"investigator": mi(seed),
+                                                        "fraudster": mf(seed)})
                 rows.append({"task": task, "investigator": inv_name, "fraudster": fr_name,
-                             "grader": float(np.mean([m.grader for m in matches])),
-                             **{f"{role}_return": float(np.mean([m.returns[role]
-                                                                 for m in matches]))
+                             "grader": float(np.mean([m["grader"] for m in matches])),
+                             **{f"{role}_return": float(np.mean([m[role] for m in matches]))
                                 for role in LEAGUE_ROLES},
-                             "graders": [m.grader for m in matches]})
+                             "graders": [m["grader"] for m in matches]})
     return rows
 
 
