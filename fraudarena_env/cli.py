@@ -41,6 +41,7 @@ from .policies import (
     Policy,
     RandomPolicy,
     RepeatOneAdFraudster,
+    WaitingFraudster,
 )
 from .referee import Referee
 from .rules.catalog import (
@@ -61,6 +62,8 @@ from .rules.scoring import verdict_reward
 # name -> factory(seed=...) for each role; the first name is the role's scripted baseline.
 FRAUDSTERS: dict[str, Callable[..., Policy]] = {
     "reactive": BASELINES["fraudster"],
+    "waiting": WaitingFraudster,  # reactive, but holds its ads for the match's last quarter
+    "waiting_any": lambda seed=None: WaitingFraudster(None, seed),  # how long: drawn per match
     "gibberish": GibberishFraudster,
     "repeat": RepeatOneAdFraudster,
     "random": lambda seed=None: RandomPolicy("fraudster", seed),

@@ -114,25 +114,29 @@ class SB3Policy(Policy):
 
 
 def imitate(model, role: str, tasks: Sequence[str], samples: int, epochs: int, seed: int = 0,
-            seed_range: tuple[int, int] = TRAIN_SEED_RANGE) -> float:
-    """Warm-start ``model`` by imitating ``role``'s scripted baseline: play its matches on
-    ``RoleEnv`` (seeds from ``seed_range``, ``tasks`` in turn), record (observation, mask,
-    action), and fit the policy's masked action distribution by cross-entropy. Returns the last
-    epoch's mean loss."""
+            seed_range: tuple[int, int] = TRAIN_SEED_RANGE,
+            teacher: Callable[..., Policy] | None = None) -> float:
+    """Warm-start ``model`` by imitating ``role``'s scripted baseline (or ``teacher(seed=...)``,
+    a fresh one per match): play its matches on ``RoleEnv`` (seeds from ``seed_range``,
+    ``tasks`` in turn), record (observation, mask, action), and fit the policy's masked action
+    distribution by cross-entropy. Returns the last epoch's mean loss."""
     import torch
 
-    teacher = BASELINES[role]()
+    player = BASELINES[role]()
     rng = np.random.default_rng(seed + 7)
     obs, masks, actions = [], [], []
     k = 0
     while len(actions) < samples:
         env = RoleEnv(role, task_id=tasks[k % len(tasks)])
         k += 1
-        o, _ = env.reset(seed=int(rng.integers(*seed_range)))
+        match_seed = int(rng.integers(*seed_range))
+        if teacher is not None:
+            player = teacher(seed=match_seed)
+        o, _ = env.reset(seed=match_seed)
         done = False
         while not done:
             m = env.action_masks()
-            a = teacher.act(o, m)
+            a = player.act(o, m)
             obs.append(o)
             masks.append(m)
             actions.append(a)

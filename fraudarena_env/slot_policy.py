@@ -6,7 +6,7 @@ env's named layout (``Observer("investigator").layout``) instead:
 
 * every slot's row (presence, status, arrival round, category, surface, copy features, pulled
   sources and their evidence, sources left, links, ring collisions) goes through one shared
-  encoder, together with the match's globals (phase, task, round, budget, ...);
+  encoder, together with the match's globals (phase, the task's traits, round, budget, ...);
 * slots see each other through a masked mean over the present slots, fed back into every slot;
 * per-slot action scores come from per-slot embeddings: 6 investigate logits and 9 verdict
   logits (3 verdicts x 3 confidence buckets) per slot, in the action catalogue's order; a link
@@ -16,6 +16,13 @@ env's named layout (``Observer("investigator").layout``) instead:
 Nothing in it depends on the number of slots beyond the layout it reads, so the same weights
 serve every task. Use it as ``MaskablePPO(SlotInvestigatorPolicy, env)`` on a
 ``RoleEnv("investigator", ...)``.
+
+It sees the task through its public configuration, not its name: the observation's task one-hot
+becomes the task's traits (``TASK_TRAITS``: does it have fraud rings, does it have gray-area
+ads). A task it never trained on plays like the trained task that shares its traits
+(task_3_unseen like task_3), instead of switching on an input whose weights never learned.
+Checkpoints saved when the network read the one-hot still load (``load_state_dict`` folds the
+one-hot's weights into the traits' exactly, for the tasks they trained on).
 """
 
 from __future__ import annotations
@@ -29,12 +36,17 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from .faces.encoding import I_END, I_INVESTIGATE, I_LINK, I_VERDICT, PAIRS, Observer
-from .rules.catalog import MAX_SLOTS
+from .rules.catalog import MAX_SLOTS, TASK_IDS, TASKS
 
 S = MAX_SLOTS
 _LAYOUT = {name: (offset, shape) for name, offset, shape in Observer("investigator").layout}
 GLOBALS = ("phase", "task", "round", "rounds_remaining", "actions_left_this_turn", "budget",
            "queue_may_grow", "pending_count")
+# What the policy knows of a task (rows in TASK_IDS order): its traits from the catalogue.
+TASK_TRAIT_NAMES = ("rings", "gray_area")
+TASK_TRAITS = np.array([[TASKS[t].n_rings > 0, TASKS[t].n_escalate > 0] for t in TASK_IDS],
+                       dtype=np.float32)
+_TASK_TRAITS = th.as_tensor(TASK_TRAITS)
 SLOT_BLOCKS = ("present", "status", "arrived_round", "category", "surface", "lexical", "pulled",
                "evidence", "pulls_left", "links", "collisions")
 
@@ -44,7 +56,9 @@ def _span(name: str) -> tuple[int, int, tuple[int, ...]]:
     return offset, offset + int(np.prod(shape)), shape
 
 
-N_GLOBAL = sum(int(np.prod(_LAYOUT[n][1])) for n in GLOBALS)
+_TASK_AT = sum(int(np.prod(_LAYOUT[n][1])) for n in GLOBALS[:GLOBALS.index("task")])
+N_GLOBAL = sum(int(np.prod(_LAYOUT[n][1])) for n in GLOBALS) - len(TASK_IDS) + len(
+    TASK_TRAIT_NAMES)
 N_SLOT = sum(int(np.prod(_LAYOUT[n][1][1:])) for n in SLOT_BLOCKS)
 N_PAIRS = len(PAIRS)
 
@@ -52,7 +66,8 @@ N_PAIRS = len(PAIRS)
 def split_observation(obs: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
     """(globals (B, G), slots (B, S, F), present (B, S), pair_shared (B, P)) from a batch of
     investigator vectors, by the layout's names."""
-    g = th.cat([obs[:, a:b] for a, b, _ in map(_span, GLOBALS)], dim=1)
+    g = th.cat([obs[:, a:b] @ _TASK_TRAITS if name == "task" else obs[:, a:b]
+                for name, (a, b, _) in zip(GLOBALS, map(_span, GLOBALS))], dim=1)
     rows = []
     for name in SLOT_BLOCKS:
         a, b, shape = _span(name)
@@ -148,6 +163,9 @@ class SlotInvestigatorPolicy(MaskableActorCriticPolicy):
         self._dim = dim
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
+    def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
+        return super().load_state_dict(_traits_from_task_one_hot(state_dict), strict, **kwargs)
+
     def _build(self, lr_schedule) -> None:
         # Not super()._build: it would first make (and orthogonalise, a QR decomposition of a
         # 2,608 x 1,727 matrix: seconds) the flat action layer that the per-slot heads replace,
@@ -160,3 +178,43 @@ class SlotInvestigatorPolicy(MaskableActorCriticPolicy):
         self.value_net = GlobalValueHead(self._dim)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),
                                               **self.optimizer_kwargs)
+        self.optimizer.register_load_state_dict_post_hook(_forget_reshaped_moments)
+
+
+def _forget_reshaped_moments(optimizer) -> None:
+    """After an optimizer state loads: drop the moments of parameters whose shape changed (a
+    layer converted by ``_traits_from_task_one_hot``); they start afresh, the rest carry on."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            if any(th.is_tensor(v) and v.dim() and v.shape != param.shape
+                   for v in state.values()):
+                del optimizer.state[param]
+
+
+def _traits_from_task_one_hot(state_dict):
+    """A state dict saved when the network read the task one-hot, converted to read the task's
+    traits: every first layer that took the globals gets, instead of one weight column per task,
+    a bias and one column per trait that reproduce the old pre-activations exactly on every task
+    that trained (solved by least squares; exact because the seen tasks' traits plus a constant
+    are independent). Current state dicts pass through unchanged."""
+    old_width = len(TASK_IDS)
+    seen = [TASK_IDS.index(t) for t in ("task_1", "task_2", "task_3")]
+    basis = th.cat([th.ones(len(seen), 1), _TASK_TRAITS[seen]], dim=1)  # (tasks, 1 + traits)
+    out = dict(state_dict)
+    for key, weight in state_dict.items():
+        if key.endswith("embed.0.weight"):
+            at = N_SLOT + _TASK_AT  # the embed reads [slot row, globals]
+        elif key.endswith("glob.0.weight"):
+            at = _TASK_AT  # glob reads [globals, pooled slots]
+        else:
+            continue
+        expected = N_SLOT + N_GLOBAL if key.endswith("embed.0.weight") else N_GLOBAL + weight.shape[0]
+        if weight.shape[1] != expected - len(TASK_TRAIT_NAMES) + old_width:
+            continue
+        per_task = weight[:, at:at + old_width]
+        solution = th.linalg.lstsq(basis, per_task[:, seen].T).solution  # (1 + traits, out)
+        bias_key = key[:-len("weight")] + "bias"
+        out[bias_key] = state_dict[bias_key] + solution[0]
+        out[key] = th.cat([weight[:, :at], solution[1:].T, weight[:, at + old_width:]], dim=1)
+    return out

@@ -11,6 +11,7 @@ import torch as th  # noqa: E402
 from sb3_contrib import MaskablePPO  # noqa: E402
 
 from fraudarena_env import RoleEnv  # noqa: E402
+from fraudarena_env.catalog import TASK_IDS  # noqa: E402
 from fraudarena_env.faces.encoding import (  # noqa: E402
     I_END,
     I_INVESTIGATE,
@@ -20,7 +21,13 @@ from fraudarena_env.faces.encoding import (  # noqa: E402
     Observer,  # noqa: E402
 )
 from fraudarena_env.sb3 import imitate  # noqa: E402
-from fraudarena_env.slot_policy import SlotInvestigatorPolicy  # noqa: E402
+from fraudarena_env.slot_policy import (  # noqa: E402
+    _TASK_AT,
+    N_SLOT,
+    TASK_TRAIT_NAMES,
+    TASK_TRAITS,
+    SlotInvestigatorPolicy,
+)
 
 LAYOUT = {name: (offset, shape) for name, offset, shape in Observer("investigator").layout}
 
@@ -86,3 +93,56 @@ def test_imitation_teaches_the_scripted_investigators_choices():
     first = imitate(model, "investigator", ("task_2",), samples=300, epochs=1, seed=1)
     later = imitate(model, "investigator", ("task_2",), samples=300, epochs=6, seed=1)
     assert later < first
+
+
+def test_the_policy_sees_a_task_by_its_traits_so_an_unseen_task_plays_like_its_twin():
+    model = _model()
+    env = RoleEnv("investigator", task_id="task_3_unseen")
+    obs, _ = env.reset(seed=5)
+    offset, shape = LAYOUT["task"]
+    as_task_3 = obs.copy()
+    as_task_3[offset:offset + shape[0]] = 0.0
+    as_task_3[offset + TASK_IDS.index("task_3")] = 1.0
+    assert not np.array_equal(obs, as_task_3)
+    np.testing.assert_array_equal(_logits(model, obs), _logits(model, as_task_3))
+    as_task_2 = obs.copy()
+    as_task_2[offset:offset + shape[0]] = 0.0
+    as_task_2[offset + TASK_IDS.index("task_2")] = 1.0
+    assert not np.allclose(_logits(model, obs), _logits(model, as_task_2))
+
+
+def test_a_checkpoint_that_read_the_task_one_hot_loads_and_plays_the_same_on_trained_tasks():
+    """Old checkpoints had one weight column per task id in each first layer that read the
+    globals; loading folds them into a bias and one column per trait, exactly on task_1-3."""
+    model = _model(seed=3)
+    new = model.policy.state_dict()
+    gen = th.Generator().manual_seed(0)
+    legacy, at = {}, {"embed": N_SLOT + _TASK_AT, "glob": _TASK_AT}
+    one_hots = {}  # per layer: the state dict names the shared extractor three times
+    for key, weight in new.items():
+        layer = key.split(".")[-3] if key.endswith("0.weight") else ""
+        if layer in at:  # widen: the trait columns become one column per task id
+            one_hot = one_hots.setdefault(
+                layer, th.randn(weight.shape[0], len(TASK_IDS), generator=gen))
+            legacy[key] = th.cat([weight[:, :at[layer]], one_hot,
+                                  weight[:, at[layer] + len(TASK_TRAIT_NAMES):]], dim=1)
+        else:
+            legacy[key] = weight.clone()
+    model.policy.load_state_dict(legacy)
+    loaded = model.policy.state_dict()
+    for key, weight in legacy.items():
+        layer = key.split(".")[-3] if key.endswith("0.weight") else ""
+        if layer not in at:
+            continue
+        bias = key[:-len("weight")] + "bias"
+        x = th.randn(4, weight.shape[1], generator=gen)
+        for task in ("task_1", "task_2", "task_3"):
+            x_old = x.clone()
+            x_old[:, at[layer]:at[layer] + len(TASK_IDS)] = 0.0
+            x_old[:, at[layer] + TASK_IDS.index(task)] = 1.0
+            x_new = th.cat([x_old[:, :at[layer]],
+                            th.as_tensor(TASK_TRAITS[TASK_IDS.index(task)]).expand(4, -1),
+                            x_old[:, at[layer] + len(TASK_IDS):]], dim=1)
+            old = x_old @ weight.T + legacy[bias]
+            th.testing.assert_close(x_new @ loaded[key].T + loaded[bias], old,
+                                    rtol=1e-5, atol=1e-5)

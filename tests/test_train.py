@@ -315,3 +315,56 @@ def test_evaluation_counts_the_legit_ads_that_ended_rejected():
     assert rejecting["legit_rejected"] == 1.0
     scripted = evaluate("task_1", range(1000, 1003), lambda s: {})
     assert 0.0 <= scripted["legit_rejected"] < 0.5
+
+
+def test_calibration_reward_adds_a_brier_penalty_to_each_verdict_and_nothing_else():
+    """Same match, same moves: the shaped reward differs from the env's by -coef*(c - right)^2
+    on a verdict and by nothing on any other action."""
+    from fraudarena_env.faces.encoding import OPS
+    from fraudarena_env.policies import ScriptedInvestigator
+    from fraudarena_env.rules.actions import Verdict
+    from fraudarena_env.rules.catalog import CORRECT_VERDICT
+
+    plain = RoleEnv("investigator", task_id="task_2")
+    shaped = one_role.CalibrationReward(RoleEnv("investigator", task_id="task_2"), coef=0.5)
+    plain.reset(seed=3000)
+    shaped.reset(seed=3000)
+    player = ScriptedInvestigator(seed=1)
+    done, verdicts = False, 0
+    while not done:
+        mask = plain.action_masks()
+        action = player.act(plain.env._vector("investigator"), mask)
+        op = OPS["investigator"][action]
+        expected = 0.0
+        if isinstance(op, Verdict):
+            ref = plain.referee
+            right = op.verdict == CORRECT_VERDICT[ref.rows.label[ref.slot_row[op.slot]]]
+            expected = -0.5 * (op.confidence - right) ** 2
+            verdicts += 1
+        _, r_plain, term, trunc, _ = plain.step(action)
+        _, r_shaped, *_ = shaped.step(action)
+        assert r_shaped - r_plain == pytest.approx(expected)
+        done = term or trunc
+    assert verdicts >= 3
+    cfg = one_role.parse_args(["--calibration-coef", "0.3", "--n-envs", "1"])
+    assert isinstance(one_role.make_vec_env(cfg, dict).envs[0].env, one_role.CalibrationReward)
+
+
+def test_imitation_follows_the_teacher_it_is_given(capsys):
+    """A fraudster imitating WaitingFraudster(0.25) learns to hold its ads in the first round,
+    where the scripted ReactiveFraudster proposes at once."""
+    from fraudarena_env.faces.encoding import F_END
+    from fraudarena_env.policies import WaitingFraudster
+    from fraudarena_env.sb3 import imitate
+
+    env = RoleEnv("fraudster", task_id="task_2")
+    obs, _ = env.reset(seed=3000)
+    firsts = {}
+    for name, teacher in (("scripted", None), ("waiting", WaitingFraudster)):
+        model = _untrained("fraudster", "task_2")
+        imitate(model, "fraudster", ("task_2",), 400, 20, teacher=teacher)
+        firsts[name] = SB3Policy(model, "fraudster").act(obs, env.action_masks())
+    assert firsts["waiting"] == F_END and firsts["scripted"] != F_END
+    with pytest.raises(SystemExit):
+        one_role.parse_args(["--role", "fraudster", "--teacher", "nope"])
+    assert "--teacher 'nope': use one of reactive, waiting" in capsys.readouterr().err

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 import torch
 from sb3_contrib import MaskablePPO
@@ -43,10 +44,12 @@ from tqdm.auto import tqdm
 
 from fraudarena_env import cli
 from fraudarena_env.arena import evaluate
-from fraudarena_env.catalog import ROLES, TASK_IDS
+from fraudarena_env.catalog import CORRECT_VERDICT, ROLES, TASK_IDS
 from fraudarena_env.cli import parse_seeds
+from fraudarena_env.faces.encoding import OPS
 from fraudarena_env.policies import BASELINES, Policy
 from fraudarena_env.role_env import RoleEnv
+from fraudarena_env.rules.actions import Verdict
 from fraudarena_env.sb3 import TRAIN_SEED_RANGE, SB3Policy, TrainSeeds, imitate
 from fraudarena_env.slot_policy import SlotInvestigatorPolicy
 
@@ -55,7 +58,8 @@ from fraudarena_env.slot_policy import SlotInvestigatorPolicy
 @dataclass
 class Config:
     role: str = "investigator"
-    tasks: tuple[str, ...] = ("task_1", "task_2", "task_3")  # sub-envs cycle over these
+    # sub-envs cycle over these; list a task twice to train on it twice as often
+    tasks: tuple[str, ...] = ("task_1", "task_2", "task_3")
     # opponent role -> SPEC: "scripted", "random", a checkpoint .zip, or a directory of .zip
     # files (a pool: one member per match); roles not named play their scripted baseline
     opponents: tuple[tuple[str, str], ...] = ()
@@ -70,6 +74,7 @@ class Config:
     # imitation warm start (fresh networks only): fit the scripted player's decisions first
     imitation_samples: int = 60_000
     imitation_epochs: int = 15
+    teacher: str = ""  # whom to imitate: a policy name of the role (default: its scripted one)
     # MaskablePPO
     n_envs: int = 6
     n_steps: int = 512
@@ -80,6 +85,11 @@ class Config:
     gae_lambda: float = 0.95
     clip_range: float = 0.1
     ent_coef: float = 0.0
+    # training-only reward for the investigator's stated confidence: each manual verdict adds
+    # -coef * (confidence - right)^2, a proper scoring rule, so the best bucket to state is the
+    # one nearest the chance of being right. The grader scores calibration; the env's reward
+    # does not, so without it PPO has no reason to pick one bucket over another.
+    calibration_coef: float = 0.0
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     # seeds: training matches draw from train_seed_range; validation seeds pick the best
@@ -142,13 +152,43 @@ class PoolPolicy(Policy):
 
 
 # ============================================================================ 3. environments
+class CalibrationReward(gymnasium.Wrapper):
+    """Adds ``-coef * (confidence - right)^2`` to the investigator's reward for each manual
+    verdict (``right``: the verdict is the ad's correct one). Reads the truth, so it shapes
+    training only; evaluation always scores the env's own reward and the grader."""
+
+    def __init__(self, env: RoleEnv, coef: float):
+        super().__init__(env)
+        self.coef = coef
+
+    def step(self, action):
+        role_env = self.env
+        op = OPS["investigator"][int(action)]
+        bonus = 0.0
+        if isinstance(op, Verdict):
+            ref = role_env.referee
+            label = ref.rows.label.item(ref.slot_row.item(op.slot))
+            right = float(op.verdict == CORRECT_VERDICT[label])
+            bonus = -self.coef * (op.confidence - right) ** 2
+        obs, reward, terminated, truncated, info = role_env.step(action)
+        return obs, reward + bonus, terminated, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        return self.env.action_masks()
+
+
 def make_vec_env(cfg: Config, opponents: Callable[[], dict[str, Policy]]) -> VecMonitor:
     """``cfg.n_envs`` RoleEnvs for ``cfg.role``, tasks in turn. ``opponents()`` builds a fresh
     opponent dict per sub-env: opponents keep per-match state, so sub-envs must not share."""
     def factory(i: int):
         task = cfg.tasks[i % len(cfg.tasks)]
-        return lambda: TrainSeeds(RoleEnv(cfg.role, opponents=opponents(), task_id=task),
-                                  cfg.train_seed_range, seed=cfg.seed * 1000 + i)
+
+        def make():
+            env = RoleEnv(cfg.role, opponents=opponents(), task_id=task)
+            if cfg.calibration_coef and cfg.role == "investigator":
+                env = CalibrationReward(env, cfg.calibration_coef)
+            return TrainSeeds(env, cfg.train_seed_range, seed=cfg.seed * 1000 + i)
+        return make
 
     return VecMonitor(DummyVecEnv([factory(i) for i in range(cfg.n_envs)]))
 
@@ -168,8 +208,9 @@ def new_model(cfg: Config, env, tensorboard_dir: Path | None) -> MaskablePPO:
     model = MaskablePPO(policy, env, policy_kwargs=kwargs,
                         seed=cfg.seed * 1000 + ROLES.index(cfg.role), **ppo)
     if cfg.imitation_samples > 0:
+        teacher = cli.evaluate_names(cfg.role)[cfg.teacher] if cfg.teacher else None
         imitate(model, cfg.role, cfg.tasks, cfg.imitation_samples, cfg.imitation_epochs,
-                seed=cfg.seed, seed_range=cfg.train_seed_range)
+                seed=cfg.seed, seed_range=cfg.train_seed_range, teacher=teacher)
     return model
 
 
@@ -179,12 +220,13 @@ def validate(model, cfg: Config) -> dict[str, float]:
     scripted opponents (illegal actions raise)."""
     learner = SB3Policy(model, cfg.role)
     row: dict[str, float] = {}
-    for task in cfg.tasks:
+    tasks = tuple(dict.fromkeys(cfg.tasks))  # a task listed twice trains twice as often
+    for task in tasks:
         res = evaluate(task, list(cfg.val_seeds), lambda seed: {cfg.role: learner})
         row[f"{task}/grader"] = res["grader"]
         row[f"{task}/return"] = res[cfg.role]
-    row["grader"] = float(np.mean([row[f"{t}/grader"] for t in cfg.tasks]))
-    row["return"] = float(np.mean([row[f"{t}/return"] for t in cfg.tasks]))
+    row["grader"] = float(np.mean([row[f"{t}/grader"] for t in tasks]))
+    row["return"] = float(np.mean([row[f"{t}/return"] for t in tasks]))
     return row
 
 
@@ -315,11 +357,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--net", choices=("slot", "mlp"), default=d.net)
     p.add_argument("--imitation-samples", type=int, default=d.imitation_samples)
     p.add_argument("--imitation-epochs", type=int, default=d.imitation_epochs)
+    p.add_argument("--teacher", default=d.teacher,
+                   help="imitate this policy of the role (a name `fraudarena evaluate` takes; "
+                        "default: the scripted one)")
     p.add_argument("--lr", type=float, default=d.learning_rate)
     p.add_argument("--n-envs", type=int, default=d.n_envs)
     p.add_argument("--n-steps", type=int, default=d.n_steps)
     p.add_argument("--ent-coef", type=float, default=d.ent_coef)
     p.add_argument("--clip-range", type=float, default=d.clip_range)
+    p.add_argument("--calibration-coef", type=float, default=d.calibration_coef,
+                   help="investigator: training reward -COEF*(confidence-right)^2 per verdict")
     p.add_argument("--val-seeds", default=None, help="validation seeds (default 3000-3029)")
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -333,14 +380,17 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         if not sep or role not in ROLES or role == a.role:
             p.error(f"--opponent {item!r}: expected ROLE=SPEC with ROLE another role")
         opponents.append((role, spec))
+    if a.teacher and a.teacher not in cli.evaluate_names(a.role):
+        p.error(f"--teacher {a.teacher!r}: use one of {', '.join(cli.evaluate_names(a.role))}")
     tasks = tuple(t.strip() for t in a.task.split(",") if t.strip())
     if unknown := [t for t in tasks if t not in TASK_IDS]:
         p.error(f"unknown task(s) {unknown}; tasks are {', '.join(TASK_IDS)}")
     return dataclasses.replace(
         d, role=a.role, tasks=tasks, opponents=tuple(opponents), timesteps=a.timesteps,
         init=a.init, net=a.net, imitation_samples=a.imitation_samples,
-        imitation_epochs=a.imitation_epochs, learning_rate=a.lr, n_envs=a.n_envs,
+        imitation_epochs=a.imitation_epochs, teacher=a.teacher, learning_rate=a.lr, n_envs=a.n_envs,
         n_steps=a.n_steps, ent_coef=a.ent_coef, clip_range=a.clip_range,
+        calibration_coef=a.calibration_coef,
         val_seeds=tuple(parse_seeds(a.val_seeds)) if a.val_seeds else d.val_seeds,
         eval_every=a.eval_every, seed=a.seed, out=a.out, progress=not a.no_progress,
         tensorboard=not a.no_tensorboard)

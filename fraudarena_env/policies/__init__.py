@@ -33,6 +33,7 @@ from .references import (
     RepeatOneAdFraudster,
     SingleTacticFraudster,
     SurfaceRule,
+    WaitingFraudster,
 )
 from .scripted import (
     BASELINES,
@@ -48,4 +49,5 @@ __all__ = ["Policy", "RandomPolicy", "ScriptedInvestigator", "ReactiveFraudster"
            "RepeatOneAdFraudster", "FlagEverythingAuditor", "DEGENERATE_INVESTIGATORS",
            "RejectAllButGray", "CategoryRule", "SurfaceRule", "FirstSightClassifier",
            "BLIND_INVESTIGATORS", "OracleInvestigator", "NeverPropose", "SingleTacticFraudster",
+           "WaitingFraudster",
            "SINGLE_TACTIC_FRAUDSTERS", "Reading", "BASELINES", "views", "N_ACTIONS"]

@@ -47,6 +47,7 @@ from ..rules.scoring import verdict_reward
 from .base import SPANS, Policy, RandomPolicy
 from .scripted import (
     HIDDEN_FROM,
+    ReactiveFraudster,
     Reading,
     investigator_task,
     proposal_odds,
@@ -329,6 +330,41 @@ class SingleTacticFraudster(_Fixed):
         return index if mask[index] else F_END
 
 
+class WaitingFraudster(ReactiveFraudster):
+    """``ReactiveFraudster`` that holds back until only ``hold`` of the match's rounds are left
+    (the current one included): an ad that arrives late meets an investigator with less budget
+    and less time, and one still pending at the end is approved by default. ``hold`` 1: never
+    waits (``ReactiveFraudster``); ``None``: drawn per match from ``HOLDS``, a teacher whose
+    timing varies (what ``train.py`` imitates before PPO decides when to propose)."""
+
+    HOLDS = (1.0, 0.75, 0.5, 0.25)
+
+    def __init__(self, hold: float | None = 0.25, seed=None):
+        super().__init__(seed=seed)
+        self.hold = hold
+        self._match_hold = hold
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        self._match_hold = self.hold
+
+    def _waiting(self, share_left: float) -> bool:
+        if self._match_hold is None:
+            self._match_hold = float(self.rng.choice(self.HOLDS))
+        return share_left > self._match_hold + 1e-6
+
+    def act_tensor(self, vector, mask):
+        if self._waiting(float(vector[_FR.rounds_remaining])):
+            return F_END
+        return super().act_tensor(vector, mask)
+
+    def act_model(self, obs):
+        rounds = obs.round_number + obs.rounds_remaining - 1
+        if self._waiting(obs.rounds_remaining / max(1, rounds)):
+            return FraudsterAction(action_type="end_turn")
+        return super().act_model(obs)
+
+
 def _single(tactic: str):
     return lambda seed=None: SingleTacticFraudster(tactic, seed)
 
@@ -356,4 +392,4 @@ __all__ = ["AlwaysReject", "AlwaysApprove", "AlwaysEscalate", "InvestigateSpam",
            "FlagEverythingAuditor", "DEGENERATE_INVESTIGATORS", "RejectAllButGray",
            "CategoryRule", "SurfaceRule", "FirstSightClassifier", "BLIND_INVESTIGATORS",
            "OracleInvestigator", "NeverPropose", "SingleTacticFraudster",
-           "SINGLE_TACTIC_FRAUDSTERS"]
+           "SINGLE_TACTIC_FRAUDSTERS", "WaitingFraudster"]

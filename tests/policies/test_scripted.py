@@ -15,6 +15,7 @@ from fraudarena_env.policies import (
     RandomPolicy,
     ReactiveFraudster,
     ScriptedInvestigator,
+    WaitingFraudster,
 )
 from fraudarena_env.referee import Referee
 from fraudarena_env.rules.catalog import TASK_IDS
@@ -94,3 +95,33 @@ def test_baselines_act_on_text_observations_from_the_referee():
         obs = getattr(ref, f"build_{role}_observation")()
         ref.apply_model(role, BASELINES[role](seed=5).act(obs))
     assert 0.0 <= ref.grader_score <= 1.0
+
+
+@pytest.mark.parametrize("hold", [0.25, None])
+def test_waiting_fraudster_plays_the_same_match_on_both_faces(hold):
+    a, b = Arena(), Arena()
+    for task_id in ("task_2", "task_3"):
+        for seed in range(1000, 1010):
+            play = {"fraudster": WaitingFraudster(hold, seed=seed)}
+            tensor = a.play(task_id, seed, play, faces=TENSOR)
+            play = {"fraudster": WaitingFraudster(hold, seed=seed)}
+            text = b.play(task_id, seed, play, faces={**TENSOR, "fraudster": "text"})
+            assert _outcome(tensor, "fraudster") == _outcome(text, "fraudster"), (task_id, seed)
+
+
+def test_waiting_fraudster_holds_its_ads_for_the_last_quarter_of_the_match():
+    arena = Arena()
+    for task_id in ("task_2", "task_3"):
+        for seed in range(1000, 1010):
+            result = arena.play(task_id, seed, {"fraudster": WaitingFraudster(0.25, seed=seed)})
+            ref = result.referee
+            rounds = [int(ref.rows.arrival_round[ref.slot_row[s]]) for s in ref.proposal_slots]
+            assert rounds and min(rounds) == ref.max_rounds, (task_id, seed, rounds)
+
+
+def test_waiting_fraudster_that_never_waits_is_the_reactive_fraudster():
+    arena = Arena()
+    for seed in range(1000, 1010):
+        waiting = arena.play("task_3", seed, {"fraudster": WaitingFraudster(1.0, seed=seed)})
+        reactive = arena.play("task_3", seed, {"fraudster": ReactiveFraudster(seed=seed)})
+        assert _outcome(waiting, "fraudster") == _outcome(reactive, "fraudster"), seed
