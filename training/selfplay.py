@@ -9,7 +9,8 @@ opponents). It reads top to bottom:
    scripted ``ReactiveFraudster`` and every fraudster snapshot so far, one drawn per match),
    snapshot it into the investigator pool, then train the fraudster against the investigator
    pool and snapshot it. Each phase continues from the role's previous snapshot; the first
-   investigator starts by imitating the scripted one;
+   investigator starts by imitating the scripted one, the first fraudster by imitating
+   ``ReactiveFraudster`` holding back its ads for a share of the match drawn per match;
 3. cross-play: every investigator (scripted, random, each snapshot) against every fraudster
    (reactive, random, each snapshot) on held-out seeds, a table of mean grader and returns;
 4. Elo: one rating per player on one scale, fitted to all cross-play matches at once;
@@ -47,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # train.py, next to th
 import train as one_role  # noqa: E402
 
 from fraudarena_env.arena import evaluate_matches  # noqa: E402
-from fraudarena_env.cli import parse_seeds  # noqa: E402
+from fraudarena_env.cli import evaluate_names, parse_seeds  # noqa: E402
 from fraudarena_env.policies import BASELINES, RandomPolicy  # noqa: E402
 from fraudarena_env.sb3 import SB3Policy, evaluate_models, format_table  # noqa: E402
 
@@ -70,6 +71,11 @@ class LeagueConfig:
     # the first investigator imitates the scripted one on this many decisions first
     imitation_samples: int = 60_000
     imitation_epochs: int = 15
+    # the first fraudster imitates this fraudster (a name `fraudarena evaluate` takes) first:
+    # ReactiveFraudster whose hold-back is drawn per match, so PPO starts from a fraudster
+    # that varies when it proposes and can learn when waiting pays (0: PPO from scratch)
+    fraudster_teacher: str = "waiting_any"
+    fraudster_imitation_samples: int = 20_000
     # MaskablePPO (see training/train.py's Config for the rest)
     n_envs: int = 6
     n_steps: int = 512
@@ -87,7 +93,7 @@ class LeagueConfig:
 # reference policy and every generation against every other.
 QUICK = dict(out="runs/quick", tasks=("task_3",), generations=2, investigator_timesteps=12_288,
              fraudster_timesteps=8_192, n_envs=4, n_steps=256, imitation_samples=20_000,
-             imitation_epochs=12)
+             imitation_epochs=12, fraudster_imitation_samples=5_000)
 
 
 def phase_config(cfg: LeagueConfig, role: str, generation: int, init: str, pool: Path
@@ -100,7 +106,9 @@ def phase_config(cfg: LeagueConfig, role: str, generation: int, init: str, pool:
         seed=cfg.seed * 100 + generation, init=init,
         timesteps=cfg.investigator_timesteps if role == "investigator"
         else cfg.fraudster_timesteps,
-        net=cfg.net, imitation_samples=cfg.imitation_samples if role == "investigator" else 0,
+        net=cfg.net, imitation_samples=cfg.imitation_samples if role == "investigator"
+        else cfg.fraudster_imitation_samples,
+        teacher="" if role == "investigator" else cfg.fraudster_teacher,
         imitation_epochs=cfg.imitation_epochs, n_envs=cfg.n_envs, n_steps=cfg.n_steps,
         learning_rate=cfg.learning_rate, val_seeds=(), eval_every=0, progress=False,
         tensorboard=cfg.tensorboard)
@@ -331,6 +339,12 @@ def parse_args(argv: Sequence[str] | None = None) -> LeagueConfig:
     p.add_argument("--imitation-samples", type=int, default=None,
                    help="the first investigator imitates the scripted one on this many decisions "
                         f"(default {d.imitation_samples}; 0: PPO from scratch)")
+    p.add_argument("--fraudster-imitation-samples", type=int, default=None,
+                   help="the first fraudster imitates --fraudster-teacher on this many decisions "
+                        f"(default {d.fraudster_imitation_samples}; 0: PPO from scratch)")
+    p.add_argument("--fraudster-teacher", default=None,
+                   help=f"a fraudster name `fraudarena evaluate` takes (default "
+                        f"{d.fraudster_teacher})")
     p.add_argument("--n-envs", type=int, default=None, help=f"default {d.n_envs}")
     p.add_argument("--n-steps", type=int, default=None, help=f"default {d.n_steps}")
     p.add_argument("--investigator-net", choices=("slot", "mlp"), default=None)
@@ -340,6 +354,9 @@ def parse_args(argv: Sequence[str] | None = None) -> LeagueConfig:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-tensorboard", action="store_true")
     a = p.parse_args(argv)
+    if a.fraudster_teacher is not None and a.fraudster_teacher not in evaluate_names("fraudster"):
+        p.error(f"--fraudster-teacher {a.fraudster_teacher!r}: use one of "
+                f"{', '.join(evaluate_names('fraudster'))}")
     cfg = LeagueConfig(**QUICK) if a.quick else d
     changes: dict[str, Any] = {}
     if a.task:
@@ -348,7 +365,7 @@ def parse_args(argv: Sequence[str] | None = None) -> LeagueConfig:
         changes["investigator_timesteps"] = a.timesteps
         changes["fraudster_timesteps"] = a.timesteps // 4
     for name in ("generations", "fraudster_timesteps", "imitation_samples", "n_envs", "n_steps",
-                 "seed", "out"):
+                 "seed", "out", "fraudster_imitation_samples", "fraudster_teacher"):
         if getattr(a, name) is not None:
             changes[name] = getattr(a, name)
     if a.investigator_net:
