@@ -60,5 +60,6 @@ def test_results_script_reports_both_checkpoints_against_the_references(capsys):
                   "--fraudster", str(CHECKPOINTS / "fraudster.zip")])
     out = capsys.readouterr().out
     for row in ("| task_1 | scripted |", "| task_1 | **checkpoint** |", "| task_1 | oracle | 1.000",
-                "| task_1 | reactive |", "| task_1 | never_propose |", "best blind ("):
+                "| task_1 | reactive |", "| task_1 | waiting |", "| task_1 | never_propose |",
+                "best blind (", "checkpoint - reactive"):
         assert row in out, row

@@ -371,3 +371,18 @@ def test_imitation_follows_the_teacher_it_is_given(capsys):
     with pytest.raises(SystemExit):
         one_role.parse_args(["--role", "fraudster", "--teacher", "nope"])
     assert "--teacher 'nope': use one of reactive, waiting" in capsys.readouterr().err
+
+
+def test_headroom_gives_the_scripted_investigator_more_budget_and_restores_the_task():
+    from pathlib import Path
+
+    from fraudarena_env.policies import ScriptedInvestigator
+    from fraudarena_env.rules.catalog import TASKS
+
+    script = Path(cli.TRAIN_SCRIPT).parent / "headroom.py"
+    headroom = cli.load_script(script, "fraudarena_headroom")
+    before = (TASKS["task_3"], ScriptedInvestigator.PULL_PRICE)
+    base, rich = headroom.headroom("task_3", range(1000, 1004))
+    assert (TASKS["task_3"], ScriptedInvestigator.PULL_PRICE) == before
+    assert base == pytest.approx(evaluate("task_3", range(1000, 1004), lambda s: {})["grader"])
+    assert rich > base  # on task_3 the budget binds: more of it links and decides better

@@ -12,8 +12,10 @@ Prints two Markdown tables and writes the learning curves:
   ``HeuristicAuditor``: mean grader (and its standard error), the investigator's return, the
   share of legit ads rejected; then the checkpoint's margin over the scripted investigator and the
   share of the scripted-to-oracle gap it closes;
-* fraudsters, per task, against the scripted investigator: ``ReactiveFraudster``, the checkpoint
-  and never proposing: the fraudster's return and the grader it leaves the investigator.
+* fraudsters, per task, against the scripted investigator: ``ReactiveFraudster``, the checkpoint,
+  ``WaitingFraudster`` (reactive, holding its ads for the match's last quarter) and never
+  proposing: the fraudster's return and the grader it leaves the investigator; then the
+  checkpoint's margins over ``ReactiveFraudster``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from fraudarena_env.policies import (
     AlwaysReject,
     NeverPropose,
     OracleInvestigator,
+    WaitingFraudster,
 )
 from fraudarena_env.sb3 import SB3Policy
 
@@ -69,6 +72,7 @@ def investigator_rows(task: str, seeds, checkpoint: SB3Policy) -> dict[str, dict
 def fraudster_rows(task: str, seeds, checkpoint: SB3Policy) -> dict[str, dict[str, float]]:
     return {"reactive": play(task, seeds, "fraudster", None),
             "checkpoint": play(task, seeds, "fraudster", lambda s: checkpoint),
+            "waiting": play(task, seeds, "fraudster", lambda s: WaitingFraudster(seed=s)),
             "never_propose": play(task, seeds, "fraudster", lambda s: NeverPropose(seed=s))}
 
 
@@ -96,12 +100,18 @@ def fraudster_table(tasks, seeds, checkpoint: SB3Policy) -> str:
     lines = [f"Fraudsters on {len(seeds)} seeds ({seeds[0]}-{seeds[-1]}), against "
              "ScriptedInvestigator and HeuristicAuditor", "",
              "| task | fraudster | fraudster return | investigator's grader |", "|---|---|---|---|"]
+    summary = ["", "| task | checkpoint - reactive: fraudster return | investigator's grader |",
+               "|---|---|---|"]
     for task in tasks:
-        for name, r in fraudster_rows(task, seeds, checkpoint).items():
+        rows = fraudster_rows(task, seeds, checkpoint)
+        for name, r in rows.items():
             bold = "**" if name == "checkpoint" else ""
             lines.append(f"| {task} | {bold}{name}{bold} | {bold}{r['fraudster']:+.2f}{bold} | "
                          f"{r['grader']:.3f} ± {r['sem']:.3f} |")
-    return "\n".join(lines)
+        mine, theirs = rows["checkpoint"], rows["reactive"]
+        summary.append(f"| {task} | {mine['fraudster'] - theirs['fraudster']:+.2f} | "
+                       f"{mine['grader'] - theirs['grader']:+.3f} |")
+    return "\n".join(lines + summary)
 
 
 def plot_curves(paths: Sequence[str], out: Path) -> Path:
@@ -117,7 +127,7 @@ def plot_curves(paths: Sequence[str], out: Path) -> Path:
         role = cfg["role"]
         metric = "grader" if role == "investigator" else "return"
         key_of = {"grader": "grader", "return": role}
-        for k, task in enumerate(cfg["tasks"]):
+        for k, task in enumerate(dict.fromkeys(cfg["tasks"])):  # a task may train twice
             line, = ax.plot(x, [float(r[f"{task}/{metric}"]) for r in rows], ".-", lw=1,
                             label=task, color=f"C{k}")
             scripted = evaluate(task, cfg["val_seeds"], lambda seed: {})[key_of[metric]]
