@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("sb3_contrib")
 
-from fraudarena_env.arena import evaluate  # noqa: E402
+from fraudarena_env.arena import Arena, evaluate  # noqa: E402
 from fraudarena_env.policies import BLIND_INVESTIGATORS, AlwaysReject  # noqa: E402
 from fraudarena_env.rules.catalog import TASK_IDS  # noqa: E402
 from fraudarena_env.sb3 import SB3Policy  # noqa: E402
@@ -45,8 +45,10 @@ def test_the_investigator_beats_every_blind_policy_on_task_3_without_rejecting_l
         assert ours["grader"] > blind["grader"] + 0.1, name
 
 
-def test_the_investigator_links_ring_pairs_on_task_3(investigator):
-    ours = evaluate("task_3", SEEDS, lambda seed: {"investigator": investigator})
+@pytest.mark.parametrize("task", ["task_3", "task_3_unseen"])
+def test_the_investigator_links_ring_pairs_on_task_3_and_the_held_out_task(task, investigator):
+    # it reads a task by its traits: the held-out task, with rings, is linked like task_3
+    ours = evaluate(task, SEEDS, lambda seed: {"investigator": investigator})
     assert ours["links_correct"] >= 1.0 and ours["links_wrong"] < ours["links_correct"]
 
 
@@ -63,3 +65,18 @@ def test_results_script_reports_both_checkpoints_against_the_references(capsys):
                 "| task_1 | reactive |", "| task_1 | waiting |", "| task_1 | never_propose |",
                 "best blind (", "checkpoint - reactive"):
         assert row in out, row
+
+
+def test_the_fraudster_holds_its_ads_back_for_the_end_of_the_match(fraudster):
+    """What it learned (RESULTS.md): an ad that arrives late meets an investigator short of budget
+    and time, and one still pending at the end is approved by default. ReactiveFraudster
+    proposes at once."""
+    arena = Arena()
+    for task in ("task_2", "task_3"):
+        for seed in SEEDS:
+            ref = arena.play(task, seed, {"fraudster": fraudster}).referee
+            rounds = [int(ref.rows.arrival_round[ref.slot_row[s]]) for s in ref.proposal_slots]
+            assert rounds and min(rounds) >= ref.max_rounds - 1, (task, seed, rounds)
+    ours = evaluate("task_2", SEEDS, lambda seed: {"fraudster": fraudster})
+    reactive = evaluate("task_2", SEEDS, lambda seed: {})
+    assert ours["fraudster"] > reactive["fraudster"] and ours["grader"] < reactive["grader"]

@@ -118,8 +118,12 @@ def plot_curves(paths: Sequence[str], out: Path) -> Path:
     """One panel per validation.csv (training/train.py): the learner's validation grader
     (investigator) or return (fraudster) per task and their mean over timesteps, with the scripted
     player of the role on the same seeds as dashed lines."""
-    fig, axes = plt.subplots(1, len(paths), figsize=(5.5 * len(paths), 4), squeeze=False)
-    for ax, path in zip(axes[0], paths):
+    cols = min(3, len(paths))
+    rows_ = -(-len(paths) // cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(5.5 * cols, 4 * rows_), squeeze=False)
+    for ax in axes.flat[len(paths):]:
+        ax.set_visible(False)
+    for ax, path in zip(axes.flat, paths):
         with open(path) as f:
             rows = list(csv.DictReader(f))
         x = [int(r["timesteps"]) for r in rows]
