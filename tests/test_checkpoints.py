@@ -59,11 +59,12 @@ def test_results_script_reports_both_checkpoints_against_the_references(capsys):
     results = load_script(CHECKPOINTS.parent / "results.py", "fraudarena_results")
     results.main(["--seeds", "7000-7001", "--task", "task_1",
                   "--investigator", str(CHECKPOINTS / "investigator.zip"),
-                  "--fraudster", str(CHECKPOINTS / "fraudster.zip")])
+                  "--fraudster", str(CHECKPOINTS / "fraudster.zip"), "--paired-seeds", "8000-8001"])
     out = capsys.readouterr().out
     for row in ("| task_1 | scripted |", "| task_1 | **checkpoint** |", "| task_1 | oracle | 1.000",
                 "| task_1 | reactive |", "| task_1 | waiting |", "| task_1 | never_propose |",
-                "best blind (", "checkpoint - reactive"):
+                "best blind (", "checkpoint - reactive", "Fraudster checkpoint minus ReactiveFraudster, paired by seed, on 2 seeds",
+                "Investigator checkpoint minus ScriptedInvestigator, paired by seed"):
         assert row in out, row
 
 

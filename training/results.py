@@ -114,6 +114,28 @@ def fraudster_table(tasks, seeds, checkpoint: SB3Policy) -> str:
     return "\n".join(lines + summary)
 
 
+def paired_table(role: str, tasks, seeds, checkpoint: SB3Policy) -> str:
+    """The checkpoint against the scripted player of its role (ScriptedInvestigator or
+    ReactiveFraudster) match by match, on the same seeds and against the same opponents: the mean
+    per-match difference in the role's return and in the investigator's grader, with the
+    standard error of that mean. Pairing removes the seed-to-seed spread that two separate means
+    carry."""
+    scripted = "ScriptedInvestigator" if role == "investigator" else "ReactiveFraudster"
+    lines = [f"{role.capitalize()} checkpoint minus {scripted}, paired by seed, on {len(seeds)} "
+             f"seeds ({seeds[0]}-{seeds[-1]})", "",
+             f"| task | {role} return (± s.e.) | investigator's grader (± s.e.) |",
+             "|---|---|---|"]
+    for task in tasks:
+        theirs = evaluate_matches(task, seeds, lambda seed: {})
+        ours = evaluate_matches(task, seeds, lambda seed: {role: checkpoint})
+        cells = []
+        for key in (role, "grader"):
+            diff = np.array([b[key] - a[key] for a, b in zip(theirs, ours)])
+            cells.append(f"{diff.mean():+.3f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.3f}")
+        lines.append(f"| {task} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
 def plot_curves(paths: Sequence[str], out: Path) -> Path:
     """One panel per validation.csv (training/train.py): the learner's validation grader
     (investigator) or return (fraudster) per task and their mean over timesteps, with the scripted
@@ -154,16 +176,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--fraudster", default="training/checkpoints/fraudster.zip")
     p.add_argument("--seeds", default="7000-7039")
     p.add_argument("--task", default=",".join(TASK_IDS))
+    p.add_argument("--paired-seeds", default="",
+                   help="also compare each checkpoint with its role's scripted player match by "
+                        "match on these seeds (e.g. 8000-8199)")
     p.add_argument("--curves", nargs="*", default=[], help="validation.csv files to plot")
     p.add_argument("--plot", default="training/results.png")
     a = p.parse_args(argv)
     seeds = parse_seeds(a.seeds)
     tasks = [t for t in a.task.split(",") if t]
     if a.investigator:  # "" skips a role
-        print(investigator_table(tasks, seeds, SB3Policy.load(a.investigator, "investigator")))
+        investigator = SB3Policy.load(a.investigator, "investigator")
+        print(investigator_table(tasks, seeds, investigator))
         print()
+        if a.paired_seeds:
+            print(paired_table("investigator", tasks, parse_seeds(a.paired_seeds), investigator))
+            print()
     if a.fraudster:
-        print(fraudster_table(tasks, seeds, SB3Policy.load(a.fraudster, "fraudster")))
+        fraudster = SB3Policy.load(a.fraudster, "fraudster")
+        print(fraudster_table(tasks, seeds, fraudster))
+        if a.paired_seeds:
+            print()
+            print(paired_table("fraudster", tasks, parse_seeds(a.paired_seeds), fraudster))
     if a.curves:
         print(f"\ncurves: {plot_curves(a.curves, Path(a.plot))}")
 
