@@ -192,6 +192,11 @@ def _forget_reshaped_moments(optimizer) -> None:
                 del optimizer.state[param]
 
 
+# The first layers that read the globals: where the task block starts in their input.
+_READS_GLOBALS = {"embed.0.weight": N_SLOT + _TASK_AT,  # reads [slot row, globals]
+                  "glob.0.weight": _TASK_AT}  # reads [globals, pooled slots]
+
+
 def _traits_from_task_one_hot(state_dict):
     """A state dict saved when the network read the task one-hot, converted to read the task's
     traits: every first layer that took the globals gets, instead of one weight column per task,
@@ -203,18 +208,19 @@ def _traits_from_task_one_hot(state_dict):
     basis = th.cat([th.ones(len(seen), 1), _TASK_TRAITS[seen]], dim=1)  # (tasks, 1 + traits)
     out = dict(state_dict)
     for key, weight in state_dict.items():
-        if key.endswith("embed.0.weight"):
-            at = N_SLOT + _TASK_AT  # the embed reads [slot row, globals]
-        elif key.endswith("glob.0.weight"):
-            at = _TASK_AT  # glob reads [globals, pooled slots]
-        else:
+        layer = next((name for name in _READS_GLOBALS if key.endswith(name)), None)
+        if layer is None or weight.shape[1] != _current_width(layer, weight) + old_width - len(
+                TASK_TRAIT_NAMES):
             continue
-        expected = N_SLOT + N_GLOBAL if key.endswith("embed.0.weight") else N_GLOBAL + weight.shape[0]
-        if weight.shape[1] != expected - len(TASK_TRAIT_NAMES) + old_width:
-            continue
+        at = _READS_GLOBALS[layer]
         per_task = weight[:, at:at + old_width]
         solution = th.linalg.lstsq(basis, per_task[:, seen].T).solution  # (1 + traits, out)
         bias_key = key[:-len("weight")] + "bias"
         out[bias_key] = state_dict[bias_key] + solution[0]
         out[key] = th.cat([weight[:, :at], solution[1:].T, weight[:, at + old_width:]], dim=1)
     return out
+
+
+def _current_width(layer: str, weight: th.Tensor) -> int:
+    """The input width ``layer`` has now (glob also reads the pooled slots, one per output)."""
+    return N_SLOT + N_GLOBAL if layer == "embed.0.weight" else N_GLOBAL + weight.shape[0]

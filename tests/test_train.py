@@ -386,3 +386,19 @@ def test_headroom_gives_the_scripted_investigator_more_budget_and_restores_the_t
     assert (TASKS["task_3"], ScriptedInvestigator.PULL_PRICE) == before
     assert base == pytest.approx(evaluate("task_3", range(1000, 1004), lambda s: {})["grader"])
     assert rich > base  # on task_3 the budget binds: more of it links and decides better
+
+
+def test_a_teacher_is_a_policy_name_or_a_checkpoint_never_the_oracle(tmp_path, capsys):
+    model = _untrained("fraudster")
+    model.save(tmp_path / "fr.zip")
+    make = one_role.teacher_factory("fraudster", str(tmp_path / "fr.zip"))
+    assert isinstance(make(seed=1), SB3Policy)
+    assert one_role.teacher_factory("fraudster", "waiting")(seed=1).hold == 0.25
+    with pytest.raises(ValueError, match="--teacher 'oracle': .*reads the truth"):
+        one_role.teacher_factory("investigator", "oracle")
+    with pytest.raises(ValueError, match=r"--teacher 'gone.zip': .*no such file"):
+        one_role.teacher_factory("fraudster", "gone.zip")
+    with pytest.raises(SystemExit):
+        parse_args(["--fraudster-teacher", "scripted"])  # an investigator's name
+    assert "--fraudster-teacher 'scripted': use one of reactive, waiting" in (
+        capsys.readouterr().err)

@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # train.py, next to th
 import train as one_role  # noqa: E402
 
 from fraudarena_env.arena import evaluate_matches  # noqa: E402
-from fraudarena_env.cli import evaluate_names, parse_seeds  # noqa: E402
+from fraudarena_env.cli import parse_seeds  # noqa: E402
 from fraudarena_env.policies import BASELINES, RandomPolicy  # noqa: E402
 from fraudarena_env.sb3 import SB3Policy, evaluate_models, format_table  # noqa: E402
 
@@ -71,7 +71,7 @@ class LeagueConfig:
     # the first investigator imitates the scripted one on this many decisions first
     imitation_samples: int = 60_000
     imitation_epochs: int = 15
-    # the first fraudster imitates this fraudster (a name `fraudarena evaluate` takes) first:
+    # the first fraudster imitates this fraudster (a name `fraudarena play` takes) first:
     # ReactiveFraudster whose hold-back is drawn per match, so PPO starts from a fraudster
     # that varies when it proposes and can learn when waiting pays (0: PPO from scratch)
     fraudster_teacher: str = "waiting_any"
@@ -343,7 +343,7 @@ def parse_args(argv: Sequence[str] | None = None) -> LeagueConfig:
                    help="the first fraudster imitates --fraudster-teacher on this many decisions "
                         f"(default {d.fraudster_imitation_samples}; 0: PPO from scratch)")
     p.add_argument("--fraudster-teacher", default=None,
-                   help=f"a fraudster name `fraudarena evaluate` takes (default "
+                   help="a fraudster name `fraudarena play` takes or a checkpoint (default "
                         f"{d.fraudster_teacher})")
     p.add_argument("--n-envs", type=int, default=None, help=f"default {d.n_envs}")
     p.add_argument("--n-steps", type=int, default=None, help=f"default {d.n_steps}")
@@ -354,9 +354,11 @@ def parse_args(argv: Sequence[str] | None = None) -> LeagueConfig:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-tensorboard", action="store_true")
     a = p.parse_args(argv)
-    if a.fraudster_teacher is not None and a.fraudster_teacher not in evaluate_names("fraudster"):
-        p.error(f"--fraudster-teacher {a.fraudster_teacher!r}: use one of "
-                f"{', '.join(evaluate_names('fraudster'))}")
+    if a.fraudster_teacher:
+        try:
+            one_role.teacher_factory("fraudster", a.fraudster_teacher, "--fraudster-teacher")
+        except ValueError as exc:
+            p.error(str(exc))
     cfg = LeagueConfig(**QUICK) if a.quick else d
     changes: dict[str, Any] = {}
     if a.task:

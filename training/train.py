@@ -74,7 +74,8 @@ class Config:
     # imitation warm start (fresh networks only): fit the scripted player's decisions first
     imitation_samples: int = 60_000
     imitation_epochs: int = 15
-    teacher: str = ""  # whom to imitate: a policy name of the role (default: its scripted one)
+    # whom to imitate: a policy name of the role or a checkpoint (default: its scripted one)
+    teacher: str = ""
     # MaskablePPO
     n_envs: int = 6
     n_steps: int = 512
@@ -115,6 +116,22 @@ def make_opponent(role: str, spec: str, seed: int | None = None) -> Policy:
     except argparse.ArgumentTypeError as exc:
         raise ValueError(f"opponent {role}={spec!r}: {exc}; or a directory of checkpoints "
                          "(a pool)") from exc
+
+
+def teacher_factory(role: str, spec: str, option: str = "--teacher") -> Callable[..., Policy]:
+    """``seed -> policy`` to imitate: a policy name of ``role`` (as ``fraudarena play`` takes) or
+    a checkpoint, parsed as ``fraudarena evaluate`` parses a SPEC. The oracle reads the truth
+    through a referee it is bound to, which imitation does not do, so it is refused."""
+    names = ", ".join(cli.POLICIES[role])
+    try:
+        parsed = cli.parse_policy_spec(role, spec)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"{option} {spec!r}: use one of {names}, or a {role} checkpoint .zip "
+                         f"({exc})") from exc
+    if parsed.path is None and spec in cli.EVALUATE_ONLY[role]:
+        raise ValueError(f"{option} {spec!r}: use one of {names}, or a {role} checkpoint .zip "
+                         f"({spec} reads the truth: it cannot be imitated)")
+    return cli.policy_factory(parsed)
 
 
 class PoolPolicy(Policy):
@@ -208,7 +225,7 @@ def new_model(cfg: Config, env, tensorboard_dir: Path | None) -> MaskablePPO:
     model = MaskablePPO(policy, env, policy_kwargs=kwargs,
                         seed=cfg.seed * 1000 + ROLES.index(cfg.role), **ppo)
     if cfg.imitation_samples > 0:
-        teacher = cli.evaluate_names(cfg.role)[cfg.teacher] if cfg.teacher else None
+        teacher = teacher_factory(cfg.role, cfg.teacher) if cfg.teacher else None
         imitate(model, cfg.role, cfg.tasks, cfg.imitation_samples, cfg.imitation_epochs,
                 seed=cfg.seed, seed_range=cfg.train_seed_range, teacher=teacher)
     return model
@@ -358,8 +375,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--imitation-samples", type=int, default=d.imitation_samples)
     p.add_argument("--imitation-epochs", type=int, default=d.imitation_epochs)
     p.add_argument("--teacher", default=d.teacher,
-                   help="imitate this policy of the role (a name `fraudarena evaluate` takes; "
-                        "default: the scripted one)")
+                   help="imitate this policy of the role: a name `fraudarena play` takes or a "
+                        "checkpoint (default: the scripted one)")
     p.add_argument("--lr", type=float, default=d.learning_rate)
     p.add_argument("--n-envs", type=int, default=d.n_envs)
     p.add_argument("--n-steps", type=int, default=d.n_steps)
@@ -380,16 +397,19 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         if not sep or role not in ROLES or role == a.role:
             p.error(f"--opponent {item!r}: expected ROLE=SPEC with ROLE another role")
         opponents.append((role, spec))
-    if a.teacher and a.teacher not in cli.evaluate_names(a.role):
-        p.error(f"--teacher {a.teacher!r}: use one of {', '.join(cli.evaluate_names(a.role))}")
+    if a.teacher:
+        try:
+            teacher_factory(a.role, a.teacher)
+        except ValueError as exc:
+            p.error(str(exc))
     tasks = tuple(t.strip() for t in a.task.split(",") if t.strip())
     if unknown := [t for t in tasks if t not in TASK_IDS]:
         p.error(f"unknown task(s) {unknown}; tasks are {', '.join(TASK_IDS)}")
     return dataclasses.replace(
         d, role=a.role, tasks=tasks, opponents=tuple(opponents), timesteps=a.timesteps,
         init=a.init, net=a.net, imitation_samples=a.imitation_samples,
-        imitation_epochs=a.imitation_epochs, teacher=a.teacher, learning_rate=a.lr, n_envs=a.n_envs,
-        n_steps=a.n_steps, ent_coef=a.ent_coef, clip_range=a.clip_range,
+        imitation_epochs=a.imitation_epochs, teacher=a.teacher, learning_rate=a.lr,
+        n_envs=a.n_envs, n_steps=a.n_steps, ent_coef=a.ent_coef, clip_range=a.clip_range,
         calibration_coef=a.calibration_coef,
         val_seeds=tuple(parse_seeds(a.val_seeds)) if a.val_seeds else d.val_seeds,
         eval_every=a.eval_every, seed=a.seed, out=a.out, progress=not a.no_progress,

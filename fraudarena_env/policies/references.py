@@ -340,6 +340,9 @@ class WaitingFraudster(ReactiveFraudster):
     HOLDS = (1.0, 0.75, 0.5, 0.25)
 
     def __init__(self, hold: float | None = 0.25, seed=None):
+        if hold is not None and not 0.0 < hold <= 1.0:
+            raise ValueError(f"hold is the share of the match's rounds left when it starts "
+                             f"proposing, in (0, 1] (or None: drawn per match), got {hold!r}")
         super().__init__(seed=seed)
         self.hold = hold
         self._match_hold = hold

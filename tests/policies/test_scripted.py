@@ -125,3 +125,9 @@ def test_waiting_fraudster_that_never_waits_is_the_reactive_fraudster():
         waiting = arena.play("task_3", seed, {"fraudster": WaitingFraudster(1.0, seed=seed)})
         reactive = arena.play("task_3", seed, {"fraudster": ReactiveFraudster(seed=seed)})
         assert _outcome(waiting, "fraudster") == _outcome(reactive, "fraudster"), seed
+
+
+@pytest.mark.parametrize("hold", [0.0, 1.5, -0.25])
+def test_waiting_fraudster_refuses_a_hold_outside_zero_to_one(hold):
+    with pytest.raises(ValueError, match=r"hold .* in \(0, 1\]"):
+        WaitingFraudster(hold)
