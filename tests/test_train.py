@@ -320,6 +320,21 @@ def test_evaluation_counts_the_legit_ads_that_ended_rejected():
     assert 0.0 <= scripted["legit_rejected"] < 0.5
 
 
+def _side_by_side(role: str, task_id: str, shaped, player):
+    """Plays ``player``'s moves on a plain RoleEnv and on ``shaped`` (a wrapped one) from the
+    same seed; yields (the plain env, the action, shaped minus plain reward, info, done)."""
+    plain = RoleEnv(role, task_id=task_id)
+    plain.reset(seed=3000)
+    shaped.reset(seed=3000)
+    done = False
+    while not done:
+        action = player.act(plain.env._vector(role), plain.action_masks())
+        _, r_plain, term, trunc, info = plain.step(action)
+        _, r_shaped, *_ = shaped.step(action)
+        done = term or trunc
+        yield plain, action, r_shaped - r_plain, info, done
+
+
 def test_calibration_reward_adds_a_brier_penalty_to_each_verdict_and_nothing_else():
     """Same match, same moves: the shaped reward differs from the env's by -coef*(c - right)^2
     on a verdict and by nothing on any other action."""
@@ -328,29 +343,43 @@ def test_calibration_reward_adds_a_brier_penalty_to_each_verdict_and_nothing_els
     from fraudarena_env.rules.actions import Verdict
     from fraudarena_env.rules.catalog import CORRECT_VERDICT
 
-    plain = RoleEnv("investigator", task_id="task_2")
     shaped = one_role.CalibrationReward(RoleEnv("investigator", task_id="task_2"), coef=0.5)
-    plain.reset(seed=3000)
-    shaped.reset(seed=3000)
-    player = ScriptedInvestigator(seed=1)
-    done, verdicts = False, 0
-    while not done:
-        mask = plain.action_masks()
-        action = player.act(plain.env._vector("investigator"), mask)
+    verdicts = 0
+    for plain, action, diff, _, _ in _side_by_side("investigator", "task_2", shaped,
+                                                   ScriptedInvestigator(seed=1)):
         op = OPS["investigator"][action]
         expected = 0.0
         if isinstance(op, Verdict):
-            ref = plain.referee
+            ref = plain.referee  # a decided ad keeps its row
             right = op.verdict == CORRECT_VERDICT[ref.rows.label[ref.slot_row[op.slot]]]
             expected = -0.5 * (op.confidence - right) ** 2
             verdicts += 1
-        _, r_plain, term, trunc, _ = plain.step(action)
-        _, r_shaped, *_ = shaped.step(action)
-        assert r_shaped - r_plain == pytest.approx(expected)
-        done = term or trunc
+        assert diff == pytest.approx(expected)
     assert verdicts >= 3
     cfg = one_role.parse_args(["--calibration-coef", "0.3", "--n-envs", "1"])
     assert isinstance(one_role.make_vec_env(cfg, dict).envs[0].env, one_role.CalibrationReward)
+
+
+def test_grader_reward_charges_the_fraudster_the_grader_once_at_the_end():
+    """Same match, same moves: the fraudster's shaped reward differs from the env's only on the
+    step the match ends, by -coef * the investigator's grader; "best" follows the same
+    objective; the auditor, who has no stake in the grader, is refused."""
+    from fraudarena_env.policies import ReactiveFraudster
+
+    shaped = one_role.GraderReward(RoleEnv("fraudster", task_id="task_3"), coef=2.0)
+    steps = 0
+    for _, _, diff, info, done in _side_by_side("fraudster", "task_3", shaped,
+                                                ReactiveFraudster(seed=1)):
+        assert diff == pytest.approx(-2.0 * info["grader_score"] if done else 0.0)
+        steps += 1
+    assert steps > 1 and info["has_grader"] and info["grader_score"] > 0
+    cfg = one_role.parse_args(["--role", "fraudster", "--grader-coef", "3", "--n-envs", "1"])
+    assert isinstance(one_role.make_vec_env(cfg, dict).envs[0].env, one_role.GraderReward)
+    row = {"return": 1.0, "grader": 0.7}
+    assert one_role.selection_score(row, cfg) == pytest.approx(1.0 - 3 * 0.7)
+    assert one_role.selection_score(row, one_role.parse_args(["--role", "fraudster"])) == 1.0
+    with pytest.raises(SystemExit):
+        one_role.parse_args(["--role", "auditor", "--grader-coef", "1"])
 
 
 def test_imitation_follows_the_teacher_it_is_given(capsys):

@@ -91,6 +91,10 @@ class Config:
     # one nearest the chance of being right. The grader scores calibration; the env's reward
     # does not, so without it PPO has no reason to pick one bucket over another.
     calibration_coef: float = 0.0
+    # training-only reward at the end of each match: +coef * the investigator's grader for the
+    # investigator, -coef * it for the fraudster (who is out to lower it as well as to earn
+    # reach); 0: the env's reward alone. "best.zip" is then chosen by the same objective.
+    grader_coef: float = 0.0
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     # seeds: training matches draw from train_seed_range; validation seeds pick the best
@@ -194,6 +198,30 @@ class CalibrationReward(gymnasium.Wrapper):
         return self.env.action_masks()
 
 
+class GraderReward(gymnasium.Wrapper):
+    """Adds ``sign * coef * grader`` to the learner's reward on the step its match ends (``sign``
+    +1 for the investigator, -1 for the fraudster). Shapes training only; evaluation always
+    scores the env's own reward and the grader."""
+
+    SIGN = {"investigator": 1.0, "fraudster": -1.0}
+
+    def __init__(self, env: RoleEnv, coef: float):
+        if env.role not in self.SIGN:
+            raise ValueError(f"the grader reward is for the investigator or the fraudster, "
+                             f"not the {env.role}")
+        super().__init__(env)
+        self.scale = self.SIGN[env.role] * coef
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if (terminated or truncated) and info.get("has_grader"):
+            reward += self.scale * float(info["grader_score"])
+        return obs, reward, terminated, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        return self.env.action_masks()
+
+
 def make_vec_env(cfg: Config, opponents: Callable[[], dict[str, Policy]]) -> VecMonitor:
     """``cfg.n_envs`` RoleEnvs for ``cfg.role``, tasks in turn. ``opponents()`` builds a fresh
     opponent dict per sub-env: opponents keep per-match state, so sub-envs must not share."""
@@ -204,6 +232,8 @@ def make_vec_env(cfg: Config, opponents: Callable[[], dict[str, Policy]]) -> Vec
             env = RoleEnv(cfg.role, opponents=opponents(), task_id=task)
             if cfg.calibration_coef and cfg.role == "investigator":
                 env = CalibrationReward(env, cfg.calibration_coef)
+            if cfg.grader_coef:
+                env = GraderReward(env, cfg.grader_coef)
             return TrainSeeds(env, cfg.train_seed_range, seed=cfg.seed * 1000 + i)
         return make
 
@@ -247,9 +277,12 @@ def validate(model, cfg: Config) -> dict[str, float]:
     return row
 
 
-def selection_score(row: dict[str, float], role: str) -> float:
-    """What "best" means: the investigator's mean grader, the fraudster's mean return."""
-    return row["grader"] if role == "investigator" else row["return"]
+def selection_score(row: dict[str, float], cfg: Config) -> float:
+    """What "best" means: the investigator's mean grader; the fraudster's mean return, less
+    ``grader_coef`` times the mean grader when it trains to lower the grader too."""
+    if cfg.role == "investigator":
+        return row["grader"]
+    return row["return"] - cfg.grader_coef * row["grader"]
 
 
 class Validation(BaseCallback):
@@ -274,7 +307,7 @@ class Validation(BaseCallback):
             writer = csv.DictWriter(f, fieldnames=list(row))
             writer.writeheader()
             writer.writerows(self.history)
-        score = selection_score(row, self.cfg.role)
+        score = selection_score(row, self.cfg)
         if score > self.best:
             self.best = score
             self.model.save(str(self.out / "best.zip"))
@@ -384,6 +417,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--clip-range", type=float, default=d.clip_range)
     p.add_argument("--calibration-coef", type=float, default=d.calibration_coef,
                    help="investigator: training reward -COEF*(confidence-right)^2 per verdict")
+    p.add_argument("--grader-coef", type=float, default=d.grader_coef,
+                   help="training reward at match end: +COEF*grader (investigator) or "
+                        "-COEF*grader (fraudster: lower it as well as earn)")
     p.add_argument("--val-seeds", default=None, help="validation seeds (default 3000-3029)")
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -397,6 +433,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         if not sep or role not in ROLES or role == a.role:
             p.error(f"--opponent {item!r}: expected ROLE=SPEC with ROLE another role")
         opponents.append((role, spec))
+    if a.grader_coef and a.role not in GraderReward.SIGN:
+        p.error(f"--grader-coef: the grader scores the investigator; the {a.role} has no stake "
+                "in it")
     if a.teacher:
         try:
             teacher_factory(a.role, a.teacher)
@@ -410,7 +449,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         init=a.init, net=a.net, imitation_samples=a.imitation_samples,
         imitation_epochs=a.imitation_epochs, teacher=a.teacher, learning_rate=a.lr,
         n_envs=a.n_envs, n_steps=a.n_steps, ent_coef=a.ent_coef, clip_range=a.clip_range,
-        calibration_coef=a.calibration_coef,
+        calibration_coef=a.calibration_coef, grader_coef=a.grader_coef,
         val_seeds=tuple(parse_seeds(a.val_seeds)) if a.val_seeds else d.val_seeds,
         eval_every=a.eval_every, seed=a.seed, out=a.out, progress=not a.no_progress,
         tensorboard=not a.no_tensorboard)

@@ -335,17 +335,21 @@ class WaitingFraudster(ReactiveFraudster):
     (the current one included): an ad that arrives late meets an investigator with less budget
     and less time, and one still pending at the end is approved by default. ``hold`` 1: never
     waits (``ReactiveFraudster``); ``None``: drawn per match from ``HOLDS``, a teacher whose
-    timing varies (what ``train.py`` imitates before PPO decides when to propose)."""
+    timing varies (what ``train.py`` imitates before PPO decides when to propose). ``tactics``:
+    the ones it may use (all by default); ``training/frontier.py`` sweeps both knobs."""
 
     HOLDS = (1.0, 0.75, 0.5, 0.25)
 
-    def __init__(self, hold: float | None = 0.25, seed=None):
+    def __init__(self, hold: float | None = 0.25, seed=None, tactics: tuple[str, ...] = TACTICS):
         if hold is not None and not 0.0 < hold <= 1.0:
             raise ValueError(f"hold is the share of the match's rounds left when it starts "
                              f"proposing, in (0, 1] (or None: drawn per match), got {hold!r}")
+        if not tactics or set(tactics) - set(TACTICS):
+            raise ValueError(f"tactics: one or more of {', '.join(TACTICS)}, got {tactics!r}")
         super().__init__(seed=seed)
         self.hold = hold
         self._match_hold = hold
+        self.barred_tactics = tuple(i for i, t in enumerate(TACTICS) if t not in tactics)
 
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)

@@ -377,6 +377,7 @@ class ReactiveFraudster(Policy):
     TACTIC_SCORE = (0.1, 0.55, 0.9, 1.0)  # blatant, standard, subtle, camouflaged
     REUSE_COST = 0.3
     WON, LOST = 0.3, 0.15
+    barred_tactics: tuple[int, ...] = ()  # tactics it never uses (none; see WaitingFraudster)
 
     def act_tensor(self, vector, mask):
         v = views("fraudster", vector, _FR_READS)
@@ -421,6 +422,8 @@ class ReactiveFraudster(Policy):
                  + 0.05 * self.rng.random()
                  for base, used, won, lost in zip(self.TACTIC_SCORE, f.used_tactics,
                                                   f.tactic_won, f.tactic_lost)]
+        for t in self.barred_tactics:
+            score[t] = -np.inf
         tactic = int(np.argmax(score))
         allowed, weights, total = proposal_odds(f.allowed, f.network_used, tactic >= HIDDEN_FROM)
         fresh = [(c, w) for c, w in zip(allowed, weights) if c not in f.used_categories]

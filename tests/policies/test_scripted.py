@@ -127,6 +127,27 @@ def test_waiting_fraudster_that_never_waits_is_the_reactive_fraudster():
         assert _outcome(waiting, "fraudster") == _outcome(reactive, "fraudster"), seed
 
 
+def test_waiting_fraudster_uses_only_the_tactics_it_is_given_on_both_faces():
+    from fraudarena_env.rules.catalog import TACTICS
+
+    a, b = Arena(), Arena()
+    for seed in range(1000, 1006):
+        fraudster = WaitingFraudster(0.6, seed=seed, tactics=("camouflaged",))
+        tensor = a.play("task_3", seed, {"fraudster": fraudster}, faces=TENSOR)
+        ref = tensor.referee
+        used = {TACTICS[int(ref.rows.tactic[ref.slot_row[s]])] for s in ref.proposal_slots}
+        assert used == {"camouflaged"}, (seed, used)
+        text = b.play("task_3", seed, {"fraudster": WaitingFraudster(
+            0.6, seed=seed, tactics=("camouflaged",))}, faces={**TENSOR, "fraudster": "text"})
+        assert _outcome(tensor, "fraudster") == _outcome(text, "fraudster"), seed
+
+
+@pytest.mark.parametrize("tactics", [(), ("stealthy",), ("camouflaged", "sneaky")])
+def test_waiting_fraudster_refuses_tactics_the_game_does_not_have(tactics):
+    with pytest.raises(ValueError, match="tactics: one or more of blatant"):
+        WaitingFraudster(0.5, tactics=tactics)
+
+
 @pytest.mark.parametrize("hold", [0.0, 1.5, -0.25])
 def test_waiting_fraudster_refuses_a_hold_outside_zero_to_one(hold):
     with pytest.raises(ValueError, match=r"hold .* in \(0, 1\]"):
