@@ -15,7 +15,9 @@ Prints two Markdown tables and writes the learning curves:
 * fraudsters, per task, against the scripted investigator: ``ReactiveFraudster``, the checkpoint,
   ``WaitingFraudster`` (reactive, holding its ads for the match's last quarter) and never
   proposing: the fraudster's return and the grader it leaves the investigator; then the
-  checkpoint's margins over ``ReactiveFraudster``.
+  checkpoint's margins over ``ReactiveFraudster``;
+* with both checkpoints, the scripted and the checkpoint investigator against the reactive, the
+  waiting and the checkpoint fraudster: whether a late fraudster exploits either investigator.
 """
 
 from __future__ import annotations
@@ -114,6 +116,30 @@ def fraudster_table(tasks, seeds, checkpoint: SB3Policy) -> str:
     return "\n".join(lines + summary)
 
 
+def crossplay_table(tasks, seeds, investigator: SB3Policy, fraudster: SB3Policy) -> str:
+    """The scripted and the checkpoint investigator against fraudsters that wait as well as the
+    reactive one: a ReactiveFraudster-only score says nothing of an investigator that a late
+    fraudster can exploit. Mean grader per cell."""
+    investigators = {"scripted": None, "checkpoint": lambda s: investigator}
+    fraudsters = {"reactive": None, "waiting": lambda s: WaitingFraudster(seed=s),
+                  "checkpoint fraudster": lambda s: fraudster}
+    lines = [f"Investigators against waiting fraudsters on {len(seeds)} seeds ({seeds[0]}-"
+             f"{seeds[-1]}), HeuristicAuditor: mean grader", "",
+             "| task | investigator | " + " | ".join(fraudsters) + " |",
+             "|---|---|" + "---|" * len(fraudsters)]
+    for task in tasks:
+        for name, make_inv in investigators.items():
+            cells = []
+            for make_fr in fraudsters.values():
+                def policies(seed, mi=make_inv, mf=make_fr):
+                    return {role: make(seed) for role, make in
+                            (("investigator", mi), ("fraudster", mf)) if make}
+                cells.append(f"{evaluate(task, seeds, policies)['grader']:.3f}")
+            bold = "**" if name == "checkpoint" else ""
+            lines.append(f"| {task} | {bold}{name}{bold} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def paired_table(role: str, tasks, seeds, checkpoint: SB3Policy) -> str:
     """The checkpoint against the scripted player of its role (ScriptedInvestigator or
     ReactiveFraudster) match by match, on the same seeds and against the same opponents: the mean
@@ -197,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if a.paired_seeds:
             print()
             print(paired_table("fraudster", tasks, parse_seeds(a.paired_seeds), fraudster))
+    if a.investigator and a.fraudster:
+        print()
+        print(crossplay_table(tasks, seeds, investigator, fraudster))
     if a.curves:
         print(f"\ncurves: {plot_curves(a.curves, Path(a.plot))}")
 
