@@ -27,9 +27,12 @@ def test_headroom_gives_the_scripted_investigator_more_budget_and_then_restores_
 
 
 def test_frontier_pairs_each_fraudster_with_the_reactive_one_on_the_same_seeds():
+    ticks = []
     base_r, base_g, rows = frontier.frontier(
         "task_3", SEEDS, first_rounds=(1, 4),
-        tactic_sets={"all": frontier.TACTIC_SETS["all"], "camouflaged": ("camouflaged",)})
+        tactic_sets={"all": frontier.TACTIC_SETS["all"], "camouflaged": ("camouflaged",)},
+        tick=lambda: ticks.append(1))
+    assert len(ticks) == 1 + 4  # the reactive fraudster, then each row
     assert [(name, hold) for name, hold, *_ in rows] == [
         ("all", 1), ("all", 4), ("camouflaged", 1), ("camouflaged", 4)]
     never_waits = rows[0]  # from round 1 with every tactic: ReactiveFraudster
@@ -46,7 +49,7 @@ def test_frontier_says_whether_a_row_meets_the_fraudster_bar(gain, se, drop, exp
 
 
 def test_frontier_prints_a_table_per_task(capsys, monkeypatch):
-    monkeypatch.setattr(frontier, "frontier", lambda task, seeds: (1.0, 0.7, [
+    monkeypatch.setattr(frontier, "frontier", lambda task, seeds, tick: (1.0, 0.7, [
         ("all", 1, 1.0, 0.0, 0.0, 0.0, 0.0)]))
     frontier.main(["--task", "task_2,task_3", "--seeds", "1000-1001"])
     out = capsys.readouterr().out

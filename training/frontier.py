@@ -39,12 +39,15 @@ def paired(task: str, seeds: Sequence[int], make) -> tuple[np.ndarray, np.ndarra
     return (np.array([m["fraudster"] for m in runs]), np.array([m["grader"] for m in runs]))
 
 
-def frontier(task: str, seeds: Sequence[int], first_rounds=None, tactic_sets=TACTIC_SETS):
+def frontier(task: str, seeds: Sequence[int], first_rounds=None, tactic_sets=TACTIC_SETS,
+             tick=lambda: None):
     """Rows of (tactics, the first round it proposes in, mean return, return gain and its s.e.,
     grader change and its s.e.) against ``ReactiveFraudster`` on the same seeds. Every round of
-    the match by default; round 1 with every tactic is ``ReactiveFraudster`` itself."""
+    the match by default; round 1 with every tactic is ``ReactiveFraudster`` itself. ``tick()``
+    after each fraudster's matches (a progress bar)."""
     rounds = TASKS[task].max_rounds
     base_r, base_g = paired(task, seeds, lambda seed: ReactiveFraudster(seed=seed))
+    tick()
     n = len(seeds)
     rows = []
     for name, tactics in tactic_sets.items():
@@ -52,11 +55,23 @@ def frontier(task: str, seeds: Sequence[int], first_rounds=None, tactic_sets=TAC
             hold = (rounds - first + 1) / rounds  # the share of the rounds left in that round
             r, g = paired(task, seeds,
                           lambda seed, h=hold, t=tactics: WaitingFraudster(h, seed, t))
+            tick()
             dr, dg = r - base_r, g - base_g
             rows.append((name, first, float(r.mean()), float(dr.mean()),
                          float(dr.std(ddof=1) / np.sqrt(n)), float(dg.mean()),
                          float(dg.std(ddof=1) / np.sqrt(n))))
     return float(base_r.mean()), float(base_g.mean()), rows
+
+
+def progress_bar(total: int, task: str, off: bool):
+    """A tqdm bar over the fraudsters of one task (None when off or tqdm is missing)."""
+    if off:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=task, unit="fraudster", leave=False)
 
 
 def verdict(gain: float, gain_se: float, drop: float) -> str:
@@ -69,10 +84,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="task_2,task_3")
     p.add_argument("--seeds", default="500-699")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     seeds = parse_seeds(a.seeds)
     for task in a.task.split(","):
-        base_r, base_g, rows = frontier(task, seeds)
+        bar = progress_bar(1 + len(TACTIC_SETS) * TASKS[task].max_rounds, task, a.no_progress)
+        base_r, base_g, rows = frontier(task, seeds, tick=bar.update if bar else lambda: None)
+        if bar:
+            bar.close()
         print(f"\n### {task}: against ReactiveFraudster (return {base_r:+.3f}, grader "
               f"{base_g:.3f}), {len(seeds)} seeds\n")
         print("| tactics | first round | return | return gain (± s.e.) | grader change (± s.e.) | "
