@@ -422,6 +422,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 # ============================================================================ evaluate
+def parse_task_list(text: str) -> tuple[str, ...]:
+    """Comma-separated task ids, in order; a task may repeat (``train.py`` then trains on it
+    more often). Unknown ids raise an ``argparse.ArgumentTypeError`` naming the tasks there are."""
+    tasks = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not tasks:
+        raise argparse.ArgumentTypeError(f"no task given; tasks are {', '.join(TASK_IDS)}")
+    if unknown := [t for t in tasks if t not in TASK_IDS]:
+        raise argparse.ArgumentTypeError(f"unknown task(s) {', '.join(unknown)}; tasks are "
+                                         f"{', '.join(TASK_IDS)}")
+    return tasks
+
+
 def parse_seeds(text: str) -> list[int]:
     """``"1000-1049"``, ``"7"``, or a comma-separated mix such as ``"1-5,9"`` (inclusive)."""
     seeds: list[int] = []
@@ -581,14 +593,16 @@ class EvaluationRow:
         return "scripted trio" if self.varied is None else f"{self.varied.role}={self.varied.text}"
 
 
-def _progress(total: int, enabled: bool):
+def progress_bar(total: int, enabled: bool, desc: str = "evaluate", unit: str = "match"):
+    """A tqdm bar of ``total`` steps, or None when disabled or tqdm is not installed (it comes
+    with the train extra). The training scripts' measurements use it too."""
     if not enabled:
         return None
     try:
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, unit="match", desc="evaluate", disable=None, leave=False)
+    return tqdm(total=total, unit=unit, desc=desc, disable=None, leave=False)
 
 
 def _ticking(seeds, bar):
@@ -641,7 +655,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             return 2
         from .skill import skill_report
 
-        bar = _progress(len(tasks), not args.no_progress)
+        bar = progress_bar(len(tasks), not args.no_progress)
         try:
             report = skill_report(seeds, tasks, progress=bar.update if bar else None)
         finally:
@@ -652,7 +666,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(report)
         return 0
     specs = evaluation_rows(args)
-    bar = _progress(len(tasks) * len(specs) * len(seeds), not args.no_progress)
+    bar = progress_bar(len(tasks) * len(specs) * len(seeds), not args.no_progress)
     try:
         rows = run_evaluation(tasks, seeds, specs, bar)
     except CheckpointError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.abc
 import subprocess
 import sys
@@ -106,6 +107,14 @@ def test_parse_seeds():
     assert cli.parse_seeds("1-2,7") == [1, 2, 7]
     with pytest.raises(Exception, match="bad seed range"):
         cli.parse_seeds("5-3")
+
+
+def test_parse_task_list_keeps_order_and_repeats_and_names_the_tasks_on_a_typo():
+    assert cli.parse_task_list("task_3, task_1,task_3") == ("task_3", "task_1", "task_3")
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown task.*task_9.*tasks are task_1"):
+        cli.parse_task_list("task_1,task_9")
+    with pytest.raises(argparse.ArgumentTypeError, match="no task given"):
+        cli.parse_task_list(" , ")
 
 
 # ---------------------------------------------------------------------------- bench

@@ -54,3 +54,10 @@ def test_frontier_prints_a_table_per_task(capsys, monkeypatch):
     frontier.main(["--task", "task_2,task_3", "--seeds", "1000-1001"])
     out = capsys.readouterr().out
     assert "### task_2" in out and "### task_3" in out and "| all | 1 | +1.000 |" in out
+
+
+@pytest.mark.parametrize("script", [headroom, frontier])
+def test_measurement_scripts_refuse_an_unknown_task(script, capsys):
+    with pytest.raises(SystemExit):
+        script.main(["--task", "task_9", "--seeds", "1000"])
+    assert "unknown task(s) task_9" in capsys.readouterr().err

@@ -151,6 +151,8 @@ def test_cli_options():
         one_role.parse_args(["--role", "fraudster", "--opponent", "fraudster=random"])
     with pytest.raises(SystemExit):
         one_role.parse_args(["--task", "task_9"])
+    with pytest.raises(SystemExit):
+        parse_args(["--task", "task_1,task_9"])
 
 
 def test_one_role_run_validates_keeps_the_best_and_continues(tmp_path):

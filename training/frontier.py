@@ -24,12 +24,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from fraudarena_env.arena import evaluate_matches
-from fraudarena_env.cli import parse_seeds
+from fraudarena_env.cli import parse_seeds, parse_task_list, progress_bar
 from fraudarena_env.policies import ReactiveFraudster, WaitingFraudster
-from fraudarena_env.rules.catalog import TASKS
+from fraudarena_env.rules.catalog import TACTICS, TASKS
 
-TACTIC_SETS = {"all": ("blatant", "standard", "subtle", "camouflaged"),
-               "hidden": ("subtle", "camouflaged"), "camouflaged": ("camouflaged",)}
+TACTIC_SETS = {"all": TACTICS, "hidden": ("subtle", "camouflaged"),
+               "camouflaged": ("camouflaged",)}
 GRADER_BAR = 0.03
 
 
@@ -63,17 +63,6 @@ def frontier(task: str, seeds: Sequence[int], first_rounds=None, tactic_sets=TAC
     return float(base_r.mean()), float(base_g.mean()), rows
 
 
-def progress_bar(total: int, task: str, off: bool):
-    """A tqdm bar over the fraudsters of one task (None when off or tqdm is missing)."""
-    if off:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=task, unit="fraudster", leave=False)
-
-
 def verdict(gain: float, gain_se: float, drop: float) -> str:
     if drop > -GRADER_BAR or gain <= 0:
         return "no"
@@ -82,13 +71,14 @@ def verdict(gain: float, gain_se: float, drop: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--task", default="task_2,task_3")
+    p.add_argument("--task", default="task_2,task_3", type=parse_task_list)
     p.add_argument("--seeds", default="500-699")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     seeds = parse_seeds(a.seeds)
-    for task in a.task.split(","):
-        bar = progress_bar(1 + len(TACTIC_SETS) * TASKS[task].max_rounds, task, a.no_progress)
+    for task in a.task:
+        bar = progress_bar(1 + len(TACTIC_SETS) * TASKS[task].max_rounds, not a.no_progress,
+                           desc=task, unit="fraudster")
         base_r, base_g, rows = frontier(task, seeds, tick=bar.update if bar else lambda: None)
         if bar:
             bar.close()

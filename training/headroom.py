@@ -19,7 +19,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from fraudarena_env.arena import evaluate
-from fraudarena_env.cli import parse_seeds
+from fraudarena_env.cli import parse_seeds, parse_task_list
 from fraudarena_env.policies import ScriptedInvestigator
 from fraudarena_env.rules import catalog
 
@@ -42,14 +42,14 @@ def headroom(task: str, seeds: Sequence[int], scale: int = 8) -> tuple[float, fl
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--task", default="task_1,task_2,task_3")
+    p.add_argument("--task", default="task_1,task_2,task_3", type=parse_task_list)
     p.add_argument("--seeds", default="500-539")
     p.add_argument("--scale", type=int, default=8)
     a = p.parse_args(argv)
     seeds = parse_seeds(a.seeds)
     print(f"| task | scripted | scripted, {a.scale}x budget, pulls any gain | headroom |")
     print("|---|---|---|---|")
-    for task in a.task.split(","):
+    for task in a.task:
         base, rich = headroom(task, seeds, a.scale)
         print(f"| {task} | {base:.3f} | {rich:.3f} | {rich - base:+.3f} |")
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from fraudarena_env.arena import evaluate, evaluate_matches
 from fraudarena_env.catalog import TASK_IDS
-from fraudarena_env.cli import parse_seeds
+from fraudarena_env.cli import parse_seeds, parse_task_list
 from fraudarena_env.policies import (
     BLIND_INVESTIGATORS,
     AlwaysReject,
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--investigator", default="training/checkpoints/investigator.zip")
     p.add_argument("--fraudster", default="training/checkpoints/fraudster.zip")
     p.add_argument("--seeds", default="7000-7039")
-    p.add_argument("--task", default=",".join(TASK_IDS))
+    p.add_argument("--task", default=",".join(TASK_IDS), type=parse_task_list)
     p.add_argument("--paired-seeds", default="",
                    help="also compare each checkpoint with its role's scripted player match by "
                         "match on these seeds (e.g. 8000-8199)")
@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--plot", default="training/results.png")
     a = p.parse_args(argv)
     seeds = parse_seeds(a.seeds)
-    tasks = [t for t in a.task.split(",") if t]
+    tasks = list(a.task)
     if a.investigator:  # "" skips a role
         investigator = SB3Policy.load(a.investigator, "investigator")
         print(investigator_table(tasks, seeds, investigator))

@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # train.py, next to th
 import train as one_role  # noqa: E402
 
 from fraudarena_env.arena import evaluate_matches  # noqa: E402
-from fraudarena_env.cli import parse_seeds  # noqa: E402
+from fraudarena_env.cli import parse_seeds, parse_task_list  # noqa: E402
 from fraudarena_env.policies import BASELINES, RandomPolicy  # noqa: E402
 from fraudarena_env.sb3 import SB3Policy, evaluate_models, format_table  # noqa: E402
 
@@ -328,7 +328,7 @@ def parse_args(argv: Sequence[str] | None = None) -> LeagueConfig:
     p = argparse.ArgumentParser(prog="fraudarena train", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
                    help=f"the README's main job (a few minutes on 2 cores): {QUICK}")
-    p.add_argument("--task", default=None,
+    p.add_argument("--task", default=None, type=parse_task_list,
                    help=f"task id(s), comma-separated (default {','.join(d.tasks)})")
     p.add_argument("--generations", type=int, default=None, help=f"default {d.generations}")
     p.add_argument("--timesteps", type=int, default=None,
@@ -362,7 +362,7 @@ def parse_args(argv: Sequence[str] | None = None) -> LeagueConfig:
     cfg = LeagueConfig(**QUICK) if a.quick else d
     changes: dict[str, Any] = {}
     if a.task:
-        changes["tasks"] = tuple(t.strip() for t in a.task.split(",") if t.strip())
+        changes["tasks"] = a.task
     if a.timesteps is not None:
         changes["investigator_timesteps"] = a.timesteps
         changes["fraudster_timesteps"] = a.timesteps // 4

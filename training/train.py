@@ -397,7 +397,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     d = Config()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--role", choices=("investigator", "fraudster", "auditor"), default=d.role)
-    p.add_argument("--task", default=",".join(d.tasks),
+    p.add_argument("--task", default=",".join(d.tasks), type=cli.parse_task_list,
                    help=f"comma-separated task ids among {', '.join(TASK_IDS)}")
     p.add_argument("--opponent", action="append", default=[], metavar="ROLE=SPEC",
                    help="SPEC: scripted, random, a checkpoint .zip, or a directory of them "
@@ -441,11 +441,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
             teacher_factory(a.role, a.teacher)
         except ValueError as exc:
             p.error(str(exc))
-    tasks = tuple(t.strip() for t in a.task.split(",") if t.strip())
-    if unknown := [t for t in tasks if t not in TASK_IDS]:
-        p.error(f"unknown task(s) {unknown}; tasks are {', '.join(TASK_IDS)}")
     return dataclasses.replace(
-        d, role=a.role, tasks=tasks, opponents=tuple(opponents), timesteps=a.timesteps,
+        d, role=a.role, tasks=a.task, opponents=tuple(opponents), timesteps=a.timesteps,
         init=a.init, net=a.net, imitation_samples=a.imitation_samples,
         imitation_epochs=a.imitation_epochs, teacher=a.teacher, learning_rate=a.lr,
         n_envs=a.n_envs, n_steps=a.n_steps, ent_coef=a.ent_coef, clip_range=a.clip_range,
