@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mask_oracle import legal_mask
+from fraudarena_env.rules.roles import legal_mask as rules_mask
 
 from fraudarena_env import IllegalActionError, fraudarena_v0
 from fraudarena_env.env import END_REASONS, INFO_KEYS
@@ -187,7 +187,7 @@ def _step_checks(env, agent, obs):
     mask = obs["action_mask"]
     assert mask.dtype == np.int8 and mask.sum() >= 1
     assert agent == env.unwrapped.referee.current_role
-    reference = legal_mask(agent, env.unwrapped.referee)
+    reference = rules_mask(env.unwrapped.referee.match_state, agent)[0]
     np.testing.assert_array_equal(mask, reference)
     built = env.unwrapped.observation_spaces  # the spaces built once, in __init__
     assert space is built[agent], f"{agent}'s observation space was rebuilt during play"

@@ -32,6 +32,17 @@ class Policy:
     def __init__(self, seed: int | None = None):
         self.seed = seed
         self._rng: np.random.Generator | None = None
+        self.masked_picks = 0  # choices the mask refused, replaced by a safe action
+
+    def legal_or(self, index: int, mask: np.ndarray, fallback: int) -> int:
+        """``index`` when the mask allows it, else ``fallback`` (the role's pass), counted in
+        ``masked_picks``: a scripted policy never acts illegally, even when match knobs differ
+        from the task defaults it reasons with, and its tests can see that it had to
+        fall back."""
+        if mask[index]:
+            return index
+        self.masked_picks += 1
+        return fallback
 
     @property
     def rng(self) -> np.random.Generator:

@@ -177,10 +177,7 @@ class ScriptedInvestigator(Policy):
                          round(item(g.budget) * task.action_budget),
                          round(item(g.actions_left) * task.max_investigator_actions_per_turn),
                          round(item(g.rounds_remaining) * task.max_rounds))
-        index = index_of("investigator", op)
-        if not mask[index]:  # knobs can differ from the task defaults; never act illegally
-            index = I_END
-        return index
+        return self.legal_or(index_of("investigator", op), mask, I_END)
 
     def act_model(self, obs):
         task = TASKS[obs.task_id or "task_1"]
@@ -391,10 +388,7 @@ class ReactiveFraudster(Policy):
         for s in np.flatnonzero(v["mine"]).tolist():
             f.add(s, int(category[s]), int(tactic[s]), int(status[s]), bool(pulled[s]),
                   bool(v["trusted"][s] > 0.5))
-        index = index_of("fraudster", self.decide(f))
-        if not mask[index]:
-            index = F_END
-        return index
+        return self.legal_or(index_of("fraudster", self.decide(f)), mask, F_END)
 
     def act_model(self, obs):
         f = _FraudsterView()

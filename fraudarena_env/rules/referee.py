@@ -35,20 +35,19 @@ from . import audit, scoring
 from .actions import (
     CommitFinal,
     EndTurn,
-    Flag,
     Investigate,
-    Link,
     Modify,
     Op,
     Propose,
     Submit,
     Verdict,
 )
+from .auditor import claim_index
+from .auditor import repeats as _repeats
 from .catalog import (
     AD_IDS,
     AD_SLOT,
     AUDIT_TRACK_A,
-    AUDIT_TRACK_B,
     CATEGORIES,
     CATEGORY_INDEX,
     CORRECT_VERDICT,
@@ -60,7 +59,6 @@ from .catalog import (
     LEGIT,
     MATCH_KNOBS,
     MAX_AUDITOR_ACTIONS,
-    MAX_PULLS_PER_AD,
     MAX_SLOTS,
     PHASE_ROLE,
     ROLES,
@@ -76,6 +74,7 @@ from .catalog import (
 )
 from .errors import IllegalActionError, OutOfTurnError
 from .evidence import evidence_fields, evidence_text, headline, token_text
+from .fraudster import queue_room
 from .generator import U_BLURB, Episode, RingInfo, blurb_of, generate, proposal_surface
 from .lexicon import (
     count_risk_markers,
@@ -84,6 +83,8 @@ from .lexicon import (
     is_gibberish,
     lexical_features,
 )
+from .roles import explain
+from .state import PHASE_OF, MatchState
 
 F, I, A = 0, 1, 2  # noqa: E741  (role indices)
 TRUST_SHIFT = 0.5  # a trust blurb makes the landing page look this much cleaner
@@ -131,15 +132,41 @@ def match_id_for(seed: int, task_id: str, knobs: dict) -> str:
     return "m_" + hashlib.sha256(key).hexdigest()[:16]
 
 
+class _Mirrored:
+    """A referee scalar that its ``MatchState`` mirrors: read as a plain attribute (fast), and
+    written through to the state, which legality reads."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name, self.key = name, "_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        return self if obj is None else obj.__dict__[self.key]
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.key] = value
+        getattr(obj.match_state, self.name)[0] = PHASE_OF[value] if self.name == "phase" else value
+
+
 class Referee:
     """One FraudArena match, on the rules' ops: ``reset_match`` starts it, ``check`` and ``apply``
-    play it. (``fraudarena_env.Referee`` adds the text face's entry points.)"""
+    play it. (``fraudarena_env.Referee`` adds the text face's entry points.)
+
+    The match's legal facts live in ``match_state``, a ``MatchState`` of one match: the referee's
+    per-slot arrays are views of it, and the scalars below are written through to it."""
+
+    phase = _Mirrored()
+    budget = _Mirrored()
+    proposals_used = _Mirrored()
+    n_arrived = _Mirrored()
+    n_base_arrived = _Mirrored()
+    auditor_actions = _Mirrored()
 
     def __init__(self, illegal_action: str = "raise"):
         if illegal_action not in ("raise", "penalize"):
             raise ValueError(f"illegal_action must be 'raise' or 'penalize', not "
                              f"{illegal_action!r}")
         self.illegal_action = illegal_action
+        self.match_state = MatchState.zeros(1, 1)
         self.phase = "done"
         self.task: TaskConfig | None = None
         self._match_key: tuple | None = None
@@ -203,17 +230,22 @@ class Referee:
         self.fraudster_ring = -1
 
         S = MAX_SLOTS
-        self.slot_row = _UNSET.copy()
-        self.present = np.zeros(S, bool)
-        self.verdict = _UNSET.astype(np.int8)
+        st = self.match_state = MatchState.zeros(1, 0)
+        st.markers = self.rows.markers[None]  # the rows' own array: edits show through
+        st.n_base[0] = self.ep.n_base
+        st.max_proposals[0] = self.max_proposals
+        st.allowed[0] = self.allowed_mask
+        self.slot_row = st.slot_row[0]
+        self.present = st.present[0]
+        self.verdict = st.verdict[0]
         self.confidence = np.zeros(S, np.float32)
         self.manual = np.zeros(S, bool)
-        self.pulled = np.zeros((S, len(TARGETS)), bool)
-        self.n_pulls = np.zeros(S, np.int8)
-        self.is_proposal = np.zeros(S, bool)
+        self.pulled = st.pulled[0]
+        self.n_pulls = st.n_pulls[0]
+        self.is_proposal = st.is_proposal[0]
         self.arrived = np.zeros(S, np.int8)
         self.lexical = np.zeros((S, 8), np.float32)
-        self.trusted = np.zeros(S, bool)
+        self.trusted = st.trusted[0]
         self.copy: list[str] = [""] * S
         self.blurb: list[str] = [""] * S
         self.targeting: list[str] = [""] * S
@@ -222,7 +254,7 @@ class Referee:
         self.decided_round = np.zeros(S, np.int8)
         self.proposal_slots: list[int] = []
         self.links: list[tuple[int, int]] = []
-        self.linked = np.zeros((S, S), bool)
+        self.linked = st.linked[0]
         self.n_arrived = 0
         self.n_base_arrived = 0
         self.n_manual = 0
@@ -289,8 +321,7 @@ class Referee:
 
     def proposal_room(self) -> bool:
         """A new proposal needs a free slot beyond those reserved for base ads still to come."""
-        base_to_come = self.ep.n_base - self.n_base_arrived
-        return self.n_arrived + base_to_come < MAX_SLOTS
+        return bool(queue_room(self.match_state, 0))
 
     def ad_id(self, slot: int) -> str:
         return AD_IDS[slot]
@@ -312,94 +343,14 @@ class Referee:
 
     # ------------------------------------------------------------------ legality
     def check(self, role: str, op: Op) -> str | None:
-        """Why ``op`` is illegal for ``role`` now, or None when it is legal. The one legality
-        rule: the text face, the tensor face's masks and the tests' mask oracle all rest on it."""
-        if self.phase == "done" or PHASE_ROLE[self.phase] != role:
-            return f"it is not {role}'s turn (phase {self.phase!r})"
-        rule = _LEGALITY.get((role, type(op)))
-        if rule is None:
-            return f"unknown {role} action {_excerpt(op)}"
-        return rule(self, op)
+        """Why ``op`` is illegal for ``role`` now, or None when it is legal: the role module's
+        checks (``rules.roles.explain``), the same ones its ``legal_mask`` evaluates."""
+        return explain(self.match_state, 0, role, op)
 
     def repeats(self, op: Op) -> bool:
         """Whether ``op`` is a flag already raised: legal (it is answered, and counts once), but
         the tensor face does not offer it, since it can earn nothing."""
-        return type(op) is Flag and (op.track, op.flag_type, op.slot) in self.claimed
-
-    def _can_propose(self, op: Propose) -> str | None:
-        if self.proposals_used >= self.max_proposals:
-            return f"no proposals left ({self.max_proposals} used)"
-        if not self.proposal_room():
-            return "the queue is full"
-        if not self.allowed_mask[op.category]:
-            return (f"category {CATEGORIES[op.category].name!r} is not allowed; allowed: "
-                    f"{list(self.allowed_categories)}")
-        return None
-
-    def _can_modify(self, op: Modify) -> str | None:
-        slot, edit = op.slot, op.edit
-        if not self.is_proposal[slot]:
-            return f"{AD_IDS[slot]} is not your proposal"
-        if self.verdict[slot] >= 0:
-            return f"{AD_IDS[slot]} already has a verdict and is locked"
-        if edit == 0 and self.rows.markers[self.slot_row[slot]] <= 0:
-            return f"{AD_IDS[slot]} has no risk phrase left to soften"
-        if edit == 1 and self.trusted[slot]:
-            return f"{AD_IDS[slot]} already carries a trust blurb"
-        return None
-
-    def _always(self, op: Op) -> None:
-        return None
-
-    def _can_review(self, slot: int) -> str | None:
-        """What every budgeted investigator action needs: budget, and the ad in the queue."""
-        if self.budget <= 0:
-            return "the action budget is spent"
-        if not self.present.item(slot):
-            return f"{AD_IDS[slot]} is not in the queue"
-        return None
-
-    def _can_investigate(self, op: Investigate) -> str | None:
-        slot = op.slot
-        reason = self._can_review(slot)
-        if reason is not None:
-            return reason
-        if self.verdict.item(slot) >= 0:
-            return f"{AD_IDS[slot]} already has a verdict"
-        if self.pulled.item(slot, op.target):
-            return f"{TARGETS[op.target]} was already pulled for {AD_IDS[slot]}"
-        if self.n_pulls.item(slot) >= MAX_PULLS_PER_AD:
-            return f"{AD_IDS[slot]} already had {MAX_PULLS_PER_AD} sources pulled"
-        return None
-
-    def _can_verdict(self, op: Verdict) -> str | None:
-        reason = self._can_review(op.slot)
-        if reason is None and self.verdict.item(op.slot) >= 0:
-            return f"{AD_IDS[op.slot]} already has a verdict"
-        return reason
-
-    def _can_link(self, op: Link) -> str | None:
-        slot, other = op.slot, op.other
-        reason = self._can_review(slot)
-        if reason is not None:
-            return reason
-        if other == slot:
-            return "cannot link an ad to itself"
-        if not self.present[other]:
-            return f"{AD_IDS[other]} is not in the queue"
-        if self.linked[slot, other]:
-            return f"{AD_IDS[slot]} and {AD_IDS[other]} are already linked"
-        return None
-
-    def _can_flag(self, op: Flag) -> str | None:
-        if self.auditor_actions >= MAX_AUDITOR_ACTIONS:
-            return f"no flags left ({MAX_AUDITOR_ACTIONS} raised); submit the report"
-        track, slot, ftype = op.track, op.slot, op.flag_type
-        if ftype not in (AUDIT_TRACK_A if track == "A" else AUDIT_TRACK_B):
-            return f"flag_type {ftype!r} is not a track {track} flag"
-        if slot >= 0 and not self.present[slot]:
-            return f"{AD_IDS[slot]} is not in the queue"
-        return None  # a repeated flag is legal: it is answered and counted once
+        return _repeats(self.match_state, 0, op)
 
     # ------------------------------------------------------------------ apply
     def apply(self, role: str, op: Op) -> float:
@@ -710,6 +661,7 @@ class Referee:
                 "it counts once"
             return 0.0
         self.claimed.add((track, ftype, slot))
+        self.match_state.claimed[(0, *claim_index(op))] = True
         if slot >= 0 or track == "A":  # the tensor face has no index for a match-level B flag
             self.events.append(("flag", track, ftype, slot))
         true = (ftype, target) in self.truth_flags
@@ -887,18 +839,6 @@ class Referee:
         if role_index == A:
             return MAX_AUDITOR_ACTIONS - self.auditor_actions
         return self.caps[role_index] - self.actions_this_turn
-
-
-# Which rule decides whether a role may take an op, by the op's type; ``Referee.check`` dispatches
-# on it (an op of a type not listed here is unknown to the role).
-_LEGALITY = {
-    ("fraudster", Propose): Referee._can_propose, ("fraudster", Modify): Referee._can_modify,
-    ("fraudster", EndTurn): Referee._always, ("fraudster", CommitFinal): Referee._always,
-    ("investigator", EndTurn): Referee._always,
-    ("investigator", Investigate): Referee._can_investigate,
-    ("investigator", Verdict): Referee._can_verdict, ("investigator", Link): Referee._can_link,
-    ("auditor", Flag): Referee._can_flag, ("auditor", Submit): Referee._always,
-}
 
 
 @lru_cache(maxsize=4096)

@@ -18,7 +18,8 @@ from fraudarena_env.policies import (
     WaitingFraudster,
 )
 from fraudarena_env.referee import Referee
-from fraudarena_env.rules.catalog import TASK_IDS
+from fraudarena_env.rules.actions import Verdict
+from fraudarena_env.rules.catalog import MAX_SLOTS, TASK_IDS
 
 SEEDS = range(1000, 1030)
 TENSOR = {"fraudster": "tensor", "investigator": "tensor", "auditor": "tensor"}
@@ -73,7 +74,20 @@ def test_a_baseline_never_picks_a_masked_action(cls):
     arena = Arena()
     for seed in range(5):
         for task_id in TASK_IDS:
-            arena.play(task_id, seed, {cls.role: cls(seed=seed)})  # Referee raises if illegal
+            policy = cls(seed=seed)
+            arena.play(task_id, seed, {cls.role: policy})
+            assert policy.masked_picks == 0, f"{cls.__name__} picked masked actions on " \
+                f"{task_id}/{seed}"
+
+
+def test_a_masked_pick_is_counted_and_replaced_by_the_pass():
+    class BlindInvestigator(ScriptedInvestigator):
+        def decide(self, *args):
+            return Verdict(MAX_SLOTS - 1, 1, 0.95)  # the last slot: empty for most of task_1
+
+    policy = BlindInvestigator(seed=0)
+    Arena().play("task_1", 0, {"investigator": policy})  # the referee raises on a masked pick
+    assert policy.masked_picks > 0
 
 
 def test_random_policy_is_reproducible_from_its_seed():

@@ -1,0 +1,82 @@
+"""The investigator's rules: which reviews it may make now, and why not.
+
+Every budgeted action (investigate, verdict, link) needs budget left and its ad in the queue;
+an investigation needs the ad pending, a source not yet pulled for it and fewer than
+``MAX_PULLS_PER_AD`` pulls; a verdict needs the ad pending; a link needs two different ads in the
+queue that are not linked yet. ``end_turn`` is always legal on the investigator's turn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .action_catalog import (
+    I_END,
+    I_INVESTIGATE,
+    I_LINK,
+    I_VERDICT,
+    N_ACTIONS,
+    N_T,
+    N_VERDICT_OPS,
+    PAIRS,
+    S,
+)
+from .actions import EndTurn, Investigate, Link, Verdict
+from .catalog import AD_IDS, MAX_PULLS_PER_AD, TARGETS
+from .checks import Check, holds_all
+from .state import MatchState, Phase
+
+ROLE = "investigator"
+PHASE = int(Phase.INVESTIGATOR_TURN)  # a plain int: compared with numpy arrays
+
+HAS_BUDGET = Check("has_budget", lambda st, m, op: st.budget[m] > 0,
+                   lambda st, m, op: "the action budget is spent")
+IN_QUEUE = Check("in_queue", lambda st, m, op: st.present[m, op.slot],
+                 lambda st, m, op: f"{AD_IDS[op.slot]} is not in the queue")
+PENDING = Check("pending", lambda st, m, op: st.verdict[m, op.slot] < 0,
+                lambda st, m, op: f"{AD_IDS[op.slot]} already has a verdict")
+SOURCE_NOT_PULLED = Check(
+    "source_not_pulled", lambda st, m, op: ~st.pulled[m, op.slot, op.target],
+    lambda st, m, op: f"{TARGETS[op.target]} was already pulled for {AD_IDS[op.slot]}")
+PULLS_LEFT = Check(
+    "pulls_left", lambda st, m, op: st.n_pulls[m, op.slot] < MAX_PULLS_PER_AD,
+    lambda st, m, op: f"{AD_IDS[op.slot]} already had {MAX_PULLS_PER_AD} sources pulled")
+TWO_ADS = Check("two_ads", lambda st, m, op: op.other != op.slot,
+                lambda st, m, op: "cannot link an ad to itself", form=True)
+OTHER_IN_QUEUE = Check("other_in_queue", lambda st, m, op: st.present[m, op.other],
+                       lambda st, m, op: f"{AD_IDS[op.other]} is not in the queue")
+NOT_LINKED = Check(
+    "not_linked", lambda st, m, op: ~st.linked[m, op.slot, op.other],
+    lambda st, m, op: f"{AD_IDS[op.slot]} and {AD_IDS[op.other]} are already linked")
+
+# What each kind of op must meet, in the order a refusal names the first failure.
+CHECKS = {
+    Investigate: (HAS_BUDGET, IN_QUEUE, PENDING, SOURCE_NOT_PULLED, PULLS_LEFT),
+    Verdict: (HAS_BUDGET, IN_QUEUE, PENDING),
+    Link: (HAS_BUDGET, IN_QUEUE, TWO_ADS, OTHER_IN_QUEUE, NOT_LINKED),
+    EndTurn: (),
+}
+
+_SLOTS = np.arange(S)
+_INVESTIGATE_GRID = Investigate(_SLOTS[:, None], np.arange(N_T)[None, :])
+_VERDICT_GRID = Verdict(_SLOTS[None, :], 0, 0.0)
+_LINK_GRID = Link(PAIRS[None, :, 0], PAIRS[None, :, 1])
+
+
+def legal_mask(st: MatchState, out: np.ndarray | None = None) -> np.ndarray:
+    """(N, actions) int8: the investigator's legal actions in every match (zeros off its
+    turn)."""
+    n = st.n
+    out = np.zeros((n, N_ACTIONS[ROLE]), np.int8) if out is None else out
+    m = np.arange(n)[:, None]
+    turn = (st.phase == PHASE)[:, None]
+    pulls = holds_all(CHECKS[Investigate], st, m[:, :, None], _INVESTIGATE_GRID, (n, S, N_T))
+    out[:, I_INVESTIGATE:I_VERDICT] = (pulls & turn[:, :, None]).reshape(n, -1)
+    verdicts = holds_all(CHECKS[Verdict], st, m, _VERDICT_GRID, (n, S)) & turn
+    out[:, I_VERDICT:I_LINK] = np.repeat(verdicts, N_VERDICT_OPS, axis=1)
+    out[:, I_LINK:I_END] = holds_all(CHECKS[Link], st, m, _LINK_GRID, (n, len(PAIRS))) & turn
+    out[:, I_END] = turn[:, 0]
+    return out
+
+
+__all__ = ["CHECKS", "PHASE", "ROLE", "legal_mask"]
