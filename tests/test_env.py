@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fraudarena_env.rules.roles import legal_mask as rules_mask
 
 from fraudarena_env import IllegalActionError, fraudarena_v0
 from fraudarena_env.env import END_REASONS, INFO_KEYS
 from fraudarena_env.faces.encoding import N_ACTIONS, OBS_BOUND
 from fraudarena_env.models import AdReviewAction, AuditorAction, FraudsterAction
 from fraudarena_env.rules.catalog import PHASES, TASK_IDS
+from fraudarena_env.rules.roles import legal_mask as rules_mask
 from fraudarena_env.rules.scoring import ILLEGAL_PENALTY
 
 AGENTS = ["fraudster", "investigator", "auditor"]

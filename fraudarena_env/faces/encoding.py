@@ -64,6 +64,7 @@ from ..rules.catalog import (
     CATEGORY_INDEX,
     COUNTRIES,
     FRAUDSTER_EDITS,
+    LABELS,
     LEGIT,
     MAX_AUDITOR_ACTIONS,
     MAX_PULLS_PER_AD,
@@ -73,6 +74,7 @@ from ..rules.catalog import (
     REJECT,
     RING_SIGNAL_SOURCE,
     ROLES,
+    STATUSES,
     TACTICS,
     TARGETS,
     TASK_IDS,
@@ -80,10 +82,15 @@ from ..rules.catalog import (
     VERDICTS,
 )
 from ..rules.errors import IllegalActionError, OutOfTurnError
-from ..rules.lexicon import N_LEXICAL
+from ..rules.lexicon import LEXICAL_NAMES, N_LEXICAL
 from ..rules.referee import Referee
 from . import textface
 
+# The track B findings the auditor observes per proposal (its track_b_cues view), in order.
+TRACK_B_CUES = ("branding_anomaly", "parameter_mismatch", "market_implausible",
+                "template_repetition")
+# An ad's surface signals, one named column each (scaled in ``_surface_row``).
+SURFACE_COLUMNS = ("account_age", "landing_tld", "payment_type", "country", "risk_markers")
 EVIDENCE_SCALE = 4.0  # evidence signals are divided by this in observations
 OBS_BOUND = 2.0  # every observation entry lies in [-OBS_BOUND, OBS_BOUND]
 
@@ -201,9 +208,18 @@ class Observer:
         self._finish_mask = _MASK_FINISH[role]
 
     def feature_names(self) -> list[str]:
+        """One name per entry of the vector, in order: the block's name, then its entry by the
+        names of its axes (``surface[ad_003].landing_tld``, ``phase.audit_phase``)."""
         names = []
         for name, _, shape in self.layout:
-            names += [name] if shape == (1,) else [f"{name}{list(ix)}" for ix in np.ndindex(shape)]
+            if shape == (1,):
+                names.append(name)
+                continue
+            axes = axis_labels(name, shape)
+            for ix in np.ndindex(shape):
+                labels = [axis[i] for axis, i in zip(axes, ix)]
+                head = f"{name}[{labels[0]}]" if len(labels) > 1 else name
+                names.append(f"{head}.{'.'.join(labels[1:] or labels)}")
         return names
 
     def _sync(self, ref: Referee) -> None:
@@ -285,7 +301,7 @@ def _investigator_layout() -> list:
     return _globals() + [
         ("budget", (1,)), ("queue_may_grow", (1,)), ("pending_count", (1,)),
         ("present", (S,)), ("status", (S, 4)), ("arrived_round", (S,)),
-        ("category", (S, N_CAT)), ("surface", (S, 5)), ("lexical", (S, N_LEXICAL)),
+        ("category", (S, N_CAT)), ("surface", (S, len(SURFACE_COLUMNS))), ("lexical", (S, N_LEXICAL)),
         ("pulled", (S, N_T)), ("evidence", (S, N_T)), ("pulls_left", (S,)),
         ("links", (S,)), ("collisions", (S,)),
         ("pair_shared_signals", (len(PAIRS),)), ("pair_linked", (len(PAIRS),)),
@@ -298,7 +314,7 @@ def _fraudster_layout() -> list:
         ("allowed_categories", (N_CAT,)),
         ("present", (S,)), ("status", (S, 4)), ("mine", (S,)), ("category", (S, N_CAT)),
         ("lexical", (S, N_LEXICAL)), ("pulled", (S, N_T)), ("my_tactic", (S, len(TACTICS))),
-        ("my_evidence", (S, N_T)), ("my_surface", (S, 5)), ("trusted", (S,)),
+        ("my_evidence", (S, N_T)), ("my_surface", (S, len(SURFACE_COLUMNS))), ("trusted", (S,)),
     ]
 
 
@@ -319,6 +335,38 @@ _LAYOUTS = {"fraudster": _fraudster_layout, "investigator": _investigator_layout
 _PHASE_INDEX = {p: i for i, p in enumerate(PHASES)}
 _LANDING = TARGETS.index("landing_page")
 _SIGNAL_OF_SOURCE = {src: k for k, src in enumerate(RING_SIGNAL_SOURCE)}
+
+
+def axis_labels(block: str, shape: tuple[int, ...]) -> list[tuple[str, ...]]:
+    """The names along each axis of a named block: ``COLUMN_LABELS`` for the last axis of
+    multi-column blocks, ad ids (or pair names) for a first axis of ads."""
+    columns = COLUMN_LABELS.get(block)
+    if len(shape) == 1:
+        if columns is not None:
+            return [columns]
+        return [PAIR_LABELS] if shape[0] == len(PAIRS) else [AD_IDS]
+    first = ROW_LABELS.get(block, AD_IDS)
+    return [first, columns]
+
+
+# Names of the entries along the last axis of every multi-entry block.
+_CALIBRATION_BINS = ("low", "mid", "high")
+COLUMN_LABELS: dict[str, tuple[str, ...]] = {
+    "phase": PHASES, "task": TASK_IDS, "status": STATUSES,
+    "category": tuple(c.name for c in CATEGORIES),
+    "allowed_categories": tuple(c.name for c in CATEGORIES),
+    "surface": SURFACE_COLUMNS, "my_surface": SURFACE_COLUMNS, "lexical": LEXICAL_NAMES,
+    "pulled": TARGETS, "evidence": TARGETS, "my_evidence": TARGETS, "my_tactic": TACTICS,
+    "label": LABELS, "calibration": ("share", "mean_confidence", "accuracy"),
+    "bias": ("legit_risky_share", "legit_risky_rejected", "legit_plain_share",
+             "legit_plain_rejected"),
+    # The second column has never been written (always 0); it keeps the vector's length.
+    "rationale": ("written", "spare"),
+    "track_b_cues": TRACK_B_CUES, "claimed_a": AUDIT_TRACK_A, "claimed_b": AUDIT_TRACK_B,
+}
+# Names along the first axis where it is not the queue's ad slots.
+ROW_LABELS = {"calibration": _CALIBRATION_BINS, "claimed_a": ("match", *AD_IDS)}
+PAIR_LABELS = tuple(f"{AD_IDS[a]}~{AD_IDS[b]}" for a, b in PAIRS.tolist())
 
 
 def _fill_common(obs: Observer, ref: Referee) -> None:
@@ -342,18 +390,38 @@ def _evidence_value(x: float) -> float:
     return min(max(x / EVIDENCE_SCALE, -OBS_BOUND), OBS_BOUND)
 
 
+# An ad's surface, one named column per signal, each scaled into [0, 1] here and only here:
+# ``decode_surface`` (what policies read) inverts exactly these.
+AGE_LOG_SCALE = 8.3  # log1p(account age in days) / AGE_LOG_SCALE: about 1 for a 10-year account
+MARKER_CAP = 6  # risk phrases beyond this read as this many
 _TLD_SCALE = 1.0 / (len(TLDS) - 1)
 _PAY_SCALE = 1.0 / (len(PAYMENT_TYPES) - 1)
 _COUNTRY_SCALE = 1.0 / (len(COUNTRIES) - 1)
 
 
+def markers_value(markers: int) -> float:
+    return min(markers, MARKER_CAP) / MARKER_CAP
+
+
 def _surface_row(ref: Referee, row: int, t: np.ndarray, at: int) -> None:
     rows = ref.rows
-    t[at] = math.log1p(rows.age_days.item(row)) / 8.3
+    t[at] = math.log1p(rows.age_days.item(row)) / AGE_LOG_SCALE
     t[at + 1] = rows.tld.item(row) * _TLD_SCALE
     t[at + 2] = rows.payment_type.item(row) * _PAY_SCALE
     t[at + 3] = rows.country.item(row) * _COUNTRY_SCALE
-    t[at + 4] = min(rows.markers.item(row), 6) / 6.0
+    t[at + 4] = markers_value(rows.markers.item(row))
+
+
+def decode_surface(surface: np.ndarray) -> dict[str, np.ndarray]:
+    """The surface signals back from a ``surface`` view (..., 5), by ``SURFACE_COLUMNS`` name:
+    account age in days, TLD, payment type and country indices, risk phrases (capped)."""
+    col = {name: surface[..., i] for i, name in enumerate(SURFACE_COLUMNS)}
+    return {"account_age": np.rint(np.expm1(col["account_age"].astype(np.float64) *
+                                            AGE_LOG_SCALE)),
+            "landing_tld": np.rint(col["landing_tld"] / _TLD_SCALE),
+            "payment_type": np.rint(col["payment_type"] / _PAY_SCALE),
+            "country": np.rint(col["country"] / _COUNTRY_SCALE),
+            "risk_markers": np.rint(col["risk_markers"] * MARKER_CAP)}
 
 
 def _set_status(obs: Observer, s: int, verdict: int) -> None:
@@ -461,7 +529,7 @@ def _inv_modify(obs: Observer, ref: Referee, ev: tuple) -> None:
     o = obs.off
     row = int(ref.slot_row[s])
     _write_lexical(obs, ref, s)
-    t[o["surface"] + 5 * s + 4] = min(int(ref.rows.markers[row]), 6) / 6.0
+    t[o["surface"] + 5 * s + 4] = markers_value(int(ref.rows.markers[row]))
     if ref.pulled[s, _LANDING]:
         t[o["evidence"] + N_T * s + _LANDING] = _evidence_value(
             float(ref.rows.evidence[row, _LANDING]))
@@ -596,9 +664,6 @@ def _au_mask(obs: Observer, ref: Referee) -> np.ndarray:
     return obs._mask
 
 
-# The track B findings the auditor observes per proposal (its track_b_cues view), in order.
-TRACK_B_CUES = ("branding_anomaly", "parameter_mismatch", "market_implausible",
-                "template_repetition")
 
 
 _RISKY_CATEGORY = [c.family != "legit" for c in CATEGORIES]  # for the bias reading

@@ -22,6 +22,7 @@ from ..faces.encoding import (
     I_END,
     PAIRS,
     TRACK_B_CUES,
+    decode_surface,
     index_of,
     op_to_model,
 )
@@ -101,12 +102,12 @@ def read_investigator_tensor(vector: np.ndarray, reading: Reading | None = None)
     r.present[:] = v["present"] > 0.5
     r.pending[:] = v["status"][:, 0] > 0.5
     r.category[:] = v["category"].argmax(axis=1)
-    surf = v["surface"]
-    r.age[:] = np.rint(np.expm1(surf[:, 0].astype(np.float64) * 8.3))
-    r.tld[:] = np.rint(surf[:, 1] * (len(TLDS) - 1))
-    r.payment[:] = np.rint(surf[:, 2] * (len(PAYMENT_TYPES) - 1))
-    r.country[:] = np.rint(surf[:, 3] * (len(COUNTRIES) - 1))
-    r.markers[:] = np.rint(surf[:, 4] * 6)
+    surface = decode_surface(v["surface"])
+    r.age[:] = surface["account_age"]
+    r.tld[:] = surface["landing_tld"]
+    r.payment[:] = surface["payment_type"]
+    r.country[:] = surface["country"]
+    r.markers[:] = surface["risk_markers"]
     r.junk[:] = r.present & reads_as_gibberish(v["lexical"])
     r.pulled[:] = v["pulled"] > 0.5
     r.signal[:] = np.round(v["evidence"] * EVIDENCE_SCALE, 2) * r.pulled

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fraudarena_env.rules.roles import legal_mask as rules_mask
 
 from fraudarena_env.arena import Arena
 from fraudarena_env.faces.encoding import (
     EVIDENCE_SCALE,
+    MARKER_CAP,
     OBS_BOUND,
     OPS,
     PAIRS,
     Observer,
+    decode_surface,
     shared_signals,
 )
 from fraudarena_env.policies import RandomPolicy
+from fraudarena_env.policies.base import views
 from fraudarena_env.referee import Referee
 from fraudarena_env.rules.catalog import (
     CATEGORIES,
@@ -34,6 +36,7 @@ from fraudarena_env.rules.catalog import (
     TASK_IDS,
     TLDS,
 )
+from fraudarena_env.rules.roles import legal_mask as rules_mask
 
 S = MAX_SLOTS
 ROLES = ("fraudster", "investigator", "auditor")
@@ -171,3 +174,35 @@ def test_incremental_masks_equal_the_rules_mask(task_id):
             for other in ROLES:
                 np.testing.assert_array_equal(observers[other].mask(ref), rules_mask(ref.match_state, other)[0])
             ref.apply(role, OPS[role][policies[role].act_tensor(vector, mask)])
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_entry_of_every_role_vector_has_its_own_name(role):
+    names = Observer(role).feature_names()
+    assert len(names) == Observer(role).size
+    assert len(set(names)) == len(names)
+
+
+def test_columns_are_named_by_what_they_hold():
+    names = Observer("investigator").feature_names()
+    at = dict(zip(names, range(len(names))))
+    assert "surface[ad_003].landing_tld" in at and "phase.audit_phase" in at
+    assert "pulled[ad_001].payment_method" in at and "pair_linked.ad_001~ad_002" in at
+    assert at["surface[ad_001].risk_markers"] == at["surface[ad_001].account_age"] + 4
+
+
+def test_policies_read_the_surface_back_exactly_as_it_was_drawn():
+    ref = Referee()
+    ref.reset_match(seed=11, task_id="task_3")
+    obs = Observer("investigator")
+    vector = obs.fill(ref)
+    surface = views("investigator", vector, ["surface"])["surface"]
+    read = decode_surface(surface)
+    for s in np.flatnonzero(ref.present).tolist():
+        row = int(ref.slot_row[s])
+        assert read["landing_tld"][s] == ref.rows.tld[row]
+        assert read["payment_type"][s] == ref.rows.payment_type[row]
+        assert read["country"][s] == ref.rows.country[row]
+        assert read["risk_markers"][s] == min(int(ref.rows.markers[row]), MARKER_CAP)
+        assert abs(read["account_age"][s] - ref.rows.age_days[row]) <= 0.5 + 1e-3 * \
+            ref.rows.age_days[row]
