@@ -54,7 +54,7 @@ UNDECIDED = Check("undecided", lambda st, m, op: st.verdict[m, op.slot] < 0,
 PHRASE_TO_SOFTEN = Check(
     "phrase_to_soften",
     lambda st, m, op: (op.edit != _SOFTEN) |
-    (st.markers[m, st.slot_row[m, op.slot]] > 0),
+    (st.rows.markers[m, st.slot_row[m, op.slot]] > 0),
     lambda st, m, op: f"{AD_IDS[op.slot]} has no risk phrase left to soften")
 NO_TRUST_BLURB_YET = Check(
     "no_trust_blurb_yet",

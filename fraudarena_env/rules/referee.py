@@ -84,7 +84,7 @@ from .lexicon import (
     lexical_features,
 )
 from .roles import explain
-from .state import PHASE_OF, MatchState
+from .state import CODECS, END_REASONS, SCALARS, MatchState
 
 F, I, A = 0, 1, 2  # noqa: E741  (role indices)
 TRUST_SHIFT = 0.5  # a trust blurb makes the landing page look this much cleaner
@@ -98,8 +98,15 @@ _INVESTIGATOR_ENTRY = dict.fromkeys(("ad_id", "investigation_target", "verdict",
                                      "rationale", "linked_ad_id", "link_reason"),
                                     None) | {"findings_excerpt": ""}
 FINDINGS_EXCERPT = 240  # characters of a pull's findings kept in the log
-_UNSET = np.full(MAX_SLOTS, -1, np.int64)  # per-slot -1s, copied at reset (np.full costs more)
-_UNSET.flags.writeable = False
+_PHASE_CODE = CODECS["phase"][0].__self__  # phase name -> Phase
+_END_CODE = {r: i for i, r in enumerate(END_REASONS)}
+assert SCALARS == ("phase", "round_number", "actions_this_turn", "budget", "proposals_used",
+                   "committed", "n_arrived", "n_base_arrived", "n_manual", "step_count",
+                   "auditor_actions", "end_reason")  # store_scalars writes them in this order
+# The referee's per-slot arrays: views of its match's in the state.
+_SLOT_ARRAYS = ("slot_row", "present", "verdict", "confidence", "manual", "decided_order",
+                "decided_round", "arrived", "pulled", "n_pulls", "is_proposal", "trusted",
+                "lexical", "linked")
 
 
 # Upper bounds of the integer match knobs: rounds and per-slot rounds are stored as int8, a match
@@ -132,42 +139,30 @@ def match_id_for(seed: int, task_id: str, knobs: dict) -> str:
     return "m_" + hashlib.sha256(key).hexdigest()[:16]
 
 
-class _Mirrored:
-    """A referee scalar that its ``MatchState`` mirrors: read as a plain attribute (fast), and
-    written through to the state, which legality reads."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name, self.key = name, "_" + name
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        return self if obj is None else obj.__dict__[self.key]
-
-    def __set__(self, obj: Any, value: Any) -> None:
-        obj.__dict__[self.key] = value
-        getattr(obj.match_state, self.name)[0] = PHASE_OF[value] if self.name == "phase" else value
-
-
 class Referee:
     """One FraudArena match, on the rules' ops: ``reset_match`` starts it, ``check`` and ``apply``
     play it. (``fraudarena_env.Referee`` adds the text face's entry points.)
 
-    The match's legal facts live in ``match_state``, a ``MatchState`` of one match: the referee's
-    per-slot arrays are views of it, and the scalars below are written through to it."""
+    The match lives in ``match_state``, a ``MatchState``, as its match ``index`` (a referee of
+    its own holds a state of one match; a batch of matches shares one state, a referee per
+    match): the referee's arrays are views of that match's. Its changing scalars
+    (``state.SCALARS``) are plain attributes, fast to read, which ``store_scalars`` writes to
+    the state after every reset and step (``load_scalars`` reads them back after something
+    else, a batched step, changed the state)."""
 
-    phase = _Mirrored()
-    budget = _Mirrored()
-    proposals_used = _Mirrored()
-    n_arrived = _Mirrored()
-    n_base_arrived = _Mirrored()
-    auditor_actions = _Mirrored()
-
-    def __init__(self, illegal_action: str = "raise"):
+    def __init__(self, illegal_action: str = "raise", *, state: MatchState | None = None,
+                 index: int = 0):
         if illegal_action not in ("raise", "penalize"):
             raise ValueError(f"illegal_action must be 'raise' or 'penalize', not "
                              f"{illegal_action!r}")
         self.illegal_action = illegal_action
-        self.match_state = MatchState.zeros(1, 1)
-        self.phase = "done"
+        self.match_state = MatchState.zeros(1) if state is None else state
+        self.index = index
+        st, m = self.match_state, index
+        for name in _SLOT_ARRAYS:  # views: the referee's per-slot arrays are the state's
+            setattr(self, name, getattr(st, name)[m])
+        self._scalar_row = st.scalars[m]
+        self.load_scalars()
         self.task: TaskConfig | None = None
         self._match_key: tuple | None = None
         self._match_id = ""
@@ -225,36 +220,26 @@ class Referee:
 
         rng = np.random.Generator(np.random.PCG64(seed))
         self.ep: Episode = generate(task, rng, self.max_rounds, self.max_proposals)
-        self.rows = self.ep.rows
         self.rings: list[RingInfo] = list(self.ep.rings)
         self.fraudster_ring = -1
 
         S = MAX_SLOTS
-        st = self.match_state = MatchState.zeros(1, 0)
-        st.markers = self.rows.markers[None]  # the rows' own array: edits show through
-        st.n_base[0] = self.ep.n_base
-        st.max_proposals[0] = self.max_proposals
-        st.allowed[0] = self.allowed_mask
-        self.slot_row = st.slot_row[0]
-        self.present = st.present[0]
-        self.verdict = st.verdict[0]
-        self.confidence = np.zeros(S, np.float32)
-        self.manual = np.zeros(S, bool)
-        self.pulled = st.pulled[0]
-        self.n_pulls = st.n_pulls[0]
-        self.is_proposal = st.is_proposal[0]
-        self.arrived = np.zeros(S, np.int8)
-        self.lexical = np.zeros((S, 8), np.float32)
-        self.trusted = st.trusted[0]
+        st, m = self.match_state, self.index
+        # The generated rows move into the state; the episode keeps views of them.
+        self.rows = self.ep.rows = st.load_rows(m, self.ep.rows)
+        st.clear(m)
+        st.n_base[m] = self.ep.n_base
+        st.max_rounds[m] = self.max_rounds
+        st.max_proposals[m] = self.max_proposals
+        st.caps[m] = self.caps
+        st.action_budget[m] = task.action_budget
+        st.allowed[m] = self.allowed_mask
         self.copy: list[str] = [""] * S
         self.blurb: list[str] = [""] * S
         self.targeting: list[str] = [""] * S
         self.rationale: list[str | None] = [None] * S
-        self.decided_order = _UNSET.astype(np.int16)
-        self.decided_round = np.zeros(S, np.int8)
         self.proposal_slots: list[int] = []
         self.links: list[tuple[int, int]] = []
-        self.linked = st.linked[0]
         self.n_arrived = 0
         self.n_base_arrived = 0
         self.n_manual = 0
@@ -289,6 +274,21 @@ class Referee:
         self.events: list[tuple] = []
         self.epoch = next(_EPOCHS)
         self._arrive_base(1)
+        self.store_scalars()
+
+    def load_scalars(self) -> None:
+        """Read the changing scalars back from the state (after a batched step changed it)."""
+        for name, value in zip(SCALARS, self._scalar_row.tolist()):
+            codec = CODECS.get(name)
+            setattr(self, name, value if codec is None else codec[1](value))
+
+    def store_scalars(self) -> None:
+        """Write the changing scalars to the state, where legality and batches read them."""
+        self._scalar_row[:] = (_PHASE_CODE[self.phase], self.round_number,
+                               self.actions_this_turn, self.budget, self.proposals_used,
+                               self.committed, self.n_arrived, self.n_base_arrived,
+                               self.n_manual, self.step_count, self.auditor_actions,
+                               -1 if self.end_reason is None else _END_CODE[self.end_reason])
 
     # ------------------------------------------------------------------ queries
     @property
@@ -321,7 +321,8 @@ class Referee:
 
     def proposal_room(self) -> bool:
         """A new proposal needs a free slot beyond those reserved for base ads still to come."""
-        return bool(queue_room(self.match_state, 0))
+        self.store_scalars()  # asked in the middle of a step too
+        return bool(queue_room(self.match_state, self.index))
 
     def ad_id(self, slot: int) -> str:
         return AD_IDS[slot]
@@ -345,12 +346,12 @@ class Referee:
     def check(self, role: str, op: Op) -> str | None:
         """Why ``op`` is illegal for ``role`` now, or None when it is legal: the role module's
         checks (``rules.roles.explain``), the same ones its ``legal_mask`` evaluates."""
-        return explain(self.match_state, 0, role, op)
+        return explain(self.match_state, self.index, role, op)
 
     def repeats(self, op: Op) -> bool:
         """Whether ``op`` is a flag already raised: legal (it is answered, and counts once), but
         the tensor face does not offer it, since it can earn nothing."""
-        return _repeats(self.match_state, 0, op)
+        return _repeats(self.match_state, self.index, op)
 
     # ------------------------------------------------------------------ apply
     def apply(self, role: str, op: Op) -> float:
@@ -377,6 +378,7 @@ class Referee:
         totals[0] += r[0]
         totals[1] += r[1]
         totals[2] += r[2]
+        self.store_scalars()
         return r[idx]
 
     def penalize(self, role: str, action: object, reason: str) -> float:
@@ -395,6 +397,7 @@ class Referee:
             self.auditor_actions += 1
         else:
             self._count_turn_action(idx)
+        self.store_scalars()
         return scoring.ILLEGAL_PENALTY
 
     def _count_turn_action(self, idx: int) -> None:
@@ -661,7 +664,7 @@ class Referee:
                 "it counts once"
             return 0.0
         self.claimed.add((track, ftype, slot))
-        self.match_state.claimed[(0, *claim_index(op))] = True
+        self.match_state.claimed[(self.index, *claim_index(op))] = True
         if slot >= 0 or track == "A":  # the tensor face has no index for a match-level B flag
             self.events.append(("flag", track, ftype, slot))
         true = (ftype, target) in self.truth_flags
