@@ -176,7 +176,10 @@ class Observer:
     copy them before keeping them.
     """
 
-    def __init__(self, role: str):
+    def __init__(self, role: str, tensor: np.ndarray | None = None,
+                 mask: np.ndarray | None = None):
+        """``tensor`` and ``mask``: arrays to fill instead of the observer's own (a batch's rows,
+        say), of the role's vector and catalogue sizes."""
         if role not in _LAYOUTS:
             raise ValueError(f"unknown role {role!r}; roles are {ROLES}")
         self.role = role
@@ -188,7 +191,7 @@ class Observer:
             self.layout.append((name, offset, shape))
             offset += int(np.prod(shape))
         self.size = offset
-        self.tensor = np.zeros(self.size, np.float32)
+        self.tensor = np.zeros(self.size, np.float32) if tensor is None else tensor
         self.views = {name: self.tensor[o:o + int(np.prod(shape))].reshape(shape)
                       for name, o, shape in self.layout}
         self.off = {name: o for name, o, _ in self.layout}  # flat offsets for scalar writes
@@ -199,7 +202,7 @@ class Observer:
         self._phase = 0
         self._round = 0  # the round the round entries were written for (0: none yet)
         self.n_actions = N_ACTIONS[role]
-        self._mask = np.zeros(self.n_actions, np.int8)  # legal on this role's turn
+        self._mask = np.zeros(self.n_actions, np.int8) if mask is None else mask
         self._no_mask = np.zeros(self.n_actions, np.int8)
         self._epoch = -1
         self._cursor = 0
@@ -249,6 +252,12 @@ class Observer:
             if arrivals:
                 self._arrive(ref, arrivals)
             self._cursor = len(events)
+
+    def replay(self, ref: Referee) -> None:
+        """Bring the vector and the mask up to date with what the referee did since the last
+        call (its event log), without the entries that follow the turn (``fill`` adds
+        those)."""
+        self._sync(ref)
 
     def _arrive(self, ref: Referee, slots: list[int]) -> None:
         h = self._handlers.get("arrive")

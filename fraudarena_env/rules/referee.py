@@ -61,6 +61,7 @@ from .catalog import (
     MAX_AUDITOR_ACTIONS,
     MAX_SLOTS,
     PHASE_ROLE,
+    PHASES,
     ROLES,
     STATUSES,
     TACTIC_SEVERITY,
@@ -84,7 +85,7 @@ from .lexicon import (
     lexical_features,
 )
 from .roles import explain
-from .state import CODECS, END_REASONS, SCALARS, MatchState
+from .state import END_REASONS, PHASE_OF, SCALARS, MatchState
 
 F, I, A = 0, 1, 2  # noqa: E741  (role indices)
 TRUST_SHIFT = 0.5  # a trust blurb makes the landing page look this much cleaner
@@ -98,7 +99,7 @@ _INVESTIGATOR_ENTRY = dict.fromkeys(("ad_id", "investigation_target", "verdict",
                                      "rationale", "linked_ad_id", "link_reason"),
                                     None) | {"findings_excerpt": ""}
 FINDINGS_EXCERPT = 240  # characters of a pull's findings kept in the log
-_PHASE_CODE = CODECS["phase"][0].__self__  # phase name -> Phase
+_PHASE_CODE = PHASE_OF  # phase name -> Phase
 _END_CODE = {r: i for i, r in enumerate(END_REASONS)}
 assert SCALARS == ("phase", "round_number", "actions_this_turn", "budget", "proposals_used",
                    "committed", "n_arrived", "n_base_arrived", "n_manual", "step_count",
@@ -278,9 +279,11 @@ class Referee:
 
     def load_scalars(self) -> None:
         """Read the changing scalars back from the state (after a batched step changed it)."""
-        for name, value in zip(SCALARS, self._scalar_row.tolist()):
-            codec = CODECS.get(name)
-            setattr(self, name, value if codec is None else codec[1](value))
+        (phase, self.round_number, self.actions_this_turn, self.budget, self.proposals_used,
+         committed, self.n_arrived, self.n_base_arrived, self.n_manual, self.step_count,
+         self.auditor_actions, end) = self._scalar_row.tolist()
+        self.phase, self.committed = PHASES[phase], bool(committed)
+        self.end_reason = None if end < 0 else END_REASONS[end]
 
     def store_scalars(self) -> None:
         """Write the changing scalars to the state, where legality and batches read them."""
@@ -553,6 +556,10 @@ class Referee:
     def _end_fraudster_turn(self) -> None:
         self.phase = "investigator_turn"
         self.actions_this_turn = 0
+        self.close_if_all_decided()
+
+    def close_if_all_decided(self) -> None:
+        """After the fraudster's turn: end play if nothing is left to decide."""
         self._check_all_decided("commit_final" if self.committed else "all_decided")
 
     # investigator ---------------------------------------------------------
@@ -610,11 +617,16 @@ class Referee:
                                              linked_ad_id=AD_IDS[other], link_reason=op.reason)
             self.feedback[I] = f"linked {ad_id} and {AD_IDS[other]}"
         self.investigator_log.append(entry)
+        self.after_review()
+        return reward
+
+    def after_review(self) -> None:
+        """What follows a budgeted review (pull, verdict, link): play ends when the budget is
+        spent or nothing is left to decide, else the action counts against the turn."""
         if self.budget <= 0:
             self._finish("budget_exhausted")
         elif not self._check_all_decided("all_decided"):
             self._count_turn_action(I)
-        return reward
 
     def _end_investigator_turn(self) -> None:
         self.actions_this_turn = 0

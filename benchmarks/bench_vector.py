@@ -1,0 +1,80 @@
+"""Throughput of ``VectorFraudArena`` against the scalar shared-space env, in the same process.
+
+What is timed, on both: masked-random play (one uniformly random legal action per agent step),
+with the observation and the mask of every step, and a new match whenever one ends. The scalar
+env is ``shared_space_env`` (the layout the vector env returns) driven through ``observe``,
+``step`` and ``reset``, without the AEC iterator's dead steps; the vector env steps N matches per
+call with ``copy=False`` (its own buffers, as a training loop that reads each batch once would
+use it) and draws its actions with ``sample_actions``. An agent step is one action of one
+match. The ratio to the scalar env is the figure to compare across runs and machines.
+
+    python benchmarks/bench_vector.py                 # N = 1, 64, 1024, 4096; ~3 s each
+    python benchmarks/bench_vector.py --envs 1024 --seconds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from fraudarena_env.vector import VectorFraudArena
+from fraudarena_env.wrappers import shared_space_env
+
+
+def scalar_steps_per_second(task_id: str, seconds: float, seed: int = 0) -> float:
+    env = shared_space_env(task_id=task_id)
+    rng = np.random.default_rng(seed)
+    episode = seed
+    env.reset(seed=episode)
+    steps = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        agent = env.agent_selection
+        if env.terminations[agent] or env.truncations[agent]:
+            episode += 1
+            env.reset(seed=episode)
+            continue
+        legal = np.flatnonzero(env.observe(agent)["action_mask"])
+        env.step(int(legal[rng.integers(len(legal))]))
+        steps += 1
+    return steps / (time.perf_counter() - start)
+
+
+def vector_steps_per_second(task_id: str, num_envs: int, seconds: float,
+                            seed: int = 0) -> float:
+    venv = VectorFraudArena(num_envs, task_id=task_id, copy=False)
+    batch = venv.reset(seed=seed)
+    steps = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        batch = venv.step(venv.sample_actions(batch.action_mask))
+        steps += num_envs
+    return steps / (time.perf_counter() - start)
+
+
+def run(task_id: str = "task_3", envs=(1, 64, 1024, 4096), seconds: float = 3.0) -> dict:
+    print(f"== vector env: masked-random play on {task_id}, ~{seconds:g} s each ==")
+    scalar = scalar_steps_per_second(task_id, seconds)
+    results = {"scalar": scalar}
+    print(f"{'env':<36}{'agent-steps/s':>15}{'vs scalar':>11}")
+    print(f"{'shared_space_env (scalar)':<36}{scalar:>15,.0f}{1.0:>11.2f}")
+    for n in envs:
+        rate = vector_steps_per_second(task_id, n, seconds)
+        results[n] = rate
+        print(f"{f'VectorFraudArena(num_envs={n})':<36}{rate:>15,.0f}{rate / scalar:>11.2f}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", default="task_3")
+    parser.add_argument("--envs", type=int, nargs="+", default=[1, 64, 1024, 4096])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args(argv)
+    return run(args.task, args.envs, args.seconds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,514 @@
+"""``VectorFraudArena``: N FraudArena matches stepped in lockstep, on the same rules core.
+
+>>> from fraudarena_env.vector import VectorFraudArena
+>>> venv = VectorFraudArena(64, task_id="task_3")
+>>> batch = venv.reset(seed=0)                   # env i plays match seed 0 + i
+>>> actions = venv.sample_actions(batch.action_mask)   # one legal action per env
+>>> batch = venv.step(actions)                   # batch.rewards: (64, 3), one column per agent
+
+Each env takes one action per step, for its current agent (``batch.current_agent``, an index
+into ``agents``). Observations and masks are in ``SharedSpaceWrapper``'s layout: the role as a
+one-hot over the agents, then the role's own vector, padded to the longest role's; the mask is
+the role's, padded to the largest catalogue. ``rewards`` are this step's, for every agent (the
+auditor's flags, the fraudster's terminal reward...). A finished env (``terminated``: the
+auditor submitted; ``truncated``: ``max_cycles`` ran out) starts its next match at once, so the
+observation returned for it is the new match's first: env i starts with seed ``s + i`` and its
+k-th automatic reset uses ``s + i + k * N``. Every env plays exactly the match
+``shared_space_env`` plays on the same seed and actions (``tests/test_vector.py`` checks it step
+by step).
+
+How it is fast: all matches share one ``MatchState``. The actions that make up most of a match
+(an investigator's pulls, verdicts and links, the auditor's flags) are applied to every env that
+takes them at once, as array operations on the state and on the observation and mask buffers.
+The rest (proposals, edits, turn ends, the end of play, resets) are rare per match and run
+through the match's own ``Referee`` and ``Observer``, whose arrays are views of the batch's, so
+both paths write the same memory. The vector env builds no text: its referees keep no logs.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from gymnasium import spaces
+
+from .faces.encoding import (
+    EVIDENCE_SCALE,
+    N_ACTIONS,
+    OBS_BOUND,
+    Observer,
+    apply_index,
+    describe,
+)
+from .rules import scoring
+from .rules.action_catalog import (
+    A_FLAG_B,
+    A_SUBMIT,
+    F_COMMIT,
+    F_END,
+    F_MODIFY,
+    F_PROPOSE,
+    I_END,
+    I_INVESTIGATE,
+    I_LINK,
+    I_VERDICT,
+    N_T,
+    N_VERDICT_OPS,
+    OPS,
+    PAIR_INDEX,
+    PAIRS,
+    S,
+)
+from .rules.catalog import (
+    AD_SLOT,
+    AUDIT_TRACK_A,
+    AUDIT_TRACK_B,
+    CONFIDENCE_BUCKETS,
+    FRAUDSTER_EDITS,
+    MATCH_KNOBS,
+    MAX_AUDITOR_ACTIONS,
+    MAX_PULLS_PER_AD,
+    RING_SIGNAL_SOURCE,
+    ROLES,
+    TACTICS,
+    TASKS,
+)
+from .rules.errors import IllegalActionError
+from .rules.referee import Referee
+from .rules.roles import explain
+from .rules.state import MatchState, Phase
+
+_I_ROLE = ROLES.index("investigator")
+_N_ROLES = len(ROLES)
+_SIGNAL_OF_SOURCE = np.full(N_T, -1, np.int64)  # which ring signal a source reveals, or -1
+_SIGNAL_OF_SOURCE[list(RING_SIGNAL_SOURCE)] = np.arange(len(RING_SIGNAL_SOURCE))
+_CONFIDENCE = np.asarray(CONFIDENCE_BUCKETS)
+_N_FLAGS = max(len(AUDIT_TRACK_A), len(AUDIT_TRACK_B))
+_FLAG_SLOT_A = (np.arange(A_FLAG_B) // len(AUDIT_TRACK_A)) - 1  # flag index -> slot (-1: match)
+_FLAG_TYPE_A = np.arange(A_FLAG_B) % len(AUDIT_TRACK_A)
+_FLAG_SLOT_B = np.arange(A_SUBMIT - A_FLAG_B) // len(AUDIT_TRACK_B)
+_FLAG_TYPE_B = np.arange(A_SUBMIT - A_FLAG_B) % len(AUDIT_TRACK_B)
+
+
+class VectorStep(NamedTuple):
+    """What ``reset`` and ``step`` return: one row per env."""
+
+    current_agent: np.ndarray  # (N,) int64, index into ``VectorFraudArena.agents``
+    observation: np.ndarray  # (N, D) float32, the shared layout
+    action_mask: np.ndarray  # (N, A) int8
+    rewards: np.ndarray  # (N, 3) float64, this step's, in ``agents`` order
+    terminated: np.ndarray  # (N,) bool: the match ended (the env has reset since)
+    truncated: np.ndarray  # (N,) bool: max_cycles ran out (the env has reset since)
+
+
+class _Views:
+    """Named column ranges of one role's buffer: ``cols[name]`` is (start, stop)."""
+
+    def __init__(self, role: str):
+        layout = Observer(role).layout
+        self.at = {name: (o, o + int(np.prod(shape))) for name, o, shape in layout}
+        self.size = Observer(role).size
+
+    def block(self, buffer: np.ndarray, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        a, b = self.at[name]
+        return buffer[:, a:b].reshape(buffer.shape[0], *shape)
+
+
+class VectorFraudArena:
+    """``num_envs`` FraudArena matches in lockstep (see the module docstring)."""
+
+    agents = ROLES
+
+    def __init__(self, num_envs: int, task_id: str = "task_1", max_cycles: int = 1000,
+                 copy: bool = True, **knobs):
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or \
+                num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if task_id not in TASKS:
+            raise ValueError(f"unknown task_id {task_id!r}; choose one of {list(TASKS)}")
+        unknown = set(knobs) - set(MATCH_KNOBS)
+        if unknown:
+            raise ValueError(f"unknown match knob(s) {sorted(unknown)}; known: {MATCH_KNOBS}")
+        n = self.num_envs = int(num_envs)
+        self.task_id = task_id
+        self.knobs = {k: v for k, v in knobs.items() if v is not None}
+        self.max_steps = int(max_cycles) * _N_ROLES  # as raw_env counts cycles
+        self.copy = copy
+        self.state = MatchState.zeros(n)
+        self.referees = [Referee(state=self.state, index=m) for m in range(n)]
+        self.buffers = {r: np.zeros((n, Observer(r).size), np.float32) for r in ROLES}
+        self.masks = {r: np.zeros((n, N_ACTIONS[r]), np.int8) for r in ROLES}
+        self.observers = [[Observer(r, self.buffers[r][m], self.masks[r][m]) for r in ROLES]
+                          for m in range(n)]
+        self._views = {r: _Views(r) for r in ROLES}
+        sizes = [self._views[r].size for r in ROLES]
+        self.vector_size = _N_ROLES + max(sizes)
+        self.n_actions = max(N_ACTIONS.values())
+        self.single_observation_space = spaces.Dict({
+            "observation": spaces.Box(-OBS_BOUND, OBS_BOUND, (self.vector_size,), np.float32),
+            "action_mask": spaces.Box(0, 1, (self.n_actions,), np.int8)})
+        self.single_action_space = spaces.Discrete(self.n_actions)
+        self._obs = np.zeros((n, self.vector_size), np.float32)
+        self._mask = np.zeros((n, self.n_actions), np.int8)
+        self._shared = np.zeros((n, S, S), np.int16)  # ring signals each pair visibly shares
+        self._truth = np.zeros((n, 2, S + 1, _N_FLAGS), bool)  # the rule audit's findings
+        self._steps = np.zeros(n, np.int64)
+        self._resets = np.zeros(n, np.int64)
+        self._seed = 0
+        self._rng = np.random.default_rng(0)
+        self._ready = False
+        self._arange = np.arange(n)
+        self._out_role = np.full(n, -1, np.int64)  # whose view each output row holds
+
+    # ------------------------------------------------------------------ reset
+    def reset(self, seed: int | None = None) -> VectorStep:
+        """Start every env: env i plays match ``seed + i`` (``seed`` drawn when None)."""
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (2**62))
+        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self._seed = int(seed)
+        self._rng = np.random.default_rng(self._seed)
+        self._resets[:] = 0
+        for m in range(self.num_envs):
+            self._start(m, self._seed + m)
+        self._ready = True
+        n = self.num_envs
+        return self._batch(np.zeros((n, _N_ROLES)), np.zeros(n, bool), np.zeros(n, bool))
+
+    def _start(self, m: int, seed: int) -> None:
+        self.referees[m].reset_match(seed=seed, task_id=self.task_id, **self.knobs)
+        self._shared[m] = 0
+        self._truth[m] = False
+        self._steps[m] = 0
+        self._replay(m)
+
+    def _replay(self, m: int) -> None:
+        """Bring env ``m``'s three observers up to date with what its referee did."""
+        ref = self.referees[m]
+        for observer in self.observers[m]:
+            observer.replay(ref)
+        if ref.phase == "audit_phase" and not self._truth[m].any() and ref.truth_flags:
+            self._record_truth(m, ref.truth_flags)
+
+    def _record_truth(self, m: int, truth: set) -> None:
+        for flag_type, ad_id in truth:
+            track = 0 if flag_type in AUDIT_TRACK_A else 1
+            flags = AUDIT_TRACK_A if track == 0 else AUDIT_TRACK_B
+            slot = -1 if ad_id is None else AD_SLOT[ad_id]
+            self._truth[m, track, slot + 1, flags.index(flag_type)] = True
+
+    # ------------------------------------------------------------------ step
+    def step(self, actions) -> VectorStep:
+        """Apply one action per env (its current agent's) and return the next batch."""
+        if not self._ready:
+            raise RuntimeError("step() before reset(): call reset(seed=...) first")
+        a = np.asarray(actions)
+        n = self.num_envs
+        if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"actions must be an integer array of shape ({n},), got "
+                             f"{a.dtype} {a.shape}")
+        a = a.astype(np.int64)
+        self._check(a)
+        st = self.state
+        role = st.phase.copy()
+        rewards = np.zeros((n, _N_ROLES))
+        inv = role == Phase.INVESTIGATOR_TURN
+        pulls = np.flatnonzero(inv & (a < I_VERDICT))
+        verdicts = np.flatnonzero(inv & (a >= I_VERDICT) & (a < I_LINK))
+        links = np.flatnonzero(inv & (a >= I_LINK) & (a < I_END))
+        flags = np.flatnonzero((role == Phase.AUDIT_PHASE) & (a < A_SUBMIT))
+        passes = np.flatnonzero((role == Phase.FRAUDSTER_TURN) & (a >= F_END))
+        fast = np.zeros(n, bool)
+        for idx in (pulls, verdicts, links, flags, passes):
+            fast[idx] = True
+        if len(pulls):
+            self._pull(pulls, a[pulls] - I_INVESTIGATE, rewards)
+        if len(verdicts):
+            self._verdict(verdicts, a[verdicts] - I_VERDICT, rewards)
+        if len(links):
+            self._link(links, a[links] - I_LINK, rewards)
+        if len(flags):
+            self._flag(flags, a[flags], rewards)
+        st.step_count[fast] += 1
+        if len(passes):
+            self._pass(passes, a[passes] == F_COMMIT)
+        reviews = np.concatenate((pulls, verdicts, links))
+        if len(reviews):
+            self._after_reviews(reviews)
+        for m in np.flatnonzero(~fast).tolist():  # the rare actions, match by match
+            ref = self.referees[m]
+            ref.load_scalars()
+            apply_index(ref, ROLES[role[m]], int(a[m]))
+            rewards[m] = ref.step_rewards
+            self._replay(m)
+        self._steps += 1
+        terminated = st.phase == Phase.DONE
+        truncated = ~terminated & (self._steps >= self.max_steps)
+        for m in np.flatnonzero(terminated | truncated).tolist():
+            self._resets[m] += 1
+            self._start(m, self._seed + m + int(self._resets[m]) * n)
+        return self._batch(rewards, terminated, truncated)
+
+    def _check(self, a: np.ndarray) -> None:
+        """Refuse the whole step, before anything changes, if any env's action is illegal."""
+        inside = (a >= 0) & (a < self.n_actions)
+        legal = inside.copy()
+        legal[inside] = self._mask[self._arange[inside], a[inside]] == 1
+        if legal.all():
+            return
+        m = int(np.flatnonzero(~legal)[0])
+        role = ROLES[self.state.phase[m]]
+        index = int(a[m])
+        if not 0 <= index < N_ACTIONS[role]:
+            reason = f"index {index} is outside {role}'s Discrete({N_ACTIONS[role]})"
+        else:
+            op = OPS[role][index]
+            reason = explain(self.state, m, role, op) or "the flag was already raised"
+            reason += f" (index {index} is {describe(role, index)})"
+        raise IllegalActionError(role, index, f"env {m}: {reason}; nothing was applied")
+
+    # ------------------------------------------------------------------ the common actions
+    def _pull(self, env: np.ndarray, index: np.ndarray, rewards: np.ndarray) -> None:
+        st = self.state
+        slot, source = index // N_T, index % N_T
+        row = st.slot_row[env, slot]
+        st.budget[env] -= 1
+        st.pulled[env, slot, source] = True
+        st.n_pulls[env, slot] += 1
+        rewards[env, _I_ROLE] = scoring.INVESTIGATE_COST
+        n = st.n_pulls[env, slot]
+        # what the investigator and the fraudster see of it (encoding's _inv_pull, _fr_pull)
+        inv, v = self.buffers["investigator"], self._views["investigator"]
+        at = v.at
+        inv[env, at["pulled"][0] + N_T * slot + source] = 1.0
+        value = st.rows.evidence[env, row, source] / EVIDENCE_SCALE
+        inv[env, at["evidence"][0] + N_T * slot + source] = np.clip(value, -OBS_BOUND, OBS_BOUND)
+        inv[env, at["pulls_left"][0] + slot] = (MAX_PULLS_PER_AD - n) / MAX_PULLS_PER_AD
+        mask = self.masks["investigator"]
+        base = I_INVESTIGATE + slot * N_T
+        mask[env, base + source] = 0
+        full = n >= MAX_PULLS_PER_AD
+        if full.any():
+            mask[env[full][:, None], base[full][:, None] + np.arange(N_T)] = 0
+        fr, fv = self.buffers["fraudster"], self._views["fraudster"]
+        fr[env, fv.at["pulled"][0] + N_T * slot + source] = 1.0
+        signal = _SIGNAL_OF_SOURCE[source]
+        ring = signal >= 0
+        if ring.any():
+            self._share(env[ring], slot[ring], source[ring], signal[ring], row[ring])
+
+    def _share(self, env, slot, source, signal, row) -> None:
+        """Pairs that now visibly share a ring signal (encoding's _inv_pull, in batch)."""
+        st = self.state
+        token = st.rows.tokens[env, row, signal]
+        others_row = np.maximum(st.slot_row[env], 0)  # (K, S)
+        others_token = st.rows.tokens[env[:, None], others_row, signal[:, None]]
+        seen = st.pulled[env[:, None], np.arange(S), source[:, None]] & st.present[env]
+        seen &= others_token == token[:, None]
+        seen[np.arange(len(env)), slot] = False
+        k, j = np.nonzero(seen)
+        if not len(k):
+            return
+        e, s = env[k], slot[k]
+        self._shared[e, s, j] += 1
+        self._shared[e, j, s] += 1
+        inv, at = self.buffers["investigator"], self._views["investigator"].at
+        inv[e, at["pair_shared_signals"][0] + PAIR_INDEX[s, j]] = self._shared[e, s, j] / 4.0
+        col = at["collisions"][0]
+        count = np.count_nonzero(self._shared[e], axis=2)  # (pairs, S): rows of each env
+        inv[e, col + j] = count[np.arange(len(e)), j] / S
+        inv[e, col + s] = count[np.arange(len(e)), s] / S
+
+    def _verdict(self, env: np.ndarray, index: np.ndarray, rewards: np.ndarray) -> None:
+        st = self.state
+        slot = index // N_VERDICT_OPS
+        verdict = (index % N_VERDICT_OPS) // len(_CONFIDENCE)
+        confidence = _CONFIDENCE[index % len(_CONFIDENCE)]
+        st.budget[env] -= 1
+        st.verdict[env, slot] = verdict
+        st.confidence[env, slot] = confidence
+        st.manual[env, slot] = True
+        st.decided_order[env, slot] = st.n_manual[env]
+        st.decided_round[env, slot] = st.round_number[env]
+        st.n_manual[env] += 1
+        row = st.slot_row[env, slot]
+        label, severity = st.rows.label[env, row], st.rows.severity[env, row]
+        rewards[env, _I_ROLE] = _verdict_rewards(verdict, label, severity)
+        for views_role, status in (("investigator", "status"), ("fraudster", "status")):
+            buf, at = self.buffers[views_role], self._views[views_role].at
+            base = at[status][0] + 4 * slot
+            buf[env, base] = 0.0
+            buf[env, base + verdict + 1] = 1.0
+        inv, at = self.buffers["investigator"], self._views["investigator"].at
+        inv[env, at["pulls_left"][0] + slot] = 0.0
+        mask = self.masks["investigator"]
+        mask[env[:, None], I_INVESTIGATE + slot[:, None] * N_T + np.arange(N_T)] = 0
+        mask[env[:, None], I_VERDICT + slot[:, None] * N_VERDICT_OPS +
+             np.arange(N_VERDICT_OPS)] = 0
+        edits = len(FRAUDSTER_EDITS)
+        self.masks["fraudster"][env[:, None], F_MODIFY + slot[:, None] * edits +
+                                np.arange(edits)] = 0
+
+    def _link(self, env: np.ndarray, pair: np.ndarray, rewards: np.ndarray) -> None:
+        st = self.state
+        a, b = PAIRS[pair, 0], PAIRS[pair, 1]
+        st.budget[env] -= 1
+        st.linked[env, a, b] = st.linked[env, b, a] = True
+        for m, x, y in zip(env.tolist(), a.tolist(), b.tolist()):
+            self.referees[m].links.append((x, y))
+        ring_a = st.rows.ring[env, st.slot_row[env, a]]
+        ring_b = st.rows.ring[env, st.slot_row[env, b]]
+        correct = (ring_a >= 0) & (ring_a == ring_b)
+        rewards[env, _I_ROLE] = np.where(correct, scoring.LINK_CORRECT, scoring.LINK_WRONG)
+        inv, at = self.buffers["investigator"], self._views["investigator"].at
+        inv[env, at["pair_linked"][0] + pair] = 1.0
+        inv[env, at["links"][0] + a] += 1.0 / S
+        inv[env, at["links"][0] + b] += 1.0 / S
+        self.masks["investigator"][env, I_LINK + pair] = 0
+
+    def _after_reviews(self, env: np.ndarray) -> None:
+        """Each review counts against the turn; where it spends the budget, leaves nothing to
+        decide or ends the turn, the match's referee carries on (``Referee.after_review``)."""
+        st = self.state
+        cap = st.caps[env, _I_ROLE]
+        more = (st.budget[env] <= 0) | (st.n_arrived[env] <= st.n_manual[env]) | \
+            (st.actions_this_turn[env] + 1 >= cap)
+        st.actions_this_turn[env[~more]] += 1
+        for m in env[more].tolist():
+            ref = self.referees[m]
+            ref.load_scalars()
+            ref.after_review()
+            ref.store_scalars()
+            self._replay(m)
+
+    def _pass(self, env: np.ndarray, commit: np.ndarray) -> None:
+        """The fraudster ends its turn (``commit``: and proposes no more): the investigator's
+        turn, unless nothing is left to decide (then the referee ends play)."""
+        st = self.state
+        st.committed[env[commit]] = 1
+        st.phase[env] = Phase.INVESTIGATOR_TURN
+        st.actions_this_turn[env] = 0
+        for m in env[st.n_arrived[env] <= st.n_manual[env]].tolist():
+            ref = self.referees[m]
+            ref.load_scalars()
+            ref.close_if_all_decided()
+            ref.store_scalars()
+            self._replay(m)
+
+    def _flag(self, env: np.ndarray, index: np.ndarray, rewards: np.ndarray) -> None:
+        st = self.state
+        track_b = index >= A_FLAG_B
+        offset = np.where(track_b, index - A_FLAG_B, index)
+        slot = np.where(track_b, _FLAG_SLOT_B[np.minimum(offset, len(_FLAG_SLOT_B) - 1)],
+                        _FLAG_SLOT_A[np.minimum(offset, len(_FLAG_SLOT_A) - 1)])
+        kind = np.where(track_b, _FLAG_TYPE_B[np.minimum(offset, len(_FLAG_TYPE_B) - 1)],
+                        _FLAG_TYPE_A[np.minimum(offset, len(_FLAG_TYPE_A) - 1)])
+        track = track_b.astype(np.int64)
+        st.auditor_actions[env] += 1
+        st.claimed[env, track, slot + 1, kind] = True
+        true = self._truth[env, track, slot + 1, kind]
+        rewards[env, 2] = np.where(true, scoring.AUDIT_TRUE_FLAG, scoring.AUDIT_FALSE_FLAG)
+        au, at = self.buffers["auditor"], self._views["auditor"].at
+        n_a, n_b = len(AUDIT_TRACK_A), len(AUDIT_TRACK_B)
+        col = np.where(track_b, at["claimed_b"][0] + slot * n_b + kind,
+                       at["claimed_a"][0] + (slot + 1) * n_a + kind)
+        au[env, col] = 1.0
+        self.masks["auditor"][env, index] = 0
+
+    # ------------------------------------------------------------------ the batch out
+    def _batch(self, rewards, terminated, truncated) -> VectorStep:
+        st = self.state
+        role = st.phase.astype(np.int64)
+        changed = role != self._out_role  # the rest of a row is overwritten below
+        self._obs[changed] = 0.0
+        self._mask[changed] = 0
+        self._out_role = role
+        for r, name in enumerate(ROLES):
+            env = np.flatnonzero(role == r)
+            if not len(env):
+                continue
+            self._globals(name, env)
+            mask = self._finish_mask(name, env)
+            size = self._views[name].size
+            self._obs[env, r] = 1.0
+            self._obs[env, _N_ROLES:_N_ROLES + size] = self.buffers[name][env]
+            self._mask[env, :N_ACTIONS[name]] = mask
+        obs, mask = (self._obs.copy(), self._mask.copy()) if self.copy else (self._obs,
+                                                                              self._mask)
+        return VectorStep(role, obs, mask, rewards, terminated, truncated)
+
+    def _globals(self, role: str, env: np.ndarray) -> None:
+        """The entries that follow the turn (encoding's _fill_common and _<role>_globals)."""
+        st, buf, at = self.state, self.buffers[role], self._views[role].at
+        r = ROLES.index(role)
+        phase = at["phase"][0]
+        buf[env, phase:phase + 4] = 0.0
+        buf[env, phase + st.phase[env]] = 1.0
+        rn, mr = st.round_number[env], st.max_rounds[env]
+        buf[env, at["round"][0]] = rn / mr
+        buf[env, at["rounds_remaining"][0]] = np.maximum(0, mr - rn + 1) / mr
+        if role == "auditor":
+            left = MAX_AUDITOR_ACTIONS - st.auditor_actions[env]
+        else:
+            left = st.caps[env, r] - st.actions_this_turn[env]
+        buf[env, at["actions_left_this_turn"][0]] = left / st.caps[env, r]
+        grow = (st.n_base_arrived[env] < st.n_base[env]) | (
+            (st.committed[env] == 0) & (st.proposals_used[env] < st.max_proposals[env]))
+        if role == "investigator":
+            buf[env, at["budget"][0]] = st.budget[env] / st.action_budget[env]
+            buf[env, at["queue_may_grow"][0]] = grow
+            buf[env, at["pending_count"][0]] = np.where(
+                st.end_reason[env] < 0, (st.n_arrived[env] - st.n_manual[env]) / S, 0.0)
+        elif role == "fraudster":
+            used, most = st.proposals_used[env], st.max_proposals[env]
+            buf[env, at["proposals_remaining"][0]] = (most - used) / most
+            buf[env, at["committed"][0]] = st.committed[env]
+            buf[env, at["queue_room"][0]] = _room(st, env)
+
+    def _finish_mask(self, role: str, env: np.ndarray) -> np.ndarray:
+        """The role's mask rows for ``env`` as its observer's ``mask`` would give them."""
+        st, mask = self.state, self.masks[role]
+        if role == "fraudster":
+            may = (st.proposals_used[env] < st.max_proposals[env]) & _room(st, env)
+            block = np.repeat(st.allowed[env], len(TACTICS), axis=1) & may[:, None]
+            mask[env, F_PROPOSE:F_MODIFY] = block
+            return mask[env]
+        out = mask[env]
+        if role == "investigator":
+            spent = st.budget[env] <= 0
+            if spent.any():
+                out[spent] = 0
+                out[spent, I_END] = 1
+        else:
+            spent = st.auditor_actions[env] >= MAX_AUDITOR_ACTIONS
+            if spent.any():
+                out[spent] = 0
+                out[spent, A_SUBMIT] = 1
+        return out
+
+    # ------------------------------------------------------------------ helpers
+    def sample_actions(self, action_mask: np.ndarray) -> np.ndarray:
+        """One uniformly random legal action per env (the vector env's own generator, seeded by
+        ``reset``)."""
+        mask = np.asarray(action_mask, bool)
+        counts = mask.sum(axis=1)
+        pick = (self._rng.random(len(mask)) * counts).astype(np.int64)
+        cumulative = np.cumsum(mask, axis=1, dtype=np.int16)
+        return (cumulative <= pick[:, None]).sum(axis=1)
+
+    def close(self) -> None:
+        pass
+
+
+def _room(st: MatchState, env: np.ndarray) -> np.ndarray:
+    return st.n_arrived[env] + (st.n_base[env] - st.n_base_arrived[env]) < S
+
+
+def _verdict_rewards(verdict: np.ndarray, label: np.ndarray, severity: np.ndarray) -> np.ndarray:
+    """``scoring.verdict_reward`` for many verdicts (the same table, the same arithmetic)."""
+    return np.array([scoring.verdict_reward(v, lab, sev) for v, lab, sev in
+                     zip(verdict.tolist(), label.tolist(), severity.tolist())])
+
+
+__all__ = ["VectorFraudArena", "VectorStep"]

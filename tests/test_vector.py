@@ -1,0 +1,150 @@
+"""``VectorFraudArena`` plays exactly the matches ``shared_space_env`` plays, N at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fraudarena_env import IllegalActionError
+from fraudarena_env.rules.catalog import TASK_IDS
+from fraudarena_env.rules.roles import legal_mask
+from fraudarena_env.vector import VectorFraudArena
+from fraudarena_env.wrappers import shared_space_env
+
+
+def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, **knobs) -> int:
+    """Drive the vector env and one scalar env per match on the same actions; compare every
+    observation, mask, reward and ending. Returns how many matches ended."""
+    venv = VectorFraudArena(num_envs, task_id=task_id, **knobs)
+    batch = venv.reset(seed=seed)
+    envs = [shared_space_env(task_id=task_id, **knobs) for _ in range(num_envs)]
+    resets = [0] * num_envs
+    for i, env in enumerate(envs):
+        env.reset(seed=seed + i)
+    ended = 0
+    for step in range(steps + 1):
+        for i, env in enumerate(envs):
+            agent = env.agent_selection
+            obs = env.observe(agent)
+            assert batch.current_agent[i] == env.possible_agents.index(agent), (step, i)
+            np.testing.assert_array_equal(batch.observation[i], obs["observation"])
+            np.testing.assert_array_equal(batch.action_mask[i], obs["action_mask"])
+        if step == steps:
+            return ended
+        actions = venv.sample_actions(batch.action_mask)
+        batch = venv.step(actions)
+        for i, env in enumerate(envs):
+            env.step(int(actions[i]))
+            assert list(batch.rewards[i]) == [env.rewards[a] for a in env.possible_agents]
+            over = all(env.terminations.values())
+            assert batch.terminated[i] == over and not batch.truncated[i]
+            if over:
+                ended += 1
+                resets[i] += 1
+                env.reset(seed=seed + i + resets[i] * num_envs)  # the k-th reset's seed
+    return ended
+
+
+@settings(max_examples=12, deadline=None)
+@given(task_id=st.sampled_from(TASK_IDS), seed=st.integers(0, 2**31), num_envs=st.integers(1, 5))
+def test_every_env_plays_the_scalar_envs_match_step_by_step(task_id, seed, num_envs):
+    _lockstep(task_id, seed, num_envs, steps=140)
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_matches_run_to_their_end_and_the_next_starts_with_its_own_seed(task_id):
+    assert _lockstep(task_id, 50, 4, steps=400) >= 8
+
+
+def test_match_knobs_reach_every_env():
+    assert _lockstep("task_2", 3, 3, steps=150, max_rounds=2, max_proposals=1,
+                     max_investigator_actions_per_turn=4) >= 3
+
+
+def test_the_mask_is_the_rules_legal_mask():
+    venv = VectorFraudArena(6, task_id="task_3")
+    batch = venv.reset(seed=9)
+    for _ in range(120):
+        for r, role in enumerate(venv.agents):
+            rules = legal_mask(venv.state, role)
+            rows = batch.current_agent == r
+            np.testing.assert_array_equal(batch.action_mask[rows, :rules.shape[1]], rules[rows])
+        batch = venv.step(venv.sample_actions(batch.action_mask))
+
+
+def test_an_illegal_action_is_refused_and_nothing_is_applied():
+    venv = VectorFraudArena(3, task_id="task_1")
+    batch = venv.reset(seed=1)
+    actions = venv.sample_actions(batch.action_mask)
+    masked = int(np.flatnonzero(batch.action_mask[1] == 0)[0])
+    bad = actions.copy()
+    bad[1] = masked
+    before = venv.state.scalars.copy(), venv.state.present.copy()
+    with pytest.raises(IllegalActionError, match="env 1: .*nothing was applied"):
+        venv.step(bad)
+    np.testing.assert_array_equal(venv.state.scalars, before[0])
+    np.testing.assert_array_equal(venv.state.present, before[1])
+    venv.step(actions)  # the batch carries on
+
+
+@pytest.mark.parametrize("actions", [np.zeros(2, np.int64), np.zeros((3, 1), np.int64),
+                                     np.zeros(3, np.float32)])
+def test_actions_of_the_wrong_shape_or_type_are_refused(actions):
+    venv = VectorFraudArena(3)
+    venv.reset(seed=0)
+    with pytest.raises(ValueError, match="integer array of shape"):
+        venv.step(actions)
+
+
+def test_step_before_reset_says_what_to_do():
+    with pytest.raises(RuntimeError, match="reset"):
+        VectorFraudArena(2).step(np.zeros(2, np.int64))
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_num_envs_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match="num_envs"):
+        VectorFraudArena(bad)
+
+
+def test_unknown_tasks_and_knobs_are_named():
+    with pytest.raises(ValueError, match="task_9"):
+        VectorFraudArena(2, task_id="task_9")
+    with pytest.raises(ValueError, match="max_round"):
+        VectorFraudArena(2, max_round=3)
+
+
+def test_batches_have_the_documented_shapes_and_spaces():
+    venv = VectorFraudArena(4, task_id="task_3")
+    batch = venv.reset(seed=0)
+    space = venv.single_observation_space
+    assert batch.observation.shape == (4, venv.vector_size) == (4, space["observation"].shape[0])
+    assert batch.observation.dtype == np.float32 and batch.action_mask.dtype == np.int8
+    assert batch.action_mask.shape == (4, venv.single_action_space.n)
+    assert batch.rewards.shape == (4, 3) and batch.terminated.shape == (4,)
+    for i in range(4):
+        assert space.contains({"observation": batch.observation[i],
+                               "action_mask": batch.action_mask[i]})
+    assert shared_space_env(task_id="task_3").observation_space("fraudster") == space
+
+
+def test_copy_false_hands_out_the_envs_own_buffers():
+    venv = VectorFraudArena(2, copy=False)
+    first = venv.reset(seed=0)
+    second = venv.step(venv.sample_actions(first.action_mask))
+    assert second.observation is first.observation
+
+
+def test_the_same_seed_gives_the_same_batches():
+    def run():
+        venv = VectorFraudArena(5, task_id="task_3")
+        batch = venv.reset(seed=77)
+        out = []
+        for _ in range(60):
+            batch = venv.step(venv.sample_actions(batch.action_mask))
+            out.append((batch.observation.sum(), batch.rewards.sum()))
+        return out
+
+    assert run() == run()
