@@ -6,7 +6,9 @@ env is ``shared_space_env`` (the layout the vector env returns) driven through `
 ``step`` and ``reset``, without the AEC iterator's dead steps; the vector env steps N matches per
 call with ``copy=False`` (its own buffers, as a training loop that reads each batch once would
 use it) and draws its actions with ``sample_actions``. An agent step is one action of one
-match. The ratio to the scalar env is the figure to compare across runs and machines.
+match. Rates are per second of this process's CPU time (on an idle machine, the wall clock's),
+so other work on a busy machine disturbs them less; the ratio to the scalar env is the figure to
+compare across runs and machines.
 
     python benchmarks/bench_vector.py                 # N = 1, 64, 1024, 4096; ~3 s each
     python benchmarks/bench_vector.py --envs 1024 --seconds 1
@@ -29,8 +31,8 @@ def scalar_steps_per_second(task_id: str, seconds: float, seed: int = 0) -> floa
     episode = seed
     env.reset(seed=episode)
     steps = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    start = time.process_time()
+    while time.process_time() - start < seconds:
         agent = env.agent_selection
         if env.terminations[agent] or env.truncations[agent]:
             episode += 1
@@ -39,7 +41,7 @@ def scalar_steps_per_second(task_id: str, seconds: float, seed: int = 0) -> floa
         legal = np.flatnonzero(env.observe(agent)["action_mask"])
         env.step(int(legal[rng.integers(len(legal))]))
         steps += 1
-    return steps / (time.perf_counter() - start)
+    return steps / (time.process_time() - start)
 
 
 def vector_steps_per_second(task_id: str, num_envs: int, seconds: float,
@@ -47,11 +49,11 @@ def vector_steps_per_second(task_id: str, num_envs: int, seconds: float,
     venv = VectorFraudArena(num_envs, task_id=task_id, copy=False)
     batch = venv.reset(seed=seed)
     steps = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    start = time.process_time()
+    while time.process_time() - start < seconds:
         batch = venv.step(venv.sample_actions(batch.action_mask))
         steps += num_envs
-    return steps / (time.perf_counter() - start)
+    return steps / (time.process_time() - start)
 
 
 def run(task_id: str = "task_3", envs=(1, 64, 1024, 4096), seconds: float = 3.0) -> dict:

@@ -27,18 +27,26 @@ both paths write the same memory. The vector env builds no text: its referees ke
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
 from gymnasium import spaces
 
 from .faces.encoding import (
+    _COUNTRY_SCALE,
+    _PAY_SCALE,
+    _TLD_SCALE,
+    AGE_LOG_SCALE,
     EVIDENCE_SCALE,
     N_ACTIONS,
     OBS_BOUND,
+    SURFACE_COLUMNS,
     Observer,
     apply_index,
     describe,
+    markers_value,
 )
 from .rules import scoring
 from .rules.action_catalog import (
@@ -63,6 +71,7 @@ from .rules.catalog import (
     AD_SLOT,
     AUDIT_TRACK_A,
     AUDIT_TRACK_B,
+    CATEGORIES,
     CONFIDENCE_BUCKETS,
     FRAUDSTER_EDITS,
     MATCH_KNOBS,
@@ -74,6 +83,7 @@ from .rules.catalog import (
     TASKS,
 )
 from .rules.errors import IllegalActionError
+from .rules.lexicon import N_LEXICAL, lexical_features
 from .rules.referee import Referee
 from .rules.roles import explain
 from .rules.state import MatchState, Phase
@@ -152,6 +162,7 @@ class VectorFraudArena:
         self._mask = np.zeros((n, self.n_actions), np.int8)
         self._shared = np.zeros((n, S, S), np.int16)  # ring signals each pair visibly shares
         self._truth = np.zeros((n, 2, S + 1, _N_FLAGS), bool)  # the rule audit's findings
+        self._slot_order = np.zeros((n, S), np.int64)  # the k-th ad to arrive takes this slot
         self._steps = np.zeros(n, np.int64)
         self._resets = np.zeros(n, np.int64)
         self._seed = 0
@@ -177,7 +188,9 @@ class VectorFraudArena:
         return self._batch(np.zeros((n, _N_ROLES)), np.zeros(n, bool), np.zeros(n, bool))
 
     def _start(self, m: int, seed: int) -> None:
-        self.referees[m].reset_match(seed=seed, task_id=self.task_id, **self.knobs)
+        ref = self.referees[m]
+        ref.reset_match(seed=seed, task_id=self.task_id, **self.knobs)
+        self._slot_order[m] = ref.ep.slot_order
         self._shared[m] = 0
         self._truth[m] = False
         self._steps[m] = 0
@@ -368,19 +381,88 @@ class VectorFraudArena:
         self.masks["investigator"][env, I_LINK + pair] = 0
 
     def _after_reviews(self, env: np.ndarray) -> None:
-        """Each review counts against the turn; where it spends the budget, leaves nothing to
-        decide or ends the turn, the match's referee carries on (``Referee.after_review``)."""
+        """Each review counts against the turn (``Referee.after_review``, in batch): the turns
+        it ends end here; where it spends the budget or leaves nothing to decide, the match's
+        referee carries on."""
         st = self.state
-        cap = st.caps[env, _I_ROLE]
-        more = (st.budget[env] <= 0) | (st.n_arrived[env] <= st.n_manual[env]) | \
-            (st.actions_this_turn[env] + 1 >= cap)
-        st.actions_this_turn[env[~more]] += 1
-        for m in env[more].tolist():
-            ref = self.referees[m]
-            ref.load_scalars()
-            ref.after_review()
-            ref.store_scalars()
-            self._replay(m)
+        rare = (st.budget[env] <= 0) | (st.n_arrived[env] <= st.n_manual[env])
+        st.actions_this_turn[env[~rare]] += 1
+        ends = env[~rare][st.actions_this_turn[env[~rare]] >= st.caps[env[~rare], _I_ROLE]]
+        if len(ends):
+            self._end_turns(ends)
+        for m in env[rare].tolist():
+            self._carry_on(m, "after_review")
+
+    def _carry_on(self, m: int, rule: str, *args) -> None:
+        """Run one of the referee's rules on match ``m`` alone, then bring its views up to
+        date."""
+        ref = self.referees[m]
+        ref.load_scalars()
+        getattr(ref, rule)(*args)
+        ref.store_scalars()
+        self._replay(m)
+
+    def _end_turns(self, env: np.ndarray) -> None:
+        """The investigator's turn ends: the next round, and the organic ads due in it (the
+        last round's end ends play, match by match)."""
+        st = self.state
+        st.actions_this_turn[env] = 0
+        last = st.round_number[env] >= st.max_rounds[env]
+        for m in env[last].tolist():
+            self._carry_on(m, "_finish", "max_rounds")
+        env = env[~last]
+        if not len(env):
+            return
+        st.round_number[env] += 1
+        self._arrive(env)
+        st.phase[env] = np.where(st.committed[env] != 0, Phase.INVESTIGATOR_TURN,
+                                 Phase.FRAUDSTER_TURN)
+
+    def _arrive(self, env: np.ndarray) -> None:
+        """The organic ads due by each env's round take their slots (``Referee._arrive_base``
+        and the observers' arrival handlers, in batch; no text is written)."""
+        st, rows = self.state, self.state.rows
+        first = st.n_base_arrived[env]
+        n_rows = rows.arrival_round.shape[1]
+        due = (rows.arrival_round[env] <= st.round_number[env][:, None]) & \
+            (np.arange(n_rows) < st.n_base[env][:, None])
+        count = due.sum(axis=1) - first
+        if not count.any():
+            return
+        e = np.repeat(env, count)
+        j = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        row = np.repeat(first, count) + j
+        slot = self._slot_order[e, np.repeat(st.n_arrived[env], count) + j]
+        st.slot_row[e, slot] = row
+        st.present[e, slot] = True
+        st.arrived[e, slot] = st.round_number[e]
+        st.n_base_arrived[env] += count
+        st.n_arrived[env] += count
+        category = rows.category[e, row]
+        lexical, surface = _arrival_features(
+            category.tolist(), rows.body[e, row].tolist(), rows.markers[e, row].tolist(),
+            rows.uniform[e, row, 12].tolist(), rows.age_days[e, row].tolist(),
+            rows.tld[e, row], rows.payment_type[e, row], rows.country[e, row])
+        st.lexical[e, slot] = lexical
+        for role in ("investigator", "fraudster"):
+            buf, at = self.buffers[role], self._views[role].at
+            buf[e, at["present"][0] + slot] = 1.0
+            buf[e, at["status"][0] + 4 * slot] = 1.0
+            buf[e, at["category"][0] + len(CATEGORIES) * slot + category] = 1.0
+            lex = at["lexical"][0] + N_LEXICAL * slot
+            buf[e[:, None], lex[:, None] + np.arange(N_LEXICAL)] = lexical
+        inv, at = self.buffers["investigator"], self._views["investigator"].at
+        inv[e, at["arrived_round"][0] + slot] = st.round_number[e] / st.max_rounds[e]
+        width = len(SURFACE_COLUMNS)
+        inv[e[:, None], at["surface"][0] + width * slot[:, None] + np.arange(width)] = surface
+        inv[e, at["pulls_left"][0] + slot] = 1.0
+        mask = self.masks["investigator"]
+        mask[e[:, None], I_INVESTIGATE + N_T * slot[:, None] + np.arange(N_T)] = 1
+        mask[e[:, None], I_VERDICT + N_VERDICT_OPS * slot[:, None] +
+             np.arange(N_VERDICT_OPS)] = 1
+        others = st.present[e] & (np.arange(S) != slot[:, None])
+        k, other = np.nonzero(others)
+        mask[e[k], I_LINK + PAIR_INDEX[slot[k], other]] = 1
 
     def _pass(self, env: np.ndarray, commit: np.ndarray) -> None:
         """The fraudster ends its turn (``commit``: and proposes no more): the investigator's
@@ -491,14 +573,34 @@ class VectorFraudArena:
     def sample_actions(self, action_mask: np.ndarray) -> np.ndarray:
         """One uniformly random legal action per env (the vector env's own generator, seeded by
         ``reset``)."""
-        mask = np.asarray(action_mask, bool)
-        counts = mask.sum(axis=1)
-        pick = (self._rng.random(len(mask)) * counts).astype(np.int64)
-        cumulative = np.cumsum(mask, axis=1, dtype=np.int16)
-        return (cumulative <= pick[:, None]).sum(axis=1)
+        mask = np.asarray(action_mask)
+        legal = np.flatnonzero(mask)  # row-major: each env's legal actions, env after env
+        counts = np.count_nonzero(mask, axis=1)
+        starts = np.cumsum(counts) - counts
+        pick = starts + (self._rng.random(len(mask)) * counts).astype(np.int64)
+        return legal[pick] - np.arange(len(mask)) * mask.shape[1]
 
     def close(self) -> None:
         pass
+
+
+def _arrival_features(category, body, markers, u_marker, age, tld, payment, country):
+    """What arriving organic ads show: their copy's features (from the template copy the
+    referee would write, memoised) and their surface, as the observers write them."""
+    lexical = np.array([_template_lexical(c, b, k, u) for c, b, k, u in
+                        zip(category, body, markers, u_marker)], np.float32)
+    surface = np.empty((len(category), len(SURFACE_COLUMNS)))
+    surface[:, 0] = [math.log1p(a) / AGE_LOG_SCALE for a in age]
+    surface[:, 1] = tld * _TLD_SCALE
+    surface[:, 2] = payment * _PAY_SCALE
+    surface[:, 3] = country * _COUNTRY_SCALE
+    surface[:, 4] = [markers_value(k) for k in markers]
+    return lexical, surface
+
+
+@lru_cache(maxsize=1 << 14)
+def _template_lexical(category: int, body: int, markers: int, u_marker: float) -> np.ndarray:
+    return lexical_features(Referee._template_copy(category, body, markers, u_marker))
 
 
 def _room(st: MatchState, env: np.ndarray) -> np.ndarray:
