@@ -181,20 +181,24 @@ class VectorFraudArena:
         self._seed = int(seed)
         self._rng = np.random.default_rng(self._seed)
         self._resets[:] = 0
-        for m in range(self.num_envs):
-            self._start(m, self._seed + m)
+        self._start(self._arange, self._seed + self._arange)
         self._ready = True
         n = self.num_envs
         return self._batch(np.zeros((n, _N_ROLES)), np.zeros(n, bool), np.zeros(n, bool))
 
-    def _start(self, m: int, seed: int) -> None:
-        ref = self.referees[m]
-        ref.reset_match(seed=seed, task_id=self.task_id, **self.knobs)
-        self._slot_order[m] = ref.ep.slot_order
-        self._shared[m] = 0
-        self._truth[m] = False
-        self._steps[m] = 0
-        self._replay(m)
+    def _start(self, env: np.ndarray, seeds: np.ndarray) -> None:
+        """New matches in ``env``: each drawn by its referee, the first round's ads admitted
+        together."""
+        for m, seed in zip(env.tolist(), seeds.tolist()):
+            ref = self.referees[m]
+            ref.reset_match(seed=seed, task_id=self.task_id, admit_first_round=False,
+                            **self.knobs)
+            self._slot_order[m] = ref.ep.slot_order
+            self._replay(m)
+        self._shared[env] = 0
+        self._truth[env] = False
+        self._steps[env] = 0
+        self._arrive(env)
 
     def _replay(self, m: int) -> None:
         """Bring env ``m``'s three observers up to date with what its referee did."""
@@ -258,9 +262,10 @@ class VectorFraudArena:
         self._steps += 1
         terminated = st.phase == Phase.DONE
         truncated = ~terminated & (self._steps >= self.max_steps)
-        for m in np.flatnonzero(terminated | truncated).tolist():
-            self._resets[m] += 1
-            self._start(m, self._seed + m + int(self._resets[m]) * n)
+        over = np.flatnonzero(terminated | truncated)
+        if len(over):
+            self._resets[over] += 1
+            self._start(over, self._seed + over + self._resets[over] * n)
         return self._batch(rewards, terminated, truncated)
 
     def _check(self, a: np.ndarray) -> None:

@@ -172,7 +172,11 @@ class Referee:
 
     # ------------------------------------------------------------------ setup
     def reset_match(self, seed: int | None = None, task_id: str = "task_1",
-                    episode_id: str | None = None, **knobs: Any) -> None:
+                    episode_id: str | None = None, *, admit_first_round: bool = True,
+                    **knobs: Any) -> None:
+        """Start match ``seed`` of ``task_id`` (with the match knobs). ``admit_first_round``
+        False leaves the first round's organic ads out of the queue, for a caller that admits
+        many matches' at once (``VectorFraudArena``); the match is not playable until then."""
         if not isinstance(task_id, str) or task_id not in TASKS:
             raise ValueError(f"unknown task_id {_excerpt(task_id)}; choose one of {list(TASKS)}")
         unknown = set(knobs) - set(MATCH_KNOBS)
@@ -274,7 +278,8 @@ class Referee:
         # ("modify", slot), ("flag", track, flag_type, slot), ("finish",).
         self.events: list[tuple] = []
         self.epoch = next(_EPOCHS)
-        self._arrive_base(1)
+        if admit_first_round:
+            self._arrive_base(1)
         self.store_scalars()
 
     def load_scalars(self) -> None:
