@@ -8,6 +8,8 @@ pending; softening needs a risk phrase left in the copy, a trust blurb needs non
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .action_catalog import (
@@ -19,10 +21,32 @@ from .action_catalog import (
     N_CAT,
     S,
 )
-from .actions import CommitFinal, EndTurn, Modify, Propose
-from .catalog import AD_IDS, CATEGORIES, FRAUDSTER_EDITS, MAX_SLOTS, TACTICS
+from .actions import CommitFinal, EndTurn, Modify, Op, Propose
+from .catalog import (
+    AD_IDS,
+    CATEGORIES,
+    ESCALATE,
+    FRAUD,
+    FRAUDSTER_EDITS,
+    GRAY_CATEGORY,
+    KIND_ESCALATE,
+    LEGIT,
+    MAX_SLOTS,
+    TACTIC_SEVERITY,
+    TACTICS,
+    TARGET_INDEX,
+    TRUST_PHRASES,
+)
 from .checks import Check, holds_all
-from .state import Edit, MatchState, Phase
+from .generator import U_BLURB, RingInfo, blurb_of, proposal_surface
+from .lexicon import (
+    count_risk_markers,
+    count_trust_markers,
+    has_injection_or_generator_token,
+    is_gibberish,
+    lexical_features,
+)
+from .state import Edit, F, MatchState, Phase
 
 ROLE = "fraudster"
 _SOFTEN, _TRUST = int(Edit.SOFTEN_COPY), int(Edit.ADD_TRUST_BLURB)
@@ -85,6 +109,174 @@ def legal_mask(st: MatchState, out: np.ndarray | None = None) -> np.ndarray:
     out[:, F_MODIFY:F_END] = (modify & turn).reshape(n, -1)
     out[:, F_END] = out[:, F_COMMIT] = turn[:, 0, 0]
     return out
+
+
+TRUST_SHIFT = 0.5  # a trust blurb makes the landing page look this much cleaner
+
+SOFTEN_SEVERITY = 0.9
+
+JUNK_CLASSIFIER_SHIFT = 2.0  # gibberish or injected copy trips the policy classifier
+
+CAMOUFLAGED = TACTICS.index("camouflaged")
+
+_PROPOSAL_ACTIONS = ("propose_ad", "modify_pending_ad")
+
+def _drop_one_risk_phrase(text: str) -> str:
+    from .catalog import RISK_PHRASES
+
+    low = text.lower()
+    for p in RISK_PHRASES:
+        i = low.find(p)
+        if i >= 0:
+            j = i + len(p)
+            while j < len(text) and text[j] in "!. ":
+                j += 1
+            return (text[:i] + text[j:]).strip()
+    return text
+
+
+class FraudsterMoves:
+    """What the fraudster's actions do to a match: proposals, edits and the end of its turn. A mixin of
+    ``rules.referee.Referee``: its methods act on one match through the referee's attributes."""
+
+    # fraudster -----------------------------------------------------------
+    def _apply_fraudster(self, op: Op) -> float:
+        kind = type(op)
+        if kind is Propose:
+            slot = self._propose(op)
+            entry = self._proposal_entry("propose_ad", slot, rationale=op.rationale,
+                                         tactic=TACTICS[self.rows.tactic[self.slot_row[slot]]])
+            self.feedback[F] = f"proposed {AD_IDS[slot]}"
+        elif kind is Modify:
+            slot = op.slot
+            self._modify(op)
+            entry = self._proposal_entry("modify_pending_ad", slot, new_ad_copy=op.new_ad_copy,
+                                         new_landing_page_blurb=op.new_landing_page_blurb,
+                                         edit=FRAUDSTER_EDITS[op.edit] if op.edit >= 0
+                                         else "rewrite")
+            self.feedback[F] = f"modified {AD_IDS[slot]}"
+        else:
+            entry = self._log_entry("end_turn" if kind is EndTurn else "commit_final",
+                                    reward=0.0)
+        self.fraudster_log.append(entry)
+        if kind is EndTurn:
+            self.feedback[F] = "turn ended"
+            self._end_fraudster_turn()
+        elif kind is CommitFinal:
+            self.committed = True
+            self.feedback[F] = "committed: no more proposals this match"
+            self._end_fraudster_turn()
+        else:
+            self._count_turn_action(F)
+        return 0.0
+
+    def _proposal_entry(self, action_type: str, slot: int, **fields: Any) -> dict:
+        """A ``fraudster_proposals`` entry: the ad as it stands after the action."""
+        return self._log_entry(
+            action_type, reward=0.0, ad_id=AD_IDS[slot],
+            slot_index=self.proposal_slots.index(slot),
+            category=CATEGORIES[self.rows.category[self.slot_row[slot]]].name,
+            ad_copy=self.copy[slot], landing_page_blurb=self.blurb[slot],
+            targeting_summary=self.targeting[slot],
+            **{"new_ad_copy": None, "new_landing_page_blurb": None, **fields})
+
+    def proposal_log(self) -> list[dict]:
+        """The fraudster's proposals and modifications in order (``fraudster_proposals``);
+        turn control (end_turn, commit_final) stays in ``fraudster_log`` only."""
+        return [e for e in self.fraudster_log if e["action_type"] in _PROPOSAL_ACTIONS]
+
+    def _propose(self, op: Propose) -> int:
+        category, tactic, copy = op.category, op.tactic, op.ad_copy
+        blurb, targeting = op.landing_page_blurb, op.targeting_summary
+        rows, ep = self.rows, self.ep
+        row = ep.n_base + self.proposals_used
+        self.proposals_used += 1
+        cat = CATEGORIES[category]
+        u = rows.uniform[row]
+        free_markers = None
+        if copy is not None:
+            free_markers = count_risk_markers(copy)
+            tactic = max(0, 3 - min(free_markers, 3))
+            junk = is_gibberish(copy) or has_injection_or_generator_token(copy)
+        if targeting is None:
+            targeting = cat.targeting[int(u[5] * len(cat.targeting))]
+        label = ESCALATE if category == GRAY_CATEGORY else FRAUD
+        rows.label[row] = label
+        rows.category[row] = category
+        rows.severity[row] = cat.base_severity * TACTIC_SEVERITY[tactic]
+        rows.arrival_round[row] = self.round_number
+        reuse = sum(self.rows.tactic.item(self.slot_row.item(s)) == tactic
+                    for s in self.proposal_slots)
+        proposal_surface(tactic, row, ep, free_markers, reuse)
+        if label == ESCALATE:  # gray-area copy reads as gray area, whatever the tactic
+            rows.kind[row] = KIND_ESCALATE
+        if copy is None:
+            # Template copy is drawn exactly as an organic ad's: the category's bodies and as
+            # many risk phrases as the tactic's surface drew; a camouflaged ad carries a trust
+            # blurb as often as an organic legit ad does, the others as often as organic fraud.
+            copy = self._template_copy(category, int(u[4] * 3), int(rows.markers[row]),
+                                       float(u[12]))
+            if blurb is None:
+                b = blurb_of(LEGIT if tactic == CAMOUFLAGED else FRAUD, float(u[U_BLURB]),
+                             float(u[13]))
+                blurb = TRUST_PHRASES[b] if b >= 0 else ""
+        if free_markers is not None and junk:  # the policy classifier sees through junk copy
+            rows.evidence[row, TARGET_INDEX["policy_classifier"]] += JUNK_CLASSIFIER_SHIFT
+        if cat.family == "network":
+            self._join_fraudster_ring(row)
+        slot = self._arrive(row, copy, blurb or "", targeting)
+        self.is_proposal[slot] = True
+        self.proposal_slots.append(slot)
+        if blurb and count_trust_markers(blurb):
+            self.trusted[slot] = True  # a blurb it was proposed with changes no evidence
+        return slot
+
+    def _join_fraudster_ring(self, row: int) -> None:
+        """Network proposals reuse the fraudster's own payment and campaign infrastructure."""
+        if self.fraudster_ring < 0:
+            self.fraudster_ring = len(self.rings)
+            self.rings.append(RingInfo(self.fraudster_ring, "clique", [], (0, 3)))
+        ring = self.rings[self.fraudster_ring]
+        ring.members.append(row)
+        self.rows.ring[row] = self.fraudster_ring
+        self.rows.tokens[row, 0] = self.ep.proposal_ring_tokens[0]
+        self.rows.tokens[row, 3] = self.ep.proposal_ring_tokens[3]
+
+    def _modify(self, op: Modify) -> None:
+        slot, edit, new_copy, new_blurb = op.slot, op.edit, op.new_ad_copy, \
+            op.new_landing_page_blurb
+        row = self.slot_row[slot]
+        rows = self.rows
+        if edit == 0:
+            self.copy[slot] = _drop_one_risk_phrase(self.copy[slot])
+            rows.markers[row] = max(0, rows.markers[row] - 1)
+            rows.severity[row] *= SOFTEN_SEVERITY
+        elif edit == 1:
+            self.blurb[slot] = TRUST_PHRASES[int(rows.uniform[row, 13] * len(TRUST_PHRASES))]
+            self._trust(slot)
+        if new_copy is not None:
+            self.copy[slot] = new_copy
+            rows.markers[row] = min(count_risk_markers(new_copy), 9)
+        if new_blurb is not None:
+            self.blurb[slot] = new_blurb
+            if count_trust_markers(new_blurb) and not self.trusted[slot]:
+                self._trust(slot)
+        self.lexical[slot] = lexical_features(self.copy[slot])
+        self.events.append(("modify", slot))
+
+    def _trust(self, slot: int) -> None:
+        self.trusted[slot] = True
+        self.rows.evidence[self.slot_row[slot], TARGET_INDEX["landing_page"]] -= TRUST_SHIFT
+        self.events.append(("modify", slot))
+
+    def _end_fraudster_turn(self) -> None:
+        self.phase = "investigator_turn"
+        self.actions_this_turn = 0
+        self.close_if_all_decided()
+
+    def close_if_all_decided(self) -> None:
+        """After the fraudster's turn: end play if nothing is left to decide."""
+        self._check_all_decided("commit_final" if self.committed else "all_decided")
 
 
 __all__ = ["CHECKS", "PHASE", "ROLE", "legal_mask", "queue_room"]

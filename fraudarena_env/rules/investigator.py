@@ -8,8 +8,11 @@ queue that are not linked yet. ``end_turn`` is always legal on the investigator'
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from . import scoring
 from .action_catalog import (
     I_END,
     I_INVESTIGATE,
@@ -21,10 +24,11 @@ from .action_catalog import (
     PAIRS,
     S,
 )
-from .actions import EndTurn, Investigate, Link, Verdict
-from .catalog import AD_IDS, MAX_PULLS_PER_AD, TARGETS
+from .actions import EndTurn, Investigate, Link, Op, Verdict
+from .catalog import AD_IDS, MAX_PULLS_PER_AD, TARGETS, VERDICTS
 from .checks import Check, holds_all
-from .state import MatchState, Phase
+from .evidence import evidence_fields, evidence_text, headline
+from .state import I, MatchState, Phase
 
 ROLE = "investigator"
 PHASE = int(Phase.INVESTIGATOR_TURN)  # a plain int: compared with numpy arrays
@@ -77,6 +81,97 @@ def legal_mask(st: MatchState, out: np.ndarray | None = None) -> np.ndarray:
     out[:, I_LINK:I_END] = holds_all(CHECKS[Link], st, m, _LINK_GRID, (n, len(PAIRS))) & turn
     out[:, I_END] = turn[:, 0]
     return out
+
+
+_INVESTIGATOR_ENTRY = dict.fromkeys(("ad_id", "investigation_target", "verdict", "confidence",
+                                     "rationale", "linked_ad_id", "link_reason"),
+                                    None) | {"findings_excerpt": ""}
+
+FINDINGS_EXCERPT = 240  # characters of a pull's findings kept in the log
+
+
+class InvestigatorMoves:
+    """What the investigator's actions do to a match: pulls, verdicts, links and the end of its turn. A mixin of
+    ``rules.referee.Referee``: its methods act on one match through the referee's attributes."""
+
+    def _investigator_entry(self, action_type: str, reward: float, **fields: Any) -> dict:
+        return self._log_entry(action_type, **{**_INVESTIGATOR_ENTRY, "reward": reward,
+                                               **fields})
+
+    # investigator ---------------------------------------------------------
+    def _apply_investigator(self, op: Op) -> float:
+        kind = type(op)
+        if kind is EndTurn:
+            self.investigator_log.append(self._investigator_entry("end_turn", 0.0))
+            self.feedback[I] = "turn ended"
+            self._end_investigator_turn()
+            return 0.0
+        slot = op.slot
+        ad_id = AD_IDS[slot]
+        self.budget -= 1
+        if kind is Investigate:
+            target = op.target
+            self.pulled[slot, target] = True
+            self.events.append(("pull", slot, target))
+            self.n_pulls[slot] = self.n_pulls.item(slot) + 1
+            reward = scoring.INVESTIGATE_COST
+            source = TARGETS[target]
+            row = self.slot_row.item(slot)
+            name, value = headline(source, self.rows.evidence.item(row, target))
+            findings = evidence_text(source, evidence_fields(self.rows, row, target))
+            entry = self._investigator_entry(
+                "investigate", reward, ad_id=ad_id, investigation_target=source,
+                revealed={name: value},  # what the pull showed, at the time
+                findings_excerpt=findings[:FINDINGS_EXCERPT])
+            self.feedback[I] = f"pulled {source} for {ad_id}"
+        elif kind is Verdict:
+            v, conf = op.verdict, op.confidence
+            row = self.slot_row.item(slot)
+            self.verdict[slot] = v
+            self.events.append(("verdict", slot))
+            self.confidence[slot] = conf
+            self.manual[slot] = True
+            self.decided_order[slot] = self.n_manual
+            self.decided_round[slot] = self.round_number
+            self.n_manual += 1
+            self.rationale[slot] = op.rationale
+            reward = scoring.verdict_reward(v, self.rows.label.item(row),
+                                            self.rows.severity.item(row))
+            entry = self._investigator_entry("verdict", reward, ad_id=ad_id,
+                                             verdict=VERDICTS[v], confidence=conf,
+                                             rationale=op.rationale)
+            self.feedback[I] = f"{VERDICTS[v]} {ad_id}"
+        else:
+            other = op.other
+            self.linked[slot, other] = self.linked[other, slot] = True
+            self.links.append((slot, other))
+            self.events.append(("link", slot, other))
+            ra, rb = self.rows.ring[self.slot_row[slot]], self.rows.ring[self.slot_row[other]]
+            correct = ra >= 0 and ra == rb
+            reward = scoring.LINK_CORRECT if correct else scoring.LINK_WRONG
+            entry = self._investigator_entry("link_accounts", reward, ad_id=ad_id,
+                                             linked_ad_id=AD_IDS[other], link_reason=op.reason)
+            self.feedback[I] = f"linked {ad_id} and {AD_IDS[other]}"
+        self.investigator_log.append(entry)
+        self.after_review()
+        return reward
+
+    def after_review(self) -> None:
+        """What follows a budgeted review (pull, verdict, link): play ends when the budget is
+        spent or nothing is left to decide, else the action counts against the turn."""
+        if self.budget <= 0:
+            self._finish("budget_exhausted")
+        elif not self._check_all_decided("all_decided"):
+            self._count_turn_action(I)
+
+    def _end_investigator_turn(self) -> None:
+        self.actions_this_turn = 0
+        if self.round_number >= self.max_rounds:
+            self._finish("max_rounds")
+            return
+        self.round_number += 1
+        self._arrive_base(self.round_number)
+        self.phase = "investigator_turn" if self.committed else "fraudster_turn"
 
 
 __all__ = ["CHECKS", "PHASE", "ROLE", "legal_mask"]

@@ -16,8 +16,11 @@ report, which ends the match; the terminal rewards are delivered then, to all th
 
 The referee takes typed ops only (``actions``). The pydantic models of the text face and the
 action indices of the tensor face both translate to ops, so both faces run through exactly one
-set of rules: ``check`` says whether an op is legal and why not, ``apply`` carries it out. A
-rejected op leaves the match untouched. The text face's entry points (``step_as_<role>``,
+set of rules: ``check`` says whether an op is legal and why not (the role module's checks,
+``rules.roles.explain``), ``apply`` carries it out (the role module's moves: ``FraudsterMoves``,
+``InvestigatorMoves``, ``AuditorMoves``, with the turn and phase machine, ``MatchMachine``). A
+rejected op leaves the match untouched. This module holds what ties them together: the match's
+settings, its state (a ``MatchState`` row) and the step. The text face's entry points (``step_as_<role>``,
 ``build_<role>_observation``, ``state``) are added on top, by ``fraudarena_env.referee.Referee``,
 the class users get as ``fraudarena_env.Referee``.
 """
@@ -31,32 +34,17 @@ from typing import Any
 
 import numpy as np
 
-from . import audit, scoring
+from . import scoring
 from .actions import (
-    CommitFinal,
-    EndTurn,
-    Investigate,
-    Modify,
     Op,
-    Propose,
-    Submit,
-    Verdict,
 )
-from .auditor import claim_index
+from .auditor import AuditorMoves
 from .auditor import repeats as _repeats
 from .catalog import (
     AD_IDS,
     AD_SLOT,
-    AUDIT_TRACK_A,
     CATEGORIES,
     CATEGORY_INDEX,
-    CORRECT_VERDICT,
-    ESCALATE,
-    FRAUD,
-    FRAUDSTER_EDITS,
-    GRAY_CATEGORY,
-    KIND_ESCALATE,
-    LEGIT,
     MATCH_KNOBS,
     MAX_AUDITOR_ACTIONS,
     MAX_SLOTS,
@@ -64,41 +52,19 @@ from .catalog import (
     PHASES,
     ROLES,
     STATUSES,
-    TACTIC_SEVERITY,
-    TACTICS,
-    TARGET_INDEX,
-    TARGETS,
     TASKS,
-    TRUST_PHRASES,
-    VERDICTS,
     TaskConfig,
 )
 from .errors import IllegalActionError, OutOfTurnError
-from .evidence import evidence_fields, evidence_text, headline, token_text
-from .fraudster import queue_room
-from .generator import U_BLURB, Episode, RingInfo, blurb_of, generate, proposal_surface
-from .lexicon import (
-    count_risk_markers,
-    count_trust_markers,
-    has_injection_or_generator_token,
-    is_gibberish,
-    lexical_features,
-)
+from .evidence import token_text
+from .fraudster import FraudsterMoves, queue_room
+from .generator import Episode, RingInfo, generate
+from .investigator import InvestigatorMoves
+from .machine import MatchMachine
 from .roles import explain
-from .state import END_REASONS, PHASE_OF, SCALARS, MatchState
+from .state import END_REASONS, PHASE_OF, SCALARS, A, F, I, MatchState  # noqa: F401
 
-F, I, A = 0, 1, 2  # noqa: E741  (role indices)
-TRUST_SHIFT = 0.5  # a trust blurb makes the landing page look this much cleaner
-SOFTEN_SEVERITY = 0.9
-JUNK_CLASSIFIER_SHIFT = 2.0  # gibberish or injected copy trips the policy classifier
-CAMOUFLAGED = TACTICS.index("camouflaged")
 _EPOCHS = itertools.count(1)  # tells observers a referee was reset (never part of game state)
-_TARGET_RANGE = range(len(TARGETS))
-_PROPOSAL_ACTIONS = ("propose_ad", "modify_pending_ad")
-_INVESTIGATOR_ENTRY = dict.fromkeys(("ad_id", "investigation_target", "verdict", "confidence",
-                                     "rationale", "linked_ad_id", "link_reason"),
-                                    None) | {"findings_excerpt": ""}
-FINDINGS_EXCERPT = 240  # characters of a pull's findings kept in the log
 _PHASE_CODE = PHASE_OF  # phase name -> Phase
 _END_CODE = {r: i for i, r in enumerate(END_REASONS)}
 assert SCALARS == ("phase", "round_number", "actions_this_turn", "budget", "proposals_used",
@@ -140,7 +106,49 @@ def match_id_for(seed: int, task_id: str, knobs: dict) -> str:
     return "m_" + hashlib.sha256(key).hexdigest()[:16]
 
 
-class Referee:
+def match_settings(seed: int | None, task_id: str, knobs: dict) -> tuple:
+    """Check a match's seed, task and knobs, and complete them from the task: ``(task, seed,
+    settings, allowed categories, the knobs given)``. Raises ``ValueError`` naming what is
+    wrong. No seed draws one."""
+    if not isinstance(task_id, str) or task_id not in TASKS:
+        raise ValueError(f"unknown task_id {_excerpt(task_id)}; choose one of {list(TASKS)}")
+    unknown = set(knobs) - set(MATCH_KNOBS)
+    if unknown:
+        raise ValueError(f"unknown match knob(s) {[_excerpt(k) for k in sorted(unknown)][:5]};"
+                         f" known: {MATCH_KNOBS}")
+    task = TASKS[task_id]
+    knobs = {k: v for k, v in knobs.items() if v is not None}
+    cfg = dict(_TASK_KNOBS[task_id], **knobs)  # the task's own values are valid
+    for k in MATCH_KNOBS[:-1]:
+        if k not in knobs:
+            continue
+        if not isinstance(cfg[k], (int, np.integer)) or isinstance(cfg[k], bool) or \
+                not 1 <= cfg[k] <= KNOB_LIMITS[k]:
+            raise ValueError(f"{k} must be an integer in [1, {KNOB_LIMITS[k]}], got "
+                             f"{_excerpt(cfg[k])}")
+        cfg[k] = int(cfg[k])
+    if "allowed_categories" in knobs and not (
+            isinstance(cfg["allowed_categories"], (list, tuple)) and
+            all(isinstance(c, str) for c in cfg["allowed_categories"])):
+        raise ValueError("allowed_categories must be a list of category names, got "
+                         f"{_excerpt(cfg['allowed_categories'])}")
+    allowed = tuple(cfg["allowed_categories"])
+    if "allowed_categories" in knobs:
+        bad = [_excerpt(c) for c in allowed if c not in CATEGORY_INDEX][:5]
+        if bad or not allowed:
+            raise ValueError(f"allowed_categories must be a non-empty subset of "
+                             f"{list(CATEGORY_INDEX)}; unknown: {bad}")
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (2**63))
+    elif not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or \
+            not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be an integer in [0, 2**63) or None, got "
+                         f"{_excerpt(seed)}")
+    seed = int(seed)
+    return task, seed, cfg, allowed, knobs
+
+
+class Referee(FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
     """One FraudArena match, on the rules' ops: ``reset_match`` starts it, ``check`` and ``apply``
     play it. (``fraudarena_env.Referee`` adds the text face's entry points.)
 
@@ -177,41 +185,7 @@ class Referee:
         """Start match ``seed`` of ``task_id`` (with the match knobs). ``admit_first_round``
         False leaves the first round's organic ads out of the queue, for a caller that admits
         many matches' at once (``VectorFraudArena``); the match is not playable until then."""
-        if not isinstance(task_id, str) or task_id not in TASKS:
-            raise ValueError(f"unknown task_id {_excerpt(task_id)}; choose one of {list(TASKS)}")
-        unknown = set(knobs) - set(MATCH_KNOBS)
-        if unknown:
-            raise ValueError(f"unknown match knob(s) {[_excerpt(k) for k in sorted(unknown)][:5]};"
-                             f" known: {MATCH_KNOBS}")
-        task = TASKS[task_id]
-        knobs = {k: v for k, v in knobs.items() if v is not None}
-        cfg = dict(_TASK_KNOBS[task_id], **knobs)  # the task's own values are valid
-        for k in MATCH_KNOBS[:-1]:
-            if k not in knobs:
-                continue
-            if not isinstance(cfg[k], (int, np.integer)) or isinstance(cfg[k], bool) or \
-                    not 1 <= cfg[k] <= KNOB_LIMITS[k]:
-                raise ValueError(f"{k} must be an integer in [1, {KNOB_LIMITS[k]}], got "
-                                 f"{_excerpt(cfg[k])}")
-            cfg[k] = int(cfg[k])
-        if "allowed_categories" in knobs and not (
-                isinstance(cfg["allowed_categories"], (list, tuple)) and
-                all(isinstance(c, str) for c in cfg["allowed_categories"])):
-            raise ValueError("allowed_categories must be a list of category names, got "
-                             f"{_excerpt(cfg['allowed_categories'])}")
-        allowed = tuple(cfg["allowed_categories"])
-        if "allowed_categories" in knobs:
-            bad = [_excerpt(c) for c in allowed if c not in CATEGORY_INDEX][:5]
-            if bad or not allowed:
-                raise ValueError(f"allowed_categories must be a non-empty subset of "
-                                 f"{list(CATEGORY_INDEX)}; unknown: {bad}")
-        if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (2**63))
-        elif not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or \
-                not 0 <= seed <= MAX_SEED:
-            raise ValueError(f"seed must be an integer in [0, 2**63) or None, got "
-                             f"{_excerpt(seed)}")
-        seed = int(seed)
+        task, seed, cfg, allowed, knobs = match_settings(seed, task_id, knobs)
         self.task = task
         self.seed = seed
         self.max_rounds = cfg["max_rounds"]
@@ -228,7 +202,6 @@ class Referee:
         self.rings: list[RingInfo] = list(self.ep.rings)
         self.fraudster_ring = -1
 
-        S = MAX_SLOTS
         st, m = self.match_state, self.index
         # The generated rows move into the state; the episode keeps views of them.
         self.rows = self.ep.rows = st.load_rows(m, self.ep.rows)
@@ -239,12 +212,6 @@ class Referee:
         st.caps[m] = self.caps
         st.action_budget[m] = task.action_budget
         st.allowed[m] = self.allowed_mask
-        self.copy: list[str] = [""] * S
-        self.blurb: list[str] = [""] * S
-        self.targeting: list[str] = [""] * S
-        self.rationale: list[str | None] = [None] * S
-        self.proposal_slots: list[int] = []
-        self.links: list[tuple[int, int]] = []
         self.n_arrived = 0
         self.n_base_arrived = 0
         self.n_manual = 0
@@ -257,6 +224,22 @@ class Referee:
         self.committed = False
         self.end_reason: str | None = None
         self.step_count = 0
+        self._blank_record()
+        self.events: list[tuple] = []
+        self.epoch = next(_EPOCHS)
+        if admit_first_round:
+            self._arrive_base(1)
+        self.store_scalars()
+
+    def _blank_record(self) -> None:
+        """What a new match has recorded: nothing (text, logs, rewards, audit)."""
+        S = MAX_SLOTS
+        self.copy: list[str] = [""] * S
+        self.blurb: list[str] = [""] * S
+        self.targeting: list[str] = [""] * S
+        self.rationale: list[str | None] = [None] * S
+        self.proposal_slots: list[int] = []
+        self.links: list[tuple[int, int]] = []
         self.totals = [0.0, 0.0, 0.0]
         self.step_rewards = [0.0, 0.0, 0.0]
         self.terminal = [0.0, 0.0, 0.0]
@@ -276,11 +259,6 @@ class Referee:
         # What changed, in order, since reset: observers replay it to update incrementally.
         # ("arrive", slots), ("pull", slot, source), ("verdict", slot), ("link", a, b),
         # ("modify", slot), ("flag", track, flag_type, slot), ("finish",).
-        self.events: list[tuple] = []
-        self.epoch = next(_EPOCHS)
-        if admit_first_round:
-            self._arrive_base(1)
-        self.store_scalars()
 
     def load_scalars(self) -> None:
         """Read the changing scalars back from the state (after a batched step changed it)."""
@@ -408,443 +386,6 @@ class Referee:
         self.store_scalars()
         return scoring.ILLEGAL_PENALTY
 
-    def _count_turn_action(self, idx: int) -> None:
-        self.actions_this_turn += 1
-        if self.actions_this_turn >= self.caps[idx]:
-            if idx == F:
-                self._end_fraudster_turn()
-            else:
-                self._end_investigator_turn()
-
-    # fraudster -----------------------------------------------------------
-    def _apply_fraudster(self, op: Op) -> float:
-        kind = type(op)
-        if kind is Propose:
-            slot = self._propose(op)
-            entry = self._proposal_entry("propose_ad", slot, rationale=op.rationale,
-                                         tactic=TACTICS[self.rows.tactic[self.slot_row[slot]]])
-            self.feedback[F] = f"proposed {AD_IDS[slot]}"
-        elif kind is Modify:
-            slot = op.slot
-            self._modify(op)
-            entry = self._proposal_entry("modify_pending_ad", slot, new_ad_copy=op.new_ad_copy,
-                                         new_landing_page_blurb=op.new_landing_page_blurb,
-                                         edit=FRAUDSTER_EDITS[op.edit] if op.edit >= 0
-                                         else "rewrite")
-            self.feedback[F] = f"modified {AD_IDS[slot]}"
-        else:
-            entry = self._log_entry("end_turn" if kind is EndTurn else "commit_final",
-                                    reward=0.0)
-        self.fraudster_log.append(entry)
-        if kind is EndTurn:
-            self.feedback[F] = "turn ended"
-            self._end_fraudster_turn()
-        elif kind is CommitFinal:
-            self.committed = True
-            self.feedback[F] = "committed: no more proposals this match"
-            self._end_fraudster_turn()
-        else:
-            self._count_turn_action(F)
-        return 0.0
-
-    # The logs' entries. Every entry has ``ts`` (the match's step count when it was made: a
-    # logical clock, so logs replay identically), ``round_number``, ``phase`` and
-    # ``action_type``; the seed's readers expect the fields below on every entry of a log, so
-    # fields an action does not use are present and null.
-    def _log_entry(self, action_type: str, **fields: Any) -> dict:
-        return {"ts": self.step_count, "round_number": self.round_number, "phase": self.phase,
-                "action_type": action_type, **fields}
-
-    def _proposal_entry(self, action_type: str, slot: int, **fields: Any) -> dict:
-        """A ``fraudster_proposals`` entry: the ad as it stands after the action."""
-        return self._log_entry(
-            action_type, reward=0.0, ad_id=AD_IDS[slot],
-            slot_index=self.proposal_slots.index(slot),
-            category=CATEGORIES[self.rows.category[self.slot_row[slot]]].name,
-            ad_copy=self.copy[slot], landing_page_blurb=self.blurb[slot],
-            targeting_summary=self.targeting[slot],
-            **{"new_ad_copy": None, "new_landing_page_blurb": None, **fields})
-
-    def _investigator_entry(self, action_type: str, reward: float, **fields: Any) -> dict:
-        return self._log_entry(action_type, **{**_INVESTIGATOR_ENTRY, "reward": reward,
-                                               **fields})
-
-    def proposal_log(self) -> list[dict]:
-        """The fraudster's proposals and modifications in order (``fraudster_proposals``);
-        turn control (end_turn, commit_final) stays in ``fraudster_log`` only."""
-        return [e for e in self.fraudster_log if e["action_type"] in _PROPOSAL_ACTIONS]
-
-    def _propose(self, op: Propose) -> int:
-        category, tactic, copy = op.category, op.tactic, op.ad_copy
-        blurb, targeting = op.landing_page_blurb, op.targeting_summary
-        rows, ep = self.rows, self.ep
-        row = ep.n_base + self.proposals_used
-        self.proposals_used += 1
-        cat = CATEGORIES[category]
-        u = rows.uniform[row]
-        free_markers = None
-        if copy is not None:
-            free_markers = count_risk_markers(copy)
-            tactic = max(0, 3 - min(free_markers, 3))
-            junk = is_gibberish(copy) or has_injection_or_generator_token(copy)
-        if targeting is None:
-            targeting = cat.targeting[int(u[5] * len(cat.targeting))]
-        label = ESCALATE if category == GRAY_CATEGORY else FRAUD
-        rows.label[row] = label
-        rows.category[row] = category
-        rows.severity[row] = cat.base_severity * TACTIC_SEVERITY[tactic]
-        rows.arrival_round[row] = self.round_number
-        reuse = sum(self.rows.tactic.item(self.slot_row.item(s)) == tactic
-                    for s in self.proposal_slots)
-        proposal_surface(tactic, row, ep, free_markers, reuse)
-        if label == ESCALATE:  # gray-area copy reads as gray area, whatever the tactic
-            rows.kind[row] = KIND_ESCALATE
-        if copy is None:
-            # Template copy is drawn exactly as an organic ad's: the category's bodies and as
-            # many risk phrases as the tactic's surface drew; a camouflaged ad carries a trust
-            # blurb as often as an organic legit ad does, the others as often as organic fraud.
-            copy = self._template_copy(category, int(u[4] * 3), int(rows.markers[row]),
-                                       float(u[12]))
-            if blurb is None:
-                b = blurb_of(LEGIT if tactic == CAMOUFLAGED else FRAUD, float(u[U_BLURB]),
-                             float(u[13]))
-                blurb = TRUST_PHRASES[b] if b >= 0 else ""
-        if free_markers is not None and junk:  # the policy classifier sees through junk copy
-            rows.evidence[row, TARGET_INDEX["policy_classifier"]] += JUNK_CLASSIFIER_SHIFT
-        if cat.family == "network":
-            self._join_fraudster_ring(row)
-        slot = self._arrive(row, copy, blurb or "", targeting)
-        self.is_proposal[slot] = True
-        self.proposal_slots.append(slot)
-        if blurb and count_trust_markers(blurb):
-            self.trusted[slot] = True  # a blurb it was proposed with changes no evidence
-        return slot
-
-    def _join_fraudster_ring(self, row: int) -> None:
-        """Network proposals reuse the fraudster's own payment and campaign infrastructure."""
-        if self.fraudster_ring < 0:
-            self.fraudster_ring = len(self.rings)
-            self.rings.append(RingInfo(self.fraudster_ring, "clique", [], (0, 3)))
-        ring = self.rings[self.fraudster_ring]
-        ring.members.append(row)
-        self.rows.ring[row] = self.fraudster_ring
-        self.rows.tokens[row, 0] = self.ep.proposal_ring_tokens[0]
-        self.rows.tokens[row, 3] = self.ep.proposal_ring_tokens[3]
-
-    def _modify(self, op: Modify) -> None:
-        slot, edit, new_copy, new_blurb = op.slot, op.edit, op.new_ad_copy, \
-            op.new_landing_page_blurb
-        row = self.slot_row[slot]
-        rows = self.rows
-        if edit == 0:
-            self.copy[slot] = _drop_one_risk_phrase(self.copy[slot])
-            rows.markers[row] = max(0, rows.markers[row] - 1)
-            rows.severity[row] *= SOFTEN_SEVERITY
-        elif edit == 1:
-            self.blurb[slot] = TRUST_PHRASES[int(rows.uniform[row, 13] * len(TRUST_PHRASES))]
-            self._trust(slot)
-        if new_copy is not None:
-            self.copy[slot] = new_copy
-            rows.markers[row] = min(count_risk_markers(new_copy), 9)
-        if new_blurb is not None:
-            self.blurb[slot] = new_blurb
-            if count_trust_markers(new_blurb) and not self.trusted[slot]:
-                self._trust(slot)
-        self.lexical[slot] = lexical_features(self.copy[slot])
-        self.events.append(("modify", slot))
-
-    def _trust(self, slot: int) -> None:
-        self.trusted[slot] = True
-        self.rows.evidence[self.slot_row[slot], TARGET_INDEX["landing_page"]] -= TRUST_SHIFT
-        self.events.append(("modify", slot))
-
-    def _end_fraudster_turn(self) -> None:
-        self.phase = "investigator_turn"
-        self.actions_this_turn = 0
-        self.close_if_all_decided()
-
-    def close_if_all_decided(self) -> None:
-        """After the fraudster's turn: end play if nothing is left to decide."""
-        self._check_all_decided("commit_final" if self.committed else "all_decided")
-
-    # investigator ---------------------------------------------------------
-    def _apply_investigator(self, op: Op) -> float:
-        kind = type(op)
-        if kind is EndTurn:
-            self.investigator_log.append(self._investigator_entry("end_turn", 0.0))
-            self.feedback[I] = "turn ended"
-            self._end_investigator_turn()
-            return 0.0
-        slot = op.slot
-        ad_id = AD_IDS[slot]
-        self.budget -= 1
-        if kind is Investigate:
-            target = op.target
-            self.pulled[slot, target] = True
-            self.events.append(("pull", slot, target))
-            self.n_pulls[slot] = self.n_pulls.item(slot) + 1
-            reward = scoring.INVESTIGATE_COST
-            source = TARGETS[target]
-            row = self.slot_row.item(slot)
-            name, value = headline(source, self.rows.evidence.item(row, target))
-            findings = evidence_text(source, evidence_fields(self.rows, row, target))
-            entry = self._investigator_entry(
-                "investigate", reward, ad_id=ad_id, investigation_target=source,
-                revealed={name: value},  # what the pull showed, at the time
-                findings_excerpt=findings[:FINDINGS_EXCERPT])
-            self.feedback[I] = f"pulled {source} for {ad_id}"
-        elif kind is Verdict:
-            v, conf = op.verdict, op.confidence
-            row = self.slot_row.item(slot)
-            self.verdict[slot] = v
-            self.events.append(("verdict", slot))
-            self.confidence[slot] = conf
-            self.manual[slot] = True
-            self.decided_order[slot] = self.n_manual
-            self.decided_round[slot] = self.round_number
-            self.n_manual += 1
-            self.rationale[slot] = op.rationale
-            reward = scoring.verdict_reward(v, self.rows.label.item(row),
-                                            self.rows.severity.item(row))
-            entry = self._investigator_entry("verdict", reward, ad_id=ad_id,
-                                             verdict=VERDICTS[v], confidence=conf,
-                                             rationale=op.rationale)
-            self.feedback[I] = f"{VERDICTS[v]} {ad_id}"
-        else:
-            other = op.other
-            self.linked[slot, other] = self.linked[other, slot] = True
-            self.links.append((slot, other))
-            self.events.append(("link", slot, other))
-            ra, rb = self.rows.ring[self.slot_row[slot]], self.rows.ring[self.slot_row[other]]
-            correct = ra >= 0 and ra == rb
-            reward = scoring.LINK_CORRECT if correct else scoring.LINK_WRONG
-            entry = self._investigator_entry("link_accounts", reward, ad_id=ad_id,
-                                             linked_ad_id=AD_IDS[other], link_reason=op.reason)
-            self.feedback[I] = f"linked {ad_id} and {AD_IDS[other]}"
-        self.investigator_log.append(entry)
-        self.after_review()
-        return reward
-
-    def after_review(self) -> None:
-        """What follows a budgeted review (pull, verdict, link): play ends when the budget is
-        spent or nothing is left to decide, else the action counts against the turn."""
-        if self.budget <= 0:
-            self._finish("budget_exhausted")
-        elif not self._check_all_decided("all_decided"):
-            self._count_turn_action(I)
-
-    def _end_investigator_turn(self) -> None:
-        self.actions_this_turn = 0
-        if self.round_number >= self.max_rounds:
-            self._finish("max_rounds")
-            return
-        self.round_number += 1
-        self._arrive_base(self.round_number)
-        self.phase = "investigator_turn" if self.committed else "fraudster_turn"
-
-    def _check_all_decided(self, reason: str) -> bool:
-        """End play when nothing is pending and nothing more can arrive."""
-        if self.phase != "investigator_turn":
-            return False
-        if self.n_arrived > self.n_manual:  # during play every verdict is a manual one
-            return False
-        if self.n_base_arrived < self.ep.n_base:
-            return False
-        can_propose = not self.committed and self.proposals_used < self.max_proposals and \
-            self.proposal_room()
-        if can_propose:
-            return False
-        self._finish(reason)
-        return True
-
-    # auditor --------------------------------------------------------------
-    def _apply_auditor(self, op: Op) -> float:
-        if type(op) is Submit:
-            self.audit_report = self._report(op.report)
-            self.auditor_log.append(self._log_entry("submit_audit_report"))
-            self.phase = "done"
-            for i in range(3):
-                self.step_rewards[i] += self.terminal[i]
-            self.feedback[A] = "report submitted; the match is over"
-            return 0.0
-        track, slot, ftype, severity, note = op.track, op.slot, op.flag_type, op.severity, \
-            op.note
-        self.auditor_actions += 1
-        target = AD_IDS[slot] if slot >= 0 else None
-        flag = {"track": track, "target_ad_id": target, "flag_type": ftype,
-                "severity": severity, "note": note or ""}
-        action_type = "flag_investigator" if track == "A" else "flag_fraudster"
-        if (track, ftype, slot) in self.claimed:  # a repeat: answered, counted once
-            self.auditor_log.append(self._log_entry(action_type, **flag, reward=0.0,
-                                                    repeat=True))
-            self.feedback[A] = f"flag {ftype} on {target or 'the match'} was already raised; " \
-                "it counts once"
-            return 0.0
-        self.claimed.add((track, ftype, slot))
-        self.match_state.claimed[(self.index, *claim_index(op))] = True
-        if slot >= 0 or track == "A":  # the tensor face has no index for a match-level B flag
-            self.events.append(("flag", track, ftype, slot))
-        true = (ftype, target) in self.truth_flags
-        reward = scoring.AUDIT_TRUE_FLAG if true else scoring.AUDIT_FALSE_FLAG
-        self.auditor_flags.append(flag)
-        self.auditor_log.append(self._log_entry(action_type, **flag, reward=reward))
-        self.feedback[A] = f"flag {ftype} on {target or 'the match'}: " + \
-            ("confirmed by the rule audit" if true else "not supported by the rule audit")
-        return reward
-
-    def _report(self, submitted: dict | None) -> dict:
-        a = [f for f in self.auditor_flags if f["track"] == "A"]
-        b = [f for f in self.auditor_flags if f["track"] == "B"]
-        truth_a = {f for f in self.truth_flags if f[0] in AUDIT_TRACK_A}
-        plaus = [self.plausibility[AD_IDS[s]] for s in self.proposal_slots]
-        report = {"track_a_flags": a, "track_b_flags": b,
-                  "investigator_audit_score": audit.track_a_score(truth_a),
-                  # np.mean's own sum and division, without its Python-level wrapper
-                  "fraudster_plausibility_score": float(np.add.reduce(plaus)) / len(plaus)
-                  if plaus else 1.0,
-                  "notes": ""}
-        if submitted:
-            report["submitted"] = submitted
-        return report
-
-    # ------------------------------------------------------------------ arrivals and the end
-    def _arrive_base(self, round_number: int) -> None:
-        """Admit the base ads due by this round, all at once."""
-        rows, n = self.rows, self.ep.n_base
-        first = self.n_base_arrived
-        last = first
-        while last < n and rows.arrival_round[last] <= round_number:
-            last += 1
-        if last == first:
-            return
-        k = last - first
-        slots = self.ep.slot_order[self.n_arrived:self.n_arrived + k]
-        self.n_base_arrived = last
-        self.n_arrived += k
-        self.slot_row[slots] = np.arange(first, last)
-        self.present[slots] = True
-        self.arrived[slots] = round_number
-        slots = slots.tolist()
-        for slot, category, body, markers, u_marker, u_target, blurb in zip(
-                slots, rows.category[first:last].tolist(), rows.body[first:last].tolist(),
-                rows.markers[first:last].tolist(), rows.uniform[first:last, 12].tolist(),
-                rows.uniform[first:last, 5].tolist(), rows.blurb[first:last].tolist()):
-            cat = CATEGORIES[category]
-            copy = self._template_copy(category, body, markers, u_marker)
-            self.copy[slot] = copy
-            self.blurb[slot] = TRUST_PHRASES[blurb] if blurb >= 0 else ""
-            self.targeting[slot] = cat.targeting[int(u_target * len(cat.targeting))]
-            self.lexical[slot] = lexical_features(copy)
-        self.events.append(("arrive", tuple(slots)))
-
-    def _arrive(self, row: int, copy: str, blurb: str, targeting: str) -> int:
-        slot = int(self.ep.slot_order[self.n_arrived])
-        self.n_arrived += 1
-        self.slot_row[slot] = row
-        self.present[slot] = True
-        self.arrived[slot] = self.round_number
-        self.copy[slot] = copy
-        self.blurb[slot] = blurb
-        self.targeting[slot] = targeting
-        self.lexical[slot] = lexical_features(copy)
-        self.events.append(("arrive", (slot,)))
-        return slot
-
-    @staticmethod
-    def _template_copy(category: int, body: int, n_markers: int, u_marker: float) -> str:
-        cat = CATEGORIES[category]
-        return _template_text(category, body % len(cat.bodies), n_markers,
-                              int(u_marker * len(cat.markers)))
-
-    def _finish(self, reason: str) -> None:
-        """End of play: auto-approve what is pending, score, audit, hand over to the auditor."""
-        self.end_reason = reason
-        if reason == "budget_exhausted":
-            # Running out of budget does not stop the queue: the organic ads still to come
-            # arrive, and are approved unreviewed with everything else pending.
-            self._arrive_base(self.max_rounds)
-        rows = self.rows
-        pending = self.pending_slots()
-        self.verdict[pending] = 0
-        self.confidence[pending] = 0.0
-        # Plain lists from here on: the queue is short, and numpy scalars are slow one by one.
-        slot_row, verdict = self.slot_row.tolist(), self.verdict.tolist()
-        manual = self.manual.tolist()
-        label, severity = rows.label.tolist(), rows.severity.tolist()
-        auto_reward = 0.0
-        for s in pending.tolist():
-            self.events.append(("verdict", s))
-            auto_reward += scoring.verdict_reward(0, label[slot_row[s]], severity[slot_row[s]])
-        ring = rows.ring.tolist()
-        correct = wrong = 0
-        for a, b in self.links:
-            ra, rb = ring[slot_row[a]], ring[slot_row[b]]
-            if ra >= 0 and ra == rb:
-                correct += 1
-            else:
-                wrong += 1
-        present = self.present.nonzero()[0]
-        prow = self.slot_row[present]
-        # How well the manual verdicts' confidence matched their accuracy, per bin: the grader,
-        # the rule audit and the auditor's observation all read these.
-        by_hand = self.manual.nonzero()[0].tolist()
-        confidence = self.confidence[by_hand].tolist()
-        right = [verdict[s] == CORRECT_VERDICT[label[slot_row[s]]] for s in by_hand]
-        self.calibration = scoring.calibration_bins(confidence, right)
-        self.grader_score, self.grader_terms = scoring.grade(
-            self.task.task_id, rows.label[prow].tolist(), rows.severity[prow].tolist(),
-            self.verdict[present].tolist(), scoring.calibration_skill(confidence, right),
-            correct, wrong, self.n_ring_pairs)
-        category = rows.category.tolist()
-        proposals = [audit.ProposalText(AD_IDS[s], category[slot_row[s]], self.copy[s],
-                                        self.blurb[s], self.targeting[s])
-                     for s in self.proposal_slots]
-        flags_b, self.plausibility = audit.track_b(proposals)
-        arrived, decided_round = self.arrived.tolist(), self.decided_round.tolist()
-        fraud_reward = 0.0
-        for s in self.proposal_slots:
-            decided = decided_round[s] if manual[s] else self.round_number
-            reach = scoring.proposal_reach(verdict[s], arrived[s], decided, self.max_rounds)
-            fraud_reward += scoring.fraudster_outcome(verdict[s], severity[slot_row[s]],
-                                                      self.plausibility[AD_IDS[s]], reach)
-        self.truth_flags = flags_b | audit.track_a(self._verdict_records(),
-                                                   [(AD_IDS[a], AD_IDS[b])
-                                                    for a, b in self.links],
-                                                   self._revealed_values(), self.calibration)
-        self.terminal = [fraud_reward, auto_reward, 0.0]
-        self.phase = "audit_phase"
-        self.events.append(("finish",))
-        self.actions_this_turn = 0
-
-    def _verdict_records(self) -> list[audit.VerdictRecord]:
-        """The manual verdicts, in the order they were given."""
-        order = self.decided_order.tolist()
-        slots = sorted(self.manual.nonzero()[0].tolist(), key=order.__getitem__)
-        # Plain lists of just these ads: numpy scalars are slow one by one.
-        at, rows = np.asarray(slots, np.intp), self.rows
-        row_at = self.slot_row[at]
-        out = []
-        for s, verdict, confidence, label, category, pulled_flags, signals in zip(
-                slots, self.verdict[at].tolist(), self.confidence[at].tolist(),
-                rows.label[row_at].tolist(), rows.category[row_at].tolist(),
-                self.pulled[at].tolist(), rows.evidence[row_at].tolist()):
-            pulled = tuple(itertools.compress(_TARGET_RANGE, pulled_flags))
-            out.append(audit.VerdictRecord(
-                AD_IDS[s], verdict, confidence, self.rationale[s], label, category, pulled,
-                tuple([signals[t] for t in pulled]), order[s]))
-        return out
-
-    def _revealed_values(self) -> dict[str, list[str]]:
-        out = {}
-        for s in self.manual.nonzero()[0].tolist():
-            if not self.rationale[s]:  # only a written rationale is checked for citations
-                continue
-            vals = []
-            for t in self.pulled[s].nonzero()[0].tolist():
-                vals += [str(v) for v in evidence_fields(self.rows, self.slot_row[s], t)
-                         .values() if isinstance(v, str)]
-            out[AD_IDS[s]] = vals
-        return out
 
     # ------------------------------------------------------------------ views
     def status_of(self, slot: int) -> str:
@@ -859,32 +400,6 @@ class Referee:
         if role_index == A:
             return MAX_AUDITOR_ACTIONS - self.auditor_actions
         return self.caps[role_index] - self.actions_this_turn
-
-
-@lru_cache(maxsize=4096)
-def _template_text(category: int, body: int, n_markers: int, start: int) -> str:
-    """A template ad's copy: a body and ``n_markers`` risk phrases from ``start`` on.
-    Memoised: the same copy recurs across matches."""
-    cat = CATEGORIES[category]
-    text = cat.bodies[body]
-    if n_markers:
-        picks = [cat.markers[(start + 2 * k) % len(cat.markers)] for k in range(n_markers)]
-        text = text + " " + " ".join(picks)
-    return text
-
-
-def _drop_one_risk_phrase(text: str) -> str:
-    from .catalog import RISK_PHRASES
-
-    low = text.lower()
-    for p in RISK_PHRASES:
-        i = low.find(p)
-        if i >= 0:
-            j = i + len(p)
-            while j < len(text) and text[j] in "!. ":
-                j += 1
-            return (text[:i] + text[j:]).strip()
-    return text
 
 
 __all__ = ["Referee", "token_text"]

@@ -42,6 +42,7 @@ class Phase(IntEnum):
 
 
 assert tuple(p.name.lower() for p in Phase) == PHASES  # one order, declared in the catalogue
+F, I, A = 0, 1, 2  # noqa: E741  (the roles' indices, in ROLES order)
 # Plain ints from here on: numpy probes an enum member for array attributes on every use.
 PHASE_OF = {p.name.lower(): int(p) for p in Phase}
 # The phase in which each role acts.
