@@ -83,6 +83,7 @@ from .rules.catalog import (
     TASKS,
 )
 from .rules.errors import IllegalActionError
+from .rules.fraudster import queue_room
 from .rules.lexicon import N_LEXICAL, lexical_features
 from .rules.referee import Referee
 from .rules.roles import explain
@@ -609,7 +610,7 @@ def _template_lexical(category: int, body: int, markers: int, u_marker: float) -
 
 
 def _room(st: MatchState, env: np.ndarray) -> np.ndarray:
-    return st.n_arrived[env] + (st.n_base[env] - st.n_base_arrived[env]) < S
+    return queue_room(st.n_arrived[env], st.n_base[env], st.n_base_arrived[env])
 
 
 def _verdict_rewards(verdict: np.ndarray, label: np.ndarray, severity: np.ndarray) -> np.ndarray:

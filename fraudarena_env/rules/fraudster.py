@@ -57,15 +57,17 @@ def _allowed_names(st: MatchState, m: int) -> list[str]:
     return [CATEGORIES[c].name for c in np.flatnonzero(st.allowed[m])]
 
 
-def queue_room(st: MatchState, m):
-    """A new proposal needs a free slot beyond those kept for organic ads still to come."""
-    return st.n_arrived[m] + (st.n_base[m] - st.n_base_arrived[m]) < MAX_SLOTS
+def queue_room(n_arrived, n_base, n_base_arrived):
+    """A new proposal needs a free slot beyond those kept for organic ads still to come (numbers
+    or arrays of them)."""
+    return n_arrived + (n_base - n_base_arrived) < MAX_SLOTS
 
 
 PROPOSALS_LEFT = Check(
     "proposals_left", lambda st, m, op: st.proposals_used[m] < st.max_proposals[m],
     lambda st, m, op: f"no proposals left ({st.max_proposals[m]} used)")
-QUEUE_ROOM = Check("queue_room", lambda st, m, op: queue_room(st, m),
+QUEUE_ROOM = Check("queue_room", lambda st, m, op: queue_room(st.n_arrived[m], st.n_base[m],
+                                                             st.n_base_arrived[m]),
                    lambda st, m, op: "the queue is full")
 CATEGORY_ALLOWED = Check(
     "category_allowed", lambda st, m, op: st.allowed[m, op.category],

@@ -307,8 +307,7 @@ class Referee(FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
 
     def proposal_room(self) -> bool:
         """A new proposal needs a free slot beyond those reserved for base ads still to come."""
-        self.store_scalars()  # asked in the middle of a step too
-        return bool(queue_room(self.match_state, self.index))
+        return queue_room(self.n_arrived, self.ep.n_base, self.n_base_arrived)
 
     def ad_id(self, slot: int) -> str:
         return AD_IDS[slot]
