@@ -280,6 +280,11 @@ class raw_env(AECEnv, EzPickle):
         if not 0 <= i < n:
             self._illegal(agent, action, f"index {i} is outside Discrete({n})")
             return
+        if self._mask_version[agent] == self._version and self._masks[agent][i]:
+            # the mask handed out for this very state offers it: legal (the observer's mask is
+            # the rules' legal_mask, which the tests check at every step)
+            self._ref.carry_out(agent, self._ops[agent][i])
+            return
         apply_index(self._ref, agent, i)
 
     def _illegal(self, agent: str, action: Any, reason: str) -> None:
