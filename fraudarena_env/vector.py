@@ -90,6 +90,7 @@ from .rules.roles import explain
 from .rules.state import MatchState, Phase
 
 _I_ROLE = ROLES.index("investigator")
+_OVER = ("audit_phase", "done")
 _N_ROLES = len(ROLES)
 _SIGNAL_OF_SOURCE = np.full(N_T, -1, np.int64)  # which ring signal a source reveals, or -1
 _SIGNAL_OF_SOURCE[list(RING_SIGNAL_SOURCE)] = np.arange(len(RING_SIGNAL_SOURCE))
@@ -204,8 +205,14 @@ class VectorFraudArena:
     def _replay(self, m: int) -> None:
         """Bring env ``m``'s three observers up to date with what its referee did."""
         ref = self.referees[m]
-        for observer in self.observers[m]:
-            observer.replay(ref)
+        fraudster, investigator, auditor = self.observers[m]
+        if ref.phase in _OVER:  # only the auditor acts again before the next match
+            fraudster.skip(ref)
+            investigator.skip(ref)
+        else:
+            fraudster.replay(ref)
+            investigator.replay(ref)
+        auditor.replay(ref)
         if ref.phase == "audit_phase" and not self._truth[m].any() and ref.truth_flags:
             self._record_truth(m, ref.truth_flags)
 

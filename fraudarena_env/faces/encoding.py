@@ -259,6 +259,15 @@ class Observer:
         those)."""
         self._sync(ref)
 
+    def skip(self, ref: Referee) -> None:
+        """Pass over what the referee did since the last call without applying it (for a view
+        nobody reads again before the next reset, which rebuilds it); replays if the referee
+        was reset meanwhile."""
+        if ref.epoch != self._epoch:
+            self._sync(ref)
+        else:
+            self._cursor = len(ref.events)
+
     def _arrive(self, ref: Referee, slots: list[int]) -> None:
         h = self._handlers.get("arrive")
         if h is not None:

@@ -58,7 +58,7 @@ def track_b(proposals: list[ProposalText]) -> tuple[set[tuple[str, str]], dict[s
     return flags, plaus
 
 
-@lru_cache(maxsize=1 << 14)
+@lru_cache(maxsize=1 << 16)
 def _text_findings(category: int, copy: str, blurb: str, targeting: str) -> tuple[str, ...]:
     """The track B findings one proposal's own text supports (all but repetition, which
     compares proposals). Memoised: template proposals repeat across matches."""

@@ -114,11 +114,14 @@ def mentions_minors(text: str) -> bool:
     return any(w in low for w in MINOR_WORDS)
 
 
-@lru_cache(maxsize=1 << 14)
+_CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b-\x1f]")  # below 32, but for tab and newline
+
+
+@lru_cache(maxsize=1 << 16)
 def has_injection_or_generator_token(text: str) -> bool:
     low = text.lower()
-    return any(w in low for w in INJECTION_WORDS) or bool(_GENERATOR_TOKEN.search(low)) or any(
-        ord(c) < 32 and c not in "\n\t" for c in text)
+    return any(w in low for w in INJECTION_WORDS) or bool(_GENERATOR_TOKEN.search(low)) or \
+        _CONTROL_CHARACTER.search(text) is not None
 
 
 @lru_cache(maxsize=1 << 14)
