@@ -114,12 +114,14 @@ from .referee import Referee
 from .rules.catalog import MATCH_KNOBS, ROLES
 from .rules.errors import IllegalActionError
 from .server_limits import (
+    API_KEY_ENV,
     AddressLedger,
     TokenBucket,
     address_key,
     has_lone_surrogate,
     id_refusal,
     nesting_refusal,
+    too_deep,
 )
 
 logger = logging.getLogger(__name__)
@@ -135,7 +137,6 @@ ERROR_CODES = ("invalid_json", "reset_error", "missing_match_id", "unknown_match
 # The REST API answers with these too: no or a wrong API key, and credentials that do not
 # grant what was asked.
 HTTP_ERROR_CODES = (*ERROR_CODES, "unauthorized", "forbidden")
-API_KEY_ENV = "FRAUDARENA_API_KEY"  # where `fraudarena serve` (and the REST client) read the key
 MAX_ERROR_CHARS = 400  # an error reply's message never runs longer
 EXCERPT = 40  # characters of a client's input an error may quote
 # How uvicorn should run the app: no per-message compression (it cost more CPU than the rest of
@@ -228,14 +229,14 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
-def token_digest(token: str) -> str:
+def token_hash(token: str) -> str:
     """What an archived record keeps of a seat token: its SHA-256, in hex."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def digest_matches(token: Any, digest: str | None) -> bool:
+def token_matches(token: Any, digest: str | None) -> bool:
     return isinstance(token, str) and digest is not None and \
-        hmac.compare_digest(token_digest(token), digest)
+        hmac.compare_digest(token_hash(token), digest)
 
 
 # ============================================================================ the pool
@@ -300,7 +301,7 @@ class MatchEntry:
                   "archived_at": time.time(), "reset": self.reset_args, "actions": self.actions,
                   "seed_chosen_by_client": self.client_seed,
                   # who may read it back: the holders of its seat tokens (only digests kept)
-                  "seat_digests": {role: seat.token and token_digest(seat.token)
+                  "seat_digests": {role: seat.token and token_hash(seat.token)
                                    for role, seat in self.seats.items()}}
         record["state"] = state_as_archived(self.referee, record)
         return record
@@ -650,7 +651,9 @@ def decode_json(raw: str | bytes, max_bytes: int) -> Any:
     except json.JSONDecodeError as exc:
         raise ProtocolError("invalid_json", f"the frame is not valid JSON: {exc.msg} at "
                             f"position {exc.pos}") from None
-    except (ValueError, RecursionError) as exc:  # bad UTF-8, too deep, huge numbers
+    except RecursionError:  # far deeper than the limit: the decoder ran out of stack
+        raise ProtocolError("validation_error", too_deep()) from None
+    except ValueError as exc:  # bad UTF-8, huge numbers
         raise ProtocolError("invalid_json", "the frame is not valid JSON: "
                             f"{type(exc).__name__}") from None
     if why := nesting_refusal(raw, value):
@@ -997,7 +1000,7 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
         token = request.headers.get("x-seat-token")
         digests = record.get("seat_digests") or {}
         if not (config.open_api or key_holder(request) or
-                any(digest_matches(token, d) for d in digests.values())):
+                any(token_matches(token, d) for d in digests.values())):
             return _http_error(403 if token else 401, "forbidden" if token else "unauthorized",
                                "an archived match is readable with one of its seat tokens "
                                "(X-Seat-Token) or the server's API key (X-API-Key)")

@@ -20,6 +20,7 @@ import ipaddress
 import time
 from typing import Any
 
+API_KEY_ENV = "FRAUDARENA_API_KEY"  # where `fraudarena serve` and the REST client find the key
 MAX_NESTING = 32  # a seed client's deepest message (an audit report) is 5 levels deep
 MAX_ID_LENGTH = 128
 
@@ -166,6 +167,11 @@ class AddressLedger:
         return (0, 0) if book is None else (book.connections, book.matches)
 
 
+def too_deep(limit: int = MAX_NESTING) -> str:
+    """The refusal of a message nested deeper than ``limit``."""
+    return f"the message nests objects and arrays deeper than {limit} levels"
+
+
 def nesting_refusal(raw: str | bytes, value: Any, limit: int = MAX_NESTING) -> str | None:
     """Why ``value`` (parsed from ``raw``) is refused for nesting deeper than ``limit``, or
     None. Iterative, so a deep value cannot exhaust the stack; a message with fewer brackets
@@ -184,7 +190,7 @@ def nesting_refusal(raw: str | bytes, value: Any, limit: int = MAX_NESTING) -> s
         else:
             continue
         if depth > limit:
-            return f"the message nests objects and arrays deeper than {limit} levels"
+            return too_deep(limit)
         stack.extend((child, depth + 1) for child in children
                      if isinstance(child, (dict, list)))
     return None
@@ -217,5 +223,5 @@ def id_refusal(name: str, value: Any, limit: int = MAX_ID_LENGTH) -> str | None:
     return None
 
 
-__all__ = ["MAX_ID_LENGTH", "MAX_NESTING", "AddressLedger", "TokenBucket", "address_key",
-           "has_lone_surrogate", "id_refusal", "nesting_refusal"]
+__all__ = ["API_KEY_ENV", "MAX_ID_LENGTH", "MAX_NESTING", "AddressLedger", "TokenBucket", "address_key",
+           "has_lone_surrogate", "id_refusal", "nesting_refusal", "too_deep"]
