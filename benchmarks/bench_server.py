@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
     api_key = secrets.token_urlsafe(24)
     proc = spawn(port, "--max-matches", str(live), "--max-matches-per-address", str(live),
                  "--max-connections-per-address", str(3 * max(args.matches) + 16),
-                 "--create-rate", "0", "--api-key", api_key)
+                 "--api-key", api_key)
     url = f"ws://127.0.0.1:{port}"
     results = {}
     try:

@@ -53,9 +53,10 @@ Limits (see :class:`ServerConfig` and :mod:`fraudarena_env.server_limits`); no c
 may cost another anything:
 
 * Matches: at most ``max_matches`` live, ``max_matches_per_address`` created from one client
-  address and ``max_matches_per_connection`` by one socket (``capacity_reached``); an address
-  creates at most ``create_rate`` a second (burst ``create_burst``; ``rate_limited``). The API
-  key creates without the per-address limits.
+  address and ``max_matches_per_connection`` by one socket (``capacity_reached``). Reset spam:
+  an address whose matches end before anyone moved in them faster than ``abandon_rate`` a
+  second (burst ``abandon_burst``) may create no match until that rate allows
+  (``rate_limited``); playing costs nothing. The API key creates without per-address limits.
 * Lifetimes: a match nobody has moved in ``start_grace`` seconds after its creation, a match no
   socket has held a seat of for ``reconnect_grace`` seconds (the time a dropped player has to
   come back with its seat token), and a match idle for ``idle_timeout`` seconds are archived and
@@ -161,8 +162,8 @@ class ServerConfig:
     max_message_bytes: int = 64 * 1024
     rate_limit: float | None = 200.0  # messages a second per socket; None: no limit
     rate_burst: int = 1000  # a seed client's whole match fits in it
-    create_rate: float | None = 2.0  # matches a second per address; None: no limit
-    create_burst: int = 60
+    abandon_rate: float | None = 1.0  # unplayed matches a second per address; None: no limit
+    abandon_burst: int = 30
     api_key: str | None = None  # REST creation and archive reads; None: no key opens them
     open_api: bool = False  # REST creation and archive reads without the key
     client_seeds: bool = True  # False: the server draws every seed and refuses a client's
@@ -178,7 +179,7 @@ class ServerConfig:
     def __post_init__(self):
         for name in ("max_matches", "max_matches_per_connection", "max_matches_per_address",
                      "max_connections", "max_connections_per_address", "max_message_bytes",
-                     "rate_burst", "create_burst", "observer_cache"):
+                     "rate_burst", "abandon_burst", "observer_cache"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -188,7 +189,7 @@ class ServerConfig:
                 raise ValueError(f"{name} must be >= 0 or None, got {value!r}")
         if not self.sweep_interval > 0:
             raise ValueError(f"sweep_interval must be > 0, got {self.sweep_interval!r}")
-        for name in ("rate_limit", "create_rate", "collect_interval"):
+        for name in ("rate_limit", "abandon_rate", "collect_interval"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0 or None, got {value!r}")
@@ -199,8 +200,8 @@ class ServerConfig:
     def ledger(self) -> AddressLedger:
         """A fresh ledger of what each client address holds, under this config's caps."""
         return AddressLedger(self.max_connections, self.max_connections_per_address,
-                             self.max_matches_per_address, self.create_rate or float("inf"),
-                             self.create_burst)
+                             self.max_matches_per_address, self.abandon_rate,
+                             self.abandon_burst)
 
 
 class ProtocolError(Exception):
@@ -386,12 +387,8 @@ class MatchPool:
             raise ProtocolError("capacity_reached", f"the server is full ({len(self.entries)} "
                                 "live matches); finish or leave one, or try again later")
         if address is not None:
-            frees = spare and replacing.address == address
-            if frees:
-                self.ledger.ended(address)  # counted again below if this match is refused
-            refusal = self.ledger.creation_refusal(address)
-            if frees:
-                self.ledger.created(address)
+            refusal = self.ledger.creation_refusal(address, int(spare and
+                                                                replacing.address == address))
             if refusal is not None:
                 kind, why = refusal
                 raise ProtocolError("capacity_reached" if kind == "cap" else "rate_limited", why)
@@ -401,8 +398,6 @@ class MatchPool:
         try:
             referee.reset_match(**kwargs)
         except (ValueError, TypeError) as exc:
-            if address is not None:
-                self.ledger.creation_failed(address)
             raise ProtocolError("reset_error", f"could not start the match: {exc}") from None
         entry = MatchEntry(referee, kwargs, episode_id, address, creator_role, client_seed)
         self.entries[entry.match_id] = entry
@@ -427,7 +422,7 @@ class MatchPool:
         del self.entries[entry.match_id]
         self.observers.forget(entry.match_id)
         if entry.address is not None:
-            self.ledger.ended(entry.address)
+            self.ledger.ended(entry.address, unplayed=not entry.actions)
         entry.closed = reason
         if not entry.archived:
             entry.archived = True
@@ -667,9 +662,11 @@ def decode_json(raw: str | bytes, max_bytes: int) -> Any:
 class Handler:
     """Answers the messages of one socket."""
 
-    def __init__(self, pool: MatchPool, role: str, address: str = "local"):
+    def __init__(self, pool: MatchPool, role: str, address: str | None = None):
         self.pool = pool
-        self.address = address  # the client address its creations count against
+        # The client address its creations count against; None (a handler driven in process)
+        # is not limited.
+        self.address = address
         self.session = Session(role)
         self.durable = None  # the archive write the next reply must wait for
 
@@ -1138,11 +1135,14 @@ def build_parser(prog: str = "fraudarena serve") -> argparse.ArgumentParser:
                       "a message past it is answered rate_limited")
     caps.add_argument("--rate-burst", type=int, default=d.rate_burst,
                       help=f"messages a socket may send at once (default {d.rate_burst})")
-    caps.add_argument("--create-rate", type=_per_second, default=d.create_rate,
-                      help="matches a second one address may create, by reset or REST "
-                      f"(default {d.create_rate:g})")
-    caps.add_argument("--create-burst", type=int, default=d.create_burst,
-                      help=f"matches an address may create at once (default {d.create_burst})")
+    caps.add_argument("--abandon-rate", type=_per_second, default=d.abandon_rate,
+                      help="matches a second one address may leave before anyone moved in "
+                      "them (reset spam; default "
+                      f"{d.abandon_rate:g}): past it, the address creates no match until the "
+                      "rate allows. Matches played cost nothing")
+    caps.add_argument("--abandon-burst", type=int, default=d.abandon_burst,
+                      help=f"unplayed matches an address may leave at once (default "
+                      f"{d.abandon_burst})")
     caps.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes,
                       help=f"largest message or body accepted (default {d.max_message_bytes})")
     times = parser.add_argument_group("timeouts")
@@ -1175,8 +1175,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         idle_timeout=args.idle_timeout, start_grace=args.start_grace,
         reconnect_grace=args.reconnect_grace, lobby_timeout=args.lobby_timeout,
         sweep_interval=max(0.25, min([5.0, *(t / 4 for t in timeouts)])),
-        rate_limit=args.rate_limit, rate_burst=args.rate_burst, create_rate=args.create_rate,
-        create_burst=args.create_burst, max_message_bytes=args.max_message_bytes,
+        rate_limit=args.rate_limit, rate_burst=args.rate_burst, abandon_rate=args.abandon_rate,
+        abandon_burst=args.abandon_burst, max_message_bytes=args.max_message_bytes,
         api_key=args.api_key or None, open_api=args.open_api,
         client_seeds=not args.no_client_seeds, data_dir=args.data_dir,
         diagnostics=args.diagnostics)

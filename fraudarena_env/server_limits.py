@@ -5,8 +5,10 @@ Nothing here knows the protocol: each check returns why it refuses (a sentence t
 in its error reply) or None, and :mod:`fraudarena_env.server` picks the error code.
 
 * :class:`TokenBucket`: ``rate`` tokens a second, at most ``burst`` saved up. The server keeps
-  one per socket (every message takes a token) and one per client address for creating matches
-  (resets, and ``POST /api/v1/matches`` without the API key).
+  one per socket (every message takes a token) and one per client address for abandoning
+  matches: a match that ends before anyone moved in it (reset spam: create, leave, repeat)
+  spends a token of the address that created it, and an address whose bucket is empty may
+  create no match until it refills. A client that plays its matches never spends one.
 * :class:`AddressLedger`: open sockets and live matches per client address, with caps. An
   address is the client's IP; IPv6 clients count by their /64 network, since one host usually
   holds a whole /64.
@@ -48,9 +50,16 @@ class TokenBucket:
             return True
         return False
 
-    def give_back(self) -> None:
-        """Return the token of a request that was refused for another reason."""
-        self.tokens = min(self.burst, self.tokens + 1.0)
+    def spend(self, now: float | None = None) -> None:
+        """Spend a token even when there is none: the debt (at most ``burst``) is paid back
+        before the next :meth:`take` or :meth:`ready`."""
+        self._refill(time.monotonic() if now is None else now)
+        self.tokens = max(-float(self.burst), self.tokens - 1.0)
+
+    def ready(self, now: float | None = None) -> bool:
+        """Whether a token is there, without spending it."""
+        self._refill(time.monotonic() if now is None else now)
+        return self.tokens >= 1.0
 
     def wait(self, now: float | None = None) -> float:
         """Seconds until the next token."""
@@ -79,31 +88,32 @@ def address_key(host: str | None) -> str:
 
 
 class _Address:
-    __slots__ = ("connections", "matches", "creates")
+    __slots__ = ("connections", "matches", "abandons")
 
-    def __init__(self, creates: TokenBucket):
+    def __init__(self, abandons: TokenBucket):
         self.connections = 0
         self.matches = 0
-        self.creates = creates
+        self.abandons = abandons
 
 
 class AddressLedger:
-    """Open sockets, live matches and the match-creation bucket of each client address."""
+    """Open sockets, live matches and the abandon bucket of each client address
+    (``abandon_rate`` None: no bucket)."""
 
     def __init__(self, max_connections: int, max_connections_per_address: int,
-                 max_matches_per_address: int, create_rate: float, create_burst: int):
+                 max_matches_per_address: int, abandon_rate: float | None, abandon_burst: int):
         self.max_connections = max_connections
         self.max_connections_per_address = max_connections_per_address
         self.max_matches_per_address = max_matches_per_address
-        self.create_rate, self.create_burst = create_rate, create_burst
+        self.abandon_rate, self.abandon_burst = abandon_rate, abandon_burst
         self.connections = 0
         self._book: dict[str, _Address] = {}
 
     def _get(self, address: str) -> _Address:
         book = self._book.get(address)
         if book is None:
-            book = self._book[address] = _Address(TokenBucket(self.create_rate,
-                                                              self.create_burst))
+            book = self._book[address] = _Address(TokenBucket(self.abandon_rate or 1.0,
+                                                              self.abandon_burst))
         return book
 
     def connect(self, address: str) -> str | None:
@@ -125,37 +135,36 @@ class AddressLedger:
             book.connections -= 1
             self.connections -= 1
 
-    def creation_refusal(self, address: str) -> tuple[str, str] | None:
-        """Take a creation token for a new match from ``address``: None, or (``kind``,
-        ``why``) with ``kind`` ``"cap"`` (too many live matches) or ``"rate"`` (too many
-        creations lately). Call :meth:`created` once the match exists, or
-        :meth:`creation_failed` if it was refused after all."""
+    def creation_refusal(self, address: str, freeing: int = 0) -> tuple[str, str] | None:
+        """None if ``address`` may create a match now (``freeing``: how many of its live
+        matches the creation ends), else (``kind``, ``why``): ``kind`` ``"cap"`` (too many live
+        matches) or ``"rate"`` (too many left unplayed lately). Call :meth:`created` once the
+        match exists."""
         book = self._get(address)
-        if book.matches >= self.max_matches_per_address:
+        if book.matches - freeing >= self.max_matches_per_address:
             return "cap", (f"your address already has {book.matches} live matches, the most "
                            "one address may; finish or leave one first")
-        if not book.creates.take():
-            wait = book.creates.wait()
-            return "rate", (f"your address creates matches at most {self.create_rate:g} a "
-                            f"second (burst {self.create_burst}); retry in {wait:.1f} s")
+        if self.abandon_rate is not None and not book.abandons.ready():
+            return "rate", (f"your address left matches before anyone moved in them faster than "
+                            f"{self.abandon_rate:g} a second (burst {self.abandon_burst}); "
+                            f"retry in {book.abandons.wait():.1f} s")
         return None
-
-    def creation_failed(self, address: str) -> None:
-        self._get(address).creates.give_back()
 
     def created(self, address: str) -> None:
         self._get(address).matches += 1
 
-    def ended(self, address: str) -> None:
-        book = self._book.get(address)
-        if book is not None and book.matches > 0:
-            book.matches -= 1
+    def ended(self, address: str, unplayed: bool = False) -> None:
+        """A match ``address`` created has ended (``unplayed``: before anyone moved)."""
+        book = self._get(address)
+        book.matches = max(0, book.matches - 1)
+        if unplayed and self.abandon_rate is not None:
+            book.abandons.spend()
 
     def prune(self, now: float | None = None) -> None:
         """Forget addresses that hold nothing and whose bucket is full again."""
         now = time.monotonic() if now is None else now
         for address in [a for a, b in self._book.items()
-                        if not b.connections and not b.matches and b.creates.full(now)]:
+                        if not b.connections and not b.matches and b.abandons.full(now)]:
             del self._book[address]
 
     def __len__(self) -> int:

@@ -102,15 +102,24 @@ def test_an_opened_api_caps_anonymous_creates_per_address():
         assert served(stranger(client))
 
 
-def test_an_address_creates_matches_at_its_rate_only():
-    with TestClient(app_with(create_rate=0.01, create_burst=3)) as client, \
+def test_an_address_that_leaves_matches_unplayed_is_held_to_the_abandon_rate():
+    with TestClient(app_with(abandon_rate=0.01, abandon_burst=3)) as client, \
             client.websocket_connect("/ws/fraudster") as fr:
-        for seed in range(3):
+        for seed in range(4):  # each reset leaves the last match unplayed: 3 abandoned
             match_id = send(fr, "reset", {"seed": seed})["data"]["match_id"]
         assert "retry in" in assert_error(send(fr, "reset", {"seed": 9}), "rate_limited")
         assert send(fr, "obs")["data"]["match_id"] == match_id  # still where it was
         assert len(client.app.state.pool) == 1
         assert served(stranger(client))
+
+
+def test_playing_matches_spends_nothing_of_the_abandon_rate():
+    with TestClient(app_with(abandon_rate=0.01, abandon_burst=1)) as client, \
+            client.websocket_connect("/ws/fraudster") as fr:
+        for seed in range(20):
+            assert send(fr, "reset", {"seed": seed})["type"] == "observation"
+            send(fr, "step", {"action_type": "end_turn"})
+        assert len(client.app.state.pool) == 1  # the creator left each for the next
 
 
 def test_a_match_nobody_moves_in_is_dropped_after_the_start_grace():
@@ -484,13 +493,14 @@ def test_addresses_are_counted_by_ip_and_ipv6_by_their_64():
 
 
 def test_the_ledger_forgets_addresses_that_hold_nothing():
-    ledger = AddressLedger(10, 2, 1, create_rate=1.0, create_burst=1)
+    ledger = AddressLedger(10, 2, 1, abandon_rate=1.0, abandon_burst=1)
     assert ledger.connect("a") is None and ledger.connect("a") is None
     assert ledger.connect("a") is not None  # the third from one address
     assert ledger.creation_refusal("a") is None
     ledger.created("a")
     assert ledger.creation_refusal("a")[0] == "cap"
-    ledger.ended("a")
+    assert ledger.creation_refusal("a", freeing=1) is None
+    ledger.ended("a", unplayed=True)
     assert ledger.creation_refusal("a")[0] == "rate"
     ledger.disconnect("a"), ledger.disconnect("a")
     ledger.prune(now=time.monotonic() + 5)
@@ -500,16 +510,16 @@ def test_the_ledger_forgets_addresses_that_hold_nothing():
 def test_serve_flags_reach_the_config(monkeypatch):
     monkeypatch.setenv("FRAUDARENA_API_KEY", API_KEY)
     config = config_from_args(build_parser().parse_args([
-        "--no-client-seeds", "--open-api", "--rate-limit", "0", "--create-rate", "5",
+        "--no-client-seeds", "--open-api", "--rate-limit", "0", "--abandon-rate", "5",
         "--start-grace", "-1", "--reconnect-grace", "10", "--lobby-timeout", "30",
         "--max-connections", "50", "--max-connections-per-address", "4",
-        "--max-matches-per-address", "3", "--rate-burst", "20", "--create-burst", "7"]))
+        "--max-matches-per-address", "3", "--rate-burst", "20", "--abandon-burst", "7"]))
     assert (config.client_seeds, config.open_api, config.api_key) == (False, True, API_KEY)
-    assert (config.rate_limit, config.create_rate, config.start_grace) == (None, 5.0, None)
+    assert (config.rate_limit, config.abandon_rate, config.start_grace) == (None, 5.0, None)
     assert (config.reconnect_grace, config.lobby_timeout, config.sweep_interval) == \
         (10.0, 30.0, 2.5)
     assert (config.max_connections, config.max_connections_per_address,
-            config.max_matches_per_address, config.rate_burst, config.create_burst) == \
+            config.max_matches_per_address, config.rate_burst, config.abandon_burst) == \
         (50, 4, 3, 20, 7)
     monkeypatch.delenv("FRAUDARENA_API_KEY")
     assert config_from_args(build_parser().parse_args([])).api_key is None
