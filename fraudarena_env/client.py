@@ -54,12 +54,25 @@ MAX_FRAME = 2**24  # compression is off: replies are small, and deflating them c
 
 
 class ServerError(RuntimeError):
-    """The server answered with an error reply; ``code`` is one of the protocol's error codes."""
+    """The server answered with an error reply; ``code`` is one of the protocol's error codes
+    (``retry_after``: the seconds a ``rate_limited`` reply asked to wait)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, retry_after: float | None = None):
         super().__init__(f"[{code}] {message}")
         self.code = code
         self.message = message
+        self.retry_after = retry_after
+
+
+def _retry_delay(exc: ServerError, deadline: float) -> float:
+    """How long to wait before sending again a message the server did not read for its rate
+    limit; re-raises ``exc`` for any other error, or when the wait would pass ``deadline``."""
+    if exc.code != "rate_limited":
+        raise exc
+    delay = min(1.0, max(0.001, float(exc.retry_after or 0.01)))
+    if time.monotonic() + delay > deadline:
+        raise exc
+    return delay
 
 
 def role_url(url: str, role: str) -> str:
@@ -134,7 +147,8 @@ class _Protocol:
         reply = json.loads(raw)
         payload = reply.get("data") or {}
         if reply.get("type") == "error":
-            raise ServerError(payload.get("code", "unknown"), payload.get("message", ""))
+            raise ServerError(payload.get("code", "unknown"), payload.get("message", ""),
+                              payload.get("retry_after"))
         self.last_data = payload
         if "match_id" in payload:
             self.match_id = payload["match_id"]
@@ -179,8 +193,14 @@ class FraudArenaClient(_Protocol):
     def _request(self, kind: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
         if self._closed:
             raise RuntimeError("this client is closed")
-        self._ws.send(json.dumps({"type": kind, "data": data or {}}))
-        return self._read(self._ws.recv(timeout=self.timeout))
+        message, deadline = json.dumps({"type": kind, "data": data or {}}), \
+            time.monotonic() + self.timeout
+        while True:  # a message past the server's rate limit was not read: send it again
+            self._ws.send(message)
+            try:
+                return self._read(self._ws.recv(timeout=self.timeout))
+            except ServerError as exc:
+                time.sleep(_retry_delay(exc, deadline))
 
     def reset(self, seed: int | None = None, task_id: str | None = None,
               episode_id: str | None = None, obs_format: str | None = None, **knobs: Any):
@@ -250,11 +270,17 @@ class AsyncFraudArenaClient(_Protocol):
     async def _request(self, kind: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
         if self._closed or self._ws is None:
             raise RuntimeError("this client is closed or not open")
-        await self._ws.send(json.dumps({"type": kind, "data": data or {}}))
-        if _timeout is None:  # Python 3.10: wait_for wraps the receive in a task
-            return self._read(await asyncio.wait_for(self._ws.recv(), self.timeout))
-        async with _timeout(self.timeout):
-            return self._read(await self._ws.recv())
+        message, deadline = json.dumps({"type": kind, "data": data or {}}), \
+            time.monotonic() + self.timeout
+        while True:  # a message past the server's rate limit was not read: send it again
+            await self._ws.send(message)
+            try:
+                if _timeout is None:  # Python 3.10: wait_for wraps the receive in a task
+                    return self._read(await asyncio.wait_for(self._ws.recv(), self.timeout))
+                async with _timeout(self.timeout):
+                    return self._read(await self._ws.recv())
+            except ServerError as exc:
+                await asyncio.sleep(_retry_delay(exc, deadline))
 
     async def reset(self, seed: int | None = None, task_id: str | None = None,
                     episode_id: str | None = None, obs_format: str | None = None, **knobs: Any):

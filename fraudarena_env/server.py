@@ -42,7 +42,9 @@ Replies, one per message, in order:
 * ``{"type": "state", "data": {...}}``: ``RefereeState`` JSON as this role may see it (see
   :mod:`fraudarena_env.faces.views`; everything once the match is done).
 * ``{"type": "error", "data": {"message", "code"}}``, code one of ``ERROR_CODES``. A refused
-  message changes nothing, and its reply quotes at most a short excerpt of it.
+  message changes nothing, and its reply quotes at most a short excerpt of it. A
+  ``rate_limited`` reply adds ``retry_after`` (seconds): the message was not read, and may be
+  sent again then.
 
 Seats and ids. Match ids and seat tokens come from ``secrets``. The first socket to hold a
 role's seat keeps it; another socket gets ``role_taken`` unless it presents the seat token from
@@ -205,12 +207,19 @@ class ServerConfig:
 
 
 class ProtocolError(Exception):
-    """A request the server answers with an error reply (``code`` is one of ERROR_CODES)."""
+    """A request the server answers with an error reply (``code`` is one of ERROR_CODES;
+    ``retry_after``: seconds, for ``rate_limited``)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.extra = {} if retry_after is None else retry_field(retry_after)
+
+
+def retry_field(seconds: float) -> dict[str, float]:
+    """What a ``rate_limited`` reply adds: when the refused message may be sent again."""
+    return {"retry_after": round(seconds, 4)}
 
 
 def excerpt(value: object, limit: int = EXCERPT) -> str:
@@ -391,7 +400,9 @@ class MatchPool:
                                                                 replacing.address == address))
             if refusal is not None:
                 kind, why = refusal
-                raise ProtocolError("capacity_reached" if kind == "cap" else "rate_limited", why)
+                if kind == "cap":
+                    raise ProtocolError("capacity_reached", why)
+                raise ProtocolError("rate_limited", why, self.ledger.abandon_wait(address))
         if not client_seed:  # drawn here, so the archive can replay the match
             kwargs["seed"] = secrets.randbits(63)
         referee = Referee()
@@ -527,10 +538,10 @@ def _message(kind: str, data: dict[str, Any]) -> str:
     return json.dumps({"type": kind, "data": data}, separators=(",", ":"))
 
 
-def error_message(message: str, code: str) -> str:
+def error_message(message: str, code: str, **extra: Any) -> str:
     if len(message) > MAX_ERROR_CHARS:
         message = message[:MAX_ERROR_CHARS - 3] + "..."
-    return _message("error", {"message": message, "code": code})
+    return _message("error", {"message": message, "code": code, **extra})
 
 
 def _obs_format(data: dict, current: str) -> str:
@@ -689,7 +700,7 @@ class Handler:
         try:
             return self._dispatch(raw)
         except ProtocolError as exc:
-            return error_message(exc.message, exc.code)
+            return error_message(exc.message, exc.code, **exc.extra)
 
     def _dispatch(self, raw: str | bytes) -> str | None:
         msg = decode_json(raw, self.pool.config.max_message_bytes)
@@ -796,9 +807,12 @@ async def _receive(websocket: WebSocket, session: Session, lobby_timeout: float 
 
 
 def rate_limited_message(bucket: TokenBucket) -> str:
+    """The reply to a message past the socket's rate: it was not read, so sending it again
+    after ``retry_after`` seconds is safe (the repo's clients do)."""
+    wait = bucket.wait()
     return error_message(f"this socket may send {bucket.rate:g} messages a second (burst "
                          f"{bucket.burst}); the message was not read; retry in "
-                         f"{1000 * bucket.wait():.0f} ms", "rate_limited")
+                         f"{1000 * wait:.0f} ms", "rate_limited", **retry_field(wait))
 
 
 async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None:
@@ -978,7 +992,7 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
             entry = pool.create(data, None if key else address_key(
                 request.client.host if request.client else None))
         except ProtocolError as exc:
-            return _http_error(HTTP_STATUS.get(exc.code, 400), exc.code, exc.message)
+            return _http_error(HTTP_STATUS.get(exc.code, 400), exc.code, exc.message, **exc.extra)
         return {"match_id": entry.match_id, "episode_id": entry.episode_id,
                 "task_id": entry.referee.task.task_id,
                 "seed_chosen_by_client": entry.client_seed,
@@ -1041,8 +1055,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _http_error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"message": message[:MAX_ERROR_CHARS], "code": code}, status_code=status)
+def _http_error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"message": message[:MAX_ERROR_CHARS], "code": code, **extra},
+                        status_code=status)
 
 
 # ============================================================================ command line

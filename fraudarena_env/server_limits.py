@@ -147,8 +147,13 @@ class AddressLedger:
         if self.abandon_rate is not None and not book.abandons.ready():
             return "rate", (f"your address left matches before anyone moved in them faster than "
                             f"{self.abandon_rate:g} a second (burst {self.abandon_burst}); "
-                            f"retry in {book.abandons.wait():.1f} s")
+                            f"retry in {self.abandon_wait(address):.1f} s")
         return None
+
+    def abandon_wait(self, address: str) -> float:
+        """Seconds until ``address`` may create a match again, as far as its abandon bucket
+        goes."""
+        return self._get(address).abandons.wait() if self.abandon_rate is not None else 0.0
 
     def created(self, address: str) -> None:
         self._get(address).matches += 1

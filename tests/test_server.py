@@ -69,7 +69,8 @@ def send_raw(ws, text):
 
 def assert_error(reply, code):
     assert reply["type"] == "error", reply
-    assert set(reply["data"]) == {"message", "code"}
+    assert set(reply["data"]) == ({"message", "code", "retry_after"} if code == "rate_limited"
+                                  else {"message", "code"})
     assert reply["data"]["code"] == code, reply
     assert reply["data"]["message"]
     return reply["data"]["message"]

@@ -193,10 +193,45 @@ def test_a_socket_past_its_rate_is_answered_rate_limited_and_changes_nothing():
         replies = [fr.receive_json() for _ in range(4)]
         assert [r["type"] for r in replies] == ["observation"] + ["error"] * 3
         assert {r["data"]["code"] for r in replies[1:]} == {"rate_limited"}
+        assert all(r["data"]["retry_after"] > 0 for r in replies[1:])
         assert ref.step_count == 1
         with client.websocket_connect("/ws/fraudster") as other:  # its own bucket
             assert send(other, "state")["type"] == "error"
             assert send(other, "state")["data"]["code"] == "no_match"
+
+
+def test_the_repo_clients_wait_out_the_rate_limit_and_send_again():
+    """A rate_limited message was not read, so the clients send it again after retry_after."""
+    import asyncio
+
+    from fraudarena_env.client import AsyncFraudArenaClient, FraudArenaClient
+
+    try:
+        with free_socket() as probe:
+            port = probe.getsockname()[1]
+        proc = spawn(port, "--rate-limit", "40", "--rate-burst", "5", quiet=True)
+    except (OSError, RuntimeError) as exc:
+        pytest.skip(str(exc))
+    url = f"ws://127.0.0.1:{port}"
+
+    async def async_steps():
+        fr = await AsyncFraudArenaClient.open(url, "fraudster")
+        await fr.reset(seed=1)
+        for _ in range(15):
+            await fr.observe()
+        await fr.close()
+
+    try:
+        with FraudArenaClient(url, "fraudster") as fr:
+            t0 = time.monotonic()
+            fr.reset(seed=1)
+            rounds = [fr.observe().round_number for _ in range(15)]
+            assert rounds == [1] * 15
+            assert time.monotonic() - t0 >= (16 - 5) / 40 * 0.8  # held to about 40 a second
+        asyncio.run(async_steps())
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 FLOODER = """
