@@ -56,9 +56,9 @@ may cost another anything:
 
 * Matches: at most ``max_matches`` live, ``max_matches_per_address`` created from one client
   address and ``max_matches_per_connection`` by one socket (``capacity_reached``). Reset spam:
-  an address whose matches end before anyone moved in them faster than ``abandon_rate`` a
-  second (burst ``abandon_burst``) may create no match until that rate allows
-  (``rate_limited``); playing costs nothing. The API key creates without per-address limits.
+  an address whose matches end unfinished (left, swept or deleted before the end) faster than
+  ``abandon_rate`` a second (burst ``abandon_burst``) may create no match until that rate
+  allows (``rate_limited``); matches played to the end cost nothing. The API key creates without per-address limits.
 * Lifetimes: a match nobody has moved in ``start_grace`` seconds after its creation, a match no
   socket has held a seat of for ``reconnect_grace`` seconds (the time a dropped player has to
   come back with its seat token), and a match idle for ``idle_timeout`` seconds are archived and
@@ -164,7 +164,7 @@ class ServerConfig:
     max_message_bytes: int = 64 * 1024
     rate_limit: float | None = 200.0  # messages a second per socket; None: no limit
     rate_burst: int = 1000  # a seed client's whole match fits in it
-    abandon_rate: float | None = 1.0  # unplayed matches a second per address; None: no limit
+    abandon_rate: float | None = 1.0  # unfinished matches a second per address; None: no limit
     abandon_burst: int = 30
     api_key: str | None = None  # REST creation and archive reads; None: no key opens them
     open_api: bool = False  # REST creation and archive reads without the key
@@ -433,7 +433,7 @@ class MatchPool:
         del self.entries[entry.match_id]
         self.observers.forget(entry.match_id)
         if entry.address is not None:
-            self.ledger.ended(entry.address, unplayed=not entry.actions)
+            self.ledger.ended(entry.address, abandoned=not entry.referee.done)
         entry.closed = reason
         if not entry.archived:
             entry.archived = True
@@ -1151,12 +1151,12 @@ def build_parser(prog: str = "fraudarena serve") -> argparse.ArgumentParser:
     caps.add_argument("--rate-burst", type=int, default=d.rate_burst,
                       help=f"messages a socket may send at once (default {d.rate_burst})")
     caps.add_argument("--abandon-rate", type=_per_second, default=d.abandon_rate,
-                      help="matches a second one address may leave before anyone moved in "
-                      "them (reset spam; default "
-                      f"{d.abandon_rate:g}): past it, the address creates no match until the "
-                      "rate allows. Matches played cost nothing")
+                      help="matches a second one address may leave unfinished (reset spam: "
+                      f"create, leave, repeat; default {d.abandon_rate:g}): past it, the "
+                      "address creates no match until the rate allows. Matches played to the "
+                      "end cost nothing")
     caps.add_argument("--abandon-burst", type=int, default=d.abandon_burst,
-                      help=f"unplayed matches an address may leave at once (default "
+                      help=f"unfinished matches an address may leave at once (default "
                       f"{d.abandon_burst})")
     caps.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes,
                       help=f"largest message or body accepted (default {d.max_message_bytes})")

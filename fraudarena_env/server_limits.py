@@ -6,9 +6,9 @@ in its error reply) or None, and :mod:`fraudarena_env.server` picks the error co
 
 * :class:`TokenBucket`: ``rate`` tokens a second, at most ``burst`` saved up. The server keeps
   one per socket (every message takes a token) and one per client address for abandoning
-  matches: a match that ends before anyone moved in it (reset spam: create, leave, repeat)
-  spends a token of the address that created it, and an address whose bucket is empty may
-  create no match until it refills. A client that plays its matches never spends one.
+  matches: a match that ends unfinished (reset spam: create, leave, repeat) spends a token of
+  the address that created it, and an address whose bucket is empty may create no match until
+  it refills. A client that plays its matches to the end never spends one.
 * :class:`AddressLedger`: open sockets and live matches per client address, with caps. An
   address is the client's IP; IPv6 clients count by their /64 network, since one host usually
   holds a whole /64.
@@ -67,8 +67,8 @@ class TokenBucket:
         return max(0.0, (1.0 - self.tokens) / self.rate)
 
     def full(self, now: float) -> bool:
-        self._refill(now)
-        return self.tokens >= self.burst
+        """Whether it will have refilled by ``now`` (it is left as it is)."""
+        return self.tokens + max(0.0, now - self.stamp) * self.rate >= self.burst
 
 
 def address_key(host: str | None) -> str:
@@ -138,14 +138,14 @@ class AddressLedger:
     def creation_refusal(self, address: str, freeing: int = 0) -> tuple[str, str] | None:
         """None if ``address`` may create a match now (``freeing``: how many of its live
         matches the creation ends), else (``kind``, ``why``): ``kind`` ``"cap"`` (too many live
-        matches) or ``"rate"`` (too many left unplayed lately). Call :meth:`created` once the
+        matches) or ``"rate"`` (too many left unfinished lately). Call :meth:`created` once the
         match exists."""
         book = self._get(address)
         if book.matches - freeing >= self.max_matches_per_address:
             return "cap", (f"your address already has {book.matches} live matches, the most "
                            "one address may; finish or leave one first")
         if self.abandon_rate is not None and not book.abandons.ready():
-            return "rate", (f"your address left matches before anyone moved in them faster than "
+            return "rate", (f"your address left matches unfinished faster than "
                             f"{self.abandon_rate:g} a second (burst {self.abandon_burst}); "
                             f"retry in {self.abandon_wait(address):.1f} s")
         return None
@@ -158,11 +158,11 @@ class AddressLedger:
     def created(self, address: str) -> None:
         self._get(address).matches += 1
 
-    def ended(self, address: str, unplayed: bool = False) -> None:
-        """A match ``address`` created has ended (``unplayed``: before anyone moved)."""
+    def ended(self, address: str, abandoned: bool = False) -> None:
+        """A match ``address`` created has ended (``abandoned``: unfinished)."""
         book = self._get(address)
         book.matches = max(0, book.matches - 1)
-        if unplayed and self.abandon_rate is not None:
+        if abandoned and self.abandon_rate is not None:
             book.abandons.spend()
 
     def prune(self, now: float | None = None) -> None:

@@ -102,24 +102,25 @@ def test_an_opened_api_caps_anonymous_creates_per_address():
         assert served(stranger(client))
 
 
-def test_an_address_that_leaves_matches_unplayed_is_held_to_the_abandon_rate():
+def test_an_address_that_leaves_matches_unfinished_is_held_to_the_abandon_rate():
     with TestClient(app_with(abandon_rate=0.01, abandon_burst=3)) as client, \
             client.websocket_connect("/ws/fraudster") as fr:
-        for seed in range(4):  # each reset leaves the last match unplayed: 3 abandoned
+        for seed in range(4):  # each reset leaves the last match unfinished: 3 abandoned
             match_id = send(fr, "reset", {"seed": seed})["data"]["match_id"]
-        assert "retry in" in assert_error(send(fr, "reset", {"seed": 9}), "rate_limited")
+            send(fr, "step", {"action_type": "end_turn"})
+        reply = send(fr, "reset", {"seed": 9})
+        assert "retry in" in assert_error(reply, "rate_limited")
+        assert reply["data"]["retry_after"] > 0
         assert send(fr, "obs")["data"]["match_id"] == match_id  # still where it was
         assert len(client.app.state.pool) == 1
         assert served(stranger(client))
 
 
-def test_playing_matches_spends_nothing_of_the_abandon_rate():
-    with TestClient(app_with(abandon_rate=0.01, abandon_burst=1)) as client, \
-            client.websocket_connect("/ws/fraudster") as fr:
-        for seed in range(20):
-            assert send(fr, "reset", {"seed": seed})["type"] == "observation"
-            send(fr, "step", {"action_type": "end_turn"})
-        assert len(client.app.state.pool) == 1  # the creator left each for the next
+def test_matches_played_to_the_end_spend_nothing_of_the_abandon_rate():
+    with TestClient(app_with(abandon_rate=0.01, abandon_burst=1)) as client:
+        for _ in range(5):
+            finished_match(client)
+        assert client.app.state.pool.ledger.creation_refusal("testclient") is None
 
 
 def test_a_match_nobody_moves_in_is_dropped_after_the_start_grace():
@@ -281,16 +282,33 @@ def test_a_flooding_socket_does_not_delay_another_clients_turns():
     every request, so the bound is 100 ms plus ten times the victim's p99 before the flood
     (under 1 ms idle; 5-35 ms while other jobs held the load average at 10, when the flood p99
     was 80-130 ms). Served one socket's backlog at a time (the yield taken out), the victim
-    waited for the whole flood instead: p99 2.0-2.4 s at that load."""
-    from websockets.sync.client import connect
-
+    waited for the whole flood instead: p99 2.0-2.4 s at that load. A process can stall on a
+    busy machine whatever the server does (the server under `nice` at a load of 10 once did for
+    half a second), so the test takes the best of three trials."""
     try:
         with free_socket() as probe:
             port = probe.getsockname()[1]
         proc = spawn(port, "--rate-limit", "0", quiet=True)
     except (OSError, RuntimeError) as exc:
         pytest.skip(str(exc))
-    url = f"ws://127.0.0.1:{port}"
+    trials = []
+    try:
+        for _ in range(3):  # a busy machine may stall any process: the best of three trials
+            calm, flood = flood_trial(f"ws://127.0.0.1:{port}")
+            calm_p99, flood_p99 = np.percentile(calm, 99), np.percentile(flood, 99)
+            trials.append((round(float(flood_p99), 3), round(float(calm_p99), 4), len(flood)))
+            if len(flood) >= 20 and flood_p99 < 0.100 + 10 * calm_p99:
+                return
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    pytest.fail(f"the victim's p99 during the flood (s), before it, and its requests: {trials}")
+
+
+def flood_trial(url):
+    """The victim's latencies before and while another socket floods 5,000 frames."""
+    from websockets.sync.client import connect
+
     flooder = subprocess.Popen([sys.executable, "-c", FLOODER, url, "5000"], text=True,
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
@@ -306,11 +324,7 @@ def test_a_flooding_socket_does_not_delay_another_clients_turns():
     finally:
         flooder.kill()
         flooder.communicate()
-        proc.terminate()
-        proc.wait(10)
-    calm_p99, flood_p99 = np.percentile(calm, 99), np.percentile(flood, 99)
-    assert len(flood) >= 20, f"the victim got {len(flood)} round trips during the flood"
-    assert flood_p99 < 0.100 + 10 * calm_p99, (flood_p99, calm_p99, len(flood))
+    return calm, flood
 
 
 # ============================================================================ bounded parsing
@@ -517,7 +531,7 @@ def test_a_token_bucket_refills_at_its_rate_up_to_its_burst():
     assert [bucket.take(now=0.0) for _ in range(4)] == [True, True, True, False]
     assert bucket.wait(now=0.0) == pytest.approx(0.1)
     assert bucket.take(now=0.1) and not bucket.take(now=0.1)
-    assert bucket.full(now=100.0) and bucket.tokens == 3
+    assert bucket.full(now=100.0) and bucket.take(now=100.0) and bucket.tokens == 2
 
 
 def test_addresses_are_counted_by_ip_and_ipv6_by_their_64():
@@ -535,7 +549,7 @@ def test_the_ledger_forgets_addresses_that_hold_nothing():
     ledger.created("a")
     assert ledger.creation_refusal("a")[0] == "cap"
     assert ledger.creation_refusal("a", freeing=1) is None
-    ledger.ended("a", unplayed=True)
+    ledger.ended("a", abandoned=True)
     assert ledger.creation_refusal("a")[0] == "rate"
     ledger.disconnect("a"), ledger.disconnect("a")
     ledger.prune(now=time.monotonic() + 5)
