@@ -14,12 +14,14 @@ from fraudarena_env.vector import VectorFraudArena
 from fraudarena_env.wrappers import shared_space_env
 
 
-def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, **knobs) -> int:
+def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, max_cycles: int = 1000,
+              **knobs) -> int:
     """Drive the vector env and one scalar env per match on the same actions; compare every
     observation, mask, reward and ending. Returns how many matches ended."""
-    venv = VectorFraudArena(num_envs, task_id=task_id, **knobs)
+    venv = VectorFraudArena(num_envs, task_id=task_id, max_cycles=max_cycles, **knobs)
     batch = venv.reset(seed=seed)
-    envs = [shared_space_env(task_id=task_id, **knobs) for _ in range(num_envs)]
+    envs = [shared_space_env(task_id=task_id, max_cycles=max_cycles, **knobs)
+            for _ in range(num_envs)]
     resets = [0] * num_envs
     for i, env in enumerate(envs):
         env.reset(seed=seed + i)
@@ -39,8 +41,9 @@ def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, **knobs) -> in
             env.step(int(actions[i]))
             assert list(batch.rewards[i]) == [env.rewards[a] for a in env.possible_agents]
             over = all(env.terminations.values())
-            assert batch.terminated[i] == over and not batch.truncated[i]
-            if over:
+            cut = all(env.truncations.values())
+            assert batch.terminated[i] == over and batch.truncated[i] == cut
+            if over or cut:
                 ended += 1
                 resets[i] += 1
                 env.reset(seed=seed + i + resets[i] * num_envs)  # the k-th reset's seed
@@ -56,6 +59,10 @@ def test_every_env_plays_the_scalar_envs_match_step_by_step(task_id, seed, num_e
 @pytest.mark.parametrize("task_id", TASK_IDS)
 def test_matches_run_to_their_end_and_the_next_starts_with_its_own_seed(task_id):
     assert _lockstep(task_id, 50, 4, steps=400) >= 8
+
+
+def test_a_match_past_max_cycles_is_truncated_as_the_scalar_env_truncates_it():
+    assert _lockstep("task_3", 8, 3, steps=60, max_cycles=7) >= 6
 
 
 def test_match_knobs_reach_every_env():
