@@ -1,9 +1,11 @@
-"""Speed benchmarks: the AEC env against PettingZoo's connect_four_v3, and the referee on its own.
+"""Speed benchmarks: the AEC env against PettingZoo's connect_four_v3, the referee on its own, and
+the vector env against the scalar one.
 
 The benchmarks are scripts in the checkout, to read top to bottom (and copy):
 ``benchmarks/bench_env.py`` times the wrapped env against connect_four_v3 in the same process,
 ``benchmarks/bench_referee.py`` times full scripted matches on the referee against the lineage's
-figures. ``fraudarena bench`` runs them from the checkout the package is installed from (``pip
+figures, ``benchmarks/bench_vector.py`` times ``VectorFraudArena`` at several batch sizes against
+the scalar shared-space env. ``fraudarena bench`` runs them from the checkout the package is installed from (``pip
 install -e``), as ``fraudarena train`` runs ``training/selfplay.py``. This module holds only what
 the command needs: its options (the scripts take the same ones) and the loader.
 
@@ -11,6 +13,7 @@ the command needs: its options (the scripts take the same ones) and the loader.
     fraudarena bench --quick         # ~1 s per measurement
     python benchmarks/bench_env.py   # env section only
     python benchmarks/bench_referee.py --quick
+    fraudarena bench --section vector
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 from .rules.catalog import TASK_IDS
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPTS = {"env": "bench_env.py", "referee": "bench_referee.py"}
+SCRIPTS = {"env": "bench_env.py", "referee": "bench_referee.py", "vector": "bench_vector.py"}
 
 
 def add_arguments(parser: argparse.ArgumentParser, sections: bool = True,
@@ -38,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser, sections: bool = True,
                         help=f"tasks to time (default: all of {', '.join(TASK_IDS)})")
     if sections:
         parser.add_argument("--section", choices=("all", *SCRIPTS), default="all",
-                            help="which benchmark to run (default: both)")
+                            help="which benchmark to run (default: all)")
     if memory:
         parser.add_argument("--no-memory", action="store_true",
                             help="skip the env's memory-per-instance measurement")
@@ -60,7 +63,7 @@ def seconds(args: argparse.Namespace) -> float:
 
 
 def load(section: str) -> types.ModuleType:
-    """The benchmark script of ``section`` ("env" or "referee"), imported from the checkout."""
+    """The benchmark script of ``section`` (a key of ``SCRIPTS``), imported from the checkout."""
     name = f"fraudarena_bench_{section}"
     if name in sys.modules:
         return sys.modules[name]
@@ -84,4 +87,10 @@ def run(args: argparse.Namespace) -> dict:
         if results:
             print()
         results["referee"] = load("referee").run(seconds(args), args.tasks)
+    if section in ("all", "vector"):
+        if results:
+            print()
+        envs = (1, 64, 1024) if args.quick else (1, 64, 1024, 4096)
+        results["vector"] = load("vector").run("task_3" if "task_3" in args.tasks else
+                                               args.tasks[0], envs, seconds(args))
     return results

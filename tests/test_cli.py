@@ -125,6 +125,8 @@ def test_bench_quick_prints_the_ratio_to_the_lineage(capsys):
     task_3 = next(line for line in out.splitlines() if line.startswith("task_3 "))
     assert task_3.split()[-2] == "1,800" and task_3.endswith("x")
     assert "Referee.reset_match (task_3):" in out
+    vector = next(line for line in out.splitlines() if line.startswith("VectorFraudArena(num_envs=1024)"))
+    assert float(vector.split()[-1]) > 0  # its agent-steps/s over the scalar env's
 
 
 def test_referee_bench_reports_the_median_of_three_runs():
