@@ -5,7 +5,8 @@ with the observation and the mask of every step, and a new match whenever one en
 env is ``shared_space_env`` (the layout the vector env returns) driven through ``observe``,
 ``step`` and ``reset``, without the AEC iterator's dead steps; the vector env steps N matches per
 call with ``copy=False`` (its own buffers, as a training loop that reads each batch once would
-use it) and draws its actions with ``sample_actions``. An agent step is one action of one
+use it) and draws its actions with ``sample_actions``; it is timed after 30 untimed steps, so the
+matches have spread over their rounds as they do in a long run. An agent step is one action of one
 match. Rates are per second of this process's CPU time (on an idle machine, the wall clock's),
 so other work on a busy machine disturbs them less; the ratio to the scalar env is the figure to
 compare across runs and machines.
@@ -45,9 +46,11 @@ def scalar_steps_per_second(task_id: str, seconds: float, seed: int = 0) -> floa
 
 
 def vector_steps_per_second(task_id: str, num_envs: int, seconds: float,
-                            seed: int = 0) -> float:
+                            seed: int = 0, warmup: int = 30) -> float:
     venv = VectorFraudArena(num_envs, task_id=task_id, copy=False)
     batch = venv.reset(seed=seed)
+    for _ in range(warmup):  # past the first round, where every env starts in lockstep
+        batch = venv.step(venv.sample_actions(batch.action_mask))
     steps = 0
     start = time.process_time()
     while time.process_time() - start < seconds:
