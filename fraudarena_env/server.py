@@ -66,13 +66,14 @@ import asyncio
 import binascii
 import contextlib
 import gc
-import hmac
 import json
 import logging
 import secrets
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,12 +81,14 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from .archive import Archive, state_as_archived
+from .archive import Archive, StorageError, default_data_dir, state_as_archived
+from .arena import MAX_MATCH_STEPS
 from .faces.encoding import N_ACTIONS, Observer, apply_index
 from .faces.views import sealed_state
+from .journal import Journal, token_hash, token_matches
 from .models import ACTION_MODELS
 from .referee import Referee
-from .rules.catalog import MATCH_KNOBS, ROLES
+from .rules.catalog import MATCH_KNOBS, PHASE_ROLE, ROLES
 from .rules.errors import IllegalActionError
 
 logger = logging.getLogger(__name__)
@@ -96,8 +99,16 @@ assert 2**16 > max(N_ACTIONS.values())  # sparse indices are uint16
 MESSAGE_TYPES = ("reset", "join", "step", "obs", "state", "close")
 ERROR_CODES = ("invalid_json", "reset_error", "missing_match_id", "unknown_match", "no_match",
                "validation_error", "phase_violation", "execution_error", "unknown_type",
-               "fatal_error", "role_taken", "capacity_reached", "message_too_large")
+               "fatal_error", "role_taken", "capacity_reached", "message_too_large",
+               "storage_error")
 MAX_ID_LENGTH = 128
+# How a match answers a text action its rules refuse (reset's ``illegal_action``): ``penalize``
+# (the default, as the lineage's rules did: charged, the action used) or ``raise`` (refused with
+# ``execution_error``, the match unchanged). An ``action_index`` step is always checked against
+# the mask it came from.
+ILLEGAL_ACTION_MODES = ("penalize", "raise")
+MAX_PENALTIES = 256  # penalized actions per match; then refused (the auditor has no turn end)
+MAX_SPEC_CHARS = 256  # an opponent SPEC
 MAX_ERROR_CHARS = 400  # an error reply's message never runs longer
 EXCERPT = 40  # characters of a client's input an error may quote
 # How uvicorn should run the app: no per-message compression (it cost more CPU than the rest of
@@ -114,7 +125,11 @@ class ServerConfig:
     idle_timeout: float | None = 900.0  # seconds; None: never sweep
     sweep_interval: float = 30.0
     max_message_bytes: int = 64 * 1024
-    data_dir: str | None = None  # None: the archive is kept in memory only
+    # The store: archived matches and the journal of live ones (fraudarena_env.archive). None:
+    # in memory, nothing survives the process (``fraudarena serve`` defaults to
+    # ``archive.default_data_dir()``).
+    data_dir: str | None = None
+    checkpoint_dir: str | None = None  # opponents may name checkpoint files in it
     diagnostics: bool = False  # list live match ids on GET /matches and /api/v1/matches
     observer_cache: int = 3 * 128  # tensor-face observers kept (three per recent match)
     # Seconds between the server's own full garbage collections; Python's automatic collector
@@ -180,33 +195,50 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 # ============================================================================ the pool
 class Seat:
-    """One role's place in a match: its token, and the socket holding it (if any)."""
+    """One role's place in a match: the hash of its token (the token itself is handed out once
+    and never kept), the socket holding it (if any), or the server's policy playing it."""
 
-    __slots__ = ("token", "holder")
+    __slots__ = ("token_hash", "holder", "bot")
 
     def __init__(self):
-        self.token: str | None = None
+        self.token_hash: str | None = None
         self.holder: Session | None = None
+        self.bot: Bot | None = None
 
-    def issue(self) -> str:
-        self.token = secrets.token_urlsafe(18)
-        return self.token
+    @property
+    def issued(self) -> bool:
+        return self.token_hash is not None
 
     def accepts(self, token: Any) -> bool:
-        return isinstance(token, str) and self.token is not None and \
-            hmac.compare_digest(token.encode("utf-8", "surrogatepass"), self.token.encode())
+        return token_matches(token, self.token_hash)
+
+
+class Bot:
+    """A seat the server plays: a policy built from a SPEC, on its tensor face when it has one
+    (as ``fraudarena evaluate`` plays it)."""
+
+    __slots__ = ("spec", "policy", "tensor")
+
+    def __init__(self, spec: str, policy: Any):
+        self.spec, self.policy = spec, policy
+        self.tensor = policy.has_tensor_face()
 
 
 class MatchEntry:
     """One live match: its referee, its seats, and the actions applied so far."""
 
-    def __init__(self, referee: Referee, reset_args: dict[str, Any], episode_id: str | None):
-        self.match_id = "m_" + secrets.token_urlsafe(16)
+    def __init__(self, referee: Referee, reset_args: dict[str, Any], episode_id: str | None,
+                 illegal_action: str = "penalize", opponents: dict[str, str] | None = None,
+                 match_id: str | None = None):
+        self.match_id = match_id or "m_" + secrets.token_urlsafe(16)
         self.episode_id = episode_id or self.match_id
         self.referee = referee
         self.reset_args = reset_args
+        self.illegal_action = illegal_action
+        self.opponents = dict(opponents or {})  # role -> SPEC, the seats the server plays
         self.seats = {role: Seat() for role in ROLES}
         self.actions: list[dict[str, Any]] = []
+        self.penalties = 0
         self.last_active = time.monotonic()
         self.closed: str | None = None  # why it left the pool
         self.archived = False
@@ -214,6 +246,15 @@ class MatchEntry:
     @property
     def connected_roles(self) -> list[str]:
         return [r for r in ROLES if self.seats[r].holder is not None]
+
+    @property
+    def lenient(self) -> bool:
+        return self.illegal_action == "penalize"
+
+    def setup(self) -> dict[str, Any]:
+        """What the journal needs, with the actions, to build this match again."""
+        return {"episode_id": self.episode_id, "reset": self.reset_args,
+                "illegal_action": self.illegal_action, "opponents": self.opponents}
 
     def touch(self) -> None:
         self.last_active = time.monotonic()
@@ -228,7 +269,9 @@ class MatchEntry:
 
     def record(self, reason: str) -> dict[str, Any]:
         record = {"match_id": self.match_id, "episode_id": self.episode_id, "reason": reason,
-                  "archived_at": time.time(), "reset": self.reset_args, "actions": self.actions}
+                  "archived_at": time.time(), "reset": self.reset_args,
+                  "illegal_action": self.illegal_action, "opponents": self.opponents,
+                  "actions": self.actions}
         record["state"] = state_as_archived(self.referee, record)
         return record
 
@@ -280,8 +323,13 @@ class MatchPool:
     def __init__(self, config: ServerConfig, archive: Archive):
         self.config = config
         self.archive = archive
+        self.journal = Journal(archive.store)
         self.entries: dict[str, MatchEntry] = {}
         self.observers = ObserverCache(config.observer_cache)
+        # Matches out of the pool whose record the store refused (a full disk): retried by the
+        # sweeper; their journal keeps them meanwhile.
+        self.unarchived: dict[str, tuple[MatchEntry, str]] = {}
+        self._factories: dict[tuple[str, str], Any] = {}  # (role, SPEC) -> seed -> policy
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -289,9 +337,17 @@ class MatchPool:
     def get(self, match_id: str) -> MatchEntry | None:
         return self.entries.get(match_id)
 
-    def create(self, data: dict[str, Any]) -> MatchEntry:
-        """A new match from reset data, or ProtocolError (and nothing created)."""
+    def create(self, data: dict[str, Any], role: str | None = None) -> MatchEntry:
+        """A new match from reset data (made by a socket of ``role``, if any), journaled, or
+        ProtocolError / StorageError (and nothing created)."""
         kwargs = {k: data[k] for k in RESET_KEYS if data.get(k) is not None}
+        illegal_action = data.get("illegal_action")
+        if illegal_action is None:
+            illegal_action = ILLEGAL_ACTION_MODES[0]
+        elif illegal_action not in ILLEGAL_ACTION_MODES:
+            raise ProtocolError("reset_error", f"illegal_action must be one of "
+                                f"{list(ILLEGAL_ACTION_MODES)}, got {excerpt(illegal_action)}")
+        opponents = self._opponents(data.get("opponents"), role)
         episode_id = kwargs.pop("episode_id", None)
         if episode_id is not None and (not isinstance(episode_id, str) or not episode_id or
                                        len(episode_id) > MAX_ID_LENGTH or
@@ -310,17 +366,219 @@ class MatchPool:
             referee.reset_match(**kwargs)
         except (ValueError, TypeError) as exc:
             raise ProtocolError("reset_error", f"could not start the match: {exc}") from None
-        entry = MatchEntry(referee, kwargs, episode_id)
+        entry = MatchEntry(referee, kwargs, episode_id, illegal_action, opponents)
+        self._seat_bots(entry)
+        self.journal.create(entry.match_id, entry.setup(), time.time())
         self.entries[entry.match_id] = entry
         logger.info("match %s created (%d live)", entry.match_id, len(self.entries))
         return entry
 
+    # ------------------------------------------------------------------ the server's players
+    def _opponents(self, wanted: Any, role: str | None) -> dict[str, str]:
+        """Reset's ``opponents``: ``{role: SPEC}`` for seats the server plays, each SPEC one
+        ``fraudarena evaluate`` takes (a policy name, or a checkpoint in the operator's
+        ``checkpoint_dir``). Its factory is built (a checkpoint loaded) here, once."""
+        if wanted is None:
+            return {}
+        if not isinstance(wanted, dict):
+            raise ProtocolError("reset_error", "opponents must be an object {role: SPEC}, got "
+                                f"{excerpt(wanted)}")
+        open_roles = [r for r in ROLES if r != role]
+        out = {}
+        for seat, spec in wanted.items():
+            if seat not in open_roles:
+                raise ProtocolError("reset_error", f"opponents may name {open_roles} (not "
+                                    f"the resetting socket's own role), got {excerpt(seat)}")
+            if not isinstance(spec, str) or not spec or len(spec) > MAX_SPEC_CHARS:
+                raise ProtocolError("reset_error", f"the {seat} opponent must be a SPEC string "
+                                    f"of at most {MAX_SPEC_CHARS} characters, got "
+                                    f"{excerpt(spec)}")
+            self._factory(seat, spec)
+            out[seat] = spec
+        if len(out) == len(ROLES):
+            raise ProtocolError("reset_error", "opponents may not name all three roles: a match "
+                                "needs one remote player")
+        return out
+
+    def _factory(self, role: str, spec: str):
+        key = (role, spec)
+        factory = self._factories.get(key)
+        if factory is not None:
+            return factory
+        from . import cli  # the SPECs of `fraudarena evaluate`, and checkpoint loading
+
+        names = cli.evaluate_names(role)
+        if spec in names:
+            factory = cli.policy_factory(cli.PolicySpec(role, spec))
+        else:
+            root = self.config.checkpoint_dir
+            if root is None:
+                raise ProtocolError("reset_error", f"unknown {role} opponent {excerpt(spec)}: "
+                                    f"use one of {', '.join(names)} (this server has no "
+                                    "checkpoint directory)")
+            root = Path(root).resolve()
+            path = (root / spec).resolve()
+            if root not in path.parents:
+                raise ProtocolError("reset_error", f"{role} checkpoint {excerpt(spec)} must be a "
+                                    "file name inside the server's checkpoint directory")
+            try:
+                factory = cli.policy_factory(cli.parse_policy_spec(role, str(path)))
+            except (argparse.ArgumentTypeError, cli.CheckpointError):
+                raise ProtocolError("reset_error", f"no playable {role} checkpoint "
+                                    f"{excerpt(spec)} in the server's checkpoint directory"
+                                    ) from None
+        self._factories[key] = factory
+        return factory
+
+    def _seat_bots(self, entry: MatchEntry) -> None:
+        """Fresh policies on the seats the server plays, seeded with the match seed (as
+        ``fraudarena evaluate`` seeds them)."""
+        for role, spec in entry.opponents.items():
+            policy = self._factory(role, spec)(entry.reset_args["seed"])
+            bind = getattr(policy, "bind", None)  # a policy that reads the referee (the oracle)
+            if bind is not None:
+                bind(entry.referee)
+            entry.seats[role].bot = Bot(spec, policy)
+
+    def _bot_action(self, entry: MatchEntry, role: str, bot: Bot) -> dict[str, Any]:
+        ref = entry.referee
+        if bot.tensor:
+            vector, mask = self.observers.get(entry.match_id, role).observe(ref)
+            return {"action_index": int(bot.policy.act_tensor(vector, mask))}
+        model = bot.policy.act_model(getattr(ref, f"build_{role}_observation")())
+        return model.model_dump(mode="json", exclude_none=True, exclude={"metadata"})
+
+    def run_bots(self, entry: MatchEntry) -> None:
+        """Play the server's seats while one of them is to act. Each move is journaled like a
+        remote one; StorageError stops them (the next message about the match resumes them)."""
+        ref = entry.referee
+        while (role := PHASE_ROLE.get(ref.phase)) is not None:
+            bot = entry.seats[role].bot
+            if bot is None:
+                return
+            if len(entry.actions) > MAX_MATCH_STEPS:
+                raise RuntimeError(f"match {entry.match_id} did not end in {MAX_MATCH_STEPS} "
+                                   "steps")
+            self.step(entry, role, self._bot_action(entry, role, bot))
+            ref = entry.referee
+
+    # ------------------------------------------------------------------ actions
+    def apply(self, entry: MatchEntry, role: str, action: dict[str, Any], model=None) -> None:
+        """Apply one action (``model``: the validated text action, when there is one) and add it
+        to the match's actions. Raises ProtocolError, and leaves the match untouched, when it is
+        refused. Not journaled: see :meth:`step`."""
+        ref = entry.referee
+        index = action.get("action_index")
+        try:
+            if index is not None:
+                apply_index(ref, role, index)
+            else:
+                ref.apply_model(role, action if model is None else model)
+        except PermissionError as exc:  # OutOfTurnError: not this role's turn, or it is over
+            raise ProtocolError("phase_violation", f"{role} cannot act now: "
+                                f"{getattr(exc, 'reason', exc)}") from None
+        except IllegalActionError as exc:
+            if index is not None or not entry.lenient or entry.penalties >= MAX_PENALTIES:
+                what = f"action_index {index} is masked now" if index is not None else \
+                    f"illegal {role} action"
+                spent = "" if index is not None or not entry.lenient else \
+                    f" (this match already charged {MAX_PENALTIES} illegal actions; now they " \
+                    "are refused)"
+                raise ProtocolError("execution_error", f"{what}: {exc.reason}; the match is "
+                                    f"unchanged{spent}") from None
+            ref.penalize(role, action if model is None else model, exc.reason)
+            entry.penalties += 1
+        entry.actions.append({"role": role, "action": action})
+
+    def step(self, entry: MatchEntry, role: str, action: dict[str, Any], model=None) -> None:
+        """Apply one action and journal it before anyone is told. When the journal refuses it,
+        the match is played again without it and StorageError is raised."""
+        self.apply(entry, role, action, model)
+        try:
+            self.journal.step(entry.match_id, len(entry.actions) - 1, role, action)
+        except StorageError:
+            self.replay_into(entry, entry.actions[:-1])
+            raise
+
+    def replay_into(self, entry: MatchEntry, actions: list[dict[str, Any]]) -> None:
+        """Rebuild a match from its setup and ``actions`` (a restart, or a journal write that
+        failed): a fresh referee, fresh server policies asked again for each of their moves (so
+        they are where they were), and every action applied again. Raises ValueError when a
+        server policy no longer plays the journaled move, or ProtocolError when an action no
+        longer applies."""
+        ref = Referee()
+        ref.reset_match(**entry.reset_args)
+        entry.referee, entry.actions, entry.penalties = ref, [], 0
+        self.observers.forget(entry.match_id)
+        self._seat_bots(entry)
+        for step in actions:
+            role, action = step["role"], step["action"]
+            bot = entry.seats[role].bot
+            if bot is not None:
+                mine = self._bot_action(entry, role, bot)
+                if mine != action:
+                    raise ValueError(f"the {role} opponent {bot.spec!r} now plays "
+                                     f"{excerpt(mine)} where the journal has {excerpt(action)}")
+            self.apply(entry, role, action)
+
+    def recover(self) -> int:
+        """Take back every match the journal holds (a restart); returns how many. A match that
+        cannot be played again stays in the journal and is logged at error level."""
+        n = 0
+        for match in self.journal.matches():
+            if match.match_id in self.entries:
+                continue
+            setup = match.setup
+            entry = MatchEntry(Referee(), setup["reset"], setup["episode_id"],
+                               setup["illegal_action"], setup["opponents"], match.match_id)
+            try:
+                if match.broken:
+                    raise ValueError(match.broken)
+                self.replay_into(entry, match.actions)
+            except (ValueError, TypeError, KeyError, ProtocolError, IllegalActionError) as exc:
+                logger.error("journaled match %s cannot be resumed: %s", match.match_id,
+                             getattr(exc, "message", exc))
+                continue
+            for role, digest in match.seats.items():
+                entry.seats[role].token_hash = digest
+            self.entries[entry.match_id] = entry
+            n += 1
+            if entry.referee.done:  # finished, but its record had not been stored
+                self.finish(entry)
+                self.release(entry)
+        if n:
+            logger.warning("resumed %d journaled matches", n)
+        return n
+
+    def issue_seat(self, entry: MatchEntry, role: str) -> str:
+        """A new token for the role's seat; only its hash is kept, journaled first."""
+        token = secrets.token_urlsafe(18)
+        digest = token_hash(token)
+        self.journal.seat(entry.match_id, role, digest)
+        entry.seats[role].token_hash = digest
+        return token
+
+    # ------------------------------------------------------------------ leaving the pool
+    def _archive(self, entry: MatchEntry, reason: str):
+        """Store the match's record and drop its journal in one transaction; the future of the
+        fsync, or None when the store refused it (logged; the sweeper retries)."""
+        try:
+            with self.archive.store.transaction():
+                self.archive.insert(entry.record(reason))
+                self.journal.discard(entry.match_id)
+        except StorageError as exc:
+            logger.error("match %s could not be archived (%s); its journal keeps it and the "
+                         "sweeper retries", entry.match_id, exc)
+            return None
+        entry.archived = True
+        self.unarchived.pop(entry.match_id, None)
+        return self.archive.store.sync()
+
     def finish(self, entry: MatchEntry):
         """Archive a match that has just ended (it stays live while sockets are attached);
-        returns the future of the archive write, if it is still under way."""
+        returns the future of the record's fsync."""
         if not entry.archived:
-            entry.archived = True
-            return self.archive.append(entry.record("finished"))
+            return self._archive(entry, "finished")
         return None
 
     def drop(self, entry: MatchEntry, reason: str) -> None:
@@ -330,9 +588,8 @@ class MatchPool:
         del self.entries[entry.match_id]
         self.observers.forget(entry.match_id)
         entry.closed = reason
-        if not entry.archived:
-            entry.archived = True
-            self.archive.append(entry.record(reason))
+        if not entry.archived and self._archive(entry, reason) is None:
+            self.unarchived[entry.match_id] = (entry, reason)
         for seat in entry.seats.values():
             if seat.holder is not None:
                 seat.holder.lose(f"match {entry.match_id} was {reason}")
@@ -345,6 +602,7 @@ class MatchPool:
 
     def sweep(self, now: float | None = None) -> int:
         """Archive and drop every match idle for ``idle_timeout``; returns how many."""
+        self.retry_archive()
         timeout = self.config.idle_timeout
         if timeout is None:
             return 0
@@ -353,6 +611,13 @@ class MatchPool:
         for e in stale:
             self.drop(e, "finished" if e.referee.done else "evicted")
         return len(stale)
+
+    def retry_archive(self) -> None:
+        """Archive again what the store refused before."""
+        for entry, reason in list(self.unarchived.values()):
+            self._archive(entry, reason)
+        for entry in [e for e in self.entries.values() if e.referee.done and not e.archived]:
+            self.finish(entry)
 
     def live_ids(self) -> dict[str, dict[str, Any]]:
         return {mid: e.summary() for mid, e in self.entries.items()}
@@ -369,18 +634,22 @@ class Session:
         self.obs_format = "json"
         self.created: list[MatchEntry] = []
         self.lost: str | None = None  # why this socket lost its seat
+        self.token: str | None = None  # the seat token of the seat it holds
 
-    def take_seat(self, entry: MatchEntry) -> str:
+    def take_seat(self, pool: MatchPool, entry: MatchEntry, token: str | None = None) -> str:
         """Hold this role's seat in ``entry`` (moving it from any other socket); returns the
-        seat token, issued on first use."""
+        seat token: ``token`` (the one presented), or a new one on the seat's first use
+        (journaled first: StorageError, and nothing changes, when that fails)."""
         seat = entry.seats[self.role]
+        if token is None:
+            token = self.token if seat.holder is self else pool.issue_seat(entry, self.role)
         if seat.holder is not None and seat.holder is not self:
             seat.holder.lose(f"the {self.role} seat of match {entry.match_id} was taken back "
                              "by a socket presenting its seat token")
         seat.holder = self
-        self.entry, self.lost = entry, None
+        self.entry, self.lost, self.token = entry, None, token
         entry.touch()
-        return seat.token or seat.issue()
+        return token
 
     def lose(self, why: str) -> None:
         self.entry, self.lost = None, why
@@ -465,11 +734,9 @@ def observation_message(pool: MatchPool, entry: MatchEntry, role: str, obs_forma
     return f'{{"type":"observation","data":{body[:-1]}{sep}{tail[1:]}}}'
 
 
-def _apply_step(entry: MatchEntry, role: str, data: dict[str, Any]):
-    """Validate and apply one step; returns the role's observation model (None for an index
-    step). Raises ProtocolError, and leaves the match untouched, when the step is refused."""
-    ref = entry.referee
-    index = None
+def _apply_step(pool: MatchPool, entry: MatchEntry, role: str, data: dict[str, Any]) -> None:
+    """Validate one step, apply it and journal it (``MatchPool.step``). Raises ProtocolError,
+    and leaves the match untouched, when the step is refused."""
     if "action_index" in data:  # the tensor face
         index = data["action_index"]
         if set(data) - {"action_index", "metadata"}:
@@ -479,32 +746,15 @@ def _apply_step(entry: MatchEntry, role: str, data: dict[str, Any]):
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
             raise ProtocolError("validation_error", f"action_index must be an integer in "
                                 f"[0, {n}) for the {role}, got {excerpt(index)}")
-        record = {"action_index": index}
-    else:  # the text face
-        try:
-            action = ACTION_MODELS[role].model_validate(data)
-        except ValidationError as exc:
-            raise ProtocolError("validation_error", f"invalid {role} action: "
-                                f"{validation_message(exc)}") from None
-        record = None
-    try:
-        if index is not None:
-            apply_index(ref, role, index)
-            obs = None
-        else:
-            obs = getattr(ref, f"step_as_{role}")(action)
-    except PermissionError as exc:  # OutOfTurnError: not this role's turn, or the match is over
-        raise ProtocolError("phase_violation", f"{role} cannot act now: "
-                            f"{getattr(exc, 'reason', exc)}") from None
-    except IllegalActionError as exc:
-        what = f"action_index {index} is masked now" if index is not None else \
-            f"illegal {role} action"
-        raise ProtocolError("execution_error", f"{what}: {exc.reason}; the match is "
-                            "unchanged") from None
-    if record is None:
-        record = action.model_dump(mode="json", exclude_none=True, exclude={"metadata"})
-    entry.actions.append({"role": role, "action": record})
-    return obs
+        pool.step(entry, role, {"action_index": index})
+        return
+    try:  # the text face
+        action = ACTION_MODELS[role].model_validate(data)
+    except ValidationError as exc:
+        raise ProtocolError("validation_error", f"invalid {role} action: "
+                            f"{validation_message(exc)}") from None
+    record = action.model_dump(mode="json", exclude_none=True, exclude={"metadata"})
+    pool.step(entry, role, record, action)
 
 
 class Handler:
@@ -535,6 +785,20 @@ class Handler:
             return self._dispatch(raw)
         except ProtocolError as exc:
             return error_message(exc.message, exc.code)
+        except StorageError as exc:
+            match = self.session.entry.match_id if self.session.entry else None
+            logger.error("storage refused a write for %s (match %s): %s", self.role, match, exc)
+            return error_message("the server could not store this message, so it was not "
+                                 "applied (the match is as it was); try again later",
+                                 "storage_error")
+
+    def _advance(self, entry: MatchEntry) -> None:
+        """After a message: the server's seats move until a remote role is to act, and a match
+        that ended is archived (the reply waits for its record's fsync)."""
+        if entry.opponents:
+            self.pool.run_bots(entry)
+        if entry.referee.done and not entry.archived:
+            self.durable = self.pool.finish(entry)
 
     def _dispatch(self, raw: str | bytes) -> str | None:
         limit = self.pool.config.max_message_bytes
@@ -585,14 +849,15 @@ class Handler:
         if session.live_created() - abandoned >= cap:
             raise ProtocolError("capacity_reached", f"this socket already created {cap} live "
                                 "matches; finish or leave them first")
-        entry = pool.create(data)  # raises, and creates nothing, when refused
+        entry = pool.create(data, self.role)  # raises, and creates nothing, when refused
         if leaving is not None:
             session.leave(pool)
             if abandoned:
                 pool.drop(leaving, "finished" if leaving.referee.done else "evicted")
         session.created.append(entry)
-        token = session.take_seat(entry)
+        token = session.take_seat(pool, entry)
         session.obs_format = fmt
+        self._advance(entry)
         return self._observation(entry, fmt, seat_token=token)
 
     def on_join(self, data: dict[str, Any]) -> str:
@@ -608,25 +873,33 @@ class Handler:
         session = self.session
         seat = entry.seats[self.role]
         token = data.get("seat_token")
+        if seat.bot is not None:
+            raise ProtocolError("role_taken", f"the {self.role} seat of this match is played by "
+                                f"the server ({excerpt(seat.bot.spec)})")
+        presented = None
         if seat.holder is not session:
-            if seat.token is not None and not seat.accepts(token):
+            if seat.issued and not seat.accepts(token):
                 raise ProtocolError("role_taken", f"the {self.role} seat of this match is "
                                     "held; present its seat_token to take it back")
+            presented = token if seat.issued else None
+            if not seat.issued:  # the first to take it: its token is issued before it moves
+                presented = self.pool.issue_seat(entry, self.role)
             if session.entry is not None:
                 session.leave(self.pool)
-        token = session.take_seat(entry)
+        token = session.take_seat(self.pool, entry, presented)
         session.obs_format = fmt
+        self._advance(entry)
         return self._observation(entry, fmt, seat_token=token)
 
     def on_step(self, data: dict[str, Any]) -> str:
         entry = self._entry()
-        obs = _apply_step(entry, self.role, data)
-        if entry.referee.done:
-            self.durable = self.pool.finish(entry)
-        return observation_message(self.pool, entry, self.role, self.session.obs_format, obs)
+        _apply_step(self.pool, entry, self.role, data)
+        self._advance(entry)
+        return observation_message(self.pool, entry, self.role, self.session.obs_format)
 
     def on_obs(self, data: dict[str, Any]) -> str:
         entry = self._entry()
+        self._advance(entry)  # resumes the server's seats if the store stopped them
         fmt = self.session.obs_format = _obs_format(data, self.session.obs_format)
         return self._observation(entry, fmt)
 
@@ -667,7 +940,10 @@ async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None
                 break
             if handler.durable is not None:  # the match is over: on disk before we say so
                 durable, handler.durable = handler.durable, None
-                await asyncio.wrap_future(durable)
+                try:
+                    await asyncio.wrap_future(durable)
+                except OSError as exc:  # committed, but not fsynced: say so in the log
+                    logger.error("fsync of the archive failed: %s", exc)
             await websocket.send_text(reply)
     except WebSocketDisconnect:
         pass
@@ -684,7 +960,8 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
     from . import __version__
 
     config = config or ServerConfig(**options)
-    pool = MatchPool(config, Archive(config.data_dir, background=True))
+    pool = MatchPool(config, Archive(config.data_dir))
+    pool.recover()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -693,6 +970,7 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
                 await asyncio.sleep(config.sweep_interval)
                 try:
                     pool.sweep()
+                    pool.archive.store.checkpoint()
                 except Exception:  # pragma: no cover - keep sweeping
                     logger.exception("sweep failed")
 
@@ -717,8 +995,7 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
             if collecting:
                 gc.unfreeze()
                 gc.enable()
-            for entry in list(pool.entries.values()):  # nothing live is lost at shutdown
-                pool.drop(entry, "finished" if entry.referee.done else "evicted")
+            # Live matches stay in the journal: the next start resumes them.
             pool.archive.close()
 
     app = FastAPI(title="FraudArena", version=__version__, lifespan=lifespan,
@@ -745,8 +1022,20 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "live": len(pool), "max_matches": config.max_matches,
-                "archived": len(pool.archive)}
+        """What is stored, counted in the store: ``archived`` records, ``journaled`` live
+        matches; ``unarchived``, matches whose record the store refused (kept in the journal and
+        retried); ``storage_error``, the last refused write until one succeeds."""
+        store = pool.archive.store
+        error = store.last_error
+        try:
+            archived, journaled = len(pool.archive), len(pool.journal)
+        except Exception as exc:  # the database cannot even be read
+            archived = journaled = None
+            error = error or f"{type(exc).__name__}: {exc}"
+        return {"status": "ok" if error is None and not pool.unarchived else "degraded",
+                "live": len(pool), "max_matches": config.max_matches, "archived": archived,
+                "journaled": journaled, "unarchived": len(pool.unarchived),
+                "storage": "disk" if store.persistent else "memory", "storage_error": error}
 
     @app.get("/api/v1/matches")
     async def list_matches(limit: int = 50) -> dict[str, Any]:
@@ -766,12 +1055,17 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
                                "reset data")
         try:
             entry = pool.create(data)
+            tokens = {role: pool.issue_seat(entry, role) for role in ROLES
+                      if entry.seats[role].bot is None}
+            pool.run_bots(entry)
         except ProtocolError as exc:
             return _http_error(503 if exc.code == "capacity_reached" else 400, exc.code,
                                exc.message)
+        except StorageError as exc:
+            logger.error("storage refused a write for POST /api/v1/matches: %s", exc)
+            return _http_error(503, "storage_error", "the server could not store the match")
         return {"match_id": entry.match_id, "episode_id": entry.episode_id,
-                "task_id": entry.referee.task.task_id,
-                "seat_tokens": {role: entry.seats[role].issue() for role in ROLES}}
+                "task_id": entry.referee.task.task_id, "seat_tokens": tokens}
 
     @app.get("/api/v1/matches/{match_id}")
     async def get_match(match_id: str):
@@ -833,9 +1127,16 @@ def build_parser(prog: str = "fraudarena serve") -> argparse.ArgumentParser:
         "/ws/investigator, /ws/auditor, and the REST API under /api/v1.")
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--data-dir", default=None,
-                        help="directory of the match archive (matches.jsonl); default: keep "
-                        "archived matches in memory only")
+    store = parser.add_mutually_exclusive_group()
+    store.add_argument("--data-dir", default=None,
+                       help="directory of the store: archived matches and the journal that "
+                       "resumes live ones after a restart (default: $FRAUDARENA_DATA_DIR, else "
+                       "$XDG_DATA_HOME/fraudarena, else ~/.local/share/fraudarena)")
+    store.add_argument("--in-memory", action="store_true",
+                       help="keep the store in memory: nothing survives the process")
+    parser.add_argument("--checkpoint-dir", default=None,
+                        help="a directory of MaskablePPO checkpoints that a reset's opponents "
+                        "may name (default: none; policy names only)")
     parser.add_argument("--max-matches", type=int, default=d.max_matches,
                         help=f"live matches at most (default {d.max_matches})")
     parser.add_argument("--max-matches-per-connection", type=int,
@@ -864,13 +1165,20 @@ def main(argv: list[str] | None = None) -> int:
             max_matches_per_connection=args.max_matches_per_connection,
             idle_timeout=None if args.idle_timeout < 0 else args.idle_timeout,
             sweep_interval=min(30.0, max(args.idle_timeout, 1.0) / 2),
-            max_message_bytes=args.max_message_bytes, data_dir=args.data_dir,
+            max_message_bytes=args.max_message_bytes,
+            data_dir=None if args.in_memory else str(args.data_dir or default_data_dir()),
+            checkpoint_dir=args.checkpoint_dir,
             diagnostics=args.diagnostics)
     except ValueError as exc:
         parser.error(str(exc))
     import uvicorn
 
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=args.log_level,
+    try:
+        app = create_app(config)
+    except StorageError as exc:  # another server holds the directory, or it cannot be opened
+        print(f"fraudarena serve: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                 **UVICORN_OPTIONS, ws_max_size=4 * config.max_message_bytes)
     return 0
 
