@@ -720,9 +720,8 @@ def observation_message(pool: MatchPool, entry: MatchEntry, role: str, obs_forma
                 f'"action_mask":{sparse_json(mask, values=False)}}}}}')
     if obs is None:
         obs = getattr(ref, f"build_{role}_observation")()
-    if role == "auditor" and not ref.done:  # the record, without the investigator's rewards
-        obs = obs.model_copy(update={"investigator_actions": [
-            {**e, "reward": None} for e in obs.investigator_actions]})
+    if role == "auditor":
+        obs = _audit_view(obs, ref.done)
     if obs_format == "tensor":
         vector, mask = pool.observers.get(entry.match_id, role).observe(ref)
         header.update(observation=vector.tolist(), action_mask=mask.tolist())
@@ -732,6 +731,25 @@ def observation_message(pool: MatchPool, entry: MatchEntry, role: str, obs_forma
     tail = json.dumps({**header, **extra}, separators=(",", ":"))
     sep = "," if body != "{}" else ""
     return f'{{"type":"observation","data":{body[:-1]}{sep}{tail[1:]}}}'
+
+
+# The fields the seed's clients read on every entry of the auditor's investigator_actions; an
+# action the rules charged (illegal_action "penalize") is logged with its reason only.
+SEED_INVESTIGATOR_ENTRY = {**dict.fromkeys(("ad_id", "investigation_target", "verdict",
+                                            "confidence", "rationale", "linked_ad_id",
+                                            "link_reason")), "findings_excerpt": ""}
+
+
+def _audit_view(obs, done: bool):
+    """The auditor's record as a remote auditor gets it: without the investigator's rewards
+    until the match is done, and every entry in the seed's shape."""
+    log = obs.investigator_actions
+    if done and not any(e["action_type"] == "illegal" for e in log):
+        return obs
+    hide = {} if done else {"reward": None}
+    return obs.model_copy(update={"investigator_actions": [
+        {**SEED_INVESTIGATOR_ENTRY, **e, **hide} if e["action_type"] == "illegal" else
+        {**e, **hide} for e in log]})
 
 
 def _apply_step(pool: MatchPool, entry: MatchEntry, role: str, data: dict[str, Any]) -> None:
