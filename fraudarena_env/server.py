@@ -21,8 +21,9 @@ form ``{"type": T, "data": {...}}``; an absent or null ``data`` is ``{}``. T is 
 
 * ``reset``: data may hold ``seed``, ``episode_id``, ``task_id``, ``max_rounds``,
   ``max_proposals``, ``max_fraudster_actions_per_turn``, ``max_investigator_actions_per_turn``,
-  ``allowed_categories`` (bounded; nulls and unknown keys are ignored) and ``obs_format``. It
-  creates a match and gives this socket its role's seat;
+  ``allowed_categories`` (bounded; nulls and unknown keys are ignored), ``obs_format``,
+  ``illegal_action`` and ``opponents`` (below). It creates a match and gives this socket its
+  role's seat;
 * ``join``: data holds ``match_id``, and ``seat_token`` to take back a seat already held (a
   reconnect), and optionally ``obs_format``;
 * ``step``: the role's action JSON (``metadata`` is accepted and ignored), or
@@ -52,8 +53,21 @@ socket and still live (``capacity_reached``); frames over ``max_message_bytes``
 or not). When a socket resets again, the match it leaves is archived if it made it and no other
 socket is attached to it.
 
-Archive. Every finished or evicted match is appended to ``--data-dir``/matches.jsonl (see
-:mod:`fraudarena_env.archive`); ``fraudarena replay FILE`` re-renders one.
+Illegal text actions. A text action the rules refuse (a verdict on ``__noop__``, a flag past the
+auditor's cap) is answered as the lineage's rules answered it: charged and used up, at most
+``MAX_PENALTIES`` times a match; a reset with ``"illegal_action": "raise"`` refuses them instead
+(``execution_error``, the match unchanged). An ``action_index`` step is always held to the mask.
+
+Opponents. A reset's ``opponents``, ``{role: SPEC}`` (not the socket's own role), seats the
+server's own policies: any SPEC ``fraudarena evaluate`` takes, a checkpoint only by its file name
+in ``checkpoint_dir``. They are seeded with the match seed, act on their tensor face when they
+have one, and move before the server answers, so one remote player can play a match alone.
+
+Store. Finished and evicted matches are archived, and live ones journaled action by action
+before each is acknowledged, in ``data_dir`` (see :mod:`fraudarena_env.archive` and
+:mod:`fraudarena_env.journal`); a restart resumes every journaled match, and its players take
+their seats back with their tokens. A write the store refuses is answered with
+``storage_error`` and changes nothing. ``fraudarena replay`` re-renders an archived match.
 
 Only the event loop touches the pool, and no handler awaits between reading a match and changing
 it, so each message is applied atomically.
