@@ -30,6 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 BASELINE_OPPONENTS = {"fraudster": "reactive", "auditor": "heuristic"}
 
 
+@pytest.fixture
+def server(request):
+    """test_server's live server (uvicorn in a thread), shared by the module."""
+    return request.getfixturevalue("live_server")
+
+
 def in_process(task_id, seed, investigator_face, **policies):
     """The same match played on one referee: the baselines (or ``policies``) in the other
     seats on their tensor face, as the server plays them."""
@@ -39,10 +45,10 @@ def in_process(task_id, seed, investigator_face, **policies):
 
 @pytest.mark.parametrize("task_id,seed", [("task_2", 5), ("task_3", 11)])
 def test_a_remote_investigator_alone_on_the_text_face_plays_the_in_process_match(
-        live_server, task_id, seed):
+        server, task_id, seed):
     from fraudarena_env.client import FraudArenaClient
 
-    url, _ = live_server
+    url, _ = server
     policy = baselines(seed)["investigator"]
     turns = 0
     with FraudArenaClient(url, "investigator") as inv:
@@ -59,15 +65,15 @@ def test_a_remote_investigator_alone_on_the_text_face_plays_the_in_process_match
 
 @pytest.mark.parametrize("task_id,seed", [("task_1", 3), ("task_3", 11)])
 def test_a_remote_investigator_alone_on_the_tensor_face_plays_the_in_process_match(
-        live_server, task_id, seed):
+        server, task_id, seed):
     from fraudarena_env.client import RemoteFraudArena
 
-    url, _ = live_server
+    url, _ = server
     policy = baselines(seed)["investigator"]
     env = RemoteFraudArena(url, "investigator", task_id=task_id, opponents=BASELINE_OPPONENTS)
     env.reset(seed=seed)
     total, steps = 0.0, 0
-    for agent in env.agent_iter():
+    for _agent in env.agent_iter():
         obs, reward, terminated, truncated, info = env.last()
         total += reward
         if not (terminated or truncated):
@@ -157,10 +163,10 @@ def test_a_seat_the_server_plays_cannot_be_joined_and_its_moves_are_archived():
     assert state_as_archived(replay(record), record) == record["state"]
 
 
-def test_the_readme_plays_one_role_alone_as_printed(live_server, capsys):
+def test_the_readme_plays_one_role_alone_as_printed(server, capsys):
     """The README's remote example, run as printed but for the server's address: it plays the
     match ``fraudarena evaluate`` plays with the same policies and seed."""
-    url, _ = live_server
+    url, _ = server
     text = (REPO / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     example = next(b for b in blocks if "opponents=" in b and "RemoteFraudArena" in b)

@@ -1047,20 +1047,29 @@ def test_async_client_runs_many_matches_at_once(live_server):
         assert state.investigator_reward == pytest.approx(expected["investigator"])
 
 
-def test_sigkill_and_restart_keep_every_archived_match(tmp_path):
-    from fraudarena_env.client import FraudArenaClient
-
+def free_port() -> int:
     try:
         with free_socket() as probe:
-            port = probe.getsockname()[1]
+            return probe.getsockname()[1]
     except OSError as exc:
         pytest.skip(f"cannot bind a local port: {exc}")
 
+
+def spawn_or_skip(port: int, *options: str):
+    """``fraudarena serve`` in a child process (``spawn``), or skip the test."""
+    try:
+        return spawn(port, *options, quiet=True)
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+
+
+def test_sigkill_and_restart_keep_every_archived_match(tmp_path):
+    from fraudarena_env.client import FraudArenaClient
+
+    port = free_port()
+
     def start():
-        try:
-            return spawn(port, "--data-dir", str(tmp_path), quiet=True)
-        except RuntimeError as exc:
-            pytest.skip(str(exc))
+        return spawn_or_skip(port, "--data-dir", str(tmp_path))
 
     url = f"ws://127.0.0.1:{port}"
     proc = start()
