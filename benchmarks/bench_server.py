@@ -27,7 +27,9 @@ import argparse
 import asyncio
 import gc
 import os
+import secrets
 import socket
+import tempfile
 import time
 
 import numpy as np
@@ -208,7 +210,7 @@ async def load(url: str, n: int, seconds: float, warmup: float, pid: int,
             "finished_matches": stats.matches, "errors": stats.errors}
 
 
-def idle_memory(port: int, pid: int, n: int) -> float:
+def idle_memory(port: int, pid: int, n: int, api_key: str) -> float:
     """Server RSS growth per idle match: created over REST, each observed once per role on
     the tensor face."""
     import httpx
@@ -223,7 +225,8 @@ def idle_memory(port: int, pid: int, n: int) -> float:
 
     before = rss_bytes(pid)
     made = []
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}",
+                      headers={"X-API-Key": api_key}) as http:
         for k in range(n):
             reply = http.post("/api/v1/matches", json={"seed": 50_000 + k, "task_id": "task_3"})
             reply.raise_for_status()
@@ -252,6 +255,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="idle matches for the memory figure (0: skip)")
     parser.add_argument("--seeds", type=int, default=64,
                         help="matches whose moves are decided before the run (default 64)")
+    parser.add_argument("--in-memory", action="store_true",
+                        help="serve with the store in memory (default: a temporary directory "
+                        "on disk, journaled as a server is by default)")
     parser.add_argument("--live-policies", action="store_true",
                         help="decide every move during the run, in the client's event loop")
     args = parser.parse_args(argv)
@@ -264,12 +270,21 @@ def main(argv: list[str] | None = None) -> dict:
     port = free_port()
     # A match whose sockets are moving on to their next match is live for a moment longer,
     # and a run's unfinished matches stay live (until the idle sweep) through the next runs.
-    proc = spawn(port, "--max-matches", str(2 * sum(args.matches) + args.idle + 16))
+    # Every socket comes from this one address: the per-address limits are lifted to fit it
+    # (each run leaves its last matches unfinished), the per-socket rate limit is the
+    # default. The idle matches are made with the API key.
+    live = 2 * sum(args.matches) + args.idle + 16
+    api_key = secrets.token_urlsafe(24)
+    store = tempfile.TemporaryDirectory(prefix="fraudarena-bench-")  # on disk, as served
+    proc = spawn(port, "--max-matches", str(live), "--max-matches-per-address", str(live),
+                 "--max-connections-per-address", str(3 * max(args.matches) + 16),
+                 "--abandon-rate", "0", "--api-key", api_key,
+                 *(("--in-memory",) if args.in_memory else ("--data-dir", store.name)))
     url = f"ws://127.0.0.1:{port}"
     results = {}
     try:
         if args.idle:
-            per = idle_memory(port, proc.pid, args.idle)
+            per = idle_memory(port, proc.pid, args.idle, api_key)
             results["idle_bytes_per_match"] = per
             print(f"server memory per idle match: {per / 1024:.1f} KiB (RSS growth over "
                   f"{args.idle} matches, each joined by three tensor-face sockets)")
@@ -287,6 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         proc.terminate()
         proc.wait(10)
+        store.cleanup()
     return results
 
 

@@ -18,6 +18,9 @@
 * :class:`RemoteFraudArena`: a PettingZoo AEC env whose one agent is a role played on a server,
   so a local policy (scripted, or an SB3 model) can face remote opponents, or, with
   ``opponents``, the server's own policies in the other seats (one player alone).
+* :class:`MatchesAPI`: the REST API: create a match and get its three seat tokens (the server's
+  API key, by default from the ``FRAUDARENA_API_KEY`` environment variable), read an archived
+  match (the key, or one of its seat tokens), delete a live one.
 
 A reset may name ``opponents``: ``{role: SPEC}`` for seats the server plays, each SPEC one that
 ``fraudarena evaluate`` takes (a policy name such as ``reactive``, ``scripted``, ``heuristic``,
@@ -34,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -47,6 +51,7 @@ from websockets.sync.client import connect
 from .faces.encoding import N_ACTIONS, OBS_BOUND, Observer
 from .models import AuditorObservation, FraudsterObservation, InvestigatorObservation, RefereeState
 from .rules.catalog import PHASE_ROLE, ROLES
+from .server_limits import API_KEY_ENV
 
 OBSERVATION_MODELS: dict[str, type[BaseModel]] = {"fraudster": FraudsterObservation,
                                                   "investigator": InvestigatorObservation,
@@ -57,12 +62,25 @@ MAX_FRAME = 2**24  # compression is off: replies are small, and deflating them c
 
 
 class ServerError(RuntimeError):
-    """The server answered with an error reply; ``code`` is one of the protocol's error codes."""
+    """The server answered with an error reply; ``code`` is one of the protocol's error codes
+    (``retry_after``: the seconds a ``rate_limited`` reply asked to wait)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, retry_after: float | None = None):
         super().__init__(f"[{code}] {message}")
         self.code = code
         self.message = message
+        self.retry_after = retry_after
+
+
+def _retry_delay(exc: ServerError, deadline: float) -> float:
+    """How long to wait before sending again a message the server did not read for its rate
+    limit; re-raises ``exc`` for any other error, or when the wait would pass ``deadline``."""
+    if exc.code != "rate_limited":
+        raise exc
+    delay = min(1.0, max(0.001, float(exc.retry_after or 0.01)))
+    if time.monotonic() + delay > deadline:
+        raise exc
+    return delay
 
 
 def role_url(url: str, role: str) -> str:
@@ -137,7 +155,8 @@ class _Protocol:
         reply = json.loads(raw)
         payload = reply.get("data") or {}
         if reply.get("type") == "error":
-            raise ServerError(payload.get("code", "unknown"), payload.get("message", ""))
+            raise ServerError(payload.get("code", "unknown"), payload.get("message", ""),
+                              payload.get("retry_after"))
         self.last_data = payload
         if "match_id" in payload:
             self.match_id = payload["match_id"]
@@ -182,8 +201,14 @@ class FraudArenaClient(_Protocol):
     def _request(self, kind: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
         if self._closed:
             raise RuntimeError("this client is closed")
-        self._ws.send(json.dumps({"type": kind, "data": data or {}}))
-        return self._read(self._ws.recv(timeout=self.timeout))
+        message, deadline = json.dumps({"type": kind, "data": data or {}}), \
+            time.monotonic() + self.timeout
+        while True:  # a message past the server's rate limit was not read: send it again
+            self._ws.send(message)
+            try:
+                return self._read(self._ws.recv(timeout=self.timeout))
+            except ServerError as exc:
+                time.sleep(_retry_delay(exc, deadline))
 
     def reset(self, seed: int | None = None, task_id: str | None = None,
               episode_id: str | None = None, obs_format: str | None = None, **knobs: Any):
@@ -254,11 +279,17 @@ class AsyncFraudArenaClient(_Protocol):
     async def _request(self, kind: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
         if self._closed or self._ws is None:
             raise RuntimeError("this client is closed or not open")
-        await self._ws.send(json.dumps({"type": kind, "data": data or {}}))
-        if _timeout is None:  # Python 3.10: wait_for wraps the receive in a task
-            return self._read(await asyncio.wait_for(self._ws.recv(), self.timeout))
-        async with _timeout(self.timeout):
-            return self._read(await self._ws.recv())
+        message, deadline = json.dumps({"type": kind, "data": data or {}}), \
+            time.monotonic() + self.timeout
+        while True:  # a message past the server's rate limit was not read: send it again
+            await self._ws.send(message)
+            try:
+                if _timeout is None:  # Python 3.10: wait_for wraps the receive in a task
+                    return self._read(await asyncio.wait_for(self._ws.recv(), self.timeout))
+                async with _timeout(self.timeout):
+                    return self._read(await self._ws.recv())
+            except ServerError as exc:
+                await asyncio.sleep(_retry_delay(exc, deadline))
 
     async def reset(self, seed: int | None = None, task_id: str | None = None,
                     episode_id: str | None = None, obs_format: str | None = None, **knobs: Any):
@@ -401,5 +432,65 @@ class RemoteFraudArena(AECEnv):
             self.client = None
 
 
-__all__ = ["AsyncFraudArenaClient", "FraudArenaClient", "RemoteFraudArena", "ServerError",
-           "decode_observation", "dense", "role_url", "step_payload"]
+class MatchesAPI:
+    """The server's REST API under ``/api/v1/matches`` (``url``: the server, as ``ws://`` or
+    ``http://``). ``api_key`` is sent as ``X-API-Key``; None reads it from the environment
+    variable ``FRAUDARENA_API_KEY`` (no key: only what the server opens to anyone, and what a
+    seat token opens). An error reply raises :class:`ServerError`. Needs ``httpx`` (the
+    ``server`` extra)."""
+
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = 30.0):
+        import httpx
+
+        parts = urlsplit(url)
+        scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+        if scheme not in ("http", "https"):
+            raise ValueError(f"expected a ws://, wss://, http:// or https:// URL, got {url!r}")
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        self._http = httpx.Client(base_url=f"{scheme}://{parts.netloc}/api/v1",
+                                  headers={"X-API-Key": key} if key else {}, timeout=timeout)
+
+    def _call(self, method: str, path: str = "/matches", seat_token: str | None = None,
+              **kwargs: Any) -> dict[str, Any]:
+        headers = {"X-Seat-Token": seat_token} if seat_token is not None else None
+        reply = self._http.request(method, path, headers=headers, **kwargs)
+        try:
+            body = reply.json()
+        except ValueError:
+            body = {"message": reply.text[:200]}
+        if reply.is_error:
+            raise ServerError(body.get("code", str(reply.status_code)), body.get("message", ""))
+        return body
+
+    def create(self, seed: int | None = None, task_id: str | None = None,
+               episode_id: str | None = None, **knobs: Any) -> dict[str, Any]:
+        """A new match: ``{"match_id", "episode_id", "task_id", "seed_chosen_by_client",
+        "seat_tokens": {role: token}}``; hand each role its token (``join(match_id,
+        seat_token=...)``)."""
+        data = {"seed": seed, "task_id": task_id, "episode_id": episode_id, **knobs}
+        return self._call("POST", json={k: v for k, v in data.items() if v is not None})
+
+    def get(self, match_id: str, seat_token: str | None = None) -> dict[str, Any]:
+        """A live match's summary, or its archived record (the key, or ``seat_token``)."""
+        return self._call("GET", f"/matches/{match_id}", seat_token)
+
+    def listing(self, limit: int = 50) -> dict[str, Any]:
+        """The most recently archived matches (the key, unless the server opened it)."""
+        return self._call("GET", params={"limit": limit})
+
+    def delete(self, match_id: str, seat_token: str | None = None) -> dict[str, Any]:
+        """End and archive a live match (the key, or its creator's ``seat_token``)."""
+        return self._call("DELETE", f"/matches/{match_id}", seat_token)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> MatchesAPI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["AsyncFraudArenaClient", "FraudArenaClient", "MatchesAPI", "RemoteFraudArena",
+           "ServerError", "decode_observation", "dense", "role_url", "step_payload"]

@@ -10,9 +10,12 @@ Routes
 * ``/ws/fraudster``, ``/ws/investigator``, ``/ws/auditor``: one socket speaks for one role.
 * ``GET /api/v1/matches``: archived matches (live ones too with ``--diagnostics``);
   ``POST /api/v1/matches`` (body: reset data) creates a match and returns its id and the three
-  seat tokens; ``GET /api/v1/matches/{id}``: a live match's public summary or an archived
-  record; ``DELETE /api/v1/matches/{id}`` (header ``X-Seat-Token``: one of its seat tokens)
-  ends and archives it.
+  seat tokens; both need the API key unless the server runs with ``--open-api``.
+  ``GET /api/v1/matches/{id}``: a live match's public summary, or an archived record (for the
+  API key, or one of the match's seat tokens in ``X-Seat-Token``); ``DELETE
+  /api/v1/matches/{id}`` ends and archives a live match (the API key, or the seat token of the
+  role whose socket created it). The API key goes in ``X-API-Key`` (or ``Authorization: Bearer
+  KEY``).
 * ``GET /matches``: live match ids, only with ``--diagnostics`` (else just their number).
 * ``GET /healthz``: liveness and occupancy.
 
@@ -40,18 +43,41 @@ Replies, one per message, in order:
 * ``{"type": "state", "data": {...}}``: ``RefereeState`` JSON as this role may see it (see
   :mod:`fraudarena_env.faces.views`; everything once the match is done).
 * ``{"type": "error", "data": {"message", "code"}}``, code one of ``ERROR_CODES``. A refused
-  message changes nothing, and its reply quotes at most a short excerpt of it.
+  message changes nothing, and its reply quotes at most a short excerpt of it. A
+  ``rate_limited`` reply adds ``retry_after`` (seconds): the message was not read, and may be
+  sent again then.
 
 Seats and ids. Match ids and seat tokens come from ``secrets``. The first socket to hold a
 role's seat keeps it; another socket gets ``role_taken`` unless it presents the seat token from
 the holder's reset or join reply, which moves the seat to it (the old socket's next message gets
 ``no_match``). A seed the server draws is never shown before the match is done.
 
-Limits. At most ``max_matches`` live matches and ``max_matches_per_connection`` created by one
-socket and still live (``capacity_reached``); frames over ``max_message_bytes``
-(``message_too_large``); a sweeper archives matches idle for ``idle_timeout`` seconds (attached
-or not). When a socket resets again, the match it leaves is archived if it made it and no other
-socket is attached to it.
+Limits (see :class:`ServerConfig` and :mod:`fraudarena_env.server_limits`); no client's messages
+may cost another anything:
+
+* Matches: at most ``max_matches`` live, ``max_matches_per_address`` created from one client
+  address and ``max_matches_per_connection`` by one socket (``capacity_reached``). Reset spam:
+  an address whose matches end unfinished (left, swept or deleted before the end) faster than
+  ``abandon_rate`` a second (burst ``abandon_burst``) may create no match until that rate
+  allows (``rate_limited``); matches played to the end cost nothing. The API key creates without per-address limits.
+* Lifetimes: a match nobody has moved in ``start_grace`` seconds after its creation, a match no
+  socket has held a seat of for ``reconnect_grace`` seconds (the time a dropped player has to
+  come back with its seat token), and a match idle for ``idle_timeout`` seconds are archived and
+  dropped by a sweeper. A match a socket created by ``reset`` ends at once when its last socket
+  leaves before anyone moved, and when its creator resets again with nobody else attached.
+* Sockets: at most ``max_connections`` in all and ``max_connections_per_address`` from one
+  address (the socket gets ``capacity_reached`` and is closed); a socket that holds no seat for
+  ``lobby_timeout`` seconds is closed. Each socket's messages spend tokens of its own bucket
+  (``rate_limit`` a second, burst ``rate_burst``); a message without a token is answered
+  ``rate_limited`` and not read further. The server yields to the other sockets after every
+  message, so one socket's backlog never delays another's turn.
+* Parsing: frames over ``max_message_bytes`` (``message_too_large``), JSON nested deeper than
+  ``MAX_NESTING`` levels and ids (match ids, episode ids) that are not short printable text
+  (``validation_error``); the REST API answers the same with HTTP 4xx.
+
+Seeds. A client may choose a match's seed unless the server runs with ``--no-client-seeds``
+(then a reset naming one is refused); every reset and join reply carries
+``seed_chosen_by_client``, so a player can tell whether the match's creator may know its labels.
 
 Illegal text actions. A text action the rules refuse (a verdict on ``__noop__``, a flag past the
 auditor's cap) is answered as the lineage's rules answered it: charged and used up, at most
@@ -80,8 +106,10 @@ import asyncio
 import binascii
 import contextlib
 import gc
+import hmac
 import json
 import logging
+import os
 import secrets
 import sys
 import time
@@ -92,6 +120,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -104,6 +133,16 @@ from .models import ACTION_MODELS
 from .referee import Referee
 from .rules.catalog import MATCH_KNOBS, PHASE_ROLE, ROLES
 from .rules.errors import IllegalActionError
+from .server_limits import (
+    API_KEY_ENV,
+    AddressLedger,
+    TokenBucket,
+    address_key,
+    has_lone_surrogate,
+    id_refusal,
+    nesting_refusal,
+    too_deep,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +153,10 @@ MESSAGE_TYPES = ("reset", "join", "step", "obs", "state", "close")
 ERROR_CODES = ("invalid_json", "reset_error", "missing_match_id", "unknown_match", "no_match",
                "validation_error", "phase_violation", "execution_error", "unknown_type",
                "fatal_error", "role_taken", "capacity_reached", "message_too_large",
-               "storage_error")
+               "storage_error", "rate_limited")
+# The REST API answers with these too: no or a wrong API key, and credentials that do not
+# grant what was asked.
+HTTP_ERROR_CODES = (*ERROR_CODES, "unauthorized", "forbidden")
 MAX_ID_LENGTH = 128
 # How a match answers a text action its rules refuse (reset's ``illegal_action``): ``penalize``
 # (the default, as the lineage's rules did: charged, the action used) or ``raise`` (refused with
@@ -136,9 +178,22 @@ UVICORN_OPTIONS = {"ws": "websockets-sansio", "ws_per_message_deflate": False}
 class ServerConfig:
     max_matches: int = 256
     max_matches_per_connection: int = 8
+    max_matches_per_address: int = 16
+    max_connections: int = 1024
+    max_connections_per_address: int = 32
     idle_timeout: float | None = 900.0  # seconds; None: never sweep
-    sweep_interval: float = 30.0
+    start_grace: float | None = 120.0  # seconds for a new match's first move; None: forever
+    reconnect_grace: float | None = 120.0  # seconds a match may have no seat held; None: forever
+    lobby_timeout: float | None = 60.0  # seconds a socket may hold no seat; None: forever
+    sweep_interval: float = 5.0
     max_message_bytes: int = 64 * 1024
+    rate_limit: float | None = 200.0  # messages a second per socket; None: no limit
+    rate_burst: int = 1000  # a seed client's whole match fits in it
+    abandon_rate: float | None = 1.0  # unfinished matches a second per address; None: no limit
+    abandon_burst: int = 30
+    api_key: str | None = None  # REST creation and archive reads; None: no key opens them
+    open_api: bool = False  # REST creation and archive reads without the key
+    client_seeds: bool = True  # False: the server draws every seed and refuses a client's
     # The store: archived matches and the journal of live ones (fraudarena_env.archive). None:
     # in memory, nothing survives the process (``fraudarena serve`` defaults to
     # ``archive.default_data_dir()``).
@@ -153,27 +208,47 @@ class ServerConfig:
     collect_interval: float | None = 60.0
 
     def __post_init__(self):
-        for name in ("max_matches", "max_matches_per_connection", "max_message_bytes",
-                     "observer_cache"):
+        for name in ("max_matches", "max_matches_per_connection", "max_matches_per_address",
+                     "max_connections", "max_connections_per_address", "max_message_bytes",
+                     "rate_burst", "abandon_burst", "observer_cache"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.idle_timeout is not None and self.idle_timeout < 0:
-            raise ValueError(f"idle_timeout must be >= 0 or None, got {self.idle_timeout!r}")
-        if self.sweep_interval <= 0:
+        for name in ("idle_timeout", "start_grace", "reconnect_grace", "lobby_timeout"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must be >= 0 or None, got {value!r}")
+        if not self.sweep_interval > 0:
             raise ValueError(f"sweep_interval must be > 0, got {self.sweep_interval!r}")
-        if self.collect_interval is not None and self.collect_interval <= 0:
-            raise ValueError(f"collect_interval must be > 0 or None, got "
-                             f"{self.collect_interval!r}")
+        for name in ("rate_limit", "abandon_rate", "collect_interval"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 or None, got {value!r}")
+        if self.api_key is not None and (len(self.api_key) < 16 or
+                                         id_refusal("api_key", self.api_key, 512)):
+            raise ValueError("api_key must be 16 to 512 printable characters")
+
+    def ledger(self) -> AddressLedger:
+        """A fresh ledger of what each client address holds, under this config's caps."""
+        return AddressLedger(self.max_connections, self.max_connections_per_address,
+                             self.max_matches_per_address, self.abandon_rate,
+                             self.abandon_burst)
 
 
 class ProtocolError(Exception):
-    """A request the server answers with an error reply (``code`` is one of ERROR_CODES)."""
+    """A request the server answers with an error reply (``code`` is one of ERROR_CODES;
+    ``retry_after``: seconds, for ``rate_limited``)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.extra = {} if retry_after is None else retry_field(retry_after)
+
+
+def retry_field(seconds: float) -> dict[str, float]:
+    """What a ``rate_limited`` reply adds: when the refused message may be sent again."""
+    return {"retry_after": round(seconds, 4)}
 
 
 def excerpt(value: object, limit: int = EXCERPT) -> str:
@@ -191,20 +266,6 @@ def validation_message(exc: ValidationError) -> str:
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     more = len(exc.errors()) - len(parts)
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, dict):
-        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_lone_surrogate(v) for v in value)
-    return False
 
 
 # ============================================================================ the pool
@@ -239,21 +300,28 @@ class Bot:
 
 
 class MatchEntry:
-    """One live match: its referee, its seats, and the actions applied so far."""
+    """One live match: its referee, its seats, the actions applied so far, and who made it
+    (``address``: the client address it counts against, None when the API key made it;
+    ``creator_role``: the role whose socket reset it, None when made over REST)."""
 
     def __init__(self, referee: Referee, reset_args: dict[str, Any], episode_id: str | None,
-                 illegal_action: str = "penalize", opponents: dict[str, str] | None = None,
-                 match_id: str | None = None):
+                 address: str | None = None, creator_role: str | None = None,
+                 client_seed: bool = False, illegal_action: str = "penalize",
+                 opponents: dict[str, str] | None = None, match_id: str | None = None):
         self.match_id = match_id or "m_" + secrets.token_urlsafe(16)
         self.episode_id = episode_id or self.match_id
         self.referee = referee
         self.reset_args = reset_args
+        self.address = address
+        self.creator_role = creator_role
+        self.client_seed = client_seed
         self.illegal_action = illegal_action
         self.opponents = dict(opponents or {})  # role -> SPEC, the seats the server plays
         self.seats = {role: Seat() for role in ROLES}
         self.actions: list[dict[str, Any]] = []
         self.penalties = 0
-        self.last_active = time.monotonic()
+        self.created_at = self.last_active = time.monotonic()
+        self.unheld_since: float | None = None  # when its last socket left it
         self.closed: str | None = None  # why it left the pool
         self.archived = False
 
@@ -268,7 +336,9 @@ class MatchEntry:
     def setup(self) -> dict[str, Any]:
         """What the journal needs, with the actions, to build this match again."""
         return {"episode_id": self.episode_id, "reset": self.reset_args,
-                "illegal_action": self.illegal_action, "opponents": self.opponents}
+                "illegal_action": self.illegal_action, "opponents": self.opponents,
+                "address": self.address, "creator_role": self.creator_role,
+                "client_seed": self.client_seed}
 
     def touch(self) -> None:
         self.last_active = time.monotonic()
@@ -279,13 +349,16 @@ class MatchEntry:
         return {"match_id": self.match_id, "task_id": ref.task.task_id, "phase": ref.phase,
                 "round_number": ref.round_number, "max_rounds": ref.max_rounds,
                 "done": ref.done, "step_count": ref.step_count,
-                "connected_roles": self.connected_roles, "live": True}
+                "connected_roles": self.connected_roles,
+                "seed_chosen_by_client": self.client_seed, "live": True}
 
     def record(self, reason: str) -> dict[str, Any]:
         record = {"match_id": self.match_id, "episode_id": self.episode_id, "reason": reason,
                   "archived_at": time.time(), "reset": self.reset_args,
                   "illegal_action": self.illegal_action, "opponents": self.opponents,
-                  "actions": self.actions}
+                  "actions": self.actions, "seed_chosen_by_client": self.client_seed,
+                  # who may read it back: the holders of its seat tokens (only digests kept)
+                  "seat_digests": {role: seat.token_hash for role, seat in self.seats.items()}}
         record["state"] = state_as_archived(self.referee, record)
         return record
 
@@ -340,6 +413,7 @@ class MatchPool:
         self.journal = Journal(archive.store)
         self.entries: dict[str, MatchEntry] = {}
         self.observers = ObserverCache(config.observer_cache)
+        self.ledger = config.ledger()
         # Matches out of the pool whose record the store refused (a full disk): retried by the
         # sweeper; their journal keeps them meanwhile.
         self.unarchived: dict[str, tuple[MatchEntry, str]] = {}
@@ -351,9 +425,13 @@ class MatchPool:
     def get(self, match_id: str) -> MatchEntry | None:
         return self.entries.get(match_id)
 
-    def create(self, data: dict[str, Any], role: str | None = None) -> MatchEntry:
-        """A new match from reset data (made by a socket of ``role``, if any), journaled, or
-        ProtocolError / StorageError (and nothing created)."""
+    def create(self, data: dict[str, Any], address: str | None = None,
+               creator_role: str | None = None, replacing: MatchEntry | None = None
+               ) -> MatchEntry:
+        """A new match from reset data, journaled, or ProtocolError / StorageError (and nothing
+        created). ``address``: the client address it counts against (None: the API key's,
+        unlimited); ``creator_role``: the role of the socket making it; ``replacing``: a match the caller
+        drops once this one exists (it frees its place)."""
         kwargs = {k: data[k] for k in RESET_KEYS if data.get(k) is not None}
         illegal_action = data.get("illegal_action")
         if illegal_action is None:
@@ -361,29 +439,42 @@ class MatchPool:
         elif illegal_action not in ILLEGAL_ACTION_MODES:
             raise ProtocolError("reset_error", f"illegal_action must be one of "
                                 f"{list(ILLEGAL_ACTION_MODES)}, got {excerpt(illegal_action)}")
-        opponents = self._opponents(data.get("opponents"), role)
+        opponents = self._opponents(data.get("opponents"), creator_role)
         episode_id = kwargs.pop("episode_id", None)
-        if episode_id is not None and (not isinstance(episode_id, str) or not episode_id or
-                                       len(episode_id) > MAX_ID_LENGTH or
-                                       _has_lone_surrogate(episode_id)):
-            raise ProtocolError("reset_error", "episode_id must be a non-empty string of at "
-                                f"most {MAX_ID_LENGTH} characters, got {excerpt(episode_id)}")
-        if len(self.entries) >= self.config.max_matches:
+        if episode_id is not None and (why := id_refusal("episode_id", episode_id)):
+            raise ProtocolError("reset_error", f"{why}, got {excerpt(episode_id)}")
+        client_seed = kwargs.get("seed") is not None
+        if client_seed and not self.config.client_seeds:
+            raise ProtocolError("reset_error", "this server draws every match's seed "
+                                "(--no-client-seeds): leave seed out")
+        spare = replacing is not None and self.entries.get(replacing.match_id) is replacing
+        if len(self.entries) - spare >= self.config.max_matches:
             self.sweep()
-        if len(self.entries) >= self.config.max_matches:
+        if len(self.entries) - spare >= self.config.max_matches:
             raise ProtocolError("capacity_reached", f"the server is full ({len(self.entries)} "
                                 "live matches); finish or leave one, or try again later")
-        if kwargs.get("seed") is None:  # drawn here, so the archive can replay the match
+        if address is not None:
+            refusal = self.ledger.creation_refusal(address, int(spare and
+                                                                replacing.address == address))
+            if refusal is not None:
+                kind, why = refusal
+                if kind == "cap":
+                    raise ProtocolError("capacity_reached", why)
+                raise ProtocolError("rate_limited", why, self.ledger.abandon_wait(address))
+        if not client_seed:  # drawn here, so the archive can replay the match
             kwargs["seed"] = secrets.randbits(63)
         referee = Referee()
         try:
             referee.reset_match(**kwargs)
         except (ValueError, TypeError) as exc:
             raise ProtocolError("reset_error", f"could not start the match: {exc}") from None
-        entry = MatchEntry(referee, kwargs, episode_id, illegal_action, opponents)
+        entry = MatchEntry(referee, kwargs, episode_id, address, creator_role, client_seed,
+                           illegal_action, opponents)
         self._seat_bots(entry)
         self.journal.create(entry.match_id, entry.setup(), time.time())
         self.entries[entry.match_id] = entry
+        if address is not None:
+            self.ledger.created(address)
         logger.info("match %s created (%d live)", entry.match_id, len(self.entries))
         return entry
 
@@ -544,7 +635,10 @@ class MatchPool:
                 continue
             setup = match.setup
             entry = MatchEntry(Referee(), setup["reset"], setup["episode_id"],
-                               setup["illegal_action"], setup["opponents"], match.match_id)
+                               setup.get("address"), setup.get("creator_role"),
+                               setup.get("client_seed", False), setup["illegal_action"],
+                               setup["opponents"], match.match_id)
+            entry.unheld_since = time.monotonic()  # its players have reconnect_grace to return
             try:
                 if match.broken:
                     raise ValueError(match.broken)
@@ -556,6 +650,8 @@ class MatchPool:
             for role, digest in match.seats.items():
                 entry.seats[role].token_hash = digest
             self.entries[entry.match_id] = entry
+            if entry.address is not None:
+                self.ledger.created(entry.address)
             n += 1
             if entry.referee.done:  # finished, but its record had not been stored
                 self.finish(entry)
@@ -595,35 +691,65 @@ class MatchPool:
             return self._archive(entry, "finished")
         return None
 
-    def drop(self, entry: MatchEntry, reason: str) -> None:
-        """Take a match out of the pool, archiving it if that was not done yet."""
+    def drop(self, entry: MatchEntry, reason: str, why: str | None = None) -> None:
+        """Take a match out of the pool, archiving it if that was not done yet (``why``: a
+        few words for its players and the log)."""
         if self.entries.get(entry.match_id) is not entry:
             return
         del self.entries[entry.match_id]
         self.observers.forget(entry.match_id)
+        if entry.address is not None:
+            self.ledger.ended(entry.address, abandoned=not entry.referee.done)
         entry.closed = reason
         if not entry.archived and self._archive(entry, reason) is None:
             self.unarchived[entry.match_id] = (entry, reason)
+        told = f"match {entry.match_id} was {reason}" + (f" ({why})" if why else "")
         for seat in entry.seats.values():
             if seat.holder is not None:
-                seat.holder.lose(f"match {entry.match_id} was {reason}")
-        logger.info("match %s %s (%d live)", entry.match_id, reason, len(self.entries))
+                seat.holder.lose(told)
+        logger.info("%s (%d live)", told, len(self.entries))
 
-    def release(self, entry: MatchEntry) -> None:
-        """Drop a finished match nobody is attached to."""
-        if entry.referee.done and not entry.connected_roles:
+    def end(self, entry: MatchEntry, why: str) -> None:
+        self.drop(entry, "finished" if entry.referee.done else "evicted", why)
+
+    def release(self, entry: MatchEntry, leaver: Session | None = None, how: str = "closed"
+                ) -> None:
+        """``leaver`` has left ``entry`` (``how``: ``closed`` its socket, ``moved`` to another
+        match, or its socket ``faulted`` on the server's side). With nobody attached any more,
+        a finished match is dropped, and so is one a socket made by reset when that socket
+        closed or moved before anyone moved, or moved to make another; any other waits
+        ``reconnect_grace`` for a player to take its seat back."""
+        if entry.connected_roles:
+            return
+        made_here = leaver is not None and entry in leaver.created
+        if entry.referee.done:
             self.drop(entry, "finished")
+        elif how != "faulted" and entry.creator_role is not None and not entry.actions:
+            self.drop(entry, "evicted", "left before anyone moved")
+        elif how == "moved" and made_here:
+            self.drop(entry, "evicted", "left by its creator for a new match")
+        else:
+            entry.unheld_since = time.monotonic()
 
     def sweep(self, now: float | None = None) -> int:
-        """Archive and drop every match idle for ``idle_timeout``; returns how many."""
+        """Archive and drop every match idle for ``idle_timeout``, unplayed ``start_grace``
+        after its creation, or without a seat held for ``reconnect_grace``; returns how many."""
+        cfg = self.config
         self.retry_archive()
-        timeout = self.config.idle_timeout
-        if timeout is None:
-            return 0
         now = time.monotonic() if now is None else now
-        stale = [e for e in self.entries.values() if now - e.last_active >= timeout]
-        for e in stale:
-            self.drop(e, "finished" if e.referee.done else "evicted")
+        stale = []
+        for e in self.entries.values():
+            if cfg.idle_timeout is not None and now - e.last_active >= cfg.idle_timeout:
+                stale.append((e, f"idle for {cfg.idle_timeout:g} s"))
+            elif cfg.start_grace is not None and not e.actions and \
+                    now - e.created_at >= cfg.start_grace:
+                stale.append((e, f"nobody moved within {cfg.start_grace:g} s"))
+            elif cfg.reconnect_grace is not None and e.unheld_since is not None and \
+                    now - e.unheld_since >= cfg.reconnect_grace:
+                stale.append((e, f"no player came back within {cfg.reconnect_grace:g} s"))
+        for e, why in stale:
+            self.end(e, why)
+        self.ledger.prune(now)
         return len(stale)
 
     def retry_archive(self) -> None:
@@ -648,6 +774,7 @@ class Session:
         self.obs_format = "json"
         self.created: list[MatchEntry] = []
         self.lost: str | None = None  # why this socket lost its seat
+        self.seatless_since: float | None = time.monotonic()  # None while it holds a seat
         self.token: str | None = None  # the seat token of the seat it holds
 
     def take_seat(self, pool: MatchPool, entry: MatchEntry, token: str | None = None) -> str:
@@ -661,19 +788,23 @@ class Session:
             seat.holder.lose(f"the {self.role} seat of match {entry.match_id} was taken back "
                              "by a socket presenting its seat token")
         seat.holder = self
-        self.entry, self.lost, self.token = entry, None, token
+        self.entry, self.lost, self.seatless_since, self.token = entry, None, None, token
+        entry.unheld_since = None
         entry.touch()
         return token
 
     def lose(self, why: str) -> None:
-        self.entry, self.lost = None, why
+        self.entry, self.lost, self.seatless_since = None, why, time.monotonic()
 
-    def leave(self, pool: MatchPool) -> None:
+    def leave(self, pool: MatchPool, how: str = "closed") -> None:
+        """Give up this socket's seat (``how``: see :meth:`MatchPool.release`)."""
         entry, self.entry = self.entry, None
+        if self.seatless_since is None:
+            self.seatless_since = time.monotonic()
         if entry is not None and entry.seats[self.role].holder is self:
             entry.seats[self.role].holder = None
             entry.touch()
-            pool.release(entry)
+            pool.release(entry, self, how)
 
     def live_created(self) -> int:
         self.created = [e for e in self.created if e.closed is None]
@@ -684,10 +815,10 @@ def _message(kind: str, data: dict[str, Any]) -> str:
     return json.dumps({"type": kind, "data": data}, separators=(",", ":"))
 
 
-def error_message(message: str, code: str) -> str:
+def error_message(message: str, code: str, **extra: Any) -> str:
     if len(message) > MAX_ERROR_CHARS:
         message = message[:MAX_ERROR_CHARS - 3] + "..."
-    return _message("error", {"message": message, "code": code})
+    return _message("error", {"message": message, "code": code, **extra})
 
 
 def _obs_format(data: dict, current: str) -> str:
@@ -789,11 +920,40 @@ def _apply_step(pool: MatchPool, entry: MatchEntry, role: str, data: dict[str, A
     pool.step(entry, role, record, action)
 
 
+def decode_json(raw: str | bytes, max_bytes: int) -> Any:
+    """A message or request body parsed, within the limits every entry point shares (size,
+    nesting, text that is text), or ProtocolError."""
+    size = len(raw) if isinstance(raw, bytes) or len(raw) * 4 <= max_bytes else \
+        len(raw.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise ProtocolError("message_too_large", f"a message may be at most {max_bytes} bytes; "
+                            f"this one has {size}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError("invalid_json", f"the frame is not valid JSON: {exc.msg} at "
+                            f"position {exc.pos}") from None
+    except RecursionError:  # far deeper than the limit: the decoder ran out of stack
+        raise ProtocolError("validation_error", too_deep()) from None
+    except ValueError as exc:  # bad UTF-8, huge numbers
+        raise ProtocolError("invalid_json", "the frame is not valid JSON: "
+                            f"{type(exc).__name__}") from None
+    if why := nesting_refusal(raw, value):
+        raise ProtocolError("validation_error", why)
+    if (b"\\u" if isinstance(raw, bytes) else "\\u") in raw and has_lone_surrogate(value):
+        raise ProtocolError("validation_error", "the message holds a lone UTF-16 surrogate "
+                            "(\\ud800-\\udfff), which is not text")
+    return value
+
+
 class Handler:
     """Answers the messages of one socket."""
 
-    def __init__(self, pool: MatchPool, role: str):
+    def __init__(self, pool: MatchPool, role: str, address: str | None = None):
         self.pool = pool
+        # The client address its creations count against; None (a handler driven in process)
+        # is not limited.
+        self.address = address
         self.session = Session(role)
         self.durable = None  # the archive write the next reply must wait for
 
@@ -816,7 +976,7 @@ class Handler:
         try:
             return self._dispatch(raw)
         except ProtocolError as exc:
-            return error_message(exc.message, exc.code)
+            return error_message(exc.message, exc.code, **exc.extra)
         except StorageError as exc:
             match = self.session.entry.match_id if self.session.entry else None
             logger.error("storage refused a write for %s (match %s): %s", self.role, match, exc)
@@ -833,20 +993,7 @@ class Handler:
             self.durable = self.pool.finish(entry)
 
     def _dispatch(self, raw: str | bytes) -> str | None:
-        limit = self.pool.config.max_message_bytes
-        size = len(raw) if isinstance(raw, bytes) or len(raw) * 4 <= limit else \
-            len(raw.encode("utf-8", "surrogatepass"))
-        if size > limit:
-            raise ProtocolError("message_too_large", f"a message may be at most {limit} bytes; "
-                                f"this one has {size}")
-        try:
-            msg = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ProtocolError("invalid_json", f"the frame is not valid JSON: {exc.msg} at "
-                                f"position {exc.pos}") from None
-        except (ValueError, RecursionError) as exc:  # bad UTF-8, too deep, huge numbers
-            raise ProtocolError("invalid_json", "the frame is not valid JSON: "
-                                f"{type(exc).__name__}") from None
+        msg = decode_json(raw, self.pool.config.max_message_bytes)
         if not isinstance(msg, dict):
             raise ProtocolError("invalid_json", "a message must be a JSON object "
                                 "{\"type\": ..., \"data\": {...}}, got a "
@@ -861,9 +1008,6 @@ class Handler:
         elif not isinstance(data, dict):
             raise ProtocolError("validation_error", f"'data' must be a JSON object, got a "
                                 f"{type(data).__name__}")
-        if "\\u" in (raw if isinstance(raw, str) else "\\u") and _has_lone_surrogate(data):
-            raise ProtocolError("validation_error", "the data holds a lone UTF-16 surrogate "
-                                "(\\ud800-\\udfff), which is not text")
         return getattr(self, f"on_{kind}")(data)
 
     def _observation(self, entry: MatchEntry, fmt: str, **extra: Any) -> str:
@@ -873,7 +1017,7 @@ class Handler:
         session, pool = self.session, self.pool
         fmt = _obs_format(data, session.obs_format)
         # The match this socket leaves, when it made it and nobody else is attached, is
-        # abandoned: it is archived now rather than by the sweeper.
+        # abandoned (see MatchPool.release): its place counts as free for the new one.
         leaving = session.entry
         abandoned = leaving is not None and leaving in session.created and not any(
             s.holder is not None and s.holder is not session for s in leaving.seats.values())
@@ -881,22 +1025,23 @@ class Handler:
         if session.live_created() - abandoned >= cap:
             raise ProtocolError("capacity_reached", f"this socket already created {cap} live "
                                 "matches; finish or leave them first")
-        entry = pool.create(data, self.role)  # raises, and creates nothing, when refused
-        if leaving is not None:
-            session.leave(pool)
-            if abandoned:
-                pool.drop(leaving, "finished" if leaving.referee.done else "evicted")
+        entry = pool.create(data, self.address, self.role, leaving if abandoned else None)
+        if leaving is not None:  # only now: a refused reset leaves the socket where it was
+            session.leave(pool, "moved")
         session.created.append(entry)
         token = session.take_seat(pool, entry)
         session.obs_format = fmt
         self._advance(entry)
-        return self._observation(entry, fmt, seat_token=token)
+        return self._observation(entry, fmt, seat_token=token,
+                                 seed_chosen_by_client=entry.client_seed)
 
     def on_join(self, data: dict[str, Any]) -> str:
         match_id = data.get("match_id")
         if not match_id or not isinstance(match_id, str):
             raise ProtocolError("missing_match_id", "join needs data.match_id, the id a reset "
                                 f"reply carried (got {excerpt(match_id)})")
+        if why := id_refusal("match_id", match_id):
+            raise ProtocolError("validation_error", f"{why}, got {excerpt(match_id)}")
         fmt = _obs_format(data, self.session.obs_format)
         entry = self.pool.get(match_id)
         if entry is None:
@@ -917,11 +1062,12 @@ class Handler:
             if not seat.issued:  # the first to take it: its token is issued before it moves
                 presented = self.pool.issue_seat(entry, self.role)
             if session.entry is not None:
-                session.leave(self.pool)
+                session.leave(self.pool, "moved")
         token = session.take_seat(self.pool, entry, presented)
         session.obs_format = fmt
         self._advance(entry)
-        return self._observation(entry, fmt, seat_token=token)
+        return self._observation(entry, fmt, seat_token=token,
+                                 seed_chosen_by_client=entry.client_seed)
 
     def on_step(self, data: dict[str, Any]) -> str:
         entry = self._entry()
@@ -944,45 +1090,93 @@ class Handler:
         return None
 
 
+async def _receive(websocket: WebSocket, session: Session, lobby_timeout: float | None):
+    """The next ASGI event, or None once a socket without a seat has waited out
+    ``lobby_timeout`` (a socket holding a seat waits as long as it likes: the match has its own
+    timeouts)."""
+    if session.seatless_since is None or lobby_timeout is None:
+        return await websocket.receive()
+    left = session.seatless_since + lobby_timeout - time.monotonic()
+    if left <= 0:
+        return None
+    try:
+        return await asyncio.wait_for(websocket.receive(), left)
+    except asyncio.TimeoutError:  # noqa: UP041 - on Python 3.10 it is not the builtin
+        return None
+
+
+def rate_limited_message(bucket: TokenBucket) -> str:
+    """The reply to a message past the socket's rate: it was not read, so sending it again
+    after ``retry_after`` seconds is safe (the repo's clients do)."""
+    wait = bucket.wait()
+    return error_message(f"this socket may send {bucket.rate:g} messages a second (burst "
+                         f"{bucket.burst}); the message was not read; retry in "
+                         f"{1000 * wait:.0f} ms", "rate_limited", **retry_field(wait))
+
+
 async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None:
     """Run one role socket until the client closes it or leaves."""
+    config = pool.config
+    address = address_key(websocket.client.host if websocket.client else None)
+    refusal = pool.ledger.connect(address)
     await websocket.accept()
-    handler = Handler(pool, role)
+    if refusal is not None:  # told why, then closed: 1013 is "try again later"
+        with contextlib.suppress(Exception):
+            await websocket.send_text(error_message(refusal, "capacity_reached"))
+            await websocket.close(code=1013)
+        return
+    handler = Handler(pool, role, address)
+    bucket = None if config.rate_limit is None else TokenBucket(config.rate_limit,
+                                                                config.rate_burst)
     try:
         while True:
-            frame = await websocket.receive()
+            frame = await _receive(websocket, handler.session, config.lobby_timeout)
+            if frame is None:
+                await websocket.send_text(error_message(
+                    f"closing this socket: it held no seat for {config.lobby_timeout:g} s "
+                    f"({handler.session.lost or 'send reset or join after connecting'})",
+                    "no_match"))
+                await websocket.close(code=1000)
+                break
             if frame["type"] == "websocket.disconnect":
                 break
-            raw = frame.get("text")
-            if raw is None:
-                raw = frame.get("bytes") or b""
-            try:
-                reply = handler.handle(raw)
-            except Exception as exc:
-                match = handler.session.entry.match_id if handler.session.entry else None
-                logger.exception("internal fault serving %s (match %s)", role, match)
-                await websocket.send_text(error_message(
-                    f"internal server error: {type(exc).__name__}", "fatal_error"))
-                handler.session.leave(pool)  # before the close frame: the client sees it done
-                await websocket.close(code=1011)
-                break
-            if reply is None:  # close
-                handler.session.leave(pool)
-                await websocket.close()
-                break
-            if handler.durable is not None:  # the match is over: on disk before we say so
-                durable, handler.durable = handler.durable, None
+            if bucket is not None and not bucket.take():
+                reply = rate_limited_message(bucket)
+            else:
+                raw = frame.get("text")
+                if raw is None:
+                    raw = frame.get("bytes") or b""
                 try:
-                    await asyncio.wrap_future(durable)
-                except OSError as exc:  # committed, but not fsynced: say so in the log
-                    logger.error("fsync of the archive failed: %s", exc)
+                    reply = handler.handle(raw)
+                except Exception as exc:
+                    match = handler.session.entry.match_id if handler.session.entry else None
+                    logger.exception("internal fault serving %s (match %s)", role, match)
+                    await websocket.send_text(error_message(
+                        f"internal server error: {type(exc).__name__}", "fatal_error"))
+                    handler.session.leave(pool, "faulted")  # before the close frame
+                    await websocket.close(code=1011)
+                    break
+                if reply is None:  # close
+                    handler.session.leave(pool)
+                    await websocket.close()
+                    break
+                if handler.durable is not None:  # the match is over: on disk before we say so
+                    durable, handler.durable = handler.durable, None
+                    try:
+                        await asyncio.wrap_future(durable)
+                    except OSError as exc:  # committed, but not fsynced: say so in the log
+                        logger.error("fsync of the archive failed: %s", exc)
             await websocket.send_text(reply)
+            # Fair turns: the frames a socket has queued are read one per turn of the event
+            # loop, so every other socket with a message waiting is served in between.
+            await asyncio.sleep(0)
     except WebSocketDisconnect:
         pass
     except Exception:  # the client went away mid-send, or the transport failed
         logger.debug("%s socket ended", role, exc_info=True)
     finally:
         handler.session.leave(pool)
+        pool.ledger.disconnect(address)
 
 
 # ============================================================================ the app
@@ -1069,63 +1263,121 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
                 "journaled": journaled, "unarchived": len(pool.unarchived),
                 "storage": "disk" if store.persistent else "memory", "storage_error": error}
 
+    def key_holder(request: Request) -> bool:
+        """Whether the request carries this server's API key."""
+        if config.api_key is None:
+            return False
+        presented = request.headers.get("x-api-key")
+        if presented is None:
+            scheme, _, value = request.headers.get("authorization", "").partition(" ")
+            presented = value.strip() if scheme.lower() == "bearer" else None
+        return presented is not None and hmac.compare_digest(
+            presented.encode("utf-8", "surrogateescape"), config.api_key.encode())
+
+    def closed_api() -> JSONResponse:
+        how = "send the server's API key in X-API-Key" if config.api_key else \
+            f"the operator must start the server with --api-key (or {API_KEY_ENV})"
+        return _http_error(401, "unauthorized", f"this needs the API key: {how}, or the "
+                           "operator may open it to anyone with --open-api")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's own refusals, without the input they would echo."""
+        where = "; ".join(".".join(str(p)[:24] for p in err.get("loc", ()))
+                          + f": {str(err.get('msg', 'invalid'))[:80]}" for err in exc.errors()[:3])
+        return _http_error(422, "validation_error", f"invalid request: {where}")
+
     @app.get("/api/v1/matches")
-    async def list_matches(limit: int = 50) -> dict[str, Any]:
+    async def list_matches(request: Request, limit: int = 50):
+        if not (config.open_api or key_holder(request)):
+            return closed_api()
         return {**live_listing(), "archived": pool.archive.listing(min(max(limit, 0), 1000))}
 
     @app.post("/api/v1/matches")
     async def create_match(request: Request):
-        body = await request.body()
-        if len(body) > config.max_message_bytes:
-            return _http_error(413, "message_too_large", "the body is too large")
+        key = key_holder(request)
+        if not (key or config.open_api):
+            return closed_api()
         try:
-            data = json.loads(body) if body else {}
-        except ValueError:
-            return _http_error(400, "invalid_json", "the body is not valid JSON")
-        if not isinstance(data, dict) or _has_lone_surrogate(data):
-            return _http_error(400, "validation_error", "the body must be a JSON object of "
-                               "reset data")
-        try:
-            entry = pool.create(data)
+            body = await _read_body(request, config.max_message_bytes)
+            data = decode_json(body, config.max_message_bytes) if body else {}
+            if not isinstance(data, dict):
+                raise ProtocolError("validation_error", "the body must be a JSON object of "
+                                    "reset data")
+            entry = pool.create(data, None if key else address_key(
+                request.client.host if request.client else None))
             tokens = {role: pool.issue_seat(entry, role) for role in ROLES
                       if entry.seats[role].bot is None}
             pool.run_bots(entry)
         except ProtocolError as exc:
-            return _http_error(503 if exc.code == "capacity_reached" else 400, exc.code,
-                               exc.message)
+            return _http_error(HTTP_STATUS.get(exc.code, 400), exc.code, exc.message, **exc.extra)
         except StorageError as exc:
             logger.error("storage refused a write for POST /api/v1/matches: %s", exc)
             return _http_error(503, "storage_error", "the server could not store the match")
         return {"match_id": entry.match_id, "episode_id": entry.episode_id,
-                "task_id": entry.referee.task.task_id, "seat_tokens": tokens}
+                "task_id": entry.referee.task.task_id,
+                "seed_chosen_by_client": entry.client_seed, "seat_tokens": tokens}
 
     @app.get("/api/v1/matches/{match_id}")
-    async def get_match(match_id: str):
+    async def get_match(match_id: str, request: Request):
+        if why := id_refusal("match_id", match_id):
+            return _http_error(400, "validation_error", why)
         entry = pool.get(match_id)
         if entry is not None:
             return entry.summary()
         record = pool.archive.get(match_id)
         if record is None:
             return _http_error(404, "unknown_match", f"no match has id {excerpt(match_id)}")
-        return {**record, "live": False}
+        token = request.headers.get("x-seat-token")
+        digests = record.get("seat_digests") or {}
+        if not (config.open_api or key_holder(request) or
+                any(token_matches(token, d) for d in digests.values())):
+            return _http_error(403 if token else 401, "forbidden" if token else "unauthorized",
+                               "an archived match is readable with one of its seat tokens "
+                               "(X-Seat-Token) or the server's API key (X-API-Key)")
+        return {**{k: v for k, v in record.items() if k != "seat_digests"}, "live": False}
 
     @app.delete("/api/v1/matches/{match_id}")
     async def delete_match(match_id: str, request: Request):
+        if why := id_refusal("match_id", match_id):
+            return _http_error(400, "validation_error", why)
         entry = pool.get(match_id)
         if entry is None:
             return _http_error(404, "unknown_match", f"no live match has id {excerpt(match_id)}")
         token = request.headers.get("x-seat-token")
-        if not any(seat.accepts(token) for seat in entry.seats.values()):
-            return _http_error(403, "role_taken", "deleting a match needs one of its seat "
-                               "tokens in the X-Seat-Token header")
+        creator = entry.creator_role and entry.seats[entry.creator_role]
+        if not (key_holder(request) or (creator and creator.accepts(token))):
+            return _http_error(403, "forbidden", "only the seat of the socket that created the "
+                               "match (its token in X-Seat-Token) or the server's API key "
+                               "(X-API-Key) may delete it")
         pool.drop(entry, "deleted")
         return {"match_id": match_id, "deleted": True}
 
     return app
 
 
-def _http_error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"message": message[:MAX_ERROR_CHARS], "code": code}, status_code=status)
+# HTTP statuses of the error codes a REST request may meet (any other: 400).
+HTTP_STATUS = {"message_too_large": 413, "capacity_reached": 503, "rate_limited": 429,
+               "unknown_match": 404, "unauthorized": 401, "forbidden": 403}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, read no further than ``limit`` bytes (ProtocolError past it)."""
+    declared = request.headers.get("content-length", "")
+    if len(declared) > 12 or (declared.isdigit() and int(declared) > limit):
+        raise ProtocolError("message_too_large", f"a body may be at most {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ProtocolError("message_too_large", f"a body may be at most {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _http_error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"message": message[:MAX_ERROR_CHARS], "code": code, **extra},
+                        status_code=status)
 
 
 # ============================================================================ command line
@@ -1152,11 +1404,28 @@ def spawn(port: int, *options: str, timeout: float = 30.0, quiet: bool = False):
     raise RuntimeError(f"the server did not start on port {port}")
 
 
+def _seconds(text: str) -> float | None:
+    """A duration flag: seconds, or a negative number for never."""
+    value = float(text)
+    return None if value < 0 else value
+
+
+def _per_second(text: str) -> float | None:
+    """A rate flag: per second, or 0 for no limit."""
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a rate must be >= 0 (0: no limit), got {text}")
+    return value or None
+
+
 def build_parser(prog: str = "fraudarena serve") -> argparse.ArgumentParser:
     d = ServerConfig()
     parser = argparse.ArgumentParser(
         prog=prog, description="Serve FraudArena over WebSockets: /ws/fraudster, "
-        "/ws/investigator, /ws/auditor, and the REST API under /api/v1.")
+        "/ws/investigator, /ws/auditor, and the REST API under /api/v1. Durations are in "
+        "seconds (negative: never); rates per second (0: no limit). Limits per address count "
+        "a client's IP (an IPv6 client's /64); behind a reverse proxy on this host, uvicorn "
+        "takes the client's address from X-Forwarded-For.")
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     store = parser.add_mutually_exclusive_group()
@@ -1169,22 +1438,92 @@ def build_parser(prog: str = "fraudarena serve") -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-dir", default=None,
                         help="a directory of MaskablePPO checkpoints that a reset's opponents "
                         "may name (default: none; policy names only)")
-    parser.add_argument("--max-matches", type=int, default=d.max_matches,
-                        help=f"live matches at most (default {d.max_matches})")
-    parser.add_argument("--max-matches-per-connection", type=int,
-                        default=d.max_matches_per_connection,
-                        help="live matches one socket may have created (default "
-                        f"{d.max_matches_per_connection})")
-    parser.add_argument("--idle-timeout", type=float, default=d.idle_timeout,
-                        help="seconds after which an idle match is archived and dropped "
-                        f"(default {d.idle_timeout:g}; negative: never)")
-    parser.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes,
-                        help=f"largest message accepted (default {d.max_message_bytes})")
-    parser.add_argument("--diagnostics", action="store_true",
+    access = parser.add_argument_group("access")
+    access.add_argument("--api-key", default=os.environ.get(API_KEY_ENV),
+                        help="the key (16+ characters) that creates matches over REST (POST "
+                        "/api/v1/matches) and reads the archive (GET /api/v1/matches, and any "
+                        "archived record), sent as X-API-Key; default: the environment "
+                        f"variable {API_KEY_ENV} (better than the command line, which other "
+                        "local users can see). Without a key those routes are closed, unless "
+                        "--open-api. Playing over the sockets never needs it")
+    access.add_argument("--open-api", action="store_true",
+                        help="let anyone create matches over REST and read the archive, with "
+                        "per-address limits (an archived record is always readable with one of "
+                        "its seat tokens in X-Seat-Token)")
+    access.add_argument("--no-client-seeds", action="store_true",
+                        help="draw every match's seed on the server and refuse a reset that "
+                        "names one (a creator who picks the seed can rebuild every label)")
+    access.add_argument("--diagnostics", action="store_true",
                         help="list live match ids on GET /matches and /api/v1/matches")
+    caps = parser.add_argument_group("limits")
+    caps.add_argument("--max-matches", type=int, default=d.max_matches,
+                      help=f"live matches at most (default {d.max_matches})")
+    caps.add_argument("--max-matches-per-address", type=int,
+                      default=d.max_matches_per_address,
+                      help="live matches created from one client address (default "
+                      f"{d.max_matches_per_address}; the API key is not limited)")
+    caps.add_argument("--max-matches-per-connection", type=int,
+                      default=d.max_matches_per_connection,
+                      help="live matches one socket may have created (default "
+                      f"{d.max_matches_per_connection})")
+    caps.add_argument("--max-connections", type=int, default=d.max_connections,
+                      help=f"open sockets at most (default {d.max_connections})")
+    caps.add_argument("--max-connections-per-address", type=int,
+                      default=d.max_connections_per_address,
+                      help="open sockets from one client address (default "
+                      f"{d.max_connections_per_address})")
+    caps.add_argument("--rate-limit", type=_per_second, default=d.rate_limit,
+                      help=f"messages a second one socket may send (default {d.rate_limit:g}); "
+                      "a message past it is answered rate_limited")
+    caps.add_argument("--rate-burst", type=int, default=d.rate_burst,
+                      help=f"messages a socket may send at once (default {d.rate_burst})")
+    caps.add_argument("--abandon-rate", type=_per_second, default=d.abandon_rate,
+                      help="matches a second one address may leave unfinished (reset spam: "
+                      f"create, leave, repeat; default {d.abandon_rate:g}): past it, the "
+                      "address creates no match until the rate allows. Matches played to the "
+                      "end cost nothing")
+    caps.add_argument("--abandon-burst", type=int, default=d.abandon_burst,
+                      help=f"unfinished matches an address may leave at once (default "
+                      f"{d.abandon_burst})")
+    caps.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes,
+                      help=f"largest message or body accepted (default {d.max_message_bytes})")
+    times = parser.add_argument_group("timeouts")
+    times.add_argument("--start-grace", type=_seconds, default=d.start_grace,
+                       help="a match nobody has moved in this long after its creation is "
+                       f"archived and dropped (default {d.start_grace:g})")
+    times.add_argument("--reconnect-grace", type=_seconds, default=d.reconnect_grace,
+                       help="a match no socket holds a seat of is archived and dropped after "
+                       f"this long: a dropped player's time to come back (default "
+                       f"{d.reconnect_grace:g})")
+    times.add_argument("--idle-timeout", type=_seconds, default=d.idle_timeout,
+                       help="a match nobody has sent anything to in this long is archived and "
+                       f"dropped (default {d.idle_timeout:g})")
+    times.add_argument("--lobby-timeout", type=_seconds, default=d.lobby_timeout,
+                       help="a socket that holds no seat this long is closed (default "
+                       f"{d.lobby_timeout:g})")
     parser.add_argument("--log-level", default="info",
                         choices=("critical", "error", "warning", "info", "debug"))
     return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """The ServerConfig of parsed ``fraudarena serve`` arguments (ValueError if invalid)."""
+    timeouts = [t for t in (args.idle_timeout, args.start_grace, args.reconnect_grace) if t]
+    return ServerConfig(
+        max_matches=args.max_matches, max_matches_per_address=args.max_matches_per_address,
+        max_matches_per_connection=args.max_matches_per_connection,
+        max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
+        idle_timeout=args.idle_timeout, start_grace=args.start_grace,
+        reconnect_grace=args.reconnect_grace, lobby_timeout=args.lobby_timeout,
+        sweep_interval=max(0.25, min([5.0, *(t / 4 for t in timeouts)])),
+        rate_limit=args.rate_limit, rate_burst=args.rate_burst, abandon_rate=args.abandon_rate,
+        abandon_burst=args.abandon_burst, max_message_bytes=args.max_message_bytes,
+        api_key=args.api_key or None, open_api=args.open_api,
+        client_seeds=not args.no_client_seeds,
+        data_dir=None if args.in_memory else str(args.data_dir or default_data_dir()),
+        checkpoint_dir=args.checkpoint_dir,
+        diagnostics=args.diagnostics)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1192,15 +1531,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = ServerConfig(
-            max_matches=args.max_matches,
-            max_matches_per_connection=args.max_matches_per_connection,
-            idle_timeout=None if args.idle_timeout < 0 else args.idle_timeout,
-            sweep_interval=min(30.0, max(args.idle_timeout, 1.0) / 2),
-            max_message_bytes=args.max_message_bytes,
-            data_dir=None if args.in_memory else str(args.data_dir or default_data_dir()),
-            checkpoint_dir=args.checkpoint_dir,
-            diagnostics=args.diagnostics)
+        config = config_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
     import uvicorn
@@ -1210,13 +1541,15 @@ def main(argv: list[str] | None = None) -> int:
     except StorageError as exc:  # another server holds the directory, or it cannot be opened
         print(f"fraudarena serve: {exc}", file=sys.stderr)
         return 2
+    # uvicorn's own connection limit (HTTP 503) backs the server's, which answers first.
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                **UVICORN_OPTIONS, ws_max_size=4 * config.max_message_bytes)
+                **UVICORN_OPTIONS, ws_max_size=4 * config.max_message_bytes,
+                limit_concurrency=config.max_connections + 64)
     return 0
 
 
-__all__ = ["ERROR_CODES", "UVICORN_OPTIONS", "MatchEntry", "MatchPool", "ServerConfig",
-           "create_app", "main", "spawn"]
+__all__ = ["API_KEY_ENV", "ERROR_CODES", "HTTP_ERROR_CODES", "UVICORN_OPTIONS", "MatchEntry",
+           "MatchPool", "ServerConfig", "config_from_args", "create_app", "main", "spawn"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -69,7 +69,8 @@ def send_raw(ws, text):
 
 def assert_error(reply, code):
     assert reply["type"] == "error", reply
-    assert set(reply["data"]) == {"message", "code"}
+    assert set(reply["data"]) == ({"message", "code", "retry_after"} if code == "rate_limited"
+                                  else {"message", "code"})
     assert reply["data"]["code"] == code, reply
     assert reply["data"]["message"]
     return reply["data"]["message"]
@@ -96,6 +97,10 @@ def in_process(reset, actions):
         else:
             getattr(ref, f"step_as_{role}")(action)
     return ref
+
+
+API_KEY = "an-api-key-for-the-tests"
+KEY_HEADER = {"X-API-Key": API_KEY}
 
 
 def without_ids(state):
@@ -269,7 +274,8 @@ def test_sealed_state_is_the_whole_state_once_done():
 # ============================================================================ error codes
 def test_every_client_reachable_error_code():
     seen = set()
-    with TestClient(create_app(max_matches=2, max_message_bytes=4096)) as client, \
+    with TestClient(create_app(max_matches=2, max_message_bytes=4096, rate_limit=0.01,
+                               rate_burst=30)) as client, \
             client.websocket_connect("/ws/fraudster") as fr, \
             client.websocket_connect("/ws/investigator") as inv, \
             client.websocket_connect("/ws/investigator") as inv2:
@@ -312,7 +318,12 @@ def test_every_client_reachable_error_code():
         assert full_state(client, match_id) == before  # nothing above changed the match
         assert send(fr, "step", {"action_type": "end_turn"})["type"] == "observation"
         assert state_of(inv)["phase"] == "investigator_turn"
-    # storage_error: test_a_full_disk_answers_every_client_and_loses_nothing_acknowledged
+        with client.websocket_connect("/ws/auditor") as chatty:
+            for _ in range(30):
+                send(chatty, "obs")
+            assert "messages a second" in assert_error(send(chatty, "obs"), "rate_limited")
+        seen.add("rate_limited")
+    # storage_error: test_store.py's test_a_full_disk_answers_every_client_and_loses_nothing_...
     assert seen == set(ERROR_CODES) - {"fatal_error", "storage_error"}
 
 
@@ -322,7 +333,7 @@ def test_illegal_steps_leave_the_match_unchanged(client):
         match_id = send(fr, "reset", {"seed": 9, "task_id": "task_2",
                                       "illegal_action": "raise"})["data"]["match_id"]
         obs_before = send(inv, "join", {"match_id": match_id})["data"]
-        obs_before.pop("seat_token")
+        obs_before.pop("seat_token"), obs_before.pop("seed_chosen_by_client")
         allowed = send(fr, "obs")["data"]["allowed_categories"]
         from fraudarena_env.rules.catalog import CATEGORIES
 
@@ -375,7 +386,7 @@ def test_garbage_never_breaks_a_socket_or_a_match(client):
         before = full_state(client, match_id)
         cases = [
             ("null", "invalid_json"), ('"hello"', "invalid_json"), ("[1]", "invalid_json"),
-            ("[" * 50_000, "invalid_json"), ('{"type": 5}', "unknown_type"),
+            ("[" * 50_000, "validation_error"), ('{"type": 5}', "unknown_type"),
             ('{"data": {}}', "unknown_type"), ("9" * 5000, "invalid_json"),
             ('{"type": "obs", "data": "x"}', "validation_error"),
             ('{"type": "obs", "data": []}', "validation_error"),
@@ -476,10 +487,19 @@ fuzz_message = st.one_of(
     json_value)
 
 
+@pytest.fixture
+def fuzz_client():
+    """Each example leaves its match unfinished: no abandon budget to run out of here."""
+    with TestClient(create_app(abandon_rate=None)) as c:
+        yield c
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(messages=st.lists(fuzz_message, min_size=1, max_size=6))
-def test_fuzzed_messages_never_crash_or_change_a_match_but_by_a_valid_step(client, messages):
+def test_fuzzed_messages_never_crash_or_change_a_match_but_by_a_valid_step(fuzz_client,
+                                                                            messages):
+    client = fuzz_client
     pool = client.app.state.pool
     with client.websocket_connect("/ws/fraudster") as fr, \
             client.websocket_connect("/ws/investigator") as inv:
@@ -652,16 +672,19 @@ def test_a_reset_abandons_only_a_match_the_socket_made(client):
     with client.websocket_connect("/ws/fraudster") as fr, \
             client.websocket_connect("/ws/investigator") as inv:
         made = send(fr, "reset", {"seed": 1})["data"]["match_id"]
-        fr.send_json({"type": "close", "data": {}})
+        send(fr, "step", {"action_type": "end_turn"})
         send(inv, "join", {"match_id": made})
+        fr.send_json({"type": "close", "data": {}})
         send(inv, "reset", {"seed": 2})  # the investigator did not make `made`: it stays live
         assert pool.get(made) is not None and made not in pool.archive
+        assert pool.get(made).unheld_since is not None  # for its players to come back
 
 
 def test_idle_matches_are_swept_into_the_archive(client):
     pool = client.app.state.pool
     with client.websocket_connect("/ws/fraudster") as fr:
-        match_id = send(fr, "reset", {"seed": 3})["data"]["match_id"]
+        reply = send(fr, "reset", {"seed": 3})["data"]
+        match_id, token = reply["match_id"], reply["seat_token"]
         send(fr, "step", {"action_type": "end_turn"})
         assert pool.sweep() == 0
         assert pool.sweep(now=time.monotonic() + 901) == 1
@@ -670,14 +693,15 @@ def test_idle_matches_are_swept_into_the_archive(client):
     assert record["reason"] == "evicted" and record["actions"] == [
         {"role": "fraudster", "action": {"action_type": "end_turn"}}]
     assert record["state"] == state_as_archived(replay(record), record)
-    assert client.get(f"/api/v1/matches/{match_id}").json()["live"] is False
+    assert client.get(f"/api/v1/matches/{match_id}",
+                      headers={"X-Seat-Token": token}).json()["live"] is False
 
 
 def test_an_idle_match_costs_at_most_100_kib():
     import gc
     import tracemalloc
 
-    with TestClient(create_app()) as client:
+    with TestClient(create_app(api_key=API_KEY), headers=KEY_HEADER) as client:
         made = client.post("/api/v1/matches", json={"seed": 0, "task_id": "task_3"}).json()
         assert made["match_id"]  # warm every cache on the way
         pool = client.app.state.pool
@@ -766,7 +790,8 @@ def test_observers_are_shared_and_rebuild_when_handed_another_match():
 
 # ============================================================================ archive and REST
 def test_finished_matches_are_archived_and_replay_exactly(tmp_path, capsys):
-    with TestClient(create_app(data_dir=str(tmp_path))) as client:
+    with TestClient(create_app(data_dir=str(tmp_path), api_key=API_KEY),
+                    headers=KEY_HEADER) as client:
         match_id, actions, final = play_seed_match(client, "task_2", seed=23)
         record = client.get(f"/api/v1/matches/{match_id}").json()
         assert record["live"] is False and record["reason"] == "finished"
@@ -790,27 +815,33 @@ def test_finished_matches_are_archived_and_replay_exactly(tmp_path, capsys):
     assert main(["replay", str(export), "--match", "nope"]) == 2
 
 
-def test_rest_creates_and_deletes_matches_with_seat_tokens(client):
-    made = client.post("/api/v1/matches", json={"seed": 3, "task_id": "task_1"}).json()
-    match_id, tokens = made["match_id"], made["seat_tokens"]
-    assert set(tokens) == set(ROLES)
-    assert client.post("/api/v1/matches", json={"max_rounds": 500}).status_code == 400
-    assert client.post("/api/v1/matches", content=b"[1]").status_code == 400
-    summary = client.get(f"/api/v1/matches/{match_id}").json()
-    assert summary["live"] is True and "seed" not in summary
-    with client.websocket_connect("/ws/fraudster") as fr:
-        assert_error(send(fr, "join", {"match_id": match_id}), "role_taken")
-        send(fr, "join", {"match_id": match_id, "seat_token": tokens["fraudster"]})
-        send(fr, "step", {"action_type": "end_turn"})
-        assert client.delete(f"/api/v1/matches/{match_id}").status_code == 403
-        assert client.delete(f"/api/v1/matches/{match_id}",
-                             headers={"X-Seat-Token": "nope"}).status_code == 403
-        assert client.delete(f"/api/v1/matches/{match_id}",
-                             headers={"X-Seat-Token": tokens["auditor"]}).json()["deleted"]
-        assert_error(send(fr, "obs"), "no_match")
-    assert client.get(f"/api/v1/matches/{match_id}").json()["reason"] == "deleted"
-    assert client.get("/api/v1/matches/m_unknown").status_code == 404
-    assert client.delete("/api/v1/matches/m_unknown").status_code == 404
+def test_rest_creates_matches_with_the_api_key_and_the_key_deletes_them():
+    with TestClient(create_app(api_key=API_KEY)) as client:
+        assert client.post("/api/v1/matches", json={"seed": 3}).status_code == 401
+        assert client.post("/api/v1/matches", json={"seed": 3},
+                           headers={"X-API-Key": "not-the-key-at-all"}).status_code == 401
+        made = client.post("/api/v1/matches", json={"seed": 3, "task_id": "task_1"},
+                           headers={"Authorization": f"Bearer {API_KEY}"}).json()
+        match_id, tokens = made["match_id"], made["seat_tokens"]
+        assert set(tokens) == set(ROLES) and made["seed_chosen_by_client"] is True
+        for bad in ({"json": {"max_rounds": 500}}, {"content": b"[1]"}):
+            assert client.post("/api/v1/matches", headers=KEY_HEADER, **bad).status_code == 400
+        summary = client.get(f"/api/v1/matches/{match_id}").json()
+        assert summary["live"] is True and "seed" not in summary
+        with client.websocket_connect("/ws/fraudster") as fr:
+            assert_error(send(fr, "join", {"match_id": match_id}), "role_taken")
+            send(fr, "join", {"match_id": match_id, "seat_token": tokens["fraudster"]})
+            send(fr, "step", {"action_type": "end_turn"})
+            for headers in ({}, {"X-Seat-Token": "nope"}, {"X-Seat-Token": tokens["auditor"]}):
+                assert client.delete(f"/api/v1/matches/{match_id}",
+                                     headers=headers).status_code == 403
+            assert client.delete(f"/api/v1/matches/{match_id}",
+                                 headers=KEY_HEADER).json()["deleted"]
+            assert_error(send(fr, "obs"), "no_match")
+        record = client.get(f"/api/v1/matches/{match_id}", headers=KEY_HEADER).json()
+        assert record["reason"] == "deleted" and "seat_digests" not in record
+        assert client.get("/api/v1/matches/m_unknown").status_code == 404
+        assert client.delete("/api/v1/matches/m_unknown", headers=KEY_HEADER).status_code == 404
 
 
 # ============================================================================ real network
@@ -1069,7 +1100,7 @@ def test_sigkill_and_restart_keep_every_archived_match(tmp_path):
     port = free_port()
 
     def start():
-        return spawn_or_skip(port, "--data-dir", str(tmp_path))
+        return spawn_or_skip(port, "--data-dir", str(tmp_path), "--api-key", API_KEY)
 
     url = f"ws://127.0.0.1:{port}"
     proc = start()
@@ -1099,7 +1130,7 @@ def test_sigkill_and_restart_keep_every_archived_match(tmp_path):
 
         http = f"http://127.0.0.1:{port}"
         for match_id in ids:
-            record = httpx.get(f"{http}/api/v1/matches/{match_id}").json()
+            record = httpx.get(f"{http}/api/v1/matches/{match_id}", headers=KEY_HEADER).json()
             assert record["reason"] == "finished" and record["state"]["phase"] == "done"
         assert record["state"] == final
         assert httpx.get(f"{http}/healthz").json()["archived"] >= 2
