@@ -17,7 +17,8 @@ Routes
   role whose socket created it). The API key goes in ``X-API-Key`` (or ``Authorization: Bearer
   KEY``).
 * ``GET /matches``: live match ids, only with ``--diagnostics`` (else just their number).
-* ``GET /healthz``: liveness and occupancy.
+* ``GET /healthz``: liveness, occupancy, and what the store holds (``archived``, ``journaled``,
+  ``unarchived``) or last refused (``storage_error``; ``status`` is then ``degraded``).
 
 Messages: the lineage's wire format. JSON text frames (or binary frames of UTF-8 JSON) of the
 form ``{"type": T, "data": {...}}``; an absent or null ``data`` is ``{}``. T is one of
@@ -553,19 +554,30 @@ class MatchPool:
         model = bot.policy.act_model(getattr(ref, f"build_{role}_observation")())
         return model.model_dump(mode="json", exclude_none=True, exclude={"metadata"})
 
+    def bot_to_move(self, entry: MatchEntry) -> Bot | None:
+        """The server's policy whose turn it is in a live match, if it is one's."""
+        role = PHASE_ROLE.get(entry.referee.phase)
+        if role is None or self.entries.get(entry.match_id) is not entry:
+            return None
+        return entry.seats[role].bot
+
+    def bot_move(self, entry: MatchEntry) -> bool:
+        """One move of the server's seat that is to act, journaled like a remote one (or
+        StorageError, the match unchanged); False when no server seat is to act."""
+        bot = self.bot_to_move(entry)
+        if bot is None:
+            return False
+        if len(entry.actions) > MAX_MATCH_STEPS:
+            raise RuntimeError(f"match {entry.match_id} did not end in {MAX_MATCH_STEPS} steps")
+        role = PHASE_ROLE[entry.referee.phase]
+        self.step(entry, role, self._bot_action(entry, role, bot))
+        return True
+
     def run_bots(self, entry: MatchEntry) -> None:
-        """Play the server's seats while one of them is to act. Each move is journaled like a
-        remote one; StorageError stops them (the next message about the match resumes them)."""
-        ref = entry.referee
-        while (role := PHASE_ROLE.get(ref.phase)) is not None:
-            bot = entry.seats[role].bot
-            if bot is None:
-                return
-            if len(entry.actions) > MAX_MATCH_STEPS:
-                raise RuntimeError(f"match {entry.match_id} did not end in {MAX_MATCH_STEPS} "
-                                   "steps")
-            self.step(entry, role, self._bot_action(entry, role, bot))
-            ref = entry.referee
+        """Play the server's seats until a remote role is to act or the match is over (the
+        sockets move them one per turn of the event loop instead: see ``Later``)."""
+        while self.bot_move(entry):
+            pass
 
     # ------------------------------------------------------------------ actions
     def apply(self, entry: MatchEntry, role: str, action: dict[str, Any], model=None) -> None:
@@ -946,11 +958,23 @@ def decode_json(raw: str | bytes, max_bytes: int) -> Any:
     return value
 
 
-class Handler:
-    """Answers the messages of one socket."""
+@dataclass
+class Later:
+    """A reply that waits for the server's seats to move: ``serve_socket`` moves them one per
+    turn of the event loop (a whole match of them would hold up every socket), then builds it."""
 
-    def __init__(self, pool: MatchPool, role: str, address: str | None = None):
+    entry: MatchEntry
+    build: Any  # () -> the reply text
+
+
+class Handler:
+    """Answers the messages of one socket. With ``cooperative``, a reply the server's seats must
+    move first is a :class:`Later` (see :meth:`complete`); otherwise they move at once."""
+
+    def __init__(self, pool: MatchPool, role: str, address: str | None = None,
+                 cooperative: bool = False):
         self.pool = pool
+        self.cooperative = cooperative
         # The client address its creations count against; None (a handler driven in process)
         # is not limited.
         self.address = address
@@ -971,26 +995,45 @@ class Handler:
         entry.touch()
         return entry
 
-    def handle(self, raw: str | bytes) -> str | None:
-        """The reply to one frame, or None for ``close``. Raises only on internal faults."""
+    def handle(self, raw: str | bytes) -> str | Later | None:
+        """The reply to one frame (a :class:`Later` when cooperative and the server's seats
+        must move first), or None for ``close``. Raises only on internal faults."""
         try:
             return self._dispatch(raw)
         except ProtocolError as exc:
             return error_message(exc.message, exc.code, **exc.extra)
         except StorageError as exc:
-            match = self.session.entry.match_id if self.session.entry else None
-            logger.error("storage refused a write for %s (match %s): %s", self.role, match, exc)
-            return error_message("the server could not store this message, so it was not "
-                                 "applied (the match is as it was); try again later",
-                                 "storage_error")
+            return self._storage_error(exc)
 
-    def _advance(self, entry: MatchEntry) -> None:
+    def _storage_error(self, exc: StorageError) -> str:
+        match = self.session.entry.match_id if self.session.entry else None
+        logger.error("storage refused a write for %s (match %s): %s", self.role, match, exc)
+        return error_message("the server could not store this message, so it was not applied "
+                             "(the match is as it was); try again later", "storage_error")
+
+    def _advance(self, entry: MatchEntry, build) -> str | Later:
         """After a message: the server's seats move until a remote role is to act, and a match
-        that ended is archived (the reply waits for its record's fsync)."""
+        that ended is archived (the reply waits for its record's fsync); then ``build()`` makes
+        the reply."""
         if entry.opponents:
+            if self.cooperative and self.pool.bot_to_move(entry) is not None:
+                return Later(entry, build)
             self.pool.run_bots(entry)
         if entry.referee.done and not entry.archived:
             self.durable = self.pool.finish(entry)
+        return build()
+
+    async def complete(self, later: Later) -> str:
+        """The reply of a :class:`Later`, once the server's seats have moved, one per turn of the
+        event loop (each move is atomic; a remote role can only watch meanwhile)."""
+        try:
+            while self.pool.bot_move(later.entry):
+                await asyncio.sleep(0)
+            return self._advance(later.entry, later.build)
+        except ProtocolError as exc:
+            return error_message(exc.message, exc.code, **exc.extra)
+        except StorageError as exc:
+            return self._storage_error(exc)
 
     def _dispatch(self, raw: str | bytes) -> str | None:
         msg = decode_json(raw, self.pool.config.max_message_bytes)
@@ -1031,9 +1074,8 @@ class Handler:
         session.created.append(entry)
         token = session.take_seat(pool, entry)
         session.obs_format = fmt
-        self._advance(entry)
-        return self._observation(entry, fmt, seat_token=token,
-                                 seed_chosen_by_client=entry.client_seed)
+        return self._advance(entry, lambda: self._observation(
+            entry, fmt, seat_token=token, seed_chosen_by_client=entry.client_seed))
 
     def on_join(self, data: dict[str, Any]) -> str:
         match_id = data.get("match_id")
@@ -1065,21 +1107,20 @@ class Handler:
                 session.leave(self.pool, "moved")
         token = session.take_seat(self.pool, entry, presented)
         session.obs_format = fmt
-        self._advance(entry)
-        return self._observation(entry, fmt, seat_token=token,
-                                 seed_chosen_by_client=entry.client_seed)
+        return self._advance(entry, lambda: self._observation(
+            entry, fmt, seat_token=token, seed_chosen_by_client=entry.client_seed))
 
     def on_step(self, data: dict[str, Any]) -> str:
         entry = self._entry()
         _apply_step(self.pool, entry, self.role, data)
-        self._advance(entry)
-        return observation_message(self.pool, entry, self.role, self.session.obs_format)
+        return self._advance(entry, lambda: observation_message(self.pool, entry, self.role,
+                                                                self.session.obs_format))
 
     def on_obs(self, data: dict[str, Any]) -> str:
         entry = self._entry()
-        self._advance(entry)  # resumes the server's seats if the store stopped them
         fmt = self.session.obs_format = _obs_format(data, self.session.obs_format)
-        return self._observation(entry, fmt)
+        # resumes the server's seats if the store stopped them
+        return self._advance(entry, lambda: self._observation(entry, fmt))
 
     def on_state(self, data: dict[str, Any]) -> str:
         entry = self._entry()
@@ -1125,7 +1166,7 @@ async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None
             await websocket.send_text(error_message(refusal, "capacity_reached"))
             await websocket.close(code=1013)
         return
-    handler = Handler(pool, role, address)
+    handler = Handler(pool, role, address, cooperative=True)
     bucket = None if config.rate_limit is None else TokenBucket(config.rate_limit,
                                                                 config.rate_burst)
     try:
@@ -1148,6 +1189,8 @@ async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None
                     raw = frame.get("bytes") or b""
                 try:
                     reply = handler.handle(raw)
+                    if isinstance(reply, Later):
+                        reply = await handler.complete(reply)
                 except Exception as exc:
                     match = handler.session.entry.match_id if handler.session.entry else None
                     logger.exception("internal fault serving %s (match %s)", role, match)

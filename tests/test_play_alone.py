@@ -176,3 +176,39 @@ def test_the_readme_plays_one_role_alone_as_printed(server, capsys):
     printed = float(capsys.readouterr().out.split()[-1])
     assert printed == pytest.approx(in_process("task_3", 7, "tensor").returns["investigator"])
     assert scope["env"].client is None  # closed
+
+
+def test_the_servers_seats_move_one_per_turn_of_the_event_loop():
+    """An auditor alone waits for a whole match of the other two seats: that must not hold up
+    every other socket, so the server moves them one per turn of its event loop."""
+    import asyncio
+
+    from fraudarena_env.server import Later
+
+    pool = MatchPool(ServerConfig(), Archive(None))
+    handler = Handler(pool, "auditor", cooperative=True)
+    later = handler.handle(json.dumps({"type": "reset", "data": {
+        "seed": 2, "task_id": "task_1",
+        "opponents": {"fraudster": "reactive", "investigator": "scripted"}}}))
+    assert isinstance(later, Later) and not later.entry.actions
+    turns = []
+
+    async def main():
+        done = asyncio.Event()
+
+        async def another_socket():
+            while not done.is_set():
+                turns.append(len(later.entry.actions))
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(another_socket())
+        reply = await handler.complete(later)
+        done.set()
+        await other
+        return reply
+
+    reply = json.loads(asyncio.run(main()))
+    moves = len(later.entry.actions)
+    assert reply["data"]["phase"] == "audit_phase" and moves > 20
+    # the other socket ran after every move (the first came before it started)
+    assert sorted(set(turns)) == list(range(1, moves + 1))
