@@ -31,11 +31,13 @@ def new_pool() -> MatchPool:
 
 
 class Seats:
-    """Three sockets' handlers on one match, spoken to as the seed's client speaks."""
+    """Three sockets' handlers on one match, spoken to as the seed's client speaks (``sockets``:
+    real ones of a test client instead)."""
 
-    def __init__(self, pool: MatchPool, reset: dict):
+    def __init__(self, pool: MatchPool, reset: dict, sockets: dict | None = None):
         self.pool = pool
         self.handlers = {role: Handler(pool, role) for role in ROLES}
+        self.sockets = sockets
         data = self.ask("fraudster", "reset", reset)
         self.match_id = data["match_id"]
         for role in ("investigator", "auditor"):
@@ -43,8 +45,12 @@ class Seats:
         self.phase = data["phase"]
 
     def ask(self, role: str, kind: str, data: dict | None = None) -> dict:
-        reply = json.loads(self.handlers[role].handle(json.dumps({"type": kind,
-                                                                  "data": data or {}})))
+        message = {"type": kind, "data": data or {}}
+        if self.sockets is None:
+            reply = json.loads(self.handlers[role].handle(json.dumps(message)))
+        else:
+            self.sockets[role].send_json(message)
+            reply = self.sockets[role].receive_json()
         if reply["type"] == "error":  # the seed's driver stops here
             raise AssertionError(f"{role} {kind} {data} answered {reply['data']}")
         return reply["data"]
@@ -62,11 +68,11 @@ class Seats:
 SWEEP_KNOBS = ({}, {"max_proposals": 1})
 
 
-def play_seed_sweep_match(task_id: str, fraudster: str, seed: int, pool=None,
+def play_seed_sweep_match(task_id: str, fraudster: str, seed: int, pool=None, sockets=None,
                           **knobs) -> dict:
     """One match of the seed's sweep; returns what it sent and how it ended."""
     pool = pool or new_pool()
-    seats = Seats(pool, {"seed": seed, "task_id": task_id, **knobs})
+    seats = Seats(pool, {"seed": seed, "task_id": task_id, **knobs}, sockets)
     policies = seed_protocol.seed_sweep_policies(fraudster, seed)
     sent = []
     while seats.phase != "done":
@@ -80,6 +86,26 @@ def play_seed_sweep_match(task_id: str, fraudster: str, seed: int, pool=None,
     state = seed_protocol.RefereeState.model_validate(seats.ask("auditor", "state"))
     record = pool.archive.get(seats.match_id)
     return {"sent": sent, "state": state, "record": record}
+
+
+def test_the_seed_clients_finish_matches_over_real_sockets():
+    """The same clients through the whole server (transport, rate limits and all): a match that
+    passes with __noop__ and one that flags past the cap."""
+    from fastapi.testclient import TestClient
+
+    from fraudarena_env.server import create_app
+
+    with TestClient(create_app(data_dir=None)) as client:
+        for task_id, fraudster, seed, knobs in (("task_1", "scripted", 2, SWEEP_KNOBS[1]),
+                                                ("task_3", "gibberish", 2, SWEEP_KNOBS[0])):
+            with client.websocket_connect("/ws/fraudster") as fr, \
+                    client.websocket_connect("/ws/investigator") as inv, \
+                    client.websocket_connect("/ws/auditor") as aud:
+                sockets = {"fraudster": fr, "investigator": inv, "auditor": aud}
+                played = play_seed_sweep_match(task_id, fraudster, seed,
+                                               client.app.state.pool, sockets, **knobs)
+            assert played["state"].phase == "done"
+            assert noops(played["sent"]) or flags(played["sent"]) > MAX_AUDITOR_ACTIONS
 
 
 def noops(sent) -> int:

@@ -501,3 +501,38 @@ def test_kill_9_during_50_live_matches_then_every_match_finishes_as_without_the_
         assert record["reason"] == "finished", record
         assert without_ids(record["state"]) == without_ids(
             expected.referee.state.model_dump(mode="json")), m.match_id
+
+
+# ============================================================================ where it lives
+def test_the_store_is_on_disk_by_default_in_a_documented_directory(tmp_path, monkeypatch):
+    from fraudarena_env.archive import default_data_dir
+    from fraudarena_env.server import build_parser, config_from_args
+
+    monkeypatch.delenv("FRAUDARENA_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    assert default_data_dir() == tmp_path / "home" / ".local" / "share" / "fraudarena"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_data_dir() == tmp_path / "xdg" / "fraudarena"
+    monkeypatch.setenv("FRAUDARENA_DATA_DIR", str(tmp_path / "explicit"))
+    assert default_data_dir() == tmp_path / "explicit"
+
+    def config(*argv):
+        return config_from_args(build_parser().parse_args(list(argv)))
+
+    assert config().data_dir == str(tmp_path / "explicit")
+    assert config("--data-dir", str(tmp_path / "d")).data_dir == str(tmp_path / "d")
+    assert config("--in-memory").data_dir is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--in-memory", "--data-dir", "x"])
+
+
+def test_serve_refuses_a_data_directory_another_server_holds(tmp_path, capsys):
+    from fraudarena_env.server import main
+
+    held = Store(tmp_path)
+    try:
+        assert main(["--data-dir", str(tmp_path), "--port", "1"]) == 2
+    finally:
+        held.close()
+    assert "another fraudarena server" in capsys.readouterr().err
