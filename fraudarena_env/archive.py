@@ -349,22 +349,26 @@ def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 # ============================================================================ playing it again
-def play_action(ref: Referee, role: str, action: dict[str, Any], lenient: bool = False) -> float:
-    """Apply one recorded action: ``{"action_index": k}`` or an action model's JSON. With
-    ``lenient`` (a match whose ``illegal_action`` is ``penalize``), a text action the rules refuse
-    is charged and uses up the action, as the lineage's rules answered it; an index the mask
-    refuses, and acting out of turn, always raise. The one step path of the server, its journal's
-    recovery and :func:`replay`. Returns the role's reward."""
-    if "action_index" in action:
-        return apply_index(ref, role, action["action_index"])
+def play_action(ref: Referee, role: str, action: Any, lenient: bool = False) -> bool:
+    """Apply one action: ``{"action_index": k}``, or a text action (its model, or the model's
+    JSON). With ``lenient`` (a match whose ``illegal_action`` is ``penalize``), a text action the
+    rules refuse is charged and uses up the action, as the lineage's rules answered it; an index
+    the mask refuses, and acting out of turn, always raise (``IllegalActionError``,
+    ``OutOfTurnError``; the match unchanged). The one step path of the server, its journal's
+    recovery and :func:`replay`. Returns whether the action was charged."""
+    if isinstance(action, dict) and "action_index" in action:
+        apply_index(ref, role, action["action_index"])
+        return False
     try:
-        return ref.apply_model(role, action)
+        ref.apply_model(role, action)
     except OutOfTurnError:
         raise
     except IllegalActionError as exc:
         if not lenient:
             raise
-        return ref.penalize(role, action, exc.reason)
+        ref.penalize(role, action, exc.reason)
+        return True
+    return False
 
 
 def replay(record: dict[str, Any]) -> Referee:

@@ -125,9 +125,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from .archive import Archive, StorageError, default_data_dir, state_as_archived
+from .archive import Archive, StorageError, default_data_dir, play_action, state_as_archived
 from .arena import MAX_MATCH_STEPS
-from .faces.encoding import N_ACTIONS, Observer, apply_index
+from .faces.encoding import N_ACTIONS, Observer
 from .faces.views import sealed_state
 from .journal import Journal, token_hash, token_matches
 from .models import ACTION_MODELS
@@ -431,8 +431,8 @@ class MatchPool:
                ) -> MatchEntry:
         """A new match from reset data, journaled, or ProtocolError / StorageError (and nothing
         created). ``address``: the client address it counts against (None: the API key's,
-        unlimited); ``creator_role``: the role of the socket making it; ``replacing``: a match the caller
-        drops once this one exists (it frees its place)."""
+        unlimited); ``creator_role``: the role of the socket making it; ``replacing``: a match
+        the caller drops once this one exists (it frees its place)."""
         kwargs = {k: data[k] for k in RESET_KEYS if data.get(k) is not None}
         illegal_action = data.get("illegal_action")
         if illegal_action is None:
@@ -584,27 +584,22 @@ class MatchPool:
         """Apply one action (``model``: the validated text action, when there is one) and add it
         to the match's actions. Raises ProtocolError, and leaves the match untouched, when it is
         refused. Not journaled: see :meth:`step`."""
-        ref = entry.referee
         index = action.get("action_index")
+        lenient = entry.lenient and entry.penalties < MAX_PENALTIES
         try:
-            if index is not None:
-                apply_index(ref, role, index)
-            else:
-                ref.apply_model(role, action if model is None else model)
+            charged = play_action(entry.referee, role, action if model is None else model,
+                                  lenient)
         except PermissionError as exc:  # OutOfTurnError: not this role's turn, or it is over
             raise ProtocolError("phase_violation", f"{role} cannot act now: "
                                 f"{getattr(exc, 'reason', exc)}") from None
         except IllegalActionError as exc:
-            if index is not None or not entry.lenient or entry.penalties >= MAX_PENALTIES:
-                what = f"action_index {index} is masked now" if index is not None else \
-                    f"illegal {role} action"
-                spent = "" if index is not None or not entry.lenient else \
-                    f" (this match already charged {MAX_PENALTIES} illegal actions; now they " \
-                    "are refused)"
-                raise ProtocolError("execution_error", f"{what}: {exc.reason}; the match is "
-                                    f"unchanged{spent}") from None
-            ref.penalize(role, action if model is None else model, exc.reason)
-            entry.penalties += 1
+            what = f"action_index {index} is masked now" if index is not None else \
+                f"illegal {role} action"
+            spent = f" (this match already charged {MAX_PENALTIES} illegal actions; now they " \
+                "are refused)" if index is None and entry.lenient else ""
+            raise ProtocolError("execution_error", f"{what}: {exc.reason}; the match is "
+                                f"unchanged{spent}") from None
+        entry.penalties += charged
         entry.actions.append({"role": role, "action": action})
 
     def step(self, entry: MatchEntry, role: str, action: dict[str, Any], model=None) -> None:

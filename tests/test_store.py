@@ -113,6 +113,7 @@ def test_a_writer_killed_mid_write_keeps_every_committed_record(tmp_path, monkey
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
+    proc.stdout.close()
     archive = Archive(tmp_path)
     ids = [r["match_id"] for r in archive.records()]
     assert len(ids) >= committed + 1  # nothing acknowledged lost (one more may have landed)
