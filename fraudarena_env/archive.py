@@ -105,7 +105,9 @@ class Store:
         if self.path is None:
             self.conn = sqlite3.connect(":memory:", isolation_level=None,
                                         check_same_thread=False)
-        else:
+            self.conn.executescript(SCHEMA)
+            return
+        try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self._lock()
             self.conn = sqlite3.connect(self.path, isolation_level=None,
@@ -115,8 +117,12 @@ class Store:
             # The worker folds the log into the database; a commit never stalls on it.
             self.conn.execute("PRAGMA wal_autocheckpoint=0")
             self.conn.execute("PRAGMA busy_timeout=2000")
-            self._worker = ThreadPoolExecutor(1, thread_name_prefix="store")
-        self.conn.executescript(SCHEMA)
+            self.conn.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            if self._lock_file is not None:
+                self._lock_file.close()
+            raise StorageError(f"cannot open the store in {self.data_dir}: {exc}") from exc
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="store")
 
     def _lock(self) -> None:
         if fcntl is None:

@@ -537,3 +537,14 @@ def test_serve_refuses_a_data_directory_another_server_holds(tmp_path, capsys):
     finally:
         held.close()
     assert "another fraudarena server" in capsys.readouterr().err
+
+
+def test_a_store_that_cannot_be_opened_is_a_storage_error_naming_it(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(StorageError, match="cannot open the store"):
+        Store(tmp_path / "file" / "store")
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / DB_FILE).write_text("not a database, but long enough to be read " * 40)
+    for _ in range(2):  # the second time too: a refused open lets its lock go
+        with pytest.raises(StorageError, match="cannot open the store"):
+            Store(tmp_path / "db")
