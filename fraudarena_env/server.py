@@ -89,6 +89,8 @@ Opponents. A reset's ``opponents``, ``{role: SPEC}`` (not the socket's own role)
 server's own policies: any SPEC ``fraudarena evaluate`` takes, a checkpoint only by its file name
 in ``checkpoint_dir``. They are seeded with the match seed, act on their tensor face when they
 have one, and move before the server answers, so one remote player can play a match alone.
+Their moves are made one per turn of the event loop, each spending a token of the asking socket's
+rate limit (see ``Handler.complete``).
 
 Store. Finished and evicted matches are archived, and live ones journaled action by action
 before each is acknowledged, in ``data_dir`` (see :mod:`fraudarena_env.archive` and
@@ -1018,11 +1020,16 @@ class Handler:
             self.durable = self.pool.finish(entry)
         return build()
 
-    async def complete(self, later: Later) -> str:
+    async def complete(self, later: Later, bucket: TokenBucket | None = None) -> str:
         """The reply of a :class:`Later`, once the server's seats have moved, one per turn of the
-        event loop (each move is atomic; a remote role can only watch meanwhile)."""
+        event loop (each move is atomic; a remote role can only watch meanwhile). Each move
+        spends a token of ``bucket``, the asking socket's rate limit, waiting for one if need be:
+        the server's moves made for a socket count as its messages."""
         try:
-            while self.pool.bot_move(later.entry):
+            while self.pool.bot_to_move(later.entry) is not None:
+                while bucket is not None and not bucket.take():
+                    await asyncio.sleep(bucket.wait())
+                self.pool.bot_move(later.entry)
                 await asyncio.sleep(0)
             return self._advance(later.entry, later.build)
         except ProtocolError as exc:
@@ -1185,7 +1192,7 @@ async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None
                 try:
                     reply = handler.handle(raw)
                     if isinstance(reply, Later):
-                        reply = await handler.complete(reply)
+                        reply = await handler.complete(reply, bucket)
                 except Exception as exc:
                     match = handler.session.entry.match_id if handler.session.entry else None
                     logger.exception("internal fault serving %s (match %s)", role, match)

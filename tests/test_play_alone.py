@@ -212,3 +212,26 @@ def test_the_servers_seats_move_one_per_turn_of_the_event_loop():
     assert reply["data"]["phase"] == "audit_phase" and moves > 20
     # the other socket ran after every move (the first came before it started)
     assert sorted(set(turns)) == list(range(1, moves + 1))
+
+
+def test_the_servers_moves_for_a_socket_spend_its_rate_limit():
+    """A player alone could otherwise make the server play whole matches for free; each move
+    the server makes for a socket spends a token of that socket's bucket, and waits for one."""
+    import asyncio
+    import time
+
+    from fraudarena_env.server_limits import TokenBucket
+
+    pool = MatchPool(ServerConfig(), Archive(None))
+    handler = Handler(pool, "auditor", cooperative=True)
+    later = handler.handle(json.dumps({"type": "reset", "data": {
+        "seed": 2, "task_id": "task_1",
+        "opponents": {"fraudster": "reactive", "investigator": "scripted"}}}))
+    bucket = TokenBucket(rate=100.0, burst=5)
+    start = time.monotonic()
+    reply = json.loads(asyncio.run(handler.complete(later, bucket)))
+    elapsed = time.monotonic() - start
+    moves = len(later.entry.actions)
+    assert reply["data"]["phase"] == "audit_phase" and moves > 20
+    # the burst, then one move per token (unthrottled, the moves take a fraction of this)
+    assert elapsed >= 0.9 * (moves - 5) / 100.0
