@@ -29,6 +29,7 @@ import gc
 import os
 import secrets
 import socket
+import tempfile
 import time
 
 import numpy as np
@@ -254,6 +255,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="idle matches for the memory figure (0: skip)")
     parser.add_argument("--seeds", type=int, default=64,
                         help="matches whose moves are decided before the run (default 64)")
+    parser.add_argument("--in-memory", action="store_true",
+                        help="serve with the store in memory (default: a temporary directory "
+                        "on disk, journaled as a server is by default)")
     parser.add_argument("--live-policies", action="store_true",
                         help="decide every move during the run, in the client's event loop")
     args = parser.parse_args(argv)
@@ -271,9 +275,11 @@ def main(argv: list[str] | None = None) -> dict:
     # default. The idle matches are made with the API key.
     live = 2 * sum(args.matches) + args.idle + 16
     api_key = secrets.token_urlsafe(24)
+    store = tempfile.TemporaryDirectory(prefix="fraudarena-bench-")  # on disk, as served
     proc = spawn(port, "--max-matches", str(live), "--max-matches-per-address", str(live),
                  "--max-connections-per-address", str(3 * max(args.matches) + 16),
-                 "--abandon-rate", "0", "--api-key", api_key)
+                 "--abandon-rate", "0", "--api-key", api_key,
+                 *(("--in-memory",) if args.in_memory else ("--data-dir", store.name)))
     url = f"ws://127.0.0.1:{port}"
     results = {}
     try:
@@ -296,6 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         proc.terminate()
         proc.wait(10)
+        store.cleanup()
     return results
 
 

@@ -1,37 +1,215 @@
-"""The match archive: one JSON line per finished or evicted match, and replaying one.
+"""The server's store: finished matches (the archive) and live ones (the journal, see
+:mod:`fraudarena_env.journal`) in one SQLite database, and replaying a match from its record.
 
-A record is ``{"match_id", "episode_id", "reason", "archived_at", "reset", "actions", "state"}``:
-``reset`` holds the arguments of ``Referee.reset_match`` (the seed, task and knobs), ``actions``
-every applied action in order as ``{"role", "action"}`` (an action model's JSON, or
-``{"action_index": k}`` for the tensor face), and ``state`` the final ``RefereeState`` JSON,
-unsealed. ``reason`` is ``finished``, ``evicted`` (idle, or its creator reset again) or
-``deleted``. Replaying ``reset`` and ``actions`` on a fresh referee reproduces ``state``.
+Where. ``DATA_DIR/fraudarena.sqlite3``. ``fraudarena serve`` uses :func:`default_data_dir` unless
+told ``--data-dir`` (or ``--in-memory``): ``$FRAUDARENA_DATA_DIR``, else
+``$XDG_DATA_HOME/fraudarena``, else ``~/.local/share/fraudarena``. One server at a time may use a
+directory (it holds ``DATA_DIR/fraudarena.lock``). Without a directory the same tables live in
+memory, and only the last ``MEMORY_RECORDS`` finished matches are kept.
 
-Each record is written with one ``write`` and then flushed and fsynced, so a killed server
-loses at most the line it was writing; a torn last line is skipped on load. With
-``background=True`` the writes happen on one worker thread, in order, and ``append`` returns a
-future that is done once the record is on disk (the server answers the step that finished a
-match only then); until then ``get`` serves the record from memory.
+A record is ``{"match_id", "episode_id", "reason", "archived_at", "reset", "illegal_action",
+"opponents", "actions", "state"}``: ``reset`` holds the arguments of ``Referee.reset_match`` (the
+seed, task and knobs), ``illegal_action`` how the rules answered a text action they refuse
+(``raise``: refused; ``penalize``: charged, the action used, as the lineage's rules did),
+``opponents`` the policy SPEC of each seat the server played, ``actions`` every applied action in
+order as ``{"role", "action"}`` (an action model's JSON, or ``{"action_index": k}`` for the
+tensor face), and ``state`` the final ``RefereeState`` JSON, unsealed. ``reason`` is
+``finished``, ``evicted`` (idle, abandoned) or ``deleted``. :func:`replay` plays ``reset`` and
+``actions`` on a fresh referee and reaches ``state``.
+
+What is guaranteed. SQLite in WAL mode: each write is one transaction, so a record is stored whole
+or not at all, and a crash mid-write (a torn page of the log) costs at most that transaction,
+never an earlier or a later one. Archiving a match and taking it out of the journal are one
+transaction. Commits reach the operating system before the server acknowledges them, which a
+killed server process cannot undo; the record of a finished match is also fsynced before the
+reply that ends it (:meth:`Store.sync`). A write that fails (a full disk, an I/O error) raises
+:class:`StorageError` and leaves the database as it was. Checkpoints (folding the log into the
+database) run on a worker thread, never in a request.
+
+JSON lines stay the exchange format: ``fraudarena export`` writes a database's records to a
+``.jsonl`` file (:func:`write_jsonl`), and :func:`read_records` and ``fraudarena replay`` read
+either. A ``matches.jsonl`` left in a data directory by an older server is imported once (torn
+lines skipped) and renamed ``matches.jsonl.imported``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections import OrderedDict
+import sqlite3
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from .faces.encoding import apply_index
 from .referee import Referee
+from .rules.errors import IllegalActionError, OutOfTurnError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory lock
+    fcntl = None
 
 logger = logging.getLogger(__name__)
 
-ARCHIVE_FILE = "matches.jsonl"
+DB_FILE = "fraudarena.sqlite3"
+LOCK_FILE = "fraudarena.lock"
+LEGACY_FILE = "matches.jsonl"
+DATA_DIR_ENV = "FRAUDARENA_DATA_DIR"
 SUMMARY_KEYS = ("match_id", "episode_id", "reason", "archived_at")
 MEMORY_RECORDS = 256  # kept when there is no data directory
+CHECKPOINT_PAGES = 1000  # the log is folded into the database past this many pages
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS matches (
+    match_id TEXT PRIMARY KEY, archived_at REAL NOT NULL, summary TEXT NOT NULL,
+    record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS live (
+    match_id TEXT PRIMARY KEY, created_at REAL NOT NULL, setup TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS seats (
+    match_id TEXT NOT NULL, role TEXT NOT NULL, token_hash TEXT NOT NULL,
+    PRIMARY KEY (match_id, role)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS steps (
+    match_id TEXT NOT NULL, seq INTEGER NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL,
+    PRIMARY KEY (match_id, seq)) WITHOUT ROWID;
+"""
+
+
+def default_data_dir() -> Path:
+    """Where ``fraudarena serve`` keeps its store unless told otherwise."""
+    explicit = os.environ.get(DATA_DIR_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "fraudarena"
+
+
+class StorageError(RuntimeError):
+    """A write the store could not make (full disk, I/O error). Nothing of it was stored."""
+
+
+class Store:
+    """One SQLite database, on disk (``data_dir``) or in memory (None). Its connection is used by
+    one thread at a time (the server's event loop, once the app runs); checkpoints and fsyncs run
+    on a worker with its own."""
+
+    def __init__(self, data_dir: str | os.PathLike | None = None):
+        self.data_dir = None if data_dir is None else Path(data_dir)
+        self.path = None if self.data_dir is None else self.data_dir / DB_FILE
+        self._lock_file = None
+        self._worker: ThreadPoolExecutor | None = None
+        self._worker_conn: sqlite3.Connection | None = None
+        self.last_error: str | None = None  # the last write that failed, until one succeeds
+        if self.path is None:
+            self.conn = sqlite3.connect(":memory:", isolation_level=None,
+                                        check_same_thread=False)
+            self.conn.executescript(SCHEMA)
+            return
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._lock()
+            self.conn = sqlite3.connect(self.path, isolation_level=None,
+                                        check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            # The worker folds the log into the database; a commit never stalls on it.
+            self.conn.execute("PRAGMA wal_autocheckpoint=0")
+            self.conn.execute("PRAGMA busy_timeout=2000")
+            self.conn.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            if self._lock_file is not None:
+                self._lock_file.close()
+            raise StorageError(f"cannot open the store in {self.data_dir}: {exc}") from exc
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="store")
+
+    def _lock(self) -> None:
+        if fcntl is None:
+            return
+        self._lock_file = open(self.data_dir / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_file.close()
+            self._lock_file = None
+            raise StorageError(f"another fraudarena server is using {self.data_dir}; give each "
+                               "server its own --data-dir") from None
+
+    @property
+    def persistent(self) -> bool:
+        return self.path is not None
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """One atomic write; nested uses join the outer one. Raises ``StorageError`` (the whole
+        transaction rolled back) when SQLite or the disk refuses it."""
+        if self.conn.in_transaction:
+            yield self.conn
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            if self.conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            raise StorageError(f"the store refused a write: {exc}") from exc
+        self.last_error = None
+
+    def _on_worker(self, work) -> Future:
+        if self._worker is None:
+            done: Future = Future()
+            done.set_result(None)
+            return done
+        return self._worker.submit(work)
+
+    def _worker_connection(self) -> sqlite3.Connection:
+        if self._worker_conn is None:
+            self._worker_conn = sqlite3.connect(self.path, isolation_level=None,
+                                                check_same_thread=False)
+            self._worker_conn.execute("PRAGMA busy_timeout=2000")
+        return self._worker_conn
+
+    def sync(self) -> Future:
+        """A future done once every commit so far is fsynced (at once in memory)."""
+        def fsync():
+            wal = Path(f"{self.path}-wal")
+            if wal.exists():
+                fd = os.open(wal, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        return self._on_worker(fsync)
+
+    def checkpoint(self, force: bool = False) -> Future:
+        """Fold the log into the database on the worker when it has grown (or ``force``)."""
+        def fold():
+            wal = Path(f"{self.path}-wal")
+            if force or (wal.exists() and wal.stat().st_size > CHECKPOINT_PAGES * 4096):
+                self._worker_connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        return self._on_worker(fold)
+
+    def close(self) -> None:
+        if self._worker is not None:
+            with contextlib.suppress(Exception):
+                self.checkpoint(force=True).result()
+            self._worker.shutdown(wait=True)
+            self._worker = None
+        if self._worker_conn is not None:
+            self._worker_conn.close()
+            self._worker_conn = None
+        self.conn.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
 
 def summary(record: dict[str, Any]) -> dict[str, Any]:
@@ -42,118 +220,170 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
             "grader_score": state.get("grader_score"), "step_count": state.get("step_count")}
 
 
+def _dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 class Archive:
-    """Archived matches: appended to ``data_dir/matches.jsonl``, or kept in memory (the last
-    ``MEMORY_RECORDS``) when there is no data directory."""
+    """Archived matches, by id, in a :class:`Store` (a directory, or memory when None)."""
 
-    def __init__(self, data_dir: str | os.PathLike | None = None, background: bool = False):
-        self.path = None if data_dir is None else Path(data_dir) / ARCHIVE_FILE
-        self._offsets: dict[str, int] = {}  # match id -> byte offset of its line
-        self._summaries: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._memory: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._pending: dict[str, dict[str, Any]] = {}  # appended, not yet on disk
-        self._writer = None
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._load()
-            if background:
-                self._writer = ThreadPoolExecutor(1, thread_name_prefix="archive")
-
-    def _load(self) -> None:
-        if not self.path.exists():
-            return
-        offset = 0
-        with open(self.path, "rb") as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                    match_id = record["match_id"]
-                except (ValueError, KeyError, TypeError):
-                    logger.warning("skipping a torn or foreign line at byte %d of %s", offset,
-                                   self.path)
-                else:
-                    self._offsets[match_id] = offset
-                    self._summaries[match_id] = summary(record)
-                offset += len(line)
+    def __init__(self, data_dir: str | os.PathLike | Store | None = None):
+        self.store = data_dir if isinstance(data_dir, Store) else Store(data_dir)
+        if self.store.persistent:
+            self._import_legacy()
 
     def __len__(self) -> int:
-        return len(self._summaries)
+        """Records stored: counted in the database, so never one that did not commit."""
+        return self.store.conn.execute("SELECT COUNT(*) FROM matches").fetchone()[0]
 
     def __contains__(self, match_id: str) -> bool:
-        return match_id in self._summaries
+        return self.store.conn.execute("SELECT 1 FROM matches WHERE match_id = ?",
+                                       (match_id,)).fetchone() is not None
 
-    def append(self, record: dict[str, Any]) -> Future | None:
-        """Archive a record; with a background writer, the future of its write."""
-        match_id = record["match_id"]
-        self._summaries[match_id] = summary(record)
-        if self.path is None:
-            self._memory[match_id] = record
-            while len(self._memory) > MEMORY_RECORDS:
-                old, _ = self._memory.popitem(last=False)
-                self._summaries.pop(old, None)
-            return None
-        if self._writer is None:
-            self._write(record)
-            return None
-        self._pending[match_id] = record
-        return self._writer.submit(self._write, record)
+    def insert(self, record: dict[str, Any]) -> None:
+        """Store a record, inside the caller's transaction if one is open (the server archives a
+        match and takes it out of the journal at once). Raises ``StorageError``."""
+        text = _dump(record)
+        with self.store.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO matches (match_id, archived_at, summary, record) "
+                         "VALUES (?, ?, ?, ?)", (record["match_id"], record.get("archived_at")
+                                                 or 0.0, _dump(summary(record)), text))
+            if not self.store.persistent:
+                conn.execute("DELETE FROM matches WHERE rowid NOT IN (SELECT rowid FROM matches "
+                             "ORDER BY rowid DESC LIMIT ?)", (MEMORY_RECORDS,))
 
-    def _write(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-        with open(self.path, "ab") as f:
-            offset = f.tell()
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-        self._offsets[record["match_id"]] = offset
-        self._pending.pop(record["match_id"], None)
-
-    def close(self) -> None:
-        """Wait for the background writes (if any) and stop the writer."""
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
+    def append(self, record: dict[str, Any]) -> Future:
+        """Store a record in its own transaction; the future of its fsync."""
+        self.insert(record)
+        return self.store.sync()
 
     def get(self, match_id: str) -> dict[str, Any] | None:
-        if self.path is None:
-            return self._memory.get(match_id)
-        record = self._pending.get(match_id)
-        if record is not None:
-            return record
-        offset = self._offsets.get(match_id)
-        if offset is None:
-            return None
-        with open(self.path, "rb") as f:
-            f.seek(offset)
-            return json.loads(f.readline())
+        row = self.store.conn.execute("SELECT record FROM matches WHERE match_id = ?",
+                                      (match_id,)).fetchone()
+        return None if row is None else json.loads(row[0])
 
     def listing(self, limit: int = 50) -> list[dict[str, Any]]:
         """The most recently archived matches first."""
-        return list(reversed(self._summaries.values()))[:max(0, limit)]
+        rows = self.store.conn.execute("SELECT summary FROM matches ORDER BY rowid DESC LIMIT ?",
+                                       (max(0, limit),))
+        return [json.loads(s) for (s,) in rows]
+
+    def records(self):
+        """Every record, oldest first."""
+        for (text,) in self.store.conn.execute("SELECT record FROM matches ORDER BY rowid"):
+            yield json.loads(text)
+
+    def _import_legacy(self) -> None:
+        legacy = self.store.data_dir / LEGACY_FILE
+        if not legacy.exists():
+            return
+        records = read_jsonl(legacy)
+        with self.store.transaction():
+            for record in records:
+                if record["match_id"] not in self:
+                    self.insert(record)
+        legacy.rename(legacy.with_name(LEGACY_FILE + ".imported"))
+        logger.warning("imported %d records from %s into %s", len(records), legacy,
+                       self.store.path)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every whole record of a JSON-lines archive, in order. A torn line (a write cut short) is
+    skipped, and so is the fragment a later line was appended onto, but that later record is
+    kept: a line is read from each newline-separated piece, and failing that, from its last
+    ``{"match_id"`` on."""
+    out = []
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            record = _record_in(line)
+            if record is None:
+                if line.strip():
+                    logger.warning("skipping a torn or foreign line %d of %s", number, path)
+                continue
+            out.append(record)
+    return out
+
+
+def _record_in(line: bytes) -> dict[str, Any] | None:
+    start = 0
+    while start >= 0:
+        try:
+            record = json.loads(line[start:])
+        except ValueError:
+            start = line.find(b'{"match_id"', start + 1)
+            continue
+        if isinstance(record, dict) and isinstance(record.get("match_id"), str):
+            return record
+        return None
+    return None
+
+
+def write_jsonl(records, path: str | os.PathLike) -> int:
+    """Write records to ``path`` as JSON lines, whole or not at all (a temporary file, fsynced,
+    renamed over it); returns how many."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(_dump(record) + "\n")
+            n += 1
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return n
 
 
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every whole record in an archive file, in order (a torn line is skipped)."""
-    out = []
-    with open(path, "rb") as f:
-        for line in f:
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-    return out
+    """Every record in an archive: a JSON-lines file, a store's database file, or its data
+    directory. Reads a database without locking it, so a running server's store can be read."""
+    path = Path(path)
+    db = path / DB_FILE if path.is_dir() else path
+    if db.suffix == ".sqlite3" or db.name == DB_FILE:
+        if not db.exists():
+            raise FileNotFoundError(2, "No such file or directory", str(db))
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return [json.loads(t) for (t,) in
+                    conn.execute("SELECT record FROM matches ORDER BY rowid")]
+        finally:
+            conn.close()
+    return read_jsonl(path)
+
+
+# ============================================================================ playing it again
+def play_action(ref: Referee, role: str, action: Any, lenient: bool = False) -> bool:
+    """Apply one action: ``{"action_index": k}``, or a text action (its model, or the model's
+    JSON). With ``lenient`` (a match whose ``illegal_action`` is ``penalize``), a text action the
+    rules refuse is charged and uses up the action, as the lineage's rules answered it; an index
+    the mask refuses, and acting out of turn, always raise (``IllegalActionError``,
+    ``OutOfTurnError``; the match unchanged). The one step path of the server, its journal's
+    recovery and :func:`replay`. Returns whether the action was charged."""
+    if isinstance(action, dict) and "action_index" in action:
+        apply_index(ref, role, action["action_index"])
+        return False
+    try:
+        ref.apply_model(role, action)
+    except OutOfTurnError:
+        raise
+    except IllegalActionError as exc:
+        if not lenient:
+            raise
+        ref.penalize(role, action, exc.reason)
+        return True
+    return False
 
 
 def replay(record: dict[str, Any]) -> Referee:
     """A referee that has played the archived match again, action by action."""
     ref = Referee()
     ref.reset_match(**record["reset"])
+    lenient = record.get("illegal_action") == "penalize"
     for step in record["actions"]:
-        role, action = step["role"], step["action"]
-        if "action_index" in action:
-            apply_index(ref, role, action["action_index"])
-        else:
-            ref.apply_model(role, action)
+        play_action(ref, step["role"], step["action"], lenient)
     return ref
 
 
@@ -165,4 +395,6 @@ def state_as_archived(ref: Referee, record: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-__all__ = ["ARCHIVE_FILE", "Archive", "read_records", "replay", "state_as_archived", "summary"]
+__all__ = ["Archive", "DATA_DIR_ENV", "DB_FILE", "Store", "StorageError",
+           "default_data_dir", "play_action", "read_jsonl", "read_records", "replay",
+           "state_as_archived", "summary", "write_jsonl"]

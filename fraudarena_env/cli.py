@@ -20,6 +20,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import sqlite3
 import sys
 import types
 from collections.abc import Callable
@@ -396,8 +397,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     try:
         records = read_records(args.file)
-    except OSError as exc:
-        print(f"fraudarena replay: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"fraudarena replay: cannot read {args.file}: "
+              f"{getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return 2
     if args.match is not None:
         records = [r for r in records if r.get("match_id") == args.match]
@@ -419,6 +421,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print_transcript(Printer(plain=args.plain), result, dict.fromkeys(ROLES, "remote"), faces,
                      notes)
     return 0 if same else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a store's records as JSON lines."""
+    from .archive import DB_FILE, read_records, write_jsonl
+
+    source = Path(args.source)
+    if not (source.is_dir() or source.name == DB_FILE):
+        print(f"fraudarena export: {args.source} is neither a data directory nor its "
+              f"{DB_FILE}", file=sys.stderr)
+        return 2
+    try:
+        n = write_jsonl(read_records(source), args.out)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"fraudarena export: {exc}", file=sys.stderr)
+        return 2
+    print(f"{n} records written to {args.out}")
+    return 0
 
 
 # ============================================================================ evaluate
@@ -807,14 +827,24 @@ def build_parser() -> argparse.ArgumentParser:
     play.set_defaults(func=cmd_play)
 
     rp = sub.add_parser("replay", help="re-render a match from a server's archive",
-                        description="Replay a match archived by `fraudarena serve --data-dir` "
-                        "(its matches.jsonl), check that it reaches the archived final state, "
-                        "and print its transcript. Exit status 1 when it does not.")
-    rp.add_argument("file", help="an archive file (matches.jsonl)")
+                        description="Replay a match archived by `fraudarena serve` (its data "
+                        "directory, or a JSON-lines export of it), check that it reaches the "
+                        "archived final state, and print its transcript. Exit status 1 when it "
+                        "does not.")
+    rp.add_argument("file", help="a server's data directory, its fraudarena.sqlite3, or a "
+                    "JSON-lines export (fraudarena export)")
     rp.add_argument("--match", default=None, help="the match id (default: the last record)")
     rp.add_argument("--plain", action="store_true",
                     help="plain text, even when rich is installed")
     rp.set_defaults(func=cmd_replay)
+
+    ex = sub.add_parser("export", help="write a server's archive as JSON lines",
+                        description="Write every archived match of a server's data directory "
+                        "(or its fraudarena.sqlite3) to a JSON-lines file, one record a line, "
+                        "oldest first; `fraudarena replay` reads it. Safe while the server runs.")
+    ex.add_argument("source", help="the data directory or its fraudarena.sqlite3")
+    ex.add_argument("out", help="the .jsonl file to write (replaced whole)")
+    ex.set_defaults(func=cmd_export)
 
     ev = sub.add_parser("evaluate", help="evaluation table: scripted vs degenerate policies "
                         "or checkpoints",

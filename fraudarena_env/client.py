@@ -16,10 +16,18 @@
   takes the seat back after a disconnect). An error reply raises :class:`ServerError`.
 * :class:`AsyncFraudArenaClient`: the same calls as coroutines, for many matches at once.
 * :class:`RemoteFraudArena`: a PettingZoo AEC env whose one agent is a role played on a server,
-  so a local policy (scripted, or an SB3 model) can face remote opponents.
+  so a local policy (scripted, or an SB3 model) can face remote opponents, or, with
+  ``opponents``, the server's own policies in the other seats (one player alone).
 * :class:`MatchesAPI`: the REST API: create a match and get its three seat tokens (the server's
   API key, by default from the ``FRAUDARENA_API_KEY`` environment variable), read an archived
   match (the key, or one of its seat tokens), delete a live one.
+
+A reset may name ``opponents``: ``{role: SPEC}`` for seats the server plays, each SPEC one that
+``fraudarena evaluate`` takes (a policy name such as ``reactive``, ``scripted``, ``heuristic``,
+``random``, or a checkpoint file in the server's ``--checkpoint-dir``). The server moves them
+before it answers, so every reply finds this role to act or the match over. ``illegal_action``
+(``penalize``, the default, or ``raise``) says how a text action the rules refuse is answered:
+charged and used up, as the lineage's rules did, or refused with ``execution_error``.
 
 Needs the ``websockets`` package (the ``server`` extra).
 """
@@ -205,8 +213,9 @@ class FraudArenaClient(_Protocol):
     def reset(self, seed: int | None = None, task_id: str | None = None,
               episode_id: str | None = None, obs_format: str | None = None, **knobs: Any):
         """Create a match (knobs: max_rounds, max_proposals, max_fraudster_actions_per_turn,
-        max_investigator_actions_per_turn, allowed_categories); returns this role's
-        observation. The new match's id is then in ``match_id``."""
+        max_investigator_actions_per_turn, allowed_categories, and the server's
+        ``opponents`` and ``illegal_action``); returns this role's observation. The new
+        match's id is then in ``match_id``."""
         return decode_observation(self.role, self._request(
             "reset", self._reset_data(seed, task_id, episode_id, obs_format, knobs)))
 
@@ -316,24 +325,32 @@ class AsyncFraudArenaClient(_Protocol):
 class RemoteFraudArena(AECEnv):
     """An AEC env with one agent, ``role``, whose match runs on a server.
 
-    ``reset(seed)`` creates a match there (the other roles join ``env.match_id``), or, given
-    ``match_id`` (and ``seat_token`` to take a held seat back), joins that one. Between this
-    role's turns the env polls the server until it is this role's turn or the match is over,
-    so ``agent_iter`` yields the role only when it can act. Observations are the tensor face
-    (``{"observation", "action_mask"}``), as in ``fraudarena_v0``; ``step`` takes an action
-    index, or the role's action model or dict. The reward is what the role earned since its
-    last step, including while the others moved; ``infos`` carry phase and round."""
+    ``reset(seed)`` creates a match there: with ``opponents`` (``{role: SPEC}``, see the module
+    docstring) the server plays those seats, so one player can play a whole match alone;
+    otherwise the other roles join ``env.match_id``. Given ``match_id`` (and ``seat_token`` to
+    take a held seat back) it joins that match instead. Between this role's turns the env polls
+    the server until it is this role's turn or the match is over, so ``agent_iter`` yields the
+    role only when it can act. Observations are the tensor face (``{"observation",
+    "action_mask"}``), as in ``fraudarena_v0``; ``step`` takes an action index, or the role's
+    action model or dict. The reward is what the role earned since its last step, including
+    while the others moved; ``infos`` carry phase and round."""
 
     metadata = {"name": "fraudarena_remote_v0", "is_parallelizable": False, "render_modes": []}
 
     def __init__(self, url: str, role: str, match_id: str | None = None,
                  seat_token: str | None = None, task_id: str = "task_1",
+                 opponents: dict[str, str] | None = None,
                  poll_interval: float = 0.01, max_poll_interval: float = 0.2,
                  turn_timeout: float = 600.0, **knobs: Any):
         super().__init__()
         _check(role, "tensor_sparse")
+        if opponents is not None and (match_id is not None or role in opponents):
+            raise ValueError("opponents are named when creating a match, for the other roles' "
+                             f"seats: not with match_id, and not for {role!r} itself")
         self.url, self.role = url, role
         self.task_id, self.knobs = task_id, knobs
+        if opponents:
+            self.knobs["opponents"] = dict(opponents)
         self._join = (match_id, seat_token)
         self.poll_interval, self.max_poll_interval = poll_interval, max_poll_interval
         self.turn_timeout = turn_timeout

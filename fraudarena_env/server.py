@@ -17,15 +17,17 @@ Routes
   role whose socket created it). The API key goes in ``X-API-Key`` (or ``Authorization: Bearer
   KEY``).
 * ``GET /matches``: live match ids, only with ``--diagnostics`` (else just their number).
-* ``GET /healthz``: liveness and occupancy.
+* ``GET /healthz``: liveness, occupancy, and what the store holds (``archived``, ``journaled``,
+  ``unarchived``) or last refused (``storage_error``; ``status`` is then ``degraded``).
 
 Messages: the lineage's wire format. JSON text frames (or binary frames of UTF-8 JSON) of the
 form ``{"type": T, "data": {...}}``; an absent or null ``data`` is ``{}``. T is one of
 
 * ``reset``: data may hold ``seed``, ``episode_id``, ``task_id``, ``max_rounds``,
   ``max_proposals``, ``max_fraudster_actions_per_turn``, ``max_investigator_actions_per_turn``,
-  ``allowed_categories`` (bounded; nulls and unknown keys are ignored) and ``obs_format``. It
-  creates a match and gives this socket its role's seat;
+  ``allowed_categories`` (bounded; nulls and unknown keys are ignored), ``obs_format``,
+  ``illegal_action`` and ``opponents`` (below). It creates a match and gives this socket its
+  role's seat;
 * ``join``: data holds ``match_id``, and ``seat_token`` to take back a seat already held (a
   reconnect), and optionally ``obs_format``;
 * ``step``: the role's action JSON (``metadata`` is accepted and ignored), or
@@ -78,8 +80,23 @@ Seeds. A client may choose a match's seed unless the server runs with ``--no-cli
 (then a reset naming one is refused); every reset and join reply carries
 ``seed_chosen_by_client``, so a player can tell whether the match's creator may know its labels.
 
-Archive. Every finished or evicted match is appended to ``--data-dir``/matches.jsonl (see
-:mod:`fraudarena_env.archive`); ``fraudarena replay FILE`` re-renders one.
+Illegal text actions. A text action the rules refuse (a verdict on ``__noop__``, a flag past the
+auditor's cap) is answered as the lineage's rules answered it: charged and used up, at most
+``MAX_PENALTIES`` times a match; a reset with ``"illegal_action": "raise"`` refuses them instead
+(``execution_error``, the match unchanged). An ``action_index`` step is always held to the mask.
+
+Opponents. A reset's ``opponents``, ``{role: SPEC}`` (not the socket's own role), seats the
+server's own policies: any SPEC ``fraudarena evaluate`` takes, a checkpoint only by its file name
+in ``checkpoint_dir``. They are seeded with the match seed, act on their tensor face when they
+have one, and move before the server answers, so one remote player can play a match alone.
+Their moves are made one per turn of the event loop, each spending a token of the asking socket's
+rate limit (see ``Handler.complete``).
+
+Store. Finished and evicted matches are archived, and live ones journaled action by action
+before each is acknowledged, in ``data_dir`` (see :mod:`fraudarena_env.archive` and
+:mod:`fraudarena_env.journal`); a restart resumes every journaled match, and its players take
+their seats back with their tokens. A write the store refuses is answered with
+``storage_error`` and changes nothing. ``fraudarena replay`` re-renders an archived match.
 
 Only the event loop touches the pool, and no handler awaits between reading a match and changing
 it, so each message is applied atomically.
@@ -92,15 +109,16 @@ import asyncio
 import binascii
 import contextlib
 import gc
-import hashlib
 import hmac
 import json
 import logging
 import os
 import secrets
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,12 +127,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from .archive import Archive, state_as_archived
-from .faces.encoding import N_ACTIONS, Observer, apply_index
+from .archive import Archive, StorageError, default_data_dir, play_action, state_as_archived
+from .arena import MAX_MATCH_STEPS
+from .faces.encoding import N_ACTIONS, Observer
 from .faces.views import sealed_state
+from .journal import Journal, token_hash, token_matches
 from .models import ACTION_MODELS
 from .referee import Referee
-from .rules.catalog import MATCH_KNOBS, ROLES
+from .rules.catalog import MATCH_KNOBS, PHASE_ROLE, ROLES
 from .rules.errors import IllegalActionError
 from .server_limits import (
     API_KEY_ENV,
@@ -136,10 +156,18 @@ MESSAGE_TYPES = ("reset", "join", "step", "obs", "state", "close")
 ERROR_CODES = ("invalid_json", "reset_error", "missing_match_id", "unknown_match", "no_match",
                "validation_error", "phase_violation", "execution_error", "unknown_type",
                "fatal_error", "role_taken", "capacity_reached", "message_too_large",
-               "rate_limited")
+               "storage_error", "rate_limited")
 # The REST API answers with these too: no or a wrong API key, and credentials that do not
 # grant what was asked.
 HTTP_ERROR_CODES = (*ERROR_CODES, "unauthorized", "forbidden")
+MAX_ID_LENGTH = 128
+# How a match answers a text action its rules refuse (reset's ``illegal_action``): ``penalize``
+# (the default, as the lineage's rules did: charged, the action used) or ``raise`` (refused with
+# ``execution_error``, the match unchanged). An ``action_index`` step is always checked against
+# the mask it came from.
+ILLEGAL_ACTION_MODES = ("penalize", "raise")
+MAX_PENALTIES = 256  # penalized actions per match; then refused (the auditor has no turn end)
+MAX_SPEC_CHARS = 256  # an opponent SPEC
 MAX_ERROR_CHARS = 400  # an error reply's message never runs longer
 EXCERPT = 40  # characters of a client's input an error may quote
 # How uvicorn should run the app: no per-message compression (it cost more CPU than the rest of
@@ -169,7 +197,11 @@ class ServerConfig:
     api_key: str | None = None  # REST creation and archive reads; None: no key opens them
     open_api: bool = False  # REST creation and archive reads without the key
     client_seeds: bool = True  # False: the server draws every seed and refuses a client's
-    data_dir: str | None = None  # None: the archive is kept in memory only
+    # The store: archived matches and the journal of live ones (fraudarena_env.archive). None:
+    # in memory, nothing survives the process (``fraudarena serve`` defaults to
+    # ``archive.default_data_dir()``).
+    data_dir: str | None = None
+    checkpoint_dir: str | None = None  # opponents may name checkpoint files in it
     diagnostics: bool = False  # list live match ids on GET /matches and /api/v1/matches
     observer_cache: int = 3 * 128  # tensor-face observers kept (three per recent match)
     # Seconds between the server's own full garbage collections; Python's automatic collector
@@ -239,33 +271,35 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
-def token_hash(token: str) -> str:
-    """What an archived record keeps of a seat token: its SHA-256, in hex."""
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def token_matches(token: Any, digest: str | None) -> bool:
-    return isinstance(token, str) and digest is not None and \
-        hmac.compare_digest(token_hash(token), digest)
-
-
 # ============================================================================ the pool
 class Seat:
-    """One role's place in a match: its token, and the socket holding it (if any)."""
+    """One role's place in a match: the hash of its token (the token itself is handed out once
+    and never kept), the socket holding it (if any), or the server's policy playing it."""
 
-    __slots__ = ("token", "holder")
+    __slots__ = ("token_hash", "holder", "bot")
 
     def __init__(self):
-        self.token: str | None = None
+        self.token_hash: str | None = None
         self.holder: Session | None = None
+        self.bot: Bot | None = None
 
-    def issue(self) -> str:
-        self.token = secrets.token_urlsafe(18)
-        return self.token
+    @property
+    def issued(self) -> bool:
+        return self.token_hash is not None
 
     def accepts(self, token: Any) -> bool:
-        return isinstance(token, str) and self.token is not None and \
-            hmac.compare_digest(token.encode("utf-8", "surrogatepass"), self.token.encode())
+        return token_matches(token, self.token_hash)
+
+
+class Bot:
+    """A seat the server plays: a policy built from a SPEC, on its tensor face when it has one
+    (as ``fraudarena evaluate`` plays it)."""
+
+    __slots__ = ("spec", "policy", "tensor")
+
+    def __init__(self, spec: str, policy: Any):
+        self.spec, self.policy = spec, policy
+        self.tensor = policy.has_tensor_face()
 
 
 class MatchEntry:
@@ -275,16 +309,20 @@ class MatchEntry:
 
     def __init__(self, referee: Referee, reset_args: dict[str, Any], episode_id: str | None,
                  address: str | None = None, creator_role: str | None = None,
-                 client_seed: bool = False):
-        self.match_id = "m_" + secrets.token_urlsafe(16)
+                 client_seed: bool = False, illegal_action: str = "penalize",
+                 opponents: dict[str, str] | None = None, match_id: str | None = None):
+        self.match_id = match_id or "m_" + secrets.token_urlsafe(16)
         self.episode_id = episode_id or self.match_id
         self.referee = referee
         self.reset_args = reset_args
         self.address = address
         self.creator_role = creator_role
         self.client_seed = client_seed
+        self.illegal_action = illegal_action
+        self.opponents = dict(opponents or {})  # role -> SPEC, the seats the server plays
         self.seats = {role: Seat() for role in ROLES}
         self.actions: list[dict[str, Any]] = []
+        self.penalties = 0
         self.created_at = self.last_active = time.monotonic()
         self.unheld_since: float | None = None  # when its last socket left it
         self.closed: str | None = None  # why it left the pool
@@ -293,6 +331,17 @@ class MatchEntry:
     @property
     def connected_roles(self) -> list[str]:
         return [r for r in ROLES if self.seats[r].holder is not None]
+
+    @property
+    def lenient(self) -> bool:
+        return self.illegal_action == "penalize"
+
+    def setup(self) -> dict[str, Any]:
+        """What the journal needs, with the actions, to build this match again."""
+        return {"episode_id": self.episode_id, "reset": self.reset_args,
+                "illegal_action": self.illegal_action, "opponents": self.opponents,
+                "address": self.address, "creator_role": self.creator_role,
+                "client_seed": self.client_seed}
 
     def touch(self) -> None:
         self.last_active = time.monotonic()
@@ -308,11 +357,11 @@ class MatchEntry:
 
     def record(self, reason: str) -> dict[str, Any]:
         record = {"match_id": self.match_id, "episode_id": self.episode_id, "reason": reason,
-                  "archived_at": time.time(), "reset": self.reset_args, "actions": self.actions,
-                  "seed_chosen_by_client": self.client_seed,
+                  "archived_at": time.time(), "reset": self.reset_args,
+                  "illegal_action": self.illegal_action, "opponents": self.opponents,
+                  "actions": self.actions, "seed_chosen_by_client": self.client_seed,
                   # who may read it back: the holders of its seat tokens (only digests kept)
-                  "seat_digests": {role: seat.token and token_hash(seat.token)
-                                   for role, seat in self.seats.items()}}
+                  "seat_digests": {role: seat.token_hash for role, seat in self.seats.items()}}
         record["state"] = state_as_archived(self.referee, record)
         return record
 
@@ -364,9 +413,14 @@ class MatchPool:
     def __init__(self, config: ServerConfig, archive: Archive):
         self.config = config
         self.archive = archive
+        self.journal = Journal(archive.store)
         self.entries: dict[str, MatchEntry] = {}
         self.observers = ObserverCache(config.observer_cache)
         self.ledger = config.ledger()
+        # Matches out of the pool whose record the store refused (a full disk): retried by the
+        # sweeper; their journal keeps them meanwhile.
+        self.unarchived: dict[str, tuple[MatchEntry, str]] = {}
+        self._factories: dict[tuple[str, str], Any] = {}  # (role, SPEC) -> seed -> policy
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -377,11 +431,18 @@ class MatchPool:
     def create(self, data: dict[str, Any], address: str | None = None,
                creator_role: str | None = None, replacing: MatchEntry | None = None
                ) -> MatchEntry:
-        """A new match from reset data, or ProtocolError (and nothing created). ``address``:
-        the client address it counts against (None: the API key's, unlimited);
-        ``creator_role``: the role of the socket making it; ``replacing``: a match the caller
-        drops once this one exists (it frees its place)."""
+        """A new match from reset data, journaled, or ProtocolError / StorageError (and nothing
+        created). ``address``: the client address it counts against (None: the API key's,
+        unlimited); ``creator_role``: the role of the socket making it; ``replacing``: a match
+        the caller drops once this one exists (it frees its place)."""
         kwargs = {k: data[k] for k in RESET_KEYS if data.get(k) is not None}
+        illegal_action = data.get("illegal_action")
+        if illegal_action is None:
+            illegal_action = ILLEGAL_ACTION_MODES[0]
+        elif illegal_action not in ILLEGAL_ACTION_MODES:
+            raise ProtocolError("reset_error", f"illegal_action must be one of "
+                                f"{list(ILLEGAL_ACTION_MODES)}, got {excerpt(illegal_action)}")
+        opponents = self._opponents(data.get("opponents"), creator_role)
         episode_id = kwargs.pop("episode_id", None)
         if episode_id is not None and (why := id_refusal("episode_id", episode_id)):
             raise ProtocolError("reset_error", f"{why}, got {excerpt(episode_id)}")
@@ -410,19 +471,233 @@ class MatchPool:
             referee.reset_match(**kwargs)
         except (ValueError, TypeError) as exc:
             raise ProtocolError("reset_error", f"could not start the match: {exc}") from None
-        entry = MatchEntry(referee, kwargs, episode_id, address, creator_role, client_seed)
+        entry = MatchEntry(referee, kwargs, episode_id, address, creator_role, client_seed,
+                           illegal_action, opponents)
+        self._seat_bots(entry)
+        self.journal.create(entry.match_id, entry.setup(), time.time())
         self.entries[entry.match_id] = entry
         if address is not None:
             self.ledger.created(address)
         logger.info("match %s created (%d live)", entry.match_id, len(self.entries))
         return entry
 
+    # ------------------------------------------------------------------ the server's players
+    def _opponents(self, wanted: Any, role: str | None) -> dict[str, str]:
+        """Reset's ``opponents``: ``{role: SPEC}`` for seats the server plays, each SPEC one
+        ``fraudarena evaluate`` takes (a policy name, or a checkpoint in the operator's
+        ``checkpoint_dir``). Its factory is built (a checkpoint loaded) here, once."""
+        if wanted is None:
+            return {}
+        if not isinstance(wanted, dict):
+            raise ProtocolError("reset_error", "opponents must be an object {role: SPEC}, got "
+                                f"{excerpt(wanted)}")
+        open_roles = [r for r in ROLES if r != role]
+        out = {}
+        for seat, spec in wanted.items():
+            if seat not in open_roles:
+                raise ProtocolError("reset_error", f"opponents may name {open_roles} (not "
+                                    f"the resetting socket's own role), got {excerpt(seat)}")
+            if not isinstance(spec, str) or not spec or len(spec) > MAX_SPEC_CHARS:
+                raise ProtocolError("reset_error", f"the {seat} opponent must be a SPEC string "
+                                    f"of at most {MAX_SPEC_CHARS} characters, got "
+                                    f"{excerpt(spec)}")
+            self._factory(seat, spec)
+            out[seat] = spec
+        if len(out) == len(ROLES):
+            raise ProtocolError("reset_error", "opponents may not name all three roles: a match "
+                                "needs one remote player")
+        return out
+
+    def _factory(self, role: str, spec: str):
+        key = (role, spec)
+        factory = self._factories.get(key)
+        if factory is not None:
+            return factory
+        from . import cli  # the SPECs of `fraudarena evaluate`, and checkpoint loading
+
+        names = cli.evaluate_names(role)
+        if spec in names:
+            factory = cli.policy_factory(cli.PolicySpec(role, spec))
+        else:
+            root = self.config.checkpoint_dir
+            if root is None:
+                raise ProtocolError("reset_error", f"unknown {role} opponent {excerpt(spec)}: "
+                                    f"use one of {', '.join(names)} (this server has no "
+                                    "checkpoint directory)")
+            root = Path(root).resolve()
+            path = (root / spec).resolve()
+            if root not in path.parents:
+                raise ProtocolError("reset_error", f"{role} checkpoint {excerpt(spec)} must be a "
+                                    "file name inside the server's checkpoint directory")
+            try:
+                factory = cli.policy_factory(cli.parse_policy_spec(role, str(path)))
+            except (argparse.ArgumentTypeError, cli.CheckpointError):
+                raise ProtocolError("reset_error", f"no playable {role} checkpoint "
+                                    f"{excerpt(spec)} in the server's checkpoint directory"
+                                    ) from None
+        self._factories[key] = factory
+        return factory
+
+    def _seat_bots(self, entry: MatchEntry) -> None:
+        """Fresh policies on the seats the server plays, seeded with the match seed (as
+        ``fraudarena evaluate`` seeds them)."""
+        for role, spec in entry.opponents.items():
+            policy = self._factory(role, spec)(entry.reset_args["seed"])
+            bind = getattr(policy, "bind", None)  # a policy that reads the referee (the oracle)
+            if bind is not None:
+                bind(entry.referee)
+            entry.seats[role].bot = Bot(spec, policy)
+
+    def _bot_action(self, entry: MatchEntry, role: str, bot: Bot) -> dict[str, Any]:
+        ref = entry.referee
+        if bot.tensor:
+            vector, mask = self.observers.get(entry.match_id, role).observe(ref)
+            return {"action_index": int(bot.policy.act_tensor(vector, mask))}
+        model = bot.policy.act_model(getattr(ref, f"build_{role}_observation")())
+        return model.model_dump(mode="json", exclude_none=True, exclude={"metadata"})
+
+    def bot_to_move(self, entry: MatchEntry) -> Bot | None:
+        """The server's policy whose turn it is in a live match, if it is one's."""
+        role = PHASE_ROLE.get(entry.referee.phase)
+        if role is None or self.entries.get(entry.match_id) is not entry:
+            return None
+        return entry.seats[role].bot
+
+    def bot_move(self, entry: MatchEntry) -> bool:
+        """One move of the server's seat that is to act, journaled like a remote one (or
+        StorageError, the match unchanged); False when no server seat is to act."""
+        bot = self.bot_to_move(entry)
+        if bot is None:
+            return False
+        if len(entry.actions) > MAX_MATCH_STEPS:
+            raise RuntimeError(f"match {entry.match_id} did not end in {MAX_MATCH_STEPS} steps")
+        role = PHASE_ROLE[entry.referee.phase]
+        self.step(entry, role, self._bot_action(entry, role, bot))
+        return True
+
+    def run_bots(self, entry: MatchEntry) -> None:
+        """Play the server's seats until a remote role is to act or the match is over (the
+        sockets move them one per turn of the event loop instead: see ``Later``)."""
+        while self.bot_move(entry):
+            pass
+
+    # ------------------------------------------------------------------ actions
+    def apply(self, entry: MatchEntry, role: str, action: dict[str, Any], model=None) -> None:
+        """Apply one action (``model``: the validated text action, when there is one) and add it
+        to the match's actions. Raises ProtocolError, and leaves the match untouched, when it is
+        refused. Not journaled: see :meth:`step`."""
+        index = action.get("action_index")
+        lenient = entry.lenient and entry.penalties < MAX_PENALTIES
+        try:
+            charged = play_action(entry.referee, role, action if model is None else model,
+                                  lenient)
+        except PermissionError as exc:  # OutOfTurnError: not this role's turn, or it is over
+            raise ProtocolError("phase_violation", f"{role} cannot act now: "
+                                f"{getattr(exc, 'reason', exc)}") from None
+        except IllegalActionError as exc:
+            what = f"action_index {index} is masked now" if index is not None else \
+                f"illegal {role} action"
+            spent = f" (this match already charged {MAX_PENALTIES} illegal actions; now they " \
+                "are refused)" if index is None and entry.lenient else ""
+            raise ProtocolError("execution_error", f"{what}: {exc.reason}; the match is "
+                                f"unchanged{spent}") from None
+        entry.penalties += charged
+        entry.actions.append({"role": role, "action": action})
+
+    def step(self, entry: MatchEntry, role: str, action: dict[str, Any], model=None) -> None:
+        """Apply one action and journal it before anyone is told. When the journal refuses it,
+        the match is played again without it and StorageError is raised."""
+        self.apply(entry, role, action, model)
+        try:
+            self.journal.step(entry.match_id, len(entry.actions) - 1, role, action)
+        except StorageError:
+            self.replay_into(entry, entry.actions[:-1])
+            raise
+
+    def replay_into(self, entry: MatchEntry, actions: list[dict[str, Any]]) -> None:
+        """Rebuild a match from its setup and ``actions`` (a restart, or a journal write that
+        failed): a fresh referee, fresh server policies asked again for each of their moves (so
+        they are where they were), and every action applied again. Raises ValueError when a
+        server policy no longer plays the journaled move, or ProtocolError when an action no
+        longer applies."""
+        ref = Referee()
+        ref.reset_match(**entry.reset_args)
+        entry.referee, entry.actions, entry.penalties = ref, [], 0
+        self.observers.forget(entry.match_id)
+        self._seat_bots(entry)
+        for step in actions:
+            role, action = step["role"], step["action"]
+            bot = entry.seats[role].bot
+            if bot is not None:
+                mine = self._bot_action(entry, role, bot)
+                if mine != action:
+                    raise ValueError(f"the {role} opponent {bot.spec!r} now plays "
+                                     f"{excerpt(mine)} where the journal has {excerpt(action)}")
+            self.apply(entry, role, action)
+
+    def recover(self) -> int:
+        """Take back every match the journal holds (a restart); returns how many. A match that
+        cannot be played again stays in the journal and is logged at error level."""
+        n = 0
+        for match in self.journal.matches():
+            if match.match_id in self.entries:
+                continue
+            setup = match.setup
+            entry = MatchEntry(Referee(), setup["reset"], setup["episode_id"],
+                               setup.get("address"), setup.get("creator_role"),
+                               setup.get("client_seed", False), setup["illegal_action"],
+                               setup["opponents"], match.match_id)
+            entry.unheld_since = time.monotonic()  # its players have reconnect_grace to return
+            try:
+                if match.broken:
+                    raise ValueError(match.broken)
+                self.replay_into(entry, match.actions)
+            except (ValueError, TypeError, KeyError, ProtocolError, IllegalActionError) as exc:
+                logger.error("journaled match %s cannot be resumed: %s", match.match_id,
+                             getattr(exc, "message", exc))
+                continue
+            for role, digest in match.seats.items():
+                entry.seats[role].token_hash = digest
+            self.entries[entry.match_id] = entry
+            if entry.address is not None:
+                self.ledger.created(entry.address)
+            n += 1
+            if entry.referee.done:  # finished, but its record had not been stored
+                self.finish(entry)
+                self.release(entry)
+        if n:
+            logger.warning("resumed %d journaled matches", n)
+        return n
+
+    def issue_seat(self, entry: MatchEntry, role: str) -> str:
+        """A new token for the role's seat; only its hash is kept, journaled first."""
+        token = secrets.token_urlsafe(18)
+        digest = token_hash(token)
+        self.journal.seat(entry.match_id, role, digest)
+        entry.seats[role].token_hash = digest
+        return token
+
+    # ------------------------------------------------------------------ leaving the pool
+    def _archive(self, entry: MatchEntry, reason: str):
+        """Store the match's record and drop its journal in one transaction; the future of the
+        fsync, or None when the store refused it (logged; the sweeper retries)."""
+        try:
+            with self.archive.store.transaction():
+                self.archive.insert(entry.record(reason))
+                self.journal.discard(entry.match_id)
+        except StorageError as exc:
+            logger.error("match %s could not be archived (%s); its journal keeps it and the "
+                         "sweeper retries", entry.match_id, exc)
+            return None
+        entry.archived = True
+        self.unarchived.pop(entry.match_id, None)
+        return self.archive.store.sync()
+
     def finish(self, entry: MatchEntry):
         """Archive a match that has just ended (it stays live while sockets are attached);
-        returns the future of the archive write, if it is still under way."""
+        returns the future of the record's fsync."""
         if not entry.archived:
-            entry.archived = True
-            return self.archive.append(entry.record("finished"))
+            return self._archive(entry, "finished")
         return None
 
     def drop(self, entry: MatchEntry, reason: str, why: str | None = None) -> None:
@@ -435,9 +710,8 @@ class MatchPool:
         if entry.address is not None:
             self.ledger.ended(entry.address, abandoned=not entry.referee.done)
         entry.closed = reason
-        if not entry.archived:
-            entry.archived = True
-            self.archive.append(entry.record(reason))
+        if not entry.archived and self._archive(entry, reason) is None:
+            self.unarchived[entry.match_id] = (entry, reason)
         told = f"match {entry.match_id} was {reason}" + (f" ({why})" if why else "")
         for seat in entry.seats.values():
             if seat.holder is not None:
@@ -470,6 +744,7 @@ class MatchPool:
         """Archive and drop every match idle for ``idle_timeout``, unplayed ``start_grace``
         after its creation, or without a seat held for ``reconnect_grace``; returns how many."""
         cfg = self.config
+        self.retry_archive()
         now = time.monotonic() if now is None else now
         stale = []
         for e in self.entries.values():
@@ -485,6 +760,13 @@ class MatchPool:
             self.end(e, why)
         self.ledger.prune(now)
         return len(stale)
+
+    def retry_archive(self) -> None:
+        """Archive again what the store refused before."""
+        for entry, reason in list(self.unarchived.values()):
+            self._archive(entry, reason)
+        for entry in [e for e in self.entries.values() if e.referee.done and not e.archived]:
+            self.finish(entry)
 
     def live_ids(self) -> dict[str, dict[str, Any]]:
         return {mid: e.summary() for mid, e in self.entries.items()}
@@ -502,19 +784,23 @@ class Session:
         self.created: list[MatchEntry] = []
         self.lost: str | None = None  # why this socket lost its seat
         self.seatless_since: float | None = time.monotonic()  # None while it holds a seat
+        self.token: str | None = None  # the seat token of the seat it holds
 
-    def take_seat(self, entry: MatchEntry) -> str:
+    def take_seat(self, pool: MatchPool, entry: MatchEntry, token: str | None = None) -> str:
         """Hold this role's seat in ``entry`` (moving it from any other socket); returns the
-        seat token, issued on first use."""
+        seat token: ``token`` (the one presented), or a new one on the seat's first use
+        (journaled first: StorageError, and nothing changes, when that fails)."""
         seat = entry.seats[self.role]
+        if token is None:
+            token = self.token if seat.holder is self else pool.issue_seat(entry, self.role)
         if seat.holder is not None and seat.holder is not self:
             seat.holder.lose(f"the {self.role} seat of match {entry.match_id} was taken back "
                              "by a socket presenting its seat token")
         seat.holder = self
-        self.entry, self.lost, self.seatless_since = entry, None, None
+        self.entry, self.lost, self.seatless_since, self.token = entry, None, None, token
         entry.unheld_since = None
         entry.touch()
-        return seat.token or seat.issue()
+        return token
 
     def lose(self, why: str) -> None:
         self.entry, self.lost, self.seatless_since = None, why, time.monotonic()
@@ -588,9 +874,8 @@ def observation_message(pool: MatchPool, entry: MatchEntry, role: str, obs_forma
                 f'"action_mask":{sparse_json(mask, values=False)}}}}}')
     if obs is None:
         obs = getattr(ref, f"build_{role}_observation")()
-    if role == "auditor" and not ref.done:  # the record, without the investigator's rewards
-        obs = obs.model_copy(update={"investigator_actions": [
-            {**e, "reward": None} for e in obs.investigator_actions]})
+    if role == "auditor":
+        obs = _audit_view(obs, ref.done)
     if obs_format == "tensor":
         vector, mask = pool.observers.get(entry.match_id, role).observe(ref)
         header.update(observation=vector.tolist(), action_mask=mask.tolist())
@@ -602,11 +887,28 @@ def observation_message(pool: MatchPool, entry: MatchEntry, role: str, obs_forma
     return f'{{"type":"observation","data":{body[:-1]}{sep}{tail[1:]}}}'
 
 
-def _apply_step(entry: MatchEntry, role: str, data: dict[str, Any]):
-    """Validate and apply one step; returns the role's observation model (None for an index
-    step). Raises ProtocolError, and leaves the match untouched, when the step is refused."""
-    ref = entry.referee
-    index = None
+# The fields the seed's clients read on every entry of the auditor's investigator_actions; an
+# action the rules charged (illegal_action "penalize") is logged with its reason only.
+SEED_INVESTIGATOR_ENTRY = {**dict.fromkeys(("ad_id", "investigation_target", "verdict",
+                                            "confidence", "rationale", "linked_ad_id",
+                                            "link_reason")), "findings_excerpt": ""}
+
+
+def _audit_view(obs, done: bool):
+    """The auditor's record as a remote auditor gets it: without the investigator's rewards
+    until the match is done, and every entry in the seed's shape."""
+    log = obs.investigator_actions
+    if done and not any(e["action_type"] == "illegal" for e in log):
+        return obs
+    hide = {} if done else {"reward": None}
+    return obs.model_copy(update={"investigator_actions": [
+        {**SEED_INVESTIGATOR_ENTRY, **e, **hide} if e["action_type"] == "illegal" else
+        {**e, **hide} for e in log]})
+
+
+def _apply_step(pool: MatchPool, entry: MatchEntry, role: str, data: dict[str, Any]) -> None:
+    """Validate one step, apply it and journal it (``MatchPool.step``). Raises ProtocolError,
+    and leaves the match untouched, when the step is refused."""
     if "action_index" in data:  # the tensor face
         index = data["action_index"]
         if set(data) - {"action_index", "metadata"}:
@@ -616,32 +918,15 @@ def _apply_step(entry: MatchEntry, role: str, data: dict[str, Any]):
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
             raise ProtocolError("validation_error", f"action_index must be an integer in "
                                 f"[0, {n}) for the {role}, got {excerpt(index)}")
-        record = {"action_index": index}
-    else:  # the text face
-        try:
-            action = ACTION_MODELS[role].model_validate(data)
-        except ValidationError as exc:
-            raise ProtocolError("validation_error", f"invalid {role} action: "
-                                f"{validation_message(exc)}") from None
-        record = None
-    try:
-        if index is not None:
-            apply_index(ref, role, index)
-            obs = None
-        else:
-            obs = getattr(ref, f"step_as_{role}")(action)
-    except PermissionError as exc:  # OutOfTurnError: not this role's turn, or the match is over
-        raise ProtocolError("phase_violation", f"{role} cannot act now: "
-                            f"{getattr(exc, 'reason', exc)}") from None
-    except IllegalActionError as exc:
-        what = f"action_index {index} is masked now" if index is not None else \
-            f"illegal {role} action"
-        raise ProtocolError("execution_error", f"{what}: {exc.reason}; the match is "
-                            "unchanged") from None
-    if record is None:
-        record = action.model_dump(mode="json", exclude_none=True, exclude={"metadata"})
-    entry.actions.append({"role": role, "action": record})
-    return obs
+        pool.step(entry, role, {"action_index": index})
+        return
+    try:  # the text face
+        action = ACTION_MODELS[role].model_validate(data)
+    except ValidationError as exc:
+        raise ProtocolError("validation_error", f"invalid {role} action: "
+                            f"{validation_message(exc)}") from None
+    record = action.model_dump(mode="json", exclude_none=True, exclude={"metadata"})
+    pool.step(entry, role, record, action)
 
 
 def decode_json(raw: str | bytes, max_bytes: int) -> Any:
@@ -670,11 +955,23 @@ def decode_json(raw: str | bytes, max_bytes: int) -> Any:
     return value
 
 
-class Handler:
-    """Answers the messages of one socket."""
+@dataclass
+class Later:
+    """A reply that waits for the server's seats to move: ``serve_socket`` moves them one per
+    turn of the event loop (a whole match of them would hold up every socket), then builds it."""
 
-    def __init__(self, pool: MatchPool, role: str, address: str | None = None):
+    entry: MatchEntry
+    build: Any  # () -> the reply text
+
+
+class Handler:
+    """Answers the messages of one socket. With ``cooperative``, a reply the server's seats must
+    move first is a :class:`Later` (see :meth:`complete`); otherwise they move at once."""
+
+    def __init__(self, pool: MatchPool, role: str, address: str | None = None,
+                 cooperative: bool = False):
         self.pool = pool
+        self.cooperative = cooperative
         # The client address its creations count against; None (a handler driven in process)
         # is not limited.
         self.address = address
@@ -695,12 +992,50 @@ class Handler:
         entry.touch()
         return entry
 
-    def handle(self, raw: str | bytes) -> str | None:
-        """The reply to one frame, or None for ``close``. Raises only on internal faults."""
+    def handle(self, raw: str | bytes) -> str | Later | None:
+        """The reply to one frame (a :class:`Later` when cooperative and the server's seats
+        must move first), or None for ``close``. Raises only on internal faults."""
         try:
             return self._dispatch(raw)
         except ProtocolError as exc:
             return error_message(exc.message, exc.code, **exc.extra)
+        except StorageError as exc:
+            return self._storage_error(exc)
+
+    def _storage_error(self, exc: StorageError) -> str:
+        match = self.session.entry.match_id if self.session.entry else None
+        logger.error("storage refused a write for %s (match %s): %s", self.role, match, exc)
+        return error_message("the server could not store this message, so it was not applied "
+                             "(the match is as it was); try again later", "storage_error")
+
+    def _advance(self, entry: MatchEntry, build) -> str | Later:
+        """After a message: the server's seats move until a remote role is to act, and a match
+        that ended is archived (the reply waits for its record's fsync); then ``build()`` makes
+        the reply."""
+        if entry.opponents:
+            if self.cooperative and self.pool.bot_to_move(entry) is not None:
+                return Later(entry, build)
+            self.pool.run_bots(entry)
+        if entry.referee.done and not entry.archived:
+            self.durable = self.pool.finish(entry)
+        return build()
+
+    async def complete(self, later: Later, bucket: TokenBucket | None = None) -> str:
+        """The reply of a :class:`Later`, once the server's seats have moved, one per turn of the
+        event loop (each move is atomic; a remote role can only watch meanwhile). Each move
+        spends a token of ``bucket``, the asking socket's rate limit, waiting for one if need be:
+        the server's moves made for a socket count as its messages."""
+        try:
+            while self.pool.bot_to_move(later.entry) is not None:
+                while bucket is not None and not bucket.take():
+                    await asyncio.sleep(bucket.wait())
+                self.pool.bot_move(later.entry)
+                await asyncio.sleep(0)
+            return self._advance(later.entry, later.build)
+        except ProtocolError as exc:
+            return error_message(exc.message, exc.code, **exc.extra)
+        except StorageError as exc:
+            return self._storage_error(exc)
 
     def _dispatch(self, raw: str | bytes) -> str | None:
         msg = decode_json(raw, self.pool.config.max_message_bytes)
@@ -739,10 +1074,10 @@ class Handler:
         if leaving is not None:  # only now: a refused reset leaves the socket where it was
             session.leave(pool, "moved")
         session.created.append(entry)
-        token = session.take_seat(entry)
+        token = session.take_seat(pool, entry)
         session.obs_format = fmt
-        return self._observation(entry, fmt, seat_token=token,
-                                 seed_chosen_by_client=entry.client_seed)
+        return self._advance(entry, lambda: self._observation(
+            entry, fmt, seat_token=token, seed_chosen_by_client=entry.client_seed))
 
     def on_join(self, data: dict[str, Any]) -> str:
         match_id = data.get("match_id")
@@ -759,28 +1094,35 @@ class Handler:
         session = self.session
         seat = entry.seats[self.role]
         token = data.get("seat_token")
+        if seat.bot is not None:
+            raise ProtocolError("role_taken", f"the {self.role} seat of this match is played by "
+                                f"the server ({excerpt(seat.bot.spec)})")
+        presented = None
         if seat.holder is not session:
-            if seat.token is not None and not seat.accepts(token):
+            if seat.issued and not seat.accepts(token):
                 raise ProtocolError("role_taken", f"the {self.role} seat of this match is "
                                     "held; present its seat_token to take it back")
+            presented = token if seat.issued else None
+            if not seat.issued:  # the first to take it: its token is issued before it moves
+                presented = self.pool.issue_seat(entry, self.role)
             if session.entry is not None:
                 session.leave(self.pool, "moved")
-        token = session.take_seat(entry)
+        token = session.take_seat(self.pool, entry, presented)
         session.obs_format = fmt
-        return self._observation(entry, fmt, seat_token=token,
-                                 seed_chosen_by_client=entry.client_seed)
+        return self._advance(entry, lambda: self._observation(
+            entry, fmt, seat_token=token, seed_chosen_by_client=entry.client_seed))
 
     def on_step(self, data: dict[str, Any]) -> str:
         entry = self._entry()
-        obs = _apply_step(entry, self.role, data)
-        if entry.referee.done:
-            self.durable = self.pool.finish(entry)
-        return observation_message(self.pool, entry, self.role, self.session.obs_format, obs)
+        _apply_step(self.pool, entry, self.role, data)
+        return self._advance(entry, lambda: observation_message(self.pool, entry, self.role,
+                                                                self.session.obs_format))
 
     def on_obs(self, data: dict[str, Any]) -> str:
         entry = self._entry()
         fmt = self.session.obs_format = _obs_format(data, self.session.obs_format)
-        return self._observation(entry, fmt)
+        # resumes the server's seats if the store stopped them
+        return self._advance(entry, lambda: self._observation(entry, fmt))
 
     def on_state(self, data: dict[str, Any]) -> str:
         entry = self._entry()
@@ -826,7 +1168,7 @@ async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None
             await websocket.send_text(error_message(refusal, "capacity_reached"))
             await websocket.close(code=1013)
         return
-    handler = Handler(pool, role, address)
+    handler = Handler(pool, role, address, cooperative=True)
     bucket = None if config.rate_limit is None else TokenBucket(config.rate_limit,
                                                                 config.rate_burst)
     try:
@@ -849,6 +1191,8 @@ async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None
                     raw = frame.get("bytes") or b""
                 try:
                     reply = handler.handle(raw)
+                    if isinstance(reply, Later):
+                        reply = await handler.complete(reply, bucket)
                 except Exception as exc:
                     match = handler.session.entry.match_id if handler.session.entry else None
                     logger.exception("internal fault serving %s (match %s)", role, match)
@@ -863,7 +1207,10 @@ async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None
                     break
                 if handler.durable is not None:  # the match is over: on disk before we say so
                     durable, handler.durable = handler.durable, None
-                    await asyncio.wrap_future(durable)
+                    try:
+                        await asyncio.wrap_future(durable)
+                    except OSError as exc:  # committed, but not fsynced: say so in the log
+                        logger.error("fsync of the archive failed: %s", exc)
             await websocket.send_text(reply)
             # Fair turns: the frames a socket has queued are read one per turn of the event
             # loop, so every other socket with a message waiting is served in between.
@@ -884,7 +1231,8 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
     from . import __version__
 
     config = config or ServerConfig(**options)
-    pool = MatchPool(config, Archive(config.data_dir, background=True))
+    pool = MatchPool(config, Archive(config.data_dir))
+    pool.recover()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -893,6 +1241,7 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
                 await asyncio.sleep(config.sweep_interval)
                 try:
                     pool.sweep()
+                    pool.archive.store.checkpoint()
                 except Exception:  # pragma: no cover - keep sweeping
                     logger.exception("sweep failed")
 
@@ -917,8 +1266,7 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
             if collecting:
                 gc.unfreeze()
                 gc.enable()
-            for entry in list(pool.entries.values()):  # nothing live is lost at shutdown
-                pool.drop(entry, "finished" if entry.referee.done else "evicted")
+            # Live matches stay in the journal: the next start resumes them.
             pool.archive.close()
 
     app = FastAPI(title="FraudArena", version=__version__, lifespan=lifespan,
@@ -945,8 +1293,20 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "live": len(pool), "max_matches": config.max_matches,
-                "archived": len(pool.archive)}
+        """What is stored, counted in the store: ``archived`` records, ``journaled`` live
+        matches; ``unarchived``, matches whose record the store refused (kept in the journal and
+        retried); ``storage_error``, the last refused write until one succeeds."""
+        store = pool.archive.store
+        error = store.last_error
+        try:
+            archived, journaled = len(pool.archive), len(pool.journal)
+        except Exception as exc:  # the database cannot even be read
+            archived = journaled = None
+            error = error or f"{type(exc).__name__}: {exc}"
+        return {"status": "ok" if error is None and not pool.unarchived else "degraded",
+                "live": len(pool), "max_matches": config.max_matches, "archived": archived,
+                "journaled": journaled, "unarchived": len(pool.unarchived),
+                "storage": "disk" if store.persistent else "memory", "storage_error": error}
 
     def key_holder(request: Request) -> bool:
         """Whether the request carries this server's API key."""
@@ -991,12 +1351,17 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
                                     "reset data")
             entry = pool.create(data, None if key else address_key(
                 request.client.host if request.client else None))
+            tokens = {role: pool.issue_seat(entry, role) for role in ROLES
+                      if entry.seats[role].bot is None}
+            pool.run_bots(entry)
         except ProtocolError as exc:
             return _http_error(HTTP_STATUS.get(exc.code, 400), exc.code, exc.message, **exc.extra)
+        except StorageError as exc:
+            logger.error("storage refused a write for POST /api/v1/matches: %s", exc)
+            return _http_error(503, "storage_error", "the server could not store the match")
         return {"match_id": entry.match_id, "episode_id": entry.episode_id,
                 "task_id": entry.referee.task.task_id,
-                "seed_chosen_by_client": entry.client_seed,
-                "seat_tokens": {role: entry.seats[role].issue() for role in ROLES}}
+                "seed_chosen_by_client": entry.client_seed, "seat_tokens": tokens}
 
     @app.get("/api/v1/matches/{match_id}")
     async def get_match(match_id: str, request: Request):
@@ -1108,9 +1473,16 @@ def build_parser(prog: str = "fraudarena serve") -> argparse.ArgumentParser:
         "takes the client's address from X-Forwarded-For.")
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--data-dir", default=None,
-                        help="directory of the match archive (matches.jsonl); default: keep "
-                        "archived matches in memory only")
+    store = parser.add_mutually_exclusive_group()
+    store.add_argument("--data-dir", default=None,
+                       help="directory of the store: archived matches and the journal that "
+                       "resumes live ones after a restart (default: $FRAUDARENA_DATA_DIR, else "
+                       "$XDG_DATA_HOME/fraudarena, else ~/.local/share/fraudarena)")
+    store.add_argument("--in-memory", action="store_true",
+                       help="keep the store in memory: nothing survives the process")
+    parser.add_argument("--checkpoint-dir", default=None,
+                        help="a directory of MaskablePPO checkpoints that a reset's opponents "
+                        "may name (default: none; policy names only)")
     access = parser.add_argument_group("access")
     access.add_argument("--api-key", default=os.environ.get(API_KEY_ENV),
                         help="the key (16+ characters) that creates matches over REST (POST "
@@ -1193,7 +1565,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         rate_limit=args.rate_limit, rate_burst=args.rate_burst, abandon_rate=args.abandon_rate,
         abandon_burst=args.abandon_burst, max_message_bytes=args.max_message_bytes,
         api_key=args.api_key or None, open_api=args.open_api,
-        client_seeds=not args.no_client_seeds, data_dir=args.data_dir,
+        client_seeds=not args.no_client_seeds,
+        data_dir=None if args.in_memory else str(args.data_dir or default_data_dir()),
+        checkpoint_dir=args.checkpoint_dir,
         diagnostics=args.diagnostics)
 
 
@@ -1207,8 +1581,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     import uvicorn
 
+    try:
+        app = create_app(config)
+    except StorageError as exc:  # another server holds the directory, or it cannot be opened
+        print(f"fraudarena serve: {exc}", file=sys.stderr)
+        return 2
     # uvicorn's own connection limit (HTTP 503) backs the server's, which answers first.
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=args.log_level,
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                 **UVICORN_OPTIONS, ws_max_size=4 * config.max_message_bytes,
                 limit_concurrency=config.max_connections + 64)
     return 0

@@ -9,6 +9,7 @@ auditor raises queue-level and repeated flags.
 
 from __future__ import annotations
 
+import random
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -341,3 +342,162 @@ class SeedAuditor:
 def seed_policies() -> dict[str, Any]:
     return {"fraudster": SeedFraudster(), "investigator": SeedInvestigator(),
             "auditor": SeedAuditor()}
+
+
+# ---------------------------------------------------------------------------- the seed's sweep
+# The lineage's driver plays its three scripted fraudsters against its scripted investigator and
+# auditor, and stops a match at the first error reply. These clients make the moves its policies
+# make (counterfeint_digest.md section 7), in the same shapes: the fraudsters propose until the
+# server ends their turn at the cap and never send end_turn; the investigator has no end_turn
+# and passes with a verdict on "__noop__"; the auditor sends one flag per finding, repeats
+# included, however many, then its report.
+OVERT = ("Free iPhone 15 for the first 100 visitors, claim now!!!",
+         "MoonCoin pays 50x in a week, guaranteed returns, act fast",
+         "Doctors hate this one weight-loss trick, lose 20 lbs risk-free")
+CAMOUFLAGE = ("Project tracking for small teams, 14-day free trial",
+              "Adjustable dumbbells, free shipping and a two-year warranty",
+              "Learn Python in eight weeks with certified instructors",
+              "Insured dog walking in your neighbourhood",
+              "Refurbished iPhone, verified seller, 30-day returns")
+SCAM_CATEGORIES = ("fake_giveaway", "fake_crypto", "miracle_cure")
+CAMOUFLAGE_CATEGORIES = ("saas", "fitness", "education", "local_service", "ecommerce")
+
+
+def _category(wanted: str, obs: FraudsterObservation) -> str:
+    """The seed fraudsters fall back to ecommerce when a category is not allowed."""
+    return wanted if wanted in obs.allowed_categories else "ecommerce"
+
+
+def _propose(copy: str, category: str, targeting: str = "Adults 18-65, United States",
+             blurb: str = "Official store, secure checkout.") -> dict[str, Any]:
+    return _action(action_type="propose_ad", ad_copy=copy, landing_page_blurb=blurb,
+                   category=category, targeting_summary=targeting)
+
+
+class SeedScriptedFraudster:
+    """Overt scams in round 1, camouflage after; proposes while it can, then commits."""
+
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed)
+
+    def act(self, obs: FraudsterObservation) -> dict[str, Any]:
+        if obs.proposals_remaining <= 0 or not (obs.model_extra or {}).get("can_propose", True):
+            return _action(action_type="commit_final")
+        if obs.round_number == 1:
+            k = self.rng.randrange(len(OVERT))
+            return _propose(OVERT[k], _category(SCAM_CATEGORIES[k], obs))
+        k = self.rng.randrange(len(CAMOUFLAGE))
+        return _propose(CAMOUFLAGE[k], _category(CAMOUFLAGE_CATEGORIES[k], obs))
+
+
+class SeedReactiveFraudster:
+    """Commits when out of proposals (or, sometimes, once two of its ads were approved);
+    rewrites its pending ads with a trust blurb once the investigator pulls evidence; otherwise
+    proposes a scam until its first rejection, camouflage after."""
+
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed)
+
+    def act(self, obs: FraudsterObservation) -> dict[str, Any]:
+        if obs.proposals_remaining <= 0:
+            return _action(action_type="commit_final")
+        mine = [q for q in obs.current_queue if q.is_my_proposal]
+        if sum(q.status == "approve" for q in mine) >= 2 and self.rng.random() < 0.35:
+            return _action(action_type="commit_final")
+        if obs.investigation_targets_used:
+            for q in mine:
+                if q.status == "pending" and self.rng.random() < 0.25:
+                    slot = obs.my_proposal_signals[q.ad_id].slot_index
+                    return _action(action_type="modify_pending_ad", slot_index=slot,
+                                   new_ad_copy=f"{q.ad_copy} Verified business.",
+                                   new_landing_page_blurb="Verified business since 2018, "
+                                   "30-day returns.")
+        if not (obs.model_extra or {}).get("can_propose", True):
+            return _action(action_type="commit_final")
+        if any(q.status == "reject" for q in mine):
+            k = self.rng.randrange(len(CAMOUFLAGE))
+            return _propose(CAMOUFLAGE[k], _category(CAMOUFLAGE_CATEGORIES[k], obs))
+        return _propose(OVERT[0], _category(SCAM_CATEGORIES[0], obs))
+
+
+class SeedGibberishFraudster:
+    """Random lowercase letters and spaces, targeting "adults", a random category."""
+
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed)
+
+    def _text(self, lo: int, hi: int) -> str:
+        letters = "abcdefghijklmnopqrstuvwxyz     "
+        return "".join(self.rng.choice(letters) for _ in range(self.rng.randint(lo, hi))).strip() \
+            or "zzz"
+
+    def act(self, obs: FraudsterObservation) -> dict[str, Any]:
+        if obs.proposals_remaining <= 0 or not (obs.model_extra or {}).get("can_propose", True):
+            return _action(action_type="commit_final")
+        return _propose(self._text(40, 120), self.rng.choice(obs.allowed_categories),
+                        targeting="adults", blurb=self._text(20, 80))
+
+
+SEED_FRAUDSTERS = {"scripted": SeedScriptedFraudster, "reactive": SeedReactiveFraudster,
+                   "gibberish": SeedGibberishFraudster}
+SCAM_WORDS = ("free iphone", "guaranteed", "miracle", "doctors hate", "risk-free", "50x",
+              "act fast", "claim now", "wire the fee")
+SAFE_WORDS = ("free shipping", "warranty", "certified", "insured", "verified", "free trial")
+
+
+class SeedNoopInvestigator:
+    """Pulls the landing page of the first pending ad, then rules on it from the words it has
+    seen; with nothing pending it passes with a verdict on ``__noop__`` (it has no end_turn)."""
+
+    def act(self, obs: InvestigatorObservation) -> dict[str, Any]:
+        if not obs.available_ads:
+            return _action(action_type="verdict", ad_id="__noop__", verdict="approve",
+                           confidence=0.5, rationale="nothing left to review")
+        ad = obs.available_ads[0]
+        if "landing_page" not in obs.evidence_ledger[ad].targets_pulled:
+            return _action(action_type="investigate", ad_id=ad,
+                           investigation_target="landing_page")
+        text = f"{obs.current_ad_info} {obs.investigation_findings}".lower()
+        scam, safe = any(w in text for w in SCAM_WORDS), any(w in text for w in SAFE_WORDS)
+        verdict, confidence = ("reject", 0.85) if scam and not safe else \
+            ("approve", 0.8) if safe and not scam else ("escalate", 0.5)
+        return _action(action_type="verdict", ad_id=ad, verdict=verdict, confidence=confidence,
+                       rationale=f"{verdict}: landing page reviewed")
+
+
+class SeedFlaggingAuditor:
+    """One flag per finding, with repeats and no cap, then the report: a queue-level gibberish
+    flag, one miscalibration flag per confidence bin (no target), for every verdict that
+    disagrees with the truth an inconsistency flag and a miscalibration flag on its ad, and for
+    every entry of the fraudster's log a template_repetition flag on its ad."""
+
+    def __init__(self):
+        self.plan: list[dict[str, Any]] | None = None
+
+    def act(self, obs: AuditorObservation) -> dict[str, Any]:
+        if self.plan is None:
+            record = obs.full_episode_record
+            right = {"legit": "approve", "fraud": "reject", "escalate": "escalate"}
+            plan = [_action(action_type="flag_fraudster", flag_type="gibberish", severity=0.6,
+                            note="queue-level: gibberish copy")]
+            plan += [_action(action_type="flag_investigator", flag_type="miscalibration",
+                             severity=0.5, note=f"bin {b}") for b in ("low", "mid", "high")]
+            for v in record.verdicts:
+                if right[v.ground_truth] != v.verdict:
+                    for flag in ("inconsistency", "miscalibration"):
+                        plan.append(_action(action_type="flag_investigator", flag_type=flag,
+                                            target_ad_id=v.ad_id, severity=0.7))
+            for entry in obs.fraudster_proposals:
+                plan.append(_action(action_type="flag_fraudster",
+                                    flag_type="template_repetition", target_ad_id=entry.ad_id,
+                                    severity=0.4))
+            plan.append(_action(action_type="submit_audit_report", audit_report={
+                "track_a_flags": [], "track_b_flags": [], "investigator_audit_score": 0.5,
+                "fraudster_plausibility_score": 0.5, "notes": "seed client"}))
+            self.plan = plan
+        return self.plan.pop(0)
+
+
+def seed_sweep_policies(fraudster: str, seed: int) -> dict[str, Any]:
+    return {"fraudster": SEED_FRAUDSTERS[fraudster](seed), "investigator": SeedNoopInvestigator(),
+            "auditor": SeedFlaggingAuditor()}

@@ -296,7 +296,8 @@ def test_every_client_reachable_error_code():
         assert_error(send(fr, "obs", {"pad": "x" * 5000}), "message_too_large")
         seen.add("message_too_large")
 
-        match_id = send(fr, "reset", {"seed": 5, "task_id": "task_1"})["data"]["match_id"]
+        match_id = send(fr, "reset", {"seed": 5, "task_id": "task_1",
+                                      "illegal_action": "raise"})["data"]["match_id"]
         send(inv, "join", {"match_id": match_id})
         assert_error(send(inv2, "join", {"match_id": match_id}), "role_taken")
         seen.add("role_taken")
@@ -322,13 +323,15 @@ def test_every_client_reachable_error_code():
                 send(chatty, "obs")
             assert "messages a second" in assert_error(send(chatty, "obs"), "rate_limited")
         seen.add("rate_limited")
-    assert seen == set(ERROR_CODES) - {"fatal_error"}
+    # storage_error: test_store.py's test_a_full_disk_answers_every_client_and_loses_nothing_...
+    assert seen == set(ERROR_CODES) - {"fatal_error", "storage_error"}
 
 
 def test_illegal_steps_leave_the_match_unchanged(client):
     with client.websocket_connect("/ws/fraudster") as fr, \
             client.websocket_connect("/ws/investigator") as inv:
-        match_id = send(fr, "reset", {"seed": 9, "task_id": "task_2"})["data"]["match_id"]
+        match_id = send(fr, "reset", {"seed": 9, "task_id": "task_2",
+                                      "illegal_action": "raise"})["data"]["match_id"]
         obs_before = send(inv, "join", {"match_id": match_id})["data"]
         for key in ("seat_token", "seed_chosen_by_client"):  # only a join reply carries them
             obs_before.pop(key)
@@ -431,7 +434,7 @@ def test_error_replies_quote_only_a_short_excerpt(client):
                    send(fr, "join", {"match_id": long}),
                    send(fr, "reset", {"allowed_categories": [long]}),
                    send(fr, "reset", {"episode_id": long})]
-        send(fr, "reset", {"seed": 1})
+        send(fr, "reset", {"seed": 1, "illegal_action": "raise"})
         replies += [send(fr, "step", {"action_type": "propose_ad", long: 1}),
                     send(fr, "step", {"action_type": long}),
                     send(fr, "step", {"action_type": "propose_ad", "category": long[:60],
@@ -798,24 +801,20 @@ def test_finished_matches_are_archived_and_replay_exactly(tmp_path, capsys):
         listed = client.get("/api/v1/matches").json()["archived"]
         assert [m["match_id"] for m in listed] == [match_id]
         assert client.get("/healthz").json()["archived"] == 1
-    (record,) = read_records(tmp_path / "matches.jsonl")
+    (record,) = read_records(tmp_path)
     assert [(a["role"], a["action"]["action_type"]) for a in record["actions"]] == \
         [(r, a["action_type"]) for r, a in actions]
     assert state_as_archived(replay(record), record) == final
     from fraudarena_env.cli import main
 
-    assert main(["replay", str(tmp_path / "matches.jsonl"), "--match", match_id,
-                 "--plain"]) == 0
-    out = capsys.readouterr().out
-    assert match_id in out and "Scoreboard" in out
-    assert main(["replay", str(tmp_path / "matches.jsonl"), "--match", "nope"]) == 2
-    # A torn last line (a kill mid-write) is skipped; a new server still serves the rest.
-    with open(tmp_path / "matches.jsonl", "a") as f:
-        f.write('{"match_id": "torn", "actions": [')
-    with TestClient(create_app(data_dir=str(tmp_path), api_key=API_KEY),
-                    headers=KEY_HEADER) as client:
-        assert client.get(f"/api/v1/matches/{match_id}").json()["state"] == final
-        assert client.get("/api/v1/matches/torn").status_code == 404
+    export = tmp_path / "export.jsonl"
+    assert main(["export", str(tmp_path), str(export)]) == 0
+    assert read_records(export) == [record]
+    for source in (export, tmp_path):
+        assert main(["replay", str(source), "--match", match_id, "--plain"]) == 0
+        out = capsys.readouterr().out
+        assert match_id in out and "Scoreboard" in out
+    assert main(["replay", str(export), "--match", "nope"]) == 2
 
 
 def test_rest_creates_matches_with_the_api_key_and_the_key_deletes_them():
@@ -1081,20 +1080,29 @@ def test_async_client_runs_many_matches_at_once(live_server):
         assert state.investigator_reward == pytest.approx(expected["investigator"])
 
 
-def test_sigkill_and_restart_keep_every_archived_match(tmp_path):
-    from fraudarena_env.client import FraudArenaClient
-
+def free_port() -> int:
     try:
         with free_socket() as probe:
-            port = probe.getsockname()[1]
+            return probe.getsockname()[1]
     except OSError as exc:
         pytest.skip(f"cannot bind a local port: {exc}")
 
+
+def spawn_or_skip(port: int, *options: str):
+    """``fraudarena serve`` in a child process (``spawn``), or skip the test."""
+    try:
+        return spawn(port, *options, quiet=True)
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+
+
+def test_sigkill_and_restart_keep_every_archived_match(tmp_path):
+    from fraudarena_env.client import FraudArenaClient
+
+    port = free_port()
+
     def start():
-        try:
-            return spawn(port, "--data-dir", str(tmp_path), "--api-key", API_KEY, quiet=True)
-        except RuntimeError as exc:
-            pytest.skip(str(exc))
+        return spawn_or_skip(port, "--data-dir", str(tmp_path), "--api-key", API_KEY)
 
     url = f"ws://127.0.0.1:{port}"
     proc = start()
