@@ -114,10 +114,11 @@ class SB3Policy(Policy):
 
 
 # Progress is counted in steps. Recording a decision of the teacher is one env step, like a PPO
-# step; fitting costs far less per sample (on the shared 2-core development machine 0.4 ms per sample
-# and epoch for the slot investigator against 1.9 ms per recorded decision and 2.7 ms per PPO
-# step), so the fit counts one step per this many samples and epochs. A bar counting these steps
-# moves through imitation at about the speed it moves through PPO, so its ETA holds throughout.
+# step; fitting costs far less per sample (measured on the shared 2-core development machine: 0.4
+# ms per sample and epoch for the slot investigator, against 1.9 ms per recorded decision and 2.7
+# ms per PPO step), so the fit counts one step per this many samples and epochs. A bar counting
+# these steps moves through imitation at about the speed it moves through PPO, so its time
+# estimate holds throughout.
 IMITATION_FIT_SAMPLES_PER_STEP = 8
 
 

@@ -285,9 +285,10 @@ class LeagueResult:
 
 
 def league_figure(result: LeagueResult, cfg: LeagueConfig):
-    """``league.png``. Left: each role's Elo by generation (from cross-play on the held-out seeds), scripted and
-    random as reference lines. Then one panel per role: the return of each of its training
-    matches (a moving mean), generation by generation, each generation shaded and named. A
+    """``league.png``. Left: each role's Elo by generation (from cross-play on the held-out
+    seeds), scripted and random as reference lines. Then one panel per role: the return of each
+    of its training matches (a moving mean), generation by generation, each generation shaded and
+    named. A
     generation trains against the other role's pool, which gains a snapshot every generation, so
     a return may fall while the player improves: its opponents got stronger."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
