@@ -13,11 +13,14 @@ How a block runs:
   (``pytest -m rllib tests/test_docs.py``);
 - the paragraph just before a block may say ``Docs test: slow (reason).`` (marked ``slow``) or
   ``Docs test: not run (reason).`` (skipped, with the reason in pytest's report). Those are the
-  only ways out, and they are visible to every reader of the page.
+  only ways out, and they are visible to every reader of the page;
+- a block that needs an optional extra which is not installed is skipped, as the library tests
+  are (CI installs every extra).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import socket
@@ -143,8 +146,26 @@ def run_block(block: Block, workdir: Path, port: int | None = None) -> None:
         f"--- stdout (end)\n{done.stdout[-3000:]}\n--- stderr (end)\n{done.stderr[-3000:]}")
 
 
+# Packages of the optional extras: a block that needs one that is missing is skipped, as the
+# library tests are (CI installs every extra, so there it runs).
+EXTRA_OF = {"torch": "train", "sb3_contrib": "train", "torchrl": "torchrl",
+            "tianshou": "tianshou", "ray": "rllib"}
+
+
+def missing_extra(block: Block) -> str | None:
+    needed = set(re.findall(r"^\s*(?:from|import) (\w+)", block.source, re.M))
+    if block.language == "bash" and re.search(r"training/|fraudarena train", block.source):
+        needed.add("sb3_contrib")
+    for module in sorted(needed & set(EXTRA_OF)):
+        if importlib.util.find_spec(module) is None:
+            return f"needs the {EXTRA_OF[module]} extra ({module} is not installed)"
+    return None
+
+
 @pytest.mark.parametrize("block", [pytest.param(b, id=b.name, marks=marks(b)) for b in BLOCKS])
 def test_every_code_block_runs_as_printed(block, tmp_path, request):
+    if reason := missing_extra(block):
+        pytest.skip(reason)
     port = request.getfixturevalue("server_port") if block.needs_server else None
     run_block(block, tmp_path, port)
 
