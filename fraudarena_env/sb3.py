@@ -113,13 +113,32 @@ class SB3Policy(Policy):
         return cls(MaskablePPO.load(str(path), device=device), role, name=Path(path).stem)
 
 
+# Progress is counted in steps. Recording a decision of the teacher is one env step, like a PPO
+# step; fitting costs far less per sample (measured on the shared 2-core development machine: 0.4
+# ms per sample and epoch for the slot investigator, against 1.9 ms per recorded decision and 2.7
+# ms per PPO step), so the fit counts one step per this many samples and epochs. A bar counting
+# these steps moves through imitation at about the speed it moves through PPO, so its time
+# estimate holds throughout.
+IMITATION_FIT_SAMPLES_PER_STEP = 8
+
+
+def imitation_steps(samples: int, epochs: int) -> int:
+    """What ``imitate(..., samples, epochs)`` reports to its ``progress`` callback in all:
+    one step per decision recorded, one per ``IMITATION_FIT_SAMPLES_PER_STEP`` fitted."""
+    return samples + samples * epochs // IMITATION_FIT_SAMPLES_PER_STEP
+
+
 def imitate(model, role: str, tasks: Sequence[str], samples: int, epochs: int, seed: int = 0,
             seed_range: tuple[int, int] = TRAIN_SEED_RANGE,
-            teacher: Callable[..., Policy] | None = None) -> float:
+            teacher: Callable[..., Policy] | None = None,
+            progress: Callable[[int], Any] | None = None) -> float:
     """Warm-start ``model`` by imitating ``role``'s scripted baseline (or ``teacher(seed=...)``,
     a fresh one per match): play its matches on ``RoleEnv`` (seeds from ``seed_range``,
     ``tasks`` in turn), record (observation, mask, action), and fit the policy's masked action
-    distribution by cross-entropy. Returns the last epoch's mean loss."""
+    distribution by cross-entropy. Returns the last epoch's mean loss.
+
+    ``progress(n)``, when given, is called as the work advances, ``imitation_steps(samples,
+    epochs)`` in all (a progress bar's ``update``)."""
     import torch
 
     player = BASELINES[role]()
@@ -140,6 +159,8 @@ def imitate(model, role: str, tasks: Sequence[str], samples: int, epochs: int, s
             obs.append(o)
             masks.append(m)
             actions.append(a)
+            if progress is not None and len(actions) <= samples:
+                progress(1)
             o, _, terminated, truncated, _ = env.step(a)
             done = terminated or truncated
     x = torch.as_tensor(np.asarray(obs, np.float32))
@@ -149,16 +170,23 @@ def imitate(model, role: str, tasks: Sequence[str], samples: int, epochs: int, s
     policy.set_training_mode(True)
     optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
     loss_mean = float("nan")
+    fit_steps, reported = imitation_steps(samples, epochs) - samples, 0
+    batches = -(-len(y) // 256)
     for epoch in range(epochs):
         order = np.random.default_rng(seed + epoch).permutation(len(y))
         total = 0.0
-        for i in range(0, len(y), 256):
+        for b, i in enumerate(range(0, len(y), 256)):
             idx = order[i:i + 256]
             loss = -policy.get_distribution(x[idx], action_masks=m[idx]).log_prob(y[idx]).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
+            if progress is not None:
+                done = fit_steps * (epoch * batches + b + 1) // (epochs * batches)
+                if done > reported:
+                    progress(done - reported)
+                    reported = done
         loss_mean = total / len(y)
     policy.set_training_mode(False)
     return loss_mean
@@ -211,15 +239,47 @@ def evaluate_models(models: dict[str, Any], tasks: Sequence[str], seeds: Sequenc
     return rows
 
 
+# What each name in an evaluation table means. Rows say "scripted" for a role's scripted
+# baseline; the table prints the name `fraudarena play` takes for it, so that "scripted" is only
+# ever the investigator.
+SHOWN_AS = {"investigator": {"scripted": "scripted"}, "fraudster": {"scripted": "reactive"},
+            "auditor": {"scripted": "heuristic"}}
+MEANING = {
+    "scripted": "ScriptedInvestigator", "reactive": "ReactiveFraudster (the scripted fraudster)",
+    "heuristic": "HeuristicAuditor (the scripted auditor)",
+    "learned": "the trained model", "random": "RandomPolicy (a uniform draw of a legal action)",
+    "always_reject": "AlwaysReject", "category_rule": "CategoryRule",
+    "surface_rule": "SurfaceRule", "first_sight_classifier": "FirstSightClassifier",
+}
+
+
+def player_meaning(name: str) -> str:
+    if name.startswith("reject_all_but_gray@"):
+        return f"RejectAllButGray at confidence {name.partition('@')[2]}"
+    return MEANING.get(name, name)
+
+
 def format_table(rows: list[dict], n_seeds: int) -> str:
+    """The rows of ``evaluate_models`` as Markdown, with a key saying which policy each name
+    in each role's column is."""
+    def shown(row: dict, role: str) -> str:
+        name = row[f"{role}_policy"]
+        return SHOWN_AS[role].get(name, name)
+
     head = ("| task | investigator | fraudster | auditor | grader | inv. return | fr. return |"
             " aud. return | legit rejected |")
-    lines = [f"Evaluation on {n_seeds} held-out seeds (means; scripted = ScriptedInvestigator, "
-             "ReactiveFraudster, HeuristicAuditor; always_reject = AlwaysReject)", "", head,
+    lines = [f"Evaluation on {n_seeds} held-out seeds (means over the seeds)", "", head,
              "|" + "---|" * 9]
     for r in rows:
-        lines.append(f"| {r['task']} | {r['investigator_policy']} | {r['fraudster_policy']} | "
-                     f"{r['auditor_policy']} | {r['grader']:.3f} | "
+        lines.append(f"| {r['task']} | {shown(r, 'investigator')} | {shown(r, 'fraudster')} | "
+                     f"{shown(r, 'auditor')} | {r['grader']:.3f} | "
                      f"{r['investigator_return']:+.2f} | {r['fraudster_return']:+.2f} | "
                      f"{r['auditor_return']:+.2f} | {r['legit_rejected']:.0%} |")
+    key = []
+    for role in ("investigator", "fraudster", "auditor"):  # the table's column order
+        names = dict.fromkeys(shown(r, role) for r in rows)
+        key.append(f"{role}: " + ", ".join(f"{n} = {player_meaning(n)}" for n in names))
+    lines += ["", "Players. " + "; ".join(key) + ". `legit rejected`: the share of legit ads "
+              "that ended rejected."]
     return "\n".join(lines)
+

@@ -1,7 +1,7 @@
 """The package's layout: imports flow one way through its layers, and every path the docs and the
 scripts name can be imported.
 
-Layers, bottom to top (README, "Code layout"): the rules, the pydantic models, the faces, the
+Layers, bottom to top (docs/layout.md): the rules, the pydantic models, the faces, the
 ``Referee`` users get (rules plus text face), the policies, the env, then everything built on it
 (arena, skill suite, server, client, CLI, training adapters). A module may import its own layer
 and the layers below it, never one above.
@@ -124,8 +124,9 @@ DESIGN_NAMES = [
     *(f"fraudarena_env.policies.{n}" for n in (
         "ScriptedInvestigator", "ReactiveFraudster", "HeuristicAuditor", "RandomPolicy")),
 ]
-DOCS = ["README.md", "training/README.md", *(str(p.relative_to(REPO)) for p in
-                                           sorted((REPO / "notebooks").glob("*.ipynb")))]
+DOCS = ["README.md", "training/README.md", "training/RESULTS.md",
+        *(str(p.relative_to(REPO)) for p in sorted((REPO / "docs").rglob("*.md"))),
+        *(str(p.relative_to(REPO)) for p in sorted((REPO / "notebooks").glob("*.ipynb")))]
 SCRIPTS = [str(p.relative_to(REPO)) for p in sorted([*(REPO / "training").glob("*.py"),
                                                      *(REPO / "benchmarks").glob("*.py")])]
 
@@ -175,10 +176,20 @@ def test_every_path_the_docs_and_scripts_name_imports(path):
 
 
 def test_every_repository_file_the_docs_name_exists():
-    pattern = r"\b(?:fraudarena_env|tests|training|benchmarks|notebooks)/[\w/.-]+\.(?:py|ipynb|md)"
+    pattern = (r"(?<![\w/.])(?:fraudarena_env|tests|training|benchmarks|notebooks|docs)/"
+               r"[\w/.-]+\.(?:py|ipynb|md|zip)")
     missing = {(name, f) for name in DOCS for f in re.findall(pattern, doc_text(name))
                if not (REPO / f).exists()}
     assert not missing
+
+
+def test_every_docs_page_is_in_the_site_and_every_site_page_exists_or_is_coming():
+    """mkdocs.yml's nav lists every page under docs/; the two pages another branch writes
+    (conventions.md, replay.md) may be named before they land."""
+    nav = set(re.findall(r":\s*([\w/-]+\.md)\s*$", (REPO / "mkdocs.yml").read_text(), re.M))
+    pages = {str(p.relative_to(REPO / "docs")) for p in (REPO / "docs").rglob("*.md")}
+    assert pages <= nav
+    assert nav - pages <= {"conventions.md", "replay.md"}
 
 
 def test_old_paths_are_the_new_modules():

@@ -163,16 +163,17 @@ def test_a_seat_the_server_plays_cannot_be_joined_and_its_moves_are_archived():
     assert state_as_archived(replay(record), record) == record["state"]
 
 
-def test_the_readme_plays_one_role_alone_as_printed(server, capsys):
-    """The README's remote example, run as printed but for the server's address: it plays the
-    match ``fraudarena evaluate`` plays with the same policies and seed."""
+def test_the_docs_play_one_role_alone_as_printed(server, capsys):
+    """docs/server.md's example of playing alone, run as printed but for the server's address
+    (tests/test_docs.py leaves it to this test): it plays the match ``fraudarena evaluate`` plays
+    with the same policies and seed."""
     url, _ = server
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "server.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     example = next(b for b in blocks if "opponents=" in b and "RemoteFraudArena" in b)
     assert "ws://127.0.0.1:8000" in example
     scope: dict = {}
-    exec(compile(example.replace("ws://127.0.0.1:8000", url), "README.md", "exec"), scope)
+    exec(compile(example.replace("ws://127.0.0.1:8000", url), "docs/server.md", "exec"), scope)
     printed = float(capsys.readouterr().out.split()[-1])
     assert printed == pytest.approx(in_process("task_3", 7, "tensor").returns["investigator"])
     assert scope["env"].client is None  # closed

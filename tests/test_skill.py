@@ -1,4 +1,4 @@
-"""Skill pays (README, "What the rules guarantee"), over 50 seeds per task that no tuning used.
+"""Skill pays (docs/rules.md, "What the rules guarantee"), over 50 seeds per task that no tuning used.
 
 Evidence must be worth pulling: every blind reference policy scores well below the scripted
 investigator, which in turn leaves an oracle clear headroom. First-sight features are informative

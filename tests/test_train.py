@@ -193,10 +193,61 @@ def test_elo_fit_recovers_the_elo_model_and_ignores_order():
     assert selfplay.fit_elo(rows[::-1]) == pytest.approx(elo)
 
 
-def test_tiny_league(tmp_path, capsys):
+class RecordingBar:
+    """Stands in for tqdm: records every advance with the stage (postfix) it was made in."""
+
+    def __init__(self, total=None, **_):
+        self.total, self.n, self.stage, self.updates = total, 0, "", []
+        RecordingBar.last = self
+
+    def update(self, n=1):
+        self.n += n
+        self.updates.append((self.stage, n))
+
+    def set_description(self, desc):
+        self.stage = ""
+
+    def set_postfix_str(self, text):
+        self.stage = text
+
+    def close(self):
+        self.closed = True
+
+
+def test_the_progress_bar_counts_imitation_first_and_ends_full(tmp_path):
+    """The bar advances while the teacher's decisions are recorded and fitted, then through
+    PPO; it never sits still through the warm start, and it ends exactly at its total."""
+    from fraudarena_env.sb3 import imitation_steps
+
+    cfg = one_role.Config(tasks=("task_1",), timesteps=256, n_envs=2, n_steps=128,
+                          imitation_samples=200, imitation_epochs=3, val_seeds=(),
+                          eval_every=0, tensorboard=False, out=str(tmp_path / "run"))
+    bar = RecordingBar(total=one_role.progress_steps(cfg))
+    one_role.train(cfg, bar=bar)
+    stages = [stage for stage, _ in bar.updates]
+    assert stages == sorted(stages, key=["imitation", "PPO"].index)  # imitation, then PPO
+    assert bar.updates[0] == ("imitation", 1)  # the first recorded decision moves it
+    assert sum(n for stage, n in bar.updates if stage == "imitation") == imitation_steps(200, 3)
+    assert bar.n == bar.total == imitation_steps(200, 3) + 256
+    # a run that continues from a checkpoint does not imitate, and its bar says so
+    cfg = dataclasses.replace(cfg, init=str(tmp_path / "run" / "last.zip"),
+                              out=str(tmp_path / "more"))
+    bar = RecordingBar(total=one_role.progress_steps(cfg))
+    one_role.train(cfg, bar=bar)
+    assert bar.n == bar.total == 256 and {stage for stage, _ in bar.updates} == {"PPO"}
+
+
+def test_tiny_league(tmp_path, capsys, monkeypatch):
     out = tmp_path / "tiny"
-    result = main([*TINY, "--out", str(out)])
+    monkeypatch.setattr(selfplay, "tqdm", RecordingBar)
+    result = main([*(a for a in TINY if a != "--no-progress"), "--out", str(out)])
     printed = capsys.readouterr().out
+    # one bar for the whole league: both first phases' imitation, then every PPO step
+    bar = RecordingBar.last
+    assert bar.n == bar.total == selfplay.progress_total(parse_args(TINY)) and bar.closed
+    assert bar.updates[0] == ("imitation", 1)
+    assert bar.total - selfplay.total_timesteps(parse_args(TINY)) == sum(
+        n for stage, n in bar.updates if stage == "imitation") > 0
     # a snapshot of both roles for both generations, in the pools
     assert sorted(p.name for p in (out / "pool" / "investigator").iterdir()) == [
         "investigator_g0.zip", "investigator_g1.zip"]
@@ -205,6 +256,11 @@ def test_tiny_league(tmp_path, capsys):
     assert (out / "league.png").stat().st_size > 10_000
     # the evaluation table: learned roles and the references against the scripted opponents
     assert "| task | investigator | fraudster | auditor | grader |" in printed
+    # each role's column names its players by the names `fraudarena play` takes, with a key
+    assert "| task_1 | scripted | reactive | heuristic |" in printed
+    assert "reactive = ReactiveFraudster" in result.table
+    assert "g1 = the fraudster snapshot" not in result.cross_play_table  # gN, said once
+    assert "gN = the fraudster snapshot of generation N" in result.cross_play_table
     assert result.table in printed and (out / "eval.md").read_text().strip() == result.table
     rows = json.loads((out / "eval.json").read_text())
     players = {(r["investigator_policy"], r["fraudster_policy"], r["auditor_policy"])
@@ -226,6 +282,14 @@ def test_tiny_league(tmp_path, capsys):
     # every training match was logged, for both roles and both generations
     assert {(e["role"], e["generation"]) for e in result.league.episodes} == {
         ("investigator", 0), ("investigator", 1), ("fraudster", 0), ("fraudster", 1)}
+    # league.png names what it plots and marks each generation on the training curves
+    fig = selfplay.league_figure(result, parse_args(TINY))
+    elo_panel, *curves = fig.axes
+    assert "Elo" in elo_panel.get_ylabel() and "held-out" in elo_panel.get_title()
+    assert [t.get_text() for t in elo_panel.get_xticklabels()] == ["g0", "g1"]
+    for panel, role in zip(curves, ("investigator", "fraudster")):
+        assert role in panel.get_title() and "return" in panel.get_ylabel()
+        assert [t.get_text() for t in panel.texts] == ["g0", "g1"]
 
 
 def test_fraudarena_train_runs_the_training_script(capsys):

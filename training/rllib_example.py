@@ -16,7 +16,7 @@ What this script trains, and what else RLlib can do
     spaces differ (fraudster 1727-dim vector and 134 actions, investigator 2638 / 977, auditor
     2141 / 326): RLlib gives every agent its own spaces, so all three roles can learn at once,
     one masked module per role, or one shared module through
-    :mod:`fraudarena_env.wrappers`. The README ("Other RL libraries") has that setup.
+    :mod:`fraudarena_env.wrappers`. ``docs/libraries.md`` has that setup.
 
 Opponents
     By default the scripted baselines. ``--opponent fraudster=runs/quick/pool/fraudster/

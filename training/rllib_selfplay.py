@@ -15,7 +15,7 @@ A CleanRL-style script: copy it, edit it, run it. It reads top to bottom:
 
 Both roles train at the same time against each other (simultaneous self-play, no snapshot pool;
 ``training/selfplay.py`` does alternating self-play with pools on Stable-Baselines3). The auditor
-is left scripted for the reason given in ``training/README.md``: it moves only after play ends,
+is left scripted because it moves only after play ends,
 and investigator and fraudster rewards never depend on it.
 
 Where it runs. By default Ray starts a small runtime on this machine (``num_cpus=2``) and samples

@@ -121,8 +121,21 @@ def rounded(steps: int, cfg: LeagueConfig) -> int:
 
 
 def total_timesteps(cfg: LeagueConfig) -> int:
+    """PPO timesteps of the whole league."""
     return cfg.generations * (rounded(cfg.investigator_timesteps, cfg)
                               + rounded(cfg.fraudster_timesteps, cfg))
+
+
+def progress_total(cfg: LeagueConfig) -> int:
+    """The progress bar's total: every phase's ``train.progress_steps`` (the first generation's
+    imitation warm starts, then PPO's timesteps)."""
+    total = 0
+    for g in range(cfg.generations):
+        for role in LEAGUE_ROLES:
+            phase = phase_config(cfg, role, g, "" if g == 0 else "previous.zip", Path("pool"))
+            if phase.timesteps > 0:
+                total += one_role.progress_steps(phase)
+    return total
 
 
 # ============================================================================ 2. the league
@@ -143,7 +156,7 @@ def run_league(cfg: LeagueConfig) -> League:
             old.unlink()  # a rerun into the same directory starts a fresh league
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     league = League(out, {role: [] for role in LEAGUE_ROLES})
-    bar = tqdm(total=total_timesteps(cfg), unit="step", dynamic_ncols=True,
+    bar = tqdm(total=progress_total(cfg), unit="step", dynamic_ncols=True,
                mininterval=0.5) if cfg.progress else None
     started = time.perf_counter()
     for g in range(cfg.generations):
@@ -246,6 +259,12 @@ def format_cross_play(rows: list[dict], elo: dict[tuple[str, str], float], n_see
                 f"{cell[i, f]['grader']:.3f} ({cell[i, f]['fraudster_return']:+.2f})"
                 for f in fraudsters) + " |")
         lines.append("")
+    lines += ["Players. investigator: scripted = ScriptedInvestigator, random = RandomPolicy (a "
+              "uniform draw of a legal action), gN = the investigator snapshot of generation N "
+              "(pool/investigator/investigator_gN.zip); fraudster: reactive = ReactiveFraudster "
+              "(the scripted fraudster), random = RandomPolicy, gN = the fraudster snapshot of "
+              "generation N (pool/fraudster/fraudster_gN.zip); the auditor is HeuristicAuditor "
+              "throughout.", ""]
     lines += ["### Elo (all tasks; an investigator scores its grader, a fraudster one minus it; "
               "scripted investigator = 1000)", "", "| role | player | Elo |", "|---|---|---|"]
     for (role, name), value in sorted(elo.items(), key=lambda kv: (kv[0][0], -kv[1])):
@@ -265,35 +284,58 @@ class LeagueResult:
     eval_seconds: float
 
 
-def plot(result: LeagueResult, cfg: LeagueConfig, path: Path) -> Path:
-    """Left: each role's Elo by generation, scripted and random as reference lines. Right: the
-    training-episode return of each role over the league's phases."""
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+def league_figure(result: LeagueResult, cfg: LeagueConfig):
+    """``league.png``. Left: each role's Elo by generation (from cross-play on the held-out
+    seeds), scripted and random as reference lines. Then one panel per role: the return of each
+    of its training matches (a moving mean), generation by generation, each generation shaded and
+    named. A
+    generation trains against the other role's pool, which gains a snapshot every generation, so
+    a return may fall while the player improves: its opponents got stronger."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    ax = axes[0]
     colours = {"investigator": "tab:blue", "fraudster": "tab:red"}
+    references = {"investigator": "scripted", "fraudster": "reactive"}
     for role in LEAGUE_ROLES:
         gens = [int(p.stem.split("_g")[-1]) for p in result.league.snapshots[role]]
         ax.plot(gens, [result.elo[role, f"g{g}"] for g in gens], "o-", color=colours[role],
-                label=f"{role} snapshots")
-        for ref, style in (("scripted" if role == "investigator" else "reactive", "--"),
-                           ("random", ":")):
+                label=f"{role} snapshots g0..g{max(gens)}" if gens else role)
+        for ref, style in ((references[role], "--"), ("random", ":")):
             ax.axhline(result.elo[role, ref], ls=style, color=colours[role], alpha=0.6,
                        label=f"{ref} {role}")
-        eps = [e for e in result.league.episodes if e["role"] == role]
-        if eps:  # each role's own matches, generation after generation
-            y = np.asarray([e["return"] for e in eps])
-            w = max(1, min(100, len(y)))
-            ax2.plot(np.arange(w, len(y) + 1), np.convolve(y, np.ones(w) / w, mode="valid"),
-                     color=colours[role], label=f"{role} (mean of {w} matches)")
-    ax.set_xticks(range(cfg.generations))
-    ax.set_xlabel("generation")
-    ax.set_ylabel("Elo")
-    ax.set_title("League: Elo by generation")
+    ax.set_xticks(range(cfg.generations), [f"g{g}" for g in range(cfg.generations)])
+    ax.set_xlabel("generation (snapshot taken at the end of it)")
+    ax.set_ylabel("Elo (scripted investigator = 1000)")
+    ax.set_title(f"Elo from cross-play, {len(cfg.eval_seeds)} held-out seeds")
     ax.legend(fontsize=7)
-    ax2.set_xlabel("training match of the role (all its generations)")
-    ax2.set_ylabel("episode return")
-    ax2.set_title(f"Training returns ({', '.join(cfg.tasks)})")
-    ax2.legend(fontsize=7)
+    for ax2, role in zip(axes[1:], LEAGUE_ROLES):
+        eps = [e for e in result.league.episodes if e["role"] == role]
+        other = "fraudster" if role == "investigator" else "investigator"
+        ax2.set_title(f"{role}: training-match return\n(against the {other} pool: "
+                      f"{references[other]} + earlier snapshots)", fontsize=9)
+        ax2.set_xlabel(f"{role} training match (in order, all generations)")
+        ax2.set_ylabel("return (sum of the role's rewards in a match)")
+        if not eps:
+            continue
+        y = np.asarray([e["return"] for e in eps])
+        w = max(1, min(50, len(y) // 8))  # a window well inside one generation
+        ax2.plot(np.arange(w, len(y) + 1), np.convolve(y, np.ones(w) / w, mode="valid"),
+                 color=colours[role], label=f"moving mean of {w} matches")
+        generation = np.asarray([e["generation"] for e in eps])
+        for g in np.unique(generation):
+            idx = np.flatnonzero(generation == g)
+            lo, hi = idx[0] + 1, idx[-1] + 1
+            if g % 2:
+                ax2.axvspan(lo - 0.5, hi + 0.5, color="grey", alpha=0.12, lw=0)
+            ax2.axvline(lo - 0.5, color="grey", lw=0.8)
+            ax2.text((lo + hi) / 2, 0.97, f"g{g}", transform=ax2.get_xaxis_transform(),
+                     ha="center", va="top", fontsize=9)
+        ax2.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
+    return fig
+
+
+def plot(result: LeagueResult, cfg: LeagueConfig, path: Path) -> Path:
+    fig = league_figure(result, cfg)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

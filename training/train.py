@@ -50,7 +50,7 @@ from fraudarena_env.faces.encoding import OPS
 from fraudarena_env.policies import BASELINES, Policy
 from fraudarena_env.role_env import RoleEnv
 from fraudarena_env.rules.actions import Verdict
-from fraudarena_env.sb3 import TRAIN_SEED_RANGE, SB3Policy, TrainSeeds, imitate
+from fraudarena_env.sb3 import TRAIN_SEED_RANGE, SB3Policy, TrainSeeds, imitate, imitation_steps
 from fraudarena_env.slot_policy import SlotInvestigatorPolicy
 
 
@@ -241,7 +241,22 @@ def make_vec_env(cfg: Config, opponents: Callable[[], dict[str, Policy]]) -> Vec
 
 
 # ============================================================================ 4. the model
-def new_model(cfg: Config, env, tensorboard_dir: Path | None) -> MaskablePPO:
+def imitates(cfg: Config) -> bool:
+    """A fresh network is warm-started by imitation; a loaded checkpoint is not."""
+    return not cfg.init and cfg.imitation_samples > 0
+
+
+def progress_steps(cfg: Config) -> int:
+    """The progress bar's total for ``train(cfg)``: the imitation's steps (see
+    ``fraudarena_env.sb3.imitation_steps``), then the PPO timesteps SB3 runs (whole rollouts of
+    ``n_envs * n_steps``)."""
+    warm = imitation_steps(cfg.imitation_samples, cfg.imitation_epochs) if imitates(cfg) else 0
+    rollout = cfg.n_envs * cfg.n_steps
+    return warm + -(-cfg.timesteps // rollout) * rollout
+
+
+def new_model(cfg: Config, env, tensorboard_dir: Path | None,
+              progress: Callable[[int], object] | None = None) -> MaskablePPO:
     policy, kwargs = "MlpPolicy", dict(net_arch=list(cfg.net_arch))
     if cfg.role == "investigator" and cfg.net == "slot":
         policy, kwargs = SlotInvestigatorPolicy, {}
@@ -254,10 +269,11 @@ def new_model(cfg: Config, env, tensorboard_dir: Path | None) -> MaskablePPO:
         return MaskablePPO.load(cfg.init, env=env, custom_objects=ppo, **ppo)
     model = MaskablePPO(policy, env, policy_kwargs=kwargs,
                         seed=cfg.seed * 1000 + ROLES.index(cfg.role), **ppo)
-    if cfg.imitation_samples > 0:
+    if imitates(cfg):
         teacher = teacher_factory(cfg.role, cfg.teacher) if cfg.teacher else None
         imitate(model, cfg.role, cfg.tasks, cfg.imitation_samples, cfg.imitation_epochs,
-                seed=cfg.seed, seed_range=cfg.train_seed_range, teacher=teacher)
+                seed=cfg.seed, seed_range=cfg.train_seed_range, teacher=teacher,
+                progress=progress)
     return model
 
 
@@ -359,7 +375,8 @@ class Trained:
 
 def train(cfg: Config, bar=None) -> Trained:
     """Train ``cfg.role``; saves ``last.zip`` (and ``best.zip`` when validating) in ``cfg.out``.
-    ``bar``: a shared tqdm bar to advance instead of a bar of its own."""
+    ``bar``: a shared tqdm bar to advance instead of a bar of its own; either way it counts the
+    imitation warm start and then PPO's timesteps, ``progress_steps(cfg)`` in all."""
     for s in cfg.val_seeds:
         if cfg.train_seed_range[0] <= s < cfg.train_seed_range[1]:
             raise ValueError(f"validation seed {s} falls in the training seed range")
@@ -373,16 +390,20 @@ def train(cfg: Config, bar=None) -> Trained:
         return {r: make_opponent(r, specs[r]) for r in specs}
 
     env = make_vec_env(cfg, opponents)
-    model = new_model(cfg, env, out / "tb" if cfg.tensorboard else None)
+    own_bar = bar is None and cfg.progress
+    if own_bar:
+        bar = tqdm(total=progress_steps(cfg), unit="step", dynamic_ncols=True, mininterval=0.5,
+                   desc=f"{cfg.role} ({', '.join(cfg.tasks)})")
+    if bar is not None and imitates(cfg):
+        bar.set_postfix_str("imitation")
+    model = new_model(cfg, env, out / "tb" if cfg.tensorboard else None,
+                      progress=bar.update if bar is not None else None)
     history: list[dict] = []
     episodes: list[dict] = []
     validation = Validation(cfg, out, history)
     callbacks: list[BaseCallback] = [validation, EpisodeLog(episodes)]
-    own_bar = bar is None and cfg.progress
-    if own_bar:
-        bar = tqdm(total=cfg.timesteps, unit="step", dynamic_ncols=True, mininterval=0.5,
-                   desc=f"{cfg.role} ({', '.join(cfg.tasks)})")
     if bar is not None:
+        bar.set_postfix_str("PPO")
         callbacks.append(Progress(bar))
     model.learn(cfg.timesteps, callback=callbacks, tb_log_name=cfg.role)
     validation.run()  # the last state is a candidate for best.zip too

@@ -1,7 +1,7 @@
 """What an investigator can infer from what it sees: the generator's own likelihoods, read as a
 Bayesian model over the kinds of ad (legit, each fraud tactic, gray-area escalate).
 
-The rules are public (the README states them), so a good investigator may know them: this module
+The rules are public (docs/rules.md states them), so a good investigator may know them: this module
 turns what it sees of an ad (category, account age, TLD, payment type, country, risk phrases, the
 evidence it pulled) into a posterior over ``catalog.KINDS``, the expected reward of each verdict,
 and the expected value of pulling one more source (a preposterior analysis by Gauss-Hermite

@@ -1,0 +1,267 @@
+"""The docs say what is true: every ```python and ```bash block of README.md and docs/ runs as
+printed, the README's picture of a match is what the env renders, and the install story (Python
+version, commands, extras) is one story in README, docs, pyproject.toml and .ci/run.
+
+How a block runs:
+
+- on its own, in a fresh directory (so it must be self-contained), with this interpreter's
+  ``bin`` first on PATH; ``training/``, ``benchmarks/`` and ``notebooks/`` are linked into that
+  directory, so a block may name them as a user at the top of a checkout would;
+- a block that talks to ``127.0.0.1:8000`` runs against a ``fraudarena serve`` this test starts
+  on a free port (the only change made to a block: its port), with an API key in
+  ``FRAUDARENA_API_KEY`` for the server and the block, as the server page tells a user to set it;
+- a block that imports ``ray`` is marked ``rllib`` and runs in the RLlib virtualenv
+  (``pytest -m rllib tests/test_docs.py``);
+- the paragraph just before a block may say ``Docs test: slow (reason).`` (marked ``slow``) or
+  ``Docs test: not run (reason).`` (skipped, with the reason in pytest's report). Those are the
+  only ways out, and they are visible to every reader of the page;
+- a block that needs an optional extra which is not installed is skipped, as the library tests
+  are (CI installs every extra).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DOC_FILES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+FENCE = re.compile(r"^```(\w*)\s*$")
+DIRECTIVE = re.compile(r"^Docs test: (slow|not run) \((.+)\)\.$")
+LINKED = ("training", "benchmarks", "notebooks")
+SERVER = "127.0.0.1:8000"
+API_KEY = secrets.token_urlsafe(24)  # the server's key, in the environment of both
+
+
+@dataclass(frozen=True)
+class Block:
+    path: Path
+    line: int  # of the opening fence, 1-based
+    language: str
+    source: str
+    directive: str  # "", "slow" or "not run"
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.path.relative_to(REPO)}:{self.line}"
+
+    @property
+    def needs_ray(self) -> bool:
+        return bool(re.search(r"^\s*(import ray|from ray[ .])", self.source, re.M))
+
+    @property
+    def needs_server(self) -> bool:
+        return SERVER in self.source
+
+
+def blocks_of(path: Path) -> list[Block]:
+    """Every fenced block of ``path`` with its language and the directive in the paragraph
+    just before it."""
+    found, lines = [], path.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        opened = FENCE.match(lines[i])
+        if not opened:
+            i += 1
+            continue
+        end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
+        before = [line for line in lines[:i] if line.strip()]
+        directive = DIRECTIVE.match(before[-1].strip()) if before else None
+        found.append(Block(path, i + 1, opened.group(1), "\n".join(lines[i + 1:end]) + "\n",
+                           directive.group(1) if directive else "",
+                           directive.group(2) if directive else ""))
+        i = end + 1
+    return found
+
+
+BLOCKS = [b for path in DOC_FILES for b in blocks_of(path) if b.language in ("python", "bash")]
+
+
+def marks(block: Block) -> list:
+    out = []
+    if block.needs_ray:
+        out.append(pytest.mark.rllib)
+    if block.directive == "slow":
+        out.append(pytest.mark.slow)
+    if block.directive == "not run":
+        out.append(pytest.mark.skip(reason=f"not run, as the page says: {block.reason}"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def server_port(tmp_path_factory):
+    """A real ``fraudarena serve`` on a free local port, for the blocks that play remotely."""
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("fastapi")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = tmp_path_factory.mktemp("arena-data")
+    log = data / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "fraudarena_env", "serve", "--port",
+                                 str(port), "--data-dir", str(data), "--log-level", "warning"],
+                                stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "FRAUDARENA_API_KEY": API_KEY})
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"fraudarena serve did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+    yield port
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def run_block(block: Block, workdir: Path, port: int | None = None) -> None:
+    for name in LINKED:
+        (workdir / name).symlink_to(REPO / name)
+    source = block.source if port is None else block.source.replace(SERVER, f"127.0.0.1:{port}")
+    if block.language == "python":
+        script, command = workdir / "block.py", [sys.executable, "block.py"]
+    else:
+        script, command = workdir / "block.sh", ["bash", "-euo", "pipefail", "block.sh"]
+    script.write_text(source)
+    env = {**os.environ, "MPLBACKEND": "Agg",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if port is not None:
+        env["FRAUDARENA_API_KEY"] = API_KEY
+    timeout = 3600 if block.directive == "slow" else 600
+    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, (
+        f"{block.name} ({block.language}) exited {done.returncode}\n--- block\n{source}"
+        f"--- stdout (end)\n{done.stdout[-3000:]}\n--- stderr (end)\n{done.stderr[-3000:]}")
+
+
+# Packages of the optional extras: a block that needs one that is missing is skipped, as the
+# library tests are (CI installs every extra, so there it runs).
+EXTRA_OF = {"torch": "train", "sb3_contrib": "train", "torchrl": "torchrl",
+            "tianshou": "tianshou", "ray": "rllib"}
+
+
+def missing_extra(block: Block) -> str | None:
+    needed = set(re.findall(r"^\s*(?:from|import) (\w+)", block.source, re.M))
+    if block.language == "bash" and re.search(r"training/|fraudarena train", block.source):
+        needed.add("sb3_contrib")
+    for module in sorted(needed & set(EXTRA_OF)):
+        if importlib.util.find_spec(module) is None:
+            return f"needs the {EXTRA_OF[module]} extra ({module} is not installed)"
+    return None
+
+
+@pytest.mark.parametrize("block", [pytest.param(b, id=b.name, marks=marks(b)) for b in BLOCKS])
+def test_every_code_block_runs_as_printed(block, tmp_path, request):
+    if reason := missing_extra(block):
+        pytest.skip(reason)
+    port = request.getfixturevalue("server_port") if block.needs_server else None
+    run_block(block, tmp_path, port)
+
+
+def test_the_docs_have_code_blocks_and_a_block_left_out_says_why():
+    assert len(BLOCKS) >= 15 and {b.path.name for b in BLOCKS} >= {"README.md", "env.md"}
+    for block in BLOCKS:
+        assert block.directive != "not run" or len(block.reason.split()) >= 4, block.name
+    # the shell and Python blocks are the only code a reader is asked to run
+    others = {b.language for path in DOC_FILES for b in blocks_of(path)} - {"python", "bash"}
+    assert others <= {"text"}, others
+
+
+# ----------------------------------------------------------------------------- the README
+def readme_block_after(heading: str) -> Block:
+    blocks = blocks_of(REPO / "README.md")
+    text = (REPO / "README.md").read_text().splitlines()
+    at = text.index(heading) + 1
+    return next(b for b in blocks if b.line > at)
+
+
+def test_the_readme_is_short():
+    assert len((REPO / "README.md").read_text().splitlines()) <= 300
+
+
+def test_the_readme_picture_is_what_the_env_renders():
+    """README: task_1, seed 7, the scripted players, the board after 40 steps."""
+    from fraudarena_env import fraudarena_v0
+    from fraudarena_env.policies import BASELINES
+
+    env = fraudarena_v0.env(task_id="task_1", render_mode="ansi")
+    env.reset(seed=7)
+    players = {role: BASELINES[role](seed=7) for role in env.possible_agents}
+    for steps, agent in enumerate(env.agent_iter(), start=1):
+        obs, _, terminated, truncated, _ = env.last()
+        env.step(None if terminated or truncated
+                 else players[agent].act(obs["observation"], obs["action_mask"]))
+        if steps == 40:
+            break
+    picture = readme_block_after("## A match")
+    assert picture.language == "text"
+    assert picture.source.rstrip("\n") == env.render().rstrip("\n")
+
+
+def test_ci_runs_the_readme_test_command():
+    """.ci/run mirrors the README's test command: the same installs, then pytest."""
+    command = readme_block_after("Run the tests:").source
+    ci = (REPO / ".ci" / "run").read_text()
+    installs = re.findall(r"pip install ([^&\n]+?)\s*(?:&&|$)", command, re.M)
+    assert len(installs) == 2
+    for args in installs:
+        assert f"python -m pip install {args.strip()}" in ci, args
+    assert "python -m pytest" in command and "\npython -m pytest\n" in ci
+    assert "mkdocs build --strict" in ci
+
+
+# ----------------------------------------------------------------------------- install
+def pyproject() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def test_one_python_requirement_everywhere():
+    """pyproject requires the version CI runs, and the README and install page say the same."""
+    project = pyproject()["project"]
+    assert project["requires-python"] == ">=3.11"
+    versions = {c.rsplit(":: ", 1)[-1] for c in project["classifiers"]
+                if c.startswith("Programming Language :: Python :: 3.")}
+    assert versions == {"3.11"}
+    assert 'PY=python3.11' in (REPO / ".ci" / "run").read_text()
+    for page in ("README.md", "docs/install.md"):
+        text = (REPO / page).read_text()
+        assert "Python 3.11" in text and "python3.11 -m venv" in text, page
+        assert not re.search(r"Python 3\.(?!11)\d+", text), page
+
+
+def test_the_install_says_how_to_get_torch_without_cuda():
+    cpu = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+    assert cpu in (REPO / "README.md").read_text()
+    assert cpu in (REPO / "docs" / "install.md").read_text()
+    assert f"python -m {cpu}" in (REPO / ".ci" / "run").read_text()
+
+
+def test_every_extra_brings_what_its_examples_import():
+    extras = pyproject()["project"]["optional-dependencies"]
+    names = {extra: {re.split(r"[<>=!\[; ]", r, maxsplit=1)[0].lower() for r in reqs}
+             for extra, reqs in extras.items()}
+    assert {"ray", "pillow"} <= names["rllib"]  # RLlib's examples import PIL
+    assert "mkdocs" in names["docs"]
+    assert {"torch", "sb3-contrib", "tqdm", "matplotlib"} <= names["train"]
+    assert {"fastapi", "uvicorn", "websockets"} <= names["server"]
+    everything = extras["all"][0]
+    assert all(extra in everything for extra in ("train", "server", "dev", "torchrl", "tianshou",
+                                                  "docs"))
