@@ -6,6 +6,8 @@ every applied action in order as ``{"role", "action"}`` (an action model's JSON,
 ``{"action_index": k}`` for the tensor face), and ``state`` the final ``RefereeState`` JSON,
 unsealed. ``reason`` is ``finished``, ``evicted`` (idle, or its creator reset again) or
 ``deleted``. Replaying ``reset`` and ``actions`` on a fresh referee reproduces ``state``.
+:func:`match_record` builds a record of a match played anywhere (``fraudarena play --archive``
+writes one), so ``fraudarena replay`` and its HTML page serve local matches too.
 
 Each record is written with one ``write`` and then flushed and fsynced, so a killed server
 loses at most the line it was writing; a torn last line is skipped on load. With
@@ -19,7 +21,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -144,8 +148,10 @@ def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
     return out
 
 
-def replay(record: dict[str, Any]) -> Referee:
-    """A referee that has played the archived match again, action by action."""
+def replay(record: dict[str, Any],
+           on_step: Callable[[Referee, dict[str, Any]], None] | None = None) -> Referee:
+    """A referee that has played the archived match again, action by action;
+    ``on_step(referee, step)`` is called after each action is applied."""
     ref = Referee()
     ref.reset_match(**record["reset"])
     for step in record["actions"]:
@@ -154,7 +160,20 @@ def replay(record: dict[str, Any]) -> Referee:
             apply_index(ref, role, action["action_index"])
         else:
             ref.apply_model(role, action)
+        if on_step is not None:
+            on_step(ref, step)
     return ref
+
+
+def match_record(ref: Referee, reset: dict[str, Any], actions: list[dict[str, Any]],
+                 reason: str = "finished") -> dict[str, Any]:
+    """An archive record of the match ``ref`` played from ``reset`` (``Referee.reset_match``'s
+    arguments) through ``actions`` (``{"role", "action"}`` each, as archived), with the
+    referee's own ids: what the server archives, for a match played elsewhere."""
+    record = {"match_id": ref.match_id, "episode_id": ref.episode_id, "reason": reason,
+              "archived_at": time.time(), "reset": dict(reset), "actions": list(actions)}
+    record["state"] = state_as_archived(ref, record)
+    return record
 
 
 def state_as_archived(ref: Referee, record: dict[str, Any]) -> dict[str, Any]:
@@ -165,4 +184,5 @@ def state_as_archived(ref: Referee, record: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-__all__ = ["ARCHIVE_FILE", "Archive", "read_records", "replay", "state_as_archived", "summary"]
+__all__ = ["ARCHIVE_FILE", "Archive", "match_record", "read_records", "replay",
+           "state_as_archived", "summary"]

@@ -11,7 +11,8 @@ Routes
 * ``GET /api/v1/matches``: archived matches (live ones too with ``--diagnostics``);
   ``POST /api/v1/matches`` (body: reset data) creates a match and returns its id and the three
   seat tokens; ``GET /api/v1/matches/{id}``: a live match's public summary or an archived
-  record; ``DELETE /api/v1/matches/{id}`` (header ``X-Seat-Token``: one of its seat tokens)
+  record; ``GET /api/v1/matches/{id}/replay.html``: an archived match as one self-contained
+  page (:mod:`fraudarena_env.replay_page`); ``DELETE /api/v1/matches/{id}`` (header ``X-Seat-Token``: one of its seat tokens)
   ends and archives it.
 * ``GET /matches``: live match ids, only with ``--diagnostics`` (else just their number).
 * ``GET /healthz``: liveness and occupancy.
@@ -77,7 +78,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
 
 from .archive import Archive, state_as_archived
@@ -782,6 +783,19 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
         if record is None:
             return _http_error(404, "unknown_match", f"no match has id {excerpt(match_id)}")
         return {**record, "live": False}
+
+    @app.get("/api/v1/matches/{match_id}/replay.html")
+    async def replay_page(match_id: str):
+        record = pool.archive.get(match_id)
+        if record is None:
+            return _http_error(404, "unknown_match", f"no archived match has id "
+                               f"{excerpt(match_id)} (a live match's page is served once it is "
+                               "archived)")
+        from .replay_page import replay_html
+
+        # Replaying takes milliseconds per match; off the loop all the same.
+        page = await asyncio.to_thread(replay_html, record)
+        return HTMLResponse(page)
 
     @app.delete("/api/v1/matches/{match_id}")
     async def delete_match(match_id: str, request: Request):
