@@ -21,10 +21,10 @@ It adds only the AEC bookkeeping, so it stays thin and fast:
 * ``render_mode="human"`` prints the board after ``reset`` and after every step, as PettingZoo's and
   Gymnasium's envs render during play; ``"ansi"`` returns it from ``render()``.
 
-Infos. Every agent's ``infos[agent]`` is its own dict (changing one leaves the others alone) and
-has the same keys on every step, from ``reset`` to the last
-dead step, and every value is a number, so libraries that turn infos into tensors or store them
-in replay buffers (TorchRL, Tianshou, RLlib) can:
+Infos. Every agent's ``infos[agent]`` is its own dict (changing one leaves the others alone), has
+the same keys on every step, from ``reset`` to the last dead step, and every value is a number,
+so libraries that turn infos into tensors or store them in replay buffers (TorchRL, Tianshou,
+RLlib) can:
 
 ================== ======= ===========================================================
 key                type    meaning
@@ -114,7 +114,7 @@ RESET_OPTION_KEYS = frozenset(MATCH_KNOBS) | {"task_id"}
 IGNORED_OPTION_KEYS = frozenset({"options"})  # pettingzoo api_test's probe key
 DEFAULT_MAX_CYCLES = 1000
 # Why play ended, by the index that ``infos[agent]["end_reason"]`` carries: the referee's four
-# reasons, then the env's own safety truncation.
+# reasons, then the env's own: its safety truncation, and an illegal action in terminate mode.
 END_REASONS: tuple[str, ...] = ("commit_final", "all_decided", "max_rounds", "budget_exhausted",
                                 "max_cycles", "illegal_action")
 ILLEGAL_ACTION_MODES = ("raise", "penalize", "terminate")
@@ -146,7 +146,8 @@ class raw_env(AECEnv, EzPickle):
                  allowed_categories: list[str] | tuple[str, ...] | None = None):
         EzPickle.__init__(self, task_id=task_id, render_mode=render_mode,
                           illegal_action=illegal_action, max_cycles=max_cycles,
-                          illegal_reward=illegal_reward, max_rounds=max_rounds, max_proposals=max_proposals,
+                          illegal_reward=illegal_reward, max_rounds=max_rounds,
+                          max_proposals=max_proposals,
                           max_fraudster_actions_per_turn=max_fraudster_actions_per_turn,
                           max_investigator_actions_per_turn=max_investigator_actions_per_turn,
                           allowed_categories=allowed_categories)
