@@ -5,7 +5,8 @@ Each test copies the script out of ``ray/rllib/examples``, replaces the lines th
 environment (every replaced line must be found exactly once, so a changed upstream script fails
 here rather than running something else), and runs it for one training iteration
 (``--no-tune --stop-iters=1``, command-line options the scripts take) with the scripts' own
-training settings (PPO's 4000 steps a batch, 30 epochs): a few minutes each on two idle cores.
+training settings (PPO's 4000 steps a batch, 30 epochs; the independent-learning script trains
+three models, which makes it the slowest RLlib test).
 Marked ``rllib``: run in the RLlib virtualenv with ``-m rllib``.
 """
 
