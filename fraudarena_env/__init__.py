@@ -3,8 +3,11 @@
 >>> from fraudarena_env import fraudarena_v0
 >>> env = fraudarena_v0.env(task_id="task_3")
 
-Everything below is imported lazily (on first attribute access), so ``import
-fraudarena_env.models`` stays light.
+Importing the package registers ``fraudarena/fraudarena-v0`` with PettingZoo
+(``pettingzoo.make("aec", ...)``) and ``fraudarena/Fraudster-v0``, ``fraudarena/Investigator-v0``
+and ``fraudarena/Auditor-v0`` with Gymnasium (``gymnasium.make``); see
+:mod:`fraudarena_env.registration`. That imports gymnasium and PettingZoo, not the env: everything
+below is imported lazily (on first attribute access).
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 }
 
 __all__ = ["__version__", *_LAZY]
+
+from .registration import register as _register  # noqa: E402  (after the lazy table, on purpose)
+
+_register()
 
 
 def __getattr__(name: str) -> Any:

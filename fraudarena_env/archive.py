@@ -16,6 +16,8 @@ order as ``{"role", "action"}`` (an action model's JSON, or ``{"action_index": k
 tensor face), and ``state`` the final ``RefereeState`` JSON, unsealed. ``reason`` is
 ``finished``, ``evicted`` (idle, abandoned) or ``deleted``. :func:`replay` plays ``reset`` and
 ``actions`` on a fresh referee and reaches ``state``.
+:func:`match_record` builds a record of a match played anywhere (``fraudarena play --archive``
+writes one), so ``fraudarena replay`` and its HTML page serve local matches too.
 
 What is guaranteed. SQLite in WAL mode: each write is one transaction, so a record is stored whole
 or not at all, and a crash mid-write (a torn page of the log) costs at most that transaction,
@@ -39,6 +41,8 @@ import json
 import logging
 import os
 import sqlite3
+import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -377,14 +381,31 @@ def play_action(ref: Referee, role: str, action: Any, lenient: bool = False) -> 
     return False
 
 
-def replay(record: dict[str, Any]) -> Referee:
-    """A referee that has played the archived match again, action by action."""
+def replay(record: dict[str, Any],
+           on_step: Callable[[Referee, dict[str, Any]], None] | None = None) -> Referee:
+    """A referee that has played the archived match again, action by action;
+    ``on_step(referee, step)`` is called after each action is applied."""
     ref = Referee()
     ref.reset_match(**record["reset"])
     lenient = record.get("illegal_action") == "penalize"
     for step in record["actions"]:
         play_action(ref, step["role"], step["action"], lenient)
+        if on_step is not None:
+            on_step(ref, step)
     return ref
+
+
+def match_record(ref: Referee, reset: dict[str, Any], actions: list[dict[str, Any]],
+                 reason: str = "finished") -> dict[str, Any]:
+    """An archive record of the match ``ref`` played from ``reset`` (``Referee.reset_match``'s
+    arguments) through ``actions`` (``{"role", "action"}`` each, as archived), with the
+    referee's own ids: what the server archives, for a match played elsewhere."""
+    record = {"match_id": ref.match_id, "episode_id": ref.episode_id, "reason": reason,
+              "archived_at": time.time(), "reset": dict(reset),
+              # played in process: every action checked (raise), no seat played by a server
+              "illegal_action": "raise", "opponents": {}, "actions": list(actions)}
+    record["state"] = state_as_archived(ref, record)
+    return record
 
 
 def state_as_archived(ref: Referee, record: dict[str, Any]) -> dict[str, Any]:
@@ -396,5 +417,5 @@ def state_as_archived(ref: Referee, record: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["Archive", "DATA_DIR_ENV", "DB_FILE", "Store", "StorageError",
-           "default_data_dir", "play_action", "read_jsonl", "read_records", "replay",
-           "state_as_archived", "summary", "write_jsonl"]
+           "default_data_dir", "match_record", "play_action", "read_jsonl", "read_records",
+           "replay", "state_as_archived", "summary", "write_jsonl"]

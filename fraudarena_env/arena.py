@@ -42,7 +42,10 @@ class Arena:
         self.observers = {r: Observer(r) for r in ROLES}
 
     def play(self, task_id: str, seed: int, policies: dict[str, Policy] | None = None,
-             faces: dict[str, str] | None = None, **knobs) -> MatchResult:
+             faces: dict[str, str] | None = None, actions: list | None = None,
+             **knobs) -> MatchResult:
+        """One match. With a list as ``actions``, every applied action is appended to it as the
+        archive records it (``{"role", "action"}``; see :mod:`fraudarena_env.archive`)."""
         policies = dict(policies or {})
         for role in ROLES:
             if role not in policies:
@@ -64,10 +67,16 @@ class Arena:
         while (role := PHASE_ROLE.get(ref.phase)) is not None:  # None once the match is done
             pol, observer = actors[role]
             if observer is not None:
-                apply_index(ref, role, pol.act_tensor(*observer.observe(ref)))
+                index = pol.act_tensor(*observer.observe(ref))
+                apply_index(ref, role, index)
+                if actions is not None:
+                    actions.append({"role": role, "action": {"action_index": int(index)}})
             else:
                 obs = getattr(ref, f"build_{role}_observation")()
-                ref.apply_model(role, pol.act_model(obs))
+                model = pol.act_model(obs)
+                ref.apply_model(role, model)
+                if actions is not None:
+                    actions.append({"role": role, "action": model.model_dump(mode="json")})
             r = ref.step_rewards
             sums[0] += r[0]
             sums[1] += r[1]

@@ -183,11 +183,13 @@ def make_policies(seed: int, fraudster: str = "reactive", investigator: str = "s
 
 def play_match(task_id: str, seed: int, fraudster: str = "reactive",
                investigator: str = "scripted", auditor: str = "heuristic",
-               face: str = "tensor") -> tuple[MatchResult, dict[str, str], list[str]]:
-    """One match between named policies."""
+               face: str = "tensor", actions: list | None = None,
+               ) -> tuple[MatchResult, dict[str, str], list[str]]:
+    """One match between named policies (its actions appended to ``actions``, if given, as the
+    archive records them)."""
     policies = make_policies(seed, fraudster, investigator, auditor)
     faces, notes = choose_faces(policies, face)
-    result = Arena().play(task_id, seed, policies, faces)
+    result = Arena().play(task_id, seed, policies, faces, actions=actions)
     return result, faces, notes
 
 
@@ -382,11 +384,19 @@ def print_scoreboard(out: Printer, result: MatchResult) -> None:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
+    actions: list | None = [] if args.archive else None
     result, faces, notes = play_match(args.task, args.seed, args.fraudster, args.investigator,
-                                      args.auditor, args.face)
+                                      args.auditor, args.face, actions)
     names = {"fraudster": args.fraudster, "investigator": args.investigator,
              "auditor": args.auditor}
     print_transcript(Printer(plain=args.plain), result, names, faces, notes)
+    if args.archive:
+        from .archive import match_record
+
+        record = match_record(result.referee, {"seed": args.seed, "task_id": args.task}, actions)
+        with open(args.archive, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, separators=(",", ":")) + "\n")
+        print(f"archived match {record['match_id']} to {args.archive}")
     return 0
 
 
@@ -418,8 +428,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
                          ref.end_reason or "unfinished", len(record["actions"]), ref)
     faces = {role: "tensor" if any(a["role"] == role and "action_index" in a["action"]
                                    for a in record["actions"]) else "text" for role in ROLES}
-    print_transcript(Printer(plain=args.plain), result, dict.fromkeys(ROLES, "remote"), faces,
-                     notes)
+    if args.html:
+        from .replay_page import replay_html
+
+        with open(args.html, "w", encoding="utf-8") as f:
+            f.write(replay_html(record))
+        print(f"wrote the replay page of match {record['match_id']} to {args.html}")
+    else:
+        print_transcript(Printer(plain=args.plain), result, dict.fromkeys(ROLES, "remote"),
+                         faces, notes)
+    if not same:
+        print(f"fraudarena replay: {notes[-1]}", file=sys.stderr)
     return 0 if same else 1
 
 
@@ -824,18 +843,27 @@ def build_parser() -> argparse.ArgumentParser:
                       "models (a policy without that face uses its other one; default tensor)")
     play.add_argument("--plain", action="store_true",
                       help="plain text, even when rich is installed")
+    play.add_argument("--archive", metavar="FILE", default=None,
+                      help="also append the match's record to a JSON-lines archive (the "
+                      "format of `fraudarena export`), for `fraudarena replay`")
     play.set_defaults(func=cmd_play)
 
-    rp = sub.add_parser("replay", help="re-render a match from a server's archive",
+    rp = sub.add_parser("replay", help="re-render a match from an archive, as text or an HTML "
+                        "page",
                         description="Replay a match archived by `fraudarena serve` (its data "
-                        "directory, or a JSON-lines export of it), check that it reaches the "
-                        "archived final state, and print its transcript. Exit status 1 when it "
-                        "does not.")
+                        "directory, or a JSON-lines export of it) or by `fraudarena play "
+                        "--archive`, check that it reaches the archived final state, and print "
+                        "its transcript, or with --html write one self-contained page of it. "
+                        "Exit status 1 when it does not reach the archived state.")
     rp.add_argument("file", help="a server's data directory, its fraudarena.sqlite3, or a "
-                    "JSON-lines export (fraudarena export)")
+                    "JSON-lines file (fraudarena export, fraudarena play --archive)")
     rp.add_argument("--match", default=None, help="the match id (default: the last record)")
     rp.add_argument("--plain", action="store_true",
                     help="plain text, even when rich is installed")
+    rp.add_argument("--html", metavar="OUT.html", default=None,
+                    help="write the match as one self-contained HTML page (the queue round by "
+                    "round, evidence, verdicts, links and rings, rewards over time) instead of "
+                    "printing it")
     rp.set_defaults(func=cmd_replay)
 
     ex = sub.add_parser("export", help="write a server's archive as JSON lines",

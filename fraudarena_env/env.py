@@ -11,13 +11,20 @@ It adds only the AEC bookkeeping, so it stays thin and fast:
   ``rationale`` is honoured);
 * an illegal action raises :class:`~fraudarena_env.rules.errors.IllegalActionError` and leaves the
   match unchanged, so the caller can retry; with ``illegal_action="penalize"`` the referee charges
-  a small negative reward instead and the action is used up;
+  a small negative reward instead and the action is used up; with ``illegal_action="terminate"``
+  the match ends at once, the offender is charged ``illegal_reward`` (default ``-1.0``) and the
+  others get nothing for that step, as PettingZoo's ``TerminateIllegalWrapper`` does (every agent
+  is terminated; ``end_reason`` is ``illegal_action``; no ending rewards are paid and there is no
+  grade);
 * the match ends for all three agents at once, on the auditor's report; a safety bound
-  (``max_cycles``, see below) truncates all three at once.
+  (``max_cycles``, see below) truncates all three at once;
+* ``render_mode="human"`` prints the board after ``reset`` and after every step, as PettingZoo's and
+  Gymnasium's envs render during play; ``"ansi"`` returns it from ``render()``.
 
-Infos. Every agent's ``infos[agent]`` has the same keys on every step, from ``reset`` to the last
-dead step, and every value is a number, so libraries that turn infos into tensors or store them
-in replay buffers (TorchRL, Tianshou, RLlib) can:
+Infos. Every agent's ``infos[agent]`` is its own dict (changing one leaves the others alone), has
+the same keys on every step, from ``reset`` to the last dead step, and every value is a number,
+so libraries that turn infos into tensors or store them in replay buffers (TorchRL, Tianshou,
+RLlib) can:
 
 ================== ======= ===========================================================
 key                type    meaning
@@ -30,7 +37,8 @@ key                type    meaning
 ``has_grader``     bool    True once play has ended and the grader has scored it (from the
                            audit phase on; a truncation during play has no grade)
 ``grader_score``   float   the grader's score in [0, 1]; ``0.0`` while ``has_grader`` is False
-``return_<role>``  float   that role's match total so far (one key per role)
+``return_<role>``  float   that role's match total so far (one key per role; in terminate
+                           mode it includes the ``illegal_reward`` charged)
 ================== ======= ===========================================================
 
 The same facts in words (phase and end reason by name, the grader's terms) come from
@@ -106,9 +114,11 @@ RESET_OPTION_KEYS = frozenset(MATCH_KNOBS) | {"task_id"}
 IGNORED_OPTION_KEYS = frozenset({"options"})  # pettingzoo api_test's probe key
 DEFAULT_MAX_CYCLES = 1000
 # Why play ended, by the index that ``infos[agent]["end_reason"]`` carries: the referee's four
-# reasons, then the env's own safety truncation.
+# reasons, then the env's own: its safety truncation, and an illegal action in terminate mode.
 END_REASONS: tuple[str, ...] = ("commit_final", "all_decided", "max_rounds", "budget_exhausted",
-                                "max_cycles")
+                                "max_cycles", "illegal_action")
+ILLEGAL_ACTION_MODES = ("raise", "penalize", "terminate")
+DEFAULT_ILLEGAL_REWARD = -1.0  # terminate mode: PettingZoo's classic envs charge the loss, -1
 END_REASON_INDEX = {r: i for i, r in enumerate(END_REASONS)}
 PHASE_INDEX = {p: i for i, p in enumerate(PHASES)}
 RETURN_KEYS = tuple(f"return_{a}" for a in AGENTS)
@@ -129,13 +139,15 @@ class raw_env(AECEnv, EzPickle):
 
     def __init__(self, task_id: str = "task_1", render_mode: str | None = None,
                  illegal_action: str = "raise", max_cycles: int = DEFAULT_MAX_CYCLES,
+                 illegal_reward: float = DEFAULT_ILLEGAL_REWARD,
                  max_rounds: int | None = None, max_proposals: int | None = None,
                  max_fraudster_actions_per_turn: int | None = None,
                  max_investigator_actions_per_turn: int | None = None,
                  allowed_categories: list[str] | tuple[str, ...] | None = None):
         EzPickle.__init__(self, task_id=task_id, render_mode=render_mode,
                           illegal_action=illegal_action, max_cycles=max_cycles,
-                          max_rounds=max_rounds, max_proposals=max_proposals,
+                          illegal_reward=illegal_reward, max_rounds=max_rounds,
+                          max_proposals=max_proposals,
                           max_fraudster_actions_per_turn=max_fraudster_actions_per_turn,
                           max_investigator_actions_per_turn=max_investigator_actions_per_turn,
                           allowed_categories=allowed_categories)
@@ -145,12 +157,16 @@ class raw_env(AECEnv, EzPickle):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of "
                              f"{self.metadata['render_modes']}, not {render_mode!r}")
+        if illegal_action not in ILLEGAL_ACTION_MODES:
+            raise ValueError(f"illegal_action must be one of {ILLEGAL_ACTION_MODES}, not "
+                             f"{illegal_action!r}")
         if not isinstance(max_cycles, (int, np.integer)) or isinstance(max_cycles, bool) \
                 or max_cycles < 1:
             raise ValueError(f"max_cycles must be a positive integer, got {max_cycles!r}")
         self.task_id = task_id
         self.render_mode = render_mode
         self.illegal_action = illegal_action
+        self.illegal_reward = float(illegal_reward)
         self.max_cycles = int(max_cycles)
         self._max_steps = self.max_cycles * len(AGENTS)  # one cycle: one step of every agent
         knobs = {"max_rounds": max_rounds, "max_proposals": max_proposals,
@@ -161,7 +177,9 @@ class raw_env(AECEnv, EzPickle):
 
         self.possible_agents = list(AGENTS)
         self.agents = []
-        self._ref = Referee(illegal_action=illegal_action)
+        # Terminate mode is the env's: the referee raises, the env ends the match.
+        self._ref = Referee(illegal_action="raise" if illegal_action == "terminate"
+                            else illegal_action)
         self._ops = OPS
         self._observers = {a: Observer(a) for a in AGENTS}
         self._masks = {a: np.zeros(N_ACTIONS[a], np.int8) for a in AGENTS}
@@ -180,6 +198,8 @@ class raw_env(AECEnv, EzPickle):
         self._num_steps = 0
         self._ended = True
         self._truncated_by: str | None = None
+        self._illegal_error: IllegalActionError | None = None  # terminate mode: what ended it
+        self._charged = [0.0, 0.0, 0.0]  # terminate mode's charge, on top of the referee's totals
 
     # ------------------------------------------------------------------ spaces
     def observation_space(self, agent: str) -> spaces.Dict:
@@ -216,11 +236,15 @@ class raw_env(AECEnv, EzPickle):
         self.terminations = dict.fromkeys(AGENTS, False)
         self.truncations = dict.fromkeys(AGENTS, False)
         self._truncated_by = None
-        self.infos = dict.fromkeys(AGENTS, self._info())
+        self._illegal_error = None
+        self._charged = [0.0, 0.0, 0.0]
+        self._set_infos()
         self.agent_selection = ref.current_role
         self._num_steps = 0
         self._version += 1
         self._ended = False
+        if self.render_mode == "human":
+            self.render()
 
     # ------------------------------------------------------------------ observe
     def _vector(self, agent: str) -> np.ndarray:
@@ -253,11 +277,19 @@ class raw_env(AECEnv, EzPickle):
         if self.terminations[agent] or self.truncations[agent]:
             self._was_dead_step(action)
             return
-        if type(action) is int or isinstance(action, np.integer):
-            self._step_index_like(agent, action, int(action))
+        try:
+            if type(action) is int or isinstance(action, np.integer):
+                self._step_index_like(agent, action, int(action))
+            else:
+                self._step_other(agent, action)
+        except IllegalActionError as exc:
+            if self.illegal_action != "terminate":
+                raise
+            self._terminate_illegal(agent, exc)
         else:
-            self._step_other(agent, action)
-        self._after_apply(agent)
+            self._after_apply(agent)
+        if self.render_mode == "human":
+            self.render()
 
     def _step_other(self, agent: str, action: Any) -> None:
         """Text-face actions (a pydantic model or a dict) and anything else that is not a plain
@@ -293,6 +325,22 @@ class raw_env(AECEnv, EzPickle):
             raise IllegalActionError(agent, action, reason)
         self._ref.penalize(agent, action, reason)
 
+    def _terminate_illegal(self, agent: str, error: IllegalActionError) -> None:
+        """Terminate mode: end the match, charging ``illegal_reward`` to the offender only (what
+        it had been paid before is kept; the others' rewards not yet seen stay owed to them)."""
+        self._illegal_error = error
+        self._charged[AGENTS.index(agent)] += self.illegal_reward
+        self.rewards = dict.fromkeys(self.agents, 0.0)
+        self.rewards[agent] = self.illegal_reward
+        self._cumulative_rewards[agent] = 0.0
+        self._accumulate_rewards()
+        self._num_steps += 1
+        self._version += 1
+        self._ended = True
+        self.terminations = dict.fromkeys(self.agents, True)
+        self._set_infos()
+        self._deads_step_first()
+
     def _after_apply(self, agent: str) -> None:
         ref = self._ref
         sr = ref.step_rewards
@@ -312,26 +360,40 @@ class raw_env(AECEnv, EzPickle):
         if ref.phase == "done":
             self._ended = True
             self.terminations = dict.fromkeys(self.agents, True)
-            self.infos = dict.fromkeys(self.agents, self._info())
+            self._set_infos()
             self._deads_step_first()
             return
         if self._num_steps >= self._max_steps:
             self._ended = True
             self._truncated_by = "max_cycles"
             self.truncations = dict.fromkeys(self.agents, True)
-            self.infos = dict.fromkeys(self.agents, self._info())
+            self._set_infos()
             self.agent_selection = ref.current_role
             self._deads_step_first()
             return
-        infos = self.infos
-        infos["fraudster"] = infos["investigator"] = infos["auditor"] = self._info()
+        self._set_infos()
         self.agent_selection = ref.current_role
 
+    def _set_infos(self) -> None:
+        """A fresh info dict for every live agent (equal contents, separate objects)."""
+        info = self._info()
+        self.infos = {a: info.copy() for a in self.agents}
+
+    def _end_reason(self) -> str | None:
+        if self._illegal_error is not None:
+            return "illegal_action"
+        return self._truncated_by or self._ref.end_reason
+
+    def _totals(self) -> list[float]:
+        """Each role's match total: the referee's, plus terminate mode's charge."""
+        t, c = self._ref.totals, self._charged
+        return [t[0] + c[0], t[1] + c[1], t[2] + c[2]]
+
     def _info(self) -> dict[str, int | float | bool]:
-        """One info dict (shared by every agent): the keys of ``INFO_KEYS``, numbers only."""
+        """One agent's info: the keys of ``INFO_KEYS``, numbers only."""
         ref = self._ref
-        t = ref.totals
-        reason = self._truncated_by or ref.end_reason
+        t = self._totals()
+        reason = self._end_reason()
         graded = ref.grader_score is not None
         return {"phase": PHASE_INDEX[ref.phase], "round": ref.round_number,
                 "end_reason": -1 if reason is None else END_REASON_INDEX[reason],
@@ -343,18 +405,21 @@ class raw_env(AECEnv, EzPickle):
     def match_summary(self) -> dict[str, Any]:
         """The match so far in words, for logs and people (infos carry the same as numbers):
         ``task_id``, ``match_id``, ``phase``, ``round``, ``end_reason`` (a name, or None while
-        play goes on), ``grader_score`` and ``grader_terms`` (None until graded) and ``returns``
-        (role -> match total)."""
+        play goes on), ``grader_score`` and ``grader_terms`` (None until graded), ``returns``
+        (role -> match total) and ``illegal_action`` (terminate mode: the error that ended the
+        match, in words; otherwise None)."""
         ref = self._ref
         if ref.task is None:
             raise RuntimeError("match_summary() needs a match: call reset() first")
-        end_reason = self._truncated_by or ref.end_reason
+        end_reason = self._end_reason()
         return {"task_id": ref.task.task_id, "match_id": ref.match_id, "phase": ref.phase,
                 "round": ref.round_number, "end_reason": end_reason,
                 "grader_score": ref.grader_score,
                 "grader_terms": dict(ref.grader_terms) if ref.grader_score is not None
                 else None,
-                "returns": dict(zip(AGENTS, (float(t) for t in ref.totals)))}
+                "returns": dict(zip(AGENTS, (float(t) for t in self._totals()))),
+                "illegal_action": None if self._illegal_error is None
+                else str(self._illegal_error)}
 
     # ------------------------------------------------------------------ codec and views
     def decode_action(self, agent: str, index: int) -> BaseModel:
@@ -431,7 +496,7 @@ class raw_env(AECEnv, EzPickle):
         ref = self._ref
         if ref.task is None:
             return "FraudArena: not reset yet"
-        t = ref.totals
+        t = self._totals()
         lines = [
             f"FraudArena {ref.task.task_id} | {ref.phase} | round {ref.round_number}/"
             f"{ref.max_rounds} | budget {ref.budget}/{ref.task.action_budget} | proposals "
@@ -468,6 +533,8 @@ class raw_env(AECEnv, EzPickle):
                          (f" | grader {g:.3f}" if g is not None else ""))
         elif self._truncated_by is not None:
             lines.append(f"play truncated: {self._truncated_by} ({self.max_cycles} cycles)")
+        if self._illegal_error is not None:
+            lines.append(f"match ended on an illegal action: {self._illegal_error}")
         lines.append(f"(* fraudster proposal; pulled: {SOURCE_LEGEND})")
         return "\n".join(lines)
 
@@ -475,4 +542,5 @@ class raw_env(AECEnv, EzPickle):
         pass
 
 
-__all__ = ["raw_env", "AGENTS", "ACTION_MODELS", "END_REASONS", "INFO_KEYS"]
+__all__ = ["raw_env", "AGENTS", "ACTION_MODELS", "END_REASONS", "ILLEGAL_ACTION_MODES",
+           "INFO_KEYS"]

@@ -6,13 +6,17 @@
 
 ``env(**cfg)`` returns the raw env wrapped only in PettingZoo's ``OrderEnforcingWrapper`` (a thin
 subclass of it that forwards the per-turn calls directly; same checks, same errors). The raw env
-validates actions itself (``IllegalActionError`` naming the agent, the action and the reason, or a
-charged penalty with ``illegal_action="penalize"``), so the classic envs'
-``TerminateIllegalWrapper`` and ``AssertOutOfBoundsWrapper`` would only add cost.
+validates actions itself (``IllegalActionError`` naming the agent, the action and the reason, a
+charged penalty with ``illegal_action="penalize"``, or with ``illegal_action="terminate"`` the end
+of the match with the offender charged ``illegal_reward``, as the classic envs'
+``TerminateIllegalWrapper`` does), so that wrapper and ``AssertOutOfBoundsWrapper`` would only add
+cost.
 ``raw_env(**cfg)`` returns the bare ``AECEnv``.
 
 cfg: ``task_id`` (``task_1`` default, ``task_2``, ``task_3``, ``task_3_unseen``), ``render_mode``
-(``None``, ``"ansi"``, ``"human"``), ``illegal_action`` (``"raise"`` default, ``"penalize"``),
+(``None``, ``"ansi"``, ``"human"``: printed after reset and every step), ``illegal_action``
+(``"raise"`` default, ``"penalize"``, ``"terminate"``), ``illegal_reward`` (terminate mode's charge,
+default ``-1.0``),
 ``max_cycles`` (safety truncation, in cycles of one step per agent; default 1000) and the match knobs
 ``max_rounds``, ``max_proposals``, ``max_fraudster_actions_per_turn``,
 ``max_investigator_actions_per_turn``, ``allowed_categories``. The knobs and ``task_id`` can also be

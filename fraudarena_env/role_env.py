@@ -30,7 +30,17 @@ opponent may be
 Illegal actions. Unlike the AEC env, ``RoleEnv`` defaults to ``illegal_action="penalize"``: an
 action outside the mask (unmasked algorithms, gymnasium's ``check_env``) is charged a small
 negative reward and uses up the action. Pass ``illegal_action="raise"`` to get
-``IllegalActionError`` instead.
+``IllegalActionError`` instead, or ``illegal_action="terminate"`` to end the episode on it with
+``illegal_reward`` (default ``-1.0``) charged to whoever made it (the learner's step then returns
+``terminated=True``; an opponent's illegal action ends the learner's episode with no charge to
+the learner).
+
+Rendering. ``render_mode="human"`` prints the board after ``reset`` and after every learner step
+(the board the learner then faces); ``"ansi"`` returns it from ``render()``.
+
+Gymnasium ids. ``import fraudarena_env`` registers ``fraudarena/Fraudster-v0``,
+``fraudarena/Investigator-v0`` and ``fraudarena/Auditor-v0``: ``gymnasium.make(id, **kwargs)`` is
+``RoleEnv(role, **kwargs)``.
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from .env import AGENTS, DEFAULT_MAX_CYCLES, raw_env
+from .env import AGENTS, DEFAULT_ILLEGAL_REWARD, DEFAULT_MAX_CYCLES, raw_env
 
 ROLE_INDEX = {r: i for i, r in enumerate(AGENTS)}
 
@@ -101,7 +111,7 @@ class RoleEnv(gymnasium.Env):
     def __init__(self, role: str, opponents: Mapping[str, Any] | None = None,
                  task_id: str = "task_1", render_mode: str | None = None,
                  illegal_action: str = "penalize", max_cycles: int = DEFAULT_MAX_CYCLES,
-                 **knobs: Any):
+                 illegal_reward: float = DEFAULT_ILLEGAL_REWARD, **knobs: Any):
         if role not in ROLE_INDEX:
             raise ValueError(f"unknown role {role!r}; roles are {list(AGENTS)}")
         opponents = dict(opponents or {})
@@ -110,10 +120,17 @@ class RoleEnv(gymnasium.Env):
             raise ValueError(f"unknown opponent role(s) {sorted(bad)}; roles are {list(AGENTS)}")
         if role in opponents:
             raise ValueError(f"{role!r} is the learning role; it cannot also be an opponent")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of "
+                             f"{self.metadata['render_modes']}, not {render_mode!r}")
         self.role = role
         self.render_mode = render_mode
-        self.env = raw_env(task_id=task_id, render_mode=render_mode,
-                           illegal_action=illegal_action, max_cycles=max_cycles, **knobs)
+        # In human mode this view prints once per learner step; the AEC env would print on every
+        # opponent step too, so it renders to text and this view prints.
+        self.env = raw_env(task_id=task_id,
+                           render_mode="ansi" if render_mode == "human" else render_mode,
+                           illegal_action=illegal_action, max_cycles=max_cycles,
+                           illegal_reward=illegal_reward, **knobs)
         self.observation_space = self.env.observation_space(role)["observation"]
         self.action_space = self.env.action_space(role)
         self._actors: dict[str, Callable] = {}
@@ -144,7 +161,10 @@ class RoleEnv(gymnasium.Env):
         # rewards earned before the learner's first turn are paid with its first step
         self._carry = env._cumulative_rewards[self.role]
         if self._over:
-            raise RuntimeError(f"the match ended before {self.role}'s first turn")
+            why = f" ({env._illegal_error})" if env._illegal_error is not None else ""
+            raise RuntimeError(f"the match ended before {self.role}'s first turn{why}")
+        if self.render_mode == "human":
+            print(env.render())
         return env._vector(self.role).copy(), self._info()
 
     def step(self, action):
@@ -160,6 +180,8 @@ class RoleEnv(gymnasium.Env):
         self._carry = 0.0
         terminated = bool(env.terminations[role])
         truncated = bool(env.truncations[role])
+        if self.render_mode == "human":
+            print(env.render())
         return env._vector(role).copy(), reward, terminated, truncated, self._info()
 
     def action_masks(self) -> np.ndarray:
@@ -167,7 +189,13 @@ class RoleEnv(gymnasium.Env):
         return self.env._mask(self.role).astype(bool)
 
     def render(self):
-        return self.env.render()
+        """The board as text (``"ansi"``), or printed (``"human"``; it is also printed during
+        play)."""
+        text = self.env.render()
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
 
     def close(self) -> None:
         self.env.close()

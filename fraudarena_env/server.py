@@ -14,8 +14,9 @@ Routes
   ``GET /api/v1/matches/{id}``: a live match's public summary, or an archived record (for the
   API key, or one of the match's seat tokens in ``X-Seat-Token``); ``DELETE
   /api/v1/matches/{id}`` ends and archives a live match (the API key, or the seat token of the
-  role whose socket created it). The API key goes in ``X-API-Key`` (or ``Authorization: Bearer
-  KEY``).
+  role whose socket created it). ``GET /api/v1/matches/{id}/replay.html``: an archived match as
+  one self-contained page (:mod:`fraudarena_env.replay_page`), for whoever may read its record.
+  The API key goes in ``X-API-Key`` (or ``Authorization: Bearer KEY``).
 * ``GET /matches``: live match ids, only with ``--diagnostics`` (else just their number).
 * ``GET /healthz``: liveness, occupancy, and what the store holds (``archived``, ``journaled``,
   ``unarchived``) or last refused (``storage_error``; ``status`` is then ``degraded``).
@@ -124,7 +125,7 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
 
 from .archive import Archive, StorageError, default_data_dir, play_action, state_as_archived
@@ -1363,6 +1364,18 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
                 "task_id": entry.referee.task.task_id,
                 "seed_chosen_by_client": entry.client_seed, "seat_tokens": tokens}
 
+    def archive_refusal(record: dict[str, Any], request: Request) -> JSONResponse | None:
+        """An archived record (seed, labels, rationales) is for one of its seat holders
+        (``X-Seat-Token``) or the API key: the refusal for anyone else, else ``None``."""
+        token = request.headers.get("x-seat-token")
+        digests = record.get("seat_digests") or {}
+        if config.open_api or key_holder(request) or any(token_matches(token, d)
+                                                          for d in digests.values()):
+            return None
+        return _http_error(403 if token else 401, "forbidden" if token else "unauthorized",
+                           "an archived match is readable with one of its seat tokens "
+                           "(X-Seat-Token) or the server's API key (X-API-Key)")
+
     @app.get("/api/v1/matches/{match_id}")
     async def get_match(match_id: str, request: Request):
         if why := id_refusal("match_id", match_id):
@@ -1373,14 +1386,27 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
         record = pool.archive.get(match_id)
         if record is None:
             return _http_error(404, "unknown_match", f"no match has id {excerpt(match_id)}")
-        token = request.headers.get("x-seat-token")
-        digests = record.get("seat_digests") or {}
-        if not (config.open_api or key_holder(request) or
-                any(token_matches(token, d) for d in digests.values())):
-            return _http_error(403 if token else 401, "forbidden" if token else "unauthorized",
-                               "an archived match is readable with one of its seat tokens "
-                               "(X-Seat-Token) or the server's API key (X-API-Key)")
+        if refusal := archive_refusal(record, request):
+            return refusal
         return {**{k: v for k, v in record.items() if k != "seat_digests"}, "live": False}
+
+    @app.get("/api/v1/matches/{match_id}/replay.html")
+    async def replay_page(match_id: str, request: Request):
+        if why := id_refusal("match_id", match_id):
+            return _http_error(400, "validation_error", why)
+        record = pool.archive.get(match_id)
+        if record is None:
+            return _http_error(404, "unknown_match", f"no archived match has id "
+                               f"{excerpt(match_id)} (a live match's page is served once it is "
+                               "archived)")
+        if refusal := archive_refusal(record, request):
+            return refusal
+        from .replay_page import replay_html
+
+        # Replaying takes milliseconds per match; off the loop all the same.
+        page = await asyncio.to_thread(
+            replay_html, {k: v for k, v in record.items() if k != "seat_digests"})
+        return HTMLResponse(page)
 
     @app.delete("/api/v1/matches/{match_id}")
     async def delete_match(match_id: str, request: Request):

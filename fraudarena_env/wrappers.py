@@ -1,4 +1,23 @@
-"""One observation space and one action space for all three roles.
+"""Other shapes of the same game, for libraries that expect them.
+
+Every wrapper here keeps its ``observation_spaces`` and ``action_spaces`` dicts equal to what its
+``observation_space(agent)`` and ``action_space(agent)`` return (the same objects).
+
+* :class:`SharedSpaceWrapper` (below): one observation space and one action space for all roles;
+* :class:`RenameObservationKey`: the vector under another key (RLlib's masking module reads
+  ``"observations"``);
+* :class:`VectorObservation`: the observation vector alone, a plain ``Box``, for models that take no
+  dict (RLlib's default models; use it with ``illegal_action="terminate"`` or ``"penalize"``, as
+  such models do not read the mask);
+* :class:`MaskedRoleEnv`: one role's single-agent view (:class:`~fraudarena_env.RoleEnv`) with the
+  observation ``{"observations": vector, "action_mask": mask}``, built from one config dict, the
+  shape RLlib's action-masking example env has.
+
+``rllib_multi_agent_env`` and ``MaskedRoleEnv`` are what ``docs/conventions.md`` plugs into
+RLlib's own ``pettingzoo_independent_learning.py`` and ``action_masking_rl_module.py`` examples.
+
+One observation space and one action space for all three roles
+--------------------------------------------------------------
 
 FraudArena's roles see different vectors and choose among different numbers of actions (each
 role's ``observation_space(agent)`` and ``action_space(agent)`` are its own). Some libraries and
@@ -30,13 +49,16 @@ passed to ``step``) pass through unchanged. SuperSuit's ``pad_observations_v0`` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import gymnasium
 import numpy as np
 from gymnasium import spaces
 from pettingzoo.utils.wrappers import BaseWrapper
 
 from .faces.encoding import OBS_BOUND
+from .role_env import RoleEnv
 
 
 class SharedSpaceWrapper(BaseWrapper):
@@ -58,6 +80,8 @@ class SharedSpaceWrapper(BaseWrapper):
             "action_mask": spaces.Box(0, 1, (self.n_actions,), np.int8),
         })
         self._action_space = spaces.Discrete(self.n_actions)
+        self.observation_spaces = dict.fromkeys(agents, self._observation_space)
+        self.action_spaces = dict.fromkeys(agents, self._action_space)
 
     # ------------------------------------------------------------------ spaces
     def observation_space(self, agent: str) -> spaces.Dict:
@@ -121,12 +145,17 @@ class RenameObservationKey(BaseWrapper):
         if key == "action_mask":
             raise ValueError("the vector cannot take the mask's key 'action_mask'")
         self.key = key
-        self._spaces = {a: spaces.Dict({key: env.observation_space(a)["observation"],
-                                        "action_mask": env.observation_space(a)["action_mask"]})
-                        for a in env.possible_agents}
+        self.observation_spaces = {
+            a: spaces.Dict({key: env.observation_space(a)["observation"],
+                            "action_mask": env.observation_space(a)["action_mask"]})
+            for a in env.possible_agents}
+        self.action_spaces = {a: env.action_space(a) for a in env.possible_agents}
 
     def observation_space(self, agent: str) -> spaces.Dict:
-        return self._spaces[agent]
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Space:
+        return self.action_spaces[agent]
 
     def observe(self, agent: str) -> dict[str, np.ndarray] | None:
         inner = self.env.observe(agent)
@@ -138,6 +167,93 @@ class RenameObservationKey(BaseWrapper):
         return str(self.env)
 
 
+class VectorObservation(BaseWrapper):
+    """The same env with each observation reduced to its vector (the ``"observation"`` entry, a
+    ``Box``); the legal-action mask stays available from ``action_mask(agent)``.
+
+    For models that take a plain array and do not mask, such as RLlib's default models: pair it
+    with ``illegal_action="terminate"`` (an unmasked illegal action ends the match and costs the
+    offender ``illegal_reward``) or ``"penalize"`` (a small charge, and play goes on)."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.observation_spaces = {a: env.observation_space(a)["observation"]
+                                   for a in env.possible_agents}
+        self.action_spaces = {a: env.action_space(a) for a in env.possible_agents}
+
+    def observation_space(self, agent: str) -> spaces.Box:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Space:
+        return self.action_spaces[agent]
+
+    def observe(self, agent: str) -> np.ndarray | None:
+        inner = self.env.observe(agent)
+        return None if inner is None else inner["observation"]
+
+    def action_mask(self, agent: str) -> np.ndarray:
+        """``agent``'s current legal-action mask (int8)."""
+        return self.env.unwrapped.action_mask(agent)
+
+    def __str__(self) -> str:
+        return str(self.env)
+
+
+class MaskedRoleEnv(gymnasium.Env):
+    """One role's seat (:class:`~fraudarena_env.RoleEnv`) with the legal-action mask inside the
+    observation: ``{"observations": vector, "action_mask": mask}`` (mask as int8, 1 = legal).
+
+    Built from one config dict, as RLlib builds an env class (``MaskedRoleEnv(env_config)``):
+    ``role`` (default ``"investigator"``) and any other :class:`~fraudarena_env.RoleEnv` keyword
+    (``opponents``, ``task_id``, ``illegal_action``, ``render_mode``, the match knobs). Keywords
+    work too: ``MaskedRoleEnv(role="fraudster", task_id="task_3")``. The ``RoleEnv`` it drives is
+    ``role_env``."""
+
+    metadata = RoleEnv.metadata
+
+    def __init__(self, config: Mapping[str, Any] | None = None, **kwargs: Any):
+        cfg = {**dict(config or {}), **kwargs}
+        role = cfg.pop("role", "investigator")
+        self.role_env = RoleEnv(role, **cfg)
+        self.render_mode = self.role_env.render_mode
+        self.action_space = self.role_env.action_space
+        self.observation_space = spaces.Dict({
+            "observations": self.role_env.observation_space,
+            "action_mask": spaces.Box(0, 1, (int(self.action_space.n),), np.int8)})
+
+    def _observe(self, vector: np.ndarray) -> dict[str, np.ndarray]:
+        return {"observations": vector,
+                "action_mask": self.role_env.action_masks().astype(np.int8)}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        vector, info = self.role_env.reset(seed=seed, options=options)
+        return self._observe(vector), info
+
+    def step(self, action):
+        vector, reward, terminated, truncated, info = self.role_env.step(action)
+        return self._observe(vector), reward, terminated, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        """The learner's legal-action mask (bool), as on ``RoleEnv``."""
+        return self.role_env.action_masks()
+
+    def render(self):
+        return self.role_env.render()
+
+    def close(self) -> None:
+        self.role_env.close()
+
+
+def rllib_multi_agent_env(illegal_action: str = "terminate", **cfg: Any) -> VectorObservation:
+    """``VectorObservation(fraudarena_v0.env(illegal_action=..., **cfg))``: the AEC env as RLlib's
+    ``PettingZooEnv`` and its default (unmasked) models take it. An unmasked illegal action ends
+    the match with the offender charged (``illegal_action="terminate"``, the default here)."""
+    from .fraudarena_v0 import env
+
+    return VectorObservation(env(illegal_action=illegal_action, **cfg))
+
+
 def shared_space_env(**cfg: Any) -> SharedSpaceWrapper:
     """``SharedSpaceWrapper(fraudarena_v0.env(**cfg))``: the wrapped AEC env with one observation
     and one action space for all agents. ``cfg`` is ``fraudarena_v0.env``'s."""
@@ -146,4 +262,5 @@ def shared_space_env(**cfg: Any) -> SharedSpaceWrapper:
     return SharedSpaceWrapper(env(**cfg))
 
 
-__all__ = ["SharedSpaceWrapper", "RenameObservationKey", "shared_space_env"]
+__all__ = ["SharedSpaceWrapper", "RenameObservationKey", "VectorObservation", "MaskedRoleEnv",
+           "rllib_multi_agent_env", "shared_space_env"]

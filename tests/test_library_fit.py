@@ -103,6 +103,34 @@ def test_torchrl_pettingzoo_wrapper_passes_check_env_specs_and_rolls_out(shared)
     assert bool(graded.all())
 
 
+@pytest.mark.parametrize("mode", ["terminate", "raise"])
+def test_torchrl_collector_without_a_policy_runs_in_terminate_mode(mode):
+    """``Collector(policy=None)`` samples actions without the mask. With
+    ``illegal_action="terminate"`` an illegal one ends the match (and the collector goes on to
+    the next); with the default "raise" it stops the collector."""
+    pytest.importorskip("torchrl")
+    from torchrl.collectors import Collector
+    from torchrl.envs import PettingZooWrapper
+
+    from fraudarena_env import IllegalActionError
+
+    env = PettingZooWrapper(env=fraudarena_v0.env(task_id="task_1", illegal_action=mode),
+                            use_mask=True, categorical_actions=True, seed=0)
+    collector = Collector(env, policy=None, frames_per_batch=50, total_frames=100)
+    try:
+        if mode == "raise":
+            with pytest.raises(IllegalActionError):
+                next(iter(collector))
+            return
+        frames = ends = 0
+        for batch in collector:
+            frames += batch.numel()
+            ends += int(batch["next", "done"].sum())
+        assert frames == 100 and ends >= 2
+    finally:
+        collector.shutdown()
+
+
 # ----------------------------------------------------------------------------- Tianshou
 def test_tianshou_collects_masked_random_play_into_a_replay_buffer():
     pytest.importorskip("tianshou")

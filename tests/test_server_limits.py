@@ -475,6 +475,28 @@ def test_archived_records_are_read_by_their_seat_holders_or_with_the_api_key():
         assert opened.get("/api/v1/matches").status_code == 200
 
 
+def test_a_replay_page_is_read_as_its_record_is_by_its_seat_holders_or_with_the_api_key():
+    """The page shows what the record holds (the truth, every verdict), so it obeys the same
+    rule as GET /api/v1/matches/{id}."""
+    with TestClient(app_with(api_key=API_KEY)) as client:
+        match_id, tokens = finished_match(client)
+        _, other_tokens = finished_match(client)
+        url = f"/api/v1/matches/{match_id}/replay.html"
+        anonymous = client.get(url)
+        assert anonymous.status_code == 401 and anonymous.json()["code"] == "unauthorized"
+        assert "<html" not in anonymous.text
+        assert client.get(url, headers={"X-Seat-Token": "guess"}).status_code == 403
+        assert client.get(url, headers={"X-Seat-Token": other_tokens["auditor"]}).status_code \
+            == 403
+        for token in tokens.values():
+            page = client.get(url, headers={"X-Seat-Token": token})
+            assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+            assert match_id in page.text
+        assert client.get(url, headers=KEY_HEADER).text == page.text
+        assert client.get("/api/v1/matches/m%01x/replay.html", headers=KEY_HEADER).status_code \
+            == 400
+
+
 def test_only_the_creators_seat_or_the_api_key_deletes_a_match():
     with TestClient(app_with(api_key=API_KEY)) as client, \
             client.websocket_connect("/ws/fraudster") as fr, \
