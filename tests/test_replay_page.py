@@ -122,6 +122,20 @@ def test_cli_plays_archives_and_writes_the_page(tmp_path, capsys):
     assert out.read_text() == replay_html(json.loads(line))
 
 
+def test_cli_writes_the_page_from_a_servers_data_directory_and_its_export(tmp_path, record):
+    from fraudarena_env.archive import Archive
+
+    store = Archive(tmp_path / "data")  # the server's SQLite store
+    store.insert(record)
+    store.close()
+    from_store, from_export = tmp_path / "store.html", tmp_path / "export.html"
+    assert main(["replay", str(tmp_path / "data"), "--html", str(from_store)]) == 0
+    assert main(["export", str(tmp_path / "data"), str(tmp_path / "out.jsonl")]) == 0
+    assert main(["replay", str(tmp_path / "out.jsonl"), "--match", record["match_id"], "--html",
+                 str(from_export)]) == 0
+    assert from_store.read_text() == from_export.read_text() == replay_html(record)
+
+
 def test_the_server_serves_the_same_page_for_an_archived_match(tmp_path, record):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
