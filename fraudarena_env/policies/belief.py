@@ -181,24 +181,110 @@ def verdict_values(post: np.ndarray, rewards: np.ndarray) -> np.ndarray:
     return np.einsum("nvk,nk->nv", rewards, post)
 
 
-def value_of_source(post: np.ndarray, rewards: np.ndarray, available: np.ndarray) -> np.ndarray:
-    """Expected gain in verdict value from pulling each source once more, per ad: (n, sources).
-    ``available``: (n, sources) bool; unavailable sources get -inf."""
-    n = post.shape[0]
-    now = verdict_values(post, rewards).max(axis=1)  # (n,)
+def _pull_likelihood() -> np.ndarray:
+    """lik[t, j, l, k]: the likelihood, under kind k, of the signal source t shows at quadrature
+    node l when the ad's true kind is j, scaled so that its largest over k is one."""
     mu = PROFILE  # (kinds, sources)
     # x for true kind j, node l, source t: mu[j, t] + node[l]
     x = mu.T[:, :, None] + _GH_X[None, None, :]  # (t, j, l)
     # log-likelihood of x under each kind k: -(x - mu[k, t])^2 / 2
     ll = -(x[:, :, :, None] - mu.T[:, None, None, :]) ** 2 / 2  # (t, j, l, k)
     ll = ll - ll.max(axis=3, keepdims=True)
-    lik = np.exp(ll)  # (t, j, l, k)
+    return np.exp(ll)
+
+
+_PULL_LIK = _pull_likelihood()
+
+
+def pull_gain(post: np.ndarray, rewards: np.ndarray, now: np.ndarray) -> np.ndarray:
+    """Expected gain in verdict value from pulling each source once more, per ad, available or
+    not: (n, sources). ``now``: the value of the best verdict today, per ad (n,)."""
     # posterior after seeing x, unnormalised: post[i, k] * lik[t, j, l, k]
-    after = post[:, None, None, None, :] * lik[None]  # (n, t, j, l, k)
+    after = post[:, None, None, None, :] * _PULL_LIK  # (n, t, j, l, k)
     norm = after.sum(axis=4)  # (n, t, j, l)
-    # value of each verdict after: sum_k after * R[i, v, k]
-    val = np.einsum("ntjlk,nvk->ntjlv", after, rewards).max(axis=4) / norm  # (n, t, j, l)
+    # value of each verdict after: sum_k after * R[i, v, k]; the best of the three
+    val = np.einsum("ntjlk,nvk->ntjlv", after, rewards)
+    val = np.maximum(np.maximum(val[..., 0], val[..., 1]), val[..., 2]) / norm  # (n, t, j, l)
     pre = np.einsum("ntjl,l,nj->nt", val, _GH_W, post)
-    gain = pre - now[:, None]
+    return pre - now[:, None]
+
+
+def value_of_source(post: np.ndarray, rewards: np.ndarray, available: np.ndarray) -> np.ndarray:
+    """Expected gain in verdict value from pulling each source once more, per ad: (n, sources).
+    ``available``: (n, sources) bool; unavailable sources get -inf."""
+    gain = pull_gain(post, rewards, verdict_values(post, rewards).max(axis=1))
     gain[~available] = -np.inf
-    return gain if n else gain.reshape(0, PROFILE.shape[1])
+    return gain
+
+
+class QueueBelief:
+    """The belief about every slot of one queue, kept from one decision to the next.
+
+    ``update`` takes what the investigator sees (the free surface and the pulled evidence, per
+    slot) and recomputes only what changed: the first-sight terms when an ad arrives or is
+    edited and the evidence terms when evidence comes in (each over all slots, as the
+    from-scratch functions above compute them), then the posterior, the verdict values and the
+    pull gains of just the slots whose log-likelihood or reward table changed. Each of these is
+    computed row by row, so a slot's floats are the same whether they were computed now, with
+    every slot, or kept from an earlier decision.
+
+    After ``update``, per slot: ``post`` (slots, kinds), and as Python lists (the investigator
+    loops over a few pending slots) ``p_bad``, ``best`` (the best verdict), ``sure`` (its value's
+    margin over the runner-up's); ``gains(slots)`` gives the value of each pull.
+    """
+
+    def __init__(self, n_slots: int):
+        self.post = np.zeros((n_slots, N_KINDS))
+        self.rewards = np.zeros((n_slots, 3, N_KINDS))
+        self.p_bad = [0.0] * n_slots
+        self.best = [0] * n_slots
+        self.sure = [0.0] * n_slots
+        self._top = [0.0] * n_slots  # the best verdict's value
+        self._gain: list[list[float] | None] = [None] * n_slots
+        self._loglik = np.full((n_slots, N_KINDS), np.nan)
+        self._first_sight = self._loglik
+        self._first_sight_key = self._evidence_key = None
+
+    def update(self, task_id: str, first_sight: tuple, first_sight_key, signal: np.ndarray,
+               pulled: np.ndarray) -> None:
+        """``first_sight``: the arguments of ``first_sight_loglik`` after the task id, per slot
+        (the first is the category); ``first_sight_key`` stands for them and the task (equal
+        keys, equal arguments). ``signal``, ``pulled``: as ``evidence_loglik`` takes them."""
+        new_rewards = None
+        if first_sight_key != self._first_sight_key:
+            self._first_sight = first_sight_loglik(task_id, *first_sight)
+            new_rewards = reward_table(first_sight[0])
+            self._first_sight_key, self._evidence_key = first_sight_key, None
+        evidence_key = signal.tobytes() + pulled.tobytes()
+        if evidence_key == self._evidence_key:
+            return
+        self._evidence_key = evidence_key
+        loglik = self._first_sight + evidence_loglik(signal, pulled)
+        changed = (loglik != self._loglik).any(axis=1)
+        if new_rewards is not None:
+            changed |= (new_rewards != self.rewards).any(axis=(1, 2))
+            self.rewards = new_rewards
+        self._loglik = loglik
+        rows = np.flatnonzero(changed)
+        if not len(rows):
+            return
+        post = posterior(loglik[rows])
+        self.post[rows] = post
+        values = verdict_values(post, self.rewards[rows])
+        for row, legit, v in zip(rows.tolist(), post[:, 0].tolist(), values.tolist()):
+            top = max(v)
+            self.p_bad[row] = 1.0 - legit
+            self.best[row] = v.index(top)  # the first of equals, as argmax
+            self.sure[row] = top - sorted(v)[-2]
+            self._top[row] = top
+            self._gain[row] = None
+
+    def gains(self, slots: list[int]) -> list[list[float]]:
+        """``pull_gain`` of these slots, per source, computed for those not known yet."""
+        todo = [s for s in slots if self._gain[s] is None]
+        if todo:
+            gain = pull_gain(self.post[todo], self.rewards[todo],
+                             np.asarray([self._top[s] for s in todo]))
+            for s, row in zip(todo, gain.tolist()):
+                self._gain[s] = row
+        return [self._gain[s] for s in slots]
