@@ -151,7 +151,10 @@ def first_sight_loglik(task_id: str, category: np.ndarray, age_days: np.ndarray,
 def evidence_loglik(signal: np.ndarray, pulled: np.ndarray) -> np.ndarray:
     """log P(pulled evidence | kind), up to a constant per ad: (n, kinds)."""
     # -(x - mu)^2 / 2 summed over the pulled sources, dropping the kind-free -x^2 / 2
-    return (signal * pulled) @ PROFILE.T - pulled @ (PROFILE.T ** 2) / 2
+    return (signal * pulled) @ PROFILE.T - pulled @ _PROFILE_T_SQUARED / 2
+
+
+_PROFILE_T_SQUARED = PROFILE.T ** 2
 
 
 def posterior(loglik: np.ndarray) -> np.ndarray:
@@ -174,6 +177,9 @@ def reward_table(category: np.ndarray) -> np.ndarray:
             else:
                 out[:, v, k] = verdict_reward(v, label, 0.0)
     return out
+
+
+_REWARDS_BY_CATEGORY = reward_table(np.arange(len(CATEGORIES)))  # the table of every category
 
 
 def verdict_values(post: np.ndarray, rewards: np.ndarray) -> np.ndarray:
@@ -217,6 +223,15 @@ def value_of_source(post: np.ndarray, rewards: np.ndarray, available: np.ndarray
     return gain
 
 
+def _pull_gain_by_ad(post: np.ndarray, rewards: np.ndarray, now: np.ndarray) -> np.ndarray:
+    """``pull_gain``, one ad at a time: the same floats (each ad's are its own), sooner for a
+    few ads (numpy loops over the quadrature's small axes faster without the ads' axis)."""
+    if len(post) == 1:
+        return pull_gain(post, rewards, now)
+    return np.concatenate([pull_gain(post[i:i + 1], rewards[i:i + 1], now[i:i + 1])
+                           for i in range(len(post))])
+
+
 class QueueBelief:
     """The belief about every slot of one queue, kept from one decision to the next.
 
@@ -253,7 +268,7 @@ class QueueBelief:
         new_rewards = None
         if first_sight_key != self._first_sight_key:
             self._first_sight = first_sight_loglik(task_id, *first_sight)
-            new_rewards = reward_table(first_sight[0])
+            new_rewards = _REWARDS_BY_CATEGORY[first_sight[0]]
             self._first_sight_key, self._evidence_key = first_sight_key, None
         evidence_key = signal.tobytes() + pulled.tobytes()
         if evidence_key == self._evidence_key:
@@ -283,8 +298,9 @@ class QueueBelief:
         """``pull_gain`` of these slots, per source, computed for those not known yet."""
         todo = [s for s in slots if self._gain[s] is None]
         if todo:
-            gain = pull_gain(self.post[todo], self.rewards[todo],
-                             np.asarray([self._top[s] for s in todo]))
+            rows = np.asarray(todo)
+            gain = _pull_gain_by_ad(self.post[rows], self.rewards[rows],
+                                    np.asarray([self._top[s] for s in todo]))
             for s, row in zip(todo, gain.tolist()):
                 self._gain[s] = row
         return [self._gain[s] for s in slots]
