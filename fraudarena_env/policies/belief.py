@@ -7,7 +7,10 @@ evidence it pulled) into a posterior over ``catalog.KINDS``, the expected reward
 and the expected value of pulling one more source (a preposterior analysis by Gauss-Hermite
 quadrature). The scripted investigator decides with it; it draws no random numbers.
 
-Everything is vectorised over the 32 ad slots: one call costs tens of microseconds.
+The functions compute from scratch, vectorised over ads. ``QueueBelief`` keeps their results for
+every slot of a queue between decisions and recomputes a slot's only when what it depends on
+changed (an ad arrives, evidence comes in), with the same floats as working it all out again
+(``benchmarks/bench_scripted.py`` times the difference).
 """
 
 from __future__ import annotations

@@ -161,6 +161,11 @@ class ScriptedInvestigator(Policy):
     reward, stating the posterior probability that its verdict is right as its confidence. Ads
     it would approve it leaves pending when the budget is tight: every end path approves them.
     Both faces reduce the observation to a ``Reading`` and share ``decide``.
+
+    It keeps its beliefs between decisions (``belief.QueueBelief``, and on the tensor face its
+    ``Reading``, re-read only where the vector changed), so one player should see one match's
+    decisions in order, as in play; a new match or a state from elsewhere is read afresh where
+    it differs. Decisions equal working everything out from scratch (the tests' oracle).
     """
 
     role = "investigator"
