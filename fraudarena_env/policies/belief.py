@@ -205,34 +205,28 @@ def _pull_likelihood() -> np.ndarray:
 _PULL_LIK = _pull_likelihood()
 
 
-def pull_gain(post: np.ndarray, rewards: np.ndarray, now: np.ndarray) -> np.ndarray:
-    """Expected gain in verdict value from pulling each source once more, per ad, available or
-    not: (n, sources). ``now``: the value of the best verdict today, per ad (n,)."""
-    # posterior after seeing x, unnormalised: post[i, k] * lik[t, j, l, k]
-    after = post[:, None, None, None, :] * _PULL_LIK  # (n, t, j, l, k)
-    norm = after.sum(axis=4)  # (n, t, j, l)
-    # value of each verdict after: sum_k after * R[i, v, k]; the best of the three
-    val = np.einsum("ntjlk,nvk->ntjlv", after, rewards)
-    val = np.maximum(np.maximum(val[..., 0], val[..., 1]), val[..., 2]) / norm  # (n, t, j, l)
-    pre = np.einsum("ntjl,l,nj->nt", val, _GH_W, post)
-    return pre - now[:, None]
+def pull_gain(post: np.ndarray, rewards: np.ndarray, now: float) -> np.ndarray:
+    """Expected gain in verdict value from pulling each source once more, for one ad, available
+    or not: (sources,). ``post``: (kinds,); ``rewards``: (verdicts, kinds); ``now``: the value
+    of the best verdict today."""
+    # posterior after seeing x, unnormalised: post[k] * lik[t, j, l, k]
+    after = _PULL_LIK * post  # (t, j, l, k)
+    norm = after.sum(axis=3)  # (t, j, l)
+    # value of each verdict after: sum_k after * R[v, k]; the best of the three
+    val = np.einsum("tjlk,vk->vtjl", after, rewards)
+    val = np.maximum(np.maximum(val[0], val[1]), val[2]) / norm  # (t, j, l)
+    return np.einsum("tjl,l,j->t", val, _GH_W, post) - now
 
 
 def value_of_source(post: np.ndarray, rewards: np.ndarray, available: np.ndarray) -> np.ndarray:
     """Expected gain in verdict value from pulling each source once more, per ad: (n, sources).
     ``available``: (n, sources) bool; unavailable sources get -inf."""
-    gain = pull_gain(post, rewards, verdict_values(post, rewards).max(axis=1))
+    now = verdict_values(post, rewards).max(axis=1)
+    gain = np.zeros(available.shape)
+    for i in range(len(post)):  # one ad at a time: numpy loops the small axes faster so
+        gain[i] = pull_gain(post[i], rewards[i], now[i])
     gain[~available] = -np.inf
     return gain
-
-
-def _pull_gain_by_ad(post: np.ndarray, rewards: np.ndarray, now: np.ndarray) -> np.ndarray:
-    """``pull_gain``, one ad at a time: the same floats (each ad's are its own), sooner for a
-    few ads (numpy loops over the quadrature's small axes faster without the ads' axis)."""
-    if len(post) == 1:
-        return pull_gain(post, rewards, now)
-    return np.concatenate([pull_gain(post[i:i + 1], rewards[i:i + 1], now[i:i + 1])
-                           for i in range(len(post))])
 
 
 class QueueBelief:
@@ -299,11 +293,8 @@ class QueueBelief:
 
     def gains(self, slots: list[int]) -> list[list[float]]:
         """``pull_gain`` of these slots, per source, computed for those not known yet."""
-        todo = [s for s in slots if self._gain[s] is None]
-        if todo:
-            rows = np.asarray(todo)
-            gain = _pull_gain_by_ad(self.post[rows], self.rewards[rows],
-                                    np.asarray([self._top[s] for s in todo]))
-            for s, row in zip(todo, gain.tolist()):
-                self._gain[s] = row
-        return [self._gain[s] for s in slots]
+        gain = self._gain
+        for s in slots:
+            if gain[s] is None:
+                gain[s] = pull_gain(self.post[s], self.rewards[s], self._top[s]).tolist()
+        return [gain[s] for s in slots]
