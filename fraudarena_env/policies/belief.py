@@ -32,6 +32,7 @@ from ..rules.catalog import (
     KINDS,
     LEGIT,
     LEGIT_FAMILY,
+    MAX_PULLS_PER_AD,
     PAYMENT_TYPES,
     TACTIC_SEVERITY,
     TACTIC_SURFACE,
@@ -242,7 +243,8 @@ class QueueBelief:
 
     After ``update``, per slot: ``post`` (slots, kinds), and as Python lists (the investigator
     loops over a few pending slots) ``p_bad``, ``best`` (the best verdict), ``sure`` (its value's
-    margin over the runner-up's); ``gains(slots)`` gives the value of each pull.
+    margin over the runner-up's); ``best_pull(slot)`` gives the most valuable pull an ad may
+    still have and its gain.
     """
 
     def __init__(self, n_slots: int):
@@ -252,7 +254,8 @@ class QueueBelief:
         self.best = [0] * n_slots
         self.sure = [0.0] * n_slots
         self._top = [0.0] * n_slots  # the best verdict's value
-        self._gain: list[list[float] | None] = [None] * n_slots
+        self._pulled: list[list[bool]] = [[]] * n_slots
+        self._best_pull: list[tuple[float, int] | None] = [None] * n_slots
         self._loglik = np.full((n_slots, N_KINDS), np.nan)
         self._first_sight = self._loglik
         self._first_sight_key = self._evidence_key = None
@@ -271,6 +274,10 @@ class QueueBelief:
         if evidence_key == self._evidence_key:
             return
         self._evidence_key = evidence_key
+        pulled_before, self._pulled = self._pulled, pulled.tolist()
+        for row, (before, now) in enumerate(zip(pulled_before, self._pulled)):
+            if before != now:  # which pulls an ad may still make changed
+                self._best_pull[row] = None
         loglik = self._first_sight + evidence_loglik(signal, pulled)
         changed = (loglik != self._loglik).any(axis=1)
         if new_rewards is not None:
@@ -289,12 +296,20 @@ class QueueBelief:
             self.best[row] = v.index(top)  # the first of equals, as argmax
             self.sure[row] = top - sorted(v)[-2]
             self._top[row] = top
-            self._gain[row] = None
+            self._best_pull[row] = None
 
-    def gains(self, slots: list[int]) -> list[list[float]]:
-        """``pull_gain`` of these slots, per source, computed for those not known yet."""
-        gain = self._gain
-        for s in slots:
-            if gain[s] is None:
-                gain[s] = pull_gain(self.post[s], self.rewards[s], self._top[s]).tolist()
-        return [gain[s] for s in slots]
+    def best_pull(self, slot: int) -> tuple[float, int]:
+        """The largest expected gain of a pull this ad may still make (``pull_gain`` of the
+        sources it has not pulled, while it has pulls left) and the first source that brings
+        it; (-inf, 0) when it may pull none."""
+        known = self._best_pull[slot]
+        if known is None:
+            seen = self._pulled[slot]
+            if sum(seen) < MAX_PULLS_PER_AD:
+                gain = pull_gain(self.post[slot], self.rewards[slot], self._top[slot]).tolist()
+                gain = [-math.inf if p else g for g, p in zip(gain, seen)]
+            else:
+                gain = [-math.inf]
+            top = max(gain)
+            known = self._best_pull[slot] = (top, gain.index(top))
+        return known

@@ -273,41 +273,33 @@ class ScriptedInvestigator(Policy):
         keep = n_verdicts + self.KEEP_PER_AD * to_come + 2
         spare = budget - keep
         last_round = rounds_remaining <= 1
-        pulled = r.pulled.tolist()
         price = self.PULL_PRICE + self.SCARCITY_PRICE * (1.0 + to_come) / max(spare, 1.0)
         can_pull = spare >= 1 and (not last_round or actions_left > n_verdicts)
-        # the turn's last actions go to verdicts: an ad left pending runs another round
-        closing = actions_left <= n_verdicts
-        gain = {}  # per pending slot, the value of each source it may still pull (else -inf)
-        if can_pull and not closing:  # the value of a pull is needed only when one may be made
-            for s, g in zip(pending, b.gains(pending)):
-                seen = pulled[s]
-                gain[s] = ([-math.inf if p else x for x, p in zip(g, seen)]
-                           if sum(seen) < MAX_PULLS_PER_AD else [-math.inf] * N_T)
+        # the turn's last actions go to verdicts: an ad left pending runs another round; the
+        # value of a pull is needed only when one may be made
+        pricing = can_pull and actions_left > n_verdicts
         surest_first = sorted(pending, key=lambda s: -sure[s])  # stable: slot order on ties
-        # 3. stop harm first: reject or escalate the surest settled ad
+        # 3. stop harm first: reject or escalate the surest settled ad (no pull worth its price)
         for slot in surest_first:
-            if best[slot] != 0 and (not gain or max(gain[slot]) <= price):
+            if best[slot] != 0 and (not pricing or b.best_pull(slot)[0] <= price):
                 # in ring tasks, a look at its infrastructure first, in the same turn: a
                 # shared payment id or fingerprint is a link worth making
-                seen = pulled[slot]
                 if (task.n_rings and spare >= 1 and actions_left >= 2 and p_bad[slot] >
-                        self.LINK_P_BAD and sum(seen[t] for t in _RING_SOURCES) < self.RING_LOOKS
-                        and sum(seen) < MAX_PULLS_PER_AD):
+                        self.LINK_P_BAD and r.pulled[slot, _RING_SOURCES].sum() < self.RING_LOOKS
+                        and r.pulled[slot].sum() < MAX_PULLS_PER_AD):
                     # every bad ad looks at the same sources first, so ring members collide
                     for t in _LOOK_ORDER:
-                        if not seen[t]:
+                        if not r.pulled[slot, t]:
                             return Investigate(slot, t)
                 return self._verdict(slot, best[slot], b.post[slot])
         # 4. pull the most valuable source while it is worth its price (when nothing needs a
-        # verdict, ``closing`` cannot hold: the investigator has an action left)
+        # verdict, the turn is not closing: the investigator has an action left)
         if can_pull:
             top, at = -math.inf, None
             for s in pending:  # the first of equals, in slot and source order
-                g = gain[s]
-                m = max(g)
-                if m > top or at is None:
-                    top, at = m, (s, g.index(m))
+                gain, t = b.best_pull(s)
+                if gain > top or at is None:
+                    top, at = gain, (s, t)
             if top > price:
                 return Investigate(*at)
         # 5. approve what is settled, with budget to spare; else leave it to the end
