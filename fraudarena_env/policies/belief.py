@@ -235,11 +235,14 @@ class QueueBelief:
 
     ``update`` takes what the investigator sees (the free surface and the pulled evidence, per
     slot) and recomputes only what changed: the first-sight terms when an ad arrives or is
-    edited and the evidence terms when evidence comes in (each over all slots, as the
-    from-scratch functions above compute them), then the posterior, the verdict values and the
-    pull gains of just the slots whose log-likelihood or reward table changed. Each of these is
-    computed row by row, so a slot's floats are the same whether they were computed now, with
-    every slot, or kept from an earlier decision.
+    edited and the evidence terms when evidence comes in (each over all slots, with the same
+    shapes as the from-scratch functions above: a matrix product's rounding may depend on its
+    shape), then the posterior and the verdict values of just the slots whose log-likelihood or
+    reward table changed; a slot's best pull is worked out when first asked for, and kept until
+    its posterior or its pulls change. Each of these is computed one slot at a time in numpy's
+    order, so a slot's floats are the same whether they were computed now, with every slot, or
+    kept from an earlier decision (``tests/policies/test_scripted_cache.py`` holds them to the
+    from-scratch ones, bit for bit).
 
     After ``update``, per slot: ``post`` (slots, kinds), and as Python lists (the investigator
     loops over a few pending slots) ``p_bad``, ``best`` (the best verdict), ``sure`` (its value's
@@ -284,13 +287,15 @@ class QueueBelief:
             changed |= (new_rewards != self.rewards).any(axis=(1, 2))
             self.rewards = new_rewards
         self._loglik = loglik
-        rows = np.flatnonzero(changed)
-        if not len(rows):
+        rows = changed.nonzero()[0].tolist()
+        if not rows:
             return
-        post = posterior(loglik[rows])
-        self.post[rows] = post
-        values = verdict_values(post, self.rewards[rows])
-        for row, legit, v in zip(rows.tolist(), post[:, 0].tolist(), values.tolist()):
+        # one ad changed (a pull): a slice, not a gather
+        pick = slice(rows[0], rows[0] + 1) if len(rows) == 1 else rows
+        post = posterior(loglik[pick])
+        self.post[pick] = post
+        values = verdict_values(post, self.rewards[pick])
+        for row, legit, v in zip(rows, post[:, 0].tolist(), values.tolist()):
             top = max(v)
             self.p_bad[row] = 1.0 - legit
             self.best[row] = v.index(top)  # the first of equals, as argmax
