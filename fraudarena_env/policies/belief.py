@@ -257,7 +257,7 @@ class QueueBelief:
         self.best = [0] * n_slots
         self.sure = [0.0] * n_slots
         self._top = [0.0] * n_slots  # the best verdict's value
-        self._pulled: list[list[bool]] = [[]] * n_slots
+        self._pulled = np.ones((n_slots, PROFILE.shape[1]), bool)
         self._best_pull: list[tuple[float, int] | None] = [None] * n_slots
         self._loglik = np.full((n_slots, N_KINDS), np.nan)
         self._first_sight = self._loglik
@@ -277,12 +277,11 @@ class QueueBelief:
         if evidence_key == self._evidence_key:
             return
         self._evidence_key = evidence_key
-        pulled_before, self._pulled = self._pulled, pulled.tolist()
-        for row, (before, now) in enumerate(zip(pulled_before, self._pulled)):
-            if before != now:  # which pulls an ad may still make changed
-                self._best_pull[row] = None
         loglik = self._first_sight + evidence_loglik(signal, pulled)
-        changed = (loglik != self._loglik).any(axis=1)
+        # a slot is worked out again when its log-likelihood changed, and when its pulls did
+        # (they bound its best pull)
+        changed = (loglik != self._loglik).any(axis=1) | (pulled != self._pulled).any(axis=1)
+        self._pulled = pulled.copy()
         if new_rewards is not None:
             changed |= (new_rewards != self.rewards).any(axis=(1, 2))
             self.rewards = new_rewards
@@ -309,7 +308,7 @@ class QueueBelief:
         it; (-inf, 0) when it may pull none."""
         known = self._best_pull[slot]
         if known is None:
-            seen = self._pulled[slot]
+            seen = self._pulled[slot].tolist()
             if sum(seen) < MAX_PULLS_PER_AD:
                 gain = pull_gain(self.post[slot], self.rewards[slot], self._top[slot]).tolist()
                 gain = [-math.inf if p else g for g, p in zip(gain, seen)]
