@@ -80,6 +80,7 @@ from .rules.catalog import (
     RING_SIGNAL_SOURCE,
     ROLES,
     TACTICS,
+    TARGETS,
     TASKS,
 )
 from .rules.errors import IllegalActionError
@@ -91,6 +92,7 @@ from .rules.state import MatchState, Phase
 
 _I_ROLE = ROLES.index("investigator")
 _OVER = ("audit_phase", "done")
+_LANDING = TARGETS.index("landing_page")
 _N_ROLES = len(ROLES)
 _SIGNAL_OF_SOURCE = np.full(N_T, -1, np.int64)  # which ring signal a source reveals, or -1
 _SIGNAL_OF_SOURCE[list(RING_SIGNAL_SOURCE)] = np.arange(len(RING_SIGNAL_SOURCE))
@@ -244,8 +246,10 @@ class VectorFraudArena:
         links = np.flatnonzero(inv & (a >= I_LINK) & (a < I_END))
         flags = np.flatnonzero((role == Phase.AUDIT_PHASE) & (a < A_SUBMIT))
         passes = np.flatnonzero((role == Phase.FRAUDSTER_TURN) & (a >= F_END))
+        proposals = np.flatnonzero((role == Phase.FRAUDSTER_TURN) & (a < F_MODIFY))
+        edits = np.flatnonzero((role == Phase.FRAUDSTER_TURN) & (a >= F_MODIFY) & (a < F_END))
         fast = np.zeros(n, bool)
-        for idx in (pulls, verdicts, links, flags, passes):
+        for idx in (pulls, verdicts, links, flags, passes, proposals, edits):
             fast[idx] = True
         if len(pulls):
             self._pull(pulls, a[pulls] - I_INVESTIGATE, rewards)
@@ -256,6 +260,10 @@ class VectorFraudArena:
         if len(flags):
             self._flag(flags, a[flags], rewards)
         st.step_count[fast] += 1
+        if len(proposals):
+            self._propose(proposals, a[proposals])
+        if len(edits):
+            self._modify(edits, a[edits])
         if len(passes):
             self._pass(passes, a[passes] == F_COMMIT)
         reviews = np.concatenate((pulls, verdicts, links))
@@ -457,6 +465,12 @@ class VectorFraudArena:
             rows.uniform[e, row, 12].tolist(), rows.age_days[e, row].tolist(),
             rows.tld[e, row], rows.payment_type[e, row], rows.country[e, row])
         st.lexical[e, slot] = lexical
+        self._show_arrivals(e, slot, category, lexical, surface)
+
+    def _show_arrivals(self, e, slot, category, lexical, surface) -> None:
+        """What the investigator and the fraudster see of ads that just arrived (encoding's
+        _inv_arrive and _fr_arrive): ``e``, ``slot``, ... one entry per ad."""
+        st = self.state
         for role in ("investigator", "fraudster"):
             buf, at = self.buffers[role], self._views[role].at
             buf[e, at["present"][0] + slot] = 1.0
@@ -465,7 +479,7 @@ class VectorFraudArena:
             lex = at["lexical"][0] + N_LEXICAL * slot
             buf[e[:, None], lex[:, None] + np.arange(N_LEXICAL)] = lexical
         inv, at = self.buffers["investigator"], self._views["investigator"].at
-        inv[e, at["arrived_round"][0] + slot] = st.round_number[e] / st.max_rounds[e]
+        inv[e, at["arrived_round"][0] + slot] = st.arrived[e, slot] / st.max_rounds[e]
         width = len(SURFACE_COLUMNS)
         inv[e[:, None], at["surface"][0] + width * slot[:, None] + np.arange(width)] = surface
         inv[e, at["pulls_left"][0] + slot] = 1.0
@@ -476,6 +490,84 @@ class VectorFraudArena:
         others = st.present[e] & (np.arange(S) != slot[:, None])
         k, other = np.nonzero(others)
         mask[e[k], I_LINK + PAIR_INDEX[slot[k], other]] = 1
+
+    def _propose(self, env: np.ndarray, index: np.ndarray) -> None:
+        """The fraudster proposes (each match's referee draws the ad, ``_propose``; what the
+        roles see of it is written in batch), and the proposal counts against its turn."""
+        st, rows = self.state, self.state.rows
+        slots = []
+        for m, i in zip(env.tolist(), index.tolist()):
+            ref = self.referees[m]
+            ref.load_scalars()
+            slots.append(ref._propose(OPS["fraudster"][i]))
+            ref.store_scalars()
+            for observer in self.observers[m]:
+                observer.skip(ref)  # the arrival is shown below
+        slot = np.asarray(slots, np.int64)
+        row = st.slot_row[env, slot]
+        surface = self._show_own_ads(env, slot, row)
+        self._show_arrivals(env, slot, rows.category[env, row], st.lexical[env, slot], surface)
+        fr, at = self.buffers["fraudster"], self._views["fraudster"].at
+        fr[env, at["mine"][0] + slot] = 1.0
+        fr[env, at["my_tactic"][0] + len(TACTICS) * slot + rows.tactic[env, row]] = 1.0
+        self._count_fraudster_actions(env)
+
+    def _modify(self, env: np.ndarray, index: np.ndarray) -> None:
+        """The fraudster edits its pending ads (each match's referee, ``_modify``; what the
+        roles see of the edit is written in batch), and the edit counts against its turn."""
+        st, rows = self.state, self.state.rows
+        slots = []
+        for m, i in zip(env.tolist(), index.tolist()):
+            ref = self.referees[m]
+            op = OPS["fraudster"][i]
+            ref._modify(op)
+            for observer in self.observers[m]:
+                observer.skip(ref)  # the edit is shown below
+            slots.append(op.slot)
+        slot = np.asarray(slots, np.int64)
+        row = st.slot_row[env, slot]
+        surface = self._show_own_ads(env, slot, row)
+        inv, at = self.buffers["investigator"], self._views["investigator"].at
+        lex = at["lexical"][0] + N_LEXICAL * slot
+        inv[env[:, None], lex[:, None] + np.arange(N_LEXICAL)] = st.lexical[env, slot]
+        inv[env, at["surface"][0] + len(SURFACE_COLUMNS) * slot + 4] = surface[:, 4]
+        seen = st.pulled[env, slot, _LANDING]
+        landing = rows.evidence[env[seen], row[seen], _LANDING] / EVIDENCE_SCALE
+        inv[env[seen], at["evidence"][0] + N_T * slot[seen] + _LANDING] = np.clip(
+            landing, -OBS_BOUND, OBS_BOUND)
+        self._count_fraudster_actions(env)
+
+    def _show_own_ads(self, env, slot, row) -> np.ndarray:
+        """What the fraudster sees of its own ads (encoding's _fr_modify): their copy, hidden
+        signals and surface, and which edits are left; returns their surface."""
+        st, rows = self.state, self.state.rows
+        markers = rows.markers[env, row]
+        surface = _surface_values(rows.age_days[env, row].tolist(), rows.tld[env, row],
+                                  rows.payment_type[env, row], rows.country[env, row],
+                                  markers.tolist())
+        fr, at = self.buffers["fraudster"], self._views["fraudster"].at
+        lex = at["lexical"][0] + N_LEXICAL * slot
+        fr[env[:, None], lex[:, None] + np.arange(N_LEXICAL)] = st.lexical[env, slot]
+        evidence = np.clip(rows.evidence[env, row] / EVIDENCE_SCALE, -OBS_BOUND, OBS_BOUND)
+        fr[env[:, None], at["my_evidence"][0] + N_T * slot[:, None] + np.arange(N_T)] = evidence
+        width = len(SURFACE_COLUMNS)
+        fr[env[:, None], at["my_surface"][0] + width * slot[:, None] + np.arange(width)] = surface
+        trusted = st.trusted[env, slot]
+        fr[env, at["trusted"][0] + slot] = trusted
+        edits = F_MODIFY + slot * len(FRAUDSTER_EDITS)
+        pending = st.verdict[env, slot] < 0
+        mask = self.masks["fraudster"]
+        mask[env, edits] = pending & (markers > 0)
+        mask[env, edits + 1] = pending & ~trusted
+        return surface
+
+    def _count_fraudster_actions(self, env: np.ndarray) -> None:
+        """Each proposal or edit counts against the fraudster's turn; a full turn ends."""
+        st = self.state
+        st.actions_this_turn[env] += 1
+        ends = env[st.actions_this_turn[env] >= st.caps[env, 0]]
+        if len(ends):
+            self._pass(ends, np.zeros(len(ends), bool))
 
     def _pass(self, env: np.ndarray, commit: np.ndarray) -> None:
         """The fraudster ends its turn (``commit``: and proposes no more): the investigator's
@@ -602,13 +694,19 @@ def _arrival_features(category, body, markers, u_marker, age, tld, payment, coun
     referee would write, memoised) and their surface, as the observers write them."""
     lexical = np.array([_template_lexical(c, b, k, u) for c, b, k, u in
                         zip(category, body, markers, u_marker)], np.float32)
-    surface = np.empty((len(category), len(SURFACE_COLUMNS)))
+    return lexical, _surface_values(age, tld, payment, country, markers)
+
+
+def _surface_values(age, tld, payment, country, markers) -> np.ndarray:
+    """Ads' surface as the observers write it (encoding's _surface_row, in batch): ``age`` and
+    ``markers`` lists, the others arrays."""
+    surface = np.empty((len(age), len(SURFACE_COLUMNS)))
     surface[:, 0] = [math.log1p(a) / AGE_LOG_SCALE for a in age]
     surface[:, 1] = tld * _TLD_SCALE
     surface[:, 2] = payment * _PAY_SCALE
     surface[:, 3] = country * _COUNTRY_SCALE
     surface[:, 4] = [markers_value(k) for k in markers]
-    return lexical, surface
+    return surface
 
 
 @lru_cache(maxsize=1 << 14)

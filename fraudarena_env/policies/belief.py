@@ -7,7 +7,10 @@ evidence it pulled) into a posterior over ``catalog.KINDS``, the expected reward
 and the expected value of pulling one more source (a preposterior analysis by Gauss-Hermite
 quadrature). The scripted investigator decides with it; it draws no random numbers.
 
-Everything is vectorised over the 32 ad slots: one call costs tens of microseconds.
+The functions compute from scratch, vectorised over ads. ``QueueBelief`` keeps their results for
+every slot of a queue between decisions and recomputes a slot's only when what it depends on
+changed (an ad arrives, evidence comes in), with the same floats as working it all out again
+(``benchmarks/bench_scripted.py`` times the difference).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ..rules.catalog import (
     KINDS,
     LEGIT,
     LEGIT_FAMILY,
+    MAX_PULLS_PER_AD,
     PAYMENT_TYPES,
     TACTIC_SEVERITY,
     TACTIC_SURFACE,
@@ -151,7 +155,10 @@ def first_sight_loglik(task_id: str, category: np.ndarray, age_days: np.ndarray,
 def evidence_loglik(signal: np.ndarray, pulled: np.ndarray) -> np.ndarray:
     """log P(pulled evidence | kind), up to a constant per ad: (n, kinds)."""
     # -(x - mu)^2 / 2 summed over the pulled sources, dropping the kind-free -x^2 / 2
-    return (signal * pulled) @ PROFILE.T - pulled @ (PROFILE.T ** 2) / 2
+    return (signal * pulled) @ PROFILE.T - pulled @ _PROFILE_T_SQUARED / 2
+
+
+_PROFILE_T_SQUARED = PROFILE.T ** 2
 
 
 def posterior(loglik: np.ndarray) -> np.ndarray:
@@ -176,29 +183,137 @@ def reward_table(category: np.ndarray) -> np.ndarray:
     return out
 
 
+_REWARDS_BY_CATEGORY = reward_table(np.arange(len(CATEGORIES)))  # the table of every category
+
+
 def verdict_values(post: np.ndarray, rewards: np.ndarray) -> np.ndarray:
     """Expected reward of approve, reject, escalate per ad: (n, 3)."""
     return np.einsum("nvk,nk->nv", rewards, post)
 
 
-def value_of_source(post: np.ndarray, rewards: np.ndarray, available: np.ndarray) -> np.ndarray:
-    """Expected gain in verdict value from pulling each source once more, per ad: (n, sources).
-    ``available``: (n, sources) bool; unavailable sources get -inf."""
-    n = post.shape[0]
-    now = verdict_values(post, rewards).max(axis=1)  # (n,)
+def _pull_likelihood() -> np.ndarray:
+    """lik[t, j, l, k]: the likelihood, under kind k, of the signal source t shows at quadrature
+    node l when the ad's true kind is j, scaled so that its largest over k is one."""
     mu = PROFILE  # (kinds, sources)
     # x for true kind j, node l, source t: mu[j, t] + node[l]
     x = mu.T[:, :, None] + _GH_X[None, None, :]  # (t, j, l)
     # log-likelihood of x under each kind k: -(x - mu[k, t])^2 / 2
     ll = -(x[:, :, :, None] - mu.T[:, None, None, :]) ** 2 / 2  # (t, j, l, k)
     ll = ll - ll.max(axis=3, keepdims=True)
-    lik = np.exp(ll)  # (t, j, l, k)
-    # posterior after seeing x, unnormalised: post[i, k] * lik[t, j, l, k]
-    after = post[:, None, None, None, :] * lik[None]  # (n, t, j, l, k)
-    norm = after.sum(axis=4)  # (n, t, j, l)
-    # value of each verdict after: sum_k after * R[i, v, k]
-    val = np.einsum("ntjlk,nvk->ntjlv", after, rewards).max(axis=4) / norm  # (n, t, j, l)
-    pre = np.einsum("ntjl,l,nj->nt", val, _GH_W, post)
-    gain = pre - now[:, None]
+    return np.exp(ll)
+
+
+_PULL_LIK = _pull_likelihood()
+
+
+def pull_gain(post: np.ndarray, rewards: np.ndarray, now: float) -> np.ndarray:
+    """Expected gain in verdict value from pulling each source once more, for one ad, available
+    or not: (sources,). ``post``: (kinds,); ``rewards``: (verdicts, kinds); ``now``: the value
+    of the best verdict today."""
+    # posterior after seeing x, unnormalised: post[k] * lik[t, j, l, k]
+    after = _PULL_LIK * post  # (t, j, l, k)
+    norm = after.sum(axis=3)  # (t, j, l)
+    # value of each verdict after: sum_k after * R[v, k]; the best of the three
+    val = np.einsum("tjlk,vk->vtjl", after, rewards)
+    val = np.maximum(np.maximum(val[0], val[1]), val[2]) / norm  # (t, j, l)
+    return np.einsum("tjl,l,j->t", val, _GH_W, post) - now
+
+
+def value_of_source(post: np.ndarray, rewards: np.ndarray, available: np.ndarray) -> np.ndarray:
+    """Expected gain in verdict value from pulling each source once more, per ad: (n, sources).
+    ``available``: (n, sources) bool; unavailable sources get -inf."""
+    now = verdict_values(post, rewards).max(axis=1)
+    gain = np.zeros(available.shape)
+    for i in range(len(post)):  # one ad at a time: numpy loops the small axes faster so
+        gain[i] = pull_gain(post[i], rewards[i], now[i])
     gain[~available] = -np.inf
-    return gain if n else gain.reshape(0, PROFILE.shape[1])
+    return gain
+
+
+class QueueBelief:
+    """The belief about every slot of one queue, kept from one decision to the next.
+
+    ``update`` takes what the investigator sees (the free surface and the pulled evidence, per
+    slot) and recomputes only what changed: the first-sight terms when an ad arrives or is
+    edited and the evidence terms when evidence comes in (each over all slots, with the same
+    shapes as the from-scratch functions above: a matrix product's rounding may depend on its
+    shape), then the posterior and the verdict values of just the slots whose log-likelihood or
+    reward table changed; a slot's best pull is worked out when first asked for, and kept until
+    its posterior or its pulls change. Each of these is computed one slot at a time in numpy's
+    order, so a slot's floats are the same whether they were computed now, with every slot, or
+    kept from an earlier decision (``tests/policies/test_scripted_cache.py`` holds them to the
+    from-scratch ones, bit for bit).
+
+    After ``update``, per slot: ``post`` (slots, kinds), and as Python lists (the investigator
+    loops over a few pending slots) ``p_bad``, ``best`` (the best verdict), ``sure`` (its value's
+    margin over the runner-up's); ``best_pull(slot)`` gives the most valuable pull an ad may
+    still have and its gain.
+    """
+
+    def __init__(self, n_slots: int):
+        self.post = np.zeros((n_slots, N_KINDS))
+        self.rewards = np.zeros((n_slots, 3, N_KINDS))
+        self.p_bad = [0.0] * n_slots
+        self.best = [0] * n_slots
+        self.sure = [0.0] * n_slots
+        self._top = [0.0] * n_slots  # the best verdict's value
+        self._pulled = np.ones((n_slots, PROFILE.shape[1]), bool)
+        self._best_pull: list[tuple[float, int] | None] = [None] * n_slots
+        self._loglik = np.full((n_slots, N_KINDS), np.nan)
+        self._first_sight = self._loglik
+        self._first_sight_key = self._evidence_key = None
+
+    def update(self, task_id: str, first_sight: tuple, first_sight_key, signal: np.ndarray,
+               pulled: np.ndarray) -> None:
+        """``first_sight``: the arguments of ``first_sight_loglik`` after the task id, per slot
+        (the first is the category); ``first_sight_key`` stands for them and the task (equal
+        keys, equal arguments). ``signal``, ``pulled``: as ``evidence_loglik`` takes them."""
+        new_rewards = None
+        if first_sight_key != self._first_sight_key:
+            self._first_sight = first_sight_loglik(task_id, *first_sight)
+            new_rewards = _REWARDS_BY_CATEGORY[first_sight[0]]
+            self._first_sight_key, self._evidence_key = first_sight_key, None
+        evidence_key = signal.tobytes() + pulled.tobytes()
+        if evidence_key == self._evidence_key:
+            return
+        self._evidence_key = evidence_key
+        loglik = self._first_sight + evidence_loglik(signal, pulled)
+        # a slot is worked out again when its log-likelihood changed, and when its pulls did
+        # (they bound its best pull)
+        changed = (loglik != self._loglik).any(axis=1) | (pulled != self._pulled).any(axis=1)
+        self._pulled = pulled.copy()
+        if new_rewards is not None:
+            changed |= (new_rewards != self.rewards).any(axis=(1, 2))
+            self.rewards = new_rewards
+        self._loglik = loglik
+        rows = changed.nonzero()[0].tolist()
+        if not rows:
+            return
+        # one ad changed (a pull): a slice, not a gather
+        pick = slice(rows[0], rows[0] + 1) if len(rows) == 1 else rows
+        post = posterior(loglik[pick])
+        self.post[pick] = post
+        values = verdict_values(post, self.rewards[pick])
+        for row, legit, v in zip(rows, post[:, 0].tolist(), values.tolist()):
+            top = max(v)
+            self.p_bad[row] = 1.0 - legit
+            self.best[row] = v.index(top)  # the first of equals, as argmax
+            self.sure[row] = top - sorted(v)[-2]
+            self._top[row] = top
+            self._best_pull[row] = None
+
+    def best_pull(self, slot: int) -> tuple[float, int]:
+        """The largest expected gain of a pull this ad may still make (``pull_gain`` of the
+        sources it has not pulled, while it has pulls left) and the first source that brings
+        it; (-inf, 0) when it may pull none."""
+        known = self._best_pull[slot]
+        if known is None:
+            seen = self._pulled[slot].tolist()
+            if sum(seen) < MAX_PULLS_PER_AD:
+                gain = pull_gain(self.post[slot], self.rewards[slot], self._top[slot]).tolist()
+                gain = [-math.inf if p else g for g, p in zip(gain, seen)]
+            else:
+                gain = [-math.inf]
+            top = max(gain)
+            known = self._best_pull[slot] = (top, gain.index(top))
+        return known

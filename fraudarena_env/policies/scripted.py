@@ -10,6 +10,7 @@ action index. Both faces reduce the observation to the same reading and share on
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from functools import cache
 
@@ -99,8 +100,15 @@ def read_investigator_tensor(vector: np.ndarray, reading: Reading | None = None)
     """Fill a ``Reading`` from the investigator's observation vector (through its named views)."""
     r = reading or Reading()
     v = views("investigator", vector, _INV_READS)
-    r.present[:] = v["present"] > 0.5
+    _read_first_sight(v, r)
+    _read_evidence(v, r)
     r.pending[:] = v["status"][:, 0] > 0.5
+    return r
+
+
+def _read_first_sight(v: dict, r: Reading) -> None:
+    """What a ``Reading`` sees of the ads for free, from the investigator's views ``v``."""
+    r.present[:] = v["present"] > 0.5
     r.category[:] = v["category"].argmax(axis=1)
     surface = decode_surface(v["surface"])
     r.age[:] = surface["account_age"]
@@ -109,9 +117,12 @@ def read_investigator_tensor(vector: np.ndarray, reading: Reading | None = None)
     r.country[:] = surface["country"]
     r.markers[:] = surface["risk_markers"]
     r.junk[:] = r.present & reads_as_gibberish(v["lexical"])
+
+
+def _read_evidence(v: dict, r: Reading) -> None:
+    """The evidence a ``Reading`` has pulled, from the investigator's views ``v``."""
     r.pulled[:] = v["pulled"] > 0.5
     r.signal[:] = np.round(v["evidence"] * EVIDENCE_SCALE, 2) * r.pulled
-    return r
 
 
 def investigator_task(vector: np.ndarray):
@@ -150,6 +161,11 @@ class ScriptedInvestigator(Policy):
     reward, stating the posterior probability that its verdict is right as its confidence. Ads
     it would approve it leaves pending when the budget is tight: every end path approves them.
     Both faces reduce the observation to a ``Reading`` and share ``decide``.
+
+    It keeps its beliefs between decisions (``belief.QueueBelief``, and on the tensor face its
+    ``Reading``, re-read only where the vector changed), so one player should see one match's
+    decisions in order, as in play; a new match or a state from elsewhere is read afresh where
+    it differs. Decisions equal working everything out from scratch (the tests' oracle).
     """
 
     role = "investigator"
@@ -162,12 +178,13 @@ class ScriptedInvestigator(Policy):
     def __init__(self, seed: int | None = None):
         super().__init__(seed)
         self._reading = Reading()
-        self._fs_key: tuple | None = None
+        self._belief = belief.QueueBelief(S)
+        self._first_sight_raw = self._evidence_raw = None
 
     def act_tensor(self, vector, mask):
         g = _InvGlobals
         task = investigator_task(vector)
-        r = read_investigator_tensor(vector, self._reading)
+        r = self.read(vector)
         pairs = []
         if np.count_nonzero(vector[g.collisions]):  # some ads visibly share a ring signal
             linked = vector[g.pair_linked]
@@ -179,6 +196,21 @@ class ScriptedInvestigator(Policy):
                          round(item(g.actions_left) * task.max_investigator_actions_per_turn),
                          round(item(g.rounds_remaining) * task.max_rounds))
         return self.legal_or(index_of("investigator", op), mask, I_END)
+
+    def read(self, vector: np.ndarray) -> Reading:
+        """The ``Reading`` of an observation vector: the policy's own, updated where the vector
+        changed since the last decision."""
+        g, r = _InvGlobals, self._reading
+        raw = b"".join([vector[part].tobytes() for part in g.first_sight_parts])
+        if raw != self._first_sight_raw:
+            _read_first_sight(views("investigator", vector, _FIRST_SIGHT_READS), r)
+            self._first_sight_raw = raw
+        raw = vector[g.evidence_part].tobytes()
+        if raw != self._evidence_raw:
+            _read_evidence(views("investigator", vector, _EVIDENCE_READS), r)
+            self._evidence_raw = raw
+        r.pending[:] = vector[g.pending] > 0.5
+        return r
 
     def act_model(self, obs):
         task = TASKS[obs.task_id or "task_1"]
@@ -211,79 +243,69 @@ class ScriptedInvestigator(Policy):
             op = replace(op, rationale=why)
         return op_to_model("investigator", op)
 
-    def beliefs(self, task, r: Reading) -> np.ndarray:
-        """Posterior over kinds for every slot: (S, kinds). First-sight terms are cached until
-        an ad arrives or changes."""
-        key = (task.task_id, r.first_sight_key())
-        if key != self._fs_key:
-            self._fs = belief.first_sight_loglik(task.task_id, r.category, r.age, r.tld,
-                                                 r.payment, r.country, r.markers, r.junk)
-            self._rewards = belief.reward_table(r.category)
-            self._fs_key = key
-        return belief.posterior(self._fs + belief.evidence_loglik(r.signal, r.pulled))
+    def beliefs(self, task, r: Reading) -> belief.QueueBelief:
+        """The belief about every slot (``belief.QueueBelief``), brought up to date with ``r``:
+        only what changed since the last decision is recomputed."""
+        b = self._belief
+        b.update(task.task_id, (r.category, r.age, r.tld, r.payment, r.country, r.markers, r.junk),
+                 (task.task_id, r.first_sight_key()), r.signal, r.pulled)
+        return b
 
     def decide(self, task, r: Reading, pairs, budget, actions_left, rounds_remaining) -> Op:
         """The choice both faces share. ``pairs``: unlinked slot pairs that visibly share
         infrastructure."""
         if budget <= 0:
             return EndTurn()
-        post = self.beliefs(task, r)
-        p_bad = 1.0 - post[:, 0]
+        b = self.beliefs(task, r)
+        p_bad, best, sure = b.p_bad, b.best, b.sure
         # 1. link pairs that visibly share infrastructure and both look bad
         for i, j in pairs:
             if p_bad[i] > self.LINK_P_BAD and p_bad[j] > self.LINK_P_BAD:
                 return Link(i, j)
-        pending = np.flatnonzero(r.pending)
-        if not len(pending):
+        pending = np.flatnonzero(r.pending).tolist()
+        if not pending:
             return EndTurn()
-        post_p, rewards = post[pending], self._rewards[pending]
-        values = belief.verdict_values(post_p, rewards)
-        best = values.argmax(axis=1)
-        needs_verdict = best != 0  # approvals can be left to the end
+        n_verdicts = sum(best[s] != 0 for s in pending)  # approvals can be left to the end
         # 2. the budget kept for what is still to come: a verdict for every pending ad that is
         # not an approval, KEEP_PER_AD actions for each ad still expected to arrive, and two
         present = int(np.count_nonzero(r.present))
         to_come = max(0, task.queue_size + task.max_proposals - present)
-        keep = int(np.count_nonzero(needs_verdict)) + self.KEEP_PER_AD * to_come + 2
+        keep = n_verdicts + self.KEEP_PER_AD * to_come + 2
         spare = budget - keep
         last_round = rounds_remaining <= 1
-        available = ~r.pulled[pending] & (r.pulled[pending].sum(axis=1) <
-                                          MAX_PULLS_PER_AD)[:, None]
         price = self.PULL_PRICE + self.SCARCITY_PRICE * (1.0 + to_come) / max(spare, 1.0)
-        n_verdicts = int(np.count_nonzero(needs_verdict))
         can_pull = spare >= 1 and (not last_round or actions_left > n_verdicts)
-        # the turn's last actions go to verdicts: an ad left pending runs another round
-        closing = actions_left <= n_verdicts
-        if can_pull and not closing:  # the value of a pull is needed only when one may be made
-            gain = belief.value_of_source(post_p, rewards, available)
-            settled = gain.max(axis=1) <= price
-        else:
-            settled = np.ones(len(pending), bool)
-        sure = values.max(axis=1) - np.sort(values, axis=1)[:, -2]  # margin over the runner-up
-        surest_first = np.argsort(-sure, kind="stable").tolist()
-        # 3. stop harm first: reject or escalate the surest settled ad
-        for i in surest_first:
-            if settled[i] and needs_verdict[i]:
-                slot = int(pending[i])
+        # the turn's last actions go to verdicts: an ad left pending runs another round; the
+        # value of a pull is needed only when one may be made
+        pricing = can_pull and actions_left > n_verdicts
+        surest_first = sorted(pending, key=lambda s: -sure[s])  # stable: slot order on ties
+        # 3. stop harm first: reject or escalate the surest settled ad (no pull worth its price)
+        for slot in surest_first:
+            if best[slot] != 0 and (not pricing or b.best_pull(slot)[0] <= price):
                 # in ring tasks, a look at its infrastructure first, in the same turn: a
                 # shared payment id or fingerprint is a link worth making
                 if (task.n_rings and spare >= 1 and actions_left >= 2 and p_bad[slot] >
-                        self.LINK_P_BAD and r.pulled[slot, _RING_SOURCES].sum() < self.RING_LOOKS):
+                        self.LINK_P_BAD and r.pulled[slot, _RING_SOURCES].sum() < self.RING_LOOKS
+                        and r.pulled[slot].sum() < MAX_PULLS_PER_AD):
                     # every bad ad looks at the same sources first, so ring members collide
                     for t in _LOOK_ORDER:
-                        if available[i, t]:
+                        if not r.pulled[slot, t]:
                             return Investigate(slot, t)
-                return self._verdict(slot, best[i], post_p[i])
+                return self._verdict(slot, best[slot], b.post[slot])
         # 4. pull the most valuable source while it is worth its price (when nothing needs a
-        # verdict, ``closing`` cannot hold: the investigator has an action left)
+        # verdict, the turn is not closing: the investigator has an action left)
         if can_pull:
-            i, t = np.unravel_index(int(gain.argmax()), gain.shape)
-            if gain[i, t] > price:
-                return Investigate(int(pending[i]), int(t))
+            top, at = -math.inf, None
+            for s in pending:  # the first of equals, in slot and source order
+                gain, t = b.best_pull(s)
+                if gain > top or at is None:
+                    top, at = gain, (s, t)
+            if top > price:
+                return Investigate(*at)
         # 5. approve what is settled, with budget to spare; else leave it to the end
-        for i in surest_first:
-            if needs_verdict[i] or spare >= 1:
-                return self._verdict(pending[i], best[i], post_p[i])
+        for slot in surest_first:
+            if best[slot] != 0 or spare >= 1:
+                return self._verdict(slot, best[slot], b.post[slot])
         return EndTurn()
 
     @staticmethod
@@ -293,8 +315,23 @@ class ScriptedInvestigator(Policy):
         return Verdict(int(slot), v, nearest_bucket(float(post[_CORRECT_KINDS[v]].sum())))
 
 
+def _parts(role: str, names) -> list[slice]:
+    """The stretches of a role's vector that hold these views, adjacent views joined."""
+    parts: list[list[int]] = []
+    for a, b, _ in sorted(SPANS[role][name] for name in names):
+        if parts and parts[-1][1] == a:
+            parts[-1][1] = b
+        else:
+            parts.append([a, b])
+    return [slice(a, b) for a, b in parts]
+
+
+_FIRST_SIGHT_READS = ("present", "category", "surface", "lexical")
+_EVIDENCE_READS = ("pulled", "evidence")
+
+
 class _InvGlobals:
-    """Where the scripted investigator reads the investigator's globals."""
+    """Where the scripted investigator reads the investigator's vector, beyond its views."""
 
     _t = SPANS["investigator"]
     task = slice(*_t["task"][:2])
@@ -304,6 +341,9 @@ class _InvGlobals:
     budget = _t["budget"][0]
     actions_left = _t["actions_left_this_turn"][0]
     rounds_remaining = _t["rounds_remaining"][0]
+    pending = slice(_t["status"][0], _t["status"][1], _t["status"][2][1])  # status[:, 0]
+    first_sight_parts = _parts("investigator", _FIRST_SIGHT_READS)
+    (evidence_part,) = _parts("investigator", _EVIDENCE_READS)
 
 
 _RING_SOURCES = list(RING_SIGNAL_SOURCE)
