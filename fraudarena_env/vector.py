@@ -50,7 +50,6 @@ from .faces.encoding import (
 )
 from .rules import scoring
 from .rules.action_catalog import (
-    A_FLAG_B,
     A_SUBMIT,
     F_COMMIT,
     F_END,
@@ -67,6 +66,7 @@ from .rules.action_catalog import (
     PAIRS,
     S,
 )
+from .rules.auditor import claim_index
 from .rules.catalog import (
     AD_SLOT,
     AUDIT_TRACK_A,
@@ -98,10 +98,9 @@ _SIGNAL_OF_SOURCE = np.full(N_T, -1, np.int64)  # which ring signal a source rev
 _SIGNAL_OF_SOURCE[list(RING_SIGNAL_SOURCE)] = np.arange(len(RING_SIGNAL_SOURCE))
 _CONFIDENCE = np.asarray(CONFIDENCE_BUCKETS)
 _N_FLAGS = max(len(AUDIT_TRACK_A), len(AUDIT_TRACK_B))
-_FLAG_SLOT_A = (np.arange(A_FLAG_B) // len(AUDIT_TRACK_A)) - 1  # flag index -> slot (-1: match)
-_FLAG_TYPE_A = np.arange(A_FLAG_B) % len(AUDIT_TRACK_A)
-_FLAG_SLOT_B = np.arange(A_SUBMIT - A_FLAG_B) // len(AUDIT_TRACK_B)
-_FLAG_TYPE_B = np.arange(A_SUBMIT - A_FLAG_B) % len(AUDIT_TRACK_B)
+# Each flag index's (track, slot + 1, flag type): where ``state.claimed`` records it.
+_FLAG_TRACK, _FLAG_ROW, _FLAG_TYPE = np.array(
+    [claim_index(op) for op in OPS["auditor"][:A_SUBMIT]], np.int64).T
 
 
 class VectorStep(NamedTuple):
@@ -123,9 +122,6 @@ class _Views:
         self.at = {name: (o, o + int(np.prod(shape))) for name, o, shape in layout}
         self.size = Observer(role).size
 
-    def block(self, buffer: np.ndarray, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        a, b = self.at[name]
-        return buffer[:, a:b].reshape(buffer.shape[0], *shape)
 
 
 class VectorFraudArena:
@@ -585,21 +581,15 @@ class VectorFraudArena:
 
     def _flag(self, env: np.ndarray, index: np.ndarray, rewards: np.ndarray) -> None:
         st = self.state
-        track_b = index >= A_FLAG_B
-        offset = np.where(track_b, index - A_FLAG_B, index)
-        slot = np.where(track_b, _FLAG_SLOT_B[np.minimum(offset, len(_FLAG_SLOT_B) - 1)],
-                        _FLAG_SLOT_A[np.minimum(offset, len(_FLAG_SLOT_A) - 1)])
-        kind = np.where(track_b, _FLAG_TYPE_B[np.minimum(offset, len(_FLAG_TYPE_B) - 1)],
-                        _FLAG_TYPE_A[np.minimum(offset, len(_FLAG_TYPE_A) - 1)])
-        track = track_b.astype(np.int64)
+        track, row, kind = _FLAG_TRACK[index], _FLAG_ROW[index], _FLAG_TYPE[index]
         st.auditor_actions[env] += 1
-        st.claimed[env, track, slot + 1, kind] = True
-        true = self._truth[env, track, slot + 1, kind]
+        st.claimed[env, track, row, kind] = True
+        true = self._truth[env, track, row, kind]
         rewards[env, 2] = np.where(true, scoring.AUDIT_TRUE_FLAG, scoring.AUDIT_FALSE_FLAG)
         au, at = self.buffers["auditor"], self._views["auditor"].at
         n_a, n_b = len(AUDIT_TRACK_A), len(AUDIT_TRACK_B)
-        col = np.where(track_b, at["claimed_b"][0] + slot * n_b + kind,
-                       at["claimed_a"][0] + (slot + 1) * n_a + kind)
+        col = np.where(track == 1, at["claimed_b"][0] + (row - 1) * n_b + kind,
+                       at["claimed_a"][0] + row * n_a + kind)
         au[env, col] = 1.0
         self.masks["auditor"][env, index] = 0
 

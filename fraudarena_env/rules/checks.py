@@ -3,7 +3,7 @@
 ``holds(state, m, op)`` is a pointwise numpy expression. Given one match index and one op it
 answers for that op (the role module's ``explain``); given index grids (``m`` of shape
 ``(N, 1, ...)`` and an op whose fields are arrays) broadcasting answers for every op of every
-match at once (the role module's ``legal_mask``). ``reason`` words a failure for the player.
+match at once (``holds_all``, which the role modules' ``legal_mask`` use). ``reason`` words a failure for the player.
 """
 
 from __future__ import annotations
@@ -24,14 +24,6 @@ class Check:
     form: bool = False  # about the op's own fields only: true of every catalogue op
 
 
-def first_failing(checks: Sequence[Check], st: MatchState, m: int, op) -> str | None:
-    """The reason of the first check ``op`` fails in match ``m``, or None when it passes all."""
-    for check in checks:
-        if not check.holds(st, m, op):
-            return check.reason(st, m, op)
-    return None
-
-
 def holds_all(checks: Sequence[Check], st: MatchState, m: np.ndarray, grid, shape) -> np.ndarray:
     """Where every state check holds, over index grids (``shape``: the broadcast result). Form
     checks are skipped: the catalogue's ops are well formed by construction."""
@@ -42,4 +34,4 @@ def holds_all(checks: Sequence[Check], st: MatchState, m: np.ndarray, grid, shap
     return out
 
 
-__all__ = ["Check", "first_failing", "holds_all"]
+__all__ = ["Check", "holds_all"]

@@ -34,7 +34,7 @@ def explain(st: MatchState, m: int, role: str, op) -> str | None:
     checks = _CHECKS.get((role, type(op)))
     if checks is None:
         return f"unknown {role} action {_excerpt(op)}"
-    for check in checks:  # first_failing, inlined: this runs on every step
+    for check in checks:  # the first check the op fails names the reason
         if not check.holds(st, m, op):
             return check.reason(st, m, op)
     return None

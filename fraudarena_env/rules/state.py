@@ -45,9 +45,6 @@ assert tuple(p.name.lower() for p in Phase) == PHASES  # one order, declared in 
 F, I, A = 0, 1, 2  # noqa: E741  (the roles' indices, in ROLES order)
 # Plain ints from here on: numpy probes an enum member for array attributes on every use.
 PHASE_OF = {p.name.lower(): int(p) for p in Phase}
-# The phase in which each role acts.
-ROLE_PHASE = {"fraudster": int(Phase.FRAUDSTER_TURN),
-              "investigator": int(Phase.INVESTIGATOR_TURN), "auditor": int(Phase.AUDIT_PHASE)}
 
 
 class Edit(IntEnum):
@@ -64,20 +61,15 @@ class Track(IntEnum):
     B = 1
 
 
-TRACK_FLAGS = {"A": AUDIT_TRACK_A, "B": AUDIT_TRACK_B}
 
 
-# The match's scalars that change during play (the referee reads and writes them as attributes,
-# written through to the state; see ``Referee``), and how a text value is stored as a number.
+# The match's scalars that change during play (the referee keeps them as attributes and writes
+# them to the state after every step; see ``Referee.store_scalars``), and why play ended, by the
+# index the ``end_reason`` column stores.
 END_REASONS: tuple[str, ...] = ("commit_final", "all_decided", "max_rounds", "budget_exhausted")
 SCALARS: tuple[str, ...] = ("phase", "round_number", "actions_this_turn", "budget",
                             "proposals_used", "committed", "n_arrived", "n_base_arrived",
                             "n_manual", "step_count", "auditor_actions", "end_reason")
-CODECS = {"phase": (PHASE_OF.__getitem__, PHASES.__getitem__),
-          "committed": (int, bool),
-          "end_reason": (lambda r: -1 if r is None else END_REASONS.index(r),
-                         lambda c: None if c < 0 else END_REASONS[c])}
-
 
 def _row_capacity() -> dict[str, tuple[int, ...]]:
     """Each ad-row array's shape per match, for the largest task: rows for the organic ads and
@@ -205,10 +197,6 @@ class MatchState:
                                 for f in fields(AdRows)})
         return cls(**out)
 
-    def names(self) -> list[str]:
-        """The state's array names, in declaration order."""
-        return [f.name for f in fields(self)]
 
 
-__all__ = ["CODECS", "END_REASONS", "Edit", "MatchState", "PHASE_OF", "Phase", "ROLE_PHASE",
-           "SCALARS", "TRACK_FLAGS", "Track"]
+__all__ = ["END_REASONS", "Edit", "MatchState", "PHASE_OF", "Phase", "SCALARS", "Track"]
