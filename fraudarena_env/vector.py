@@ -170,6 +170,8 @@ class VectorFraudArena:
         self._ready = False
         self._arange = np.arange(n)
         self._out_role = np.full(n, -1, np.int64)  # whose view each output row holds
+        self._full = np.ones(n, bool)  # rows to copy whole at the next output
+        self._written = {r: [] for r in ROLES}  # entries written since the last output
 
     # ------------------------------------------------------------------ reset
     def reset(self, seed: int | None = None) -> VectorStep:
@@ -181,6 +183,7 @@ class VectorFraudArena:
         self._seed = int(seed)
         self._rng = np.random.default_rng(self._seed)
         self._resets[:] = 0
+        self._full[:] = True
         self._start(self._arange, self._seed + self._arange)
         self._ready = True
         n = self.num_envs
@@ -203,6 +206,7 @@ class VectorFraudArena:
     def _replay(self, m: int) -> None:
         """Bring env ``m``'s three observers up to date with what its referee did."""
         ref = self.referees[m]
+        self._full[m] = True
         fraudster, investigator, auditor = self.observers[m]
         if ref.phase in _OVER:  # only the auditor acts again before the next match
             fraudster.skip(ref)
@@ -309,20 +313,20 @@ class VectorFraudArena:
         rewards[env, _I_ROLE] = scoring.INVESTIGATE_COST
         n = st.n_pulls[env, slot]
         # what the investigator and the fraudster see of it (encoding's _inv_pull, _fr_pull)
-        inv, v = self.buffers["investigator"], self._views["investigator"]
-        at = v.at
-        inv[env, at["pulled"][0] + N_T * slot + source] = 1.0
+        put, at = self._put, self._views["investigator"].at
+        put("investigator", env, at["pulled"][0] + N_T * slot + source, 1.0)
         value = st.rows.evidence[env, row, source] / EVIDENCE_SCALE
-        inv[env, at["evidence"][0] + N_T * slot + source] = np.clip(value, -OBS_BOUND, OBS_BOUND)
-        inv[env, at["pulls_left"][0] + slot] = (MAX_PULLS_PER_AD - n) / MAX_PULLS_PER_AD
+        put("investigator", env, at["evidence"][0] + N_T * slot + source,
+            np.clip(value, -OBS_BOUND, OBS_BOUND))
+        put("investigator", env, at["pulls_left"][0] + slot,
+            (MAX_PULLS_PER_AD - n) / MAX_PULLS_PER_AD)
         mask = self.masks["investigator"]
         base = I_INVESTIGATE + slot * N_T
         mask[env, base + source] = 0
         full = n >= MAX_PULLS_PER_AD
         if full.any():
             mask[env[full][:, None], base[full][:, None] + np.arange(N_T)] = 0
-        fr, fv = self.buffers["fraudster"], self._views["fraudster"]
-        fr[env, fv.at["pulled"][0] + N_T * slot + source] = 1.0
+        put("fraudster", env, self._views["fraudster"].at["pulled"][0] + N_T * slot + source, 1.0)
         signal = _SIGNAL_OF_SOURCE[source]
         ring = signal >= 0
         if ring.any():
@@ -343,12 +347,13 @@ class VectorFraudArena:
         e, s = env[k], slot[k]
         self._shared[e, s, j] += 1
         self._shared[e, j, s] += 1
-        inv, at = self.buffers["investigator"], self._views["investigator"].at
-        inv[e, at["pair_shared_signals"][0] + PAIR_INDEX[s, j]] = self._shared[e, s, j] / 4.0
+        put, at = self._put, self._views["investigator"].at
+        put("investigator", e, at["pair_shared_signals"][0] + PAIR_INDEX[s, j],
+            self._shared[e, s, j] / 4.0)
         col = at["collisions"][0]
         count = np.count_nonzero(self._shared[e], axis=2)  # (pairs, S): rows of each env
-        inv[e, col + j] = count[np.arange(len(e)), j] / S
-        inv[e, col + s] = count[np.arange(len(e)), s] / S
+        put("investigator", e, col + j, count[np.arange(len(e)), j] / S)
+        put("investigator", e, col + s, count[np.arange(len(e)), s] / S)
 
     def _verdict(self, env: np.ndarray, index: np.ndarray, rewards: np.ndarray) -> None:
         st = self.state
@@ -365,13 +370,12 @@ class VectorFraudArena:
         row = st.slot_row[env, slot]
         label, severity = st.rows.label[env, row], st.rows.severity[env, row]
         rewards[env, _I_ROLE] = _verdict_rewards(verdict, label, severity)
-        for views_role, status in (("investigator", "status"), ("fraudster", "status")):
-            buf, at = self.buffers[views_role], self._views[views_role].at
-            base = at[status][0] + 4 * slot
-            buf[env, base] = 0.0
-            buf[env, base + verdict + 1] = 1.0
-        inv, at = self.buffers["investigator"], self._views["investigator"].at
-        inv[env, at["pulls_left"][0] + slot] = 0.0
+        for views_role in ("investigator", "fraudster"):
+            base = self._views[views_role].at["status"][0] + 4 * slot
+            self._put(views_role, env, base, 0.0)
+            self._put(views_role, env, base + verdict + 1, 1.0)
+        self._put("investigator", env, self._views["investigator"].at["pulls_left"][0] + slot,
+                  0.0)
         mask = self.masks["investigator"]
         mask[env[:, None], I_INVESTIGATE + slot[:, None] * N_T + np.arange(N_T)] = 0
         mask[env[:, None], I_VERDICT + slot[:, None] * N_VERDICT_OPS +
@@ -392,9 +396,10 @@ class VectorFraudArena:
         correct = (ring_a >= 0) & (ring_a == ring_b)
         rewards[env, _I_ROLE] = np.where(correct, scoring.LINK_CORRECT, scoring.LINK_WRONG)
         inv, at = self.buffers["investigator"], self._views["investigator"].at
-        inv[env, at["pair_linked"][0] + pair] = 1.0
-        inv[env, at["links"][0] + a] += 1.0 / S
-        inv[env, at["links"][0] + b] += 1.0 / S
+        self._put("investigator", env, at["pair_linked"][0] + pair, 1.0)
+        for end in (a, b):
+            col = at["links"][0] + end
+            self._put("investigator", env, col, inv[env, col] + 1.0 / S)
         self.masks["investigator"][env, I_LINK + pair] = 0
 
     def _after_reviews(self, env: np.ndarray) -> None:
@@ -467,18 +472,20 @@ class VectorFraudArena:
         """What the investigator and the fraudster see of ads that just arrived (encoding's
         _inv_arrive and _fr_arrive): ``e``, ``slot``, ... one entry per ad."""
         st = self.state
+        put = self._put
         for role in ("investigator", "fraudster"):
-            buf, at = self.buffers[role], self._views[role].at
-            buf[e, at["present"][0] + slot] = 1.0
-            buf[e, at["status"][0] + 4 * slot] = 1.0
-            buf[e, at["category"][0] + len(CATEGORIES) * slot + category] = 1.0
+            at = self._views[role].at
+            put(role, e, at["present"][0] + slot, 1.0)
+            put(role, e, at["status"][0] + 4 * slot, 1.0)
+            put(role, e, at["category"][0] + len(CATEGORIES) * slot + category, 1.0)
             lex = at["lexical"][0] + N_LEXICAL * slot
-            buf[e[:, None], lex[:, None] + np.arange(N_LEXICAL)] = lexical
-        inv, at = self.buffers["investigator"], self._views["investigator"].at
-        inv[e, at["arrived_round"][0] + slot] = st.arrived[e, slot] / st.max_rounds[e]
+            put(role, e[:, None], lex[:, None] + np.arange(N_LEXICAL), lexical)
+        at = self._views["investigator"].at
+        put("investigator", e, at["arrived_round"][0] + slot, st.arrived[e, slot] / st.max_rounds[e])
         width = len(SURFACE_COLUMNS)
-        inv[e[:, None], at["surface"][0] + width * slot[:, None] + np.arange(width)] = surface
-        inv[e, at["pulls_left"][0] + slot] = 1.0
+        put("investigator", e[:, None], at["surface"][0] + width * slot[:, None] + np.arange(width),
+            surface)
+        put("investigator", e, at["pulls_left"][0] + slot, 1.0)
         mask = self.masks["investigator"]
         mask[e[:, None], I_INVESTIGATE + N_T * slot[:, None] + np.arange(N_T)] = 1
         mask[e[:, None], I_VERDICT + N_VERDICT_OPS * slot[:, None] +
@@ -503,9 +510,10 @@ class VectorFraudArena:
         row = st.slot_row[env, slot]
         surface = self._show_own_ads(env, slot, row)
         self._show_arrivals(env, slot, rows.category[env, row], st.lexical[env, slot], surface)
-        fr, at = self.buffers["fraudster"], self._views["fraudster"].at
-        fr[env, at["mine"][0] + slot] = 1.0
-        fr[env, at["my_tactic"][0] + len(TACTICS) * slot + rows.tactic[env, row]] = 1.0
+        at = self._views["fraudster"].at
+        self._put("fraudster", env, at["mine"][0] + slot, 1.0)
+        self._put("fraudster", env, at["my_tactic"][0] + len(TACTICS) * slot + rows.tactic[env, row],
+                  1.0)
         self._count_fraudster_actions(env)
 
     def _modify(self, env: np.ndarray, index: np.ndarray) -> None:
@@ -523,14 +531,14 @@ class VectorFraudArena:
         slot = np.asarray(slots, np.int64)
         row = st.slot_row[env, slot]
         surface = self._show_own_ads(env, slot, row)
-        inv, at = self.buffers["investigator"], self._views["investigator"].at
+        put, at = self._put, self._views["investigator"].at
         lex = at["lexical"][0] + N_LEXICAL * slot
-        inv[env[:, None], lex[:, None] + np.arange(N_LEXICAL)] = st.lexical[env, slot]
-        inv[env, at["surface"][0] + len(SURFACE_COLUMNS) * slot + 4] = surface[:, 4]
+        put("investigator", env[:, None], lex[:, None] + np.arange(N_LEXICAL), st.lexical[env, slot])
+        put("investigator", env, at["surface"][0] + len(SURFACE_COLUMNS) * slot + 4, surface[:, 4])
         seen = st.pulled[env, slot, _LANDING]
         landing = rows.evidence[env[seen], row[seen], _LANDING] / EVIDENCE_SCALE
-        inv[env[seen], at["evidence"][0] + N_T * slot[seen] + _LANDING] = np.clip(
-            landing, -OBS_BOUND, OBS_BOUND)
+        put("investigator", env[seen], at["evidence"][0] + N_T * slot[seen] + _LANDING,
+            np.clip(landing, -OBS_BOUND, OBS_BOUND))
         self._count_fraudster_actions(env)
 
     def _show_own_ads(self, env, slot, row) -> np.ndarray:
@@ -541,15 +549,17 @@ class VectorFraudArena:
         surface = _surface_values(rows.age_days[env, row].tolist(), rows.tld[env, row],
                                   rows.payment_type[env, row], rows.country[env, row],
                                   markers.tolist())
-        fr, at = self.buffers["fraudster"], self._views["fraudster"].at
+        put, at = self._put, self._views["fraudster"].at
         lex = at["lexical"][0] + N_LEXICAL * slot
-        fr[env[:, None], lex[:, None] + np.arange(N_LEXICAL)] = st.lexical[env, slot]
+        put("fraudster", env[:, None], lex[:, None] + np.arange(N_LEXICAL), st.lexical[env, slot])
         evidence = np.clip(rows.evidence[env, row] / EVIDENCE_SCALE, -OBS_BOUND, OBS_BOUND)
-        fr[env[:, None], at["my_evidence"][0] + N_T * slot[:, None] + np.arange(N_T)] = evidence
+        put("fraudster", env[:, None], at["my_evidence"][0] + N_T * slot[:, None] + np.arange(N_T),
+            evidence)
         width = len(SURFACE_COLUMNS)
-        fr[env[:, None], at["my_surface"][0] + width * slot[:, None] + np.arange(width)] = surface
+        put("fraudster", env[:, None], at["my_surface"][0] + width * slot[:, None] + np.arange(width),
+            surface)
         trusted = st.trusted[env, slot]
-        fr[env, at["trusted"][0] + slot] = trusted
+        put("fraudster", env, at["trusted"][0] + slot, trusted)
         edits = F_MODIFY + slot * len(FRAUDSTER_EDITS)
         pending = st.verdict[env, slot] < 0
         mask = self.masks["fraudster"]
@@ -586,62 +596,86 @@ class VectorFraudArena:
         st.claimed[env, track, row, kind] = True
         true = self._truth[env, track, row, kind]
         rewards[env, 2] = np.where(true, scoring.AUDIT_TRUE_FLAG, scoring.AUDIT_FALSE_FLAG)
-        au, at = self.buffers["auditor"], self._views["auditor"].at
+        at = self._views["auditor"].at
         n_a, n_b = len(AUDIT_TRACK_A), len(AUDIT_TRACK_B)
         col = np.where(track == 1, at["claimed_b"][0] + (row - 1) * n_b + kind,
                        at["claimed_a"][0] + row * n_a + kind)
-        au[env, col] = 1.0
+        self._put("auditor", env, col, 1.0)
         self.masks["auditor"][env, index] = 0
 
     # ------------------------------------------------------------------ the batch out
     def _batch(self, rewards, terminated, truncated) -> VectorStep:
+        """The output rows: each env's current role's view, one-hot first. A row whose role
+        changed, or whose views a referee's observers rewrote, is copied whole; the others get
+        only the entries the batched writers changed (``_put``), as most rows change in a few
+        entries per step and copying every row whole is most of a step's memory traffic."""
         st = self.state
         role = st.phase.astype(np.int64)
-        changed = role != self._out_role  # the rest of a row is overwritten below
-        self._obs[changed] = 0.0
-        self._mask[changed] = 0
+        full = self._full | (role != self._out_role)
+        self._obs[full] = 0.0
+        self._mask[full] = 0
         self._out_role = role
         for r, name in enumerate(ROLES):
             env = np.flatnonzero(role == r)
-            if not len(env):
-                continue
-            self._globals(name, env)
-            mask = self._finish_mask(name, env)
-            size = self._views[name].size
-            self._obs[env, r] = 1.0
-            self._obs[env, _N_ROLES:_N_ROLES + size] = self.buffers[name][env]
-            self._mask[env, :N_ACTIONS[name]] = mask
+            written = self._written[name]
+            if len(env):
+                self._globals(name, env)
+                self._mask[env, :N_ACTIONS[name]] = self._finish_mask(name, env)
+                whole = env[full[env]]
+                if len(whole):
+                    self._obs[whole, r] = 1.0
+                    self._obs[whole, _N_ROLES:_N_ROLES + self._views[name].size] = \
+                        self.buffers[name][whole]
+                if written:
+                    e = np.concatenate([w[0] for w in written])
+                    c = np.concatenate([w[1] for w in written])
+                    keep = (role[e] == r) & ~full[e]
+                    e, c = e[keep], c[keep]
+                    self._obs[e, _N_ROLES + c] = self.buffers[name][e, c]
+            written.clear()
+        self._full[:] = False
         obs, mask = (self._obs.copy(), self._mask.copy()) if self.copy else (self._obs,
                                                                               self._mask)
         return VectorStep(role, obs, mask, rewards, terminated, truncated)
 
+    def _put(self, role: str, rows, cols, values) -> None:
+        """Write ``values`` at ``(rows, cols)`` of ``role``'s view buffer (index arrays that
+        broadcast, as in ``buffer[rows, cols] = values``) and note the entries for ``_batch``."""
+        self.buffers[role][rows, cols] = values
+        rows, cols = np.broadcast_arrays(rows, cols)
+        self._written[role].append((rows.ravel(), cols.ravel()))
+
     def _globals(self, role: str, env: np.ndarray) -> None:
         """The entries that follow the turn (encoding's _fill_common and _<role>_globals)."""
-        st, buf, at = self.state, self.buffers[role], self._views[role].at
+        st, at = self.state, self._views[role].at
         r = ROLES.index(role)
+
+        def put(name, values):
+            self._put(role, env, at[name][0], values)
+
         phase = at["phase"][0]
-        buf[env, phase:phase + 4] = 0.0
-        buf[env, phase + st.phase[env]] = 1.0
+        self._put(role, env[:, None], phase + np.arange(4), 0.0)
+        self._put(role, env, phase + st.phase[env], 1.0)
         rn, mr = st.round_number[env], st.max_rounds[env]
-        buf[env, at["round"][0]] = rn / mr
-        buf[env, at["rounds_remaining"][0]] = np.maximum(0, mr - rn + 1) / mr
+        put("round", rn / mr)
+        put("rounds_remaining", np.maximum(0, mr - rn + 1) / mr)
         if role == "auditor":
             left = MAX_AUDITOR_ACTIONS - st.auditor_actions[env]
         else:
             left = st.caps[env, r] - st.actions_this_turn[env]
-        buf[env, at["actions_left_this_turn"][0]] = left / st.caps[env, r]
+        put("actions_left_this_turn", left / st.caps[env, r])
         grow = (st.n_base_arrived[env] < st.n_base[env]) | (
             (st.committed[env] == 0) & (st.proposals_used[env] < st.max_proposals[env]))
         if role == "investigator":
-            buf[env, at["budget"][0]] = st.budget[env] / st.action_budget[env]
-            buf[env, at["queue_may_grow"][0]] = grow
-            buf[env, at["pending_count"][0]] = np.where(
-                st.end_reason[env] < 0, (st.n_arrived[env] - st.n_manual[env]) / S, 0.0)
+            put("budget", st.budget[env] / st.action_budget[env])
+            put("queue_may_grow", grow)
+            put("pending_count", np.where(
+                st.end_reason[env] < 0, (st.n_arrived[env] - st.n_manual[env]) / S, 0.0))
         elif role == "fraudster":
             used, most = st.proposals_used[env], st.max_proposals[env]
-            buf[env, at["proposals_remaining"][0]] = (most - used) / most
-            buf[env, at["committed"][0]] = st.committed[env]
-            buf[env, at["queue_room"][0]] = _room(st, env)
+            put("proposals_remaining", (most - used) / most)
+            put("committed", st.committed[env])
+            put("queue_room", _room(st, env))
 
     def _finish_mask(self, role: str, env: np.ndarray) -> np.ndarray:
         """The role's mask rows for ``env`` as its observer's ``mask`` would give them."""
@@ -669,11 +703,16 @@ class VectorFraudArena:
         """One uniformly random legal action per env (the vector env's own generator, seeded by
         ``reset``)."""
         mask = np.asarray(action_mask)
+        if mask.dtype.itemsize == 1 and mask.dtype.kind in "biu":
+            mask = mask.view(np.bool_)  # nonzero bytes are true either way; much faster
         legal = np.flatnonzero(mask)  # row-major: each env's legal actions, env after env
-        counts = np.count_nonzero(mask, axis=1)
-        starts = np.cumsum(counts) - counts
+        width = mask.shape[1]
+        bounds = np.searchsorted(legal, np.arange(len(mask) + 1) * width)
+        starts, counts = bounds[:-1], np.diff(bounds)
+        if not counts.all():
+            raise ValueError(f"env {int(np.argmin(counts))} has no legal action in action_mask")
         pick = starts + (self._rng.random(len(mask)) * counts).astype(np.int64)
-        return legal[pick] - np.arange(len(mask)) * mask.shape[1]
+        return legal[pick] - np.arange(len(mask)) * width
 
     def close(self) -> None:
         pass
