@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 from gymnasium import spaces
 
+from .env import END_REASON_INDEX, PHASE_INDEX
 from .faces.encoding import (
     _COUNTRY_SCALE,
     _PAY_SCALE,
@@ -170,6 +171,11 @@ class VectorFraudArena:
         self._ready = False
         self._arange = np.arange(n)
         self._out_role = np.full(n, -1, np.int64)  # whose view each output row holds
+        # env -> how its match ended, for the envs that ended (and reset) in the last step
+        self.final_info: dict[int, dict] = {}
+        # set to a role to keep, in ``final_view``, that role's view of each match that ended
+        self.keep_final_view: str | None = None
+        self.final_view: dict[int, np.ndarray] = {}
         self._full = np.ones(n, bool)  # rows to copy whole at the next output
         self._written = {r: [] for r in ROLES}  # entries written since the last output
 
@@ -226,8 +232,12 @@ class VectorFraudArena:
             self._truth[m, track, slot + 1, flags.index(flag_type)] = True
 
     # ------------------------------------------------------------------ step
-    def step(self, actions) -> VectorStep:
-        """Apply one action per env (its current agent's) and return the next batch."""
+    def step(self, actions, active=None) -> VectorStep:
+        """Apply one action per env (its current agent's) and return the next batch.
+
+        ``active``: an optional (N,) bool array; only those envs act (the others' actions are
+        ignored, and they neither move nor count a step), e.g. to let opponents move in the
+        envs where it is not a learner's turn."""
         if not self._ready:
             raise RuntimeError("step() before reset(): call reset(seed=...) first")
         a = np.asarray(actions)
@@ -235,10 +245,17 @@ class VectorFraudArena:
         if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
             raise ValueError(f"actions must be an integer array of shape ({n},), got "
                              f"{a.dtype} {a.shape}")
-        a = a.astype(np.int64)
-        self._check(a)
+        if active is None:
+            active = np.ones(n, bool)
+        else:
+            active = np.asarray(active)
+            if active.shape != (n,) or active.dtype != bool:
+                raise ValueError(f"active must be a bool array of shape ({n},), got "
+                                 f"{active.dtype} {active.shape}")
+        a = np.where(active, a, 0).astype(np.int64)
+        self._check(a, active)
         st = self.state
-        role = st.phase.copy()
+        role = np.where(active, st.phase, -1)  # an idle env takes no branch below
         rewards = np.zeros((n, _N_ROLES))
         inv = role == Phase.INVESTIGATOR_TURN
         pulls = np.flatnonzero(inv & (a < I_VERDICT))
@@ -269,26 +286,43 @@ class VectorFraudArena:
         reviews = np.concatenate((pulls, verdicts, links))
         if len(reviews):
             self._after_reviews(reviews)
-        for m in np.flatnonzero(~fast).tolist():  # the rare actions, match by match
+        for m in np.flatnonzero(~fast & active).tolist():  # the rare actions, match by match
             ref = self.referees[m]
             ref.load_scalars()
             apply_index(ref, ROLES[role[m]], int(a[m]))
             rewards[m] = ref.step_rewards
             self._replay(m)
-        self._steps += 1
-        terminated = st.phase == Phase.DONE
-        truncated = ~terminated & (self._steps >= self.max_steps)
+        self._steps += active
+        terminated = active & (st.phase == Phase.DONE)
+        truncated = active & ~terminated & (self._steps >= self.max_steps)
         over = np.flatnonzero(terminated | truncated)
+        self.final_info = {m: self._final_info(m, bool(truncated[m])) for m in over.tolist()}
+        if self.keep_final_view is not None:
+            self.final_view = {m: self.buffers[self.keep_final_view][m].copy()
+                               for m in over.tolist()}
         if len(over):
             self._resets[over] += 1
             self._start(over, self._seed + over + self._resets[over] * n)
         return self._batch(rewards, terminated, truncated)
 
-    def _check(self, a: np.ndarray) -> None:
-        """Refuse the whole step, before anything changes, if any env's action is illegal."""
+    def _final_info(self, m: int, cut: bool) -> dict:
+        """How env ``m``'s match ended, read before it resets: ``raw_env``'s info keys but the
+        returns (the vector env hands out each step's rewards and keeps no totals)."""
+        ref = self.referees[m]
+        ref.load_scalars()
+        reason = "max_cycles" if cut else ref.end_reason
+        graded = ref.grader_score is not None
+        return {"phase": PHASE_INDEX[ref.phase], "round": int(self.state.round_number[m]),
+                "end_reason": END_REASON_INDEX[reason], "has_grader": graded,
+                "grader_score": float(ref.grader_score) if graded else 0.0}
+
+    def _check(self, a: np.ndarray, active: np.ndarray) -> None:
+        """Refuse the whole step, before anything changes, if any active env's action is
+        illegal."""
         inside = (a >= 0) & (a < self.n_actions)
         legal = inside.copy()
         legal[inside] = self._mask[self._arange[inside], a[inside]] == 1
+        legal |= ~active
         if legal.all():
             return
         m = int(np.flatnonzero(~legal)[0])

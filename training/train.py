@@ -51,6 +51,7 @@ from fraudarena_env.policies import BASELINES, Policy
 from fraudarena_env.role_env import RoleEnv
 from fraudarena_env.rules.actions import Verdict
 from fraudarena_env.sb3 import TRAIN_SEED_RANGE, SB3Policy, TrainSeeds, imitate, imitation_steps
+from fraudarena_env.sb3_vector import VectorRoleEnv
 from fraudarena_env.slot_policy import SlotInvestigatorPolicy
 
 
@@ -78,6 +79,9 @@ class Config:
     teacher: str = ""
     # MaskablePPO
     n_envs: int = 6
+    # 0: n_envs RoleEnvs, stepped one by one; N > 0: one VectorRoleEnv of N matches (one task),
+    # the opponents moving in batch: many times the steps per second (use a short n_steps)
+    vector_envs: int = 0
     n_steps: int = 512
     batch_size: int = 256
     n_epochs: int = 4
@@ -107,6 +111,9 @@ class Config:
     tensorboard: bool = True
     verbose: int = 0
 
+
+# a seed's block of match seeds for --vector-envs (the training range holds 2,000 of them)
+VECTOR_SEED_BLOCK = 1_000_000
 
 # ============================================================================ 2. opponents
 def make_opponent(role: str, spec: str, seed: int | None = None) -> Policy:
@@ -223,8 +230,14 @@ class GraderReward(gymnasium.Wrapper):
 
 
 def make_vec_env(cfg: Config, opponents: Callable[[], dict[str, Policy]]) -> VecMonitor:
-    """``cfg.n_envs`` RoleEnvs for ``cfg.role``, tasks in turn. ``opponents()`` builds a fresh
-    opponent dict per sub-env: opponents keep per-match state, so sub-envs must not share."""
+    """``cfg.n_envs`` RoleEnvs for ``cfg.role``, tasks in turn, or with ``cfg.vector_envs``
+    one ``VectorRoleEnv``. ``opponents()`` builds a fresh opponent dict per sub-env: opponents
+    keep per-match state, so sub-envs must not share."""
+    if cfg.vector_envs:
+        # matches s + i + k * N from here: a block of the training range of its own per seed
+        offset = cfg.train_seed_range[0] + cfg.seed * VECTOR_SEED_BLOCK
+        return VecMonitor(VectorRoleEnv(cfg.role, cfg.vector_envs, opponents=opponents,
+                                        task_id=cfg.tasks[0], seed_offset=offset))
     def factory(i: int):
         task = cfg.tasks[i % len(cfg.tasks)]
 
@@ -241,6 +254,11 @@ def make_vec_env(cfg: Config, opponents: Callable[[], dict[str, Policy]]) -> Vec
 
 
 # ============================================================================ 4. the model
+def num_envs(cfg: Config) -> int:
+    """How many matches each rollout step plays."""
+    return cfg.vector_envs or cfg.n_envs
+
+
 def imitates(cfg: Config) -> bool:
     """A fresh network is warm-started by imitation; a loaded checkpoint is not."""
     return not cfg.init and cfg.imitation_samples > 0
@@ -251,7 +269,7 @@ def progress_steps(cfg: Config) -> int:
     ``fraudarena_env.sb3.imitation_steps``), then the PPO timesteps SB3 runs (whole rollouts of
     ``n_envs * n_steps``)."""
     warm = imitation_steps(cfg.imitation_samples, cfg.imitation_epochs) if imitates(cfg) else 0
-    rollout = cfg.n_envs * cfg.n_steps
+    rollout = num_envs(cfg) * cfg.n_steps
     return warm + -(-cfg.timesteps // rollout) * rollout
 
 
@@ -433,6 +451,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                         "checkpoint (default: the scripted one)")
     p.add_argument("--lr", type=float, default=d.learning_rate)
     p.add_argument("--n-envs", type=int, default=d.n_envs)
+    p.add_argument("--vector-envs", type=int, default=d.vector_envs, metavar="N",
+                   help="play N matches of one task in one VectorRoleEnv, the opponents in "
+                        "batch (0: --n-envs RoleEnvs)")
     p.add_argument("--n-steps", type=int, default=d.n_steps)
     p.add_argument("--ent-coef", type=float, default=d.ent_coef)
     p.add_argument("--clip-range", type=float, default=d.clip_range)
@@ -457,6 +478,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     if a.grader_coef and a.role not in GraderReward.SIGN:
         p.error(f"--grader-coef: the grader scores the investigator; the {a.role} has no stake "
                 "in it")
+    if a.vector_envs < 0:
+        p.error(f"--vector-envs must be 0 or a positive number of matches, got {a.vector_envs}")
+    if a.vector_envs and len(a.task) > 1:
+        p.error(f"--vector-envs plays one task; got --task {','.join(a.task)}")
+    if a.vector_envs and (a.calibration_coef or a.grader_coef):
+        p.error("--vector-envs does not add the training-only rewards yet: drop "
+                "--calibration-coef/--grader-coef or use --n-envs")
     if a.teacher:
         try:
             teacher_factory(a.role, a.teacher)
@@ -466,7 +494,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         d, role=a.role, tasks=a.task, opponents=tuple(opponents), timesteps=a.timesteps,
         init=a.init, net=a.net, imitation_samples=a.imitation_samples,
         imitation_epochs=a.imitation_epochs, teacher=a.teacher, learning_rate=a.lr,
-        n_envs=a.n_envs, n_steps=a.n_steps, ent_coef=a.ent_coef, clip_range=a.clip_range,
+        n_envs=a.n_envs, vector_envs=a.vector_envs, n_steps=a.n_steps, ent_coef=a.ent_coef,
+        clip_range=a.clip_range,
         calibration_coef=a.calibration_coef, grader_coef=a.grader_coef,
         val_seeds=tuple(parse_seeds(a.val_seeds)) if a.val_seeds else d.val_seeds,
         eval_every=a.eval_every, seed=a.seed, out=a.out, progress=not a.no_progress,

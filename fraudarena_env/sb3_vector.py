@@ -1,0 +1,223 @@
+"""One learning role on ``VectorFraudArena``: a Stable-Baselines3 ``VecEnv`` of N matches.
+
+``VectorRoleEnv(role, num_envs, opponents=None, task_id="task_1", **knobs)`` is to
+:class:`~fraudarena_env.vector.VectorFraudArena` what :class:`~fraudarena_env.role_env.RoleEnv`
+is to the AEC env: the learner acts in every env at once, then the other roles' opponents move
+in batch, env by env, until it is the learner's turn in every env again. Env ``i`` plays exactly
+the match ``RoleEnv(role, ...)`` plays on seed ``seed_offset + s + i`` (``s`` from
+``seed(s)``, 0 by default) with the same learner actions: the same observations, masks,
+rewards and endings (``tests/test_sb3_vector.py`` checks it step by step). A finished env
+starts its next match at once, the vector env's ``k``-th reset of env ``i`` using seed
+``seed_offset + s + i + k * N``, and its opponents are reseeded from that seed as ``RoleEnv``
+reseeds them.
+
+* ``action_masks()`` (and ``env_method("action_masks")``, which sb3-contrib's ``MaskablePPO``
+  calls) gives the learner's legal actions, one bool row per env;
+* ``opponents``: ``None`` (the scripted baselines), a dict ``role -> spec`` or a callable
+  returning such a dict. A spec is ``"scripted"``, ``"random"``, an SB3 model (its moves are
+  predicted for all the envs waiting on it at once) or a :class:`~fraudarena_env.policies.Policy`;
+  a ``Policy`` keeps per-match state, so pass a callable that builds fresh ones: it is called
+  once per env;
+* ``infos[i]`` is empty while env ``i`` plays on; when its match ends it has ``raw_env``'s info
+  keys for that match (``end_reason``, ``has_grader``, ``grader_score``, ...; not the returns:
+  SB3's ``VecMonitor`` counts them), ``terminal_observation`` (the learner's view as the match
+  ended; after the auditor's phase began, the views of the fraudster and the investigator are
+  no longer updated, as nobody reads them again) and ``TimeLimit.truncated``.
+
+Needs the training extra (``pip install torch==2.13.0 && pip install -e ".[train]"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from .faces.encoding import N_ACTIONS, OBS_BOUND
+from .policies import Policy
+from .role_env import _derived_seed, _make_actor
+from .rules.catalog import ROLES
+from .vector import VectorFraudArena
+
+_N_ROLES = len(ROLES)
+
+
+class VectorRoleEnv(VecEnv):
+    """``role``'s seat in ``num_envs`` matches at once (see the module docstring)."""
+
+    render_mode = None
+
+    def __init__(self, role: str, num_envs: int, opponents: Mapping[str, Any] | Callable[
+            [], Mapping[str, Any]] | None = None, task_id: str = "task_1",
+            seed_offset: int = 0, max_cycles: int = 1000, **knobs: Any):
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; roles are {list(ROLES)}")
+        self.venv = VectorFraudArena(num_envs, task_id=task_id, max_cycles=max_cycles,
+                                     copy=False, **knobs)
+        self.venv.keep_final_view = role
+        self.role, self._r = role, ROLES.index(role)
+        self.task_id = task_id
+        self.seed_offset = int(seed_offset)
+        self._size = {r: self.venv._views[r].size for r in ROLES}
+        space = spaces.Box(-OBS_BOUND, OBS_BOUND, (self._size[role],), np.float32)
+        super().__init__(num_envs, space, spaces.Discrete(N_ACTIONS[role]))
+        self._actors, self._reseed, self._batched = self._opponents(opponents)
+        n = num_envs
+        self._carry = np.zeros(n)
+        self._masks = np.zeros((n, N_ACTIONS[role]), bool)
+        self._match_seed = np.zeros(n, np.int64)
+        self._actions: np.ndarray | None = None
+        self._base = self.seed_offset
+
+    def _opponents(self, opponents):
+        """Per other role: an actor per env, the per-env objects to reseed, or one batched
+        model."""
+        n = self.num_envs
+        dicts = [dict(opponents() if callable(opponents) else (opponents or {}))
+                 for _ in range(n)]
+        actors: dict[str, list] = {}
+        reseed: dict[str, list] = {}
+        batched: dict[str, Any] = {}
+        for other in ROLES:
+            if other == self.role:
+                continue
+            specs = [d.get(other) for d in dicts]
+            bad = set().union(*dicts) - set(ROLES)
+            if bad or self.role in dicts[0]:
+                raise ValueError(f"opponents are for the other roles of {list(ROLES)}; got "
+                                 f"{sorted(set(dicts[0]))} with {self.role!r} learning")
+            if hasattr(specs[0], "predict"):
+                batched[other] = specs[0]
+                continue
+            if n > 1 and isinstance(specs[0], Policy) and specs[0] is specs[1]:
+                raise ValueError(f"one {type(specs[0]).__name__} for {other} in every env: a "
+                                 "Policy keeps per-match state; pass a callable that returns "
+                                 "fresh opponents (it is called once per env)")
+            made = [_make_actor(other, spec) for spec in specs]
+            actors[other] = [act for act, _ in made]
+            reseed[other] = [obj for _, obj in made]
+        return actors, reseed, batched
+
+    # ------------------------------------------------------------------ VecEnv API
+    def reset(self):
+        seed = self._seeds[0]
+        self._base = self.seed_offset + (0 if seed is None else int(seed))
+        self._reset_seeds()
+        self._carry[:] = 0.0
+        batch = self.venv.reset(seed=self._base)
+        self._new_matches(np.arange(self.num_envs))
+        batch, _, _ = self._advance(batch, np.zeros(self.num_envs), np.zeros(self.num_envs, bool))
+        return self._observe(batch)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions).reshape(self.num_envs)
+
+    def step_wait(self):
+        if self._actions is None:
+            raise RuntimeError("step_wait() without step_async(actions)")
+        n = self.num_envs
+        actions, self._actions = self._actions.astype(np.int64), None
+        batch = self.venv.step(actions)
+        rewards = batch.rewards[:, self._r].copy()
+        done = batch.terminated | batch.truncated
+        infos: list[dict] = [{} for _ in range(n)]
+        self._record_endings(batch, infos)
+        carried = self._carry.copy()
+        self._carry[:] = 0.0
+        batch, rewards, done = self._advance(batch, rewards, done, infos)
+        rewards = carried + rewards  # RoleEnv: carry + what the step and the opponents paid
+        return self._observe(batch), rewards.astype(np.float32), done, infos
+
+    def action_masks(self) -> np.ndarray:
+        """The learner's legal actions in every env, (N, A) bool."""
+        return self._masks.copy()
+
+    def close(self) -> None:
+        self.venv.close()
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs):
+        if method_name == "action_masks":
+            return [self._masks[i] for i in self._get_indices(indices)]
+        result = getattr(self, method_name)(*method_args, **method_kwargs)
+        return [result for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+    def has_attr(self, attr_name: str) -> bool:
+        return hasattr(self, attr_name)
+
+    # ------------------------------------------------------------------ helpers
+    def _advance(self, batch, rewards, done, infos=None):
+        """Opponents move, in batch, until the learner is to act in every env. What they earn
+        the learner goes to this step's reward in an env still playing its match, and to the
+        carry of the next match's first step in an env whose match ended."""
+        r = self._r
+        while True:
+            waiting = batch.current_agent != r
+            if not waiting.any():
+                return batch, rewards, done
+            actions = np.zeros(self.num_envs, np.int64)
+            for other, o in ((x, ROLES.index(x)) for x in ROLES if x != self.role):
+                idx = np.flatnonzero(batch.current_agent == o)
+                if len(idx):
+                    actions[idx] = self._act(other, idx, batch)
+            batch = self.venv.step(actions, active=waiting)
+            paid = batch.rewards[:, r]
+            playing = waiting & ~done
+            rewards[playing] += paid[playing]
+            ended = waiting & done
+            self._carry[ended] += paid[ended]
+            if infos is not None:
+                self._record_endings(batch, infos)
+            elif self.venv.final_info:
+                raise RuntimeError("a match ended before the learner's first turn")
+            done = done | batch.terminated | batch.truncated
+
+    def _act(self, role: str, idx: np.ndarray, batch) -> np.ndarray:
+        size, width = self._size[role], N_ACTIONS[role]
+        obs = batch.observation[idx, _N_ROLES:_N_ROLES + size]
+        mask = batch.action_mask[idx, :width]
+        model = self._batched.get(role)
+        if model is not None:
+            action, _ = model.predict(obs, action_masks=mask.astype(bool), deterministic=True)
+            return np.asarray(action).reshape(len(idx))
+        actors = self._actors[role]
+        return np.array([actors[i](obs[k], mask[k]) for k, i in enumerate(idx.tolist())],
+                        np.int64)
+
+    def _record_endings(self, batch, infos: list[dict]) -> None:
+        """Infos of the envs whose match ended in the vector env's last step; their opponents
+        are reseeded for the next match."""
+        if not self.venv.final_info:
+            return
+        for m, info in self.venv.final_info.items():
+            infos[m] = dict(info)
+            infos[m]["terminal_observation"] = self.venv.final_view[m]
+            infos[m]["TimeLimit.truncated"] = bool(batch.truncated[m])
+        self._new_matches(np.fromiter(self.venv.final_info, np.int64))
+
+    def _new_matches(self, env: np.ndarray) -> None:
+        n = self.num_envs
+        self._match_seed[env] = self._base + env + self.venv._resets[env] * n
+        for role, objects in self._reseed.items():
+            for m in env.tolist():
+                if objects[m] is not None:
+                    objects[m].reset(seed=_derived_seed(int(self._match_seed[m]), role))
+
+    def _observe(self, batch) -> np.ndarray:
+        size, width = self._size[self.role], N_ACTIONS[self.role]
+        self._masks[:] = batch.action_mask[:, :width]
+        return batch.observation[:, _N_ROLES:_N_ROLES + size].copy()
+
+
+__all__ = ["VectorRoleEnv"]

@@ -1,0 +1,132 @@
+"""``VectorRoleEnv`` plays, env by env, the matches ``RoleEnv`` plays on the same seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("stable_baselines3")
+
+from fraudarena_env.policies import RandomPolicy  # noqa: E402
+from fraudarena_env.role_env import RoleEnv  # noqa: E402
+from fraudarena_env.rules.catalog import TASK_IDS  # noqa: E402
+from fraudarena_env.sb3_vector import VectorRoleEnv  # noqa: E402
+
+
+def _lockstep(role: str, task_id: str, seed: int, num_envs: int, steps: int,
+              opponents=None) -> int:
+    """Drive VectorRoleEnv and one RoleEnv per env on the same learner actions; compare
+    observations, masks, rewards and endings. Returns how many episodes ended."""
+    venv = VectorRoleEnv(role, num_envs, opponents=opponents, task_id=task_id, seed_offset=seed)
+    obs = venv.reset()
+    envs = [RoleEnv(role, opponents=opponents() if callable(opponents) else opponents,
+                    task_id=task_id) for _ in range(num_envs)]
+    resets = [0] * num_envs
+    for i, env in enumerate(envs):
+        first, _ = env.reset(seed=seed + i)
+        np.testing.assert_array_equal(obs[i], first)
+    rng = np.random.default_rng(seed)
+    ended = 0
+    for step in range(steps):
+        masks = venv.action_masks()
+        actions = np.array([rng.choice(np.flatnonzero(m)) for m in masks])
+        for i, env in enumerate(envs):
+            np.testing.assert_array_equal(masks[i], env.action_masks(), err_msg=f"{step} {i}")
+        obs, rewards, dones, infos = venv.step(actions)
+        for i, env in enumerate(envs):
+            o, r, term, trunc, info = env.step(int(actions[i]))
+            assert rewards[i] == np.float32(r), (step, i)
+            assert dones[i] == (term or trunc), (step, i)
+            if term or trunc:
+                ended += 1
+                assert infos[i]["grader_score"] == info["grader_score"]
+                assert infos[i]["end_reason"] == info["end_reason"]
+                assert infos[i]["TimeLimit.truncated"] == (trunc and not term)
+                resets[i] += 1
+                o, _ = env.reset(seed=seed + i + resets[i] * num_envs)
+            else:
+                assert infos[i] == {}
+            np.testing.assert_array_equal(obs[i], o, err_msg=f"step {step} env {i}")
+    return ended
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_the_investigators_seat_plays_role_envs_matches(task_id):
+    assert _lockstep("investigator", task_id, seed=11, num_envs=4, steps=120) > 0
+
+
+@pytest.mark.parametrize("task_id", ["task_2", "task_3"])
+def test_the_fraudsters_seat_plays_role_envs_matches(task_id):
+    assert _lockstep("fraudster", task_id, seed=5, num_envs=4, steps=40) > 0
+
+
+def test_random_opponents_built_per_env():
+    def opponents():
+        return {"fraudster": RandomPolicy("fraudster"), "auditor": "random"}
+    assert _lockstep("investigator", "task_3", seed=3, num_envs=3, steps=80,
+                     opponents=opponents) > 0
+
+
+def test_one_policy_object_for_every_env_is_refused():
+    shared = RandomPolicy("fraudster")
+    with pytest.raises(ValueError, match="callable that returns fresh opponents"):
+        VectorRoleEnv("investigator", 2, opponents={"fraudster": shared})
+
+
+def test_maskable_ppo_learns_on_it_and_never_picks_a_masked_action():
+    from sb3_contrib import MaskablePPO
+    from sb3_contrib.common.maskable.utils import get_action_masks
+
+    venv = VectorRoleEnv("investigator", 8, task_id="task_1", seed_offset=100_000)
+    model = MaskablePPO("MlpPolicy", venv, n_steps=32, batch_size=64, n_epochs=1, seed=0,
+                        policy_kwargs=dict(net_arch=[32]), device="cpu")
+    model.learn(256)
+    obs = venv.reset()
+    for _ in range(20):
+        masks = get_action_masks(venv)
+        actions, _ = model.predict(obs, action_masks=masks, deterministic=False)
+        assert masks[np.arange(8), actions].all()
+        obs, *_ = venv.step(actions)
+
+
+def _train_module():
+    from fraudarena_env import cli
+
+    return cli.load_script(cli.TRAIN_SCRIPT, "fraudarena_selfplay").one_role  # train.py
+
+
+@pytest.mark.parametrize("role", ["investigator", "fraudster"])
+def test_train_py_on_the_vector_env_gives_the_same_agent_twice(tmp_path, role):
+    """The batched path is reproducible: the same command and seed, the same checkpoint
+    (its weights and the moves it makes on held-out matches)."""
+    import torch
+    from sb3_contrib import MaskablePPO
+
+    from fraudarena_env.arena import evaluate
+    from fraudarena_env.sb3 import SB3Policy
+
+    train = _train_module()
+    args = ["--role", role, "--task", "task_2", "--timesteps", "512", "--vector-envs", "16",
+            "--n-steps", "16", "--imitation-samples", "0", "--eval-every", "0",
+            "--val-seeds", "3000-3001", "--net", "mlp", "--no-progress", "--no-tensorboard"]
+    runs = []
+    for name in "ab":
+        train.main([*args, "--out", str(tmp_path / name)])
+        model = MaskablePPO.load(tmp_path / name / "last.zip", device="cpu")
+        weights = [p.detach().clone() for p in model.policy.parameters()]
+        played = evaluate("task_2", range(7000, 7003),
+                          lambda seed: {role: SB3Policy(model, role)})
+        runs.append((weights, played))
+    (wa, pa), (wb, pb) = runs
+    assert all(torch.equal(x, y) for x, y in zip(wa, wb))
+    assert pa == pb
+
+
+def test_train_py_refuses_what_the_vector_env_cannot_do(capsys):
+    train = _train_module()
+    for bad, why in ((["--task", "task_1,task_2"], "plays one task"),
+                     (["--task", "task_1", "--grader-coef", "1"], "training-only rewards"),
+                     (["--task", "task_1", "--vector-envs", "-2"], "positive number")):
+        with pytest.raises(SystemExit):
+            train.parse_args(["--vector-envs", "8", *bad])
+        assert why in capsys.readouterr().err
