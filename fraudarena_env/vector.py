@@ -303,7 +303,7 @@ class VectorFraudArena:
         if len(over):
             self._resets[over] += 1
             self._start(over, self._seed + over + self._resets[over] * n)
-        return self._batch(rewards, terminated, truncated)
+        return self._batch(rewards, terminated, truncated, active)
 
     def _final_info(self, m: int, cut: bool) -> dict:
         """How env ``m``'s match ended, read before it resets: ``raw_env``'s info keys but the
@@ -638,11 +638,12 @@ class VectorFraudArena:
         self.masks["auditor"][env, index] = 0
 
     # ------------------------------------------------------------------ the batch out
-    def _batch(self, rewards, terminated, truncated) -> VectorStep:
+    def _batch(self, rewards, terminated, truncated, active=None) -> VectorStep:
         """The output rows: each env's current role's view, one-hot first. A row whose role
         changed, or whose views a referee's observers rewrote, is copied whole; the others get
         only the entries the batched writers changed (``_put``), as most rows change in a few
-        entries per step and copying every row whole is most of a step's memory traffic."""
+        entries per step and copying every row whole is most of a step's memory traffic. The
+        rows of envs that did not act (``active``) stay as they are."""
         st = self.state
         role = st.phase.astype(np.int64)
         full = self._full | (role != self._out_role)
@@ -650,7 +651,7 @@ class VectorFraudArena:
         self._mask[full] = 0
         self._out_role = role
         for r, name in enumerate(ROLES):
-            env = np.flatnonzero(role == r)
+            env = np.flatnonzero(role == r if active is None else (role == r) & active)
             written = self._written[name]
             if len(env):
                 self._globals(name, env)

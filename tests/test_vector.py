@@ -15,9 +15,11 @@ from fraudarena_env.wrappers import shared_space_env
 
 
 def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, max_cycles: int = 1000,
-              **knobs) -> int:
+              active_share: float = 1.0, **knobs) -> int:
     """Drive the vector env and one scalar env per match on the same actions; compare every
-    observation, mask, reward and ending. Returns how many matches ended."""
+    observation, mask, reward and ending. Below ``active_share``, each step lets a random
+    subset of the envs act (``step(actions, active=...)``); the others, and their scalar envs,
+    stay put. Returns how many matches ended."""
     venv = VectorFraudArena(num_envs, task_id=task_id, max_cycles=max_cycles, **knobs)
     batch = venv.reset(seed=seed)
     envs = [shared_space_env(task_id=task_id, max_cycles=max_cycles, **knobs)
@@ -36,8 +38,17 @@ def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, max_cycles: in
         if step == steps:
             return ended
         actions = venv.sample_actions(batch.action_mask)
-        batch = venv.step(actions)
+        active = np.ones(num_envs, bool)
+        if active_share < 1.0:
+            active = venv._rng.random(num_envs) < active_share
+            actions[~active] = 10_000  # an idle env's action is never read
+            batch = venv.step(actions, active=active)
+        else:
+            batch = venv.step(actions)
         for i, env in enumerate(envs):
+            if not active[i]:
+                assert not batch.rewards[i].any() and not batch.terminated[i]
+                continue
             env.step(int(actions[i]))
             assert list(batch.rewards[i]) == [env.rewards[a] for a in env.possible_agents]
             over = all(env.terminations.values())
@@ -63,6 +74,18 @@ def test_matches_run_to_their_end_and_the_next_starts_with_its_own_seed(task_id)
 
 def test_a_match_past_max_cycles_is_truncated_as_the_scalar_env_truncates_it():
     assert _lockstep("task_3", 8, 3, steps=60, max_cycles=7) >= 6
+
+
+@pytest.mark.parametrize("task_id", ["task_1", "task_3"])
+def test_envs_left_out_of_a_step_stay_put_and_the_others_play_on(task_id):
+    assert _lockstep(task_id, 21, 5, steps=300, active_share=0.4) >= 2
+
+
+def test_active_must_be_one_bool_per_env():
+    venv = VectorFraudArena(3)
+    batch = venv.reset(seed=0)
+    with pytest.raises(ValueError, match="active must be a bool array of shape"):
+        venv.step(venv.sample_actions(batch.action_mask), active=np.ones(3, np.int64))
 
 
 def test_match_knobs_reach_every_env():
