@@ -115,7 +115,7 @@ def test_train_py_on_the_vector_env_gives_the_same_agent_twice(tmp_path, role):
         model = MaskablePPO.load(tmp_path / name / "last.zip", device="cpu")
         weights = [p.detach().clone() for p in model.policy.parameters()]
         played = evaluate("task_2", range(7000, 7003),
-                          lambda seed: {role: SB3Policy(model, role)})
+                          lambda seed, model=model: {role: SB3Policy(model, role)})
         runs.append((weights, played))
     (wa, pa), (wb, pb) = runs
     assert all(torch.equal(x, y) for x, y in zip(wa, wb))
