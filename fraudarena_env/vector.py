@@ -18,11 +18,14 @@ k-th automatic reset uses ``s + i + k * N``. Every env plays exactly the match
 by step).
 
 How it is fast: all matches share one ``MatchState``. The actions that make up most of a match
-(an investigator's pulls, verdicts and links, the auditor's flags) are applied to every env that
-takes them at once, as array operations on the state and on the observation and mask buffers.
-The rest (proposals, edits, turn ends, the end of play, resets) are rare per match and run
-through the match's own ``Referee`` and ``Observer``, whose arrays are views of the batch's, so
-both paths write the same memory. The vector env builds no text: its referees keep no logs.
+(an investigator's pulls, verdicts and links, the auditor's flags, turn ends and the ads they
+bring) and the end of play (``vector_end``: scoring, the rule audit, the auditor's record) are
+applied to every env that takes them at once, as array operations on the state and on the
+observation and mask buffers. The rest (drawing a proposal's ad, drawing a new match, the rare
+ops) runs through the match's own ``Referee`` and ``Observer``, whose arrays are views of the
+batch's, so both paths write the same memory. Each step copies into the output only the entries
+that changed, but for rows whose role changed. The vector env builds no text: its referees keep
+no logs.
 """
 
 from __future__ import annotations
@@ -89,9 +92,13 @@ from .rules.fraudster import queue_room
 from .rules.lexicon import N_LEXICAL, lexical_features
 from .rules.referee import Referee
 from .rules.roles import explain
-from .rules.state import MatchState, Phase
+from .rules.state import END_REASONS, MatchState, Phase
+from .vector_end import BatchedEnd
 
 _I_ROLE = ROLES.index("investigator")
+_COMMIT_FINAL, _ALL_DECIDED, _MAX_ROUNDS, _BUDGET_EXHAUSTED = (
+    END_REASONS.index(r) for r in ("commit_final", "all_decided", "max_rounds",
+                                   "budget_exhausted"))
 _OVER = ("audit_phase", "done")
 _LANDING = TARGETS.index("landing_page")
 _N_ROLES = len(ROLES)
@@ -125,7 +132,7 @@ class _Views:
 
 
 
-class VectorFraudArena:
+class VectorFraudArena(BatchedEnd):
     """``num_envs`` FraudArena matches in lockstep (see the module docstring)."""
 
     agents = ROLES
@@ -437,26 +444,30 @@ class VectorFraudArena:
         self.masks["investigator"][env, I_LINK + pair] = 0
 
     def _after_reviews(self, env: np.ndarray) -> None:
-        """Each review counts against the turn (``Referee.after_review``, in batch): the turns
-        it ends end here; where it spends the budget or leaves nothing to decide, the match's
-        referee carries on."""
+        """What follows a review (``Referee.after_review``, in batch): play ends where the
+        budget is spent or nothing is left to decide; elsewhere the review counts against the
+        turn, and the turns it fills end here."""
         st = self.state
-        rare = (st.budget[env] <= 0) | (st.n_arrived[env] <= st.n_manual[env])
-        st.actions_this_turn[env[~rare]] += 1
-        ends = env[~rare][st.actions_this_turn[env[~rare]] >= st.caps[env[~rare], _I_ROLE]]
+        spent = st.budget[env] <= 0
+        decided = ~spent & self._all_decided(env)
+        if spent.any():
+            self._finish_batch(env[spent], np.full(spent.sum(), _BUDGET_EXHAUSTED))
+        if decided.any():
+            self._finish_batch(env[decided], np.full(decided.sum(), _ALL_DECIDED))
+        env = env[~spent & ~decided]
+        st.actions_this_turn[env] += 1
+        ends = env[st.actions_this_turn[env] >= st.caps[env, _I_ROLE]]
         if len(ends):
             self._end_turns(ends)
-        for m in env[rare].tolist():
-            self._carry_on(m, "after_review")
 
-    def _carry_on(self, m: int, rule: str, *args) -> None:
-        """Run one of the referee's rules on match ``m`` alone, then bring its views up to
-        date."""
-        ref = self.referees[m]
-        ref.load_scalars()
-        getattr(ref, rule)(*args)
-        ref.store_scalars()
-        self._replay(m)
+    def _all_decided(self, env: np.ndarray) -> np.ndarray:
+        """``MatchMachine._check_all_decided``'s test, in the investigator's turn: nothing
+        pending and nothing more can arrive."""
+        st = self.state
+        can_propose = (st.committed[env] == 0) & \
+            (st.proposals_used[env] < st.max_proposals[env]) & _room(st, env)
+        return (st.n_arrived[env] <= st.n_manual[env]) & \
+            (st.n_base_arrived[env] >= st.n_base[env]) & ~can_propose
 
     def _end_turns(self, env: np.ndarray) -> None:
         """The investigator's turn ends: the next round, and the organic ads due in it (the
@@ -464,8 +475,8 @@ class VectorFraudArena:
         st = self.state
         st.actions_this_turn[env] = 0
         last = st.round_number[env] >= st.max_rounds[env]
-        for m in env[last].tolist():
-            self._carry_on(m, "_finish", "max_rounds")
+        if last.any():
+            self._finish_batch(env[last], np.full(last.sum(), _MAX_ROUNDS))
         env = env[~last]
         if not len(env):
             return
@@ -474,13 +485,15 @@ class VectorFraudArena:
         st.phase[env] = np.where(st.committed[env] != 0, Phase.INVESTIGATOR_TURN,
                                  Phase.FRAUDSTER_TURN)
 
-    def _arrive(self, env: np.ndarray) -> None:
-        """The organic ads due by each env's round take their slots (``Referee._arrive_base``
-        and the observers' arrival handlers, in batch; no text is written)."""
+    def _arrive(self, env: np.ndarray, by_round: np.ndarray | None = None) -> None:
+        """The organic ads due by each env's round (or ``by_round``) take their slots
+        (``Referee._arrive_base`` and the observers' arrival handlers, in batch; no text is
+        written)."""
         st, rows = self.state, self.state.rows
+        by_round = st.round_number[env] if by_round is None else by_round
         first = st.n_base_arrived[env]
         n_rows = rows.arrival_round.shape[1]
-        due = (rows.arrival_round[env] <= st.round_number[env][:, None]) & \
+        due = (rows.arrival_round[env] <= by_round[:, None]) & \
             (np.arange(n_rows) < st.n_base[env][:, None])
         count = due.sum(axis=1) - first
         if not count.any():
@@ -491,7 +504,7 @@ class VectorFraudArena:
         slot = self._slot_order[e, np.repeat(st.n_arrived[env], count) + j]
         st.slot_row[e, slot] = row
         st.present[e, slot] = True
-        st.arrived[e, slot] = st.round_number[e]
+        st.arrived[e, slot] = np.repeat(by_round, count)
         st.n_base_arrived[env] += count
         st.n_arrived[env] += count
         category = rows.category[e, row]
@@ -616,12 +629,11 @@ class VectorFraudArena:
         st.committed[env[commit]] = 1
         st.phase[env] = Phase.INVESTIGATOR_TURN
         st.actions_this_turn[env] = 0
-        for m in env[st.n_arrived[env] <= st.n_manual[env]].tolist():
-            ref = self.referees[m]
-            ref.load_scalars()
-            ref.close_if_all_decided()
-            ref.store_scalars()
-            self._replay(m)
+        done = self._all_decided(env)  # ``close_if_all_decided``
+        if done.any():
+            env = env[done]
+            self._finish_batch(env, np.where(st.committed[env] != 0, _COMMIT_FINAL,
+                                             _ALL_DECIDED))
 
     def _flag(self, env: np.ndarray, index: np.ndarray, rewards: np.ndarray) -> None:
         st = self.state

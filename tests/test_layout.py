@@ -29,7 +29,7 @@ LAYERS = [  # bottom first: (name, module prefixes)
     ("referee", ("fraudarena_env.referee",)),
     ("policies", ("fraudarena_env.policies",)),
     ("env", ("fraudarena_env.env", "fraudarena_env.fraudarena_v0", "fraudarena_env.role_env",
-             "fraudarena_env.wrappers", "fraudarena_env.vector")),
+             "fraudarena_env.wrappers", "fraudarena_env.vector", "fraudarena_env.vector_end")),
     ("tools", ("fraudarena_env",)),  # arena, skill, bench, archive, server, client, cli, sb3, ...
 ]
 # Upward imports allowed on purpose, each with its reason.
