@@ -2,8 +2,9 @@
 
 ``VectorRoleEnv(role, num_envs, opponents=None, task_id="task_1", **knobs)`` is to
 :class:`~fraudarena_env.vector.VectorFraudArena` what :class:`~fraudarena_env.role_env.RoleEnv`
-is to the AEC env: the learner acts in every env at once, then the other roles' opponents move
-in batch, env by env, until it is the learner's turn in every env again. Env ``i`` plays exactly
+is to the AEC env (``task_id`` may list tasks: env ``i`` plays the ``i % k``-th): the learner
+acts in every env at once, then the other roles' opponents move in batch, env by env, until it
+is the learner's turn in every env again. Env ``i`` plays exactly
 the match ``RoleEnv(role, ...)`` plays on seed ``seed_offset + s + i`` (``s`` from
 ``seed(s)``, 0 by default) with the same learner actions: the same observations, masks,
 rewards and endings (``tests/test_sb3_vector.py`` checks it step by step). A finished env
@@ -29,7 +30,7 @@ Needs the training extra (``pip install torch==2.13.0 && pip install -e ".[train
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,7 +52,7 @@ class VectorRoleEnv(VecEnv):
     render_mode = None
 
     def __init__(self, role: str, num_envs: int, opponents: Mapping[str, Any] | Callable[
-            [], Mapping[str, Any]] | None = None, task_id: str = "task_1",
+            [], Mapping[str, Any]] | None = None, task_id: str | Sequence[str] = "task_1",
             seed_offset: int = 0, max_cycles: int = 1000, **knobs: Any):
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; roles are {list(ROLES)}")

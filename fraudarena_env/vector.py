@@ -13,7 +13,8 @@ the role's, padded to the largest catalogue. ``rewards`` are this step's, for ev
 auditor's flags, the fraudster's terminal reward...). A finished env (``terminated``: the
 auditor submitted; ``truncated``: ``max_cycles`` ran out) starts its next match at once, so the
 observation returned for it is the new match's first: env i starts with seed ``s + i`` and its
-k-th automatic reset uses ``s + i + k * N``. Every env plays exactly the match
+k-th automatic reset uses ``s + i + k * N``. ``task_id`` may also list tasks: env i plays the
+``i % k``-th of the ``k`` given. Every env plays exactly the match
 ``shared_space_env`` plays on the same seed and actions (``tests/test_vector.py`` checks it step
 by step).
 
@@ -31,6 +32,7 @@ no logs.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -137,18 +139,22 @@ class VectorFraudArena(BatchedEnd):
 
     agents = ROLES
 
-    def __init__(self, num_envs: int, task_id: str = "task_1", max_cycles: int = 1000,
-                 copy: bool = True, **knobs):
+    def __init__(self, num_envs: int, task_id: str | Sequence[str] = "task_1",
+                 max_cycles: int = 1000, copy: bool = True, **knobs):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or \
                 num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if task_id not in TASKS:
-            raise ValueError(f"unknown task_id {task_id!r}; choose one of {list(TASKS)}")
+        tasks = (task_id,) if isinstance(task_id, str) else tuple(task_id)
+        for task in tasks or (None,):
+            if task not in TASKS:
+                raise ValueError(f"unknown task_id {task!r}; choose one of {list(TASKS)}")
         unknown = set(knobs) - set(MATCH_KNOBS)
         if unknown:
             raise ValueError(f"unknown match knob(s) {sorted(unknown)}; known: {MATCH_KNOBS}")
         n = self.num_envs = int(num_envs)
         self.task_id = task_id
+        # env i plays task_ids[i]: the tasks given, in turn
+        self.task_ids = tuple(tasks[i % len(tasks)] for i in range(n))
         self.knobs = {k: v for k, v in knobs.items() if v is not None}
         self.max_steps = int(max_cycles) * _N_ROLES  # as raw_env counts cycles
         self.copy = copy
@@ -207,7 +213,7 @@ class VectorFraudArena(BatchedEnd):
         together."""
         for m, seed in zip(env.tolist(), seeds.tolist()):
             ref = self.referees[m]
-            ref.reset_match(seed=seed, task_id=self.task_id, admit_first_round=False,
+            ref.reset_match(seed=seed, task_id=self.task_ids[m], admit_first_round=False,
                             **self.knobs)
             self._slot_order[m] = ref.ep.slot_order
             self._replay(m)
@@ -689,8 +695,9 @@ class VectorFraudArena(BatchedEnd):
         """Write ``values`` at ``(rows, cols)`` of ``role``'s view buffer (index arrays that
         broadcast, as in ``buffer[rows, cols] = values``) and note the entries for ``_batch``."""
         self.buffers[role][rows, cols] = values
-        rows, cols = np.broadcast_arrays(rows, cols)
-        self._written[role].append((rows.ravel(), cols.ravel()))
+        if np.shape(rows) != np.shape(cols):
+            rows, cols = np.broadcast_arrays(rows, cols)
+        self._written[role].append((np.ravel(rows), np.ravel(cols)))
 
     def _globals(self, role: str, env: np.ndarray) -> None:
         """The entries that follow the turn (encoding's _fill_common and _<role>_globals)."""

@@ -144,7 +144,7 @@ class BatchedEnd:
         ref.calibration = calibration = scoring.calibration_bins(confidence, right)
         shown = np.flatnonzero(present).tolist()
         ref.grader_score, ref.grader_terms = scoring.grade(
-            self.task_id, [label[slot_row[s]] for s in shown],
+            self.task_ids[m], [label[slot_row[s]] for s in shown],
             [severity[slot_row[s]] for s in shown], [verdicts[s] for s in shown],
             scoring.calibration_skill(confidence, right), correct, wrong, ref.n_ring_pairs)
         category = rows.category[m].tolist()

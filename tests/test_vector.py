@@ -22,8 +22,9 @@ def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, max_cycles: in
     stay put. Returns how many matches ended."""
     venv = VectorFraudArena(num_envs, task_id=task_id, max_cycles=max_cycles, **knobs)
     batch = venv.reset(seed=seed)
-    envs = [shared_space_env(task_id=task_id, max_cycles=max_cycles, **knobs)
-            for _ in range(num_envs)]
+    tasks = (task_id,) if isinstance(task_id, str) else task_id  # env i plays tasks[i % k]
+    envs = [shared_space_env(task_id=tasks[i % len(tasks)], max_cycles=max_cycles, **knobs)
+            for i in range(num_envs)]
     resets = [0] * num_envs
     for i, env in enumerate(envs):
         env.reset(seed=seed + i)
@@ -70,6 +71,10 @@ def test_every_env_plays_the_scalar_envs_match_step_by_step(task_id, seed, num_e
 @pytest.mark.parametrize("task_id", TASK_IDS)
 def test_matches_run_to_their_end_and_the_next_starts_with_its_own_seed(task_id):
     assert _lockstep(task_id, 50, 4, steps=400) >= 8
+
+
+def test_envs_play_the_tasks_given_in_turn():
+    assert _lockstep(("task_1", "task_3", "task_2"), 4, 5, steps=300) >= 3
 
 
 def test_a_match_past_max_cycles_is_truncated_as_the_scalar_env_truncates_it():
@@ -142,6 +147,10 @@ def test_num_envs_must_be_a_positive_integer(bad):
 def test_unknown_tasks_and_knobs_are_named():
     with pytest.raises(ValueError, match="task_9"):
         VectorFraudArena(2, task_id="task_9")
+    with pytest.raises(ValueError, match="task_9"):
+        VectorFraudArena(2, task_id=("task_1", "task_9"))
+    with pytest.raises(ValueError, match="unknown task_id None"):
+        VectorFraudArena(2, task_id=())
     with pytest.raises(ValueError, match="max_round"):
         VectorFraudArena(2, max_round=3)
 

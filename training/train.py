@@ -79,8 +79,9 @@ class Config:
     teacher: str = ""
     # MaskablePPO
     n_envs: int = 6
-    # 0: n_envs RoleEnvs, stepped one by one; N > 0: one VectorRoleEnv of N matches (one task),
-    # the opponents moving in batch: many times the steps per second (use a short n_steps)
+    # 0: n_envs RoleEnvs, stepped one by one; N > 0: one VectorRoleEnv of N matches (the tasks
+    # in turn), the opponents moving in batch: many times the steps per second (use a short
+    # n_steps)
     vector_envs: int = 0
     n_steps: int = 512
     batch_size: int = 256
@@ -237,7 +238,7 @@ def make_vec_env(cfg: Config, opponents: Callable[[], dict[str, Policy]]) -> Vec
         # matches s + i + k * N from here: a block of the training range of its own per seed
         offset = cfg.train_seed_range[0] + cfg.seed * VECTOR_SEED_BLOCK
         return VecMonitor(VectorRoleEnv(cfg.role, cfg.vector_envs, opponents=opponents,
-                                        task_id=cfg.tasks[0], seed_offset=offset))
+                                        task_id=cfg.tasks, seed_offset=offset))
     def factory(i: int):
         task = cfg.tasks[i % len(cfg.tasks)]
 
@@ -452,8 +453,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--lr", type=float, default=d.learning_rate)
     p.add_argument("--n-envs", type=int, default=d.n_envs)
     p.add_argument("--vector-envs", type=int, default=d.vector_envs, metavar="N",
-                   help="play N matches of one task in one VectorRoleEnv, the opponents in "
-                        "batch (0: --n-envs RoleEnvs)")
+                   help="play N matches in one VectorRoleEnv (the tasks in turn), the "
+                        "opponents in batch (0: --n-envs RoleEnvs)")
     p.add_argument("--n-steps", type=int, default=d.n_steps)
     p.add_argument("--ent-coef", type=float, default=d.ent_coef)
     p.add_argument("--clip-range", type=float, default=d.clip_range)
@@ -480,8 +481,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                 "in it")
     if a.vector_envs < 0:
         p.error(f"--vector-envs must be 0 or a positive number of matches, got {a.vector_envs}")
-    if a.vector_envs and len(a.task) > 1:
-        p.error(f"--vector-envs plays one task; got --task {','.join(a.task)}")
     if a.vector_envs and (a.calibration_coef or a.grader_coef):
         p.error("--vector-envs does not add the training-only rewards yet: drop "
                 "--calibration-coef/--grader-coef or use --n-envs")
