@@ -24,6 +24,13 @@ Needs the training extra (``pip install torch==2.13.0 && pip install -e ".[train
 
     python benchmarks/bench_train.py                       # 4,096 timesteps per role
     python benchmarks/bench_train.py --timesteps 20000 --n-envs 6 --task task_2
+    python benchmarks/bench_train.py --against-plain --timesteps 49152   # train.py vs plain
+
+``--against-plain`` times issue #19's comparison instead: ``training/train.py --role R --task
+T --timesteps N --imitation-samples 0 --eval-every 0 --seed S --out TMP --no-progress
+--no-tensorboard`` (with its defaults, and ``--train-args`` appended) against a plain
+sb3-contrib ``MaskablePPO("MlpPolicy")`` on 6 ``RoleEnv``s with ``n_steps=512`` learning the
+same timesteps, in the same process, and prints both ratios (wall clock and CPU).
 """
 
 from __future__ import annotations
@@ -172,6 +179,50 @@ def print_table(rows: list[Throughput], args: argparse.Namespace) -> None:
               f"{r.env_only_steps_per_s:,.0f} | {r.env_only_steps_per_s / steps_per_s:,.1f}x |")
 
 
+PLAIN_ENVS, PLAIN_STEPS = 6, 512  # the plain baseline: sb3-contrib's defaults, 6 RoleEnvs
+
+
+def against_plain(role: str, args: argparse.Namespace) -> dict[str, float]:
+    """``training/train.py``'s command for ``role`` (its defaults, no imitation, no periodic
+    validation, plus ``--train-args``) against a plain ``MaskablePPO("MlpPolicy")`` on
+    ``PLAIN_ENVS`` RoleEnvs with ``n_steps`` ``PLAIN_STEPS`` (sb3-contrib's other defaults), the
+    same timesteps, in this process; seconds of wall clock and of process CPU each."""
+    import tempfile
+
+    from fraudarena_env.cli import TRAIN_SCRIPT, load_script
+
+    train = load_script(TRAIN_SCRIPT, "fraudarena_selfplay").one_role
+    torch.set_num_threads(1)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        command = ["--role", role, "--task", args.task, "--timesteps", str(args.timesteps),
+                   "--imitation-samples", "0", "--eval-every", "0", "--seed", str(args.seed),
+                   "--out", tmp, "--no-progress", "--no-tensorboard", *args.train_args.split()]
+        start, cpu = time.perf_counter(), time.process_time()
+        train.main(command)
+        out["train.py"] = (time.perf_counter() - start, time.process_time() - cpu)
+    env = DummyVecEnv([lambda: RoleEnv(role, task_id=args.task) for _ in range(PLAIN_ENVS)])
+    model = MaskablePPO("MlpPolicy", env, n_steps=PLAIN_STEPS, seed=args.seed, device="cpu")
+    start, cpu = time.perf_counter(), time.process_time()
+    model.learn(args.timesteps)
+    out["plain"] = (time.perf_counter() - start, time.process_time() - cpu)
+    return out
+
+
+def print_against_plain(results: dict[str, dict], args: argparse.Namespace) -> None:
+    print(f"train.py against plain MaskablePPO (MlpPolicy, {PLAIN_ENVS} RoleEnvs, n_steps "
+          f"{PLAIN_STEPS}) on {args.task}, {args.timesteps:,} timesteps each; train.py extra "
+          f"args: {args.train_args or '(none)'}")
+    print()
+    print("| role | train.py wall s | plain wall s | wall ratio | train.py CPU s | plain CPU s "
+          "| CPU ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for role, r in results.items():
+        (tw, tc), (pw, pc) = r["train.py"], r["plain"]
+        print(f"| {role} | {tw:.1f} | {pw:.1f} | {pw / tw:.1f}x | {tc:.1f} | {pc:.1f} | "
+              f"{pc / tc:.1f}x |")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--roles", nargs="+", choices=ROLES, default=list(ROLES))
@@ -187,11 +238,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                         help="torch.set_num_threads, one run per value (default: 1 2)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--against-plain", action="store_true",
+                        help="time training/train.py's command against plain MaskablePPO "
+                             "instead (investigator and fraudster unless --roles)")
+    parser.add_argument("--train-args", default="",
+                        help="with --against-plain: extra train.py flags, e.g. "
+                             "'--vector-envs 256 --n-steps 32'")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.against_plain:
+        roles = [r for r in args.roles if r != "auditor"] if args.roles != list(ROLES) else \
+            ["investigator", "fraudster"]
+        print_against_plain({role: against_plain(role, args) for role in roles}, args)
+        return 0
     rows = []
     for role in args.roles:
         env_only = env_only_steps_per_s(role, args.task, args.reference_seconds, args.seed)

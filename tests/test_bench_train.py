@@ -35,3 +35,18 @@ def test_a_tiny_run_prints_steps_per_second_and_the_env_share_per_role(capsys):
         for share in ("env share", "rollout share"):
             assert row[share].endswith("%") and 0 < int(row[share][:-1]) <= 100
         assert row["env-only / training"].endswith("x")
+
+
+def test_against_plain_prints_both_roles_ratios(capsys):
+    bench = load_script(SCRIPT, "fraudarena_bench_train")
+    assert bench.main(["--against-plain", "--task", "task_1", "--timesteps", "64",
+                       "--train-args", "--vector-envs 8 --n-steps 8 --net mlp "
+                       "--val-seeds 3000-3000"]) == 0
+    out = capsys.readouterr().out
+    out = out[out.index("train.py against plain MaskablePPO"):]  # after train.py's own output
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
+            if line.startswith("| ") and not line.startswith("| role")]
+    assert [r[0] for r in rows] == ["investigator", "fraudster"]
+    for row in rows:
+        assert row[3].endswith("x") and float(row[3][:-1]) > 0
+        assert row[6].endswith("x") and float(row[6][:-1]) > 0
