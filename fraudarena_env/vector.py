@@ -178,6 +178,7 @@ class VectorFraudArena(BatchedEnd):
         self._truth = np.zeros((n, 2, S + 1, _N_FLAGS), bool)  # the rule audit's findings
         self._slot_order = np.zeros((n, S), np.int64)  # the k-th ad to arrive takes this slot
         self._steps = np.zeros(n, np.int64)
+        self._terminal = np.zeros((n, _N_ROLES))  # the ending rewards, paid on the report
         self._resets = np.zeros(n, np.int64)
         self._seed = 0
         self._rng = np.random.default_rng(0)
@@ -278,8 +279,11 @@ class VectorFraudArena(BatchedEnd):
         passes = np.flatnonzero((role == Phase.FRAUDSTER_TURN) & (a >= F_END))
         proposals = np.flatnonzero((role == Phase.FRAUDSTER_TURN) & (a < F_MODIFY))
         edits = np.flatnonzero((role == Phase.FRAUDSTER_TURN) & (a >= F_MODIFY) & (a < F_END))
+        turn_ends = np.flatnonzero(inv & (a == I_END))
+        submits = np.flatnonzero((role == Phase.AUDIT_PHASE) & (a == A_SUBMIT))
         fast = np.zeros(n, bool)
-        for idx in (pulls, verdicts, links, flags, passes, proposals, edits):
+        for idx in (pulls, verdicts, links, flags, passes, proposals, edits, turn_ends,
+                    submits):
             fast[idx] = True
         if len(pulls):
             self._pull(pulls, a[pulls] - I_INVESTIGATE, rewards)
@@ -299,9 +303,15 @@ class VectorFraudArena(BatchedEnd):
         reviews = np.concatenate((pulls, verdicts, links))
         if len(reviews):
             self._after_reviews(reviews)
-        for m in np.flatnonzero(~fast & active).tolist():  # the rare actions, match by match
+        if len(turn_ends):
+            self._end_turns(turn_ends)
+        if len(submits):  # the report: the match is over, its ending rewards are paid
+            st.phase[submits] = Phase.DONE
+            rewards[submits] = self._terminal[submits]
+        for m in np.flatnonzero(~fast & active).tolist():  # any other op, match by match
             ref = self.referees[m]
             ref.load_scalars()
+            ref.links = list(zip(*np.nonzero(np.triu(st.linked[m], 1))))  # see _link
             apply_index(ref, ROLES[role[m]], int(a[m]))
             rewards[m] = ref.step_rewards
             self._replay(m)
@@ -435,9 +445,9 @@ class VectorFraudArena(BatchedEnd):
         st = self.state
         a, b = PAIRS[pair, 0], PAIRS[pair, 1]
         st.budget[env] -= 1
+        # (``state.linked`` has them; the referees' ``links`` lists, in the order made, are
+        # for the text face, which the vector env does not have)
         st.linked[env, a, b] = st.linked[env, b, a] = True
-        for m, x, y in zip(env.tolist(), a.tolist(), b.tolist()):
-            self.referees[m].links.append((x, y))
         ring_a = st.rows.ring[env, st.slot_row[env, a]]
         ring_b = st.rows.ring[env, st.slot_row[env, b]]
         correct = (ring_a >= 0) & (ring_a == ring_b)

@@ -160,6 +160,7 @@ class BatchedEnd:
             fraud += scoring.fraudster_outcome(verdicts[s], severity[slot_row[s]],
                                                ref.plausibility[AD_IDS[s]], reach)
         ref.terminal = [fraud, auto, 0.0]
+        self._terminal[m] = ref.terminal
         match = self._truth[m, 0, 0]
         if by_hand:
             match[_A["miscalibration"]] = any(
