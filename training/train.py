@@ -456,6 +456,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                    help="play N matches in one VectorRoleEnv (the tasks in turn), the "
                         "opponents in batch (0: --n-envs RoleEnvs)")
     p.add_argument("--n-steps", type=int, default=d.n_steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--n-epochs", type=int, default=d.n_epochs)
     p.add_argument("--ent-coef", type=float, default=d.ent_coef)
     p.add_argument("--clip-range", type=float, default=d.clip_range)
     p.add_argument("--calibration-coef", type=float, default=d.calibration_coef,
@@ -493,7 +495,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         d, role=a.role, tasks=a.task, opponents=tuple(opponents), timesteps=a.timesteps,
         init=a.init, net=a.net, imitation_samples=a.imitation_samples,
         imitation_epochs=a.imitation_epochs, teacher=a.teacher, learning_rate=a.lr,
-        n_envs=a.n_envs, vector_envs=a.vector_envs, n_steps=a.n_steps, ent_coef=a.ent_coef,
+        n_envs=a.n_envs, vector_envs=a.vector_envs, n_steps=a.n_steps,
+        batch_size=a.batch_size, n_epochs=a.n_epochs, ent_coef=a.ent_coef,
         clip_range=a.clip_range,
         calibration_coef=a.calibration_coef, grader_coef=a.grader_coef,
         val_seeds=tuple(parse_seeds(a.val_seeds)) if a.val_seeds else d.val_seeds,
