@@ -91,8 +91,9 @@ from .rules.catalog import (
 )
 from .rules.errors import IllegalActionError
 from .rules.fraudster import queue_room
+from .rules.generator import generate_into
 from .rules.lexicon import N_LEXICAL, lexical_features
-from .rules.referee import Referee
+from .rules.referee import Referee, match_settings
 from .rules.roles import explain
 from .rules.state import END_REASONS, MatchState, Phase
 from .vector_end import BatchedEnd
@@ -179,6 +180,7 @@ class VectorFraudArena(BatchedEnd):
         self._slot_order = np.zeros((n, S), np.int64)  # the k-th ad to arrive takes this slot
         self._steps = np.zeros(n, np.int64)
         self._terminal = np.zeros((n, _N_ROLES))  # the ending rewards, paid on the report
+        self._task_settings: dict[str, tuple] = {}
         self._resets = np.zeros(n, np.int64)
         self._seed = 0
         self._rng = np.random.default_rng(0)
@@ -212,16 +214,28 @@ class VectorFraudArena(BatchedEnd):
     def _start(self, env: np.ndarray, seeds: np.ndarray) -> None:
         """New matches in ``env``: each drawn by its referee, the first round's ads admitted
         together."""
-        for m, seed in zip(env.tolist(), seeds.tolist()):
-            ref = self.referees[m]
-            ref.reset_match(seed=seed, task_id=self.task_ids[m], admit_first_round=False,
-                            **self.knobs)
-            self._slot_order[m] = ref.ep.slot_order
-            self._replay(m)
+        tasks = np.asarray([self.task_ids[m] for m in env.tolist()])
+        for task in dict.fromkeys(tasks.tolist()):  # the matches of each task drawn together
+            group = tasks == task
+            settings = self._settings(task)
+            episodes = generate_into(settings[0], seeds[group].tolist(), settings[2]["max_rounds"],
+                                     settings[2]["max_proposals"], self.state.rows, env[group])
+            for m, seed, episode in zip(env[group].tolist(), seeds[group].tolist(), episodes):
+                ref = self.referees[m]
+                ref.reset_match(seed=seed, task_id=task, admit_first_round=False,
+                                episode=episode, **self.knobs)
+                self._slot_order[m] = episode.slot_order
+                self._replay(m)
         self._shared[env] = 0
         self._truth[env] = False
         self._steps[env] = 0
         self._arrive(env)
+
+    def _settings(self, task_id: str) -> tuple:
+        """``match_settings`` of the task with this env's knobs (what the draw needs)."""
+        if task_id not in self._task_settings:
+            self._task_settings[task_id] = match_settings(0, task_id, dict(self.knobs))
+        return self._task_settings[task_id]
 
     def _replay(self, m: int) -> None:
         """Bring env ``m``'s three observers up to date with what its referee did."""

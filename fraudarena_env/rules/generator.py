@@ -125,17 +125,18 @@ class ProposalSignals:
 
 def signals(surface_strength: np.ndarray, evidence_shift: np.ndarray,
             noise: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Map ads' surface strengths, evidence shifts (n, 6) and noise rows to what those ads show:
+    """Map ads' surface strengths, evidence shifts (..., 6) and noise rows to what those ads show
+(any leading axes: one match's ads, or many matches'):
     account age, (TLD, payment type, country), risk markers and one evidence signal per source.
     Age and markers are floats: integer columns truncate them on write, like astype."""
     shift = surface_strength * SURFACE_SHIFT
-    z = noise[:, :4] + shift[:, None]
-    age = np.minimum(np.maximum(np.exp(6.0 - 0.8 * z[:, 0]), 1), 4000)
+    z = noise[..., :4] + shift[..., None]
+    age = np.minimum(np.maximum(np.exp(6.0 - 0.8 * z[..., 0]), 1), 4000)
     surface = np.minimum(np.maximum(
-        ((z[:, 1:4] + _SURF_OFFSET) * _SURF_SCALE).astype(np.int64), 0), _SURF_HIGH)
+        ((z[..., 1:4] + _SURF_OFFSET) * _SURF_SCALE).astype(np.int64), 0), _SURF_HIGH)
     markers = np.minimum(np.maximum(
-        np.rint(surface_strength * MARKER_SHIFT + 0.8 * noise[:, 4] - 0.3), 0), 3)
-    evidence = evidence_shift + noise[:, 5:11]
+        np.rint(surface_strength * MARKER_SHIFT + 0.8 * noise[..., 4] - 0.3), 0), 3)
+    evidence = evidence_shift + noise[..., 5:11]
     return age, surface, markers, evidence
 
 
@@ -240,6 +241,110 @@ def generate(task: TaskConfig, rng: np.random.Generator, max_rounds: int,
 
 
 _KIND_SURFACE = np.asarray((0.0,) + TACTIC_SURFACE + (ESCALATE_SURFACE,))
+
+
+def generate_into(task: TaskConfig, seeds: list[int], max_rounds: int, max_proposals: int,
+                  rows: AdRows, matches: np.ndarray) -> list[Episode]:
+    """``generate`` for many matches of one task at once, straight into ``rows`` (a state's
+    ad rows, with a leading match axis) at ``matches``: match ``matches[j]`` is drawn from
+    seed ``seeds[j]`` exactly as ``generate(task, Generator(PCG64(seed)), ...)`` draws it
+    (each match's three draws come from its own generator; the arithmetic on them runs on all
+    matches together). Returns each match's ``Episode``, its rows views of ``rows``."""
+    plan = _plan(task, max_rounds)
+    n, k = plan.n, len(seeds)
+    cap = n + MAX_SLOTS
+    n_tokens = cap + 4 * task.n_rings + 1
+    normal = np.empty((k, cap, N_NORMAL))
+    uniform = np.empty((k, cap + 2, N_UNIFORM))
+    tokens = np.empty((k, n_tokens, 4), np.int64)
+    for j, seed in enumerate(seeds):
+        rng = np.random.Generator(np.random.PCG64(seed))
+        rng.standard_normal(out=normal[j])
+        rng.random(out=uniform[j])
+        tokens[j] = rng.integers(0, TOKEN_SPACE, (n_tokens, 4))
+    slot_order = np.argsort(normal[:, n:, 11], axis=1)
+    m2 = matches[:, None]
+    for name, blank in plan.blank.items():
+        column = getattr(rows, name)
+        column[m2, np.arange(cap)] = blank
+        column[matches, cap:] = 0
+    rows.body[m2, np.arange(cap)] = (uniform[:, :cap, 4] * 3).astype(np.int8)
+    rows.body[matches, cap:] = 0
+    label = plan.labels[np.argsort(uniform[:, :n, 14], axis=1)]
+    rows.label[m2, np.arange(n)] = label
+    tactic, category, kind, severity, blurb = _base_ads_batch(plan, label, uniform[:, :n])
+    base = np.arange(n)
+    for name, values in (("tactic", tactic), ("category", category), ("kind", kind),
+                         ("severity", severity), ("blurb", blurb)):
+        getattr(rows, name)[m2, base] = values
+    p = min(max_proposals, MAX_SLOTS)
+    t = len(TACTICS)
+    kinds = np.concatenate((kind, np.broadcast_to(np.repeat(np.arange(1, 1 + t), p), (k, t * p))),
+                           axis=1)
+    surface_strength = np.concatenate(
+        (_KIND_SURFACE[kind], np.broadcast_to(np.repeat(_TACTIC_SURFACE, p), (k, t * p))), axis=1)
+    age, surface, markers, evidence = signals(
+        surface_strength, _PROFILE[kinds],
+        np.concatenate((normal[:, :n],) + (normal[:, n:n + p],) * t, axis=1))
+    rows.age_days[m2, base] = age[:, :n]
+    rows.tld[m2, base] = surface[:, :n, 0]
+    rows.payment_type[m2, base] = surface[:, :n, 1]
+    rows.country[m2, base] = surface[:, :n, 2]
+    rows.markers[m2, base] = markers[:, :n]
+    rows.evidence[m2, base] = evidence[:, :n]
+    rows.uniform[m2, np.arange(cap + 2)] = uniform
+    rows.uniform[matches, cap + 2:] = 0
+    rows.tokens[m2, np.arange(n_tokens)] = tokens
+    rows.tokens[matches, n_tokens:] = 0
+    out = []
+    for j, m in enumerate(matches.tolist()):
+        view = AdRows(**{f: getattr(rows, f)[m, :cap] for f in _ROW_FIELDS},
+                      uniform=rows.uniform[m, :cap + 2], tokens=rows.tokens[m, :n_tokens])
+        labels = label[j].tolist()
+        rings = []
+        if task.n_rings:
+            rings = _build_rings(plan, view.uniform[cap], view.uniform[cap + 1],
+                                 normal[j, :n, 11].tolist(), labels, view.tokens, view.ring, n)
+            _agency_decoy(labels, view.tokens, view.uniform)
+        signals_j = ProposalSignals(age[j, n:].reshape(t, p), surface[j, n:].reshape(t, p, 3),
+                                    markers[j, n:].reshape(t, p), evidence[j, n:].reshape(t, p, -1))
+        out.append(Episode(n, view, rings, slot_order[j],
+                           view.tokens[cap + 4 * task.n_rings].copy(), signals_j))
+    return out
+
+
+_ROW_FIELDS = ("label", "category", "tactic", "kind", "severity", "age_days", "tld",
+               "payment_type", "country", "markers", "blurb", "body", "evidence", "ring",
+               "arrival_round")
+
+
+def _base_ads_batch(plan: _Plan, label: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``_base_ads`` for (matches, ads) arrays of labels and uniform rows: the same choices,
+    by the same arithmetic, as arrays."""
+    u_tactic, u_legit, u_risky, u_where = (u[..., i] for i in range(4))
+    legit, escalate = label == LEGIT, label == ESCALATE
+    fraud = ~legit & ~escalate
+    cdf = np.asarray(plan.tactic_cdf)
+    tactic = np.minimum(np.searchsorted(cdf, u_tactic, side="right"), len(cdf) - 1)
+    tactic = np.where(fraud, tactic, -1)
+    legit_family = np.asarray(LEGIT_FAMILY)
+    in_legit = legit_family[(u_legit * len(LEGIT_FAMILY)).astype(np.int64)]
+    in_risky = np.asarray(plan.risky)[(u_risky * len(plan.risky)).astype(np.int64)]
+    legit_risky = np.asarray(plan.legit_risky)[
+        (u_risky * len(plan.legit_risky)).astype(np.int64)]
+    category = np.where(
+        legit, np.where(u_where < LEGIT_IN_RISKY_CATEGORY, legit_risky, in_legit),
+        np.where(escalate, GRAY_CATEGORY,
+                 np.where((tactic == _CAMOUFLAGED) | (u_where < FRAUD_IN_LEGIT_CATEGORY),
+                          in_legit, in_risky)))
+    base_severity = np.asarray(_BASE_SEVERITY)[category]
+    severity = np.where(legit, 0.0, np.where(
+        escalate, base_severity, base_severity * np.asarray(TACTIC_SEVERITY)[tactic]))
+    kind = np.where(legit, 0, np.where(escalate, KIND_ESCALATE, 1 + tactic))
+    share = np.asarray(TRUST_BLURB_SHARE)[label]
+    blurb = np.where(u[..., U_BLURB] < share,
+                     (u[..., 13] * len(TRUST_PHRASES)).astype(np.int64), -1)
+    return tactic, category, kind, severity, blurb
 
 
 def _pick(cdf: tuple[float, ...], u: float) -> int:

@@ -181,10 +181,12 @@ class Referee(FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
     # ------------------------------------------------------------------ setup
     def reset_match(self, seed: int | None = None, task_id: str = "task_1",
                     episode_id: str | None = None, *, admit_first_round: bool = True,
-                    **knobs: Any) -> None:
+                    episode: Episode | None = None, **knobs: Any) -> None:
         """Start match ``seed`` of ``task_id`` (with the match knobs). ``admit_first_round``
         False leaves the first round's organic ads out of the queue, for a caller that admits
-        many matches' at once (``VectorFraudArena``); the match is not playable until then."""
+        many matches' at once (``VectorFraudArena``); the match is not playable until then.
+        ``episode``: the match as ``generator.generate_into`` drew it from this seed, its rows
+        already in the state (for a caller that draws many matches at once)."""
         task, seed, cfg, allowed, knobs = match_settings(seed, task_id, knobs)
         self.task = task
         self.seed = seed
@@ -197,14 +199,16 @@ class Referee(FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
         self._match_key = (seed, task_id, knobs)  # the match id is hashed when first read
         self._episode_id = episode_id
 
-        rng = np.random.Generator(np.random.PCG64(seed))
-        self.ep: Episode = generate(task, rng, self.max_rounds, self.max_proposals)
+        st, m = self.match_state, self.index
+        if episode is None:
+            rng = np.random.Generator(np.random.PCG64(seed))
+            episode = generate(task, rng, self.max_rounds, self.max_proposals)
+            # The generated rows move into the state; the episode keeps views of them.
+            episode.rows = st.load_rows(m, episode.rows)
+        self.ep: Episode = episode
+        self.rows = episode.rows
         self.rings: list[RingInfo] = list(self.ep.rings)
         self.fraudster_ring = -1
-
-        st, m = self.match_state, self.index
-        # The generated rows move into the state; the episode keeps views of them.
-        self.rows = self.ep.rows = st.load_rows(m, self.ep.rows)
         st.clear(m)
         st.n_base[m] = self.ep.n_base
         st.max_rounds[m] = self.max_rounds

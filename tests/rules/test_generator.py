@@ -7,11 +7,14 @@ linear classifier reaches >= 0.95.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fraudarena_env.referee import Referee
 from fraudarena_env.rules.actions import EndTurn, Submit
@@ -29,6 +32,7 @@ from fraudarena_env.rules.catalog import (
     TLDS,
 )
 from fraudarena_env.rules.evidence import evidence_fields
+from fraudarena_env.rules.generator import AdRows, generate
 from fraudarena_env.rules.lexicon import lexical_features
 
 TOKEN_FIELDS = ("payment_id", "landing_host", "audience_fingerprint", "campaign_fingerprint")
@@ -355,3 +359,34 @@ def test_a_proposal_shows_its_tactic_on_its_own_noise(task_id):
             np.testing.assert_array_equal(rows.evidence[row], evidence[0].astype(np.float32))
             if r.phase != "fraudster_turn":
                 break
+
+
+@settings(max_examples=15, deadline=None)
+@given(task_id=st.sampled_from(TASK_IDS), seeds=st.lists(st.integers(0, 2**63 - 1), min_size=1,
+                                                         max_size=6),
+       max_rounds=st.integers(1, 8), max_proposals=st.integers(1, 14))
+def test_many_matches_drawn_together_are_each_drawn_as_alone(task_id, seeds, max_rounds,
+                                                              max_proposals):
+    """``generate_into`` (a batch of matches, into a state's rows) draws every match exactly as
+    ``generate`` draws it from its own seed: rows, rings, slot order, proposal signals."""
+    from fraudarena_env.rules.generator import generate_into
+    from fraudarena_env.rules.state import MatchState
+
+    task = TASKS[task_id]
+    state = MatchState.zeros(len(seeds) + 2)
+    state.rows.label[:] = 7  # whatever a previous match left is overwritten or cleared
+    matches = np.arange(len(seeds)) + 1
+    batch = generate_into(task, seeds, max_rounds, max_proposals, state.rows, matches)
+    for seed, m, got in zip(seeds, matches, batch):
+        want = generate(task, np.random.Generator(np.random.PCG64(seed)), max_rounds,
+                        max_proposals)
+        for f in dataclasses.fields(AdRows):
+            a, b = getattr(got.rows, f.name), getattr(want.rows, f.name)
+            np.testing.assert_array_equal(a, b, err_msg=f.name)
+            assert not getattr(state.rows, f.name)[m, len(b):].any(), f.name
+        assert got.rings == want.rings and got.n_base == want.n_base
+        np.testing.assert_array_equal(got.slot_order, want.slot_order)
+        np.testing.assert_array_equal(got.proposal_ring_tokens, want.proposal_ring_tokens)
+        for f in dataclasses.fields(got.proposal_signals):
+            np.testing.assert_array_equal(getattr(got.proposal_signals, f.name),
+                                          getattr(want.proposal_signals, f.name))
