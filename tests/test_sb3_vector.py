@@ -100,31 +100,36 @@ def _train_module():
     return cli.load_script(cli.TRAIN_SCRIPT, "fraudarena_selfplay").one_role  # train.py
 
 
-@pytest.mark.parametrize("role", ["investigator", "fraudster"])
-def test_train_py_on_the_vector_env_gives_the_same_agent_twice(tmp_path, role):
-    """The batched path is reproducible: the same command and seed, the same checkpoint
-    (its weights and the moves it makes on held-out matches)."""
+@pytest.mark.parametrize("role, path", [("investigator", ["--vector-envs", "16", "--n-steps", "16"]),
+                                        ("fraudster", ["--vector-envs", "16", "--n-steps", "16"]),
+                                        ("investigator", ["--n-envs", "2", "--n-steps", "64"])])
+def test_train_py_gives_the_same_agent_twice(tmp_path, capsys, role, path):
+    """Reproducible runs: the same train.py command and seed, on the batched path or on
+    RoleEnvs, give the same weights, and checkpoints that play identically (``fraudarena
+    evaluate --json`` equal)."""
     import torch
     from sb3_contrib import MaskablePPO
 
-    from fraudarena_env.arena import evaluate
-    from fraudarena_env.sb3 import SB3Policy
+    from fraudarena_env import cli
 
     train = _train_module()
-    args = ["--role", role, "--task", "task_2", "--timesteps", "512", "--vector-envs", "16",
-            "--n-steps", "16", "--imitation-samples", "0", "--eval-every", "0",
-            "--val-seeds", "3000-3001", "--net", "mlp", "--no-progress", "--no-tensorboard"]
+    args = ["--role", role, "--task", "task_2", "--timesteps", "256", *path,
+            "--imitation-samples", "0", "--eval-every", "0", "--val-seeds", "3000-3001",
+            "--net", "mlp", "--no-progress", "--no-tensorboard"]
     runs = []
     for name in "ab":
         train.main([*args, "--out", str(tmp_path / name)])
-        model = MaskablePPO.load(tmp_path / name / "last.zip", device="cpu")
-        weights = [p.detach().clone() for p in model.policy.parameters()]
-        played = evaluate("task_2", range(7000, 7003),
-                          lambda seed, model=model: {role: SB3Policy(model, role)})
+        checkpoint = tmp_path / name / "last.zip"
+        weights = [p.detach().clone() for p in
+                   MaskablePPO.load(checkpoint, device="cpu").policy.parameters()]
+        capsys.readouterr()
+        cli.main(["evaluate", "--task", "task_2", "--seeds", "7000-7002", f"--{role}",
+                  str(checkpoint), "--json", "--no-progress"])
+        played = capsys.readouterr().out.replace(str(tmp_path / name), "CHECKPOINT")
         runs.append((weights, played))
     (wa, pa), (wb, pb) = runs
     assert all(torch.equal(x, y) for x, y in zip(wa, wb))
-    assert pa == pb
+    assert pa == pb and "CHECKPOINT" in pa
 
 
 def test_train_py_refuses_what_the_vector_env_cannot_do(capsys):
