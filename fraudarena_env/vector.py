@@ -724,16 +724,21 @@ class VectorFraudArena(BatchedEnd):
         self._written[role].append((np.ravel(rows), np.ravel(cols)))
 
     def _globals(self, role: str, env: np.ndarray) -> None:
-        """The entries that follow the turn (encoding's _fill_common and _<role>_globals)."""
+        """The entries that follow the turn (encoding's _fill_common and _<role>_globals),
+        written to the role's buffer and straight into the output rows, which ``_batch``
+        fills next."""
         st, at = self.state, self._views[role].at
         r = ROLES.index(role)
+        columns, values = [], []
 
-        def put(name, values):
-            self._put(role, env, at[name][0], values)
+        def put(name, value):
+            columns.append(at[name][0])
+            values.append(value)
 
         phase = at["phase"][0]
-        self._put(role, env[:, None], phase + np.arange(4), 0.0)
-        self._put(role, env, phase + st.phase[env], 1.0)
+        for p in range(4):
+            columns.append(phase + p)
+            values.append(st.phase[env] == p)
         rn, mr = st.round_number[env], st.max_rounds[env]
         put("round", rn / mr)
         put("rounds_remaining", np.maximum(0, mr - rn + 1) / mr)
@@ -754,6 +759,10 @@ class VectorFraudArena(BatchedEnd):
             put("proposals_remaining", (most - used) / most)
             put("committed", st.committed[env])
             put("queue_room", _room(st, env))
+        block = np.stack(values, axis=1).astype(np.float32)
+        cols = np.asarray(columns)
+        self.buffers[role][env[:, None], cols] = block
+        self._obs[env[:, None], _N_ROLES + cols] = block
 
     def _finish_mask(self, role: str, env: np.ndarray) -> np.ndarray:
         """The role's mask rows for ``env`` as its observer's ``mask`` would give them."""
