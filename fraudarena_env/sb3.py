@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +109,19 @@ class SB3Policy(Policy):
 
     @classmethod
     def load(cls, path: str | Path, role: str, device: str = "cpu") -> SB3Policy:
-        from sb3_contrib import MaskablePPO
+        """The checkpoint at ``path`` as a policy of ``role``. A file loaded before (the same
+        path, size and modification time) shares its frozen model: a batch of matches that
+        each build their opponent loads it once."""
+        stat = Path(path).stat()
+        model = _load_model(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, device)
+        return cls(model, role, name=Path(path).stem)
 
-        return cls(MaskablePPO.load(str(path), device=device), role, name=Path(path).stem)
+
+@lru_cache(maxsize=32)
+def _load_model(path: str, size: int, mtime_ns: int, device: str):
+    from sb3_contrib import MaskablePPO
+
+    return MaskablePPO.load(path, device=device)
 
 
 # Progress is counted in steps. Recording a decision of the teacher is one env step, like a PPO
