@@ -22,7 +22,7 @@ How it is fast: all matches share one ``MatchState``. The actions that make up m
 takes them at once, as array operations on the state and on the observation and mask buffers.
 The rest (proposals, edits, turn ends, the end of play, resets) are rare per match and run
 through the match's own ``Referee`` and ``Observer``, whose arrays are views of the batch's, so
-both paths write the same memory. The vector env builds no text: its referees keep no logs.
+both paths write the same memory. The vector env builds no text: its referees record no events.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ class VectorFraudArena:
         self.max_steps = int(max_cycles) * _N_ROLES  # as raw_env counts cycles
         self.copy = copy
         self.state = MatchState.zeros(n)
-        self.referees = [Referee(state=self.state, index=m) for m in range(n)]
+        self.referees = [Referee(record="nothing", state=self.state, index=m) for m in range(n)]
         self.buffers = {r: np.zeros((n, Observer(r).size), np.float32) for r in ROLES}
         self.masks = {r: np.zeros((n, N_ACTIONS[r]), np.int8) for r in ROLES}
         self.observers = [[Observer(r, self.buffers[r][m], self.masks[r][m]) for r in ROLES]
