@@ -38,7 +38,9 @@ class Arena:
     """Reusable buffers for running many matches fast."""
 
     def __init__(self, illegal_action: str = "raise"):
-        self.referee = Referee(illegal_action=illegal_action)
+        # The ops played, not events: a tensor match builds no text, and a text request (a
+        # text-face policy's observation, the state) replays the match into events.
+        self.referee = Referee(illegal_action=illegal_action, record="ops")
         self.observers = {r: Observer(r) for r in ROLES}
 
     def play(self, task_id: str, seed: int, policies: dict[str, Policy] | None = None,

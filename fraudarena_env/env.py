@@ -178,8 +178,10 @@ class raw_env(AECEnv, EzPickle):
         self.possible_agents = list(AGENTS)
         self.agents = []
         # Terminate mode is the env's: the referee raises, the env ends the match.
+        # It records the ops played, not events: the tensor path builds no text, and the text
+        # face replays the match into events the first time it is asked (faces.narration).
         self._ref = Referee(illegal_action="raise" if illegal_action == "terminate"
-                            else illegal_action)
+                            else illegal_action, record="ops")
         self._ops = OPS
         self._observers = {a: Observer(a) for a in AGENTS}
         self._masks = {a: np.zeros(N_ACTIONS[a], np.int8) for a in AGENTS}

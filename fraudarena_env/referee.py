@@ -3,15 +3,16 @@
 The rules (``rules.referee.Referee``) take typed ops only and import no pydantic. This subclass
 adds what DESIGN §1 promises a caller without PettingZoo, in the seed protocol's models:
 ``step_as_<role>``, ``apply_model``, ``build_<role>_observation``, ``episode_record`` and
-``state``. Each is one call into ``faces.textface``, which does the translating and building.
-The env, the server, the arena and the archive all run this class.
+``state``. Each is one call into ``faces.textface``, which does the translating and building;
+the role logs and feedback lines are ``faces.narration``'s, told from the match's events. The
+env, the server, the arena and the archive all run this class.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .faces import textface
+from .faces import narration, textface
 from .models import (
     AdReviewAction,
     AdReviewObservation,
@@ -22,6 +23,7 @@ from .models import (
     RefereeState,
 )
 from .rules import referee as rules
+from .rules.state import A, F, I
 
 
 class Referee(rules.Referee):
@@ -56,6 +58,28 @@ class Referee(rules.Referee):
 
     def episode_record(self) -> dict:
         return textface.episode_record(self)
+
+    # Each role's log, as the RefereeState carries it (the lists themselves: copy to change).
+    @property
+    def fraudster_log(self) -> list[dict]:
+        return narration.logs(self)[F]
+
+    @property
+    def investigator_log(self) -> list[dict]:
+        return narration.logs(self)[I]
+
+    @property
+    def auditor_log(self) -> list[dict]:
+        return narration.logs(self)[A]
+
+    def proposal_log(self) -> list[dict]:
+        """The fraudster's proposals and edits (``fraudster_proposals``)."""
+        return narration.proposal_log(self)
+
+    @property
+    def feedback(self) -> list[str]:
+        """Each role's feedback line on its last action, in ``ROLES`` order."""
+        return list(narration.narration(self).feedback)
 
     @property
     def state(self) -> RefereeState:

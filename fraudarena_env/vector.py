@@ -25,8 +25,8 @@ applied to every env that takes them at once, as array operations on the state a
 observation and mask buffers. The rest (drawing a proposal's ad, drawing a new match, the rare
 ops) runs through the match's own ``Referee`` and ``Observer``, whose arrays are views of the
 batch's, so both paths write the same memory. Each step copies into the output only the entries
-that changed, but for rows whose role changed. The vector env builds no text: its referees keep
-no logs.
+that changed, but for rows whose role changed. The vector env builds no text: its referees
+record no events.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ class VectorFraudArena(BatchedEnd):
         self.max_steps = int(max_cycles) * _N_ROLES  # as raw_env counts cycles
         self.copy = copy
         self.state = MatchState.zeros(n)
-        self.referees = [Referee(state=self.state, index=m) for m in range(n)]
+        self.referees = [Referee(record="nothing", state=self.state, index=m) for m in range(n)]
         self.buffers = {r: np.zeros((n, Observer(r).size), np.float32) for r in ROLES}
         self.masks = {r: np.zeros((n, N_ACTIONS[r]), np.int8) for r in ROLES}
         self.observers = [[Observer(r, self.buffers[r][m], self.masks[r][m]) for r in ROLES]

@@ -4,6 +4,8 @@
   with named views per role;
 * ``textface``: the text face, the seed protocol's pydantic models (actions in, observations and
   the ``RefereeState`` out);
+* ``narration``: the text face's story of a match, told from the rules' typed events: feedback
+  lines, the role logs and evidence text, built only when the text face asks;
 * ``views``: what a remote role may see of the state while the match runs.
 
 Faces read a referee's state and translate actions to the rules' ops. They import the rules

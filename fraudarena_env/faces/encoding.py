@@ -169,7 +169,7 @@ def _any_slot(ad_id: str, agent: str, action: object) -> int:
 class Observer:
     """One role's observation and mask: preallocated arrays carved into named views.
 
-    ``fill(ref)`` brings the vector up to date by replaying the referee's event log since the
+    ``fill(ref)`` brings the vector up to date by replaying the referee's ``changes`` since the
     last call (an arrival, a pull, a verdict... each touches a few entries), so the cost of a step
     is proportional to what changed, not to the size of the queue. ``mask(ref)`` returns the
     legal-action mask, kept up to date the same way. Both return the observer's own arrays:
@@ -235,11 +235,11 @@ class Observer:
             self._round = 0
             self.tensor[self._at_phase] = 1.0
             self._start(ref)
-        events = ref.events
-        if self._cursor < len(events):
+        changes = ref.changes
+        if self._cursor < len(changes):
             handlers = self._handlers
             arrivals = []  # the slots of consecutive arrivals, applied as one batch
-            for ev in events[self._cursor:]:
+            for ev in changes[self._cursor:]:
                 if ev[0] == "arrive":
                     arrivals.extend(ev[1])
                     continue
@@ -251,11 +251,11 @@ class Observer:
                     h(self, ref, ev)
             if arrivals:
                 self._arrive(ref, arrivals)
-            self._cursor = len(events)
+            self._cursor = len(changes)
 
     def replay(self, ref: Referee) -> None:
         """Bring the vector and the mask up to date with what the referee did since the last
-        call (its event log), without the entries that follow the turn (``fill`` adds
+        call (its ``changes``), without the entries that follow the turn (``fill`` adds
         those)."""
         self._sync(ref)
 
@@ -266,7 +266,7 @@ class Observer:
         if ref.epoch != self._epoch:
             self._sync(ref)
         else:
-            self._cursor = len(ref.events)
+            self._cursor = len(ref.changes)
 
     def _arrive(self, ref: Referee, slots: list[int]) -> None:
         h = self._handlers.get("arrive")
@@ -284,7 +284,7 @@ class Observer:
         return self._mask_now(ref)
 
     def observe(self, ref: Referee) -> tuple[np.ndarray, np.ndarray]:
-        """``(fill(ref), mask(ref))`` with one pass over the event log."""
+        """``(fill(ref), mask(ref))`` with one pass over the referee's changes."""
         self._sync(ref)
         self._fill_globals(self, ref)
         return self.tensor, self._mask_now(ref)

@@ -3,7 +3,8 @@
 An LLM or a remote client plays through these models. This module translates an action model to
 the rules' op (``op_from_model``, the one translator: the text step path and the codec both use
 it), applies it to a match (``apply_model``), and builds each role's observation model, the
-episode record and the ``RefereeState`` from a referee's state. ``fraudarena_env.Referee`` offers
+episode record and the ``RefereeState`` from a referee's state; the feedback and the logs in
+them are ``faces.narration``'s, told from the match's events. ``fraudarena_env.Referee`` offers
 these as its ``step_as_<role>``, ``build_<role>_observation`` and ``state`` (public API). Only
 ``apply_model`` changes a match, and only through the rules' ``apply`` or ``penalize``.
 """
@@ -50,8 +51,10 @@ from ..rules.catalog import (
     VERDICTS,
 )
 from ..rules.errors import IllegalActionError, OutOfTurnError
-from ..rules.evidence import evidence_fields, evidence_text, surface_fields
+from ..rules.evidence import evidence_fields, surface_fields
 from ..rules.referee import Referee
+from . import narration
+from .narration import evidence_text
 
 F, I, A = 0, 1, 2  # noqa: E741  (role indices)
 # Resolves an ad id to its slot, or raises IllegalActionError: (ad_id, agent, action) -> slot.
@@ -198,7 +201,7 @@ def fraudster_observation(ref) -> FraudsterObservation:
                        targeting_summary=ref.targeting[s])
         mine[AD_IDS[s]] = signals
     return FraudsterObservation(
-        feedback=ref.feedback[F], phase=ref.phase, task_id=ref.task.task_id,
+        feedback=narration.feedback(ref, F), phase=ref.phase, task_id=ref.task.task_id,
         round_number=ref.round_number, rounds_remaining=ref.rounds_remaining(),
         proposals_used=ref.proposals_used,
         proposals_remaining=ref.max_proposals - ref.proposals_used,
@@ -260,7 +263,7 @@ def investigator_observation(ref) -> AdReviewObservation:
         current_ad_info=focus, investigation_findings="\n".join(findings),
         verdict_history_summary="; ".join(f"{d['ad_id']}: {d['verdict']}"
                                           for d in decided),
-        feedback=ref.feedback[I], available_ads=[AD_IDS[s] for s in pending],
+        feedback=narration.feedback(ref, I), available_ads=[AD_IDS[s] for s in pending],
         queue_status={"total_ads": len(present), "reviewed": n_dec,
                       "pending": len(pending), "budget": ref.budget,
                       "investigation_budget": ref.budget, "step": ref.step_count,
@@ -316,9 +319,9 @@ def auditor_observation(ref) -> AuditorObservation:
         for s in np.flatnonzero(ref.present & ref.pulled.any(axis=1)):
             seen[AD_IDS[s]] = {t: evidence_text(t, f) for t, f in revealed(ref, s).items()}
         record = episode_record(ref)
-        inv_log, proposals = list(ref.investigator_log), ref.proposal_log()
+        inv_log, proposals = list(narration.logs(ref)[I]), narration.proposal_log(ref)
     return AuditorObservation(
-        feedback=ref.feedback[A], phase=ref.phase, task_id=ref.task.task_id,
+        feedback=narration.feedback(ref, A), phase=ref.phase, task_id=ref.task.task_id,
         full_episode_record=record, investigator_actions=inv_log,
         fraudster_proposals=proposals, investigation_data_seen=seen,
         pending_flags=list(ref.auditor_flags), actions_left=ref.actions_left_this_turn(A),
@@ -332,6 +335,7 @@ def referee_state(ref) -> RefereeState:
     null until the match is done."""
     role = ref.current_role or "auditor"
     done = ref.done
+    logs = narration.logs(ref)
     return RefereeState(
         episode_id=ref.episode_id, match_id=ref.match_id, seed=ref.seed,
         step_count=ref.step_count, task_id=ref.task.task_id, phase=ref.phase,
@@ -352,9 +356,9 @@ def referee_state(ref) -> RefereeState:
                                            np.flatnonzero(ref.pulled[s])]
                                for s in np.flatnonzero(ref.pulled.any(axis=1))},
         },
-        fraudster_proposals=ref.proposal_log(),
-        investigator_action_log=list(ref.investigator_log),
-        auditor_action_log=list(ref.auditor_log),
+        fraudster_proposals=narration.proposal_log(ref),
+        investigator_action_log=list(logs[I]),
+        auditor_action_log=list(logs[A]),
         fraudster_committed=ref.committed, audit_report=ref.audit_report,
         fraudster_reward=ref.totals[F], investigator_reward=ref.totals[I],
         auditor_reward=ref.totals[A], grader_score=ref.grader_score if done else None,

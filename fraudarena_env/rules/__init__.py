@@ -1,6 +1,7 @@
 """The rules layer: the game as data (``catalog``), its typed actions (``actions``), how a match is
 generated (``generator``), what the evidence shows (``evidence``, ``lexicon``), how it is scored
-(``scoring``, ``audit``), and the referee that runs it (``referee``).
+(``scoring``, ``audit``), the referee that runs it (``referee``) and what it records of a match
+(``events``: typed, no text; the faces tell them).
 
 Plain Python and numpy only. Modules here import each other and nothing else of the package: no
 pydantic models, no faces, no gymnasium or PettingZoo, no web stack. So the rules can be read,

@@ -15,7 +15,8 @@ from .action_catalog import A_FLAG_A, A_FLAG_B, A_SUBMIT, N_ACTIONS, S
 from .actions import Flag, Op, Submit
 from .catalog import AD_IDS, AUDIT_TRACK_A, AUDIT_TRACK_B, MAX_AUDITOR_ACTIONS
 from .checks import Check, holds_all
-from .state import A, MatchState, Phase, Track
+from .events import Flagged, Submitted
+from .state import MatchState, Phase, Track
 
 ROLE = "auditor"
 _TRACK_A, _TRACK_B = int(Track.A), int(Track.B)
@@ -74,9 +75,6 @@ def legal_mask(st: MatchState, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-
-
-
 class AuditorMoves:
     """What the auditor's actions do to a match: flags, and the report that ends it. A mixin of
     ``rules.referee.Referee``: its methods act on one match through the referee's attributes."""
@@ -85,35 +83,31 @@ class AuditorMoves:
     def _apply_auditor(self, op: Op) -> float:
         if type(op) is Submit:
             self.audit_report = self._report(op.report)
-            self.auditor_log.append(self._log_entry("submit_audit_report"))
+            if self.recording:
+                self.events.append(Submitted(self.stamp()))
             self.phase = "done"
             for i in range(3):
                 self.step_rewards[i] += self.terminal[i]
-            self.feedback[A] = "report submitted; the match is over"
             return 0.0
-        track, slot, ftype, severity, note = op.track, op.slot, op.flag_type, op.severity, \
-            op.note
+        track, slot, ftype = op.track, op.slot, op.flag_type
         self.auditor_actions += 1
-        target = AD_IDS[slot] if slot >= 0 else None
-        flag = {"track": track, "target_ad_id": target, "flag_type": ftype,
-                "severity": severity, "note": note or ""}
-        action_type = "flag_investigator" if track == "A" else "flag_fraudster"
         if (track, ftype, slot) in self.claimed:  # a repeat: answered, counted once
-            self.auditor_log.append(self._log_entry(action_type, **flag, reward=0.0,
-                                                    repeat=True))
-            self.feedback[A] = f"flag {ftype} on {target or 'the match'} was already raised; " \
-                "it counts once"
+            if self.recording:
+                self.events.append(Flagged(self.stamp(), track, slot, ftype, op.severity,
+                                           op.note, 0.0, True, False))
             return 0.0
         self.claimed.add((track, ftype, slot))
         self.match_state.claimed[(self.index, *claim_index(op))] = True
         if slot >= 0 or track == "A":  # the tensor face has no index for a match-level B flag
-            self.events.append(("flag", track, ftype, slot))
+            self.changes.append(("flag", track, ftype, slot))
+        target = AD_IDS[slot] if slot >= 0 else None
         true = (ftype, target) in self.truth_flags
         reward = scoring.AUDIT_TRUE_FLAG if true else scoring.AUDIT_FALSE_FLAG
-        self.auditor_flags.append(flag)
-        self.auditor_log.append(self._log_entry(action_type, **flag, reward=reward))
-        self.feedback[A] = f"flag {ftype} on {target or 'the match'}: " + \
-            ("confirmed by the rule audit" if true else "not supported by the rule audit")
+        self.auditor_flags.append({"track": track, "target_ad_id": target, "flag_type": ftype,
+                                   "severity": op.severity, "note": op.note or ""})
+        if self.recording:
+            self.events.append(Flagged(self.stamp(), track, slot, ftype, op.severity, op.note,
+                                       reward, False, true))
         return reward
 
     def _report(self, submitted: dict | None) -> dict:

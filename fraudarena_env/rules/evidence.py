@@ -1,9 +1,13 @@
-"""The six evidence sources: what pulling a source reveals about an ad, as fields and as text.
+"""The six evidence sources: what pulling a source reveals about an ad, as fields.
 
 Each source has one *headline* field, a monotone function of that source's evidence signal, and a
 few detail fields derived from the same signal plus the ad's own rendering noise. Ring tokens sit
 in detail fields and look like every other token. The headline maps back to the signal with
 ``headline_to_signal`` so a policy reading the text face sees what a tensor policy sees.
+
+The fields are game state, not presentation: the rule audit checks a rationale's citations
+against the values the investigator's pulls revealed (``MatchMachine._revealed_values``). The
+same fields as a line of text are the text face's (``faces.narration.evidence_text``).
 """
 
 from __future__ import annotations
@@ -73,10 +77,11 @@ def surface_fields(rows, row: int) -> dict:
     }
 
 
-def evidence_fields(rows, row: int, target_index: int) -> dict:
-    """The fields one evidence source reveals for one ad."""
+def evidence_fields(rows, row: int, target_index: int, signal: float | None = None) -> dict:
+    """The fields one evidence source reveals for one ad (``signal``: the source's evidence
+    signal as it was when pulled, if it has changed since; by default it is read from ``rows``)."""
     target = TARGETS[target_index]
-    x = float(rows.evidence[row, target_index])
+    x = float(rows.evidence[row, target_index]) if signal is None else signal
     risk = signal_to_risk(x)
     u = rows.uniform[row]
     name, value = headline(target, x)
@@ -105,8 +110,3 @@ def evidence_fields(rows, row: int, target_index: int) -> dict:
     else:
         out.update(classification="unsafe" if risk > 0.5 else "safe")
     return out
-
-
-def evidence_text(target: str, fields: dict) -> str:
-    parts = ", ".join(f"{k}={v}" for k, v in fields.items())
-    return f"[{target}] {parts}"

@@ -8,8 +8,6 @@ pending; softening needs a risk phrase left in the copy, a trust blurb needs non
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from .action_catalog import (
@@ -38,6 +36,7 @@ from .catalog import (
     TRUST_PHRASES,
 )
 from .checks import Check, holds_all
+from .events import Committed, Modified, Proposed, TurnEnded
 from .generator import U_BLURB, RingInfo, blurb_of, proposal_surface
 from .lexicon import (
     count_risk_markers,
@@ -121,9 +120,11 @@ JUNK_CLASSIFIER_SHIFT = 2.0  # gibberish or injected copy trips the policy class
 
 CAMOUFLAGED = TACTICS.index("camouflaged")
 
-_PROPOSAL_ACTIONS = ("propose_ad", "modify_pending_ad")
 
 def _drop_one_risk_phrase(text: str) -> str:
+    """The copy with its first risk phrase taken out (the soften edit). Game state, as template
+    copy is (``machine._template_text``): the copy decides the ad's lexical features and the
+    rule audit's plausibility."""
     from .catalog import RISK_PHRASES
 
     low = text.lower()
@@ -146,46 +147,27 @@ class FraudsterMoves:
         kind = type(op)
         if kind is Propose:
             slot = self._propose(op)
-            entry = self._proposal_entry("propose_ad", slot, rationale=op.rationale,
-                                         tactic=TACTICS[self.rows.tactic[self.slot_row[slot]]])
-            self.feedback[F] = f"proposed {AD_IDS[slot]}"
+            if self.recording:
+                self.events.append(Proposed(self.stamp(), slot, op.rationale, self.copy[slot],
+                                            self.blurb[slot], self.targeting[slot]))
         elif kind is Modify:
             slot = op.slot
             self._modify(op)
-            entry = self._proposal_entry("modify_pending_ad", slot, new_ad_copy=op.new_ad_copy,
-                                         new_landing_page_blurb=op.new_landing_page_blurb,
-                                         edit=FRAUDSTER_EDITS[op.edit] if op.edit >= 0
-                                         else "rewrite")
-            self.feedback[F] = f"modified {AD_IDS[slot]}"
-        else:
-            entry = self._log_entry("end_turn" if kind is EndTurn else "commit_final",
-                                    reward=0.0)
-        self.fraudster_log.append(entry)
+            if self.recording:
+                self.events.append(Modified(self.stamp(), slot, op.edit, op.new_ad_copy,
+                                            op.new_landing_page_blurb, self.copy[slot],
+                                            self.blurb[slot], self.targeting[slot]))
+        elif self.recording:
+            self.events.append(TurnEnded(self.stamp(), F) if kind is EndTurn
+                               else Committed(self.stamp()))
         if kind is EndTurn:
-            self.feedback[F] = "turn ended"
             self._end_fraudster_turn()
         elif kind is CommitFinal:
             self.committed = True
-            self.feedback[F] = "committed: no more proposals this match"
             self._end_fraudster_turn()
         else:
             self._count_turn_action(F)
         return 0.0
-
-    def _proposal_entry(self, action_type: str, slot: int, **fields: Any) -> dict:
-        """A ``fraudster_proposals`` entry: the ad as it stands after the action."""
-        return self._log_entry(
-            action_type, reward=0.0, ad_id=AD_IDS[slot],
-            slot_index=self.proposal_slots.index(slot),
-            category=CATEGORIES[self.rows.category[self.slot_row[slot]]].name,
-            ad_copy=self.copy[slot], landing_page_blurb=self.blurb[slot],
-            targeting_summary=self.targeting[slot],
-            **{"new_ad_copy": None, "new_landing_page_blurb": None, **fields})
-
-    def proposal_log(self) -> list[dict]:
-        """The fraudster's proposals and modifications in order (``fraudster_proposals``);
-        turn control (end_turn, commit_final) stays in ``fraudster_log`` only."""
-        return [e for e in self.fraudster_log if e["action_type"] in _PROPOSAL_ACTIONS]
 
     def _propose(self, op: Propose) -> int:
         category, tactic, copy = op.category, op.tactic, op.ad_copy
@@ -264,12 +246,12 @@ class FraudsterMoves:
             if count_trust_markers(new_blurb) and not self.trusted[slot]:
                 self._trust(slot)
         self.lexical[slot] = lexical_features(self.copy[slot])
-        self.events.append(("modify", slot))
+        self.changes.append(("modify", slot))
 
     def _trust(self, slot: int) -> None:
         self.trusted[slot] = True
         self.rows.evidence[self.slot_row[slot], TARGET_INDEX["landing_page"]] -= TRUST_SHIFT
-        self.events.append(("modify", slot))
+        self.changes.append(("modify", slot))
 
     def _end_fraudster_turn(self) -> None:
         self.phase = "investigator_turn"

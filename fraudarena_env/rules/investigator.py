@@ -8,8 +8,6 @@ queue that are not linked yet. ``end_turn`` is always legal on the investigator'
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from . import scoring
@@ -25,9 +23,9 @@ from .action_catalog import (
     S,
 )
 from .actions import EndTurn, Investigate, Link, Op, Verdict
-from .catalog import AD_IDS, MAX_PULLS_PER_AD, TARGETS, VERDICTS
+from .catalog import AD_IDS, MAX_PULLS_PER_AD, TARGETS
 from .checks import Check, holds_all
-from .evidence import evidence_fields, evidence_text, headline
+from .events import Decided, Linked, Pulled, TurnEnded
 from .state import I, MatchState, Phase
 
 ROLE = "investigator"
@@ -83,52 +81,34 @@ def legal_mask(st: MatchState, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-_INVESTIGATOR_ENTRY = dict.fromkeys(("ad_id", "investigation_target", "verdict", "confidence",
-                                     "rationale", "linked_ad_id", "link_reason"),
-                                    None) | {"findings_excerpt": ""}
-
-FINDINGS_EXCERPT = 240  # characters of a pull's findings kept in the log
-
-
 class InvestigatorMoves:
     """What the investigator's actions do to a match: pulls, verdicts, links and the end of its turn. A mixin of
     ``rules.referee.Referee``: its methods act on one match through the referee's attributes."""
-
-    def _investigator_entry(self, action_type: str, reward: float, **fields: Any) -> dict:
-        return self._log_entry(action_type, **{**_INVESTIGATOR_ENTRY, "reward": reward,
-                                               **fields})
 
     # investigator ---------------------------------------------------------
     def _apply_investigator(self, op: Op) -> float:
         kind = type(op)
         if kind is EndTurn:
-            self.investigator_log.append(self._investigator_entry("end_turn", 0.0))
-            self.feedback[I] = "turn ended"
+            if self.recording:
+                self.events.append(TurnEnded(self.stamp(), I))
             self._end_investigator_turn()
             return 0.0
         slot = op.slot
-        ad_id = AD_IDS[slot]
         self.budget -= 1
         if kind is Investigate:
             target = op.target
             self.pulled[slot, target] = True
-            self.events.append(("pull", slot, target))
+            self.changes.append(("pull", slot, target))
             self.n_pulls[slot] = self.n_pulls.item(slot) + 1
             reward = scoring.INVESTIGATE_COST
-            source = TARGETS[target]
-            row = self.slot_row.item(slot)
-            name, value = headline(source, self.rows.evidence.item(row, target))
-            findings = evidence_text(source, evidence_fields(self.rows, row, target))
-            entry = self._investigator_entry(
-                "investigate", reward, ad_id=ad_id, investigation_target=source,
-                revealed={name: value},  # what the pull showed, at the time
-                findings_excerpt=findings[:FINDINGS_EXCERPT])
-            self.feedback[I] = f"pulled {source} for {ad_id}"
+            if self.recording:
+                signal = self.rows.evidence.item(self.slot_row.item(slot), target)
+                self.events.append(Pulled(self.stamp(), slot, target, signal, reward))
         elif kind is Verdict:
             v, conf = op.verdict, op.confidence
             row = self.slot_row.item(slot)
             self.verdict[slot] = v
-            self.events.append(("verdict", slot))
+            self.changes.append(("verdict", slot))
             self.confidence[slot] = conf
             self.manual[slot] = True
             self.decided_order[slot] = self.n_manual
@@ -137,22 +117,18 @@ class InvestigatorMoves:
             self.rationale[slot] = op.rationale
             reward = scoring.verdict_reward(v, self.rows.label.item(row),
                                             self.rows.severity.item(row))
-            entry = self._investigator_entry("verdict", reward, ad_id=ad_id,
-                                             verdict=VERDICTS[v], confidence=conf,
-                                             rationale=op.rationale)
-            self.feedback[I] = f"{VERDICTS[v]} {ad_id}"
+            if self.recording:
+                self.events.append(Decided(self.stamp(), slot, v, conf, op.rationale, reward))
         else:
             other = op.other
             self.linked[slot, other] = self.linked[other, slot] = True
             self.links.append((slot, other))
-            self.events.append(("link", slot, other))
+            self.changes.append(("link", slot, other))
             ra, rb = self.rows.ring[self.slot_row[slot]], self.rows.ring[self.slot_row[other]]
             correct = ra >= 0 and ra == rb
             reward = scoring.LINK_CORRECT if correct else scoring.LINK_WRONG
-            entry = self._investigator_entry("link_accounts", reward, ad_id=ad_id,
-                                             linked_ad_id=AD_IDS[other], link_reason=op.reason)
-            self.feedback[I] = f"linked {ad_id} and {AD_IDS[other]}"
-        self.investigator_log.append(entry)
+            if self.recording:
+                self.events.append(Linked(self.stamp(), slot, other, op.reason, reward))
         self.after_review()
         return reward
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import itertools
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 
 from . import audit, scoring
 from .catalog import AD_IDS, CATEGORIES, CORRECT_VERDICT, TARGETS, TRUST_PHRASES
+from .events import Stamp
 from .evidence import evidence_fields
 from .lexicon import lexical_features
 from .state import A, F, I  # noqa: F401  (role indices)
@@ -25,7 +25,13 @@ _TARGET_RANGE = range(len(TARGETS))
 @lru_cache(maxsize=4096)
 def _template_text(category: int, body: int, n_markers: int, start: int) -> str:
     """A template ad's copy: a body and ``n_markers`` risk phrases from ``start`` on.
-    Memoised: the same copy recurs across matches."""
+    Memoised: the same copy recurs across matches.
+
+    This text is game state, not presentation, so it stays in the rules: an ad's copy decides
+    its lexical features (``lexical_features``, which the observation shows) and the rule
+    audit's plausibility of a proposal (``audit.track_b``, which sets the fraudster's reward
+    and the auditor's true flags). Only copy is built here; how a match reads to a player is
+    ``faces.narration``'s."""
     cat = CATEGORIES[category]
     text = cat.bodies[body]
     if n_markers:
@@ -38,13 +44,10 @@ class MatchMachine:
     """The turn and phase machine: turns that end, ads that arrive, and the end of play. A mixin of
     ``rules.referee.Referee``: its methods act on one match through the referee's attributes."""
 
-    # The logs' entries. Every entry has ``ts`` (the match's step count when it was made: a
-    # logical clock, so logs replay identically), ``round_number``, ``phase`` and
-    # ``action_type``; the seed's readers expect the fields below on every entry of a log, so
-    # fields an action does not use are present and null.
-    def _log_entry(self, action_type: str, **fields: Any) -> dict:
-        return {"ts": self.step_count, "round_number": self.round_number, "phase": self.phase,
-                "action_type": action_type, **fields}
+    def stamp(self) -> Stamp:
+        """When an action is taken, for its event: the step count (a logical clock, so the
+        record replays identically), the round and the phase."""
+        return Stamp(self.step_count, self.round_number, self.phase)
 
     def _count_turn_action(self, idx: int) -> None:
         self.actions_this_turn += 1
@@ -97,7 +100,7 @@ class MatchMachine:
             self.blurb[slot] = TRUST_PHRASES[blurb] if blurb >= 0 else ""
             self.targeting[slot] = cat.targeting[int(u_target * len(cat.targeting))]
             self.lexical[slot] = lexical_features(copy)
-        self.events.append(("arrive", tuple(slots)))
+        self.changes.append(("arrive", tuple(slots)))
 
     def _arrive(self, row: int, copy: str, blurb: str, targeting: str) -> int:
         slot = int(self.ep.slot_order[self.n_arrived])
@@ -109,7 +112,7 @@ class MatchMachine:
         self.blurb[slot] = blurb
         self.targeting[slot] = targeting
         self.lexical[slot] = lexical_features(copy)
-        self.events.append(("arrive", (slot,)))
+        self.changes.append(("arrive", (slot,)))
         return slot
 
     @staticmethod
@@ -135,7 +138,7 @@ class MatchMachine:
         label, severity = rows.label.tolist(), rows.severity.tolist()
         auto_reward = 0.0
         for s in pending.tolist():
-            self.events.append(("verdict", s))
+            self.changes.append(("verdict", s))
             auto_reward += scoring.verdict_reward(0, label[slot_row[s]], severity[slot_row[s]])
         ring = rows.ring.tolist()
         correct = wrong = 0
@@ -175,7 +178,7 @@ class MatchMachine:
                                                    self._revealed_values(), self.calibration)
         self.terminal = [fraud_reward, auto_reward, 0.0]
         self.phase = "audit_phase"
-        self.events.append(("finish",))
+        self.changes.append(("finish",))
         self.actions_this_turn = 0
 
     def _verdict_records(self) -> list[audit.VerdictRecord]:

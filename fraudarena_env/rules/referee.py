@@ -20,7 +20,16 @@ set of rules: ``check`` says whether an op is legal and why not (the role module
 ``rules.roles.explain``), ``apply`` carries it out (the role module's moves: ``FraudsterMoves``,
 ``InvestigatorMoves``, ``AuditorMoves``, with the turn and phase machine, ``MatchMachine``). A
 rejected op leaves the match untouched. This module holds what ties them together: the match's
-settings, its state (a ``MatchState`` row) and the step. The text face's entry points (``step_as_<role>``,
+settings, its state (a ``MatchState`` row) and the step.
+
+The rules tell no story of the match: what happened is recorded as typed events
+(``rules.events``), on a referee that records them, and ``faces.narration`` tells them as the
+feedback, the logs and the evidence text. The text the rules do hold is game state or a rule's
+own words: ad copy, blurbs and targeting (the lexical features and the rule audit read them; see
+``machine._template_text``), a rationale, the auditor's flags and report, and the reason an op is
+refused (``explain``, from the check that failed).
+
+The text face's entry points (``step_as_<role>``,
 ``build_<role>_observation``, ``state``) are added on top, by ``fraudarena_env.referee.Referee``,
 the class users get as ``fraudarena_env.Referee``.
 """
@@ -56,6 +65,7 @@ from .catalog import (
     TaskConfig,
 )
 from .errors import IllegalActionError, OutOfTurnError
+from .events import Event, Refused
 from .evidence import token_text
 from .fraudster import FraudsterMoves, queue_room
 from .generator import Episode, RingInfo, generate
@@ -64,6 +74,10 @@ from .machine import MatchMachine
 from .roles import explain
 from .state import END_REASONS, PHASE_OF, SCALARS, A, F, I, MatchState  # noqa: F401
 
+# What a referee records of its matches: typed events (the text face reads them), the ops it
+# played (the text face replays them into events when first asked: the env's tensor path), or
+# nothing (``VectorFraudArena``, whose batched steps bypass the referees).
+RECORD_MODES = ("events", "ops", "nothing")
 _EPOCHS = itertools.count(1)  # tells observers a referee was reset (never part of game state)
 _PHASE_CODE = PHASE_OF  # phase name -> Phase
 _END_CODE = {r: i for i, r in enumerate(END_REASONS)}
@@ -157,14 +171,21 @@ class Referee(FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
     match): the referee's arrays are views of that match's. Its changing scalars
     (``state.SCALARS``) are plain attributes, fast to read, which ``store_scalars`` writes to
     the state after every reset and step (``load_scalars`` reads them back after something
-    else, a batched step, changed the state)."""
+    else, a batched step, changed the state).
 
-    def __init__(self, illegal_action: str = "raise", *, state: MatchState | None = None,
-                 index: int = 0):
+    ``record`` says what it keeps of each match for the text face (``RECORD_MODES``):
+    ``"events"`` (``events``, as they happen), ``"ops"`` (``played``: the ops played, which
+    ``faces.narration`` replays into events when first asked) or ``"nothing"``."""
+
+    def __init__(self, illegal_action: str = "raise", *, record: str = "events",
+                 state: MatchState | None = None, index: int = 0):
         if illegal_action not in ("raise", "penalize"):
             raise ValueError(f"illegal_action must be 'raise' or 'penalize', not "
                              f"{illegal_action!r}")
+        if record not in RECORD_MODES:
+            raise ValueError(f"record must be one of {RECORD_MODES}, not {record!r}")
         self.illegal_action = illegal_action
+        self.record = record
         self.match_state = MatchState.zeros(1) if state is None else state
         self.index = index
         st, m = self.match_state, index
@@ -173,10 +194,11 @@ class Referee(FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
         self._scalar_row = st.scalars[m]
         self.load_scalars()
         self.task: TaskConfig | None = None
-        self._match_key: tuple | None = None
-        self._match_id = ""
+        self.setup: tuple | None = None  # (seed, task_id, knobs): what a replay resets with
+        self._match_id: str | None = ""
         self._episode_id: str | None = None
         self.step_rewards = [0.0, 0.0, 0.0]
+        self.narration = None  # the text face's reading of the events (faces.narration)
 
     # ------------------------------------------------------------------ setup
     def reset_match(self, seed: int | None = None, task_id: str = "task_1",
@@ -196,7 +218,8 @@ class Referee(FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
                      cfg["max_investigator_actions_per_turn"], MAX_AUDITOR_ACTIONS)
         self.allowed_categories = allowed
         self.allowed_mask = _allowed_mask(allowed)
-        self._match_key = (seed, task_id, knobs)  # the match id is hashed when first read
+        self.setup = (seed, task_id, knobs)
+        self._match_id = None  # hashed from the setup when first read
         self._episode_id = episode_id
 
         st, m = self.match_state, self.index
@@ -229,14 +252,13 @@ class Referee(FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
         self.end_reason: str | None = None
         self.step_count = 0
         self._blank_record()
-        self.events: list[tuple] = []
         self.epoch = next(_EPOCHS)
         if admit_first_round:
             self._arrive_base(1)
         self.store_scalars()
 
     def _blank_record(self) -> None:
-        """What a new match has recorded: nothing (text, logs, rewards, audit)."""
+        """What a new match has recorded: nothing (text, events, rewards, audit)."""
         S = MAX_SLOTS
         self.copy: list[str] = [""] * S
         self.blurb: list[str] = [""] * S
@@ -256,13 +278,15 @@ class Referee(FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
         self.auditor_flags: list[dict] = []
         self.audit_report: dict | None = None
         self.auditor_actions = 0
-        self.fraudster_log: list[dict] = []
-        self.investigator_log: list[dict] = []
-        self.auditor_log: list[dict] = []
-        self.feedback = ["", "", ""]
         # What changed, in order, since reset: observers replay it to update incrementally.
         # ("arrive", slots), ("pull", slot, source), ("verdict", slot), ("link", a, b),
         # ("modify", slot), ("flag", track, flag_type, slot), ("finish",).
+        self.changes: list[tuple] = []
+        # What happened, as typed events (``rules.events``), when the referee records them;
+        # else the ops it played (record "ops"), for the text face to replay into events.
+        self.recording = self.record == "events"
+        self.events: list[Event] = []
+        self.played: list[Op | str] | None = [] if self.record == "ops" else None
 
     def load_scalars(self) -> None:
         """Read the changing scalars back from the state (after a batched step changed it)."""
@@ -284,9 +308,8 @@ class Referee(FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
     @property
     def match_id(self) -> str:
         """A stable id from the seed, task and knobs ("" before the first match)."""
-        if self._match_key is not None:
-            self._match_id = match_id_for(*self._match_key)
-            self._match_key = None
+        if self._match_id is None:
+            self._match_id = match_id_for(*self.setup)
         return self._match_id
 
     @property
@@ -362,6 +385,8 @@ class Referee(FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
         r = self.step_rewards
         r[0] = r[1] = r[2] = 0.0
         self.step_count += 1
+        if self.played is not None:
+            self.played.append(op)
         if role == "fraudster":
             idx, reward = F, self._apply_fraudster(op)
         elif role == "investigator":
@@ -383,9 +408,10 @@ class Referee(FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
         r = self.step_rewards
         r[0] = r[1] = r[2] = 0.0
         self.step_count += 1
-        self.feedback[idx] = f"illegal action ({reason}); charged {scoring.ILLEGAL_PENALTY}"
-        log = (self.fraudster_log, self.investigator_log, self.auditor_log)[idx]
-        log.append(self._log_entry("illegal", reason=reason, reward=scoring.ILLEGAL_PENALTY))
+        if self.played is not None:
+            self.played.append(reason)
+        if self.recording:
+            self.events.append(Refused(self.stamp(), idx, reason, scoring.ILLEGAL_PENALTY))
         self.step_rewards[idx] = scoring.ILLEGAL_PENALTY
         self.totals[idx] += scoring.ILLEGAL_PENALTY
         if role == "auditor":

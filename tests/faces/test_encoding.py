@@ -1,7 +1,7 @@
 """The tensor face against the rules: every per-ad entry of every role's observation equals what
 the referee's state says, recomputed here from scratch with plain numpy.
 
-Observers update their vectors incrementally from the referee's event log (an arrival, a pull,
+Observers update their vectors incrementally from the referee's ``changes`` (an arrival, a pull,
 a verdict each touch a few entries); these tests are the independent judge of that bookkeeping,
 through scripted matches and masked-random play (which also modifies proposals, links ads and
 raises flags).
