@@ -195,8 +195,7 @@ class CalibrationReward(gymnasium.Wrapper):
         op = OPS["investigator"][int(action)]
         bonus = 0.0
         if isinstance(op, Verdict):
-            ref = role_env.referee
-            label = ref.rows.label.item(ref.slot_row.item(op.slot))
+            label = role_env.referee.label_of(op.slot)
             right = float(op.verdict == CORRECT_VERDICT[label])
             bonus = -self.coef * (op.confidence - right) ** 2
         obs, reward, terminated, truncated, info = role_env.step(action)

@@ -339,6 +339,11 @@ class Referee(FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
     def ad_id(self, slot: int) -> str:
         return AD_IDS[slot]
 
+    def label_of(self, slot: int) -> int:
+        """The true label (``catalog.LEGIT``, ``FRAUD`` or ``ESCALATE``) of the ad in ``slot``:
+        hidden from every role during play; for training-only shaping and analysis."""
+        return self.rows.label.item(self.slot_row.item(slot))
+
     def slot_of(self, ad_id: str, agent: str, action: object) -> int:
         slot = AD_SLOT.get(ad_id, -1)
         if slot < 0 or not self.present[slot]:
