@@ -171,6 +171,7 @@ MAX_PENALTIES = 256  # penalized actions per match; then refused (the auditor ha
 MAX_SPEC_CHARS = 256  # an opponent SPEC
 MAX_ERROR_CHARS = 400  # an error reply's message never runs longer
 EXCERPT = 40  # characters of a client's input an error may quote
+FSYNC_POLL = 0.001  # seconds between looks at an fsync a reply waits for (see _fsynced)
 # How uvicorn should run the app: no per-message compression (it cost more CPU than the rest of
 # a step: observations are small and mostly fresh numbers), and the sans-I/O websockets
 # protocol. uvicorn closes frames beyond ws_max_size; below it, an oversized message gets a
@@ -966,8 +967,10 @@ class Later:
 
 
 class Handler:
-    """Answers the messages of one socket. With ``cooperative``, a reply the server's seats must
-    move first is a :class:`Later` (see :meth:`complete`); otherwise they move at once."""
+    """Answers the messages of one socket. With ``cooperative`` (the socket loop of
+    :func:`serve_socket`), a reply the server's seats must move first is a :class:`Later` (see
+    :meth:`complete`), and the record of a match a message ended is stored after its reply
+    (:meth:`store_ended`); otherwise the seats move and the record is stored at once."""
 
     def __init__(self, pool: MatchPool, role: str, address: str | None = None,
                  cooperative: bool = False):
@@ -977,7 +980,8 @@ class Handler:
         # is not limited.
         self.address = address
         self.session = Session(role)
-        self.durable = None  # the archive write the next reply must wait for
+        self.durable = None  # the fsync the next reply must wait for
+        self.ended: MatchEntry | None = None  # a match whose record waits for the reply
 
     @property
     def role(self) -> str:
@@ -1010,16 +1014,27 @@ class Handler:
                              "(the match is as it was); try again later", "storage_error")
 
     def _advance(self, entry: MatchEntry, build) -> str | Later:
-        """After a message: the server's seats move until a remote role is to act, and a match
-        that ended is archived (the reply waits for its record's fsync); then ``build()`` makes
-        the reply."""
+        """After a message: the server's seats move until a remote role is to act, and the
+        reply to a match that has ended waits until the journal that holds it is on disk
+        (fsynced); then ``build()`` makes the reply. Its record is stored at once, or after the
+        reply when ``cooperative``."""
         if entry.opponents:
             if self.cooperative and self.pool.bot_to_move(entry) is not None:
                 return Later(entry, build)
             self.pool.run_bots(entry)
         if entry.referee.done and not entry.archived:
-            self.durable = self.pool.finish(entry)
+            if self.cooperative:  # the journal has the match: the record can follow the reply
+                self.durable, self.ended = self.pool.archive.store.sync(), entry
+            else:
+                self.durable = self.pool.finish(entry)
         return build()
+
+    def store_ended(self) -> None:
+        """Archive the match the last reply ended (when cooperative); a record the store refuses
+        is logged, and the sweeper retries it."""
+        entry, self.ended = self.ended, None
+        if entry is not None:
+            self.pool.finish(entry)
 
     async def complete(self, later: Later, bucket: TokenBucket | None = None) -> str:
         """The reply of a :class:`Later`, once the server's seats have moved, one per turn of the
@@ -1158,6 +1173,16 @@ def rate_limited_message(bucket: TokenBucket) -> str:
                          f"{1000 * wait:.0f} ms", "rate_limited", **retry_field(wait))
 
 
+async def _fsynced(durable) -> None:
+    """Wait for an fsync on the store's thread (a ``concurrent.futures.Future``) by looking at it
+    once per turn of the event loop. Its completion callback would reach this task only two
+    turns of the loop after it (one to copy the result, one to wake the task): under load, a
+    turn serves every busy socket once, so that doubled the wait of a match's last reply."""
+    while not durable.done():
+        await asyncio.sleep(FSYNC_POLL)
+    durable.result()
+
+
 async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None:
     """Run one role socket until the client closes it or leaves."""
     config = pool.config
@@ -1209,13 +1234,14 @@ async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None
                 if handler.durable is not None:  # the match is over: on disk before we say so
                     durable, handler.durable = handler.durable, None
                     try:
-                        await asyncio.wrap_future(durable)
+                        await _fsynced(durable)
                     except OSError as exc:  # committed, but not fsynced: say so in the log
-                        logger.error("fsync of the archive failed: %s", exc)
+                        logger.error("fsync of the store failed: %s", exc)
             await websocket.send_text(reply)
             # Fair turns: the frames a socket has queued are read one per turn of the event
             # loop, so every other socket with a message waiting is served in between.
             await asyncio.sleep(0)
+            handler.store_ended()
     except WebSocketDisconnect:
         pass
     except Exception:  # the client went away mid-send, or the transport failed
