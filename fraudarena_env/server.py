@@ -171,7 +171,6 @@ MAX_PENALTIES = 256  # penalized actions per match; then refused (the auditor ha
 MAX_SPEC_CHARS = 256  # an opponent SPEC
 MAX_ERROR_CHARS = 400  # an error reply's message never runs longer
 EXCERPT = 40  # characters of a client's input an error may quote
-FSYNC_POLL = 0.001  # seconds between looks at an fsync a reply waits for (see _fsynced)
 # How uvicorn should run the app: no per-message compression (it cost more CPU than the rest of
 # a step: observations are small and mostly fresh numbers), and the sans-I/O websockets
 # protocol. uvicorn closes frames beyond ws_max_size; below it, an oversized message gets a
@@ -680,9 +679,9 @@ class MatchPool:
         return token
 
     # ------------------------------------------------------------------ leaving the pool
-    def _archive(self, entry: MatchEntry, reason: str):
-        """Store the match's record and drop its journal in one transaction; the future of the
-        fsync, or None when the store refused it (logged; the sweeper retries)."""
+    def _archive(self, entry: MatchEntry, reason: str) -> bool:
+        """Store the match's record and drop its journal in one transaction; False when the
+        store refused it (logged; the sweeper retries)."""
         try:
             with self.archive.store.transaction():
                 self.archive.insert(entry.record(reason))
@@ -690,17 +689,23 @@ class MatchPool:
         except StorageError as exc:
             logger.error("match %s could not be archived (%s); its journal keeps it and the "
                          "sweeper retries", entry.match_id, exc)
-            return None
+            return False
         entry.archived = True
         self.unarchived.pop(entry.match_id, None)
-        return self.archive.store.sync()
+        return True
 
-    def finish(self, entry: MatchEntry):
-        """Archive a match that has just ended (it stays live while sockets are attached);
-        returns the future of the record's fsync."""
+    def finish(self, entry: MatchEntry) -> None:
+        """Archive a match that has ended (it stays live while sockets are attached)."""
         if not entry.archived:
-            return self._archive(entry, "finished")
-        return None
+            self._archive(entry, "finished")
+
+    def make_durable(self, entry: MatchEntry) -> None:
+        """Fsync the journal, which holds ``entry`` up to its last action: before the reply that
+        ends a match. A failed fsync is logged; the commits stand."""
+        try:
+            self.archive.store.sync()
+        except OSError as exc:
+            logger.error("fsync of the store failed (match %s): %s", entry.match_id, exc)
 
     def drop(self, entry: MatchEntry, reason: str, why: str | None = None) -> None:
         """Take a match out of the pool, archiving it if that was not done yet (``why``: a
@@ -712,7 +717,7 @@ class MatchPool:
         if entry.address is not None:
             self.ledger.ended(entry.address, abandoned=not entry.referee.done)
         entry.closed = reason
-        if not entry.archived and self._archive(entry, reason) is None:
+        if not entry.archived and not self._archive(entry, reason):
             self.unarchived[entry.match_id] = (entry, reason)
         told = f"match {entry.match_id} was {reason}" + (f" ({why})" if why else "")
         for seat in entry.seats.values():
@@ -980,7 +985,6 @@ class Handler:
         # is not limited.
         self.address = address
         self.session = Session(role)
-        self.durable = None  # the fsync the next reply must wait for
         self.ended: MatchEntry | None = None  # a match whose record waits for the reply
 
     @property
@@ -1014,19 +1018,19 @@ class Handler:
                              "(the match is as it was); try again later", "storage_error")
 
     def _advance(self, entry: MatchEntry, build) -> str | Later:
-        """After a message: the server's seats move until a remote role is to act, and the
-        reply to a match that has ended waits until the journal that holds it is on disk
-        (fsynced); then ``build()`` makes the reply. Its record is stored at once, or after the
-        reply when ``cooperative``."""
+        """After a message: the server's seats move until a remote role is to act, and a match
+        that has ended is on disk (its journal fsynced) before ``build()`` makes the reply. Its
+        record is stored at once, or after the reply when ``cooperative``."""
         if entry.opponents:
             if self.cooperative and self.pool.bot_to_move(entry) is not None:
                 return Later(entry, build)
             self.pool.run_bots(entry)
         if entry.referee.done and not entry.archived:
+            self.pool.make_durable(entry)
             if self.cooperative:  # the journal has the match: the record can follow the reply
-                self.durable, self.ended = self.pool.archive.store.sync(), entry
+                self.ended = entry
             else:
-                self.durable = self.pool.finish(entry)
+                self.pool.finish(entry)
         return build()
 
     def store_ended(self) -> None:
@@ -1173,16 +1177,6 @@ def rate_limited_message(bucket: TokenBucket) -> str:
                          f"{1000 * wait:.0f} ms", "rate_limited", **retry_field(wait))
 
 
-async def _fsynced(durable) -> None:
-    """Wait for an fsync on the store's thread (a ``concurrent.futures.Future``) by looking at it
-    once per turn of the event loop. Its completion callback would reach this task only two
-    turns of the loop after it (one to copy the result, one to wake the task): under load, a
-    turn serves every busy socket once, so that doubled the wait of a match's last reply."""
-    while not durable.done():
-        await asyncio.sleep(FSYNC_POLL)
-    durable.result()
-
-
 async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None:
     """Run one role socket until the client closes it or leaves."""
     config = pool.config
@@ -1231,12 +1225,6 @@ async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None
                     handler.session.leave(pool)
                     await websocket.close()
                     break
-                if handler.durable is not None:  # the match is over: on disk before we say so
-                    durable, handler.durable = handler.durable, None
-                    try:
-                        await _fsynced(durable)
-                    except OSError as exc:  # committed, but not fsynced: say so in the log
-                        logger.error("fsync of the store failed: %s", exc)
             await websocket.send_text(reply)
             # Fair turns: the frames a socket has queued are read one per turn of the event
             # loop, so every other socket with a message waiting is served in between.
