@@ -24,11 +24,11 @@ or not at all, and a crash mid-write (a torn page of the log) costs at most that
 never an earlier or a later one. Archiving a match and taking it out of the journal are one
 transaction. Commits reach the operating system before the server acknowledges them, which a
 killed server process cannot undo. The reply that ends a match also waits until the log is
-fsynced (:meth:`Store.sync`), and the match's record follows that reply: a restart archives a
-finished match it finds only in the journal, so a power cut loses no finished match either. A
-write that fails (a full disk, an I/O error) raises :class:`StorageError` and leaves the database
-as it was. Checkpoints (folding the log into the database) run on a worker thread, never in a
-request.
+fsynced (:meth:`Store.sync`, on a thread of its own), and the match's record follows that reply:
+a restart archives a finished match it finds only in the journal, so a power cut loses no
+finished match either. A write that fails (a full disk, an I/O error) raises
+:class:`StorageError` and leaves the database as it was. Checkpoints (folding the log into the
+database) run on a worker thread, never in a request.
 
 JSON lines stay the exchange format: ``fraudarena export`` writes a database's records to a
 ``.jsonl`` file (:func:`write_jsonl`), and :func:`read_records` and ``fraudarena replay`` read
@@ -43,6 +43,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -99,15 +100,18 @@ class StorageError(RuntimeError):
 class Store:
     """One SQLite database, on disk (``data_dir``) or in memory (None). Its connection is used by
     one thread at a time (the server's event loop, once the app runs); checkpoints run on a worker
-    with its own."""
+    with its own, fsyncs on another thread."""
 
     def __init__(self, data_dir: str | os.PathLike | None = None):
         self.data_dir = None if data_dir is None else Path(data_dir)
         self.path = None if self.data_dir is None else self.data_dir / DB_FILE
         self._lock_file = None
-        self._worker: ThreadPoolExecutor | None = None
+        self._worker: ThreadPoolExecutor | None = None  # checkpoints
         self._worker_conn: sqlite3.Connection | None = None
-        self._wal_fd: int | None = None  # the log, kept open for sync()
+        self._syncer: ThreadPoolExecutor | None = None  # fsyncs, never behind a checkpoint
+        self._sync_lock = threading.Lock()
+        self._sync_queued: Future | None = None  # an fsync not started yet: it covers new commits
+        self._wal_fd: int | None = None
         self.last_error: str | None = None  # the last write that failed, until one succeeds
         if self.path is None:
             self.conn = sqlite3.connect(":memory:", isolation_level=None,
@@ -130,6 +134,7 @@ class Store:
                 self._lock_file.close()
             raise StorageError(f"cannot open the store in {self.data_dir}: {exc}") from exc
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="store")
+        self._syncer = ThreadPoolExecutor(1, thread_name_prefix="store-sync")
 
     def _lock(self) -> None:
         if fcntl is None:
@@ -197,17 +202,26 @@ class Store:
             self._worker_conn.execute("PRAGMA busy_timeout=2000")
         return self._worker_conn
 
-    def sync(self) -> None:
-        """Fsync the log, so every commit so far survives a power cut (in memory: nothing to do).
-        On the calling thread: the server's event loop would wait a whole turn of its own to
-        hear back from another thread, longer than the fsync of a few pages of log takes."""
-        if self.path is None:
-            return
+    def sync(self) -> Future:
+        """A future done once every commit so far is fsynced (at once in memory), on a thread of
+        its own: an fsync takes milliseconds, which the event loop would otherwise sit out. Calls
+        made before the last fsync asked for has started share it: one fsync covers them all."""
+        if self._syncer is None:
+            return _done()
+        with self._sync_lock:
+            if self._sync_queued is None:
+                self._sync_queued = self._syncer.submit(self._fsync)
+            return self._sync_queued
+
+    def _fsync(self) -> None:
+        with self._sync_lock:
+            self._sync_queued = None  # commits from now on need the next fsync
         if self._wal_fd is None:
             wal = Path(f"{self.path}-wal")
             if not wal.exists():
                 return
-            # Kept open: checkpoints reset the log, but it is not deleted while the store is open.
+            # Kept open: checkpoints reset the log, but it is not deleted while the store is open
+            # (and each open and close would wait for the GIL once more).
             self._wal_fd = os.open(wal, os.O_RDONLY)
         getattr(os, "fdatasync", os.fsync)(self._wal_fd)
 
@@ -225,6 +239,9 @@ class Store:
                 self.checkpoint(force=True).result()
             self._worker.shutdown(wait=True)
             self._worker = None
+        if self._syncer is not None:
+            self._syncer.shutdown(wait=True)
+            self._syncer = None
         if self._wal_fd is not None:
             os.close(self._wal_fd)
             self._wal_fd = None
@@ -283,10 +300,10 @@ class Archive:
                 conn.execute("DELETE FROM matches WHERE rowid NOT IN (SELECT rowid FROM matches "
                              "ORDER BY rowid DESC LIMIT ?)", (MEMORY_RECORDS,))
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Store a record in its own transaction, and fsync it."""
+    def append(self, record: dict[str, Any]) -> Future:
+        """Store a record in its own transaction; the future of its fsync."""
         self.insert(record)
-        self.store.sync()
+        return self.store.sync()
 
     def get(self, match_id: str) -> dict[str, Any] | None:
         row = self.store.conn.execute("SELECT record FROM matches WHERE match_id = ?",

@@ -171,6 +171,7 @@ MAX_PENALTIES = 256  # penalized actions per match; then refused (the auditor ha
 MAX_SPEC_CHARS = 256  # an opponent SPEC
 MAX_ERROR_CHARS = 400  # an error reply's message never runs longer
 EXCERPT = 40  # characters of a client's input an error may quote
+FSYNC_POLL = 0.001  # seconds between looks at an fsync a reply waits for (see _fsynced)
 # How uvicorn should run the app: no per-message compression (it cost more CPU than the rest of
 # a step: observations are small and mostly fresh numbers), and the sans-I/O websockets
 # protocol. uvicorn closes frames beyond ws_max_size; below it, an oversized message gets a
@@ -699,14 +700,6 @@ class MatchPool:
         if not entry.archived:
             self._archive(entry, "finished")
 
-    def make_durable(self, entry: MatchEntry) -> None:
-        """Fsync the journal, which holds ``entry`` up to its last action: before the reply that
-        ends a match. A failed fsync is logged; the commits stand."""
-        try:
-            self.archive.store.sync()
-        except OSError as exc:
-            logger.error("fsync of the store failed (match %s): %s", entry.match_id, exc)
-
     def drop(self, entry: MatchEntry, reason: str, why: str | None = None) -> None:
         """Take a match out of the pool, archiving it if that was not done yet (``why``: a
         few words for its players and the log)."""
@@ -985,6 +978,7 @@ class Handler:
         # is not limited.
         self.address = address
         self.session = Session(role)
+        self.durable = None  # the fsync the next reply must wait for
         self.ended: MatchEntry | None = None  # a match whose record waits for the reply
 
     @property
@@ -1026,7 +1020,7 @@ class Handler:
                 return Later(entry, build)
             self.pool.run_bots(entry)
         if entry.referee.done and not entry.archived:
-            self.pool.make_durable(entry)
+            self.durable = self.pool.archive.store.sync()
             if self.cooperative:  # the journal has the match: the record can follow the reply
                 self.ended = entry
             else:
@@ -1177,6 +1171,16 @@ def rate_limited_message(bucket: TokenBucket) -> str:
                          f"{1000 * wait:.0f} ms", "rate_limited", **retry_field(wait))
 
 
+async def _fsynced(durable) -> None:
+    """Wait for an fsync on the store's thread (a ``concurrent.futures.Future``) by looking at it
+    once per turn of the event loop: its completion callback would reach this task two turns
+    after it (one to copy the result, one to wake the task), and under load a turn serves every
+    busy socket once. (An fsync on the loop's own thread would stop every socket for its 4 ms.)"""
+    while not durable.done():
+        await asyncio.sleep(FSYNC_POLL)
+    durable.result()
+
+
 async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None:
     """Run one role socket until the client closes it or leaves."""
     config = pool.config
@@ -1225,6 +1229,12 @@ async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None
                     handler.session.leave(pool)
                     await websocket.close()
                     break
+                if handler.durable is not None:  # the match is over: on disk before we say so
+                    durable, handler.durable = handler.durable, None
+                    try:
+                        await _fsynced(durable)
+                    except OSError as exc:  # committed, but not fsynced: say so in the log
+                        logger.error("fsync of the store failed: %s", exc)
             await websocket.send_text(reply)
             # Fair turns: the frames a socket has queued are read one per turn of the event
             # loop, so every other socket with a message waiting is served in between.

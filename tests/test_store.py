@@ -66,7 +66,7 @@ def test_a_torn_write_costs_only_its_own_record_never_a_later_one(tmp_path):
     wal = live / f"{DB_FILE}-wal"
     sizes = []
     for i in range(5):
-        archive.append(record_of(i))
+        archive.append(record_of(i)).result()
         sizes.append(wal.stat().st_size)
     crashed = tmp_path / "crashed"  # a copy of the files mid-run: what a kill leaves on disk
     crashed.mkdir()
@@ -78,7 +78,7 @@ def test_a_torn_write_costs_only_its_own_record_never_a_later_one(tmp_path):
     after = Archive(crashed)
     assert [r["match_id"] for r in after.records()] == [f"m_{i:03d}" for i in range(4)]
     assert all(r == record_of(i) for i, r in enumerate(after.records()))
-    after.append(record_of(5))
+    after.append(record_of(5)).result()
     after.close()
     again = Archive(crashed)
     assert [r["match_id"] for r in again.records()] == [f"m_{i:03d}" for i in (0, 1, 2, 3, 5)]
