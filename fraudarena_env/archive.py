@@ -23,8 +23,10 @@ What is guaranteed. SQLite in WAL mode: each write is one transaction, so a reco
 or not at all, and a crash mid-write (a torn page of the log) costs at most that transaction,
 never an earlier or a later one. Archiving a match and taking it out of the journal are one
 transaction. Commits reach the operating system before the server acknowledges them, which a
-killed server process cannot undo; the record of a finished match is also fsynced before the
-reply that ends it (:meth:`Store.sync`). A write that fails (a full disk, an I/O error) raises
+killed server process cannot undo. The reply that ends a match also waits until the log is
+fsynced (:meth:`Store.sync`, on a thread of its own), and the match's record follows that reply:
+a restart archives a finished match it finds only in the journal, so a power cut loses no
+finished match either. A write that fails (a full disk, an I/O error) raises
 :class:`StorageError` and leaves the database as it was. Checkpoints (folding the log into the
 database) run on a worker thread, never in a request.
 
@@ -41,6 +43,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -96,15 +99,19 @@ class StorageError(RuntimeError):
 
 class Store:
     """One SQLite database, on disk (``data_dir``) or in memory (None). Its connection is used by
-    one thread at a time (the server's event loop, once the app runs); checkpoints and fsyncs run
-    on a worker with its own."""
+    one thread at a time (the server's event loop, once the app runs); checkpoints run on a worker
+    with its own, fsyncs on another thread."""
 
     def __init__(self, data_dir: str | os.PathLike | None = None):
         self.data_dir = None if data_dir is None else Path(data_dir)
         self.path = None if self.data_dir is None else self.data_dir / DB_FILE
         self._lock_file = None
-        self._worker: ThreadPoolExecutor | None = None
+        self._worker: ThreadPoolExecutor | None = None  # checkpoints
         self._worker_conn: sqlite3.Connection | None = None
+        self._syncer: ThreadPoolExecutor | None = None  # fsyncs, never behind a checkpoint
+        self._sync_lock = threading.Lock()
+        self._sync_queued: Future | None = None  # an fsync not started yet: it covers new commits
+        self._wal_fd: int | None = None
         self.last_error: str | None = None  # the last write that failed, until one succeeds
         if self.path is None:
             self.conn = sqlite3.connect(":memory:", isolation_level=None,
@@ -127,6 +134,7 @@ class Store:
                 self._lock_file.close()
             raise StorageError(f"cannot open the store in {self.data_dir}: {exc}") from exc
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="store")
+        self._syncer = ThreadPoolExecutor(1, thread_name_prefix="store-sync")
 
     def _lock(self) -> None:
         if fcntl is None:
@@ -160,19 +168,32 @@ class Store:
                 raise
             self.conn.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
-            if self.conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    self.conn.execute("ROLLBACK")
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            raise StorageError(f"the store refused a write: {exc}") from exc
+            raise self._refused(exc) from exc
         self.last_error = None
 
+    def write(self, sql: str, params: tuple) -> None:
+        """One statement as one atomic write, or as part of the open transaction. Alone, SQLite
+        commits it itself, which spares the round trips of ``BEGIN`` and ``COMMIT`` (a journaled
+        step is one). Raises ``StorageError`` as :meth:`transaction` does."""
+        if self.conn.in_transaction:  # the transaction's own refusal covers it
+            self.conn.execute(sql, params)
+            return
+        try:
+            self.conn.execute(sql, params)
+        except (sqlite3.Error, OSError) as exc:
+            raise self._refused(exc) from exc
+        self.last_error = None
+
+    def _refused(self, exc: Exception) -> StorageError:
+        """Roll back what ``exc`` interrupted and remember it: the error to raise."""
+        if self.conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        return StorageError(f"the store refused a write: {exc}")
+
     def _on_worker(self, work) -> Future:
-        if self._worker is None:
-            done: Future = Future()
-            done.set_result(None)
-            return done
-        return self._worker.submit(work)
+        return _done() if self._worker is None else self._worker.submit(work)
 
     def _worker_connection(self) -> sqlite3.Connection:
         if self._worker_conn is None:
@@ -182,16 +203,27 @@ class Store:
         return self._worker_conn
 
     def sync(self) -> Future:
-        """A future done once every commit so far is fsynced (at once in memory)."""
-        def fsync():
+        """A future done once every commit so far is fsynced (at once in memory), on a thread of
+        its own: an fsync takes milliseconds, which the event loop would otherwise sit out. Calls
+        made before the last fsync asked for has started share it: one fsync covers them all."""
+        if self._syncer is None:
+            return _done()
+        with self._sync_lock:
+            if self._sync_queued is None:
+                self._sync_queued = self._syncer.submit(self._fsync)
+            return self._sync_queued
+
+    def _fsync(self) -> None:
+        with self._sync_lock:
+            self._sync_queued = None  # commits from now on need the next fsync
+        if self._wal_fd is None:
             wal = Path(f"{self.path}-wal")
-            if wal.exists():
-                fd = os.open(wal, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        return self._on_worker(fsync)
+            if not wal.exists():
+                return
+            # Kept open: checkpoints reset the log, but it is not deleted while the store is open
+            # (and each open and close would wait for the GIL once more).
+            self._wal_fd = os.open(wal, os.O_RDONLY)
+        getattr(os, "fdatasync", os.fsync)(self._wal_fd)
 
     def checkpoint(self, force: bool = False) -> Future:
         """Fold the log into the database on the worker when it has grown (or ``force``)."""
@@ -207,6 +239,12 @@ class Store:
                 self.checkpoint(force=True).result()
             self._worker.shutdown(wait=True)
             self._worker = None
+        if self._syncer is not None:
+            self._syncer.shutdown(wait=True)
+            self._syncer = None
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
         if self._worker_conn is not None:
             self._worker_conn.close()
             self._worker_conn = None
@@ -214,6 +252,12 @@ class Store:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+def _done() -> Future:
+    done: Future = Future()
+    done.set_result(None)
+    return done
 
 
 def summary(record: dict[str, Any]) -> dict[str, Any]:

@@ -59,19 +59,16 @@ class Journal:
         self.store = store
 
     def create(self, match_id: str, setup: dict[str, Any], created_at: float) -> None:
-        with self.store.transaction() as conn:
-            conn.execute("INSERT INTO live (match_id, created_at, setup) VALUES (?, ?, ?)",
+        self.store.write("INSERT INTO live (match_id, created_at, setup) VALUES (?, ?, ?)",
                          (match_id, created_at, _dump(setup)))
 
     def seat(self, match_id: str, role: str, digest: str) -> None:
-        with self.store.transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO seats (match_id, role, token_hash) "
+        self.store.write("INSERT OR REPLACE INTO seats (match_id, role, token_hash) "
                          "VALUES (?, ?, ?)", (match_id, role, digest))
 
     def step(self, match_id: str, seq: int, role: str, action: dict[str, Any]) -> None:
         """Action number ``seq`` (from 0) of the match."""
-        with self.store.transaction() as conn:
-            conn.execute("INSERT INTO steps (match_id, seq, role, action) VALUES (?, ?, ?, ?)",
+        self.store.write("INSERT INTO steps (match_id, seq, role, action) VALUES (?, ?, ?, ?)",
                          (match_id, seq, role, _dump(action)))
 
     def discard(self, match_id: str) -> None:

@@ -171,6 +171,12 @@ MAX_PENALTIES = 256  # penalized actions per match; then refused (the auditor ha
 MAX_SPEC_CHARS = 256  # an opponent SPEC
 MAX_ERROR_CHARS = 400  # an error reply's message never runs longer
 EXCERPT = 40  # characters of a client's input an error may quote
+FSYNC_POLL = 0.001  # seconds between looks at an fsync a reply waits for (see _fsynced)
+# How long the event loop's thread may hold the GIL while the store's fsync thread waits for it
+# (Python's default is 5 ms). The fsync thread needs it twice (to start, and after the fsync),
+# and while the loop is busy it waited out the whole interval each time: a busy thread saw an
+# fsync of 1.5-4 ms complete after 14 ms at the default, 1.5 ms at 0.5 ms.
+SWITCH_INTERVAL = 0.0005
 # How uvicorn should run the app: no per-message compression (it cost more CPU than the rest of
 # a step: observations are small and mostly fresh numbers), and the sans-I/O websockets
 # protocol. uvicorn closes frames beyond ws_max_size; below it, an oversized message gets a
@@ -679,9 +685,9 @@ class MatchPool:
         return token
 
     # ------------------------------------------------------------------ leaving the pool
-    def _archive(self, entry: MatchEntry, reason: str):
-        """Store the match's record and drop its journal in one transaction; the future of the
-        fsync, or None when the store refused it (logged; the sweeper retries)."""
+    def _archive(self, entry: MatchEntry, reason: str) -> bool:
+        """Store the match's record and drop its journal in one transaction; False when the
+        store refused it (logged; the sweeper retries)."""
         try:
             with self.archive.store.transaction():
                 self.archive.insert(entry.record(reason))
@@ -689,17 +695,15 @@ class MatchPool:
         except StorageError as exc:
             logger.error("match %s could not be archived (%s); its journal keeps it and the "
                          "sweeper retries", entry.match_id, exc)
-            return None
+            return False
         entry.archived = True
         self.unarchived.pop(entry.match_id, None)
-        return self.archive.store.sync()
+        return True
 
-    def finish(self, entry: MatchEntry):
-        """Archive a match that has just ended (it stays live while sockets are attached);
-        returns the future of the record's fsync."""
+    def finish(self, entry: MatchEntry) -> None:
+        """Archive a match that has ended (it stays live while sockets are attached)."""
         if not entry.archived:
-            return self._archive(entry, "finished")
-        return None
+            self._archive(entry, "finished")
 
     def drop(self, entry: MatchEntry, reason: str, why: str | None = None) -> None:
         """Take a match out of the pool, archiving it if that was not done yet (``why``: a
@@ -711,7 +715,7 @@ class MatchPool:
         if entry.address is not None:
             self.ledger.ended(entry.address, abandoned=not entry.referee.done)
         entry.closed = reason
-        if not entry.archived and self._archive(entry, reason) is None:
+        if not entry.archived and not self._archive(entry, reason):
             self.unarchived[entry.match_id] = (entry, reason)
         told = f"match {entry.match_id} was {reason}" + (f" ({why})" if why else "")
         for seat in entry.seats.values():
@@ -966,8 +970,10 @@ class Later:
 
 
 class Handler:
-    """Answers the messages of one socket. With ``cooperative``, a reply the server's seats must
-    move first is a :class:`Later` (see :meth:`complete`); otherwise they move at once."""
+    """Answers the messages of one socket. With ``cooperative`` (the socket loop of
+    :func:`serve_socket`), a reply the server's seats must move first is a :class:`Later` (see
+    :meth:`complete`), and the record of a match a message ended is stored after its reply
+    (:meth:`store_ended`); otherwise the seats move and the record is stored at once."""
 
     def __init__(self, pool: MatchPool, role: str, address: str | None = None,
                  cooperative: bool = False):
@@ -977,7 +983,8 @@ class Handler:
         # is not limited.
         self.address = address
         self.session = Session(role)
-        self.durable = None  # the archive write the next reply must wait for
+        self.durable = None  # the fsync the next reply must wait for
+        self.ended: MatchEntry | None = None  # a match whose record waits for the reply
 
     @property
     def role(self) -> str:
@@ -1011,15 +1018,26 @@ class Handler:
 
     def _advance(self, entry: MatchEntry, build) -> str | Later:
         """After a message: the server's seats move until a remote role is to act, and a match
-        that ended is archived (the reply waits for its record's fsync); then ``build()`` makes
-        the reply."""
+        that has ended is on disk (its journal fsynced) before ``build()`` makes the reply. Its
+        record is stored at once, or after the reply when ``cooperative``."""
         if entry.opponents:
             if self.cooperative and self.pool.bot_to_move(entry) is not None:
                 return Later(entry, build)
             self.pool.run_bots(entry)
         if entry.referee.done and not entry.archived:
-            self.durable = self.pool.finish(entry)
+            self.durable = self.pool.archive.store.sync()
+            if self.cooperative:  # the journal has the match: the record can follow the reply
+                self.ended = entry
+            else:
+                self.pool.finish(entry)
         return build()
+
+    def store_ended(self) -> None:
+        """Archive the match the last reply ended (when cooperative); a record the store refuses
+        is logged, and the sweeper retries it."""
+        entry, self.ended = self.ended, None
+        if entry is not None:
+            self.pool.finish(entry)
 
     async def complete(self, later: Later, bucket: TokenBucket | None = None) -> str:
         """The reply of a :class:`Later`, once the server's seats have moved, one per turn of the
@@ -1158,6 +1176,16 @@ def rate_limited_message(bucket: TokenBucket) -> str:
                          f"{1000 * wait:.0f} ms", "rate_limited", **retry_field(wait))
 
 
+async def _fsynced(durable) -> None:
+    """Wait for an fsync on the store's thread (a ``concurrent.futures.Future``) by looking at it
+    once per turn of the event loop: its completion callback would reach this task two turns
+    after it (one to copy the result, one to wake the task), and under load a turn serves every
+    busy socket once. (An fsync on the loop's own thread would stop every socket for its 4 ms.)"""
+    while not durable.done():
+        await asyncio.sleep(FSYNC_POLL)
+    durable.result()
+
+
 async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None:
     """Run one role socket until the client closes it or leaves."""
     config = pool.config
@@ -1209,13 +1237,14 @@ async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None
                 if handler.durable is not None:  # the match is over: on disk before we say so
                     durable, handler.durable = handler.durable, None
                     try:
-                        await asyncio.wrap_future(durable)
+                        await _fsynced(durable)
                     except OSError as exc:  # committed, but not fsynced: say so in the log
-                        logger.error("fsync of the archive failed: %s", exc)
+                        logger.error("fsync of the store failed: %s", exc)
             await websocket.send_text(reply)
             # Fair turns: the frames a socket has queued are read one per turn of the event
             # loop, so every other socket with a message waiting is served in between.
             await asyncio.sleep(0)
+            handler.store_ended()
     except WebSocketDisconnect:
         pass
     except Exception:  # the client went away mid-send, or the transport failed
@@ -1259,11 +1288,15 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
             gc.freeze()
             gc.disable()
             tasks.append(asyncio.create_task(collector()))
+        switch = sys.getswitchinterval()
+        if pool.archive.store.persistent:
+            sys.setswitchinterval(SWITCH_INTERVAL)
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
+            sys.setswitchinterval(switch)
             if collecting:
                 gc.unfreeze()
                 gc.enable()
