@@ -1,0 +1,244 @@
+"""The scripted investigator over many matches at once: ``BatchedScriptedInvestigator``.
+
+``ScriptedInvestigator`` decides for one match at a time, in Python, over a few pending slots.
+Training a fraudster asks it for a move in hundreds of matches at every step, so this module works
+out the same decisions for ``k`` matches in one pass of array code: the reading of every slot of
+every match, the belief about it (``belief``'s formulas, over a leading match axis), and the rules
+of play as masks and ``argmax`` over slots (the first of equals, as the scalar loops take it).
+
+Exactly the scalar investigator's choices, state by state (``tests/policies/test_batched.py``):
+every float behind a choice is computed by the same operations in the same order. Element-wise
+arithmetic does not care how many matches are stacked; the two reductions that might (the evidence
+matrix product, whose rounding depends on its shape, and the value of a pull's contractions) run
+per match on the shapes the scalar code uses, or were checked to give the same bits stacked.
+
+The value of a pull is the one costly step: it is kept per slot between decisions and worked out
+again only when the slot's log-likelihood, category or pulls change, and only for matches where a
+pull may be made.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..faces.encoding import EVIDENCE_SCALE, decode_surface
+from ..rules.action_catalog import I_END, I_LINK, I_VERDICT, N_CONF, N_VERDICT_OPS, PAIRS
+from ..rules.catalog import CONFIDENCE_BUCKETS, MAX_PULLS_PER_AD, MAX_SLOTS, TARGETS
+from ..rules.lexicon import reads_as_gibberish
+from . import belief
+from .base import SPANS, BatchPolicy
+from .scripted import (
+    _CORRECT_KINDS,
+    _LOOK_ORDER,
+    _RING_SOURCES,
+    _TASK_LIST,
+    ScriptedInvestigator,
+    _InvGlobals,
+)
+
+S = MAX_SLOTS
+N_T = len(TARGETS)
+_BUCKETS = np.asarray(CONFIDENCE_BUCKETS)
+_NO = -np.inf
+
+
+def _view(vectors: np.ndarray, name: str) -> np.ndarray:
+    """A named view of every row of a batch of investigator vectors: (k, *shape)."""
+    a, b, shape = SPANS["investigator"][name]
+    return vectors[:, a:b].reshape((len(vectors), *shape))
+
+
+class BatchReading:
+    """What the investigator sees in each of ``k`` matches, as arrays with a leading match axis:
+    ``Reading``'s fields (slots on the second axis) and the numbers ``decide`` takes."""
+
+    def __init__(self, vectors: np.ndarray):
+        g, k = _InvGlobals, len(vectors)
+        self.task = vectors[:, g.task].argmax(axis=1)
+        self.present = _view(vectors, "present") > 0.5
+        self.pending = vectors[:, g.pending] > 0.5
+        self.category = _view(vectors, "category").argmax(axis=2)
+        surface = decode_surface(_view(vectors, "surface"))
+        self.age = surface["account_age"]
+        self.tld, self.payment, self.country, self.markers = (
+            surface[name].astype(np.intp) for name in
+            ("landing_tld", "payment_type", "country", "risk_markers"))
+        self.junk = self.present & reads_as_gibberish(_view(vectors, "lexical"))
+        self.pulled = _view(vectors, "pulled") > 0.5
+        evidence = np.round(_view(vectors, "evidence") * EVIDENCE_SCALE, 2) * self.pulled
+        self.signal = evidence.astype(np.float64)
+        numbers = np.asarray([(t.action_budget, t.max_investigator_actions_per_turn,
+                               t.max_rounds, t.queue_size + t.max_proposals, t.n_rings > 0)
+                              for t in _TASK_LIST], np.float64)[self.task]
+        seen = vectors[:, [g.budget, g.actions_left, g.rounds_remaining]].astype(np.float64)
+        self.budget, self.actions_left, self.rounds_remaining = np.round(
+            seen * numbers[:, :3]).T
+        self.expected, self.rings = numbers[:, 3], numbers[:, 4] > 0
+        # unlinked pairs that visibly share infrastructure (read only when some ads collide)
+        shared = (vectors[:, g.pair_shared] != 0) & (vectors[:, g.pair_linked] < 0.5)
+        self.pairs = shared & (np.count_nonzero(vectors[:, g.collisions], axis=1) > 0)[:, None]
+        self.k = k
+
+
+def first_sight(r: BatchReading) -> np.ndarray:
+    """``belief.first_sight_loglik`` of every slot of every match, each on its own task:
+    (k, slots, kinds)."""
+    priors = [belief.task_prior(t.task_id) for t in _TASK_LIST]
+    log_prior = np.stack([p for p, _ in priors])[r.task][:, None, :]
+    cat_ll = np.stack([c for _, c in priors])[r.task[:, None], :, r.category]
+    return belief.first_sight_terms(log_prior + cat_ll, r.age, r.tld, r.payment, r.country,
+                                    r.markers, r.junk)
+
+
+class BatchedScriptedInvestigator(BatchPolicy):
+    """``ScriptedInvestigator``'s decisions in ``num_envs`` matches, any ``k`` of them at a time
+    (``BatchPolicy``). Per match it keeps only the value of each slot's best pull, so matches
+    must be played in order, each from its start (``reset_envs`` when one begins)."""
+
+    role = "investigator"
+
+    def __init__(self, num_envs: int, rules: type[ScriptedInvestigator] = ScriptedInvestigator):
+        self.rules = rules  # where the prices and thresholds are read, at every decision
+        self.masked_picks = 0
+        self._loglik = np.full((num_envs, S, belief.N_KINDS), np.nan)
+        self._category = np.zeros((num_envs, S), np.intp)
+        self._pulled = np.zeros((num_envs, S, N_T), bool)
+        self._gain_top = np.zeros((num_envs, S))
+        self._gain_at = np.zeros((num_envs, S), np.intp)
+        self._gain_known = np.zeros((num_envs, S), bool)
+
+    def reset_envs(self, envs, seeds=None) -> None:
+        """Forget what was kept about these matches (it draws no random numbers: no seed)."""
+        self._loglik[envs] = np.nan
+        self._gain_known[envs] = False
+
+    def act_batch(self, envs, vectors, masks) -> np.ndarray:
+        envs = np.asarray(envs, np.intp)
+        r = BatchReading(np.asarray(vectors))
+        loglik = first_sight(r) + belief.evidence_loglik(r.signal, r.pulled)
+        changed = ((loglik != self._loglik[envs]).any(axis=2)
+                   | (r.pulled != self._pulled[envs]).any(axis=2)
+                   | (r.category != self._category[envs]))
+        self._gain_known[envs] &= ~changed
+        self._loglik[envs], self._pulled[envs], self._category[envs] = \
+            loglik, r.pulled, r.category
+        post = belief.posterior(loglik.reshape(-1, belief.N_KINDS))
+        rewards = belief._REWARDS_BY_CATEGORY[r.category.ravel()]
+        values = belief.verdict_values(post, rewards)
+        b = _Beliefs(r.k, post, rewards, values)
+        action = self._choose(envs, r, b)
+        legal = np.asarray(masks)[np.arange(r.k), action].astype(bool)
+        self.masked_picks += int(np.count_nonzero(~legal))
+        return np.where(legal, action, I_END).astype(np.int64)
+
+    def _gains(self, envs: np.ndarray, rows: np.ndarray, r: BatchReading, b: "_Beliefs"):
+        """The best pull of every pending slot of the matches ``rows`` (their value of a pull
+        is needed): (k, slots) gain and source, worked out where not kept."""
+        need = np.zeros((r.k, S), bool)
+        need[rows] = r.pending[rows] & ~self._gain_known[envs[rows]]
+        m, s = need.nonzero()
+        if len(m):
+            flat = m * S + s
+            top = b.values.reshape(-1, 3)[flat].max(axis=1)
+            gain = belief.pull_gains(b.post[flat], b.rewards[flat], top)
+            pulled = r.pulled[m, s]
+            gain[pulled] = _NO
+            gain[pulled.sum(axis=1) >= MAX_PULLS_PER_AD] = _NO
+            e = envs[m]
+            self._gain_top[e, s] = gain.max(axis=1)
+            self._gain_at[e, s] = gain.argmax(axis=1)
+            self._gain_known[e, s] = True
+        return self._gain_top[envs], self._gain_at[envs]
+
+    def _choose(self, envs: np.ndarray, r: BatchReading, b: "_Beliefs") -> np.ndarray:
+        """``ScriptedInvestigator.decide`` for every match at once, as action indices."""
+        p = self.rules
+        k, rows = r.k, np.arange(r.k)
+        action = np.full(k, I_END, np.int64)
+        undecided = r.budget > 0
+        # 1. link pairs that visibly share infrastructure and both look bad
+        bad = b.p_bad > p.LINK_P_BAD
+        link = r.pairs & bad[:, PAIRS[:, 0]] & bad[:, PAIRS[:, 1]]
+        linking = undecided & link.any(axis=1)
+        action[linking] = I_LINK + link.argmax(axis=1)[linking]
+        undecided &= ~linking & r.pending.any(axis=1)
+        # 2. the budget kept for what is still to come (as the scalar decide works it out)
+        needs = r.pending & (b.best != 0)
+        n_verdicts = needs.sum(axis=1)
+        to_come = np.maximum(0, r.expected.astype(np.int64) - r.present.sum(axis=1))
+        spare = r.budget - (n_verdicts + p.KEEP_PER_AD * to_come + 2)
+        price = p.PULL_PRICE + p.SCARCITY_PRICE * (1.0 + to_come) / np.maximum(spare, 1.0)
+        can_pull = (spare >= 1) & ((r.rounds_remaining > 1) | (r.actions_left > n_verdicts))
+        pricing = can_pull & (r.actions_left > n_verdicts)
+        gain_top, gain_at = self._gains(envs, np.flatnonzero(undecided & can_pull), r, b)
+        # 3. stop harm first: reject or escalate the surest settled ad (no pull worth its price)
+        settled = needs & (~pricing[:, None] | (gain_top <= price[:, None]))
+        harm = undecided & settled.any(axis=1)
+        slot = _surest(settled, b.sure)
+        look = _ring_look(r, b, rows, slot, harm & r.rings & (spare >= 1) &
+                          (r.actions_left >= 2), p)
+        looking = look >= 0
+        action[looking] = slot[looking] * N_T + look[looking]
+        _verdicts(action, b, harm & ~looking, slot)
+        undecided &= ~harm
+        # 4. pull the most valuable source while it is worth its price
+        at = np.where(r.pending, gain_top, _NO).argmax(axis=1)
+        pull = undecided & can_pull & (gain_top[rows, at] > price)
+        action[pull] = at[pull] * N_T + gain_at[rows, at][pull]
+        undecided &= ~pull
+        # 5. approve what is settled, with budget to spare; else leave it to the end
+        ready = r.pending & ((b.best != 0) | (spare >= 1)[:, None])
+        _verdicts(action, b, undecided & ready.any(axis=1), _surest(ready, b.sure))
+        return action
+
+
+class _Beliefs:
+    """The belief about every slot of ``k`` matches: flat (k * slots) rows for the formulas,
+    (k, slots) for the rules of play."""
+
+    def __init__(self, k: int, post: np.ndarray, rewards: np.ndarray, values: np.ndarray):
+        self.post, self.rewards, self.values = post, rewards, values
+        top = values.max(axis=1)
+        self.best = values.argmax(axis=1).reshape(k, S)
+        self.sure = (top - np.sort(values, axis=1)[:, -2]).reshape(k, S)
+        self.p_bad = (1.0 - post[:, 0]).reshape(k, S)
+        self.k = k
+
+
+def _surest(candidates: np.ndarray, sure: np.ndarray) -> np.ndarray:
+    """Per match, the candidate slot with the largest margin, the first of equals (the scalar
+    loop's stable sort by ``-sure``)."""
+    return np.where(candidates, sure, _NO).argmax(axis=1)
+
+
+def _ring_look(r: BatchReading, b: _Beliefs, rows, slot, may, p) -> np.ndarray:
+    """In ring tasks, the source a bad ad's infrastructure is looked at through before it is
+    rejected (every bad ad looks at the same sources first, so ring members collide); -1 for
+    none."""
+    pulled = r.pulled[rows, slot]  # (k, sources)
+    may = may & (b.p_bad[rows, slot] > p.LINK_P_BAD)
+    may &= pulled[:, _RING_SOURCES].sum(axis=1) < p.RING_LOOKS
+    may &= pulled.sum(axis=1) < MAX_PULLS_PER_AD
+    free = ~pulled[:, _LOOK_ORDER]
+    first = free.argmax(axis=1)
+    return np.where(may & free.any(axis=1), np.asarray(_LOOK_ORDER)[first], -1)
+
+
+def _verdicts(action: np.ndarray, b: _Beliefs, which: np.ndarray, slot: np.ndarray) -> None:
+    """The verdict op, at the confidence bucket nearest the posterior chance that it is right, on
+    ``slot`` of the matches ``which``."""
+    m = np.flatnonzero(which)
+    if not len(m):
+        return
+    s = slot[m]
+    verdict = b.best[m, s]
+    post = b.post[m * S + s]
+    right = np.empty(len(m))
+    for v, kinds in enumerate(_CORRECT_KINDS):
+        picked = verdict == v
+        right[picked] = post[picked][:, kinds].sum(axis=1)
+    bucket = np.abs(_BUCKETS[None, :] - right[:, None]).argmin(axis=1)
+    action[m] = I_VERDICT + s * N_VERDICT_OPS + verdict * N_CONF + bucket
+
+
+__all__ = ["BatchReading", "BatchedScriptedInvestigator", "first_sight"]
