@@ -246,20 +246,13 @@ def _best_value_after_pull(post: np.ndarray, rewards: np.ndarray) -> np.ndarray:
     # posterior after seeing x, unnormalised: post[k] * lik[t, j, l, k]; kinds first, then
     # the ad, then (j, t, l) flat
     after = _PULL_LIK_BY_KIND[:, None, :] * post.T[:, :, None]  # (k, m, j * t * l)
-    norm = after[0] + after[1]  # summed in order, as np.sum adds six
-    for k in range(2, N_KINDS):
-        norm += after[k]
-    r = rewards.T[:, :, :, None]  # (k, v, m, 1)
-    # sum_k after * R[v, k], in two lanes, as einsum adds them
-    even = after[0] * r[0]  # (v, m, j * t * l)
-    even += after[2] * r[2]
-    even += after[4] * r[4]
-    odd = after[1] * r[1]
-    odd += after[3] * r[3]
-    odd += after[5] * r[5]
-    even += odd
-    best = np.maximum(even[0], even[1])
-    best = np.maximum(best, even[2], out=best)
+    norm = after.sum(axis=0)  # over the outer axis: in order, as np.sum adds six in a row
+    # sum_k after * R[v, k]: in two lanes (even and odd kinds, each in order), as einsum adds
+    terms = after[:, None] * rewards.T[:, :, :, None]  # (k, v, m, j * t * l)
+    value = terms[0::2].sum(axis=0)
+    value += terms[1::2].sum(axis=0)
+    best = np.maximum(value[0], value[1])
+    best = np.maximum(best, value[2], out=best)
     best /= norm
     return best.reshape(len(post), *_JTL)
 
