@@ -14,7 +14,10 @@ per match on the shapes the scalar code uses, or were checked to give the same b
 
 The value of a pull is the one costly step: it is kept per slot between decisions and worked out
 again only when the slot's log-likelihood, category or pulls change, and only for matches where a
-pull may be made.
+pull may be made. A call costs a few hundred microseconds whatever ``k`` is (numpy's per-call
+costs, over every slot), so a batch of fewer than ``small_batch`` matches is decided match by
+match instead, each by a ``ScriptedInvestigator`` of its own (the same choices; it keeps its own
+beliefs, which it brings up to date with whatever state it is shown).
 """
 
 from __future__ import annotations
@@ -97,9 +100,12 @@ class BatchedScriptedInvestigator(BatchPolicy):
 
     role = "investigator"
 
-    def __init__(self, num_envs: int, rules: type[ScriptedInvestigator] = ScriptedInvestigator):
+    def __init__(self, num_envs: int, rules: type[ScriptedInvestigator] = ScriptedInvestigator,
+                 small_batch: int = 6):
         self.rules = rules  # where the prices and thresholds are read, at every decision
+        self.small_batch = small_batch
         self.masked_picks = 0
+        self._one: list[ScriptedInvestigator | None] = [None] * num_envs  # made when needed
         self._loglik = np.full((num_envs, S, belief.N_KINDS), np.nan)
         self._category = np.zeros((num_envs, S), np.intp)
         self._pulled = np.zeros((num_envs, S, N_T), bool)
@@ -114,6 +120,8 @@ class BatchedScriptedInvestigator(BatchPolicy):
 
     def act_batch(self, envs, vectors, masks) -> np.ndarray:
         envs = np.asarray(envs, np.intp)
+        if len(envs) < self.small_batch:
+            return self._act_one_by_one(envs, vectors, masks)
         r = BatchReading(np.asarray(vectors))
         loglik = first_sight(r) + belief.evidence_loglik(r.signal, r.pulled)
         changed = ((loglik != self._loglik[envs]).any(axis=2)
@@ -130,6 +138,18 @@ class BatchedScriptedInvestigator(BatchPolicy):
         legal = np.asarray(masks)[np.arange(r.k), action].astype(bool)
         self.masked_picks += int(np.count_nonzero(~legal))
         return np.where(legal, action, I_END).astype(np.int64)
+
+    def _act_one_by_one(self, envs: np.ndarray, vectors, masks) -> np.ndarray:
+        """A small batch, match by match, each by its own scalar investigator."""
+        action = np.empty(len(envs), np.int64)
+        for k, e in enumerate(envs.tolist()):
+            player = self._one[e]
+            if player is None:
+                player = self._one[e] = self.rules()
+            refused = player.masked_picks
+            action[k] = player.act_tensor(vectors[k], masks[k])
+            self.masked_picks += player.masked_picks - refused
+        return action
 
     def _gains(self, envs: np.ndarray, rows: np.ndarray, r: BatchReading, b: "_Beliefs"):
         """The best pull of every pending slot of the matches ``rows`` (their value of a pull

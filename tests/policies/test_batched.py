@@ -14,6 +14,7 @@ from fraudarena_env.arena import Arena
 from fraudarena_env.policies import RandomPolicy, ScriptedInvestigator
 from fraudarena_env.policies.base import PerEnvPolicies
 from fraudarena_env.policies.batched import BatchedScriptedInvestigator
+from fraudarena_env.rules.action_catalog import I_END
 from fraudarena_env.rules.catalog import TASK_IDS
 
 
@@ -69,35 +70,45 @@ def replay_in_lockstep(matches, batch, seed=0) -> int:
             compared += 1
 
 
+# the array code alone (0), and small batches decided match by match (the default)
+SMALL_BATCH = [0, 6]
+
+
+@pytest.mark.parametrize("small_batch", SMALL_BATCH)
 @pytest.mark.parametrize("task_id", TASK_IDS)
-def test_batched_investigator_decides_as_the_scalar_one_in_scripted_play(task_id):
+def test_batched_investigator_decides_as_the_scalar_one_in_scripted_play(task_id, small_batch):
     matches = recorded([task_id], range(40, 56))
-    assert replay_in_lockstep(matches, BatchedScriptedInvestigator(len(matches))) > 300
+    batch = BatchedScriptedInvestigator(len(matches), small_batch=small_batch)
+    assert replay_in_lockstep(matches, batch) > 300
 
 
+@pytest.mark.parametrize("small_batch", SMALL_BATCH)
 @pytest.mark.parametrize("task_id", TASK_IDS)
-def test_batched_investigator_decides_as_the_scalar_one_when_someone_else_plays(task_id):
+def test_batched_investigator_decides_as_the_scalar_one_when_someone_else_plays(task_id,
+                                                                                small_batch):
     matches = recorded([task_id], range(60, 72), random_driver=True)
-    assert replay_in_lockstep(matches, BatchedScriptedInvestigator(len(matches)), 1) > 300
+    batch = BatchedScriptedInvestigator(len(matches), small_batch=small_batch)
+    assert replay_in_lockstep(matches, batch, 1) > 300
 
 
 def test_one_batch_mixes_tasks_and_replays_new_matches_after_a_reset():
     matches = recorded(TASK_IDS, range(80, 84))
-    batch = BatchedScriptedInvestigator(len(matches))
+    batch = BatchedScriptedInvestigator(len(matches), small_batch=3)
     replay_in_lockstep(matches, batch, 2)
     replay_in_lockstep(matches[::-1], batch, 3)  # each env now sees another match
 
 
-def test_batched_investigator_stays_legal_and_counts_refusals():
+@pytest.mark.parametrize("small_batch", SMALL_BATCH)
+def test_batched_investigator_stays_legal_and_counts_refusals(small_batch):
     matches = recorded(["task_1"], range(2))
-    batch = BatchedScriptedInvestigator(1)
+    batch = BatchedScriptedInvestigator(1, small_batch=small_batch)
     vector, mask = matches[0][0]
     chosen = batch.act_batch([0], vector[None], mask[None])
     refused = mask.copy()
     refused[chosen[0]] = 0
     batch.reset_envs([0])
     end = batch.act_batch([0], vector[None], refused[None])
-    assert end.tolist() == [len(mask) - 1] and batch.masked_picks == 1
+    assert end.tolist() == [I_END] and batch.masked_picks == 1
 
 
 def test_per_env_policies_ask_each_env_its_own_player():
