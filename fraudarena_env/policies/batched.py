@@ -70,9 +70,7 @@ class BatchReading:
         self.pulled = _view(vectors, "pulled") > 0.5
         evidence = np.round(_view(vectors, "evidence") * EVIDENCE_SCALE, 2) * self.pulled
         self.signal = evidence.astype(np.float64)
-        numbers = np.asarray([(t.action_budget, t.max_investigator_actions_per_turn,
-                               t.max_rounds, t.queue_size + t.max_proposals, t.n_rings > 0)
-                              for t in _TASK_LIST], np.float64)[self.task]
+        numbers = _TASK_NUMBERS[self.task]
         seen = vectors[:, [g.budget, g.actions_left, g.rounds_remaining]].astype(np.float64)
         self.budget, self.actions_left, self.rounds_remaining = np.round(
             seen * numbers[:, :3]).T
@@ -83,14 +81,31 @@ class BatchReading:
         self.k = k
 
 
+# What the scalar investigator reads of each task (``_TASK_LIST``, in the vector's task order):
+# its action budget, turn and round caps, the ads its queue will hold and whether it has rings.
+_TASK_NUMBERS = np.asarray([(t.action_budget, t.max_investigator_actions_per_turn, t.max_rounds,
+                             t.queue_size + t.max_proposals, t.n_rings > 0)
+                            for t in _TASK_LIST], np.float64)
+
+
 def first_sight(r: BatchReading) -> np.ndarray:
     """``belief.first_sight_loglik`` of every slot of every match, each on its own task:
     (k, slots, kinds)."""
+    log_prior, cat_ll = _task_priors()
+    return belief.first_sight_terms(log_prior[r.task][:, None, :]
+                                    + cat_ll[r.task[:, None], :, r.category],
+                                    r.age, r.tld, r.payment, r.country, r.markers, r.junk)
+
+
+def _task_priors(kept: dict = {}) -> tuple[np.ndarray, np.ndarray]:  # noqa: B006 (a cache)
+    """``belief.task_prior`` of every task, stacked: (tasks, kinds), (tasks, kinds, categories);
+    stacked again only when ``task_prior`` gives other arrays."""
     priors = [belief.task_prior(t.task_id) for t in _TASK_LIST]
-    log_prior = np.stack([p for p, _ in priors])[r.task][:, None, :]
-    cat_ll = np.stack([c for _, c in priors])[r.task[:, None], :, r.category]
-    return belief.first_sight_terms(log_prior + cat_ll, r.age, r.tld, r.payment, r.country,
-                                    r.markers, r.junk)
+    key = [id(a) for pair in priors for a in pair]
+    if kept.get("key") != key:
+        kept.update(key=key, stacked=(np.stack([p for p, _ in priors]),
+                                      np.stack([c for _, c in priors])))
+    return kept["stacked"]
 
 
 class BatchedScriptedInvestigator(BatchPolicy):
@@ -177,10 +192,12 @@ class BatchedScriptedInvestigator(BatchPolicy):
         action = np.full(k, I_END, np.int64)
         undecided = r.budget > 0
         # 1. link pairs that visibly share infrastructure and both look bad
-        bad = b.p_bad > p.LINK_P_BAD
-        link = r.pairs & bad[:, PAIRS[:, 0]] & bad[:, PAIRS[:, 1]]
-        linking = undecided & link.any(axis=1)
-        action[linking] = I_LINK + link.argmax(axis=1)[linking]
+        m = np.flatnonzero(undecided & r.pairs.any(axis=1))  # few matches see shared signals
+        bad = b.p_bad[m] > p.LINK_P_BAD
+        link = r.pairs[m] & bad[:, PAIRS[:, 0]] & bad[:, PAIRS[:, 1]]
+        linking = np.zeros(k, bool)
+        linking[m] = link.any(axis=1)
+        action[m] = np.where(linking[m], I_LINK + link.argmax(axis=1), action[m])
         undecided &= ~linking & r.pending.any(axis=1)
         # 2. the budget kept for what is still to come (as the scalar decide works it out)
         needs = r.pending & (b.best != 0)
