@@ -51,22 +51,35 @@ def _view(vectors: np.ndarray, name: str) -> np.ndarray:
     return vectors[:, a:b].reshape((len(vectors), *shape))
 
 
-class BatchReading:
-    """What the investigator sees in each of ``k`` matches, as arrays with a leading match axis:
-    ``Reading``'s fields (slots on the second axis) and the numbers ``decide`` takes."""
+class FirstSight:
+    """What is visible for free of every ad in each of ``k`` matches (``Reading``'s first-sight
+    fields, slots on the second axis), and its log-likelihood, each on its match's task."""
 
     def __init__(self, vectors: np.ndarray):
-        g, k = _InvGlobals, len(vectors)
-        self.task = vectors[:, g.task].argmax(axis=1)
+        self.task = vectors[:, _InvGlobals.task].argmax(axis=1)
         self.present = _view(vectors, "present") > 0.5
-        self.pending = vectors[:, g.pending] > 0.5
         self.category = _view(vectors, "category").argmax(axis=2)
         surface = decode_surface(_view(vectors, "surface"))
-        self.age = surface["account_age"]
-        self.tld, self.payment, self.country, self.markers = (
-            surface[name].astype(np.intp) for name in
-            ("landing_tld", "payment_type", "country", "risk_markers"))
-        self.junk = self.present & reads_as_gibberish(_view(vectors, "lexical"))
+        tld, payment, country, markers = (surface[name].astype(np.intp) for name in
+                                          ("landing_tld", "payment_type", "country",
+                                           "risk_markers"))
+        junk = self.present & reads_as_gibberish(_view(vectors, "lexical"))
+        log_prior, cat_ll = _task_priors()
+        self.loglik = belief.first_sight_terms(
+            log_prior[self.task][:, None, :] + cat_ll[self.task[:, None], :, self.category],
+            surface["account_age"], tld, payment, country, markers, junk)
+
+
+class BatchReading:
+    """What the investigator sees in each of ``k`` matches, as arrays with a leading match axis:
+    the evidence it pulled (slots on the second axis), which ads are pending and the numbers
+    ``decide`` takes. ``present`` and ``category`` come from the matches' ``FirstSight``."""
+
+    def __init__(self, vectors: np.ndarray, present: np.ndarray, category: np.ndarray):
+        g, k = _InvGlobals, len(vectors)
+        self.task = vectors[:, g.task].argmax(axis=1)
+        self.present, self.category = present, category
+        self.pending = vectors[:, g.pending] > 0.5
         self.pulled = _view(vectors, "pulled") > 0.5
         evidence = np.round(_view(vectors, "evidence") * EVIDENCE_SCALE, 2) * self.pulled
         self.signal = evidence.astype(np.float64)
@@ -88,13 +101,9 @@ _TASK_NUMBERS = np.asarray([(t.action_budget, t.max_investigator_actions_per_tur
                             for t in _TASK_LIST], np.float64)
 
 
-def first_sight(r: BatchReading) -> np.ndarray:
-    """``belief.first_sight_loglik`` of every slot of every match, each on its own task:
-    (k, slots, kinds)."""
-    log_prior, cat_ll = _task_priors()
-    return belief.first_sight_terms(log_prior[r.task][:, None, :]
-                                    + cat_ll[r.task[:, None], :, r.category],
-                                    r.age, r.tld, r.payment, r.country, r.markers, r.junk)
+# The columns a match's first sight is read from (its task's among them): read again only
+# where they changed.
+_FIRST_SIGHT_COLUMNS = [*_InvGlobals.first_sight_parts, _InvGlobals.task]
 
 
 def _task_priors(kept: dict = {}) -> tuple[np.ndarray, np.ndarray]:  # noqa: B006 (a cache)
@@ -110,8 +119,10 @@ def _task_priors(kept: dict = {}) -> tuple[np.ndarray, np.ndarray]:  # noqa: B00
 
 class BatchedScriptedInvestigator(BatchPolicy):
     """``ScriptedInvestigator``'s decisions in ``num_envs`` matches, any ``k`` of them at a time
-    (``BatchPolicy``). Per match it keeps only the value of each slot's best pull, so matches
-    must be played in order, each from its start (``reset_envs`` when one begins)."""
+    (``BatchPolicy``). Per match it keeps what it last read of the ads' first sight and the
+    value of each slot's best pull, each checked against the state it is shown (read again
+    where the vector changed, worked out again where the slot's belief did), so any match may
+    be shown any state; ``reset_envs`` only forgets."""
 
     role = "investigator"
 
@@ -121,6 +132,11 @@ class BatchedScriptedInvestigator(BatchPolicy):
         self.small_batch = small_batch
         self.masked_picks = 0
         self._one: list[ScriptedInvestigator | None] = [None] * num_envs  # made when needed
+        self._seen = np.full((num_envs, sum(c.stop - c.start for c in _FIRST_SIGHT_COLUMNS)),
+                             np.nan, np.float32)  # the first-sight columns last read
+        self._first_sight = np.zeros((num_envs, S, belief.N_KINDS))
+        self._present = np.zeros((num_envs, S), bool)
+        self._read_category = np.zeros((num_envs, S), np.intp)
         self._loglik = np.full((num_envs, S, belief.N_KINDS), np.nan)
         self._category = np.zeros((num_envs, S), np.intp)
         self._pulled = np.zeros((num_envs, S, N_T), bool)
@@ -130,6 +146,7 @@ class BatchedScriptedInvestigator(BatchPolicy):
 
     def reset_envs(self, envs, seeds=None) -> None:
         """Forget what was kept about these matches (it draws no random numbers: no seed)."""
+        self._seen[envs] = np.nan
         self._loglik[envs] = np.nan
         self._gain_known[envs] = False
 
@@ -137,8 +154,10 @@ class BatchedScriptedInvestigator(BatchPolicy):
         envs = np.asarray(envs, np.intp)
         if len(envs) < self.small_batch:
             return self._act_one_by_one(envs, vectors, masks)
-        r = BatchReading(np.asarray(vectors))
-        loglik = first_sight(r) + belief.evidence_loglik(r.signal, r.pulled)
+        vectors = np.asarray(vectors)
+        first_sight = self._read_first_sight(envs, vectors)
+        r = BatchReading(vectors, self._present[envs], self._read_category[envs])
+        loglik = first_sight + belief.evidence_loglik(r.signal, r.pulled)
         changed = ((loglik != self._loglik[envs]).any(axis=2)
                    | (r.pulled != self._pulled[envs]).any(axis=2)
                    | (r.category != self._category[envs]))
@@ -153,6 +172,19 @@ class BatchedScriptedInvestigator(BatchPolicy):
         legal = np.asarray(masks)[np.arange(r.k), action].astype(bool)
         self.masked_picks += int(np.count_nonzero(~legal))
         return np.where(legal, action, I_END).astype(np.int64)
+
+    def _read_first_sight(self, envs: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """The first-sight log-likelihood of every slot, (k, slots, kinds), read again only in
+        the matches whose first-sight columns changed (an ad arrived or was edited)."""
+        seen = np.concatenate([vectors[:, c] for c in _FIRST_SIGHT_COLUMNS], axis=1)
+        new = np.flatnonzero((seen != self._seen[envs]).any(axis=1))
+        if len(new):
+            e = envs[new]
+            read = FirstSight(vectors[new])
+            self._seen[e] = seen[new]
+            self._first_sight[e], self._present[e], self._read_category[e] = \
+                read.loglik, read.present, read.category
+        return self._first_sight[envs]
 
     def _act_one_by_one(self, envs: np.ndarray, vectors, masks) -> np.ndarray:
         """A small batch, match by match, each by its own scalar investigator."""
@@ -278,4 +310,4 @@ def _verdicts(action: np.ndarray, b: _Beliefs, which: np.ndarray, slot: np.ndarr
     action[m] = I_VERDICT + s * N_VERDICT_OPS + verdict * N_CONF + bucket
 
 
-__all__ = ["BatchReading", "BatchedScriptedInvestigator", "first_sight"]
+__all__ = ["BatchReading", "BatchedScriptedInvestigator", "FirstSight"]
