@@ -198,7 +198,7 @@ class BatchedScriptedInvestigator(BatchPolicy):
             self.masked_picks += player.masked_picks - refused
         return action
 
-    def _gains(self, envs: np.ndarray, rows: np.ndarray, r: BatchReading, b: "_Beliefs"):
+    def _gains(self, envs: np.ndarray, rows: np.ndarray, r: BatchReading, b: _Beliefs):
         """The best pull of every pending slot of the matches ``rows`` (their value of a pull
         is needed): (k, slots) gain and source, worked out where not kept."""
         need = np.zeros((r.k, S), bool)
@@ -216,7 +216,7 @@ class BatchedScriptedInvestigator(BatchPolicy):
             self._gain_known[e, s] = True
         return self._gain_top[envs], self._gain_at[envs]
 
-    def _choose(self, envs: np.ndarray, r: BatchReading, b: "_Beliefs") -> np.ndarray:
+    def _choose(self, envs: np.ndarray, r: BatchReading, b: _Beliefs) -> np.ndarray:
         """``ScriptedInvestigator.decide`` for every match at once, as action indices."""
         p = self.rules
         k, rows = r.k, np.arange(r.k)
