@@ -138,6 +138,8 @@ class BatchedScriptedInvestigator(BatchPolicy):
         self._present = np.zeros((num_envs, S), bool)
         self._read_category = np.zeros((num_envs, S), np.intp)
         self._loglik = np.full((num_envs, S, belief.N_KINDS), np.nan)
+        self._post = np.zeros((num_envs, S, belief.N_KINDS))
+        self._values = np.zeros((num_envs, S, 3))
         self._category = np.zeros((num_envs, S), np.intp)
         self._pulled = np.zeros((num_envs, S, N_T), bool)
         self._gain_top = np.zeros((num_envs, S))
@@ -158,20 +160,31 @@ class BatchedScriptedInvestigator(BatchPolicy):
         first_sight = self._read_first_sight(envs, vectors)
         r = BatchReading(vectors, self._present[envs], self._read_category[envs])
         loglik = first_sight + belief.evidence_loglik(r.signal, r.pulled)
-        changed = ((loglik != self._loglik[envs]).any(axis=2)
-                   | (r.pulled != self._pulled[envs]).any(axis=2)
-                   | (r.category != self._category[envs]))
-        self._gain_known[envs] &= ~changed
-        self._loglik[envs], self._pulled[envs], self._category[envs] = \
-            loglik, r.pulled, r.category
-        post = belief.posterior(loglik.reshape(-1, belief.N_KINDS))
-        rewards = belief._REWARDS_BY_CATEGORY[r.category.ravel()]
-        values = belief.verdict_values(post, rewards)
-        b = _Beliefs(r.k, post, rewards, values)
+        b = self._beliefs(envs, r, loglik)
         action = self._choose(envs, r, b)
         legal = np.asarray(masks)[np.arange(r.k), action].astype(bool)
         self.masked_picks += int(np.count_nonzero(~legal))
         return np.where(legal, action, I_END).astype(np.int64)
+
+    def _beliefs(self, envs: np.ndarray, r: BatchReading, loglik: np.ndarray) -> _Beliefs:
+        """The belief about every slot: its posterior and verdict values worked out again where
+        its log-likelihood or category changed (row by row, the same floats as all at once),
+        its best pull forgotten where those or its pulls did."""
+        m, s = ((loglik != self._loglik[envs]).any(axis=2)
+                | (r.category != self._category[envs])).nonzero()
+        changed = (r.pulled != self._pulled[envs]).any(axis=2)
+        changed[m, s] = True
+        self._gain_known[envs] &= ~changed
+        self._loglik[envs], self._pulled[envs], self._category[envs] = \
+            loglik, r.pulled, r.category
+        if len(m):
+            e = envs[m]
+            post = belief.posterior(loglik[m, s])
+            self._post[e, s] = post
+            self._values[e, s] = belief.verdict_values(
+                post, belief._REWARDS_BY_CATEGORY[r.category[m, s]])
+        return _Beliefs(r.k, self._post[envs].reshape(-1, belief.N_KINDS),
+                        self._values[envs].reshape(-1, 3))
 
     def _read_first_sight(self, envs: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         """The first-sight log-likelihood of every slot, (k, slots, kinds), read again only in
@@ -206,7 +219,8 @@ class BatchedScriptedInvestigator(BatchPolicy):
         m, s = need.nonzero()
         if len(m):
             flat = m * S + s
-            gain = belief.pull_gains(b.post[flat], b.rewards[flat], b.top[flat])
+            gain = belief.pull_gains(b.post[flat], belief._REWARDS_BY_CATEGORY[r.category[m, s]],
+                                     b.top[flat])
             pulled = r.pulled[m, s]
             gain[pulled] = _NO
             gain[pulled.sum(axis=1) >= MAX_PULLS_PER_AD] = _NO
@@ -265,8 +279,8 @@ class _Beliefs:
     """The belief about every slot of ``k`` matches: flat (k * slots) rows for the formulas,
     (k, slots) for the rules of play."""
 
-    def __init__(self, k: int, post: np.ndarray, rewards: np.ndarray, values: np.ndarray):
-        self.post, self.rewards, self.values = post, rewards, values
+    def __init__(self, k: int, post: np.ndarray, values: np.ndarray):
+        self.post, self.values = post, values
         # max, argmax (the first of equals) and the runner-up of three values, by selection
         # (exact, as the scalar max, index and sort), column by column: fast on many rows
         v0, v1, v2 = values.T
