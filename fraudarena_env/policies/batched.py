@@ -12,12 +12,14 @@ arithmetic does not care how many matches are stacked; the two reductions that m
 matrix product, whose rounding depends on its shape, and the value of a pull's contractions) run
 per match on the shapes the scalar code uses, or were checked to give the same bits stacked.
 
-The value of a pull is the one costly step: it is kept per slot between decisions and worked out
-again only when the slot's log-likelihood, category or pulls change, and only for matches where a
-pull may be made. A call costs a few hundred microseconds whatever ``k`` is (numpy's per-call
-costs, over every slot), so a batch of fewer than ``small_batch`` matches is decided match by
-match instead, each by a ``ScriptedInvestigator`` of its own (the same choices; it keeps its own
-beliefs, which it brings up to date with whatever state it is shown).
+Per match it keeps what only changes now and then: each ad's first sight (read again where those
+columns of the vector changed), each slot's posterior and verdict values (where its
+log-likelihood or category changed) and the value of its best pull, the one costly step (where
+those or its pulls changed, and only in matches where a pull may be made). A call costs about
+250 us plus 15-20 us per match (numpy's per-call costs, over every slot), so a batch of fewer than
+``small_batch`` matches is decided match by match instead, each by a ``ScriptedInvestigator`` of
+its own (the same choices; it keeps its own beliefs, brought up to date with whatever state it
+is shown).
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ class BatchedScriptedInvestigator(BatchPolicy):
     role = "investigator"
 
     def __init__(self, num_envs: int, rules: type[ScriptedInvestigator] = ScriptedInvestigator,
-                 small_batch: int = 6):
+                 small_batch: int = 4):
         self.rules = rules  # where the prices and thresholds are read, at every decision
         self.small_batch = small_batch
         self.masked_picks = 0
