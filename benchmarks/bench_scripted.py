@@ -8,12 +8,19 @@ oracle: on the same states, about 400 us a decision against the oracle's 450.)
 What is timed: ``act_tensor`` alone, over the observations the scripted investigator sees in
 scripted matches (recorded first, by playing ``Arena().play(task, seed)`` on every task), replayed
 in order through a fresh player per match, as in play. Both players must choose the same action
-in every state (checked). ``RandomPolicy`` on the same states is the floor: what a decision costs
+in every state (checked).
+
+The batched investigator (``BatchedScriptedInvestigator``, what ``VectorRoleEnv`` asks when the
+investigator is the scripted opponent) is timed on the same states: the matches replayed in
+lockstep, every match that has a t-th decision deciding it in the t-th call (``act_batch`` over
+up to ``seeds x tasks`` matches; its time split evenly over the decisions), and one match at a
+time (``k = 1``, its worst case: the tail of a turn in a vector env). It must choose what the
+scalar investigator chose (checked). ``RandomPolicy`` on the same states is the floor: what a decision costs
 that reads nothing but the mask. Times are per second of this process's CPU time, the best of
 ``--repeats`` runs, so other work on a busy machine disturbs them less.
 
-    python benchmarks/bench_scripted.py                  # 10 seeds per task, ~20 s
-    python benchmarks/bench_scripted.py --seeds 40 --repeats 5
+    python benchmarks/bench_scripted.py                  # 10 seeds per task, ~30 s
+    python benchmarks/bench_scripted.py --seeds 64 --repeats 5   # 256 matches in lockstep
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from fraudarena_env.arena import Arena
-from fraudarena_env.policies import RandomPolicy, ScriptedInvestigator
+from fraudarena_env.policies import BatchedScriptedInvestigator, RandomPolicy, ScriptedInvestigator
 from fraudarena_env.rules.catalog import TASK_IDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "policies"))
@@ -68,6 +77,27 @@ def replay(make, matches) -> tuple[float, list[int]]:
     return spent, actions
 
 
+def replay_lockstep(matches, size: int | None = None) -> tuple[float, list[int]]:
+    """CPU seconds of ``act_batch`` over every state, the matches in lockstep, ``size`` of them
+    at a time at most (all by default), and the actions chosen (in ``replay``'s order)."""
+    size = size or len(matches)
+    chosen: list[list[int]] = [[] for _ in matches]
+    spent = 0.0
+    for first in range(0, len(matches), size):
+        group = matches[first:first + size]
+        player = BatchedScriptedInvestigator(len(group))
+        for t in range(max(map(len, group))):
+            envs = np.asarray([m for m, states in enumerate(group) if t < len(states)])
+            vectors = np.stack([group[m][t][0] for m in envs])
+            masks = np.stack([group[m][t][1] for m in envs])
+            start = time.process_time()
+            actions = player.act_batch(envs, vectors, masks)
+            spent += time.process_time() - start
+            for m, action in zip(envs.tolist(), actions.tolist()):
+                chosen[first + m].append(action)
+    return spent, [a for actions in chosen for a in actions]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10, help="matches per task")
@@ -78,22 +108,27 @@ def main() -> None:
     players = {"from scratch (before)": FromScratchInvestigator,
                "ScriptedInvestigator (now)": ScriptedInvestigator,
                "RandomPolicy (floor)": lambda: RandomPolicy("investigator", seed=0)}
+    runners = {name: (lambda make=make: replay(make, matches)) for name, make in players.items()}
+    runners[f"batched, {len(matches)} in lockstep"] = lambda: replay_lockstep(matches)
+    runners["batched, k = 1"] = lambda: replay_lockstep(matches, 1)
     micros, chosen = {}, {}
-    for name, make in players.items():
-        runs = [replay(make, matches) for _ in range(args.repeats)]
+    for name, run in runners.items():
+        runs = [run() for _ in range(args.repeats)]
         micros[name] = min(spent for spent, _ in runs) / n * 1e6
         chosen[name] = runs[0][1]
-    before, now = micros["from scratch (before)"], micros["ScriptedInvestigator (now)"]
-    same = chosen["from scratch (before)"] == chosen["ScriptedInvestigator (now)"]
+    before = micros["from scratch (before)"]
+    scalar = chosen["ScriptedInvestigator (now)"]
+    same = chosen["from scratch (before)"] == scalar and all(
+        chosen[name] == scalar for name in runners if name.startswith("batched"))
     print(f"{n} investigator decisions from {len(matches)} scripted matches "
           f"({args.seeds} seeds x {len(TASK_IDS)} tasks); CPU microseconds per decision, "
           f"best of {args.repeats}:")
     for name, us in micros.items():
-        print(f"  {name:28s} {us:8.1f}")
-    print(f"speedup: {before / now:.1f}x fewer microseconds per decision; "
-          f"same actions in every state: {same}")
+        ratio = f"  {before / us:5.1f}x fewer than from scratch" if us != before else ""
+        print(f"  {name:28s} {us:8.1f}{ratio}")
+    print(f"same actions in every state (from scratch, scalar, batched): {same}")
     if not same:
-        raise SystemExit("the scripted investigator and the from-scratch oracle disagree")
+        raise SystemExit("the scripted investigators (oracle, scalar, batched) disagree")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ reseeds them.
   returning such a dict. A spec is ``"scripted"``, ``"random"``, an SB3 model (its moves are
   predicted for all the envs waiting on it at once) or a :class:`~fraudarena_env.policies.Policy`;
   a ``Policy`` keeps per-match state, so pass a callable that builds fresh ones: it is called
-  once per env;
+  once per env. The scripted investigator decides for all the envs waiting on it at once too
+  (``policies.BatchedScriptedInvestigator``, the same choices); other opponents are asked env
+  by env (every role's players are a ``policies.BatchPolicy``);
 * ``infos[i]`` is empty while env ``i`` plays on; when its match ends it has ``raw_env``'s info
   keys for that match (``end_reason``, ``has_grader``, ``grader_score``, ...; not the returns:
   SB3's ``VecMonitor`` counts them), ``terminal_observation`` (the learner's view as the match
@@ -38,7 +40,8 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from .faces.encoding import N_ACTIONS, OBS_BOUND
-from .policies import Policy
+from .policies import BATCHED_BASELINES, Policy
+from .policies.base import BatchPolicy, PerEnvPolicies
 from .role_env import _derived_seed, _make_actor
 from .rules.catalog import ROLES
 from .vector import VectorFraudArena
@@ -65,7 +68,7 @@ class VectorRoleEnv(VecEnv):
         self._size = {r: self.venv._views[r].size for r in ROLES}
         space = spaces.Box(-OBS_BOUND, OBS_BOUND, (self._size[role],), np.float32)
         super().__init__(num_envs, space, spaces.Discrete(N_ACTIONS[role]))
-        self._actors, self._reseed, self._batched = self._opponents(opponents)
+        self._players = self._opponents(opponents)
         n = num_envs
         self._carry = np.zeros(n)
         self._masks = np.zeros((n, N_ACTIONS[role]), bool)
@@ -73,15 +76,14 @@ class VectorRoleEnv(VecEnv):
         self._actions: np.ndarray | None = None
         self._base = self.seed_offset
 
-    def _opponents(self, opponents):
-        """Per other role: an actor per env, the per-env objects to reseed, or one batched
-        model."""
+    def _opponents(self, opponents) -> dict[str, BatchPolicy]:
+        """Per other role, its player in every env: one SB3 model predicting for all of them,
+        the batched baseline where there is one (``BATCHED_BASELINES``) and the role is left
+        to the scripted baseline in every env, else a player per env."""
         n = self.num_envs
         dicts = [dict(opponents() if callable(opponents) else (opponents or {}))
                  for _ in range(n)]
-        actors: dict[str, list] = {}
-        reseed: dict[str, list] = {}
-        batched: dict[str, Any] = {}
+        players: dict[str, BatchPolicy] = {}
         for other in ROLES:
             if other == self.role:
                 continue
@@ -91,16 +93,20 @@ class VectorRoleEnv(VecEnv):
                 raise ValueError(f"opponents are for the other roles of {list(ROLES)}; got "
                                  f"{sorted(set(dicts[0]))} with {self.role!r} learning")
             if hasattr(specs[0], "predict"):
-                batched[other] = specs[0]
+                players[other] = _ModelPlayer(specs[0])
+                continue
+            if other in BATCHED_BASELINES and all(spec is None or (isinstance(spec, str) and
+                                                                   spec == "scripted")
+                                                  for spec in specs):
+                players[other] = BATCHED_BASELINES[other](n)
                 continue
             if n > 1 and isinstance(specs[0], Policy) and specs[0] is specs[1]:
                 raise ValueError(f"one {type(specs[0]).__name__} for {other} in every env: a "
                                  "Policy keeps per-match state; pass a callable that returns "
                                  "fresh opponents (it is called once per env)")
             made = [_make_actor(other, spec) for spec in specs]
-            actors[other] = [act for act, _ in made]
-            reseed[other] = [obj for _, obj in made]
-        return actors, reseed, batched
+            players[other] = PerEnvPolicies([act for act, _ in made], [obj for _, obj in made])
+        return players
 
     # ------------------------------------------------------------------ VecEnv API
     def reset(self):
@@ -188,13 +194,7 @@ class VectorRoleEnv(VecEnv):
         size, width = self._size[role], N_ACTIONS[role]
         obs = batch.observation[idx, _N_ROLES:_N_ROLES + size]
         mask = batch.action_mask[idx, :width]
-        model = self._batched.get(role)
-        if model is not None:
-            action, _ = model.predict(obs, action_masks=mask.astype(bool), deterministic=True)
-            return np.asarray(action).reshape(len(idx))
-        actors = self._actors[role]
-        return np.array([actors[i](obs[k], mask[k]) for k, i in enumerate(idx.tolist())],
-                        np.int64)
+        return self._players[role].act_batch(idx, obs, mask)
 
     def _record_endings(self, batch, infos: list[dict]) -> None:
         """Infos of the envs whose match ended in the vector env's last step; their opponents
@@ -210,15 +210,30 @@ class VectorRoleEnv(VecEnv):
     def _new_matches(self, env: np.ndarray) -> None:
         n = self.num_envs
         self._match_seed[env] = self._base + env + self.venv._resets[env] * n
-        for role, objects in self._reseed.items():
-            for m in env.tolist():
-                if objects[m] is not None:
-                    objects[m].reset(seed=_derived_seed(int(self._match_seed[m]), role))
+        seeds = self._match_seed[env].tolist()
+        for role, player in self._players.items():
+            player.reset_envs(env, [_derived_seed(seed, role) for seed in seeds])
 
     def _observe(self, batch) -> np.ndarray:
         size, width = self._size[self.role], N_ACTIONS[self.role]
         self._masks[:] = batch.action_mask[:, :width]
         return batch.observation[:, _N_ROLES:_N_ROLES + size].copy()
+
+
+class _ModelPlayer(BatchPolicy):
+    """An SB3 model as one role's player in every env: its moves predicted for all the envs
+    waiting on it at once (deterministic, so nothing to reseed)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def reset_envs(self, envs, seeds=None) -> None:
+        pass
+
+    def act_batch(self, envs, vectors, masks) -> np.ndarray:
+        action, _ = self.model.predict(vectors, action_masks=masks.astype(bool),
+                                       deterministic=True)
+        return np.asarray(action, np.int64).reshape(len(envs))
 
 
 __all__ = ["VectorRoleEnv"]

@@ -7,17 +7,25 @@ import pytest
 
 pytest.importorskip("stable_baselines3")
 
-from fraudarena_env.policies import RandomPolicy  # noqa: E402
+from fraudarena_env.policies import (  # noqa: E402
+    BatchedScriptedInvestigator,
+    PerEnvPolicies,
+    RandomPolicy,
+    ScriptedInvestigator,
+)
 from fraudarena_env.role_env import RoleEnv  # noqa: E402
 from fraudarena_env.rules.catalog import TASK_IDS  # noqa: E402
 from fraudarena_env.sb3_vector import VectorRoleEnv  # noqa: E402
 
 
 def _lockstep(role: str, task_id, seed: int, num_envs: int, steps: int,
-              opponents=None) -> int:
+              opponents=None, small_batch: int | None = None) -> int:
     """Drive VectorRoleEnv and one RoleEnv per env on the same learner actions; compare
-    observations, masks, rewards and endings. Returns how many episodes ended."""
+    observations, masks, rewards and endings. Returns how many episodes ended. ``small_batch``:
+    the batched scripted investigator's (0: it decides every batch with arrays)."""
     venv = VectorRoleEnv(role, num_envs, opponents=opponents, task_id=task_id, seed_offset=seed)
+    if small_batch is not None:
+        venv._players["investigator"].small_batch = small_batch
     obs = venv.reset()
     tasks = (task_id,) if isinstance(task_id, str) else task_id
     envs = [RoleEnv(role, opponents=opponents() if callable(opponents) else opponents,
@@ -63,6 +71,20 @@ def test_the_fraudsters_seat_plays_role_envs_matches(task_id):
 
 def test_several_tasks_in_turn():
     assert _lockstep("investigator", ("task_3", "task_1"), seed=2, num_envs=4, steps=100) > 0
+
+
+@pytest.mark.parametrize("task_id", ["task_1", "task_3"])
+def test_the_batched_scripted_investigator_plays_role_envs_matches(task_id):
+    assert _lockstep("fraudster", task_id, seed=9, num_envs=6, steps=30, small_batch=0) > 0
+
+
+def test_the_scripted_investigator_opponent_is_batched_and_others_are_per_env():
+    assert isinstance(VectorRoleEnv("fraudster", 2)._players["investigator"],
+                      BatchedScriptedInvestigator)
+    def own():
+        return {"investigator": ScriptedInvestigator()}
+    assert isinstance(VectorRoleEnv("fraudster", 2, opponents=own)._players["investigator"],
+                      PerEnvPolicies)
 
 
 def test_random_opponents_built_per_env():

@@ -91,6 +91,50 @@ class RandomPolicy(Policy):
             raise ValueError("no legal action in the mask: is it this role's turn?")
         return int(legal[self.rng.integers(len(legal))])
 
+class BatchPolicy:
+    """One role's player in ``num_envs`` matches at once, on the tensor face: each call decides
+    for any ``k`` of them.
+
+    * ``reset_envs(envs, seeds)``: matches ``envs`` (k,) start anew; ``seeds`` (one per env, or
+      None) reseed their players as ``Policy.reset(seed=...)`` would;
+    * ``act_batch(envs, vectors, masks)``: the action in each of ``envs`` (k,), given that role's
+      observation vectors (k, D) and action masks (k, A) there: (k,) int64.
+
+    A player that keeps state between decisions must see each match's decisions in order.
+    ``PerEnvPolicies`` puts any per-env players behind it.
+    """
+
+    role: str = ""
+
+    def reset_envs(self, envs: np.ndarray, seeds=None) -> None:
+        raise NotImplementedError
+
+    def act_batch(self, envs: np.ndarray, vectors: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class PerEnvPolicies(BatchPolicy):
+    """A ``BatchPolicy`` over one player per env, asked one env at a time: ``actors[i]`` is
+    ``act(vector, mask) -> int`` (a ``Policy``, or any callable) and ``players[i]`` the object
+    ``reset_envs`` reseeds (``actors[i]``'s ``Policy``, or None for none)."""
+
+    def __init__(self, actors: list, players: list | None = None):
+        self.actors = list(actors)
+        self.players = list(players) if players is not None else [
+            a if isinstance(a, Policy) else None for a in self.actors]
+
+    def reset_envs(self, envs, seeds=None) -> None:
+        envs = np.asarray(envs).tolist()
+        for i, seed in zip(envs, [None] * len(envs) if seeds is None else seeds):
+            if self.players[i] is not None:
+                self.players[i].reset(seed=seed)
+
+    def act_batch(self, envs, vectors, masks) -> np.ndarray:
+        actors = self.actors
+        return np.array([actors[i](vectors[k], masks[k])
+                         for k, i in enumerate(np.asarray(envs).tolist())], np.int64)
+
+
 # Each view's (start, stop, shape) in a role's vector, from the observer's layout.
 _SLICES = {role: [(name, o, o + int(np.prod(shape)), shape) for name, o, shape in
                   Observer(role).layout] for role in ROLES}
