@@ -23,10 +23,11 @@ What is guaranteed. SQLite in WAL mode: each write is one transaction, so a reco
 or not at all, and a crash mid-write (a torn page of the log) costs at most that transaction,
 never an earlier or a later one. Archiving a match and taking it out of the journal are one
 transaction. Commits reach the operating system before the server acknowledges them, which a
-killed server process cannot undo. The reply that ends a match also waits until the log is
-fsynced (:meth:`Store.sync`, on a thread of its own), and the match's record follows that reply:
-a restart archives a finished match it finds only in the journal, so a power cut loses no
-finished match either. A write that fails (a full disk, an I/O error) raises
+killed server process cannot undo. When a match ends the log's fsync starts
+(:meth:`Store.sync`, on a thread of its own; the reply does not wait for it), and the match's
+record follows that reply: a restart archives a finished match it finds only in the journal. A
+power cut may take the last few milliseconds of commits (SQLite's ``synchronous=NORMAL``). A
+write that fails (a full disk, an I/O error) raises
 :class:`StorageError` and leaves the database as it was. Checkpoints (folding the log into the
 database) run on a worker thread, never in a request.
 

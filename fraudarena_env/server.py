@@ -171,12 +171,6 @@ MAX_PENALTIES = 256  # penalized actions per match; then refused (the auditor ha
 MAX_SPEC_CHARS = 256  # an opponent SPEC
 MAX_ERROR_CHARS = 400  # an error reply's message never runs longer
 EXCERPT = 40  # characters of a client's input an error may quote
-FSYNC_POLL = 0.001  # seconds between looks at an fsync a reply waits for (see _fsynced)
-# How long the event loop's thread may hold the GIL while the store's fsync thread waits for it
-# (Python's default is 5 ms). The fsync thread needs it twice (to start, and after the fsync),
-# and while the loop is busy it waited out the whole interval each time: a busy thread saw an
-# fsync of 1.5-4 ms complete after 14 ms at the default, 1.5 ms at 0.5 ms.
-SWITCH_INTERVAL = 0.0005
 # How uvicorn should run the app: no per-message compression (it cost more CPU than the rest of
 # a step: observations are small and mostly fresh numbers), and the sans-I/O websockets
 # protocol. uvicorn closes frames beyond ws_max_size; below it, an oversized message gets a
@@ -1018,8 +1012,8 @@ class Handler:
 
     def _advance(self, entry: MatchEntry, build) -> str | Later:
         """After a message: the server's seats move until a remote role is to act, and a match
-        that has ended is on disk (its journal fsynced) before ``build()`` makes the reply. Its
-        record is stored at once, or after the reply when ``cooperative``."""
+        that has ended has its journal's fsync started (``durable``) before ``build()`` makes
+        the reply. Its record is stored at once, or after the reply when ``cooperative``."""
         if entry.opponents:
             if self.cooperative and self.pool.bot_to_move(entry) is not None:
                 return Later(entry, build)
@@ -1176,14 +1170,13 @@ def rate_limited_message(bucket: TokenBucket) -> str:
                          f"{1000 * wait:.0f} ms", "rate_limited", **retry_field(wait))
 
 
-async def _fsynced(durable) -> None:
-    """Wait for an fsync on the store's thread (a ``concurrent.futures.Future``) by looking at it
-    once per turn of the event loop: its completion callback would reach this task two turns
-    after it (one to copy the result, one to wake the task), and under load a turn serves every
-    busy socket once. (An fsync on the loop's own thread would stop every socket for its 4 ms.)"""
-    while not durable.done():
-        await asyncio.sleep(FSYNC_POLL)
-    durable.result()
+def _log_failed_fsync(durable) -> None:
+    """The store's fsync at a match's end (a ``concurrent.futures.Future`` on its own thread)
+    failed: the match is committed, and survives the server's crash, but may not survive the
+    machine's; say so at error level."""
+    exc = durable.exception()
+    if exc is not None:
+        logger.error("fsync of the store failed: %s", exc)
 
 
 async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None:
@@ -1234,12 +1227,10 @@ async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None
                     handler.session.leave(pool)
                     await websocket.close()
                     break
-                if handler.durable is not None:  # the match is over: on disk before we say so
-                    durable, handler.durable = handler.durable, None
-                    try:
-                        await _fsynced(durable)
-                    except OSError as exc:  # committed, but not fsynced: say so in the log
-                        logger.error("fsync of the store failed: %s", exc)
+                if handler.durable is not None:  # the match is over, its journal committed:
+                    # the fsync that follows is not waited for (see _log_failed_fsync)
+                    handler.durable.add_done_callback(_log_failed_fsync)
+                    handler.durable = None
             await websocket.send_text(reply)
             # Fair turns: the frames a socket has queued are read one per turn of the event
             # loop, so every other socket with a message waiting is served in between.
@@ -1288,15 +1279,11 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
             gc.freeze()
             gc.disable()
             tasks.append(asyncio.create_task(collector()))
-        switch = sys.getswitchinterval()
-        if pool.archive.store.persistent:
-            sys.setswitchinterval(SWITCH_INTERVAL)
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
-            sys.setswitchinterval(switch)
             if collecting:
                 gc.unfreeze()
                 gc.enable()
