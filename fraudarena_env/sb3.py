@@ -18,6 +18,7 @@ imports happen inside the functions.
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -97,6 +98,29 @@ class SB3Policy(Policy):
             action, _ = self.model.predict(vector, deterministic=True)
         return int(np.asarray(action).reshape(-1)[0])
 
+    def shared_player(self) -> SB3Policy:
+        """One player per frozen model (the first policy made of it): every env whose opponent
+        plays this checkpoint is asked in one call."""
+        return _SHARED_PLAYERS.setdefault(self.model, self)
+
+    def act_many(self, vectors, masks) -> np.ndarray:
+        """``act_tensor`` for many matches at once: (k, D) vectors, (k, A) masks -> (k,)."""
+        masks = np.asarray(masks, bool)
+        if self._fast:
+            import torch
+
+            policy = self.model.policy
+            with torch.no_grad():
+                obs = torch.as_tensor(np.asarray(vectors, np.float32))
+                features = policy.extract_features(obs, policy.pi_features_extractor)
+                logits = policy.action_net(policy.mlp_extractor.forward_actor(features)).numpy()
+            return np.argmax(np.where(masks, logits, -np.inf), axis=1).astype(np.int64)
+        if self._maskable:
+            action, _ = self.model.predict(vectors, action_masks=masks, deterministic=True)
+        else:
+            action, _ = self.model.predict(vectors, deterministic=True)
+        return np.asarray(action, np.int64).reshape(len(masks))
+
     def _act_fast(self, vector, mask: np.ndarray) -> int:
         import torch
 
@@ -115,6 +139,9 @@ class SB3Policy(Policy):
         stat = Path(path).stat()
         model = _load_model(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, device)
         return cls(model, role, name=Path(path).stem)
+
+
+_SHARED_PLAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @lru_cache(maxsize=32)

@@ -161,3 +161,41 @@ def test_train_py_refuses_what_the_vector_env_cannot_do(capsys):
         with pytest.raises(SystemExit):
             train.parse_args(["--vector-envs", "8", *bad])
         assert why in capsys.readouterr().err
+
+
+def _checkpoint(tmp_path, role: str, seed: int):
+    from sb3_contrib import MaskablePPO
+
+    path = tmp_path / f"{role}_{seed}.zip"
+    MaskablePPO("MlpPolicy", RoleEnv(role, task_id="task_2"), seed=seed, device="cpu",
+                policy_kwargs=dict(net_arch=[16])).save(path)
+    return path
+
+
+def test_checkpoint_opponents_act_in_one_call_per_network_and_play_role_envs_matches(
+        tmp_path, monkeypatch):
+    """A pool of checkpoints as the fraudster: each env draws its member per match, the envs
+    that drew the same one are asked together (``act_many``), and every env still plays the
+    match RoleEnv plays with the same pool."""
+    from fraudarena_env.sb3 import SB3Policy
+
+    pool = [_checkpoint(tmp_path, "fraudster", s) for s in (1, 2)]
+    train = _train_module()
+    calls = []
+    many = SB3Policy.act_many
+
+    def spy(self, vectors, masks):
+        calls.append(len(vectors))
+        out = many(self, vectors, masks)
+        one = [self.act_tensor(v, m) for v, m in zip(vectors, masks)]
+        assert out.tolist() == one  # the same moves as one match at a time
+        return out
+
+    monkeypatch.setattr(SB3Policy, "act_many", spy)
+
+    def opponents():
+        return {"fraudster": train.PoolPolicy("fraudster", pool)}
+
+    assert _lockstep("investigator", "task_2", seed=4, num_envs=8, steps=60,
+                     opponents=opponents) > 0
+    assert calls and max(calls) > 1

@@ -179,6 +179,11 @@ class PoolPolicy(Policy):
     def act_tensor(self, vector, mask) -> int:
         return self.current.act_tensor(vector, mask)
 
+    def shared_player(self):
+        """This match's member, when it is a checkpoint: the envs of a batch that drew the same
+        one act in one call."""
+        return self.current.shared_player()
+
 
 # ============================================================================ 3. environments
 class CalibrationReward(gymnasium.Wrapper):

@@ -77,6 +77,13 @@ class Policy:
     def act_model(self, observation):
         raise NotImplementedError(f"{type(self).__name__} has no text face")
 
+    def shared_player(self):
+        """For the match it plays now: an object whose ``act_many(vectors, masks)`` gives, for
+        many matches at once, the moves this policy would make in each (a frozen network that
+        keeps no state between moves), or None. ``PerEnvPolicies`` asks the envs whose players
+        share one such object in a single call."""
+        return None
+
 
 class RandomPolicy(Policy):
     """Uniform over the legal actions (tensor face)."""
@@ -130,9 +137,21 @@ class PerEnvPolicies(BatchPolicy):
                 self.players[i].reset(seed=seed)
 
     def act_batch(self, envs, vectors, masks) -> np.ndarray:
-        actors = self.actors
-        return np.array([actors[i](vectors[k], masks[k])
-                         for k, i in enumerate(np.asarray(envs).tolist())], np.int64)
+        """Each env's player acts for its match; the envs whose players share a frozen network
+        for their current match (``Policy.shared_player``: a checkpoint, a pool's member) are
+        asked in one call per network."""
+        actors, players = self.actors, self.players
+        out = np.empty(len(envs), np.int64)
+        shared: dict[int, tuple] = {}
+        for k, i in enumerate(np.asarray(envs).tolist()):
+            player = players[i].shared_player() if isinstance(players[i], Policy) else None
+            if player is None:
+                out[k] = actors[i](vectors[k], masks[k])
+            else:
+                shared.setdefault(id(player), (player, []))[1].append(k)
+        for player, ks in shared.values():
+            out[ks] = player.act_many(vectors[ks], masks[ks])
+        return out
 
 
 # Each view's (start, stop, shape) in a role's vector, from the observer's layout.
