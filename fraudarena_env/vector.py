@@ -440,7 +440,7 @@ class VectorFraudArena(BatchedEnd):
         st.n_manual[env] += 1
         row = st.slot_row[env, slot]
         label, severity = st.rows.label[env, row], st.rows.severity[env, row]
-        rewards[env, _I_ROLE] = _verdict_rewards(verdict, label, severity)
+        rewards[env, _I_ROLE] = scoring.verdict_rewards(verdict, label, severity)
         for views_role in ("investigator", "fraudster"):
             base = self._views[views_role].at["status"][0] + 4 * slot
             self._put(views_role, env, base, 0.0)
@@ -832,12 +832,6 @@ def _template_lexical(category: int, body: int, markers: int, u_marker: float) -
 
 def _room(st: MatchState, env: np.ndarray) -> np.ndarray:
     return queue_room(st.n_arrived[env], st.n_base[env], st.n_base_arrived[env])
-
-
-def _verdict_rewards(verdict: np.ndarray, label: np.ndarray, severity: np.ndarray) -> np.ndarray:
-    """``scoring.verdict_reward`` for many verdicts (the same table, the same arithmetic)."""
-    return np.array([scoring.verdict_reward(v, lab, sev) for v, lab, sev in
-                     zip(verdict.tolist(), label.tolist(), severity.tolist())])
 
 
 __all__ = ["VectorFraudArena", "VectorStep"]

@@ -28,7 +28,6 @@ from .rules.catalog import (
     AUDIT_TRACK_B,
     CATEGORIES,
     CORRECT_VERDICT,
-    FRAUD,
     LEGIT,
     REJECT,
     TARGETS,
@@ -42,12 +41,6 @@ _A = {flag: i for i, flag in enumerate(AUDIT_TRACK_A)}
 _B = {flag: i for i, flag in enumerate(AUDIT_TRACK_B)}
 _CUE_COLUMN = [(_B[flag], i) for i, flag in enumerate(TRACK_B_CUES)]
 BUDGET_EXHAUSTED = END_REASONS.index("budget_exhausted")
-
-
-def approval_charge(label: np.ndarray, severity: np.ndarray) -> np.ndarray:
-    """``scoring.verdict_reward(APPROVE, label, severity)`` elementwise, with its arithmetic."""
-    return np.where(label == FRAUD, -0.30 - 0.3 * severity,
-                     np.where(label == LEGIT, 0.10, -0.20))
 
 
 class BatchedEnd:
@@ -69,7 +62,7 @@ class BatchedEnd:
         row = np.maximum(st.slot_row[env], 0)
         e2 = env[:, None]
         label, severity = rows.label[e2, row], rows.severity[e2, row]
-        charge = np.where(pending, approval_charge(label, severity), 0.0)
+        charge = np.where(pending, scoring.verdict_rewards(APPROVE, label, severity), 0.0)
         # _finish sums the charges one by one from 0.0: a running sum from a zero column
         auto = np.cumsum(np.concatenate((np.zeros((len(env), 1)), charge), axis=1), axis=1)[:, -1]
         manual = st.manual[env]
@@ -237,4 +230,4 @@ def _one_hot(present: np.ndarray, index: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-__all__ = ["BatchedEnd", "approval_charge"]
+__all__ = ["BatchedEnd"]

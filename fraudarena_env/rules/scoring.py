@@ -42,6 +42,16 @@ def verdict_reward(verdict: int, label: int, severity: float) -> float:
     return (-0.20, -0.05, 0.20)[verdict]
 
 
+def verdict_rewards(verdict, label, severity) -> np.ndarray:
+    """``verdict_reward`` elementwise over arrays (the same table, the same arithmetic)."""
+    verdict, label, severity = np.asarray(verdict), np.asarray(label), np.asarray(severity)
+    fraud = np.select([verdict == REJECT, verdict == APPROVE],
+                      [0.30 + 0.1 * severity, -0.30 - 0.3 * severity], -0.10)
+    legit = np.asarray((0.10, -0.35, -0.10))[verdict]
+    escalate = np.asarray((-0.20, -0.05, 0.20))[verdict]
+    return np.where(label == FRAUD, fraud, np.where(label == LEGIT, legit, escalate))
+
+
 def verdict_bounds(label: int, severity: float) -> tuple[float, float]:
     values = [verdict_reward(v, label, severity) for v in (APPROVE, REJECT, ESCALATE_V)]
     return min(values), max(values)

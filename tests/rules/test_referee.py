@@ -887,3 +887,15 @@ def test_arbitrary_action_sequences_keep_the_rules(seed, task_id, mode, knobs, s
     np.testing.assert_allclose(sums, r.totals, atol=1e-9)
     assert 0.0 <= r.grader_score <= 1.0
     assert r.state.investigator_state["pending"] == []
+
+
+@settings(max_examples=50, deadline=None)
+@given(severity=st.lists(st.floats(0.0, 3.0, allow_nan=False), min_size=9, max_size=9))
+def test_verdict_rewards_over_arrays_are_verdict_reward_to_the_bit(severity):
+    """The array form the vector env charges with is the table every verdict is paid from."""
+    verdict = np.tile(np.arange(3), 3)
+    label = np.repeat(np.arange(3), 3)
+    got = scoring.verdict_rewards(verdict, label, np.asarray(severity))
+    want = [scoring.verdict_reward(int(v), int(lab), sev)
+            for v, lab, sev in zip(verdict, label, severity)]
+    assert got.tolist() == want
