@@ -448,6 +448,32 @@ def test_grader_reward_charges_the_fraudster_the_grader_once_at_the_end():
         one_role.parse_args(["--role", "auditor", "--grader-coef", "1"])
 
 
+def test_both_shaping_rewards_stack_on_the_investigator():
+    """--calibration-coef with --grader-coef: the grader reward wraps the calibration reward
+    and the investigator is paid both, the calibration term on each verdict and the grader
+    term once, on the step the match ends."""
+    from fraudarena_env.faces.encoding import OPS
+    from fraudarena_env.policies import ScriptedInvestigator
+    from fraudarena_env.rules.actions import Verdict
+    from fraudarena_env.rules.catalog import CORRECT_VERDICT
+
+    cfg = one_role.parse_args(["--calibration-coef", "0.5", "--grader-coef", "2", "--n-envs", "1"])
+    outer = one_role.make_vec_env(cfg, dict).envs[0].env
+    assert isinstance(outer, one_role.GraderReward)
+    assert isinstance(outer.env, one_role.CalibrationReward)
+    shaped = one_role.GraderReward(
+        one_role.CalibrationReward(RoleEnv("investigator", task_id="task_2"), coef=0.5), coef=2.0)
+    for plain, action, diff, info, done in _side_by_side("investigator", "task_2", shaped,
+                                                         ScriptedInvestigator(seed=1)):
+        op = OPS["investigator"][action]
+        expected = 2.0 * info["grader_score"] if done else 0.0
+        if isinstance(op, Verdict):
+            label = plain.referee.label_of(op.slot)
+            expected -= 0.5 * (op.confidence - (op.verdict == CORRECT_VERDICT[label])) ** 2
+        assert diff == pytest.approx(expected)
+    assert done and info["grader_score"] > 0
+
+
 def test_imitation_follows_the_teacher_it_is_given(capsys):
     """A fraudster imitating WaitingFraudster(0.25) learns to hold its ads in the first round,
     where the scripted ReactiveFraudster proposes at once."""

@@ -217,12 +217,13 @@ class GraderReward(gymnasium.Wrapper):
 
     SIGN = {"investigator": 1.0, "fraudster": -1.0}
 
-    def __init__(self, env: RoleEnv, coef: float):
-        if env.role not in self.SIGN:
+    def __init__(self, env: gymnasium.Env, coef: float):
+        role = env.unwrapped.role  # under CalibrationReward when both shape the reward
+        if role not in self.SIGN:
             raise ValueError(f"the grader reward is for the investigator or the fraudster, "
-                             f"not the {env.role}")
+                             f"not the {role}")
         super().__init__(env)
-        self.scale = self.SIGN[env.role] * coef
+        self.scale = self.SIGN[role] * coef
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
