@@ -112,6 +112,34 @@ def test_every_module_says_what_it_is_for_and_each_layer_what_it_may_import():
             assert "import" in ast.get_docstring(ast.parse(path.read_text())), name
 
 
+CORE_LIMITS = {"class": 400, "function": 80}  # lines, in the rules core and the faces
+
+
+def oversized(path: Path) -> list[str]:
+    """The classes and functions of ``path`` longer than ``CORE_LIMITS`` allows."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        kind = ("class" if isinstance(node, ast.ClassDef) else "function"
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else None)
+        if kind and node.end_lineno - node.lineno + 1 > CORE_LIMITS[kind]:
+            found.append(f"{kind} {node.name} (line {node.lineno}): "
+                         f"{node.end_lineno - node.lineno + 1} lines")
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if layer_of(m) in (0, 2)))
+def test_the_rules_and_faces_keep_classes_and_functions_short(module):
+    """In rules/ and faces/ no class runs over 400 lines and no function over 80: a rule is
+    read in one place, not hunted through a long body."""
+    assert not oversized(MODULES[module]), f"{module}: {oversized(MODULES[module])}"
+
+
+def test_the_size_check_sees_a_long_function(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(81))
+    (tmp_path / "long.py").write_text(f"def long():\n{body}\n")
+    assert oversized(tmp_path / "long.py") == ["function long (line 1): 82 lines"]
+
+
 # ----------------------------------------------------------------------------- public paths
 # What DESIGN (kept outside the repo) names as public API.
 DESIGN_NAMES = [
