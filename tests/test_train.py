@@ -292,6 +292,22 @@ def test_tiny_league(tmp_path, capsys, monkeypatch):
         assert [t.get_text() for t in panel.texts] == ["g0", "g1"]
 
 
+def test_a_league_on_the_batched_path(tmp_path):
+    """--vector-envs N: every phase trains on one VectorRoleEnv of N matches (its config says
+    so), SB3's whole rollouts count N * n_steps, and the league ends with its snapshots."""
+    args = [*TINY, "--generations", "1", "--vector-envs", "8", "--n-steps", "16",
+            "--batch-size", "64", "--out", str(tmp_path / "vec")]
+    cfg = parse_args(args)
+    assert (cfg.vector_envs, cfg.n_steps, cfg.batch_size) == (8, 16, 64)
+    assert selfplay.rounded(200, cfg) == 256 and selfplay.total_timesteps(cfg) == 2 * 256
+    league = selfplay.run_league(cfg)
+    for role in ("investigator", "fraudster"):
+        phase = json.loads((tmp_path / "vec" / "phases" / f"{role}_g0" / "config.json")
+                           .read_text())
+        assert (phase["vector_envs"], phase["n_steps"], phase["batch_size"]) == (8, 16, 64)
+        assert [p.name for p in league.snapshots[role]] == [f"{role}_g0.zip"]
+
+
 def test_fraudarena_train_runs_the_training_script(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["train", "--help"])

@@ -78,7 +78,11 @@ class LeagueConfig:
     fraudster_imitation_samples: int = 20_000
     # MaskablePPO (see training/train.py's Config for the rest)
     n_envs: int = 6
+    # 0: n_envs RoleEnvs; N > 0: one VectorRoleEnv of N matches per phase, opponents batched
+    # (train.py --vector-envs; use a short n_steps)
+    vector_envs: int = 0
     n_steps: int = 512
+    batch_size: int = 256
     learning_rate: float = 1e-4
     net: str = "slot"  # the investigator's network: "slot" or "mlp"
     # seeds: cross-play and the evaluation table use eval_seeds, never met in training
@@ -109,14 +113,14 @@ def phase_config(cfg: LeagueConfig, role: str, generation: int, init: str, pool:
         net=cfg.net, imitation_samples=cfg.imitation_samples if role == "investigator"
         else cfg.fraudster_imitation_samples,
         teacher="" if role == "investigator" else cfg.fraudster_teacher,
-        imitation_epochs=cfg.imitation_epochs, n_envs=cfg.n_envs, n_steps=cfg.n_steps,
-        learning_rate=cfg.learning_rate, val_seeds=(), eval_every=0, progress=False,
+        imitation_epochs=cfg.imitation_epochs, n_envs=cfg.n_envs, vector_envs=cfg.vector_envs,
+        n_steps=cfg.n_steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, val_seeds=(), eval_every=0, progress=False,
         tensorboard=cfg.tensorboard)
 
 
 def rounded(steps: int, cfg: LeagueConfig) -> int:
     """What SB3 actually runs for ``learn(steps)``: whole rollouts of n_envs * n_steps."""
-    r = cfg.n_envs * cfg.n_steps
+    r = (cfg.vector_envs or cfg.n_envs) * cfg.n_steps
     return -(-steps // r) * r if steps > 0 else 0
 
 
@@ -388,7 +392,11 @@ def parse_args(argv: Sequence[str] | None = None) -> LeagueConfig:
                    help="a fraudster name `fraudarena play` takes or a checkpoint (default "
                         f"{d.fraudster_teacher})")
     p.add_argument("--n-envs", type=int, default=None, help=f"default {d.n_envs}")
+    p.add_argument("--vector-envs", type=int, default=None, metavar="N",
+                   help="train each phase on N matches at once, opponents batched (train.py "
+                        f"--vector-envs; default {d.vector_envs}: --n-envs RoleEnvs)")
     p.add_argument("--n-steps", type=int, default=None, help=f"default {d.n_steps}")
+    p.add_argument("--batch-size", type=int, default=None, help=f"default {d.batch_size}")
     p.add_argument("--investigator-net", choices=("slot", "mlp"), default=None)
     p.add_argument("--seed", type=int, default=None, help=f"default {d.seed}")
     p.add_argument("--out", default=None, help=f"run directory (default {d.out})")
@@ -408,7 +416,8 @@ def parse_args(argv: Sequence[str] | None = None) -> LeagueConfig:
     if a.timesteps is not None:
         changes["investigator_timesteps"] = a.timesteps
         changes["fraudster_timesteps"] = a.timesteps // 4
-    for name in ("generations", "fraudster_timesteps", "imitation_samples", "n_envs", "n_steps",
+    for name in ("generations", "fraudster_timesteps", "imitation_samples", "n_envs",
+                 "vector_envs", "n_steps", "batch_size",
                  "seed", "out", "fraudster_imitation_samples", "fraudster_teacher"):
         if getattr(a, name) is not None:
             changes[name] = getattr(a, name)
