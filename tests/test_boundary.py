@@ -2,18 +2,25 @@
 match through ``rules.view.MatchView`` and changes it through the referee's verbs
 (``rules.referee.PLAY``, plus the text face's entry points on ``fraudarena_env.Referee``).
 
-How a referee object is recognised, statically, in a module (``referee_expressions``):
+How a referee object is recognised, statically, in a module (``RefereeReads.is_referee``):
 
 * a name ``ref`` or ``referee``; a name assigned from a ``Referee(...)`` call; a parameter
   annotated ``Referee``; ``self`` in a class that subclasses ``Referee``;
 * an attribute named ``referee``, ``ref``, ``_ref`` or ``_referee`` (``env.unwrapped.referee``,
   ``self._ref``, ``result.referee``);
-* an item of ``referees`` (``self.referees[m]``).
+* an item of ``referees`` (``self.referees[m]``);
+* a name bound to any of these (``r = env.unwrapped.referee``, ``for r in self.referees``).
 
 On such an expression, reading an attribute outside the surface is a violation, and so is any
 write: assigning to an attribute (``ref.links = ...``), to an item of one
 (``ref.verdict[s] = 1``), or calling a mutating method on one (``ref.links.append(...)``). The
-one attribute a face may set is its own cache, ``narration``.
+one attribute a face may set is its own cache, ``narration``. ``getattr(ref, "name")`` counts as
+reading ``name``.
+
+Whatever the variable is called, the referee's storage (its ``MatchState``, the ad rows and which
+row each slot holds) is named nowhere outside the rules but in the batched rules, ``vector.py``
+and ``vector_end.py``, which step many matches on one ``MatchState`` of their own
+(``test_the_match_state_is_read_only_by_the_rules``).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import pytest
 
 import fraudarena_env
 from fraudarena_env import referee as text_referee
+from fraudarena_env.rules.generator import AdRows
 from fraudarena_env.rules.referee import PLAY
 from fraudarena_env.rules.view import surface_names
 
@@ -46,6 +54,11 @@ MUTATORS = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "u
                       "itemset", "popitem", "difference_update", "intersection_update"})
 # Tests of the rules themselves may read the referee's internals.
 EXEMPT = {REPO / "tests" / "rules"}
+# The batched rules: VectorFraudArena steps many matches on one MatchState of its own.
+BATCHED_RULES = {PACKAGE / "vector.py", PACKAGE / "vector_end.py"}
+# How a referee stores its match: named only in the rules and the batched rules.
+STORAGE = frozenset({"match_state", "slot_row", "ep", "_scalar_row"})
+ROW_FACTS = frozenset(AdRows.__dataclass_fields__)
 
 
 def checked_files() -> list[Path]:
@@ -82,8 +95,15 @@ class RefereeReads(ast.NodeVisitor):
         for node in ast.walk(tree):  # an imported module named ``referee`` is no referee
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 self.names.difference_update((a.asname or a.name) for a in node.names)
-        self.found: list[tuple[int, str, str]] = []
         self._self_ok = False
+        for _ in range(2):  # names bound to a referee (twice: aliases of aliases)
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Assign) and self.is_referee(node.value):
+                    self.names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+                elif isinstance(node, (ast.For, ast.comprehension)) and \
+                        isinstance(node.target, ast.Name) and self._iterates_referees(node.iter):
+                    self.names.add(node.target.id)
+        self.found: list[tuple[int, str, str]] = []
 
     def is_referee(self, node: ast.expr) -> bool:
         if isinstance(node, ast.Name):
@@ -95,6 +115,11 @@ class RefereeReads(ast.NodeVisitor):
             return (isinstance(v, ast.Name) and v.id == "referees") or \
                 (isinstance(v, ast.Attribute) and v.attr == "referees")
         return False
+
+    @staticmethod
+    def _iterates_referees(node: ast.expr) -> bool:
+        return (isinstance(node, ast.Name) and node.id == "referees") or \
+            (isinstance(node, ast.Attribute) and node.attr == "referees")
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
         outer = self._self_ok
@@ -129,6 +154,12 @@ class RefereeReads(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
+        if isinstance(func, ast.Name) and func.id in ("getattr", "setattr", "delattr") and \
+                len(node.args) >= 2 and self.is_referee(node.args[0]) and \
+                isinstance(node.args[1], ast.Constant):
+            name = node.args[1].value
+            if name not in ALLOWED or (func.id != "getattr" and name not in WRITABLE):
+                self.found.append((node.lineno, name, f"{func.id}s"))
         if isinstance(func, ast.Attribute) and func.attr in MUTATORS:
             target = self.referee_attribute(func.value)
             if target is not None and target.attr not in WRITABLE:
@@ -161,12 +192,38 @@ def test_outside_code_reads_a_match_only_through_the_view():
     ("def f(ref):\n    ref.totals[0] += 1.0\n", "totals"),
     ("def f(self):\n    self._ref.links.append((0, 1))\n", "links"),
     ("class R(Referee):\n    def f(self):\n        return self.changes[0], self.ep\n", "ep"),
+    ("def f(env):\n    r = env.unwrapped.referee\n    return r.rows\n", "rows"),
+    ("def f(self):\n    return [r.ep for r in self.referees]\n", "ep"),
+    ("def f(ref):\n    return getattr(ref, 'match_state')\n", "match_state"),
 ])
 def test_the_check_catches_a_reach_into_the_referee(source, attr):
     tree = ast.parse(source)
     reads = RefereeReads(tree)
     reads.visit(tree)
     assert attr in {a for _, a, _ in reads.found}, reads.found
+
+
+def storage_reads(path: Path) -> list[str]:
+    """Where ``path`` names the referee's storage: an attribute in ``STORAGE``, a fact of the ad
+    rows (``x.rows.label``), or ``MatchState`` imported."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Attribute) and (
+                node.attr in STORAGE or (node.attr in ROW_FACTS and
+                                         isinstance(node.value, ast.Attribute) and
+                                         node.value.attr == "rows")):
+            found.append(f"{path.relative_to(REPO)}:{node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and any(a.name == "MatchState" for a in node.names):
+            found.append(f"{path.relative_to(REPO)}:{node.lineno}: imports MatchState")
+    return found
+
+
+def test_the_match_state_is_read_only_by_the_rules():
+    own = {Path(__file__).resolve()}  # this file names the storage to plant violations
+    found = [v for p in checked_files() if p not in BATCHED_RULES | own
+             for v in storage_reads(p)]
+    assert not found, ("the referee's storage is named outside the rules; read through "
+                       "rules.view.MatchView:\n" + "\n".join(found))
 
 
 def test_the_surface_reads_the_match_without_internals():
