@@ -22,6 +22,9 @@ set of rules: ``check`` says whether an op is legal and why not (the role module
 rejected op leaves the match untouched. This module holds what ties them together: the match's
 settings, its state (a ``MatchState`` row) and the step.
 
+Code outside the rules reads a referee through ``view.MatchView`` (its base class: named
+attributes and accessors by slot) and changes it only through the verbs in ``PLAY``.
+
 The rules tell no story of the match: what happened is recorded as typed events
 (``rules.events``), on a referee that records them, and ``faces.narration`` tells them as the
 feedback, the logs and the evidence text. The text the rules do hold is game state or a rule's
@@ -156,7 +159,8 @@ def match_settings(seed: int | None, task_id: str, knobs: dict) -> tuple:
 
 class Referee(MatchView, FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
     """One FraudArena match, on the rules' ops: ``reset_match`` starts it, ``check`` and ``apply``
-    play it. (``fraudarena_env.Referee`` adds the text face's entry points.)
+    play it (``PLAY`` lists every verb), and ``MatchView`` is how it is read. (``fraudarena_env.
+    Referee`` adds the text face's entry points.)
 
     The match lives in ``match_state``, a ``MatchState``, as its match ``index`` (a referee of
     its own holds a state of one match; a batch of matches shares one state, a referee per
