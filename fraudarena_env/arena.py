@@ -104,10 +104,8 @@ def outcome_counts(ref: Referee) -> dict[str, int]:
     """How a finished match ended for every ad in its queue (auto-approvals included), by
     label and verdict, and how many of the investigator's links joined two ads of one ring."""
     c = dict.fromkeys(OUTCOME_COUNTS, 0)
-    rows = ref.rows
     for s in ref.present.nonzero()[0].tolist():
-        row = int(ref.slot_row[s])
-        label, v = int(rows.label[row]), int(ref.verdict[s])
+        label, v = ref.label_of(s), int(ref.verdict[s])
         if label == FRAUD:
             c["fraud"] += 1
             c["fraud_caught"] += v == REJECT
@@ -136,7 +134,7 @@ def outcome_counts(ref: Referee) -> dict[str, int]:
 
 def same_ring(ref: Referee, a: int, b: int) -> int:
     """The ring the ads in slots ``a`` and ``b`` both belong to, or -1."""
-    ra, rb = int(ref.rows.ring[ref.slot_row[a]]), int(ref.rows.ring[ref.slot_row[b]])
+    ra, rb = ref.ring_of(a), ref.ring_of(b)
     return ra if ra >= 0 and ra == rb else -1
 
 

@@ -215,9 +215,8 @@ class AdFacts:
 def ad_facts(ref: Referee) -> dict[str, AdFacts]:
     out = {}
     for s in np.flatnonzero(ref.present).tolist():
-        row = int(ref.slot_row[s])
-        out[ref.ad_id(s)] = AdFacts(ref.ad_id(s), s, CATEGORIES[int(ref.rows.category[row])].name,
-                                    int(ref.rows.label[row]), bool(ref.is_proposal[s]))
+        out[ref.ad_id(s)] = AdFacts(ref.ad_id(s), s, CATEGORIES[ref.category_of(s)].name,
+                                    ref.label_of(s), bool(ref.is_proposal[s]))
     return out
 
 
@@ -274,9 +273,9 @@ def print_transcript(out: Printer, result: MatchResult, names: dict[str, str],
     out.line(f"FraudArena {result.task_id} ({task.title}), seed {result.seed}, match "
              f"{ref.match_id}", style="bold")
     out.line("  " + " | ".join(f"{role} {names[role]} ({faces[role]} face)" for role in ROLES))
-    out.line(f"  {ref.ep.n_base} organic ads over {ref.max_rounds} rounds; investigator budget "
+    out.line(f"  {ref.n_base} organic ads over {ref.max_rounds} rounds; investigator budget "
              f"{task.action_budget} actions; up to {ref.max_proposals} fraudster proposals; "
-             f"{len(ref.ep.rings)} hidden ring(s)")
+             f"{len(ref.drawn_rings)} hidden ring(s)")
     for note in notes:
         out.line(f"  note: {note}", style="yellow")
 
@@ -319,7 +318,7 @@ def print_transcript(out: Printer, result: MatchResult, names: dict[str, str],
     out.heading(f"Auto-approved at the end: {len(auto)}")
     for v in auto:
         ad = ads[v["ad_id"]]
-        severity = float(ref.rows.severity[ref.slot_row[ad.slot]])
+        severity = ref.severity_of(ad.slot)
         reward = verdict_reward(VERDICTS.index("approve"), ad.label, severity)
         what = {LEGIT: "fine", FRAUD: "LEAKED fraud", ESCALATE: "missed escalation"}[ad.label]
         mark = "*" if ad.proposal else " "

@@ -509,8 +509,7 @@ class raw_env(AECEnv, EzPickle):
         head = f"{'ad':<7} {'category':<29} {'status':<9} {'pulled':<6}  verdict"
         lines.append(head + ("          truth" if over else ""))
         for s in np.flatnonzero(ref.present):
-            row = ref.slot_row[s]
-            cat = CATEGORIES[ref.rows.category[row]].name
+            cat = CATEGORIES[ref.category_of(s)].name
             mark = "*" if ref.is_proposal[s] else " "
             pulled = "".join(c if ref.pulled[s, k] else "." for k, c in enumerate(SOURCE_LETTERS))
             v = int(ref.verdict[s])
@@ -523,7 +522,7 @@ class raw_env(AECEnv, EzPickle):
             line = f"{AD_IDS[s]:<7} {cat + mark:<29} {ref.status_of(s):<9} {pulled:<6}  " \
                    f"{verdict:<16}"
             if over:
-                line += f" {LABELS[ref.rows.label[row]]}"
+                line += f" {LABELS[ref.label_of(s)]}"
             lines.append(line.rstrip())
         if ref.links:
             lines.append("links: " + ", ".join(f"{AD_IDS[a]}-{AD_IDS[b]}" for a, b in ref.links))

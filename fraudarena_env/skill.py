@@ -104,13 +104,13 @@ def collect_ads(task_id: str, seeds, make_policies=lambda seed: {}) -> Ads:
         ref = arena.play(task_id, seed, make_policies(seed)).referee
         vector = observer.fill(ref)
         slots = np.flatnonzero(ref.present)
-        rows = ref.slot_row[slots]
+        truth = ref.facts_of(slots, ("label", "evidence", "tactic", "category"))
         cols["features"].append(first_sight_features(vector)[slots])
-        cols["label"].append(ref.rows.label[rows])
-        cols["evidence"].append(ref.rows.evidence[rows])
+        cols["label"].append(truth["label"])
+        cols["evidence"].append(truth["evidence"])
         cols["proposal"].append(ref.is_proposal[slots])
-        cols["tactic"].append(ref.rows.tactic[rows])
-        cols["category"].append(ref.rows.category[rows])
+        cols["tactic"].append(truth["tactic"])
+        cols["category"].append(truth["category"])
     return Ads(**{k: np.concatenate(v) for k, v in cols.items()})
 
 

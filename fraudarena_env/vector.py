@@ -325,7 +325,7 @@ class VectorFraudArena(BatchedEnd):
         for m in np.flatnonzero(~fast & active).tolist():  # any other op, match by match
             ref = self.referees[m]
             ref.load_scalars()
-            ref.links = list(zip(*np.nonzero(np.triu(st.linked[m], 1))))  # see _link
+            ref.sync_links(list(zip(*np.nonzero(np.triu(st.linked[m], 1)))))  # see _link
             apply_index(ref, ROLES[role[m]], int(a[m]))
             rewards[m] = ref.step_rewards
             self._replay(m)
@@ -572,14 +572,14 @@ class VectorFraudArena(BatchedEnd):
         mask[e[k], I_LINK + PAIR_INDEX[slot[k], other]] = 1
 
     def _propose(self, env: np.ndarray, index: np.ndarray) -> None:
-        """The fraudster proposes (each match's referee draws the ad, ``_propose``; what the
-        roles see of it is written in batch), and the proposal counts against its turn."""
+        """The fraudster proposes (each match's referee draws the ad, ``place_proposal``; what
+        the roles see of it is written in batch), and the proposal counts against its turn."""
         st, rows = self.state, self.state.rows
         slots = []
         for m, i in zip(env.tolist(), index.tolist()):
             ref = self.referees[m]
             ref.load_scalars()
-            slots.append(ref._propose(OPS["fraudster"][i]))
+            slots.append(ref.place_proposal(OPS["fraudster"][i]))
             ref.store_scalars()
             for observer in self.observers[m]:
                 observer.skip(ref)  # the arrival is shown below
@@ -594,14 +594,14 @@ class VectorFraudArena(BatchedEnd):
         self._count_fraudster_actions(env)
 
     def _modify(self, env: np.ndarray, index: np.ndarray) -> None:
-        """The fraudster edits its pending ads (each match's referee, ``_modify``; what the
-        roles see of the edit is written in batch), and the edit counts against its turn."""
+        """The fraudster edits its pending ads (each match's referee, ``edit_proposal``; what
+        the roles see of the edit is written in batch), and the edit counts against its turn."""
         st, rows = self.state, self.state.rows
         slots = []
         for m, i in zip(env.tolist(), index.tolist()):
             ref = self.referees[m]
             op = OPS["fraudster"][i]
-            ref._modify(op)
+            ref.edit_proposal(op)
             for observer in self.observers[m]:
                 observer.skip(ref)  # the edit is shown below
             slots.append(op.slot)

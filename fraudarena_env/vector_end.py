@@ -134,14 +134,14 @@ class BatchedEnd:
         verdicts = verdict.tolist()
         confidence = st.confidence[m, by_hand].tolist()
         right = [verdicts[s] == CORRECT_VERDICT[label[slot_row[s]]] for s in by_hand]
-        ref.calibration = calibration = scoring.calibration_bins(confidence, right)
+        calibration = scoring.calibration_bins(confidence, right)
         shown = np.flatnonzero(present).tolist()
-        ref.grader_score, ref.grader_terms = scoring.grade(
+        grader_score, grader_terms = scoring.grade(
             self.task_ids[m], [label[slot_row[s]] for s in shown],
             [severity[slot_row[s]] for s in shown], [verdicts[s] for s in shown],
             scoring.calibration_skill(confidence, right), correct, wrong, ref.n_ring_pairs)
         category = rows.category[m].tolist()
-        flags_b, ref.plausibility = audit.track_b(
+        flags_b, plausibility = audit.track_b(
             [audit.ProposalText(AD_IDS[s], category[slot_row[s]], ref.copy[s], ref.blurb[s],
                                 ref.targeting[s]) for s in ref.proposal_slots])
         arrived, decided_round = st.arrived[m].tolist(), st.decided_round[m].tolist()
@@ -151,9 +151,9 @@ class BatchedEnd:
             decided = decided_round[s] if manual[s] else round_number
             reach = scoring.proposal_reach(verdicts[s], arrived[s], decided, max_rounds)
             fraud += scoring.fraudster_outcome(verdicts[s], severity[slot_row[s]],
-                                               ref.plausibility[AD_IDS[s]], reach)
-        ref.terminal = [fraud, auto, 0.0]
-        self._terminal[m] = ref.terminal
+                                               plausibility[AD_IDS[s]], reach)
+        terminal = [fraud, auto, 0.0]
+        self._terminal[m] = terminal
         match = self._truth[m, 0, 0]
         if by_hand:
             match[_A["miscalibration"]] = any(
@@ -164,8 +164,10 @@ class BatchedEnd:
                 abs(r_rej / r_n - p_rej / p_n) > audit.BIAS_GAP
         for flag, ad_id in flags_b:
             self._truth[m, 1, AD_IDS.index(ad_id) + 1, _B[flag]] = True
-        ref.truth_flags = self._truth_flags(m)
-        ref.end_reason = END_REASONS[int(st.end_reason[m])]
+        ref.record_finish(calibration=calibration, grader_score=grader_score,
+                          grader_terms=grader_terms, plausibility=plausibility,
+                          terminal=terminal, truth_flags=self._truth_flags(m),
+                          end_reason=END_REASONS[int(st.end_reason[m])])
 
     def _truth_flags(self, m: int) -> set:
         """The rule audit's findings of match ``m`` as the referee keeps them."""

@@ -79,7 +79,7 @@ def test_the_fraudster_holds_its_ads_back_for_the_end_of_the_match(fraudster):
     for task in ("task_2", "task_3"):
         for seed in SEEDS:
             ref = arena.play(task, seed, {"fraudster": fraudster}).referee
-            rounds = [int(ref.rows.arrival_round[ref.slot_row[s]]) for s in ref.proposal_slots]
+            rounds = [int(ref.arrived[s]) for s in ref.proposal_slots]
             assert rounds and min(rounds) >= ref.max_rounds - 1, (task, seed, rounds)
     ours = evaluate("task_2", SEEDS, lambda seed: {"fraudster": fraudster})
     reactive = evaluate("task_2", SEEDS, lambda seed: {})

@@ -23,7 +23,6 @@ from fraudarena_env.env import END_REASONS, INFO_KEYS
 from fraudarena_env.faces.encoding import N_ACTIONS, OBS_BOUND
 from fraudarena_env.models import AdReviewAction, AuditorAction, FraudsterAction
 from fraudarena_env.rules.catalog import PHASES, TASK_IDS
-from fraudarena_env.rules.roles import legal_mask as rules_mask
 from fraudarena_env.rules.scoring import ILLEGAL_PENALTY
 
 AGENTS = ["fraudster", "investigator", "auditor"]
@@ -187,7 +186,7 @@ def _step_checks(env, agent, obs):
     mask = obs["action_mask"]
     assert mask.dtype == np.int8 and mask.sum() >= 1
     assert agent == env.unwrapped.referee.current_role
-    reference = rules_mask(env.unwrapped.referee.match_state, agent)[0]
+    reference = env.unwrapped.referee.legal_mask(agent)
     np.testing.assert_array_equal(mask, reference)
     built = env.unwrapped.observation_spaces  # the spaces built once, in __init__
     assert space is built[agent], f"{agent}'s observation space was rebuilt during play"

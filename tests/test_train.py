@@ -433,7 +433,7 @@ def test_calibration_reward_adds_a_brier_penalty_to_each_verdict_and_nothing_els
         expected = 0.0
         if isinstance(op, Verdict):
             ref = plain.referee  # a decided ad keeps its row
-            right = op.verdict == CORRECT_VERDICT[ref.rows.label[ref.slot_row[op.slot]]]
+            right = op.verdict == CORRECT_VERDICT[ref.label_of(op.slot)]
             expected = -0.5 * (op.confidence - right) ** 2
             verdicts += 1
         assert diff == pytest.approx(expected)

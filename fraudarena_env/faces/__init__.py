@@ -8,7 +8,8 @@
   lines, the role logs and evidence text, built only when the text face asks;
 * ``views``: what a remote role may see of the state while the match runs.
 
-Faces read a referee's state and translate actions to the rules' ops. They import the rules
+Faces read a referee's state through ``rules.view.MatchView`` and translate actions to the
+rules' ops. They import the rules
 (``fraudarena_env.rules``) and ``fraudarena_env.models``, and each other; never the env, the
 policies, the server, training or the CLI.
 """

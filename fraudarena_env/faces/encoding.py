@@ -421,13 +421,13 @@ def markers_value(markers: int) -> float:
     return min(markers, MARKER_CAP) / MARKER_CAP
 
 
-def _surface_row(ref: Referee, row: int, t: np.ndarray, at: int) -> None:
-    rows = ref.rows
-    t[at] = math.log1p(rows.age_days.item(row)) / AGE_LOG_SCALE
-    t[at + 1] = rows.tld.item(row) * _TLD_SCALE
-    t[at + 2] = rows.payment_type.item(row) * _PAY_SCALE
-    t[at + 3] = rows.country.item(row) * _COUNTRY_SCALE
-    t[at + 4] = markers_value(rows.markers.item(row))
+def _surface_row(ref: Referee, s: int, t: np.ndarray, at: int) -> None:
+    age, tld, payment, country, markers = ref.surface_of(s)
+    t[at] = math.log1p(age) / AGE_LOG_SCALE
+    t[at + 1] = tld * _TLD_SCALE
+    t[at + 2] = payment * _PAY_SCALE
+    t[at + 3] = country * _COUNTRY_SCALE
+    t[at + 4] = markers_value(markers)
 
 
 def decode_surface(surface: np.ndarray) -> dict[str, np.ndarray]:
@@ -450,14 +450,14 @@ def _set_status(obs: Observer, s: int, verdict: int) -> None:
     t[at + verdict + 1] = 1.0
 
 
-def _arrive_common(obs: Observer, ref: Referee, s: int, row: int) -> None:
+def _arrive_common(obs: Observer, ref: Referee, s: int) -> None:
     """What every role sees of a newly arrived ad: presence, pending status, category, copy.
     (Arrivals come one to a few at a time: scalar writes beat fancy indexing here.)"""
     t = obs.tensor
     o = obs.off
     t[o["present"] + s] = 1.0
     t[o["status"] + 4 * s] = 1.0  # pending (a slot is never reused within a match)
-    t[o["category"] + N_CAT * s + ref.rows.category.item(row)] = 1.0
+    t[o["category"] + N_CAT * s + ref.category_of(s)] = 1.0
     _write_lexical(obs, ref, s)
 
 
@@ -477,10 +477,9 @@ def _inv_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
     m = obs._mask
     mr = ref.max_rounds
     for s in slots:
-        row = ref.slot_row.item(s)
-        _arrive_common(obs, ref, s, row)
+        _arrive_common(obs, ref, s)
         t[o["arrived_round"] + s] = ref.arrived.item(s) / mr
-        _surface_row(ref, row, t, o["surface"] + 5 * s)
+        _surface_row(ref, s, t, o["surface"] + 5 * s)
         t[o["pulls_left"] + s] = 1.0
         m[I_INVESTIGATE + N_T * s:I_INVESTIGATE + N_T * (s + 1)] = 1
         m[I_VERDICT + 9 * s:I_VERDICT + 9 * (s + 1)] = 1
@@ -492,9 +491,8 @@ def _inv_pull(obs: Observer, ref: Referee, ev: tuple) -> None:
     _, s, tgt = ev
     t = obs.tensor
     o = obs.off
-    row = ref.slot_row.item(s)
     t[o["pulled"] + N_T * s + tgt] = 1.0
-    t[o["evidence"] + N_T * s + tgt] = _evidence_value(ref.rows.evidence.item(row, tgt))
+    t[o["evidence"] + N_T * s + tgt] = _evidence_value(ref.evidence_of(s, tgt))
     n = ref.n_pulls.item(s)
     t[o["pulls_left"] + s] = (MAX_PULLS_PER_AD - n) / MAX_PULLS_PER_AD
     m = obs._mask
@@ -506,7 +504,7 @@ def _inv_pull(obs: Observer, ref: Referee, ev: tuple) -> None:
     k = _SIGNAL_OF_SOURCE.get(tgt)
     if k is None:
         return
-    token = ref.rows.tokens.item(row, k)
+    token = ref.token_of(s, k)
     seen = obs._tokens_seen[k].setdefault(token, [])
     if seen:
         shared = obs._shared
@@ -545,12 +543,10 @@ def _inv_modify(obs: Observer, ref: Referee, ev: tuple) -> None:
     s = ev[1]
     t = obs.tensor
     o = obs.off
-    row = int(ref.slot_row[s])
     _write_lexical(obs, ref, s)
-    t[o["surface"] + 5 * s + 4] = markers_value(int(ref.rows.markers[row]))
+    t[o["surface"] + 5 * s + 4] = markers_value(ref.markers_of(s))
     if ref.pulled[s, _LANDING]:
-        t[o["evidence"] + N_T * s + _LANDING] = _evidence_value(
-            float(ref.rows.evidence[row, _LANDING]))
+        t[o["evidence"] + N_T * s + _LANDING] = _evidence_value(ref.evidence_of(s, _LANDING))
 
 
 def _inv_globals(obs: Observer, ref: Referee) -> None:
@@ -558,7 +554,7 @@ def _inv_globals(obs: Observer, ref: Referee) -> None:
     t = obs.tensor
     o = obs.off
     t[o["budget"]] = ref.budget / ref.task.action_budget
-    t[o["queue_may_grow"]] = ref.n_base_arrived < ref.ep.n_base or (
+    t[o["queue_may_grow"]] = ref.n_base_arrived < ref.n_base or (
         not ref.committed and ref.proposals_used < ref.max_proposals)
     t[o["pending_count"]] = (ref.n_arrived - ref.n_manual) / S if ref.end_reason is None \
         else 0.0
@@ -578,11 +574,10 @@ def _fr_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
     t = obs.tensor
     o = obs.off
     for s in slots:
-        row = ref.slot_row.item(s)
-        _arrive_common(obs, ref, s, row)
+        _arrive_common(obs, ref, s)
         if ref.is_proposal.item(s):
             t[o["mine"] + s] = 1.0
-            t[o["my_tactic"] + len(TACTICS) * s + ref.rows.tactic.item(row)] = 1.0
+            t[o["my_tactic"] + len(TACTICS) * s + ref.tactic_of(s)] = 1.0
             _fr_modify(obs, ref, ("modify", s))
 
 
@@ -590,18 +585,17 @@ def _fr_modify(obs: Observer, ref: Referee, ev: tuple) -> None:
     s = ev[1]
     t = obs.tensor
     o = obs.off
-    row = ref.slot_row.item(s)
     _write_lexical(obs, ref, s)
     at = o["my_evidence"] + N_T * s
-    for k, x in enumerate(ref.rows.evidence[row].tolist()):
+    for k, x in enumerate(ref.evidence_row_of(s).tolist()):
         t[at + k] = _evidence_value(x)
-    _surface_row(ref, row, t, o["my_surface"] + 5 * s)
+    _surface_row(ref, s, t, o["my_surface"] + 5 * s)
     trusted = ref.trusted.item(s)
     t[o["trusted"] + s] = trusted
     m = obs._mask
     base = F_MODIFY + s * len(FRAUDSTER_EDITS)
     pending = ref.verdict.item(s) < 0
-    m[base] = pending and ref.rows.markers.item(row) > 0
+    m[base] = pending and ref.markers_of(s) > 0
     m[base + 1] = pending and not trusted
 
 
@@ -687,17 +681,9 @@ def _au_mask(obs: Observer, ref: Referee) -> np.ndarray:
 _RISKY_CATEGORY = [c.family != "legit" for c in CATEGORIES]  # for the bias reading
 
 
-def _present_columns(ref: Referee) -> tuple[list, ...]:
-    """The present slots, their rows, verdicts and confidences, as lists."""
-    present = ref.present.nonzero()[0]
-    return (present.tolist(), ref.slot_row[present].tolist(), ref.verdict[present].tolist(),
-            ref.confidence[present].tolist())
-
-
 def _fill_auditor_record(v: dict, ref: Referee) -> None:
     """Write the match record into the auditor's views. It is written once, when play ends,
     onto the zeros the views were reset to."""
-    rows = ref.rows
     v["manual"][:] = ref.manual
     v["proposal"][:] = ref.is_proposal
     v["pulled"][:] = ref.pulled
@@ -707,20 +693,26 @@ def _fill_auditor_record(v: dict, ref: Referee) -> None:
     confidence_v, severity_v, category_v, evidence_v = (v["confidence"], v["severity"],
                                                         v["category"], v["evidence"])
     pulled = ref.pulled.tolist()
-    for s, row, verdict, confidence in zip(*_present_columns(ref)):
+    present = ref.present.nonzero()[0]
+    truth = ref.facts_of(present, ("label", "category", "severity", "evidence"))
+    # The present ads and their facts, as plain lists: numpy scalars are slow one by one.
+    label, category = truth["label"].tolist(), truth["category"].tolist()
+    for s, lab, cat, sev, ev, verdict, confidence in zip(
+            present.tolist(), label, category, truth["severity"].tolist(),
+            truth["evidence"].tolist(), ref.verdict[present].tolist(),
+            ref.confidence[present].tolist()):
         present_v[s] = 1
-        label_v[s, rows.label.item(row)] = 1
+        label_v[s, lab] = 1
         status_v[s, verdict + 1] = 1
         confidence_v[s] = confidence
-        severity_v[s] = rows.severity.item(row)
-        category_v[s, rows.category.item(row)] = 1
-        for t, x in enumerate(rows.evidence[row].tolist()):
+        severity_v[s] = sev
+        category_v[s, cat] = 1
+        for t, x in enumerate(ev):
             if pulled[s][t]:  # only what was pulled is seen
                 evidence_v[s, t] = _evidence_value(x)
-    # The manual verdicts, as plain lists: there are few, and numpy scalars are slow one by one.
-    slot_row, verdict, order = ref.slot_row.tolist(), ref.verdict.tolist(), \
-        ref.decided_order.tolist()
-    label, category = rows.label.tolist(), rows.category.tolist()
+    label = dict(zip(present.tolist(), label))  # by slot
+    category = dict(zip(present.tolist(), category))
+    verdict, order = ref.verdict.tolist(), ref.decided_order.tolist()
     manual = ref.manual.tolist()
     manual_slots = ref.manual.nonzero()[0].tolist()
     rat = v["rationale"]
@@ -743,9 +735,8 @@ def _fill_auditor_record(v: dict, ref: Referee) -> None:
     risky = [0, 0]  # ads, rejected
     plain = [0, 0]
     for s in manual_slots:
-        row = slot_row[s]
-        if label[row] == LEGIT:
-            tally = risky if _RISKY_CATEGORY[category[row]] else plain
+        if label[s] == LEGIT:
+            tally = risky if _RISKY_CATEGORY[category[s]] else plain
             tally[0] += 1
             tally[1] += verdict[s] == REJECT
     v["bias"][:] = (risky[0] / S, risky[1] / risky[0] if risky[0] else 0,
@@ -767,8 +758,7 @@ def shared_signals(ref: Referee) -> np.ndarray:
     """(S, S) count of ring signals two ads visibly share: both ads had the revealing source
     pulled and show the same token. (The reference computation; observers keep it
     incrementally.)"""
-    idx = np.maximum(ref.slot_row, 0)
-    tokens = ref.rows.tokens[idx]
+    tokens = ref.facts_of(names=("tokens",))["tokens"]
     shared = np.zeros((S, S), np.int64)
     for k, source in enumerate(RING_SIGNAL_SOURCE):
         seen = ref.pulled[:, source] & ref.present

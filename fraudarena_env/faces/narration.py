@@ -34,7 +34,7 @@ from ..rules.events import (
     TurnEnded,
     role_of,
 )
-from ..rules.evidence import evidence_fields, headline
+from ..rules.evidence import headline
 from ..rules.referee import Referee
 from ..rules.state import F
 
@@ -68,7 +68,7 @@ def _proposal_entry(ref: Referee, ev: Proposed | Modified, action_type: str,
     return _entry(
         ev.at, action_type, reward=0.0, ad_id=AD_IDS[slot],
         slot_index=ref.proposal_slots.index(slot),
-        category=CATEGORIES[ref.rows.category[ref.slot_row[slot]]].name,
+        category=CATEGORIES[ref.category_of(slot)].name,
         ad_copy=ev.copy, landing_page_blurb=ev.blurb, targeting_summary=ev.targeting,
         **{"new_ad_copy": None, "new_landing_page_blurb": None, **fields})
 
@@ -80,7 +80,7 @@ def _investigator_entry(at: Stamp, action_type: str, reward: float, **fields: An
 # ----------------------------------------------------------------------------- per event
 # Each kind's reading: (its log entry, its role's feedback line).
 def _proposed(ref: Referee, ev: Proposed) -> tuple[dict, str]:
-    tactic = TACTICS[ref.rows.tactic[ref.slot_row[ev.slot]]]
+    tactic = TACTICS[ref.tactic_of(ev.slot)]
     return (_proposal_entry(ref, ev, "propose_ad", rationale=ev.rationale, tactic=tactic),
             f"proposed {AD_IDS[ev.slot]}")
 
@@ -106,7 +106,7 @@ def _committed(ref: Referee, ev: Committed) -> tuple[dict, str]:
 def _pulled(ref: Referee, ev: Pulled) -> tuple[dict, str]:
     source, ad_id = TARGETS[ev.target], AD_IDS[ev.slot]
     name, value = headline(source, ev.signal)
-    fields = evidence_fields(ref.rows, ref.slot_row.item(ev.slot), ev.target, ev.signal)
+    fields = ref.evidence_fields_of(ev.slot, ev.target, ev.signal)
     findings = evidence_text(source, fields)
     entry = _investigator_entry(ev.at, "investigate", ev.reward, ad_id=ad_id,
                                 investigation_target=source,
@@ -206,7 +206,7 @@ def recorded_events(ref: Referee) -> list[Event]:
                 twin.penalize(role, None, played)
             else:
                 twin.carry_out(role, played)
-        ref.events, ref.recording, ref.played = twin.events, True, None
+        ref.adopt_events(twin.events)
     return ref.events
 
 

@@ -51,7 +51,6 @@ from ..rules.catalog import (
     VERDICTS,
 )
 from ..rules.errors import IllegalActionError, OutOfTurnError
-from ..rules.evidence import evidence_fields, surface_fields
 from ..rules.referee import Referee
 from . import narration
 from .narration import evidence_text
@@ -149,8 +148,7 @@ def apply_model(ref: Referee, role: str, action) -> float:
 
 # ----------------------------------------------------------------------------- observations
 def revealed(ref, slot: int) -> dict[str, dict]:
-    row = ref.slot_row[slot]
-    return {TARGETS[t]: evidence_fields(ref.rows, row, int(t))
+    return {TARGETS[t]: ref.evidence_fields_of(slot, int(t))
             for t in np.flatnonzero(ref.pulled[slot])}
 
 
@@ -175,7 +173,7 @@ def fraudster_observation(ref) -> FraudsterObservation:
     queue, prior, used, mine = [], [], {}, {}
     for s in present:
         item = {"ad_id": AD_IDS[s], "ad_copy": ref.copy[s],
-                "category": CATEGORIES[ref.rows.category[ref.slot_row[s]]].name,
+                "category": CATEGORIES[ref.category_of(s)].name,
                 "status": VERDICTS[ref.verdict[s]] if ref.verdict[s] >= 0 else "pending",
                 "is_my_proposal": bool(ref.is_proposal[s])}
         if ref.is_proposal[s]:
@@ -190,11 +188,10 @@ def fraudster_observation(ref) -> FraudsterObservation:
         if ref.pulled[s].any():
             used[AD_IDS[s]] = [TARGETS[t] for t in np.flatnonzero(ref.pulled[s])]
     for k, s in enumerate(ref.proposal_slots):
-        row = ref.slot_row[s]
-        signals = surface_fields(ref.rows, row)
+        signals = ref.surface_fields_of(s)
         signals.update(seed_columns(AD_IDS[s], {
-            t: evidence_fields(ref.rows, row, k) for k, t in enumerate(TARGETS)}))
-        signals.update(slot_index=k, tactic=TACTICS[ref.rows.tactic[row]],
+            t: ref.evidence_fields_of(s, k) for k, t in enumerate(TARGETS)}))
+        signals.update(slot_index=k, tactic=TACTICS[ref.tactic_of(s)],
                        investigator_verdict=VERDICTS[ref.verdict[s]]
                        if ref.verdict[s] >= 0 else None,
                        landing_page_blurb=ref.blurb[s], trust_blurb=bool(ref.trusted[s]),
@@ -219,8 +216,7 @@ def investigator_observation(ref) -> AdReviewObservation:
     pending = [s for s in present if ref.verdict[s] < 0]
     ledger, digest, decided, findings = {}, [], [], []
     for s in present:
-        row = ref.slot_row[s]
-        entry = surface_fields(ref.rows, row)
+        entry = ref.surface_fields_of(s)
         entry.update(ad_copy=ref.copy[s], landing_page_blurb=ref.blurb[s],
                      targeting_summary=ref.targeting[s], status=ref.status_of(s),
                      arrived_round=int(ref.arrived[s]),
@@ -233,7 +229,7 @@ def investigator_observation(ref) -> AdReviewObservation:
         for t, fields in shown.items():
             findings.append(f"{AD_IDS[s]} {evidence_text(t, fields)}")
         if ref.verdict[s] < 0:
-            digest.append({"ad_id": AD_IDS[s], **surface_fields(ref.rows, row),
+            digest.append({"ad_id": AD_IDS[s], **ref.surface_fields_of(s),
                            "domain": columns.get("domain"),
                            "registrar": columns.get("registrar")})
         else:
@@ -252,7 +248,7 @@ def investigator_observation(ref) -> AdReviewObservation:
                  f"{e['targets_pulled'] or 'nothing yet'}")
     n_dec = len(present) - len(pending)
     can_grow = (not ref.committed and ref.proposals_used < ref.max_proposals) or \
-        ref.n_base_arrived < ref.ep.n_base
+        ref.n_base_arrived < ref.n_base
     return AdReviewObservation(
         phase=ref.phase, task_id=ref.task.task_id, round_number=ref.round_number,
         rounds_remaining=ref.rounds_remaining(),
@@ -276,23 +272,20 @@ def investigator_observation(ref) -> AdReviewObservation:
 
 def episode_record(ref) -> dict:
     """The match as the auditor reviews it, ground truth included."""
-    rows = ref.rows
     present = np.flatnonzero(ref.present)
     ads, verdicts = [], []
     for s in present:
-        row = ref.slot_row[s]
-        cat = CATEGORIES[rows.category[row]]
+        cat, label, tactic = CATEGORIES[ref.category_of(s)], ref.label_of(s), ref.tactic_of(s)
         ads.append({"ad_id": AD_IDS[s], "ad_copy": ref.copy[s], "category": cat.name,
-                    "ground_truth": LABELS[rows.label[row]],
-                    "severity": round(float(rows.severity[row]), 4),
-                    "fraud_type": cat.name if rows.label[row] != 0 else "",
-                    "difficulty": TACTICS[rows.tactic[row]] if rows.tactic[row] >= 0
-                    else "legit",
+                    "ground_truth": LABELS[label],
+                    "severity": round(ref.severity_of(s), 4),
+                    "fraud_type": cat.name if label != 0 else "",
+                    "difficulty": TACTICS[tactic] if tactic >= 0 else "legit",
                     "is_fraudster_proposal": bool(ref.is_proposal[s]),
                     "landing_page_blurb": ref.blurb[s],
                     "targeting_summary": ref.targeting[s]})
         if ref.verdict[s] >= 0:
-            verdicts.append({"ad_id": AD_IDS[s], "ground_truth": LABELS[rows.label[row]],
+            verdicts.append({"ad_id": AD_IDS[s], "ground_truth": LABELS[label],
                              "verdict": VERDICTS[ref.verdict[s]],
                              "confidence": float(ref.confidence[s]),
                              "rationale": ref.rationale[s] or "",
@@ -300,8 +293,7 @@ def episode_record(ref) -> dict:
                              "targets_pulled": [TARGETS[t] for t in
                                                 np.flatnonzero(ref.pulled[s])]})
     rings = [{"ring_id": f"ring_{r.ring_id}", "topology": r.topology,
-              "member_ad_ids": [AD_IDS[s] for s in present if ref.slot_row[s] in
-                                r.members],
+              "member_ad_ids": [AD_IDS[s] for s in ref.ring_slots(r)],
               "shared_signal_types": [RING_SIGNALS[i] for i in r.shared_signals]}
              for r in ref.rings]
     return {"task_id": ref.task.task_id, "round_number": ref.round_number,

@@ -176,18 +176,17 @@ class OracleInvestigator(Policy):
 
     def act_model(self, obs):
         ref = self.referee
-        rows = ref.rows
         if ref.budget <= 0:
             return AdReviewAction(action_type="end_turn")
         present = np.flatnonzero(ref.present).tolist()
         for n, a in enumerate(present):
-            ra = rows.ring[ref.slot_row[a]]
+            ra = ref.ring_of(a)
             for b in present[n + 1:]:
-                if ra >= 0 and rows.ring[ref.slot_row[b]] == ra and not ref.linked[a, b]:
+                if ra >= 0 and ref.ring_of(b) == ra and not ref.linked[a, b]:
                     return AdReviewAction(action_type="link_accounts", ad_id=AD_IDS[a],
                                           linked_ad_id=AD_IDS[b], link_reason="oracle")
         for s in ref.pending_slots().tolist():
-            label = int(rows.label[ref.slot_row[s]])
+            label = ref.label_of(s)
             return AdReviewAction(action_type="verdict", ad_id=AD_IDS[s],
                                   verdict=VERDICTS[CORRECT_VERDICT[label]], confidence=1.0)
         return AdReviewAction(action_type="end_turn")

@@ -22,6 +22,9 @@ set of rules: ``check`` says whether an op is legal and why not (the role module
 rejected op leaves the match untouched. This module holds what ties them together: the match's
 settings, its state (a ``MatchState`` row) and the step.
 
+Code outside the rules reads a referee through ``view.MatchView`` (its base class: named
+attributes and accessors by slot) and changes it only through the verbs in ``PLAY``.
+
 The rules tell no story of the match: what happened is recorded as typed events
 (``rules.events``), on a referee that records them, and ``faces.narration`` tells them as the
 feedback, the logs and the evidence text. The text the rules do hold is game state or a rule's
@@ -36,7 +39,6 @@ the class users get as ``fraudarena_env.Referee``.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from functools import lru_cache
 from typing import Any
@@ -50,8 +52,6 @@ from .actions import (
 from .auditor import AuditorMoves
 from .auditor import repeats as _repeats
 from .catalog import (
-    AD_IDS,
-    AD_SLOT,
     CATEGORIES,
     CATEGORY_INDEX,
     MATCH_KNOBS,
@@ -60,19 +60,19 @@ from .catalog import (
     PHASE_ROLE,
     PHASES,
     ROLES,
-    STATUSES,
     TASKS,
     TaskConfig,
 )
 from .errors import IllegalActionError, OutOfTurnError
 from .events import Event, Refused
 from .evidence import token_text
-from .fraudster import FraudsterMoves, queue_room
+from .fraudster import FraudsterMoves
 from .generator import Episode, RingInfo, generate
 from .investigator import InvestigatorMoves
 from .machine import MatchMachine
 from .roles import explain
 from .state import END_REASONS, PHASE_OF, SCALARS, A, F, I, MatchState  # noqa: F401
+from .view import MatchView, match_id_for  # noqa: F401
 
 # What a referee records of its matches: typed events (the text face reads them), the ops it
 # played (the text face replays them into events when first asked: the env's tensor path), or
@@ -113,11 +113,6 @@ def _excerpt(value: object, limit: int = 40) -> str:
     """A value's repr, cut short: error messages never echo much of what they were given."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-def match_id_for(seed: int, task_id: str, knobs: dict) -> str:
-    key = f"{seed}|{task_id}|{sorted(knobs.items())}".encode()
-    return "m_" + hashlib.sha256(key).hexdigest()[:16]
 
 
 def match_settings(seed: int | None, task_id: str, knobs: dict) -> tuple:
@@ -162,9 +157,10 @@ def match_settings(seed: int | None, task_id: str, knobs: dict) -> tuple:
     return task, seed, cfg, allowed, knobs
 
 
-class Referee(FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
+class Referee(MatchView, FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
     """One FraudArena match, on the rules' ops: ``reset_match`` starts it, ``check`` and ``apply``
-    play it. (``fraudarena_env.Referee`` adds the text face's entry points.)
+    play it (``PLAY`` lists every verb), and ``MatchView`` is how it is read. (``fraudarena_env.
+    Referee`` adds the text face's entry points.)
 
     The match lives in ``match_state``, a ``MatchState``, as its match ``index`` (a referee of
     its own holds a state of one match; a batch of matches shares one state, a referee per
@@ -304,53 +300,6 @@ class Referee(FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
                                self.n_manual, self.step_count, self.auditor_actions,
                                -1 if self.end_reason is None else _END_CODE[self.end_reason])
 
-    # ------------------------------------------------------------------ queries
-    @property
-    def match_id(self) -> str:
-        """A stable id from the seed, task and knobs ("" before the first match)."""
-        if self._match_id is None:
-            self._match_id = match_id_for(*self.setup)
-        return self._match_id
-
-    @property
-    def episode_id(self) -> str:
-        """The id given to ``reset_match``, or else the match id."""
-        return self._episode_id if self._episode_id is not None else self.match_id
-
-    @property
-    def done(self) -> bool:
-        return self.phase == "done"
-
-    @property
-    def current_role(self) -> str | None:
-        return PHASE_ROLE.get(self.phase)
-
-    @property
-    def n_ring_pairs(self) -> int:
-        return sum(len(r.members) * (len(r.members) - 1) // 2 for r in self.rings)
-
-    def pending_slots(self) -> np.ndarray:
-        return (self.present & (self.verdict < 0)).nonzero()[0]
-
-    def proposal_room(self) -> bool:
-        """A new proposal needs a free slot beyond those reserved for base ads still to come."""
-        return queue_room(self.n_arrived, self.ep.n_base, self.n_base_arrived)
-
-    def ad_id(self, slot: int) -> str:
-        return AD_IDS[slot]
-
-    def label_of(self, slot: int) -> int:
-        """The true label (``catalog.LEGIT``, ``FRAUD`` or ``ESCALATE``) of the ad in ``slot``:
-        hidden from every role during play; for training-only shaping and analysis."""
-        return self.rows.label.item(self.slot_row.item(slot))
-
-    def slot_of(self, ad_id: str, agent: str, action: object) -> int:
-        slot = AD_SLOT.get(ad_id, -1)
-        if slot < 0 or not self.present[slot]:
-            raise IllegalActionError(agent, action, f"unknown ad_id {ad_id!r}; ads in the queue: "
-                                     f"{[AD_IDS[s] for s in np.flatnonzero(self.present)]}")
-        return slot
-
     def check_turn(self, role: str, action: object) -> None:
         """Raise ``OutOfTurnError`` unless it is ``role``'s turn (``action`` is named in it)."""
         if self.phase == "done":
@@ -426,20 +375,44 @@ class Referee(FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
         self.store_scalars()
         return scoring.ILLEGAL_PENALTY
 
+    # ------------------------------------------------------------------ for the batched env
+    # ``VectorFraudArena`` plays many matches on one state and updates their referees in batch;
+    # these verbs are how it changes a referee's record without reaching into it.
+    def place_proposal(self, op: Op) -> int:
+        """Put the fraudster's proposal ``op`` in the queue, without counting the turn's action
+        (the batched caller counts it): the slot it took."""
+        return self._propose(op)
 
-    # ------------------------------------------------------------------ views
-    def status_of(self, slot: int) -> str:
-        return STATUSES[int(self.verdict[slot]) + 1]
+    def edit_proposal(self, op: Op) -> None:
+        """Carry out the fraudster's edit ``op``, without counting the turn's action."""
+        self._modify(op)
 
-    def rounds_remaining(self) -> int:
-        return max(0, self.max_rounds - self.round_number + 1)
+    def sync_links(self, pairs: list[tuple[int, int]]) -> None:
+        """Take the links as a batched step left them in the state (``linked``)."""
+        self.links = pairs
 
-    def actions_left_this_turn(self, role_index: int) -> int:
-        if PHASE_ROLE.get(self.phase) != ROLES[role_index]:
-            return 0
-        if role_index == A:
-            return MAX_AUDITOR_ACTIONS - self.auditor_actions
-        return self.caps[role_index] - self.actions_this_turn
+    def record_finish(self, *, calibration: list, grader_score: float, grader_terms: dict,
+                      plausibility: dict, terminal: list[float], truth_flags: set,
+                      end_reason: str) -> None:
+        """Take the end of play as a batched end worked it out (``_finish``'s record)."""
+        self.calibration = calibration
+        self.grader_score, self.grader_terms = grader_score, grader_terms
+        self.plausibility = plausibility
+        self.terminal = terminal
+        self.truth_flags = truth_flags
+        self.end_reason = end_reason
+
+    def adopt_events(self, events: list[Event]) -> None:
+        """Take the events a replay of the ops played recorded (``faces.narration``): from now
+        on the referee records its own."""
+        self.events, self.recording, self.played = events, True, None
 
 
-__all__ = ["Referee", "token_text"]
+# The referee's verbs: what code outside the rules may call to change a match (with the read
+# surface, ``MatchView``, this is all it may touch; ``tests/test_boundary.py`` checks it).
+PLAY = ("reset_match", "check", "check_turn", "repeats", "apply", "carry_out", "penalize",
+        "load_scalars", "store_scalars", "place_proposal", "edit_proposal", "sync_links",
+        "record_finish", "adopt_events")
+
+
+__all__ = ["PLAY", "Referee", "token_text"]

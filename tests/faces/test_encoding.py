@@ -36,7 +36,6 @@ from fraudarena_env.rules.catalog import (
     TASK_IDS,
     TLDS,
 )
-from fraudarena_env.rules.roles import legal_mask as rules_mask
 
 S = MAX_SLOTS
 ROLES = ("fraudster", "investigator", "auditor")
@@ -48,14 +47,13 @@ def _onehot(width: int, present: np.ndarray, index: np.ndarray) -> np.ndarray:
     return out
 
 
-def _surface(ref, rows_of: np.ndarray, where: np.ndarray) -> np.ndarray:
-    rows = ref.rows
+def _surface(facts: dict, where: np.ndarray) -> np.ndarray:
     out = np.zeros((S, 5))
-    out[:, 0] = np.log1p(rows.age_days[rows_of]) / 8.3
-    out[:, 1] = rows.tld[rows_of] / (len(TLDS) - 1)
-    out[:, 2] = rows.payment_type[rows_of] / (len(PAYMENT_TYPES) - 1)
-    out[:, 3] = rows.country[rows_of] / (len(COUNTRIES) - 1)
-    out[:, 4] = np.minimum(rows.markers[rows_of], 6) / 6
+    out[:, 0] = np.log1p(facts["age_days"]) / 8.3
+    out[:, 1] = facts["tld"] / (len(TLDS) - 1)
+    out[:, 2] = facts["payment_type"] / (len(PAYMENT_TYPES) - 1)
+    out[:, 3] = facts["country"] / (len(COUNTRIES) - 1)
+    out[:, 4] = np.minimum(facts["markers"], 6) / 6
     out[~where] = 0
     return out
 
@@ -63,11 +61,10 @@ def _surface(ref, rows_of: np.ndarray, where: np.ndarray) -> np.ndarray:
 def expected_views(role: str, ref) -> dict[str, np.ndarray]:
     """The per-ad views of ``role``'s observation, from the referee's state alone."""
     present = ref.present.copy()
-    rows_of = np.maximum(ref.slot_row, 0)
-    rows = ref.rows
+    rows = ref.facts_of()  # every slot's, by name
     status = _onehot(4, present, ref.verdict.astype(np.int64) + 1)
-    category = _onehot(len(CATEGORIES), present, rows.category[rows_of].astype(np.int64))
-    evidence = np.clip(rows.evidence[rows_of] / EVIDENCE_SCALE, -OBS_BOUND, OBS_BOUND)
+    category = _onehot(len(CATEGORIES), present, rows["category"].astype(np.int64))
+    evidence = np.clip(rows["evidence"] / EVIDENCE_SCALE, -OBS_BOUND, OBS_BOUND)
     out = {"present": present, "status": status, "pulled": ref.pulled,
            "lexical": np.where(present[:, None], ref.lexical, 0)}
     if role == "investigator":
@@ -75,7 +72,7 @@ def expected_views(role: str, ref) -> dict[str, np.ndarray]:
         shared = shared_signals(ref)
         out.update(
             arrived_round=np.where(present, ref.arrived / ref.max_rounds, 0),
-            surface=_surface(ref, rows_of, present),
+            surface=_surface(rows, present),
             evidence=np.where(ref.pulled, evidence, 0),
             pulls_left=np.where(pending, (MAX_PULLS_PER_AD - ref.n_pulls) / MAX_PULLS_PER_AD, 0),
             collisions=np.count_nonzero(shared, axis=1) / S,
@@ -85,17 +82,17 @@ def expected_views(role: str, ref) -> dict[str, np.ndarray]:
         mine = ref.is_proposal & present
         out.update(
             mine=mine,
-            my_tactic=_onehot(len(TACTICS), mine, rows.tactic[rows_of].astype(np.int64)),
+            my_tactic=_onehot(len(TACTICS), mine, rows["tactic"].astype(np.int64)),
             my_evidence=np.where(mine[:, None], evidence, 0),
-            my_surface=_surface(ref, rows_of, mine),
+            my_surface=_surface(rows, mine),
             trusted=ref.trusted & mine)
     elif ref.phase in ("audit_phase", "done"):  # the auditor sees the record once play ends
         manual = ref.manual & present
         out.update(
-            label=_onehot(3, present, rows.label[rows_of].astype(np.int64)),
+            label=_onehot(3, present, rows["label"].astype(np.int64)),
             manual=manual, proposal=ref.is_proposal & present,
             confidence=np.where(present, ref.confidence, 0),
-            severity=np.where(present, rows.severity[rows_of], 0),
+            severity=np.where(present, rows["severity"], 0),
             evidence=np.where(ref.pulled, evidence, 0),
             calibration=np.asarray([(n / S, c, a) for n, c, a in ref.calibration]))
     else:
@@ -172,7 +169,7 @@ def test_incremental_masks_equal_the_rules_mask(task_id):
             role = ref.current_role
             vector, mask = observers[role].observe(ref)
             for other in ROLES:
-                np.testing.assert_array_equal(observers[other].mask(ref), rules_mask(ref.match_state, other)[0])
+                np.testing.assert_array_equal(observers[other].mask(ref), ref.legal_mask(other))
             ref.apply(role, OPS[role][policies[role].act_tensor(vector, mask)])
 
 
@@ -199,10 +196,9 @@ def test_policies_read_the_surface_back_exactly_as_it_was_drawn():
     surface = views("investigator", vector, ["surface"])["surface"]
     read = decode_surface(surface)
     for s in np.flatnonzero(ref.present).tolist():
-        row = int(ref.slot_row[s])
-        assert read["landing_tld"][s] == ref.rows.tld[row]
-        assert read["payment_type"][s] == ref.rows.payment_type[row]
-        assert read["country"][s] == ref.rows.country[row]
-        assert read["risk_markers"][s] == min(int(ref.rows.markers[row]), MARKER_CAP)
-        assert abs(read["account_age"][s] - ref.rows.age_days[row]) <= 0.5 + 1e-3 * \
-            ref.rows.age_days[row]
+        age, tld, payment, country, markers = ref.surface_of(s)
+        assert read["landing_tld"][s] == tld
+        assert read["payment_type"][s] == payment
+        assert read["country"][s] == country
+        assert read["risk_markers"][s] == min(markers, MARKER_CAP)
+        assert abs(read["account_age"][s] - age) <= 0.5 + 1e-3 * age

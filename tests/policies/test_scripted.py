@@ -129,7 +129,7 @@ def test_waiting_fraudster_holds_its_ads_for_the_last_quarter_of_the_match():
         for seed in range(1000, 1010):
             result = arena.play(task_id, seed, {"fraudster": WaitingFraudster(0.25, seed=seed)})
             ref = result.referee
-            rounds = [int(ref.rows.arrival_round[ref.slot_row[s]]) for s in ref.proposal_slots]
+            rounds = [int(ref.arrived[s]) for s in ref.proposal_slots]
             assert rounds and min(rounds) == ref.max_rounds, (task_id, seed, rounds)
 
 
@@ -149,7 +149,7 @@ def test_waiting_fraudster_uses_only_the_tactics_it_is_given_on_both_faces():
         fraudster = WaitingFraudster(0.6, seed=seed, tactics=("camouflaged",))
         tensor = a.play("task_3", seed, {"fraudster": fraudster}, faces=TENSOR)
         ref = tensor.referee
-        used = {TACTICS[int(ref.rows.tactic[ref.slot_row[s]])] for s in ref.proposal_slots}
+        used = {TACTICS[ref.tactic_of(s)] for s in ref.proposal_slots}
         assert used == {"camouflaged"}, (seed, used)
         text = b.play("task_3", seed, {"fraudster": WaitingFraudster(
             0.6, seed=seed, tactics=("camouflaged",))}, faces={**TENSOR, "fraudster": "text"})
