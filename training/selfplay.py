@@ -101,6 +101,8 @@ def phase_config(cfg: LeagueConfig, role: str, generation: int, init: str, pool:
     """The one-role run of ``role`` in ``generation``: against the other role's pool."""
     other = "fraudster" if role == "investigator" else "investigator"
     return one_role.Config(
+        **{**one_role.ROLE_ENV_DEFAULTS, "n_envs": cfg.n_envs, "n_steps": cfg.n_steps,
+           "learning_rate": cfg.learning_rate},
         role=role, tasks=cfg.tasks, opponents=((other, str(pool / other)),),
         out=str(Path(cfg.out) / "phases" / f"{role}_g{generation}"),
         seed=cfg.seed * 100 + generation, init=init,
@@ -109,8 +111,7 @@ def phase_config(cfg: LeagueConfig, role: str, generation: int, init: str, pool:
         net=cfg.net, imitation_samples=cfg.imitation_samples if role == "investigator"
         else cfg.fraudster_imitation_samples,
         teacher="" if role == "investigator" else cfg.fraudster_teacher,
-        imitation_epochs=cfg.imitation_epochs, n_envs=cfg.n_envs, n_steps=cfg.n_steps,
-        learning_rate=cfg.learning_rate, val_seeds=(), eval_every=0, progress=False,
+        imitation_epochs=cfg.imitation_epochs, val_seeds=(), eval_every=0, progress=False,
         tensorboard=cfg.tensorboard)
 
 
