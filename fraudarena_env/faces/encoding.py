@@ -350,7 +350,7 @@ _LANDING = TARGETS.index("landing_page")
 _SIGNAL_OF_SOURCE = {src: k for k, src in enumerate(RING_SIGNAL_SOURCE)}
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=4)  # one per role
 def _layout_spans(role: str) -> tuple[tuple[tuple[str, int, int, tuple[int, ...]], ...], int]:
     """A role's views as (name, start, stop, shape), and the vector's size: worked out once per
     role, not once per observer (a vector env makes three observers per match)."""
