@@ -122,16 +122,17 @@ class Config:
 
 
 def batched_defaults(role: str) -> dict:
-    """The batched path's PPO settings for ``role``, 8,192 steps a rollout. The investigator:
-    256 matches of 32 steps, 4 epochs in batches of 256, lr 3e-4 (the from-scratch run of
-    training/RESULTS.md; with 1 or 2 epochs, in batches of 256 to 1,024, the same run settled
-    on always-reject or worse by 147k steps). The fraudster waits on ~50 steps of the vector
-    env per step of its own (the investigator's turn, the auditor's flags), each costing about
-    as much for a few matches as for many, so it plays 2,048 matches of 4 steps (its matches
-    are short), one epoch in batches of 1,024: its network is small and its env the cost."""
+    """The batched path's PPO settings for ``role``: 8,192 steps a rollout, 4 epochs in batches
+    of 256. The investigator (and the auditor): 256 matches of 32 steps, lr 3e-4, the
+    from-scratch run of training/RESULTS.md (with 1 or 2 epochs, in batches of 256 to 1,024,
+    that run settled on always-reject or worse by 147k steps). The fraudster waits on ~50
+    steps of the vector env per step of its own (the investigator's turn, the auditor's flags),
+    each costing about as much for a few matches as for many, so it plays 1,024 matches of 8
+    steps, lr 1e-4 (train.py's earlier default): from scratch on task_3 it earned as much by
+    98k steps as with 256 matches of 32, where 2,048 matches of 4 earned less (all matches start
+    together, so a rollout that short holds the same few moves of every match)."""
     if role == "fraudster":
-        return dict(vector_envs=2048, n_steps=4, batch_size=1024, n_epochs=1,
-                    learning_rate=3e-4)
+        return dict(vector_envs=1024, n_steps=8, batch_size=256, n_epochs=4, learning_rate=1e-4)
     return dict(vector_envs=256, n_steps=32, batch_size=256, n_epochs=4, learning_rate=3e-4)
 
 
@@ -542,20 +543,21 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                    help="imitate this policy of the role: a name `fraudarena play` takes or a "
                         "checkpoint (default: the scripted one)")
     p.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default: 3e-4; 1e-4 with --vector-envs 0)")
+                   help="learning rate (default 3e-4; the fraudster's, and with --vector-envs 0, "
+                        "1e-4)")
     p.add_argument("--n-envs", type=int, default=d.n_envs,
                    help="with --vector-envs 0: how many RoleEnvs")
     p.add_argument("--vector-envs", type=int, default=None, metavar="N",
                    help="play N matches in one VectorRoleEnv (the tasks in turn), the "
-                        "opponents in batch (default: 256, the fraudster 2,048); 0: --n-envs "
+                        "opponents in batch (default 256, the fraudster's 1,024); 0: --n-envs "
                         "RoleEnvs, one by one (the shipped checkpoints' path)")
     p.add_argument("--n-steps", type=int, default=None,
-                   help="steps per env per rollout (default: 32, the fraudster 4; 512 with "
+                   help="steps per env per rollout (default 32, the fraudster's 8; 512 with "
                         "--vector-envs 0)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="PPO's minibatch (default: 256, the fraudster 1024)")
+                   help="PPO's minibatch (default 256)")
     p.add_argument("--n-epochs", type=int, default=None,
-                   help="PPO's passes over each rollout (default: 4, the fraudster 1)")
+                   help="PPO's passes over each rollout (default 4)")
     p.add_argument("--ent-coef", type=float, default=d.ent_coef)
     p.add_argument("--clip-range", type=float, default=d.clip_range)
     p.add_argument("--calibration-coef", type=float, default=d.calibration_coef,
