@@ -122,18 +122,20 @@ class Config:
 
 
 def batched_defaults(role: str) -> dict:
-    """The batched path's PPO settings for ``role``: 8,192 steps a rollout, 4 epochs in batches
-    of 256. The investigator (and the auditor): 256 matches of 32 steps, lr 3e-4, the
-    from-scratch run of training/RESULTS.md (with 1 or 2 epochs, in batches of 256 to 1,024,
-    that run settled on always-reject or worse by 147k steps). The fraudster waits on ~50
-    steps of the vector env per step of its own (the investigator's turn, the auditor's flags),
-    each costing about as much for a few matches as for many, so it plays 1,024 matches of 8
-    steps, lr 1e-4 (train.py's earlier default): from scratch on task_3 it earned as much by
-    98k steps as with 256 matches of 32, where 2,048 matches of 4 earned less (all matches start
-    together, so a rollout that short holds the same few moves of every match)."""
+    """The batched path's PPO settings for ``role``, 8,192 steps a rollout. The investigator (and
+    the auditor): 256 matches of 32 steps, 2 epochs in batches of 128, lr 3e-4. From scratch on
+    task_3 (training/RESULTS.md's run, 147k steps) that reached a validation grader of 0.58,
+    where 4 epochs of 256 (the run's own settings, twice the updates' cost) reached 0.53, and
+    1 or 2 epochs of 256 to 1,024, or 1 of 64, settled on always-reject or near it. The
+    fraudster waits on ~50 steps of the vector env per step of its own (the investigator's turn,
+    the auditor's flags), each costing about as much for a few matches as for many, so it plays
+    1,024 matches of 8 steps, 4 epochs of 256, lr 1e-4 (train.py's earlier settings): from
+    scratch on task_3 it earned as much by 98k steps as with 256 matches of 32, where 2,048
+    matches of 4 earned less (all matches start together, so a rollout that short holds the
+    same few moves of every match)."""
     if role == "fraudster":
         return dict(vector_envs=1024, n_steps=8, batch_size=256, n_epochs=4, learning_rate=1e-4)
-    return dict(vector_envs=256, n_steps=32, batch_size=256, n_epochs=4, learning_rate=3e-4)
+    return dict(vector_envs=256, n_steps=32, batch_size=128, n_epochs=2, learning_rate=3e-4)
 
 
 # The RoleEnv path's PPO settings (vector_envs 0), train.py's defaults before the batched path
@@ -555,9 +557,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                    help="steps per env per rollout (default 32, the fraudster's 8; 512 with "
                         "--vector-envs 0)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="PPO's minibatch (default 256)")
+                   help="PPO's minibatch (default 128, the fraudster's 256; 256 with "
+                        "--vector-envs 0)")
     p.add_argument("--n-epochs", type=int, default=None,
-                   help="PPO's passes over each rollout (default 4)")
+                   help="PPO's passes over each rollout (default 2, the fraudster's 4; 4 with "
+                        "--vector-envs 0)")
     p.add_argument("--ent-coef", type=float, default=d.ent_coef)
     p.add_argument("--clip-range", type=float, default=d.clip_range)
     p.add_argument("--calibration-coef", type=float, default=d.calibration_coef,
