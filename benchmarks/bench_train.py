@@ -28,7 +28,8 @@ Needs the training extra (``pip install torch==2.13.0 && pip install -e ".[train
 
 ``--against-plain`` times issue #19's comparison instead: ``training/train.py --role R --task
 T --timesteps N --imitation-samples 0 --eval-every 0 --seed S --out TMP --no-progress
---no-tensorboard`` (with its defaults, and ``--train-args`` appended) against a plain
+--no-tensorboard`` (with its defaults, the batched path, and ``--train-args`` appended; it
+validates once, at the end) against a plain
 sb3-contrib ``MaskablePPO("MlpPolicy")`` on 6 ``RoleEnv``s with ``n_steps=512`` learning the
 same timesteps, in the same process, and prints both ratios (wall clock and CPU).
 """
@@ -193,6 +194,9 @@ def against_plain(role: str, args: argparse.Namespace) -> dict[str, float]:
 
     train = load_script(TRAIN_SCRIPT, "fraudarena_selfplay").one_role
     torch.set_num_threads(1)
+    # torch imports its compiler on the first optimizer a process makes (1-2 s): made here,
+    # before either clock starts, so that the first of the two runs does not pay for both
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         command = ["--role", role, "--task", args.task, "--timesteps", str(args.timesteps),

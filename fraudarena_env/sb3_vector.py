@@ -142,6 +142,12 @@ class VectorRoleEnv(VecEnv):
         """The learner's legal actions in every env, (N, A) bool."""
         return self._masks.copy()
 
+    def labels_of(self, envs: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """The true label (``catalog.LEGIT``, ``FRAUD`` or ``ESCALATE``) of the ad in
+        ``slots[k]`` of env ``envs[k]``, as ``Referee.label_of`` gives it: hidden from every
+        role during play; for training-only shaping."""
+        return self.venv.labels_of(envs, slots)
+
     def close(self) -> None:
         self.venv.close()
 

@@ -28,12 +28,15 @@ one-hot's weights into the traits' exactly, for the tasks they trained on).
 from __future__ import annotations
 
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 import torch as th
+from sb3_contrib.common.maskable.distributions import MaskableCategoricalDistribution
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
+from torch.nn import functional as F
 
 from .faces.encoding import I_END, I_INVESTIGATE, I_LINK, I_VERDICT, PAIRS, Observer
 from .rules.catalog import MAX_SLOTS, TASK_IDS, TASKS
@@ -65,23 +68,47 @@ N_PAIRS = len(PAIRS)
 
 def split_observation(obs: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
     """(globals (B, G), slots (B, S, F), present (B, S), pair_shared (B, P)) from a batch of
-    investigator vectors, by the layout's names."""
-    g = th.cat([obs[:, a:b] @ _TASK_TRAITS if name == "task" else obs[:, a:b]
-                for name, (a, b, _) in zip(GLOBALS, map(_span, GLOBALS))], dim=1)
-    rows = []
-    for name in SLOT_BLOCKS:
-        a, b, shape = _span(name)
-        rows.append(obs[:, a:b].reshape(obs.shape[0], S, -1))
-    slots = th.cat(rows, dim=2)
-    a, b, _ = _span("present")
-    present = obs[:, a:b]
-    a, b, _ = _span("pair_shared_signals")
-    return g, slots, present, obs[:, a:b]
+    investigator vectors, by the layout's names: each block gathered in one indexing."""
+    before, task, after = _GLOBAL_COLUMNS
+    g = th.cat([obs.index_select(1, before), obs.index_select(1, task) @ _TASK_TRAITS,
+                obs.index_select(1, after)], dim=1)
+    slots = obs.index_select(1, _SLOT_COLUMNS).reshape(obs.shape[0], S, N_SLOT)
+    return g, slots, obs[:, slice(*_span("present")[:2])], obs[:, slice(*_span(
+        "pair_shared_signals")[:2])]
+
+
+def _columns(names) -> th.Tensor:
+    return th.as_tensor(np.concatenate([np.arange(*_span(n)[:2]) for n in names]))
+
+
+def _slot_columns() -> th.Tensor:
+    """The vector's column of every (slot, slot feature), slot by slot: (S * N_SLOT,)."""
+    per_block = [np.arange(a, b).reshape(S, -1) for a, b, _ in map(_span, SLOT_BLOCKS)]
+    return th.as_tensor(np.concatenate(per_block, axis=1).reshape(-1))
+
+
+# the globals before the task block, the task block (read as traits), the globals after it
+_GLOBAL_COLUMNS = (_columns(GLOBALS[:GLOBALS.index("task")]), _columns(["task"]),
+                   _columns(GLOBALS[GLOBALS.index("task") + 1:]))
+_SLOT_COLUMNS = _slot_columns()
+
+
+class SlotFeatures(NamedTuple):
+    """What the extractor gives the heads: the global embedding (B, dim), the slot embeddings
+    (B, S, dim) and the pairs' shared-signal feature (B, P). Kept apart rather than flattened
+    into one vector (``features_dim`` counts them all): the heads read them without slicing,
+    and the backward pass fills no gradient of a whole flat vector per head. The policy's
+    actor and critic networks are empty, so it reaches the heads as it is."""
+
+    glob: th.Tensor
+    slots: th.Tensor
+    pair_shared: th.Tensor
 
 
 class SlotExtractor(BaseFeaturesExtractor):
-    """Encodes each slot with one shared network; returns [global embedding, slot embeddings,
-    pair features] flattened, for ``SlotActionHead`` and the value head to read."""
+    """Encodes each slot with one shared network; returns the global embedding, the slot
+    embeddings and the pair features (``SlotFeatures``), for ``SlotActionHead`` and the value
+    head to read."""
 
     def __init__(self, observation_space, dim: int = 64):
         super().__init__(observation_space, features_dim=dim + S * dim + N_PAIRS)
@@ -93,12 +120,22 @@ class SlotExtractor(BaseFeaturesExtractor):
 
     def forward(self, obs: th.Tensor) -> th.Tensor:
         g, slots, present, pair_shared = split_observation(obs)
-        h = self.embed(th.cat([slots, g[:, None, :].expand(-1, S, -1)], dim=2))
+        # The first layers read [slot row, globals] and [slot embedding, pooled]: the parts
+        # every slot shares go through their columns of the weights once per match, not once
+        # per slot (the same function as the layers over the concatenation).
+        h = self.embed[1:](_linear_split(self.embed[0], slots, g, N_SLOT))
         weight = present[:, :, None]
         pooled = (h * weight).sum(1) / weight.sum(1).clamp(min=1.0)
-        h = self.mix(th.cat([h, pooled[:, None, :].expand(-1, S, -1)], dim=2))
+        h = self.mix[1:](_linear_split(self.mix[0], h, pooled, self.dim))
         glob = self.glob(th.cat([g, pooled], dim=1))
-        return th.cat([glob, h.reshape(obs.shape[0], -1), pair_shared], dim=1)
+        return SlotFeatures(glob, h, pair_shared)
+
+
+def _linear_split(layer: nn.Linear, rows: th.Tensor, shared: th.Tensor, width: int) -> th.Tensor:
+    """``layer`` over ``[rows, shared broadcast to every row]``: rows (B, S, width), shared
+    (B, in - width)."""
+    w = layer.weight
+    return F.linear(rows, w[:, :width]) + F.linear(shared, w[:, width:], layer.bias)[:, None, :]
 
 
 class SlotActionHead(nn.Module):
@@ -117,18 +154,19 @@ class SlotActionHead(nn.Module):
         self.end = nn.Linear(dim, 1)
         self.register_buffer("pair_i", th.as_tensor(PAIRS[:, 0]), persistent=False)
         self.register_buffer("pair_j", th.as_tensor(PAIRS[:, 1]), persistent=False)
+        self.register_buffer("pair_at", th.as_tensor(PAIRS[:, 0] * S + PAIRS[:, 1]),
+                             persistent=False)
         for layer in (self.investigate, self.verdict, self.end, self.link_gate):
             nn.init.orthogonal_(layer.weight, gain=0.01)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, latent: th.Tensor) -> th.Tensor:
-        d = self.dim
-        batch = latent.shape[0]
-        glob = latent[:, :d]
-        h = latent[:, d:d + S * d].reshape(batch, S, d)
-        pair_shared = latent[:, d + S * d:]
+    def forward(self, latent: SlotFeatures) -> th.Tensor:
+        glob, h, pair_shared = latent
+        batch = h.shape[0]
         p = self.pair(h)
-        link = (p[:, self.pair_i] * p[:, self.pair_j]).sum(-1) / p.shape[-1] ** 0.5
+        # every pair's dot product, as one matrix product, read at the pairs
+        gram = th.bmm(p, p.transpose(1, 2)).reshape(batch, S * S)[:, self.pair_at]
+        link = gram / p.shape[-1] ** 0.5
         # A visible shared signal counts as much as both ads' own gates say: "link the pairs
         # that share infrastructure when both look bad" is one sum, not a product to discover.
         gate = self.link_gate(h)[..., 0]
@@ -144,12 +182,66 @@ class GlobalValueHead(nn.Module):
         self.dim = dim
         self.net = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 1))
 
-    def forward(self, latent: th.Tensor) -> th.Tensor:
-        return self.net(latent[:, :self.dim])
+    def forward(self, latent: SlotFeatures) -> th.Tensor:
+        return self.net(latent.glob)
 
 
 assert (I_INVESTIGATE, I_VERDICT, I_LINK, I_END) == (0, S * 6, S * 6 + S * 9,
                                                      S * 6 + S * 9 + N_PAIRS)
+
+
+class FastMaskableCategoricalDistribution(MaskableCategoricalDistribution):
+    """sb3-contrib's masked categorical distribution (the same log-probabilities, entropy and
+    mode), normalised once per batch instead of once before and once after the mask, without
+    torch's argument checks, and sampled by inverting the cumulative distribution (one uniform
+    number per row, where ``torch.multinomial`` draws one per action: most of the cost of a
+    rollout step over 977 actions). Its draws come from torch's seeded generator too, so a
+    seeded run is reproduced exactly, but they are not ``multinomial``'s draws."""
+
+    _HUGE_NEG = -1e8  # what sb3-contrib puts in a masked action's logit
+
+    def proba_distribution(self, action_logits: th.Tensor):
+        self._raw = action_logits.view(-1, self.action_dim)
+        self._set(self._raw, None)
+        return self
+
+    def _set(self, logits: th.Tensor, masks: th.Tensor | None) -> None:
+        self.masks = masks
+        self.logits = logits - logits.logsumexp(dim=-1, keepdim=True)
+        self._probs: th.Tensor | None = None
+
+    @property
+    def probs(self) -> th.Tensor:
+        if self._probs is None:
+            self._probs = F.softmax(self.logits, dim=-1)
+        return self._probs
+
+    def apply_masking(self, masks) -> None:
+        if masks is None:
+            self._set(self._raw, None)
+            return
+        masks = th.as_tensor(masks, dtype=th.bool).reshape(self._raw.shape)
+        self._set(th.where(masks, self._raw, th.tensor(self._HUGE_NEG, dtype=self._raw.dtype)),
+                  masks)
+
+    def log_prob(self, actions: th.Tensor) -> th.Tensor:
+        return self.logits.gather(-1, actions.long().reshape(-1, 1)).squeeze(-1)
+
+    def entropy(self) -> th.Tensor:
+        p_log_p = self.logits * self.probs
+        if self.masks is not None:  # a masked action adds nothing, as in sb3-contrib
+            p_log_p = th.where(self.masks, p_log_p, th.tensor(0.0, dtype=p_log_p.dtype))
+        return -p_log_p.sum(-1)
+
+    def sample(self) -> th.Tensor:
+        cdf = self.probs.cumsum(dim=-1)
+        u = th.rand(cdf.shape[0], 1, dtype=cdf.dtype) * cdf[:, -1:]
+        action = th.searchsorted(cdf, u, right=True).squeeze(-1)  # the first cdf above u
+        # u rounded up to the total (float32): the likeliest action instead of none
+        return th.where(action < cdf.shape[1], action, self.mode())
+
+    def mode(self) -> th.Tensor:
+        return th.argmax(self.probs, dim=1)
 
 
 class SlotInvestigatorPolicy(MaskableActorCriticPolicy):
@@ -162,6 +254,7 @@ class SlotInvestigatorPolicy(MaskableActorCriticPolicy):
         kwargs["share_features_extractor"] = True
         self._dim = dim
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+        self.action_dist = FastMaskableCategoricalDistribution(int(action_space.n))
 
     def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
         return super().load_state_dict(_traits_from_task_one_hot(state_dict), strict, **kwargs)

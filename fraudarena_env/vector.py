@@ -786,6 +786,11 @@ class VectorFraudArena(BatchedEnd):
         return out
 
     # ------------------------------------------------------------------ helpers
+    def labels_of(self, envs: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """The true label of the ad in ``slots[k]`` of env ``envs[k]``, as each match's
+        ``Referee.label_of`` gives it (hidden from every role; for training-only shaping)."""
+        return self.state.rows.label[envs, self.state.slot_row[envs, slots]]
+
     def sample_actions(self, action_mask: np.ndarray) -> np.ndarray:
         """One uniformly random legal action per env (the vector env's own generator, seeded by
         ``reset``)."""

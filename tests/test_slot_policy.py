@@ -146,3 +146,28 @@ def test_a_checkpoint_that_read_the_task_one_hot_loads_and_plays_the_same_on_tra
             old = x_old @ weight.T + legacy[bias]
             th.testing.assert_close(x_new @ loaded[key].T + loaded[bias], old,
                                     rtol=1e-5, atol=1e-5)
+
+
+def test_the_fast_distribution_is_sb3_contribs_masked_categorical():
+    """The same log-probabilities, entropy and mode as sb3-contrib's masked categorical, and
+    samples that only pick legal actions, at the rate the probabilities say."""
+    from sb3_contrib.common.maskable.distributions import MaskableCategoricalDistribution
+
+    from fraudarena_env.slot_policy import FastMaskableCategoricalDistribution
+
+    th.manual_seed(0)
+    logits = th.randn(64, 977)
+    masks = th.rand(64, 977) < 0.1
+    masks[:, 0] = True
+    ours = FastMaskableCategoricalDistribution(977).proba_distribution(logits)
+    theirs = MaskableCategoricalDistribution(977).proba_distribution(logits)
+    for d in (ours, theirs):
+        d.apply_masking(masks.numpy())
+    actions = th.where(masks, th.rand(64, 977), -1.0).argmax(dim=1)
+    assert th.allclose(ours.log_prob(actions), theirs.log_prob(actions), atol=1e-5)
+    assert th.allclose(ours.entropy(), theirs.entropy(), atol=1e-5)
+    assert th.equal(ours.mode(), theirs.mode())
+    drawn = th.stack([ours.sample() for _ in range(4000)], dim=1)  # (64, 4000)
+    assert masks.gather(1, drawn).all()
+    rate = th.zeros(977).index_add_(0, drawn[0], th.ones(4000)) / 4000
+    assert (rate - theirs.distribution.probs[0]).abs().max() < 0.03

@@ -156,8 +156,8 @@ def test_cli_options():
 
 
 def test_one_role_run_validates_keeps_the_best_and_continues(tmp_path):
-    args = ["--task", "task_1", "--timesteps", "256", "--n-envs", "2", "--n-steps", "128",
-            "--imitation-samples", "200", "--imitation-epochs", "1", "--val-seeds", "3000-3001",
+    args = ["--task", "task_1", "--timesteps", "256", "--vector-envs", "0", "--n-envs", "2",
+            "--n-steps", "128", "--imitation-samples", "200", "--imitation-epochs", "1", "--val-seeds", "3000-3001",
             "--eval-every", "256", "--no-progress", "--no-tensorboard"]
     history = one_role.main([*args, "--out", str(tmp_path / "a")])
     # validated at the start (after imitation), once in between, and at the end
@@ -219,7 +219,7 @@ def test_the_progress_bar_counts_imitation_first_and_ends_full(tmp_path):
     PPO; it never sits still through the warm start, and it ends exactly at its total."""
     from fraudarena_env.sb3 import imitation_steps
 
-    cfg = one_role.Config(tasks=("task_1",), timesteps=256, n_envs=2, n_steps=128,
+    cfg = one_role.Config(tasks=("task_1",), timesteps=256, vector_envs=0, n_envs=2, n_steps=128,
                           imitation_samples=200, imitation_epochs=3, val_seeds=(),
                           eval_every=0, tensorboard=False, out=str(tmp_path / "run"))
     bar = RecordingBar(total=one_role.progress_steps(cfg))
@@ -296,15 +296,16 @@ def test_a_league_on_the_batched_path(tmp_path):
     """--vector-envs N: every phase trains on one VectorRoleEnv of N matches (its config says
     so), SB3's whole rollouts count N * n_steps, and the league ends with its snapshots."""
     args = [*TINY, "--generations", "1", "--vector-envs", "8", "--n-steps", "16",
-            "--batch-size", "64", "--out", str(tmp_path / "vec")]
+            "--batch-size", "64", "--n-epochs", "2", "--out", str(tmp_path / "vec")]
     cfg = parse_args(args)
-    assert (cfg.vector_envs, cfg.n_steps, cfg.batch_size) == (8, 16, 64)
+    assert (cfg.vector_envs, cfg.n_steps, cfg.batch_size, cfg.n_epochs) == (8, 16, 64, 2)
     assert selfplay.rounded(200, cfg) == 256 and selfplay.total_timesteps(cfg) == 2 * 256
     league = selfplay.run_league(cfg)
     for role in ("investigator", "fraudster"):
         phase = json.loads((tmp_path / "vec" / "phases" / f"{role}_g0" / "config.json")
                            .read_text())
-        assert (phase["vector_envs"], phase["n_steps"], phase["batch_size"]) == (8, 16, 64)
+        assert (phase["vector_envs"], phase["n_steps"], phase["batch_size"],
+                phase["n_epochs"]) == (8, 16, 64, 2)
         assert [p.name for p in league.snapshots[role]] == [f"{role}_g0.zip"]
 
 
@@ -325,7 +326,9 @@ def test_runs_are_deterministic_given_the_seed(tmp_path):
 
 @pytest.mark.slow  # it measures learning, which moves when the rules are retuned
 def test_learned_investigator_beats_random(tmp_path):
-    history = one_role.main(["--task", "task_1", "--timesteps", "16384", "--n-envs", "4",
+    history = one_role.main(["--task", "task_1", "--timesteps", "16384", "--vector-envs", "0",
+                             "--n-envs", "4", "--n-steps", "512", "--batch-size", "256",
+                             "--n-epochs", "4", "--lr", "1e-4",
                              "--imitation-samples", "0", "--val-seeds", "3000-3009",
                              "--eval-every", "0", "--no-progress", "--no-tensorboard",
                              "--out", str(tmp_path / "inv")])
@@ -438,7 +441,7 @@ def test_calibration_reward_adds_a_brier_penalty_to_each_verdict_and_nothing_els
             verdicts += 1
         assert diff == pytest.approx(expected)
     assert verdicts >= 3
-    cfg = one_role.parse_args(["--calibration-coef", "0.3", "--n-envs", "1"])
+    cfg = one_role.parse_args(["--calibration-coef", "0.3", "--vector-envs", "0", "--n-envs", "1"])
     assert isinstance(one_role.make_vec_env(cfg, dict).envs[0].env, one_role.CalibrationReward)
 
 
@@ -455,7 +458,8 @@ def test_grader_reward_charges_the_fraudster_the_grader_once_at_the_end():
         assert diff == pytest.approx(-2.0 * info["grader_score"] if done else 0.0)
         steps += 1
     assert steps > 1 and info["has_grader"] and info["grader_score"] > 0
-    cfg = one_role.parse_args(["--role", "fraudster", "--grader-coef", "3", "--n-envs", "1"])
+    cfg = one_role.parse_args(["--role", "fraudster", "--grader-coef", "3", "--vector-envs", "0",
+                               "--n-envs", "1"])
     assert isinstance(one_role.make_vec_env(cfg, dict).envs[0].env, one_role.GraderReward)
     row = {"return": 1.0, "grader": 0.7}
     assert one_role.selection_score(row, cfg) == pytest.approx(1.0 - 3 * 0.7)
@@ -473,7 +477,8 @@ def test_both_shaping_rewards_stack_on_the_investigator():
     from fraudarena_env.rules.actions import Verdict
     from fraudarena_env.rules.catalog import CORRECT_VERDICT
 
-    cfg = one_role.parse_args(["--calibration-coef", "0.5", "--grader-coef", "2", "--n-envs", "1"])
+    cfg = one_role.parse_args(["--calibration-coef", "0.5", "--grader-coef", "2", "--n-envs", "1",
+                               "--vector-envs", "0"])
     outer = one_role.make_vec_env(cfg, dict).envs[0].env
     assert isinstance(outer, one_role.GraderReward)
     assert isinstance(outer.env, one_role.CalibrationReward)
@@ -488,6 +493,44 @@ def test_both_shaping_rewards_stack_on_the_investigator():
             expected -= 0.5 * (op.confidence - (op.verdict == CORRECT_VERDICT[label])) ** 2
         assert diff == pytest.approx(expected)
     assert done and info["grader_score"] > 0
+
+
+@pytest.mark.parametrize("role, calibration, grader", [("investigator", 0.5, 2.0),
+                                                      ("fraudster", 0.0, 3.0)])
+def test_the_batched_path_adds_the_training_rewards_the_role_env_wrappers_add(role, calibration,
+                                                                              grader):
+    """VectorTrainingRewards over a VectorRoleEnv pays, env by env and step by step, what
+    CalibrationReward and GraderReward add on RoleEnvs playing the same matches with the same
+    moves; train.py's default path uses it."""
+    from fraudarena_env.sb3_vector import VectorRoleEnv
+
+    n, seed = 4, 21
+    venv = one_role.VectorTrainingRewards(VectorRoleEnv(role, n, task_id="task_3",
+                                                        seed_offset=seed), calibration, grader)
+    envs = []
+    for _ in range(n):
+        env = RoleEnv(role, task_id="task_3")
+        if calibration:
+            env = one_role.CalibrationReward(env, calibration)
+        envs.append(one_role.GraderReward(env, grader))
+    venv.reset()
+    for i, env in enumerate(envs):
+        env.reset(seed=seed + i)
+    resets, verdicts, rng = [0] * n, 0, np.random.default_rng(seed)
+    for _ in range(150 if role == "investigator" else 40):
+        masks = venv.env_method("action_masks")
+        actions = np.array([rng.choice(np.flatnonzero(m)) for m in masks])
+        _, rewards, dones, _ = venv.step(actions)
+        verdicts += np.count_nonzero(venv._bonus)
+        for i, env in enumerate(envs):
+            _, r, term, trunc, _ = env.step(int(actions[i]))
+            assert rewards[i] == pytest.approx(np.float32(r), abs=1e-5)
+            if term or trunc:
+                resets[i] += 1
+                env.reset(seed=seed + i + resets[i] * n)
+    assert sum(resets) > 0 and (verdicts > 0) == bool(calibration)
+    cfg = one_role.parse_args(["--role", role, "--grader-coef", "1"])
+    assert isinstance(one_role.make_vec_env(cfg, dict).venv, one_role.VectorTrainingRewards)
 
 
 def test_imitation_follows_the_teacher_it_is_given(capsys):

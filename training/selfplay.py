@@ -83,6 +83,7 @@ class LeagueConfig:
     vector_envs: int = 0
     n_steps: int = 512
     batch_size: int = 256
+    n_epochs: int = 4
     learning_rate: float = 1e-4
     net: str = "slot"  # the investigator's network: "slot" or "mlp"
     # seeds: cross-play and the evaluation table use eval_seeds, never met in training
@@ -105,6 +106,9 @@ def phase_config(cfg: LeagueConfig, role: str, generation: int, init: str, pool:
     """The one-role run of ``role`` in ``generation``: against the other role's pool."""
     other = "fraudster" if role == "investigator" else "investigator"
     return one_role.Config(
+        **{**one_role.ROLE_ENV_DEFAULTS, "n_envs": cfg.n_envs, "vector_envs": cfg.vector_envs,
+           "n_steps": cfg.n_steps, "batch_size": cfg.batch_size, "n_epochs": cfg.n_epochs,
+           "learning_rate": cfg.learning_rate},
         role=role, tasks=cfg.tasks, opponents=((other, str(pool / other)),),
         out=str(Path(cfg.out) / "phases" / f"{role}_g{generation}"),
         seed=cfg.seed * 100 + generation, init=init,
@@ -113,8 +117,7 @@ def phase_config(cfg: LeagueConfig, role: str, generation: int, init: str, pool:
         net=cfg.net, imitation_samples=cfg.imitation_samples if role == "investigator"
         else cfg.fraudster_imitation_samples,
         teacher="" if role == "investigator" else cfg.fraudster_teacher,
-        imitation_epochs=cfg.imitation_epochs, n_envs=cfg.n_envs, vector_envs=cfg.vector_envs,
-        n_steps=cfg.n_steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, val_seeds=(), eval_every=0, progress=False,
+        imitation_epochs=cfg.imitation_epochs, val_seeds=(), eval_every=0, progress=False,
         tensorboard=cfg.tensorboard)
 
 
@@ -397,6 +400,7 @@ def parse_args(argv: Sequence[str] | None = None) -> LeagueConfig:
                         f"--vector-envs; default {d.vector_envs}: --n-envs RoleEnvs)")
     p.add_argument("--n-steps", type=int, default=None, help=f"default {d.n_steps}")
     p.add_argument("--batch-size", type=int, default=None, help=f"default {d.batch_size}")
+    p.add_argument("--n-epochs", type=int, default=None, help=f"default {d.n_epochs}")
     p.add_argument("--investigator-net", choices=("slot", "mlp"), default=None)
     p.add_argument("--seed", type=int, default=None, help=f"default {d.seed}")
     p.add_argument("--out", default=None, help=f"run directory (default {d.out})")
@@ -417,7 +421,7 @@ def parse_args(argv: Sequence[str] | None = None) -> LeagueConfig:
         changes["investigator_timesteps"] = a.timesteps
         changes["fraudster_timesteps"] = a.timesteps // 4
     for name in ("generations", "fraudster_timesteps", "imitation_samples", "n_envs",
-                 "vector_envs", "n_steps", "batch_size",
+                 "vector_envs", "n_steps", "batch_size", "n_epochs",
                  "seed", "out", "fraudster_imitation_samples", "fraudster_teacher"):
         if getattr(a, name) is not None:
             changes[name] = getattr(a, name)

@@ -5,8 +5,9 @@ A CleanRL-style script: copy it, edit it, run it. It reads top to bottom:
 1. ``Config``: every hyperparameter, in one dataclass;
 2. opponents: a SPEC per opponent role (``scripted``, ``random``, a checkpoint ``.zip``, or a
    directory of checkpoints used as a pool, one member drawn per match);
-3. environments: ``RoleEnv`` per sub-env, tasks in turn, vectorised, training seeds drawn from a
-   range disjoint from every evaluation seed;
+3. environments: one ``VectorRoleEnv`` of many matches, the opponents moving in batch (or, with
+   ``--vector-envs 0``, a ``RoleEnv`` per sub-env stepped one by one), tasks in turn, training
+   seeds drawn from a range disjoint from every evaluation seed;
 4. the model: the slot-structured investigator (``SlotInvestigatorPolicy``) or an MLP, optionally
    warm-started by imitating the scripted player of the role, or loaded from a checkpoint;
 5. callbacks: a progress bar, the training-episode log, and a periodic evaluation on held-out
@@ -39,7 +40,7 @@ import numpy as np
 import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper, VecMonitor
 from tqdm.auto import tqdm
 
 from fraudarena_env import cli
@@ -77,16 +78,17 @@ class Config:
     imitation_epochs: int = 15
     # whom to imitate: a policy name of the role or a checkpoint (default: its scripted one)
     teacher: str = ""
-    # MaskablePPO
+    # MaskablePPO. A setting left None takes its path's default: batched_defaults(role), or
+    # ROLE_ENV_DEFAULTS with vector_envs 0.
+    # N > 0: one VectorRoleEnv of N matches (the tasks in turn), the opponents moving in batch
+    # (the default: many times the steps per second); 0: n_envs RoleEnvs, stepped one by one
+    # (the path every shipped checkpoint trained on)
+    vector_envs: int | None = None
     n_envs: int = 6
-    # 0: n_envs RoleEnvs, stepped one by one; N > 0: one VectorRoleEnv of N matches (the tasks
-    # in turn), the opponents moving in batch: many times the steps per second (use a short
-    # n_steps)
-    vector_envs: int = 0
-    n_steps: int = 512
-    batch_size: int = 256
-    n_epochs: int = 4
-    learning_rate: float = 1e-4
+    n_steps: int | None = None  # per env per rollout
+    batch_size: int | None = None
+    n_epochs: int | None = None
+    learning_rate: float | None = None
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip_range: float = 0.1
@@ -112,9 +114,40 @@ class Config:
     tensorboard: bool = True
     verbose: int = 0
 
+    def __post_init__(self):
+        defaults = ROLE_ENV_DEFAULTS if self.vector_envs == 0 else batched_defaults(self.role)
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+
+
+def batched_defaults(role: str) -> dict:
+    """The batched path's PPO settings for ``role``, 8,192 steps a rollout. The investigator (and
+    the auditor): 256 matches of 32 steps, 2 epochs in batches of 128, lr 3e-4. From scratch on
+    task_3 (training/RESULTS.md's run, 147k steps) that reached a validation grader of 0.58,
+    where 4 epochs of 256 (the run's own settings, twice the updates' cost) reached 0.53, and
+    1 or 2 epochs of 256 to 1,024, or 1 of 64, settled on always-reject or near it. The
+    fraudster waits on ~50 steps of the vector env per step of its own (the investigator's turn,
+    the auditor's flags), each costing about as much for a few matches as for many, so it plays
+    1,024 matches of 8 steps, 4 epochs of 256, lr 1e-4 (train.py's earlier settings): from
+    scratch on task_3 it earned as much by 98k steps as with 256 matches of 32, where 2,048
+    matches of 4 earned less (all matches start together, so a rollout that short holds the
+    same few moves of every match)."""
+    if role == "fraudster":
+        return dict(vector_envs=1024, n_steps=8, batch_size=256, n_epochs=4, learning_rate=1e-4)
+    return dict(vector_envs=256, n_steps=32, batch_size=128, n_epochs=2, learning_rate=3e-4)
+
+
+# The RoleEnv path's PPO settings (vector_envs 0), train.py's defaults before the batched path
+# became the default: 6 RoleEnvs, 512 steps per env per rollout, batch 256, 4 epochs, lr 1e-4.
+# The shipped checkpoints trained with them (their commands in training/RESULTS.md name them);
+# selfplay.py and exploit.py still do.
+ROLE_ENV_DEFAULTS = dict(vector_envs=0, n_envs=6, n_steps=512, batch_size=256, n_epochs=4,
+                         learning_rate=1e-4)
 
 # a seed's block of match seeds for --vector-envs (the training range holds 2,000 of them)
 VECTOR_SEED_BLOCK = 1_000_000
+
 
 # ============================================================================ 2. opponents
 def make_opponent(role: str, spec: str, seed: int | None = None) -> Policy:
@@ -201,13 +234,17 @@ class CalibrationReward(gymnasium.Wrapper):
         bonus = 0.0
         if isinstance(op, Verdict):
             label = role_env.referee.label_of(op.slot)
-            right = float(op.verdict == CORRECT_VERDICT[label])
-            bonus = -self.coef * (op.confidence - right) ** 2
+            bonus = calibration_term(self.coef, op.confidence, op.verdict == CORRECT_VERDICT[label])
         obs, reward, terminated, truncated, info = role_env.step(action)
         return obs, reward + bonus, terminated, truncated, info
 
     def action_masks(self) -> np.ndarray:
         return self.env.action_masks()
+
+
+def calibration_term(coef, confidence, right):
+    """``-coef * (confidence - right)^2``: a verdict's calibration reward (arrays or floats)."""
+    return -coef * (confidence - np.asarray(right, np.float64)) ** 2
 
 
 class GraderReward(gymnasium.Wrapper):
@@ -235,6 +272,54 @@ class GraderReward(gymnasium.Wrapper):
         return self.env.action_masks()
 
 
+# Per investigator action: is it a verdict, its slot, verdict and confidence (from the action
+# catalogue, as CalibrationReward reads an op).
+_VERDICT_OPS = [(isinstance(op, Verdict), getattr(op, "slot", 0), getattr(op, "verdict", 0),
+                 getattr(op, "confidence", 0.0)) for op in OPS["investigator"]]
+_IS_VERDICT, _VERDICT_SLOT, _VERDICT, _CONFIDENCE = (np.asarray(c) for c in zip(*_VERDICT_OPS))
+_CORRECT = np.asarray(CORRECT_VERDICT)  # by label
+
+
+class VectorTrainingRewards(VecEnvWrapper):
+    """``CalibrationReward`` and ``GraderReward`` over a ``VectorRoleEnv``: env by env, the
+    same terms on the same steps (``tests/test_train.py`` compares them with the wrappers on
+    ``RoleEnv``s)."""
+
+    def __init__(self, venv: VectorRoleEnv, calibration_coef: float, grader_coef: float):
+        if grader_coef and venv.role not in GraderReward.SIGN:
+            raise ValueError(f"the grader reward is for the investigator or the fraudster, "
+                             f"not the {venv.role}")
+        super().__init__(venv)
+        self.calibration = calibration_coef if venv.role == "investigator" else 0.0
+        self.grader = GraderReward.SIGN.get(venv.role, 0.0) * grader_coef
+        self._bonus = np.zeros(venv.num_envs)
+
+    def reset(self):
+        return self.venv.reset()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._bonus[:] = 0.0
+        if self.calibration:
+            actions = np.asarray(actions, np.int64).reshape(self.num_envs)
+            verdict = _IS_VERDICT[actions]
+            if verdict.any():  # the truth read before the step, as CalibrationReward reads it
+                envs = np.flatnonzero(verdict)
+                label = self.venv.labels_of(envs, _VERDICT_SLOT[actions[envs]])
+                right = _VERDICT[actions[envs]] == _CORRECT[label]
+                self._bonus[envs] = calibration_term(self.calibration,
+                                                     _CONFIDENCE[actions[envs]], right)
+        self.venv.step_async(actions)
+
+    def step_wait(self):
+        obs, rewards, dones, infos = self.venv.step_wait()
+        bonus = self._bonus.copy()
+        if self.grader:
+            for i in np.flatnonzero(dones):
+                if infos[i].get("has_grader"):
+                    bonus[i] += self.grader * float(infos[i]["grader_score"])
+        return obs, (rewards + bonus).astype(np.float32), dones, infos
+
+
 def make_vec_env(cfg: Config, opponents: Callable[[], dict[str, Policy]]) -> VecMonitor:
     """``cfg.n_envs`` RoleEnvs for ``cfg.role``, tasks in turn, or with ``cfg.vector_envs``
     one ``VectorRoleEnv``. ``opponents()`` builds a fresh opponent dict per sub-env: opponents
@@ -242,8 +327,11 @@ def make_vec_env(cfg: Config, opponents: Callable[[], dict[str, Policy]]) -> Vec
     if cfg.vector_envs:
         # matches s + i + k * N from here: a block of the training range of its own per seed
         offset = cfg.train_seed_range[0] + cfg.seed * VECTOR_SEED_BLOCK
-        return VecMonitor(VectorRoleEnv(cfg.role, cfg.vector_envs, opponents=opponents,
-                                        task_id=cfg.tasks, seed_offset=offset))
+        env = VectorRoleEnv(cfg.role, cfg.vector_envs, opponents=opponents, task_id=cfg.tasks,
+                            seed_offset=offset)
+        if cfg.calibration_coef or cfg.grader_coef:
+            env = VectorTrainingRewards(env, cfg.calibration_coef, cfg.grader_coef)
+        return VecMonitor(env)
     def factory(i: int):
         task = cfg.tasks[i % len(cfg.tasks)]
 
@@ -353,7 +441,8 @@ class Validation(BaseCallback):
             self.model.save(str(self.out / "best.zip"))
 
     def _on_training_start(self) -> None:
-        self.run()  # the starting point (after imitation) is a candidate too
+        if self.cfg.eval_every:  # the starting point (after imitation) is a candidate too
+            self.run()
         self.next_at = self.num_timesteps + self.cfg.eval_every
 
     def _on_step(self) -> bool:
@@ -455,14 +544,24 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--teacher", default=d.teacher,
                    help="imitate this policy of the role: a name `fraudarena play` takes or a "
                         "checkpoint (default: the scripted one)")
-    p.add_argument("--lr", type=float, default=d.learning_rate)
-    p.add_argument("--n-envs", type=int, default=d.n_envs)
-    p.add_argument("--vector-envs", type=int, default=d.vector_envs, metavar="N",
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default 3e-4; the fraudster's, and with --vector-envs 0, "
+                        "1e-4)")
+    p.add_argument("--n-envs", type=int, default=d.n_envs,
+                   help="with --vector-envs 0: how many RoleEnvs")
+    p.add_argument("--vector-envs", type=int, default=None, metavar="N",
                    help="play N matches in one VectorRoleEnv (the tasks in turn), the "
-                        "opponents in batch (0: --n-envs RoleEnvs)")
-    p.add_argument("--n-steps", type=int, default=d.n_steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--n-epochs", type=int, default=d.n_epochs)
+                        "opponents in batch (default 256, the fraudster's 1,024); 0: --n-envs "
+                        "RoleEnvs, one by one (the shipped checkpoints' path)")
+    p.add_argument("--n-steps", type=int, default=None,
+                   help="steps per env per rollout (default 32, the fraudster's 8; 512 with "
+                        "--vector-envs 0)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="PPO's minibatch (default 128, the fraudster's 256; 256 with "
+                        "--vector-envs 0)")
+    p.add_argument("--n-epochs", type=int, default=None,
+                   help="PPO's passes over each rollout (default 2, the fraudster's 4; 4 with "
+                        "--vector-envs 0)")
     p.add_argument("--ent-coef", type=float, default=d.ent_coef)
     p.add_argument("--clip-range", type=float, default=d.clip_range)
     p.add_argument("--calibration-coef", type=float, default=d.calibration_coef,
@@ -486,11 +585,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     if a.grader_coef and a.role not in GraderReward.SIGN:
         p.error(f"--grader-coef: the grader scores the investigator; the {a.role} has no stake "
                 "in it")
-    if a.vector_envs < 0:
+    if a.vector_envs is not None and a.vector_envs < 0:
         p.error(f"--vector-envs must be 0 or a positive number of matches, got {a.vector_envs}")
-    if a.vector_envs and (a.calibration_coef or a.grader_coef):
-        p.error("--vector-envs does not add the training-only rewards yet: drop "
-                "--calibration-coef/--grader-coef or use --n-envs")
     if a.teacher:
         try:
             teacher_factory(a.role, a.teacher)

@@ -184,16 +184,11 @@ class Observer:
             raise ValueError(f"unknown role {role!r}; roles are {ROLES}")
         self.role = role
         self.role_index = ROLES.index(role)
-        fields = _LAYOUTS[role]()
-        self.layout: list[tuple[str, int, tuple[int, ...]]] = []
-        offset = 0
-        for name, shape in fields:
-            self.layout.append((name, offset, shape))
-            offset += int(np.prod(shape))
-        self.size = offset
+        spans, self.size = _layout_spans(role)
+        self.layout: list[tuple[str, int, tuple[int, ...]]] = [
+            (name, o, shape) for name, o, _, shape in spans]
         self.tensor = np.zeros(self.size, np.float32) if tensor is None else tensor
-        self.views = {name: self.tensor[o:o + int(np.prod(shape))].reshape(shape)
-                      for name, o, shape in self.layout}
+        self.views = {name: self.tensor[o:end].reshape(shape) for name, o, end, shape in spans}
         self.off = {name: o for name, o, _ in self.layout}  # flat offsets for scalar writes
         self._at_phase = self.off["phase"]
         self._at_round = self.off["round"]
@@ -353,6 +348,18 @@ _LAYOUTS = {"fraudster": _fraudster_layout, "investigator": _investigator_layout
 _PHASE_INDEX = {p: i for i, p in enumerate(PHASES)}
 _LANDING = TARGETS.index("landing_page")
 _SIGNAL_OF_SOURCE = {src: k for k, src in enumerate(RING_SIGNAL_SOURCE)}
+
+
+@lru_cache(maxsize=4)  # one per role
+def _layout_spans(role: str) -> tuple[tuple[tuple[str, int, int, tuple[int, ...]], ...], int]:
+    """A role's views as (name, start, stop, shape), and the vector's size: worked out once per
+    role, not once per observer (a vector env makes three observers per match)."""
+    spans, offset = [], 0
+    for name, shape in _LAYOUTS[role]():
+        size = math.prod(shape)
+        spans.append((name, offset, offset + size, shape))
+        offset += size
+    return tuple(spans), offset
 
 
 def axis_labels(block: str, shape: tuple[int, ...]) -> list[tuple[str, ...]]:
