@@ -10,8 +10,9 @@ from fraudarena_env import cli
 
 quick_seeds = cli.load_script(cli.TRAIN_SCRIPT.parent / "quick_seeds.py", "fraudarena_quick_seeds")
 TINY = ["--task", "task_1", "--generations", "2", "--timesteps", "256",
-        "--fraudster-timesteps", "256", "--eval-seeds", "1000-1001", "--n-envs", "2",
-        "--n-steps", "128", "--imitation-samples", "200", "--fraudster-imitation-samples", "100"]
+        "--fraudster-timesteps", "256", "--eval-seeds", "1000-1001", "--vector-envs", "8",
+        "--n-steps", "16", "--batch-size", "64", "--imitation-samples", "200",
+        "--fraudster-imitation-samples", "100"]
 
 
 def _fake_run(path, learned, scripted, blind, fr_learned, fr_reactive, grader_vs_learned,

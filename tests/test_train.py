@@ -385,6 +385,7 @@ def test_the_quick_job_learns_an_investigator_that_beats_every_blind_policy(tmp_
           if r["fraudster_policy"] == "scripted" and r["auditor_policy"] == "scripted"}
     learned = by["learned"]
     assert learned["legit_rejected"] < 0.40  # not the reject-everything shortcut
+    assert learned["grader"] >= by["scripted"]["grader"] + 0.05  # issue 19's bar
     for name in ("always_reject", *BLIND_INVESTIGATORS):
         assert learned["grader"] > by[name]["grader"], name
     # the league: every generation rates far above a random investigator, and the second

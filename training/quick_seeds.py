@@ -42,7 +42,7 @@ class Claim:
     name: str
     value: Callable[[dict], float]
     holds: Callable[[float], bool]
-    fmt: str = "{:+.3f}"
+    digits: int = 3
 
 
 def _row(run: dict, investigator: str, fraudster: str) -> dict:
@@ -78,13 +78,13 @@ CLAIMS = (
     Claim("learned investigator's grader - the best blind policy's (holds: > 0)",
           lambda r: _row(r, LEARNED, SCRIPTED)["grader"] - _blind_best(r), lambda v: v > 0),
     Claim("Elo rise, first to last generation: investigator (holds: > 0)",
-          lambda r: _elo_rise(r, "investigator"), lambda v: v > 0, "{:+.0f}"),
+          lambda r: _elo_rise(r, "investigator"), lambda v: v > 0, 0),
     Claim("Elo rise, first to last generation: fraudster (holds: > 0)",
-          lambda r: _elo_rise(r, "fraudster"), lambda v: v > 0, "{:+.0f}"),
+          lambda r: _elo_rise(r, "fraudster"), lambda v: v > 0, 0),
     Claim("learned fraudster's return - ReactiveFraudster's, against the scripted investigator "
           "(holds: > 0)",
           lambda r: _row(r, SCRIPTED, LEARNED)["fraudster_return"]
-          - _row(r, SCRIPTED, SCRIPTED)["fraudster_return"], lambda v: v > 0, "{:+.2f}"),
+          - _row(r, SCRIPTED, SCRIPTED)["fraudster_return"], lambda v: v > 0, 2),
     Claim("the scripted investigator's grader against the learned fraudster - against "
           "ReactiveFraudster (holds: < 0)",
           lambda r: _row(r, SCRIPTED, LEARNED)["grader"] - _row(r, SCRIPTED, SCRIPTED)["grader"],
@@ -126,11 +126,10 @@ def summary(runs: dict[int, dict]) -> str:
     for claim in CLAIMS:
         values = np.array([claim.value(runs[s]) for s in seeds])
         se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
-        cells = [claim.fmt.format(v) for v in values]
+        d = claim.digits
         held = sum(bool(claim.holds(v)) for v in values)
-        lines.append(f"| {claim.name} | " + " | ".join(cells)
-                     + f" | {claim.fmt.format(values.mean())} ± {abs(se):.3f} "
-                     f"| {held} of {len(values)} |")
+        lines.append(f"| {claim.name} | " + " | ".join(f"{v:+.{d}f}" for v in values)
+                     + f" | {values.mean():+.{d}f} ± {se:.{d}f} | {held} of {len(values)} |")
     times = [(runs[s]["train_seconds"], runs[s]["eval_seconds"]) for s in seeds
              if "train_seconds" in runs[s]]
     if times:

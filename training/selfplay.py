@@ -94,11 +94,13 @@ class LeagueConfig:
 
 # ``--quick``: the README's main job, a few minutes on 2 cores including evaluation. The
 # slot-structured investigator first imitates the scripted one, then PPO fine-tunes it in
-# self-play against the fraudster pool, on task_3; the tables set it against every blind
-# reference policy and every generation against every other.
-QUICK = dict(out="runs/quick", tasks=("task_3",), generations=2, investigator_timesteps=12_288,
-             fraudster_timesteps=8_192, n_envs=4, n_steps=256, imitation_samples=20_000,
-             imitation_epochs=12, fraudster_imitation_samples=5_000)
+# self-play against the fraudster pool, on task_3, on the batched path (128 matches at once,
+# the opponents moving in batch); the tables set it against every blind reference policy and
+# every generation against every other. training/quick_seeds.py checks what it gives on five
+# training seeds (docs/training.md).
+QUICK = dict(out="runs/quick", tasks=("task_3",), generations=2, investigator_timesteps=98_304,
+             fraudster_timesteps=16_384, vector_envs=128, n_steps=32, batch_size=512,
+             imitation_samples=20_000, imitation_epochs=12, fraudster_imitation_samples=5_000)
 
 
 def phase_config(cfg: LeagueConfig, role: str, generation: int, init: str, pool: Path
