@@ -153,6 +153,8 @@ def test_cli_options():
         one_role.parse_args(["--task", "task_9"])
     with pytest.raises(SystemExit):
         parse_args(["--task", "task_1,task_9"])
+    with pytest.raises(SystemExit):
+        parse_args(["--vector-envs", "-1"])
 
 
 def test_one_role_run_validates_keeps_the_best_and_continues(tmp_path):
@@ -467,6 +469,8 @@ def test_grader_reward_charges_the_fraudster_the_grader_once_at_the_end():
     assert one_role.selection_score(row, one_role.parse_args(["--role", "fraudster"])) == 1.0
     with pytest.raises(SystemExit):
         one_role.parse_args(["--role", "auditor", "--grader-coef", "1"])
+    with pytest.raises(ValueError, match="not the auditor"):
+        one_role.GraderReward(RoleEnv("auditor", task_id="task_3"), coef=1.0)
 
 
 def test_both_shaping_rewards_stack_on_the_investigator():

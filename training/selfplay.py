@@ -108,9 +108,8 @@ def phase_config(cfg: LeagueConfig, role: str, generation: int, init: str, pool:
     """The one-role run of ``role`` in ``generation``: against the other role's pool."""
     other = "fraudster" if role == "investigator" else "investigator"
     return one_role.Config(
-        **{**one_role.ROLE_ENV_DEFAULTS, "n_envs": cfg.n_envs, "vector_envs": cfg.vector_envs,
-           "n_steps": cfg.n_steps, "batch_size": cfg.batch_size, "n_epochs": cfg.n_epochs,
-           "learning_rate": cfg.learning_rate},
+        n_envs=cfg.n_envs, vector_envs=cfg.vector_envs, n_steps=cfg.n_steps,
+        batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, learning_rate=cfg.learning_rate,
         role=role, tasks=cfg.tasks, opponents=((other, str(pool / other)),),
         out=str(Path(cfg.out) / "phases" / f"{role}_g{generation}"),
         seed=cfg.seed * 100 + generation, init=init,
@@ -415,6 +414,8 @@ def parse_args(argv: Sequence[str] | None = None) -> LeagueConfig:
             one_role.teacher_factory("fraudster", a.fraudster_teacher, "--fraudster-teacher")
         except ValueError as exc:
             p.error(str(exc))
+    if a.vector_envs is not None and a.vector_envs < 0:
+        p.error(f"--vector-envs must be 0 or a positive number of matches, got {a.vector_envs}")
     cfg = LeagueConfig(**QUICK) if a.quick else d
     changes: dict[str, Any] = {}
     if a.task:

@@ -247,6 +247,15 @@ def calibration_term(coef, confidence, right):
     return -coef * (confidence - np.asarray(right, np.float64)) ** 2
 
 
+def grader_sign(role: str) -> float:
+    """The grader reward's sign for ``role`` (``GraderReward.SIGN``); the auditor, who has no
+    stake in the grader, is refused."""
+    if role not in GraderReward.SIGN:
+        raise ValueError(f"the grader reward is for the investigator or the fraudster, "
+                         f"not the {role}")
+    return GraderReward.SIGN[role]
+
+
 class GraderReward(gymnasium.Wrapper):
     """Adds ``sign * coef * grader`` to the learner's reward on the step its match ends (``sign``
     +1 for the investigator, -1 for the fraudster). Shapes training only; evaluation always
@@ -255,12 +264,9 @@ class GraderReward(gymnasium.Wrapper):
     SIGN = {"investigator": 1.0, "fraudster": -1.0}
 
     def __init__(self, env: gymnasium.Env, coef: float):
-        role = env.unwrapped.role  # under CalibrationReward when both shape the reward
-        if role not in self.SIGN:
-            raise ValueError(f"the grader reward is for the investigator or the fraudster, "
-                             f"not the {role}")
+        # the role from under CalibrationReward when both shape the reward
+        self.scale = grader_sign(env.unwrapped.role) * coef
         super().__init__(env)
-        self.scale = self.SIGN[role] * coef
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -286,12 +292,9 @@ class VectorTrainingRewards(VecEnvWrapper):
     ``RoleEnv``s)."""
 
     def __init__(self, venv: VectorRoleEnv, calibration_coef: float, grader_coef: float):
-        if grader_coef and venv.role not in GraderReward.SIGN:
-            raise ValueError(f"the grader reward is for the investigator or the fraudster, "
-                             f"not the {venv.role}")
+        self.grader = grader_sign(venv.role) * grader_coef if grader_coef else 0.0
         super().__init__(venv)
         self.calibration = calibration_coef if venv.role == "investigator" else 0.0
-        self.grader = GraderReward.SIGN.get(venv.role, 0.0) * grader_coef
         self._bonus = np.zeros(venv.num_envs)
 
     def reset(self):

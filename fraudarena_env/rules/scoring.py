@@ -38,8 +38,13 @@ def verdict_reward(verdict: int, label: int, severity: float) -> float:
             return -0.30 - 0.3 * severity
         return -0.10
     if label == LEGIT:
-        return (0.10, -0.35, -0.10)[verdict]
-    return (-0.20, -0.05, 0.20)[verdict]
+        return _LEGIT_REWARD[verdict]
+    return _ESCALATE_REWARD[verdict]
+
+
+# the table's legit and escalate columns, by verdict (APPROVE, REJECT, ESCALATE_V)
+_LEGIT_REWARD = (0.10, -0.35, -0.10)
+_ESCALATE_REWARD = (-0.20, -0.05, 0.20)
 
 
 def verdict_rewards(verdict, label, severity) -> np.ndarray:
@@ -47,8 +52,8 @@ def verdict_rewards(verdict, label, severity) -> np.ndarray:
     verdict, label, severity = np.asarray(verdict), np.asarray(label), np.asarray(severity)
     fraud = np.select([verdict == REJECT, verdict == APPROVE],
                       [0.30 + 0.1 * severity, -0.30 - 0.3 * severity], -0.10)
-    legit = np.asarray((0.10, -0.35, -0.10))[verdict]
-    escalate = np.asarray((-0.20, -0.05, 0.20))[verdict]
+    legit = np.asarray(_LEGIT_REWARD)[verdict]
+    escalate = np.asarray(_ESCALATE_REWARD)[verdict]
     return np.where(label == FRAUD, fraud, np.where(label == LEGIT, legit, escalate))
 
 
