@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -93,6 +92,7 @@ from .rules.errors import IllegalActionError
 from .rules.fraudster import queue_room
 from .rules.generator import generate_into
 from .rules.lexicon import N_LEXICAL, lexical_features
+from .rules.machine import template_text
 from .rules.referee import Referee, match_settings
 from .rules.roles import explain
 from .rules.state import END_REASONS, MatchState, Phase
@@ -539,9 +539,9 @@ class VectorFraudArena(BatchedEnd):
         st.n_arrived[env] += count
         category = rows.category[e, row]
         lexical, surface = _arrival_features(
-            category.tolist(), rows.body[e, row].tolist(), rows.markers[e, row].tolist(),
-            rows.uniform[e, row, 12].tolist(), rows.age_days[e, row].tolist(),
-            rows.tld[e, row], rows.payment_type[e, row], rows.country[e, row])
+            category, rows.body[e, row], rows.markers[e, row], rows.uniform[e, row, 12],
+            rows.age_days[e, row], rows.tld[e, row], rows.payment_type[e, row],
+            rows.country[e, row])
         st.lexical[e, slot] = lexical
         self._show_arrivals(e, slot, category, lexical, surface)
 
@@ -623,9 +623,8 @@ class VectorFraudArena(BatchedEnd):
         signals and surface, and which edits are left; returns their surface."""
         st, rows = self.state, self.state.rows
         markers = rows.markers[env, row]
-        surface = _surface_values(rows.age_days[env, row].tolist(), rows.tld[env, row],
-                                  rows.payment_type[env, row], rows.country[env, row],
-                                  markers.tolist())
+        surface = _surface_values(rows.age_days[env, row], rows.tld[env, row],
+                                  rows.payment_type[env, row], rows.country[env, row], markers)
         put, at = self._put, self._views["fraudster"].at
         lex = at["lexical"][0] + N_LEXICAL * slot
         put("fraudster", env[:, None], lex[:, None] + np.arange(N_LEXICAL), st.lexical[env, slot])
@@ -812,27 +811,59 @@ class VectorFraudArena(BatchedEnd):
 
 def _arrival_features(category, body, markers, u_marker, age, tld, payment, country):
     """What arriving organic ads show: their copy's features (from the template copy the
-    referee would write, memoised) and their surface, as the observers write them."""
-    lexical = np.array([_template_lexical(c, b, k, u) for c, b, k, u in
-                        zip(category, body, markers, u_marker)], np.float32)
-    return lexical, _surface_values(age, tld, payment, country, markers)
+    referee would write) and their surface, as the observers write them (arrays, one entry
+    per ad)."""
+    return _template_lexical(category, body, markers, u_marker), \
+        _surface_values(age, tld, payment, country, markers)
 
 
 def _surface_values(age, tld, payment, country, markers) -> np.ndarray:
-    """Ads' surface as the observers write it (encoding's _surface_row, in batch): ``age`` and
-    ``markers`` lists, the others arrays."""
+    """Ads' surface as the observers write it (encoding's _surface_row, in batch)."""
     surface = np.empty((len(age), len(SURFACE_COLUMNS)))
-    surface[:, 0] = [math.log1p(a) / AGE_LOG_SCALE for a in age]
+    surface[:, 0] = _AGE_VALUE[age]
     surface[:, 1] = tld * _TLD_SCALE
     surface[:, 2] = payment * _PAY_SCALE
     surface[:, 3] = country * _COUNTRY_SCALE
-    surface[:, 4] = [markers_value(k) for k in markers]
+    surface[:, 4] = _MARKERS_VALUE[markers]
     return surface
 
 
-@lru_cache(maxsize=1 << 14)
-def _template_lexical(category: int, body: int, markers: int, u_marker: float) -> np.ndarray:
-    return lexical_features(Referee._template_copy(category, body, markers, u_marker))
+# encoding's per-ad arithmetic on the surface, worked out once for every value the int columns
+# can hold (the generator clips ages to [1, 4000]; markers are int8), by the same functions
+_AGE_VALUE = np.asarray([math.log1p(a) / AGE_LOG_SCALE for a in range(4001)])
+_MARKERS_VALUE = np.asarray([markers_value(k) for k in range(128)])
+
+
+class _TemplateLexicon:
+    """The lexical features of template copy, by (category, body, markers, first marker):
+    ``lexical_features(Referee._template_copy(...))``, filled in as combinations first occur,
+    so a batch of arrivals is one gather."""
+
+    def __init__(self):
+        n_bodies = max(len(c.bodies) for c in CATEGORIES)
+        n_starts = max(len(c.markers) for c in CATEGORIES)
+        shape = (len(CATEGORIES), n_bodies, 128, n_starts)
+        self.features = np.zeros(shape + (N_LEXICAL,), np.float32)
+        self.known = np.zeros(shape, bool)
+        self.n_bodies = np.asarray([len(c.bodies) for c in CATEGORIES])
+        self.n_starts = np.asarray([len(c.markers) for c in CATEGORIES])
+
+    def __call__(self, category, body, markers, u_marker) -> np.ndarray:
+        category = np.asarray(category, np.int64)
+        key = (category, np.asarray(body, np.int64) % self.n_bodies[category],
+               np.asarray(markers, np.int64),
+               (np.asarray(u_marker) * self.n_starts[category]).astype(np.int64))
+        new = ~self.known[key]
+        if new.any():
+            for c, b, k, start in set(zip(*(x[new].tolist() for x in key))):
+                # the copy _template_copy writes for this body and first marker
+                text = template_text(c, b, k, start)
+                self.features[c, b, k, start] = lexical_features(text)
+                self.known[c, b, k, start] = True
+        return self.features[key]
+
+
+_template_lexical = _TemplateLexicon()
 
 
 def _room(st: MatchState, env: np.ndarray) -> np.ndarray:

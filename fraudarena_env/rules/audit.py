@@ -48,7 +48,7 @@ def track_b(proposals: list[ProposalText]) -> tuple[set[tuple[str, str]], dict[s
     seen: list[frozenset] = []
     for p in proposals:
         found = list(_text_findings(p.category, p.copy, p.blurb, p.targeting))
-        sh = shingles(p.copy)
+        sh = _shingles(p.copy)
         if any(jaccard(sh, other) >= REPETITION_JACCARD for other in seen):
             found.append("template_repetition")
         seen.append(sh)
@@ -56,6 +56,9 @@ def track_b(proposals: list[ProposalText]) -> tuple[set[tuple[str, str]], dict[s
             flags.add((f, p.ad_id))
         plaus[p.ad_id] = float(max(0.0, 1.0 - sum(TRACK_B_PENALTY[f] for f in found)))
     return flags, plaus
+
+
+_shingles = lru_cache(maxsize=1 << 14)(shingles)  # template copy repeats across matches
 
 
 @lru_cache(maxsize=1 << 16)

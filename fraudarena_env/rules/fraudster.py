@@ -123,7 +123,7 @@ CAMOUFLAGED = TACTICS.index("camouflaged")
 
 def _drop_one_risk_phrase(text: str) -> str:
     """The copy with its first risk phrase taken out (the soften edit). Game state, as template
-    copy is (``machine._template_text``): the copy decides the ad's lexical features and the
+    copy is (``machine.template_text``): the copy decides the ad's lexical features and the
     rule audit's plausibility."""
     from .catalog import RISK_PHRASES
 

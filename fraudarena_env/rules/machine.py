@@ -23,7 +23,7 @@ from .state import A, F, I  # noqa: F401  (role indices)
 _TARGET_RANGE = range(len(TARGETS))
 
 @lru_cache(maxsize=4096)
-def _template_text(category: int, body: int, n_markers: int, start: int) -> str:
+def template_text(category: int, body: int, n_markers: int, start: int) -> str:
     """A template ad's copy: a body and ``n_markers`` risk phrases from ``start`` on.
     Memoised: the same copy recurs across matches.
 
@@ -118,7 +118,7 @@ class MatchMachine:
     @staticmethod
     def _template_copy(category: int, body: int, n_markers: int, u_marker: float) -> str:
         cat = CATEGORIES[category]
-        return _template_text(category, body % len(cat.bodies), n_markers,
+        return template_text(category, body % len(cat.bodies), n_markers,
                               int(u_marker * len(cat.markers)))
 
     def _finish(self, reason: str) -> None:

@@ -29,7 +29,7 @@ The rules tell no story of the match: what happened is recorded as typed events
 (``rules.events``), on a referee that records them, and ``faces.narration`` tells them as the
 feedback, the logs and the evidence text. The text the rules do hold is game state or a rule's
 own words: ad copy, blurbs and targeting (the lexical features and the rule audit read them; see
-``machine._template_text``), a rationale, the auditor's flags and report, and the reason an op is
+``machine.template_text``), a rationale, the auditor's flags and report, and the reason an op is
 refused (``explain``, from the check that failed).
 
 The text face's entry points (``step_as_<role>``,
