@@ -90,7 +90,7 @@ from .rules.catalog import (
 )
 from .rules.errors import IllegalActionError
 from .rules.fraudster import queue_room
-from .rules.generator import generate_into
+from .rules.generator import U, generate_into
 from .rules.lexicon import N_LEXICAL, lexical_features
 from .rules.machine import template_text
 from .rules.referee import Referee, match_settings
@@ -539,7 +539,7 @@ class VectorFraudArena(BatchedEnd):
         st.n_arrived[env] += count
         category = rows.category[e, row]
         lexical, surface = _arrival_features(
-            category, rows.body[e, row], rows.markers[e, row], rows.uniform[e, row, 12],
+            category, rows.body[e, row], rows.markers[e, row], rows.uniform[e, row, U.MARKER_START],
             rows.age_days[e, row], rows.tld[e, row], rows.payment_type[e, row],
             rows.country[e, row])
         st.lexical[e, slot] = lexical

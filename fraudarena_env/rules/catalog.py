@@ -33,6 +33,8 @@ RING_SIGNALS: tuple[str, ...] = ("payment_id", "landing_host", "audience_fingerp
 RING_SIGNAL_SOURCE = (TARGET_INDEX["payment_method"], TARGET_INDEX["landing_page"],
                       TARGET_INDEX["targeting_overlap"], TARGET_INDEX["campaign_structure"])
 RING_SIGNAL_PREFIX = ("pmt_", "host_", "fp_", "cfg_")
+# the ring signals by name: columns of the ad rows' tokens
+SIG_PAYMENT, SIG_HOST, SIG_AUDIENCE, SIG_CAMPAIGN = range(len(RING_SIGNALS))
 TOPOLOGIES: tuple[str, ...] = ("clique", "chain", "hub")
 
 LABELS: tuple[str, ...] = ("legit", "fraud", "escalate")

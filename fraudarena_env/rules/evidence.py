@@ -21,9 +21,14 @@ from .catalog import (
     PAYMENT_TYPES,
     REGISTRARS,
     RING_SIGNAL_PREFIX,
+    SIG_AUDIENCE,
+    SIG_CAMPAIGN,
+    SIG_HOST,
+    SIG_PAYMENT,
     TARGETS,
     TLDS,
 )
+from .generator import U
 
 HEADLINE = {  # source -> (field, scale, offset): value = offset + scale * risk
     "advertiser_history": ("approval_rate", -0.7, 0.98),
@@ -58,8 +63,8 @@ def token_text(signal_index: int, value: int) -> str:
 
 
 def domain_of(tld: int, uniform) -> str:
-    a = DOMAIN_STEMS[int(uniform[6] * len(DOMAIN_STEMS))]
-    b = DOMAIN_STEMS[int(uniform[7] * len(DOMAIN_STEMS))]
+    a = DOMAIN_STEMS[int(uniform[U.DOMAIN_STEM] * len(DOMAIN_STEMS))]
+    b = DOMAIN_STEMS[int(uniform[U.DOMAIN_STEM + 1] * len(DOMAIN_STEMS))]
     return f"{a}{b}.{TLDS[tld]}"
 
 
@@ -83,30 +88,32 @@ def evidence_fields(rows, row: int, target_index: int, signal: float | None = No
     target = TARGETS[target_index]
     x = float(rows.evidence[row, target_index]) if signal is None else signal
     risk = signal_to_risk(x)
-    u = rows.uniform[row]
+    # the five detail draws, in column order
+    u0, u1, u2, u3, u4 = rows.uniform[row, U.DETAIL:U.DETAIL + 5].tolist()
     name, value = headline(target, x)
     out: dict = {name: value}
     tok = rows.tokens[row]
     if target == "advertiser_history":
-        out.update(verified_business=bool(u[8] > risk), violations=int(risk * 4 * u[9] + 0.5),
-                   ads_last_30_days=int(3 + 60 * risk * u[10]))
+        out.update(verified_business=bool(u0 > risk), violations=int(risk * 4 * u1 + 0.5),
+                   ads_last_30_days=int(3 + 60 * risk * u2))
     elif target == "landing_page":
-        out.update(domain=domain_of(int(rows.tld[row]), u), landing_host=token_text(1, tok[1]),
-                   ssl_valid=bool(u[8] > 0.7 * risk), domain_age_days=int(20 + 3000 * (1 - risk)
-                                                                          * u[9]),
-                   registrar=REGISTRARS[min(int(risk * len(REGISTRARS) * (0.5 + u[10])),
+        out.update(domain=domain_of(int(rows.tld[row]), rows.uniform[row]),
+                   landing_host=token_text(SIG_HOST, tok[SIG_HOST]),
+                   ssl_valid=bool(u0 > 0.7 * risk), domain_age_days=int(20 + 3000 * (1 - risk)
+                                                                          * u1),
+                   registrar=REGISTRARS[min(int(risk * len(REGISTRARS) * (0.5 + u2)),
                                             len(REGISTRARS) - 1)],
-                   redirect_hops=int(4 * risk * u[11]))
+                   redirect_hops=int(4 * risk * u3))
     elif target == "payment_method":
         out.update(payment_type=PAYMENT_TYPES[int(rows.payment_type[row])],
-                   payment_id=token_text(0, tok[0]),
-                   accounts_on_payment=1 + int(8 * risk * u[9]))
+                   payment_id=token_text(SIG_PAYMENT, tok[SIG_PAYMENT]),
+                   accounts_on_payment=1 + int(8 * risk * u1))
     elif target == "targeting_overlap":
-        out.update(audience_fingerprint=token_text(2, tok[2]),
-                   geo_regions=1 + int(6 * risk * u[10]))
+        out.update(audience_fingerprint=token_text(SIG_AUDIENCE, tok[SIG_AUDIENCE]),
+                   geo_regions=1 + int(6 * risk * u2))
     elif target == "campaign_structure":
-        out.update(campaign_fingerprint=token_text(3, tok[3]),
-                   daily_budget=int(50 + 4000 * risk * u[11]), ad_sets=1 + int(30 * risk * u[12]))
+        out.update(campaign_fingerprint=token_text(SIG_CAMPAIGN, tok[SIG_CAMPAIGN]),
+                   daily_budget=int(50 + 4000 * risk * u3), ad_sets=1 + int(30 * risk * u4))
     else:
         out.update(classification="unsafe" if risk > 0.5 else "safe")
     return out

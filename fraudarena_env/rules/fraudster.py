@@ -30,6 +30,8 @@ from .catalog import (
     KIND_ESCALATE,
     LEGIT,
     MAX_SLOTS,
+    SIG_CAMPAIGN,
+    SIG_PAYMENT,
     TACTIC_SEVERITY,
     TACTICS,
     TARGET_INDEX,
@@ -37,7 +39,7 @@ from .catalog import (
 )
 from .checks import Check, holds_all
 from .events import Committed, Modified, Proposed, TurnEnded
-from .generator import U_BLURB, RingInfo, blurb_of, proposal_surface
+from .generator import RingInfo, U, blurb_of, proposal_surface
 from .lexicon import (
     count_risk_markers,
     count_trust_markers,
@@ -183,7 +185,7 @@ class FraudsterMoves:
             tactic = max(0, 3 - min(free_markers, 3))
             junk = is_gibberish(copy) or has_injection_or_generator_token(copy)
         if targeting is None:
-            targeting = cat.targeting[int(u[5] * len(cat.targeting))]
+            targeting = cat.targeting[int(u[U.TARGETING] * len(cat.targeting))]
         label = ESCALATE if category == GRAY_CATEGORY else FRAUD
         rows.label[row] = label
         rows.category[row] = category
@@ -198,11 +200,11 @@ class FraudsterMoves:
             # Template copy is drawn exactly as an organic ad's: the category's bodies and as
             # many risk phrases as the tactic's surface drew; a camouflaged ad carries a trust
             # blurb as often as an organic legit ad does, the others as often as organic fraud.
-            copy = self._template_copy(category, int(u[4] * 3), int(rows.markers[row]),
-                                       float(u[12]))
+            copy = self._template_copy(category, int(u[U.BODY] * 3), int(rows.markers[row]),
+                                       float(u[U.MARKER_START]))
             if blurb is None:
-                b = blurb_of(LEGIT if tactic == CAMOUFLAGED else FRAUD, float(u[U_BLURB]),
-                             float(u[13]))
+                b = blurb_of(LEGIT if tactic == CAMOUFLAGED else FRAUD, float(u[U.BLURB]),
+                             float(u[U.TRUST_PHRASE]))
                 blurb = TRUST_PHRASES[b] if b >= 0 else ""
         if free_markers is not None and junk:  # the policy classifier sees through junk copy
             rows.evidence[row, TARGET_INDEX["policy_classifier"]] += JUNK_CLASSIFIER_SHIFT
@@ -223,20 +225,21 @@ class FraudsterMoves:
         ring = self.rings[self.fraudster_ring]
         ring.members.append(row)
         self.rows.ring[row] = self.fraudster_ring
-        self.rows.tokens[row, 0] = self.ep.proposal_ring_tokens[0]
-        self.rows.tokens[row, 3] = self.ep.proposal_ring_tokens[3]
+        for signal in (SIG_PAYMENT, SIG_CAMPAIGN):
+            self.rows.tokens[row, signal] = self.ep.proposal_ring_tokens[signal]
 
     def _modify(self, op: Modify) -> None:
         slot, edit, new_copy, new_blurb = op.slot, op.edit, op.new_ad_copy, \
             op.new_landing_page_blurb
         row = self.slot_row[slot]
         rows = self.rows
-        if edit == 0:
+        if edit == _SOFTEN:
             self.copy[slot] = _drop_one_risk_phrase(self.copy[slot])
             rows.markers[row] = max(0, rows.markers[row] - 1)
             rows.severity[row] *= SOFTEN_SEVERITY
-        elif edit == 1:
-            self.blurb[slot] = TRUST_PHRASES[int(rows.uniform[row, 13] * len(TRUST_PHRASES))]
+        elif edit == _TRUST:
+            self.blurb[slot] = TRUST_PHRASES[int(rows.uniform[row, U.TRUST_PHRASE] *
+                                                       len(TRUST_PHRASES))]
             self._trust(slot)
         if new_copy is not None:
             self.copy[slot] = new_copy

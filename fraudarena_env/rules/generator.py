@@ -23,6 +23,7 @@ on the order of earlier actions. Arrays are plain numpy; text is rendered later,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 from functools import lru_cache
 
 import numpy as np
@@ -41,6 +42,7 @@ from .catalog import (
     LEGIT_FAMILY,
     MAX_SLOTS,
     PAYMENT_TYPES,
+    SIG_CAMPAIGN,
     SIGNATURE_REUSE_SHIFT,
     TACTIC_SEVERITY,
     TACTIC_SURFACE,
@@ -59,7 +61,43 @@ TRUST_BLURB_SHARE = (0.35, 0.2, 0.3)  # organic ads with a trust blurb, by label
 TOKEN_SPACE = 1_000_000
 N_NORMAL = 12  # normal draws per ad: 4 surface, 1 markers, 6 evidence, 1 slot order
 N_UNIFORM = 18  # uniform draws per ad: category, tactic, copy choices and rendering detail
-U_BLURB = 16  # the uniform column that decides whether an ad carries a trust blurb
+
+
+class Z(IntEnum):
+    """The columns of an ad's normal draws, by what each moves."""
+
+    AGE = 0  # the surface: account age, TLD, payment type, country (four columns)
+    MARKERS = 4  # the risk phrases in its copy
+    EVIDENCE = 5  # one column per evidence source (six)
+    SLOT_ORDER = 11  # a proposal row's: which slot the k-th arrival takes
+
+
+class U(IntEnum):
+    """The columns of an ad row's uniform draws (``AdRows.uniform``), by what each decides."""
+
+    TACTIC = 0  # a fraud ad's tactic
+    LEGIT_CATEGORY = 1  # its category, if filed under a legit-looking one
+    RISKY_CATEGORY = 2  # ... under a risky one
+    WHERE = 3  # which of the two it is filed under
+    BODY = 4  # its template copy's body
+    TARGETING = 5  # a proposal's targeting line
+    DOMAIN_STEM = 6  # the two stems of its landing domain (this column and the next)
+    DETAIL = 8  # evidence fields' details (five columns; which field reads which varies by
+    # source)
+    MARKER_START = 12  # the first risk phrase its template copy carries (the last detail too)
+    TRUST_PHRASE = 13  # which trust phrase its blurb has
+    LABEL_ORDER = 14  # the order labels are dealt to organic ads
+    DECOY = 15  # row 0's: whether two legit ads share an agency's fingerprint
+    BLURB = 16  # whether it carries a trust blurb
+    # column 17 is drawn and unused (so every draw stays where it is)
+
+
+# The two uniform rows past the ad rows (at ``cap`` and ``cap + 1``) build the rings.
+RING_SIGNAL_ROW, RING_ROW = 0, 1
+R_CLIQUE = 0  # RING_ROW[r]: whether clique ring r shares a third signal
+R_SIZE_ORDER = 4  # RING_ROW[4 + i]: the order ring sizes are dealt in
+R_TOPOLOGY = 15  # RING_ROW's: the first ring's topology
+# RING_SIGNAL_ROW[4 * (r % 4) + i], i = 1..3: which signals ring r shares beyond its payment id
 
 
 @dataclass
@@ -130,13 +168,13 @@ def signals(surface_strength: np.ndarray, evidence_shift: np.ndarray,
     account age, (TLD, payment type, country), risk markers and one evidence signal per source.
     Age and markers are floats: integer columns truncate them on write, like astype."""
     shift = surface_strength * SURFACE_SHIFT
-    z = noise[..., :4] + shift[..., None]
+    z = noise[..., Z.AGE:Z.MARKERS] + shift[..., None]
     age = np.minimum(np.maximum(np.exp(6.0 - 0.8 * z[..., 0]), 1), 4000)
     surface = np.minimum(np.maximum(
         ((z[..., 1:4] + _SURF_OFFSET) * _SURF_SCALE).astype(np.int64), 0), _SURF_HIGH)
     markers = np.minimum(np.maximum(
-        np.rint(surface_strength * MARKER_SHIFT + 0.8 * noise[..., 4] - 0.3), 0), 3)
-    evidence = evidence_shift + noise[..., 5:11]
+        np.rint(surface_strength * MARKER_SHIFT + 0.8 * noise[..., Z.MARKERS] - 0.3), 0), 3)
+    evidence = evidence_shift + noise[..., Z.EVIDENCE:Z.SLOT_ORDER]
     return age, surface, markers, evidence
 
 
@@ -201,15 +239,15 @@ def generate(task: TaskConfig, rng: np.random.Generator, max_rounds: int,
     normal = rng.standard_normal((cap, N_NORMAL))
     uniform = rng.random((cap + 2, N_UNIFORM))
     tokens = rng.integers(0, TOKEN_SPACE, (cap + 4 * task.n_rings + 1, 4))
-    slot_order = np.argsort(normal[n:, 11])
+    slot_order = np.argsort(normal[n:, Z.SLOT_ORDER])
 
     rows = AdRows(**{name: a.copy() for name, a in plan.blank.items()},
-                  body=(uniform[:cap, 4] * 3).astype(np.int8), uniform=uniform, tokens=tokens)
-    rows.label[:n] = plan.labels[np.argsort(uniform[:n, 14])]
+                  body=(uniform[:cap, U.BODY] * 3).astype(np.int8), uniform=uniform, tokens=tokens)
+    rows.label[:n] = plan.labels[np.argsort(uniform[:n, U.LABEL_ORDER])]
     labels = rows.label[:n].tolist()
     tactic, category, kind, severity, blurb = _base_ads(
-        plan, labels, uniform[:n, :4].tolist(), uniform[:n, U_BLURB].tolist(),
-        uniform[:n, 13].tolist())
+        plan, labels, uniform[:n, U.TACTIC:U.WHERE + 1].tolist(), uniform[:n, U.BLURB].tolist(),
+        uniform[:n, U.TRUST_PHRASE].tolist())
     rows.tactic[:n], rows.category[:n], rows.kind[:n] = tactic, category, kind
     rows.severity[:n], rows.blurb[:n] = severity, blurb
     # One pass of numpy (whose cost on arrays this small is per call) maps the base ads and,
@@ -233,7 +271,8 @@ def generate(task: TaskConfig, rng: np.random.Generator, max_rounds: int,
 
     rings = []
     if task.n_rings:
-        rings = _build_rings(plan, uniform[cap], uniform[cap + 1], normal[:n, 11].tolist(),
+        rings = _build_rings(plan, uniform[cap + RING_SIGNAL_ROW], uniform[cap + RING_ROW],
+                             normal[:n, Z.SLOT_ORDER].tolist(),
                              labels, tokens, rows.ring, n)
         _agency_decoy(labels, tokens, uniform)
     return Episode(n, rows, rings, slot_order, tokens[cap + 4 * task.n_rings].copy(),
@@ -262,15 +301,15 @@ def generate_into(task: TaskConfig, seeds: list[int], max_rounds: int, max_propo
         rng.standard_normal(out=normal[j])
         rng.random(out=uniform[j])
         tokens[j] = rng.integers(0, TOKEN_SPACE, (n_tokens, 4))
-    slot_order = np.argsort(normal[:, n:, 11], axis=1)
+    slot_order = np.argsort(normal[:, n:, Z.SLOT_ORDER], axis=1)
     m2 = matches[:, None]
     for name, blank in plan.blank.items():
         column = getattr(rows, name)
         column[m2, np.arange(cap)] = blank
         column[matches, cap:] = 0
-    rows.body[m2, np.arange(cap)] = (uniform[:, :cap, 4] * 3).astype(np.int8)
+    rows.body[m2, np.arange(cap)] = (uniform[:, :cap, U.BODY] * 3).astype(np.int8)
     rows.body[matches, cap:] = 0
-    label = plan.labels[np.argsort(uniform[:, :n, 14], axis=1)]
+    label = plan.labels[np.argsort(uniform[:, :n, U.LABEL_ORDER], axis=1)]
     rows.label[m2, np.arange(n)] = label
     tactic, category, kind, severity, blurb = _base_ads_batch(plan, label, uniform[:, :n])
     base = np.arange(n)
@@ -303,8 +342,9 @@ def generate_into(task: TaskConfig, seeds: list[int], max_rounds: int, max_propo
         labels = label[j].tolist()
         rings = []
         if task.n_rings:
-            rings = _build_rings(plan, view.uniform[cap], view.uniform[cap + 1],
-                                 normal[j, :n, 11].tolist(), labels, view.tokens, view.ring, n)
+            rings = _build_rings(plan, view.uniform[cap + RING_SIGNAL_ROW],
+                                 view.uniform[cap + RING_ROW], normal[j, :n, Z.SLOT_ORDER].tolist(),
+                                 labels, view.tokens, view.ring, n)
             _agency_decoy(labels, view.tokens, view.uniform)
         signals_j = ProposalSignals(age[j, n:].reshape(t, p), surface[j, n:].reshape(t, p, 3),
                                     markers[j, n:].reshape(t, p), evidence[j, n:].reshape(t, p, -1))
@@ -321,7 +361,8 @@ _ROW_FIELDS = ("label", "category", "tactic", "kind", "severity", "age_days", "t
 def _base_ads_batch(plan: _Plan, label: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, ...]:
     """``_base_ads`` for (matches, ads) arrays of labels and uniform rows: the same choices,
     by the same arithmetic, as arrays."""
-    u_tactic, u_legit, u_risky, u_where = (u[..., i] for i in range(4))
+    u_tactic, u_legit, u_risky, u_where = (u[..., i] for i in (U.TACTIC, U.LEGIT_CATEGORY,
+                                                                 U.RISKY_CATEGORY, U.WHERE))
     legit, escalate = label == LEGIT, label == ESCALATE
     fraud = ~legit & ~escalate
     cdf = np.asarray(plan.tactic_cdf)
@@ -342,8 +383,8 @@ def _base_ads_batch(plan: _Plan, label: np.ndarray, u: np.ndarray) -> tuple[np.n
         escalate, base_severity, base_severity * np.asarray(TACTIC_SEVERITY)[tactic]))
     kind = np.where(legit, 0, np.where(escalate, KIND_ESCALATE, 1 + tactic))
     share = np.asarray(TRUST_BLURB_SHARE)[label]
-    blurb = np.where(u[..., U_BLURB] < share,
-                     (u[..., 13] * len(TRUST_PHRASES)).astype(np.int64), -1)
+    blurb = np.where(u[..., U.BLURB] < share,
+                     (u[..., U.TRUST_PHRASE] * len(TRUST_PHRASES)).astype(np.int64), -1)
     return tactic, category, kind, severity, blurb
 
 
@@ -411,8 +452,8 @@ def _build_rings(plan, u_signals, u_rings, order_noise, label, tokens, ring, n) 
                         key=order_noise.__getitem__)
     u_sig = u_signals.tolist()
     u_ring = u_rings.tolist()
-    size_order = sorted(range(n_rings), key=lambda i: u_ring[4 + i])
-    first_topology = int(u_ring[15] * len(TOPOLOGIES))
+    size_order = sorted(range(n_rings), key=lambda i: u_ring[R_SIZE_ORDER + i])
+    first_topology = int(u_ring[R_TOPOLOGY] * len(TOPOLOGIES))
     ring_tokens = tokens[n + MAX_SLOTS:].tolist()  # four rows per ring: one per chain edge
     out, start = [], 0
     for r in range(n_rings):
@@ -421,7 +462,7 @@ def _build_rings(plan, u_signals, u_rings, order_noise, label, tokens, ring, n) 
         start += size
         topology = TOPOLOGIES[(first_topology + r) % len(TOPOLOGIES)]
         if topology == "clique":
-            k = 2 + (u_ring[r] < 0.5)  # clique rings share 2 or 3 signals
+            k = 2 + (u_ring[R_CLIQUE + r] < 0.5)  # clique rings share 2 or 3 signals
         elif topology == "chain":
             k = 2
         else:
@@ -462,9 +503,9 @@ def _share_tokens(topology, members, signals, tokens, ring_tokens):
 def _agency_decoy(label, tokens, uniform):
     """Two legit ads run by one agency share a campaign fingerprint: a decoy for naive linking."""
     legit = [i for i, lab in enumerate(label) if lab == LEGIT]
-    if len(legit) >= 2 and uniform[0, 15] < 0.5:
+    if len(legit) >= 2 and uniform[0, U.DECOY] < 0.5:
         a, b = legit[0], legit[1]
-        tokens[b, 3] = tokens[a, 3]
+        tokens[b, SIG_CAMPAIGN] = tokens[a, SIG_CAMPAIGN]
 
 
 def proposal_surface(tactic: int, row: int, episode: Episode, free_text_markers: int | None,

@@ -17,6 +17,7 @@ from . import audit, scoring
 from .catalog import AD_IDS, CATEGORIES, CORRECT_VERDICT, TARGETS, TRUST_PHRASES
 from .events import Stamp
 from .evidence import evidence_fields
+from .generator import U
 from .lexicon import lexical_features
 from .state import A, F, I  # noqa: F401  (role indices)
 
@@ -92,8 +93,8 @@ class MatchMachine:
         slots = slots.tolist()
         for slot, category, body, markers, u_marker, u_target, blurb in zip(
                 slots, rows.category[first:last].tolist(), rows.body[first:last].tolist(),
-                rows.markers[first:last].tolist(), rows.uniform[first:last, 12].tolist(),
-                rows.uniform[first:last, 5].tolist(), rows.blurb[first:last].tolist()):
+                rows.markers[first:last].tolist(), rows.uniform[first:last, U.MARKER_START].tolist(),
+                rows.uniform[first:last, U.TARGETING].tolist(), rows.blurb[first:last].tolist()):
             cat = CATEGORIES[category]
             copy = self._template_copy(category, body, markers, u_marker)
             self.copy[slot] = copy
