@@ -82,6 +82,15 @@ from ..rules.catalog import (
     VERDICTS,
 )
 from ..rules.errors import IllegalActionError, OutOfTurnError
+from ..rules.events import (
+    AdEdited,
+    AdsArrived,
+    AdsLinked,
+    FlagRaised,
+    PlayFinished,
+    SourcePulled,
+    VerdictGiven,
+)
 from ..rules.lexicon import LEXICAL_NAMES, N_LEXICAL
 from ..rules.referee import Referee
 from . import textface
@@ -235,13 +244,14 @@ class Observer:
             handlers = self._handlers
             arrivals = []  # the slots of consecutive arrivals, applied as one batch
             for ev in changes[self._cursor:]:
-                if ev[0] == "arrive":
-                    arrivals.extend(ev[1])
+                kind = type(ev)
+                if kind is AdsArrived:
+                    arrivals.extend(ev.slots)
                     continue
                 if arrivals:
                     self._arrive(ref, arrivals)
                     arrivals = []
-                h = handlers.get(ev[0])
+                h = handlers.get(kind)
                 if h is not None:
                     h(self, ref, ev)
             if arrivals:
@@ -264,9 +274,9 @@ class Observer:
             self._cursor = len(ref.changes)
 
     def _arrive(self, ref: Referee, slots: list[int]) -> None:
-        h = self._handlers.get("arrive")
+        h = self._handlers.get(AdsArrived)
         if h is not None:
-            h(self, ref, ("arrive", slots))
+            h(self, ref, AdsArrived(slots))
 
     def fill(self, ref: Referee) -> np.ndarray:
         self._sync(ref)
@@ -477,8 +487,8 @@ def _write_lexical(obs: Observer, ref: Referee, s: int) -> None:
 _LINK_INDEX = I_LINK + PAIR_INDEX  # (S, S); the diagonal points before the link block
 
 
-def _inv_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
-    slots = ev[1]
+def _inv_arrive(obs: Observer, ref: Referee, ev: AdsArrived) -> None:
+    slots = ev.slots
     t = obs.tensor
     o = obs.off
     m = obs._mask
@@ -494,8 +504,8 @@ def _inv_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
     m[links[links >= I_LINK]] = 1
 
 
-def _inv_pull(obs: Observer, ref: Referee, ev: tuple) -> None:
-    _, s, tgt = ev
+def _inv_pull(obs: Observer, ref: Referee, ev: SourcePulled) -> None:
+    s, tgt = ev
     t = obs.tensor
     o = obs.off
     t[o["pulled"] + N_T * s + tgt] = 1.0
@@ -526,8 +536,8 @@ def _inv_pull(obs: Observer, ref: Referee, ev: tuple) -> None:
     seen.append(s)
 
 
-def _inv_verdict(obs: Observer, ref: Referee, ev: tuple) -> None:
-    s = ev[1]
+def _inv_verdict(obs: Observer, ref: Referee, ev: VerdictGiven) -> None:
+    s = ev.slot
     _set_status(obs, s, ref.verdict.item(s))
     obs.tensor[obs.off["pulls_left"] + s] = 0.0
     m = obs._mask
@@ -535,8 +545,8 @@ def _inv_verdict(obs: Observer, ref: Referee, ev: tuple) -> None:
     m[I_VERDICT + s * 9:I_VERDICT + (s + 1) * 9] = 0
 
 
-def _inv_link(obs: Observer, ref: Referee, ev: tuple) -> None:
-    _, a, b = ev
+def _inv_link(obs: Observer, ref: Referee, ev: AdsLinked) -> None:
+    a, b = ev
     t = obs.tensor
     o = obs.off
     p = PAIR_INDEX[a, b]
@@ -546,8 +556,8 @@ def _inv_link(obs: Observer, ref: Referee, ev: tuple) -> None:
     obs._mask[I_LINK + p] = 0
 
 
-def _inv_modify(obs: Observer, ref: Referee, ev: tuple) -> None:
-    s = ev[1]
+def _inv_modify(obs: Observer, ref: Referee, ev: AdEdited) -> None:
+    s = ev.slot
     t = obs.tensor
     o = obs.off
     _write_lexical(obs, ref, s)
@@ -576,8 +586,8 @@ def _inv_mask(obs: Observer, ref: Referee) -> np.ndarray:
 
 
 # fraudster -------------------------------------------------------------------
-def _fr_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
-    slots = ev[1]
+def _fr_arrive(obs: Observer, ref: Referee, ev: AdsArrived) -> None:
+    slots = ev.slots
     t = obs.tensor
     o = obs.off
     for s in slots:
@@ -585,11 +595,11 @@ def _fr_arrive(obs: Observer, ref: Referee, ev: tuple) -> None:
         if ref.is_proposal.item(s):
             t[o["mine"] + s] = 1.0
             t[o["my_tactic"] + len(TACTICS) * s + ref.tactic_of(s)] = 1.0
-            _fr_modify(obs, ref, ("modify", s))
+            _fr_modify(obs, ref, AdEdited(s))
 
 
-def _fr_modify(obs: Observer, ref: Referee, ev: tuple) -> None:
-    s = ev[1]
+def _fr_modify(obs: Observer, ref: Referee, ev: AdEdited) -> None:
+    s = ev.slot
     t = obs.tensor
     o = obs.off
     _write_lexical(obs, ref, s)
@@ -606,12 +616,12 @@ def _fr_modify(obs: Observer, ref: Referee, ev: tuple) -> None:
     m[base + 1] = pending and not trusted
 
 
-def _fr_pull(obs: Observer, ref: Referee, ev: tuple) -> None:
-    obs.tensor[obs.off["pulled"] + N_T * ev[1] + ev[2]] = 1.0
+def _fr_pull(obs: Observer, ref: Referee, ev: SourcePulled) -> None:
+    obs.tensor[obs.off["pulled"] + N_T * ev.slot + ev.target] = 1.0
 
 
-def _fr_verdict(obs: Observer, ref: Referee, ev: tuple) -> None:
-    s = ev[1]
+def _fr_verdict(obs: Observer, ref: Referee, ev: VerdictGiven) -> None:
+    s = ev.slot
     _set_status(obs, s, ref.verdict.item(s))
     base = F_MODIFY + s * len(FRAUDSTER_EDITS)
     obs._mask[base:base + len(FRAUDSTER_EDITS)] = 0
@@ -647,7 +657,7 @@ def _fr_mask(obs: Observer, ref: Referee) -> np.ndarray:
 
 
 # auditor ---------------------------------------------------------------------
-def _au_finish(obs: Observer, ref: Referee, ev: tuple) -> None:
+def _au_finish(obs: Observer, ref: Referee, ev: PlayFinished) -> None:
     _fill_auditor_record(obs.views, ref)
     present = ref.present
     nA, nB = len(AUDIT_TRACK_A), len(AUDIT_TRACK_B)
@@ -658,8 +668,8 @@ def _au_finish(obs: Observer, ref: Referee, ev: tuple) -> None:
     m[A_FLAG_B:A_SUBMIT].reshape(S, nB)[present] = 1
 
 
-def _au_flag(obs: Observer, ref: Referee, ev: tuple) -> None:
-    _, track, ftype, slot = ev
+def _au_flag(obs: Observer, ref: Referee, ev: FlagRaised) -> None:
+    track, ftype, slot = ev
     v = obs.views
     if track == "A":
         i = AUDIT_TRACK_A.index(ftype)
@@ -750,12 +760,14 @@ def _fill_auditor_record(v: dict, ref: Referee) -> None:
                     plain[0] / S, plain[1] / plain[0] if plain[0] else 0)
 
 
+# each role's observer, by kind of change (``rules.events.Change``); kinds a role does not see
+# are passed over
 _HANDLERS = {
-    "investigator": {"arrive": _inv_arrive, "pull": _inv_pull, "verdict": _inv_verdict,
-                     "link": _inv_link, "modify": _inv_modify},
-    "fraudster": {"arrive": _fr_arrive, "pull": _fr_pull, "verdict": _fr_verdict,
-                  "modify": _fr_modify},
-    "auditor": {"finish": _au_finish, "flag": _au_flag},
+    "investigator": {AdsArrived: _inv_arrive, SourcePulled: _inv_pull,
+                     VerdictGiven: _inv_verdict, AdsLinked: _inv_link, AdEdited: _inv_modify},
+    "fraudster": {AdsArrived: _fr_arrive, SourcePulled: _fr_pull, VerdictGiven: _fr_verdict,
+                  AdEdited: _fr_modify},
+    "auditor": {PlayFinished: _au_finish, FlagRaised: _au_flag},
 }
 _GLOBALS = {"investigator": _inv_globals, "fraudster": _fr_globals, "auditor": _au_globals}
 _MASK_FINISH = {"investigator": _inv_mask, "fraudster": _fr_mask, "auditor": _au_mask}

@@ -15,7 +15,7 @@ from .action_catalog import A_FLAG_A, A_FLAG_B, A_SUBMIT, N_ACTIONS, S
 from .actions import Flag, Op, Submit
 from .catalog import AD_IDS, AUDIT_TRACK_A, AUDIT_TRACK_B, MAX_AUDITOR_ACTIONS
 from .checks import Check, holds_all
-from .events import Flagged, Submitted
+from .events import Flagged, FlagRaised, Submitted
 from .state import MatchState, Phase, Track
 
 ROLE = "auditor"
@@ -99,7 +99,7 @@ class AuditorMoves:
         self.claimed.add((track, ftype, slot))
         self.match_state.claimed[(self.index, *claim_index(op))] = True
         if slot >= 0 or track == "A":  # the tensor face has no index for a match-level B flag
-            self.changes.append(("flag", track, ftype, slot))
+            self.changes.append(FlagRaised(track, ftype, slot))
         target = AD_IDS[slot] if slot >= 0 else None
         true = (ftype, target) in self.truth_flags
         reward = scoring.AUDIT_TRUE_FLAG if true else scoring.AUDIT_FALSE_FLAG

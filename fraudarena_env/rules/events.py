@@ -14,8 +14,9 @@ Every event starts with ``at``, a ``Stamp``: the match's step count (a logical c
 phase when the action was taken. The acting role of each kind is ``ROLE_OF``; ``TurnEnded`` and
 ``Refused`` name it.
 
-(``Referee.changes`` is another record, always kept: the tuples the tensor face's observers
-replay to update their vectors incrementally.)
+``Referee.changes`` is another record, always kept: the changes (``Change``, below) the tensor
+face's observers replay to update their vectors incrementally. A change says only where the
+match changed (slots, a source, a flag); the observer reads what is there now.
 """
 
 from __future__ import annotations
@@ -126,11 +127,56 @@ ROLE_OF = {Proposed: F, Modified: F, Committed: F, Pulled: I, Decided: I, Linked
            Flagged: A, Submitted: A}  # TurnEnded and Refused carry their role
 
 
+class AdsArrived(NamedTuple):
+    """Ads took these slots (organic arrivals, or a proposal)."""
+    slots: tuple[int, ...]
+
+
+class SourcePulled(NamedTuple):
+    """Evidence source ``target`` of the ad in ``slot`` was pulled."""
+    slot: int
+    target: int
+
+
+class VerdictGiven(NamedTuple):
+    """The ad in ``slot`` was decided (by the investigator, or approved at the end of play)."""
+    slot: int
+
+
+class AdsLinked(NamedTuple):
+    """The ads in ``slot`` and ``other`` were linked."""
+    slot: int
+    other: int
+
+
+class AdEdited(NamedTuple):
+    """The ad in ``slot`` changed: its copy, its blurb or what its landing page shows."""
+    slot: int
+
+
+class PlayFinished(NamedTuple):
+    """Play ended: the record the auditor reads is complete."""
+
+
+class FlagRaised(NamedTuple):
+    """The auditor raised ``flag_type`` on track ``track`` ("A" or "B") against the ad in
+    ``slot`` (-1: the match)."""
+    track: str
+    flag_type: str
+    slot: int
+
+
+Change = AdsArrived | SourcePulled | VerdictGiven | AdsLinked | AdEdited | PlayFinished | FlagRaised
+FINISHED = PlayFinished()
+
+
 def role_of(event: Event) -> int:
     """The index of the role whose action ``event`` records."""
     role = ROLE_OF.get(type(event))
     return event.role if role is None else role
 
 
-__all__ = ["Committed", "Decided", "Event", "Flagged", "Linked", "Modified", "Proposed", "Pulled",
-           "ROLE_OF", "Refused", "Stamp", "Submitted", "TurnEnded", "role_of"]
+__all__ = ["FINISHED", "AdEdited", "AdsArrived", "AdsLinked", "Change", "Committed", "Decided",
+           "Event", "FlagRaised", "Flagged", "Linked", "Modified", "PlayFinished", "Proposed",
+           "Pulled", "ROLE_OF", "Refused", "SourcePulled", "Stamp", "Submitted", "TurnEnded",
+           "VerdictGiven", "role_of"]

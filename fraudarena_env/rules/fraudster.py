@@ -38,7 +38,7 @@ from .catalog import (
     TRUST_PHRASES,
 )
 from .checks import Check, holds_all
-from .events import Committed, Modified, Proposed, TurnEnded
+from .events import AdEdited, Committed, Modified, Proposed, TurnEnded
 from .generator import RingInfo, U, blurb_of, proposal_surface
 from .lexicon import (
     count_risk_markers,
@@ -249,12 +249,12 @@ class FraudsterMoves:
             if count_trust_markers(new_blurb) and not self.trusted[slot]:
                 self._trust(slot)
         self.lexical[slot] = lexical_features(self.copy[slot])
-        self.changes.append(("modify", slot))
+        self.changes.append(AdEdited(slot))
 
     def _trust(self, slot: int) -> None:
         self.trusted[slot] = True
         self.rows.evidence[self.slot_row[slot], TARGET_INDEX["landing_page"]] -= TRUST_SHIFT
-        self.changes.append(("modify", slot))
+        self.changes.append(AdEdited(slot))
 
     def _end_fraudster_turn(self) -> None:
         self.phase = "investigator_turn"

@@ -25,7 +25,15 @@ from .action_catalog import (
 from .actions import EndTurn, Investigate, Link, Op, Verdict
 from .catalog import AD_IDS, MAX_PULLS_PER_AD, TARGETS
 from .checks import Check, holds_all
-from .events import Decided, Linked, Pulled, TurnEnded
+from .events import (
+    AdsLinked,
+    Decided,
+    Linked,
+    Pulled,
+    SourcePulled,
+    TurnEnded,
+    VerdictGiven,
+)
 from .state import I, MatchState, Phase
 
 ROLE = "investigator"
@@ -98,7 +106,7 @@ class InvestigatorMoves:
         if kind is Investigate:
             target = op.target
             self.pulled[slot, target] = True
-            self.changes.append(("pull", slot, target))
+            self.changes.append(SourcePulled(slot, target))
             self.n_pulls[slot] = self.n_pulls.item(slot) + 1
             reward = scoring.INVESTIGATE_COST
             if self.recording:
@@ -108,7 +116,7 @@ class InvestigatorMoves:
             v, conf = op.verdict, op.confidence
             row = self.slot_row.item(slot)
             self.verdict[slot] = v
-            self.changes.append(("verdict", slot))
+            self.changes.append(VerdictGiven(slot))
             self.confidence[slot] = conf
             self.manual[slot] = True
             self.decided_order[slot] = self.n_manual
@@ -123,7 +131,7 @@ class InvestigatorMoves:
             other = op.other
             self.linked[slot, other] = self.linked[other, slot] = True
             self.links.append((slot, other))
-            self.changes.append(("link", slot, other))
+            self.changes.append(AdsLinked(slot, other))
             ra, rb = self.rows.ring[self.slot_row[slot]], self.rows.ring[self.slot_row[other]]
             correct = ra >= 0 and ra == rb
             reward = scoring.LINK_CORRECT if correct else scoring.LINK_WRONG

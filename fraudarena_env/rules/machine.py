@@ -15,7 +15,7 @@ import numpy as np
 
 from . import audit, scoring
 from .catalog import AD_IDS, CATEGORIES, CORRECT_VERDICT, TARGETS, TRUST_PHRASES
-from .events import Stamp
+from .events import FINISHED, AdsArrived, Stamp, VerdictGiven
 from .evidence import evidence_fields
 from .generator import U
 from .lexicon import lexical_features
@@ -101,7 +101,7 @@ class MatchMachine:
             self.blurb[slot] = TRUST_PHRASES[blurb] if blurb >= 0 else ""
             self.targeting[slot] = cat.targeting[int(u_target * len(cat.targeting))]
             self.lexical[slot] = lexical_features(copy)
-        self.changes.append(("arrive", tuple(slots)))
+        self.changes.append(AdsArrived(tuple(slots)))
 
     def _arrive(self, row: int, copy: str, blurb: str, targeting: str) -> int:
         slot = int(self.ep.slot_order[self.n_arrived])
@@ -113,7 +113,7 @@ class MatchMachine:
         self.blurb[slot] = blurb
         self.targeting[slot] = targeting
         self.lexical[slot] = lexical_features(copy)
-        self.changes.append(("arrive", (slot,)))
+        self.changes.append(AdsArrived((slot,)))
         return slot
 
     @staticmethod
@@ -139,7 +139,7 @@ class MatchMachine:
         label, severity = rows.label.tolist(), rows.severity.tolist()
         auto_reward = 0.0
         for s in pending.tolist():
-            self.changes.append(("verdict", s))
+            self.changes.append(VerdictGiven(s))
             auto_reward += scoring.verdict_reward(0, label[slot_row[s]], severity[slot_row[s]])
         ring = rows.ring.tolist()
         correct = wrong = 0
@@ -179,7 +179,7 @@ class MatchMachine:
                                                    self._revealed_values(), self.calibration)
         self.terminal = [fraud_reward, auto_reward, 0.0]
         self.phase = "audit_phase"
-        self.changes.append(("finish",))
+        self.changes.append(FINISHED)
         self.actions_this_turn = 0
 
     def _verdict_records(self) -> list[audit.VerdictRecord]:

@@ -64,7 +64,7 @@ from .catalog import (
     TaskConfig,
 )
 from .errors import IllegalActionError, OutOfTurnError
-from .events import Event, Refused
+from .events import Change, Event, Refused
 from .evidence import token_text
 from .fraudster import FraudsterMoves
 from .generator import Episode, RingInfo, generate
@@ -277,7 +277,7 @@ class Referee(MatchView, FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchM
         # What changed, in order, since reset: observers replay it to update incrementally.
         # ("arrive", slots), ("pull", slot, source), ("verdict", slot), ("link", a, b),
         # ("modify", slot), ("flag", track, flag_type, slot), ("finish",).
-        self.changes: list[tuple] = []
+        self.changes: list[Change] = []
         # What happened, as typed events (``rules.events``), when the referee records them;
         # else the ops it played (record "ops"), for the text face to replay into events.
         self.recording = self.record == "events"

@@ -44,7 +44,7 @@ from .roles import legal_mask as _legal_mask
 from .state import A
 
 if TYPE_CHECKING:
-    from .events import Event
+    from .events import Change, Event
     from .generator import RingInfo
 
 
@@ -131,7 +131,7 @@ class MatchView:
 
     # ---------------------------------------------------------------- what happened
     epoch: int  # changes on every reset (observers rebuild when it does)
-    changes: list[tuple]  # what changed since reset, in order, for incremental observers
+    changes: list[Change]  # what changed since reset, in order, for incremental observers
     events: list[Event]  # typed events (rules.events), when the referee records them
     recording: bool  # whether it records events as they happen
     played: list | None  # the ops played, when it records ops (the text face replays them)

@@ -197,7 +197,7 @@ def test_each_kind_of_event_is_told_as_its_feedback_line(step):
 def test_every_kind_of_event_is_told():
     assert set(narration.NARRATE) == {k for k in vars(ev).values()
                                       if isinstance(k, type) and k is not ev.Stamp and
-                                      hasattr(k, "_fields") and k._fields[0] == "at"}
+                                      hasattr(k, "_fields") and k._fields[:1] == ("at",)}
     assert set(KINDS) == set(narration.NARRATE)
 
 
