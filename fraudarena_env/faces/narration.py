@@ -32,10 +32,10 @@ from ..rules.events import (
     Stamp,
     Submitted,
     TurnEnded,
-    role_of,
 )
 from ..rules.evidence import headline
 from ..rules.referee import Referee
+from ..rules.roles import role_of
 from ..rules.state import F
 
 FINDINGS_EXCERPT = 240  # characters of a pull's findings kept in the log

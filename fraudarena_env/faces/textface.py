@@ -52,10 +52,10 @@ from ..rules.catalog import (
 )
 from ..rules.errors import IllegalActionError, OutOfTurnError
 from ..rules.referee import Referee
+from ..rules.state import A, F, I  # noqa: E741  (the roles' indices)
 from . import narration
 from .narration import evidence_text
 
-F, I, A = 0, 1, 2  # noqa: E741  (role indices)
 # Resolves an ad id to its slot, or raises IllegalActionError: (ad_id, agent, action) -> slot.
 SlotOf = Callable[[str, str, object], int]
 

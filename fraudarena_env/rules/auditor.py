@@ -126,4 +126,13 @@ class AuditorMoves:
         return report
 
 
-__all__ = ["CHECKS", "PHASE", "ROLE", "claim_index", "legal_mask", "repeats", "track_flags"]
+# the registry's entries (``rules.roles``), as in ``rules.fraudster``; the auditor has no turns
+# (each of its actions uses up one of its flags), so no END_TURN
+MOVES = AuditorMoves
+APPLY = AuditorMoves._apply_auditor
+END_TURN = None
+EVENTS = (Flagged, Submitted)
+
+
+__all__ = ["APPLY", "CHECKS", "END_TURN", "EVENTS", "MOVES", "PHASE", "ROLE", "claim_index",
+           "legal_mask", "repeats", "track_flags"]

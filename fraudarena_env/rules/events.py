@@ -11,8 +11,8 @@ An event holds data, never text a player reads: indices into the catalogue (``AD
 category, its tactic, its place among the proposals) the narration reads from the referee.
 
 Every event starts with ``at``, a ``Stamp``: the match's step count (a logical clock), round and
-phase when the action was taken. The acting role of each kind is ``ROLE_OF``; ``TurnEnded`` and
-``Refused`` name it.
+phase when the action was taken. Each role's module names the kinds its actions record
+(``EVENTS``; ``rules.roles.role_of`` reads them); ``TurnEnded`` and ``Refused`` name the role.
 
 ``Referee.changes`` is another record, always kept: the changes (``Change``, below) the tensor
 face's observers replay to update their vectors incrementally. A change says only where the
@@ -22,8 +22,6 @@ match changed (slots, a source, a flag); the observer reads what is there now.
 from __future__ import annotations
 
 from typing import NamedTuple
-
-from .state import A, F, I
 
 
 class Stamp(NamedTuple):
@@ -123,8 +121,7 @@ class Refused(NamedTuple):
 
 Event = (Proposed | Modified | TurnEnded | Committed | Pulled | Decided | Linked | Flagged |
          Submitted | Refused)
-ROLE_OF = {Proposed: F, Modified: F, Committed: F, Pulled: I, Decided: I, Linked: I,
-           Flagged: A, Submitted: A}  # TurnEnded and Refused carry their role
+
 
 
 class AdsArrived(NamedTuple):
@@ -170,13 +167,7 @@ Change = AdsArrived | SourcePulled | VerdictGiven | AdsLinked | AdEdited | PlayF
 FINISHED = PlayFinished()
 
 
-def role_of(event: Event) -> int:
-    """The index of the role whose action ``event`` records."""
-    role = ROLE_OF.get(type(event))
-    return event.role if role is None else role
-
-
 __all__ = ["FINISHED", "AdEdited", "AdsArrived", "AdsLinked", "Change", "Committed", "Decided",
            "Event", "FlagRaised", "Flagged", "Linked", "Modified", "PlayFinished", "Proposed",
-           "Pulled", "ROLE_OF", "Refused", "SourcePulled", "Stamp", "Submitted", "TurnEnded",
-           "VerdictGiven", "role_of"]
+           "Pulled", "Refused", "SourcePulled", "Stamp", "Submitted", "TurnEnded",
+           "VerdictGiven"]

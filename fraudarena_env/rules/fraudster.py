@@ -266,4 +266,13 @@ class FraudsterMoves:
         self._check_all_decided("commit_final" if self.committed else "all_decided")
 
 
-__all__ = ["CHECKS", "PHASE", "ROLE", "legal_mask", "queue_room"]
+# the registry's entries (``rules.roles``): what an op does, how a full turn ends, and the kinds of
+# event the role's actions record
+MOVES = FraudsterMoves
+APPLY = FraudsterMoves._apply_fraudster
+END_TURN = FraudsterMoves._end_fraudster_turn
+EVENTS = (Proposed, Modified, Committed)
+
+
+__all__ = ["APPLY", "CHECKS", "END_TURN", "EVENTS", "MOVES", "PHASE", "ROLE", "legal_mask",
+           "queue_room"]

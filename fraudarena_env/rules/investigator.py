@@ -158,4 +158,11 @@ class InvestigatorMoves:
         self.phase = "investigator_turn" if self.committed else "fraudster_turn"
 
 
-__all__ = ["CHECKS", "PHASE", "ROLE", "legal_mask"]
+# the registry's entries (``rules.roles``), as in ``rules.fraudster``
+MOVES = InvestigatorMoves
+APPLY = InvestigatorMoves._apply_investigator
+END_TURN = InvestigatorMoves._end_investigator_turn
+EVENTS = (Pulled, Decided, Linked)
+
+
+__all__ = ["APPLY", "CHECKS", "END_TURN", "EVENTS", "MOVES", "PHASE", "ROLE", "legal_mask"]

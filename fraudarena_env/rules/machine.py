@@ -19,6 +19,7 @@ from .events import FINISHED, AdsArrived, Stamp, VerdictGiven
 from .evidence import evidence_fields
 from .generator import U
 from .lexicon import lexical_features
+from .roles import END_TURN
 from .state import A, F, I  # noqa: F401  (role indices)
 
 _TARGET_RANGE = range(len(TARGETS))
@@ -53,10 +54,7 @@ class MatchMachine:
     def _count_turn_action(self, idx: int) -> None:
         self.actions_this_turn += 1
         if self.actions_this_turn >= self.caps[idx]:
-            if idx == F:
-                self._end_fraudster_turn()
-            else:
-                self._end_investigator_turn()
+            END_TURN[idx](self)
 
     def _check_all_decided(self, reason: str) -> bool:
         """End play when nothing is pending and nothing more can arrive."""

@@ -49,7 +49,6 @@ from . import scoring
 from .actions import (
     Op,
 )
-from .auditor import AuditorMoves
 from .auditor import repeats as _repeats
 from .catalog import (
     CATEGORIES,
@@ -66,11 +65,9 @@ from .catalog import (
 from .errors import IllegalActionError, OutOfTurnError
 from .events import Change, Event, Refused
 from .evidence import token_text
-from .fraudster import FraudsterMoves
 from .generator import Episode, RingInfo, generate
-from .investigator import InvestigatorMoves
 from .machine import MatchMachine
-from .roles import explain
+from .roles import APPLY, END_TURN, MOVES, explain
 from .state import END_REASONS, PHASE_OF, SCALARS, A, F, I, MatchState  # noqa: F401
 from .view import MatchView, match_id_for  # noqa: F401
 
@@ -156,8 +153,10 @@ def match_settings(seed: int | None, task_id: str, knobs: dict) -> tuple:
     seed = int(seed)
     return task, seed, cfg, allowed, knobs
 
+_ROLE_INDEX = {role: i for i, role in enumerate(ROLES)}
 
-class Referee(MatchView, FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchMachine):
+
+class Referee(MatchView, *MOVES, MatchMachine):  # each role's moves, from the registry
     """One FraudArena match, on the rules' ops: ``reset_match`` starts it, ``check`` and ``apply``
     play it (``PLAY`` lists every verb), and ``MatchView`` is how it is read. (``fraudarena_env.
     Referee`` adds the text face's entry points.)
@@ -341,13 +340,8 @@ class Referee(MatchView, FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchM
         self.step_count += 1
         if self.played is not None:
             self.played.append(op)
-        if role == "fraudster":
-            idx, reward = F, self._apply_fraudster(op)
-        elif role == "investigator":
-            idx, reward = I, self._apply_investigator(op)
-        else:
-            idx, reward = A, self._apply_auditor(op)
-        r[idx] += reward
+        idx = _ROLE_INDEX[role]
+        r[idx] += APPLY[idx](self, op)
         totals = self.totals
         totals[0] += r[0]
         totals[1] += r[1]
@@ -358,7 +352,7 @@ class Referee(MatchView, FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchM
     def penalize(self, role: str, action: object, reason: str) -> float:
         """Charge ``role`` for an illegal action and use the action up (penalize mode)."""
         self.check_turn(role, action)
-        idx = ROLES.index(role)
+        idx = _ROLE_INDEX[role]
         r = self.step_rewards
         r[0] = r[1] = r[2] = 0.0
         self.step_count += 1
@@ -368,7 +362,7 @@ class Referee(MatchView, FraudsterMoves, InvestigatorMoves, AuditorMoves, MatchM
             self.events.append(Refused(self.stamp(), idx, reason, scoring.ILLEGAL_PENALTY))
         self.step_rewards[idx] = scoring.ILLEGAL_PENALTY
         self.totals[idx] += scoring.ILLEGAL_PENALTY
-        if role == "auditor":
+        if END_TURN[idx] is None:  # a role without turns: the action uses up one of its flags
             self.auditor_actions += 1
         else:
             self._count_turn_action(idx)

@@ -2,8 +2,12 @@
 
 A role module (``rules.fraudster``, ``rules.investigator``, ``rules.auditor``) declares its
 ``ROLE`` name, the ``PHASE`` it acts in, ``CHECKS`` (per kind of op, the conditions it must
-meet) and ``legal_mask(state)``. ``explain`` and ``legal_mask`` here dispatch to them; adding a
-role is its own module and one entry in ``ROLE_RULES``.
+meet), ``legal_mask(state)``, its ``MOVES`` (the mixin of ``Referee`` that carries its actions
+out), ``APPLY`` (what one of its ops does), ``END_TURN`` (how a full turn ends; None for a role
+without turns) and ``EVENTS`` (the kinds of event its actions record). ``explain``,
+``legal_mask`` and ``role_of`` here dispatch to them, ``Referee`` takes its bases and its
+step's dispatch from ``MOVES``, ``APPLY`` and ``END_TURN``: the rules of a role are its own
+module and one entry in ``ROLE_RULES``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,19 @@ assert tuple(ROLE_RULES) == ROLES  # the catalogue's turn order
 _CHECKS = {(role, kind): checks for role, rules in ROLE_RULES.items()
            for kind, checks in rules.CHECKS.items()}
 _PHASE = {role: rules.PHASE for role, rules in ROLE_RULES.items()}
+# in turn order (index = the role's index in ROLES): for the referee
+MOVES = tuple(rules.MOVES for rules in ROLE_RULES.values())
+APPLY = tuple(rules.APPLY for rules in ROLE_RULES.values())
+END_TURN = tuple(rules.END_TURN for rules in ROLE_RULES.values())
+# each kind of event, the index of the role whose actions record it
+ROLE_OF = {kind: index for index, rules in enumerate(ROLE_RULES.values())
+           for kind in rules.EVENTS}
+
+
+def role_of(event) -> int:
+    """The index of the role whose action ``event`` (a ``rules.events.Event``) records."""
+    role = ROLE_OF.get(type(event))
+    return event.role if role is None else role  # TurnEnded and Refused name it
 
 
 def _excerpt(value: object, limit: int = 40) -> str:
@@ -46,4 +63,4 @@ def legal_mask(st: MatchState, role: str, out: np.ndarray | None = None) -> np.n
     return ROLE_RULES[role].legal_mask(st, out)
 
 
-__all__ = ["ROLE_RULES", "explain", "legal_mask"]
+__all__ = ["APPLY", "END_TURN", "MOVES", "ROLE_OF", "ROLE_RULES", "explain", "legal_mask", "role_of"]
