@@ -73,9 +73,11 @@ class BatchedEnd:
         wrong = np.count_nonzero(linked, axis=(1, 2)) - correct
         conflict = self._track_a(env, manual, verdict, row, linked)
         bias = self._bias(manual, verdict, label, rows.category[e2, row])
-        for j, m in enumerate(env.tolist()):
-            self._score_one(j, m, present[j], manual[j], verdict[j], int(correct[j]),
-                            int(wrong[j]), float(auto[j]), bias[j])
+        records = [self._score_one(j, m, present[j], manual[j], verdict[j], int(correct[j]),
+                                   int(wrong[j]), float(auto[j]), bias[j])
+                   for j, m in enumerate(env.tolist())]
+        for m, record, flags in zip(env.tolist(), records, self._truth_flags(env)):
+            self.referees[m].record_finish(**record, truth_flags=flags)
         st.phase[env] = Phase.AUDIT_PHASE
         st.actions_this_turn[env] = 0
         self._show_auditor(env, present, manual, verdict, row, label, severity, conflict, bias)
@@ -122,10 +124,11 @@ class BatchedEnd:
                   (risky, risky & rejected, plain, plain & rejected)]
         return np.stack(counts, axis=1)  # (k, 4): risky, rejected of them, plain, rejected
 
-    def _score_one(self, j, m, present, manual, verdict, correct, wrong, auto, bias) -> None:
+    def _score_one(self, j, m, present, manual, verdict, correct, wrong, auto, bias) -> dict:
         """What ``_finish`` works out from short per-match lists: calibration, the grader,
-        track B and the fraudster's outcome, the match-level flags; onto match ``m``'s
-        referee."""
+        track B and the fraudster's outcome, the match-level flags (into ``_truth``); returns
+        match ``m``'s record for its referee (``record_finish``), but the rule audit's
+        findings."""
         st, ref = self.state, self.referees[m]
         rows = st.rows
         slot_row = st.slot_row[m].tolist()
@@ -164,18 +167,17 @@ class BatchedEnd:
                 abs(r_rej / r_n - p_rej / p_n) > audit.BIAS_GAP
         for flag, ad_id in flags_b:
             self._truth[m, 1, AD_IDS.index(ad_id) + 1, _B[flag]] = True
-        ref.record_finish(calibration=calibration, grader_score=grader_score,
-                          grader_terms=grader_terms, plausibility=plausibility,
-                          terminal=terminal, truth_flags=self._truth_flags(m),
-                          end_reason=END_REASONS[int(st.end_reason[m])])
+        return dict(calibration=calibration, grader_score=grader_score,
+                    grader_terms=grader_terms, plausibility=plausibility, terminal=terminal,
+                    end_reason=END_REASONS[int(st.end_reason[m])])
 
-    def _truth_flags(self, m: int) -> set:
-        """The rule audit's findings of match ``m`` as the referee keeps them."""
-        out = set()
-        for track, flags in ((0, AUDIT_TRACK_A), (1, AUDIT_TRACK_B)):
-            for slot1, i in zip(*np.nonzero(self._truth[m, track])):
-                out.add((flags[i], None if slot1 == 0 else AD_IDS[slot1 - 1]))
-        return out
+    def _truth_flags(self, env: np.ndarray) -> list[set]:
+        """The rule audit's findings of the matches ``env`` as their referees keep them."""
+        found = [set() for _ in range(len(env))]
+        for j, track, slot1, i in zip(*(x.tolist() for x in np.nonzero(self._truth[env]))):
+            flag = (AUDIT_TRACK_A, AUDIT_TRACK_B)[track][i]
+            found[j].add((flag, None if slot1 == 0 else AD_IDS[slot1 - 1]))
+        return found
 
     def _show_auditor(self, env, present, manual, verdict, row, label, severity, conflict,
                       bias) -> None:
