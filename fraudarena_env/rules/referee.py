@@ -153,6 +153,7 @@ def match_settings(seed: int | None, task_id: str, knobs: dict) -> tuple:
     seed = int(seed)
     return task, seed, cfg, allowed, knobs
 
+
 _ROLE_INDEX = {role: i for i, role in enumerate(ROLES)}
 
 
@@ -273,9 +274,8 @@ class Referee(MatchView, *MOVES, MatchMachine):  # each role's moves, from the r
         self.auditor_flags: list[dict] = []
         self.audit_report: dict | None = None
         self.auditor_actions = 0
-        # What changed, in order, since reset: observers replay it to update incrementally.
-        # ("arrive", slots), ("pull", slot, source), ("verdict", slot), ("link", a, b),
-        # ("modify", slot), ("flag", track, flag_type, slot), ("finish",).
+        # What changed, in order, since reset (``rules.events.Change``: AdsArrived,
+        # SourcePulled, ...): observers replay it to update incrementally.
         self.changes: list[Change] = []
         # What happened, as typed events (``rules.events``), when the referee records them;
         # else the ops it played (record "ops"), for the text face to replay into events.
