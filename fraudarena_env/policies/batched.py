@@ -94,8 +94,8 @@ class BatchReading:
         # ads collide: few do)
         collide = np.flatnonzero(np.count_nonzero(vectors[:, g.collisions], axis=1))
         self.pairs = np.zeros((k, g.pair_shared.stop - g.pair_shared.start), bool)
-        seen = vectors[collide]
-        self.pairs[collide] = (seen[:, g.pair_shared] != 0) & (seen[:, g.pair_linked] < 0.5)
+        self.pairs[collide] = (vectors[collide, g.pair_shared] != 0) & \
+            (vectors[collide, g.pair_linked] < 0.5)
         self.k = k
 
 
