@@ -90,9 +90,12 @@ class BatchReading:
         self.budget, self.actions_left, self.rounds_remaining = np.round(
             seen * numbers[:, :3]).T
         self.expected, self.rings = numbers[:, 3], numbers[:, 4] > 0
-        # unlinked pairs that visibly share infrastructure (read only when some ads collide)
-        shared = (vectors[:, g.pair_shared] != 0) & (vectors[:, g.pair_linked] < 0.5)
-        self.pairs = shared & (np.count_nonzero(vectors[:, g.collisions], axis=1) > 0)[:, None]
+        # unlinked pairs that visibly share infrastructure (read only in the matches where some
+        # ads collide: few do)
+        collide = np.flatnonzero(np.count_nonzero(vectors[:, g.collisions], axis=1))
+        self.pairs = np.zeros((k, g.pair_shared.stop - g.pair_shared.start), bool)
+        self.pairs[collide] = (vectors[collide, g.pair_shared] != 0) & \
+            (vectors[collide, g.pair_linked] < 0.5)
         self.k = k
 
 

@@ -212,7 +212,13 @@ def _pull_likelihood() -> np.ndarray:
 
 
 _PULL_LIK = _pull_likelihood()
-_PULL_CHUNK = 32  # ads at a time
+# ads at a time, so that a chunk's arrays stay in the cache: the in-place sums below work on
+# blocks of 128 * 216 floats (timed on a 2-core box: a fifth to a quarter faster than 32 ads
+# summed all at once; 192 spilled and was slower)
+_PULL_CHUNK = 128
+# below this many ads, summing all at once (fewer numpy calls) beats summing in place (less
+# memory): for one ad, in half the time
+_IN_PLACE_FROM = 24
 _JTL = _PULL_LIK.transpose(1, 0, 2, 3).shape[:3]  # (j, t, l)
 _PULL_LIK_BY_KIND = np.ascontiguousarray(_PULL_LIK.transpose(3, 1, 0, 2)).reshape(
     N_KINDS, -1)  # (k, j * t * l)
@@ -248,11 +254,21 @@ def _best_value_after_pull(post: np.ndarray, rewards: np.ndarray) -> np.ndarray:
     after = _PULL_LIK_BY_KIND[:, None, :] * post.T[:, :, None]  # (k, m, j * t * l)
     norm = after.sum(axis=0)  # over the outer axis: in order, as np.sum adds six in a row
     # sum_k after * R[v, k]: in two lanes (even and odd kinds, each in order), as einsum adds
-    terms = after[:, None] * rewards.T[:, :, :, None]  # (k, v, m, j * t * l)
-    value = terms[0::2].sum(axis=0)
-    value += terms[1::2].sum(axis=0)
-    best = np.maximum(value[0], value[1])
-    best = np.maximum(best, value[2], out=best)
+    if len(post) < _IN_PLACE_FROM:  # all at once, in few numpy calls
+        terms = after[:, None] * rewards.T[:, :, :, None]  # (k, v, m, j * t * l)
+        value = terms[0::2].sum(axis=0)
+        value += terms[1::2].sum(axis=0)
+        best = np.maximum(value[0], value[1])
+        best = np.maximum(best, value[2], out=best)
+    else:  # a verdict at a time, each term written into one scratch block: the same floats
+        weight = rewards.T[:, :, :, None]  # (k, v, m, 1)
+        best, term = None, np.empty_like(norm)
+        for v in range(3):
+            lanes = [np.multiply(after[k], weight[k, v]) for k in (0, 1)]
+            for k in range(2, N_KINDS):
+                lanes[k % 2] += np.multiply(after[k], weight[k, v], out=term)
+            value = np.add(*lanes, out=lanes[0])
+            best = value if best is None else np.maximum(best, value, out=best)
     best /= norm
     return best.reshape(len(post), *_JTL)
 

@@ -105,7 +105,7 @@ def test_one_player_keeps_deciding_as_from_scratch_across_matches_and_tasks():
 
 def test_the_value_of_a_pull_is_the_from_scratch_formula_to_the_last_bit():
     rng = np.random.default_rng(19)
-    for n in (0, 1, 2, 7, 32):
+    for n in (0, 1, 2, 7, 23, 24, 32, 129, 300):  # both ways of summing, several chunks
         post = belief.posterior(rng.normal(size=(n, belief.N_KINDS)) * rng.uniform(0.1, 8.0))
         rewards = belief.reward_table(rng.integers(0, 17, n))
         available = rng.random((n, belief.PROFILE.shape[1])) < 0.7
