@@ -19,10 +19,10 @@ k-th automatic reset uses ``s + i + k * N``. ``task_id`` may also list tasks: en
 by step).
 
 How it is fast: all matches share one ``MatchState``. The actions that make up most of a match
-(an investigator's pulls, verdicts and links, the auditor's flags, turn ends and the ads they
-bring) and the end of play (``vector_end``: scoring, the rule audit, the auditor's record) are
+(an investigator's pulls, verdicts and links, the fraudster's proposals, the auditor's flags,
+turn ends and the ads they bring) and the end of play (``vector_end``: scoring, the rule audit, the auditor's record) are
 applied to every env that takes them at once, as array operations on the state and on the
-observation and mask buffers. The rest (drawing a proposal's ad, drawing a new match, the rare
+observation and mask buffers. The rest (a proposal's text, edits, drawing a new match, the rare
 ops) runs through the match's own ``Referee`` and ``Observer``, whose arrays are views of the
 batch's, so both paths write the same memory. Each step copies into the output only the entries
 that changed, but for rows whose role changed. The vector env builds no text: its referees
@@ -78,20 +78,28 @@ from .rules.catalog import (
     AUDIT_TRACK_B,
     CATEGORIES,
     CONFIDENCE_BUCKETS,
+    ESCALATE,
+    FRAUD,
     FRAUDSTER_EDITS,
+    GRAY_CATEGORY,
+    KIND_ESCALATE,
+    LEGIT,
     MATCH_KNOBS,
     MAX_AUDITOR_ACTIONS,
     MAX_PULLS_PER_AD,
     RING_SIGNAL_SOURCE,
     ROLES,
+    SIGNATURE_REUSE_SHIFT,
+    TACTIC_SEVERITY,
     TACTICS,
     TARGETS,
     TASKS,
+    TRUST_PHRASES,
 )
 from .rules.errors import IllegalActionError
 from .rules.fraudster import queue_room
-from .rules.generator import U, generate_into
-from .rules.lexicon import N_LEXICAL, lexical_features
+from .rules.generator import TRUST_BLURB_SHARE, U, generate_into
+from .rules.lexicon import N_LEXICAL, count_trust_markers, lexical_features
 from .rules.machine import template_text
 from .rules.referee import Referee, match_settings
 from .rules.roles import explain
@@ -109,6 +117,16 @@ _SIGNAL_OF_SOURCE = np.full(N_T, -1, np.int64)  # which ring signal a source rev
 _SIGNAL_OF_SOURCE[list(RING_SIGNAL_SOURCE)] = np.arange(len(RING_SIGNAL_SOURCE))
 _CONFIDENCE = np.asarray(CONFIDENCE_BUCKETS)
 _N_FLAGS = max(len(AUDIT_TRACK_A), len(AUDIT_TRACK_B))
+# the fraudster's proposal ops (indices below F_MODIFY): each one's category and tactic
+_PROPOSE_CATEGORY, _PROPOSE_TACTIC = np.array(
+    [(op.category, op.tactic) for op in OPS["fraudster"][F_PROPOSE:F_MODIFY]], np.int64).T
+_BASE_SEVERITY = np.asarray([c.base_severity for c in CATEGORIES])
+_TACTIC_SEVERITY = np.asarray(TACTIC_SEVERITY)
+_N_TARGETING = np.asarray([len(c.targeting) for c in CATEGORIES])
+_CAMOUFLAGED = TACTICS.index("camouflaged")
+_BLURB_SHARE = np.asarray(TRUST_BLURB_SHARE)
+# whether each trust phrase reads as one (and, last, for no blurb at all: index -1)
+_PHRASE_TRUSTS = np.asarray([count_trust_markers(p) > 0 for p in TRUST_PHRASES] + [False])
 # Each flag index's (track, slot + 1, flag type): where ``state.claimed`` records it.
 _FLAG_TRACK, _FLAG_ROW, _FLAG_TYPE = np.array(
     [claim_index(op) for op in OPS["auditor"][:A_SUBMIT]], np.int64).T
@@ -178,6 +196,12 @@ class VectorFraudArena(BatchedEnd):
         self._shared = np.zeros((n, S, S), np.int16)  # ring signals each pair visibly shares
         self._truth = np.zeros((n, 2, S + 1, _N_FLAGS), bool)  # the rule audit's findings
         self._slot_order = np.zeros((n, S), np.int64)  # the k-th ad to arrive takes this slot
+        # what each env's proposal rows would show under each tactic (``Episode.proposal_signals``)
+        t = len(TACTICS)
+        self._drawn_age = np.zeros((n, t, S))
+        self._drawn_surface = np.zeros((n, t, S, 3), np.int64)
+        self._drawn_markers = np.zeros((n, t, S))
+        self._drawn_evidence = np.zeros((n, t, S, N_T))
         self._steps = np.zeros(n, np.int64)
         self._terminal = np.zeros((n, _N_ROLES))  # the ending rewards, paid on the report
         self._task_settings: dict[str, tuple] = {}
@@ -225,6 +249,11 @@ class VectorFraudArena(BatchedEnd):
                 ref.reset_match(seed=seed, task_id=task, admit_first_round=False,
                                 episode=episode, **self.knobs)
                 self._slot_order[m] = episode.slot_order
+                drawn, p = episode.proposal_signals, episode.proposal_signals.age_days.shape[1]
+                self._drawn_age[m, :, :p] = drawn.age_days
+                self._drawn_surface[m, :, :p] = drawn.surface
+                self._drawn_markers[m, :, :p] = drawn.markers
+                self._drawn_evidence[m, :, :p] = drawn.evidence
                 self._replay(m)
         self._shared[env] = 0
         self._truth[env] = False
@@ -572,19 +601,60 @@ class VectorFraudArena(BatchedEnd):
         mask[e[k], I_LINK + PAIR_INDEX[slot[k], other]] = 1
 
     def _propose(self, env: np.ndarray, index: np.ndarray) -> None:
-        """The fraudster proposes (each match's referee draws the ad, ``place_proposal``; what
-        the roles see of it is written in batch), and the proposal counts against its turn."""
+        """The fraudster proposes: the ads drawn and queued in batch, as ``_propose`` draws a
+        template proposal (its row from the proposal signals drawn for its tactic, its copy's
+        features from the template table), each match's referee told the text
+        (``record_proposal``); what the roles see of it written in batch; the proposal counts
+        against the turn."""
         st, rows = self.state, self.state.rows
-        slots = []
-        for m, i in zip(env.tolist(), index.tolist()):
+        category, tactic = _PROPOSE_CATEGORY[index - F_PROPOSE], _PROPOSE_TACTIC[index - F_PROPOSE]
+        i = st.proposals_used[env]
+        row = st.n_base[env] + i
+        st.proposals_used[env] += 1
+        label = np.where(category == GRAY_CATEGORY, ESCALATE, FRAUD)
+        rows.label[env, row] = label
+        rows.category[env, row] = category
+        rows.severity[env, row] = _BASE_SEVERITY[category] * _TACTIC_SEVERITY[tactic]
+        rows.arrival_round[env, row] = st.round_number[env]
+        # earlier proposals of the same tactic make this one's evidence read worse
+        mine = rows.tactic[env[:, None], np.maximum(st.slot_row[env], 0)] == tactic[:, None]
+        reuse = np.count_nonzero(mine & st.is_proposal[env], axis=1)
+        drawn = (env, tactic, i)  # generator.proposal_surface, in batch
+        rows.tactic[env, row] = tactic
+        rows.kind[env, row] = np.where(label == ESCALATE, KIND_ESCALATE, 1 + tactic)
+        rows.age_days[env, row] = self._drawn_age[drawn]
+        surface = self._drawn_surface[drawn]
+        rows.tld[env, row], rows.payment_type[env, row], rows.country[env, row] = surface.T
+        rows.evidence[env, row] = self._drawn_evidence[drawn] + \
+            SIGNATURE_REUSE_SHIFT * reuse[:, None]
+        markers = self._drawn_markers[drawn]
+        rows.markers[env, row] = markers
+        markers = rows.markers[env, row]
+        slot = self._slot_order[env, st.n_arrived[env]]  # MatchMachine._arrive, in batch
+        st.n_arrived[env] += 1
+        st.slot_row[env, slot] = row
+        st.present[env, slot] = True
+        st.arrived[env, slot] = st.round_number[env]
+        u = rows.uniform[env, row]
+        body = (u[:, U.BODY] * 3).astype(np.int64)
+        st.lexical[env, slot] = _template_lexical(category, body, markers, u[:, U.MARKER_START])
+        st.is_proposal[env, slot] = True
+        # a camouflaged ad carries a trust blurb as often as an organic legit ad, the others as
+        # often as organic fraud (generator.blurb_of)
+        share = np.where(tactic == _CAMOUFLAGED, _BLURB_SHARE[LEGIT], _BLURB_SHARE[FRAUD])
+        phrase = np.where(u[:, U.BLURB] < share,
+                          (u[:, U.TRUST_PHRASE] * len(TRUST_PHRASES)).astype(np.int64), -1)
+        st.trusted[env, slot] |= _PHRASE_TRUSTS[phrase]
+        n_targeting = _N_TARGETING[category]
+        aim = (u[:, U.TARGETING] * n_targeting).astype(np.int64)
+        for m, s, r, c, b, k, u_marker, p, t in zip(
+                env.tolist(), slot.tolist(), row.tolist(), category.tolist(), body.tolist(),
+                markers.tolist(), u[:, U.MARKER_START].tolist(), phrase.tolist(), aim.tolist()):
             ref = self.referees[m]
-            ref.load_scalars()
-            slots.append(ref.place_proposal(OPS["fraudster"][i]))
-            ref.store_scalars()
+            ref.record_proposal(s, r, Referee._template_copy(c, b, k, u_marker),
+                                TRUST_PHRASES[p] if p >= 0 else "", CATEGORIES[c].targeting[t])
             for observer in self.observers[m]:
                 observer.skip(ref)  # the arrival is shown below
-        slot = np.asarray(slots, np.int64)
-        row = st.slot_row[env, slot]
         surface = self._show_own_ads(env, slot, row)
         self._show_arrivals(env, slot, rows.category[env, row], st.lexical[env, slot], surface)
         at = self._views["fraudster"].at

@@ -208,8 +208,7 @@ class FraudsterMoves:
                 blurb = TRUST_PHRASES[b] if b >= 0 else ""
         if free_markers is not None and junk:  # the policy classifier sees through junk copy
             rows.evidence[row, TARGET_INDEX["policy_classifier"]] += JUNK_CLASSIFIER_SHIFT
-        if cat.family == "network":
-            self._join_fraudster_ring(row)
+        self._join_ring_if_network(row)
         slot = self._arrive(row, copy, blurb or "", targeting)
         self.is_proposal[slot] = True
         self.proposal_slots.append(slot)
@@ -217,8 +216,10 @@ class FraudsterMoves:
             self.trusted[slot] = True  # a blurb it was proposed with changes no evidence
         return slot
 
-    def _join_fraudster_ring(self, row: int) -> None:
+    def _join_ring_if_network(self, row: int) -> None:
         """Network proposals reuse the fraudster's own payment and campaign infrastructure."""
+        if CATEGORIES[self.rows.category.item(row)].family != "network":
+            return
         if self.fraudster_ring < 0:
             self.fraudster_ring = len(self.rings)
             self.rings.append(RingInfo(self.fraudster_ring, "clique", [], (0, 3)))

@@ -63,7 +63,7 @@ from .catalog import (
     TaskConfig,
 )
 from .errors import IllegalActionError, OutOfTurnError
-from .events import Change, Event, Refused
+from .events import AdsArrived, Change, Event, Refused
 from .evidence import token_text
 from .generator import Episode, RingInfo, generate
 from .machine import MatchMachine
@@ -372,10 +372,14 @@ class Referee(MatchView, *MOVES, MatchMachine):  # each role's moves, from the r
     # ------------------------------------------------------------------ for the batched env
     # ``VectorFraudArena`` plays many matches on one state and updates their referees in batch;
     # these verbs are how it changes a referee's record without reaching into it.
-    def place_proposal(self, op: Op) -> int:
-        """Put the fraudster's proposal ``op`` in the queue, without counting the turn's action
-        (the batched caller counts it): the slot it took."""
-        return self._propose(op)
+    def record_proposal(self, slot: int, row: int, copy: str, blurb: str, targeting: str) -> None:
+        """Take a template proposal a batched step placed in the state (its row drawn, its slot
+        taken): its text, its place among the proposals and, in a network category, the
+        fraudster's ring (``_propose``'s record)."""
+        self._join_ring_if_network(row)
+        self.copy[slot], self.blurb[slot], self.targeting[slot] = copy, blurb, targeting
+        self.proposal_slots.append(slot)
+        self.changes.append(AdsArrived((slot,)))
 
     def edit_proposal(self, op: Op) -> None:
         """Carry out the fraudster's edit ``op``, without counting the turn's action."""
@@ -405,8 +409,8 @@ class Referee(MatchView, *MOVES, MatchMachine):  # each role's moves, from the r
 # The referee's verbs: what code outside the rules may call to change a match (with the read
 # surface, ``MatchView``, this is all it may touch; ``tests/test_boundary.py`` checks it).
 PLAY = ("reset_match", "check", "check_turn", "repeats", "apply", "carry_out", "penalize",
-        "load_scalars", "store_scalars", "place_proposal", "edit_proposal", "sync_links",
-        "record_finish", "adopt_events")
+        "load_scalars", "store_scalars", "record_proposal", "edit_proposal",
+        "sync_links", "record_finish", "adopt_events")
 
 
 __all__ = ["PLAY", "Referee", "token_text"]
