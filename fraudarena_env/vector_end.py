@@ -4,11 +4,12 @@
 
 What is the same for every match (approving what is pending, the investigator's auto-approval
 charge, the links' tally, the rule audit's track A, the auditor's view and mask) is computed
-for all of them together; what reads text or short per-match lists (track B on the proposals'
-copy, the fraudster's outcome per proposal, the calibration bins and the grader) runs match by
+for all of them together, and so is the grader (``scoring.grade_batch``, which the referee's
+``scoring.grade`` calls for its one match); what reads text or short per-match lists (track B on
+the proposals' copy, the fraudster's outcome per proposal, the calibration bins) runs match by
 match through the same functions ``_finish`` calls, on the same plain lists, so every number
 comes out bit for bit as the referee's (``tests/test_vector.py`` compares every env with the
-scalar env step by step).
+scalar env step by step, and how each match ended, its grader included).
 
 The vector env plays the tensor face, where verdicts carry no rationale: track A's citation
 check reduces to "a decisive verdict with nothing pulled", and no rationale is shown.
@@ -41,6 +42,7 @@ _A = {flag: i for i, flag in enumerate(AUDIT_TRACK_A)}
 _B = {flag: i for i, flag in enumerate(AUDIT_TRACK_B)}
 _CUE_COLUMN = [(_B[flag], i) for i, flag in enumerate(TRACK_B_CUES)]
 BUDGET_EXHAUSTED = END_REASONS.index("budget_exhausted")
+_CORRECT = np.asarray(CORRECT_VERDICT)  # by label
 
 
 class BatchedEnd:
@@ -73,9 +75,16 @@ class BatchedEnd:
         wrong = np.count_nonzero(linked, axis=(1, 2)) - correct
         conflict = self._track_a(env, manual, verdict, row, linked)
         bias = self._bias(manual, verdict, label, rows.category[e2, row])
-        records = [self._score_one(j, m, present[j], manual[j], verdict[j], int(correct[j]),
-                                   int(wrong[j]), float(auto[j]), bias[j])
-                   for j, m in enumerate(env.tolist())]
+        matches = env.tolist()
+        right = verdict == _CORRECT[label]
+        calibration = [self._calibration(m, manual[j], right[j]) for j, m in enumerate(matches)]
+        grades = scoring.grade_batch(
+            [self.task_ids[m] for m in matches], label, severity, verdict, present,
+            [skill for _, skill in calibration], correct, wrong,
+            [self.referees[m].n_ring_pairs for m in matches])
+        records = [self._score_one(m, manual[j], verdict[j], float(auto[j]), bias[j],
+                                   calibration[j][0], grades[j])
+                   for j, m in enumerate(matches)]
         for m, record, flags in zip(env.tolist(), records, self._truth_flags(env)):
             self.referees[m].record_finish(**record, truth_flags=flags)
         st.phase[env] = Phase.AUDIT_PHASE
@@ -124,25 +133,27 @@ class BatchedEnd:
                   (risky, risky & rejected, plain, plain & rejected)]
         return np.stack(counts, axis=1)  # (k, 4): risky, rejected of them, plain, rejected
 
-    def _score_one(self, j, m, present, manual, verdict, correct, wrong, auto, bias) -> dict:
-        """What ``_finish`` works out from short per-match lists: calibration, the grader,
-        track B and the fraudster's outcome, the match-level flags (into ``_truth``); returns
-        match ``m``'s record for its referee (``record_finish``), but the rule audit's
-        findings."""
+    def _calibration(self, m, manual, right) -> tuple[list, float]:
+        """Match ``m``'s calibration bins and skill over its manual verdicts (``right``: (S,)
+        whether each slot's verdict was the correct one)."""
+        by_hand = np.flatnonzero(manual).tolist()
+        confidence = self.state.confidence[m, by_hand].tolist()
+        right = right[by_hand].tolist()
+        return (scoring.calibration_bins(confidence, right),
+                scoring.calibration_skill(confidence, right))
+
+    def _score_one(self, m, manual, verdict, auto, bias, calibration, grade) -> dict:
+        """What ``_finish`` works out from short per-match lists: track B and the fraudster's
+        outcome, the match-level flags (into ``_truth``); returns match ``m``'s record for its
+        referee (``record_finish``), but the rule audit's findings (``calibration`` and
+        ``grade``: its calibration bins and its grader score and terms, worked out in batch)."""
         st, ref = self.state, self.referees[m]
         rows = st.rows
         slot_row = st.slot_row[m].tolist()
-        label, severity = rows.label[m].tolist(), rows.severity[m].tolist()
-        by_hand = np.flatnonzero(manual).tolist()
+        severity = rows.severity[m].tolist()
         verdicts = verdict.tolist()
-        confidence = st.confidence[m, by_hand].tolist()
-        right = [verdicts[s] == CORRECT_VERDICT[label[slot_row[s]]] for s in by_hand]
-        calibration = scoring.calibration_bins(confidence, right)
-        shown = np.flatnonzero(present).tolist()
-        grader_score, grader_terms = scoring.grade(
-            self.task_ids[m], [label[slot_row[s]] for s in shown],
-            [severity[slot_row[s]] for s in shown], [verdicts[s] for s in shown],
-            scoring.calibration_skill(confidence, right), correct, wrong, ref.n_ring_pairs)
+        grader_score, grader_terms = grade
+        by_hand = bool(manual.any())
         category = rows.category[m].tolist()
         flags_b, plausibility = audit.track_b(
             [audit.ProposalText(AD_IDS[s], category[slot_row[s]], ref.copy[s], ref.blurb[s],

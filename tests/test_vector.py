@@ -55,7 +55,10 @@ def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, max_cycles: in
             over = all(env.terminations.values())
             cut = all(env.truncations.values())
             assert batch.terminated[i] == over and batch.truncated[i] == cut
-            if over or cut:
+            if over or cut:  # how it ended, the grader to the bit, as the scalar env says
+                info = env.infos[env.possible_agents[0]]
+                for key, value in venv.final_info[i].items():
+                    assert info[key] == value, (key, step, i)
                 ended += 1
                 resets[i] += 1
                 env.reset(seed=seed + i + resets[i] * num_envs)  # the k-th reset's seed

@@ -126,32 +126,50 @@ def grade(task_id: str, labels, severities, verdicts, calibration: float, n_corr
       verdict term when the match has no ring;
     * calibration: ``calibration_skill`` of the manual verdicts.
     """
-    # Plain lists: queues are short, and numpy scalars are slow one by one.
-    labels, severities, verdicts = map(_as_list, (labels, severities, verdicts))
-    chosen, best, worst = [], [], []
-    for label, sev, verdict in zip(labels, severities, verdicts):
-        (b0, k0), (b1, k1), (b2, k2) = _REWARD_TERMS[label]
-        rewards = (b0 + k0 * sev, b1 + k1 * sev, b2 + k2 * sev)
-        chosen.append(rewards[verdict])
-        best.append(max(rewards))
-        worst.append(min(rewards))
-    # Summed by numpy (pairwise), as the grader always has: a plain sum can differ in the last bit.
-    raw, best, worst = np.asarray([chosen, best, worst]).sum(axis=1).tolist()
-    verdict_term = (raw - worst) / (best - worst) if best > worst else 0.0
-    link_term = 0.0
-    if n_ring_pairs:
-        link_term = min(max((n_correct_links - 0.625 * n_wrong_links) / n_ring_pairs, 0.0), 1.0)
-    w_v, w_l, w_c = GRADER_WEIGHTS.get(task_id, GRADER_WEIGHTS["task_3"])
-    if not n_ring_pairs:
-        w_v, w_l = w_v + w_l, 0.0
-    score = w_v * verdict_term + w_l * link_term + w_c * calibration
-    terms = {"verdicts": round(verdict_term, 6), "links": round(link_term, 6),
-             "calibration": round(calibration, 6)}
-    return float(min(max(score, 0.0), 1.0)), terms
+    labels, severities, verdicts = (np.asarray(x)[None] for x in (labels, severities, verdicts))
+    return grade_batch((task_id,), labels.astype(np.int64), severities.astype(float),
+                       verdicts.astype(np.int64), np.ones(labels.shape, bool), (calibration,),
+                       (n_correct_links,), (n_wrong_links,), (n_ring_pairs,))[0]
 
 
-def _as_list(x):
-    return x.tolist() if isinstance(x, np.ndarray) else x
+_TERMS = np.asarray(_REWARD_TERMS)  # (labels, verdicts, 2): base and slope, as grade reads them
+
+
+def grade_batch(task_ids, labels, severities, verdicts, shown, calibration, n_correct_links,
+                n_wrong_links, n_ring_pairs) -> list[tuple[float, dict[str, float]]]:
+    """``grade`` for k matches at once: ``labels``, ``severities`` and ``verdicts`` are (k, S)
+    arrays over each match's slots and ``shown`` (k, S) which of them count, in slot order; the
+    rest one entry per match. The same arithmetic in the same order, and each match's sums are
+    numpy's pairwise sums over exactly its ads (matches with as many ads summed together), so
+    every score and term equals ``grade``'s to the bit."""
+    terms = _TERMS[labels]  # (k, S, verdicts, 2)
+    rewards = terms[..., 0] + terms[..., 1] * severities[..., None]
+    pick = np.maximum(verdicts, 0).astype(np.int64)[..., None]
+    columns = (np.take_along_axis(rewards, pick, -1)[..., 0], rewards.max(-1), rewards.min(-1))
+    k = len(shown)
+    sums = np.zeros((3, k))
+    count = shown.sum(axis=1)
+    for n in np.unique(count).tolist():
+        group = np.flatnonzero(count == n)
+        mask = shown[group]
+        for i, column in enumerate(columns):
+            sums[i, group] = column[group][mask].reshape(len(group), n).sum(axis=1)
+    raw, best, worst = sums
+    verdict_term = np.divide(raw - worst, best - worst, out=np.zeros(k), where=best > worst)
+    pairs = np.asarray(n_ring_pairs)
+    rings = pairs > 0
+    link_term = np.zeros(k)
+    correct, wrong = np.asarray(n_correct_links)[rings], np.asarray(n_wrong_links)[rings]
+    link_term[rings] = np.minimum(np.maximum((correct - 0.625 * wrong) / pairs[rings], 0.0), 1.0)
+    weights = np.asarray([GRADER_WEIGHTS.get(t, GRADER_WEIGHTS["task_3"]) for t in task_ids])
+    w_v = np.where(rings, weights[:, 0], weights[:, 0] + weights[:, 1])
+    w_l = np.where(rings, weights[:, 1], 0.0)
+    calibration = np.asarray(calibration, float)
+    score = w_v * verdict_term + w_l * link_term + weights[:, 2] * calibration
+    score = np.minimum(np.maximum(score, 0.0), 1.0)
+    return [(s, {"verdicts": round(v, 6), "links": round(li, 6), "calibration": round(c, 6)})
+            for s, v, li, c in zip(score.tolist(), verdict_term.tolist(), link_term.tolist(),
+                                   calibration.tolist())]
 
 
 def proposal_reach(verdict: int, arrival_round: int, decision_round: int,
@@ -172,4 +190,5 @@ def fraudster_outcome(verdict: int, severity: float, plausibility: float, reach:
     return value + FRAUDSTER_BANNED if verdict == REJECT else value
 
 
-__all__ = ["ESCALATE", "grade", "verdict_reward", "fraudster_outcome", "calibration_skill"]
+__all__ = ["ESCALATE", "grade", "grade_batch", "verdict_reward", "fraudster_outcome",
+           "calibration_skill"]
