@@ -20,9 +20,9 @@ by step).
 
 How it is fast: all matches share one ``MatchState``. The actions that make up most of a match
 (an investigator's pulls, verdicts and links, the fraudster's proposals, the auditor's flags,
-turn ends and the ads they bring) and the end of play (``vector_end``: scoring, the rule audit, the auditor's record) are
-applied to every env that takes them at once, as array operations on the state and on the
-observation and mask buffers. The rest (a proposal's text, edits, drawing a new match, the rare
+turn ends and the ads they bring) and the end of play (``vector_end``: scoring, the rule audit,
+the auditor's record) are applied to every env that takes them at once, as array operations on
+the state and on the observation and mask buffers. The rest (a proposal's text, edits, drawing a new match, the rare
 ops) runs through the match's own ``Referee`` and ``Observer``, whose arrays are views of the
 batch's, so both paths write the same memory. Each step copies into the output only the entries
 that changed, but for rows whose role changed. The vector env builds no text: its referees
@@ -98,7 +98,7 @@ from .rules.catalog import (
 )
 from .rules.errors import IllegalActionError
 from .rules.fraudster import queue_room
-from .rules.generator import TRUST_BLURB_SHARE, U, generate_into
+from .rules.generator import U, blurbs_of, generate_into
 from .rules.lexicon import N_LEXICAL, count_trust_markers, lexical_features
 from .rules.machine import template_text
 from .rules.referee import Referee, match_settings
@@ -124,7 +124,6 @@ _BASE_SEVERITY = np.asarray([c.base_severity for c in CATEGORIES])
 _TACTIC_SEVERITY = np.asarray(TACTIC_SEVERITY)
 _N_TARGETING = np.asarray([len(c.targeting) for c in CATEGORIES])
 _CAMOUFLAGED = TACTICS.index("camouflaged")
-_BLURB_SHARE = np.asarray(TRUST_BLURB_SHARE)
 # whether each trust phrase reads as one (and, last, for no blurb at all: index -1)
 _PHRASE_TRUSTS = np.asarray([count_trust_markers(p) > 0 for p in TRUST_PHRASES] + [False])
 # Each flag index's (track, slot + 1, flag type): where ``state.claimed`` records it.
@@ -607,7 +606,8 @@ class VectorFraudArena(BatchedEnd):
         (``record_proposal``); what the roles see of it written in batch; the proposal counts
         against the turn."""
         st, rows = self.state, self.state.rows
-        category, tactic = _PROPOSE_CATEGORY[index - F_PROPOSE], _PROPOSE_TACTIC[index - F_PROPOSE]
+        op = index - F_PROPOSE
+        category, tactic = _PROPOSE_CATEGORY[op], _PROPOSE_TACTIC[op]
         i = st.proposals_used[env]
         row = st.n_base[env] + i
         st.proposals_used[env] += 1
@@ -627,9 +627,8 @@ class VectorFraudArena(BatchedEnd):
         rows.tld[env, row], rows.payment_type[env, row], rows.country[env, row] = surface.T
         rows.evidence[env, row] = self._drawn_evidence[drawn] + \
             SIGNATURE_REUSE_SHIFT * reuse[:, None]
-        markers = self._drawn_markers[drawn]
+        markers = self._drawn_markers[drawn].astype(rows.markers.dtype)  # as the row keeps it
         rows.markers[env, row] = markers
-        markers = rows.markers[env, row]
         slot = self._slot_order[env, st.n_arrived[env]]  # MatchMachine._arrive, in batch
         st.n_arrived[env] += 1
         st.slot_row[env, slot] = row
@@ -640,10 +639,8 @@ class VectorFraudArena(BatchedEnd):
         st.lexical[env, slot] = _template_lexical(category, body, markers, u[:, U.MARKER_START])
         st.is_proposal[env, slot] = True
         # a camouflaged ad carries a trust blurb as often as an organic legit ad, the others as
-        # often as organic fraud (generator.blurb_of)
-        share = np.where(tactic == _CAMOUFLAGED, _BLURB_SHARE[LEGIT], _BLURB_SHARE[FRAUD])
-        phrase = np.where(u[:, U.BLURB] < share,
-                          (u[:, U.TRUST_PHRASE] * len(TRUST_PHRASES)).astype(np.int64), -1)
+        # often as organic fraud
+        phrase = blurbs_of(np.where(tactic == _CAMOUFLAGED, LEGIT, FRAUD), u)
         st.trusted[env, slot] |= _PHRASE_TRUSTS[phrase]
         n_targeting = _N_TARGETING[category]
         aim = (u[:, U.TARGETING] * n_targeting).astype(np.int64)

@@ -85,7 +85,7 @@ class BatchedEnd:
         records = [self._score_one(m, manual[j], verdict[j], float(auto[j]), bias[j],
                                    calibration[j][0], grades[j])
                    for j, m in enumerate(matches)]
-        for m, record, flags in zip(env.tolist(), records, self._truth_flags(env)):
+        for m, record, flags in zip(matches, records, self._truth_flags(env)):
             self.referees[m].record_finish(**record, truth_flags=flags)
         st.phase[env] = Phase.AUDIT_PHASE
         st.actions_this_turn[env] = 0
@@ -144,9 +144,10 @@ class BatchedEnd:
 
     def _score_one(self, m, manual, verdict, auto, bias, calibration, grade) -> dict:
         """What ``_finish`` works out from short per-match lists: track B and the fraudster's
-        outcome, the match-level flags (into ``_truth``); returns match ``m``'s record for its
-        referee (``record_finish``), but the rule audit's findings (``calibration`` and
-        ``grade``: its calibration bins and its grader score and terms, worked out in batch)."""
+        outcome, the match-level flags (into ``_truth``). Returns match ``m``'s record for its
+        referee (``record_finish``) with ``calibration`` and ``grade`` (its calibration bins,
+        its grader score and terms, worked out in batch); the rule audit's findings are added
+        once ``_truth`` is complete."""
         st, ref = self.state, self.referees[m]
         rows = st.rows
         slot_row = st.slot_row[m].tolist()

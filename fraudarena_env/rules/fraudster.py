@@ -121,6 +121,7 @@ SOFTEN_SEVERITY = 0.9
 JUNK_CLASSIFIER_SHIFT = 2.0  # gibberish or injected copy trips the policy classifier
 
 CAMOUFLAGED = TACTICS.index("camouflaged")
+_OWN_SIGNALS = (SIG_PAYMENT, SIG_CAMPAIGN)  # what the fraudster's network proposals share
 
 
 def _drop_one_risk_phrase(text: str) -> str:
@@ -222,11 +223,11 @@ class FraudsterMoves:
             return
         if self.fraudster_ring < 0:
             self.fraudster_ring = len(self.rings)
-            self.rings.append(RingInfo(self.fraudster_ring, "clique", [], (0, 3)))
+            self.rings.append(RingInfo(self.fraudster_ring, "clique", [], _OWN_SIGNALS))
         ring = self.rings[self.fraudster_ring]
         ring.members.append(row)
         self.rows.ring[row] = self.fraudster_ring
-        for signal in (SIG_PAYMENT, SIG_CAMPAIGN):
+        for signal in _OWN_SIGNALS:
             self.rows.tokens[row, signal] = self.ep.proposal_ring_tokens[signal]
 
     def _modify(self, op: Modify) -> None:
@@ -239,8 +240,8 @@ class FraudsterMoves:
             rows.markers[row] = max(0, rows.markers[row] - 1)
             rows.severity[row] *= SOFTEN_SEVERITY
         elif edit == _TRUST:
-            self.blurb[slot] = TRUST_PHRASES[int(rows.uniform[row, U.TRUST_PHRASE] *
-                                                       len(TRUST_PHRASES))]
+            phrase = int(rows.uniform[row, U.TRUST_PHRASE] * len(TRUST_PHRASES))
+            self.blurb[slot] = TRUST_PHRASES[phrase]
             self._trust(slot)
         if new_copy is not None:
             self.copy[slot] = new_copy

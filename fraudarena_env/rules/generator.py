@@ -382,10 +382,7 @@ def _base_ads_batch(plan: _Plan, label: np.ndarray, u: np.ndarray) -> tuple[np.n
     severity = np.where(legit, 0.0, np.where(
         escalate, base_severity, base_severity * np.asarray(TACTIC_SEVERITY)[tactic]))
     kind = np.where(legit, 0, np.where(escalate, KIND_ESCALATE, 1 + tactic))
-    share = np.asarray(TRUST_BLURB_SHARE)[label]
-    blurb = np.where(u[..., U.BLURB] < share,
-                     (u[..., U.TRUST_PHRASE] * len(TRUST_PHRASES)).astype(np.int64), -1)
-    return tactic, category, kind, severity, blurb
+    return tactic, category, kind, severity, blurbs_of(label, u)
 
 
 def _pick(cdf: tuple[float, ...], u: float) -> int:
@@ -393,6 +390,14 @@ def _pick(cdf: tuple[float, ...], u: float) -> int:
         if u < c:
             return i
     return len(cdf) - 1
+
+
+def blurbs_of(label: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """``blurb_of`` over arrays: for ads of these labels with these uniform rows (..., N_UNIFORM),
+    the trust phrase each carries, or -1."""
+    share = np.asarray(TRUST_BLURB_SHARE)[label]
+    return np.where(u[..., U.BLURB] < share,
+                    (u[..., U.TRUST_PHRASE] * len(TRUST_PHRASES)).astype(np.int64), -1)
 
 
 def blurb_of(label: int, u_blurb: float, u_pick: float) -> int:
