@@ -4,8 +4,8 @@
 
 What is the same for every match (approving what is pending, the investigator's auto-approval
 charge, the links' tally, the rule audit's track A, the auditor's view and mask) is computed
-for all of them together, and so is the grader (``scoring.grade_batch``, which the referee's
-``scoring.grade`` calls for its one match); what reads text or short per-match lists (track B on
+for all of them together, and so is the grader (``scoring.grade_batch``, the array twin of the
+referee's ``scoring.grade``); what reads text or short per-match lists (track B on
 the proposals' copy, the fraudster's outcome per proposal, the calibration bins) runs match by
 match through the same functions ``_finish`` calls, on the same plain lists, so every number
 comes out bit for bit as the referee's (``tests/test_vector.py`` compares every env with the

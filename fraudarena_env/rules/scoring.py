@@ -126,10 +126,34 @@ def grade(task_id: str, labels, severities, verdicts, calibration: float, n_corr
       verdict term when the match has no ring;
     * calibration: ``calibration_skill`` of the manual verdicts.
     """
-    labels, severities, verdicts = (np.asarray(x)[None] for x in (labels, severities, verdicts))
-    return grade_batch((task_id,), labels.astype(np.int64), severities.astype(float),
-                       verdicts.astype(np.int64), np.ones(labels.shape, bool), (calibration,),
-                       (n_correct_links,), (n_wrong_links,), (n_ring_pairs,))[0]
+    # Plain lists: queues are short, and numpy scalars are slow one by one (``grade_batch`` is
+    # the same arithmetic over arrays, for many matches; tests/rules/test_scoring.py pins the two
+    # equal to the bit).
+    labels, severities, verdicts = map(_as_list, (labels, severities, verdicts))
+    chosen, best, worst = [], [], []
+    for label, sev, verdict in zip(labels, severities, verdicts):
+        (b0, k0), (b1, k1), (b2, k2) = _REWARD_TERMS[label]
+        rewards = (b0 + k0 * sev, b1 + k1 * sev, b2 + k2 * sev)
+        chosen.append(rewards[verdict])
+        best.append(max(rewards))
+        worst.append(min(rewards))
+    # Summed by numpy (pairwise), as the grader always has: a plain sum can differ in the last bit.
+    raw, best, worst = np.asarray([chosen, best, worst]).sum(axis=1).tolist()
+    verdict_term = (raw - worst) / (best - worst) if best > worst else 0.0
+    link_term = 0.0
+    if n_ring_pairs:
+        link_term = min(max((n_correct_links - 0.625 * n_wrong_links) / n_ring_pairs, 0.0), 1.0)
+    w_v, w_l, w_c = GRADER_WEIGHTS.get(task_id, GRADER_WEIGHTS["task_3"])
+    if not n_ring_pairs:
+        w_v, w_l = w_v + w_l, 0.0
+    score = w_v * verdict_term + w_l * link_term + w_c * calibration
+    terms = {"verdicts": round(verdict_term, 6), "links": round(link_term, 6),
+             "calibration": round(calibration, 6)}
+    return float(min(max(score, 0.0), 1.0)), terms
+
+
+def _as_list(x):
+    return x.tolist() if isinstance(x, np.ndarray) else x
 
 
 _TERMS = np.asarray(_REWARD_TERMS)  # (labels, verdicts, 2): base and slope, as grade reads them
