@@ -190,10 +190,41 @@ assert (I_INVESTIGATE, I_VERDICT, I_LINK, I_END) == (0, S * 6, S * 6 + S * 9,
                                                      S * 6 + S * 9 + N_PAIRS)
 
 
+class _MaskedLogSumExp(th.autograd.Function):
+    """``masked.logsumexp(-1, keepdim=True)`` with the same bits forward and backward, where
+    ``masked`` is ``where(masks, logits, -1e8)``, without taking ``exp`` of the masked entries:
+    on CPU, ``exp`` of a number below about -88 (whose result underflows) takes a slow path, ten
+    times the cost of an ordinary one, and most of the investigator's 977 actions are masked.
+    torch computes ``log(sum(exp(x - max))) + max`` and, backward, ``grad * exp(x - result)``;
+    a masked entry's ``exp`` is exactly 0 there and is set to 0 here, on a tensor of the same
+    shape (so each legal entry's ``exp`` runs in the same lane of the same kernel)."""
+
+    @staticmethod
+    def forward(ctx, masked: th.Tensor, masks: th.Tensor) -> th.Tensor:
+        top = masked.amax(dim=-1, keepdim=True)
+        out = _exp_where(masks, masked - top).sum(dim=-1, keepdim=True).log_().add_(top)
+        ctx.save_for_backward(masked, masks, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: th.Tensor):
+        masked, masks, out = ctx.saved_tensors
+        return grad * _exp_where(masks, masked - out), None
+
+
+def _exp_where(masks: th.Tensor, x: th.Tensor) -> th.Tensor:
+    """``exp(x)`` where ``masks``, 0 elsewhere, without ``exp`` of the entries outside it."""
+    return th.where(masks, th.where(masks, x, _ZERO).exp_(), _ZERO)
+
+
+_ZERO = th.tensor(0.0)
+
+
 class FastMaskableCategoricalDistribution(MaskableCategoricalDistribution):
     """sb3-contrib's masked categorical distribution (the same log-probabilities, entropy and
-    mode), normalised once per batch instead of once before and once after the mask, without
-    torch's argument checks, and sampled by inverting the cumulative distribution (one uniform
+    mode), normalised once per batch instead of once before and once after the mask (and only
+    when read), without torch's argument checks or ``exp`` of the masked logits
+    (``_MaskedLogSumExp``), and sampled by inverting the cumulative distribution (one uniform
     number per row, where ``torch.multinomial`` draws one per action: most of the cost of a
     rollout step over 977 actions). Its draws come from torch's seeded generator too, so a
     seeded run is reproduced exactly, but they are not ``multinomial``'s draws."""
@@ -202,13 +233,28 @@ class FastMaskableCategoricalDistribution(MaskableCategoricalDistribution):
 
     def proba_distribution(self, action_logits: th.Tensor):
         self._raw = action_logits.view(-1, self.action_dim)
-        self._set(self._raw, None)
+        self._set(None)
         return self
 
-    def _set(self, logits: th.Tensor, masks: th.Tensor | None) -> None:
+    def _set(self, masks: th.Tensor | None) -> None:
         self.masks = masks
-        self.logits = logits - logits.logsumexp(dim=-1, keepdim=True)
+        self._logits: th.Tensor | None = None
         self._probs: th.Tensor | None = None
+
+    @property
+    def logits(self) -> th.Tensor:
+        """The normalised log-probabilities, masked actions at about -1e8."""
+        if self._logits is None:
+            raw, masks = self._raw, self.masks
+            if masks is None:
+                self._logits = raw - raw.logsumexp(dim=-1, keepdim=True)
+            else:
+                masked = th.where(masks, raw, th.tensor(self._HUGE_NEG, dtype=raw.dtype))
+                total = _MaskedLogSumExp.apply(masked, masks)
+                if th.isneginf(total).any():  # a row with no legal action: uniform, as torch
+                    total = masked.logsumexp(dim=-1, keepdim=True)
+                self._logits = masked - total
+        return self._logits
 
     @property
     def probs(self) -> th.Tensor:
@@ -218,11 +264,9 @@ class FastMaskableCategoricalDistribution(MaskableCategoricalDistribution):
 
     def apply_masking(self, masks) -> None:
         if masks is None:
-            self._set(self._raw, None)
+            self._set(None)
             return
-        masks = th.as_tensor(masks, dtype=th.bool).reshape(self._raw.shape)
-        self._set(th.where(masks, self._raw, th.tensor(self._HUGE_NEG, dtype=self._raw.dtype)),
-                  masks)
+        self._set(th.as_tensor(masks, dtype=th.bool).reshape(self._raw.shape))
 
     def log_prob(self, actions: th.Tensor) -> th.Tensor:
         return self.logits.gather(-1, actions.long().reshape(-1, 1)).squeeze(-1)

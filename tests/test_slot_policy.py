@@ -171,3 +171,29 @@ def test_the_fast_distribution_is_sb3_contribs_masked_categorical():
     assert masks.gather(1, drawn).all()
     rate = th.zeros(977).index_add_(0, drawn[0], th.ones(4000)) / 4000
     assert (rate - theirs.distribution.probs[0]).abs().max() < 0.03
+
+
+def test_the_masked_normalisation_has_torchs_bits_forward_and_backward():
+    """The distribution normalises the masked logits without ``exp`` of the masked entries (the
+    slow underflow path); its log-probabilities and their gradients are torch's to the bit, so a
+    seeded run trains the same network as with ``logsumexp``. A row with no legal action is
+    uniform, as in torch."""
+    from fraudarena_env.slot_policy import FastMaskableCategoricalDistribution
+
+    g = th.Generator().manual_seed(1)
+    for batch in (1, 7, 128, 300):
+        raw = (3 * th.randn(batch, 977, generator=g)).requires_grad_()
+        masks = th.rand(batch, 977, generator=g) < 0.15
+        masks[:, -1] = True
+        weights = th.randn(batch, 977, generator=g) * masks
+        masked = th.where(masks, raw, th.tensor(-1e8))
+        expected = masked - masked.logsumexp(dim=-1, keepdim=True)
+        expected_grad, = th.autograd.grad((expected * weights).sum(), raw)
+        dist = FastMaskableCategoricalDistribution(977).proba_distribution(raw)
+        dist.apply_masking(masks.numpy())
+        grad, = th.autograd.grad((dist.logits * weights).sum(), raw)
+        assert th.equal(dist.logits, expected)
+        assert th.equal(grad, expected_grad)
+    dist = FastMaskableCategoricalDistribution(5).proba_distribution(th.zeros(2, 5))
+    dist.apply_masking(np.array([[True] * 5, [False] * 5]))
+    assert th.allclose(dist.probs, th.full((2, 5), 0.2))
