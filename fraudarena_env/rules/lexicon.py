@@ -41,6 +41,10 @@ def count_trust_markers(text: str) -> int:
 
 
 def vowel_density(text: str) -> float:
+    """The share of vowels (``aeiouy``, either case) among the letters (``str.isalpha``)."""
+    if text.isascii():  # the letters are A-Z and a-z: counted in C, not a character at a time
+        letters = _count(text, _ASCII_LETTERS)
+        return _count(text, _VOWEL_LETTERS) / letters if letters else 0.0
     letters = [c for c in text if c.isalpha()]
     if not letters:
         return 0.0
@@ -48,21 +52,24 @@ def vowel_density(text: str) -> float:
 
 
 def wordlike_share(text: str) -> float:
+    """The share of word-like tokens (runs of ASCII letters): two letters or fewer, or a vowel
+    and no run of five consonants."""
     words = _WORD.findall(text)
     if not words:
         return 0.0
-    ok = 0
-    for w in words:
-        if len(w) <= 2:
-            ok += 1
-            continue
-        has_vowel = any(c in _VOWELS for c in w)
-        run = longest = 0
-        for c in w:
-            run = 0 if c in _VOWELS else run + 1
-            longest = max(longest, run)
-        ok += has_vowel and longest <= 4
-    return ok / len(words)
+    return sum(len(w) <= 2 or _UNWORDLIKE.search(w) is None for w in words) / len(words)
+
+
+_ASCII_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_VOWEL_LETTERS = "aeiouyAEIOUY"
+_CONSONANT = "[B-DF-HJ-NP-TV-XZb-df-hj-np-tv-xz]"
+# in a token of letters: five consonants in a row, or no vowel at all
+_UNWORDLIKE = re.compile(f"{_CONSONANT}{{5}}|^{_CONSONANT}+$")
+
+
+def _count(text: str, chars: str) -> int:
+    """How many characters of ``text`` are in ``chars``."""
+    return sum(map(text.count, chars))
 
 
 @lru_cache(maxsize=1 << 16)
@@ -89,7 +96,8 @@ def lexical_features(text: str) -> np.ndarray:
 def is_gibberish(text: str) -> bool:
     if len(text.strip()) < GIBBERISH_MIN_LENGTH:
         return True
-    letters = sum(c.isalpha() for c in text)
+    letters = _count(text, _ASCII_LETTERS) if text.isascii() else sum(
+        c.isalpha() for c in text)
     if letters >= GIBBERISH_MIN_LENGTH and vowel_density(text) < GIBBERISH_MIN_VOWEL_DENSITY:
         return True
     return wordlike_share(text) < GIBBERISH_MIN_WORDLIKE
