@@ -173,9 +173,14 @@ def fit_first_sight(task_id: str) -> Softmax:
 
 
 def _mean_row(results) -> dict[str, float]:
+    """Mean grader and returns over matches, and the standard error of the fraudster's return
+    (it varies a lot from seed to seed; nan for one match)."""
+    fraudster = np.asarray([r.returns["fraudster"] for r in results])
     return {"grader": float(np.mean([r.grader for r in results])),
             "investigator": float(np.mean([r.returns["investigator"] for r in results])),
-            "fraudster": float(np.mean([r.returns["fraudster"] for r in results]))}
+            "fraudster": float(fraudster.mean()),
+            "fraudster_sem": float(fraudster.std(ddof=1) / np.sqrt(len(fraudster)))
+            if len(fraudster) > 1 else float("nan")}
 
 
 def investigator_table(task_id: str, seeds) -> dict[str, dict[str, float]]:
@@ -223,9 +228,9 @@ def skill_report(seeds, tasks=TASK_IDS, progress=None) -> str:
                   f"**{premium:+.3f}**; headroom (oracle - scripted): **{headroom:+.3f}**", ""]
         fr = fraudster_table(task_id, seeds)
         lines += [f"### {task_id}: fraudsters against the scripted investigator", "",
-                  "| fraudster | fraudster return | grader |", "|---|---|---|"]
-        lines += [f"| {name} | {row['fraudster']:+.3f} | {row['grader']:.3f} |"
-                  for name, row in fr.items()]
+                  "| fraudster | fraudster return (± s.e.) | grader |", "|---|---|---|"]
+        lines += [f"| {name} | {row['fraudster']:+.3f} ± {row['fraudster_sem']:.3f} | "
+                  f"{row['grader']:.3f} |" for name, row in fr.items()]
         info = information_value(task_id, seeds)
         cam = camouflage(task_id, seeds)
         lines += ["", f"information value (balanced accuracy, bad vs legit): first sight "

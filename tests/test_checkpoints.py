@@ -63,7 +63,7 @@ def test_results_script_reports_both_checkpoints_against_the_references(capsys):
     out = capsys.readouterr().out
     for row in ("| task_1 | scripted |", "| task_1 | **checkpoint** |", "| task_1 | oracle | 1.000",
                 "| task_1 | reactive |", "| task_1 | waiting |", "| task_1 | never_propose |",
-                "best blind (", "checkpoint - reactive", "Fraudster checkpoint minus ReactiveFraudster, paired by seed, on 2 seeds",
+                "best blind (", "checkpoint - reactive, paired", "checkpoint - scripted, paired", "Fraudster checkpoint minus ReactiveFraudster, paired by seed, on 2 seeds",
                 "Investigator checkpoint minus ScriptedInvestigator, paired by seed",
                 "Investigators against waiting fraudsters on 2 seeds",
                 "| investigator | reactive | waiting | checkpoint fraudster |",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.abc
+import re
 import subprocess
 import sys
 import types
@@ -226,3 +227,6 @@ def test_evaluate_skill_suite_prints_premium_headroom_and_the_fraudster_table(ca
                 "| never_propose |", "| reactive |"):
         assert row in out
     assert "information value" in out and "camouflaged" in out
+    # a fraudster's return varies a lot from seed to seed: each mean comes with its error
+    assert "| fraudster | fraudster return (± s.e.) | grader |" in out
+    assert re.search(r"\| reactive \| [+-]\d\.\d{3} ± \d\.\d{3} \|", out)

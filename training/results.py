@@ -10,12 +10,12 @@ Prints two Markdown tables and writes the learning curves:
 * investigators, per task: the scripted investigator, the checkpoint, the oracle (reads the truth:
   the ceiling), the best blind reference and always-reject, each against ``ReactiveFraudster`` and
   ``HeuristicAuditor``: mean grader (and its standard error), the investigator's return, the
-  share of legit ads rejected; then the checkpoint's margin over the scripted investigator and the
-  share of the scripted-to-oracle gap it closes;
+  share of legit ads rejected; then the checkpoint's margin over the scripted investigator (paired
+  by seed, with its standard error) and the share of the scripted-to-oracle gap it closes;
 * fraudsters, per task, against the scripted investigator: ``ReactiveFraudster``, the checkpoint,
   ``WaitingFraudster`` (reactive, holding its ads for the match's last quarter) and never
-  proposing: the fraudster's return and the grader it leaves the investigator; then the
-  checkpoint's margins over ``ReactiveFraudster``;
+  proposing: the fraudster's return and the grader it leaves the investigator, each with its
+  standard error; then the checkpoint's margins over ``ReactiveFraudster``, paired by seed;
 * with both checkpoints, the scripted and the checkpoint investigator against the reactive, the
   waiting and the checkpoint fraudster: whether a late fraudster exploits either investigator.
 """
@@ -47,14 +47,30 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def play(task: str, seeds, role: str, make, face: str = "") -> dict[str, float]:
-    """Means of ``match_metrics`` (and the grader's standard error) of ``make(seed)`` playing
-    ``role`` (``None``: the scripted player)."""
+def play(task: str, seeds, role: str, make, face: str = "") -> dict:
+    """Means of ``match_metrics`` of ``make(seed)`` playing ``role`` (``None``: the scripted
+    player), with the standard errors of the grader (``sem``) and of the fraudster's return
+    (``fraudster_sem``), and the per-match metrics (``matches``, for paired margins)."""
     per_match = evaluate_matches(task, seeds, lambda seed: {role: make(seed)} if make else {},
                                  {role: face} if face else None)
     out = {key: float(np.mean([m[key] for m in per_match])) for key in per_match[0]}
-    out["sem"] = float(np.std([m["grader"] for m in per_match], ddof=1) / np.sqrt(len(seeds)))
+    out["sem"] = _sem([m["grader"] for m in per_match])
+    out["fraudster_sem"] = _sem([m["fraudster"] for m in per_match])
+    out["matches"] = per_match
     return out
+
+
+def _sem(values) -> float:
+    """The standard error of the mean of ``values`` (nan for fewer than two)."""
+    values = np.asarray(values, dtype=float)
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
+def paired(mine: dict, theirs: dict, key: str, digits: int = 3) -> str:
+    """``mine - theirs`` in ``key``, match by match (both rows of ``play`` on the same seeds):
+    the mean difference ± its standard error. Pairing removes the seed-to-seed spread."""
+    diff = [a[key] - b[key] for a, b in zip(mine["matches"], theirs["matches"])]
+    return f"{np.mean(diff):+.{digits}f} ± {_sem(diff):.{digits}f}"
 
 
 def investigator_rows(task: str, seeds, checkpoint: SB3Policy) -> dict[str, dict[str, float]]:
@@ -83,8 +99,8 @@ def investigator_table(tasks, seeds, checkpoint: SB3Policy) -> str:
              "ReactiveFraudster and HeuristicAuditor", "",
              "| task | investigator | grader (± s.e.) | inv. return | legit rejected |",
              "|---|---|---|---|---|"]
-    summary = ["", "| task | checkpoint - scripted | share of the scripted-to-oracle gap closed |",
-               "|---|---|---|"]
+    summary = ["", "| task | checkpoint - scripted, paired (± s.e.) | share of the scripted-to-oracle "
+               "gap closed |", "|---|---|---|"]
     for task in tasks:
         rows = investigator_rows(task, seeds, checkpoint)
         for name, r in rows.items():
@@ -94,25 +110,31 @@ def investigator_table(tasks, seeds, checkpoint: SB3Policy) -> str:
                          f"{r['legit_rejected']:.0%} |")
         margin = rows["checkpoint"]["grader"] - rows["scripted"]["grader"]
         gap = rows["oracle"]["grader"] - rows["scripted"]["grader"]
-        summary.append(f"| {task} | {margin:+.3f} | {margin / gap:+.0%} |")
+        summary.append(f"| {task} | {paired(rows['checkpoint'], rows['scripted'], 'grader')} | "
+                       f"{margin / gap:+.0%} |")
     return "\n".join(lines + summary)
 
 
 def fraudster_table(tasks, seeds, checkpoint: SB3Policy) -> str:
+    """Per task and fraudster: the fraudster's return and the investigator's grader, each with its
+    standard error (a fraudster's return varies a lot from seed to seed: a difference of means
+    on tens of seeds can be noise); then the checkpoint's margins over ``ReactiveFraudster``,
+    paired by seed."""
     lines = [f"Fraudsters on {len(seeds)} seeds ({seeds[0]}-{seeds[-1]}), against "
              "ScriptedInvestigator and HeuristicAuditor", "",
-             "| task | fraudster | fraudster return | investigator's grader |", "|---|---|---|---|"]
-    summary = ["", "| task | checkpoint - reactive: fraudster return | investigator's grader |",
-               "|---|---|---|"]
+             "| task | fraudster | fraudster return (± s.e.) | investigator's grader (± s.e.) |",
+             "|---|---|---|---|"]
+    summary = ["", "| task | checkpoint - reactive, paired: fraudster return (± s.e.) | "
+               "investigator's grader (± s.e.) |", "|---|---|---|"]
     for task in tasks:
         rows = fraudster_rows(task, seeds, checkpoint)
         for name, r in rows.items():
             bold = "**" if name == "checkpoint" else ""
-            lines.append(f"| {task} | {bold}{name}{bold} | {bold}{r['fraudster']:+.2f}{bold} | "
-                         f"{r['grader']:.3f} ± {r['sem']:.3f} |")
+            lines.append(f"| {task} | {bold}{name}{bold} | {bold}{r['fraudster']:+.2f}{bold} ± "
+                         f"{r['fraudster_sem']:.2f} | {r['grader']:.3f} ± {r['sem']:.3f} |")
         mine, theirs = rows["checkpoint"], rows["reactive"]
-        summary.append(f"| {task} | {mine['fraudster'] - theirs['fraudster']:+.2f} | "
-                       f"{mine['grader'] - theirs['grader']:+.3f} |")
+        summary.append(f"| {task} | {paired(mine, theirs, 'fraudster', 2)} | "
+                       f"{paired(mine, theirs, 'grader')} |")
     return "\n".join(lines + summary)
 
 
@@ -156,8 +178,8 @@ def paired_table(role: str, tasks, seeds, checkpoint: SB3Policy) -> str:
         ours = evaluate_matches(task, seeds, lambda seed: {role: checkpoint})
         cells = []
         for key in (role, "grader"):
-            diff = np.array([b[key] - a[key] for a, b in zip(theirs, ours)])
-            cells.append(f"{diff.mean():+.3f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.3f}")
+            diff = [b[key] - a[key] for a, b in zip(theirs, ours)]
+            cells.append(f"{np.mean(diff):+.3f} ± {_sem(diff):.3f}")
         lines.append(f"| {task} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
