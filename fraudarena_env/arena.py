@@ -168,6 +168,12 @@ def evaluate_matches(task_id: str, seeds, make_policies, faces=None) -> list[dic
     return [match_metrics(arena.play(task_id, s, make_policies(s), faces)) for s in seeds]
 
 
+def standard_error(values) -> float:
+    """The standard error of the mean of ``values`` (nan for fewer than two)."""
+    values = np.asarray(values, dtype=float)
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
 def evaluate(task_id: str, seeds, make_policies, faces=None) -> dict[str, float]:
     """The mean of every :func:`match_metrics` key over one match per seed."""
     per_match = evaluate_matches(task_id, seeds, make_policies, faces)

@@ -259,9 +259,10 @@ def _matchups(models: dict[str, Any]) -> list[tuple[dict[str, str], dict[str, Ca
 
 def evaluate_models(models: dict[str, Any], tasks: Sequence[str], seeds: Sequence[int]
                     ) -> list[dict]:
-    """Mean grader and returns per task and matchup on ``seeds``, run on the arena (where an
-    illegal action raises)."""
-    from .arena import evaluate
+    """Mean grader and returns per task and matchup on ``seeds``, and their standard errors
+    (``grader_sem``, ``<role>_return_sem``), run on the arena (where an illegal action
+    raises)."""
+    from .arena import evaluate_matches, standard_error
 
     rows = []
     for task in tasks:
@@ -269,11 +270,15 @@ def evaluate_models(models: dict[str, Any], tasks: Sequence[str], seeds: Sequenc
             def make(seed, factories=factories):
                 return {role: f(seed) for role, f in factories.items()}
 
-            res = evaluate(task, list(seeds), make)
+            per_match = evaluate_matches(task, list(seeds), make)
+            res = {key: float(np.mean([m[key] for m in per_match])) for key in per_match[0]}
+            sem = {key: standard_error([m[key] for m in per_match]) for key in ("grader", *ROLES)}
             rows.append({"task": task,
                          **{f"{r}_policy": players.get(r, "scripted") for r in ROLES},
                          "grader": res["grader"], **{f"{r}_return": res[r] for r in ROLES},
-                         "steps": res["steps"], "legit_rejected": res["legit_rejected"]})
+                         "steps": res["steps"], "legit_rejected": res["legit_rejected"],
+                         "grader_sem": sem["grader"],
+                         **{f"{r}_return_sem": sem[r] for r in ROLES}})
     return rows
 
 
@@ -304,14 +309,20 @@ def format_table(rows: list[dict], n_seeds: int) -> str:
         name = row[f"{role}_policy"]
         return SHOWN_AS[role].get(name, name)
 
-    head = ("| task | investigator | fraudster | auditor | grader | inv. return | fr. return |"
-            " aud. return | legit rejected |")
+    def error(row: dict, key: str, digits: int) -> str:  # rows may come without errors
+        sem = row.get(f"{key}_sem")
+        return "" if sem is None else f" ± {sem:.{digits}f}"
+
+    sems = any("grader_sem" in r for r in rows)
+    head = ("| task | investigator | fraudster | auditor | grader{0} | inv. return | "
+            "fr. return{0} | aud. return | legit rejected |").format(" (± s.e.)" if sems else "")
     lines = [f"Evaluation on {n_seeds} held-out seeds (means over the seeds)", "", head,
              "|" + "---|" * 9]
     for r in rows:
         lines.append(f"| {r['task']} | {shown(r, 'investigator')} | {shown(r, 'fraudster')} | "
-                     f"{shown(r, 'auditor')} | {r['grader']:.3f} | "
-                     f"{r['investigator_return']:+.2f} | {r['fraudster_return']:+.2f} | "
+                     f"{shown(r, 'auditor')} | {r['grader']:.3f}{error(r, 'grader', 3)} | "
+                     f"{r['investigator_return']:+.2f} | {r['fraudster_return']:+.2f}"
+                     f"{error(r, 'fraudster_return', 2)} | "
                      f"{r['auditor_return']:+.2f} | {r['legit_rejected']:.0%} |")
     key = []
     for role in ("investigator", "fraudster", "auditor"):  # the table's column order

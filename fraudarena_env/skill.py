@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .arena import Arena
+from .arena import Arena, standard_error
 from .faces.encoding import Observer
 from .policies import (
     BLIND_INVESTIGATORS,
@@ -175,12 +175,10 @@ def fit_first_sight(task_id: str) -> Softmax:
 def _mean_row(results) -> dict[str, float]:
     """Mean grader and returns over matches, and the standard error of the fraudster's return
     (it varies a lot from seed to seed; nan for one match)."""
-    fraudster = np.asarray([r.returns["fraudster"] for r in results])
+    fraudster = [r.returns["fraudster"] for r in results]
     return {"grader": float(np.mean([r.grader for r in results])),
             "investigator": float(np.mean([r.returns["investigator"] for r in results])),
-            "fraudster": float(fraudster.mean()),
-            "fraudster_sem": float(fraudster.std(ddof=1) / np.sqrt(len(fraudster)))
-            if len(fraudster) > 1 else float("nan")}
+            "fraudster": float(np.mean(fraudster)), "fraudster_sem": standard_error(fraudster)}
 
 
 def investigator_table(task_id: str, seeds) -> dict[str, dict[str, float]]:

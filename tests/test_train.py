@@ -257,7 +257,9 @@ def test_tiny_league(tmp_path, capsys, monkeypatch):
         "fraudster_g0.zip", "fraudster_g1.zip"]
     assert (out / "league.png").stat().st_size > 10_000
     # the evaluation table: learned roles and the references against the scripted opponents
-    assert "| task | investigator | fraudster | auditor | grader |" in printed
+    # (with each mean's standard error where a return spreads widely from seed to seed)
+    assert "| task | investigator | fraudster | auditor | grader (± s.e.) | inv. return | " \
+           "fr. return (± s.e.) |" in printed
     # each role's column names its players by the names `fraudarena play` takes, with a key
     assert "| task_1 | scripted | reactive | heuristic |" in printed
     assert "reactive = ReactiveFraudster" in result.table
@@ -271,6 +273,7 @@ def test_tiny_league(tmp_path, capsys, monkeypatch):
             ("random", "scripted", "scripted"), ("scripted", "learned", "scripted"),
             ("learned", "learned", "scripted")} <= players
     assert all(0.0 <= r["grader"] <= 1.0 for r in rows)
+    assert all(r["grader_sem"] >= 0.0 and r["fraudster_return_sem"] >= 0.0 for r in rows)
     # cross-play: every investigator against every fraudster, Elo for each
     assert result.cross_play_table in printed
     cells = {(r["investigator"], r["fraudster"]) for r in result.cross_play}

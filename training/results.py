@@ -31,7 +31,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
-from fraudarena_env.arena import evaluate, evaluate_matches
+from fraudarena_env.arena import evaluate, evaluate_matches, standard_error
 from fraudarena_env.catalog import TASK_IDS
 from fraudarena_env.cli import parse_seeds, parse_task_list
 from fraudarena_env.policies import (
@@ -54,23 +54,17 @@ def play(task: str, seeds, role: str, make, face: str = "") -> dict:
     per_match = evaluate_matches(task, seeds, lambda seed: {role: make(seed)} if make else {},
                                  {role: face} if face else None)
     out = {key: float(np.mean([m[key] for m in per_match])) for key in per_match[0]}
-    out["sem"] = _sem([m["grader"] for m in per_match])
-    out["fraudster_sem"] = _sem([m["fraudster"] for m in per_match])
+    out["sem"] = standard_error([m["grader"] for m in per_match])
+    out["fraudster_sem"] = standard_error([m["fraudster"] for m in per_match])
     out["matches"] = per_match
     return out
-
-
-def _sem(values) -> float:
-    """The standard error of the mean of ``values`` (nan for fewer than two)."""
-    values = np.asarray(values, dtype=float)
-    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
 def paired(mine: dict, theirs: dict, key: str, digits: int = 3) -> str:
     """``mine - theirs`` in ``key``, match by match (both rows of ``play`` on the same seeds):
     the mean difference ± its standard error. Pairing removes the seed-to-seed spread."""
     diff = [a[key] - b[key] for a, b in zip(mine["matches"], theirs["matches"])]
-    return f"{np.mean(diff):+.{digits}f} ± {_sem(diff):.{digits}f}"
+    return f"{np.mean(diff):+.{digits}f} ± {standard_error(diff):.{digits}f}"
 
 
 def investigator_rows(task: str, seeds, checkpoint: SB3Policy) -> dict[str, dict[str, float]]:
@@ -179,7 +173,7 @@ def paired_table(role: str, tasks, seeds, checkpoint: SB3Policy) -> str:
         cells = []
         for key in (role, "grader"):
             diff = [b[key] - a[key] for a, b in zip(theirs, ours)]
-            cells.append(f"{np.mean(diff):+.3f} ± {_sem(diff):.3f}")
+            cells.append(f"{np.mean(diff):+.3f} ± {standard_error(diff):.3f}")
         lines.append(f"| {task} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
