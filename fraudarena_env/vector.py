@@ -785,9 +785,10 @@ class VectorFraudArena(BatchedEnd):
         """Write ``values`` at ``(rows, cols)`` of ``role``'s view buffer (index arrays that
         broadcast, as in ``buffer[rows, cols] = values``) and note the entries for ``_batch``."""
         self.buffers[role][rows, cols] = values
-        if np.shape(rows) != np.shape(cols):
-            rows, cols = np.broadcast_arrays(rows, cols)
-        self._written[role].append((np.ravel(rows), np.ravel(cols)))
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        if rows.shape != cols.shape:  # broadcast by arithmetic: cheaper than broadcast_arrays
+            rows, cols = rows + 0 * cols, cols + 0 * rows
+        self._written[role].append((rows.ravel(), cols.ravel()))
 
     def _globals(self, role: str, env: np.ndarray) -> None:
         """The entries that follow the turn (encoding's _fill_common and _<role>_globals),
