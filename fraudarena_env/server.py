@@ -62,6 +62,9 @@ may cost another anything:
   an address whose matches end unfinished (left, swept or deleted before the end) faster than
   ``abandon_rate`` a second (burst ``abandon_burst``) may create no match until that rate
   allows (``rate_limited``); matches played to the end cost nothing. The API key creates without per-address limits.
+  One role's actions may add at most ``MAX_TEXT_CHARS`` characters of free text (copy, blurbs,
+  rationales, notes; an edit also counts the ad's text its log row repeats) to a match; past
+  that such an action is ``execution_error``, and actions without free text still play.
 * Lifetimes: a match nobody has moved in ``start_grace`` seconds after its creation, a match no
   socket has held a seat of for ``reconnect_grace`` seconds (the time a dropped player has to
   come back with its seat token), and a match idle for ``idle_timeout`` seconds are archived and
@@ -168,6 +171,13 @@ MAX_ID_LENGTH = 128
 # the mask it came from.
 ILLEGAL_ACTION_MODES = ("penalize", "raise")
 MAX_PENALTIES = 256  # penalized actions per match; then refused (the auditor has no turn end)
+# Free text one role's text actions may add to a match: room for every proposal the knobs allow
+# at full length. Past it such an action is refused; one without free text still plays.
+# Unbounded, repeated edits grew one match's logs, and every state and auditor reply, by megabytes.
+MAX_TEXT_CHARS = 256 * 1024
+FREE_TEXT = ("ad_copy", "landing_page_blurb", "targeting_summary", "new_ad_copy",
+             "new_landing_page_blurb", "rationale", "link_reason", "note")
+AD_TEXT_CHARS = 2000 + 2000 + 512  # an ad's copy, blurb and targeting: an edit's log row repeats them
 MAX_SPEC_CHARS = 256  # an opponent SPEC
 MAX_ERROR_CHARS = 400  # an error reply's message never runs longer
 EXCERPT = 40  # characters of a client's input an error may quote
@@ -324,6 +334,7 @@ class MatchEntry:
         self.seats = {role: Seat() for role in ROLES}
         self.actions: list[dict[str, Any]] = []
         self.penalties = 0
+        self.text = dict.fromkeys(ROLES, 0)  # characters of free text each role's actions added
         self.created_at = self.last_active = time.monotonic()
         self.unheld_since: float | None = None  # when its last socket left it
         self.closed: str | None = None  # why it left the pool
@@ -588,6 +599,13 @@ class MatchPool:
         to the match's actions. Raises ProtocolError, and leaves the match untouched, when it is
         refused. Not journaled: see :meth:`step`."""
         index = action.get("action_index")
+        text = free_text(action)
+        if text and entry.text[role] + text > MAX_TEXT_CHARS:
+            raise ProtocolError("execution_error", f"the {role}'s actions in this match already "
+                                f"hold {entry.text[role]} characters of free text and this one adds"
+                                f" {text} (an edit counts the ad's text it repeats), past the "
+                                f"{MAX_TEXT_CHARS} a role may; the match is unchanged, and actions "
+                                "without free text still play")
         lenient = entry.lenient and entry.penalties < MAX_PENALTIES
         try:
             charged = play_action(entry.referee, role, action if model is None else model,
@@ -603,6 +621,7 @@ class MatchPool:
             raise ProtocolError("execution_error", f"{what}: {exc.reason}; the match is "
                                 f"unchanged{spent}") from None
         entry.penalties += charged
+        entry.text[role] += text
         entry.actions.append({"role": role, "action": action})
 
     def step(self, entry: MatchEntry, role: str, action: dict[str, Any], model=None) -> None:
@@ -624,6 +643,7 @@ class MatchPool:
         ref = Referee()
         ref.reset_match(**entry.reset_args)
         entry.referee, entry.actions, entry.penalties = ref, [], 0
+        entry.text = dict.fromkeys(ROLES, 0)
         self.observers.forget(entry.match_id)
         self._seat_bots(entry)
         for step in actions:
@@ -903,6 +923,13 @@ def _audit_view(obs, done: bool):
     return obs.model_copy(update={"investigator_actions": [
         {**SEED_INVESTIGATOR_ENTRY, **e, **hide} if e["action_type"] == "illegal" else
         {**e, **hide} for e in log]})
+
+
+def free_text(action: dict[str, Any]) -> int:
+    """Characters of free text a text action's record adds to a match's logs (see
+    ``MAX_TEXT_CHARS``): its own, and for an edit the ad's text, which its log row repeats."""
+    text = sum(len(action[k]) for k in FREE_TEXT if isinstance(action.get(k), str))
+    return text + AD_TEXT_CHARS if action.get("action_type") == "modify_pending_ad" else text
 
 
 def _apply_step(pool: MatchPool, entry: MatchEntry, role: str, data: dict[str, Any]) -> None:
