@@ -67,9 +67,11 @@ may cost another anything:
   that such an action is ``execution_error``, and actions without free text still play.
 * Lifetimes: a match nobody has moved in ``start_grace`` seconds after its creation, a match no
   socket has held a seat of for ``reconnect_grace`` seconds (the time a dropped player has to
-  come back with its seat token), and a match idle for ``idle_timeout`` seconds are archived and
-  dropped by a sweeper. A match a socket created by ``reset`` ends at once when its last socket
-  leaves before anyone moved, and when its creator resets again with nobody else attached.
+  come back with its seat token), and a match nobody has moved in for ``idle_timeout`` seconds
+  are archived and dropped by a sweeper (polls and joins are no moves, so a player who holds its
+  seat and never moves stalls the others no longer than that). A match a socket created by
+  ``reset`` ends at once when its last socket leaves before anyone moved, and when its creator
+  resets again with nobody else attached.
 * Sockets: at most ``max_connections`` in all and ``max_connections_per_address`` from one
   address (the socket gets ``capacity_reached`` and is closed); a socket that holds no seat for
   ``lobby_timeout`` seconds is closed. Each socket's messages spend tokens of its own bucket
@@ -356,6 +358,8 @@ class MatchEntry:
                 "client_seed": self.client_seed}
 
     def touch(self) -> None:
+        """A move was made: the idle clock starts again (polls, joins and leaves do not start
+        it, so a player who holds its seat and never moves cannot keep a match alive)."""
         self.last_active = time.monotonic()
 
     def summary(self) -> dict[str, Any]:
@@ -622,6 +626,7 @@ class MatchPool:
                                 f"unchanged{spent}") from None
         entry.penalties += charged
         entry.text[role] += text
+        entry.touch()
         entry.actions.append({"role": role, "action": action})
 
     def step(self, entry: MatchEntry, role: str, action: dict[str, Any], model=None) -> None:
@@ -760,7 +765,7 @@ class MatchPool:
             entry.unheld_since = time.monotonic()
 
     def sweep(self, now: float | None = None) -> int:
-        """Archive and drop every match idle for ``idle_timeout``, unplayed ``start_grace``
+        """Archive and drop every match nobody has moved in for ``idle_timeout``, unplayed ``start_grace``
         after its creation, or without a seat held for ``reconnect_grace``; returns how many."""
         cfg = self.config
         self.retry_archive()
@@ -818,7 +823,6 @@ class Session:
         seat.holder = self
         self.entry, self.lost, self.seatless_since, self.token = entry, None, None, token
         entry.unheld_since = None
-        entry.touch()
         return token
 
     def lose(self, why: str) -> None:
@@ -831,7 +835,6 @@ class Session:
             self.seatless_since = time.monotonic()
         if entry is not None and entry.seats[self.role].holder is self:
             entry.seats[self.role].holder = None
-            entry.touch()
             pool.release(entry, self, how)
 
     def live_created(self) -> int:
@@ -1018,7 +1021,6 @@ class Handler:
                 raise ProtocolError("no_match", f"this socket has no match: {self.session.lost}")
             raise ProtocolError("no_match", f"this {self.role} socket has no match yet: send "
                                 "reset (to create one) or join (with a match_id) first")
-        entry.touch()
         return entry
 
     def handle(self, raw: str | bytes) -> str | Later | None:
@@ -1614,8 +1616,8 @@ def build_parser(prog: str = "fraudarena serve") -> argparse.ArgumentParser:
                        f"this long: a dropped player's time to come back (default "
                        f"{d.reconnect_grace:g})")
     times.add_argument("--idle-timeout", type=_seconds, default=d.idle_timeout,
-                       help="a match nobody has sent anything to in this long is archived and "
-                       f"dropped (default {d.idle_timeout:g})")
+                       help="a match nobody has moved in for this long (polls and joins are no "
+                       f"moves) is archived and dropped (default {d.idle_timeout:g})")
     times.add_argument("--lobby-timeout", type=_seconds, default=d.lobby_timeout,
                        help="a socket that holds no seat this long is closed (default "
                        f"{d.lobby_timeout:g})")

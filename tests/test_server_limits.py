@@ -154,6 +154,30 @@ def test_a_match_whose_sockets_all_left_waits_the_reconnect_grace_then_ends():
         assert pool.archive.get(match_id)["reason"] == "evicted"
 
 
+def test_a_player_who_holds_its_seat_and_never_moves_stalls_a_match_no_longer_than_idle():
+    """The others' polls (a seed client polls obs until its turn comes) and the staller's own
+    joins are no moves: they kept the match alive for as long as anyone polled."""
+    with TestClient(app_with(idle_timeout=900.0)) as client, \
+            client.websocket_connect("/ws/fraudster") as stalls, \
+            client.websocket_connect("/ws/investigator") as waits:
+        pool = client.app.state.pool
+        reply = send(stalls, "reset", {"seed": 5, "task_id": "task_1"})["data"]
+        match_id, token = reply["match_id"], reply["seat_token"]
+        send(waits, "join", {"match_id": match_id})
+        send(stalls, "step", {"action_type": "end_turn"})
+        assert send(waits, "step", {"action_type": "end_turn"})["data"]["phase"] == \
+            "fraudster_turn"
+        pool.get(match_id).last_active -= 901  # the last move was 15 minutes ago
+        for _ in range(3):
+            assert send(waits, "obs")["data"]["phase"] == "fraudster_turn"
+            assert send(waits, "state")["type"] == "state"
+            assert send(stalls, "join", {"match_id": match_id, "seat_token": token})["type"] == \
+                "observation"
+        assert pool.sweep() == 1
+        assert "evicted" in assert_error(send(waits, "obs"), "no_match")
+        assert pool.archive.get(match_id)["reason"] == "evicted"
+
+
 def test_a_match_left_by_its_creator_before_anyone_moved_ends_at_once(client):
     with client.websocket_connect("/ws/fraudster") as fr:
         match_id = send(fr, "reset", {"seed": 1})["data"]["match_id"]
