@@ -513,9 +513,10 @@ class MatchPool:
             if seat not in open_roles:
                 raise ProtocolError("reset_error", f"opponents may name {open_roles} (not "
                                     f"the resetting socket's own role), got {excerpt(seat)}")
-            if not isinstance(spec, str) or not spec or len(spec) > MAX_SPEC_CHARS:
+            if not isinstance(spec, str) or not spec or len(spec) > MAX_SPEC_CHARS or \
+                    not spec.isprintable():
                 raise ProtocolError("reset_error", f"the {seat} opponent must be a SPEC string "
-                                    f"of at most {MAX_SPEC_CHARS} characters, got "
+                                    f"of at most {MAX_SPEC_CHARS} printable characters, got "
                                     f"{excerpt(spec)}")
             self._factory(seat, spec)
             out[seat] = spec
@@ -547,7 +548,8 @@ class MatchPool:
                                     "file name inside the server's checkpoint directory")
             try:
                 factory = cli.policy_factory(cli.parse_policy_spec(role, str(path)))
-            except (argparse.ArgumentTypeError, cli.CheckpointError):
+            except (argparse.ArgumentTypeError, cli.CheckpointError, OSError):  # OSError: a
+                # name the file system cannot hold (longer than 255 bytes, say)
                 raise ProtocolError("reset_error", f"no playable {role} checkpoint "
                                     f"{excerpt(spec)} in the server's checkpoint directory"
                                     ) from None
