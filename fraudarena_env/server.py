@@ -179,7 +179,7 @@ MAX_PENALTIES = 256  # penalized actions per match; then refused (the auditor ha
 MAX_TEXT_CHARS = 256 * 1024
 FREE_TEXT = ("ad_copy", "landing_page_blurb", "targeting_summary", "new_ad_copy",
              "new_landing_page_blurb", "rationale", "link_reason", "note")
-AD_TEXT_CHARS = 2000 + 2000 + 512  # an ad's copy, blurb and targeting: an edit's log row repeats them
+AD_TEXT_CHARS = 2000 + 2000 + 512  # an ad's copy, blurb and targeting, which an edit's row repeats
 MAX_SPEC_CHARS = 256  # an opponent SPEC
 MAX_ERROR_CHARS = 400  # an error reply's message never runs longer
 EXCERPT = 40  # characters of a client's input an error may quote
@@ -767,8 +767,9 @@ class MatchPool:
             entry.unheld_since = time.monotonic()
 
     def sweep(self, now: float | None = None) -> int:
-        """Archive and drop every match nobody has moved in for ``idle_timeout``, unplayed ``start_grace``
-        after its creation, or without a seat held for ``reconnect_grace``; returns how many."""
+        """Archive and drop every match nobody has moved in for ``idle_timeout``, unplayed
+        ``start_grace`` after its creation, or without a seat held for ``reconnect_grace``;
+        returns how many."""
         cfg = self.config
         self.retry_archive()
         now = time.monotonic() if now is None else now
