@@ -62,11 +62,16 @@ may cost another anything:
   an address whose matches end unfinished (left, swept or deleted before the end) faster than
   ``abandon_rate`` a second (burst ``abandon_burst``) may create no match until that rate
   allows (``rate_limited``); matches played to the end cost nothing. The API key creates without per-address limits.
+  One role's actions may add at most ``MAX_TEXT_CHARS`` characters of free text (copy, blurbs,
+  rationales, notes; an edit also counts the ad's text its log row repeats) to a match; past
+  that such an action is ``execution_error``, and actions without free text still play.
 * Lifetimes: a match nobody has moved in ``start_grace`` seconds after its creation, a match no
   socket has held a seat of for ``reconnect_grace`` seconds (the time a dropped player has to
-  come back with its seat token), and a match idle for ``idle_timeout`` seconds are archived and
-  dropped by a sweeper. A match a socket created by ``reset`` ends at once when its last socket
-  leaves before anyone moved, and when its creator resets again with nobody else attached.
+  come back with its seat token), and a match nobody has moved in for ``idle_timeout`` seconds
+  are archived and dropped by a sweeper (polls and joins are no moves, so a player who holds its
+  seat and never moves stalls the others no longer than that). A match a socket created by
+  ``reset`` ends at once when its last socket leaves before anyone moved, and when its creator
+  resets again with nobody else attached.
 * Sockets: at most ``max_connections`` in all and ``max_connections_per_address`` from one
   address (the socket gets ``capacity_reached`` and is closed); a socket that holds no seat for
   ``lobby_timeout`` seconds is closed. Each socket's messages spend tokens of its own bucket
@@ -168,6 +173,13 @@ MAX_ID_LENGTH = 128
 # the mask it came from.
 ILLEGAL_ACTION_MODES = ("penalize", "raise")
 MAX_PENALTIES = 256  # penalized actions per match; then refused (the auditor has no turn end)
+# Free text one role's text actions may add to a match: room for every proposal the knobs allow
+# at full length. Past it such an action is refused; one without free text still plays.
+# Unbounded, repeated edits grew one match's logs, and every state and auditor reply, by megabytes.
+MAX_TEXT_CHARS = 256 * 1024
+FREE_TEXT = ("ad_copy", "landing_page_blurb", "targeting_summary", "new_ad_copy",
+             "new_landing_page_blurb", "rationale", "link_reason", "note")
+AD_TEXT_CHARS = 2000 + 2000 + 512  # an ad's copy, blurb and targeting, which an edit's row repeats
 MAX_SPEC_CHARS = 256  # an opponent SPEC
 MAX_ERROR_CHARS = 400  # an error reply's message never runs longer
 EXCERPT = 40  # characters of a client's input an error may quote
@@ -324,6 +336,7 @@ class MatchEntry:
         self.seats = {role: Seat() for role in ROLES}
         self.actions: list[dict[str, Any]] = []
         self.penalties = 0
+        self.text = dict.fromkeys(ROLES, 0)  # characters of free text each role's actions added
         self.created_at = self.last_active = time.monotonic()
         self.unheld_since: float | None = None  # when its last socket left it
         self.closed: str | None = None  # why it left the pool
@@ -345,6 +358,8 @@ class MatchEntry:
                 "client_seed": self.client_seed}
 
     def touch(self) -> None:
+        """A move was made: the idle clock starts again (polls, joins and leaves do not start
+        it, so a player who holds its seat and never moves cannot keep a match alive)."""
         self.last_active = time.monotonic()
 
     def summary(self) -> dict[str, Any]:
@@ -498,9 +513,10 @@ class MatchPool:
             if seat not in open_roles:
                 raise ProtocolError("reset_error", f"opponents may name {open_roles} (not "
                                     f"the resetting socket's own role), got {excerpt(seat)}")
-            if not isinstance(spec, str) or not spec or len(spec) > MAX_SPEC_CHARS:
+            if not isinstance(spec, str) or not spec or len(spec) > MAX_SPEC_CHARS or \
+                    not spec.isprintable():
                 raise ProtocolError("reset_error", f"the {seat} opponent must be a SPEC string "
-                                    f"of at most {MAX_SPEC_CHARS} characters, got "
+                                    f"of at most {MAX_SPEC_CHARS} printable characters, got "
                                     f"{excerpt(spec)}")
             self._factory(seat, spec)
             out[seat] = spec
@@ -532,7 +548,8 @@ class MatchPool:
                                     "file name inside the server's checkpoint directory")
             try:
                 factory = cli.policy_factory(cli.parse_policy_spec(role, str(path)))
-            except (argparse.ArgumentTypeError, cli.CheckpointError):
+            except (argparse.ArgumentTypeError, cli.CheckpointError, OSError):  # OSError: a
+                # name the file system cannot hold (longer than 255 bytes, say)
                 raise ProtocolError("reset_error", f"no playable {role} checkpoint "
                                     f"{excerpt(spec)} in the server's checkpoint directory"
                                     ) from None
@@ -588,6 +605,13 @@ class MatchPool:
         to the match's actions. Raises ProtocolError, and leaves the match untouched, when it is
         refused. Not journaled: see :meth:`step`."""
         index = action.get("action_index")
+        text = free_text(action)
+        if text and entry.text[role] + text > MAX_TEXT_CHARS:
+            raise ProtocolError("execution_error", f"the {role}'s actions in this match already "
+                                f"hold {entry.text[role]} characters of free text and this one adds"
+                                f" {text} (an edit counts the ad's text it repeats), past the "
+                                f"{MAX_TEXT_CHARS} a role may; the match is unchanged, and actions "
+                                "without free text still play")
         lenient = entry.lenient and entry.penalties < MAX_PENALTIES
         try:
             charged = play_action(entry.referee, role, action if model is None else model,
@@ -603,6 +627,8 @@ class MatchPool:
             raise ProtocolError("execution_error", f"{what}: {exc.reason}; the match is "
                                 f"unchanged{spent}") from None
         entry.penalties += charged
+        entry.text[role] += text
+        entry.touch()
         entry.actions.append({"role": role, "action": action})
 
     def step(self, entry: MatchEntry, role: str, action: dict[str, Any], model=None) -> None:
@@ -624,6 +650,7 @@ class MatchPool:
         ref = Referee()
         ref.reset_match(**entry.reset_args)
         entry.referee, entry.actions, entry.penalties = ref, [], 0
+        entry.text = dict.fromkeys(ROLES, 0)
         self.observers.forget(entry.match_id)
         self._seat_bots(entry)
         for step in actions:
@@ -740,8 +767,9 @@ class MatchPool:
             entry.unheld_since = time.monotonic()
 
     def sweep(self, now: float | None = None) -> int:
-        """Archive and drop every match idle for ``idle_timeout``, unplayed ``start_grace``
-        after its creation, or without a seat held for ``reconnect_grace``; returns how many."""
+        """Archive and drop every match nobody has moved in for ``idle_timeout``, unplayed
+        ``start_grace`` after its creation, or without a seat held for ``reconnect_grace``;
+        returns how many."""
         cfg = self.config
         self.retry_archive()
         now = time.monotonic() if now is None else now
@@ -798,7 +826,6 @@ class Session:
         seat.holder = self
         self.entry, self.lost, self.seatless_since, self.token = entry, None, None, token
         entry.unheld_since = None
-        entry.touch()
         return token
 
     def lose(self, why: str) -> None:
@@ -811,7 +838,6 @@ class Session:
             self.seatless_since = time.monotonic()
         if entry is not None and entry.seats[self.role].holder is self:
             entry.seats[self.role].holder = None
-            entry.touch()
             pool.release(entry, self, how)
 
     def live_created(self) -> int:
@@ -905,6 +931,13 @@ def _audit_view(obs, done: bool):
         {**e, **hide} for e in log]})
 
 
+def free_text(action: dict[str, Any]) -> int:
+    """Characters of free text a text action's record adds to a match's logs (see
+    ``MAX_TEXT_CHARS``): its own, and for an edit the ad's text, which its log row repeats."""
+    text = sum(len(action[k]) for k in FREE_TEXT if isinstance(action.get(k), str))
+    return text + AD_TEXT_CHARS if action.get("action_type") == "modify_pending_ad" else text
+
+
 def _apply_step(pool: MatchPool, entry: MatchEntry, role: str, data: dict[str, Any]) -> None:
     """Validate one step, apply it and journal it (``MatchPool.step``). Raises ProtocolError,
     and leaves the match untouched, when the step is refused."""
@@ -991,7 +1024,6 @@ class Handler:
                 raise ProtocolError("no_match", f"this socket has no match: {self.session.lost}")
             raise ProtocolError("no_match", f"this {self.role} socket has no match yet: send "
                                 "reset (to create one) or join (with a match_id) first")
-        entry.touch()
         return entry
 
     def handle(self, raw: str | bytes) -> str | Later | None:
@@ -1587,8 +1619,8 @@ def build_parser(prog: str = "fraudarena serve") -> argparse.ArgumentParser:
                        f"this long: a dropped player's time to come back (default "
                        f"{d.reconnect_grace:g})")
     times.add_argument("--idle-timeout", type=_seconds, default=d.idle_timeout,
-                       help="a match nobody has sent anything to in this long is archived and "
-                       f"dropped (default {d.idle_timeout:g})")
+                       help="a match nobody has moved in for this long (polls and joins are no "
+                       f"moves) is archived and dropped (default {d.idle_timeout:g})")
     times.add_argument("--lobby-timeout", type=_seconds, default=d.lobby_timeout,
                        help="a socket that holds no seat this long is closed (default "
                        f"{d.lobby_timeout:g})")

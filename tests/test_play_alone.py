@@ -140,6 +140,16 @@ def test_a_checkpoint_outside_the_servers_directory_is_refused(tmp_path):
     assert len(pool) == 0
 
 
+def test_a_checkpoint_name_the_file_system_cannot_hold_is_refused_not_a_fault(tmp_path):
+    """A NUL byte and a 256-character name raised ValueError and OSError out of the handler: the
+    socket got fatal_error and was closed, and a REST creation answered 500."""
+    pool = MatchPool(ServerConfig(checkpoint_dir=str(tmp_path)), Archive(None))
+    for spec in ("a\x00b.zip", "x" * 256, "x" * 252 + ".zip"):
+        reply = ask(Handler(pool, "auditor"), "reset", {"opponents": {"fraudster": spec}})
+        assert reply["data"]["code"] == "reset_error", spec
+    assert len(pool) == 0
+
+
 def test_a_seat_the_server_plays_cannot_be_joined_and_its_moves_are_archived():
     pool = MatchPool(ServerConfig(), Archive(None))
     inv = Handler(pool, "investigator")

@@ -406,6 +406,9 @@ def test_garbage_never_breaks_a_socket_or_a_match(client):
             ('{"type": "reset", "data": {"allowed_categories": [[1]]}}', "reset_error"),
             ('{"type": "reset", "data": {"allowed_categories": "ecommerce"}}', "reset_error"),
             ('{"type": "reset", "data": {"allowed_categories": []}}', "reset_error"),
+            # 64 KiB of one category, repeated, made each match hold ~345 KiB instead of ~42
+            ('{"type": "reset", "data": {"allowed_categories": ["saas", "saas"]}}',
+             "reset_error"),
             ('{"type": "reset", "data": {"task_id": ["task_1"]}}', "reset_error"),
             ('{"type": "reset", "data": {"obs_format": "xml"}}', "validation_error"),
             ('{"type": "join", "data": {"match_id": ["x"]}}', "missing_match_id"),

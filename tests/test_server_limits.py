@@ -32,7 +32,13 @@ from test_server import (  # noqa: E402
     send_raw,
 )
 
-from fraudarena_env.server import build_parser, config_from_args, create_app, spawn  # noqa: E402
+from fraudarena_env.server import (  # noqa: E402
+    MAX_TEXT_CHARS,
+    build_parser,
+    config_from_args,
+    create_app,
+    spawn,
+)
 from fraudarena_env.server_limits import (  # noqa: E402
     AddressLedger,
     TokenBucket,
@@ -145,6 +151,30 @@ def test_a_match_whose_sockets_all_left_waits_the_reconnect_grace_then_ends():
                 "observation"
             assert pool.sweep(now=time.monotonic() + 60) == 0  # held: no reconnect clock
         assert pool.sweep(now=time.monotonic() + 31) == 1
+        assert pool.archive.get(match_id)["reason"] == "evicted"
+
+
+def test_a_player_who_holds_its_seat_and_never_moves_stalls_a_match_no_longer_than_idle():
+    """The others' polls (a seed client polls obs until its turn comes) and the staller's own
+    joins are no moves: they kept the match alive for as long as anyone polled."""
+    with TestClient(app_with(idle_timeout=900.0)) as client, \
+            client.websocket_connect("/ws/fraudster") as stalls, \
+            client.websocket_connect("/ws/investigator") as waits:
+        pool = client.app.state.pool
+        reply = send(stalls, "reset", {"seed": 5, "task_id": "task_1"})["data"]
+        match_id, token = reply["match_id"], reply["seat_token"]
+        send(waits, "join", {"match_id": match_id})
+        send(stalls, "step", {"action_type": "end_turn"})
+        assert send(waits, "step", {"action_type": "end_turn"})["data"]["phase"] == \
+            "fraudster_turn"
+        pool.get(match_id).last_active -= 901  # the last move was 15 minutes ago
+        for _ in range(3):
+            assert send(waits, "obs")["data"]["phase"] == "fraudster_turn"
+            assert send(waits, "state")["type"] == "state"
+            assert send(stalls, "join", {"match_id": match_id, "seat_token": token})["type"] == \
+                "observation"
+        assert pool.sweep() == 1
+        assert "evicted" in assert_error(send(waits, "obs"), "no_match")
         assert pool.archive.get(match_id)["reason"] == "evicted"
 
 
@@ -325,6 +355,34 @@ def flood_trial(url):
         flooder.kill()
         flooder.communicate()
     return calm, flood
+
+
+# ============================================================================ bounded matches
+def test_a_roles_free_text_in_a_match_is_bounded_and_actions_without_text_still_play(client):
+    """Full-length edits of one pending ad, repeated (64 a turn for 100 rounds), grew a match's
+    logs, and every state and auditor reply built from them, to tens of megabytes."""
+    full = "x" * 2000
+    with client.websocket_connect("/ws/fraudster") as fr:
+        reply = send(fr, "reset", {"seed": 8, "task_id": "task_1", "max_rounds": 100,
+                                   "max_fraudster_actions_per_turn": 64})
+        match_id, category = reply["data"]["match_id"], reply["data"]["allowed_categories"][0]
+        ref = client.app.state.pool.get(match_id).referee
+        assert send(fr, "step", {"action_type": "propose_ad", "category": category,
+                                 "ad_copy": full})["type"] == "observation"
+        edit = {"action_type": "modify_pending_ad", "slot_index": 0, "new_ad_copy": full,
+                "new_landing_page_blurb": full, "rationale": full}
+        for _ in range(MAX_TEXT_CHARS // (3 * len(full))):
+            before = ref.state.model_dump(mode="json")
+            reply = send(fr, "step", edit)
+            if reply["type"] == "error":
+                break
+        message = assert_error(reply, "execution_error")
+        assert "free text" in message and str(MAX_TEXT_CHARS) in message
+        assert ref.state.model_dump(mode="json") == before
+        assert send(fr, "step", {"action_type": "propose_ad", "category": category,
+                                 "tactic": "subtle"})["type"] == "observation"
+        assert send(fr, "step", {"action_type": "end_turn"})["type"] == "observation"
+        assert len(json.dumps(send(fr, "state")["data"])) < 4 * MAX_TEXT_CHARS
 
 
 # ============================================================================ bounded parsing

@@ -144,6 +144,9 @@ def match_settings(seed: int | None, task_id: str, knobs: dict) -> tuple:
         if bad or not allowed:
             raise ValueError(f"allowed_categories must be a non-empty subset of "
                              f"{list(CATEGORY_INDEX)}; unknown: {bad}")
+        if len(set(allowed)) < len(allowed):  # repeats would only cost memory, every match
+            raise ValueError(f"allowed_categories must name each category once; got "
+                             f"{len(allowed)} names of {len(set(allowed))} categories")
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**63))
     elif not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or \
