@@ -187,6 +187,7 @@ class raw_env(AECEnv, EzPickle):
         self._masks = {a: np.zeros(N_ACTIONS[a], np.int8) for a in AGENTS}
         self._zero_masks = {a: np.zeros(N_ACTIONS[a], np.int8) for a in AGENTS}
         self._obs_version = dict.fromkeys(AGENTS, -1)
+        self._vectors = {a: obs.tensor for a, obs in self._observers.items()}
         self._mask_version = dict.fromkeys(AGENTS, -1)
         self._version = 0
         self.observation_spaces = {
@@ -251,11 +252,10 @@ class raw_env(AECEnv, EzPickle):
     # ------------------------------------------------------------------ observe
     def _vector(self, agent: str) -> np.ndarray:
         """The agent's observation vector, filled at most once per step (internal buffer)."""
-        obs = self._observers[agent]
         if self._obs_version[agent] != self._version:
-            obs.fill(self._ref)
+            self._vectors[agent] = self._observers[agent].fill(self._ref)
             self._obs_version[agent] = self._version
-        return obs.tensor
+        return self._vectors[agent]
 
     def _mask(self, agent: str) -> np.ndarray:
         """The agent's legal-action mask (internal buffer): all zeros unless it is acting."""

@@ -528,6 +528,10 @@ def test_free_text_is_honoured():
     ref = raw.referee
     slot = ref.proposal_slots[-1]
     assert ref.copy[slot] == copy
+    # the investigator reads it once its turn begins (not while the fraudster moves)
+    assert copy not in raw.role_observation("investigator").model_dump_json()
+    env.step({"action_type": "end_turn"})
+    assert env.agent_selection == "investigator"
     assert copy in raw.role_observation("investigator").model_dump_json()
 
 

@@ -236,6 +236,42 @@ def test_roles_see_only_their_own_while_the_match_runs(client):
         assert ref.match_id not in json.dumps([state_of(ws) for ws in (fr, inv, aud)])
 
 
+def test_a_remote_investigator_cannot_tell_a_proposal_by_when_it_arrived(client):
+    """Polls while the fraudster moves show no ad that arrived since the investigator's turn
+    ended, in any observation format or the state: its next turn shows the round's organic ads
+    and the proposals together. (Shown as they came, every ad new at that turn was a proposal,
+    and a proposal is never legit.)"""
+    def ads(ws):
+        shown = {fmt: send(ws, "obs", {"obs_format": fmt})["data"] for fmt in ("json", "tensor")}
+        vector = np.asarray(shown["tensor"]["observation"])
+        present = vector[at["present"]:at["present"] + 32]
+        return set(shown["json"]["available_ads"]), {f"ad_{s + 1:03d}" for s in
+                                                      np.flatnonzero(present)}, \
+            set(state_of(ws)["investigator_state"]["pending"])
+
+    at = Observer("investigator").off
+    with client.websocket_connect("/ws/fraudster") as fr, \
+            client.websocket_connect("/ws/investigator") as inv:
+        match_id = send(fr, "reset", {"seed": 3, "task_id": "task_3"})["data"]["match_id"]
+        send(inv, "join", {"match_id": match_id})
+        for round_number in (1, 2):
+            seen = ads(inv)
+            assert seen[0] == seen[1] == seen[2]  # one view in every format
+            proposal = send(fr, "step", {"action_type": "propose_ad", "category": "ecommerce",
+                                         "tactic": "camouflaged"})
+            assert "error" not in proposal["type"]
+            assert ads(inv) == seen  # the proposal is not shown yet ...
+            send(fr, "step", {"action_type": "end_turn"})
+            turn = ads(inv)
+            new = turn[0] - seen[0]
+            assert turn[0] == turn[1] == turn[2]
+            mine = {state_of(fr)["fraudster_proposals"][-1]["ad_id"]}
+            assert mine <= new and len(new) > len(mine)  # ... and comes with organic ads
+            while state_of(inv)["phase"] == "investigator_turn":
+                send(inv, "step", {"action_type": "end_turn"})
+            assert state_of(inv)["round_number"] == round_number + 1
+
+
 def test_a_server_drawn_seed_is_shown_only_when_done(client):
     with client.websocket_connect("/ws/fraudster") as fr, \
             client.websocket_connect("/ws/investigator") as inv, \

@@ -213,6 +213,7 @@ class Observer:
         self._handlers = _HANDLERS[role]
         self._fill_globals = _GLOBALS[role]
         self._finish_mask = _MASK_FINISH[role]
+        self._shown = _SHOWN.get(role, _as_is)
 
     def feature_names(self) -> list[str]:
         """One name per entry of the vector, in order: the block's name, then its entry by the
@@ -279,9 +280,11 @@ class Observer:
             h(self, ref, AdsArrived(slots))
 
     def fill(self, ref: Referee) -> np.ndarray:
+        """The role's vector now: the observer's own ``tensor``, or a copy of it without what
+        the role may not see yet (the investigator, while the fraudster moves)."""
         self._sync(ref)
         self._fill_globals(self, ref)
-        return self.tensor
+        return self._shown(self, ref)
 
     def mask(self, ref: Referee) -> np.ndarray:
         """The legal-action mask (int8); all zeros when it is not this role's turn."""
@@ -292,7 +295,7 @@ class Observer:
         """``(fill(ref), mask(ref))`` with one pass over the referee's changes."""
         self._sync(ref)
         self._fill_globals(self, ref)
-        return self.tensor, self._mask_now(ref)
+        return self._shown(self, ref), self._mask_now(ref)
 
     def _mask_now(self, ref: Referee) -> np.ndarray:
         if PHASE_ROLE.get(ref.phase) != self.role:
@@ -577,6 +580,32 @@ def _inv_globals(obs: Observer, ref: Referee) -> None:
         else 0.0
 
 
+# the investigator's blocks with a row per slot: an ad it may not see yet is all zeros there
+_INV_SLOT_BLOCKS = ("present", "status", "arrived_round", "category", "surface", "lexical",
+                    "pulled", "evidence", "pulls_left", "links", "collisions")
+
+
+def _inv_shown(obs: Observer, ref: Referee) -> np.ndarray:
+    """The investigator's vector without the ads it does not see yet
+    (``unseen_by_investigator``), which have no pulls, verdicts or links, so only their own
+    rows and the pending count change. A copy when any is withheld."""
+    hidden = ref.unseen_by_investigator()
+    if not len(hidden):
+        return obs.tensor
+    out = obs.tensor.copy()
+    for name in _INV_SLOT_BLOCKS:
+        rows = obs.views[name]
+        width = rows.size // S
+        at = obs.off[name] + width * hidden[:, None] + np.arange(width)
+        out[at] = 0.0
+    out[obs.off["pending_count"]] = (ref.n_arrived - len(hidden) - ref.n_manual) / S
+    return out
+
+
+def _as_is(obs: Observer, ref: Referee) -> np.ndarray:
+    return obs.tensor
+
+
 def _inv_mask(obs: Observer, ref: Referee) -> np.ndarray:
     if ref.budget <= 0:
         out = obs._no_mask.copy()
@@ -771,6 +800,8 @@ _HANDLERS = {
 }
 _GLOBALS = {"investigator": _inv_globals, "fraudster": _fr_globals, "auditor": _au_globals}
 _MASK_FINISH = {"investigator": _inv_mask, "fraudster": _fr_mask, "auditor": _au_mask}
+# what a role may not see yet, taken out of its vector as it is read (only the investigator's)
+_SHOWN = {"investigator": _inv_shown}
 
 
 def shared_signals(ref: Referee) -> np.ndarray:

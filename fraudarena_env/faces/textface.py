@@ -211,8 +211,11 @@ def fraudster_observation(ref) -> FraudsterObservation:
 
 
 def investigator_observation(ref) -> AdReviewObservation:
-    """The investigator's observation model: the surface of every ad and what it pulled."""
-    present = np.flatnonzero(ref.present)
+    """The investigator's observation model: the surface of every ad it sees and what it
+    pulled (not the ads that arrived while the fraudster moves: ``unseen_by_investigator``)."""
+    seen = ref.present.copy()
+    seen[ref.unseen_by_investigator()] = False
+    present = np.flatnonzero(seen)
     pending = [s for s in present if ref.verdict[s] < 0]
     ledger, digest, decided, findings = {}, [], [], []
     for s in present:

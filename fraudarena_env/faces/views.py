@@ -9,6 +9,8 @@ this view instead. While the match runs it holds
   investigator sees nothing of the fraudster's log (that would tell proposals from organic ads,
   and their tactics), the auditor sees the whole record once play has ended (the audit phase),
   without the others' rewards;
+* of the queue, for the investigator, only the ads it sees (while the fraudster moves, not the
+  ads that arrived since its turn ended: its observation's rule);
 * the other roles' rewards as 0.0, and ``metadata["sealed"]`` naming what was withheld.
 
 Once the match is done everything is shown, the seed included. The ``match_id`` and
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..rules.catalog import ROLES
+from ..rules.catalog import AD_IDS, ROLES
 from ..rules.referee import Referee
 from .textface import referee_state
 
@@ -58,6 +60,10 @@ def sealed_state(ref: Referee, role: str, match_id: str, episode_id: str) -> dic
         state = data["investigator_state"]
         data["investigator_state"] = {k: state[k] for k in _PUBLIC_INVESTIGATOR_STATE}
         sealed.append("investigator_state.links")
+    elif role == "investigator":  # not the ads it does not see yet (its observation's rule)
+        unseen = {AD_IDS[s] for s in ref.unseen_by_investigator()}
+        state = data["investigator_state"]
+        state["pending"] = [a for a in state["pending"] if a not in unseen]
     elif role == "auditor" and not audit_open:
         data["investigator_state"] = {}
         sealed.append("investigator_state")

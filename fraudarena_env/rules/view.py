@@ -58,6 +58,9 @@ _FACTS = ("age_days", "tld", "payment_type", "country", "markers", "category", "
           "severity", "ring", "evidence", "tokens")
 
 
+_NO_SLOTS = np.zeros(0, np.intp)
+
+
 class MatchView:
     """One match, for reading (see the module docstring). The annotated names are plain
     attributes of the referee, grouped by topic; the methods and properties read the rest."""
@@ -183,6 +186,15 @@ class MatchView:
 
     def pending_slots(self) -> np.ndarray:
         return (self.present & (self.verdict < 0)).nonzero()[0]
+
+    def unseen_by_investigator(self) -> np.ndarray:
+        """The slots the investigator does not see yet: while the fraudster moves, the ads that
+        arrived since the investigator's turn ended (the round's organic ads, then the
+        fraudster's proposals), which its next turn shows together. Seeing them as they came
+        would tell the proposals from the organic ads, and a proposal is never legit."""
+        if self.phase != "fraudster_turn":
+            return _NO_SLOTS
+        return (self.present & (self.arrived == self.round_number)).nonzero()[0]
 
     def proposal_room(self) -> bool:
         """A new proposal needs a free slot beyond those reserved for base ads still to come."""

@@ -61,6 +61,9 @@ def _surface(facts: dict, where: np.ndarray) -> np.ndarray:
 def expected_views(role: str, ref) -> dict[str, np.ndarray]:
     """The per-ad views of ``role``'s observation, from the referee's state alone."""
     present = ref.present.copy()
+    if role == "investigator" and ref.phase == "fraudster_turn":
+        # while the fraudster moves, the investigator sees none of the round's arrivals yet
+        present &= ref.arrived != ref.round_number
     rows = ref.facts_of()  # every slot's, by name
     status = _onehot(4, present, ref.verdict.astype(np.int64) + 1)
     category = _onehot(len(CATEGORIES), present, rows["category"].astype(np.int64))
@@ -191,6 +194,7 @@ def test_columns_are_named_by_what_they_hold():
 def test_policies_read_the_surface_back_exactly_as_it_was_drawn():
     ref = Referee()
     ref.reset_match(seed=11, task_id="task_3")
+    ref.step_as_fraudster({"action_type": "end_turn"})  # the queue shows at the investigator's turn
     obs = Observer("investigator")
     vector = obs.fill(ref)
     surface = views("investigator", vector, ["surface"])["surface"]
@@ -202,3 +206,18 @@ def test_policies_read_the_surface_back_exactly_as_it_was_drawn():
         assert read["country"][s] == country
         assert read["risk_markers"][s] == min(markers, MARKER_CAP)
         assert abs(read["account_age"][s] - age) <= 0.5 + 1e-3 * age
+
+
+def test_the_investigator_counts_only_the_ads_it_sees():
+    """While the fraudster moves, the round's arrivals are out of the investigator's pending
+    count as well as out of its ad rows; its turn shows them all."""
+    ref = Referee()
+    ref.reset_match(seed=4, task_id="task_3")
+    ref.step_as_fraudster({"action_type": "propose_ad", "category": "ecommerce",
+                           "tactic": "subtle"})
+    obs = Observer("investigator")
+    at = obs.off["pending_count"]
+    assert ref.n_arrived > 0 and obs.fill(ref)[at] == 0.0
+    assert not obs.fill(ref)[obs.off["present"]:obs.off["present"] + S].any()
+    ref.step_as_fraudster({"action_type": "end_turn"})
+    assert obs.fill(ref)[at] == np.float32(ref.n_arrived / S)
