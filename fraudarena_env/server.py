@@ -78,6 +78,9 @@ may cost another anything:
   (``rate_limit`` a second, burst ``rate_burst``); a message without a token is answered
   ``rate_limited`` and not read further. The server yields to the other sockets after every
   message, so one socket's backlog never delays another's turn.
+* HTTP: each client address's requests spend its own bucket (``http_rate_limit`` a second,
+  burst ``http_rate_burst``; the API key's are not counted); one without a token is answered
+  429 ``rate_limited`` and not handled. A replay page is rendered once per archived match.
 * Parsing: frames over ``max_message_bytes`` (``message_too_large``), JSON nested deeper than
   ``MAX_NESTING`` levels and ids (match ids, episode ids) that are not short printable text
   (``validation_error``); the REST API answers the same with HTTP 4xx.
@@ -118,6 +121,7 @@ import gc
 import hmac
 import json
 import logging
+import math
 import os
 import secrets
 import sys
@@ -144,6 +148,7 @@ from .rules.catalog import MATCH_KNOBS, PHASE_ROLE, ROLES
 from .rules.errors import IllegalActionError
 from .server_limits import (
     API_KEY_ENV,
+    AddressBuckets,
     AddressLedger,
     TokenBucket,
     address_key,
@@ -180,6 +185,7 @@ MAX_TEXT_CHARS = 256 * 1024
 FREE_TEXT = ("ad_copy", "landing_page_blurb", "targeting_summary", "new_ad_copy",
              "new_landing_page_blurb", "rationale", "link_reason", "note")
 AD_TEXT_CHARS = 2000 + 2000 + 512  # an ad's copy, blurb and targeting, which an edit's row repeats
+REPLAY_PAGES_KEPT = 32  # rendered replay pages kept (an archived match's page never changes)
 MAX_SPEC_CHARS = 256  # an opponent SPEC
 MAX_ERROR_CHARS = 400  # an error reply's message never runs longer
 EXCERPT = 40  # characters of a client's input an error may quote
@@ -207,6 +213,8 @@ class ServerConfig:
     rate_burst: int = 1000  # a seed client's whole match fits in it
     abandon_rate: float | None = 1.0  # unfinished matches a second per address; None: no limit
     abandon_burst: int = 30
+    http_rate_limit: float | None = 20.0  # HTTP requests a second per address; None: no limit
+    http_rate_burst: int = 100
     api_key: str | None = None  # REST creation and archive reads; None: no key opens them
     open_api: bool = False  # REST creation and archive reads without the key
     client_seeds: bool = True  # False: the server draws every seed and refuses a client's
@@ -226,7 +234,7 @@ class ServerConfig:
     def __post_init__(self):
         for name in ("max_matches", "max_matches_per_connection", "max_matches_per_address",
                      "max_connections", "max_connections_per_address", "max_message_bytes",
-                     "rate_burst", "abandon_burst", "observer_cache"):
+                     "rate_burst", "abandon_burst", "http_rate_burst", "observer_cache"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -236,7 +244,7 @@ class ServerConfig:
                 raise ValueError(f"{name} must be >= 0 or None, got {value!r}")
         if not self.sweep_interval > 0:
             raise ValueError(f"sweep_interval must be > 0, got {self.sweep_interval!r}")
-        for name in ("rate_limit", "abandon_rate", "collect_interval"):
+        for name in ("rate_limit", "abandon_rate", "http_rate_limit", "collect_interval"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0 or None, got {value!r}")
@@ -1325,6 +1333,26 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
     app = FastAPI(title="FraudArena", version=__version__, lifespan=lifespan,
                   description="Three-role ad-fraud game: WebSocket role endpoints.")
     app.state.pool = pool
+    http_buckets = None if config.http_rate_limit is None else AddressBuckets(
+        config.http_rate_limit, config.http_rate_burst)
+    replay_pages: OrderedDict[str, str] = OrderedDict()  # archived matches do not change
+
+    @app.middleware("http")
+    async def http_rate(request: Request, call_next):
+        """Each client address's HTTP requests spend its bucket (the API key's do not); one
+        past it is answered 429 ``rate_limited``, with when to retry, and not handled."""
+        if http_buckets is not None and not key_holder(request):
+            bucket = http_buckets.take(address_key(request.client.host if request.client
+                                                   else None))
+            if bucket is not None:
+                wait = bucket.wait()
+                reply = _http_error(
+                    429, "rate_limited", f"this address may make {bucket.rate:g} HTTP requests "
+                    f"a second (burst {bucket.burst}); retry in {1000 * wait:.0f} ms",
+                    **retry_field(wait))
+                reply.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+                return reply
+        return await call_next(request)
 
     def endpoint(role: str):
         async def play(websocket: WebSocket) -> None:
@@ -1455,9 +1483,15 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
             return refusal
         from .replay_page import replay_html
 
-        # Replaying takes milliseconds per match; off the loop all the same.
-        page = await asyncio.to_thread(
-            replay_html, {k: v for k, v in record.items() if k != "seat_digests"})
+        page = replay_pages.get(match_id)
+        if page is None:  # replaying takes milliseconds per match; off the loop all the same
+            page = await asyncio.to_thread(
+                replay_html, {k: v for k, v in record.items() if k != "seat_digests"})
+            replay_pages[match_id] = page
+            if len(replay_pages) > REPLAY_PAGES_KEPT:
+                replay_pages.popitem(last=False)
+        else:
+            replay_pages.move_to_end(match_id)
         return HTMLResponse(page)
 
     @app.delete("/api/v1/matches/{match_id}")
@@ -1608,6 +1642,13 @@ def build_parser(prog: str = "fraudarena serve") -> argparse.ArgumentParser:
     caps.add_argument("--abandon-burst", type=int, default=d.abandon_burst,
                       help=f"unfinished matches an address may leave at once (default "
                       f"{d.abandon_burst})")
+    caps.add_argument("--http-rate-limit", type=_per_second, default=d.http_rate_limit,
+                      help=f"HTTP requests a second one client address may make (default "
+                      f"{d.http_rate_limit:g}; the API key's are not counted); a request past "
+                      "it is answered 429 rate_limited")
+    caps.add_argument("--http-rate-burst", type=int, default=d.http_rate_burst,
+                      help=f"HTTP requests an address may make at once (default "
+                      f"{d.http_rate_burst})")
     caps.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes,
                       help=f"largest message or body accepted (default {d.max_message_bytes})")
     times = parser.add_argument_group("timeouts")
@@ -1641,7 +1682,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         reconnect_grace=args.reconnect_grace, lobby_timeout=args.lobby_timeout,
         sweep_interval=max(0.25, min([5.0, *(t / 4 for t in timeouts)])),
         rate_limit=args.rate_limit, rate_burst=args.rate_burst, abandon_rate=args.abandon_rate,
-        abandon_burst=args.abandon_burst, max_message_bytes=args.max_message_bytes,
+        abandon_burst=args.abandon_burst, http_rate_limit=args.http_rate_limit,
+        http_rate_burst=args.http_rate_burst, max_message_bytes=args.max_message_bytes,
         api_key=args.api_key or None, open_api=args.open_api,
         client_seeds=not args.no_client_seeds,
         data_dir=None if args.in_memory else str(args.data_dir or default_data_dir()),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections import OrderedDict
 from typing import Any
 
 API_KEY_ENV = "FRAUDARENA_API_KEY"  # where `fraudarena serve` and the REST client find the key
@@ -69,6 +70,31 @@ class TokenBucket:
     def full(self, now: float) -> bool:
         """Whether it will have refilled by ``now`` (it is left as it is)."""
         return self.tokens + max(0.0, now - self.stamp) * self.rate >= self.burst
+
+
+class AddressBuckets:
+    """A ``TokenBucket`` per client address (``rate`` a second, up to ``burst``), for the HTTP
+    requests an address may make. At most ``capacity`` addresses are kept: the one unseen
+    longest is forgotten first, and starts again with a full bucket."""
+
+    def __init__(self, rate: float, burst: int, capacity: int = 10_000):
+        self.rate, self.burst, self.capacity = rate, burst, capacity
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, address: str, now: float | None = None) -> TokenBucket | None:
+        """Spend one of ``address``'s tokens: None when there was one, else its bucket (whose
+        ``wait`` says when there will be)."""
+        now = time.monotonic() if now is None else now
+        bucket = self._buckets.pop(address, None)
+        if bucket is None:
+            bucket = TokenBucket(self.rate, self.burst, now)
+            while len(self._buckets) >= self.capacity:
+                self._buckets.popitem(last=False)
+        self._buckets[address] = bucket  # the most recently seen, last
+        return None if bucket.take(now) else bucket
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 def address_key(host: str | None) -> str:
@@ -237,5 +263,6 @@ def id_refusal(name: str, value: Any, limit: int = MAX_ID_LENGTH) -> str | None:
     return None
 
 
-__all__ = ["API_KEY_ENV", "MAX_ID_LENGTH", "MAX_NESTING", "AddressLedger", "TokenBucket", "address_key",
+__all__ = ["API_KEY_ENV", "MAX_ID_LENGTH", "MAX_NESTING", "AddressBuckets", "AddressLedger",
+           "TokenBucket", "address_key",
            "has_lone_surrogate", "id_refusal", "nesting_refusal", "too_deep"]

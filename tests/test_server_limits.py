@@ -40,6 +40,7 @@ from fraudarena_env.server import (  # noqa: E402
     spawn,
 )
 from fraudarena_env.server_limits import (  # noqa: E402
+    AddressBuckets,
     AddressLedger,
     TokenBucket,
     address_key,
@@ -87,8 +88,8 @@ def served(client):
 
 # ============================================================================ no lockout
 def test_anonymous_creates_and_reset_and_close_sockets_lock_nobody_out():
-    with TestClient(app_with(api_key=API_KEY)) as client:
-        pool = client.app.state.pool
+    with TestClient(app_with(api_key=API_KEY, http_rate_limit=None)) as client:  # the other
+        pool = client.app.state.pool  # limits, alone
         for _ in range(300):
             assert client.post("/api/v1/matches", json={}).status_code == 401
         for k in range(300):
@@ -101,7 +102,8 @@ def test_anonymous_creates_and_reset_and_close_sockets_lock_nobody_out():
 
 
 def test_an_opened_api_caps_anonymous_creates_per_address():
-    with TestClient(app_with(open_api=True, max_matches_per_address=5)) as client:
+    with TestClient(app_with(open_api=True, max_matches_per_address=5,
+                             http_rate_limit=None)) as client:
         codes = [client.post("/api/v1/matches", json={}).status_code for _ in range(300)]
         assert codes.count(200) == 5 and set(codes) == {200, 503}
         assert len(client.app.state.pool) == 5
@@ -654,3 +656,55 @@ def test_serve_flags_reach_the_config(monkeypatch):
     assert config_from_args(build_parser().parse_args([])).api_key is None
     with pytest.raises(ValueError):
         config_from_args(build_parser().parse_args(["--api-key", "short"]))
+
+
+def test_one_address_may_make_only_so_many_http_requests_a_second():
+    """Each address's HTTP requests spend its own bucket; one past it is answered 429
+    ``rate_limited`` with when to retry (Retry-After too), and not handled. The API key's
+    requests are not counted, nor are a socket's messages (they have their own limit)."""
+    key = "k" * 16
+    with TestClient(create_app(http_rate_limit=0.5, http_rate_burst=3, api_key=key)) as client:
+        codes = [client.get("/healthz").status_code for _ in range(3)]
+        refused = client.get("/api/v1/matches/m_nope")
+        assert codes == [200] * 3 and refused.status_code == 429
+        body = refused.json()
+        assert body["code"] == "rate_limited" and 0 < body["retry_after"] <= 2.0
+        assert refused.headers["retry-after"] == "2"
+        assert stranger(client).get("/healthz").status_code == 200  # another address's own
+        assert [client.get("/healthz", headers={"X-API-Key": key}).status_code
+                for _ in range(5)] == [200] * 5
+        with client.websocket_connect("/ws/fraudster") as fr:
+            assert send(fr, "reset", {"task_id": "task_1"})["type"] == "observation"
+
+
+def test_the_http_buckets_forget_the_address_unseen_longest():
+    buckets = AddressBuckets(rate=1.0, burst=1, capacity=2)
+    assert buckets.take("a", now=0.0) is None and buckets.take("b", now=0.0) is None
+    assert buckets.take("a", now=0.0) is not None  # a spent its token; a is now seen last
+    assert buckets.take("c", now=0.0) is None and len(buckets) == 2  # b was forgotten
+    assert buckets.take("a", now=0.0) is not None and buckets.take("b", now=0.0) is None
+    assert buckets.take("a", now=1.0) is None  # a token a second
+
+
+def test_a_replay_page_is_rendered_once(monkeypatch):
+    """An archived match never changes: its page is rendered on the first request and then
+    served as it is."""
+    from fraudarena_env import replay_page
+
+    calls = []
+    real = replay_page.replay_html
+    monkeypatch.setattr(replay_page, "replay_html", lambda record: calls.append(1) or real(record))
+    key = "k" * 16
+    with TestClient(create_app(api_key=key)) as client:
+        created = client.post("/api/v1/matches", json={"task_id": "task_1", "seed": 1,
+                                                       "opponents": {"investigator": "scripted",
+                                                                     "auditor": "heuristic"}},
+                              headers={"X-API-Key": key}).json()
+        with client.websocket_connect("/ws/fraudster") as fr:
+            send(fr, "join", {"match_id": created["match_id"],
+                              "seat_token": created["seat_tokens"]["fraudster"]})
+            send(fr, "step", {"action_type": "commit_final"})
+        pages = [client.get(f"/api/v1/matches/{created['match_id']}/replay.html",
+                            headers={"X-API-Key": key}) for _ in range(3)]
+    assert [p.status_code for p in pages] == [200] * 3 and len({p.text for p in pages}) == 1
+    assert len(calls) == 1

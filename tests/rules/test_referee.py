@@ -191,6 +191,8 @@ def test_same_seed_and_task_replays_identically(task_id):
 def test_different_seeds_give_different_matches():
     a, b = new_match(seed=1, task_id="task_3"), new_match(seed=2, task_id="task_3")
     assert state_json(a) != state_json(b)
+    for ref in (a, b):  # the investigator reads the queue from its first turn on
+        ref.step_as_fraudster({"action_type": "end_turn"})
     assert a.build_investigator_observation() != b.build_investigator_observation()
 
 
