@@ -61,7 +61,8 @@ may cost another anything:
   address and ``max_matches_per_connection`` by one socket (``capacity_reached``). Reset spam:
   an address whose matches end unfinished (left, swept or deleted before the end) faster than
   ``abandon_rate`` a second (burst ``abandon_burst``) may create no match until that rate
-  allows (``rate_limited``); matches played to the end cost nothing. The API key creates without per-address limits.
+  allows (``rate_limited``); matches played to the end cost nothing, and so does one swept
+  idle on another role's turn. The API key creates without per-address limits.
   One role's actions may add at most ``MAX_TEXT_CHARS`` characters of free text (copy, blurbs,
   rationales, notes; an edit also counts the ad's text its log row repeats) to a match; past
   that such an action is ``execution_error``, and actions without free text still play.
@@ -734,15 +735,17 @@ class MatchPool:
         if not entry.archived:
             self._archive(entry, "finished")
 
-    def drop(self, entry: MatchEntry, reason: str, why: str | None = None) -> None:
+    def drop(self, entry: MatchEntry, reason: str, why: str | None = None,
+             charge: bool = True) -> None:
         """Take a match out of the pool, archiving it if that was not done yet (``why``: a
-        few words for its players and the log)."""
+        few words for its players and the log). Unfinished, it counts against its creator's
+        abandon rate unless ``charge`` is False."""
         if self.entries.get(entry.match_id) is not entry:
             return
         del self.entries[entry.match_id]
         self.observers.forget(entry.match_id)
         if entry.address is not None:
-            self.ledger.ended(entry.address, abandoned=not entry.referee.done)
+            self.ledger.ended(entry.address, abandoned=charge and not entry.referee.done)
         entry.closed = reason
         if not entry.archived and not self._archive(entry, reason):
             self.unarchived[entry.match_id] = (entry, reason)
@@ -751,9 +754,6 @@ class MatchPool:
             if seat.holder is not None:
                 seat.holder.lose(told)
         logger.info("%s (%d live)", told, len(self.entries))
-
-    def end(self, entry: MatchEntry, why: str) -> None:
-        self.drop(entry, "finished" if entry.referee.done else "evicted", why)
 
     def release(self, entry: MatchEntry, leaver: Session | None = None, how: str = "closed"
                 ) -> None:
@@ -784,15 +784,19 @@ class MatchPool:
         stale = []
         for e in self.entries.values():
             if cfg.idle_timeout is not None and now - e.last_active >= cfg.idle_timeout:
-                stale.append((e, f"idle for {cfg.idle_timeout:g} s"))
+                # a stall on another role's turn is not its creator's doing: no charge
+                mine = e.creator_role is None or PHASE_ROLE.get(e.referee.phase) == \
+                    e.creator_role
+                stale.append((e, f"idle for {cfg.idle_timeout:g} s", mine))
             elif cfg.start_grace is not None and not e.actions and \
                     now - e.created_at >= cfg.start_grace:
-                stale.append((e, f"nobody moved within {cfg.start_grace:g} s"))
+                stale.append((e, f"nobody moved within {cfg.start_grace:g} s", True))
             elif cfg.reconnect_grace is not None and e.unheld_since is not None and \
                     now - e.unheld_since >= cfg.reconnect_grace:
-                stale.append((e, f"no player came back within {cfg.reconnect_grace:g} s"))
-        for e, why in stale:
-            self.end(e, why)
+                stale.append((e, f"no player came back within {cfg.reconnect_grace:g} s",
+                              True))
+        for e, why, charge in stale:
+            self.drop(e, "finished" if e.referee.done else "evicted", why, charge)
         self.ledger.prune(now)
         return len(stale)
 

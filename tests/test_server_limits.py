@@ -180,6 +180,28 @@ def test_a_player_who_holds_its_seat_and_never_moves_stalls_a_match_no_longer_th
         assert pool.archive.get(match_id)["reason"] == "evicted"
 
 
+@pytest.mark.parametrize("stalled_by", ["the creator", "another player"])
+def test_a_match_swept_idle_counts_against_its_creator_only_when_it_stalled_it(stalled_by):
+    """An idle match swept on its creator's turn is one it abandoned; on another role's turn it
+    costs the creator nothing (so a joiner who stalls cannot spend its creator's abandon rate)."""
+    with TestClient(app_with(abandon_rate=0.001, abandon_burst=1)) as client, \
+            client.websocket_connect("/ws/fraudster") as creator, \
+            client.websocket_connect("/ws/investigator") as joiner:
+        pool = client.app.state.pool
+        match_id = send(creator, "reset", {"seed": 5, "task_id": "task_1"})["data"]["match_id"]
+        send(joiner, "join", {"match_id": match_id})
+        send(creator, "step", {"action_type": "end_turn"})  # the investigator's turn
+        if stalled_by == "the creator":
+            send(joiner, "step", {"action_type": "end_turn"})  # the fraudster's turn again
+        pool.get(match_id).last_active -= 901
+        assert pool.sweep() == 1 and pool.archive.get(match_id)["reason"] == "evicted"
+        reply = send(creator, "reset", {"seed": 6, "task_id": "task_1"})
+        if stalled_by == "the creator":
+            assert_error(reply, "rate_limited")
+        else:
+            assert reply["type"] == "observation"
+
+
 def test_a_match_left_by_its_creator_before_anyone_moved_ends_at_once(client):
     with client.websocket_connect("/ws/fraudster") as fr:
         match_id = send(fr, "reset", {"seed": 1})["data"]["match_id"]
