@@ -1648,8 +1648,8 @@ def build_parser(prog: str = "fraudarena serve") -> argparse.ArgumentParser:
                       f"{d.abandon_burst})")
     caps.add_argument("--http-rate-limit", type=_per_second, default=d.http_rate_limit,
                       help=f"HTTP requests a second one client address may make (default "
-                      f"{d.http_rate_limit:g}; the API key's are not counted); a request past "
-                      "it is answered 429 rate_limited")
+                      f"{d.http_rate_limit:g}; 0: no limit; the API key's are not counted); "
+                      "a request past it is answered 429 rate_limited")
     caps.add_argument("--http-rate-burst", type=int, default=d.http_rate_burst,
                       help=f"HTTP requests an address may make at once (default "
                       f"{d.http_rate_burst})")
