@@ -436,8 +436,9 @@ class MatchesAPI:
     """The server's REST API under ``/api/v1/matches`` (``url``: the server, as ``ws://`` or
     ``http://``). ``api_key`` is sent as ``X-API-Key``; None reads it from the environment
     variable ``FRAUDARENA_API_KEY`` (no key: only what the server opens to anyone, and what a
-    seat token opens). An error reply raises :class:`ServerError`. Needs ``httpx`` (the
-    ``server`` extra)."""
+    seat token opens). An error reply raises :class:`ServerError`; a request refused for the
+    address's HTTP rate (``rate_limited``) is sent again after the wait the server names, for
+    up to ``timeout`` seconds. Needs ``httpx`` (the ``server`` extra)."""
 
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 30.0):
         import httpx
@@ -449,18 +450,23 @@ class MatchesAPI:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         self._http = httpx.Client(base_url=f"{scheme}://{parts.netloc}/api/v1",
                                   headers={"X-API-Key": key} if key else {}, timeout=timeout)
+        self._timeout = timeout
 
     def _call(self, method: str, path: str = "/matches", seat_token: str | None = None,
               **kwargs: Any) -> dict[str, Any]:
         headers = {"X-Seat-Token": seat_token} if seat_token is not None else None
-        reply = self._http.request(method, path, headers=headers, **kwargs)
-        try:
-            body = reply.json()
-        except ValueError:
-            body = {"message": reply.text[:200]}
-        if reply.is_error:
-            raise ServerError(body.get("code", str(reply.status_code)), body.get("message", ""))
-        return body
+        deadline = time.monotonic() + self._timeout
+        while True:  # a request past the address's HTTP rate was not handled: send it again
+            reply = self._http.request(method, path, headers=headers, **kwargs)
+            try:
+                body = reply.json()
+            except ValueError:
+                body = {"message": reply.text[:200]}
+            if not reply.is_error:
+                return body
+            exc = ServerError(body.get("code", str(reply.status_code)), body.get("message", ""),
+                              body.get("retry_after"))
+            time.sleep(_retry_delay(exc, deadline))
 
     def create(self, seed: int | None = None, task_id: str | None = None,
                episode_id: str | None = None, **knobs: Any) -> dict[str, Any]:

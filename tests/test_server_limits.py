@@ -629,6 +629,31 @@ def test_the_rest_client_passes_the_api_key_and_seat_tokens(monkeypatch):
         proc.wait(10)
 
 
+def test_the_rest_client_waits_out_the_http_rate_and_sends_again(monkeypatch):
+    """A request past the address's HTTP rate was not handled: MatchesAPI sends it again after
+    the wait the server names, as the socket client does with messages."""
+    from fraudarena_env.client import MatchesAPI
+
+    try:
+        with free_socket() as probe:
+            port = probe.getsockname()[1]
+        proc = spawn(port, "--open-api", "--http-rate-limit", "4", "--http-rate-burst", "2",
+                     quiet=True)
+    except (OSError, RuntimeError) as exc:
+        pytest.skip(str(exc))
+    monkeypatch.delenv("FRAUDARENA_API_KEY", raising=False)
+    waits = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda s: waits.append(s) or real_sleep(s))
+    try:
+        with MatchesAPI(f"ws://127.0.0.1:{port}") as api:
+            assert all("archived" in api.listing() for _ in range(6))
+        assert waits and all(0 < w <= 1.0 for w in waits)  # it was refused, waited, resent
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 # ============================================================================ the pieces
 def test_a_token_bucket_refills_at_its_rate_up_to_its_burst():
     bucket = TokenBucket(rate=10.0, burst=3, now=0.0)
