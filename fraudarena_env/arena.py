@@ -174,7 +174,11 @@ def standard_error(values) -> float:
     return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
+def mean_metrics(per_match: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of every :func:`match_metrics` key over matches (``evaluate_matches``)."""
+    return {key: float(np.mean([m[key] for m in per_match])) for key in per_match[0]}
+
+
 def evaluate(task_id: str, seeds, make_policies, faces=None) -> dict[str, float]:
     """The mean of every :func:`match_metrics` key over one match per seed."""
-    per_match = evaluate_matches(task_id, seeds, make_policies, faces)
-    return {key: float(np.mean([m[key] for m in per_match])) for key in per_match[0]}
+    return mean_metrics(evaluate_matches(task_id, seeds, make_policies, faces))

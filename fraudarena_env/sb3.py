@@ -262,7 +262,7 @@ def evaluate_models(models: dict[str, Any], tasks: Sequence[str], seeds: Sequenc
     """Mean grader and returns per task and matchup on ``seeds``, and their standard errors
     (``grader_sem``, ``<role>_return_sem``), run on the arena (where an illegal action
     raises)."""
-    from .arena import evaluate_matches, standard_error
+    from .arena import evaluate_matches, mean_metrics, standard_error
 
     rows = []
     for task in tasks:
@@ -271,7 +271,7 @@ def evaluate_models(models: dict[str, Any], tasks: Sequence[str], seeds: Sequenc
                 return {role: f(seed) for role, f in factories.items()}
 
             per_match = evaluate_matches(task, list(seeds), make)
-            res = {key: float(np.mean([m[key] for m in per_match])) for key in per_match[0]}
+            res = mean_metrics(per_match)
             sem = {key: standard_error([m[key] for m in per_match]) for key in ("grader", *ROLES)}
             rows.append({"task": task,
                          **{f"{r}_policy": players.get(r, "scripted") for r in ROLES},

@@ -31,7 +31,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
-from fraudarena_env.arena import evaluate, evaluate_matches, standard_error
+from fraudarena_env.arena import evaluate, evaluate_matches, mean_metrics, standard_error
 from fraudarena_env.catalog import TASK_IDS
 from fraudarena_env.cli import parse_seeds, parse_task_list
 from fraudarena_env.policies import (
@@ -53,7 +53,7 @@ def play(task: str, seeds, role: str, make, face: str = "") -> dict:
     (``fraudster_sem``), and the per-match metrics (``matches``, for paired margins)."""
     per_match = evaluate_matches(task, seeds, lambda seed: {role: make(seed)} if make else {},
                                  {role: face} if face else None)
-    out = {key: float(np.mean([m[key] for m in per_match])) for key in per_match[0]}
+    out = mean_metrics(per_match)
     out["sem"] = standard_error([m["grader"] for m in per_match])
     out["fraudster_sem"] = standard_error([m["fraudster"] for m in per_match])
     out["matches"] = per_match
@@ -61,9 +61,15 @@ def play(task: str, seeds, role: str, make, face: str = "") -> dict:
 
 
 def paired(mine: dict, theirs: dict, key: str, digits: int = 3) -> str:
-    """``mine - theirs`` in ``key``, match by match (both rows of ``play`` on the same seeds):
-    the mean difference ± its standard error. Pairing removes the seed-to-seed spread."""
-    diff = [a[key] - b[key] for a, b in zip(mine["matches"], theirs["matches"])]
+    """``mine - theirs`` in ``key`` for two rows of ``play`` on the same seeds
+    (``margin``)."""
+    return margin(mine["matches"], theirs["matches"], key, digits)
+
+
+def margin(mine: list[dict], theirs: list[dict], key: str, digits: int = 3) -> str:
+    """``mine - theirs`` in ``key``, match by match (per-match metrics on the same seeds): the
+    mean difference ± its standard error. Pairing removes the seed-to-seed spread."""
+    diff = [a[key] - b[key] for a, b in zip(mine, theirs)]
     return f"{np.mean(diff):+.{digits}f} ± {standard_error(diff):.{digits}f}"
 
 
@@ -170,11 +176,8 @@ def paired_table(role: str, tasks, seeds, checkpoint: SB3Policy) -> str:
     for task in tasks:
         theirs = evaluate_matches(task, seeds, lambda seed: {})
         ours = evaluate_matches(task, seeds, lambda seed: {role: checkpoint})
-        cells = []
-        for key in (role, "grader"):
-            diff = [b[key] - a[key] for a, b in zip(theirs, ours)]
-            cells.append(f"{np.mean(diff):+.3f} ± {standard_error(diff):.3f}")
-        lines.append(f"| {task} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {task} | {margin(ours, theirs, role)} | "
+                     f"{margin(ours, theirs, 'grader')} |")
     return "\n".join(lines)
 
 
