@@ -63,8 +63,10 @@ from .rules.scoring import verdict_reward
 # name -> factory(seed=...) for each role; the first name is the role's scripted baseline.
 FRAUDSTERS: dict[str, Callable[..., Policy]] = {
     "reactive": BASELINES["fraudster"],
-    "waiting": WaitingFraudster,  # reactive, but holds its ads for the match's last quarter
+    "waiting": WaitingFraudster,  # reactive, but holds its ads for the last proposal rounds
     "waiting_any": lambda seed=None: WaitingFraudster(None, seed),  # how long: drawn per match
+    # reactive's timing and categories, the hidden tactics only (subtle, camouflaged)
+    "hidden": lambda seed=None: WaitingFraudster(1.0, seed, ("subtle", "camouflaged")),
     "gibberish": GibberishFraudster,
     "repeat": RepeatOneAdFraudster,
     "random": lambda seed=None: RandomPolicy("fraudster", seed),

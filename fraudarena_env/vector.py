@@ -97,7 +97,7 @@ from .rules.catalog import (
     TRUST_PHRASES,
 )
 from .rules.errors import IllegalActionError
-from .rules.fraudster import queue_room
+from .rules.fraudster import may_arrive_later, may_propose, queue_room
 from .rules.generator import U, blurbs_of, generate_into
 from .rules.lexicon import N_LEXICAL, count_trust_markers, lexical_features
 from .rules.machine import template_text
@@ -522,8 +522,9 @@ class VectorFraudArena(BatchedEnd):
         """``MatchMachine._check_all_decided``'s test, in the investigator's turn: nothing
         pending and nothing more can arrive."""
         st = self.state
-        can_propose = (st.committed[env] == 0) & \
-            (st.proposals_used[env] < st.max_proposals[env]) & _room(st, env)
+        can_propose = may_arrive_later(st.committed[env], st.proposals_used[env],
+                                       st.max_proposals[env], st.round_number[env] + 1,
+                                       st.max_rounds[env]) & _room(st, env)
         return (st.n_arrived[env] <= st.n_manual[env]) & \
             (st.n_base_arrived[env] >= st.n_base[env]) & ~can_propose
 
@@ -814,8 +815,9 @@ class VectorFraudArena(BatchedEnd):
         else:
             left = st.caps[env, r] - st.actions_this_turn[env]
         put("actions_left_this_turn", left / st.caps[env, r])
-        grow = (st.n_base_arrived[env] < st.n_base[env]) | (
-            (st.committed[env] == 0) & (st.proposals_used[env] < st.max_proposals[env]))
+        grow = (st.n_base_arrived[env] < st.n_base[env]) | may_arrive_later(
+            st.committed[env], st.proposals_used[env], st.max_proposals[env],
+            rn + (st.phase[env] != Phase.FRAUDSTER_TURN), mr)
         if role == "investigator":
             put("budget", st.budget[env] / st.action_budget[env])
             put("queue_may_grow", grow)
@@ -825,7 +827,7 @@ class VectorFraudArena(BatchedEnd):
             used, most = st.proposals_used[env], st.max_proposals[env]
             put("proposals_remaining", (most - used) / most)
             put("committed", st.committed[env])
-            put("queue_room", _room(st, env))
+            put("queue_room", _may_propose(st, env))
         block = np.stack(values, axis=1).astype(np.float32)
         cols = np.asarray(columns)
         self.buffers[role][env[:, None], cols] = block
@@ -835,7 +837,7 @@ class VectorFraudArena(BatchedEnd):
         """The role's mask rows for ``env`` as its observer's ``mask`` would give them."""
         st, mask = self.state, self.masks[role]
         if role == "fraudster":
-            may = (st.proposals_used[env] < st.max_proposals[env]) & _room(st, env)
+            may = _may_propose(st, env)
             block = np.repeat(st.allowed[env], len(TACTICS), axis=1) & may[:, None]
             mask[env, F_PROPOSE:F_MODIFY] = block
             return mask[env]
@@ -936,6 +938,12 @@ _template_lexical = _TemplateLexicon()
 
 def _room(st: MatchState, env: np.ndarray) -> np.ndarray:
     return queue_room(st.n_arrived[env], st.n_base[env], st.n_base_arrived[env])
+
+
+def _may_propose(st: MatchState, env: np.ndarray) -> np.ndarray:
+    return may_propose(st.proposals_used[env], st.max_proposals[env], st.n_arrived[env],
+                       st.n_base[env], st.n_base_arrived[env], st.round_number[env],
+                       st.max_rounds[env])
 
 
 __all__ = ["VectorFraudArena", "VectorStep"]

@@ -11,7 +11,7 @@ pytest.importorskip("sb3_contrib")
 
 from fraudarena_env.arena import Arena, evaluate  # noqa: E402
 from fraudarena_env.policies import BLIND_INVESTIGATORS, AlwaysReject  # noqa: E402
-from fraudarena_env.rules.catalog import TASK_IDS  # noqa: E402
+from fraudarena_env.rules.catalog import TACTICS, TASK_IDS  # noqa: E402
 from fraudarena_env.sb3 import SB3Policy  # noqa: E402
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "training" / "checkpoints"
@@ -71,16 +71,17 @@ def test_results_script_reports_both_checkpoints_against_the_references(capsys):
         assert row in out, row
 
 
-def test_the_fraudster_holds_its_ads_back_for_the_end_of_the_match(fraudster):
-    """What it learned (RESULTS.md): an ad that arrives late meets an investigator short of budget
-    and time, and one still pending at the end is approved by default. ReactiveFraudster
-    proposes at once."""
+def test_the_fraudster_hides_its_ads_and_proposes_early(fraudster):
+    """What it learned (RESULTS.md): its teacher's hidden tactics (subtle and camouflaged copy),
+    proposed as soon as it can, as ReactiveFraudster proposes; the last round takes none."""
     arena = Arena()
     for task in ("task_2", "task_3"):
         for seed in SEEDS:
             ref = arena.play(task, seed, {"fraudster": fraudster}).referee
-            rounds = [int(ref.arrived[s]) for s in ref.proposal_slots]
-            assert rounds and min(rounds) >= ref.max_rounds - 1, (task, seed, rounds)
-    ours = evaluate("task_2", SEEDS, lambda seed: {"fraudster": fraudster})
-    reactive = evaluate("task_2", SEEDS, lambda seed: {})
-    assert ours["fraudster"] > reactive["fraudster"] and ours["grader"] < reactive["grader"]
+            slots = ref.proposal_slots
+            tactics = {TACTICS[int(ref.rows.tactic[ref.slot_row[s]])] for s in slots}
+            assert len(slots) and tactics <= {"subtle", "camouflaged"}, (task, seed, tactics)
+            rounds = [int(ref.arrived[s]) for s in slots]
+            assert min(rounds) == 1 and max(rounds) < ref.max_rounds, (task, seed, rounds)
+    # its margin over ReactiveFraudster (+0.08 on task_3, RESULTS.md) needs 200 paired seeds to
+    # show: on these four it is noise, so only what it does is pinned here

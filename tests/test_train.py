@@ -176,6 +176,23 @@ def test_one_role_run_validates_keeps_the_best_and_continues(tmp_path):
             "task_1/grader"])
 
 
+def test_a_checkpoint_keeps_the_policy_not_the_rollouts_last_observations(tmp_path):
+    import zipfile
+
+    args = ["--role", "fraudster", "--task", "task_1", "--timesteps", "512", "--vector-envs",
+            "64", "--n-steps", "8", "--imitation-samples", "0", "--eval-every", "0",
+            "--no-progress", "--no-tensorboard", "--out", str(tmp_path / "a")]
+    one_role.main(args)
+    path = tmp_path / "a" / "last.zip"
+    with zipfile.ZipFile(path) as z:
+        data = json.loads(z.read("data"))
+    assert not set(one_role.ROLLOUT_STATE) & set(data)  # 64 envs' observations would be here
+    # it loads, plays, and a run continues from it
+    policy = SB3Policy.load(path, "fraudster")
+    assert 0.0 <= evaluate("task_1", [7000], lambda seed: {"fraudster": policy})["grader"] <= 1
+    one_role.main([*args[:-1], str(tmp_path / "b"), "--init", str(path)])
+
+
 def test_elo_fit_recovers_the_elo_model_and_ignores_order():
     # one pairing: the fitted gap is Elo's log-odds of the mean score
     rows = [{"investigator": "scripted", "fraudster": "reactive", "graders": [0.8, 0.7, 0.75]}]

@@ -45,14 +45,14 @@ def frontier(task: str, seeds: Sequence[int], first_rounds=None, tactic_sets=TAC
     grader change and its s.e.) against ``ReactiveFraudster`` on the same seeds. Every round of
     the match by default; round 1 with every tactic is ``ReactiveFraudster`` itself. ``tick()``
     after each fraudster's matches (a progress bar)."""
-    rounds = TASKS[task].max_rounds
+    rounds = TASKS[task].max_rounds  # proposals are taken in every round but the last
     base_r, base_g = paired(task, seeds, lambda seed: ReactiveFraudster(seed=seed))
     tick()
     n = len(seeds)
     rows = []
     for name, tactics in tactic_sets.items():
-        for first in first_rounds or range(1, rounds + 1):
-            hold = (rounds - first + 1) / rounds  # the share of the rounds left in that round
+        for first in first_rounds or range(1, rounds):
+            hold = WaitingFraudster.open_share_left(first, rounds)
             r, g = paired(task, seeds,
                           lambda seed, h=hold, t=tactics: WaitingFraudster(h, seed, t))
             tick()
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     a = p.parse_args(argv)
     seeds = parse_seeds(a.seeds)
     for task in a.task:
-        bar = progress_bar(1 + len(TACTIC_SETS) * TASKS[task].max_rounds, not a.no_progress,
+        bar = progress_bar(1 + len(TACTIC_SETS) * (TASKS[task].max_rounds - 1), not a.no_progress,
                            desc=task, unit="fraudster")
         base_r, base_g, rows = frontier(task, seeds, tick=bar.update if bar else lambda: None)
         if bar:

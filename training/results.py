@@ -13,8 +13,8 @@ Prints two Markdown tables and writes the learning curves:
   share of legit ads rejected; then the checkpoint's margin over the scripted investigator (paired
   by seed, with its standard error) and the share of the scripted-to-oracle gap it closes;
 * fraudsters, per task, against the scripted investigator: ``ReactiveFraudster``, the checkpoint,
-  ``WaitingFraudster`` (reactive, holding its ads for the match's last quarter) and never
-  proposing: the fraudster's return and the grader it leaves the investigator, each with its
+  ``WaitingFraudster`` (reactive, holding its ads for the last quarter of the rounds that
+  take proposals) and never proposing: the fraudster's return and the grader it leaves the investigator, each with its
   standard error; then the checkpoint's margins over ``ReactiveFraudster``, paired by seed;
 * with both checkpoints, the scripted and the checkpoint investigator against the reactive, the
   waiting and the checkpoint fraudster: whether a late fraudster exploits either investigator.

@@ -151,6 +151,16 @@ VECTOR_SEED_BLOCK = 1_000_000
 
 
 # ============================================================================ 2. opponents
+# A checkpoint keeps the policy, not the run's place in its rollout: every env's last observation
+# (9 MB of a file with 1,024 matches at once) is left out; a run continued with --init starts its
+# envs afresh anyway.
+ROLLOUT_STATE = ("_last_obs", "_last_original_obs", "_last_episode_starts")
+
+
+def save_checkpoint(model: MaskablePPO, path: Path) -> None:
+    model.save(str(path), exclude=list(ROLLOUT_STATE))
+
+
 def make_opponent(role: str, spec: str, seed: int | None = None) -> Policy:
     """One opponent from its SPEC (see ``Config.opponents``): a directory is a pool; anything else
     is what ``fraudarena evaluate --ROLE SPEC`` accepts (a policy name or a checkpoint)."""
@@ -442,7 +452,7 @@ class Validation(BaseCallback):
         score = selection_score(row, self.cfg)
         if score > self.best:
             self.best = score
-            self.model.save(str(self.out / "best.zip"))
+            save_checkpoint(self.model, self.out / "best.zip")
 
     def _on_training_start(self) -> None:
         if self.cfg.eval_every:  # the starting point (after imitation) is a candidate too
@@ -533,7 +543,7 @@ def train(cfg: Config, bar=None) -> Trained:
     validation.run()  # the last state is a candidate for best.zip too
     if own_bar:
         bar.close()
-    model.save(str(out / "last.zip"))
+    save_checkpoint(model, out / "last.zip")
     env.close()
     return Trained(model, history, episodes)
 

@@ -574,8 +574,7 @@ def _inv_globals(obs: Observer, ref: Referee) -> None:
     t = obs.tensor
     o = obs.off
     t[o["budget"]] = ref.budget / ref.task.action_budget
-    t[o["queue_may_grow"]] = ref.n_base_arrived < ref.n_base or (
-        not ref.committed and ref.proposals_used < ref.max_proposals)
+    t[o["queue_may_grow"]] = ref.queue_may_grow()
     t[o["pending_count"]] = (ref.n_arrived - ref.n_manual) / S if ref.end_reason is None \
         else 0.0
 
@@ -662,7 +661,7 @@ def _fr_globals(obs: Observer, ref: Referee) -> None:
     o = obs.off
     t[o["proposals_remaining"]] = (ref.max_proposals - ref.proposals_used) / ref.max_proposals
     t[o["committed"]] = ref.committed
-    t[o["queue_room"]] = ref.proposal_room()
+    t[o["queue_room"]] = ref.may_propose()  # room now: proposals left, an open round, a slot
 
 
 @lru_cache(maxsize=256)
@@ -678,7 +677,7 @@ def _propose_block(allowed: tuple[str, ...]) -> np.ndarray:
 
 def _fr_mask(obs: Observer, ref: Referee) -> np.ndarray:
     m = obs._mask
-    if ref.proposals_used < ref.max_proposals and ref.proposal_room():
+    if ref.may_propose():
         m[F_PROPOSE:F_MODIFY] = obs._propose_block
     else:
         m[F_PROPOSE:F_MODIFY] = 0

@@ -205,8 +205,7 @@ def fraudster_observation(ref) -> FraudsterObservation:
         actions_left_this_turn=ref.actions_left_this_turn(F), current_queue=queue,
         prior_verdicts=prior, investigation_targets_used=used,
         allowed_categories=list(ref.allowed_categories), my_proposal_signals=mine,
-        can_propose=bool(ref.phase == "fraudster_turn" and ref.proposal_room() and
-                         ref.proposals_used < ref.max_proposals),
+        can_propose=bool(ref.phase == "fraudster_turn" and ref.may_propose()),
         committed=ref.committed, done=ref.done, reward=ref.totals[F])
 
 
@@ -250,8 +249,7 @@ def investigator_observation(ref) -> AdReviewObservation:
                  f"{e['payment_type']}, {e['country']}; pulled: "
                  f"{e['targets_pulled'] or 'nothing yet'}")
     n_dec = len(present) - len(pending)
-    can_grow = (not ref.committed and ref.proposals_used < ref.max_proposals) or \
-        ref.n_base_arrived < ref.n_base
+    can_grow = ref.queue_may_grow()
     return AdReviewObservation(
         phase=ref.phase, task_id=ref.task.task_id, round_number=ref.round_number,
         rounds_remaining=ref.rounds_remaining(),

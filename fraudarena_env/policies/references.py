@@ -330,9 +330,10 @@ class SingleTacticFraudster(_Fixed):
 
 
 class WaitingFraudster(ReactiveFraudster):
-    """``ReactiveFraudster`` that holds back until only ``hold`` of the match's rounds are left
-    (the current one included): an ad that arrives late meets an investigator with less budget
-    and less time, and one still pending at the end is approved by default. ``hold`` 1: never
+    """``ReactiveFraudster`` that holds back until only ``hold`` of the rounds that take proposals
+    (all but the last) are left, the current one included: an ad that arrives late meets an
+    investigator with less budget and less time, and one still pending at the end is approved by
+    default. It never waits past the last of those rounds. ``hold`` 1: never
     waits (``ReactiveFraudster``); ``None``: drawn per match from ``HOLDS``, a teacher whose
     timing varies (what ``train.py`` imitates before PPO decides when to propose). ``tactics``:
     the ones it may use (all by default); ``training/frontier.py`` sweeps both knobs."""
@@ -354,19 +355,28 @@ class WaitingFraudster(ReactiveFraudster):
         super().reset(seed)
         self._match_hold = self.hold
 
-    def _waiting(self, share_left: float) -> bool:
+    def _waiting(self, round_number: int, max_rounds: int) -> bool:
         if self._match_hold is None:
             self._match_hold = float(self.rng.choice(self.HOLDS))
-        return share_left > self._match_hold + 1e-6
+        return round_number < max_rounds - 1 and \
+            self.open_share_left(round_number, max_rounds) > self._match_hold + 1e-6
+
+    @staticmethod
+    def open_share_left(round_number: int, max_rounds: int) -> float:
+        """The share of the rounds that take proposals (all but the last) still left in
+        ``round_number``, this one included (0 from the last round on)."""
+        return max(0, max_rounds - round_number) / max(1, max_rounds - 1)
 
     def act_tensor(self, vector, mask):
-        if self._waiting(float(vector[_FR.rounds_remaining])):
+        t = _FR
+        rounds = round(1.0 / (vector[t.round] + vector[t.rounds_remaining] - 1.0))
+        if self._waiting(round(vector[t.round] * rounds), rounds):
             return F_END
         return super().act_tensor(vector, mask)
 
     def act_model(self, obs):
         rounds = obs.round_number + obs.rounds_remaining - 1
-        if self._waiting(obs.rounds_remaining / max(1, rounds)):
+        if self._waiting(obs.round_number, rounds):
             return FraudsterAction(action_type="end_turn")
         return super().act_model(obs)
 

@@ -1,7 +1,9 @@
 """The fraudster's rules: which proposals and edits it may make now, and why not.
 
-A proposal needs proposals left, room in the queue beyond the slots kept for organic ads still
-to come, and an allowed category. An edit needs the ad to be the fraudster's own and still
+A proposal needs proposals left, a round before the last (organic ads arrive in every round but
+the last, and so do proposals: an ad that arrived in the last round would be known for the
+fraudster's), room in the queue beyond the slots kept for organic ads still to come, and an
+allowed category. An edit needs the ad to be the fraudster's own and still
 pending; softening needs a risk phrase left in the copy, a trust blurb needs none there yet.
 ``end_turn`` and ``commit_final`` are always legal on the fraudster's turn.
 """
@@ -64,9 +66,35 @@ def queue_room(n_arrived, n_base, n_base_arrived):
     return n_arrived + (n_base - n_base_arrived) < MAX_SLOTS
 
 
+def proposals_open(round_number, max_rounds):
+    """Round ``round_number`` takes proposals: every round but the last does, as every round but
+    the last brings organic ads. The last round is left for the ads still pending; an ad that
+    arrived in it would be known for a proposal, and a proposal is never legit."""
+    return round_number < max_rounds
+
+
+def may_propose(used, most, n_arrived, n_base, n_base_arrived, round_number, max_rounds):
+    """A proposal is legal now, on the fraudster's turn of ``round_number`` (numbers or arrays):
+    proposals left, the round open to them, room in the queue. The tensor mask, the text face's
+    ``can_propose`` and the ``queue_room`` feature all read this."""
+    return (used < most) & proposals_open(round_number, max_rounds) & \
+        queue_room(n_arrived, n_base, n_base_arrived)
+
+
+def may_arrive_later(committed, used, most, next_fraudster_round, max_rounds):
+    """A proposal may still come, if the fraudster's next turn is in ``next_fraudster_round``
+    (this round while it moves, else the next): it has not committed, has proposals left, and
+    that round takes them (numbers or arrays)."""
+    return (committed == 0) & (used < most) & proposals_open(next_fraudster_round, max_rounds)
+
+
 PROPOSALS_LEFT = Check(
     "proposals_left", lambda st, m, op: st.proposals_used[m] < st.max_proposals[m],
     lambda st, m, op: f"no proposals left ({st.max_proposals[m]} used)")
+ROUND_OPEN = Check(
+    "round_open", lambda st, m, op: proposals_open(st.round_number[m], st.max_rounds[m]),
+    lambda st, m, op: f"round {st.round_number[m]} is the last: it takes no new ads, only the "
+                      "ones still pending (proposals close when the second-to-last round ends)")
 QUEUE_ROOM = Check("queue_room", lambda st, m, op: queue_room(st.n_arrived[m], st.n_base[m],
                                                              st.n_base_arrived[m]),
                    lambda st, m, op: "the queue is full")
@@ -90,7 +118,7 @@ NO_TRUST_BLURB_YET = Check(
 
 # What each kind of op must meet, in the order a refusal names the first failure.
 CHECKS = {
-    Propose: (PROPOSALS_LEFT, QUEUE_ROOM, CATEGORY_ALLOWED),
+    Propose: (PROPOSALS_LEFT, ROUND_OPEN, QUEUE_ROOM, CATEGORY_ALLOWED),
     Modify: (MINE, UNDECIDED, PHRASE_TO_SOFTEN, NO_TRUST_BLURB_YET),
     EndTurn: (),
     CommitFinal: (),
@@ -277,4 +305,4 @@ EVENTS = (Proposed, Modified, Committed)
 
 
 __all__ = ["APPLY", "CHECKS", "END_TURN", "EVENTS", "MOVES", "PHASE", "ROLE", "legal_mask",
-           "queue_room"]
+           "may_arrive_later", "may_propose", "proposals_open", "queue_room"]

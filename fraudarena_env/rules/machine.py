@@ -17,6 +17,7 @@ from . import audit, scoring
 from .catalog import AD_IDS, CATEGORIES, CORRECT_VERDICT, TARGETS, TRUST_PHRASES
 from .events import FINISHED, AdsArrived, Stamp, VerdictGiven
 from .evidence import evidence_fields
+from .fraudster import may_arrive_later
 from .generator import U
 from .lexicon import lexical_features
 from .roles import END_TURN
@@ -64,9 +65,8 @@ class MatchMachine:
             return False
         if self.n_base_arrived < self.ep.n_base:
             return False
-        can_propose = not self.committed and self.proposals_used < self.max_proposals and \
-            self.proposal_room()
-        if can_propose:
+        if may_arrive_later(self.committed, self.proposals_used, self.max_proposals,
+                            self.round_number + 1, self.max_rounds) and self.proposal_room():
             return False
         self._finish(reason)
         return True

@@ -39,7 +39,7 @@ from .catalog import (
 )
 from .errors import IllegalActionError
 from .evidence import evidence_fields, surface_fields
-from .fraudster import queue_room
+from .fraudster import may_arrive_later, may_propose, queue_room
 from .roles import legal_mask as _legal_mask
 from .state import A
 
@@ -199,6 +199,19 @@ class MatchView:
     def proposal_room(self) -> bool:
         """A new proposal needs a free slot beyond those reserved for base ads still to come."""
         return queue_room(self.n_arrived, self.ep.n_base, self.n_base_arrived)
+
+    def may_propose(self) -> bool:
+        """A proposal is legal on the fraudster's turn now (``fraudster.may_propose``)."""
+        return bool(may_propose(self.proposals_used, self.max_proposals, self.n_arrived,
+                                self.ep.n_base, self.n_base_arrived, self.round_number,
+                                self.max_rounds))
+
+    def queue_may_grow(self) -> bool:
+        """An ad may still arrive: an organic ad still due, or a proposal the fraudster may
+        still make (in this round while it moves, else from the next)."""
+        nxt = self.round_number + (self.phase != "fraudster_turn")
+        return self.n_base_arrived < self.ep.n_base or bool(may_arrive_later(
+            self.committed, self.proposals_used, self.max_proposals, nxt, self.max_rounds))
 
     def status_of(self, slot: int) -> str:
         return STATUSES[int(self.verdict[slot]) + 1]

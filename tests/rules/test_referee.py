@@ -396,12 +396,19 @@ def test_budget_ends_play_even_when_rounds_are_plentiful():
     assert r.state.investigator_state["pending"] == []
 
 
+# Organic ads arrive over every round but the last, which takes no proposals either. With the
+# task's 4 rounds the last organic ads arrive in round 3, and once they are decided nothing more
+# can come (``all_decided``); with 20 rounds they are all in by round 18, and round 19 still takes
+# proposals, so a commit there is what closes the queue.
+COMMIT_ROUNDS = 20
+
+
 def test_commit_final_end_when_the_commit_closes_the_queue():
     def fraudster(r):
         done_arriving = r.n_base_arrived == r.ep.n_base and not len(r.pending_slots())
         return CommitFinal() if done_arriving else EndTurn()
 
-    r = new_match(seed=5, task_id="task_1")
+    r = new_match(seed=5, task_id="task_1", max_rounds=COMMIT_ROUNDS)
     play_until_audit(r, fraudster, decide_all_unseen)
     assert r.end_reason == "commit_final"
     assert r.state.investigator_state["pending"] == []
@@ -413,7 +420,7 @@ def test_commit_final_moves_play_straight_to_the_audit_when_nothing_is_left():
         done_arriving = r.n_base_arrived == r.ep.n_base and not len(r.pending_slots())
         return CommitFinal() if done_arriving else EndTurn()
 
-    r = new_match(seed=5, task_id="task_1")
+    r = new_match(seed=5, task_id="task_1", max_rounds=COMMIT_ROUNDS)
     phases = []
     for _ in range(STEP_BOUND):
         if r.phase == "audit_phase":
