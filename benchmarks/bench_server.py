@@ -271,14 +271,14 @@ def main(argv: list[str] | None = None) -> dict:
     # A match whose sockets are moving on to their next match is live for a moment longer,
     # and a run's unfinished matches stay live (until the idle sweep) through the next runs.
     # Every socket comes from this one address: the per-address limits are lifted to fit it
-    # (each run leaves its last matches unfinished), the per-socket rate limit is the
-    # default. The idle matches are made with the API key.
+    # (each run leaves its last matches unfinished; its sockets open at once, so no handshake
+    # rate), the per-socket rate limit is the default. The idle matches are made with the API key.
     live = 2 * sum(args.matches) + args.idle + 16
     api_key = secrets.token_urlsafe(24)
     store = tempfile.TemporaryDirectory(prefix="fraudarena-bench-")  # on disk, as served
     proc = spawn(port, "--max-matches", str(live), "--max-matches-per-address", str(live),
                  "--max-connections-per-address", str(3 * max(args.matches) + 16),
-                 "--abandon-rate", "0", "--api-key", api_key,
+                 "--abandon-rate", "0", "--api-key", api_key, "--http-rate-limit", "0",
                  *(("--in-memory",) if args.in_memory else ("--data-dir", store.name)))
     url = f"ws://127.0.0.1:{port}"
     results = {}

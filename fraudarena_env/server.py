@@ -79,9 +79,11 @@ may cost another anything:
   (``rate_limit`` a second, burst ``rate_burst``); a message without a token is answered
   ``rate_limited`` and not read further. The server yields to the other sockets after every
   message, so one socket's backlog never delays another's turn.
-* HTTP: each client address's requests spend its own bucket (``http_rate_limit`` a second,
-  burst ``http_rate_burst``; the API key's are not counted); one without a token is answered
-  429 ``rate_limited`` and not handled. A replay page is rendered once per archived match.
+* HTTP: each client address's requests, WebSocket handshakes included, spend its own bucket
+  (``http_rate_limit`` a second, burst ``http_rate_burst``; the API key's are not counted); a
+  request without a token is answered 429 ``rate_limited`` and not handled, a handshake
+  ``rate_limited`` and closed (so an address that opens and drops sockets in a loop spends no
+  more of the server than one that polls). A replay page is rendered once per archived match.
 * Parsing: frames over ``max_message_bytes`` (``message_too_large``), JSON nested deeper than
   ``MAX_NESTING`` levels and ids (match ids, episode ids) that are not short printable text
   (``validation_error``); the REST API answers the same with HTTP 4xx.
@@ -135,6 +137,7 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
+from fastapi.requests import HTTPConnection
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
 
@@ -1190,6 +1193,14 @@ class Handler:
         return None
 
 
+async def _refuse(websocket: WebSocket, reply: str) -> None:
+    """Accept, say why, and close: 1013 is "try again later"."""
+    await websocket.accept()
+    with contextlib.suppress(Exception):
+        await websocket.send_text(reply)
+        await websocket.close(code=1013)
+
+
 async def _receive(websocket: WebSocket, session: Session, lobby_timeout: float | None):
     """The next ASGI event, or None once a socket without a seat has waited out
     ``lobby_timeout`` (a socket holding a seat waits as long as it likes: the match has its own
@@ -1223,17 +1234,25 @@ def _log_failed_fsync(durable) -> None:
         logger.error("fsync of the store failed: %s", exc)
 
 
-async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str) -> None:
-    """Run one role socket until the client closes it or leaves."""
+async def serve_socket(websocket: WebSocket, pool: MatchPool, role: str,
+                       handshakes: AddressBuckets | None = None) -> None:
+    """Run one role socket until the client closes it or leaves. ``handshakes``: the per-address
+    HTTP buckets this handshake spends a token of (None: not counted)."""
     config = pool.config
     address = address_key(websocket.client.host if websocket.client else None)
-    refusal = pool.ledger.connect(address)
-    await websocket.accept()
-    if refusal is not None:  # told why, then closed: 1013 is "try again later"
-        with contextlib.suppress(Exception):
-            await websocket.send_text(error_message(refusal, "capacity_reached"))
-            await websocket.close(code=1013)
+    spent = None if handshakes is None else handshakes.take(address)
+    if spent is not None:
+        wait = spent.wait()
+        await _refuse(websocket, error_message(
+            f"this address may open {spent.rate:g} connections (HTTP requests and WebSocket "
+            f"handshakes) a second (burst {spent.burst}); retry in {1000 * wait:.0f} ms",
+            "rate_limited", **retry_field(wait)))
         return
+    refusal = pool.ledger.connect(address)
+    if refusal is not None:
+        await _refuse(websocket, error_message(refusal, "capacity_reached"))
+        return
+    await websocket.accept()
     handler = Handler(pool, role, address, cooperative=True)
     bucket = None if config.rate_limit is None else TokenBucket(config.rate_limit,
                                                                 config.rate_burst)
@@ -1360,7 +1379,8 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
 
     def endpoint(role: str):
         async def play(websocket: WebSocket) -> None:
-            await serve_socket(websocket, pool, role)
+            counted = http_buckets is not None and not key_holder(websocket)
+            await serve_socket(websocket, pool, role, http_buckets if counted else None)
         return play
 
     for role in ROLES:
@@ -1393,8 +1413,8 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
                 "journaled": journaled, "unarchived": len(pool.unarchived),
                 "storage": "disk" if store.persistent else "memory", "storage_error": error}
 
-    def key_holder(request: Request) -> bool:
-        """Whether the request carries this server's API key."""
+    def key_holder(request: HTTPConnection) -> bool:
+        """Whether the request (or WebSocket handshake) carries this server's API key."""
         if config.api_key is None:
             return False
         presented = request.headers.get("x-api-key")

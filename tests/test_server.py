@@ -529,8 +529,9 @@ fuzz_message = st.one_of(
 
 @pytest.fixture
 def fuzz_client():
-    """Each example leaves its match unfinished: no abandon budget to run out of here."""
-    with TestClient(create_app(abandon_rate=None)) as c:
+    """Each example leaves its match unfinished, and opens two sockets: no abandon budget and no
+    handshake rate to run out of here."""
+    with TestClient(create_app(abandon_rate=None, http_rate_limit=None)) as c:
         yield c
 
 

@@ -720,8 +720,35 @@ def test_one_address_may_make_only_so_many_http_requests_a_second():
         assert stranger(client).get("/healthz").status_code == 200  # another address's own
         assert [client.get("/healthz", headers={"X-API-Key": key}).status_code
                 for _ in range(5)] == [200] * 5
-        with client.websocket_connect("/ws/fraudster") as fr:
+        with client.websocket_connect("/ws/fraudster", headers={"X-API-Key": key}) as fr:
             assert send(fr, "reset", {"task_id": "task_1"})["type"] == "observation"
+
+
+@pytest.mark.timeout(60)  # without the limit the refused socket would wait for a reply
+def test_websocket_handshakes_spend_the_addresss_http_bucket():
+    """Opening and dropping sockets in a loop costs the server a handshake each: they spend the
+    address's HTTP bucket. One past it is answered ``rate_limited``, with when to retry, and
+    closed (1013) before it counts as a connection; the messages of an open socket spend only
+    that socket's own bucket, and the API key's handshakes are not counted."""
+    key = "k" * 16
+    with TestClient(create_app(http_rate_limit=0.5, http_rate_burst=3, api_key=key)) as client:
+        with client.websocket_connect("/ws/fraudster") as fr:  # the first token
+            for _ in range(5):
+                assert send(fr, "state")["type"] == "error"  # served (no match yet), not counted
+            assert [client.get("/healthz").status_code for _ in range(2)] == [200, 200]
+            with client.websocket_connect("/ws/investigator") as refused:
+                reply = refused.receive_json()
+                assert "handshakes" in assert_error(reply, "rate_limited")
+                assert 0 < reply["data"]["retry_after"] <= 2.0
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    refused.receive_json()
+                assert closed.value.code == 1013
+            assert client.app.state.pool.ledger.connections == 1
+            with client.websocket_connect("/ws/investigator", headers={"X-API-Key": key}) as ok:
+                assert send(ok, "state")["type"] == "error"  # served
+            with stranger(client).websocket_connect("/ws/auditor") as other:
+                assert send(other, "state")["type"] == "error"  # another address's own bucket
+            assert send(fr, "state")["type"] == "error"  # the open socket is untouched
 
 
 def test_the_http_buckets_forget_the_address_unseen_longest():

@@ -440,10 +440,10 @@ def test_kill_9_during_50_live_matches_then_every_match_finishes_as_without_the_
     port = free_port()
 
     def start():
-        # 150 sockets from one address: its limits lifted to fit
+        # 150 sockets from one address, opened at once: its limits lifted to fit
         return spawn_or_skip(port, "--data-dir", str(tmp_path), "--max-matches", "64",
                              "--max-matches-per-address", "64",
-                             "--max-connections-per-address", "200")
+                             "--max-connections-per-address", "200", "--http-rate-limit", "0")
 
     url = f"ws://127.0.0.1:{port}"
     proc = start()
