@@ -79,7 +79,7 @@ def test_the_fraudster_hides_its_ads_and_proposes_early(fraudster):
         for seed in SEEDS:
             ref = arena.play(task, seed, {"fraudster": fraudster}).referee
             slots = ref.proposal_slots
-            tactics = {TACTICS[int(ref.rows.tactic[ref.slot_row[s]])] for s in slots}
+            tactics = {TACTICS[ref.tactic_of(s)] for s in slots}
             assert len(slots) and tactics <= {"subtle", "camouflaged"}, (task, seed, tactics)
             rounds = [int(ref.arrived[s]) for s in slots]
             assert min(rounds) == 1 and max(rounds) < ref.max_rounds, (task, seed, rounds)
