@@ -61,3 +61,10 @@ def test_measurement_scripts_refuse_an_unknown_task(script, capsys):
     with pytest.raises(SystemExit):
         script.main(["--task", "task_9", "--seeds", "1000"])
     assert "unknown task(s) task_9" in capsys.readouterr().err
+
+
+def test_the_frontier_sweeps_the_rounds_that_take_proposals_and_no_more():
+    # the last round takes none: a fraudster told to start there would never propose
+    rows = frontier.frontier("task_2", SEEDS[:1], tactic_sets={"all": frontier.TACTIC_SETS["all"]})[2]
+    assert [first for _, first, *_ in rows] == list(range(1, catalog.TASKS["task_2"].max_rounds))
+    assert rows[-1][2] != 0.0  # proposing from the last round that takes proposals still earns
