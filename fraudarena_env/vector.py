@@ -815,12 +815,11 @@ class VectorFraudArena(BatchedEnd):
         else:
             left = st.caps[env, r] - st.actions_this_turn[env]
         put("actions_left_this_turn", left / st.caps[env, r])
-        grow = (st.n_base_arrived[env] < st.n_base[env]) | may_arrive_later(
-            st.committed[env], st.proposals_used[env], st.max_proposals[env],
-            rn + (st.phase[env] != Phase.FRAUDSTER_TURN), mr)
         if role == "investigator":
             put("budget", st.budget[env] / st.action_budget[env])
-            put("queue_may_grow", grow)
+            put("queue_may_grow", (st.n_base_arrived[env] < st.n_base[env]) | may_arrive_later(
+                st.committed[env], st.proposals_used[env], st.max_proposals[env],
+                rn + (st.phase[env] != Phase.FRAUDSTER_TURN), mr))
             put("pending_count", np.where(
                 st.end_reason[env] < 0, (st.n_arrived[env] - st.n_manual[env]) / S, 0.0))
         elif role == "fraudster":

@@ -74,6 +74,13 @@ class _FR:
     rounds_remaining = _t["rounds_remaining"][0]
 
 
+def _rounds(vector) -> tuple[int, int]:
+    """(round number, the match's rounds), read back from the fraudster's scaled ``round``
+    (round / rounds) and ``rounds_remaining`` ((rounds - round + 1) / rounds) columns."""
+    rounds = round(1.0 / (vector[_FR.round] + vector[_FR.rounds_remaining] - 1.0))
+    return round(vector[_FR.round] * rounds), rounds
+
+
 # ============================================================================ blind references
 class _Blind(Policy):
     """A reference investigator that never pulls evidence: it rules on every pending ad, lowest
@@ -318,8 +325,8 @@ class SingleTacticFraudster(_Fixed):
             return F_COMMIT
         # paced like the organic queue, which arrives over all rounds but the last: by round k
         # of those n, at most k/n of the proposals are out
-        rounds = max(1, round(1.0 / (vector[t.round] + vector[t.rounds_remaining] - 1.0)) - 1)
-        k = round(vector[t.round] * (rounds + 1))
+        k, match_rounds = _rounds(vector)
+        rounds = max(1, match_rounds - 1)
         if 1.0 - vector[t.proposals_remaining] >= min(1.0, k / rounds) - 1e-6:
             return F_END
         allowed = tuple(vector[t.allowed].nonzero()[0].tolist())
@@ -368,9 +375,7 @@ class WaitingFraudster(ReactiveFraudster):
         return max(0, max_rounds - round_number) / max(1, max_rounds - 1)
 
     def act_tensor(self, vector, mask):
-        t = _FR
-        rounds = round(1.0 / (vector[t.round] + vector[t.rounds_remaining] - 1.0))
-        if self._waiting(round(vector[t.round] * rounds), rounds):
+        if self._waiting(*_rounds(vector)):
             return F_END
         return super().act_tensor(vector, mask)
 

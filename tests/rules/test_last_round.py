@@ -86,3 +86,19 @@ def test_a_single_round_match_takes_no_proposals():
     ref = Referee()
     ref.reset_match(seed=1, task_id="task_1", max_rounds=1)
     assert not np.any(Observer("fraudster").observe(ref)[1][F_PROPOSE:F_MODIFY])
+
+
+def test_while_the_fraudster_moves_the_queue_may_grow_until_the_last_round():
+    # its proposals this turn count while it moves: open in round 4, closed in round 5
+    ref = Referee()
+    ref.reset_match(seed=4, task_id="task_3")
+    observer = Observer("investigator")
+    column = observer.off["queue_may_grow"]
+    seen = {}
+    while ref.phase != "audit_phase":
+        if ref.phase == "fraudster_turn":
+            tensor = bool(observer.observe(ref)[0][column])
+            assert tensor == investigator_observation(ref).queue_may_grow == ref.queue_may_grow()
+            seen[ref.round_number] = tensor
+        ref.apply(ref.current_role, EndTurn())
+    assert seen == {1: True, 2: True, 3: True, 4: True, 5: False}
