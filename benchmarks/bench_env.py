@@ -4,9 +4,12 @@ What is timed: the same loop for both envs, through ``env()`` (the wrapped env u
 ``agent_iter()``, ``last()``, then ``step()`` with a uniformly random legal action from
 ``obs["action_mask"]`` (``None`` for a dead agent), resetting with the next seed when an episode
 ends. A turn is one ``step()`` call, dead steps included (as PettingZoo's
-``performance_benchmark`` counts them). connect_four_v3 runs first, in this process, so a busy
-machine slows both: the ratio is the figure to compare across runs, not the turns/s. Also
-reported: the mean ``env.reset(seed=...)`` time on task_3 and the memory one env instance holds.
+``performance_benchmark`` counts them). Each task is timed against connect_four_v3 in turns:
+eight alternating slices of each (whole episodes until the slice's time is up), so that a
+machine whose speed drifts, or another job starting, slows both alike; the ratio is that
+task's turns per second over connect_four_v3's in the same slices. Time is the process's CPU
+time, which other processes on the machine do not add to. Also reported: the mean
+``env.reset(seed=...)`` time on task_3 and the memory one env instance holds.
 
     python benchmarks/bench_env.py            # ~3 s per env
     python benchmarks/bench_env.py --quick    # ~1 s per env
@@ -28,6 +31,8 @@ import numpy as np
 
 from fraudarena_env import bench, fraudarena_v0
 from fraudarena_env.rules.catalog import TASK_IDS
+
+SLICES = 8  # alternating slices per env and its reference
 
 
 def import_connect_four():
@@ -51,34 +56,60 @@ def import_connect_four():
     return connect_four_v3
 
 
-def turns_per_second(make_env, seconds: float, seed: int = 0) -> dict:
-    """Run the masked-random loop on ``make_env()`` for about ``seconds``."""
-    env = make_env()
-    rng = np.random.default_rng(seed)
-    episode_seed = seed
-    env.reset(seed=episode_seed)
-    turns = episodes = 0
-    start = time.perf_counter()
-    deadline = start + seconds
-    while True:
-        for _agent in env.agent_iter():
-            obs, _, terminated, truncated, _ = env.last()
-            if terminated or truncated:
-                action = None
-            else:
-                legal = np.flatnonzero(obs["action_mask"])
-                action = int(legal[rng.integers(len(legal))])
-            env.step(action)
-            turns += 1
-        episodes += 1
-        if time.perf_counter() >= deadline:
-            break
-        episode_seed += 1
-        env.reset(seed=episode_seed)
-    elapsed = time.perf_counter() - start
-    env.close()
-    return {"turns_per_s": turns / elapsed, "episodes_per_s": episodes / elapsed,
-            "turns_per_episode": turns / max(episodes, 1)}
+class Loop:
+    """The masked-random loop on one env, run in slices of CPU time (``run_for``); turns and
+    CPU seconds add up over the slices."""
+
+    def __init__(self, make_env, seed: int = 0):
+        self.env = make_env()
+        self.rng = np.random.default_rng(seed)
+        self.episode_seed = seed
+        self.turns = self.episodes = 0
+        self.seconds = 0.0
+
+    def run_for(self, seconds: float) -> None:
+        """Whole episodes until ``seconds`` of the process's CPU time have passed."""
+        env, rng = self.env, self.rng
+        start = time.process_time()
+        deadline = start + seconds
+        while True:
+            env.reset(seed=self.episode_seed)
+            self.episode_seed += 1
+            for _agent in env.agent_iter():
+                obs, _, terminated, truncated, _ = env.last()
+                if terminated or truncated:
+                    action = None
+                else:
+                    legal = np.flatnonzero(obs["action_mask"])
+                    action = int(legal[rng.integers(len(legal))])
+                env.step(action)
+                self.turns += 1
+            self.episodes += 1
+            if time.process_time() >= deadline:
+                break
+        self.seconds += time.process_time() - start
+
+    def figures(self) -> dict:
+        return {"turns_per_s": self.turns / self.seconds,
+                "episodes_per_s": self.episodes / self.seconds,
+                "turns_per_episode": self.turns / max(self.episodes, 1)}
+
+
+def against(ours: Loop, reference: Loop, seconds: float, slices: int = SLICES) -> dict:
+    """Run ``reference`` and ``ours`` in ``slices`` alternating slices of ``seconds / slices``
+    CPU seconds each; returns ours's figures over them, with the reference's turns per second
+    in the same slices (``reference_turns_per_s``) and the ratio (``ratio_vs_reference``)."""
+    before = (ours.turns, ours.episodes, ours.seconds, reference.turns, reference.seconds)
+    for _ in range(slices):
+        reference.run_for(seconds / slices)
+        ours.run_for(seconds / slices)
+    turns, episodes, spent = (ours.turns - before[0], ours.episodes - before[1],
+                              ours.seconds - before[2])
+    theirs = (reference.turns - before[3]) / (reference.seconds - before[4])
+    mine = turns / spent
+    return {"turns_per_s": mine, "episodes_per_s": episodes / spent,
+            "turns_per_episode": turns / max(episodes, 1), "reference_turns_per_s": theirs,
+            "ratio_vs_reference": mine / theirs}
 
 
 def reset_time_us(task_id: str = "task_3", n: int = 500) -> float:
@@ -112,21 +143,23 @@ def bytes_per_instance(task_id: str = "task_3", n: int = 50) -> float:
 
 
 def run(seconds: float, tasks=TASK_IDS, memory: bool = True) -> dict:
-    """Time connect_four_v3, then each task's env; print the table and return the figures."""
-    print(f"== env: masked-random AEC loop, ~{seconds:g} s per env ==")
+    """Time each task's env against connect_four_v3 (``against``); print the table and return
+    the figures (``connect_four_v3``: its figures over all its slices)."""
+    print(f"== env: masked-random AEC loop against connect_four_v3.env(), ~{seconds:g} s of CPU "
+          f"per env and task, in {SLICES} alternating slices ==")
     connect_four_v3 = import_connect_four()
-    c4 = turns_per_second(connect_four_v3.env, seconds)
-    results: dict = {"connect_four_v3": c4}
-    print(f"{'env':<34}{'turns/s':>10}{'episodes/s':>12}{'turns/ep':>10}{'vs c4':>8}")
-    print(f"{'connect_four_v3.env()':<34}{c4['turns_per_s']:>10,.0f}"
-          f"{c4['episodes_per_s']:>12,.1f}{c4['turns_per_episode']:>10.1f}{1.0:>8.2f}")
+    c4 = Loop(connect_four_v3.env)
+    results: dict = {}
+    print(f"{'env':<34}{'turns/s':>10}{'episodes/s':>12}{'turns/ep':>10}{'c4 turns/s':>12}"
+          f"{'vs c4':>8}")
     for task in tasks:
-        r = turns_per_second(lambda task=task: fraudarena_v0.env(task_id=task), seconds)
-        r["ratio_vs_connect_four"] = r["turns_per_s"] / c4["turns_per_s"]
+        r = against(Loop(lambda task=task: fraudarena_v0.env(task_id=task)), c4, seconds)
         results[task] = r
         print(f"{'fraudarena_v0.env(' + task + ')':<34}{r['turns_per_s']:>10,.0f}"
               f"{r['episodes_per_s']:>12,.1f}{r['turns_per_episode']:>10.1f}"
-              f"{r['ratio_vs_connect_four']:>8.2f}")
+              f"{r['reference_turns_per_s']:>12,.0f}{r['ratio_vs_reference']:>8.2f}")
+    results["connect_four_v3"] = c4.figures()
+    c4.env.close()
     results["reset_us_task_3"] = reset_time_us(n=200 if seconds < 3.0 else 1000)
     print(f"env reset (task_3): {results['reset_us_task_3']:,.0f} us mean")
     if memory:

@@ -139,6 +139,36 @@ def test_referee_bench_reports_the_median_of_three_runs():
     assert r["steps_per_match"] > 1
 
 
+
+def test_env_bench_times_each_env_in_slices_alternating_with_its_reference():
+    """The ratio compares the two envs over interleaved slices, so a machine that slows down
+    halfway slows both alike: here the machine halves its speed after four slices, and the
+    ratio still reads the true 2.0."""
+    from fraudarena_env.bench import load
+
+    bench_env = load("env")
+    order, clock = [], {"slices": 0}
+
+    class Fake:
+        def __init__(self, name, turns_per_s):
+            self.name, self.rate = name, turns_per_s
+            self.turns = self.episodes = 0
+            self.seconds = 0.0
+
+        def run_for(self, seconds):
+            order.append(self.name)
+            clock["slices"] += 1
+            slow = 2.0 if clock["slices"] > 8 else 1.0  # the machine halves its speed
+            self.turns += int(self.rate * seconds / slow)
+            self.episodes += 1
+            self.seconds += seconds
+
+    ours, c4 = Fake("ours", 20_000), Fake("c4", 10_000)
+    r = bench_env.against(ours, c4, seconds=0.8, slices=8)
+    assert order == ["c4", "ours"] * 8
+    assert r["ratio_vs_reference"] == pytest.approx(2.0)
+    assert r["reference_turns_per_s"] == pytest.approx(7_500)  # its turns over its own slices
+
 # ---------------------------------------------------------------------------- train
 def test_train_hands_its_arguments_to_the_training_script(monkeypatch, tmp_path):
     script = tmp_path / "selfplay.py"
