@@ -71,7 +71,7 @@ from .rules.action_catalog import (
     PAIRS,
     S,
 )
-from .rules.auditor import claim_index
+from .rules.auditor import REPEATED, claim_index
 from .rules.catalog import (
     AD_SLOT,
     AUDIT_TRACK_A,
@@ -397,7 +397,7 @@ class VectorFraudArena(BatchedEnd):
             reason = f"index {index} is outside {role}'s Discrete({N_ACTIONS[role]})"
         else:
             op = OPS[role][index]
-            reason = explain(self.state, m, role, op) or "the flag was already raised"
+            reason = explain(self.state, m, role, op) or REPEATED
             reason += f" (index {index} is {describe(role, index)})"
         raise IllegalActionError(role, index, f"env {m}: {reason}; nothing was applied")
 

@@ -22,6 +22,7 @@ from fraudarena_env import IllegalActionError, fraudarena_v0
 from fraudarena_env.env import END_REASONS, INFO_KEYS
 from fraudarena_env.faces.encoding import N_ACTIONS, OBS_BOUND
 from fraudarena_env.models import AdReviewAction, AuditorAction, FraudsterAction
+from fraudarena_env.rules.action_catalog import A_SUBMIT
 from fraudarena_env.rules.catalog import PHASES, TASK_IDS
 from fraudarena_env.rules.scoring import ILLEGAL_PENALTY
 
@@ -575,6 +576,71 @@ def test_illegal_index_raises_and_retry_works():
     good = _legal(mask, rng)
     env.step(good)
     assert _state(env) != before
+
+
+@pytest.mark.parametrize("task_id", ["task_1", "task_3"])
+def test_every_index_the_mask_leaves_out_is_refused_and_changes_nothing(task_id):
+    """The mask is the whole truth about indices: any index it leaves out, in any phase, raises
+    and leaves the match as it was (a sample of them at every step of a random match, and in
+    the audit phase every flag already raised, which the text face still takes)."""
+    env = fraudarena_v0.env(task_id=task_id)
+    env.reset(seed=3)
+    rng = np.random.default_rng(3)
+    refused = 0
+    for agent in env.agent_iter():
+        obs, _, terminated, truncated, _ = env.last()
+        if terminated or truncated:
+            env.step(None)
+            continue
+        mask = obs["action_mask"]
+        out = np.flatnonzero(mask == 0)
+        sample = rng.choice(out, min(6, len(out)), replace=False).tolist()
+        if agent == "auditor":
+            claimed = env.unwrapped.referee.auditor_actions > 0
+            sample += np.flatnonzero(mask[:A_SUBMIT] == 0).tolist() if claimed else []
+        before = _state(env)
+        for index in sample:
+            with pytest.raises(IllegalActionError):
+                env.step(index)
+            refused += 1
+        assert _state(env) == before
+        env.step(_legal(mask, rng))
+    assert refused > 100
+
+
+def test_a_repeated_flag_is_refused_by_index_in_every_mode_and_taken_as_text():
+    """The auditor's mask leaves out a flag once raised (it can earn nothing more): by index it
+    is refused like any masked action (raise: unchanged; penalize: charged; terminate: the match
+    ends), while the text face answers it and counts it once, as the lineage's clients expect."""
+    def at_the_audit(mode):
+        env = fraudarena_v0.env(task_id="task_1", illegal_action=mode)
+        env.reset(seed=0)
+        rng = np.random.default_rng(0)
+        while env.agent_selection != "auditor":
+            env.step(_legal(env.observe(env.agent_selection)["action_mask"], rng))
+        env.step(0)  # flag_investigator / miscalibration on the match
+        assert env.observe("auditor")["action_mask"][0] == 0
+        return env
+
+    env = at_the_audit("raise")
+    before = _state(env)
+    with pytest.raises(IllegalActionError, match="already raised"):
+        env.step(0)
+    assert _state(env) == before
+    text = env.unwrapped.referee.step_as_auditor(
+        {"action_type": "flag_investigator", "flag_type": "miscalibration"})
+    assert "already raised" in text.feedback and env.unwrapped.referee.step_rewards[2] == 0.0
+
+    env = at_the_audit("penalize")
+    flags = env.unwrapped.referee.auditor_actions
+    env.step(0)
+    assert env.rewards["auditor"] == ILLEGAL_PENALTY
+    assert env.unwrapped.referee.auditor_actions == flags + 1
+
+    env = at_the_audit("terminate")
+    env.step(0)
+    assert all(env.terminations.values())
+    assert env.rewards["auditor"] < 0 and END_REASONS[env.infos["auditor"]["end_reason"]] == "illegal_action"
 
 
 def test_out_of_turn_model_is_illegal():

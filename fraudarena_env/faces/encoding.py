@@ -146,11 +146,12 @@ def describe(role: str, index: int) -> str:
 
 def apply_index(ref: Referee, role: str, index: int) -> float:
     """Apply action ``index`` (in range) of ``role``'s catalogue: the one step-an-index path of
-    the env, the server, the arena and the archive. Returns the role's reward. A refused index
+    the env, the server, the arena and the archive, held to the action mask (a repeated flag,
+    which the text face takes, is refused). Returns the role's reward. A refused index
     raises ``IllegalActionError`` naming the index and what it stands for (penalize mode: the
     referee charges it instead); acting out of turn raises ``OutOfTurnError`` as it is."""
     try:
-        return ref.apply(role, OPS[role][index])
+        return ref.apply_offered(role, OPS[role][index])
     except OutOfTurnError:
         raise
     except IllegalActionError as exc:

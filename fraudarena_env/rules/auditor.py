@@ -1,9 +1,11 @@
 """The auditor's rules: which flags it may raise now, and why not.
 
 A flag needs flags left (``MAX_AUDITOR_ACTIONS``), a flag type of its track, and its ad in the
-queue (or no ad: a flag on the match as a whole). Raising a flag again is legal (it is answered,
-and counts once) but earns nothing, so the tensor face does not offer it: ``legal_mask`` leaves
-repeats out, ``explain`` accepts them. ``submit`` is always legal in the audit phase.
+queue (or no ad: a flag on the match as a whole). Raising a flag again is legal on the text face
+(it is answered, and counts once: the lineage's clients send one flag per finding, repeats
+included) but earns nothing, so the tensor face neither offers nor takes it: ``legal_mask``
+leaves repeats out and an index of one is refused (``REPEATED``, ``Referee.apply_offered``),
+while ``explain`` accepts them. ``submit`` is always legal in the audit phase.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ def claim_index(op: Flag) -> tuple[int, int, int]:
     """Where ``state.claimed`` records a flag: (track, slot + 1, flag type)."""
     track = _TRACK_A if op.track == "A" else _TRACK_B
     return track, op.slot + 1, track_flags(op.track).index(op.flag_type)
+
+
+REPEATED = ("that flag was already raised: it counts once and earns nothing more, so the action "
+            "mask does not offer it again")
 
 
 def repeats(st: MatchState, m: int, op) -> bool:
@@ -134,5 +140,5 @@ END_TURN = None
 EVENTS = (Flagged, Submitted)
 
 
-__all__ = ["APPLY", "CHECKS", "END_TURN", "EVENTS", "MOVES", "PHASE", "ROLE", "claim_index",
-           "legal_mask", "repeats", "track_flags"]
+__all__ = ["APPLY", "CHECKS", "END_TURN", "EVENTS", "MOVES", "PHASE", "REPEATED", "ROLE",
+           "claim_index", "legal_mask", "repeats", "track_flags"]
