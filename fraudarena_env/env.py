@@ -65,6 +65,8 @@ that generator, so a seeded sequence of resets is reproducible.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import gymnasium
@@ -97,7 +99,9 @@ from .rules.catalog import (
     TASKS,
     VERDICTS,
 )
+from .rules.copies import KeepsViews
 from .rules.errors import IllegalActionError
+from .rules.referee import match_settings
 
 AGENTS = ROLES  # the catalogue's roles, in turn order
 # Free-text fields of each action model: a model carrying any of them has no action index.
@@ -126,9 +130,11 @@ INFO_KEYS: tuple[str, ...] = ("phase", "round", "end_reason", "has_grader", "gra
                               *RETURN_KEYS)
 
 
-class raw_env(AECEnv, EzPickle):
+class raw_env(KeepsViews, AECEnv, EzPickle):
     """The bare FraudArena AEC env. Use :func:`fraudarena_env.fraudarena_v0.env` for the wrapped
-    one."""
+    one. A pickled or deep-copied env keeps its match and plays on exactly as the original would
+    (``rules.copies.KeepsViews``; ``EzPickle`` alone rebuilt a fresh env from the constructor's
+    arguments)."""
 
     metadata = {
         "name": "fraudarena_v0",
@@ -166,6 +172,9 @@ class raw_env(AECEnv, EzPickle):
         self.task_id = task_id
         self.render_mode = render_mode
         self.illegal_action = illegal_action
+        if isinstance(illegal_reward, bool) or not isinstance(illegal_reward, numbers.Real) or \
+                not math.isfinite(illegal_reward):
+            raise ValueError(f"illegal_reward must be a finite number, got {illegal_reward!r}")
         self.illegal_reward = float(illegal_reward)
         self.max_cycles = int(max_cycles)
         self._max_steps = self.max_cycles * len(AGENTS)  # one cycle: one step of every agent
@@ -174,6 +183,7 @@ class raw_env(AECEnv, EzPickle):
                  "max_investigator_actions_per_turn": max_investigator_actions_per_turn,
                  "allowed_categories": allowed_categories}
         self.knobs = {k: v for k, v in knobs.items() if v is not None}
+        match_settings(0, task_id, self.knobs)  # a bad knob is named now, not at reset
 
         self.possible_agents = list(AGENTS)
         self.agents = []

@@ -44,7 +44,7 @@ from .policies import BATCHED_BASELINES, Policy
 from .policies.base import BatchPolicy, PerEnvPolicies
 from .role_env import _derived_seed, _make_actor
 from .rules.catalog import ROLES
-from .vector import VectorFraudArena
+from .vector import VectorFraudArena, check_seed
 
 _N_ROLES = len(ROLES)
 
@@ -111,7 +111,8 @@ class VectorRoleEnv(VecEnv):
     # ------------------------------------------------------------------ VecEnv API
     def reset(self):
         seed = self._seeds[0]
-        self._base = self.seed_offset + (0 if seed is None else int(seed))
+        self._base = check_seed(self.seed_offset + (0 if seed is None else int(seed)),
+                                "seed_offset + seed")
         self._reset_seeds()
         self._carry[:] = 0.0
         batch = self.venv.reset(seed=self._base)

@@ -96,6 +96,7 @@ from .rules.catalog import (
     TASKS,
     TRUST_PHRASES,
 )
+from .rules.copies import KeepsViews
 from .rules.errors import IllegalActionError
 from .rules.fraudster import may_arrive_later, may_propose, queue_room
 from .rules.generator import U, blurbs_of, generate_into
@@ -131,6 +132,21 @@ _FLAG_TRACK, _FLAG_ROW, _FLAG_TYPE = np.array(
     [claim_index(op) for op in OPS["auditor"][:A_SUBMIT]], np.int64).T
 
 
+# a base seed stays below this, so that every auto-reset seed ``seed + i + k * num_envs`` stays
+# a valid int64 seed for as long as anyone could play (2**62 more matches)
+SEED_LIMIT = 2**62
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """``seed`` as an int, or a ValueError that says what a base seed may be."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or \
+            not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"{name} must be an integer from 0 to 2**62 - 1 (each env's k-th "
+                         f"auto-reset plays seed + i + k * num_envs, which must stay a valid "
+                         f"seed), or None; got {seed!r}")
+    return int(seed)
+
+
 class VectorStep(NamedTuple):
     """What ``reset`` and ``step`` return: one row per env."""
 
@@ -152,7 +168,7 @@ class _Views:
 
 
 
-class VectorFraudArena(BatchedEnd):
+class VectorFraudArena(KeepsViews, BatchedEnd):
     """``num_envs`` FraudArena matches in lockstep (see the module docstring)."""
 
     agents = ROLES
@@ -169,11 +185,17 @@ class VectorFraudArena(BatchedEnd):
         unknown = set(knobs) - set(MATCH_KNOBS)
         if unknown:
             raise ValueError(f"unknown match knob(s) {sorted(unknown)}; known: {MATCH_KNOBS}")
+        if isinstance(max_cycles, bool) or not isinstance(max_cycles, (int, np.integer)) or \
+                max_cycles < 1:
+            raise ValueError(f"max_cycles must be a positive integer, got {max_cycles!r}")
         n = self.num_envs = int(num_envs)
         self.task_id = task_id
         # env i plays task_ids[i]: the tasks given, in turn
         self.task_ids = tuple(tasks[i % len(tasks)] for i in range(n))
         self.knobs = {k: v for k, v in knobs.items() if v is not None}
+        self._task_settings: dict[str, tuple] = {}
+        for task in set(tasks):  # a bad knob is named now, not at reset
+            self._settings(task)
         self.max_steps = int(max_cycles) * _N_ROLES  # as raw_env counts cycles
         self.copy = copy
         self.state = MatchState.zeros(n)
@@ -203,7 +225,6 @@ class VectorFraudArena(BatchedEnd):
         self._drawn_evidence = np.zeros((n, t, S, N_T))
         self._steps = np.zeros(n, np.int64)
         self._terminal = np.zeros((n, _N_ROLES))  # the ending rewards, paid on the report
-        self._task_settings: dict[str, tuple] = {}
         self._resets = np.zeros(n, np.int64)
         self._seed = 0
         self._rng = np.random.default_rng(0)
@@ -221,11 +242,9 @@ class VectorFraudArena(BatchedEnd):
     # ------------------------------------------------------------------ reset
     def reset(self, seed: int | None = None) -> VectorStep:
         """Start every env: env i plays match ``seed + i`` (``seed`` drawn when None)."""
-        if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (2**62))
-        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-        self._seed = int(seed)
+        seed = int(np.random.SeedSequence().entropy % SEED_LIMIT) if seed is None else \
+            check_seed(seed)
+        self._seed = seed
         self._rng = np.random.default_rng(self._seed)
         self._resets[:] = 0
         self._full[:] = True
@@ -945,4 +964,4 @@ def _may_propose(st: MatchState, env: np.ndarray) -> np.ndarray:
                        st.max_rounds[env])
 
 
-__all__ = ["VectorFraudArena", "VectorStep"]
+__all__ = ["SEED_LIMIT", "VectorFraudArena", "VectorStep", "check_seed"]

@@ -7,6 +7,7 @@ by the cross-process determinism test.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import pickle
@@ -135,9 +136,8 @@ def test_bad_config_is_rejected():
         fraudarena_v0.env(max_cycles=0)
     with pytest.raises(TypeError):
         fraudarena_v0.env(max_turns=3)
-    env = fraudarena_v0.env(max_rounds=0)
-    with pytest.raises(ValueError, match="max_rounds"):
-        env.reset(seed=0)
+    with pytest.raises(ValueError, match="max_rounds"):  # named when built, not at reset
+        fraudarena_v0.env(max_rounds=0)
 
 
 def test_knobs_in_constructor_and_reset_options():
@@ -156,6 +156,15 @@ def test_knobs_in_constructor_and_reset_options():
     env.reset(seed=0, options={"options": 1})
     with pytest.raises(ValueError, match="max_turns"):
         env.reset(seed=0, options={"max_turns": 4})
+
+
+@pytest.mark.parametrize("bad", [dict(max_rounds=-5), dict(max_proposals="x"),
+                                 dict(allowed_categories=["no_such_category"]),
+                                 dict(illegal_reward=float("nan")), dict(illegal_reward="-1"),
+                                 dict(max_cycles=0)])
+def test_bad_settings_are_named_when_the_env_is_built_not_at_its_first_reset(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        fraudarena_v0.env(task_id="task_1", **bad)
 
 
 def test_observe_is_cached_but_returns_fresh_arrays():
@@ -178,6 +187,28 @@ def test_pickle_roundtrip():
     clone = pickle.loads(pickle.dumps(env))
     clone.reset(seed=5)
     assert clone.referee.max_rounds == 3 and clone.render_mode == "ansi"
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copy_of_a_live_env_plays_on_exactly_as_the_original(how):
+    """Branching a rollout: a deep copy or a pickle round trip mid-match keeps the match, and
+    the same actions then give the same observations, rewards and record in both."""
+    env = fraudarena_v0.env(task_id="task_3")
+    env.reset(seed=5)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        env.step(_legal(env.observe(env.agent_selection)["action_mask"], rng))
+    twin = copy.deepcopy(env) if how == "deepcopy" else pickle.loads(pickle.dumps(env))
+    assert twin.agent_selection == env.agent_selection
+    trails = []
+    for e in (env, twin):
+        rng, trail = np.random.default_rng(1), []
+        for agent in e.agent_iter():
+            obs, reward, terminated, truncated, _ = e.last()
+            trail.append((agent, obs["observation"].tobytes(), reward))
+            e.step(None if terminated or truncated else _legal(obs["action_mask"], rng))
+        trails.append((trail, e.unwrapped.referee.state.model_dump_json()))
+    assert trails[0] == trails[1] and len(trails[0][0]) > 20
 
 
 # ----------------------------------------------------------------------------- episodes and masks

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -190,3 +192,49 @@ def test_the_same_seed_gives_the_same_batches():
         return out
 
     assert run() == run()
+
+
+@pytest.mark.parametrize("seed", [-1, 2**62, 2**63, 1.5, True, "0"])
+def test_a_seed_whose_auto_resets_would_leave_the_seed_range_is_refused_up_front(seed):
+    """Env i's k-th reset plays seed + i + k * N: a base seed near 2**63 would wrap around in
+    the middle of a run, so reset refuses it, and a refused reset changes nothing."""
+    venv, twin = VectorFraudArena(2, task_id="task_1"), VectorFraudArena(2, task_id="task_1")
+    batch, same = venv.reset(seed=5), twin.reset(seed=5)
+    with pytest.raises(ValueError, match=r"2\*\*62"):
+        venv.reset(seed=seed)
+    for _ in range(300):  # it plays on from seed 5, through auto-resets, as if never asked
+        batch = venv.step(venv.sample_actions(batch.action_mask))
+        same = twin.step(twin.sample_actions(same.action_mask))
+        np.testing.assert_array_equal(batch.observation, same.observation)
+
+
+def test_the_largest_base_seed_plays_through_its_auto_resets():
+    venv = VectorFraudArena(2, task_id="task_1", max_cycles=20)
+    batch = venv.reset(seed=2**62 - 1)
+    for _ in range(400):
+        batch = venv.step(venv.sample_actions(batch.action_mask))
+    assert venv._resets.min() >= 3  # several matches each, past 2**62 - 1 + i + k * 2
+
+
+@pytest.mark.parametrize("knob", [dict(max_cycles=0), dict(max_cycles=2.5), dict(max_rounds=-5),
+                                  dict(max_proposals="x")])
+def test_bad_settings_are_named_when_the_env_is_built(knob):
+    with pytest.raises(ValueError, match=next(iter(knob))):
+        VectorFraudArena(2, **knob)
+
+
+def test_a_deep_copy_plays_on_exactly_as_the_original():
+    """The vector env's referees, observers and output rows are views of shared arrays; a copy
+    keeps them so, and the same actions then give the same batches."""
+    venv = VectorFraudArena(3, task_id=("task_1", "task_3"))
+    batch = venv.reset(seed=11)
+    for _ in range(50):
+        batch = venv.step(venv.sample_actions(batch.action_mask))
+    twin = copy.deepcopy(venv)
+    same = batch
+    for _ in range(300):  # through several auto-resets
+        batch = venv.step(venv.sample_actions(batch.action_mask))
+        same = twin.step(twin.sample_actions(same.action_mask))
+        np.testing.assert_array_equal(batch.observation, same.observation)
+        np.testing.assert_array_equal(batch.rewards, same.rewards)
+    assert venv._resets.sum() >= 3

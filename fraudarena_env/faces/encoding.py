@@ -81,6 +81,7 @@ from ..rules.catalog import (
     TLDS,
     VERDICTS,
 )
+from ..rules.copies import KeepsViews
 from ..rules.errors import IllegalActionError, OutOfTurnError
 from ..rules.events import (
     AdEdited,
@@ -176,7 +177,7 @@ def _any_slot(ad_id: str, agent: str, action: object) -> int:
 
 
 # ----------------------------------------------------------------------------- observations
-class Observer:
+class Observer(KeepsViews):
     """One role's observation and mask: preallocated arrays carved into named views.
 
     ``fill(ref)`` brings the vector up to date by replaying the referee's ``changes`` since the

@@ -63,6 +63,7 @@ from .catalog import (
     TASKS,
     TaskConfig,
 )
+from .copies import KeepsViews
 from .errors import IllegalActionError, OutOfTurnError
 from .events import AdsArrived, Change, Event, Refused
 from .evidence import token_text
@@ -161,7 +162,7 @@ def match_settings(seed: int | None, task_id: str, knobs: dict) -> tuple:
 _ROLE_INDEX = {role: i for i, role in enumerate(ROLES)}
 
 
-class Referee(MatchView, *MOVES, MatchMachine):  # each role's moves, from the registry
+class Referee(KeepsViews, MatchView, *MOVES, MatchMachine):  # each role's moves, from the registry
     """One FraudArena match, on the rules' ops: ``reset_match`` starts it, ``check`` and ``apply``
     play it (``PLAY`` lists every verb), and ``MatchView`` is how it is read. (``fraudarena_env.
     Referee`` adds the text face's entry points.)

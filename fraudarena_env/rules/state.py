@@ -29,6 +29,7 @@ from .catalog import (
     TARGETS,
     TASKS,
 )
+from .copies import KeepsViews
 from .generator import N_UNIFORM, AdRows
 from .lexicon import N_LEXICAL
 
@@ -88,7 +89,7 @@ ROW_DTYPES = {"label": np.int8, "category": np.int16, "tactic": np.int8, "kind":
 
 
 @dataclass
-class MatchState:
+class MatchState(KeepsViews):
     """The whole of ``n`` matches that the rules decide by (see the module docstring)."""
 
     scalars: np.ndarray  # (N, len(SCALARS)) int64: the changing scalars, one column each
