@@ -20,6 +20,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import sqlite3
 import sys
 import types
@@ -58,6 +59,7 @@ from .rules.catalog import (
     TASKS,
     VERDICTS,
 )
+from .rules.referee import MAX_SEED
 from .rules.scoring import verdict_reward
 
 # name -> factory(seed=...) for each role; the first name is the role's scripted baseline.
@@ -386,6 +388,8 @@ def print_scoreboard(out: Printer, result: MatchResult) -> None:
 
 def cmd_play(args: argparse.Namespace) -> int:
     actions: list | None = [] if args.archive else None
+    if args.archive and not _can_write("play", args.archive):
+        return 2
     result, faces, notes = play_match(args.task, args.seed, args.fraudster, args.investigator,
                                       args.auditor, args.face, actions)
     names = {"fraudster": args.fraudster, "investigator": args.investigator,
@@ -401,15 +405,34 @@ def cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
+def _can_write(command: str, path: str) -> bool:
+    """Whether ``path`` can be written, tried before any work is done (opened for appending,
+    which leaves a file as it is; a file the try created is removed again); if not, says why on
+    stderr."""
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        print(f"fraudarena {command}: cannot write {path}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return False
+    if not existed:
+        os.remove(path)
+    return True
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     """Play an archived match again from its seed and actions, check it reaches the archived
     state, and print it like ``play`` does."""
     from .archive import read_records, replay, state_as_archived
 
+    if args.html and not _can_write("replay", args.html):
+        return 2
     try:
         records = read_records(args.file)
     except (OSError, sqlite3.Error) as exc:
-        print(f"fraudarena replay: cannot read {args.file}: "
+        print(f"fraudarena replay: cannot read {getattr(exc, 'filename', None) or args.file}: "
               f"{getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return 2
     if args.match is not None:
@@ -488,8 +511,9 @@ def parse_seeds(text: str) -> list[int]:
             raise argparse.ArgumentTypeError(
                 f"bad seeds {text!r}: use a range like 1000-1049, a number, or a comma-separated "
                 "mix") from None
-        if lo < 0 or hi < lo:
-            raise argparse.ArgumentTypeError(f"bad seed range {part!r}: need 0 <= first <= last")
+        if lo < 0 or hi < lo or hi > MAX_SEED:
+            raise argparse.ArgumentTypeError(f"bad seed range {part!r}: need 0 <= first <= last "
+                                             "<= 2**63 - 1")
         seeds.extend(range(lo, hi + 1))
     if not seeds:
         raise argparse.ArgumentTypeError("no seeds given")
@@ -834,7 +858,7 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Play one seeded match between the chosen policies and "
                           "print it round by round, then the audit and a scoreboard.")
     play.add_argument("--task", choices=TASK_IDS, default="task_3", help="default: task_3")
-    play.add_argument("--seed", type=_non_negative_int, default=7, help="match seed (default 7)")
+    play.add_argument("--seed", type=_seed, default=7, help="match seed (default 7)")
     for role in ROLES:
         play.add_argument(f"--{role}", choices=list(POLICIES[role]),
                           default=BASELINE_NAMES[role],
@@ -923,13 +947,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _non_negative_int(text: str) -> int:
+def _seed(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed is from 0 to 2**63 - 1, got {value}")
     return value
 
 

@@ -48,43 +48,50 @@ class Referee(rules.Referee):
         return textface.apply_model(self, role, action)
 
     def build_fraudster_observation(self) -> FraudsterObservation:
-        return textface.fraudster_observation(self)
+        return textface.fraudster_observation(_started(self))
 
     def build_investigator_observation(self) -> AdReviewObservation:
-        return textface.investigator_observation(self)
+        return textface.investigator_observation(_started(self))
 
     def build_auditor_observation(self) -> AuditorObservation:
-        return textface.auditor_observation(self)
+        return textface.auditor_observation(_started(self))
 
     def episode_record(self) -> dict:
-        return textface.episode_record(self)
+        return textface.episode_record(_started(self))
 
     # Each role's log, as the RefereeState carries it (the lists themselves: copy to change).
     @property
     def fraudster_log(self) -> list[dict]:
-        return narration.logs(self)[F]
+        return narration.logs(_started(self))[F]
 
     @property
     def investigator_log(self) -> list[dict]:
-        return narration.logs(self)[I]
+        return narration.logs(_started(self))[I]
 
     @property
     def auditor_log(self) -> list[dict]:
-        return narration.logs(self)[A]
+        return narration.logs(_started(self))[A]
 
     def proposal_log(self) -> list[dict]:
         """The fraudster's proposals and edits (``fraudster_proposals``)."""
-        return narration.proposal_log(self)
+        return narration.proposal_log(_started(self))
 
     @property
     def feedback(self) -> list[str]:
         """Each role's feedback line on its last action, in ``ROLES`` order."""
-        return list(narration.narration(self).feedback)
+        return list(narration.narration(_started(self)).feedback)
 
     @property
     def state(self) -> RefereeState:
         """The whole match (for the in-process caller; remote roles get a sealed view)."""
-        return textface.referee_state(self)
+        return textface.referee_state(_started(self))
+
+
+def _started(referee: Referee) -> Referee:
+    """``referee``, once a match has started; before that, an error that says so."""
+    if referee.setup is None:
+        raise RuntimeError("this Referee has no match yet: call reset_match(seed=...) first")
+    return referee
 
 
 __all__ = ["Referee"]

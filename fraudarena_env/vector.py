@@ -882,6 +882,9 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         """One uniformly random legal action per env (the vector env's own generator, seeded by
         ``reset``)."""
         mask = np.asarray(action_mask)
+        if mask.ndim != 2 or mask.shape[0] != self.num_envs:
+            raise ValueError(f"action_mask must be one mask row per env, shape ({self.num_envs}, "
+                             f"actions), as a batch's action_mask is; got shape {mask.shape}")
         if mask.dtype.itemsize == 1 and mask.dtype.kind in "biu":
             mask = mask.view(np.bool_)  # nonzero bytes are true either way; much faster
         legal = np.flatnonzero(mask)  # row-major: each env's legal actions, env after env

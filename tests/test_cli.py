@@ -85,6 +85,25 @@ def test_unknown_task_or_policy_is_a_usage_error(capsys):
     assert "invalid choice: 'oracle'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["play", "--seed", str(2**63)],
+                                  ["evaluate", "--task", "task_1", "--seeds", f"1-{2**63}"]])
+def test_a_seed_past_the_seed_range_is_a_usage_error(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2 and "2**63 - 1" in capsys.readouterr().err
+
+
+def test_an_output_that_cannot_be_written_is_named_before_any_work(capsys, tmp_path):
+    missing = tmp_path / "no_such_dir" / "out"
+    for argv, path in ((["play", "--archive", str(missing)], missing),
+                       (["play", "--archive", str(tmp_path)], tmp_path),
+                       (["replay", str(tmp_path / "a.jsonl"), "--html", str(missing)], missing)):
+        assert cli.main(argv) == 2
+        out, err = capsys.readouterr()
+        assert f"cannot write {path}" in err and out == ""  # no match was played first
+    assert not any(tmp_path.iterdir())  # and nothing was left behind
+
+
 # ---------------------------------------------------------------------------- evaluate
 def test_evaluate_prints_a_table_with_the_scripted_row(capsys):
     out = run(capsys, "evaluate", "--task", "task_1", "--seeds", "1-2", "--no-progress")

@@ -238,3 +238,10 @@ def test_a_deep_copy_plays_on_exactly_as_the_original():
         np.testing.assert_array_equal(batch.observation, same.observation)
         np.testing.assert_array_equal(batch.rewards, same.rewards)
     assert venv._resets.sum() >= 3
+
+
+def test_sample_actions_wants_one_mask_row_per_env():
+    venv = VectorFraudArena(2)
+    batch = venv.reset(seed=0)
+    with pytest.raises(ValueError, match=r"one mask row per env, shape \(2, actions\)"):
+        venv.sample_actions(batch.action_mask[0])

@@ -908,3 +908,13 @@ def test_verdict_rewards_over_arrays_are_verdict_reward_to_the_bit(severity):
     want = [scoring.verdict_reward(int(v), int(lab), sev)
             for v, lab, sev in zip(verdict, label, severity)]
     assert got.tolist() == want
+
+
+def test_a_referee_before_its_first_reset_says_to_reset_it():
+    ref = Referee()
+    for read in (lambda: ref.state, lambda: ref.build_auditor_observation(),
+                 lambda: ref.investigator_log, lambda: ref.episode_record()):
+        with pytest.raises(RuntimeError, match=r"no match yet: call reset_match"):
+            read()
+    ref.reset_match(seed=1)
+    assert ref.state.task_id == "task_1"
