@@ -161,7 +161,14 @@ class RoleEnv(gymnasium.Env):
         # rewards earned before the learner's first turn are paid with its first step
         self._carry = env._cumulative_rewards[self.role]
         if self._over:
-            why = f" ({env._illegal_error})" if env._illegal_error is not None else ""
+            if env._illegal_error is not None:
+                why = f" ({env._illegal_error})"
+            elif env._truncated_by:
+                why = (f": max_cycles={env.max_cycles} cut it first; give RoleEnv a larger "
+                       "max_cycles (a cycle is a step of each agent, and the auditor acts only "
+                       "once play is over)")
+            else:
+                why = ""
             raise RuntimeError(f"the match ended before {self.role}'s first turn{why}")
         if self.render_mode == "human":
             print(env.render())

@@ -189,3 +189,8 @@ def test_maskable_ppo_smoke():
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
     assert info["has_grader"] and info["return"] == info["return_investigator"]
+
+
+def test_a_cut_before_the_learners_first_turn_says_to_raise_max_cycles():
+    with pytest.raises(RuntimeError, match="max_cycles=3 cut it first; give RoleEnv a larger"):
+        RoleEnv("auditor", max_cycles=3).reset(seed=0)
