@@ -33,7 +33,6 @@ import numpy as np
 
 from . import __version__
 from .arena import Arena, MatchResult, evaluate_matches, outcome_counts, same_ring
-from .faces.encoding import N_ACTIONS, Observer
 from .policies import (
     BASELINES,
     DEGENERATE_INVESTIGATORS,
@@ -579,11 +578,14 @@ def _spec_type(role: str) -> Callable[[str], PolicySpec]:
 
 def load_checkpoint(spec: PolicySpec) -> Policy:
     """The MaskablePPO model at ``spec.path`` as a deterministic, masked policy of ``spec.role``
-    (``fraudarena_env.sb3.SB3Policy``). Imports torch and SB3 (the train extra)."""
-    try:
-        from .sb3 import SB3Policy
+    (``fraudarena_env.sb3.SB3Policy``, which checks the model is the role's). Imports torch and
+    SB3 (the train extra)."""
+    from .sb3 import SB3Policy, WrongRoleError
 
-        policy = SB3Policy.load(spec.path, spec.role)
+    try:
+        return SB3Policy.load(spec.path, spec.role)
+    except WrongRoleError as exc:
+        raise CheckpointError(str(exc).replace(str(spec.path), spec.text, 1)) from exc
     except ImportError as exc:
         if (exc.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
             raise
@@ -593,15 +595,6 @@ def load_checkpoint(spec: PolicySpec) -> Policy:
     except Exception as exc:  # not a zip, not an SB3 save, a policy class that will not load...
         raise CheckpointError(f"cannot load {spec.text} as a MaskablePPO checkpoint: "
                               f"{type(exc).__name__}: {exc}") from exc
-    model = policy.model
-    got = (int(np.prod(model.observation_space.shape)), int(getattr(model.action_space, "n", -1)))
-    want = (Observer(spec.role).size, N_ACTIONS[spec.role])
-    if got != want:
-        raise CheckpointError(
-            f"{spec.text} is not a checkpoint of the {spec.role}: its model reads {got[0]} "
-            f"floats and picks among {got[1]} actions; the {spec.role} has {want[0]} and "
-            f"{want[1]}")
-    return policy
 
 
 def policy_factory(spec: PolicySpec) -> Callable[[int], Policy]:

@@ -27,6 +27,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
+from .faces.encoding import N_ACTIONS, Observer
 from .policies import BASELINES, BLIND_INVESTIGATORS, AlwaysReject, Policy, RandomPolicy
 from .role_env import RoleEnv
 from .rules.catalog import ROLES
@@ -57,12 +58,32 @@ class TrainSeeds(gymnasium.Wrapper):
         return self.env.action_masks()
 
 
+class WrongRoleError(ValueError):
+    """A model whose spaces are not those of the role it is asked to play."""
+
+
+def check_role(model, role: str, name: str) -> None:
+    """Raise ``WrongRoleError`` unless ``model`` reads ``role``'s observation vector and picks
+    among its actions (a model trained for another role, or on another layout, would fail only
+    at its first move, or play nonsense)."""
+    space = getattr(model, "observation_space", None)
+    if not isinstance(space, gymnasium.spaces.Box):
+        return
+    got = (int(np.prod(space.shape)), int(getattr(model.action_space, "n", -1)))
+    want = (Observer(role).size, N_ACTIONS[role])
+    if got != want:
+        raise WrongRoleError(f"{name} is not a checkpoint of the {role}: its model reads {got[0]} "
+                             f"floats and picks among {got[1]} actions; the {role} has {want[0]} "
+                             f"and {want[1]}")
+
+
 class SB3Policy(Policy):
     """An SB3 model on the Policy interface: ``predict(vector, action_masks=mask,
     deterministic=True)``.
 
     Works with :func:`fraudarena_env.arena.evaluate` (tensor face) and as a RoleEnv opponent.
-    A MaskablePPO model never picks a masked action (masked logits are set to -1e8).
+    It never picks a masked action: a MaskablePPO model masks its own logits, and a model that
+    knows no masks (PPO, A2C, DQN) plays the legal action it scores highest.
 
     ``fast=True`` (the default) computes the same masked argmax straight from the actor network
     for MaskablePPO MLP policies, skipping ``predict``'s distribution objects: about 3x cheaper per
@@ -73,6 +94,7 @@ class SB3Policy(Policy):
     def __init__(self, model, role: str, name: str = "", seed: int | None = None,
                  fast: bool = True):
         super().__init__(seed)
+        check_role(model, role, name or "the model")
         self.model = model
         self.role = role
         self.name = name or f"sb3-{role}"
@@ -81,6 +103,11 @@ class SB3Policy(Policy):
         except (TypeError, ValueError):
             self._maskable = False
         policy = getattr(model, "policy", None)
+        if not self._maskable and not (hasattr(policy, "get_distribution") or
+                                       hasattr(policy, "q_net")):
+            raise ValueError(f"{self.name}: SB3Policy keeps a model to the action mask through "
+                             "MaskablePPO's masks, or an actor-critic's logits or a Q-network's "
+                             f"values; {type(model).__name__} has none of them")
         self._fast = bool(fast and self._maskable and policy is not None and
                           hasattr(policy, "mlp_extractor") and hasattr(policy, "action_net") and
                           isinstance(getattr(model, "observation_space", None),
@@ -94,9 +121,9 @@ class SB3Policy(Policy):
             return self._act_fast(vector, mask)
         if self._maskable:
             action, _ = self.model.predict(vector, action_masks=mask, deterministic=True)
-        else:
-            action, _ = self.model.predict(vector, deterministic=True)
-        return int(np.asarray(action).reshape(-1)[0])
+            return int(np.asarray(action).reshape(-1)[0])
+        return int(self._masked_best(np.asarray(vector, np.float32).reshape(1, -1),
+                                     mask.reshape(1, -1))[0])
 
     def shared_player(self) -> SB3Policy:
         """One player per frozen model (the first policy made of it): every env whose opponent
@@ -117,9 +144,22 @@ class SB3Policy(Policy):
             return np.argmax(np.where(masks, logits, -np.inf), axis=1).astype(np.int64)
         if self._maskable:
             action, _ = self.model.predict(vectors, action_masks=masks, deterministic=True)
-        else:
-            action, _ = self.model.predict(vectors, deterministic=True)
-        return np.asarray(action, np.int64).reshape(len(masks))
+            return np.asarray(action, np.int64).reshape(len(masks))
+        return self._masked_best(np.asarray(vectors, np.float32), masks)
+
+    def _masked_best(self, vectors: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """A model that knows no masks (PPO, A2C, DQN): the legal action it scores highest,
+        from its action logits or Q-values, so it too keeps to the mask."""
+        import torch
+
+        policy = self.model.policy
+        with torch.no_grad():
+            obs = torch.as_tensor(vectors)
+            if hasattr(policy, "get_distribution"):
+                scores = policy.get_distribution(obs).distribution.logits
+            else:
+                scores = policy.q_net(obs)
+        return np.argmax(np.where(masks, scores.numpy(), -np.inf), axis=1).astype(np.int64)
 
     def _act_fast(self, vector, mask: np.ndarray) -> int:
         import torch
@@ -138,6 +178,7 @@ class SB3Policy(Policy):
         each build their opponent loads it once."""
         stat = Path(path).stat()
         model = _load_model(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, device)
+        check_role(model, role, str(path))
         return cls(model, role, name=Path(path).stem)
 
 
@@ -170,8 +211,9 @@ def imitate(model, role: str, tasks: Sequence[str], samples: int, epochs: int, s
             seed_range: tuple[int, int] = TRAIN_SEED_RANGE,
             teacher: Callable[..., Policy] | None = None,
             progress: Callable[[int], Any] | None = None) -> float:
-    """Warm-start ``model`` by imitating ``role``'s scripted baseline (or ``teacher(seed=...)``,
-    a fresh one per match): play its matches on ``RoleEnv`` (seeds from ``seed_range``,
+    """Warm-start ``model`` by imitating ``role``'s scripted baseline (or ``teacher``), a fresh
+    one per match seeded with the match's seed, so the same ``seed`` records the same
+    decisions (the baseline fraudster draws its tactics): play its matches on ``RoleEnv`` (seeds from ``seed_range``,
     ``tasks`` in turn), record (observation, mask, action), and fit the policy's masked action
     distribution by cross-entropy. Returns the last epoch's mean loss.
 
@@ -179,7 +221,7 @@ def imitate(model, role: str, tasks: Sequence[str], samples: int, epochs: int, s
     epochs)`` in all (a progress bar's ``update``)."""
     import torch
 
-    player = BASELINES[role]()
+    make = BASELINES[role] if teacher is None else teacher
     rng = np.random.default_rng(seed + 7)
     obs, masks, actions = [], [], []
     k = 0
@@ -187,8 +229,7 @@ def imitate(model, role: str, tasks: Sequence[str], samples: int, epochs: int, s
         env = RoleEnv(role, task_id=tasks[k % len(tasks)])
         k += 1
         match_seed = int(rng.integers(*seed_range))
-        if teacher is not None:
-            player = teacher(seed=match_seed)
+        player = make(seed=match_seed)
         o, _ = env.reset(seed=match_seed)
         done = False
         while not done:

@@ -117,6 +117,48 @@ def test_pool_policy_draws_reproducibly_from_the_pool(tmp_path):
         one_role.make_opponent("fraudster", str(tmp_path / "missing.zip"))
 
 
+def test_opponent_specs_name_what_is_wrong_before_any_match(tmp_path):
+    """scripted is every role's baseline; an empty SPEC, a directory whose checkpoints sit one
+    level down, and a pool holding another role's checkpoint are refused when the opponent is
+    built, not when a match first draws the bad member."""
+    from fraudarena_env.policies import HeuristicAuditor, ReactiveFraudster
+
+    assert isinstance(one_role.make_opponent("fraudster", "scripted"), ReactiveFraudster)
+    assert isinstance(one_role.make_opponent("auditor", "scripted"), HeuristicAuditor)
+    with pytest.raises(ValueError, match="give a policy name"):
+        one_role.make_opponent("fraudster", "")
+    nested = tmp_path / "pool" / "fraudster"
+    nested.mkdir(parents=True)
+    _untrained("fraudster").save(str(nested / "fraudster_g0.zip"))
+    with pytest.raises(ValueError, match="only in its subdirectories"):
+        one_role.make_opponent("fraudster", str(tmp_path / "pool"))
+    assert one_role.make_opponent("fraudster", str(nested)).paths == [nested / "fraudster_g0.zip"]
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    _untrained("investigator").save(str(wrong / "investigator.zip"))
+    with pytest.raises(ValueError, match="not a checkpoint of the fraudster"):
+        one_role.make_opponent("fraudster", str(wrong))
+
+
+@pytest.mark.parametrize("kind", ["PPO", "DQN"])
+def test_sb3_policy_keeps_a_model_that_knows_no_masks_to_the_mask(kind):
+    import stable_baselines3
+
+    env = RoleEnv("investigator", task_id="task_3")
+    model = getattr(stable_baselines3, kind)("MlpPolicy", env, seed=0, device="cpu")
+    policy = SB3Policy(model, "investigator")
+    rng = np.random.default_rng(0)
+    n = env.action_space.n
+    vectors = np.stack([env.observation_space.sample() for _ in range(50)]).astype(np.float32)
+    masks = np.zeros((50, n), bool)
+    for mask in masks:
+        mask[rng.choice(n, size=3, replace=False)] = True
+    assert all(mask[policy.act_tensor(v, mask)] for v, mask in zip(vectors, masks))
+    assert masks[np.arange(50), policy.act_many(vectors, masks)].all()
+    with pytest.raises(ValueError, match="not a checkpoint of the fraudster"):
+        SB3Policy(model, "fraudster")
+
+
 def test_training_seeds_avoid_the_eval_seeds():
     env = TrainSeeds(RoleEnv("investigator", task_id="task_1"), (100_000, 200_000))
     env.reset(seed=1)
@@ -157,13 +199,71 @@ def test_cli_options():
         parse_args(["--vector-envs", "-1"])
 
 
+@pytest.mark.parametrize("argv, says", [
+    (["--timesteps", "-5"], "--timesteps must be at least 0"),
+    (["--eval-every", "-1"], "--eval-every must be at least 0"),
+    (["--n-steps", "0"], "--n-steps must be at least 1"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--n-envs", "0"], "--n-envs must be at least 1"),
+    (["--seed", "-1"], "--seed must be from 0 to 4,000,000"),
+    (["--seed", "5000000"], "--seed must be from 0 to 4,000,000"),
+    (["--val-seeds", "abc"], "--val-seeds: bad seeds 'abc'"),
+    (["--val-seeds", "100000"], "--val-seeds 100000 falls in the training seeds"),
+    (["--role", "fraudster", "--calibration-coef", "5"], "the fraudster states none"),
+])
+def test_train_py_names_a_bad_option_as_a_usage_error(capsys, argv, says):
+    with pytest.raises(SystemExit) as exc:
+        one_role.parse_args(argv)
+    assert exc.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_a_run_that_fails_on_its_opponent_leaves_its_directory_as_it_was(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    cfg = one_role.parse_args(["--opponent", "fraudster=nope", "--out", str(out),
+                               "--no-progress", "--no-tensorboard"])
+    with pytest.raises(ValueError, match="opponent fraudster='nope'"):
+        one_role.train(cfg)
+    assert (out / "config.json").read_text() == "{}"
+    with pytest.raises(SystemExit):
+        one_role.parse_args(["--out", str(out / "config.json")])
+
+
+def test_validation_rows_show_the_policy_after_the_steps_they_count(tmp_path):
+    """A row labelled N is the policy trained on N steps, validated before the next rollout
+    (during a rollout, PPO's update for it is still to come), and the last count appears once;
+    the rows were one rollout late, and the last twice."""
+    import torch
+
+    cfg = one_role.parse_args(["--task", "task_1", "--val-seeds", "3000", "--timesteps", "64",
+                               "--vector-envs", "4", "--n-steps", "8", "--eval-every", "32",
+                               "--imitation-samples", "0", "--no-progress", "--no-tensorboard",
+                               "--out", str(tmp_path / "run")])
+    seen = {}
+    real_run = one_role.Validation.run
+
+    def run(self):
+        seen[self.model.num_timesteps] = torch.cat(
+            [p.detach().flatten().clone() for p in self.model.policy.parameters()])
+        real_run(self)
+
+    one_role.Validation.run = run
+    try:
+        trained = one_role.train(cfg)
+    finally:
+        one_role.Validation.run = real_run
+    assert [row["timesteps"] for row in trained.history] == [0, 32, 64]
+    assert not torch.equal(seen[32], seen[0])  # one update done by the row at 32
+
+
 def test_one_role_run_validates_keeps_the_best_and_continues(tmp_path):
     args = ["--task", "task_1", "--timesteps", "256", "--vector-envs", "0", "--n-envs", "2",
             "--n-steps", "128", "--imitation-samples", "200", "--imitation-epochs", "1", "--val-seeds", "3000-3001",
             "--eval-every", "256", "--no-progress", "--no-tensorboard"]
     history = one_role.main([*args, "--out", str(tmp_path / "a")])
-    # validated at the start (after imitation), once in between, and at the end
-    assert [row["timesteps"] for row in history] == [0, 256, 256]
+    # validated at the start (after imitation) and at the end, once each
+    assert [row["timesteps"] for row in history] == [0, 256]
     assert all(0.0 <= row["task_1/grader"] <= 1.0 for row in history)
     assert {"best.zip", "last.zip", "validation.csv", "config.json"} <= {
         p.name for p in (tmp_path / "a").iterdir()}
@@ -576,6 +676,22 @@ def test_imitation_follows_the_teacher_it_is_given(capsys):
     with pytest.raises(SystemExit):
         one_role.parse_args(["--role", "fraudster", "--teacher", "nope"])
     assert "--teacher 'nope': use one of reactive, waiting" in capsys.readouterr().err
+
+
+def test_imitating_the_scripted_fraudster_twice_gives_the_same_weights():
+    """ReactiveFraudster draws its tactics: the teacher of each match is seeded from the match,
+    so the warm start (and with it a whole train.py run) repeats; it was drawn from the
+    operating system's randomness."""
+    import torch
+
+    from fraudarena_env.sb3 import imitate
+
+    weights = []
+    for _ in range(2):
+        model = _untrained("fraudster", "task_3")
+        imitate(model, "fraudster", ("task_3",), 300, 2, seed=4)
+        weights.append(torch.cat([p.detach().flatten() for p in model.policy.parameters()]))
+    assert torch.equal(*weights)
 
 
 def test_headroom_gives_the_scripted_investigator_more_budget_and_restores_the_task():

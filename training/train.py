@@ -148,6 +148,7 @@ ROLE_ENV_DEFAULTS = dict(vector_envs=0, n_envs=6, n_steps=512, batch_size=256, n
 
 # a seed's block of match seeds for --vector-envs (the training range holds 2,000 of them)
 VECTOR_SEED_BLOCK = 1_000_000
+MAX_RUN_SEED = 4_000_000  # --seed: seed * 1000 + an env's index seeds numpy, below 2**32
 
 
 # ============================================================================ 2. opponents
@@ -164,9 +165,20 @@ def save_checkpoint(model: MaskablePPO, path: Path) -> None:
 def make_opponent(role: str, spec: str, seed: int | None = None) -> Policy:
     """One opponent from its SPEC (see ``Config.opponents``): a directory is a pool; anything else
     is what ``fraudarena evaluate --ROLE SPEC`` accepts (a policy name or a checkpoint)."""
+    if not spec.strip():
+        raise ValueError(f"opponent {role}=: give a policy name, a checkpoint .zip or a "
+                         "directory of checkpoints (a pool)")
+    if spec == "scripted":  # every role's scripted baseline, whatever its name
+        spec = cli.BASELINE_NAMES[role]
     path = Path(spec)
     if path.is_dir():
-        return PoolPolicy(role, sorted(path.glob("*.zip")), seed=seed)
+        members = sorted(path.glob("*.zip"))
+        nested = sorted(path.glob("*/*.zip"))
+        if not members and nested:
+            where = ", ".join(sorted({str(p.parent) for p in nested})[:3])
+            raise ValueError(f"opponent {role}={spec!r} holds no checkpoints itself, only in its "
+                             f"subdirectories ({where}): name the pool directory itself")
+        return PoolPolicy(role, members, seed=seed)
     try:
         return cli.policy_factory(cli.parse_policy_spec(role, spec))(seed)
     except argparse.ArgumentTypeError as exc:
@@ -202,7 +214,8 @@ class PoolPolicy(Policy):
         super().__init__(seed)
         self.role = role
         self.paths = list(paths)
-        self.loaded: dict[Path, SB3Policy] = {}
+        # every member loaded (and its role checked) now, not when a match first draws it
+        self.loaded: dict[Path, SB3Policy] = {p: SB3Policy.load(p, role) for p in self.paths}
         self.scripted = BASELINES[role](seed=seed)
         self.members: list[Path | None] = [*([None] if include_scripted else []), *self.paths]
         if not self.members:
@@ -215,8 +228,6 @@ class PoolPolicy(Policy):
         if member is None:
             self.current = self.scripted
         else:
-            if member not in self.loaded:
-                self.loaded[member] = SB3Policy.load(member, self.role)
             self.current = self.loaded[member]
         self.current.reset(seed=int(self.rng.integers(2**63 - 1)))
 
@@ -459,10 +470,15 @@ class Validation(BaseCallback):
             self.run()
         self.next_at = self.num_timesteps + self.cfg.eval_every
 
-    def _on_step(self) -> bool:
+    def _on_rollout_start(self) -> None:
+        # here, before the next rollout, the policy has been updated on every step counted so
+        # far (during a rollout, and at its end, the update for it is still to come)
         if self.cfg.eval_every and self.num_timesteps >= self.next_at:
             self.run()
-            self.next_at += self.cfg.eval_every
+            while self.next_at <= self.num_timesteps:
+                self.next_at += self.cfg.eval_every
+
+    def _on_step(self) -> bool:
         return True
 
 
@@ -509,9 +525,10 @@ def train(cfg: Config, bar=None) -> Trained:
             raise ValueError(f"validation seed {s} falls in the training seed range")
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     specs = dict(cfg.opponents)
+    for role, spec in specs.items():  # a bad SPEC is named before anything is written
+        make_opponent(role, spec)
+    out.mkdir(parents=True, exist_ok=True)
 
     def opponents() -> dict[str, Policy]:
         return {r: make_opponent(r, specs[r]) for r in specs}
@@ -525,6 +542,9 @@ def train(cfg: Config, bar=None) -> Trained:
         bar.set_postfix_str("imitation")
     model = new_model(cfg, env, out / "tb" if cfg.tensorboard else None,
                       progress=bar.update if bar is not None else None)
+    # written once the opponents and the model (--init, the warm start) exist: a run that fails
+    # before that leaves a run directory as it found it
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     history: list[dict] = []
     episodes: list[dict] = []
     validation = Validation(cfg, out, history)
@@ -608,6 +628,28 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                 "in it")
     if a.vector_envs is not None and a.vector_envs < 0:
         p.error(f"--vector-envs must be 0 or a positive number of matches, got {a.vector_envs}")
+    if a.calibration_coef and a.role != "investigator":
+        p.error(f"--calibration-coef: calibration scores the investigator's confidences; the "
+                f"{a.role} states none")
+    for flag, value, least in (("--timesteps", a.timesteps, 0), ("--eval-every", a.eval_every, 0),
+                               ("--imitation-samples", a.imitation_samples, 0),
+                               ("--imitation-epochs", a.imitation_epochs, 1),
+                               ("--n-envs", a.n_envs, 1), ("--n-steps", a.n_steps, 1),
+                               ("--batch-size", a.batch_size, 1), ("--n-epochs", a.n_epochs, 1)):
+        if value is not None and value < least:
+            p.error(f"{flag} must be at least {least}, got {value}")
+    if not 0 <= a.seed <= MAX_RUN_SEED:
+        p.error(f"--seed must be from 0 to {MAX_RUN_SEED:,} (each env's generator is seeded with "
+                f"seed * 1000 + its index, which numpy wants below 2**32), got {a.seed}")
+    if Path(a.out).exists() and not Path(a.out).is_dir():
+        p.error(f"--out {a.out!r} is a file; give a directory for the run")
+    try:
+        val_seeds = tuple(parse_seeds(a.val_seeds)) if a.val_seeds else d.val_seeds
+    except argparse.ArgumentTypeError as exc:
+        p.error(f"--val-seeds: {exc}")
+    if clash := [s for s in val_seeds if d.train_seed_range[0] <= s < d.train_seed_range[1]]:
+        p.error(f"--val-seeds {clash[0]} falls in the training seeds "
+                f"{d.train_seed_range[0]}-{d.train_seed_range[1] - 1}; validate on others")
     if a.teacher:
         try:
             teacher_factory(a.role, a.teacher)
@@ -621,7 +663,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         batch_size=a.batch_size, n_epochs=a.n_epochs, ent_coef=a.ent_coef,
         clip_range=a.clip_range,
         calibration_coef=a.calibration_coef, grader_coef=a.grader_coef,
-        val_seeds=tuple(parse_seeds(a.val_seeds)) if a.val_seeds else d.val_seeds,
+        val_seeds=val_seeds,
         eval_every=a.eval_every, seed=a.seed, out=a.out, progress=not a.no_progress,
         tensorboard=not a.no_tensorboard)
 
