@@ -71,6 +71,20 @@ def test_results_script_reports_both_checkpoints_against_the_references(capsys):
         assert row in out, row
 
 
+@pytest.mark.parametrize("argv, says", [
+    (["--seeds", "x"], "bad seeds 'x'"),
+    (["--investigator", str(CHECKPOINTS / "fraudster.zip")], "not a checkpoint of the investigator"),
+    (["--fraudster", "missing.zip"], "no fraudster checkpoint at missing.zip"),
+])
+def test_results_script_names_a_bad_argument_before_any_match(capsys, argv, says):
+    from fraudarena_env.cli import load_script
+
+    results = load_script(CHECKPOINTS.parent / "results.py", "fraudarena_results")
+    with pytest.raises(SystemExit) as exc:
+        results.main(argv)
+    assert exc.value.code == 2 and says in capsys.readouterr().err
+
+
 def test_the_fraudster_hides_its_ads_and_proposes_early(fraudster):
     """What it learned (RESULTS.md): its teacher's hidden tactics (subtle and camouflaged copy),
     proposed as soon as it can, as ReactiveFraudster proposes; the last round takes none."""

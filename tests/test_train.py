@@ -210,6 +210,9 @@ def test_cli_options():
     (["--val-seeds", "abc"], "--val-seeds: bad seeds 'abc'"),
     (["--val-seeds", "100000"], "--val-seeds 100000 falls in the training seeds"),
     (["--role", "fraudster", "--calibration-coef", "5"], "the fraudster states none"),
+    (["--opponent", "fraudster=random", "--opponent", "fraudster=scripted"],
+     "the fraudster is already 'random'"),
+    (["--init", "no_such.zip"], "--init 'no_such.zip': no such checkpoint file"),
 ])
 def test_train_py_names_a_bad_option_as_a_usage_error(capsys, argv, says):
     with pytest.raises(SystemExit) as exc:

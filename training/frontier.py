@@ -72,10 +72,10 @@ def verdict(gain: float, gain_se: float, drop: float) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="task_2,task_3", type=parse_task_list)
-    p.add_argument("--seeds", default="500-699")
+    p.add_argument("--seeds", type=parse_seeds, default="500-699")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
-    seeds = parse_seeds(a.seeds)
+    seeds = a.seeds
     for task in a.task:
         bar = progress_bar(1 + len(TACTIC_SETS) * (TASKS[task].max_rounds - 1), not a.no_progress,
                            desc=task, unit="fraudster")

@@ -31,6 +31,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
+from fraudarena_env import cli
 from fraudarena_env.arena import evaluate, evaluate_matches, mean_metrics, standard_error
 from fraudarena_env.catalog import TASK_IDS
 from fraudarena_env.cli import parse_seeds, parse_task_list
@@ -219,29 +220,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--investigator", default="training/checkpoints/investigator.zip")
     p.add_argument("--fraudster", default="training/checkpoints/fraudster.zip")
-    p.add_argument("--seeds", default="7000-7039")
+    p.add_argument("--seeds", type=parse_seeds, default="7000-7039")
     p.add_argument("--task", default=",".join(TASK_IDS), type=parse_task_list)
-    p.add_argument("--paired-seeds", default="",
+    p.add_argument("--paired-seeds", type=lambda t: parse_seeds(t) if t else [], default="",
                    help="also compare each checkpoint with its role's scripted player match by "
                         "match on these seeds (e.g. 8000-8199)")
     p.add_argument("--curves", nargs="*", default=[], help="validation.csv files to plot")
     p.add_argument("--plot", default="training/results.png")
     a = p.parse_args(argv)
-    seeds = parse_seeds(a.seeds)
+    seeds = a.seeds
     tasks = list(a.task)
-    if a.investigator:  # "" skips a role
-        investigator = SB3Policy.load(a.investigator, "investigator")
+    players = {}
+    for role in ("investigator", "fraudster"):  # "" skips a role
+        if getattr(a, role):
+            try:  # a missing file or another role's checkpoint, named before any match
+                spec = cli.parse_policy_spec(role, getattr(a, role))
+                if spec.path is None:
+                    p.error(f"--{role}: {getattr(a, role)!r} is not a checkpoint .zip")
+                players[role] = cli.load_checkpoint(spec)
+            except (argparse.ArgumentTypeError, cli.CheckpointError) as exc:
+                p.error(f"--{role}: {exc}")
+    if a.investigator:
+        investigator = players["investigator"]
         print(investigator_table(tasks, seeds, investigator))
         print()
         if a.paired_seeds:
-            print(paired_table("investigator", tasks, parse_seeds(a.paired_seeds), investigator))
+            print(paired_table("investigator", tasks, a.paired_seeds, investigator))
             print()
     if a.fraudster:
-        fraudster = SB3Policy.load(a.fraudster, "fraudster")
+        fraudster = players["fraudster"]
         print(fraudster_table(tasks, seeds, fraudster))
         if a.paired_seeds:
             print()
-            print(paired_table("fraudster", tasks, parse_seeds(a.paired_seeds), fraudster))
+            print(paired_table("fraudster", tasks, a.paired_seeds, fraudster))
     if a.investigator and a.fraudster:
         print()
         print(crossplay_table(tasks, seeds, investigator, fraudster))

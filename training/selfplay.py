@@ -405,7 +405,7 @@ def parse_args(argv: Sequence[str] | None = None) -> LeagueConfig:
     p.add_argument("--investigator-net", choices=("slot", "mlp"), default=None)
     p.add_argument("--seed", type=int, default=None, help=f"default {d.seed}")
     p.add_argument("--out", default=None, help=f"run directory (default {d.out})")
-    p.add_argument("--eval-seeds", default=None, help="held-out seeds (default 1000-1019)")
+    p.add_argument("--eval-seeds", type=parse_seeds, default=None, help="held-out seeds (default 1000-1019)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-tensorboard", action="store_true")
     a = p.parse_args(argv)
@@ -431,7 +431,7 @@ def parse_args(argv: Sequence[str] | None = None) -> LeagueConfig:
     if a.investigator_net:
         changes["net"] = a.investigator_net
     if a.eval_seeds:
-        changes["eval_seeds"] = tuple(parse_seeds(a.eval_seeds))
+        changes["eval_seeds"] = tuple(a.eval_seeds)
     if a.no_progress:
         changes["progress"] = False
     if a.no_tensorboard:

@@ -622,7 +622,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         role, sep, spec = item.partition("=")
         if not sep or role not in ROLES or role == a.role:
             p.error(f"--opponent {item!r}: expected ROLE=SPEC with ROLE another role")
+        if role in dict(opponents):
+            p.error(f"--opponent {item!r}: the {role} is already {dict(opponents)[role]!r}; "
+                    "give each role once (a directory of checkpoints is a pool)")
         opponents.append((role, spec))
+    if a.init and not Path(a.init).is_file():
+        p.error(f"--init {a.init!r}: no such checkpoint file")
     if a.grader_coef and a.role not in GraderReward.SIGN:
         p.error(f"--grader-coef: the grader scores the investigator; the {a.role} has no stake "
                 "in it")
