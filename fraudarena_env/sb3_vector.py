@@ -10,7 +10,9 @@ the match ``RoleEnv(role, ...)`` plays on seed ``seed_offset + s + i`` (``s`` fr
 rewards and endings (``tests/test_sb3_vector.py`` checks it step by step). A finished env
 starts its next match at once, the vector env's ``k``-th reset of env ``i`` using seed
 ``seed_offset + s + i + k * N``, and its opponents are reseeded from that seed as ``RoleEnv``
-reseeds them.
+reseeds them. A later ``reset()`` without a seed plays on with matches none of the envs has
+played (as ``DummyVecEnv``'s unseeded resets do; it replayed the first ones), so ``learn`` in
+chunks never trains twice on a match.
 
 * ``action_masks()`` (and ``env_method("action_masks")``, which sb3-contrib's ``MaskablePPO``
   calls) gives the learner's legal actions, one bool row per env;
@@ -24,8 +26,9 @@ reseeds them.
 * ``infos[i]`` is empty while env ``i`` plays on; when its match ends it has ``raw_env``'s info
   keys for that match (``end_reason``, ``has_grader``, ``grader_score``, ...; not the returns:
   SB3's ``VecMonitor`` counts them), ``terminal_observation`` (the learner's view as the match
-  ended; after the auditor's phase began, the views of the fraudster and the investigator are
-  no longer updated, as nobody reads them again) and ``TimeLimit.truncated``.
+  ended, the one ``RoleEnv`` returns: SB3 bootstraps a truncated match from it) and
+  ``TimeLimit.truncated``. A match cut by ``max_cycles`` before the learner's first turn is an
+  error, as in ``RoleEnv``.
 
 Needs the training extra (``pip install torch==2.13.0 && pip install -e ".[train]"``).
 """
@@ -75,6 +78,7 @@ class VectorRoleEnv(VecEnv):
         self._match_seed = np.zeros(n, np.int64)
         self._actions: np.ndarray | None = None
         self._base = self.seed_offset
+        self._played = False  # whether a reset has started matches (see reset)
 
     def _opponents(self, opponents) -> dict[str, BatchPolicy]:
         """Per other role, its player in every env: one SB3 model predicting for all of them,
@@ -111,8 +115,12 @@ class VectorRoleEnv(VecEnv):
     # ------------------------------------------------------------------ VecEnv API
     def reset(self):
         seed = self._seeds[0]
-        self._base = check_seed(self.seed_offset + (0 if seed is None else int(seed)),
-                                "seed_offset + seed")
+        if seed is None and self._played:  # unseeded: new matches, after every one played
+            base = self._base + self.num_envs * (int(self.venv._resets.max()) + 1)
+        else:
+            base = self.seed_offset + (0 if seed is None else int(seed))
+        self._base = check_seed(base, "seed_offset + seed")
+        self._played = True
         self._reset_seeds()
         self._carry[:] = 0.0
         batch = self.venv.reset(seed=self._base)
@@ -209,6 +217,12 @@ class VectorRoleEnv(VecEnv):
         if not self.venv.final_info:
             return
         for m, info in self.venv.final_info.items():
+            if infos[m]:  # a second ending in one step: the new match never reached the learner
+                raise RuntimeError(
+                    f"env {m}: the match on seed {int(self._match_seed[m])} ended before the "
+                    f"{self.role}'s first turn (max_cycles={self.venv.max_steps // _N_ROLES} cut "
+                    "it first); give VectorRoleEnv a larger max_cycles (the auditor acts only "
+                    "once play is over)")
             infos[m] = dict(info)
             infos[m]["terminal_observation"] = self.venv.final_view[m]
             infos[m]["TimeLimit.truncated"] = bool(batch.truncated[m])

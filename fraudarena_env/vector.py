@@ -52,6 +52,7 @@ from .faces.encoding import (
     apply_index,
     describe,
     markers_value,
+    withhold,
 )
 from .rules import scoring
 from .rules.action_catalog import (
@@ -382,12 +383,38 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         over = np.flatnonzero(terminated | truncated)
         self.final_info = {m: self._final_info(m, bool(truncated[m])) for m in over.tolist()}
         if self.keep_final_view is not None:
-            self.final_view = {m: self.buffers[self.keep_final_view][m].copy()
-                               for m in over.tolist()}
+            self.final_view = self._final_views(self.keep_final_view, over)
         if len(over):
             self._resets[over] += 1
             self._start(over, self._seed + over + self._resets[over] * n)
         return self._batch(rewards, terminated, truncated, active)
+
+    def _final_views(self, role: str, over: np.ndarray) -> dict[int, np.ndarray]:
+        """``role``'s view of each match in ``over`` as it ends, as the scalar env's
+        ``observe(role)`` gives it then: the entries that follow the turn brought up to date
+        (a role's rows are otherwise written only while it acts) and, while the fraudster
+        moves, the investigator's unseen ads withheld."""
+        if not len(over):
+            return {}
+        self._globals(role, over)  # (these envs' output rows are rewritten when they restart)
+        st, views = self.state, {}
+        at = self._views[role].at["status"][0]
+        pulls_left = self._views[role].at["pulls_left"][0] if role == "investigator" else 0
+        for m in over.tolist():
+            view = views[m] = self.buffers[role][m].copy()
+            if st.end_reason[m] >= 0:  # play ended: what was pending is approved now
+                slots = np.flatnonzero(st.present[m])
+                status = view[at:at + S * 4].reshape(S, 4)
+                status[slots] = 0.0
+                status[slots, st.verdict[m, slots] + 1] = 1.0
+                if role == "investigator":  # a decided ad takes no more pulls
+                    view[pulls_left + slots] = 0.0
+            if role == "investigator" and st.phase[m] == Phase.FRAUDSTER_TURN:
+                hidden = np.flatnonzero(st.present[m] & (st.arrived[m] == st.round_number[m]))
+                if len(hidden):
+                    withhold(self.observers[m][ROLES.index(role)], view, hidden,
+                             int(st.n_arrived[m] - st.n_manual[m]))
+        return views
 
     def _final_info(self, m: int, cut: bool) -> dict:
         """How env ``m``'s match ended, read before it resets: ``raw_env``'s info keys but the
@@ -833,6 +860,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             left = MAX_AUDITOR_ACTIONS - st.auditor_actions[env]
         else:
             left = st.caps[env, r] - st.actions_this_turn[env]
+        left = np.where(st.phase[env] == r, left, 0)  # none off its turn (a match's last view)
         put("actions_left_this_turn", left / st.caps[env, r])
         if role == "investigator":
             put("budget", st.budget[env] / st.action_budget[env])

@@ -19,17 +19,20 @@ from fraudarena_env.sb3_vector import VectorRoleEnv  # noqa: E402
 
 
 def _lockstep(role: str, task_id, seed: int, num_envs: int, steps: int,
-              opponents=None, small_batch: int | None = None) -> int:
+              opponents=None, small_batch: int | None = None, max_cycles: int = 1000) -> int:
     """Drive VectorRoleEnv and one RoleEnv per env on the same learner actions; compare
-    observations, masks, rewards and endings. Returns how many episodes ended. ``small_batch``:
+    observations, masks, rewards and endings (the last observation of a match included, which
+    SB3 bootstraps a truncated match from). Returns how many episodes ended. ``small_batch``:
     the batched scripted investigator's (0: it decides every batch with arrays)."""
-    venv = VectorRoleEnv(role, num_envs, opponents=opponents, task_id=task_id, seed_offset=seed)
+    venv = VectorRoleEnv(role, num_envs, opponents=opponents, task_id=task_id, seed_offset=seed,
+                         max_cycles=max_cycles)
     if small_batch is not None:
         venv._players["investigator"].small_batch = small_batch
     obs = venv.reset()
     tasks = (task_id,) if isinstance(task_id, str) else task_id
     envs = [RoleEnv(role, opponents=opponents() if callable(opponents) else opponents,
-                    task_id=tasks[i % len(tasks)]) for i in range(num_envs)]
+                    task_id=tasks[i % len(tasks)], max_cycles=max_cycles)
+            for i in range(num_envs)]
     resets = [0] * num_envs
     for i, env in enumerate(envs):
         first, _ = env.reset(seed=seed + i)
@@ -51,6 +54,8 @@ def _lockstep(role: str, task_id, seed: int, num_envs: int, steps: int,
                 assert infos[i]["grader_score"] == info["grader_score"]
                 assert infos[i]["end_reason"] == info["end_reason"]
                 assert infos[i]["TimeLimit.truncated"] == (trunc and not term)
+                np.testing.assert_array_equal(infos[i]["terminal_observation"], o,
+                                              err_msg=f"last view, step {step} env {i}")
                 resets[i] += 1
                 o, _ = env.reset(seed=seed + i + resets[i] * num_envs)
             else:
@@ -71,6 +76,27 @@ def test_the_fraudsters_seat_plays_role_envs_matches(task_id):
 
 def test_several_tasks_in_turn():
     assert _lockstep("investigator", ("task_3", "task_1"), seed=2, num_envs=4, steps=100) > 0
+
+
+def test_the_auditors_seat_plays_role_envs_matches():
+    assert _lockstep("auditor", ("task_1", "task_3"), seed=3, num_envs=4, steps=60) > 0
+
+
+@pytest.mark.parametrize("role, max_cycles", [("investigator", 5), ("investigator", 12),
+                                              ("fraudster", 8)])
+def test_a_match_cut_by_max_cycles_ends_on_the_view_role_env_ends_on(role, max_cycles):
+    """SB3 bootstraps a truncated match from ``terminal_observation``: it must be the view the
+    learner would have now (it was the view of its last turn: another round, phase and budget,
+    and, while the fraudster moves, ads the investigator does not see yet)."""
+    assert _lockstep(role, ("task_3", "task_2"), seed=0, num_envs=4, steps=150,
+                     max_cycles=max_cycles) > 10
+
+
+def test_the_fraudsters_seat_through_many_matches_with_the_batched_investigator():
+    """Long enough to meet a state where every pending ad has had all its pulls (the batched
+    investigator once pulled a decided ad there, masked, and played end_turn)."""
+    assert _lockstep("fraudster", ("task_1", "task_2", "task_3_unseen"), seed=5, num_envs=6,
+                     steps=300) > 100
 
 
 @pytest.mark.parametrize("task_id", ["task_1", "task_3"])
@@ -200,3 +226,31 @@ def test_checkpoint_opponents_act_in_one_call_per_network_and_play_role_envs_mat
     assert _lockstep("investigator", "task_2", seed=4, num_envs=8, steps=60,
                      opponents=opponents) > 0
     assert calls and max(calls) > 1
+
+
+def test_an_unseeded_reset_plays_on_with_matches_not_yet_played():
+    """As DummyVecEnv's unseeded resets do: learn() in chunks never trains twice on a match (a
+    reset without a seed replayed the first matches)."""
+    venv = VectorRoleEnv("investigator", 3, task_id="task_1")
+    venv.reset()  # no seed(): matches 0, 1, 2 first
+    first = set(venv._match_seed.tolist())
+    assert first == {0, 1, 2}
+    for _ in range(60):
+        venv.step(np.array([np.flatnonzero(m)[0] for m in venv.action_masks()]))
+    played = first | set((venv._base + np.arange(3)[:, None] + 3 * np.arange(
+        venv.venv._resets.max() + 1)).ravel().tolist())
+    venv.reset()
+    assert not set(venv._match_seed.tolist()) & played
+    venv.seed(0)
+    venv.reset()
+    assert set(venv._match_seed.tolist()) == first  # a seeded reset starts where it says
+
+
+def test_a_match_cut_before_the_learners_first_turn_is_an_error_as_in_role_env():
+    """Seed 0's match reaches the audit within 14 cycles; the next ones do not (they were
+    skipped silently, and the learner's info described the last of them)."""
+    venv = VectorRoleEnv("auditor", 1, task_id="task_1", max_cycles=14)
+    venv.reset()
+    with pytest.raises(RuntimeError, match="ended before the auditor's first turn"):
+        for _ in range(60):
+            venv.step(np.array([np.flatnonzero(venv.action_masks()[0])[0]]))

@@ -594,13 +594,18 @@ def _inv_shown(obs: Observer, ref: Referee) -> np.ndarray:
     if not len(hidden):
         return obs.tensor
     out = obs.tensor.copy()
+    withhold(obs, out, hidden, ref.n_arrived - ref.n_manual)
+    return out
+
+
+def withhold(obs: Observer, out: np.ndarray, hidden: np.ndarray, pending: int) -> None:
+    """Blank, in ``out`` (an investigator's vector), the rows of the ``hidden`` slots, and count
+    them out of the ``pending`` ads (``_inv_shown``, and the vector env's last views)."""
     for name in _INV_SLOT_BLOCKS:
-        rows = obs.views[name]
-        width = rows.size // S
+        width = obs.views[name].size // S
         at = obs.off[name] + width * hidden[:, None] + np.arange(width)
         out[at] = 0.0
-    out[obs.off["pending_count"]] = (ref.n_arrived - len(hidden) - ref.n_manual) / S
-    return out
+    out[obs.off["pending_count"]] = (pending - len(hidden)) / S
 
 
 def _as_is(obs: Observer, ref: Referee) -> np.ndarray:
@@ -821,5 +826,5 @@ def shared_signals(ref: Referee) -> np.ndarray:
     return shared
 
 
-__all__ = ["N_ACTIONS", "OPS", "Observer", "apply_index", "describe", "index_of", "index_to_op", "op_to_index",
+__all__ = ["N_ACTIONS", "OPS", "Observer", "apply_index", "describe", "index_of", "index_to_op", "op_to_index", "withhold",
            "op_to_model", "model_to_op", "shared_signals", "ROLES"]

@@ -269,8 +269,9 @@ class BatchedScriptedInvestigator(BatchPolicy):
         ruling = harm & ~looking
         undecided &= ~harm
         # 4. pull the most valuable source while it is worth its price
-        at = np.where(r.pending, gain_top, _NO).argmax(axis=1)
-        pull = undecided & can_pull & (gain_top[rows, at] > price)
+        pending_gain = np.where(r.pending, gain_top, _NO)  # (kept gains of decided ads are old)
+        at = pending_gain.argmax(axis=1)
+        pull = undecided & can_pull & (pending_gain[rows, at] > price)
         action[pull] = at[pull] * N_T + gain_at[rows, at][pull]
         undecided &= ~pull
         # 5. approve what is settled, with budget to spare; else leave it to the end

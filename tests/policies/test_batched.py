@@ -7,6 +7,8 @@ order and some left out now and then, as ``VectorRoleEnv`` asks only the envs wa
 investigator.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -124,3 +126,18 @@ def test_per_env_policies_ask_each_env_its_own_player():
     got = batch.act_batch(np.array([2, 0, 1]), vectors, masks)
     assert got.tolist() == [twins[i].act_tensor(vectors[k], masks[k])
                             for k, i in enumerate([2, 0, 1])]
+
+
+def test_a_gain_kept_from_a_decided_ad_never_sends_the_investigator_pulling():
+    """A state where every pending ad has had all its pulls (from a fraudster's training run,
+    task_2): the scalar investigator rules on it. The batched one keeps each slot's best pull
+    from earlier states, decided ads' included; with no pending pull left, argmax over the
+    pending slots fell on slot 0, and its old gain (decided since) beat the price: a masked
+    pull, played as end_turn."""
+    data = np.load(Path(__file__).parent / "data" / "all_pulled_state.npz")
+    vector, mask = data["vector"], data["mask"]
+    scalar = ScriptedInvestigator().act_tensor(vector, mask)
+    batch = BatchedScriptedInvestigator(1, small_batch=1)
+    batch._gain_top[0] = 1.0  # what earlier states may have left for any slot
+    assert batch.act_batch(np.array([0]), vector[None], mask[None])[0] == scalar != I_END
+    assert batch.masked_picks == 0
