@@ -164,13 +164,24 @@ class VectorRoleEnv(VecEnv):
         return [getattr(self, attr_name) for _ in self._get_indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        self._whole_batch("set_attr", attr_name, indices)
         setattr(self, attr_name, value)
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs):
         if method_name == "action_masks":
             return [self._masks[i] for i in self._get_indices(indices)]
+        self._whole_batch("env_method", method_name, indices)
         result = getattr(self, method_name)(*method_args, **method_kwargs)
         return [result for _ in self._get_indices(indices)]
+
+    def _whole_batch(self, call: str, name: str, indices) -> None:
+        """The N matches are one vector env: an attribute or a method is the whole batch's, so
+        asking it of some envs only (which ``DummyVecEnv`` would do) is refused, not widened."""
+        if sorted(set(self._get_indices(indices))) != list(range(self.num_envs)):
+            raise NotImplementedError(
+                f"{call}({name!r}, indices={indices!r}): VectorRoleEnv runs its {self.num_envs} "
+                "matches as one vector env, so this acts on all of them; call it without "
+                "indices")
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
         return [False for _ in self._get_indices(indices)]

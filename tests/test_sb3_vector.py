@@ -254,3 +254,15 @@ def test_a_match_cut_before_the_learners_first_turn_is_an_error_as_in_role_env()
     with pytest.raises(RuntimeError, match="ended before the auditor's first turn"):
         for _ in range(60):
             venv.step(np.array([np.flatnonzero(venv.action_masks()[0])[0]]))
+
+
+def test_attributes_and_methods_of_some_envs_only_are_refused_not_widened():
+    venv = VectorRoleEnv("investigator", 3, task_id="task_1")
+    venv.reset()
+    with pytest.raises(NotImplementedError, match="call it without indices"):
+        venv.set_attr("flag", 1, indices=[1])
+    with pytest.raises(NotImplementedError, match="call it without indices"):
+        venv.env_method("reset", indices=[1])
+    venv.set_attr("flag", 1)
+    assert venv.get_attr("flag") == [1, 1, 1]
+    assert [m.shape for m in venv.env_method("action_masks", indices=[2])] == [(977,)]
