@@ -397,14 +397,16 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         if not len(over):
             return {}
         self._globals(role, over)  # (these envs' output rows are rewritten when they restart)
-        st, views = self.state, {}
-        at = self._views[role].at["status"][0]
-        pulls_left = self._views[role].at["pulls_left"][0] if role == "investigator" else 0
+        st, views, at = self.state, {}, self._views[role].at
+        status_at, left_at = at["status"][0], at["actions_left_this_turn"][0]
+        pulls_left = at["pulls_left"][0] if role == "investigator" else 0
         for m in over.tolist():
             view = views[m] = self.buffers[role][m].copy()
+            if st.phase[m] != ROLES.index(role):  # no actions left off its turn
+                view[left_at] = 0.0
             if st.end_reason[m] >= 0:  # play ended: what was pending is approved now
                 slots = np.flatnonzero(st.present[m])
-                status = view[at:at + S * 4].reshape(S, 4)
+                status = view[status_at:status_at + S * 4].reshape(S, 4)
                 status[slots] = 0.0
                 status[slots, st.verdict[m, slots] + 1] = 1.0
                 if role == "investigator":  # a decided ad takes no more pulls
@@ -860,7 +862,6 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             left = MAX_AUDITOR_ACTIONS - st.auditor_actions[env]
         else:
             left = st.caps[env, r] - st.actions_this_turn[env]
-        left = np.where(st.phase[env] == r, left, 0)  # none off its turn (a match's last view)
         put("actions_left_this_turn", left / st.caps[env, r])
         if role == "investigator":
             put("budget", st.budget[env] / st.action_budget[env])

@@ -516,13 +516,17 @@ class Trained:
     episodes: list[dict]  # training matches
 
 
+def training_seed_among(seeds: Sequence[int], train_range: tuple[int, int]) -> int | None:
+    """The first of ``seeds`` that training matches may draw (validation must not), or None."""
+    return next((s for s in seeds if train_range[0] <= s < train_range[1]), None)
+
+
 def train(cfg: Config, bar=None) -> Trained:
     """Train ``cfg.role``; saves ``last.zip`` (and ``best.zip`` when validating) in ``cfg.out``.
     ``bar``: a shared tqdm bar to advance instead of a bar of its own; either way it counts the
     imitation warm start and then PPO's timesteps, ``progress_steps(cfg)`` in all."""
-    for s in cfg.val_seeds:
-        if cfg.train_seed_range[0] <= s < cfg.train_seed_range[1]:
-            raise ValueError(f"validation seed {s} falls in the training seed range")
+    if (clash := training_seed_among(cfg.val_seeds, cfg.train_seed_range)) is not None:
+        raise ValueError(f"validation seed {clash} falls in the training seed range")
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     specs = dict(cfg.opponents)
@@ -610,7 +614,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--grader-coef", type=float, default=d.grader_coef,
                    help="training reward at match end: +COEF*grader (investigator) or "
                         "-COEF*grader (fraudster: lower it as well as earn)")
-    p.add_argument("--val-seeds", default=None, help="validation seeds (default 3000-3029)")
+    p.add_argument("--val-seeds", type=parse_seeds, default=None,
+                   help="validation seeds (default 3000-3029)")
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out)
@@ -648,12 +653,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                 f"seed * 1000 + its index, which numpy wants below 2**32), got {a.seed}")
     if Path(a.out).exists() and not Path(a.out).is_dir():
         p.error(f"--out {a.out!r} is a file; give a directory for the run")
-    try:
-        val_seeds = tuple(parse_seeds(a.val_seeds)) if a.val_seeds else d.val_seeds
-    except argparse.ArgumentTypeError as exc:
-        p.error(f"--val-seeds: {exc}")
-    if clash := [s for s in val_seeds if d.train_seed_range[0] <= s < d.train_seed_range[1]]:
-        p.error(f"--val-seeds {clash[0]} falls in the training seeds "
+    val_seeds = tuple(a.val_seeds) if a.val_seeds else d.val_seeds
+    if (clash := training_seed_among(val_seeds, d.train_seed_range)) is not None:
+        p.error(f"--val-seeds {clash} falls in the training seeds "
                 f"{d.train_seed_range[0]}-{d.train_seed_range[1] - 1}; validate on others")
     if a.teacher:
         try:

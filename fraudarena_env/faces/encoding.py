@@ -152,7 +152,7 @@ def apply_index(ref: Referee, role: str, index: int) -> float:
     raises ``IllegalActionError`` naming the index and what it stands for (penalize mode: the
     referee charges it instead); acting out of turn raises ``OutOfTurnError`` as it is."""
     try:
-        return ref.apply_offered(role, OPS[role][index])
+        return ref.apply(role, OPS[role][index], masked=True)
     except OutOfTurnError:
         raise
     except IllegalActionError as exc:

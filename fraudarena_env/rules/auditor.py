@@ -4,7 +4,7 @@ A flag needs flags left (``MAX_AUDITOR_ACTIONS``), a flag type of its track, and
 queue (or no ad: a flag on the match as a whole). Raising a flag again is legal on the text face
 (it is answered, and counts once: the lineage's clients send one flag per finding, repeats
 included) but earns nothing, so the tensor face neither offers nor takes it: ``legal_mask``
-leaves repeats out and an index of one is refused (``REPEATED``, ``Referee.apply_offered``),
+leaves repeats out and an index of one is refused (``REPEATED``, ``Referee.apply(masked=True)``),
 while ``explain`` accepts them. ``submit`` is always legal in the audit phase.
 """
 

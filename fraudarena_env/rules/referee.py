@@ -324,34 +324,21 @@ class Referee(KeepsViews, MatchView, *MOVES, MatchMachine):  # each role's moves
         return _repeats(self.match_state, self.index, op)
 
     # ------------------------------------------------------------------ apply
-    def apply(self, role: str, op: Op) -> float:
+    def apply(self, role: str, op: Op, masked: bool = False) -> float:
         """Apply a legal op, or raise ``IllegalActionError`` (penalize mode: charge and use up
-        the action). Returns the acting role's reward for this step."""
+        the action). Returns the acting role's reward for this step. ``masked``: the op is an
+        index of the tensor face, held to the action mask, which also leaves out a flag already
+        raised (legal on the text face, where it earns nothing: ``auditor.REPEATED``)."""
         if self.phase == "done" or PHASE_ROLE[self.phase] != role:
             self.check_turn(role, op)
         reason = self.check(role, op)
-        if reason is not None:
-            return self._refuse(role, op, reason)
-        return self.carry_out(role, op)
-
-    def apply_offered(self, role: str, op: Op) -> float:
-        """``apply`` for an op of the tensor face's catalogue, which is held to the action mask:
-        a flag already raised, legal on the text face but never offered by the mask, is
-        refused too (``auditor.REPEATED``)."""
-        if self.phase == "done" or PHASE_ROLE[self.phase] != role:
-            self.check_turn(role, op)
-        reason = self.check(role, op)
-        if reason is None and self.repeats(op):
+        if reason is None and masked and self.repeats(op):
             reason = REPEATED
         if reason is not None:
-            return self._refuse(role, op, reason)
+            if self.illegal_action == "raise":
+                raise IllegalActionError(role, op, reason)
+            return self.penalize(role, op, reason)
         return self.carry_out(role, op)
-
-    def _refuse(self, role: str, op: Op, reason: str) -> float:
-        """An illegal op: raise ``IllegalActionError``, or (penalize mode) charge it."""
-        if self.illegal_action == "raise":
-            raise IllegalActionError(role, op, reason)
-        return self.penalize(role, op, reason)
 
     def carry_out(self, role: str, op: Op) -> float:
         """Apply ``op``, already known to be legal for ``role`` now (the env's current mask
@@ -430,8 +417,8 @@ class Referee(KeepsViews, MatchView, *MOVES, MatchMachine):  # each role's moves
 
 # The referee's verbs: what code outside the rules may call to change a match (with the read
 # surface, ``MatchView``, this is all it may touch; ``tests/test_boundary.py`` checks it).
-PLAY = ("reset_match", "check", "check_turn", "repeats", "apply", "apply_offered", "carry_out",
-        "penalize", "load_scalars", "store_scalars", "record_proposal", "edit_proposal",
+PLAY = ("reset_match", "check", "check_turn", "repeats", "apply", "carry_out", "penalize",
+        "load_scalars", "store_scalars", "record_proposal", "edit_proposal",
         "sync_links", "record_finish", "adopt_events")
 
 
