@@ -106,7 +106,7 @@ from .rules.machine import template_text
 from .rules.referee import Referee, match_settings
 from .rules.roles import explain
 from .rules.state import END_REASONS, MatchState, Phase
-from .vector_end import BatchedEnd
+from .vector_end import _N_FLAGS, BatchedEnd
 
 _I_ROLE = ROLES.index("investigator")
 _COMMIT_FINAL, _ALL_DECIDED, _MAX_ROUNDS, _BUDGET_EXHAUSTED = (
@@ -118,7 +118,6 @@ _N_ROLES = len(ROLES)
 _SIGNAL_OF_SOURCE = np.full(N_T, -1, np.int64)  # which ring signal a source reveals, or -1
 _SIGNAL_OF_SOURCE[list(RING_SIGNAL_SOURCE)] = np.arange(len(RING_SIGNAL_SOURCE))
 _CONFIDENCE = np.asarray(CONFIDENCE_BUCKETS)
-_N_FLAGS = max(len(AUDIT_TRACK_A), len(AUDIT_TRACK_B))
 # the fraudster's proposal ops (indices below F_MODIFY): each one's category and tactic
 _PROPOSE_CATEGORY, _PROPOSE_TACTIC = np.array(
     [(op.category, op.tactic) for op in OPS["fraudster"][F_PROPOSE:F_MODIFY]], np.int64).T

@@ -17,6 +17,8 @@ check reduces to "a decisive verdict with nothing pulled", and no rationale is s
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .faces.encoding import EVIDENCE_SCALE, OBS_BOUND, TRACK_B_CUES
@@ -24,6 +26,7 @@ from .rules import audit, scoring
 from .rules.action_catalog import A_FLAG_A, A_FLAG_B, A_SUBMIT
 from .rules.catalog import (
     AD_IDS,
+    AD_SLOT,
     APPROVE,
     AUDIT_TRACK_A,
     AUDIT_TRACK_B,
@@ -40,6 +43,7 @@ _T = len(TARGETS)
 _RISKY = np.array([c.family != "legit" for c in CATEGORIES])
 _A = {flag: i for i, flag in enumerate(AUDIT_TRACK_A)}
 _B = {flag: i for i, flag in enumerate(AUDIT_TRACK_B)}
+_N_FLAGS = max(len(AUDIT_TRACK_A), len(AUDIT_TRACK_B))
 _CUE_COLUMN = [(_B[flag], i) for i, flag in enumerate(TRACK_B_CUES)]
 BUDGET_EXHAUSTED = END_REASONS.index("budget_exhausted")
 _CORRECT = np.asarray(CORRECT_VERDICT)  # by label
@@ -75,21 +79,27 @@ class BatchedEnd:
         wrong = np.count_nonzero(linked, axis=(1, 2)) - correct
         conflict = self._track_a(env, manual, verdict, row, linked)
         bias = self._bias(manual, verdict, label, rows.category[e2, row])
+        calibration = _Calibration(st.confidence[env], manual, verdict == _CORRECT[label])
         matches = env.tolist()
-        right = verdict == _CORRECT[label]
-        calibration = [self._calibration(m, manual[j], right[j]) for j, m in enumerate(matches)]
         grades = scoring.grade_batch(
             [self.task_ids[m] for m in matches], label, severity, verdict, present,
-            [skill for _, skill in calibration], correct, wrong,
-            [self.referees[m].n_ring_pairs for m in matches])
-        records = [self._score_one(m, manual[j], verdict[j], float(auto[j]), bias[j],
-                                   calibration[j][0], grades[j])
-                   for j, m in enumerate(matches)]
-        for m, record, flags in zip(matches, records, self._truth_flags(env)):
-            self.referees[m].record_finish(**record, truth_flags=flags)
+            calibration.skill, correct, wrong, [self.referees[m].n_ring_pairs for m in matches])
+        plausibility, by_slot = self._track_b(env, row)
+        self._terminal[env, 0] = self._fraud_outcome(env, manual, verdict, row, by_slot)
+        self._terminal[env, 1] = auto
+        self._terminal[env, 2] = 0.0
+        self._match_flags(env, manual, calibration, bias)
+        bins = calibration.bins()
+        for j, (m, terminal, flags, (score, terms)) in enumerate(zip(
+                matches, self._terminal[env].tolist(), self._truth_flags(env), grades)):
+            self.referees[m].record_finish(
+                calibration=bins[j], grader_score=score, grader_terms=terms,
+                plausibility=plausibility[j], terminal=terminal, truth_flags=flags,
+                end_reason=END_REASONS[int(reason[j])])
         st.phase[env] = Phase.AUDIT_PHASE
         st.actions_this_turn[env] = 0
-        self._show_auditor(env, present, manual, verdict, row, label, severity, conflict, bias)
+        self._show_auditor(env, present, manual, verdict, row, label, severity, conflict, bias,
+                           calibration)
 
     def _track_a(self, env, manual, verdict, row, linked) -> np.ndarray:
         """Track A's per-ad findings (``audit.track_a`` on the tensor face) into ``_truth``;
@@ -133,66 +143,67 @@ class BatchedEnd:
                   (risky, risky & rejected, plain, plain & rejected)]
         return np.stack(counts, axis=1)  # (k, 4): risky, rejected of them, plain, rejected
 
-    def _calibration(self, m, manual, right) -> tuple[list, float]:
-        """Match ``m``'s calibration bins and skill over its manual verdicts (``right``: (S,)
-        whether each slot's verdict was the correct one)."""
-        by_hand = np.flatnonzero(manual).tolist()
-        confidence = self.state.confidence[m, by_hand].tolist()
-        right = right[by_hand].tolist()
-        return (scoring.calibration_bins(confidence, right),
-                scoring.calibration_skill(confidence, right))
+    def _track_b(self, env: np.ndarray, row: np.ndarray) -> tuple[list[dict], np.ndarray]:
+        """Track B on each match's proposals (``audit.track_b``, match by match: it reads their
+        text), its flags into ``_truth``; returns each match's plausibility by ad id, and by
+        slot as a (k, S) array."""
+        category = self.state.rows.category[env[:, None], row].tolist()
+        by_slot = np.zeros((len(env), S))
+        found: list[tuple[int, int, int]] = []
+        by_id = []
+        for j, m in enumerate(env.tolist()):
+            ref, cat = self.referees[m], category[j]
+            slots = ref.proposal_slots
+            flags, plausibility = audit.track_b(
+                [audit.ProposalText(AD_IDS[s], cat[s], ref.copy[s], ref.blurb[s], ref.targeting[s])
+                 for s in slots])
+            by_id.append(plausibility)
+            by_slot[j, slots] = list(plausibility.values())  # in proposal order, as slots
+            found.extend((j, AD_SLOT[ad_id] + 1, _B[flag]) for flag, ad_id in flags)
+        if found:
+            j, slot1, flag = np.asarray(found).T
+            self._truth[env[j], 1, slot1, flag] = True
+        return by_id, by_slot
 
-    def _score_one(self, m, manual, verdict, auto, bias, calibration, grade) -> dict:
-        """What ``_finish`` works out from short per-match lists: track B and the fraudster's
-        outcome, the match-level flags (into ``_truth``). Returns match ``m``'s record for its
-        referee (``record_finish``) with ``calibration`` and ``grade`` (its calibration bins,
-        its grader score and terms, worked out in batch); the rule audit's findings are added
-        once ``_truth`` is complete."""
-        st, ref = self.state, self.referees[m]
-        rows = st.rows
-        slot_row = st.slot_row[m].tolist()
-        severity = rows.severity[m].tolist()
-        verdicts = verdict.tolist()
-        grader_score, grader_terms = grade
-        by_hand = bool(manual.any())
-        category = rows.category[m].tolist()
-        flags_b, plausibility = audit.track_b(
-            [audit.ProposalText(AD_IDS[s], category[slot_row[s]], ref.copy[s], ref.blurb[s],
-                                ref.targeting[s]) for s in ref.proposal_slots])
-        arrived, decided_round = st.arrived[m].tolist(), st.decided_round[m].tolist()
-        round_number, max_rounds = int(st.round_number[m]), int(st.max_rounds[m])
-        fraud = 0.0
-        for s in ref.proposal_slots:
-            decided = decided_round[s] if manual[s] else round_number
-            reach = scoring.proposal_reach(verdicts[s], arrived[s], decided, max_rounds)
-            fraud += scoring.fraudster_outcome(verdicts[s], severity[slot_row[s]],
-                                               plausibility[AD_IDS[s]], reach)
-        terminal = [fraud, auto, 0.0]
-        self._terminal[m] = terminal
-        match = self._truth[m, 0, 0]
-        if by_hand:
-            match[_A["miscalibration"]] = any(
-                n >= audit.MIN_BIN and c - a > audit.OVERCONFIDENCE_GAP
-                for n, c, a in calibration)
-            r_n, r_rej, p_n, p_rej = bias.tolist()
-            match[_A["bias"]] = r_n >= audit.MIN_BIN and p_n >= audit.MIN_BIN and \
-                abs(r_rej / r_n - p_rej / p_n) > audit.BIAS_GAP
-        for flag, ad_id in flags_b:
-            self._truth[m, 1, AD_IDS.index(ad_id) + 1, _B[flag]] = True
-        return dict(calibration=calibration, grader_score=grader_score,
-                    grader_terms=grader_terms, plausibility=plausibility, terminal=terminal,
-                    end_reason=END_REASONS[int(st.end_reason[m])])
+    def _fraud_outcome(self, env, manual, verdict, row, plausibility) -> np.ndarray:
+        """The fraudster's ending reward per match: what its proposals earned
+        (``scoring.fraudster_outcomes``), summed one by one in the order proposed from 0.0,
+        as ``_finish`` sums them."""
+        st = self.state
+        decided = np.where(manual, st.decided_round[env], st.round_number[env][:, None])
+        value = scoring.fraudster_outcomes(
+            verdict, st.rows.severity[env[:, None], row], plausibility, st.arrived[env], decided,
+            st.max_rounds[env][:, None])
+        proposal = st.is_proposal[env]
+        # the k-th proposal takes row n_base + k: the proposals' rows give the order proposed
+        order = np.argsort(np.where(proposal, row, np.iinfo(np.int64).max), axis=1,
+                           kind="stable")
+        value = np.take_along_axis(np.where(proposal, value, 0.0), order, axis=1)
+        return np.cumsum(np.concatenate((np.zeros((len(env), 1)), value), axis=1), axis=1)[:, -1]
+
+    def _match_flags(self, env, manual, calibration, bias) -> None:
+        """The rule audit's match-level findings (track A's miscalibration and bias) into
+        ``_truth``, for matches with manual verdicts (``_finish``'s reading of its calibration
+        bins and of ``_bias``)."""
+        by_hand = manual.any(axis=1)
+        over = (calibration.n >= audit.MIN_BIN) & \
+            (calibration.mean - calibration.accuracy > audit.OVERCONFIDENCE_GAP)
+        self._truth[env, 0, 0, _A["miscalibration"]] = by_hand & over.any(axis=1)
+        r_n, r_rej, p_n, p_rej = bias.T
+        enough = (r_n >= audit.MIN_BIN) & (p_n >= audit.MIN_BIN)
+        gap = np.abs(r_rej / np.maximum(r_n, 1) - p_rej / np.maximum(p_n, 1))
+        self._truth[env, 0, 0, _A["bias"]] = by_hand & enough & (gap > audit.BIAS_GAP)
 
     def _truth_flags(self, env: np.ndarray) -> list[set]:
         """The rule audit's findings of the matches ``env`` as their referees keep them."""
-        found = [set() for _ in range(len(env))]
-        for j, track, slot1, i in zip(*(x.tolist() for x in np.nonzero(self._truth[env]))):
-            flag = (AUDIT_TRACK_A, AUDIT_TRACK_B)[track][i]
-            found[j].add((flag, None if slot1 == 0 else AD_IDS[slot1 - 1]))
-        return found
+        k = len(env)
+        j, flat = np.nonzero(self._truth[env].reshape(k, -1))
+        names = _FLAG_NAME[flat].tolist()
+        bounds = np.searchsorted(j, np.arange(k + 1)).tolist()
+        return [set(names[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
     def _show_auditor(self, env, present, manual, verdict, row, label, severity, conflict,
-                      bias) -> None:
+                      bias, calibration) -> None:
         """The auditor's view of the record (``_fill_auditor_record``) and its first mask."""
         st, rows = self.state, self.state.rows
         buf, at = self.buffers["auditor"], self._views["auditor"].at
@@ -221,13 +232,10 @@ class BatchedEnd:
         for flag, column in _CUE_COLUMN:
             cues[:, :, column] = self._truth[env, 1, 1:, flag] & st.is_proposal[env]
         put("track_b_cues", cues.reshape(k, -1))
-        for j, m in enumerate(env.tolist()):
-            buf[m, slice(*at["calibration"])] = [
-                x for n, mean_conf, accuracy in self.referees[m].calibration
-                for x in (n / S, mean_conf, accuracy)]
-            r_n, r_rej, p_n, p_rej = bias[j].tolist()
-            buf[m, slice(*at["bias"])] = (r_n / S, r_rej / r_n if r_n else 0,
-                                          p_n / S, p_rej / p_n if p_n else 0)
+        put("calibration", np.stack((calibration.n / S, calibration.mean, calibration.accuracy),
+                                    axis=2).reshape(k, -1))
+        r_n, r_rej, p_n, p_rej = bias.T
+        put("bias", np.stack((r_n / S, _share(r_rej, r_n), p_n / S, _share(p_rej, p_n)), axis=1))
         mask = self.masks["auditor"]
         n_a, n_b = len(AUDIT_TRACK_A), len(AUDIT_TRACK_B)
         flag_a = np.zeros((k, S + 1, n_a), np.int8)
@@ -236,6 +244,62 @@ class BatchedEnd:
         mask[env, A_FLAG_A:A_FLAG_B] = flag_a.reshape(k, -1)
         mask[env, A_FLAG_B:A_SUBMIT] = np.repeat(present, n_b, axis=1)
         self._full[env] = True
+
+
+def _share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """``part / whole``, 0 where ``whole`` is 0."""
+    return np.divide(part, whole, out=np.zeros(len(part)), where=whole > 0)
+
+
+class _Calibration:
+    """The calibration bins of k matches' manual verdicts (``scoring.calibration_bins``: count,
+    mean confidence and accuracy per bin, each (k, bins)) and their skill
+    (``scoring.calibration_skill``, (k,)), as arrays. The same floats: each bin's confidences
+    are summed one by one in slot order (a running sum over the slots, zero where a slot is not
+    in the bin), and the skill from the same exactly rounded sums as ``calibration_skill``."""
+
+    _BINS = np.arange(len(scoring.CALIBRATION_BINS) + 1)
+
+    def __init__(self, confidence: np.ndarray, manual: np.ndarray, right: np.ndarray):
+        conf = confidence.astype(np.float64)
+        b = np.searchsorted(np.asarray(scoring.CALIBRATION_BINS), conf, side="right")
+        in_bin = manual[:, None, :] & (b[:, None, :] == self._BINS[None, :, None])
+        self.n = np.count_nonzero(in_bin, axis=2)
+        total = np.cumsum(np.where(in_bin, conf[:, None, :], 0.0), axis=2)[:, :, -1]
+        hits = np.count_nonzero(in_bin & right[:, None, :], axis=2)
+        self.mean = np.divide(total, self.n, out=np.zeros(total.shape), where=self.n > 0)
+        self.accuracy = np.divide(hits, self.n, out=np.zeros(total.shape), where=self.n > 0)
+        self.skill = self._skill(conf, manual, right)
+
+    def _skill(self, conf, manual, right) -> np.ndarray:
+        """Each match's ``calibration_skill``: its squared errors (each worked out once per
+        confidence seen and outcome, as ``calibration_skill`` writes it) summed exactly
+        (``math.fsum``; the zeros of the slots without a manual verdict add nothing), then
+        ``scoring.brier_skill``."""
+        values = np.unique(conf[manual])
+        k, j = np.nonzero(manual)
+        squared = np.zeros(conf.shape)
+        if len(values):
+            table = np.asarray([[(v - ok) ** 2 for ok in (False, True)] for v in values.tolist()])
+            squared[k, j] = table[np.searchsorted(values, conf[k, j]), right[k, j].astype(np.int64)]
+        hits = np.count_nonzero(manual & right, axis=1).tolist()
+        return np.asarray([
+            scoring.brier_skill(n, h, math.fsum(row)) if n >= scoring.MIN_CALIBRATION_VERDICTS
+            else 0.0 for n, h, row in zip(self.n.sum(axis=1).tolist(), hits, squared.tolist())])
+
+    def bins(self) -> list[list[tuple[int, float, float]]]:
+        """Each match's bins as ``scoring.calibration_bins`` lists them."""
+        return [list(zip(*columns)) for columns in zip(
+            self.n.tolist(), self.mean.tolist(), self.accuracy.tolist())]
+
+
+# each finding's (flag type, ad id or None), by its flat index in a match's ``_truth``
+_FLAG_NAME = np.empty((2, S + 1, _N_FLAGS), object)
+for _track, _flags in enumerate((AUDIT_TRACK_A, AUDIT_TRACK_B)):
+    for _i, _flag in enumerate(_flags):
+        for _slot1 in range(S + 1):
+            _FLAG_NAME[_track, _slot1, _i] = (_flag, None if _slot1 == 0 else AD_IDS[_slot1 - 1])
+_FLAG_NAME = _FLAG_NAME.reshape(-1)
 
 
 def _one_hot(present: np.ndarray, index: np.ndarray, width: int) -> np.ndarray:

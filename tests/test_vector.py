@@ -245,3 +245,24 @@ def test_sample_actions_wants_one_mask_row_per_env():
     batch = venv.reset(seed=0)
     with pytest.raises(ValueError, match=r"one mask row per env, shape \(2, actions\)"):
         venv.sample_actions(batch.action_mask[0])
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_calibration_of_many_matches_at_once_is_each_matchs_bins_and_skill_to_the_bit(seed):
+    from fraudarena_env.rules import scoring
+    from fraudarena_env.rules.catalog import CONFIDENCE_BUCKETS, MAX_SLOTS
+    from fraudarena_env.vector_end import _Calibration
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, 8))
+    values = np.asarray(CONFIDENCE_BUCKETS + (0.1, 0.3), np.float32)  # every bin
+    confidence = values[rng.integers(0, len(values), (k, MAX_SLOTS))]
+    manual = rng.random((k, MAX_SLOTS)) < rng.random((k, 1))
+    right = rng.random((k, MAX_SLOTS)) < 0.7
+    calibration = _Calibration(confidence, manual, right)
+    for j, bins in enumerate(calibration.bins()):
+        by_hand = np.flatnonzero(manual[j])
+        conf, ok = confidence[j, by_hand].tolist(), right[j, by_hand].tolist()
+        assert bins == scoring.calibration_bins(conf, ok)
+        assert calibration.skill[j] == scoring.calibration_skill(conf, ok)

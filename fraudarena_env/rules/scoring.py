@@ -99,12 +99,20 @@ def calibration_skill(confidence, correct) -> float:
     n = len(confidence)
     if n < MIN_CALIBRATION_VERDICTS:
         return 0.0
-    hits = float(sum(correct))
+    return brier_skill(n, sum(correct), math.fsum((c - ok) ** 2 for c, ok in zip(confidence,
+                                                                              correct)))
+
+
+def brier_skill(n: int, hits: int, brier: float) -> float:
+    """``calibration_skill`` from the number of manual verdicts (at least
+    ``MIN_CALIBRATION_VERDICTS``), how many were right, and the sum of their squared errors
+    (exactly rounded, as ``math.fsum`` gives it): the skill depends on nothing else."""
+    hits = float(hits)
     base = hits / n
     if hits == 0 or hits == n:
         base = (hits + 0.5) / (n + 1)
-    brier = math.fsum((c - ok) ** 2 for c, ok in zip(confidence, correct))
-    reference = math.fsum((base - ok) ** 2 for ok in correct)
+    right = int(hits)
+    reference = math.fsum([(base - 1) ** 2] * right + [base ** 2] * (n - right))
     return float(max(0.0, 1.0 - brier / reference))
 
 
@@ -214,5 +222,18 @@ def fraudster_outcome(verdict: int, severity: float, plausibility: float, reach:
     return value + FRAUDSTER_BANNED if verdict == REJECT else value
 
 
+def fraudster_outcomes(verdict, severity, plausibility, arrival_round, decision_round,
+                       max_rounds) -> np.ndarray:
+    """``fraudster_outcome`` of each proposal, with its ``proposal_reach``, elementwise over
+    arrays (the same arithmetic in the same order, so each value equals the scalar one to the
+    bit; tests/rules/test_scoring.py pins it)."""
+    verdict = np.asarray(verdict)
+    arrival = np.asarray(arrival_round, np.int64)
+    reach = np.where(verdict == APPROVE, np.asarray(max_rounds, np.int64) - arrival +
+                     AFTER_MATCH_REACH, np.asarray(decision_round, np.int64) - arrival)
+    value = REACH_VALUE * np.asarray(severity, np.float64) * plausibility * reach
+    return np.where(verdict == REJECT, value + FRAUDSTER_BANNED, value)
+
+
 __all__ = ["ESCALATE", "grade", "grade_batch", "verdict_reward", "fraudster_outcome",
-           "calibration_skill"]
+           "fraudster_outcomes", "calibration_skill"]

@@ -3,6 +3,8 @@ score and terms, to the bit."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -52,3 +54,34 @@ def test_a_queue_of_eight_or_more_ads_is_summed_pairwise_as_numpy_sums():
     got = scoring.grade_batch(["task_3"], labels[None], sev[None], verdicts[None],
                               np.ones((1, 29), bool), [0.4], [2], [1], [4])[0]
     assert got == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_each_proposals_outcome_in_an_array_is_its_scalar_outcome_to_the_bit(seed):
+    rng = np.random.default_rng(seed)
+    n = 40
+    verdict = rng.integers(0, 3, n)
+    severity, plausibility = rng.random(n) * 2, rng.random(n)
+    arrival = rng.integers(1, 8, n)
+    decided = arrival + rng.integers(0, 4, n)
+    max_rounds = rng.integers(8, 12, n)
+    got = scoring.fraudster_outcomes(verdict, severity, plausibility, arrival, decided,
+                                     max_rounds).tolist()
+    assert got == [scoring.fraudster_outcome(
+        v, s, p, scoring.proposal_reach(v, a, d, m)) for v, s, p, a, d, m in zip(
+            verdict.tolist(), severity.tolist(), plausibility.tolist(), arrival.tolist(),
+            decided.tolist(), max_rounds.tolist())]
+
+
+@settings(max_examples=200, deadline=None)
+@given(confidence=st.lists(st.floats(0, 1), max_size=S), seed=st.integers(0, 2**32 - 1))
+def test_the_skill_depends_only_on_the_count_the_hits_and_the_exact_squared_errors(
+        confidence, seed):
+    right = (np.random.default_rng(seed).random(len(confidence)) < 0.6).tolist()
+    expected = scoring.calibration_skill(confidence, right)
+    if len(confidence) >= scoring.MIN_CALIBRATION_VERDICTS:
+        squared = math.fsum((c - ok) ** 2 for c, ok in zip(confidence, right))
+        assert scoring.brier_skill(len(confidence), sum(right), squared) == expected
+    else:
+        assert expected == 0.0
