@@ -132,6 +132,23 @@ _FLAG_TRACK, _FLAG_ROW, _FLAG_TYPE = np.array(
     [claim_index(op) for op in OPS["auditor"][:A_SUBMIT]], np.int64).T
 
 
+# the kinds of action ``step`` applies in batch, and each (phase, action index)'s kind (-1: none;
+# an index past a role's catalogue is refused before the kind is read)
+_KINDS = ("pull", "verdict", "link", "flag", "pass", "propose", "edit", "turn_end", "submit")
+_KIND = np.full((len(Phase), max(N_ACTIONS.values())), -1, np.int64)
+for _phase, _kind, _start, _stop in (
+        (Phase.INVESTIGATOR_TURN, "pull", 0, I_VERDICT),
+        (Phase.INVESTIGATOR_TURN, "verdict", I_VERDICT, I_LINK),
+        (Phase.INVESTIGATOR_TURN, "link", I_LINK, I_END),
+        (Phase.INVESTIGATOR_TURN, "turn_end", I_END, I_END + 1),
+        (Phase.AUDIT_PHASE, "flag", 0, A_SUBMIT),
+        (Phase.AUDIT_PHASE, "submit", A_SUBMIT, A_SUBMIT + 1),
+        (Phase.FRAUDSTER_TURN, "propose", F_PROPOSE, F_MODIFY),
+        (Phase.FRAUDSTER_TURN, "edit", F_MODIFY, F_END),
+        (Phase.FRAUDSTER_TURN, "pass", F_END, N_ACTIONS["fraudster"])):
+    _KIND[_phase, _start:_stop] = _KINDS.index(_kind)
+
+
 # a base seed stays below this, so that every auto-reset seed ``seed + i + k * num_envs`` stays
 # a valid int64 seed for as long as anyone could play (2**62 more matches)
 SEED_LIMIT = 2**62
@@ -330,22 +347,14 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         a = np.where(active, a, 0).astype(np.int64)
         self._check(a, active)
         st = self.state
-        role = np.where(active, st.phase, -1)  # an idle env takes no branch below
         rewards = np.zeros((n, _N_ROLES))
-        inv = role == Phase.INVESTIGATOR_TURN
-        pulls = np.flatnonzero(inv & (a < I_VERDICT))
-        verdicts = np.flatnonzero(inv & (a >= I_VERDICT) & (a < I_LINK))
-        links = np.flatnonzero(inv & (a >= I_LINK) & (a < I_END))
-        flags = np.flatnonzero((role == Phase.AUDIT_PHASE) & (a < A_SUBMIT))
-        passes = np.flatnonzero((role == Phase.FRAUDSTER_TURN) & (a >= F_END))
-        proposals = np.flatnonzero((role == Phase.FRAUDSTER_TURN) & (a < F_MODIFY))
-        edits = np.flatnonzero((role == Phase.FRAUDSTER_TURN) & (a >= F_MODIFY) & (a < F_END))
-        turn_ends = np.flatnonzero(inv & (a == I_END))
-        submits = np.flatnonzero((role == Phase.AUDIT_PHASE) & (a == A_SUBMIT))
-        fast = np.zeros(n, bool)
-        for idx in (pulls, verdicts, links, flags, passes, proposals, edits, turn_ends,
-                    submits):
-            fast[idx] = True
+        # each env's kind of action (an index into _KINDS; -1: idle), then the envs of each kind
+        kind = np.where(active, _KIND[st.phase, a], -1)
+        order = np.argsort(kind, kind="stable")
+        bounds = np.searchsorted(kind[order], np.arange(len(_KINDS) + 2) - 1).tolist()
+        (pulls, verdicts, links, flags, passes, proposals, edits, turn_ends, submits) = (
+            order[bounds[i + 1]:bounds[i + 2]] for i in range(len(_KINDS)))
+        fast = kind >= 0
         if len(pulls):
             self._pull(pulls, a[pulls] - I_INVESTIGATE, rewards)
         if len(verdicts):
@@ -371,9 +380,10 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             rewards[submits] = self._terminal[submits]
         for m in np.flatnonzero(~fast & active).tolist():  # any other op, match by match
             ref = self.referees[m]
+            role = ROLES[st.phase[m]]
             ref.load_scalars()
             ref.sync_links(list(zip(*np.nonzero(np.triu(st.linked[m], 1)))))  # see _link
-            apply_index(ref, ROLES[role[m]], int(a[m]))
+            apply_index(ref, role, int(a[m]))
             rewards[m] = ref.step_rewards
             self._replay(m)
         self._steps += active
