@@ -244,6 +244,9 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         self._terminal = np.zeros((n, _N_ROLES))  # the ending rewards, paid on the report
         self._resets = np.zeros(n, np.int64)
         self._seed = 0
+        # env i's seeds are those of env ``_first + i`` of ``_period`` envs (a slice of a larger
+        # batch: ``vector_parallel``)
+        self._first, self._period = 0, n
         self._rng = np.random.default_rng(0)
         self._ready = False
         self._arange = np.arange(n)
@@ -265,7 +268,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         self._rng = np.random.default_rng(self._seed)
         self._resets[:] = 0
         self._full[:] = True
-        self._start(self._arange, self._seed + self._arange)
+        self._start(self._arange, self._seed + self._first + self._arange)
         self._ready = True
         n = self.num_envs
         return self._batch(np.zeros((n, _N_ROLES)), np.zeros(n, bool), np.zeros(n, bool))
@@ -395,7 +398,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             self.final_view = self._final_views(self.keep_final_view, over)
         if len(over):
             self._resets[over] += 1
-            self._start(over, self._seed + over + self._resets[over] * n)
+            self._start(over, self._seed + self._first + over + self._resets[over] * self._period)
         return self._batch(rewards, terminated, truncated, active)
 
     def _final_views(self, role: str, over: np.ndarray) -> dict[int, np.ndarray]:
@@ -456,7 +459,8 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             op = OPS[role][index]
             reason = explain(self.state, m, role, op) or REPEATED
             reason += f" (index {index} is {describe(role, index)})"
-        raise IllegalActionError(role, index, f"env {m}: {reason}; nothing was applied")
+        raise IllegalActionError(role, index, f"env {m + self._first}: {reason}; nothing was "
+                                 f"applied")
 
     # ------------------------------------------------------------------ the common actions
     def _pull(self, env: np.ndarray, index: np.ndarray, rewards: np.ndarray) -> None:
@@ -919,23 +923,29 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
     def sample_actions(self, action_mask: np.ndarray) -> np.ndarray:
         """One uniformly random legal action per env (the vector env's own generator, seeded by
         ``reset``)."""
-        mask = np.asarray(action_mask)
-        if mask.ndim != 2 or mask.shape[0] != self.num_envs:
-            raise ValueError(f"action_mask must be one mask row per env, shape ({self.num_envs}, "
-                             f"actions), as a batch's action_mask is; got shape {mask.shape}")
-        if mask.dtype.itemsize == 1 and mask.dtype.kind in "biu":
-            mask = mask.view(np.bool_)  # nonzero bytes are true either way; much faster
-        legal = np.flatnonzero(mask)  # row-major: each env's legal actions, env after env
-        width = mask.shape[1]
-        bounds = np.searchsorted(legal, np.arange(len(mask) + 1) * width)
-        starts, counts = bounds[:-1], np.diff(bounds)
-        if not counts.all():
-            raise ValueError(f"env {int(np.argmin(counts))} has no legal action in action_mask")
-        pick = starts + (self._rng.random(len(mask)) * counts).astype(np.int64)
-        return legal[pick] - np.arange(len(mask)) * width
+        return sample_legal(self._rng, action_mask, self.num_envs)
 
     def close(self) -> None:
         pass
+
+
+def sample_legal(rng: np.random.Generator, action_mask, num_envs: int) -> np.ndarray:
+    """One uniformly random legal action per row of ``action_mask`` (``num_envs`` rows), drawn
+    with ``rng``: one uniform draw per row."""
+    mask = np.asarray(action_mask)
+    if mask.ndim != 2 or mask.shape[0] != num_envs:
+        raise ValueError(f"action_mask must be one mask row per env, shape ({num_envs}, "
+                         f"actions), as a batch's action_mask is; got shape {mask.shape}")
+    if mask.dtype.itemsize == 1 and mask.dtype.kind in "biu":
+        mask = mask.view(np.bool_)  # nonzero bytes are true either way; much faster
+    legal = np.flatnonzero(mask)  # row-major: each env's legal actions, env after env
+    width = mask.shape[1]
+    bounds = np.searchsorted(legal, np.arange(len(mask) + 1) * width)
+    starts, counts = bounds[:-1], np.diff(bounds)
+    if not counts.all():
+        raise ValueError(f"env {int(np.argmin(counts))} has no legal action in action_mask")
+    pick = starts + (rng.random(len(mask)) * counts).astype(np.int64)
+    return legal[pick] - np.arange(len(mask)) * width
 
 
 def _arrival_features(category, body, markers, u_marker, age, tld, payment, country):
