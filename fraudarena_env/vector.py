@@ -333,20 +333,10 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         ``active``: an optional (N,) bool array; only those envs act (the others' actions are
         ignored, and they neither move nor count a step), e.g. to let opponents move in the
         envs where it is not a learner's turn."""
-        if not self._ready:
-            raise RuntimeError("step() before reset(): call reset(seed=...) first")
-        a = np.asarray(actions)
+        a, active = step_input(self._ready, actions, active, self.num_envs)
         n = self.num_envs
-        if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"actions must be an integer array of shape ({n},), got "
-                             f"{a.dtype} {a.shape}")
         if active is None:
             active = np.ones(n, bool)
-        else:
-            active = np.asarray(active)
-            if active.shape != (n,) or active.dtype != bool:
-                raise ValueError(f"active must be a bool array of shape ({n},), got "
-                                 f"{active.dtype} {active.shape}")
         a = np.where(active, a, 0).astype(np.int64)
         self._check(a, active)
         st = self.state
@@ -927,6 +917,23 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
 
     def close(self) -> None:
         pass
+
+
+def step_input(ready: bool, actions, active,
+               num_envs: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``step``'s arguments as arrays, or the error that says what is wrong with them."""
+    if not ready:
+        raise RuntimeError("step() before reset(): call reset(seed=...) first")
+    a = np.asarray(actions)
+    if a.shape != (num_envs,) or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"actions must be an integer array of shape ({num_envs},), got "
+                         f"{a.dtype} {a.shape}")
+    if active is not None:
+        active = np.asarray(active)
+        if active.shape != (num_envs,) or active.dtype != bool:
+            raise ValueError(f"active must be a bool array of shape ({num_envs},), got "
+                             f"{active.dtype} {active.shape}")
+    return a, active
 
 
 def sample_legal(rng: np.random.Generator, action_mask, num_envs: int) -> np.ndarray:

@@ -35,7 +35,14 @@ import numpy as np
 
 from .rules.catalog import ROLES
 from .rules.errors import IllegalActionError
-from .vector import SEED_LIMIT, VectorFraudArena, VectorStep, check_seed, sample_legal
+from .vector import (
+    SEED_LIMIT,
+    VectorFraudArena,
+    VectorStep,
+    check_seed,
+    sample_legal,
+    step_input,
+)
 
 
 class _Block(shared_memory.SharedMemory):
@@ -238,18 +245,7 @@ class ParallelVectorFraudArena:
         """Apply one action per env (its current agent's); ``VectorFraudArena.step``."""
         if not self._finalizer.alive:
             raise RuntimeError("this ParallelVectorFraudArena is closed; build a new one")
-        if not self._ready:
-            raise RuntimeError("step() before reset(): call reset(seed=...) first")
-        a = np.asarray(actions)
-        n = self.num_envs
-        if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"actions must be an integer array of shape ({n},), got "
-                             f"{a.dtype} {a.shape}")
-        if active is not None:
-            active = np.asarray(active)
-            if active.shape != (n,) or active.dtype != bool:
-                raise ValueError(f"active must be a bool array of shape ({n},), got "
-                                 f"{active.dtype} {active.shape}")
+        a, active = step_input(self._ready, actions, active, self.num_envs)
         self._refuse_illegal(a, active)
         self._arrays["actions"][:] = a
         if active is not None:
