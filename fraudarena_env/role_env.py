@@ -22,9 +22,10 @@ opponent may be
 * a :class:`~fraudarena_env.policies.Policy` (``act(vector, mask) -> int``), reseeded on every
   ``reset`` from the match seed, so a seeded reset replays exactly;
 * a plain callable ``f(vector, mask) -> int``;
-* a Stable-Baselines3 model (anything with ``predict``): ``predict(vector,
-  action_masks=mask, deterministic=True)`` for maskable models, ``predict(vector,
-  deterministic=True)`` otherwise;
+* a Stable-Baselines3 model (anything with ``predict``), playing deterministically and kept to
+  the mask (``model_actions``): ``predict(vector, action_masks=mask, deterministic=True)`` for
+  maskable models; a model that knows no masks (PPO, A2C, DQN) plays the legal action its logits
+  or Q-values score highest;
 * the strings ``"scripted"`` or ``"random"``.
 
 Illegal actions. Unlike the AEC env, ``RoleEnv`` defaults to ``illegal_action="penalize"``: an
@@ -78,24 +79,49 @@ def _make_actor(role: str, opponent: Any) -> tuple[Callable[[np.ndarray, np.ndar
     if isinstance(opponent, Policy):
         return opponent.act, opponent
     if hasattr(opponent, "predict"):
-        predict = opponent.predict
-        try:
-            maskable = "action_masks" in inspect.signature(predict).parameters
-        except (TypeError, ValueError):
-            maskable = False
-        if maskable:
-            def act_sb3(vector, mask):
-                action, _ = predict(vector, action_masks=mask.astype(bool), deterministic=True)
-                return int(np.asarray(action).reshape(-1)[0])
-        else:
-            def act_sb3(vector, mask):
-                action, _ = predict(vector, deterministic=True)
-                return int(np.asarray(action).reshape(-1)[0])
+        predict = model_actions(opponent)
+
+        def act_sb3(vector, mask):
+            vectors = np.asarray(vector, np.float32).reshape(1, -1)
+            return int(predict(vectors, np.asarray(mask, bool).reshape(1, -1))[0])
         return act_sb3, None
     if callable(opponent):
         return opponent, None
     raise TypeError(f"opponent for {role} must be a Policy, a callable (vector, mask) -> int, an "
                     f"SB3 model or 'scripted'/'random'; got {type(opponent).__name__}")
+
+
+def model_actions(model) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``act(vectors, masks) -> actions`` for an SB3 model, (k, D) float32 and (k, A) bool to
+    (k,) int64, its deterministic choices kept to the mask: a MaskablePPO model is given the
+    masks; a model that knows none (PPO, A2C, DQN) plays the legal action it scores highest,
+    from its action logits or Q-values. A model with neither is refused."""
+    try:
+        maskable = "action_masks" in inspect.signature(model.predict).parameters
+    except (TypeError, ValueError):
+        maskable = False
+    if maskable:
+        def act(vectors, masks):
+            action, _ = model.predict(vectors, action_masks=masks, deterministic=True)
+            return np.asarray(action, np.int64).reshape(len(masks))
+        return act
+    policy = getattr(model, "policy", None)
+    if not (hasattr(policy, "get_distribution") or hasattr(policy, "q_net")):
+        raise ValueError(f"a {type(model).__name__} opponent must keep to the action mask: "
+                         "through MaskablePPO's masks, or an actor-critic's logits or a "
+                         "Q-network's values; it has none of them")
+
+    def best_legal(vectors, masks):
+        import torch
+
+        with torch.no_grad():
+            obs = torch.as_tensor(vectors)
+            if hasattr(policy, "get_distribution"):
+                scores = policy.get_distribution(obs).distribution.logits
+            else:
+                scores = policy.q_net(obs)
+        return np.argmax(np.where(masks, scores.numpy(), -np.inf), axis=1).astype(np.int64)
+    return best_legal
 
 
 def _derived_seed(match_seed: int, role: str) -> int:

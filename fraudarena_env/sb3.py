@@ -29,7 +29,7 @@ import numpy as np
 
 from .faces.encoding import N_ACTIONS, Observer
 from .policies import BASELINES, BLIND_INVESTIGATORS, AlwaysReject, Policy, RandomPolicy
-from .role_env import RoleEnv
+from .role_env import RoleEnv, model_actions
 from .rules.catalog import ROLES
 
 # training matches draw their seeds from here; evaluation seeds (1000-1049) lie below it
@@ -102,12 +102,11 @@ class SB3Policy(Policy):
             self._maskable = "action_masks" in inspect.signature(model.predict).parameters
         except (TypeError, ValueError):
             self._maskable = False
+        try:
+            self._predict = model_actions(model)
+        except ValueError as error:
+            raise ValueError(f"{self.name}: {error}") from None
         policy = getattr(model, "policy", None)
-        if not self._maskable and not (hasattr(policy, "get_distribution") or
-                                       hasattr(policy, "q_net")):
-            raise ValueError(f"{self.name}: SB3Policy keeps a model to the action mask through "
-                             "MaskablePPO's masks, or an actor-critic's logits or a Q-network's "
-                             f"values; {type(model).__name__} has none of them")
         self._fast = bool(fast and self._maskable and policy is not None and
                           hasattr(policy, "mlp_extractor") and hasattr(policy, "action_net") and
                           isinstance(getattr(model, "observation_space", None),
@@ -119,11 +118,8 @@ class SB3Policy(Policy):
         mask = np.asarray(mask, bool)
         if self._fast:
             return self._act_fast(vector, mask)
-        if self._maskable:
-            action, _ = self.model.predict(vector, action_masks=mask, deterministic=True)
-            return int(np.asarray(action).reshape(-1)[0])
-        return int(self._masked_best(np.asarray(vector, np.float32).reshape(1, -1),
-                                     mask.reshape(1, -1))[0])
+        return int(self._predict(np.asarray(vector, np.float32).reshape(1, -1),
+                                 mask.reshape(1, -1))[0])
 
     def shared_player(self) -> SB3Policy:
         """One player per frozen model (the first policy made of it): every env whose opponent
@@ -142,24 +138,7 @@ class SB3Policy(Policy):
                 features = policy.extract_features(obs, policy.pi_features_extractor)
                 logits = policy.action_net(policy.mlp_extractor.forward_actor(features)).numpy()
             return np.argmax(np.where(masks, logits, -np.inf), axis=1).astype(np.int64)
-        if self._maskable:
-            action, _ = self.model.predict(vectors, action_masks=masks, deterministic=True)
-            return np.asarray(action, np.int64).reshape(len(masks))
-        return self._masked_best(np.asarray(vectors, np.float32), masks)
-
-    def _masked_best(self, vectors: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """A model that knows no masks (PPO, A2C, DQN): the legal action it scores highest,
-        from its action logits or Q-values, so it too keeps to the mask."""
-        import torch
-
-        policy = self.model.policy
-        with torch.no_grad():
-            obs = torch.as_tensor(vectors)
-            if hasattr(policy, "get_distribution"):
-                scores = policy.get_distribution(obs).distribution.logits
-            else:
-                scores = policy.q_net(obs)
-        return np.argmax(np.where(masks, scores.numpy(), -np.inf), axis=1).astype(np.int64)
+        return self._predict(np.asarray(vectors, np.float32), masks)
 
     def _act_fast(self, vector, mask: np.ndarray) -> int:
         import torch

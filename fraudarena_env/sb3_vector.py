@@ -17,8 +17,9 @@ chunks never trains twice on a match.
 * ``action_masks()`` (and ``env_method("action_masks")``, which sb3-contrib's ``MaskablePPO``
   calls) gives the learner's legal actions, one bool row per env;
 * ``opponents``: ``None`` (the scripted baselines), a dict ``role -> spec`` or a callable
-  returning such a dict. A spec is ``"scripted"``, ``"random"``, an SB3 model (its moves are
-  predicted for all the envs waiting on it at once) or a :class:`~fraudarena_env.policies.Policy`;
+  returning such a dict. A spec is ``"scripted"``, ``"random"``, an SB3 model (played as in
+  ``RoleEnv``, kept to the mask; one model in every env predicts for all the envs waiting on it
+  at once) or a :class:`~fraudarena_env.policies.Policy`;
   a ``Policy`` keeps per-match state, so pass a callable that builds fresh ones: it is called
   once per env. The scripted investigator decides for all the envs waiting on it at once too
   (``policies.BatchedScriptedInvestigator``, the same choices); other opponents are asked env
@@ -45,7 +46,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 from .faces.encoding import N_ACTIONS, OBS_BOUND
 from .policies import BATCHED_BASELINES, Policy
 from .policies.base import BatchPolicy, PerEnvPolicies
-from .role_env import _derived_seed, _make_actor
+from .role_env import _derived_seed, _make_actor, model_actions
 from .rules.catalog import ROLES
 from .vector import VectorFraudArena, check_seed
 
@@ -67,6 +68,8 @@ class VectorRoleEnv(VecEnv):
         self.venv.keep_final_view = role
         self.role, self._r = role, ROLES.index(role)
         self.task_id = task_id
+        if isinstance(seed_offset, bool) or not isinstance(seed_offset, (int, np.integer)):
+            raise ValueError(f"seed_offset must be an integer, got {seed_offset!r}")
         self.seed_offset = int(seed_offset)
         self._size = {r: self.venv._views[r].size for r in ROLES}
         space = spaces.Box(-OBS_BOUND, OBS_BOUND, (self._size[role],), np.float32)
@@ -96,7 +99,7 @@ class VectorRoleEnv(VecEnv):
             if bad or self.role in dicts[0]:
                 raise ValueError(f"opponents are for the other roles of {list(ROLES)}; got "
                                  f"{sorted(set(dicts[0]))} with {self.role!r} learning")
-            if hasattr(specs[0], "predict"):
+            if hasattr(specs[0], "predict") and all(spec is specs[0] for spec in specs):
                 players[other] = _ModelPlayer(specs[0])
                 continue
             if other in BATCHED_BASELINES and all(spec is None or (isinstance(spec, str) and
@@ -128,8 +131,19 @@ class VectorRoleEnv(VecEnv):
         batch, _, _ = self._advance(batch, np.zeros(self.num_envs), np.zeros(self.num_envs, bool))
         return self._observe(batch)
 
+    def seed(self, seed: int | None = None):
+        """Seed the next ``reset``: env ``i`` then plays match ``seed_offset + seed + i``."""
+        if seed is not None and (isinstance(seed, bool) or
+                                 not isinstance(seed, (int, np.integer))):
+            raise ValueError(f"seed must be an integer or None, got {seed!r}")
+        return super().seed(seed)
+
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions).reshape(self.num_envs)
+        a = np.asarray(actions)
+        if a.size != self.num_envs or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"actions must be {self.num_envs} integers, one Discrete action per "
+                             f"env; got {a.dtype} {a.shape}")
+        self._actions = a.reshape(self.num_envs)
 
     def step_wait(self):
         if self._actions is None:
@@ -169,7 +183,7 @@ class VectorRoleEnv(VecEnv):
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs):
         if method_name == "action_masks":
-            return [self._masks[i] for i in self._get_indices(indices)]
+            return [self._masks[i].copy() for i in self._get_indices(indices)]
         self._whole_batch("env_method", method_name, indices)
         result = getattr(self, method_name)(*method_args, **method_kwargs)
         return [result for _ in self._get_indices(indices)]
@@ -258,14 +272,13 @@ class _ModelPlayer(BatchPolicy):
 
     def __init__(self, model):
         self.model = model
+        self._act = model_actions(model)
 
     def reset_envs(self, envs, seeds=None) -> None:
         pass
 
     def act_batch(self, envs, vectors, masks) -> np.ndarray:
-        action, _ = self.model.predict(vectors, action_masks=masks.astype(bool),
-                                       deterministic=True)
-        return np.asarray(action, np.int64).reshape(len(envs))
+        return self._act(np.asarray(vectors, np.float32), masks.astype(bool))
 
 
 __all__ = ["VectorRoleEnv"]

@@ -253,11 +253,22 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         self._out_role = np.full(n, -1, np.int64)  # whose view each output row holds
         # env -> how its match ended, for the envs that ended (and reset) in the last step
         self.final_info: dict[int, dict] = {}
-        # set to a role to keep, in ``final_view``, that role's view of each match that ended
-        self.keep_final_view: str | None = None
+        self._keep_final_view: str | None = None
         self.final_view: dict[int, np.ndarray] = {}
         self._full = np.ones(n, bool)  # rows to copy whole at the next output
         self._written = {r: [] for r in ROLES}  # entries written since the last output
+
+    @property
+    def keep_final_view(self) -> str | None:
+        """Set to a role to keep, in ``final_view``, that role's view of each match that ended
+        in the last step (None: keep none)."""
+        return self._keep_final_view
+
+    @keep_final_view.setter
+    def keep_final_view(self, role: str | None) -> None:
+        if role is not None and role not in ROLES:
+            raise ValueError(f"keep_final_view must be one of {list(ROLES)} or None, got {role!r}")
+        self._keep_final_view = role
 
     # ------------------------------------------------------------------ reset
     def reset(self, seed: int | None = None) -> VectorStep:
@@ -267,6 +278,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         self._seed = seed
         self._rng = np.random.default_rng(self._seed)
         self._resets[:] = 0
+        self.final_info, self.final_view = {}, {}  # (the endings of the last run's last step)
         self._full[:] = True
         self._start(self._arange, self._seed + self._first + self._arange)
         self._ready = True
@@ -384,8 +396,8 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         truncated = active & ~terminated & (self._steps >= self.max_steps)
         over = np.flatnonzero(terminated | truncated)
         self.final_info = {m: self._final_info(m, bool(truncated[m])) for m in over.tolist()}
-        if self.keep_final_view is not None:
-            self.final_view = self._final_views(self.keep_final_view, over)
+        if self._keep_final_view is not None:
+            self.final_view = self._final_views(self._keep_final_view, over)
         if len(over):
             self._resets[over] += 1
             self._start(over, self._seed + self._first + over + self._resets[over] * self._period)
@@ -829,8 +841,8 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
                     self._obs[e, _N_ROLES + c] = self.buffers[name][e, c]
             written.clear()
         self._full[:] = False
-        obs, mask = (self._obs.copy(), self._mask.copy()) if self.copy else (self._obs,
-                                                                              self._mask)
+        obs, mask = (self._obs.copy(), self._mask.copy()) if self.copy else (
+            read_only(self._obs), read_only(self._mask))
         return VectorStep(role, obs, mask, rewards, terminated, truncated)
 
     def _put(self, role: str, rows, cols, values) -> None:
@@ -917,6 +929,14 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
 
     def close(self) -> None:
         pass
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    """A view of ``array`` that cannot be written: what ``copy=False`` hands out, so that a
+    caller cannot change the buffers the env reads back (its legality check reads the mask)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def step_input(ready: bool, actions, active,

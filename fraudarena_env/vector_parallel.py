@@ -40,6 +40,7 @@ from .vector import (
     VectorFraudArena,
     VectorStep,
     check_seed,
+    read_only,
     sample_legal,
     step_input,
 )
@@ -278,8 +279,7 @@ class ParallelVectorFraudArena:
     def _batch(self) -> VectorStep:
         out = self._arrays
         obs, mask = out["observation"], out["action_mask"]
-        if self.copy:
-            obs, mask = obs.copy(), mask.copy()
+        obs, mask = (obs.copy(), mask.copy()) if self.copy else (read_only(obs), read_only(mask))
         return VectorStep(out["current_agent"].copy(), obs, mask, out["rewards"].copy(),
                           out["terminated"].copy(), out["truncated"].copy())
 

@@ -266,3 +266,61 @@ def test_attributes_and_methods_of_some_envs_only_are_refused_not_widened():
     venv.set_attr("flag", 1)
     assert venv.get_attr("flag") == [1, 1, 1]
     assert [m.shape for m in venv.env_method("action_masks", indices=[2])] == [(977,)]
+
+
+def _unmaskable(role: str, seed: int):
+    from stable_baselines3 import PPO
+
+    return PPO("MlpPolicy", RoleEnv(role, task_id="task_2"), n_steps=8, batch_size=8, seed=seed,
+               device="cpu", policy_kwargs=dict(net_arch=[16]))
+
+
+def test_a_model_that_knows_no_masks_plays_the_legal_move_it_scores_highest_in_both_envs():
+    model = _unmaskable("fraudster", 3)
+    assert _lockstep("investigator", "task_2", seed=6, num_envs=3, steps=60,
+                     opponents={"fraudster": model}) > 0
+
+
+def test_each_envs_own_opponent_is_played_even_when_the_first_is_a_model():
+    """The spec of env 0 was given to every env when it was a model."""
+    import itertools
+
+    models = [_unmaskable("fraudster", 1), _unmaskable("fraudster", 2), "random"]
+    count = itertools.count()
+
+    def opponents():
+        return {"fraudster": models[next(count) % 3]}
+
+    venv = VectorRoleEnv("investigator", 3, opponents=opponents, task_id="task_2")
+    assert isinstance(venv._players["fraudster"], PerEnvPolicies)
+    count = itertools.count()  # the lockstep's own envs draw the same specs in turn
+    assert _lockstep("investigator", "task_2", seed=8, num_envs=3, steps=60,
+                     opponents=opponents) > 0
+
+
+@pytest.mark.parametrize("actions", [np.array([1.7, 25.7]), np.array([True, False]),
+                                     np.array([0, 1, 2])])
+def test_actions_that_are_not_one_integer_per_env_are_refused(actions):
+    venv = VectorRoleEnv("investigator", 2, task_id="task_1")
+    venv.reset()
+    with pytest.raises(ValueError, match="actions must be 2 integers"):
+        venv.step(actions)
+
+
+@pytest.mark.parametrize("seed", [1.5, True, "3"])
+def test_a_seed_that_is_not_an_integer_is_refused(seed):
+    venv = VectorRoleEnv("investigator", 2, task_id="task_1")
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        venv.seed(seed)
+    with pytest.raises(ValueError, match="seed_offset must be an integer"):
+        VectorRoleEnv("investigator", 2, task_id="task_1", seed_offset=seed)
+
+
+def test_the_masks_env_method_gives_are_the_callers_to_keep():
+    venv = VectorRoleEnv("investigator", 2, task_id="task_1")
+    venv.reset()
+    kept = venv.env_method("action_masks")
+    before = [m.copy() for m in kept]
+    venv.step(np.array([np.flatnonzero(m)[0] for m in venv.action_masks()]))
+    for m, b in zip(kept, before):
+        np.testing.assert_array_equal(m, b)

@@ -174,11 +174,35 @@ def test_batches_have_the_documented_shapes_and_spaces():
     assert shared_space_env(task_id="task_3").observation_space("fraudster") == space
 
 
-def test_copy_false_hands_out_the_envs_own_buffers():
+def test_copy_false_hands_out_read_only_views_of_the_envs_own_buffers():
     venv = VectorFraudArena(2, copy=False)
     first = venv.reset(seed=0)
     second = venv.step(venv.sample_actions(first.action_mask))
-    assert second.observation is first.observation
+    assert np.shares_memory(second.observation, first.observation)
+    # a caller that could write the mask could make an illegal action pass the env's check
+    with pytest.raises(ValueError, match="read-only"):
+        second.action_mask[0, :] = 1
+    with pytest.raises(ValueError, match="read-only"):
+        second.observation *= 2
+
+
+def test_keep_final_view_names_a_role_or_nothing():
+    venv = VectorFraudArena(2, max_cycles=2)
+    with pytest.raises(ValueError, match="keep_final_view must be one of"):
+        venv.keep_final_view = "Auditor"
+    venv.keep_final_view = "auditor"
+    venv.keep_final_view = None
+
+
+def test_a_new_reset_forgets_the_last_runs_endings():
+    venv = VectorFraudArena(2, max_cycles=2)
+    venv.keep_final_view = "fraudster"
+    batch = venv.reset(seed=0)
+    while not venv.final_info:
+        batch = venv.step(venv.sample_actions(batch.action_mask))
+    assert venv.final_view
+    venv.reset(seed=1)
+    assert venv.final_info == {} and venv.final_view == {}
 
 
 def test_the_same_seed_gives_the_same_batches():
