@@ -52,9 +52,13 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    if not 0 < value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_SECONDS:g} "
+                                         f"seconds, got {text!r}")
     return value
+
+
+MAX_SECONDS = 3600.0  # per measurement: an hour, far past any need (inf never ends)
 
 
 def seconds(args: argparse.Namespace) -> float:

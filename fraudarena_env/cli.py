@@ -387,7 +387,8 @@ def print_scoreboard(out: Printer, result: MatchResult) -> None:
 
 def cmd_play(args: argparse.Namespace) -> int:
     actions: list | None = [] if args.archive else None
-    if args.archive and not _can_write("play", args.archive):
+    if args.archive and (_is_database("play", args.archive) or
+                         not _can_write("play", args.archive)):
         return 2
     result, faces, notes = play_match(args.task, args.seed, args.fraudster, args.investigator,
                                       args.auditor, args.face, actions)
@@ -421,12 +422,42 @@ def _can_write(command: str, path: str) -> bool:
     return True
 
 
+def _is_database(command: str, path: str) -> bool:
+    """Whether ``path`` is an SQLite database (a server's store), which a JSON-lines or HTML
+    output would ruin; if so, says so on stderr."""
+    try:
+        with open(path, "rb") as f:
+            database = f.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+    if database:
+        print(f"fraudarena {command}: {path} is a server's database, not a JSON-lines archive; "
+              "write to another file (e.g. matches.jsonl)", file=sys.stderr)
+    return database
+
+
+def _same_file(command: str, output: str, source: str | Path) -> bool:
+    """Whether writing ``output`` would overwrite ``source`` (or a data directory's database);
+    if so, says so on stderr."""
+    from .archive import DB_FILE
+
+    source = Path(source)
+    sources = [source, source / DB_FILE] if source.is_dir() else [source]
+    out = Path(output)
+    if any(out.exists() and x.exists() and os.path.samefile(out, x) for x in sources):
+        print(f"fraudarena {command}: the output {output} is the archive it reads; write to "
+              "another file", file=sys.stderr)
+        return True
+    return False
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     """Play an archived match again from its seed and actions, check it reaches the archived
     state, and print it like ``play`` does."""
     from .archive import read_records, replay, state_as_archived
 
-    if args.html and not _can_write("replay", args.html):
+    if args.html and (_same_file("replay", args.html, args.file) or
+                      _is_database("replay", args.html) or not _can_write("replay", args.html)):
         return 2
     try:
         records = read_records(args.file)
@@ -441,7 +472,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"fraudarena replay: {args.file} holds no record of {what}", file=sys.stderr)
         return 2
     record = records[-1]
-    ref = replay(record)
+    try:
+        ref = replay(record)
+    except Exception as exc:  # noqa: BLE001 - a torn, tampered or foreign record: say which
+        detail = f"{type(exc).__name__}: {exc}"
+        print(f"fraudarena replay: match {record.get('match_id')!r} in {args.file} cannot be "
+              f"played again ({detail}); the record is damaged or from another version",
+              file=sys.stderr)
+        return 1
     notes = [f"archived match {record['match_id']} ({record['reason']})"]
     same = state_as_archived(ref, record) == record["state"]
     if not same:
@@ -474,6 +512,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"fraudarena export: {args.source} is neither a data directory nor its "
               f"{DB_FILE}", file=sys.stderr)
         return 2
+    if _same_file("export", args.out, source) or _is_database("export", args.out):
+        return 2
     try:
         n = write_jsonl(read_records(source), args.out)
     except (OSError, sqlite3.Error) as exc:
@@ -496,6 +536,9 @@ def parse_task_list(text: str) -> tuple[str, ...]:
     return tasks
 
 
+MAX_SEED_COUNT = 1_000_000  # a list of seeds to play: more would not finish (or fit)
+
+
 def parse_seeds(text: str) -> list[int]:
     """``"1000-1049"``, ``"7"``, or a comma-separated mix such as ``"1-5,9"`` (inclusive)."""
     seeds: list[int] = []
@@ -513,6 +556,9 @@ def parse_seeds(text: str) -> list[int]:
         if lo < 0 or hi < lo or hi > MAX_SEED:
             raise argparse.ArgumentTypeError(f"bad seed range {part!r}: need 0 <= first <= last "
                                              "<= 2**63 - 1")
+        if len(seeds) + (hi - lo + 1) > MAX_SEED_COUNT:
+            raise argparse.ArgumentTypeError(f"too many seeds in {text!r}: at most "
+                                             f"{MAX_SEED_COUNT:,} in all")
         seeds.extend(range(lo, hi + 1))
     if not seeds:
         raise argparse.ArgumentTypeError("no seeds given")
@@ -558,8 +604,9 @@ def parse_policy_spec(role: str, text: str) -> PolicySpec:
     if text in names:
         return PolicySpec(role, text)
     path = Path(text).expanduser()
-    if path.suffix == ".zip" or "/" in text or path.exists():
-        for candidate in (path, path.with_name(path.name + ".zip")):
+    zipped = path.with_name(path.name + ".zip")
+    if path.suffix == ".zip" or "/" in text or path.exists() or zipped.is_file():
+        for candidate in (path, zipped):
             if candidate.is_file():
                 return PolicySpec(role, text, candidate)
         raise argparse.ArgumentTypeError(f"no {role} checkpoint at {text}: no such file")
@@ -708,6 +755,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.suite == "skill":
         if args.json:
             print("fraudarena evaluate: --json applies to the baselines suite only",
+                  file=sys.stderr)
+            return 2
+        given = [f"--{role}" for role in ROLES if getattr(args, role, None)]
+        if given:
+            print(f"fraudarena evaluate: --suite skill plays its own players; {', '.join(given)} "
+                  "applies to the baselines suite only (drop --suite skill to evaluate it)",
                   file=sys.stderr)
             return 2
         from .skill import skill_report

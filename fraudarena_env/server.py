@@ -1585,6 +1585,17 @@ def spawn(port: int, *options: str, timeout: float = 30.0, quiet: bool = False):
     raise RuntimeError(f"the server did not start on port {port}")
 
 
+def _port(text: str) -> int:
+    """A TCP port: 0 to 65535 (0: any free port)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 0 to 65535, got {value}")
+    return value
+
+
 def _seconds(text: str) -> float | None:
     """A duration flag: seconds, or a negative number for never."""
     value = float(text)
@@ -1608,7 +1619,8 @@ def build_parser(prog: str = "fraudarena serve") -> argparse.ArgumentParser:
         "a client's IP (an IPv6 client's /64); behind a reverse proxy on this host, uvicorn "
         "takes the client's address from X-Forwarded-For.")
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--port", type=_port, default=8000,
+                        help="port, 0 to 65535 (default 8000; 0: any free port)")
     store = parser.add_mutually_exclusive_group()
     store.add_argument("--data-dir", default=None,
                        help="directory of the store: archived matches and the journal that "

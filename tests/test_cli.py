@@ -104,6 +104,88 @@ def test_an_output_that_cannot_be_written_is_named_before_any_work(capsys, tmp_p
     assert not any(tmp_path.iterdir())  # and nothing was left behind
 
 
+def _archive(tmp_path) -> Path:
+    archive = tmp_path / "a.jsonl"
+    assert cli.main(["play", "--task", "task_1", "--seed", "3", "--archive", str(archive),
+                     "--plain"]) == 0
+    return archive
+
+
+def _database(tmp_path) -> Path:
+    import sqlite3
+
+    db = tmp_path / "fraudarena.sqlite3"
+    sqlite3.connect(db).execute("CREATE TABLE matches (record TEXT)").connection.commit()
+    return db
+
+
+def test_an_output_that_is_the_archive_read_or_a_database_is_refused(capsys, tmp_path):
+    archive = _archive(tmp_path)
+    db = _database(tmp_path)
+    kept = archive.read_bytes(), db.read_bytes()
+    capsys.readouterr()
+    for argv, said in ((["replay", str(archive), "--html", str(archive)], "is the archive it reads"),
+                       (["export", str(tmp_path), str(db)], "is the archive it reads"),
+                       (["export", str(db), str(db)], "is the archive it reads"),
+                       (["replay", str(archive), "--html", str(db)], "is a server's database"),
+                       (["play", "--archive", str(db)], "is a server's database")):
+        assert cli.main(argv) == 2, argv
+        out, err = capsys.readouterr()
+        assert said in err and "Scoreboard" not in out, argv
+    assert (archive.read_bytes(), db.read_bytes()) == kept
+
+
+def test_a_record_that_cannot_be_played_again_is_named_not_a_traceback(capsys, tmp_path):
+    import json
+
+    archive = _archive(tmp_path)
+    record = json.loads(archive.read_text().splitlines()[-1])
+    for damage in ({"reset": None}, {"reset": {**record["reset"], "task_id": "task_9"}},
+                   {"actions": [{"role": "investigator", "action": {"action_index": 99999}}]}):
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(json.dumps({**record, **damage}) + "\n")
+        assert cli.main(["replay", str(bad), "--plain"]) == 1
+        assert "cannot be played again" in capsys.readouterr().err
+
+
+def test_export_into_a_directory_leaves_nothing_behind(capsys, tmp_path):
+    from fraudarena_env.archive import Archive
+
+    store = tmp_path / "store"
+    Archive(str(store)).close()
+    target = tmp_path / "somedir"
+    target.mkdir()
+    assert cli.main(["export", str(store), str(target)]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["somedir", "store"]
+
+
+def test_a_seed_list_too_long_to_play_is_a_usage_error(capsys):
+    for seeds in ("0-9223372036854775807", "0-999999999"):
+        with pytest.raises(SystemExit):
+            cli.main(["evaluate", "--task", "task_1", "--seeds", seeds])
+        assert "too many seeds" in capsys.readouterr().err
+
+
+def test_the_skill_suite_refuses_the_rows_it_would_ignore(capsys):
+    assert cli.main(["evaluate", "--suite", "skill", "--investigator", "always_reject",
+                     "--task", "task_1", "--seeds", "1"]) == 2
+    assert "--suite skill plays its own players; --investigator" in capsys.readouterr().err
+
+
+def test_a_checkpoint_named_without_zip_in_the_working_directory_is_found(tmp_path, monkeypatch):
+    (tmp_path / "mine.zip").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    spec = cli.parse_policy_spec("investigator", "mine")
+    assert spec.path == Path("mine.zip")
+
+
+@pytest.mark.parametrize("seconds", ["inf", "nan", "0", "1e9"])
+def test_bench_wants_a_finite_number_of_seconds(capsys, seconds):
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--seconds", seconds])
+    assert "at most 3600 seconds" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------- evaluate
 def test_evaluate_prints_a_table_with_the_scripted_row(capsys):
     out = run(capsys, "evaluate", "--task", "task_1", "--seeds", "1-2", "--no-progress")
@@ -279,3 +361,13 @@ def test_evaluate_skill_suite_prints_premium_headroom_and_the_fraudster_table(ca
     # a fraudster's return varies a lot from seed to seed: each mean comes with its error
     assert "| fraudster | fraudster return (± s.e.) | grader |" in out
     assert re.search(r"\| reactive \| [+-]\d\.\d{3} ± \d\.\d{3} \|", out)
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_serve_wants_a_port_from_0_to_65535(capsys, port):
+    pytest.importorskip("fastapi")
+    from fraudarena_env.server import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--port", port])
+    assert "port" in capsys.readouterr().err
