@@ -224,9 +224,13 @@ def test_a_run_that_fails_on_its_opponent_leaves_its_directory_as_it_was(tmp_pat
     out = tmp_path / "run"
     out.mkdir()
     (out / "config.json").write_text("{}")
-    cfg = one_role.parse_args(["--opponent", "fraudster=nope", "--out", str(out),
-                               "--no-progress", "--no-tensorboard"])
-    with pytest.raises(ValueError, match="opponent fraudster='nope'"):
+    with pytest.raises(SystemExit):  # on the command line, a usage error
+        one_role.parse_args(["--opponent", "fraudster=nope", "--out", str(out),
+                             "--no-progress", "--no-tensorboard"])
+    cfg = dataclasses.replace(one_role.parse_args(["--out", str(out), "--no-progress",
+                                                   "--no-tensorboard"]),
+                              opponents=(("fraudster", "nope"),))
+    with pytest.raises(ValueError, match="opponent fraudster='nope'"):  # called from code
         one_role.train(cfg)
     assert (out / "config.json").read_text() == "{}"
     with pytest.raises(SystemExit):

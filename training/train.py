@@ -657,11 +657,21 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     if (clash := training_seed_among(val_seeds, d.train_seed_range)) is not None:
         p.error(f"--val-seeds {clash} falls in the training seeds "
                 f"{d.train_seed_range[0]}-{d.train_seed_range[1] - 1}; validate on others")
-    if a.teacher:
-        try:
+    # the checkpoints a run reads are loaded now: a wrong one is a usage error, named before
+    # the run directory is touched
+    try:
+        if a.teacher:
             teacher_factory(a.role, a.teacher)
-        except ValueError as exc:
-            p.error(str(exc))
+        for role, spec in opponents:
+            make_opponent(role, spec)
+        if a.init:
+            cli.load_checkpoint(cli.PolicySpec(a.role, a.init, Path(a.init)))
+    except (ValueError, cli.CheckpointError) as exc:
+        p.error(f"--init {exc}" if a.init and a.init in str(exc) else str(exc))
+    try:
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        p.error(f"--out {a.out!r}: cannot create it ({exc.strerror or exc})")
     return dataclasses.replace(
         d, role=a.role, tasks=a.task, opponents=tuple(opponents), timesteps=a.timesteps,
         init=a.init, net=a.net, imitation_samples=a.imitation_samples,

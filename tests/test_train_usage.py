@@ -1,0 +1,47 @@
+"""``training/train.py`` names a wrong checkpoint or an output it cannot create as a usage error,
+before the run directory is touched."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sb3_contrib")
+
+ROOT = Path(__file__).parent.parent
+CHECKPOINTS = ROOT / "training" / "checkpoints"
+
+
+def _parse(argv):
+    from fraudarena_env import cli
+
+    train = cli.load_script(cli.TRAIN_SCRIPT, "fraudarena_selfplay").one_role  # train.py
+    return train.parse_args(argv)
+
+
+@pytest.mark.parametrize("flags, said", [
+    (["--opponent", f"fraudster={CHECKPOINTS / 'investigator.zip'}"], "not a checkpoint of the "
+                                                                       "fraudster"),
+    (["--teacher", str(CHECKPOINTS / "fraudster.zip")], "not a checkpoint of the investigator"),
+    (["--init", str(CHECKPOINTS / "fraudster.zip")], "--init .* not a checkpoint of the "
+                                                     "investigator"),
+    (["--opponent", "fraudster=README.md"], "cannot load README.md as a MaskablePPO checkpoint"),
+])
+def test_a_wrong_checkpoint_is_a_usage_error_and_the_run_directory_is_not_made(
+        tmp_path, capsys, flags, said):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exc:
+        _parse(["--role", "investigator", "--task", "task_1", "--out", str(out), *flags])
+    assert exc.value.code == 2
+    assert re.search(said, capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_an_output_directory_that_cannot_be_made_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit):
+        _parse(["--role", "investigator", "--task", "task_1", "--out",
+                str(tmp_path / "file" / "run")])
+    assert "cannot create it" in capsys.readouterr().err
