@@ -29,7 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fraudarena_env.cli import parse_seeds
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # script_args.py, next to this file
+
+from script_args import league_files  # noqa: E402
+
+from fraudarena_env.cli import parse_seeds  # noqa: E402
 
 SELFPLAY = Path(__file__).resolve().parent / "selfplay.py"
 LEARNED, SCRIPTED = "learned", "scripted"
@@ -150,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> str:
     seeds, out = parse_seeds(a.seeds), Path(a.out)
     if a.jobs < 1:
         p.error(f"--jobs must be at least 1, got {a.jobs}")
+    done = [s for s in seeds if league_files(out / f"seed{s}")]
+    if done and not a.read and "--overwrite" not in a.extra:
+        p.error(f"{out} already holds runs for seed(s) {done}: tabulate them with --read, give a "
+                "new --out, or pass -- --overwrite to train them again")
     if a.read:
         missing = [s for s in seeds if not (out / f"seed{s}" / "eval.json").exists()]
         if missing:
