@@ -116,6 +116,21 @@ def test_selfplay_help_names_overwrite(capsys):
     assert "--overwrite" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("flag, value", [
+    ("--seed", "-1"), ("--seed", "4000001"), ("--n-steps", "0"), ("--n-envs", "0"),
+    ("--lr", "-1"), ("--lr", "0"), ("--imitation-samples", "-1"), ("--imitation-epochs", "0")])
+def test_exploit_refuses_a_bad_number(capsys, flag, value):
+    _usage_error(capsys, lambda: exploit.parse_args(
+        ["scripted", "--role", "investigator", "--budget", "100", flag, value]), flag, value)
+
+
+def test_exploit_refuses_a_file_as_out(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    _usage_error(capsys, lambda: exploit.parse_args(
+        ["scripted", "--role", "investigator", "--budget", "100", "--out",
+         str(tmp_path / "file")]), "--out", "is a file")
+
+
 def test_quick_seeds_keeps_finished_runs(tmp_path, capsys, monkeypatch):
     """A rerun into runs already made is refused before any job starts (each job would refuse
     its league after quick.log was overwritten); -- --overwrite trains them again."""
