@@ -131,6 +131,19 @@ def test_exploit_refuses_a_file_as_out(tmp_path, capsys):
          str(tmp_path / "file")]), "--out", "is a file")
 
 
+@pytest.mark.parametrize("argv, words", [
+    (["--seeds", "5-3"], ["--seeds", "5-3"]), (["--seeds", ""], ["--seeds"]),
+    (["--scale", "0"], ["--scale", "at least 1"]), (["--scale", "-2"], ["--scale", "-2"])])
+def test_headroom_refuses_bad_seeds_and_scales(capsys, argv, words):
+    _usage_error(capsys, lambda: headroom.main(argv), *words)
+
+
+@pytest.mark.parametrize("seeds", ["5-3", ""])
+def test_quick_seeds_refuses_bad_seeds(tmp_path, capsys, seeds):
+    _usage_error(capsys, lambda: quick_seeds.main(["--seeds", seeds, "--out", str(tmp_path),
+                                                   "--read"]), "--seeds")
+
+
 def test_quick_seeds_keeps_finished_runs(tmp_path, capsys, monkeypatch):
     """A rerun into runs already made is refused before any job starts (each job would refuse
     its league after quick.log was overwritten); -- --overwrite trains them again."""
