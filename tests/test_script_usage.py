@@ -4,6 +4,7 @@ league does not delete a finished one."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -159,3 +160,32 @@ def test_quick_seeds_keeps_finished_runs(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "seed0" / "quick.log").read_text().startswith("trained in 200 s")
     with pytest.raises(AssertionError, match="a quick job started"):
         quick_seeds.main(["--seeds", "0-1", "--out", str(tmp_path), "--", "--overwrite"])
+
+
+@pytest.fixture
+def no_evaluation(monkeypatch):
+    """results.py may not play a match: a usage error comes first."""
+    def played(*args, **kwargs):
+        raise AssertionError("results.py evaluated before refusing its options")
+
+    for name in ("investigator_table", "fraudster_table", "crossplay_table", "paired_table",
+                 "plot_curves"):
+        monkeypatch.setattr(results, name, played)
+
+
+def test_results_refuses_a_missing_curves_file(tmp_path, capsys, no_evaluation):
+    _usage_error(capsys, lambda: results.main(["--curves", str(tmp_path / "validation.csv")]),
+                 "--curves", "no such file")
+    (tmp_path / "validation.csv").write_text("timesteps\n")  # no config.json next to it
+    _usage_error(capsys, lambda: results.main(["--curves", str(tmp_path / "validation.csv")]),
+                 "--curves", "config.json")
+
+
+def test_results_refuses_an_unwritable_plot(tmp_path, capsys, no_evaluation):
+    (tmp_path / "validation.csv").write_text("timesteps\n")
+    (tmp_path / "config.json").write_text(json.dumps({"role": "investigator"}))
+    curves = ["--curves", str(tmp_path / "validation.csv")]
+    _usage_error(capsys, lambda: results.main([*curves, "--plot", str(tmp_path / "no" / "x.png")]),
+                 "--plot", "does not exist")
+    _usage_error(capsys, lambda: results.main([*curves, "--plot", str(tmp_path)]),
+                 "--plot", "is a directory")
