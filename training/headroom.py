@@ -16,12 +16,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from fraudarena_env.arena import evaluate
-from fraudarena_env.cli import parse_seeds, parse_task_list
-from fraudarena_env.policies import ScriptedInvestigator
-from fraudarena_env.rules import catalog
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # script_args.py, next to this file
+
+from script_args import int_at_least  # noqa: E402
+
+from fraudarena_env.arena import evaluate  # noqa: E402
+from fraudarena_env.cli import parse_seeds, parse_task_list  # noqa: E402
+from fraudarena_env.policies import ScriptedInvestigator  # noqa: E402
+from fraudarena_env.rules import catalog  # noqa: E402
 
 
 def headroom(task: str, seeds: Sequence[int], scale: int = 8) -> tuple[float, float]:
@@ -43,10 +49,11 @@ def headroom(task: str, seeds: Sequence[int], scale: int = 8) -> tuple[float, fl
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="task_1,task_2,task_3", type=parse_task_list)
-    p.add_argument("--seeds", default="500-539")
-    p.add_argument("--scale", type=int, default=8)
+    p.add_argument("--seeds", type=parse_seeds, default="500-539")
+    p.add_argument("--scale", type=int_at_least(1), default=8,
+                   help="how many times the budget and actions per turn (default 8)")
     a = p.parse_args(argv)
-    seeds = parse_seeds(a.seeds)
+    seeds = a.seeds
     print(f"| task | scripted | scripted, {a.scale}x budget, pulls any gain | headroom |")
     print("|---|---|---|---|")
     for task in a.task:

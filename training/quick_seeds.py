@@ -29,7 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fraudarena_env.cli import parse_seeds
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # script_args.py, next to this file
+
+from script_args import league_files  # noqa: E402
+
+from fraudarena_env.cli import parse_seeds  # noqa: E402
 
 SELFPLAY = Path(__file__).resolve().parent / "selfplay.py"
 LEARNED, SCRIPTED = "learned", "scripted"
@@ -141,15 +145,20 @@ def summary(runs: dict[int, dict]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", default="0-4", help="training seeds, one quick job each (0-4)")
+    p.add_argument("--seeds", type=parse_seeds, default="0-4",
+                   help="training seeds, one quick job each (0-4)")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (each uses one core)")
     p.add_argument("--out", default="runs/quick-seeds", help="runs go to OUT/seed<S>")
     p.add_argument("--read", action="store_true", help="only tabulate runs already in OUT")
     p.add_argument("extra", nargs="*", help="after --: more flags for selfplay.py --quick")
     a = p.parse_args(argv)
-    seeds, out = parse_seeds(a.seeds), Path(a.out)
+    seeds, out = a.seeds, Path(a.out)
     if a.jobs < 1:
         p.error(f"--jobs must be at least 1, got {a.jobs}")
+    done = [s for s in seeds if league_files(out / f"seed{s}")]
+    if done and not a.read and "--overwrite" not in a.extra:
+        p.error(f"{out} already holds runs for seed(s) {done}: tabulate them with --read, give a "
+                "new --out, or pass -- --overwrite to train them again")
     if a.read:
         missing = [s for s in seeds if not (out / f"seed{s}" / "eval.json").exists()]
         if missing:

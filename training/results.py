@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -216,6 +217,30 @@ def plot_curves(paths: Sequence[str], out: Path) -> Path:
     return out
 
 
+def validation_csv(text: str) -> str:
+    """An argparse ``type=`` for ``--curves``: a train.py ``validation.csv`` with the run's
+    ``config.json`` next to it (``plot_curves`` reads both)."""
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text!r}: no such file; give a validation.csv that "
+                                         "training/train.py wrote")
+    if not (path.parent / "config.json").is_file():
+        raise argparse.ArgumentTypeError(f"{text!r}: no config.json next to it; give a "
+                                         "validation.csv in the run directory train.py wrote")
+    return text
+
+
+def unwritable(path: Path) -> str | None:
+    """Why a file cannot be written at ``path``, or None when it can."""
+    if path.is_dir():
+        return "is a directory; give a file name such as results.png"
+    if not path.parent.is_dir():
+        return f"its directory {str(path.parent)!r} does not exist"
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        return "is not writable here"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--investigator", default="training/checkpoints/investigator.zip")
@@ -225,9 +250,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--paired-seeds", type=lambda t: parse_seeds(t) if t else [], default="",
                    help="also compare each checkpoint with its role's scripted player match by "
                         "match on these seeds (e.g. 8000-8199)")
-    p.add_argument("--curves", nargs="*", default=[], help="validation.csv files to plot")
-    p.add_argument("--plot", default="training/results.png")
+    p.add_argument("--curves", nargs="*", type=validation_csv, default=[],
+                   help="validation.csv files to plot")
+    p.add_argument("--plot", default="training/results.png", help="where --curves are plotted")
     a = p.parse_args(argv)
+    if a.curves and (why := unwritable(Path(a.plot))):  # before any match is played
+        p.error(f"--plot {a.plot!r} {why}")
     seeds = a.seeds
     tasks = list(a.task)
     players = {}

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # train.py, next to this file
 
 import train as one_role  # noqa: E402
+from script_args import int_at_least, league_refusal, run_dir  # noqa: E402
 
 from fraudarena_env.arena import evaluate_matches  # noqa: E402
 from fraudarena_env.cli import parse_seeds, parse_task_list  # noqa: E402
@@ -90,6 +91,8 @@ class LeagueConfig:
     eval_seeds: tuple[int, ...] = tuple(range(1000, 1020))
     progress: bool = True
     tensorboard: bool = True
+    # replace a league already in out (its config.json and pool/ snapshots); False: refuse
+    overwrite: bool = False
 
 
 # ``--quick``: the README's main job, a few minutes on 2 cores including evaluation. The
@@ -157,11 +160,13 @@ class League:
 
 def run_league(cfg: LeagueConfig) -> League:
     out = Path(cfg.out)
+    if not cfg.overwrite and (refusal := league_refusal(out)):
+        raise FileExistsError(refusal)
     pool = out / "pool"
     for role in LEAGUE_ROLES:
         (pool / role).mkdir(parents=True, exist_ok=True)
         for old in (pool / role).glob("*.zip"):
-            old.unlink()  # a rerun into the same directory starts a fresh league
+            old.unlink()  # --overwrite: the rerun starts a fresh league
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     league = League(out, {role: [] for role in LEAGUE_ROLES})
     bar = tqdm(total=progress_total(cfg), unit="step", dynamic_ncols=True,
@@ -373,38 +378,56 @@ def run(cfg: LeagueConfig) -> LeagueResult:
     return result
 
 
-def parse_args(argv: Sequence[str] | None = None) -> LeagueConfig:
+def max_seed(generations: int) -> int:
+    """The largest ``--seed`` for ``generations``: generation g trains with train.py's seed
+    ``seed * 100 + g``, which train.py takes up to ``MAX_RUN_SEED``."""
+    return (one_role.MAX_RUN_SEED - max(generations - 1, 0)) // 100
+
+
+def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> LeagueConfig:
+    """The run's configuration; every option is checked here, before anything is written.
+    ``fresh_out``: refuse an ``--out`` that holds a league unless ``--overwrite`` (``main``)."""
     d = LeagueConfig()
     p = argparse.ArgumentParser(prog="fraudarena train", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
                    help=f"the README's main job (a few minutes on 2 cores): {QUICK}")
     p.add_argument("--task", default=None, type=parse_task_list,
                    help=f"task id(s), comma-separated (default {','.join(d.tasks)})")
-    p.add_argument("--generations", type=int, default=None, help=f"default {d.generations}")
-    p.add_argument("--timesteps", type=int, default=None,
+    p.add_argument("--generations", type=int_at_least(1), default=None,
+                   help=f"default {d.generations}")
+    p.add_argument("--timesteps", type=int_at_least(0), default=None,
                    help=f"investigator timesteps per generation (default "
                         f"{d.investigator_timesteps}; the fraudster gets a quarter of it unless "
                         "--fraudster-timesteps)")
-    p.add_argument("--fraudster-timesteps", type=int, default=None)
-    p.add_argument("--imitation-samples", type=int, default=None,
+    p.add_argument("--fraudster-timesteps", type=int_at_least(0), default=None)
+    p.add_argument("--imitation-samples", type=int_at_least(0), default=None,
                    help="the first investigator imitates the scripted one on this many decisions "
                         f"(default {d.imitation_samples}; 0: PPO from scratch)")
-    p.add_argument("--fraudster-imitation-samples", type=int, default=None,
+    p.add_argument("--fraudster-imitation-samples", type=int_at_least(0), default=None,
                    help="the first fraudster imitates --fraudster-teacher on this many decisions "
                         f"(default {d.fraudster_imitation_samples}; 0: PPO from scratch)")
     p.add_argument("--fraudster-teacher", default=None,
                    help="a fraudster name `fraudarena play` takes or a checkpoint (default "
                         f"{d.fraudster_teacher})")
-    p.add_argument("--n-envs", type=int, default=None, help=f"default {d.n_envs}")
+    p.add_argument("--n-envs", type=int_at_least(1), default=None, help=f"default {d.n_envs}")
     p.add_argument("--vector-envs", type=int, default=None, metavar="N",
                    help="train each phase on N matches at once, opponents batched (train.py "
                         f"--vector-envs; default {d.vector_envs}: --n-envs RoleEnvs)")
-    p.add_argument("--n-steps", type=int, default=None, help=f"default {d.n_steps}")
-    p.add_argument("--batch-size", type=int, default=None, help=f"default {d.batch_size}")
-    p.add_argument("--n-epochs", type=int, default=None, help=f"default {d.n_epochs}")
+    p.add_argument("--n-steps", type=int_at_least(1), default=None, help=f"default {d.n_steps}")
+    p.add_argument("--batch-size", type=int_at_least(2), default=None,  # SB3 wants 2 or more
+                   help=f"default {d.batch_size}")
+    p.add_argument("--n-epochs", type=int_at_least(1), default=None,
+                   help=f"default {d.n_epochs}")
     p.add_argument("--investigator-net", choices=("slot", "mlp"), default=None)
-    p.add_argument("--seed", type=int, default=None, help=f"default {d.seed}")
-    p.add_argument("--out", default=None, help=f"run directory (default {d.out})")
+    p.add_argument("--seed", type=int_at_least(0), default=None,
+                   help=f"default {d.seed}; at most {max_seed(d.generations):,} (generation g "
+                        "trains with train.py's seed SEED * 100 + g)")
+    p.add_argument("--out", type=run_dir, default=None,
+                   help=f"run directory (default {d.out}; --quick: {QUICK['out']}); one that "
+                        "already holds a league is refused unless --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the league already in --out (its config.json and pool/ "
+                        "snapshots) instead of refusing")
     p.add_argument("--eval-seeds", type=parse_seeds, default=None, help="held-out seeds (default 1000-1019)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-tensorboard", action="store_true")
@@ -436,11 +459,23 @@ def parse_args(argv: Sequence[str] | None = None) -> LeagueConfig:
         changes["progress"] = False
     if a.no_tensorboard:
         changes["tensorboard"] = False
-    return dataclasses.replace(cfg, **changes)
+    if a.overwrite:
+        changes["overwrite"] = True
+    cfg = dataclasses.replace(cfg, **changes)
+    if cfg.seed > (most := max_seed(cfg.generations)):
+        p.error(f"--seed must be from 0 to {most:,} with {cfg.generations} generation(s) "
+                f"(generation g trains with train.py's seed SEED * 100 + g, at most "
+                f"{one_role.MAX_RUN_SEED:,}), got {cfg.seed}")
+    if cfg.investigator_timesteps == cfg.fraudster_timesteps == 0:
+        p.error("--timesteps and --fraudster-timesteps are both 0: nothing would train; give "
+                "either role some timesteps")
+    if fresh_out and not cfg.overwrite and (refusal := league_refusal(Path(cfg.out))):
+        p.error(refusal)
+    return cfg
 
 
 def main(argv: Sequence[str] | None = None) -> LeagueResult:
-    cfg = parse_args(argv)
+    cfg = parse_args(argv, fresh_out=True)
     lo, hi = one_role.Config().train_seed_range
     if overlap := sorted(s for s in cfg.eval_seeds if lo <= s < hi):
         raise SystemExit(f"eval seeds {overlap[:5]} fall in the training seed range {lo}..{hi - 1}")
