@@ -11,13 +11,8 @@ match. Rates are per second of this process's CPU time (on an idle machine, the 
 so other work on a busy machine disturbs them less; the ratio to the scalar env is the figure to
 compare across runs and machines.
 
-``ParallelVectorFraudArena`` (``--workers``, 2 by default; 0 leaves it out) splits the same
-envs over worker processes, one core each: its rows are timed by the wall clock, as its work is in
-other processes, against the scalar env timed by the wall clock in the same run. On a machine
-whose cores are busy with other work those rows mean little.
-
     python benchmarks/bench_vector.py                 # N = 1, 64, 1024, 4096; ~3 s each
-    python benchmarks/bench_vector.py --envs 1024 --seconds 1 --workers 0
+    python benchmarks/bench_vector.py --envs 1024 --seconds 1
 """
 
 from __future__ import annotations
@@ -28,19 +23,17 @@ import time
 import numpy as np
 
 from fraudarena_env.vector import VectorFraudArena
-from fraudarena_env.vector_parallel import ParallelVectorFraudArena
 from fraudarena_env.wrappers import shared_space_env
 
 
-def scalar_steps_per_second(task_id: str, seconds: float, seed: int = 0,
-                            clock=time.process_time) -> float:
+def scalar_steps_per_second(task_id: str, seconds: float, seed: int = 0) -> float:
     env = shared_space_env(task_id=task_id)
     rng = np.random.default_rng(seed)
     episode = seed
     env.reset(seed=episode)
     steps = 0
-    start = clock()
-    while clock() - start < seconds:
+    start = time.process_time()
+    while time.process_time() - start < seconds:
         agent = env.agent_selection
         if env.terminations[agent] or env.truncations[agent]:
             episode += 1
@@ -49,52 +42,33 @@ def scalar_steps_per_second(task_id: str, seconds: float, seed: int = 0,
         legal = np.flatnonzero(env.observe(agent)["action_mask"])
         env.step(int(legal[rng.integers(len(legal))]))
         steps += 1
-    return steps / (clock() - start)
+    return steps / (time.process_time() - start)
 
 
-def vector_steps_per_second(task_id: str, num_envs: int, seconds: float, seed: int = 0,
-                            warmup: int = 30, workers: int = 0) -> float:
-    """Agent steps per second of ``VectorFraudArena`` (per CPU second of this process), or, with
-    ``workers``, of ``ParallelVectorFraudArena`` over that many processes (per wall second)."""
-    if workers:
-        venv, clock = ParallelVectorFraudArena(num_envs, task_id=task_id, copy=False,
-                                               workers=workers), time.perf_counter
-    else:
-        venv, clock = VectorFraudArena(num_envs, task_id=task_id, copy=False), time.process_time
-    try:
-        batch = venv.reset(seed=seed)
-        for _ in range(warmup):  # past the first round, where every env starts in lockstep
-            batch = venv.step(venv.sample_actions(batch.action_mask))
-        steps = 0
-        start = clock()
-        while clock() - start < seconds:
-            batch = venv.step(venv.sample_actions(batch.action_mask))
-            steps += num_envs
-        return steps / (clock() - start)
-    finally:
-        venv.close()
+def vector_steps_per_second(task_id: str, num_envs: int, seconds: float,
+                            seed: int = 0, warmup: int = 30) -> float:
+    venv = VectorFraudArena(num_envs, task_id=task_id, copy=False)
+    batch = venv.reset(seed=seed)
+    for _ in range(warmup):  # past the first round, where every env starts in lockstep
+        batch = venv.step(venv.sample_actions(batch.action_mask))
+    steps = 0
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        batch = venv.step(venv.sample_actions(batch.action_mask))
+        steps += num_envs
+    return steps / (time.process_time() - start)
 
 
-def run(task_id: str = "task_3", envs=(1, 64, 1024, 4096), seconds: float = 3.0,
-        workers: int = 2) -> dict:
+def run(task_id: str = "task_3", envs=(1, 64, 1024, 4096), seconds: float = 3.0) -> dict:
     print(f"== vector env: masked-random play on {task_id}, ~{seconds:g} s each ==")
     scalar = scalar_steps_per_second(task_id, seconds)
     results = {"scalar": scalar}
-    print(f"{'env':<50}{'agent-steps/s':>15}{'vs scalar':>11}")
-    print(f"{'shared_space_env (scalar), CPU time':<50}{scalar:>15,.0f}{1.0:>11.2f}")
+    print(f"{'env':<36}{'agent-steps/s':>15}{'vs scalar':>11}")
+    print(f"{'shared_space_env (scalar)':<36}{scalar:>15,.0f}{1.0:>11.2f}")
     for n in envs:
         rate = vector_steps_per_second(task_id, n, seconds)
         results[n] = rate
-        print(f"{f'VectorFraudArena(num_envs={n})':<50}{rate:>15,.0f}{rate / scalar:>11.2f}")
-    if workers:
-        wall = scalar_steps_per_second(task_id, seconds, clock=time.perf_counter)
-        results["scalar_wall"] = wall
-        print(f"{'shared_space_env (scalar), wall clock':<50}{wall:>15,.0f}{1.0:>11.2f}")
-        for n in envs:
-            rate = vector_steps_per_second(task_id, n, seconds, workers=workers)
-            results[("parallel", n)] = rate
-            label = f"ParallelVectorFraudArena({n}, workers={min(workers, n)})"
-            print(f"{label:<50}{rate:>15,.0f}{rate / wall:>11.2f}")
+        print(f"{f'VectorFraudArena(num_envs={n})':<36}{rate:>15,.0f}{rate / scalar:>11.2f}")
     return results
 
 
@@ -103,12 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--task", default="task_3")
     parser.add_argument("--envs", type=int, nargs="+", default=[1, 64, 1024, 4096])
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--workers", type=int, default=2,
-                        help="worker processes for ParallelVectorFraudArena's rows (0: none)")
     args = parser.parse_args(argv)
-    if args.workers < 0:
-        parser.error(f"--workers must be 0 or more, got {args.workers}")
-    return run(args.task, args.envs, args.seconds, args.workers)
+    return run(args.task, args.envs, args.seconds)
 
 
 if __name__ == "__main__":

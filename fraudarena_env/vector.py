@@ -244,9 +244,6 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         self._terminal = np.zeros((n, _N_ROLES))  # the ending rewards, paid on the report
         self._resets = np.zeros(n, np.int64)
         self._seed = 0
-        # env i's seeds are those of env ``_first + i`` of ``_period`` envs (a slice of a larger
-        # batch: ``vector_parallel``)
-        self._first, self._period = 0, n
         self._rng = np.random.default_rng(0)
         self._ready = False
         self._arange = np.arange(n)
@@ -280,7 +277,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         self._resets[:] = 0
         self.final_info, self.final_view = {}, {}  # (the endings of the last run's last step)
         self._full[:] = True
-        self._start(self._arange, self._seed + self._first + self._arange)
+        self._start(self._arange, self._seed + self._arange)
         self._ready = True
         n = self.num_envs
         return self._batch(np.zeros((n, _N_ROLES)), np.zeros(n, bool), np.zeros(n, bool))
@@ -400,7 +397,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             self.final_view = self._final_views(self._keep_final_view, over)
         if len(over):
             self._resets[over] += 1
-            self._start(over, self._seed + self._first + over + self._resets[over] * self._period)
+            self._start(over, self._seed + over + self._resets[over] * n)
         return self._batch(rewards, terminated, truncated, active)
 
     def _final_views(self, role: str, over: np.ndarray) -> dict[int, np.ndarray]:
@@ -461,8 +458,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             op = OPS[role][index]
             reason = explain(self.state, m, role, op) or REPEATED
             reason += f" (index {index} is {describe(role, index)})"
-        raise IllegalActionError(role, index, f"env {m + self._first}: {reason}; nothing was "
-                                 f"applied")
+        raise IllegalActionError(role, index, f"env {m}: {reason}; nothing was applied")
 
     # ------------------------------------------------------------------ the common actions
     def _pull(self, env: np.ndarray, index: np.ndarray, rewards: np.ndarray) -> None:
