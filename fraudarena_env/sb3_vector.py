@@ -29,7 +29,10 @@ chunks never trains twice on a match.
   SB3's ``VecMonitor`` counts them), ``terminal_observation`` (the learner's view as the match
   ended, the one ``RoleEnv`` returns: SB3 bootstraps a truncated match from it) and
   ``TimeLimit.truncated``. A match cut by ``max_cycles`` before the learner's first turn is an
-  error, as in ``RoleEnv``.
+  error, as in ``RoleEnv``;
+* an action the learner's mask forbids raises ``IllegalActionError`` and nothing of the step is
+  applied, as ``RoleEnv(illegal_action="raise")`` does (``RoleEnv`` defaults to ``"penalize"``):
+  train a masked algorithm (``MaskablePPO``) on it, or mask the policy's choices yourself.
 
 Needs the training extra (``pip install torch==2.13.0 && pip install -e ".[train]"``).
 """

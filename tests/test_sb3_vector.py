@@ -324,3 +324,19 @@ def test_the_masks_env_method_gives_are_the_callers_to_keep():
     venv.step(np.array([np.flatnonzero(m)[0] for m in venv.action_masks()]))
     for m, b in zip(kept, before):
         np.testing.assert_array_equal(m, b)
+
+
+def test_an_action_the_learners_mask_forbids_is_refused_and_changes_nothing():
+    from fraudarena_env import IllegalActionError
+
+    venv = VectorRoleEnv("investigator", 2, task_id="task_1")
+    first = venv.reset()
+    masks = venv.action_masks()
+    bad = np.array([np.flatnonzero(~masks[0])[0], np.flatnonzero(masks[1])[0]])
+    with pytest.raises(IllegalActionError, match="env 0"):
+        venv.step(bad)
+    np.testing.assert_array_equal(venv.action_masks(), masks)
+    other = VectorRoleEnv("investigator", 2, task_id="task_1")
+    np.testing.assert_array_equal(other.reset(), first)
+    good = np.array([np.flatnonzero(m)[0] for m in masks])
+    np.testing.assert_array_equal(venv.step(good)[0], other.step(good)[0])  # as if never tried
