@@ -342,10 +342,20 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         ``active``: an optional (N,) bool array; only those envs act (the others' actions are
         ignored, and they neither move nor count a step), e.g. to let opponents move in the
         envs where it is not a learner's turn."""
-        a, active = step_input(self._ready, actions, active, self.num_envs)
+        if not self._ready:
+            raise RuntimeError("step() before reset(): call reset(seed=...) first")
+        a = np.asarray(actions)
         n = self.num_envs
+        if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"actions must be an integer array of shape ({n},), got "
+                             f"{a.dtype} {a.shape}")
         if active is None:
             active = np.ones(n, bool)
+        else:
+            active = np.asarray(active)
+            if active.shape != (n,) or active.dtype != bool:
+                raise ValueError(f"active must be a bool array of shape ({n},), got "
+                                 f"{active.dtype} {active.shape}")
         a = np.where(active, a, 0).astype(np.int64)
         self._check(a, active)
         st = self.state
@@ -921,7 +931,20 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
     def sample_actions(self, action_mask: np.ndarray) -> np.ndarray:
         """One uniformly random legal action per env (the vector env's own generator, seeded by
         ``reset``)."""
-        return sample_legal(self._rng, action_mask, self.num_envs)
+        mask = np.asarray(action_mask)
+        if mask.ndim != 2 or mask.shape[0] != self.num_envs:
+            raise ValueError(f"action_mask must be one mask row per env, shape ({self.num_envs}, "
+                             f"actions), as a batch's action_mask is; got shape {mask.shape}")
+        if mask.dtype.itemsize == 1 and mask.dtype.kind in "biu":
+            mask = mask.view(np.bool_)  # nonzero bytes are true either way; much faster
+        legal = np.flatnonzero(mask)  # row-major: each env's legal actions, env after env
+        width = mask.shape[1]
+        bounds = np.searchsorted(legal, np.arange(len(mask) + 1) * width)
+        starts, counts = bounds[:-1], np.diff(bounds)
+        if not counts.all():
+            raise ValueError(f"env {int(np.argmin(counts))} has no legal action in action_mask")
+        pick = starts + (self._rng.random(len(mask)) * counts).astype(np.int64)
+        return legal[pick] - np.arange(len(mask)) * width
 
     def close(self) -> None:
         pass
@@ -933,42 +956,6 @@ def read_only(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
     return view
-
-
-def step_input(ready: bool, actions, active,
-               num_envs: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """``step``'s arguments as arrays, or the error that says what is wrong with them."""
-    if not ready:
-        raise RuntimeError("step() before reset(): call reset(seed=...) first")
-    a = np.asarray(actions)
-    if a.shape != (num_envs,) or not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"actions must be an integer array of shape ({num_envs},), got "
-                         f"{a.dtype} {a.shape}")
-    if active is not None:
-        active = np.asarray(active)
-        if active.shape != (num_envs,) or active.dtype != bool:
-            raise ValueError(f"active must be a bool array of shape ({num_envs},), got "
-                             f"{active.dtype} {active.shape}")
-    return a, active
-
-
-def sample_legal(rng: np.random.Generator, action_mask, num_envs: int) -> np.ndarray:
-    """One uniformly random legal action per row of ``action_mask`` (``num_envs`` rows), drawn
-    with ``rng``: one uniform draw per row."""
-    mask = np.asarray(action_mask)
-    if mask.ndim != 2 or mask.shape[0] != num_envs:
-        raise ValueError(f"action_mask must be one mask row per env, shape ({num_envs}, "
-                         f"actions), as a batch's action_mask is; got shape {mask.shape}")
-    if mask.dtype.itemsize == 1 and mask.dtype.kind in "biu":
-        mask = mask.view(np.bool_)  # nonzero bytes are true either way; much faster
-    legal = np.flatnonzero(mask)  # row-major: each env's legal actions, env after env
-    width = mask.shape[1]
-    bounds = np.searchsorted(legal, np.arange(len(mask) + 1) * width)
-    starts, counts = bounds[:-1], np.diff(bounds)
-    if not counts.all():
-        raise ValueError(f"env {int(np.argmin(counts))} has no legal action in action_mask")
-    pick = starts + (rng.random(len(mask)) * counts).astype(np.int64)
-    return legal[pick] - np.arange(len(mask)) * width
 
 
 def _arrival_features(category, body, markers, u_marker, age, tld, payment, country):
