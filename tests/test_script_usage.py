@@ -45,9 +45,21 @@ def _usage_error(capsys, call, *words: str) -> str:
     ("--seed", "-1"), ("--seed", "100000"), ("--n-steps", "0"), ("--n-envs", "0"),
     ("--batch-size", "0"), ("--batch-size", "1"), ("--n-epochs", "0"), ("--generations", "-1"),
     ("--generations", "0"), ("--timesteps", "-5"), ("--fraudster-timesteps", "-1"),
-    ("--imitation-samples", "-1"), ("--fraudster-imitation-samples", "-1"), ("--seed", "x")])
+    ("--imitation-samples", "-1"), ("--fraudster-imitation-samples", "-1"), ("--seed", "x"),
+    ("--calibration-coef", "-1"), ("--calibration-coef", "nan"),
+    ("--investigator-grader-coef", "inf"), ("--investigator-grader-coef", "-0.5")])
 def test_selfplay_refuses_a_bad_number(capsys, flag, value):
     _usage_error(capsys, lambda: selfplay.parse_args([flag, value]), flag, value)
+
+
+def test_the_league_s_reward_coefficients_reach_the_investigator_phases_only():
+    cfg = selfplay.parse_args(["--calibration-coef", "0.5", "--investigator-grader-coef", "3"])
+    investigator = selfplay.phase_config(cfg, "investigator", 0, "", selfplay.Path("pool"))
+    fraudster = selfplay.phase_config(cfg, "fraudster", 0, "", selfplay.Path("pool"))
+    assert (investigator.calibration_coef, investigator.grader_coef) == (0.5, 3.0)
+    assert (fraudster.calibration_coef, fraudster.grader_coef) == (0.0, 0.0)
+    quick = selfplay.parse_args(["--quick", "--investigator-grader-coef", "2"])
+    assert (quick.calibration_coef, quick.investigator_grader_coef) == (0.0, 2.0)
 
 
 def test_selfplay_seed_bound_is_train_py_s(capsys):

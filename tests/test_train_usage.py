@@ -45,3 +45,17 @@ def test_an_output_directory_that_cannot_be_made_is_a_usage_error(tmp_path, caps
         _parse(["--role", "investigator", "--task", "task_1", "--out",
                 str(tmp_path / "file" / "run")])
     assert "cannot create it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--lr", "0"), ("--lr", "nan"), ("--clip-range", "-0.1"), ("--ent-coef", "-1"),
+    ("--ent-coef", "inf"), ("--calibration-coef", "nan"), ("--grader-coef", "-2")])
+def test_a_number_out_of_range_is_a_usage_error(tmp_path, capsys, flag, value):
+    """A learning rate, clip range or reward coefficient that is not finite, or out of its range,
+    would train on nan or backwards: refused before the run directory is made."""
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exc:
+        _parse(["--role", "investigator", "--task", "task_1", "--out", str(out), flag, value])
+    assert exc.value.code == 2
+    assert flag in capsys.readouterr().err
+    assert not out.exists()

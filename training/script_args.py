@@ -50,6 +50,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """An argparse ``type=``: a finite number of 0 or more (a reward's coefficient)."""
+    value = _number(text, float)
+    if not 0 <= value < float("inf"):  # nan too
+        raise argparse.ArgumentTypeError(f"must be a finite number of 0 or more, got {text}")
+    return value
+
+
 def run_dir(text: str) -> str:
     """An argparse ``type=`` for ``--out``: a directory, new or existing, not a file."""
     if Path(text).exists() and not Path(text).is_dir():

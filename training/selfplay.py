@@ -46,7 +46,12 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # train.py, next to this file
 
 import train as one_role  # noqa: E402
-from script_args import int_at_least, league_refusal, run_dir  # noqa: E402
+from script_args import (  # noqa: E402
+    int_at_least,
+    league_refusal,
+    non_negative_float,
+    run_dir,
+)
 
 from fraudarena_env.arena import evaluate_matches  # noqa: E402
 from fraudarena_env.cli import parse_seeds, parse_task_list  # noqa: E402
@@ -86,6 +91,10 @@ class LeagueConfig:
     batch_size: int = 256
     n_epochs: int = 4
     learning_rate: float = 1e-4
+    # the investigator's training-only rewards (train.py's --calibration-coef and --grader-coef):
+    # -coef * (confidence - right)^2 per manual verdict, +coef * grader when its match ends
+    calibration_coef: float = 0.0
+    investigator_grader_coef: float = 0.0
     net: str = "slot"  # the investigator's network: "slot" or "mlp"
     # seeds: cross-play and the evaluation table use eval_seeds, never met in training
     eval_seeds: tuple[int, ...] = tuple(range(1000, 1020))
@@ -122,6 +131,8 @@ def phase_config(cfg: LeagueConfig, role: str, generation: int, init: str, pool:
         else cfg.fraudster_imitation_samples,
         teacher="" if role == "investigator" else cfg.fraudster_teacher,
         imitation_epochs=cfg.imitation_epochs, val_seeds=(), eval_every=0, progress=False,
+        calibration_coef=cfg.calibration_coef if role == "investigator" else 0.0,
+        grader_coef=cfg.investigator_grader_coef if role == "investigator" else 0.0,
         tensorboard=cfg.tensorboard)
 
 
@@ -419,6 +430,12 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
     p.add_argument("--n-epochs", type=int_at_least(1), default=None,
                    help=f"default {d.n_epochs}")
     p.add_argument("--investigator-net", choices=("slot", "mlp"), default=None)
+    p.add_argument("--calibration-coef", type=non_negative_float, default=None,
+                   help="investigator phases: training reward -COEF*(confidence-right)^2 per "
+                        f"manual verdict (default {d.calibration_coef})")
+    p.add_argument("--investigator-grader-coef", type=non_negative_float, default=None,
+                   help="investigator phases: training reward +COEF*grader when a match ends "
+                        f"(default {d.investigator_grader_coef})")
     p.add_argument("--seed", type=int_at_least(0), default=None,
                    help=f"default {d.seed}; at most {max_seed(d.generations):,} (generation g "
                         "trains with train.py's seed SEED * 100 + g)")
@@ -448,7 +465,8 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
         changes["fraudster_timesteps"] = a.timesteps // 4
     for name in ("generations", "fraudster_timesteps", "imitation_samples", "n_envs",
                  "vector_envs", "n_steps", "batch_size", "n_epochs",
-                 "seed", "out", "fraudster_imitation_samples", "fraudster_teacher"):
+                 "seed", "out", "fraudster_imitation_samples", "fraudster_teacher",
+                 "calibration_coef", "investigator_grader_coef"):
         if getattr(a, name) is not None:
             changes[name] = getattr(a, name)
     if a.investigator_net:

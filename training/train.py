@@ -31,6 +31,7 @@ import csv
 import dataclasses
 import gc
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -648,6 +649,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                                ("--batch-size", a.batch_size, 1), ("--n-epochs", a.n_epochs, 1)):
         if value is not None and value < least:
             p.error(f"{flag} must be at least {least}, got {value}")
+    for flag, value, strict in (("--lr", a.lr, True), ("--clip-range", a.clip_range, True),
+                                ("--ent-coef", a.ent_coef, False),
+                                ("--calibration-coef", a.calibration_coef, False),
+                                ("--grader-coef", a.grader_coef, False)):
+        if value is not None and not (math.isfinite(value) and (value > 0 if strict else
+                                                                value >= 0)):
+            p.error(f"{flag} must be a finite number {'above 0' if strict else 'of 0 or more'}, "
+                    f"got {value}")
     if not 0 <= a.seed <= MAX_RUN_SEED:
         p.error(f"--seed must be from 0 to {MAX_RUN_SEED:,} (each env's generator is seeded with "
                 f"seed * 1000 + its index, which numpy wants below 2**32), got {a.seed}")
