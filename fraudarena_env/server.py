@@ -559,7 +559,11 @@ class MatchPool:
                 raise ProtocolError("reset_error", f"{role} checkpoint {excerpt(spec)} must be a "
                                     "file name inside the server's checkpoint directory")
             try:
-                factory = cli.policy_factory(cli.parse_policy_spec(role, str(path)))
+                parsed = cli.parse_policy_spec(role, str(path))
+                # Kept by the file, not by the SPEC's spelling ("x", "./x.zip", ...), which a
+                # client may vary without end.
+                key = (role, str(parsed.path))
+                factory = self._factories.get(key) or cli.policy_factory(parsed)
             except (argparse.ArgumentTypeError, cli.CheckpointError, OSError):  # OSError: a
                 # name the file system cannot hold (longer than 255 bytes, say)
                 raise ProtocolError("reset_error", f"no playable {role} checkpoint "
