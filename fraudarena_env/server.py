@@ -633,8 +633,9 @@ class MatchPool:
             charged = play_action(entry.referee, role, action if model is None else model,
                                   lenient)
         except PermissionError as exc:  # OutOfTurnError: not this role's turn, or it is over
-            raise ProtocolError("phase_violation", f"{role} cannot act now: "
-                                f"{getattr(exc, 'reason', exc)}") from None
+            why = "the match is over; send reset (or join) to play another" if \
+                entry.referee.done else getattr(exc, "reason", exc)
+            raise ProtocolError("phase_violation", f"{role} cannot act now: {why}") from None
         except IllegalActionError as exc:
             what = f"action_index {index} is masked now" if index is not None else \
                 f"illegal {role} action"

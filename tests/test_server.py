@@ -484,6 +484,19 @@ def test_error_replies_quote_only_a_short_excerpt(client):
         assert "Z" * 80 not in reply["data"]["message"]
 
 
+def test_a_step_after_the_end_says_the_match_is_over_and_what_a_client_sends_next(client):
+    """It said "call reset_match() first", the in-process referee's call, which no message of
+    the protocol is."""
+    with client.websocket_connect("/ws/investigator") as inv:
+        data = send(inv, "reset", {"seed": 2, "task_id": "task_1",
+                                   "opponents": {"fraudster": "reactive",
+                                                 "auditor": "heuristic"}})["data"]
+        while not data["done"]:
+            data = send(inv, "step", {"action_type": "end_turn"})["data"]
+        msg = assert_error(send(inv, "step", {"action_type": "end_turn"}), "phase_violation")
+    assert "the match is over" in msg and "send reset" in msg and "reset_match" not in msg
+
+
 def test_internal_fault_is_fatal_error_and_closes_only_that_socket(client):
     app_pool = client.app.state.pool
     with client.websocket_connect("/ws/fraudster") as fr:
