@@ -996,9 +996,13 @@ def decode_json(raw: str | bytes, max_bytes: int) -> Any:
                             f"position {exc.pos}") from None
     except RecursionError:  # far deeper than the limit: the decoder ran out of stack
         raise ProtocolError("validation_error", too_deep()) from None
-    except ValueError as exc:  # bad UTF-8, huge numbers
-        raise ProtocolError("invalid_json", "the frame is not valid JSON: "
-                            f"{type(exc).__name__}") from None
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("invalid_json", "the frame is not UTF-8 text (a bad byte at "
+                            f"position {exc.start}); send JSON as UTF-8") from None
+    except ValueError:  # an integer longer than Python reads (sys.get_int_max_str_digits)
+        raise ProtocolError("invalid_json", "the frame holds a number of more digits than "
+                            f"{sys.get_int_max_str_digits()}; no field takes one that long"
+                            ) from None
     if why := nesting_refusal(raw, value):
         raise ProtocolError("validation_error", why)
     if (b"\\u" if isinstance(raw, bytes) else "\\u") in raw and has_lone_surrogate(value):

@@ -484,6 +484,17 @@ def test_error_replies_quote_only_a_short_excerpt(client):
         assert "Z" * 80 not in reply["data"]["message"]
 
 
+def test_a_frame_json_cannot_read_says_why(client):
+    """Bad UTF-8 and an integer of more digits than Python reads were both answered "the frame
+    is not valid JSON: ValueError", which named neither (and the second is valid JSON)."""
+    with client.websocket_connect("/ws/fraudster") as fr:
+        fr.send_bytes(b'{"type": "obs", "data": {"x": "\xff"}}')
+        assert "not UTF-8" in assert_error(fr.receive_json(), "invalid_json")
+        msg = assert_error(send_raw(fr, '{"type": "reset", "data": {"seed": ' + "9" * 5000
+                                    + "}}"), "invalid_json")
+        assert "digits" in msg and "ValueError" not in msg
+
+
 def test_a_step_after_the_end_says_the_match_is_over_and_what_a_client_sends_next(client):
     """It said "call reset_match() first", the in-process referee's call, which no message of
     the protocol is."""
