@@ -559,7 +559,11 @@ class MatchPool:
                 raise ProtocolError("reset_error", f"{role} checkpoint {excerpt(spec)} must be a "
                                     "file name inside the server's checkpoint directory")
             try:
-                factory = cli.policy_factory(cli.parse_policy_spec(role, str(path)))
+                parsed = cli.parse_policy_spec(role, str(path))
+                # Kept by the file, not by the SPEC's spelling ("x", "./x.zip", ...), which a
+                # client may vary without end.
+                key = (role, str(parsed.path))
+                factory = self._factories.get(key) or cli.policy_factory(parsed)
             except (argparse.ArgumentTypeError, cli.CheckpointError, OSError):  # OSError: a
                 # name the file system cannot hold (longer than 255 bytes, say)
                 raise ProtocolError("reset_error", f"no playable {role} checkpoint "
@@ -629,8 +633,9 @@ class MatchPool:
             charged = play_action(entry.referee, role, action if model is None else model,
                                   lenient)
         except PermissionError as exc:  # OutOfTurnError: not this role's turn, or it is over
-            raise ProtocolError("phase_violation", f"{role} cannot act now: "
-                                f"{getattr(exc, 'reason', exc)}") from None
+            why = "the match is over; send reset (or join) to play another" if \
+                entry.referee.done else getattr(exc, "reason", exc)
+            raise ProtocolError("phase_violation", f"{role} cannot act now: {why}") from None
         except IllegalActionError as exc:
             what = f"action_index {index} is masked now" if index is not None else \
                 f"illegal {role} action"
@@ -991,9 +996,13 @@ def decode_json(raw: str | bytes, max_bytes: int) -> Any:
                             f"position {exc.pos}") from None
     except RecursionError:  # far deeper than the limit: the decoder ran out of stack
         raise ProtocolError("validation_error", too_deep()) from None
-    except ValueError as exc:  # bad UTF-8, huge numbers
-        raise ProtocolError("invalid_json", "the frame is not valid JSON: "
-                            f"{type(exc).__name__}") from None
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("invalid_json", "the frame is not UTF-8 text (a bad byte at "
+                            f"position {exc.start}); send JSON as UTF-8") from None
+    except ValueError:  # an integer longer than Python reads (sys.get_int_max_str_digits)
+        raise ProtocolError("invalid_json", "the frame holds a number of more digits than "
+                            f"{sys.get_int_max_str_digits()}; no field takes one that long"
+                            ) from None
     if why := nesting_refusal(raw, value):
         raise ProtocolError("validation_error", why)
     if (b"\\u" if isinstance(raw, bytes) else "\\u") in raw and has_lone_surrogate(value):

@@ -149,6 +149,24 @@ def test_a_checkpoint_name_the_file_system_cannot_hold_is_refused_not_a_fault(tm
         assert reply["data"]["code"] == "reset_error", spec
     assert len(pool) == 0
 
+def test_every_spelling_of_one_checkpoint_shares_one_opponent_factory(tmp_path):
+    """Opponent factories were kept by the SPEC as the client spelled it: "fraudster",
+    "./fraudster.zip", ".//fraudster.zip", "././fraudster" ... each built and kept another
+    for as long as the server ran, so one client could grow its memory without bound (and a
+    refused reset built one too)."""
+    pytest.importorskip("sb3_contrib")
+    shutil.copy(REPO / "training" / "checkpoints" / "fraudster.zip", tmp_path)
+    pool = MatchPool(ServerConfig(checkpoint_dir=str(tmp_path)), Archive(None))
+    spellings = ["fraudster.zip", "fraudster", "./fraudster.zip", ".//fraudster.zip",
+                 *("./" * n + "fraudster" for n in range(2, 60))]
+    for spec in spellings:
+        reply = ask(Handler(pool, "investigator"), "reset",
+                    {"opponents": {"fraudster": spec, "auditor": "heuristic"}})
+        assert reply["type"] == "observation", spec
+        assert pool.get(reply["data"]["match_id"]).opponents["fraudster"] == spec
+    assert len(pool._factories) == 2  # the checkpoint's, and the heuristic auditor's
+
+
 
 def test_a_seat_the_server_plays_cannot_be_joined_and_its_moves_are_archived():
     pool = MatchPool(ServerConfig(), Archive(None))

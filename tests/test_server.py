@@ -484,6 +484,30 @@ def test_error_replies_quote_only_a_short_excerpt(client):
         assert "Z" * 80 not in reply["data"]["message"]
 
 
+def test_a_frame_json_cannot_read_says_why(client):
+    """Bad UTF-8 and an integer of more digits than Python reads were both answered "the frame
+    is not valid JSON: ValueError", which named neither (and the second is valid JSON)."""
+    with client.websocket_connect("/ws/fraudster") as fr:
+        fr.send_bytes(b'{"type": "obs", "data": {"x": "\xff"}}')
+        assert "not UTF-8" in assert_error(fr.receive_json(), "invalid_json")
+        msg = assert_error(send_raw(fr, '{"type": "reset", "data": {"seed": ' + "9" * 5000
+                                    + "}}"), "invalid_json")
+        assert "digits" in msg and "ValueError" not in msg
+
+
+def test_a_step_after_the_end_says_the_match_is_over_and_what_a_client_sends_next(client):
+    """It said "call reset_match() first", the in-process referee's call, which no message of
+    the protocol is."""
+    with client.websocket_connect("/ws/investigator") as inv:
+        data = send(inv, "reset", {"seed": 2, "task_id": "task_1",
+                                   "opponents": {"fraudster": "reactive",
+                                                 "auditor": "heuristic"}})["data"]
+        while not data["done"]:
+            data = send(inv, "step", {"action_type": "end_turn"})["data"]
+        msg = assert_error(send(inv, "step", {"action_type": "end_turn"}), "phase_violation")
+    assert "the match is over" in msg and "send reset" in msg and "reset_match" not in msg
+
+
 def test_internal_fault_is_fatal_error_and_closes_only_that_socket(client):
     app_pool = client.app.state.pool
     with client.websocket_connect("/ws/fraudster") as fr:
