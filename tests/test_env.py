@@ -567,6 +567,40 @@ def test_free_text_is_honoured():
     assert copy in raw.role_observation("investigator").model_dump_json()
 
 
+def _scribble(value) -> None:
+    """Overwrite every leaf of a nested structure of dicts and lists, in place."""
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, leaf in list(items):
+        if isinstance(leaf, (dict, list)):
+            _scribble(leaf)
+        else:
+            value[key] = "scribbled"
+
+
+def test_changing_an_observation_or_the_state_leaves_the_match_alone():
+    """A caller may edit what it is handed (trim a log for a prompt, round the grader's terms):
+    every role observation, the state and the episode record are its own copies."""
+    env = fraudarena_v0.env(task_id="task_3")
+    raw = env.unwrapped
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    while raw.referee.phase != "audit_phase":
+        env.step(_legal(env.observe(env.agent_selection)["action_mask"], rng))
+    env.step(0)  # a flag, so the auditor's log has an entry too
+
+    def everything() -> list:
+        return [*(raw.role_observation(a).model_dump_json() for a in AGENTS),
+                raw.referee.state.model_dump_json(), repr(raw.referee.episode_record()),
+                repr(raw.match_summary())]
+
+    before = everything()
+    for agent in AGENTS:
+        _scribble(dict(raw.role_observation(agent)))  # the model's own lists and dicts
+    _scribble(dict(raw.referee.state))
+    _scribble(raw.referee.episode_record())
+    assert everything() == before
+
+
 # ----------------------------------------------------------------------------- illegal actions
 def _state(env) -> str:
     raw = env.unwrapped

@@ -271,6 +271,13 @@ def investigator_observation(ref) -> AdReviewObservation:
         done=ref.done, reward=ref.totals[I])
 
 
+def handed_out(log: list[dict]) -> list[dict]:
+    """A role log as a caller's own copy: its entries and the dicts in them (a pull's
+    ``revealed``), so that changing what it was handed leaves the match's log alone."""
+    return [{k: dict(v) if isinstance(v, dict) else v for k, v in entry.items()}
+            for entry in log]
+
+
 def episode_record(ref) -> dict:
     """The match as the auditor reviews it, ground truth included."""
     present = np.flatnonzero(ref.present)
@@ -301,7 +308,7 @@ def episode_record(ref) -> dict:
             "proposals_used": ref.proposals_used, "end_reason": ref.end_reason,
             "ads": ads, "verdicts": verdicts,
             "links": [[AD_IDS[a], AD_IDS[b]] for a, b in ref.links],
-            "grader_score": ref.grader_score, "grader_terms": ref.grader_terms,
+            "grader_score": ref.grader_score, "grader_terms": dict(ref.grader_terms),
             "fraud_rings": rings}
 
 
@@ -312,7 +319,7 @@ def auditor_observation(ref) -> AuditorObservation:
         for s in np.flatnonzero(ref.present & ref.pulled.any(axis=1)):
             seen[AD_IDS[s]] = {t: evidence_text(t, f) for t, f in revealed(ref, s).items()}
         record = episode_record(ref)
-        inv_log, proposals = list(narration.logs(ref)[I]), narration.proposal_log(ref)
+        inv_log, proposals = handed_out(narration.logs(ref)[I]), narration.proposal_log(ref)
     return AuditorObservation(
         feedback=narration.feedback(ref, A), phase=ref.phase, task_id=ref.task.task_id,
         full_episode_record=record, investigator_actions=inv_log,
@@ -350,8 +357,8 @@ def referee_state(ref) -> RefereeState:
                                for s in np.flatnonzero(ref.pulled.any(axis=1))},
         },
         fraudster_proposals=narration.proposal_log(ref),
-        investigator_action_log=list(logs[I]),
-        auditor_action_log=list(logs[A]),
+        investigator_action_log=handed_out(logs[I]),
+        auditor_action_log=handed_out(logs[A]),
         fraudster_committed=ref.committed, audit_report=ref.audit_report,
         fraudster_reward=ref.totals[F], investigator_reward=ref.totals[I],
         auditor_reward=ref.totals[A], grader_score=ref.grader_score if done else None,
