@@ -643,6 +643,21 @@ def test_illegal_index_raises_and_retry_works():
     assert _state(env) != before
 
 
+def test_a_refusal_quotes_an_excerpt_of_a_long_action_not_all_of_it():
+    """An LLM's oversized ad copy (or a model of another role full of text) is refused with a
+    message short enough to hand back to it: the reason and the start of the action; the whole
+    action stays on the error's ``action``."""
+    env = fraudarena_v0.env(task_id="task_1")
+    env.reset(seed=0)
+    for action in ({"action_type": "propose_ad", "category": "fitness", "ad_copy": "buy " * 50_000},
+                   AdReviewAction(action_type="verdict", ad_id="ad_001", verdict="reject",
+                                  rationale="r" * 2000)):
+        with pytest.raises(IllegalActionError) as err:
+            env.step(action)
+        assert err.value.action is action and err.value.reason in str(err.value)
+        assert len(str(err.value)) < len(err.value.reason) + 400
+
+
 @pytest.mark.parametrize("task_id", ["task_1", "task_3"])
 def test_every_index_the_mask_leaves_out_is_refused_and_changes_nothing(task_id):
     """The mask is the whole truth about indices: any index it leaves out, in any phase, raises

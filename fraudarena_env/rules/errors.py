@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+# How much of an action's repr a message quotes: enough to recognise it, never a whole ad copy.
+ACTION_EXCERPT = 200
+
 
 class IllegalActionError(ValueError):
     """An action that is outside the mask, fails validation, or comes in the wrong phase.
 
-    The match is left unchanged, so the caller can fix the action and try again.
+    The match is left unchanged, so the caller can fix the action and try again. The message
+    quotes the start of a long action; ``action`` holds all of it.
     """
 
     def __init__(self, agent: str, action: object, reason: str):
         self.agent = agent
         self.action = action
         self.reason = reason
-        super().__init__(f"illegal action by {agent}: {reason} (action: {action!r})")
+        shown = repr(action)
+        if len(shown) > ACTION_EXCERPT:
+            shown = shown[:ACTION_EXCERPT] + f"... ({len(shown)} characters)"
+        super().__init__(f"illegal action by {agent}: {reason} (action: {shown})")
 
 
 class OutOfTurnError(PermissionError, IllegalActionError):
