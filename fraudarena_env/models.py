@@ -36,6 +36,12 @@ class _Observation(BaseModel):
 
 
 # ---------------------------------------------------------------------------- fraudster
+def _blank(text: str) -> bool:
+    """Nothing in ``text`` would show: only whitespace and invisible characters (zero-width
+    spaces and joiners, byte-order marks, control characters)."""
+    return not any(c.isprintable() and not c.isspace() for c in text)
+
+
 class FraudsterAction(_Action):
     """Propose a new ad, edit one of your pending ads, pass the turn, or stop proposing."""
 
@@ -61,8 +67,8 @@ class FraudsterAction(_Action):
             if self.ad_copy is None and self.tactic is None:
                 raise ValueError("propose_ad needs ad_copy (free text) or a tactic "
                                  f"(one of {TACTICS}) for env-written copy")
-            if self.ad_copy is not None and not self.ad_copy.strip():
-                raise ValueError("propose_ad ad_copy is empty")
+            if self.ad_copy is not None and _blank(self.ad_copy):
+                raise ValueError("propose_ad ad_copy is empty (nothing in it is visible)")
         elif t == "modify_pending_ad":
             if (self.slot_index is None) == (self.ad_id is None):
                 raise ValueError("modify_pending_ad needs either slot_index (0-based index into "
@@ -71,6 +77,9 @@ class FraudsterAction(_Action):
                     and self.edit is None:
                 raise ValueError("modify_pending_ad needs new_ad_copy, new_landing_page_blurb "
                                  f"or an edit (one of {FRAUDSTER_EDITS})")
+            if self.new_ad_copy is not None and _blank(self.new_ad_copy):
+                raise ValueError("modify_pending_ad new_ad_copy is empty (nothing in it is "
+                                 "visible); an ad's copy cannot be blanked")
         if t != "propose_ad" and any(v is not None for v in (
                 self.ad_copy, self.category, self.tactic, self.landing_page_blurb,
                 self.targeting_summary)):

@@ -158,6 +158,19 @@ def test_propose_ad_rejects_blank_copy():
                               "ad_copy": "   "})
 
 
+@pytest.mark.parametrize("copy", ["\u200b\u200b", "\u200d \ufeff", "\u3000\n"])
+def test_propose_ad_rejects_copy_with_nothing_visible(copy):
+    rejects(FraudsterAction, {"action_type": "propose_ad", "category": "ecommerce",
+                              "ad_copy": copy})
+
+
+@pytest.mark.parametrize("copy", ["", "   ", "\u200b"])
+def test_modify_pending_ad_rejects_blank_new_copy(copy):
+    """An edit cannot blank an ad that a proposal could not have made blank."""
+    rejects(FraudsterAction, {"action_type": "modify_pending_ad", "slot_index": 0,
+                              "new_ad_copy": copy})
+
+
 def test_propose_ad_rejects_unknown_tactic():
     rejects(FraudsterAction, {"action_type": "propose_ad", "category": "ecommerce",
                               "tactic": "sneaky"})
