@@ -285,6 +285,9 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
 
     # ------------------------------------------------------------------ step
     def step(self, action: Any) -> None:
+        if not self.agents:
+            raise RuntimeError("no match is under way (reset() was never called, or every agent "
+                               "has stepped out of the last one): call reset() to start one")
         agent = self.agent_selection
         if self.terminations[agent] or self.truncations[agent]:
             self._was_dead_step(action)

@@ -729,6 +729,24 @@ def test_out_of_turn_model_is_illegal():
     assert _state(env) == before
 
 
+@pytest.mark.parametrize("action", [0, {"action_type": "end_turn"}, None])
+def test_the_bare_env_says_to_reset_when_no_match_is_under_way(action):
+    """Before the first reset, and once every agent has stepped out of a finished match, a step
+    on the bare env says to call reset() (it was an AttributeError and a KeyError)."""
+    env = fraudarena_v0.raw_env(task_id="task_1")
+    with pytest.raises(RuntimeError, match=r"call reset\(\)"):
+        env.step(action)
+    env.reset(seed=0)
+    while env.agents:
+        agent = env.agent_selection
+        if env.terminations[agent] or env.truncations[agent]:
+            env.step(None)
+        else:
+            env.step(int(np.flatnonzero(env.observe(agent)["action_mask"])[0]))
+    with pytest.raises(RuntimeError, match=r"call reset\(\)"):
+        env.step(action)
+
+
 def test_penalize_mode_charges_and_moves_on():
     env = fraudarena_v0.env(task_id="task_3", illegal_action="penalize")
     env.reset(seed=0)
