@@ -130,6 +130,13 @@ INFO_KEYS: tuple[str, ...] = ("phase", "round", "end_reason", "has_grader", "gra
                               *RETURN_KEYS)
 
 
+def _known(agent: str) -> str:
+    """``agent``, when it is one of ``AGENTS``; else a ValueError that lists them."""
+    if agent not in AGENTS:
+        raise ValueError(f"unknown agent {agent!r}; agents are {list(AGENTS)}")
+    return agent
+
+
 class raw_env(KeepsViews, AECEnv, EzPickle):
     """The bare FraudArena AEC env. Use :func:`fraudarena_env.fraudarena_v0.env` for the wrapped
     one. A pickled or deep-copied env keeps its match and plays on exactly as the original would
@@ -439,7 +446,7 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
     # ------------------------------------------------------------------ codec and views
     def decode_action(self, agent: str, index: int) -> BaseModel:
         """The pydantic action model that action ``index`` of ``agent`` stands for."""
-        ops = self._ops[agent]
+        ops = self._ops[_known(agent)]
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or \
                 not 0 <= int(index) < len(ops):
             raise ValueError(f"{agent} action index must be an integer in [0, {len(ops)}), "
@@ -469,7 +476,7 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
 
     def role_observation(self, agent: str) -> BaseModel:
         """The referee's pydantic observation for ``agent`` (the text face)."""
-        return getattr(self._ref, f"build_{agent}_observation")()
+        return getattr(self._ref, f"build_{_known(agent)}_observation")()
 
     def observation_layout(self, agent: str, as_text: bool = False):
         """(name, offset, shape) of every named block of ``agent``'s observation vector; with

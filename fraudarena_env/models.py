@@ -268,7 +268,7 @@ ACTION_MODELS: dict[str, type[_Action]] = {"fraudster": FraudsterAction,
 def parse_action(role: str, action: Any) -> _Action:
     """The role's action model for ``action`` (a model or a dict that validates to it), or an
     ``IllegalActionError`` that says what is wrong with it."""
-    cls = ACTION_MODELS.get(role)
+    cls = ACTION_MODELS.get(role) if isinstance(role, str) else None
     if cls is None:
         raise ValueError(f"unknown role {role!r}; roles are {list(ACTION_MODELS)}")
     if isinstance(action, cls):

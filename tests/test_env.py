@@ -521,6 +521,17 @@ def test_encode_returns_none_for_free_text():
         raw.encode_action("investigator", {"action_type": "dance"})
 
 
+@pytest.mark.parametrize("agent", ["Investigator", "judge", ["auditor"]])
+def test_the_codec_and_role_observations_name_the_agents_for_an_unknown_one(agent):
+    env = fraudarena_v0.env(task_id="task_1")
+    env.reset(seed=0)
+    raw = env.unwrapped
+    for ask in (lambda: raw.role_observation(agent), lambda: raw.decode_action(agent, 0),
+                lambda: raw.encode_action(agent, {"action_type": "end_turn"})):
+        with pytest.raises(ValueError, match="fraudster.*investigator.*auditor"):
+            ask()
+
+
 def _trajectory(task_id: str, seed: int, face: str) -> list:
     env = fraudarena_v0.env(task_id=task_id)
     raw = env.unwrapped
