@@ -156,6 +156,9 @@ def match_settings(seed: int | None, task_id: str, knobs: dict) -> tuple:
         raise ValueError(f"seed must be an integer in [0, 2**63) or None, got "
                          f"{_excerpt(seed)}")
     seed = int(seed)
+    # the knobs given, as plain values: np.int64(5) and 5, or a tuple and a list of the same
+    # categories, make the same match and so the same match id and replay setup
+    knobs = {k: list(allowed) if k == "allowed_categories" else cfg[k] for k in knobs}
     return task, seed, cfg, allowed, knobs
 
 

@@ -232,6 +232,16 @@ def test_match_id_is_deterministic_from_seed_task_and_knobs():
     assert new_match(seed=5).match_id != new_match(seed=5, max_rounds=2).match_id
 
 
+def test_one_match_has_one_id_however_its_knobs_are_typed():
+    """A knob given as a numpy integer, or categories as a tuple, makes the same match as the
+    plain value, so the same id (the id hashes the knobs: once it hashed their repr)."""
+    allowed = ["ecommerce", "fake_giveaway"]
+    plain = new_match(seed=3, max_rounds=5, allowed_categories=allowed)
+    typed = new_match(seed=3, max_rounds=np.int64(5), allowed_categories=tuple(allowed))
+    assert typed.match_id == plain.match_id
+    assert typed.setup == plain.setup
+
+
 def test_ad_ids_are_deterministic_from_seed():
     ids = []
     for _ in range(2):
