@@ -54,6 +54,7 @@ import gymnasium
 import numpy as np
 
 from .env import AGENTS, DEFAULT_ILLEGAL_REWARD, DEFAULT_MAX_CYCLES, raw_env
+from .rules.referee import MAX_SEED
 
 ROLE_INDEX = {r: i for i, r in enumerate(AGENTS)}
 
@@ -124,6 +125,17 @@ def model_actions(model) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     return best_legal
 
 
+def match_seed_or_none(seed: Any) -> int | None:
+    """``seed`` as a plain int (numpy integers too: gymnasium's seeding takes only ``int``), or a
+    ValueError under the AEC env's rule for a match seed."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or \
+            not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be an integer in [0, 2**63) or None, got {seed!r}")
+    return int(seed)
+
+
 def _derived_seed(match_seed: int, role: str) -> int:
     state = np.random.SeedSequence([match_seed, 1 + ROLE_INDEX[role]]).generate_state(2)
     return int(state[0]) << 32 | int(state[1])
@@ -173,6 +185,7 @@ class RoleEnv(gymnasium.Env):
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        seed = match_seed_or_none(seed)
         super().reset(seed=seed)
         match_seed = int(seed) if seed is not None else \
             int(self.np_random.integers(0, 2**63 - 1))
