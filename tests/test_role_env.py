@@ -207,3 +207,12 @@ def test_a_numpy_integer_seed_plays_the_same_match_as_the_int(seed):
 def test_a_seed_that_is_not_a_match_seed_is_refused_with_the_rule(seed):
     with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*63\) or None"):
         RoleEnv("investigator").reset(seed=seed)
+
+
+def test_a_baseline_of_another_role_is_refused_as_an_opponent():
+    from fraudarena_env.policies import HeuristicAuditor
+
+    with pytest.raises(ValueError, match="HeuristicAuditor plays auditor, not fraudster"):
+        RoleEnv("investigator", opponents={"fraudster": HeuristicAuditor()})
+    with pytest.raises(ValueError, match="plays investigator, not auditor"):
+        RoleEnv("fraudster", opponents={"auditor": RandomPolicy("investigator")})
