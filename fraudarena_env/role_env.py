@@ -155,6 +155,9 @@ class RoleEnv(gymnasium.Env):
                  illegal_reward: float = DEFAULT_ILLEGAL_REWARD, **knobs: Any):
         if role not in ROLE_INDEX:
             raise ValueError(f"unknown role {role!r}; roles are {list(AGENTS)}")
+        if opponents is not None and not isinstance(opponents, Mapping):
+            raise TypeError(f"opponents must be a dict role -> opponent, such as "
+                            f"{{'fraudster': 'random'}}; got {type(opponents).__name__}")
         opponents = dict(opponents or {})
         bad = set(opponents) - set(AGENTS)
         if bad:

@@ -216,3 +216,9 @@ def test_a_baseline_of_another_role_is_refused_as_an_opponent():
         RoleEnv("investigator", opponents={"fraudster": HeuristicAuditor()})
     with pytest.raises(ValueError, match="plays investigator, not auditor"):
         RoleEnv("fraudster", opponents={"auditor": RandomPolicy("investigator")})
+
+
+@pytest.mark.parametrize("opponents", ["random", ["random", "scripted"]])
+def test_opponents_that_are_not_a_dict_are_refused_with_the_shape_to_use(opponents):
+    with pytest.raises(TypeError, match=r"opponents must be a dict role -> opponent"):
+        RoleEnv("investigator", opponents=opponents)
