@@ -54,6 +54,7 @@ import gymnasium
 import numpy as np
 
 from .env import AGENTS, DEFAULT_ILLEGAL_REWARD, DEFAULT_MAX_CYCLES, raw_env
+from .faces.encoding import N_ACTIONS, Observer
 from .rules.referee import MAX_SEED
 
 ROLE_INDEX = {r: i for i, r in enumerate(AGENTS)}
@@ -83,6 +84,7 @@ def _make_actor(role: str, opponent: Any) -> tuple[Callable[[np.ndarray, np.ndar
                              f"the {role} opponent must be a policy for {role}")
         return opponent.act, opponent
     if hasattr(opponent, "predict"):
+        check_role(opponent, role, f"the {role} opponent ({type(opponent).__name__})")
         predict = model_actions(opponent)
 
         def act_sb3(vector, mask):
@@ -93,6 +95,25 @@ def _make_actor(role: str, opponent: Any) -> tuple[Callable[[np.ndarray, np.ndar
         return opponent, None
     raise TypeError(f"opponent for {role} must be a Policy, a callable (vector, mask) -> int, an "
                     f"SB3 model or 'scripted'/'random'; got {type(opponent).__name__}")
+
+
+class WrongRoleError(ValueError):
+    """A model whose spaces are not those of the role it is asked to play."""
+
+
+def check_role(model, role: str, name: str) -> None:
+    """Raise ``WrongRoleError`` unless ``model`` reads ``role``'s observation vector and picks
+    among its actions (a model trained for another role, or on another layout, would fail only
+    at its first move, or play nonsense)."""
+    space = getattr(model, "observation_space", None)
+    if not isinstance(space, gymnasium.spaces.Box):
+        return
+    got = (int(np.prod(space.shape)), int(getattr(model.action_space, "n", -1)))
+    want = (Observer(role).size, N_ACTIONS[role])
+    if got != want:
+        raise WrongRoleError(f"{name} is not a checkpoint of the {role}: its model reads {got[0]} "
+                             f"floats and picks among {got[1]} actions; the {role} has {want[0]} "
+                             f"and {want[1]}")
 
 
 def model_actions(model) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:

@@ -222,3 +222,11 @@ def test_a_baseline_of_another_role_is_refused_as_an_opponent():
 def test_opponents_that_are_not_a_dict_are_refused_with_the_shape_to_use(opponents):
     with pytest.raises(TypeError, match=r"opponents must be a dict role -> opponent"):
         RoleEnv("investigator", opponents=opponents)
+
+
+def test_an_sb3_model_of_another_role_is_refused_as_an_opponent():
+    from stable_baselines3 import PPO
+
+    auditor_model = PPO("MlpPolicy", RoleEnv("auditor"), n_steps=64, batch_size=32)
+    with pytest.raises(ValueError, match="is not a checkpoint of the fraudster: its model reads"):
+        RoleEnv("investigator", opponents={"fraudster": auditor_model})
