@@ -174,7 +174,7 @@ class RoleEnv(gymnasium.Env):
                  task_id: str = "task_1", render_mode: str | None = None,
                  illegal_action: str = "penalize", max_cycles: int = DEFAULT_MAX_CYCLES,
                  illegal_reward: float = DEFAULT_ILLEGAL_REWARD, **knobs: Any):
-        if role not in ROLE_INDEX:
+        if not isinstance(role, str) or role not in ROLE_INDEX:
             raise ValueError(f"unknown role {role!r}; roles are {list(AGENTS)}")
         if opponents is not None and not isinstance(opponents, Mapping):
             raise TypeError(f"opponents must be a dict role -> opponent, such as "

@@ -230,3 +230,9 @@ def test_an_sb3_model_of_another_role_is_refused_as_an_opponent():
     auditor_model = PPO("MlpPolicy", RoleEnv("auditor"), n_steps=64, batch_size=32)
     with pytest.raises(ValueError, match="is not a checkpoint of the fraudster: its model reads"):
         RoleEnv("investigator", opponents={"fraudster": auditor_model})
+
+
+@pytest.mark.parametrize("role", [["investigator"], {"investigator": 1}])
+def test_a_role_that_is_not_a_name_is_refused_with_the_roles(role):
+    with pytest.raises(ValueError, match=r"unknown role .*; roles are \['fraudster'"):
+        RoleEnv(role)
