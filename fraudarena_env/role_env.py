@@ -54,6 +54,8 @@ import gymnasium
 import numpy as np
 
 from .env import AGENTS, DEFAULT_ILLEGAL_REWARD, DEFAULT_MAX_CYCLES, raw_env
+from .faces.encoding import N_ACTIONS, Observer
+from .rules.referee import MAX_SEED
 
 ROLE_INDEX = {r: i for i, r in enumerate(AGENTS)}
 
@@ -77,8 +79,12 @@ def _make_actor(role: str, opponent: Any) -> tuple[Callable[[np.ndarray, np.ndar
                              "'random', a Policy, a callable or an SB3 model")
         opponent = RandomPolicy(role)
     if isinstance(opponent, Policy):
+        if opponent.role and opponent.role != role:  # it would read another role's vector
+            raise ValueError(f"{type(opponent).__name__} plays {opponent.role}, not {role}: "
+                             f"the {role} opponent must be a policy for {role}")
         return opponent.act, opponent
     if hasattr(opponent, "predict"):
+        check_role(opponent, role, f"the {role} opponent ({type(opponent).__name__})")
         predict = model_actions(opponent)
 
         def act_sb3(vector, mask):
@@ -89,6 +95,25 @@ def _make_actor(role: str, opponent: Any) -> tuple[Callable[[np.ndarray, np.ndar
         return opponent, None
     raise TypeError(f"opponent for {role} must be a Policy, a callable (vector, mask) -> int, an "
                     f"SB3 model or 'scripted'/'random'; got {type(opponent).__name__}")
+
+
+class WrongRoleError(ValueError):
+    """A model whose spaces are not those of the role it is asked to play."""
+
+
+def check_role(model, role: str, name: str) -> None:
+    """Raise ``WrongRoleError`` unless ``model`` reads ``role``'s observation vector and picks
+    among its actions (a model trained for another role, or on another layout, would fail only
+    at its first move, or play nonsense)."""
+    space = getattr(model, "observation_space", None)
+    if not isinstance(space, gymnasium.spaces.Box):
+        return
+    got = (int(np.prod(space.shape)), int(getattr(model.action_space, "n", -1)))
+    want = (Observer(role).size, N_ACTIONS[role])
+    if got != want:
+        raise WrongRoleError(f"{name} is not a checkpoint of the {role}: its model reads {got[0]} "
+                             f"floats and picks among {got[1]} actions; the {role} has {want[0]} "
+                             f"and {want[1]}")
 
 
 def model_actions(model) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
@@ -124,6 +149,17 @@ def model_actions(model) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     return best_legal
 
 
+def match_seed_or_none(seed: Any) -> int | None:
+    """``seed`` as a plain int (numpy integers too: gymnasium's seeding takes only ``int``), or a
+    ValueError under the AEC env's rule for a match seed."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or \
+            not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be an integer in [0, 2**63) or None, got {seed!r}")
+    return int(seed)
+
+
 def _derived_seed(match_seed: int, role: str) -> int:
     state = np.random.SeedSequence([match_seed, 1 + ROLE_INDEX[role]]).generate_state(2)
     return int(state[0]) << 32 | int(state[1])
@@ -138,8 +174,11 @@ class RoleEnv(gymnasium.Env):
                  task_id: str = "task_1", render_mode: str | None = None,
                  illegal_action: str = "penalize", max_cycles: int = DEFAULT_MAX_CYCLES,
                  illegal_reward: float = DEFAULT_ILLEGAL_REWARD, **knobs: Any):
-        if role not in ROLE_INDEX:
+        if not isinstance(role, str) or role not in ROLE_INDEX:
             raise ValueError(f"unknown role {role!r}; roles are {list(AGENTS)}")
+        if opponents is not None and not isinstance(opponents, Mapping):
+            raise TypeError(f"opponents must be a dict role -> opponent, such as "
+                            f"{{'fraudster': 'random'}}; got {type(opponents).__name__}")
         opponents = dict(opponents or {})
         bad = set(opponents) - set(AGENTS)
         if bad:
@@ -173,6 +212,7 @@ class RoleEnv(gymnasium.Env):
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        seed = match_seed_or_none(seed)
         super().reset(seed=seed)
         match_seed = int(seed) if seed is not None else \
             int(self.np_random.integers(0, 2**63 - 1))

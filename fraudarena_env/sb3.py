@@ -27,9 +27,8 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from .faces.encoding import N_ACTIONS, Observer
 from .policies import BASELINES, BLIND_INVESTIGATORS, AlwaysReject, Policy, RandomPolicy
-from .role_env import RoleEnv, model_actions
+from .role_env import RoleEnv, WrongRoleError, check_role, model_actions  # noqa: F401 (re-exported)
 from .rules.catalog import ROLES
 
 # training matches draw their seeds from here; evaluation seeds (1000-1049) lie below it
@@ -56,25 +55,6 @@ class TrainSeeds(gymnasium.Wrapper):
 
     def action_masks(self) -> np.ndarray:
         return self.env.action_masks()
-
-
-class WrongRoleError(ValueError):
-    """A model whose spaces are not those of the role it is asked to play."""
-
-
-def check_role(model, role: str, name: str) -> None:
-    """Raise ``WrongRoleError`` unless ``model`` reads ``role``'s observation vector and picks
-    among its actions (a model trained for another role, or on another layout, would fail only
-    at its first move, or play nonsense)."""
-    space = getattr(model, "observation_space", None)
-    if not isinstance(space, gymnasium.spaces.Box):
-        return
-    got = (int(np.prod(space.shape)), int(getattr(model.action_space, "n", -1)))
-    want = (Observer(role).size, N_ACTIONS[role])
-    if got != want:
-        raise WrongRoleError(f"{name} is not a checkpoint of the {role}: its model reads {got[0]} "
-                             f"floats and picks among {got[1]} actions; the {role} has {want[0]} "
-                             f"and {want[1]}")
 
 
 class SB3Policy(Policy):

@@ -58,7 +58,7 @@ from gymnasium import spaces
 from pettingzoo.utils.wrappers import BaseWrapper
 
 from .faces.encoding import OBS_BOUND
-from .role_env import RoleEnv
+from .role_env import RoleEnv, match_seed_or_none
 
 
 class SharedSpaceWrapper(BaseWrapper):
@@ -226,6 +226,7 @@ class MaskedRoleEnv(gymnasium.Env):
                 "action_mask": self.role_env.action_masks().astype(np.int8)}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        seed = match_seed_or_none(seed)
         super().reset(seed=seed)
         vector, info = self.role_env.reset(seed=seed, options=options)
         return self._observe(vector), info

@@ -194,3 +194,45 @@ def test_maskable_ppo_smoke():
 def test_a_cut_before_the_learners_first_turn_says_to_raise_max_cycles():
     with pytest.raises(RuntimeError, match="max_cycles=3 cut it first; give RoleEnv a larger"):
         RoleEnv("auditor", max_cycles=3).reset(seed=0)
+
+
+@pytest.mark.parametrize("seed", [np.int64(17), np.uint32(17)])
+def test_a_numpy_integer_seed_plays_the_same_match_as_the_int(seed):
+    a, b = RoleEnv("investigator"), RoleEnv("investigator")
+    assert a.reset(seed=seed)[0].tobytes() == b.reset(seed=17)[0].tobytes()
+    assert a.match_seed == 17 and type(a.match_seed) is int
+
+
+@pytest.mark.parametrize("seed", [True, -1, 2**63, 7.0, "7"])
+def test_a_seed_that_is_not_a_match_seed_is_refused_with_the_rule(seed):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*63\) or None"):
+        RoleEnv("investigator").reset(seed=seed)
+
+
+def test_a_baseline_of_another_role_is_refused_as_an_opponent():
+    from fraudarena_env.policies import HeuristicAuditor
+
+    with pytest.raises(ValueError, match="HeuristicAuditor plays auditor, not fraudster"):
+        RoleEnv("investigator", opponents={"fraudster": HeuristicAuditor()})
+    with pytest.raises(ValueError, match="plays investigator, not auditor"):
+        RoleEnv("fraudster", opponents={"auditor": RandomPolicy("investigator")})
+
+
+@pytest.mark.parametrize("opponents", ["random", ["random", "scripted"]])
+def test_opponents_that_are_not_a_dict_are_refused_with_the_shape_to_use(opponents):
+    with pytest.raises(TypeError, match=r"opponents must be a dict role -> opponent"):
+        RoleEnv("investigator", opponents=opponents)
+
+
+def test_an_sb3_model_of_another_role_is_refused_as_an_opponent():
+    from stable_baselines3 import PPO
+
+    auditor_model = PPO("MlpPolicy", RoleEnv("auditor"), n_steps=64, batch_size=32)
+    with pytest.raises(ValueError, match="is not a checkpoint of the fraudster: its model reads"):
+        RoleEnv("investigator", opponents={"fraudster": auditor_model})
+
+
+@pytest.mark.parametrize("role", [["investigator"], {"investigator": 1}])
+def test_a_role_that_is_not_a_name_is_refused_with_the_roles(role):
+    with pytest.raises(ValueError, match=r"unknown role .*; roles are \['fraudster'"):
+        RoleEnv(role)

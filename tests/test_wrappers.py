@@ -11,7 +11,12 @@ import pytest
 from fraudarena_env import IllegalActionError, fraudarena_v0
 from fraudarena_env.faces.encoding import N_ACTIONS
 from fraudarena_env.rules.scoring import ILLEGAL_PENALTY
-from fraudarena_env.wrappers import RenameObservationKey, SharedSpaceWrapper, shared_space_env
+from fraudarena_env.wrappers import (
+    MaskedRoleEnv,
+    RenameObservationKey,
+    SharedSpaceWrapper,
+    shared_space_env,
+)
 
 AGENTS = ["fraudster", "investigator", "auditor"]
 
@@ -128,3 +133,9 @@ def test_the_wrapper_takes_the_raw_env_too():
     env.reset(seed=0)
     assert env.observe(env.agent_selection)["action_mask"].any()
     assert str(env) == "fraudarena_v0"
+
+
+def test_masked_role_env_takes_a_numpy_integer_seed():
+    a, b = MaskedRoleEnv(), MaskedRoleEnv()
+    assert a.reset(seed=np.int64(3))[0]["observations"].tobytes() == \
+        b.reset(seed=3)[0]["observations"].tobytes()
