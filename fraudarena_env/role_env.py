@@ -55,7 +55,7 @@ import numpy as np
 
 from .env import AGENTS, DEFAULT_ILLEGAL_REWARD, DEFAULT_MAX_CYCLES, raw_env
 from .faces.encoding import N_ACTIONS, Observer
-from .rules.referee import MAX_SEED
+from .rules.referee import check_match_seed
 
 ROLE_INDEX = {r: i for i, r in enumerate(AGENTS)}
 
@@ -152,12 +152,7 @@ def model_actions(model) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
 def match_seed_or_none(seed: Any) -> int | None:
     """``seed`` as a plain int (numpy integers too: gymnasium's seeding takes only ``int``), or a
     ValueError under the AEC env's rule for a match seed."""
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or \
-            not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be an integer in [0, 2**63) or None, got {seed!r}")
-    return int(seed)
+    return None if seed is None else check_match_seed(seed)
 
 
 def _derived_seed(match_seed: int, role: str) -> int:
@@ -214,7 +209,7 @@ class RoleEnv(gymnasium.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         seed = match_seed_or_none(seed)
         super().reset(seed=seed)
-        match_seed = int(seed) if seed is not None else \
+        match_seed = seed if seed is not None else \
             int(self.np_random.integers(0, 2**63 - 1))
         env = self.env
         env.reset(seed=match_seed, options=options)

@@ -114,6 +114,15 @@ def _excerpt(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def check_match_seed(seed: object) -> int:
+    """``seed`` as a plain int (a numpy integer too), or a ValueError with the rule for a match
+    seed."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or \
+            not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be an integer in [0, 2**63) or None, got {_excerpt(seed)}")
+    return int(seed)
+
+
 def match_settings(seed: int | None, task_id: str, knobs: dict) -> tuple:
     """Check a match's seed, task and knobs, and complete them from the task: ``(task, seed,
     settings, allowed categories, the knobs given)``. Raises ``ValueError`` naming what is
@@ -149,13 +158,8 @@ def match_settings(seed: int | None, task_id: str, knobs: dict) -> tuple:
         if len(set(allowed)) < len(allowed):  # repeats would only cost memory, every match
             raise ValueError(f"allowed_categories must name each category once; got "
                              f"{len(allowed)} names of {len(set(allowed))} categories")
-    if seed is None:
-        seed = int(np.random.SeedSequence().entropy % (2**63))
-    elif not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or \
-            not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be an integer in [0, 2**63) or None, got "
-                         f"{_excerpt(seed)}")
-    seed = int(seed)
+    seed = int(np.random.SeedSequence().entropy % (2**63)) if seed is None else \
+        check_match_seed(seed)
     # the knobs given, as plain values: np.int64(5) and 5, or a tuple and a list of the same
     # categories, make the same match and so the same match id and replay setup
     knobs = {k: list(allowed) if k == "allowed_categories" else cfg[k] for k in knobs}
