@@ -155,6 +155,15 @@ def test_tianshou_collects_masked_random_play_into_a_replay_buffer():
     assert set(INFO_KEYS) <= set(buffer.info.keys())  # Tianshou adds its own env_id
     finished = buffer.terminated[:len(buffer)] | buffer.truncated[:len(buffer)]
     assert buffer.info.has_grader[:len(buffer)][finished].all()
+    # What docs/libraries.md warns of: Tianshou's multi-agent algorithms give each agent its own
+    # reward entry on its own steps only, and the end-of-match rewards arrive on the auditor's
+    # report, so the fraudster's own steps carry none of its return.
+    played = buffer[buffer.sample_indices(0)]
+    actor = played.obs.agent_id
+    fraudster, investigator = ROLES.index("fraudster"), ROLES.index("investigator")
+    assert played.rew[:, fraudster].any()
+    assert not played.rew[actor == "fraudster", fraudster].any()
+    assert played.rew[actor == "auditor", investigator].any()
 
 
 # ----------------------------------------------------------------------------- RLlib
