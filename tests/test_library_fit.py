@@ -77,6 +77,25 @@ def test_sb3_maskable_ppo_self_play_recipe_through_the_shared_wrapper():
     assert env.action_masks()[int(action)]
 
 
+def test_the_sb3_recipe_credits_each_step_with_the_actors_own_step_only():
+    """What docs/libraries.md warns of: the recipe reads the actor's reward right after its own
+    step, so what it earns while the others move (the fraudster's whole return, paid on the
+    auditor's report) never reaches the learner."""
+    view = OneSeatForAll(shared_space_env(task_id="task_3"))
+    view.reset(seed=0)
+    rng = np.random.default_rng(0)
+    credited = dict.fromkeys(view.aec.possible_agents, 0.0)
+    done = False
+    while not done:
+        actor = view.aec.agent_selection
+        legal = np.flatnonzero(view.action_mask())
+        _, reward, terminated, truncated, info = view.step(int(rng.choice(legal)))
+        credited[actor] += reward
+        done = terminated or truncated
+    assert credited["fraudster"] == 0.0 != info["return_fraudster"]
+    assert credited["investigator"] != info["return_investigator"]
+
+
 # ----------------------------------------------------------------------------- TorchRL
 @pytest.mark.parametrize("shared", [False, True], ids=["unchanged", "shared_space"])
 def test_torchrl_pettingzoo_wrapper_passes_check_env_specs_and_rolls_out(shared):
