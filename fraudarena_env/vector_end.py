@@ -11,6 +11,12 @@ match through the same functions ``_finish`` calls, on the same plain lists, so 
 comes out bit for bit as the referee's (``tests/test_vector.py`` compares every env with the
 scalar env step by step, and how each match ended, its grader included).
 
+When only a match or two end in a step (``scalar_finish``), they end through their referees
+instead (``Referee.end_play``, the scalar env's own ``_finish``, their observers brought up to
+date from its changes): the array work costs about as much for one match as for a hundred, the
+referee's plain lists much less for one. Masked random play at N = 64 gained 9 % by it, at
+N = 256 7 %; at N = 1,024, where about ten matches end in a step, it is not used.
+
 The vector env plays the tensor face, where verdicts carry no rationale: track A's citation
 check reduces to "a decisive verdict with nothing pulled", and no rationale is shown.
 """
@@ -47,14 +53,22 @@ _N_FLAGS = max(len(AUDIT_TRACK_A), len(AUDIT_TRACK_B))
 _CUE_COLUMN = [(_B[flag], i) for i, flag in enumerate(TRACK_B_CUES)]
 BUDGET_EXHAUSTED = END_REASONS.index("budget_exhausted")
 _CORRECT = np.asarray(CORRECT_VERDICT)  # by label
+SCALAR_FINISH = 2  # at most this many matches ending together end one by one (_finish_one)
 
 
 class BatchedEnd:
     """A mixin of ``VectorFraudArena``: ``_finish_batch``."""
 
+    scalar_finish = SCALAR_FINISH
+
     def _finish_batch(self, env: np.ndarray, reason: np.ndarray) -> None:
         """End play in ``env`` (each with its ``END_REASONS`` code), as ``_finish`` would, and
-        show the auditor the record."""
+        show the auditor the record. A match or two end through their referees' own ``_finish``
+        instead: the array work costs about as much for one match as for a hundred."""
+        if len(env) <= self.scalar_finish:
+            for m, code in zip(env.tolist(), reason.tolist()):
+                self._finish_one(m, END_REASONS[code])
+            return
         st, rows = self.state, self.state.rows
         out_of_budget = env[reason == BUDGET_EXHAUSTED]
         if len(out_of_budget):  # the organic ads still to come arrive, unreviewed
@@ -100,6 +114,20 @@ class BatchedEnd:
         st.actions_this_turn[env] = 0
         self._show_auditor(env, present, manual, verdict, row, label, severity, conflict, bias,
                            calibration)
+
+    def _finish_one(self, m: int, reason: str) -> None:
+        """End play in match ``m`` through its referee (``end_play``, the scalar env's own
+        ``_finish``), its observers brought up to date from the referee's changes."""
+        ref = self.referees[m]
+        ref.load_scalars()
+        ref.sync_links([tuple(p) for p in np.argwhere(np.triu(self.state.linked[m], 1)).tolist()])
+        ref.end_play(reason)
+        ref.store_scalars()
+        self._terminal[m] = ref.terminal
+        for observer in self.observers[m]:
+            observer.replay(ref)
+        self._full[m] = True
+        self._record_truth(m, ref.truth_flags)
 
     def _track_a(self, env, manual, verdict, row, linked) -> np.ndarray:
         """Track A's per-ad findings (``audit.track_a`` on the tensor face) into ``_truth``;

@@ -17,12 +17,16 @@ from fraudarena_env.wrappers import shared_space_env
 
 
 def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, max_cycles: int = 1000,
-              active_share: float = 1.0, **knobs) -> int:
+              active_share: float = 1.0, scalar_finish: int | None = None, **knobs) -> int:
     """Drive the vector env and one scalar env per match on the same actions; compare every
     observation, mask, reward and ending. Below ``active_share``, each step lets a random
     subset of the envs act (``step(actions, active=...)``); the others, and their scalar envs,
-    stay put. Returns how many matches ended."""
+    stay put. ``scalar_finish``: how many matches ending in one step end one by one, through
+    their referees (more end in one batch; the env's own threshold when None). Returns how many
+    matches ended."""
     venv = VectorFraudArena(num_envs, task_id=task_id, max_cycles=max_cycles, **knobs)
+    if scalar_finish is not None:
+        venv.scalar_finish = scalar_finish
     batch = venv.reset(seed=seed)
     tasks = (task_id,) if isinstance(task_id, str) else task_id  # env i plays tasks[i % k]
     envs = [shared_space_env(task_id=tasks[i % len(tasks)], max_cycles=max_cycles, **knobs)
@@ -68,9 +72,19 @@ def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, max_cycles: in
 
 
 @settings(max_examples=12, deadline=None)
-@given(task_id=st.sampled_from(TASK_IDS), seed=st.integers(0, 2**31), num_envs=st.integers(1, 5))
-def test_every_env_plays_the_scalar_envs_match_step_by_step(task_id, seed, num_envs):
-    _lockstep(task_id, seed, num_envs, steps=140)
+@given(task_id=st.sampled_from(TASK_IDS), seed=st.integers(0, 2**31), num_envs=st.integers(1, 5),
+       scalar_finish=st.sampled_from([0, None, 5]))
+def test_every_env_plays_the_scalar_envs_match_step_by_step(task_id, seed, num_envs,
+                                                            scalar_finish):
+    _lockstep(task_id, seed, num_envs, steps=140, scalar_finish=scalar_finish)
+
+
+@pytest.mark.parametrize("scalar_finish", [0, 5])
+@pytest.mark.parametrize("task_id", ["task_1", "task_3"])
+def test_matches_end_the_same_in_one_batch_and_one_by_one(task_id, scalar_finish):
+    """Matches that end in the same step end in one batch of array work, or (a few of them)
+    one by one through their referees: the scalar env's ending either way."""
+    assert _lockstep(task_id, 50, 4, steps=400, scalar_finish=scalar_finish) >= 8
 
 
 @pytest.mark.parametrize("task_id", TASK_IDS)

@@ -405,6 +405,12 @@ class Referee(KeepsViews, MatchView, *MOVES, MatchMachine):  # each role's moves
         """Take the links as a batched step left them in the state (``linked``)."""
         self.links = pairs
 
+    def end_play(self, reason: str) -> None:
+        """End play now for ``reason`` (an ``END_REASONS`` name), as the turn machine ends it
+        (``_finish``: the pending ads approved, the grader, the rule audit, the auditor's turn),
+        for a batched step that found it over."""
+        self._finish(reason)
+
     def record_finish(self, *, calibration: list, grader_score: float, grader_terms: dict,
                       plausibility: dict, terminal: list[float], truth_flags: set,
                       end_reason: str) -> None:
@@ -426,7 +432,7 @@ class Referee(KeepsViews, MatchView, *MOVES, MatchMachine):  # each role's moves
 # surface, ``MatchView``, this is all it may touch; ``tests/test_boundary.py`` checks it).
 PLAY = ("reset_match", "check", "check_turn", "repeats", "apply", "carry_out", "penalize",
         "load_scalars", "store_scalars", "record_proposal", "edit_proposal",
-        "sync_links", "record_finish", "adopt_events")
+        "sync_links", "end_play", "record_finish", "adopt_events")
 
 
 __all__ = ["PLAY", "Referee", "token_text"]
