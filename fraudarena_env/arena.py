@@ -49,6 +49,14 @@ class Arena:
         """One match. With a list as ``actions``, every applied action is appended to it as the
         archive records it (``{"role", "action"}``; see :mod:`fraudarena_env.archive`)."""
         policies = dict(policies or {})
+        for role, pol in policies.items():  # a mistake here would surface mid-match, obscurely
+            if role not in ROLES:
+                raise ValueError(f"unknown role {role!r} in policies; roles are {list(ROLES)}")
+            if not hasattr(pol, "has_tensor_face"):
+                raise TypeError(f"the {role} policy must be a fraudarena_env.policies.Policy "
+                                f"(act_tensor or act_model), got {type(pol).__name__}")
+            if getattr(pol, "role", "") not in ("", role):
+                raise ValueError(f"the policy given for {role} plays {pol.role}")
         for role in ROLES:
             if role not in policies:
                 policies[role] = BASELINES[role](seed=seed)

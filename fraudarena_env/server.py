@@ -255,6 +255,11 @@ class ServerConfig:
         if self.api_key is not None and (len(self.api_key) < 16 or
                                          id_refusal("api_key", self.api_key, 512)):
             raise ValueError("api_key must be 16 to 512 printable characters")
+        # A mistyped directory would otherwise surface only as every reset naming a
+        # checkpoint being refused, with the server's own path kept out of the reply.
+        if self.checkpoint_dir is not None and not Path(self.checkpoint_dir).is_dir():
+            raise ValueError(f"checkpoint_dir {self.checkpoint_dir!r} is not a directory: give "
+                             "the directory that holds the checkpoints opponents may name")
 
     def ledger(self) -> AddressLedger:
         """A fresh ledger of what each client address holds, under this config's caps."""

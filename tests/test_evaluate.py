@@ -11,7 +11,7 @@ import pytest
 
 from fraudarena_env import cli
 from fraudarena_env.arena import Arena, match_metrics, outcome_counts
-from fraudarena_env.policies import AlwaysApprove, OracleInvestigator
+from fraudarena_env.policies import AlwaysApprove, OracleInvestigator, ReactiveFraudster
 
 METRICS = {"grader", "fraudster", "investigator", "auditor", "steps", "fraud_live",
            "fraud_live_count", "legit_rejected", "legit_rejected_count", "escalations",
@@ -139,6 +139,19 @@ def test_the_arena_binds_a_policy_that_reads_the_referee():
     oracle = OracleInvestigator()
     result = arena.play("task_2", 5, {"investigator": oracle})
     assert oracle.referee is arena.referee and result.grader == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("policies, error, needle", [
+    ({"investigater": AlwaysApprove(seed=0)}, ValueError, "unknown role 'investigater'"),
+    ({"investigator": "scripted"}, TypeError, "the investigator policy must be"),
+    ({"investigator": ReactiveFraudster(seed=0)}, ValueError, "given for investigator plays "
+                                                              "fraudster"),
+])
+def test_the_arena_names_a_wrong_policies_dict_before_playing(policies, error, needle):
+    """A misspelled role was a KeyError, a SPEC string an AttributeError, and another role's
+    policy an IllegalActionError mid-match."""
+    with pytest.raises(error, match=needle):
+        Arena().play("task_1", 0, policies)
 
 
 # ---------------------------------------------------------------------------- checkpoints

@@ -705,6 +705,17 @@ def test_serve_flags_reach_the_config(monkeypatch):
         config_from_args(build_parser().parse_args(["--api-key", "short"]))
 
 
+def test_serve_refuses_a_checkpoint_dir_that_is_not_a_directory(tmp_path):
+    """A mistyped --checkpoint-dir started the server, which then refused every reset that
+    named a checkpoint, without saying why (replies keep the server's paths out)."""
+    (tmp_path / "file.zip").write_text("not a directory")
+    for wrong in (tmp_path / "missing", tmp_path / "file.zip"):
+        with pytest.raises(ValueError, match="is not a directory"):
+            config_from_args(build_parser().parse_args(["--checkpoint-dir", str(wrong)]))
+    assert config_from_args(build_parser().parse_args(
+        ["--checkpoint-dir", str(tmp_path)])).checkpoint_dir == str(tmp_path)
+
+
 def test_one_address_may_make_only_so_many_http_requests_a_second():
     """Each address's HTTP requests spend its own bucket; one past it is answered 429
     ``rate_limited`` with when to retry (Retry-After too), and not handled. The API key's

@@ -154,7 +154,8 @@ def match_settings(seed: int | None, task_id: str, knobs: dict) -> tuple:
         bad = [_excerpt(c) for c in allowed if c not in CATEGORY_INDEX][:5]
         if bad or not allowed:
             raise ValueError(f"allowed_categories must be a non-empty subset of "
-                             f"{list(CATEGORY_INDEX)}; unknown: {bad}")
+                             f"{list(CATEGORY_INDEX)}; "
+                             + (f"unknown: {', '.join(bad)}" if bad else "got none"))
         if len(set(allowed)) < len(allowed):  # repeats would only cost memory, every match
             raise ValueError(f"allowed_categories must name each category once; got "
                              f"{len(allowed)} names of {len(set(allowed))} categories")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -718,10 +719,13 @@ def test_bad_knob_value_is_rejected_by_name(knob, value):
         new_match(**{knob: value})
 
 
-@pytest.mark.parametrize("value", [["ecommerce", "not_a_category"], []])
-def test_bad_allowed_categories_are_rejected(value):
-    with pytest.raises(ValueError, match="allowed_categories"):
+@pytest.mark.parametrize("value, says", [(["ecommerce", "not_a_category"],
+                                           "unknown: 'not_a_category'$"), ([], "got none$")])
+def test_bad_allowed_categories_are_rejected(value, says):
+    # the message said unknown: ["'not_a_category'"] (a repr of a repr), and unknown: [] for none
+    with pytest.raises(ValueError, match="allowed_categories") as refused:
         new_match(allowed_categories=value)
+    assert re.search(says, str(refused.value))
 
 
 @pytest.mark.parametrize("seed", [-1, 2**63, 10**30, "7", 1.5])
