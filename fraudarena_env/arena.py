@@ -52,11 +52,10 @@ class Arena:
         for role, pol in policies.items():  # a mistake here would surface mid-match, obscurely
             if role not in ROLES:
                 raise ValueError(f"unknown role {role!r} in policies; roles are {list(ROLES)}")
-            if not hasattr(pol, "has_tensor_face"):
+            if not isinstance(pol, Policy):
                 raise TypeError(f"the {role} policy must be a fraudarena_env.policies.Policy "
                                 f"(act_tensor or act_model), got {type(pol).__name__}")
-            if getattr(pol, "role", "") not in ("", role):
-                raise ValueError(f"the policy given for {role} plays {pol.role}")
+            pol.check_plays(role, f"the policy given for {role}")
         for role in ROLES:
             if role not in policies:
                 policies[role] = BASELINES[role](seed=seed)

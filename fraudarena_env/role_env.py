@@ -79,9 +79,7 @@ def _make_actor(role: str, opponent: Any) -> tuple[Callable[[np.ndarray, np.ndar
                              "'random', a Policy, a callable or an SB3 model")
         opponent = RandomPolicy(role)
     if isinstance(opponent, Policy):
-        if opponent.role and opponent.role != role:  # it would read another role's vector
-            raise ValueError(f"{type(opponent).__name__} plays {opponent.role}, not {role}: "
-                             f"the {role} opponent must be a policy for {role}")
+        opponent.check_plays(role, f"the {role} opponent")
         return opponent.act, opponent
     if hasattr(opponent, "predict"):
         check_role(opponent, role, f"the {role} opponent ({type(opponent).__name__})")

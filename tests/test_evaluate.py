@@ -144,8 +144,8 @@ def test_the_arena_binds_a_policy_that_reads_the_referee():
 @pytest.mark.parametrize("policies, error, needle", [
     ({"investigater": AlwaysApprove(seed=0)}, ValueError, "unknown role 'investigater'"),
     ({"investigator": "scripted"}, TypeError, "the investigator policy must be"),
-    ({"investigator": ReactiveFraudster(seed=0)}, ValueError, "given for investigator plays "
-                                                              "fraudster"),
+    ({"investigator": ReactiveFraudster(seed=0)}, ValueError,
+     "ReactiveFraudster plays fraudster, not investigator: the policy given for investigator"),
 ])
 def test_the_arena_names_a_wrong_policies_dict_before_playing(policies, error, needle):
     """A misspelled role was a KeyError, a SPEC string an AttributeError, and another role's

@@ -67,6 +67,13 @@ class Policy:
 
     __call__ = act
 
+    def check_plays(self, role: str, what: str) -> None:
+        """Raise ``ValueError`` unless this policy may play ``role`` (one of no particular role
+        plays any): ``what`` names the seat, e.g. "the fraudster opponent"."""
+        if self.role and self.role != role:  # it would read another role's vector
+            raise ValueError(f"{type(self).__name__} plays {self.role}, not {role}: {what} "
+                             f"must be a policy for {role}")
+
     @classmethod
     def has_tensor_face(cls) -> bool:
         return cls.act_tensor is not Policy.act_tensor
