@@ -827,7 +827,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         full = self._full | (role != self._out_role)
         self._obs[full] = 0.0
         self._mask[full] = 0
-        self._out_role = role
+        self._out_role[:] = role  # (its own array: ``role`` goes out as current_agent)
         for r, name in enumerate(ROLES):
             env = np.flatnonzero(role == r if active is None else (role == r) & active)
             written = self._written[name]

@@ -290,3 +290,23 @@ def test_calibration_of_many_matches_at_once_is_each_matchs_bins_and_skill_to_th
         conf, ok = confidence[j, by_hand].tolist(), right[j, by_hand].tolist()
         assert bins == scoring.calibration_bins(conf, ok)
         assert calibration.skill[j] == scoring.calibration_skill(conf, ok)
+
+
+@pytest.mark.parametrize("copy_out", [True, False])
+def test_writing_into_a_batchs_current_agent_does_not_change_the_next_batches(copy_out):
+    """current_agent was the env's own record of whose view each output row holds: a caller
+    writing into it made the env keep stale mask entries, and the next step applied an action
+    beyond the role's catalogue (IndexError)."""
+    def run(overwrite):
+        venv = VectorFraudArena(4, task_id="task_3", copy=copy_out)
+        batch, out = venv.reset(seed=3), []
+        for _ in range(40):
+            actions = venv.sample_actions(batch.action_mask)
+            if overwrite:
+                batch.current_agent[:] = 0
+            batch = venv.step(actions)
+            out.append(batch.action_mask.copy())
+        return out
+
+    for mine, theirs in zip(run(False), run(True)):
+        np.testing.assert_array_equal(mine, theirs)
