@@ -32,7 +32,9 @@ chunks never trains twice on a match.
   error, as in ``RoleEnv``;
 * an action the learner's mask forbids raises ``IllegalActionError`` and nothing of the step is
   applied, as ``RoleEnv(illegal_action="raise")`` does (``RoleEnv`` defaults to ``"penalize"``):
-  train a masked algorithm (``MaskablePPO``) on it, or mask the policy's choices yourself.
+  train a masked algorithm (``MaskablePPO``) on it, or mask the policy's choices yourself;
+* the match knobs are given when it is built (all N matches share them): ``set_options`` with
+  knobs, which ``DummyVecEnv`` would hand to each env's next reset, is refused.
 
 Needs the training extra (``pip install torch==2.13.0 && pip install -e ".[train]"``).
 """
@@ -140,6 +142,15 @@ class VectorRoleEnv(VecEnv):
                                  not isinstance(seed, (int, np.integer))):
             raise ValueError(f"seed must be an integer or None, got {seed!r}")
         return super().seed(seed)
+
+    def set_options(self, options: list[dict] | dict | None = None) -> None:
+        """Reset options are refused, not ignored: the N matches share their match knobs, which
+        are given when the env is built."""
+        if options and (isinstance(options, dict) or any(options)):
+            raise ValueError(f"set_options({options!r}): VectorRoleEnv's matches take their "
+                             "match knobs when it is built, e.g. VectorRoleEnv(role, n, "
+                             "max_rounds=3); build a new one to change them")
+        super().set_options(options)
 
     def step_async(self, actions: np.ndarray) -> None:
         a = np.asarray(actions)

@@ -340,3 +340,16 @@ def test_an_action_the_learners_mask_forbids_is_refused_and_changes_nothing():
     np.testing.assert_array_equal(other.reset(), first)
     good = np.array([np.flatnonzero(m)[0] for m in masks])
     np.testing.assert_array_equal(venv.step(good)[0], other.step(good)[0])  # as if never tried
+
+
+def test_reset_options_are_refused_not_ignored():
+    """DummyVecEnv hands set_options' knobs to each env's next reset; VectorRoleEnv played on
+    with its own knobs as if never asked."""
+    venv = VectorRoleEnv("investigator", 2, task_id="task_1")
+    with pytest.raises(ValueError, match=r"when it is built, e.g. VectorRoleEnv\(role, n, max"):
+        venv.set_options({"max_rounds": 2})
+    with pytest.raises(ValueError, match="match knobs"):
+        venv.set_options([{}, {"max_rounds": 2}])
+    venv.set_options(None)
+    venv.set_options([{}, {}])
+    assert venv.reset().shape[0] == 2
