@@ -32,7 +32,7 @@ record no events.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -195,8 +195,11 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or \
                 num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        tasks = (task_id,) if isinstance(task_id, str) else tuple(task_id)
-        for task in tasks or (None,):
+        tasks = (task_id,) if isinstance(task_id, str) or not isinstance(task_id, Iterable) \
+            else tuple(task_id)
+        if not tasks:
+            raise ValueError(f"task_id lists no task; give one of {list(TASKS)} or a list of them")
+        for task in tasks:
             if task not in TASKS:
                 raise ValueError(f"unknown task_id {task!r}; choose one of {list(TASKS)}")
         unknown = set(knobs) - set(MATCH_KNOBS)

@@ -154,8 +154,15 @@ def test_unknown_tasks_and_knobs_are_named():
         VectorFraudArena(2, task_id="task_9")
     with pytest.raises(ValueError, match="task_9"):
         VectorFraudArena(2, task_id=("task_1", "task_9"))
-    with pytest.raises(ValueError, match="unknown task_id None"):
+    with pytest.raises(ValueError, match="task_id lists no task; give one of"):
         VectorFraudArena(2, task_id=())
+
+
+@pytest.mark.parametrize("task_id", [None, 3])
+def test_a_task_id_that_is_neither_a_name_nor_a_list_is_named(task_id):
+    """It was "TypeError: 'NoneType' object is not iterable", where the scalar env names it."""
+    with pytest.raises(ValueError, match=f"unknown task_id {task_id}; choose one of"):
+        VectorFraudArena(2, task_id=task_id)
     with pytest.raises(ValueError, match="max_round"):
         VectorFraudArena(2, max_round=3)
 
