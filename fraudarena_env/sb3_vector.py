@@ -51,7 +51,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 from .faces.encoding import N_ACTIONS, OBS_BOUND
 from .policies import BATCHED_BASELINES, Policy
 from .policies.base import BatchPolicy, PerEnvPolicies
-from .role_env import _derived_seed, _make_actor, model_actions
+from .role_env import _derived_seed, _make_actor, model_actions, opponent_dict
 from .rules.catalog import ROLES
 from .vector import VectorFraudArena, check_seed
 
@@ -93,17 +93,13 @@ class VectorRoleEnv(VecEnv):
         the batched baseline where there is one (``BATCHED_BASELINES``) and the role is left
         to the scripted baseline in every env, else a player per env."""
         n = self.num_envs
-        dicts = [dict(opponents() if callable(opponents) else (opponents or {}))
+        dicts = [opponent_dict(self.role, opponents() if callable(opponents) else opponents)
                  for _ in range(n)]
         players: dict[str, BatchPolicy] = {}
         for other in ROLES:
             if other == self.role:
                 continue
             specs = [d.get(other) for d in dicts]
-            bad = set().union(*dicts) - set(ROLES)
-            if bad or self.role in dicts[0]:
-                raise ValueError(f"opponents are for the other roles of {list(ROLES)}; got "
-                                 f"{sorted(set(dicts[0]))} with {self.role!r} learning")
             if hasattr(specs[0], "predict") and all(spec is specs[0] for spec in specs):
                 players[other] = _ModelPlayer(specs[0])
                 continue

@@ -353,3 +353,15 @@ def test_reset_options_are_refused_not_ignored():
     venv.set_options(None)
     venv.set_options([{}, {}])
     assert venv.reset().shape[0] == 2
+
+
+@pytest.mark.parametrize("opponents, error", [
+    (["random"], r"TypeError: opponents must be a dict role -> opponent"),
+    (lambda: ["x"], r"TypeError: opponents must be a dict role -> opponent"),
+    ({"Auditor": "random"}, r"ValueError: unknown opponent role\(s\) \['Auditor'\]"),
+    ({"investigator": "random"}, r"ValueError: 'investigator' is the learning role")])
+def test_opponents_are_checked_as_role_env_checks_them(opponents, error):
+    """A list was 'dictionary update sequence element #0 has length 6; 2 is required'."""
+    with pytest.raises((TypeError, ValueError)) as caught:
+        VectorRoleEnv("investigator", 2, opponents=opponents)
+    assert caught.match(error.split(": ", 1)[1]) and caught.typename == error.split(":")[0]
