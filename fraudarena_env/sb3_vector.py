@@ -53,7 +53,7 @@ from .policies import BATCHED_BASELINES, Policy
 from .policies.base import BatchPolicy, PerEnvPolicies
 from .role_env import _derived_seed, _make_actor, model_actions, opponent_dict
 from .rules.catalog import ROLES
-from .vector import VectorFraudArena, check_seed
+from .vector import SEED_LIMIT, VectorFraudArena, check_seed
 
 _N_ROLES = len(ROLES)
 
@@ -73,8 +73,10 @@ class VectorRoleEnv(VecEnv):
         self.venv.keep_final_view = role
         self.role, self._r = role, ROLES.index(role)
         self.task_id = task_id
-        if isinstance(seed_offset, bool) or not isinstance(seed_offset, (int, np.integer)):
-            raise ValueError(f"seed_offset must be an integer, got {seed_offset!r}")
+        if isinstance(seed_offset, bool) or not isinstance(seed_offset, (int, np.integer)) or \
+                not 0 <= seed_offset < SEED_LIMIT:
+            raise ValueError(f"seed_offset must be an integer from 0 to 2**62 - 1 (env i plays "
+                             f"match seed_offset + seed + i), got {seed_offset!r}")
         self.seed_offset = int(seed_offset)
         self._size = {r: self.venv._views[r].size for r in ROLES}
         space = spaces.Box(-OBS_BOUND, OBS_BOUND, (self._size[role],), np.float32)
@@ -137,6 +139,8 @@ class VectorRoleEnv(VecEnv):
         if seed is not None and (isinstance(seed, bool) or
                                  not isinstance(seed, (int, np.integer))):
             raise ValueError(f"seed must be an integer or None, got {seed!r}")
+        if seed is not None:  # refused now: a stored bad seed would fail every later reset
+            check_seed(self.seed_offset + int(seed), "seed_offset + seed")
         return super().seed(seed)
 
     def set_options(self, options: list[dict] | dict | None = None) -> None:

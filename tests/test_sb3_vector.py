@@ -365,3 +365,19 @@ def test_opponents_are_checked_as_role_env_checks_them(opponents, error):
     with pytest.raises((TypeError, ValueError)) as caught:
         VectorRoleEnv("investigator", 2, opponents=opponents)
     assert caught.match(error.split(": ", 1)[1]) and caught.typename == error.split(":")[0]
+
+
+@pytest.mark.parametrize("seed", [-5, 2**62])
+def test_a_seed_out_of_range_is_refused_by_seed_and_the_next_reset_plays_on(seed):
+    """seed(-5) was taken, and then every reset() failed on it until seed() was called again."""
+    venv = VectorRoleEnv("investigator", 2, task_id="task_1", seed_offset=3)
+    with pytest.raises(ValueError, match=r"seed_offset \+ seed must be an integer from 0 to 2\*\*62"):
+        venv.seed(seed)
+    np.testing.assert_array_equal(venv.reset(), VectorRoleEnv("investigator", 2, task_id="task_1",
+                                                               seed_offset=3).reset())
+
+
+@pytest.mark.parametrize("seed_offset", [-1, 2**62])
+def test_a_seed_offset_out_of_range_is_refused_when_the_env_is_built(seed_offset):
+    with pytest.raises(ValueError, match=r"seed_offset must be an integer from 0 to 2\*\*62 - 1"):
+        VectorRoleEnv("investigator", 2, task_id="task_1", seed_offset=seed_offset)
