@@ -153,6 +153,9 @@ class VectorRoleEnv(VecEnv):
         super().set_options(options)
 
     def step_async(self, actions: np.ndarray) -> None:
+        if not self._played:  # (the vector env's own message asks for its reset(seed=...))
+            raise RuntimeError("step() before reset(): call reset() first (seed(s) before it "
+                               "chooses the matches)")
         a = np.asarray(actions)
         if a.size != self.num_envs or not np.issubdtype(a.dtype, np.integer):
             raise ValueError(f"actions must be {self.num_envs} integers, one Discrete action per "

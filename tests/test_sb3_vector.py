@@ -381,3 +381,10 @@ def test_a_seed_out_of_range_is_refused_by_seed_and_the_next_reset_plays_on(seed
 def test_a_seed_offset_out_of_range_is_refused_when_the_env_is_built(seed_offset):
     with pytest.raises(ValueError, match=r"seed_offset must be an integer from 0 to 2\*\*62 - 1"):
         VectorRoleEnv("investigator", 2, task_id="task_1", seed_offset=seed_offset)
+
+
+def test_a_step_before_reset_asks_for_the_vecenvs_own_reset():
+    """It asked for reset(seed=...), which a VecEnv's reset does not take."""
+    venv = VectorRoleEnv("investigator", 2, task_id="task_1")
+    with pytest.raises(RuntimeError, match=r"call reset\(\) first \(seed\(s\) before it"):
+        venv.step(np.zeros(2, np.int64))
