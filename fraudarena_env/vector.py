@@ -208,6 +208,9 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         if isinstance(max_cycles, bool) or not isinstance(max_cycles, (int, np.integer)) or \
                 max_cycles < 1:
             raise ValueError(f"max_cycles must be a positive integer, got {max_cycles!r}")
+        if not isinstance(copy, (bool, np.bool_)):
+            raise ValueError(f"copy must be True (batches are copies) or False (read-only views "
+                             f"of the env's buffers, valid until the next step), got {copy!r}")
         n = self.num_envs = int(num_envs)
         self.task_id = task_id
         # env i plays task_ids[i]: the tasks given, in turn

@@ -247,6 +247,13 @@ def test_the_largest_base_seed_plays_through_its_auto_resets():
     assert venv._resets.min() >= 3  # several matches each, past 2**62 - 1 + i + k * 2
 
 
+@pytest.mark.parametrize("copy_out", ["no", 0, None])
+def test_copy_is_true_or_false(copy_out):
+    """copy="no" was taken as true: the caller got copies while asking for views."""
+    with pytest.raises(ValueError, match="copy must be True"):
+        VectorFraudArena(2, copy=copy_out)
+
+
 @pytest.mark.parametrize("knob", [dict(max_cycles=0), dict(max_cycles=2.5), dict(max_rounds=-5),
                                   dict(max_proposals="x")])
 def test_bad_settings_are_named_when_the_env_is_built(knob):
