@@ -158,6 +158,20 @@ def _derived_seed(match_seed: int, role: str) -> int:
     return int(state[0]) << 32 | int(state[1])
 
 
+def opponent_dict(role: str, opponents: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``opponents`` as a dict other role -> spec, or the error naming what is wrong with it."""
+    if opponents is not None and not isinstance(opponents, Mapping):
+        raise TypeError(f"opponents must be a dict role -> opponent, such as "
+                        f"{{'fraudster': 'random'}}; got {type(opponents).__name__}")
+    opponents = dict(opponents or {})
+    bad = set(opponents) - set(AGENTS)
+    if bad:
+        raise ValueError(f"unknown opponent role(s) {sorted(bad)}; roles are {list(AGENTS)}")
+    if role in opponents:
+        raise ValueError(f"{role!r} is the learning role; it cannot also be an opponent")
+    return opponents
+
+
 class RoleEnv(gymnasium.Env):
     """FraudArena from one role's seat (see the module docstring)."""
 
@@ -169,15 +183,7 @@ class RoleEnv(gymnasium.Env):
                  illegal_reward: float = DEFAULT_ILLEGAL_REWARD, **knobs: Any):
         if not isinstance(role, str) or role not in ROLE_INDEX:
             raise ValueError(f"unknown role {role!r}; roles are {list(AGENTS)}")
-        if opponents is not None and not isinstance(opponents, Mapping):
-            raise TypeError(f"opponents must be a dict role -> opponent, such as "
-                            f"{{'fraudster': 'random'}}; got {type(opponents).__name__}")
-        opponents = dict(opponents or {})
-        bad = set(opponents) - set(AGENTS)
-        if bad:
-            raise ValueError(f"unknown opponent role(s) {sorted(bad)}; roles are {list(AGENTS)}")
-        if role in opponents:
-            raise ValueError(f"{role!r} is the learning role; it cannot also be an opponent")
+        opponents = opponent_dict(role, opponents)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of "
                              f"{self.metadata['render_modes']}, not {render_mode!r}")

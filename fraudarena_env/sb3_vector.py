@@ -32,7 +32,9 @@ chunks never trains twice on a match.
   error, as in ``RoleEnv``;
 * an action the learner's mask forbids raises ``IllegalActionError`` and nothing of the step is
   applied, as ``RoleEnv(illegal_action="raise")`` does (``RoleEnv`` defaults to ``"penalize"``):
-  train a masked algorithm (``MaskablePPO``) on it, or mask the policy's choices yourself.
+  train a masked algorithm (``MaskablePPO``) on it, or mask the policy's choices yourself;
+* the match knobs are given when it is built (all N matches share them): ``set_options`` with
+  knobs, which ``DummyVecEnv`` would hand to each env's next reset, is refused.
 
 Needs the training extra (``pip install torch==2.13.0 && pip install -e ".[train]"``).
 """
@@ -49,9 +51,9 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 from .faces.encoding import N_ACTIONS, OBS_BOUND
 from .policies import BATCHED_BASELINES, Policy
 from .policies.base import BatchPolicy, PerEnvPolicies
-from .role_env import _derived_seed, _make_actor, model_actions
+from .role_env import _derived_seed, _make_actor, model_actions, opponent_dict
 from .rules.catalog import ROLES
-from .vector import VectorFraudArena, check_seed
+from .vector import SEED_LIMIT, VectorFraudArena, check_seed
 
 _N_ROLES = len(ROLES)
 
@@ -71,8 +73,10 @@ class VectorRoleEnv(VecEnv):
         self.venv.keep_final_view = role
         self.role, self._r = role, ROLES.index(role)
         self.task_id = task_id
-        if isinstance(seed_offset, bool) or not isinstance(seed_offset, (int, np.integer)):
-            raise ValueError(f"seed_offset must be an integer, got {seed_offset!r}")
+        if isinstance(seed_offset, bool) or not isinstance(seed_offset, (int, np.integer)) or \
+                not 0 <= seed_offset < SEED_LIMIT:
+            raise ValueError(f"seed_offset must be an integer from 0 to 2**62 - 1 (env i plays "
+                             f"match seed_offset + seed + i), got {seed_offset!r}")
         self.seed_offset = int(seed_offset)
         self._size = {r: self.venv._views[r].size for r in ROLES}
         space = spaces.Box(-OBS_BOUND, OBS_BOUND, (self._size[role],), np.float32)
@@ -91,17 +95,13 @@ class VectorRoleEnv(VecEnv):
         the batched baseline where there is one (``BATCHED_BASELINES``) and the role is left
         to the scripted baseline in every env, else a player per env."""
         n = self.num_envs
-        dicts = [dict(opponents() if callable(opponents) else (opponents or {}))
+        dicts = [opponent_dict(self.role, opponents() if callable(opponents) else opponents)
                  for _ in range(n)]
         players: dict[str, BatchPolicy] = {}
         for other in ROLES:
             if other == self.role:
                 continue
             specs = [d.get(other) for d in dicts]
-            bad = set().union(*dicts) - set(ROLES)
-            if bad or self.role in dicts[0]:
-                raise ValueError(f"opponents are for the other roles of {list(ROLES)}; got "
-                                 f"{sorted(set(dicts[0]))} with {self.role!r} learning")
             if hasattr(specs[0], "predict") and all(spec is specs[0] for spec in specs):
                 players[other] = _ModelPlayer(specs[0])
                 continue
@@ -139,9 +139,23 @@ class VectorRoleEnv(VecEnv):
         if seed is not None and (isinstance(seed, bool) or
                                  not isinstance(seed, (int, np.integer))):
             raise ValueError(f"seed must be an integer or None, got {seed!r}")
+        if seed is not None:  # refused now: a stored bad seed would fail every later reset
+            check_seed(self.seed_offset + int(seed), "seed_offset + seed")
         return super().seed(seed)
 
+    def set_options(self, options: list[dict] | dict | None = None) -> None:
+        """Reset options are refused, not ignored: the N matches share their match knobs, which
+        are given when the env is built."""
+        if options and (isinstance(options, dict) or any(options)):
+            raise ValueError(f"set_options({options!r}): VectorRoleEnv's matches take their "
+                             "match knobs when it is built, e.g. VectorRoleEnv(role, n, "
+                             "max_rounds=3); build a new one to change them")
+        super().set_options(options)
+
     def step_async(self, actions: np.ndarray) -> None:
+        if not self._played:  # (the vector env's own message asks for its reset(seed=...))
+            raise RuntimeError("step() before reset(): call reset() first (seed(s) before it "
+                               "chooses the matches)")
         a = np.asarray(actions)
         if a.size != self.num_envs or not np.issubdtype(a.dtype, np.integer):
             raise ValueError(f"actions must be {self.num_envs} integers, one Discrete action per "

@@ -32,7 +32,7 @@ record no events.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -195,8 +195,11 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or \
                 num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        tasks = (task_id,) if isinstance(task_id, str) else tuple(task_id)
-        for task in tasks or (None,):
+        tasks = (task_id,) if isinstance(task_id, str) or not isinstance(task_id, Iterable) \
+            else tuple(task_id)
+        if not tasks:
+            raise ValueError(f"task_id lists no task; give one of {list(TASKS)} or a list of them")
+        for task in tasks:
             if task not in TASKS:
                 raise ValueError(f"unknown task_id {task!r}; choose one of {list(TASKS)}")
         unknown = set(knobs) - set(MATCH_KNOBS)
@@ -205,6 +208,9 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         if isinstance(max_cycles, bool) or not isinstance(max_cycles, (int, np.integer)) or \
                 max_cycles < 1:
             raise ValueError(f"max_cycles must be a positive integer, got {max_cycles!r}")
+        if not isinstance(copy, (bool, np.bool_)):
+            raise ValueError(f"copy must be True (batches are copies) or False (read-only views "
+                             f"of the env's buffers, valid until the next step), got {copy!r}")
         n = self.num_envs = int(num_envs)
         self.task_id = task_id
         # env i plays task_ids[i]: the tasks given, in turn
@@ -827,7 +833,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         full = self._full | (role != self._out_role)
         self._obs[full] = 0.0
         self._mask[full] = 0
-        self._out_role = role
+        self._out_role[:] = role  # (its own array: ``role`` goes out as current_agent)
         for r, name in enumerate(ROLES):
             env = np.flatnonzero(role == r if active is None else (role == r) & active)
             written = self._written[name]

@@ -340,3 +340,51 @@ def test_an_action_the_learners_mask_forbids_is_refused_and_changes_nothing():
     np.testing.assert_array_equal(other.reset(), first)
     good = np.array([np.flatnonzero(m)[0] for m in masks])
     np.testing.assert_array_equal(venv.step(good)[0], other.step(good)[0])  # as if never tried
+
+
+def test_reset_options_are_refused_not_ignored():
+    """DummyVecEnv hands set_options' knobs to each env's next reset; VectorRoleEnv played on
+    with its own knobs as if never asked."""
+    venv = VectorRoleEnv("investigator", 2, task_id="task_1")
+    with pytest.raises(ValueError, match=r"when it is built, e.g. VectorRoleEnv\(role, n, max"):
+        venv.set_options({"max_rounds": 2})
+    with pytest.raises(ValueError, match="match knobs"):
+        venv.set_options([{}, {"max_rounds": 2}])
+    venv.set_options(None)
+    venv.set_options([{}, {}])
+    assert venv.reset().shape[0] == 2
+
+
+@pytest.mark.parametrize("opponents, error", [
+    (["random"], r"TypeError: opponents must be a dict role -> opponent"),
+    (lambda: ["x"], r"TypeError: opponents must be a dict role -> opponent"),
+    ({"Auditor": "random"}, r"ValueError: unknown opponent role\(s\) \['Auditor'\]"),
+    ({"investigator": "random"}, r"ValueError: 'investigator' is the learning role")])
+def test_opponents_are_checked_as_role_env_checks_them(opponents, error):
+    """A list was 'dictionary update sequence element #0 has length 6; 2 is required'."""
+    with pytest.raises((TypeError, ValueError)) as caught:
+        VectorRoleEnv("investigator", 2, opponents=opponents)
+    assert caught.match(error.split(": ", 1)[1]) and caught.typename == error.split(":")[0]
+
+
+@pytest.mark.parametrize("seed", [-5, 2**62])
+def test_a_seed_out_of_range_is_refused_by_seed_and_the_next_reset_plays_on(seed):
+    """seed(-5) was taken, and then every reset() failed on it until seed() was called again."""
+    venv = VectorRoleEnv("investigator", 2, task_id="task_1", seed_offset=3)
+    with pytest.raises(ValueError, match=r"seed_offset \+ seed must be an integer from 0 to 2\*\*62"):
+        venv.seed(seed)
+    np.testing.assert_array_equal(venv.reset(), VectorRoleEnv("investigator", 2, task_id="task_1",
+                                                               seed_offset=3).reset())
+
+
+@pytest.mark.parametrize("seed_offset", [-1, 2**62])
+def test_a_seed_offset_out_of_range_is_refused_when_the_env_is_built(seed_offset):
+    with pytest.raises(ValueError, match=r"seed_offset must be an integer from 0 to 2\*\*62 - 1"):
+        VectorRoleEnv("investigator", 2, task_id="task_1", seed_offset=seed_offset)
+
+
+def test_a_step_before_reset_asks_for_the_vecenvs_own_reset():
+    """It asked for reset(seed=...), which a VecEnv's reset does not take."""
+    venv = VectorRoleEnv("investigator", 2, task_id="task_1")
+    with pytest.raises(RuntimeError, match=r"call reset\(\) first \(seed\(s\) before it"):
+        venv.step(np.zeros(2, np.int64))

@@ -168,8 +168,15 @@ def test_unknown_tasks_and_knobs_are_named():
         VectorFraudArena(2, task_id="task_9")
     with pytest.raises(ValueError, match="task_9"):
         VectorFraudArena(2, task_id=("task_1", "task_9"))
-    with pytest.raises(ValueError, match="unknown task_id None"):
+    with pytest.raises(ValueError, match="task_id lists no task; give one of"):
         VectorFraudArena(2, task_id=())
+
+
+@pytest.mark.parametrize("task_id", [None, 3])
+def test_a_task_id_that_is_neither_a_name_nor_a_list_is_named(task_id):
+    """It was "TypeError: 'NoneType' object is not iterable", where the scalar env names it."""
+    with pytest.raises(ValueError, match=f"unknown task_id {task_id}; choose one of"):
+        VectorFraudArena(2, task_id=task_id)
     with pytest.raises(ValueError, match="max_round"):
         VectorFraudArena(2, max_round=3)
 
@@ -254,6 +261,13 @@ def test_the_largest_base_seed_plays_through_its_auto_resets():
     assert venv._resets.min() >= 3  # several matches each, past 2**62 - 1 + i + k * 2
 
 
+@pytest.mark.parametrize("copy_out", ["no", 0, None])
+def test_copy_is_true_or_false(copy_out):
+    """copy="no" was taken as true: the caller got copies while asking for views."""
+    with pytest.raises(ValueError, match="copy must be True"):
+        VectorFraudArena(2, copy=copy_out)
+
+
 @pytest.mark.parametrize("knob", [dict(max_cycles=0), dict(max_cycles=2.5), dict(max_rounds=-5),
                                   dict(max_proposals="x")])
 def test_bad_settings_are_named_when_the_env_is_built(knob):
@@ -304,3 +318,23 @@ def test_calibration_of_many_matches_at_once_is_each_matchs_bins_and_skill_to_th
         conf, ok = confidence[j, by_hand].tolist(), right[j, by_hand].tolist()
         assert bins == scoring.calibration_bins(conf, ok)
         assert calibration.skill[j] == scoring.calibration_skill(conf, ok)
+
+
+@pytest.mark.parametrize("copy_out", [True, False])
+def test_writing_into_a_batchs_current_agent_does_not_change_the_next_batches(copy_out):
+    """current_agent was the env's own record of whose view each output row holds: a caller
+    writing into it made the env keep stale mask entries, and the next step applied an action
+    beyond the role's catalogue (IndexError)."""
+    def run(overwrite):
+        venv = VectorFraudArena(4, task_id="task_3", copy=copy_out)
+        batch, out = venv.reset(seed=3), []
+        for _ in range(40):
+            actions = venv.sample_actions(batch.action_mask)
+            if overwrite:
+                batch.current_agent[:] = 0
+            batch = venv.step(actions)
+            out.append(batch.action_mask.copy())
+        return out
+
+    for mine, theirs in zip(run(False), run(True)):
+        np.testing.assert_array_equal(mine, theirs)
