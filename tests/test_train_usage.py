@@ -59,3 +59,27 @@ def test_a_number_out_of_range_is_a_usage_error(tmp_path, capsys, flag, value):
     assert exc.value.code == 2
     assert flag in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("flags", [["--seed", "2147"], ["--seed", "4000000", "--vector-envs", "64"]])
+def test_a_seed_whose_batched_matches_would_leave_the_training_range_is_a_usage_error(
+        tmp_path, capsys, flags):
+    """On the batched path a run plays match seeds 100,000 + seed * 1,000,000 + ...: from
+    --seed 2147 on they passed the training range's top (2**31 - 1) unnoticed."""
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exc:
+        _parse(["--role", "investigator", "--task", "task_1", "--out", str(out), *flags])
+    assert exc.value.code == 2
+    assert "--seed must be at most 2,146 on the batched path" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_largest_batched_seed_and_any_seed_on_the_role_env_path_are_taken(tmp_path):
+    from fraudarena_env.sb3 import TRAIN_SEED_RANGE
+
+    cfg = _parse(["--role", "investigator", "--task", "task_1", "--out", str(tmp_path / "a"),
+                  "--seed", "2146"])
+    assert 100_000 + 2146 * 1_000_000 + 1_000_000 <= TRAIN_SEED_RANGE[1]
+    assert cfg.seed == 2146
+    assert _parse(["--role", "investigator", "--task", "task_1", "--out", str(tmp_path / "b"),
+                   "--seed", "4000000", "--vector-envs", "0"]).seed == 4_000_000

@@ -150,6 +150,8 @@ ROLE_ENV_DEFAULTS = dict(vector_envs=0, n_envs=6, n_steps=512, batch_size=256, n
 # a seed's block of match seeds for --vector-envs (the training range holds 2,000 of them)
 VECTOR_SEED_BLOCK = 1_000_000
 MAX_RUN_SEED = 4_000_000  # --seed: seed * 1000 + an env's index seeds numpy, below 2**32
+# --seed with --vector-envs: the largest whose block of match seeds ends inside the training range
+MAX_VECTOR_RUN_SEED = (TRAIN_SEED_RANGE[1] - TRAIN_SEED_RANGE[0]) // VECTOR_SEED_BLOCK - 1
 
 
 # ============================================================================ 2. opponents
@@ -660,6 +662,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     if not 0 <= a.seed <= MAX_RUN_SEED:
         p.error(f"--seed must be from 0 to {MAX_RUN_SEED:,} (each env's generator is seeded with "
                 f"seed * 1000 + its index, which numpy wants below 2**32), got {a.seed}")
+    if a.vector_envs != 0 and a.seed > MAX_VECTOR_RUN_SEED:
+        p.error(f"--seed must be at most {MAX_VECTOR_RUN_SEED:,} on the batched path (its matches "
+                f"are seeds {TRAIN_SEED_RANGE[0]:,} + seed * {VECTOR_SEED_BLOCK:,} + ..., which "
+                f"must stay in the training range), got {a.seed}; or pass --vector-envs 0")
     if Path(a.out).exists() and not Path(a.out).is_dir():
         p.error(f"--out {a.out!r} is a file; give a directory for the run")
     val_seeds = tuple(a.val_seeds) if a.val_seeds else d.val_seeds
