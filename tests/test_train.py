@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("sb3_contrib")
 
-from fraudarena_env import RoleEnv, cli  # noqa: E402
+from fraudarena_env import IllegalActionError, RoleEnv, cli  # noqa: E402
 from fraudarena_env.arena import evaluate  # noqa: E402
 from fraudarena_env.policies import BLIND_INVESTIGATORS, RandomPolicy  # noqa: E402
 from fraudarena_env.sb3 import SB3Policy, TrainSeeds  # noqa: E402
@@ -667,6 +667,19 @@ def test_the_batched_path_adds_the_training_rewards_the_role_env_wrappers_add(ro
     assert sum(resets) > 0 and (verdicts > 0) == bool(calibration)
     cfg = one_role.parse_args(["--role", role, "--grader-coef", "1"])
     assert isinstance(one_role.make_vec_env(cfg, dict).venv, one_role.VectorTrainingRewards)
+
+
+@pytest.mark.parametrize("action", [977, -1])
+def test_the_batched_training_rewards_leave_an_action_off_the_catalogue_to_the_env(action):
+    """An action past the investigator's catalogue was an IndexError of the rewards' tables (and
+    -1 read the table's last row); the env's own error names it, and nothing is applied."""
+    from fraudarena_env.sb3_vector import VectorRoleEnv
+
+    venv = one_role.VectorTrainingRewards(VectorRoleEnv("investigator", 2, task_id="task_1"),
+                                          0.5, 1.0)
+    venv.reset()
+    with pytest.raises(IllegalActionError, match=f"index {action}"):
+        venv.step(np.array([action, 0]))
 
 
 def test_imitation_follows_the_teacher_it_is_given(capsys):

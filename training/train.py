@@ -327,8 +327,10 @@ class VectorTrainingRewards(VecEnvWrapper):
 
     def step_async(self, actions: np.ndarray) -> None:
         self._bonus[:] = 0.0
-        if self.calibration:
-            actions = np.asarray(actions, np.int64).reshape(self.num_envs)
+        a = np.asarray(actions)
+        if self.calibration and a.size == self.num_envs and np.issubdtype(a.dtype, np.integer) \
+                and ((a >= 0) & (a < len(_IS_VERDICT))).all():  # else the env names the error
+            actions = a.astype(np.int64).reshape(self.num_envs)
             verdict = _IS_VERDICT[actions]
             if verdict.any():  # the truth read before the step, as CalibrationReward reads it
                 envs = np.flatnonzero(verdict)
