@@ -273,6 +273,12 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             raise ValueError(f"keep_final_view must be one of {list(ROLES)} or None, got {role!r}")
         self._keep_final_view = role
 
+    @property
+    def seed(self) -> int | None:
+        """The seed of the last ``reset`` (drawn there when it was given none), None before the
+        first: ``reset(seed=venv.seed)`` plays the same run again."""
+        return self._seed if self._ready else None
+
     # ------------------------------------------------------------------ reset
     def reset(self, seed: int | None = None) -> VectorStep:
         """Start every env: env i plays match ``seed + i`` (``seed`` drawn when None)."""

@@ -226,6 +226,24 @@ def test_a_new_reset_forgets_the_last_runs_endings():
     assert venv.final_info == {} and venv.final_view == {}
 
 
+def test_an_unseeded_run_can_be_played_again_from_the_seed_it_drew():
+    def play(venv, seed=None):
+        batch = venv.reset(seed=seed)
+        out = [batch.observation]
+        for _ in range(20):
+            batch = venv.step(venv.sample_actions(batch.action_mask))
+            out.append(batch.observation)
+        return np.stack(out)
+
+    venv = VectorFraudArena(3, task_id="task_3")
+    assert venv.seed is None
+    drawn = play(venv)
+    np.testing.assert_array_equal(play(VectorFraudArena(3, task_id="task_3"), venv.seed), drawn)
+    assert not np.array_equal(play(VectorFraudArena(3, task_id="task_3"), venv.seed + 1), drawn)
+    venv.reset(seed=7)
+    assert venv.seed == 7
+
+
 def test_the_same_seed_gives_the_same_batches():
     def run():
         venv = VectorFraudArena(5, task_id="task_3")
