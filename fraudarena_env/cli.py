@@ -512,6 +512,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"fraudarena export: {args.source} is neither a data directory nor its "
               f"{DB_FILE}", file=sys.stderr)
         return 2
+    if source.is_dir() and not (source / DB_FILE).is_file():
+        print(f"fraudarena export: {args.source} holds no archive (no {DB_FILE}); give the "
+              f"directory a server ran with (--data-dir)", file=sys.stderr)
+        return 2
     if _same_file("export", args.out, source) or _is_database("export", args.out):
         return 2
     try:
@@ -609,7 +613,9 @@ def parse_policy_spec(role: str, text: str) -> PolicySpec:
         for candidate in (path, zipped):
             if candidate.is_file():
                 return PolicySpec(role, text, candidate)
-        raise argparse.ArgumentTypeError(f"no {role} checkpoint at {text}: no such file")
+        what = "a directory" if path.is_dir() else "no such file"
+        raise argparse.ArgumentTypeError(f"no {role} checkpoint at {text}: {what}; give a "
+                                         f"MaskablePPO checkpoint file (.zip)")
     raise argparse.ArgumentTypeError(
         f"unknown {role} policy {text!r}: use one of {', '.join(names)}, or the path of a "
         "MaskablePPO checkpoint (.zip)")
