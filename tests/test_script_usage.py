@@ -75,6 +75,22 @@ def test_selfplay_refuses_a_league_that_would_train_nothing(capsys):
     _usage_error(capsys, lambda: selfplay.parse_args(["--timesteps", "0"]), "nothing would train")
 
 
+def test_held_out_seeds_in_the_training_range_are_a_usage_error(tmp_path, capsys, no_evaluation):
+    """The league's tables, exploit.py's and results.py's are on held-out seeds: one a training
+    match may draw is refused naming the flag, the seed and seeds to use instead (the league's
+    was a bare SystemExit from main, and results.py took any)."""
+    for call, flag, example in (
+            (lambda: selfplay.main(["--eval-seeds", "1000,150000", "--out", str(tmp_path)]),
+             "--eval-seeds", "1000-1019"),
+            (lambda: exploit.parse_args(["scripted", "--role", "investigator", "--budget", "100",
+                                         "--seeds", "150000"]), "--seeds", "9000-9199"),
+            (lambda: results.main(["--seeds", "150000"]), "--seeds", "7000-7039"),
+            (lambda: results.main(["--paired-seeds", "8000,150000"]), "--paired-seeds",
+             "7000-7039")):
+        _usage_error(capsys, call, flag, "150000", "training seed range", example)
+    assert not any(tmp_path.iterdir())
+
+
 def test_selfplay_refuses_a_file_as_out(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     _usage_error(capsys, lambda: selfplay.parse_args(["--out", str(tmp_path / "file")]),

@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # train.py, next to th
 
 import train as one_role  # noqa: E402
 from script_args import (  # noqa: E402
+    held_out_seeds,
     int_at_least,
     league_refusal,
     non_negative_float,
@@ -445,7 +446,8 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
     p.add_argument("--overwrite", action="store_true",
                    help="replace the league already in --out (its config.json and pool/ "
                         "snapshots) instead of refusing")
-    p.add_argument("--eval-seeds", type=parse_seeds, default=None, help="held-out seeds (default 1000-1019)")
+    p.add_argument("--eval-seeds", default=None, help="held-out seeds (default 1000-1019)",
+                   type=held_out_seeds(parse_seeds, one_role.TRAIN_SEED_RANGE, "1000-1019"))
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-tensorboard", action="store_true")
     a = p.parse_args(argv)
@@ -494,9 +496,6 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
 
 def main(argv: Sequence[str] | None = None) -> LeagueResult:
     cfg = parse_args(argv, fresh_out=True)
-    lo, hi = one_role.Config().train_seed_range
-    if overlap := sorted(s for s in cfg.eval_seeds if lo <= s < hi):
-        raise SystemExit(f"eval seeds {overlap[:5]} fall in the training seed range {lo}..{hi - 1}")
     print(f"FraudArena league: tasks {', '.join(cfg.tasks)}, {cfg.generations} generation(s), "
           f"{total_timesteps(cfg):,} timesteps in all, seed {cfg.seed} -> {cfg.out}")
     result = run(cfg)
