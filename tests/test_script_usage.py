@@ -217,3 +217,12 @@ def test_results_refuses_an_unwritable_plot(tmp_path, capsys, no_evaluation):
                  "--plot", "does not exist")
     _usage_error(capsys, lambda: results.main([*curves, "--plot", str(tmp_path)]),
                  "--plot", "is a directory")
+
+
+def test_results_tables_name_the_seeds_they_played():
+    """Seeds 7000,7005 are two seeds, not the range 7000-7005 the headings used to print."""
+    from fraudarena_env.policies import ReactiveFraudster
+
+    table = results.paired_table("fraudster", ["task_1"], [7000, 7005], ReactiveFraudster(seed=0))
+    assert table.startswith("Fraudster checkpoint minus ReactiveFraudster, paired by seed, on 2 "
+                            "seeds (7000,7005)")

@@ -102,7 +102,7 @@ def fraudster_rows(task: str, seeds, checkpoint: SB3Policy) -> dict[str, dict[st
 
 
 def investigator_table(tasks, seeds, checkpoint: SB3Policy) -> str:
-    lines = [f"Investigators on {len(seeds)} seeds ({seeds[0]}-{seeds[-1]}), against "
+    lines = [f"Investigators on {len(seeds)} seeds ({cli._seeds_label(seeds)}), against "
              "ReactiveFraudster and HeuristicAuditor", "",
              "| task | investigator | grader (± s.e.) | inv. return | legit rejected |",
              "|---|---|---|---|---|"]
@@ -127,7 +127,7 @@ def fraudster_table(tasks, seeds, checkpoint: SB3Policy) -> str:
     standard error (a fraudster's return varies a lot from seed to seed: a difference of means
     on tens of seeds can be noise); then the checkpoint's margins over ``ReactiveFraudster``,
     paired by seed."""
-    lines = [f"Fraudsters on {len(seeds)} seeds ({seeds[0]}-{seeds[-1]}), against "
+    lines = [f"Fraudsters on {len(seeds)} seeds ({cli._seeds_label(seeds)}), against "
              "ScriptedInvestigator and HeuristicAuditor", "",
              "| task | fraudster | fraudster return (± s.e.) | investigator's grader (± s.e.) |",
              "|---|---|---|---|"]
@@ -152,8 +152,8 @@ def crossplay_table(tasks, seeds, investigator: SB3Policy, fraudster: SB3Policy)
     investigators = {"scripted": None, "checkpoint": lambda s: investigator}
     fraudsters = {"reactive": None, "waiting": lambda s: WaitingFraudster(seed=s),
                   "checkpoint fraudster": lambda s: fraudster}
-    lines = [f"Investigators against waiting fraudsters on {len(seeds)} seeds ({seeds[0]}-"
-             f"{seeds[-1]}), HeuristicAuditor: mean grader", "",
+    lines = [f"Investigators against waiting fraudsters on {len(seeds)} seeds "
+             f"({cli._seeds_label(seeds)}), HeuristicAuditor: mean grader", "",
              "| task | investigator | " + " | ".join(fraudsters) + " |",
              "|---|---|" + "---|" * len(fraudsters)]
     for task in tasks:
@@ -177,7 +177,7 @@ def paired_table(role: str, tasks, seeds, checkpoint: SB3Policy) -> str:
     carry."""
     scripted = "ScriptedInvestigator" if role == "investigator" else "ReactiveFraudster"
     lines = [f"{role.capitalize()} checkpoint minus {scripted}, paired by seed, on {len(seeds)} "
-             f"seeds ({seeds[0]}-{seeds[-1]})", "",
+             f"seeds ({cli._seeds_label(seeds)})", "",
              f"| task | {role} return (± s.e.) | investigator's grader (± s.e.) |",
              "|---|---|---|"]
     for task in tasks:
