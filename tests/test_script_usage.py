@@ -226,3 +226,19 @@ def test_results_tables_name_the_seeds_they_played():
     table = results.paired_table("fraudster", ["task_1"], [7000, 7005], ReactiveFraudster(seed=0))
     assert table.startswith("Fraudster checkpoint minus ReactiveFraudster, paired by seed, on 2 "
                             "seeds (7000,7005)")
+
+
+def test_quick_seeds_refuses_a_file_as_out(tmp_path, capsys):
+    (tmp_path / "file").write_text("")  # was a NotADirectoryError traceback from the first job
+    _usage_error(capsys, lambda: quick_seeds.main(["--seeds", "0", "--out",
+                                                   str(tmp_path / "file")]), "--out", "is a file")
+
+
+def test_quick_seeds_runs_a_seed_given_twice_once(tmp_path, monkeypatch):
+    """--seeds 0-1,1 ran seed 1 twice, at once with --jobs 2, into the same run directory."""
+    started = []
+    monkeypatch.setattr(quick_seeds, "run_seed", lambda seed, out, extra: started.append(seed))
+    monkeypatch.setattr(quick_seeds, "read_run", lambda path: {})
+    monkeypatch.setattr(quick_seeds, "summary", lambda runs: "")
+    quick_seeds.main(["--seeds", "0-1,1", "--jobs", "2", "--out", str(tmp_path)])
+    assert sorted(started) == [0, 1]
