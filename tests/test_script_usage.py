@@ -153,6 +153,21 @@ def test_exploit_refuses_a_bad_number(capsys, flag, value):
         ["scripted", "--role", "investigator", "--budget", "100", flag, value]), flag, value)
 
 
+def test_a_teacher_that_would_imitate_nothing_is_refused(capsys):
+    """exploit.py --teacher without --imitation-samples (0 by default), and the league's
+    --fraudster-teacher with --fraudster-imitation-samples 0, trained from scratch as if the
+    teacher had not been given."""
+    _usage_error(capsys, lambda: exploit.parse_args(
+        ["scripted", "--role", "investigator", "--budget", "100", "--teacher", "waiting"]),
+        "--teacher 'waiting' would not be used", "--imitation-samples N")
+    _usage_error(capsys, lambda: selfplay.parse_args(
+        ["--fraudster-teacher", "waiting", "--fraudster-imitation-samples", "0"]),
+        "--fraudster-teacher 'waiting' would not be used", "--fraudster-imitation-samples N")
+    assert exploit.parse_args(["scripted", "--role", "investigator", "--budget", "100",
+                               "--teacher", "waiting", "--imitation-samples", "10"])[0].teacher
+    assert selfplay.parse_args(["--fraudster-teacher", "waiting"]).fraudster_teacher == "waiting"
+
+
 def test_exploit_refuses_a_file_as_out(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     _usage_error(capsys, lambda: exploit.parse_args(

@@ -489,6 +489,10 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
     if cfg.investigator_timesteps == cfg.fraudster_timesteps == 0:
         p.error("--timesteps and --fraudster-timesteps are both 0: nothing would train; give "
                 "either role some timesteps")
+    if why := one_role.idle_teacher("--fraudster-teacher", a.fraudster_teacher or "",
+                                    "--fraudster-imitation-samples",
+                                    cfg.fraudster_imitation_samples):
+        p.error(why)
     if fresh_out and not cfg.overwrite and (refusal := league_refusal(Path(cfg.out))):
         p.error(refusal)
     return cfg
