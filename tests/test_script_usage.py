@@ -257,3 +257,12 @@ def test_quick_seeds_runs_a_seed_given_twice_once(tmp_path, monkeypatch):
     monkeypatch.setattr(quick_seeds, "summary", lambda runs: "")
     quick_seeds.main(["--seeds", "0-1,1", "--jobs", "2", "--out", str(tmp_path)])
     assert sorted(started) == [0, 1]
+
+
+def test_the_league_s_eval_json_is_json_with_one_eval_seed():
+    """With --eval-seeds 1000 (docs/training.md's tiny league) each standard error is nan, and
+    eval.json held the bare NaN that JSON parsers other than Python's refuse; it is null."""
+    rows = [{"task": "task_1", "grader": 0.8, "grader_sem": float("nan"), "steps": 42.0}]
+    text = selfplay.eval_json(rows)
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in eval.json")) == [
+        {"task": "task_1", "grader": 0.8, "grader_sem": None, "steps": 42.0}]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import shutil
 import sys
 import time
@@ -366,6 +367,13 @@ def plot(result: LeagueResult, cfg: LeagueConfig, path: Path) -> Path:
     return path
 
 
+def eval_json(rows: list[dict]) -> str:
+    """``eval.json``: the evaluation table's rows, a standard error over one seed (nan, which JSON
+    has no word for) written as null."""
+    return json.dumps([{k: None if isinstance(v, float) and math.isnan(v) else v
+                        for k, v in r.items()} for r in rows], indent=2, allow_nan=False)
+
+
 def run(cfg: LeagueConfig) -> LeagueResult:
     """The league, then cross-play, Elo, the evaluation table and the plot, all saved in out."""
     league = run_league(cfg)
@@ -385,7 +393,7 @@ def run(cfg: LeagueConfig) -> LeagueResult:
         {"rows": [{k: v for k, v in r.items() if k != "graders"} for r in xp],
          "elo": [{"role": r, "player": n, "elo": v} for (r, n), v in elo.items()]}, indent=2))
     (out / "eval.md").write_text(result.table + "\n")
-    (out / "eval.json").write_text(json.dumps(rows, indent=2))
+    (out / "eval.json").write_text(eval_json(rows))
     plot(result, cfg, out / "league.png")
     return result
 
