@@ -266,3 +266,8 @@ def test_the_league_s_eval_json_is_json_with_one_eval_seed():
     text = selfplay.eval_json(rows)
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in eval.json")) == [
         {"task": "task_1", "grader": 0.8, "grader_sem": None, "steps": 42.0}]
+
+
+def test_exploit_s_table_heading_reads_as_english():
+    cfg = exploit.Config(spec="reactive", role="fraudster", seeds=(9000, 9001))
+    assert "frozen, against an investigator best response" in exploit.report_table(cfg, {})
