@@ -613,9 +613,12 @@ def parse_policy_spec(role: str, text: str) -> PolicySpec:
         for candidate in (path, zipped):
             if candidate.is_file():
                 return PolicySpec(role, text, candidate)
-        what = "a directory" if path.is_dir() else "no such file"
-        raise argparse.ArgumentTypeError(f"no {role} checkpoint at {text}: {what}; give a "
-                                         f"MaskablePPO checkpoint file (.zip)")
+        if path.is_dir():
+            inside = sorted(path.glob("*.zip"), key=lambda p: (role in p.name, p.name))
+            raise argparse.ArgumentTypeError(
+                f"{text} is a directory; give one {role} checkpoint .zip" +
+                (f" in it, such as {inside[-1]}" if inside else ""))
+        raise argparse.ArgumentTypeError(f"no {role} checkpoint at {text}: no such file")
     raise argparse.ArgumentTypeError(
         f"unknown {role} policy {text!r}: use one of {', '.join(names)}, or the path of a "
         "MaskablePPO checkpoint (.zip)")

@@ -166,12 +166,6 @@ def test_export_from_a_directory_without_an_archive_says_so(capsys, tmp_path):
     assert not (tmp_path / "out.jsonl").exists()
 
 
-def test_a_directory_given_as_a_checkpoint_is_named_a_directory(capsys, tmp_path):
-    with pytest.raises(SystemExit):
-        cli.main(["evaluate", "--task", "task_1", "--investigator", str(tmp_path)])
-    assert f"checkpoint at {tmp_path}: a directory" in capsys.readouterr().err
-
-
 def test_a_seed_list_too_long_to_play_is_a_usage_error(capsys):
     for seeds in ("0-9223372036854775807", "0-999999999"):
         with pytest.raises(SystemExit):

@@ -58,6 +58,17 @@ def test_a_missing_checkpoint_is_a_usage_error_naming_the_file(capsys, tmp_path)
     assert f"no investigator checkpoint at {missing}: no such file" in capsys.readouterr().err
 
 
+def test_a_directory_of_checkpoints_is_a_usage_error_naming_one_to_give(capsys, tmp_path):
+    """A pool directory (train.py's opponents take one) said 'no such file' here."""
+    for name in ("investigator_g0.zip", "fraudster_g0.zip"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["evaluate", "--task", "task_1", "--seeds", "1", "--fraudster", str(tmp_path)])
+    assert exc.value.code == 2
+    assert (f"{tmp_path} is a directory; give one fraudster checkpoint .zip in it, such as "
+            f"{tmp_path / 'fraudster_g0.zip'}") in capsys.readouterr().err
+
+
 def test_a_checkpoint_path_may_leave_out_zip(tmp_path):
     (tmp_path / "fraudster.zip").write_bytes(b"")
     spec = cli.parse_policy_spec("fraudster", str(tmp_path / "fraudster"))

@@ -4,6 +4,8 @@ it). Both only read the rules, so they run without the train extra."""
 
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,16 @@ def test_frontier_pairs_each_fraudster_with_the_reactive_one_on_the_same_seeds()
     assert never_waits[2] == pytest.approx(base_r) and never_waits[3:] == (0.0, 0.0, 0.0, 0.0)
     assert 0.0 < base_g < 1.0
     assert any(row[3] != 0.0 for row in rows[1:])
+
+
+def test_frontier_on_one_seed_leaves_the_standard_errors_undefined_without_warnings():
+    """--seeds 500: numpy warned twice per row (degrees of freedom <= 0, invalid divide) before
+    printing nan; the arena's standard_error gives the same nan quietly."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, _, rows = frontier.frontier("task_2", [500], first_rounds=(2,),
+                                       tactic_sets={"all": frontier.TACTIC_SETS["all"]})
+    assert math.isnan(rows[0][4]) and math.isnan(rows[0][6])
 
 
 @pytest.mark.parametrize("gain, se, drop, expected", [

@@ -75,6 +75,22 @@ def test_selfplay_refuses_a_league_that_would_train_nothing(capsys):
     _usage_error(capsys, lambda: selfplay.parse_args(["--timesteps", "0"]), "nothing would train")
 
 
+def test_held_out_seeds_in_the_training_range_are_a_usage_error(tmp_path, capsys, no_evaluation):
+    """The league's tables, exploit.py's and results.py's are on held-out seeds: one a training
+    match may draw is refused naming the flag, the seed and seeds to use instead (the league's
+    was a bare SystemExit from main, and results.py took any)."""
+    for call, flag, example in (
+            (lambda: selfplay.main(["--eval-seeds", "1000,150000", "--out", str(tmp_path)]),
+             "--eval-seeds", "1000-1019"),
+            (lambda: exploit.parse_args(["scripted", "--role", "investigator", "--budget", "100",
+                                         "--seeds", "150000"]), "--seeds", "9000-9199"),
+            (lambda: results.main(["--seeds", "150000"]), "--seeds", "7000-7039"),
+            (lambda: results.main(["--paired-seeds", "8000,150000"]), "--paired-seeds",
+             "7000-7039")):
+        _usage_error(capsys, call, flag, "150000", "training seed range", example)
+    assert not any(tmp_path.iterdir())
+
+
 def test_selfplay_refuses_a_file_as_out(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     _usage_error(capsys, lambda: selfplay.parse_args(["--out", str(tmp_path / "file")]),
@@ -135,6 +151,21 @@ def test_selfplay_help_names_overwrite(capsys):
 def test_exploit_refuses_a_bad_number(capsys, flag, value):
     _usage_error(capsys, lambda: exploit.parse_args(
         ["scripted", "--role", "investigator", "--budget", "100", flag, value]), flag, value)
+
+
+def test_a_teacher_that_would_imitate_nothing_is_refused(capsys):
+    """exploit.py --teacher without --imitation-samples (0 by default), and the league's
+    --fraudster-teacher with --fraudster-imitation-samples 0, trained from scratch as if the
+    teacher had not been given."""
+    _usage_error(capsys, lambda: exploit.parse_args(
+        ["scripted", "--role", "investigator", "--budget", "100", "--teacher", "waiting"]),
+        "--teacher 'waiting' would not be used", "--imitation-samples N")
+    _usage_error(capsys, lambda: selfplay.parse_args(
+        ["--fraudster-teacher", "waiting", "--fraudster-imitation-samples", "0"]),
+        "--fraudster-teacher 'waiting' would not be used", "--fraudster-imitation-samples N")
+    assert exploit.parse_args(["scripted", "--role", "investigator", "--budget", "100",
+                               "--teacher", "waiting", "--imitation-samples", "10"])[0].teacher
+    assert selfplay.parse_args(["--fraudster-teacher", "waiting"]).fraudster_teacher == "waiting"
 
 
 def test_exploit_refuses_a_file_as_out(tmp_path, capsys):
@@ -201,3 +232,42 @@ def test_results_refuses_an_unwritable_plot(tmp_path, capsys, no_evaluation):
                  "--plot", "does not exist")
     _usage_error(capsys, lambda: results.main([*curves, "--plot", str(tmp_path)]),
                  "--plot", "is a directory")
+
+
+def test_results_tables_name_the_seeds_they_played():
+    """Seeds 7000,7005 are two seeds, not the range 7000-7005 the headings used to print."""
+    from fraudarena_env.policies import ReactiveFraudster
+
+    table = results.paired_table("fraudster", ["task_1"], [7000, 7005], ReactiveFraudster(seed=0))
+    assert table.startswith("Fraudster checkpoint minus ReactiveFraudster, paired by seed, on 2 "
+                            "seeds (7000,7005)")
+
+
+def test_quick_seeds_refuses_a_file_as_out(tmp_path, capsys):
+    (tmp_path / "file").write_text("")  # was a NotADirectoryError traceback from the first job
+    _usage_error(capsys, lambda: quick_seeds.main(["--seeds", "0", "--out",
+                                                   str(tmp_path / "file")]), "--out", "is a file")
+
+
+def test_quick_seeds_runs_a_seed_given_twice_once(tmp_path, monkeypatch):
+    """--seeds 0-1,1 ran seed 1 twice, at once with --jobs 2, into the same run directory."""
+    started = []
+    monkeypatch.setattr(quick_seeds, "run_seed", lambda seed, out, extra: started.append(seed))
+    monkeypatch.setattr(quick_seeds, "read_run", lambda path: {})
+    monkeypatch.setattr(quick_seeds, "summary", lambda runs: "")
+    quick_seeds.main(["--seeds", "0-1,1", "--jobs", "2", "--out", str(tmp_path)])
+    assert sorted(started) == [0, 1]
+
+
+def test_the_league_s_eval_json_is_json_with_one_eval_seed():
+    """With --eval-seeds 1000 (docs/training.md's tiny league) each standard error is nan, and
+    eval.json held the bare NaN that JSON parsers other than Python's refuse; it is null."""
+    rows = [{"task": "task_1", "grader": 0.8, "grader_sem": float("nan"), "steps": 42.0}]
+    text = selfplay.eval_json(rows)
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in eval.json")) == [
+        {"task": "task_1", "grader": 0.8, "grader_sem": None, "steps": 42.0}]
+
+
+def test_exploit_s_table_heading_reads_as_english():
+    cfg = exploit.Config(spec="reactive", role="fraudster", seeds=(9000, 9001))
+    assert "frozen, against an investigator best response" in exploit.report_table(cfg, {})

@@ -83,3 +83,17 @@ def test_the_largest_batched_seed_and_any_seed_on_the_role_env_path_are_taken(tm
     assert cfg.seed == 2146
     assert _parse(["--role", "investigator", "--task", "task_1", "--out", str(tmp_path / "b"),
                    "--seed", "4000000", "--vector-envs", "0"]).seed == 4_000_000
+
+
+@pytest.mark.parametrize("flags, said", [
+    (["--imitation-samples", "0"], "--imitation-samples is 0, so nothing is imitated"),
+    (["--init", str(CHECKPOINTS / "fraudster.zip")], "--init continues a checkpoint")])
+def test_a_teacher_that_would_imitate_nothing_is_a_usage_error(tmp_path, capsys, flags, said):
+    """--teacher with imitation off, or with --init, was accepted, ignored, and written to
+    config.json as if the run had imitated it."""
+    with pytest.raises(SystemExit) as exc:
+        _parse(["--role", "fraudster", "--task", "task_1", "--out", str(tmp_path / "run"),
+                "--teacher", "waiting", *flags])
+    assert exc.value.code == 2
+    assert "--teacher 'waiting' would not be used" in (err := capsys.readouterr().err)
+    assert said in err

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fraudarena_env.arena import evaluate_matches
+from fraudarena_env.arena import evaluate_matches, standard_error
 from fraudarena_env.cli import parse_seeds, parse_task_list, progress_bar
 from fraudarena_env.policies import ReactiveFraudster, WaitingFraudster
 from fraudarena_env.rules.catalog import TACTICS, TASKS
@@ -48,7 +48,6 @@ def frontier(task: str, seeds: Sequence[int], first_rounds=None, tactic_sets=TAC
     rounds = TASKS[task].max_rounds  # proposals are taken in every round but the last
     base_r, base_g = paired(task, seeds, lambda seed: ReactiveFraudster(seed=seed))
     tick()
-    n = len(seeds)
     rows = []
     for name, tactics in tactic_sets.items():
         for first in first_rounds or range(1, rounds):
@@ -57,9 +56,8 @@ def frontier(task: str, seeds: Sequence[int], first_rounds=None, tactic_sets=TAC
                           lambda seed, h=hold, t=tactics: WaitingFraudster(h, seed, t))
             tick()
             dr, dg = r - base_r, g - base_g
-            rows.append((name, first, float(r.mean()), float(dr.mean()),
-                         float(dr.std(ddof=1) / np.sqrt(n)), float(dg.mean()),
-                         float(dg.std(ddof=1) / np.sqrt(n))))
+            rows.append((name, first, float(r.mean()), float(dr.mean()), standard_error(dr),
+                         float(dg.mean()), standard_error(dg)))
     return float(base_r.mean()), float(base_g.mean()), rows
 
 

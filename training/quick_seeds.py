@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # script_args.py, next to this file
 
-from script_args import league_files  # noqa: E402
+from script_args import league_files, run_dir  # noqa: E402
 
 from fraudarena_env.cli import parse_seeds  # noqa: E402
 
@@ -148,11 +148,12 @@ def main(argv: Sequence[str] | None = None) -> str:
     p.add_argument("--seeds", type=parse_seeds, default="0-4",
                    help="training seeds, one quick job each (0-4)")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (each uses one core)")
-    p.add_argument("--out", default="runs/quick-seeds", help="runs go to OUT/seed<S>")
+    p.add_argument("--out", type=run_dir, default="runs/quick-seeds",
+                   help="runs go to OUT/seed<S>")
     p.add_argument("--read", action="store_true", help="only tabulate runs already in OUT")
     p.add_argument("extra", nargs="*", help="after --: more flags for selfplay.py --quick")
     a = p.parse_args(argv)
-    seeds, out = a.seeds, Path(a.out)
+    seeds, out = list(dict.fromkeys(a.seeds)), Path(a.out)  # a seed given twice runs once
     if a.jobs < 1:
         p.error(f"--jobs must be at least 1, got {a.jobs}")
     done = [s for s in seeds if league_files(out / f"seed{s}")]

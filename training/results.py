@@ -26,24 +26,29 @@ import argparse
 import csv
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 
-from fraudarena_env import cli
-from fraudarena_env.arena import evaluate, evaluate_matches, mean_metrics, standard_error
-from fraudarena_env.catalog import TASK_IDS
-from fraudarena_env.cli import parse_seeds, parse_task_list
-from fraudarena_env.policies import (
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # script_args.py, next to this file
+
+from script_args import held_out_seeds  # noqa: E402
+
+from fraudarena_env import cli  # noqa: E402
+from fraudarena_env.arena import evaluate, evaluate_matches, mean_metrics, standard_error  # noqa: E402
+from fraudarena_env.catalog import TASK_IDS  # noqa: E402
+from fraudarena_env.cli import parse_seeds, parse_task_list  # noqa: E402
+from fraudarena_env.policies import (  # noqa: E402
     BLIND_INVESTIGATORS,
     AlwaysReject,
     NeverPropose,
     OracleInvestigator,
     WaitingFraudster,
 )
-from fraudarena_env.sb3 import SB3Policy
+from fraudarena_env.sb3 import TRAIN_SEED_RANGE, SB3Policy  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -97,7 +102,7 @@ def fraudster_rows(task: str, seeds, checkpoint: SB3Policy) -> dict[str, dict[st
 
 
 def investigator_table(tasks, seeds, checkpoint: SB3Policy) -> str:
-    lines = [f"Investigators on {len(seeds)} seeds ({seeds[0]}-{seeds[-1]}), against "
+    lines = [f"Investigators on {len(seeds)} seeds ({cli._seeds_label(seeds)}), against "
              "ReactiveFraudster and HeuristicAuditor", "",
              "| task | investigator | grader (± s.e.) | inv. return | legit rejected |",
              "|---|---|---|---|---|"]
@@ -122,7 +127,7 @@ def fraudster_table(tasks, seeds, checkpoint: SB3Policy) -> str:
     standard error (a fraudster's return varies a lot from seed to seed: a difference of means
     on tens of seeds can be noise); then the checkpoint's margins over ``ReactiveFraudster``,
     paired by seed."""
-    lines = [f"Fraudsters on {len(seeds)} seeds ({seeds[0]}-{seeds[-1]}), against "
+    lines = [f"Fraudsters on {len(seeds)} seeds ({cli._seeds_label(seeds)}), against "
              "ScriptedInvestigator and HeuristicAuditor", "",
              "| task | fraudster | fraudster return (± s.e.) | investigator's grader (± s.e.) |",
              "|---|---|---|---|"]
@@ -147,8 +152,8 @@ def crossplay_table(tasks, seeds, investigator: SB3Policy, fraudster: SB3Policy)
     investigators = {"scripted": None, "checkpoint": lambda s: investigator}
     fraudsters = {"reactive": None, "waiting": lambda s: WaitingFraudster(seed=s),
                   "checkpoint fraudster": lambda s: fraudster}
-    lines = [f"Investigators against waiting fraudsters on {len(seeds)} seeds ({seeds[0]}-"
-             f"{seeds[-1]}), HeuristicAuditor: mean grader", "",
+    lines = [f"Investigators against waiting fraudsters on {len(seeds)} seeds "
+             f"({cli._seeds_label(seeds)}), HeuristicAuditor: mean grader", "",
              "| task | investigator | " + " | ".join(fraudsters) + " |",
              "|---|---|" + "---|" * len(fraudsters)]
     for task in tasks:
@@ -172,7 +177,7 @@ def paired_table(role: str, tasks, seeds, checkpoint: SB3Policy) -> str:
     carry."""
     scripted = "ScriptedInvestigator" if role == "investigator" else "ReactiveFraudster"
     lines = [f"{role.capitalize()} checkpoint minus {scripted}, paired by seed, on {len(seeds)} "
-             f"seeds ({seeds[0]}-{seeds[-1]})", "",
+             f"seeds ({cli._seeds_label(seeds)})", "",
              f"| task | {role} return (± s.e.) | investigator's grader (± s.e.) |",
              "|---|---|---|"]
     for task in tasks:
@@ -245,9 +250,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--investigator", default="training/checkpoints/investigator.zip")
     p.add_argument("--fraudster", default="training/checkpoints/fraudster.zip")
-    p.add_argument("--seeds", type=parse_seeds, default="7000-7039")
+    held_out = held_out_seeds(parse_seeds, TRAIN_SEED_RANGE, "7000-7039")
+    p.add_argument("--seeds", type=held_out, default="7000-7039")
     p.add_argument("--task", default=",".join(TASK_IDS), type=parse_task_list)
-    p.add_argument("--paired-seeds", type=lambda t: parse_seeds(t) if t else [], default="",
+    p.add_argument("--paired-seeds", type=lambda t: held_out(t) if t else [], default="",
                    help="also compare each checkpoint with its role's scripted player match by "
                         "match on these seeds (e.g. 8000-8199)")
     p.add_argument("--curves", nargs="*", type=validation_csv, default=[],

@@ -9,7 +9,7 @@ library only: a script imports it without torch.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -56,6 +56,29 @@ def non_negative_float(text: str) -> float:
     if not 0 <= value < float("inf"):  # nan too
         raise argparse.ArgumentTypeError(f"must be a finite number of 0 or more, got {text}")
     return value
+
+
+def training_seed_refusal(seeds: Sequence[int], training: tuple[int, int], example: str
+                          ) -> str | None:
+    """Why ``seeds`` are not held out, or None: the first that falls in ``training`` (the range
+    training matches draw from, end excluded); ``example`` names seeds to use instead."""
+    lo, hi = training
+    if (clash := next((s for s in seeds if lo <= s < hi), None)) is None:
+        return None
+    return (f"seed {clash} falls in the training seed range {lo}-{hi - 1}; use held-out seeds "
+            f"such as {example}")
+
+
+def held_out_seeds(parse: Callable[[str], list[int]], training: tuple[int, int], example: str
+                   ) -> Callable[[str], list[int]]:
+    """An argparse ``type=`` for seeds a table reports as held out: what ``parse`` reads, none of
+    them in ``training`` (``training_seed_refusal``)."""
+    def read(text: str) -> list[int]:
+        seeds = parse(text)
+        if why := training_seed_refusal(seeds, training, example):
+            raise argparse.ArgumentTypeError(why)
+        return seeds
+    return read
 
 
 def run_dir(text: str) -> str:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import shutil
 import sys
 import time
@@ -47,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # train.py, next to th
 
 import train as one_role  # noqa: E402
 from script_args import (  # noqa: E402
+    held_out_seeds,
     int_at_least,
     league_refusal,
     non_negative_float,
@@ -365,6 +367,13 @@ def plot(result: LeagueResult, cfg: LeagueConfig, path: Path) -> Path:
     return path
 
 
+def eval_json(rows: list[dict]) -> str:
+    """``eval.json``: the evaluation table's rows, a standard error over one seed (nan, which JSON
+    has no word for) written as null."""
+    return json.dumps([{k: None if isinstance(v, float) and math.isnan(v) else v
+                        for k, v in r.items()} for r in rows], indent=2, allow_nan=False)
+
+
 def run(cfg: LeagueConfig) -> LeagueResult:
     """The league, then cross-play, Elo, the evaluation table and the plot, all saved in out."""
     league = run_league(cfg)
@@ -384,7 +393,7 @@ def run(cfg: LeagueConfig) -> LeagueResult:
         {"rows": [{k: v for k, v in r.items() if k != "graders"} for r in xp],
          "elo": [{"role": r, "player": n, "elo": v} for (r, n), v in elo.items()]}, indent=2))
     (out / "eval.md").write_text(result.table + "\n")
-    (out / "eval.json").write_text(json.dumps(rows, indent=2))
+    (out / "eval.json").write_text(eval_json(rows))
     plot(result, cfg, out / "league.png")
     return result
 
@@ -445,7 +454,8 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
     p.add_argument("--overwrite", action="store_true",
                    help="replace the league already in --out (its config.json and pool/ "
                         "snapshots) instead of refusing")
-    p.add_argument("--eval-seeds", type=parse_seeds, default=None, help="held-out seeds (default 1000-1019)")
+    p.add_argument("--eval-seeds", default=None, help="held-out seeds (default 1000-1019)",
+                   type=held_out_seeds(parse_seeds, one_role.TRAIN_SEED_RANGE, "1000-1019"))
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-tensorboard", action="store_true")
     a = p.parse_args(argv)
@@ -487,6 +497,10 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
     if cfg.investigator_timesteps == cfg.fraudster_timesteps == 0:
         p.error("--timesteps and --fraudster-timesteps are both 0: nothing would train; give "
                 "either role some timesteps")
+    if why := one_role.idle_teacher("--fraudster-teacher", a.fraudster_teacher or "",
+                                    "--fraudster-imitation-samples",
+                                    cfg.fraudster_imitation_samples):
+        p.error(why)
     if fresh_out and not cfg.overwrite and (refusal := league_refusal(Path(cfg.out))):
         p.error(refusal)
     return cfg
@@ -494,9 +508,6 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
 
 def main(argv: Sequence[str] | None = None) -> LeagueResult:
     cfg = parse_args(argv, fresh_out=True)
-    lo, hi = one_role.Config().train_seed_range
-    if overlap := sorted(s for s in cfg.eval_seeds if lo <= s < hi):
-        raise SystemExit(f"eval seeds {overlap[:5]} fall in the training seed range {lo}..{hi - 1}")
     print(f"FraudArena league: tasks {', '.join(cfg.tasks)}, {cfg.generations} generation(s), "
           f"{total_timesteps(cfg):,} timesteps in all, seed {cfg.seed} -> {cfg.out}")
     result = run(cfg)

@@ -205,6 +205,22 @@ def teacher_factory(role: str, spec: str, option: str = "--teacher") -> Callable
     return cli.policy_factory(parsed)
 
 
+def idle_teacher(teacher_option: str, teacher: str, samples_option: str, samples: int,
+                 init: str = "") -> str | None:
+    """Why a teacher named on a command line would imitate nothing (``imitates`` false), or
+    None: no samples, or a run that continues a checkpoint (``init``)."""
+    if not teacher:
+        return None
+    if init:
+        return (f"{teacher_option} {teacher!r} would not be used: --init continues a checkpoint, "
+                f"which is not warm-started by imitation; drop {teacher_option}")
+    if samples <= 0:
+        return (f"{teacher_option} {teacher!r} would not be used: {samples_option} is 0, so "
+                f"nothing is imitated; pass {samples_option} N (N > 0) to warm-start on it, or "
+                f"drop {teacher_option}")
+    return None
+
+
 class PoolPolicy(Policy):
     """Draws one member per match from a list of checkpoints (and the scripted baseline).
 
@@ -685,6 +701,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
             cli.load_checkpoint(cli.PolicySpec(a.role, a.init, Path(a.init)))
     except (ValueError, cli.CheckpointError) as exc:
         p.error(f"--init {exc}" if a.init and a.init in str(exc) else str(exc))
+    if why := idle_teacher("--teacher", a.teacher, "--imitation-samples", a.imitation_samples,
+                           a.init):
+        p.error(why)
     try:
         Path(a.out).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
