@@ -71,6 +71,23 @@ def test_selfplay_seed_bound_is_train_py_s(capsys):
     _usage_error(capsys, lambda: selfplay.parse_args(["--seed", str(most + 1)]), f"{most:,}")
 
 
+def test_the_quick_leagues_seed_bound_keeps_its_batched_matches_in_the_training_range(capsys):
+    """The quick job trains on the batched path, whose train.py seeds go up to
+    MAX_VECTOR_RUN_SEED: --quick --seed 22 trained on match seeds past the training range."""
+    most = selfplay.max_seed(2, batched=True)
+    assert most == 21 and most * 100 + 1 <= selfplay.one_role.MAX_VECTOR_RUN_SEED
+    assert selfplay.parse_args(["--quick", "--seed", "21"]).seed == 21
+    _usage_error(capsys, lambda: selfplay.parse_args(["--quick", "--seed", "22"]),
+                 "at most 2,146 on the batched path")
+
+
+def test_exploit_keeps_its_batched_matches_in_the_training_range(capsys):
+    argv = ["scripted", "--role", "investigator", "--budget", "1000", "--vector-envs", "64",
+            "--seed", "2147"]
+    _usage_error(capsys, lambda: exploit.parse_args(argv),
+                 "--seed must be at most 2,146 with --vector-envs")
+
+
 def test_selfplay_refuses_a_league_that_would_train_nothing(capsys):
     _usage_error(capsys, lambda: selfplay.parse_args(["--timesteps", "0"]), "nothing would train")
 

@@ -398,10 +398,12 @@ def run(cfg: LeagueConfig) -> LeagueResult:
     return result
 
 
-def max_seed(generations: int) -> int:
+def max_seed(generations: int, batched: bool = False) -> int:
     """The largest ``--seed`` for ``generations``: generation g trains with train.py's seed
-    ``seed * 100 + g``, which train.py takes up to ``MAX_RUN_SEED``."""
-    return (one_role.MAX_RUN_SEED - max(generations - 1, 0)) // 100
+    ``seed * 100 + g``, which train.py takes up to ``MAX_RUN_SEED``, or on the batched path
+    (``batched``: ``--vector-envs``, as ``--quick``) ``MAX_VECTOR_RUN_SEED``."""
+    top = one_role.MAX_VECTOR_RUN_SEED if batched else one_role.MAX_RUN_SEED
+    return (top - max(generations - 1, 0)) // 100
 
 
 def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> LeagueConfig:
@@ -446,8 +448,9 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
                    help="investigator phases: training reward +COEF*grader when a match ends "
                         f"(default {d.investigator_grader_coef})")
     p.add_argument("--seed", type=int_at_least(0), default=None,
-                   help=f"default {d.seed}; at most {max_seed(d.generations):,} (generation g "
-                        "trains with train.py's seed SEED * 100 + g)")
+                   help=f"default {d.seed}; at most {max_seed(d.generations):,}, with "
+                        f"--vector-envs (as --quick) {max_seed(QUICK['generations'], True):,} "
+                        "(generation g trains with train.py's seed SEED * 100 + g)")
     p.add_argument("--out", type=run_dir, default=None,
                    help=f"run directory (default {d.out}; --quick: {QUICK['out']}); one that "
                         "already holds a league is refused unless --overwrite")
@@ -490,10 +493,11 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
     if a.overwrite:
         changes["overwrite"] = True
     cfg = dataclasses.replace(cfg, **changes)
-    if cfg.seed > (most := max_seed(cfg.generations)):
+    if cfg.seed > (most := max_seed(cfg.generations, batched := cfg.vector_envs != 0)):
+        top = one_role.MAX_VECTOR_RUN_SEED if batched else one_role.MAX_RUN_SEED
         p.error(f"--seed must be from 0 to {most:,} with {cfg.generations} generation(s) "
                 f"(generation g trains with train.py's seed SEED * 100 + g, at most "
-                f"{one_role.MAX_RUN_SEED:,}), got {cfg.seed}")
+                f"{top:,}{' on the batched path' if batched else ''}), got {cfg.seed}")
     if cfg.investigator_timesteps == cfg.fraudster_timesteps == 0:
         p.error("--timesteps and --fraudster-timesteps are both 0: nothing would train; give "
                 "either role some timesteps")
