@@ -86,6 +86,7 @@ from .faces.encoding import (
     op_to_index,
     op_to_model,
 )
+from .faces.state import STATE_SIZE, state_feature_names, state_vector
 from .models import ACTION_MODELS, parse_action
 from .referee import Referee
 from .rules.catalog import (
@@ -214,6 +215,8 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
                 "action_mask": spaces.Box(0, 1, (N_ACTIONS[a],), np.int8),
             }) for a in AGENTS}
         self.action_spaces = {a: spaces.Discrete(N_ACTIONS[a]) for a in AGENTS}
+        # the global state, for centralised training (``state()``; faces/state.py)
+        self.state_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (STATE_SIZE,), np.float32)
         self._np_random: np.random.Generator | None = None
         self._num_steps = 0
         self._ended = True
@@ -289,6 +292,21 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
     def action_mask(self, agent: str) -> np.ndarray:
         """A copy of the agent's current legal-action mask (int8)."""
         return self._mask(agent).copy()
+
+    def state(self) -> np.ndarray:
+        """The global state, for a centralised critic in training (it holds what no player
+        sees): every role's own vector, then each ad's true label, ring and severity
+        (``faces/state.py``; ``state_feature_names()`` names every entry). A new array."""
+        if self._ref.task is None:
+            raise RuntimeError("no match yet: call reset() before state()")
+        for agent in AGENTS:
+            self._vector(agent)  # brings the role's observer up to date
+        return state_vector({a: self._observers[a].tensor for a in AGENTS}, self._ref)
+
+    @staticmethod
+    def state_feature_names() -> list[str]:
+        """One name per entry of ``state()``, in order."""
+        return state_feature_names()
 
     # ------------------------------------------------------------------ step
     def step(self, action: Any) -> None:

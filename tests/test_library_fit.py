@@ -110,10 +110,11 @@ def test_torchrl_pettingzoo_wrapper_passes_check_env_specs_and_rolls_out(shared)
         aec = fraudarena_v0.env(task_id="task_3")
         group_map = MarlGroupMapType.ONE_GROUP_PER_AGENT
     env = PettingZooWrapper(env=aec, use_mask=True, categorical_actions=True, seed=0,
-                            group_map=group_map)
+                            group_map=group_map, return_state=True)
     check_env_specs(env, seed=0)
     rollout = env.rollout(300, break_when_any_done=False)  # random actions within the mask
     assert rollout.batch_size == (300,)
+    assert rollout["state"].shape == (300, *aec.state_space.shape)  # for a centralised critic
     assert int(rollout["next", "done"].sum()) >= 2, "no match finished in 300 steps"
     group = "agents" if shared else "investigator"
     assert set(rollout["next", group, "info"].keys()) == set(INFO_KEYS)

@@ -1,0 +1,48 @@
+"""The global state, for centralised training (PettingZoo's ``state()``).
+
+A centralised critic (MAPPO's, QMIX's mixer, an asymmetric actor-critic) may read what no
+player sees. The state is, in order: each role's own vector as its observer keeps it, in
+``ROLES`` order (the investigator's with the ads its observation withholds while the fraudster
+moves), then, per slot, what the referee knows of the ad there: its true label one-hot, which
+ring it belongs to (one-hot; the last ring index is the fraudster's own network, when it
+proposes into one) and its severity. An empty slot reads all zeros there. Every entry lies in
+``[-OBS_BOUND, OBS_BOUND]``, like the observations.
+
+It is for training only: the env hands it out in process, and the server never does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..rules.catalog import AD_IDS, LABELS, MAX_SLOTS, ROLES, TASKS
+from ..rules.view import MatchView
+from .encoding import Observer
+
+N_RINGS = max(t.n_rings for t in TASKS.values()) + 1  # the drawn rings and the fraudster's own
+TRUTH_COLUMNS = (*(f"label.{name}" for name in LABELS),
+                 *(f"ring.{r}" for r in range(N_RINGS)), "severity")
+ROLE_SIZES = {role: Observer(role).size for role in ROLES}
+STATE_SIZE = sum(ROLE_SIZES.values()) + MAX_SLOTS * len(TRUTH_COLUMNS)
+
+
+def state_vector(views: dict[str, np.ndarray], ref: MatchView) -> np.ndarray:
+    """The state (``STATE_SIZE`` float32) from every role's own vector (``views``, by role, each
+    as its observer keeps it) and the referee's truth about the queue's ads."""
+    truth = np.zeros((MAX_SLOTS, len(TRUTH_COLUMNS)), np.float32)
+    slots = np.flatnonzero(ref.present)
+    if len(slots):
+        facts = ref.facts_of(slots, ("label", "ring", "severity"))
+        truth[slots, facts["label"]] = 1.0
+        ringed = facts["ring"] >= 0
+        truth[slots[ringed], len(LABELS) + facts["ring"][ringed]] = 1.0
+        truth[slots, -1] = facts["severity"]
+    return np.concatenate([views[role] for role in ROLES] + [truth.ravel()])
+
+
+def state_feature_names() -> list[str]:
+    """One name per entry of the state, in order: ``<role>:<the role's feature name>``, then
+    ``truth[ad_001].label.legit`` and so on."""
+    names = [f"{role}:{name}" for role in ROLES for name in Observer(role).feature_names()]
+    names += [f"truth[{ad}].{column}" for ad in AD_IDS for column in TRUTH_COLUMNS]
+    return names
