@@ -54,6 +54,7 @@ from .faces.encoding import (
     markers_value,
     withhold,
 )
+from .faces.state import truth_block
 from .rules import scoring
 from .rules.action_catalog import (
     A_SUBMIT,
@@ -424,19 +425,22 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
 
     def _final_views(self, role: str, over: np.ndarray) -> dict[int, np.ndarray]:
         """``role``'s view of each match in ``over`` as it ends, as the scalar env's
-        ``observe(role)`` gives it then: the entries that follow the turn brought up to date
-        (a role's rows are otherwise written only while it acts) and, while the fraudster
-        moves, the investigator's unseen ads withheld."""
-        if not len(over):
-            return {}
-        self._globals(role, over)  # (these envs' output rows are rewritten when they restart)
-        st, views, at = self.state, {}, self._views[role].at
+        ``observe(role)`` gives it then."""
+        return dict(zip(over.tolist(), self._observed(role, over, shown=True)))
+
+    def _observed(self, role: str, envs: np.ndarray, shown: bool) -> np.ndarray:
+        """``role``'s vectors in ``envs`` (k, size), a new array: as its observer in the scalar
+        env keeps them (``shown``: as ``observe(role)`` shows them, the investigator's unseen
+        ads withheld while the fraudster moves). The entries that follow the turn are brought up
+        to date (a role's rows are otherwise written only while it acts), and a match whose play
+        ended shows what was pending approved."""
+        self._globals(role, envs, output=False)
+        st, at = self.state, self._views[role].at
         status_at, left_at = at["status"][0], at["actions_left_this_turn"][0]
         pulls_left = at["pulls_left"][0] if role == "investigator" else 0
-        for m in over.tolist():
-            view = views[m] = self.buffers[role][m].copy()
-            if st.phase[m] != ROLES.index(role):  # no actions left off its turn
-                view[left_at] = 0.0
+        views = self.buffers[role][envs]
+        views[st.phase[envs] != ROLES.index(role), left_at] = 0.0  # no actions off its turn
+        for view, m in zip(views, envs.tolist()):
             if st.end_reason[m] >= 0:  # play ended: what was pending is approved now
                 slots = np.flatnonzero(st.present[m])
                 status = view[status_at:status_at + S * 4].reshape(S, 4)
@@ -444,12 +448,25 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
                 status[slots, st.verdict[m, slots] + 1] = 1.0
                 if role == "investigator":  # a decided ad takes no more pulls
                     view[pulls_left + slots] = 0.0
-            if role == "investigator" and st.phase[m] == Phase.FRAUDSTER_TURN:
+            if shown and role == "investigator" and st.phase[m] == Phase.FRAUDSTER_TURN:
                 hidden = np.flatnonzero(st.present[m] & (st.arrived[m] == st.round_number[m]))
                 if len(hidden):
                     withhold(self.observers[m][ROLES.index(role)], view, hidden,
                              int(st.n_arrived[m] - st.n_manual[m]))
         return views
+
+    def global_state(self) -> np.ndarray:
+        """Every env's global state (N, ``STATE_SIZE``) float32, a new array: the scalar env's
+        ``state()``, for a centralised critic in training (it holds what no player sees)."""
+        if not self._ready:
+            raise RuntimeError("global_state() before reset(): call reset(seed=...) first")
+        st, rows = self.state, self.state.rows
+        e = self._arange[:, None]
+        row = np.maximum(st.slot_row, 0)
+        truth = truth_block(st.present, rows.label[e, row], rows.ring[e, row],
+                            rows.severity[e, row])
+        return np.concatenate([self._observed(role, self._arange, shown=False)
+                               for role in ROLES] + [truth], axis=1)
 
     def _final_info(self, m: int, cut: bool) -> dict:
         """How env ``m``'s match ended, read before it resets: ``raw_env``'s info keys but the
@@ -872,10 +889,10 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             rows, cols = rows + 0 * cols, cols + 0 * rows
         self._written[role].append((rows.ravel(), cols.ravel()))
 
-    def _globals(self, role: str, env: np.ndarray) -> None:
+    def _globals(self, role: str, env: np.ndarray, output: bool = True) -> None:
         """The entries that follow the turn (encoding's _fill_common and _<role>_globals),
-        written to the role's buffer and straight into the output rows, which ``_batch``
-        fills next."""
+        written to the role's buffer and (``output``) straight into the output rows, which
+        ``_batch`` fills next."""
         st, at = self.state, self._views[role].at
         r = ROLES.index(role)
         columns, values = [], []
@@ -911,7 +928,8 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         block = np.stack(values, axis=1).astype(np.float32)
         cols = np.asarray(columns)
         self.buffers[role][env[:, None], cols] = block
-        self._obs[env[:, None], _N_ROLES + cols] = block
+        if output:
+            self._obs[env[:, None], _N_ROLES + cols] = block
 
     def _finish_mask(self, role: str, env: np.ndarray) -> np.ndarray:
         """The role's mask rows for ``env`` as its observer's ``mask`` would give them."""

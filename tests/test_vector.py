@@ -17,13 +17,15 @@ from fraudarena_env.wrappers import shared_space_env
 
 
 def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, max_cycles: int = 1000,
-              active_share: float = 1.0, scalar_finish: int | None = None, **knobs) -> int:
+              active_share: float = 1.0, scalar_finish: int | None = None,
+              check_state: bool = False, **knobs) -> int:
     """Drive the vector env and one scalar env per match on the same actions; compare every
     observation, mask, reward and ending. Below ``active_share``, each step lets a random
     subset of the envs act (``step(actions, active=...)``); the others, and their scalar envs,
     stay put. ``scalar_finish``: how many matches ending in one step end one by one, through
-    their referees (more end in one batch; the env's own threshold when None). Returns how many
-    matches ended."""
+    their referees (more end in one batch; the env's own threshold when None). ``check_state``:
+    compare the global states too (``global_state()`` with each scalar env's ``state()``).
+    Returns how many matches ended."""
     venv = VectorFraudArena(num_envs, task_id=task_id, max_cycles=max_cycles, **knobs)
     if scalar_finish is not None:
         venv.scalar_finish = scalar_finish
@@ -36,9 +38,12 @@ def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, max_cycles: in
         env.reset(seed=seed + i)
     ended = 0
     for step in range(steps + 1):
+        states = venv.global_state() if check_state else None
         for i, env in enumerate(envs):
             agent = env.agent_selection
             obs = env.observe(agent)
+            if check_state:
+                np.testing.assert_array_equal(states[i], env.state(), err_msg=f"{step} {i}")
             assert batch.current_agent[i] == env.possible_agents.index(agent), (step, i)
             np.testing.assert_array_equal(batch.observation[i], obs["observation"])
             np.testing.assert_array_equal(batch.action_mask[i], obs["action_mask"])
@@ -90,6 +95,24 @@ def test_matches_end_the_same_in_one_batch_and_one_by_one(task_id, scalar_finish
 @pytest.mark.parametrize("task_id", TASK_IDS)
 def test_matches_run_to_their_end_and_the_next_starts_with_its_own_seed(task_id):
     assert _lockstep(task_id, 50, 4, steps=400) >= 8
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_every_envs_global_state_is_the_scalar_envs_state(task_id):
+    """``global_state()`` row i is ``state()`` of the scalar env playing env i's match: every
+    role's view as its observer keeps it, and the ads' truth."""
+    assert _lockstep(task_id, 9, 3, steps=250, check_state=True) >= 3
+
+
+def test_the_global_state_has_the_scalar_states_size_and_bounds():
+    venv = VectorFraudArena(2, task_id="task_3")
+    with pytest.raises(RuntimeError, match="before reset"):
+        venv.global_state()
+    venv.reset(seed=1)
+    state = venv.global_state()
+    space = shared_space_env(task_id="task_3").state_space
+    assert state.shape == (2, *space.shape) and state.dtype == np.float32
+    assert all(space.contains(row) for row in state)
 
 
 def test_envs_play_the_tasks_given_in_turn():

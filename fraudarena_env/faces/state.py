@@ -29,15 +29,26 @@ STATE_SIZE = sum(ROLE_SIZES.values()) + MAX_SLOTS * len(TRUTH_COLUMNS)
 def state_vector(views: dict[str, np.ndarray], ref: MatchView) -> np.ndarray:
     """The state (``STATE_SIZE`` float32) from every role's own vector (``views``, by role, each
     as its observer keeps it) and the referee's truth about the queue's ads."""
-    truth = np.zeros((MAX_SLOTS, len(TRUTH_COLUMNS)), np.float32)
+    facts = {name: np.zeros(MAX_SLOTS, dtype) for name, dtype in
+             (("label", np.int64), ("ring", np.int64), ("severity", np.float64))}
     slots = np.flatnonzero(ref.present)
     if len(slots):
-        facts = ref.facts_of(slots, ("label", "ring", "severity"))
-        truth[slots, facts["label"]] = 1.0
-        ringed = facts["ring"] >= 0
-        truth[slots[ringed], len(LABELS) + facts["ring"][ringed]] = 1.0
-        truth[slots, -1] = facts["severity"]
-    return np.concatenate([views[role] for role in ROLES] + [truth.ravel()])
+        for name, values in ref.facts_of(slots, tuple(facts)).items():
+            facts[name][slots] = values
+    return np.concatenate([views[role] for role in ROLES] +
+                          [truth_block(ref.present, **facts)])
+
+
+def truth_block(present: np.ndarray, label: np.ndarray, ring: np.ndarray,
+                severity: np.ndarray) -> np.ndarray:
+    """The state's last block, from per-slot arrays (..., slots) of the ads' truth: (...,
+    slots * len(TRUTH_COLUMNS)) float32, zeros where no ad is ``present`` (for one match, or for
+    many at once)."""
+    out = np.zeros(present.shape + (len(TRUTH_COLUMNS),), np.float32)
+    out[..., :len(LABELS)] = np.where(present, label, -1)[..., None] == np.arange(len(LABELS))
+    out[..., len(LABELS):-1] = np.where(present, ring, -1)[..., None] == np.arange(N_RINGS)
+    out[..., -1] = np.where(present, severity, 0.0)
+    return out.reshape(present.shape[:-1] + (-1,))
 
 
 def state_feature_names() -> list[str]:
