@@ -463,7 +463,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         st, rows = self.state, self.state.rows
         e = self._arange[:, None]
         row = np.maximum(st.slot_row, 0)
-        truth = truth_block(st.present, rows.label[e, row], rows.ring[e, row],
+        truth = truth_block(st.present, st.is_proposal, rows.label[e, row], rows.ring[e, row],
                             rows.severity[e, row])
         return np.concatenate([self._observed(role, self._arange, shown=False)
                                for role in ROLES] + [truth], axis=1)

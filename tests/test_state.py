@@ -10,7 +10,7 @@ from pettingzoo.test.state_test import test_state as pettingzoo_state_test
 from pettingzoo.test.state_test import test_state_space as pettingzoo_state_space_test
 
 from fraudarena_env import fraudarena_v0
-from fraudarena_env.faces.state import ROLE_SIZES, TRUTH_COLUMNS
+from fraudarena_env.faces.state import N_RINGS, ROLE_SIZES, TRUTH_COLUMNS
 from fraudarena_env.rules.catalog import LABELS, MAX_SLOTS, ROLES, TASK_IDS
 from fraudarena_env.wrappers import shared_space_env
 
@@ -59,11 +59,21 @@ def test_the_state_is_every_roles_own_vector_then_each_ads_truth():
                 continue
             assert truth[slot, :len(LABELS)].tolist() == [
                 float(i == ref.label_of(slot)) for i in range(len(LABELS))]
-            ring = truth[slot, len(LABELS):-1]
+            ring, own = truth[slot, len(LABELS):-1], ref.ring_of(slot) == ref.fraudster_ring
             assert ring.sum() == (ref.ring_of(slot) >= 0)
-            assert ref.ring_of(slot) < 0 or ring[ref.ring_of(slot)] == 1.0
+            assert ref.ring_of(slot) < 0 or ring[-1 if own else ref.ring_of(slot)] == 1.0
             assert truth[slot, -1] == np.float32(ref.severity_of(slot))
     assert ref.phase != "fraudster_turn"  # the match got past its first turns
+
+
+@pytest.mark.parametrize("task_id", ["task_1", "task_3"])
+def test_the_fraudsters_own_network_takes_the_last_ring_index_on_every_task(task_id):
+    env = fraudarena_v0.env(task_id=task_id, allowed_categories=["network_crypto", "ecommerce"])
+    env.reset(seed=5)
+    env.step({"action_type": "propose_ad", "category": "network_crypto", "tactic": "blatant"})
+    slot = int(np.flatnonzero(env.unwrapped.referee.is_proposal)[0])
+    truth = env.state()[sum(ROLE_SIZES.values()):].reshape(MAX_SLOTS, len(TRUTH_COLUMNS))
+    assert truth[slot, len(LABELS):-1].tolist() == [0.0] * (N_RINGS - 1) + [1.0]  # not 0, or 2
 
 
 def test_the_same_seed_and_moves_give_the_same_states():

@@ -4,8 +4,8 @@ A centralised critic (MAPPO's, QMIX's mixer, an asymmetric actor-critic) may rea
 player sees. The state is, in order: each role's own vector as its observer keeps it, in
 ``ROLES`` order (the investigator's with the ads its observation withholds while the fraudster
 moves), then, per slot, what the referee knows of the ad there: its true label one-hot, which
-ring it belongs to (one-hot; the last ring index is the fraudster's own network, when it
-proposes into one) and its severity. An empty slot reads all zeros there. Every entry lies in
+ring it belongs to (one-hot; the drawn rings first, and the last ring index, on every task, the
+fraudster's own network, when it proposes into one) and its severity. An empty slot reads all zeros there. Every entry lies in
 ``[-OBS_BOUND, OBS_BOUND]``, like the observations.
 
 It is for training only: the env hands it out in process, and the server never does.
@@ -36,16 +36,19 @@ def state_vector(views: dict[str, np.ndarray], ref: MatchView) -> np.ndarray:
         for name, values in ref.facts_of(slots, tuple(facts)).items():
             facts[name][slots] = values
     return np.concatenate([views[role] for role in ROLES] +
-                          [truth_block(ref.present, **facts)])
+                          [truth_block(ref.present, ref.is_proposal, **facts)])
 
 
-def truth_block(present: np.ndarray, label: np.ndarray, ring: np.ndarray,
-                severity: np.ndarray) -> np.ndarray:
+def truth_block(present: np.ndarray, is_proposal: np.ndarray, label: np.ndarray,
+                ring: np.ndarray, severity: np.ndarray) -> np.ndarray:
     """The state's last block, from per-slot arrays (..., slots) of the ads' truth: (...,
     slots * len(TRUTH_COLUMNS)) float32, zeros where no ad is ``present`` (for one match, or for
     many at once)."""
     out = np.zeros(present.shape + (len(TRUTH_COLUMNS),), np.float32)
     out[..., :len(LABELS)] = np.where(present, label, -1)[..., None] == np.arange(len(LABELS))
+    # the fraudster's own ring is numbered after the task's drawn ones (0 on a task without
+    # rings); the state gives it the last index on every task, so it never reads as a drawn ring
+    ring = np.where(is_proposal & (ring >= 0), N_RINGS - 1, ring)
     out[..., len(LABELS):-1] = np.where(present, ring, -1)[..., None] == np.arange(N_RINGS)
     out[..., -1] = np.where(present, severity, 0.0)
     return out.reshape(present.shape[:-1] + (-1,))
