@@ -74,6 +74,8 @@ def test_the_fraudsters_own_network_takes_the_last_ring_index_on_every_task(task
     slot = int(np.flatnonzero(env.unwrapped.referee.is_proposal)[0])
     truth = env.state()[sum(ROLE_SIZES.values()):].reshape(MAX_SLOTS, len(TRUTH_COLUMNS))
     assert truth[slot, len(LABELS):-1].tolist() == [0.0] * (N_RINGS - 1) + [1.0]  # not 0, or 2
+    names = env.unwrapped.state_feature_names()[sum(ROLE_SIZES.values()):]
+    assert names[len(LABELS) + N_RINGS - 1] == "truth[ad_001].ring.fraudster"
 
 
 def test_the_same_seed_and_moves_give_the_same_states():

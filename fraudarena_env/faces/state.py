@@ -4,9 +4,9 @@ A centralised critic (MAPPO's, QMIX's mixer, an asymmetric actor-critic) may rea
 player sees. The state is, in order: each role's own vector as its observer keeps it, in
 ``ROLES`` order (the investigator's with the ads its observation withholds while the fraudster
 moves), then, per slot, what the referee knows of the ad there: its true label one-hot, which
-ring it belongs to (one-hot; the drawn rings first, and the last ring index, on every task, the
-fraudster's own network, when it proposes into one) and its severity. An empty slot reads all zeros there. Every entry lies in
-``[-OBS_BOUND, OBS_BOUND]``, like the observations.
+ring it belongs to (one-hot: the task's drawn rings, then, on every task, ``ring.fraudster``, the
+fraudster's own network, when it proposes into one) and its severity. An empty slot reads all
+zeros there. Every entry lies in ``[-OBS_BOUND, OBS_BOUND]``, like the observations.
 
 It is for training only: the env hands it out in process, and the server never does.
 """
@@ -21,7 +21,7 @@ from .encoding import Observer
 
 N_RINGS = max(t.n_rings for t in TASKS.values()) + 1  # the drawn rings and the fraudster's own
 TRUTH_COLUMNS = (*(f"label.{name}" for name in LABELS),
-                 *(f"ring.{r}" for r in range(N_RINGS)), "severity")
+                 *(f"ring.{r}" for r in range(N_RINGS - 1)), "ring.fraudster", "severity")
 ROLE_SIZES = {role: Observer(role).size for role in ROLES}
 STATE_SIZE = sum(ROLE_SIZES.values()) + MAX_SLOTS * len(TRUTH_COLUMNS)
 
