@@ -54,7 +54,7 @@ from .faces.encoding import (
     markers_value,
     withhold,
 )
-from .faces.state import truth_block
+from .faces.state import STATE_SIZE, truth_block
 from .rules import scoring
 from .rules.action_catalog import (
     A_SUBMIT,
@@ -428,45 +428,67 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         ``observe(role)`` gives it then."""
         return dict(zip(over.tolist(), self._observed(role, over, shown=True)))
 
-    def _observed(self, role: str, envs: np.ndarray, shown: bool) -> np.ndarray:
-        """``role``'s vectors in ``envs`` (k, size), a new array: as its observer in the scalar
-        env keeps them (``shown``: as ``observe(role)`` shows them, the investigator's unseen
-        ads withheld while the fraudster moves). The entries that follow the turn are brought up
-        to date (a role's rows are otherwise written only while it acts), and a match whose play
-        ended shows what was pending approved."""
+    def _observed(self, role: str, envs: np.ndarray, shown: bool,
+                  out: np.ndarray | None = None) -> np.ndarray:
+        """``role``'s vectors in ``envs`` (k, size), written into ``out`` (or a new array): as
+        its observer in the scalar env keeps them (``shown``: as ``observe(role)`` shows them,
+        the investigator's unseen ads withheld while the fraudster moves). The entries that
+        follow the turn are brought up to date (a role's rows are otherwise written only while
+        it acts), and a match whose play ended shows what was pending approved."""
         self._globals(role, envs, output=False)
         st, at = self.state, self._views[role].at
         status_at, left_at = at["status"][0], at["actions_left_this_turn"][0]
         pulls_left = at["pulls_left"][0] if role == "investigator" else 0
-        views = self.buffers[role][envs]
+        if out is None:
+            views = self.buffers[role][envs]
+        else:
+            views = out
+            views[...] = self.buffers[role] if envs is self._arange else self.buffers[role][envs]
         views[st.phase[envs] != ROLES.index(role), left_at] = 0.0  # no actions off its turn
-        for view, m in zip(views, envs.tolist()):
-            if st.end_reason[m] >= 0:  # play ended: what was pending is approved now
-                slots = np.flatnonzero(st.present[m])
-                status = view[status_at:status_at + S * 4].reshape(S, 4)
-                status[slots] = 0.0
-                status[slots, st.verdict[m, slots] + 1] = 1.0
-                if role == "investigator":  # a decided ad takes no more pulls
-                    view[pulls_left + slots] = 0.0
-            if shown and role == "investigator" and st.phase[m] == Phase.FRAUDSTER_TURN:
+        ended = np.flatnonzero(st.end_reason[envs] >= 0)
+        if len(ended):  # play ended: what was pending is approved now
+            e = envs[ended]
+            k, slot = np.nonzero(st.present[e])
+            cols = status_at + 4 * slot[:, None] + np.arange(4)
+            views[ended[k][:, None], cols] = \
+                st.verdict[e[k], slot][:, None] + 1 == np.arange(4)
+            if role == "investigator":  # a decided ad takes no more pulls
+                views[ended[k], pulls_left + slot] = 0.0
+        if shown and role == "investigator":
+            for j in np.flatnonzero(st.phase[envs] == Phase.FRAUDSTER_TURN).tolist():
+                m = int(envs[j])
                 hidden = np.flatnonzero(st.present[m] & (st.arrived[m] == st.round_number[m]))
                 if len(hidden):
-                    withhold(self.observers[m][ROLES.index(role)], view, hidden,
+                    withhold(self.observers[m][ROLES.index(role)], views[j], hidden,
                              int(st.n_arrived[m] - st.n_manual[m]))
         return views
 
-    def global_state(self) -> np.ndarray:
-        """Every env's global state (N, ``STATE_SIZE``) float32, a new array: the scalar env's
-        ``state()``, for a centralised critic in training (it holds what no player sees)."""
+    def global_state(self, out: np.ndarray | None = None) -> np.ndarray:
+        """Every env's global state (N, ``STATE_SIZE``) float32: the scalar env's ``state()``,
+        for a centralised critic in training (it holds what no player sees). Written into
+        ``out`` when given (float32, that shape; e.g. a rollout buffer's row), else a new
+        array."""
         if not self._ready:
             raise RuntimeError("global_state() before reset(): call reset(seed=...) first")
+        n, size = self.num_envs, STATE_SIZE
+        if out is None:
+            out = np.empty((n, size), np.float32)
+        elif not isinstance(out, np.ndarray) or out.shape != (n, size) or \
+                out.dtype != np.float32:
+            raise ValueError(f"out must be a float32 array of shape ({n}, {size}), got "
+                             f"{getattr(out, 'dtype', type(out).__name__)} "
+                             f"{getattr(out, 'shape', '')}")
+        at = 0
+        for role in ROLES:
+            width = self._views[role].size
+            self._observed(role, self._arange, shown=False, out=out[:, at:at + width])
+            at += width
         st, rows = self.state, self.state.rows
         e = self._arange[:, None]
         row = np.maximum(st.slot_row, 0)
-        truth = truth_block(st.present, st.is_proposal, rows.label[e, row], rows.ring[e, row],
-                            rows.severity[e, row])
-        return np.concatenate([self._observed(role, self._arange, shown=False)
-                               for role in ROLES] + [truth], axis=1)
+        out[:, at:] = truth_block(st.present, st.is_proposal, rows.label[e, row],
+                                  rows.ring[e, row], rows.severity[e, row])
+        return out
 
     def _final_info(self, m: int, cut: bool) -> dict:
         """How env ``m``'s match ended, read before it resets: ``raw_env``'s info keys but the

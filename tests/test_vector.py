@@ -113,6 +113,11 @@ def test_the_global_state_has_the_scalar_states_size_and_bounds():
     space = shared_space_env(task_id="task_3").state_space
     assert state.shape == (2, *space.shape) and state.dtype == np.float32
     assert all(space.contains(row) for row in state)
+    buffer = np.full((2, space.shape[0]), np.nan, np.float32)  # e.g. a rollout buffer's row
+    assert venv.global_state(out=buffer) is buffer
+    np.testing.assert_array_equal(buffer, state)
+    with pytest.raises(ValueError, match="out must be a float32 array of shape"):
+        venv.global_state(out=np.zeros((2, 5), np.float32))
 
 
 def test_envs_play_the_tasks_given_in_turn():
