@@ -59,7 +59,7 @@ def test_the_state_is_every_roles_own_vector_then_each_ads_truth():
                 continue
             assert truth[slot, :len(LABELS)].tolist() == [
                 float(i == ref.label_of(slot)) for i in range(len(LABELS))]
-            ring, own = truth[slot, len(LABELS):-1], ref.ring_of(slot) == ref.fraudster_ring
+            ring, own = truth[slot, len(LABELS):-1], bool(ref.is_proposal[slot])  # its own ring
             assert ring.sum() == (ref.ring_of(slot) >= 0)
             assert ref.ring_of(slot) < 0 or ring[-1 if own else ref.ring_of(slot)] == 1.0
             assert truth[slot, -1] == np.float32(ref.severity_of(slot))
