@@ -404,11 +404,8 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             st.phase[submits] = Phase.DONE
             rewards[submits] = self._terminal[submits]
         for m in np.flatnonzero(~fast & active).tolist():  # any other op, match by match
-            ref = self.referees[m]
-            role = ROLES[st.phase[m]]
-            ref.load_scalars()
-            ref.sync_links(list(zip(*np.nonzero(np.triu(st.linked[m], 1)))))  # see _link
-            apply_index(ref, role, int(a[m]))
+            ref = self._synced_referee(m)
+            apply_index(ref, ROLES[st.phase[m]], int(a[m]))
             rewards[m] = ref.step_rewards
             self._replay(m)
         self._steps += active
@@ -423,9 +420,19 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             self._start(over, self._seed + over + self._resets[over] * n)
         return self._batch(rewards, terminated, truncated, active)
 
+    def _synced_referee(self, m: int) -> Referee:
+        """Match ``m``'s referee, its scalars and links taken from the state a batched step left
+        (``load_scalars``, ``sync_links``; see ``_link``), ready to play an op or end play."""
+        ref = self.referees[m]
+        ref.load_scalars()
+        ref.sync_links([tuple(p) for p in np.argwhere(np.triu(self.state.linked[m], 1)).tolist()])
+        return ref
+
     def _final_views(self, role: str, over: np.ndarray) -> dict[int, np.ndarray]:
         """``role``'s view of each match in ``over`` as it ends, as the scalar env's
         ``observe(role)`` gives it then."""
+        if not len(over):  # (most steps: a VectorRoleEnv keeps the learner's final views)
+            return {}
         return dict(zip(over.tolist(), self._observed(role, over, shown=True)))
 
     def _observed(self, role: str, envs: np.ndarray, shown: bool,

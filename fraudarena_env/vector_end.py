@@ -118,9 +118,7 @@ class BatchedEnd:
     def _finish_one(self, m: int, reason: str) -> None:
         """End play in match ``m`` through its referee (``end_play``, the scalar env's own
         ``_finish``), its observers brought up to date from the referee's changes."""
-        ref = self.referees[m]
-        ref.load_scalars()
-        ref.sync_links([tuple(p) for p in np.argwhere(np.triu(self.state.linked[m], 1)).tolist()])
+        ref = self._synced_referee(m)
         ref.end_play(reason)
         ref.store_scalars()
         self._terminal[m] = ref.terminal
