@@ -5,7 +5,10 @@
   (PettingZoo 1.27's ``aec_registry``; ``max_cycles=`` is passed on to the env);
 * ``gymnasium.make("fraudarena/Fraudster-v0", **kwargs)`` (and ``Investigator-v0``,
   ``Auditor-v0``) is ``RoleEnv("fraudster", **kwargs)``, one role's seat against the others'
-  opponents.
+  opponents;
+* ``gymnasium.make_vec("fraudarena/Fraudster-v0", num_envs=N, **kwargs)`` is
+  ``gym_vector.RoleVectorEnv("fraudster", N, **kwargs)``, the same seat in N matches on the
+  batched core (``vectorization_mode="sync"``: Gymnasium's ``SyncVectorEnv`` of N ``RoleEnv``s).
 
 Entry points are named as strings, so registering imports neither the env nor the rules.
 """
@@ -28,6 +31,7 @@ def register() -> None:
     for role, env_id in GYMNASIUM_IDS.items():
         if env_id not in gymnasium.registry:
             gymnasium.register(env_id, entry_point="fraudarena_env.role_env:RoleEnv",
+                               vector_entry_point="fraudarena_env.gym_vector:RoleVectorEnv",
                                kwargs={"role": role})
 
 

@@ -1,0 +1,241 @@
+"""One learning role's seat in many matches at once, the part both batched single-role envs
+share: ``sb3_vector.VectorRoleEnv`` (a Stable-Baselines3 ``VecEnv``) and
+``gym_vector.RoleVectorEnv`` (a Gymnasium ``VectorEnv``, what ``gymnasium.make_vec`` builds).
+
+``RoleSeats`` runs a ``VectorFraudArena`` for one role: the learner acts in every env at once,
+then the other roles' opponents move in batch, env by env, until it is the learner's turn in
+every env again. Env ``i`` plays exactly the match ``RoleEnv(role, ...)`` plays on seed
+``seed_offset + s + i`` with the same learner actions, and its ``k``-th new match uses seed
+``seed_offset + s + i + k * N`` (its opponents reseeded from it as ``RoleEnv`` reseeds them).
+What the learner earns while the others move goes to its next step's reward, as in ``RoleEnv``.
+The adapters only translate: seeds and resets, and how endings are reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+from gymnasium import spaces
+
+from .faces.encoding import N_ACTIONS, OBS_BOUND
+from .policies import BATCHED_BASELINES, Policy
+from .policies.base import BatchPolicy, PerEnvPolicies
+from .role_env import _derived_seed, _make_actor, model_actions, opponent_dict
+from .rules.catalog import ROLES
+from .vector import SEED_LIMIT, VectorFraudArena, check_seed
+
+_N_ROLES = len(ROLES)
+
+
+class Ending(NamedTuple):
+    """How one env's match ended within a step: the AEC env's info keys for it, the learner's
+    view as it ended (the one ``RoleEnv`` returns) and whether ``max_cycles`` cut it."""
+
+    info: dict
+    view: np.ndarray
+    truncated: bool
+
+
+class RoleSeats:
+    """``role``'s seat in ``num_envs`` matches (see the module docstring). Subclasses call
+    ``_seat`` from their ``__init__``, ``_start`` from their reset and ``_play`` from their
+    step."""
+
+    _RESET_FIRST = "call reset() first"  # how a step before any reset is told what to do
+
+    def _seat(self, role: str, num_envs: int, opponents: Mapping[str, Any] | Callable[
+            [], Mapping[str, Any]] | None, task_id: str | Sequence[str], seed_offset: int,
+              max_cycles: int, knobs: dict) -> tuple[spaces.Box, spaces.Discrete]:
+        """Build the matches and the opponents; the learner's observation and action spaces."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; roles are {list(ROLES)}")
+        self.venv = VectorFraudArena(num_envs, task_id=task_id, max_cycles=max_cycles,
+                                     copy=False, **knobs)
+        self.venv.keep_final_view = role
+        self.role, self._r = role, ROLES.index(role)
+        self.task_id = task_id
+        if isinstance(seed_offset, bool) or not isinstance(seed_offset, (int, np.integer)) or \
+                not 0 <= seed_offset < SEED_LIMIT:
+            raise ValueError(f"seed_offset must be an integer from 0 to 2**62 - 1 (env i plays "
+                             f"match seed_offset + seed + i), got {seed_offset!r}")
+        self.seed_offset = int(seed_offset)
+        self._size = {r: self.venv._views[r].size for r in ROLES}
+        self._n = n = num_envs
+        self._players = self._opponents(opponents)
+        self._carry = np.zeros(n)
+        self._masks = np.zeros((n, N_ACTIONS[role]), bool)
+        self._match_seed = np.zeros(n, np.int64)
+        self._base = self.seed_offset
+        self._played = False  # whether a reset has started matches (see _start)
+        return (spaces.Box(-OBS_BOUND, OBS_BOUND, (self._size[role],), np.float32),
+                spaces.Discrete(N_ACTIONS[role]))
+
+    def _opponents(self, opponents) -> dict[str, BatchPolicy]:
+        """Per other role, its player in every env: one SB3 model predicting for all of them,
+        the batched baseline where there is one (``BATCHED_BASELINES``) and the role is left
+        to the scripted baseline in every env, else a player per env."""
+        n = self._n
+        dicts = [opponent_dict(self.role, opponents() if callable(opponents) else opponents)
+                 for _ in range(n)]
+        players: dict[str, BatchPolicy] = {}
+        for other in ROLES:
+            if other == self.role:
+                continue
+            specs = [d.get(other) for d in dicts]
+            if hasattr(specs[0], "predict") and all(spec is specs[0] for spec in specs):
+                players[other] = _ModelPlayer(specs[0])
+                continue
+            if other in BATCHED_BASELINES and all(spec is None or (isinstance(spec, str) and
+                                                                   spec == "scripted")
+                                                  for spec in specs):
+                players[other] = BATCHED_BASELINES[other](n)
+                continue
+            if n > 1 and isinstance(specs[0], Policy) and specs[0] is specs[1]:
+                raise ValueError(f"one {type(specs[0]).__name__} for {other} in every env: a "
+                                 "Policy keeps per-match state; pass a callable that returns "
+                                 "fresh opponents (it is called once per env)")
+            made = [_make_actor(other, spec) for spec in specs]
+            players[other] = PerEnvPolicies([act for act, _ in made], [obj for _, obj in made])
+        return players
+
+    # ------------------------------------------------------------------ for the adapters
+    def _start(self, seed: int | None) -> np.ndarray:
+        """New matches in every env: on ``seed_offset + seed + i``, or (``seed`` None) on the
+        first seeds, then, once matches have been played, on matches none of the envs has
+        played. The learner's first views."""
+        if seed is None and self._played:
+            base = self._base + self._n * (int(self.venv._resets.max()) + 1)
+        else:
+            base = self.seed_offset + (0 if seed is None else int(seed))
+        self._base = check_seed(base, "seed_offset + seed")
+        self._played = True
+        self._carry[:] = 0.0
+        batch = self.venv.reset(seed=self._base)
+        self._new_matches(np.arange(self._n))
+        batch, _ = self._advance(batch, np.zeros(self._n), None)
+        return self._observe(batch)
+
+    def _check_seed(self, seed) -> None:
+        """Refuse a seed now that would fail the next reset."""
+        if seed is not None and (isinstance(seed, bool) or
+                                 not isinstance(seed, (int, np.integer))):
+            raise ValueError(f"seed must be an integer or None, got {seed!r}")
+        if seed is not None:
+            check_seed(self.seed_offset + int(seed), "seed_offset + seed")
+
+    def _play(self, actions) -> tuple[np.ndarray, np.ndarray, dict[int, Ending]]:
+        """The learner's actions (one integer per env), then the opponents' moves: the learner's
+        next views, its rewards (float64) and the envs whose match ended (a new one started at
+        once)."""
+        batch = self.venv.step(self._checked(actions).astype(np.int64))
+        rewards = batch.rewards[:, self._r].copy()
+        endings: dict[int, Ending] = {}
+        self._record_endings(batch, endings)
+        carried = self._carry.copy()
+        self._carry[:] = 0.0
+        batch, rewards = self._advance(batch, rewards, endings)
+        return self._observe(batch), carried + rewards, endings
+
+    def _checked(self, actions) -> np.ndarray:
+        """The learner's actions as an (N,) array, or why they cannot be."""
+        if not self._played:  # (the vector env's own message asks for its reset(seed=...))
+            raise RuntimeError(f"step() before reset(): {self._RESET_FIRST}")
+        a = np.asarray(actions)
+        if a.size != self._n or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"actions must be {self._n} integers, one Discrete action per "
+                             f"env; got {a.dtype} {a.shape}")
+        return a.reshape(self._n)
+
+    def action_masks(self) -> np.ndarray:
+        """The learner's legal actions in every env, (N, A) bool."""
+        return self._masks.copy()
+
+    def labels_of(self, envs: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """The true label (``catalog.LEGIT``, ``FRAUD`` or ``ESCALATE``) of the ad in
+        ``slots[k]`` of env ``envs[k]``, as ``Referee.label_of`` gives it: hidden from every
+        role during play; for training-only shaping."""
+        return self.venv.labels_of(envs, slots)
+
+    # ------------------------------------------------------------------ helpers
+    def _advance(self, batch, rewards, endings: dict[int, Ending] | None):
+        """Opponents move, in batch, until the learner is to act in every env. What they earn
+        the learner goes to this step's reward in an env still playing its match, and to the
+        carry of the next match's first step in an env whose match ended (``endings``; None
+        while matches start: none may end then)."""
+        r = self._r
+        done = np.zeros(self._n, bool)
+        if endings:
+            done[list(endings)] = True
+        while True:
+            waiting = batch.current_agent != r
+            if not waiting.any():
+                return batch, rewards
+            actions = np.zeros(self._n, np.int64)
+            for other, o in ((x, ROLES.index(x)) for x in ROLES if x != self.role):
+                idx = np.flatnonzero(batch.current_agent == o)
+                if len(idx):
+                    actions[idx] = self._act(other, idx, batch)
+            batch = self.venv.step(actions, active=waiting)
+            paid = batch.rewards[:, r]
+            playing = waiting & ~done
+            rewards[playing] += paid[playing]
+            ended = waiting & done
+            self._carry[ended] += paid[ended]
+            if endings is not None:
+                self._record_endings(batch, endings)
+            elif self.venv.final_info:
+                raise RuntimeError("a match ended before the learner's first turn")
+            done = done | batch.terminated | batch.truncated
+
+    def _act(self, role: str, idx: np.ndarray, batch) -> np.ndarray:
+        size, width = self._size[role], N_ACTIONS[role]
+        obs = batch.observation[idx, _N_ROLES:_N_ROLES + size]
+        mask = batch.action_mask[idx, :width]
+        return self._players[role].act_batch(idx, obs, mask)
+
+    def _record_endings(self, batch, endings: dict[int, Ending]) -> None:
+        """The envs whose match ended in the vector env's last step; their opponents are
+        reseeded for the next match."""
+        if not self.venv.final_info:
+            return
+        for m, info in self.venv.final_info.items():
+            if m in endings:  # a second ending in one step: the new match never reached the learner
+                raise RuntimeError(
+                    f"env {m}: the match on seed {int(self._match_seed[m])} ended before the "
+                    f"{self.role}'s first turn (max_cycles={self.venv.max_steps // _N_ROLES} cut "
+                    f"it first); give {type(self).__name__} a larger max_cycles (the auditor "
+                    "acts only once play is over)")
+            endings[m] = Ending(dict(info), self.venv.final_view[m], bool(batch.truncated[m]))
+        self._new_matches(np.fromiter(self.venv.final_info, np.int64))
+
+    def _new_matches(self, env: np.ndarray) -> None:
+        n = self._n
+        self._match_seed[env] = self._base + env + self.venv._resets[env] * n
+        seeds = self._match_seed[env].tolist()
+        for role, player in self._players.items():
+            player.reset_envs(env, [_derived_seed(seed, role) for seed in seeds])
+
+    def _observe(self, batch) -> np.ndarray:
+        size, width = self._size[self.role], N_ACTIONS[self.role]
+        self._masks[:] = batch.action_mask[:, :width]
+        return batch.observation[:, _N_ROLES:_N_ROLES + size].copy()
+
+
+class _ModelPlayer(BatchPolicy):
+    """An SB3 model as one role's player in every env: its moves predicted for all the envs
+    waiting on it at once (deterministic, so nothing to reseed)."""
+
+    def __init__(self, model):
+        self.model = model
+        self._act = model_actions(model)
+
+    def reset_envs(self, envs, seeds=None) -> None:
+        pass
+
+    def act_batch(self, envs, vectors, masks) -> np.ndarray:
+        return self._act(np.asarray(vectors, np.float32), masks.astype(bool))
+
+
+__all__ = ["Ending", "RoleSeats"]

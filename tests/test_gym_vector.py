@@ -1,0 +1,143 @@
+"""``gymnasium.make_vec`` of a role's id: ``RoleVectorEnv``, N matches on the batched core, each
+the match ``RoleEnv`` plays on the same seed and learner actions."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+import fraudarena_env  # noqa: F401  (registers the ids)
+from fraudarena_env.gym_vector import RoleVectorEnv
+from fraudarena_env.registration import GYMNASIUM_IDS
+from fraudarena_env.role_env import RoleEnv
+from fraudarena_env.rules.errors import IllegalActionError
+
+ENDING_KEYS = ("phase", "round", "end_reason", "has_grader", "grader_score")
+
+
+def _lockstep(role: str, task_id, seed: int, num_envs: int, steps: int,
+              max_cycles: int = 1000) -> int:
+    """Drive ``make_vec``'s env and one RoleEnv per env on the same learner actions: views, masks,
+    rewards, terminated and truncated apart, and each ending's last view and info. Returns how
+    many matches ended."""
+    venv = gymnasium.make_vec(GYMNASIUM_IDS[role], num_envs=num_envs, task_id=task_id,
+                              max_cycles=max_cycles)
+    obs, infos = venv.reset(seed=seed)
+    assert infos == {}
+    tasks = (task_id,) if isinstance(task_id, str) else task_id
+    envs = [RoleEnv(role, task_id=tasks[i % len(tasks)], max_cycles=max_cycles)
+            for i in range(num_envs)]
+    resets = [0] * num_envs
+    for i, env in enumerate(envs):
+        np.testing.assert_array_equal(obs[i], env.reset(seed=seed + i)[0])
+    rng = np.random.default_rng(seed)
+    ended = 0
+    for step in range(steps):
+        masks = venv.action_masks()
+        actions = np.array([rng.choice(np.flatnonzero(m)) for m in masks])
+        obs, rewards, terminated, truncated, infos = venv.step(actions)
+        assert obs in venv.observation_space and rewards.dtype == np.float64
+        for i, env in enumerate(envs):
+            np.testing.assert_array_equal(masks[i], env.action_masks(), err_msg=f"{step} {i}")
+            o, r, term, trunc, info = env.step(int(actions[i]))
+            assert rewards[i] == pytest.approx(r, abs=1e-9), (step, i)
+            assert (terminated[i], truncated[i]) == (term, trunc), (step, i)
+            if term or trunc:
+                ended += 1
+                assert infos["_final_obs"][i] and infos["_final_info"][i]
+                np.testing.assert_array_equal(infos["final_obs"][i], o,
+                                              err_msg=f"last view, step {step} env {i}")
+                final = infos["final_info"]
+                for key in ENDING_KEYS:
+                    assert final[f"_{key}"][i] and final[key][i] == info[key], (key, step, i)
+                assert final["return"][i] == pytest.approx(info["return"], abs=1e-9)
+                resets[i] += 1
+                o, _ = env.reset(seed=seed + i + resets[i] * num_envs)
+            elif "_final_obs" in infos:
+                assert not infos["_final_obs"][i] and infos["final_obs"][i] is None
+            np.testing.assert_array_equal(obs[i], o, err_msg=f"step {step} env {i}")
+    return ended
+
+
+@pytest.mark.parametrize("role", ["investigator", "fraudster"])
+@pytest.mark.parametrize("task_id", ["task_1", "task_3"])
+def test_each_env_plays_the_match_role_env_plays_on_its_seed(role, task_id):
+    assert _lockstep(role, task_id, 40, 5, 120) > 0
+
+
+def test_the_auditors_seat_and_a_list_of_tasks():
+    assert _lockstep("auditor", ("task_2", "task_3_unseen"), 7, 4, 60) > 0
+
+
+def test_a_match_cut_by_max_cycles_is_truncated_not_terminated():
+    assert _lockstep("investigator", "task_3", 3, 3, 60, max_cycles=25) > 0
+
+
+def test_make_vec_builds_the_batched_env_and_sync_mode_keeps_role_envs():
+    venv = gymnasium.make_vec("fraudarena/Fraudster-v0", num_envs=3, task_id="task_2",
+                              max_rounds=3)
+    assert isinstance(venv, RoleVectorEnv) and venv.role == "fraudster"
+    assert venv.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+    assert venv.observation_space.shape == (3, *venv.single_observation_space.shape)
+    assert venv.action_space == gymnasium.spaces.MultiDiscrete([venv.single_action_space.n] * 3)
+    venv.reset(seed=0)
+    assert venv.venv.state.max_rounds.tolist() == [3, 3, 3]
+    sync = gymnasium.make_vec("fraudarena/Fraudster-v0", num_envs=2, task_id="task_2",
+                              vectorization_mode="sync")
+    assert isinstance(sync, SyncVectorEnv) and isinstance(sync.envs[0].unwrapped, RoleEnv)
+    assert sync.single_observation_space == venv.single_observation_space
+
+
+def test_an_unseeded_reset_starts_on_the_seed_offset_then_on_matches_not_yet_played():
+    venv = RoleVectorEnv("investigator", 2, task_id="task_1", seed_offset=500)
+    first, _ = venv.reset()
+    np.testing.assert_array_equal(first, RoleVectorEnv("investigator", 2, task_id="task_1")
+                                  .reset(seed=500)[0])
+    again, _ = venv.reset()
+    np.testing.assert_array_equal(again, RoleVectorEnv("investigator", 2, task_id="task_1")
+                                  .reset(seed=502)[0])
+
+
+def test_an_action_the_mask_forbids_is_refused_and_changes_nothing():
+    venv = RoleVectorEnv("investigator", 3, task_id="task_1")
+    twin = RoleVectorEnv("investigator", 3, task_id="task_1")
+    venv.reset(seed=9)
+    twin.reset(seed=9)
+    masks = venv.action_masks()
+    bad = np.array([np.flatnonzero(m)[0] for m in masks])
+    bad[1] = np.flatnonzero(~masks[1])[0]
+    with pytest.raises(IllegalActionError):
+        venv.step(bad)
+    good = np.array([np.flatnonzero(m)[0] for m in masks])
+    for a, b in zip(venv.step(good)[:4], twin.step(good)[:4]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"illegal_action": "penalize"}, "vectorization_mode='sync'"),
+    ({"render_mode": "ansi"}, "does not render"),
+    ({"num_envs": 2.5}, "num_envs must be a positive integer"),
+    ({"role": "referee"}, "unknown role"),
+])
+def test_what_the_batched_env_cannot_do_is_refused_when_it_is_built(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RoleVectorEnv(**{"role": "investigator", "num_envs": 2, **kwargs})
+
+
+@pytest.mark.parametrize("reset, message", [
+    ({"options": {"max_rounds": 2}}, "match knobs when it is built"),
+    ({"seed": [1, 2]}, "one integer"),
+    ({"seed": -1}, "seed"),
+    ({"seed": "7"}, "seed must be an integer"),
+])
+def test_resets_it_cannot_honour_are_refused(reset, message):
+    venv = RoleVectorEnv("investigator", 2)
+    with pytest.raises(ValueError, match=message):
+        venv.reset(**reset)
+
+
+def test_a_step_before_reset_asks_for_a_reset_with_a_seed():
+    with pytest.raises(RuntimeError, match=r"call reset\(seed=\.\.\.\) first"):
+        RoleVectorEnv("investigator", 2).step(np.zeros(2, np.int64))
