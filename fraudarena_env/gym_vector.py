@@ -20,7 +20,9 @@ starts on seed ``seed_offset`` the first time and, after that, on matches none o
 played.
 
 * ``action_masks()``: the learner's legal actions, one bool row per env (what sb3-contrib's
-  masked algorithms call; a CleanRL-style loop masks its logits with it);
+  masked algorithms call; a CleanRL-style loop masks its logits with it); under Gymnasium's
+  vector wrappers (``RecordEpisodeStatistics``, ...) it is ``envs.unwrapped.action_masks()``,
+  and ``call("action_masks")`` gives the rows as ``SyncVectorEnv`` does;
 * an action the learner's mask forbids raises ``IllegalActionError`` and nothing of the step is
   applied: the batched env has no ``illegal_action="penalize"`` (``RoleEnv``'s default, which
   ``vectorization_mode="sync"`` keeps);
@@ -97,6 +99,20 @@ class RoleVectorEnv(RoleSeats, VectorEnv):
             self._return[m] = 0.0
             infos = self._add_info(infos, {"final_obs": view, "final_info": info}, m)
         return obs, rewards, terminated, truncated, infos
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        """``SyncVectorEnv.call`` for ``"action_masks"``: one bool row per env, so a loop that
+        reads ``np.stack(envs.call("action_masks"))`` runs on either vectorization mode."""
+        if name != "action_masks":
+            raise NotImplementedError(
+                f"call({name!r}): RoleVectorEnv runs its {self.num_envs} matches as one batch, so "
+                "only call('action_masks') is per env; read the batch's own attributes and "
+                f"methods directly (envs.unwrapped.{name} under a wrapper)")
+        return tuple(self.action_masks(*args, **kwargs))
+
+    def get_attr(self, name: str) -> tuple[Any, ...]:
+        """``SyncVectorEnv.get_attr``: the batch's attribute, once per env (all N share it)."""
+        return (getattr(self, name),) * self.num_envs
 
     def close_extras(self, **kwargs: Any) -> None:
         self.venv.close()

@@ -7,6 +7,7 @@ import gymnasium
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
 import fraudarena_env  # noqa: F401  (registers the ids)
 from fraudarena_env.gym_vector import RoleVectorEnv
@@ -141,3 +142,24 @@ def test_resets_it_cannot_honour_are_refused(reset, message):
 def test_a_step_before_reset_asks_for_a_reset_with_a_seed():
     with pytest.raises(RuntimeError, match=r"call reset\(seed=\.\.\.\) first"):
         RoleVectorEnv("investigator", 2).step(np.zeros(2, np.int64))
+
+
+def test_gymnasiums_episode_statistics_wrapper_counts_each_learners_match_total():
+    envs = RecordEpisodeStatistics(gymnasium.make_vec("fraudarena/Investigator-v0", num_envs=4,
+                                                      task_id="task_1"))
+    envs.reset(seed=3)
+    rng = np.random.default_rng(0)
+    episodes = 0
+    for _ in range(150):
+        masks = envs.unwrapped.action_masks()
+        np.testing.assert_array_equal(np.stack(envs.unwrapped.call("action_masks")), masks)
+        *_, infos = envs.step((rng.random(masks.shape) * masks).argmax(axis=1))
+        if "episode" in infos:
+            done = infos["_episode"]
+            np.testing.assert_allclose(infos["episode"]["r"][done],
+                                       infos["final_info"]["return"][done], atol=1e-6)
+            episodes += int(done.sum())
+    assert episodes > 0
+    assert envs.unwrapped.get_attr("role") == ("investigator",) * 4
+    with pytest.raises(NotImplementedError, match="only call\\('action_masks'\\)"):
+        envs.unwrapped.call("labels_of")
