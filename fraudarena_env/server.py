@@ -143,9 +143,9 @@ from pydantic import ValidationError
 
 from .archive import Archive, StorageError, default_data_dir, play_action, state_as_archived
 from .arena import MAX_MATCH_STEPS
-from .faces.encoding import N_ACTIONS, Observer
+from .faces.encoding import N_ACTIONS, Observer, index_refusal
 from .faces.views import sealed_state
-from .journal import Journal, token_hash, token_matches
+from .journal import Journal, JournaledMatch, token_hash, token_matches
 from .models import ACTION_MODELS
 from .referee import Referee
 from .rules.catalog import MATCH_KNOBS, PHASE_ROLE, ROLES
@@ -397,6 +397,34 @@ class MatchEntry:
                   "seat_digests": {role: seat.token_hash for role, seat in self.seats.items()}}
         record["state"] = state_as_archived(self.referee, record)
         return record
+
+
+def resumed_entry(match: JournaledMatch) -> MatchEntry:
+    """A journaled match's entry, its seats' token hashes in place, before its actions are
+    played again; ValueError when its setup or seats are not what the server journals (a
+    journal edited by hand, or damaged), so one bad match cannot keep the others from
+    resuming."""
+    setup, where = match.setup, f"the journal of match {match.match_id}"
+    reset, opponents = setup.get("reset"), setup.get("opponents", {})
+    if not isinstance(reset, dict) or not isinstance(setup.get("episode_id"), str):
+        raise ValueError(f"{where} has no reset data or episode id")
+    if setup.get("illegal_action") not in ILLEGAL_ACTION_MODES:
+        raise ValueError(f"{where} has no illegal_action mode")
+    if not isinstance(opponents, dict) or not all(
+            r in ROLES and isinstance(spec, str) for r, spec in opponents.items()):
+        raise ValueError(f"{where} has opponents that are not {{role: SPEC}}")
+    if not isinstance(setup.get("address"), (str, type(None))) or \
+            setup.get("creator_role") not in (*ROLES, None):
+        raise ValueError(f"{where} has a creator that is not an address and a role")
+    if not all(r in ROLES and isinstance(d, str) for r, d in match.seats.items()):
+        raise ValueError(f"{where} has seats of no role")
+    entry = MatchEntry(Referee(), reset, setup["episode_id"], setup.get("address"),
+                       setup.get("creator_role"), setup.get("client_seed") is True,
+                       setup["illegal_action"], opponents, match.match_id)
+    for role, digest in match.seats.items():
+        entry.seats[role].token_hash = digest
+    entry.unheld_since = time.monotonic()  # its players have reconnect_grace to return
+    return entry
 
 
 class ObserverCache:
@@ -692,22 +720,15 @@ class MatchPool:
         for match in self.journal.matches():
             if match.match_id in self.entries:
                 continue
-            setup = match.setup
-            entry = MatchEntry(Referee(), setup["reset"], setup["episode_id"],
-                               setup.get("address"), setup.get("creator_role"),
-                               setup.get("client_seed", False), setup["illegal_action"],
-                               setup["opponents"], match.match_id)
-            entry.unheld_since = time.monotonic()  # its players have reconnect_grace to return
             try:
                 if match.broken:
                     raise ValueError(match.broken)
+                entry = resumed_entry(match)
                 self.replay_into(entry, match.actions)
             except (ValueError, TypeError, KeyError, ProtocolError, IllegalActionError) as exc:
                 logger.error("journaled match %s cannot be resumed: %s", match.match_id,
                              getattr(exc, "message", exc))
                 continue
-            for role, digest in match.seats.items():
-                entry.seats[role].token_hash = digest
             self.entries[entry.match_id] = entry
             if entry.address is not None:
                 self.ledger.created(entry.address)
@@ -971,10 +992,8 @@ def _apply_step(pool: MatchPool, entry: MatchEntry, role: str, data: dict[str, A
         if set(data) - {"action_index", "metadata"}:
             raise ProtocolError("validation_error", "a step by action_index takes no other "
                                 f"fields; got {excerpt(sorted(data))}")
-        n = N_ACTIONS[role]
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
-            raise ProtocolError("validation_error", f"action_index must be an integer in "
-                                f"[0, {n}) for the {role}, got {excerpt(index)}")
+        if why := index_refusal(role, index):
+            raise ProtocolError("validation_error", f"{why}, got {excerpt(index)}")
         pool.step(entry, role, {"action_index": index})
         return
     try:  # the text face
