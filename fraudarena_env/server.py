@@ -78,7 +78,8 @@ may cost another anything:
   ``lobby_timeout`` seconds is closed. Each socket's messages spend tokens of its own bucket
   (``rate_limit`` a second, burst ``rate_burst``); a message without a token is answered
   ``rate_limited`` and not read further. The server yields to the other sockets after every
-  message, so one socket's backlog never delays another's turn.
+  message, so one socket's backlog never delays another's turn, and reads a socket no further
+  while its replies are backed up, pings included (:class:`BackpressuredWebSocket`).
 * HTTP: each client address's requests, WebSocket handshakes included, spend its own bucket
   (``http_rate_limit`` a second, burst ``http_rate_burst``; the API key's are not counted); a
   request without a token is answered 429 ``rate_limited`` and not handled, a handshake
@@ -140,6 +141,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.requests import HTTPConnection
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from .archive import Archive, StorageError, default_data_dir, play_action, state_as_archived
 from .arena import MAX_MATCH_STEPS
@@ -193,11 +195,34 @@ REPLAY_PAGES_KEPT = 32  # rendered replay pages kept (an archived match's page n
 MAX_SPEC_CHARS = 256  # an opponent SPEC
 MAX_ERROR_CHARS = 400  # an error reply's message never runs longer
 EXCERPT = 40  # characters of a client's input an error may quote
+
+
+class BackpressuredWebSocket(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol, which stops reading a socket while what the server
+    wrote to it is backed up (past the transport's high-water mark, the peer not reading).
+
+    uvicorn answers a ping with a pong at once, outside the app and its rate limit, and keeps
+    reading: a client that sent pings and never read its replies grew the server's write buffer
+    without end (400 MiB of pings, 390 MiB of the server's memory, for every other client to
+    lose when it ran out). Its data messages already wait: the app reads the next only after its
+    reply was written."""
+
+    def handle_ping(self) -> None:
+        super().handle_ping()
+        if not self.writable.is_set():  # the pong went past the high-water mark
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if not self.read_paused:  # (uvicorn's own pause, while the app has a message waiting)
+            self.transport.resume_reading()
+
+
 # How uvicorn should run the app: no per-message compression (it cost more CPU than the rest of
 # a step: observations are small and mostly fresh numbers), and the sans-I/O websockets
-# protocol. uvicorn closes frames beyond ws_max_size; below it, an oversized message gets a
-# ``message_too_large`` reply.
-UVICORN_OPTIONS = {"ws": "websockets-sansio", "ws_per_message_deflate": False}
+# protocol, held to the pace its client reads at. uvicorn closes frames beyond ws_max_size;
+# below it, an oversized message gets a ``message_too_large`` reply.
+UVICORN_OPTIONS = {"ws": BackpressuredWebSocket, "ws_per_message_deflate": False}
 
 
 @dataclass
