@@ -51,7 +51,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .faces.encoding import apply_index
+from .faces.encoding import apply_index, index_refusal
 from .referee import Referee
 from .rules.errors import IllegalActionError, OutOfTurnError
 
@@ -416,7 +416,10 @@ def play_action(ref: Referee, role: str, action: Any, lenient: bool = False) -> 
     ``OutOfTurnError``; the match unchanged). The one step path of the server, its journal's
     recovery and :func:`replay`. Returns whether the action was charged."""
     if isinstance(action, dict) and "action_index" in action:
-        apply_index(ref, role, action["action_index"])
+        index = action["action_index"]
+        if why := index_refusal(role, index):  # a record or journal from outside the process
+            raise IllegalActionError(role, index, why)
+        apply_index(ref, role, index)
         return False
     try:
         ref.apply_model(role, action)

@@ -51,6 +51,15 @@ def _dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _object(text: Any) -> dict[str, Any] | None:
+    """A journal row's JSON object, or None when the row holds something else."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 class Journal:
     """Writes and reads the live matches of one :class:`~fraudarena_env.archive.Store`. Every
     write raises ``StorageError`` (and stores nothing) when the store refuses it."""
@@ -85,23 +94,31 @@ class Journal:
                                        (match_id,)).fetchone() is not None
 
     def matches(self) -> list[JournaledMatch]:
-        """Every journaled match, oldest first. A match whose actions are not numbered 0, 1,
-        2, ... (a journal edited by hand) says so in ``broken``."""
+        """Every journaled match, oldest first. A match whose rows cannot be read back (actions
+        not numbered 0, 1, 2, ..., a setup or an action that is not a JSON object: a journal
+        edited by hand, or damaged) says so in ``broken``; the others are read all the same."""
         conn = self.store.conn
-        out = {mid: JournaledMatch(mid, json.loads(setup)) for mid, setup in
-               conn.execute("SELECT match_id, setup FROM live ORDER BY created_at, rowid")}
+        out = {}
+        for mid, text in conn.execute("SELECT match_id, setup FROM live "
+                                      "ORDER BY created_at, rowid"):
+            setup = _object(text)
+            out[mid] = JournaledMatch(mid, setup or {}, broken=None if setup is not None else
+                                      f"the setup of match {mid} is not a JSON object")
         for mid, role, digest in conn.execute("SELECT match_id, role, token_hash FROM seats"):
             if mid in out:
                 out[mid].seats[role] = digest
-        for mid, seq, role, action in conn.execute(
+        for mid, seq, role, text in conn.execute(
                 "SELECT match_id, seq, role, action FROM steps ORDER BY match_id, seq"):
             match = out.get(mid)
             if match is None or match.broken:
                 continue
+            action = _object(text)
             if seq != len(match.actions):
                 match.broken = SEQ_GAP.format(match_id=mid, have=len(match.actions), seq=seq)
-                continue
-            match.actions.append({"role": role, "action": json.loads(action)})
+            elif action is None:
+                match.broken = f"action {seq} of match {mid} is not a JSON object"
+            else:
+                match.actions.append({"role": role, "action": action})
         return list(out.values())
 
 

@@ -78,7 +78,8 @@ may cost another anything:
   ``lobby_timeout`` seconds is closed. Each socket's messages spend tokens of its own bucket
   (``rate_limit`` a second, burst ``rate_burst``); a message without a token is answered
   ``rate_limited`` and not read further. The server yields to the other sockets after every
-  message, so one socket's backlog never delays another's turn.
+  message, so one socket's backlog never delays another's turn, and reads a socket no further
+  while its replies are backed up, pings included (:class:`BackpressuredWebSocket`).
 * HTTP: each client address's requests, WebSocket handshakes included, spend its own bucket
   (``http_rate_limit`` a second, burst ``http_rate_burst``; the API key's are not counted); a
   request without a token is answered 429 ``rate_limited`` and not handled, a handshake
@@ -140,12 +141,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.requests import HTTPConnection
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from .archive import Archive, StorageError, default_data_dir, play_action, state_as_archived
 from .arena import MAX_MATCH_STEPS
-from .faces.encoding import N_ACTIONS, Observer
+from .faces.encoding import N_ACTIONS, Observer, index_refusal
 from .faces.views import sealed_state
-from .journal import Journal, token_hash, token_matches
+from .journal import Journal, JournaledMatch, token_hash, token_matches
 from .models import ACTION_MODELS
 from .referee import Referee
 from .rules.catalog import MATCH_KNOBS, PHASE_ROLE, ROLES
@@ -193,11 +195,34 @@ REPLAY_PAGES_KEPT = 32  # rendered replay pages kept (an archived match's page n
 MAX_SPEC_CHARS = 256  # an opponent SPEC
 MAX_ERROR_CHARS = 400  # an error reply's message never runs longer
 EXCERPT = 40  # characters of a client's input an error may quote
+
+
+class BackpressuredWebSocket(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol, which stops reading a socket while what the server
+    wrote to it is backed up (past the transport's high-water mark, the peer not reading).
+
+    uvicorn answers a ping with a pong at once, outside the app and its rate limit, and keeps
+    reading: a client that sent pings and never read its replies grew the server's write buffer
+    without end (400 MiB of pings, 390 MiB of the server's memory, for every other client to
+    lose when it ran out). Its data messages already wait: the app reads the next only after its
+    reply was written."""
+
+    def handle_ping(self) -> None:
+        super().handle_ping()
+        if not self.writable.is_set():  # the pong went past the high-water mark
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if not self.read_paused:  # (uvicorn's own pause, while the app has a message waiting)
+            self.transport.resume_reading()
+
+
 # How uvicorn should run the app: no per-message compression (it cost more CPU than the rest of
 # a step: observations are small and mostly fresh numbers), and the sans-I/O websockets
-# protocol. uvicorn closes frames beyond ws_max_size; below it, an oversized message gets a
-# ``message_too_large`` reply.
-UVICORN_OPTIONS = {"ws": "websockets-sansio", "ws_per_message_deflate": False}
+# protocol, held to the pace its client reads at. uvicorn closes frames beyond ws_max_size;
+# below it, an oversized message gets a ``message_too_large`` reply.
+UVICORN_OPTIONS = {"ws": BackpressuredWebSocket, "ws_per_message_deflate": False}
 
 
 @dataclass
@@ -397,6 +422,34 @@ class MatchEntry:
                   "seat_digests": {role: seat.token_hash for role, seat in self.seats.items()}}
         record["state"] = state_as_archived(self.referee, record)
         return record
+
+
+def resumed_entry(match: JournaledMatch) -> MatchEntry:
+    """A journaled match's entry, its seats' token hashes in place, before its actions are
+    played again; ValueError when its setup or seats are not what the server journals (a
+    journal edited by hand, or damaged), so one bad match cannot keep the others from
+    resuming."""
+    setup, where = match.setup, f"the journal of match {match.match_id}"
+    reset, opponents = setup.get("reset"), setup.get("opponents", {})
+    if not isinstance(reset, dict) or not isinstance(setup.get("episode_id"), str):
+        raise ValueError(f"{where} has no reset data or episode id")
+    if setup.get("illegal_action") not in ILLEGAL_ACTION_MODES:
+        raise ValueError(f"{where} has no illegal_action mode")
+    if not isinstance(opponents, dict) or not all(
+            r in ROLES and isinstance(spec, str) for r, spec in opponents.items()):
+        raise ValueError(f"{where} has opponents that are not {{role: SPEC}}")
+    if not isinstance(setup.get("address"), (str, type(None))) or \
+            setup.get("creator_role") not in (*ROLES, None):
+        raise ValueError(f"{where} has a creator that is not an address and a role")
+    if not all(r in ROLES and isinstance(d, str) for r, d in match.seats.items()):
+        raise ValueError(f"{where} has seats of no role")
+    entry = MatchEntry(Referee(), reset, setup["episode_id"], setup.get("address"),
+                       setup.get("creator_role"), setup.get("client_seed") is True,
+                       setup["illegal_action"], opponents, match.match_id)
+    for role, digest in match.seats.items():
+        entry.seats[role].token_hash = digest
+    entry.unheld_since = time.monotonic()  # its players have reconnect_grace to return
+    return entry
 
 
 class ObserverCache:
@@ -692,22 +745,15 @@ class MatchPool:
         for match in self.journal.matches():
             if match.match_id in self.entries:
                 continue
-            setup = match.setup
-            entry = MatchEntry(Referee(), setup["reset"], setup["episode_id"],
-                               setup.get("address"), setup.get("creator_role"),
-                               setup.get("client_seed", False), setup["illegal_action"],
-                               setup["opponents"], match.match_id)
-            entry.unheld_since = time.monotonic()  # its players have reconnect_grace to return
             try:
                 if match.broken:
                     raise ValueError(match.broken)
+                entry = resumed_entry(match)
                 self.replay_into(entry, match.actions)
             except (ValueError, TypeError, KeyError, ProtocolError, IllegalActionError) as exc:
                 logger.error("journaled match %s cannot be resumed: %s", match.match_id,
                              getattr(exc, "message", exc))
                 continue
-            for role, digest in match.seats.items():
-                entry.seats[role].token_hash = digest
             self.entries[entry.match_id] = entry
             if entry.address is not None:
                 self.ledger.created(entry.address)
@@ -971,10 +1017,8 @@ def _apply_step(pool: MatchPool, entry: MatchEntry, role: str, data: dict[str, A
         if set(data) - {"action_index", "metadata"}:
             raise ProtocolError("validation_error", "a step by action_index takes no other "
                                 f"fields; got {excerpt(sorted(data))}")
-        n = N_ACTIONS[role]
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
-            raise ProtocolError("validation_error", f"action_index must be an integer in "
-                                f"[0, {n}) for the {role}, got {excerpt(index)}")
+        if why := index_refusal(role, index):
+            raise ProtocolError("validation_error", f"{why}, got {excerpt(index)}")
         pool.step(entry, role, {"action_index": index})
         return
     try:  # the text face

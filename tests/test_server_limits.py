@@ -381,6 +381,53 @@ def flood_trial(url):
     return calm, flood
 
 
+def resident_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_socket_that_pings_and_never_reads_grows_the_servers_memory_by_little():
+    """Pings are answered outside the app (no rate limit): a client sending 64 MiB of them
+    without reading a pong grew the server by as much (400 MiB by 390). The server stops reading
+    a socket whose replies are backed up, so the client's send stalls instead, and the server
+    goes on serving the others."""
+    import base64
+    import os
+    import socket
+
+    from fraudarena_env.client import FraudArenaClient
+
+    try:
+        with free_socket() as probe:
+            port = probe.getsockname()[1]
+        proc = spawn(port, "--in-memory", quiet=True)
+    except (OSError, RuntimeError) as exc:
+        pytest.skip(str(exc))
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            key = base64.b64encode(os.urandom(16)).decode()
+            sock.sendall(f"GET /ws/fraudster HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                         "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+            assert sock.recv(12) == b"HTTP/1.1 101"
+            before = resident_mib(proc.pid)
+            pings = (bytes([0x89, 0x80 | 125]) + bytes(4) + b"p" * 125) * 1024  # masked pings
+            sock.settimeout(3)
+            sent = 0
+            with pytest.raises(TimeoutError):  # the server stopped reading: the send stalls
+                while sent < 64 * 2**20:
+                    sock.sendall(pings)
+                    sent += len(pings)
+            assert resident_mib(proc.pid) - before < 16
+            with FraudArenaClient(f"ws://127.0.0.1:{port}", "fraudster") as other:
+                assert other.reset(seed=1, task_id="task_1").phase == "fraudster_turn"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 # ============================================================================ bounded matches
 def test_a_roles_free_text_in_a_match_is_bounded_and_actions_without_text_still_play(client):
     """Full-length edits of one pending ad, repeated (64 a turn for 100 rounds), grew a match's

@@ -240,6 +240,51 @@ def test_a_journal_the_code_no_longer_replays_is_kept_and_logged(tmp_path, caplo
     assert any(match_id in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
 
 
+DAMAGE = {  # one match's journal rows, damaged (by hand, or by the disk)
+    "setup not JSON": "UPDATE live SET setup = '{\"reset\":' WHERE match_id = ?",
+    "setup not an object": "UPDATE live SET setup = '[]' WHERE match_id = ?",
+    "setup without reset": "UPDATE live SET setup = json_remove(setup, '$.reset') "
+                           "WHERE match_id = ?",
+    "opponents not an object": "UPDATE live SET setup = json_set(setup, '$.opponents', "
+                               "json('[1]')) WHERE match_id = ?",
+    "address not text": "UPDATE live SET setup = json_set(setup, '$.address', json('[1]')) "
+                        "WHERE match_id = ?",
+    "creator of no role": "UPDATE live SET setup = json_set(setup, '$.creator_role', 'admin') "
+                          "WHERE match_id = ?",
+    "action not JSON": "UPDATE steps SET action = '{' WHERE match_id = ?",
+    "action not an object": "UPDATE steps SET action = '[1]' WHERE match_id = ?",
+    "action index past the catalogue": "UPDATE steps SET action = '{\"action_index\":99999}' "
+                                       "WHERE match_id = ?",
+    "negative action index": "UPDATE steps SET action = '{\"action_index\":-1}' "
+                             "WHERE match_id = ?",
+    "seat of no role": "INSERT INTO seats VALUES (?, 'admin', 'x')",
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_one_damaged_journal_keeps_only_its_own_match_from_resuming(tmp_path, caplog, damage):
+    """The server still starts, resumes every other match, and keeps and logs the damaged one
+    (a negative index once read the catalogue's last action)."""
+    with TestClient(create_app(data_dir=str(tmp_path))) as client:
+        ids = []
+        for seed in (3, 4):
+            with client.websocket_connect("/ws/fraudster") as fr:
+                ids.append(send(fr, "reset", {"seed": seed, "task_id": "task_1"})["data"][
+                    "match_id"])
+                send(fr, "step", {"action_index": 0})
+    damaged, intact = ids
+    conn = sqlite3.connect(tmp_path / DB_FILE)
+    conn.execute(DAMAGE[damage], (damaged,))
+    conn.commit()
+    conn.close()
+    with caplog.at_level(logging.ERROR, "fraudarena_env.server"), \
+            TestClient(create_app(data_dir=str(tmp_path))) as client:
+        pool = client.app.state.pool
+        assert pool.get(damaged) is None and pool.get(intact).referee.step_count == 1
+        assert client.get("/healthz").json()["journaled"] == 2  # kept, not thrown away
+    assert any(damaged in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+
+
 # ============================================================================ a full disk
 def fill_the_disk(store):
     """Fault injection: SQLite answers every write that needs one more page as a full disk

@@ -145,6 +145,17 @@ def describe(role: str, index: int) -> str:
     return json.dumps(model.model_dump(mode="json", exclude_none=True, exclude={"metadata"}))
 
 
+def index_refusal(role: str, index: object) -> str | None:
+    """Why ``index`` is not an action index of ``role``'s catalogue (an integer in range; a
+    negative one would read the catalogue from its end), or None. For indices that come from
+    outside the process: a socket, a journal, an archived record."""
+    n = N_ACTIONS[role]
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or \
+            not 0 <= index < n:
+        return f"action_index must be an integer in [0, {n}) for the {role}"
+    return None
+
+
 def apply_index(ref: Referee, role: str, index: int) -> float:
     """Apply action ``index`` (in range) of ``role``'s catalogue: the one step-an-index path of
     the env, the server, the arena and the archive, held to the action mask (a repeated flag,
@@ -826,5 +837,5 @@ def shared_signals(ref: Referee) -> np.ndarray:
     return shared
 
 
-__all__ = ["N_ACTIONS", "OPS", "Observer", "apply_index", "describe", "index_of", "index_to_op", "op_to_index", "withhold",
+__all__ = ["N_ACTIONS", "OPS", "Observer", "apply_index", "describe", "index_refusal", "index_of", "index_to_op", "op_to_index", "withhold",
            "op_to_model", "model_to_op", "shared_signals", "ROLES"]
