@@ -668,10 +668,21 @@ class MatchPool:
         return True
 
     def run_bots(self, entry: MatchEntry) -> None:
-        """Play the server's seats until a remote role is to act or the match is over (the
-        sockets move them one per turn of the event loop instead: see ``Later``)."""
+        """Play the server's seats until a remote role is to act or the match is over, at once
+        (the server's own callers, off its event loop, use :meth:`play_bots`)."""
         while self.bot_move(entry):
             pass
+
+    async def play_bots(self, entry: MatchEntry, bucket: TokenBucket | None = None) -> None:
+        """``run_bots``, one move per turn of the event loop, so no other client waits on more
+        than one move (a checkpoint's can take milliseconds, a whole match of them seconds).
+        Each move spends a token of ``bucket`` (the asker's rate limit), waiting for one if need
+        be: the server's moves made for a client count as its messages."""
+        while self.bot_to_move(entry) is not None:
+            while bucket is not None and not bucket.take():
+                await asyncio.sleep(bucket.wait())
+            self.bot_move(entry)
+            await asyncio.sleep(0)
 
     # ------------------------------------------------------------------ actions
     def apply(self, entry: MatchEntry, role: str, action: dict[str, Any], model=None) -> None:
@@ -1144,11 +1155,7 @@ class Handler:
         spends a token of ``bucket``, the asking socket's rate limit, waiting for one if need be:
         the server's moves made for a socket count as its messages."""
         try:
-            while self.pool.bot_to_move(later.entry) is not None:
-                while bucket is not None and not bucket.take():
-                    await asyncio.sleep(bucket.wait())
-                self.pool.bot_move(later.entry)
-                await asyncio.sleep(0)
+            await self.pool.play_bots(later.entry, bucket)
             return self._advance(later.entry, later.build)
         except ProtocolError as exc:
             return error_message(exc.message, exc.code, **exc.extra)
@@ -1516,7 +1523,7 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
                 request.client.host if request.client else None))
             tokens = {role: pool.issue_seat(entry, role) for role in ROLES
                       if entry.seats[role].bot is None}
-            pool.run_bots(entry)
+            await pool.play_bots(entry)  # (the request was counted: its moves are its own)
         except ProtocolError as exc:
             return _http_error(HTTP_STATUS.get(exc.code, 400), exc.code, exc.message, **exc.extra)
         except StorageError as exc:

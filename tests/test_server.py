@@ -881,6 +881,38 @@ def test_finished_matches_are_archived_and_replay_exactly(tmp_path, capsys):
     assert main(["replay", str(export), "--match", "nope"]) == 2
 
 
+def test_rest_plays_the_server_seats_one_move_per_turn_of_the_event_loop():
+    """POST /api/v1/matches played the server's seats all at once on the event loop (a match
+    of checkpoints held every other client for seconds); now each move yields to the others, as
+    the sockets' moves do."""
+    with TestClient(create_app(api_key=API_KEY), headers=KEY_HEADER) as client:
+        pool = client.app.state.pool
+        turns, moves, ticker = [0], [], []
+
+        async def tick():
+            while True:
+                turns[0] += 1
+                await asyncio.sleep(0)
+
+        def counted(entry, move=pool.bot_move):
+            if not ticker:  # another client's task, on the server's own loop
+                loop = asyncio.get_running_loop()
+                ticker.append((loop, loop.create_task(tick())))
+            moved = move(entry)
+            if moved:
+                moves.append(turns[0])
+            return moved
+
+        pool.bot_move = counted
+        made = client.post("/api/v1/matches", json={
+            "seed": 4, "task_id": "task_1",
+            "opponents": {"fraudster": "reactive", "auditor": "heuristic"}})
+        loop, task = ticker[0]
+        loop.call_soon_threadsafe(task.cancel)
+        assert made.status_code == 200 and set(made.json()["seat_tokens"]) == {"investigator"}
+        assert len(moves) >= 2 and all(b > a for a, b in zip(moves, moves[1:])), moves
+
+
 def test_rest_creates_matches_with_the_api_key_and_the_key_deletes_them():
     with TestClient(create_app(api_key=API_KEY)) as client:
         assert client.post("/api/v1/matches", json={"seed": 3}).status_code == 401
