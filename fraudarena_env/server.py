@@ -1523,6 +1523,7 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
                 request.client.host if request.client else None))
             tokens = {role: pool.issue_seat(entry, role) for role in ROLES
                       if entry.seats[role].bot is None}
+            entry.unheld_since = time.monotonic()  # no socket holds a seat of it yet
             await pool.play_bots(entry)  # (the request was counted: its moves are its own)
         except ProtocolError as exc:
             return _http_error(HTTP_STATUS.get(exc.code, 400), exc.code, exc.message, **exc.extra)

@@ -913,6 +913,22 @@ def test_rest_plays_the_server_seats_one_move_per_turn_of_the_event_loop():
         assert len(moves) >= 2 and all(b > a for a, b in zip(moves, moves[1:])), moves
 
 
+def test_a_match_made_over_rest_that_no_socket_joins_is_swept_after_the_reconnect_grace():
+    """Its server seats had moved (so start_grace no longer applied) and no socket had ever held
+    a seat (so reconnect_grace never started): it lived until idle_timeout, 900 s."""
+    with TestClient(create_app(api_key=API_KEY), headers=KEY_HEADER) as client:
+        pool = client.app.state.pool
+        made = client.post("/api/v1/matches", json={
+            "seed": 4, "task_id": "task_1",
+            "opponents": {"fraudster": "reactive", "auditor": "heuristic"}}).json()
+        entry = pool.get(made["match_id"])
+        assert entry.actions  # the server's fraudster has moved
+        grace = pool.config.reconnect_grace
+        assert pool.sweep(now=time.monotonic() + grace / 2) == 0
+        assert pool.sweep(now=time.monotonic() + grace + 1) == 1
+        assert pool.get(made["match_id"]) is None
+
+
 def test_rest_creates_matches_with_the_api_key_and_the_key_deletes_them():
     with TestClient(create_app(api_key=API_KEY)) as client:
         assert client.post("/api/v1/matches", json={"seed": 3}).status_code == 401
