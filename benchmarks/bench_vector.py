@@ -13,6 +13,13 @@ compare across runs and machines.
 
     python benchmarks/bench_vector.py                 # N = 1, 64, 1024, 4096; ~3 s each
     python benchmarks/bench_vector.py --envs 1024 --seconds 1
+    python benchmarks/bench_vector.py --envs --seats 256   # one role's seat only (make_vec)
+
+``--seats N`` times one learning role's seat instead, as a Gymnasium loop meets it: learner steps
+per second of masked-random play in ``gymnasium.make_vec(role id, num_envs=N)`` (the batched
+``RoleVectorEnv``, opponents moving in batch) against ``vectorization_mode="sync"`` (Gymnasium's
+``SyncVectorEnv`` of ``SYNC_ENVS`` ``RoleEnv``s, its own autoresets), for the investigator and the
+fraudster, the scripted baselines as opponents.
 """
 
 from __future__ import annotations
@@ -59,6 +66,43 @@ def vector_steps_per_second(task_id: str, num_envs: int, seconds: float,
     return steps / (time.process_time() - start)
 
 
+SYNC_ENVS = 16
+SEAT_ROLES = ("investigator", "fraudster")
+
+
+def seat_steps_per_second(role: str, task_id: str, num_envs: int, mode: str, seconds: float,
+                          seed: int = 0) -> float:
+    """Learner steps a second of masked-random play in ``make_vec``'s env for ``role``."""
+    import gymnasium
+
+    from fraudarena_env.registration import GYMNASIUM_IDS
+
+    envs = gymnasium.make_vec(GYMNASIUM_IDS[role], num_envs=num_envs, task_id=task_id,
+                              vectorization_mode=mode)
+    envs.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    steps = 0
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        masks = np.stack(envs.call("action_masks"))
+        envs.step((rng.random(masks.shape) * masks).argmax(axis=1))
+        steps += num_envs
+    return steps / (time.process_time() - start)
+
+
+def run_seats(task_id: str, num_envs: int, seconds: float) -> dict:
+    print(f"== one role's seat: make_vec, masked-random play on {task_id}, ~{seconds:g} s each ==")
+    print(f"{'role':<14}{f'sync ({SYNC_ENVS} RoleEnvs)':>22}{f'batched (N={num_envs})':>20}"
+          f"{'ratio':>8}")
+    results = {}
+    for role in SEAT_ROLES:
+        sync = seat_steps_per_second(role, task_id, SYNC_ENVS, "sync", seconds)
+        batched = seat_steps_per_second(role, task_id, num_envs, "vector_entry_point", seconds)
+        results[role] = (sync, batched)
+        print(f"{role:<14}{sync:>22,.0f}{batched:>20,.0f}{batched / sync:>8.2f}")
+    return results
+
+
 def run(task_id: str = "task_3", envs=(1, 64, 1024, 4096), seconds: float = 3.0) -> dict:
     print(f"== vector env: masked-random play on {task_id}, ~{seconds:g} s each ==")
     scalar = scalar_steps_per_second(task_id, seconds)
@@ -75,10 +119,17 @@ def run(task_id: str = "task_3", envs=(1, 64, 1024, 4096), seconds: float = 3.0)
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="task_3")
-    parser.add_argument("--envs", type=int, nargs="+", default=[1, 64, 1024, 4096])
+    parser.add_argument("--envs", type=int, nargs="*", default=[1, 64, 1024, 4096],
+                        help="batch sizes of the vector env table (none: no table)")
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seats", type=int, metavar="N",
+                        help="also time one role's seat in gymnasium.make_vec: N matches batched "
+                        f"against SyncVectorEnv of {SYNC_ENVS} RoleEnvs")
     args = parser.parse_args(argv)
-    return run(args.task, args.envs, args.seconds)
+    results = run(args.task, args.envs, args.seconds) if args.envs else {}
+    if args.seats:
+        results["seats"] = run_seats(args.task, args.seats, args.seconds)
+    return results
 
 
 if __name__ == "__main__":

@@ -238,6 +238,17 @@ def test_bench_quick_prints_the_ratio_to_the_lineage(capsys):
     assert float(vector.split()[-1]) > 0  # its agent-steps/s over the scalar env's
 
 
+def test_vector_bench_times_a_roles_seat_batched_and_in_gymnasiums_sync_env(capsys):
+    from fraudarena_env.bench import load
+
+    results = load("vector").main(["--envs", "--seats", "4", "--task", "task_1",
+                                   "--seconds", "0.05"])
+    out = capsys.readouterr().out
+    assert set(results) == {"seats"} and set(results["seats"]) == {"investigator", "fraudster"}
+    assert all(sync > 0 and batched > 0 for sync, batched in results["seats"].values())
+    assert "sync (16 RoleEnvs)" in out and "batched (N=4)" in out
+
+
 def test_referee_bench_reports_the_median_of_three_runs():
     from fraudarena_env.bench import load
 
