@@ -1380,8 +1380,13 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
     from . import __version__
 
     config = config or ServerConfig(**options)
-    pool = MatchPool(config, Archive(config.data_dir))
-    pool.recover()
+    archive = Archive(config.data_dir)
+    try:
+        pool = MatchPool(config, archive)
+        pool.recover()
+    except BaseException:  # the store's lock and files are not left open by a failed start
+        archive.close()
+        raise
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

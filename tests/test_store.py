@@ -3,6 +3,7 @@ journal of live ones, under torn writes, a full disk, restarts and ``kill -9``."
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -11,6 +12,7 @@ import signal
 import sqlite3
 import threading
 import time
+import warnings
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -144,6 +146,25 @@ def test_one_server_at_a_time_may_use_a_data_directory(tmp_path):
         Store(tmp_path)
     first.close()
     Store(tmp_path).close()
+
+
+def test_a_server_that_fails_to_start_leaves_its_data_directory_free(tmp_path, monkeypatch):
+    """A failed start (here a restart whose journal cannot be read at all) left the store's
+    lock held, so nothing in the same process could use the directory after it."""
+    from fraudarena_env.server import MatchPool
+
+    def fail(pool):
+        raise RuntimeError("the journal cannot be read")
+
+    monkeypatch.setattr(MatchPool, "recover", fail)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(RuntimeError, match="journal cannot be read") as failed:
+            create_app(data_dir=str(tmp_path))
+        Store(tmp_path).close()  # (the failed start's frames, in ``failed``, are still alive)
+        del failed
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 
 def test_a_refused_write_stores_none_of_its_transaction(tmp_path):
