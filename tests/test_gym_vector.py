@@ -163,3 +163,14 @@ def test_gymnasiums_episode_statistics_wrapper_counts_each_learners_match_total(
     assert envs.unwrapped.get_attr("role") == ("investigator",) * 4
     with pytest.raises(NotImplementedError, match="only call\\('action_masks'\\)"):
         envs.unwrapped.call("labels_of")
+
+
+@pytest.mark.parametrize("role, max_cycles", [("investigator", 1), ("auditor", 5)])
+def test_a_reset_whose_matches_end_before_the_learners_turn_says_to_raise_max_cycles(
+        role, max_cycles):
+    """RoleEnv names the cause; the batched reset said only that a match ended."""
+    venv = RoleVectorEnv(role, 2, task_id="task_1", max_cycles=max_cycles)
+    with pytest.raises(RuntimeError, match=rf"env 0: the match on seed 0 ended before the {role}'s "
+                       rf"first turn \(max_cycles={max_cycles} cut it first\); give "
+                       r"RoleVectorEnv a larger max_cycles"):
+        venv.reset(seed=0)
