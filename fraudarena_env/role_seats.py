@@ -125,16 +125,23 @@ class RoleSeats:
         if seed is not None:
             check_seed(self.seed_offset + int(seed), "seed_offset + seed")
 
-    def _play(self, actions) -> tuple[np.ndarray, np.ndarray, dict[int, Ending]]:
+    def _play(self, actions, idle: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, dict[int, Ending]]:
         """The learner's actions (one integer per env), then the opponents' moves: the learner's
         next views, its rewards (float64) and the envs whose match ended (a new one started at
-        once)."""
-        batch = self.venv.step(self._checked(actions).astype(np.int64))
+        once). ``idle`` (N,) bool: envs that sit this step out, their actions ignored (what
+        they earned before the learner's first turn waits for its first step there)."""
+        actions = self._checked(actions).astype(np.int64)
+        batch = self.venv.step(actions) if idle is None else self.venv.step(actions, ~idle)
         rewards = batch.rewards[:, self._r].copy()
         endings: dict[int, Ending] = {}
         self._record_endings(batch, endings)
         carried = self._carry.copy()
-        self._carry[:] = 0.0
+        if idle is None:
+            self._carry[:] = 0.0
+        else:
+            carried[idle] = 0.0
+            self._carry[~idle] = 0.0
         batch, rewards = self._advance(batch, rewards, endings)
         return self._observe(batch), carried + rewards, endings
 
