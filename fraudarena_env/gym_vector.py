@@ -26,6 +26,12 @@ played.
 * an action the learner's mask forbids raises ``IllegalActionError`` and nothing of the step is
   applied: the batched env has no ``illegal_action="penalize"`` (``RoleEnv``'s default, which
   ``vectorization_mode="sync"`` keeps);
+* ``autoreset_mode=AutoresetMode.NEXT_STEP`` (Gymnasium's default, which its observation
+  wrappers such as ``NormalizeObservation`` and ``FlattenObservation`` require): the step that
+  ends a match returns its last view in ``obs`` and its ending's keys (with ``return``) in
+  ``infos``, each with its ``_`` mask; on the next step that env's action is ignored and it
+  returns the new match's first view, reward 0, neither terminated nor truncated (its
+  ``action_masks()`` row is already the new match's). The seeds are the same in either mode;
 * ``opponents``, ``task_id`` (a task or a list of tasks, env ``i`` playing the ``i % k``-th),
   ``seed_offset``, ``max_cycles`` and the match knobs as for ``sb3_vector.VectorRoleEnv``; the
   knobs are fixed when the env is built (reset ``options`` are refused).
@@ -52,7 +58,8 @@ class RoleVectorEnv(RoleSeats, VectorEnv):
     def __init__(self, role: str, num_envs: int = 1, opponents: Mapping[str, Any] | Callable[
             [], Mapping[str, Any]] | None = None, task_id: str | Sequence[str] = "task_1",
             seed_offset: int = 0, max_cycles: int = 1000, illegal_action: str = "raise",
-            render_mode: str | None = None, **knobs: Any):
+            render_mode: str | None = None,
+            autoreset_mode: str | AutoresetMode = AutoresetMode.SAME_STEP, **knobs: Any):
         if illegal_action != "raise":
             raise ValueError(
                 f"illegal_action={illegal_action!r}: the batched env raises IllegalActionError "
@@ -62,6 +69,16 @@ class RoleVectorEnv(RoleSeats, VectorEnv):
         if render_mode is not None:
             raise ValueError(f"render_mode={render_mode!r}: the batched env does not render; "
                              "RoleEnv(role, render_mode='ansi') shows one match")
+        mode = next((m for m in (AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP)
+                     if autoreset_mode in (m, m.value)), None)
+        if mode is None:
+            raise ValueError(
+                f"autoreset_mode={autoreset_mode!r}: give AutoresetMode.SAME_STEP (the default) "
+                "or NEXT_STEP (what Gymnasium's observation wrappers, such as "
+                "NormalizeObservation, need); a match that ends always starts the next, so "
+                "DISABLED is not offered")
+        self.metadata = {**self.metadata, "autoreset_mode": mode}
+        self.autoreset_mode = mode
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)):
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         self.single_observation_space, self.single_action_space = self._seat(
@@ -71,6 +88,7 @@ class RoleVectorEnv(RoleSeats, VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.render_mode = None
         self._return = np.zeros(self.num_envs)  # the learner's total in each env's match so far
+        self._resetting = np.zeros(self.num_envs, bool)  # NEXT_STEP: ended on the last step
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """New matches in every env (see the module docstring for the seeds); ``infos`` is
@@ -85,11 +103,15 @@ class RoleVectorEnv(RoleSeats, VectorEnv):
         self._check_seed(seed)
         obs = self._start(seed)
         self._return[:] = 0.0
+        self._resetting[:] = False
         return obs, {}
 
     def step(self, actions):
-        obs, rewards, endings = self._play(actions)
+        next_step = self.autoreset_mode == AutoresetMode.NEXT_STEP
+        idle = self._resetting.copy() if next_step and self._resetting.any() else None
+        obs, rewards, endings = self._play(actions, idle)
         self._return += rewards
+        self._resetting[:] = False
         n = self.num_envs
         terminated, truncated = np.zeros(n, bool), np.zeros(n, bool)
         infos: dict[str, Any] = {}
@@ -97,7 +119,12 @@ class RoleVectorEnv(RoleSeats, VectorEnv):
             (truncated if cut else terminated)[m] = True
             info["return"] = float(self._return[m])
             self._return[m] = 0.0
-            infos = self._add_info(infos, {"final_obs": view, "final_info": info}, m)
+            if next_step:  # the old match's last view now, the new one's first on the next step
+                obs[m] = view
+                self._resetting[m] = True
+                infos = self._add_info(infos, info, m)
+            else:
+                infos = self._add_info(infos, {"final_obs": view, "final_info": info}, m)
         return obs, rewards, terminated, truncated, infos
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:

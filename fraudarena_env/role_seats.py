@@ -125,16 +125,23 @@ class RoleSeats:
         if seed is not None:
             check_seed(self.seed_offset + int(seed), "seed_offset + seed")
 
-    def _play(self, actions) -> tuple[np.ndarray, np.ndarray, dict[int, Ending]]:
+    def _play(self, actions, idle: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, dict[int, Ending]]:
         """The learner's actions (one integer per env), then the opponents' moves: the learner's
         next views, its rewards (float64) and the envs whose match ended (a new one started at
-        once)."""
-        batch = self.venv.step(self._checked(actions).astype(np.int64))
+        once). ``idle`` (N,) bool: envs that sit this step out, their actions ignored (what
+        they earned before the learner's first turn waits for its first step there)."""
+        actions = self._checked(actions).astype(np.int64)
+        batch = self.venv.step(actions) if idle is None else self.venv.step(actions, ~idle)
         rewards = batch.rewards[:, self._r].copy()
         endings: dict[int, Ending] = {}
         self._record_endings(batch, endings)
         carried = self._carry.copy()
-        self._carry[:] = 0.0
+        if idle is None:
+            self._carry[:] = 0.0
+        else:
+            carried[idle] = 0.0
+            self._carry[~idle] = 0.0
         batch, rewards = self._advance(batch, rewards, endings)
         return self._observe(batch), carried + rewards, endings
 
@@ -186,7 +193,7 @@ class RoleSeats:
             if endings is not None:
                 self._record_endings(batch, endings)
             elif self.venv.final_info:
-                raise RuntimeError("a match ended before the learner's first turn")
+                raise self._cut_before_first_turn(min(self.venv.final_info))
             done = done | batch.terminated | batch.truncated
 
     def _act(self, role: str, idx: np.ndarray, batch) -> np.ndarray:
@@ -202,13 +209,18 @@ class RoleSeats:
             return
         for m, info in self.venv.final_info.items():
             if m in endings:  # a second ending in one step: the new match never reached the learner
-                raise RuntimeError(
-                    f"env {m}: the match on seed {int(self._match_seed[m])} ended before the "
-                    f"{self.role}'s first turn (max_cycles={self.venv.max_steps // _N_ROLES} cut "
-                    f"it first); give {type(self).__name__} a larger max_cycles (the auditor "
-                    "acts only once play is over)")
+                raise self._cut_before_first_turn(m)
             endings[m] = Ending(dict(info), self.venv.final_view[m], bool(batch.truncated[m]))
         self._new_matches(np.fromiter(self.venv.final_info, np.int64))
+
+    def _cut_before_first_turn(self, m: int) -> RuntimeError:
+        """The error for env ``m``'s match, cut by ``max_cycles`` before the learner's first
+        turn (``RoleEnv`` refuses it too)."""
+        return RuntimeError(
+            f"env {m}: the match on seed {int(self._match_seed[m])} ended before the "
+            f"{self.role}'s first turn (max_cycles={self.venv.max_steps // _N_ROLES} cut it "
+            f"first); give {type(self).__name__} a larger max_cycles (the auditor acts only "
+            "once play is over)")
 
     def _new_matches(self, env: np.ndarray) -> None:
         n = self._n

@@ -7,7 +7,12 @@ import gymnasium
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
-from gymnasium.wrappers.vector import RecordEpisodeStatistics
+from gymnasium.wrappers.vector import (
+    DtypeObservation,
+    FlattenObservation,
+    NormalizeObservation,
+    RecordEpisodeStatistics,
+)
 
 import fraudarena_env  # noqa: F401  (registers the ids)
 from fraudarena_env.gym_vector import RoleVectorEnv
@@ -16,6 +21,16 @@ from fraudarena_env.role_env import RoleEnv
 from fraudarena_env.rules.errors import IllegalActionError
 
 ENDING_KEYS = ("phase", "round", "end_reason", "has_grader", "grader_score")
+
+
+def _step_alike(env: RoleEnv, i: int, step: int, mask, action, reward, terminated, truncated):
+    """Step env ``i``'s RoleEnv on the batch's action, checking the mask the batch offered and
+    the reward and ending it reported; RoleEnv's step."""
+    np.testing.assert_array_equal(mask, env.action_masks(), err_msg=f"{step} {i}")
+    o, r, term, trunc, info = env.step(int(action))
+    assert reward == pytest.approx(r, abs=1e-9), (step, i)
+    assert (terminated, truncated) == (term, trunc), (step, i)
+    return o, r, term, trunc, info
 
 
 def _lockstep(role: str, task_id, seed: int, num_envs: int, steps: int,
@@ -41,10 +56,8 @@ def _lockstep(role: str, task_id, seed: int, num_envs: int, steps: int,
         obs, rewards, terminated, truncated, infos = venv.step(actions)
         assert obs in venv.observation_space and rewards.dtype == np.float64
         for i, env in enumerate(envs):
-            np.testing.assert_array_equal(masks[i], env.action_masks(), err_msg=f"{step} {i}")
-            o, r, term, trunc, info = env.step(int(actions[i]))
-            assert rewards[i] == pytest.approx(r, abs=1e-9), (step, i)
-            assert (terminated[i], truncated[i]) == (term, trunc), (step, i)
+            o, r, term, trunc, info = _step_alike(env, i, step, masks[i], actions[i], rewards[i],
+                                                  terminated[i], truncated[i])
             if term or trunc:
                 ended += 1
                 assert infos["_final_obs"][i] and infos["_final_info"][i]
@@ -163,3 +176,76 @@ def test_gymnasiums_episode_statistics_wrapper_counts_each_learners_match_total(
     assert envs.unwrapped.get_attr("role") == ("investigator",) * 4
     with pytest.raises(NotImplementedError, match="only call\\('action_masks'\\)"):
         envs.unwrapped.call("labels_of")
+
+
+@pytest.mark.parametrize("role, max_cycles", [("investigator", 1), ("auditor", 5)])
+def test_a_reset_whose_matches_end_before_the_learners_turn_says_to_raise_max_cycles(
+        role, max_cycles):
+    """RoleEnv names the cause; the batched reset said only that a match ended."""
+    venv = RoleVectorEnv(role, 2, task_id="task_1", max_cycles=max_cycles)
+    with pytest.raises(RuntimeError, match=rf"env 0: the match on seed 0 ended before the {role}'s "
+                       rf"first turn \(max_cycles={max_cycles} cut it first\); give "
+                       r"RoleVectorEnv a larger max_cycles"):
+        venv.reset(seed=0)
+
+
+def test_next_step_autoreset_ends_on_the_last_view_then_starts_the_next_match_on_its_seed():
+    """Gymnasium's default mode: the step that ends a match returns its last view and its
+    ending's keys; the next step ignores that env's action and returns the new match's first
+    view with no reward, what came before the learner's first turn paid on the step after."""
+    n, seed, role = 3, 21, "investigator"
+    venv = gymnasium.make_vec(GYMNASIUM_IDS[role], num_envs=n, task_id="task_1",
+                              autoreset_mode="NextStep")
+    assert venv.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    assert RoleVectorEnv.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+    obs, _ = venv.reset(seed=seed)
+    envs = [RoleEnv(role, task_id="task_1") for _ in range(n)]
+    for i, env in enumerate(envs):
+        np.testing.assert_array_equal(obs[i], env.reset(seed=seed + i)[0])
+    resets, resetting, ended = [0] * n, [False] * n, 0
+    rng = np.random.default_rng(0)
+    for step in range(130):
+        masks = venv.action_masks()
+        actions = np.array([rng.choice(np.flatnonzero(m)) for m in masks])
+        obs, rewards, terminated, truncated, infos = venv.step(actions)
+        for i, env in enumerate(envs):
+            if resetting[i]:
+                resets[i] += 1
+                o, _ = env.reset(seed=seed + i + resets[i] * n)
+                assert (rewards[i], terminated[i], truncated[i]) == (0.0, False, False)
+                resetting[i] = False
+            else:
+                o, r, term, trunc, info = _step_alike(env, i, step, masks[i], actions[i],
+                                                      rewards[i], terminated[i], truncated[i])
+                if term or trunc:
+                    ended += 1
+                    resetting[i] = True
+                    for key in (*ENDING_KEYS, "return"):
+                        assert infos[f"_{key}"][i] and infos[key][i] == pytest.approx(info[key])
+            np.testing.assert_array_equal(obs[i], o, err_msg=f"step {step} env {i}")
+        assert "final_obs" not in infos
+    assert ended > 0
+
+
+@pytest.mark.parametrize("wrapper", [NormalizeObservation, FlattenObservation,
+                                     lambda env: DtypeObservation(env, np.float64)])
+def test_gymnasiums_observation_wrappers_take_it_in_next_step_mode(wrapper):
+    """They refuse SAME_STEP (they would leave final_obs untransformed)."""
+    with pytest.raises(ValueError, match="NEXT_STEP"):
+        wrapper(RoleVectorEnv("investigator", 2))
+    envs = RecordEpisodeStatistics(wrapper(RoleVectorEnv(
+        "investigator", 2, autoreset_mode=AutoresetMode.NEXT_STEP)))
+    envs.reset(seed=0)
+    episodes = 0
+    for _ in range(90):
+        *_, infos = envs.step(envs.unwrapped.action_masks().argmax(axis=1))
+        if "episode" in infos:
+            done = infos["_episode"]
+            np.testing.assert_allclose(infos["episode"]["r"][done], infos["return"][done])
+            episodes += int(done.sum())
+    assert episodes > 0
+
+
+def test_an_autoreset_mode_it_cannot_play_is_refused():
+    with pytest.raises(ValueError, match="SAME_STEP .* or NEXT_STEP"):
+        RoleVectorEnv("investigator", 2, autoreset_mode=AutoresetMode.DISABLED)
