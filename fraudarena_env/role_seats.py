@@ -24,6 +24,7 @@ from .policies import BATCHED_BASELINES, Policy
 from .policies.base import BatchPolicy, PerEnvPolicies
 from .role_env import _derived_seed, _make_actor, model_actions, opponent_dict
 from .rules.catalog import ROLES
+from .rules.errors import IllegalActionError
 from .vector import SEED_LIMIT, VectorFraudArena, check_seed
 
 _N_ROLES = len(ROLES)
@@ -114,7 +115,11 @@ class RoleSeats:
         self._carry[:] = 0.0
         batch = self.venv.reset(seed=self._base)
         self._new_matches(np.arange(self._n))
-        batch, _ = self._advance(batch, np.zeros(self._n), None)
+        try:
+            batch, _ = self._advance(batch, np.zeros(self._n), None)
+        except RuntimeError:  # a match cut before the learner's first turn: no step plays on
+            self._played = False
+            raise
         return self._observe(batch)
 
     def _check_seed(self, seed) -> None:
@@ -153,7 +158,12 @@ class RoleSeats:
         if a.size != self._n or not np.issubdtype(a.dtype, np.integer):
             raise ValueError(f"actions must be {self._n} integers, one Discrete action per "
                              f"env; got {a.dtype} {a.shape}")
-        return a.reshape(self._n)
+        a = a.reshape(self._n)
+        if a.dtype.kind == "u" and (over := np.flatnonzero(a > np.iinfo(np.int64).max)).size:
+            m = int(over[0])  # (as int64 it would wrap round, and be named as another number)
+            raise IllegalActionError(self.role, int(a[m]), f"env {m}: index {int(a[m])} is "
+                                     f"outside {self.role}'s Discrete({N_ACTIONS[self.role]})")
+        return a
 
     def action_masks(self) -> np.ndarray:
         """The learner's legal actions in every env, (N, A) bool."""

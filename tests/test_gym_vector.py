@@ -249,3 +249,19 @@ def test_gymnasiums_observation_wrappers_take_it_in_next_step_mode(wrapper):
 def test_an_autoreset_mode_it_cannot_play_is_refused():
     with pytest.raises(ValueError, match="SAME_STEP .* or NEXT_STEP"):
         RoleVectorEnv("investigator", 2, autoreset_mode=AutoresetMode.DISABLED)
+
+
+def test_an_action_too_large_for_int64_is_named_as_given():
+    venv = RoleVectorEnv("investigator", 2)
+    venv.reset(seed=1)
+    actions = np.array([0, 2**64 - 1], np.uint64)
+    with pytest.raises(IllegalActionError, match=f"env 1: index {2**64 - 1} is outside"):
+        venv.step(actions)
+
+
+def test_a_reset_cut_before_the_learners_turn_leaves_no_matches_to_step_on():
+    venv = RoleVectorEnv("auditor", 2, max_cycles=5)
+    with pytest.raises(RuntimeError, match="larger max_cycles"):
+        venv.reset(seed=0)
+    with pytest.raises(RuntimeError, match=r"call reset\(seed=\.\.\.\) first"):
+        venv.step(np.zeros(2, np.int64))
