@@ -265,3 +265,13 @@ def test_every_extra_brings_what_its_examples_import():
     everything = extras["all"][0]
     assert all(extra in everything for extra in ("train", "server", "dev", "torchrl", "tianshou",
                                                   "docs"))
+
+
+def test_the_install_page_runs_the_rllib_tests_ci_runs():
+    """docs/install.md's RLlib block installs and tests what .ci/run's RLlib stage does."""
+    block = next(b for b in blocks_of(REPO / "docs" / "install.md") if ".venv-rllib" in b.source)
+    ci = (REPO / ".ci" / "run").read_text()
+    ci_tests = re.search(r'^RLLIB_TESTS="([^"]+)"', ci, re.M).group(1).split()
+    command = next(line for line in block.source.splitlines() if "pytest -m rllib" in line)
+    assert command.split("pytest -m rllib", 1)[1].split() == ci_tests
+    assert 'pip install -e ".[dev,rllib]"' in block.source and '-m pip install -e ".[dev,rllib]"' in ci
