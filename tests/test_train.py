@@ -199,6 +199,15 @@ def test_cli_options():
         parse_args(["--vector-envs", "-1"])
 
 
+def test_both_scripts_train_on_one_torch_thread():
+    """docs/training.md and docs/performance.md: one torch thread (two were 8-15x slower on a
+    shared machine), for train.py's runs and for every phase of the league."""
+    assert one_role.Config().threads == 1 and one_role.parse_args([]).threads == 1
+    for role in ("investigator", "fraudster"):
+        phase = selfplay.phase_config(parse_args([]), role, 0, "", selfplay.Path("pool"))
+        assert phase.threads == 1, role
+
+
 @pytest.mark.parametrize("argv, says", [
     (["--timesteps", "-5"], "--timesteps must be at least 0"),
     (["--eval-every", "-1"], "--eval-every must be at least 0"),
