@@ -275,3 +275,30 @@ def test_the_install_page_runs_the_rllib_tests_ci_runs():
     command = next(line for line in block.source.splitlines() if "pytest -m rllib" in line)
     assert command.split("pytest -m rllib", 1)[1].split() == ci_tests
     assert 'pip install -e ".[dev,rllib]"' in block.source and '-m pip install -e ".[dev,rllib]"' in ci
+
+
+def test_the_rules_page_task_table_is_the_catalogue():
+    """docs/rules.md's table of tasks, and its budget per ad, are rules/catalog.py's TASKS."""
+    from fraudarena_env.rules.catalog import TASKS
+
+    text = (REPO / "docs" / "rules.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        found = re.match(r"`(task_\w+)`", cells[0]) if line.startswith("| `task") else None
+        if found:
+            rows[found.group(1)] = cells[1:]
+    assert set(rows) == set(TASKS)
+    for task_id, cells in rows.items():
+        task = TASKS[task_id]
+        numbers = [[float(x) for x in re.findall(r"\d+", cell)] for cell in cells]
+        assert numbers[0] == [task.n_legit, task.n_fraud, task.n_escalate], task_id
+        assert numbers[1] == [round(100 * w) for w in task.tactic_weights], task_id
+        assert numbers[2:6] == [[task.n_rings], [task.action_budget], [task.max_rounds],
+                                [task.max_proposals]], task_id
+        assert numbers[6] == [task.max_fraudster_actions_per_turn,
+                              task.max_investigator_actions_per_turn], task_id
+    per_ad = {t: TASKS[t].action_budget / (TASKS[t].queue_size + TASKS[t].max_proposals)
+              for t in ("task_1", "task_3_unseen")}
+    assert f"about {per_ad['task_1']:g} actions per ad on\n`task_1`, {per_ad['task_3_unseen']:g} " \
+           f"on `task_3_unseen`" in text, per_ad
