@@ -302,3 +302,31 @@ def test_the_rules_page_task_table_is_the_catalogue():
               for t in ("task_1", "task_3_unseen")}
     assert f"about {per_ad['task_1']:g} actions per ad on\n`task_1`, {per_ad['task_3_unseen']:g} " \
            f"on `task_3_unseen`" in text, per_ad
+
+
+def test_the_rules_page_quotes_the_catalogue_s_signal_strengths():
+    """docs/rules.md, "Kinds of ad" and "Fraudster tactics": the surface and evidence shifts,
+    the severity scale, the reuse trail and the rejection charge are the rules' constants."""
+    from fraudarena_env.rules import catalog, scoring
+    from fraudarena_env.rules.generator import SURFACE_SHIFT
+
+    text = " ".join((REPO / "docs" / "rules.md").read_text().split())
+    surface = dict(zip(catalog.TACTICS, catalog.TACTIC_SURFACE))
+    assert (f"blatant {surface['blatant']:g}, standard {surface['standard']:g}, subtle "
+            f"{surface['subtle']:g}, camouflaged {surface['camouflaged']:g} (times "
+            f"{SURFACE_SHIFT:g} noise standard deviations per signal), gray-area "
+            f"{catalog.ESCALATE_SURFACE:g}") in text
+    profile = dict(zip(catalog.KINDS, catalog.EVIDENCE_PROFILE))
+    source = catalog.TARGETS.index
+    assert (profile["camouflaged"][source("advertiser_history")]
+            == profile["camouflaged"][source("payment_method")])
+    classifier = source("policy_classifier")
+    assert (f"(camouflaged {profile['camouflaged'][source('payment_method')]:g}), the policy "
+            f"classifier reads the copy (blatant {profile['blatant'][classifier]:.1f}, camouflaged "
+            f"{profile['camouflaged'][classifier]:g}), gray-area ads trip the classifier "
+            f"({profile['escalate'][classifier]:g})") in text
+    severity = dict(zip(catalog.TACTICS, catalog.TACTIC_SEVERITY))
+    assert f"severity x{severity['camouflaged']:g} of its category's" in text
+    assert f"does the most harm (x{severity['blatant']:.1f})" in text
+    assert f"read {catalog.SIGNATURE_REUSE_SHIFT:g} worse on every source" in text
+    assert f"minus {-scoring.FRAUDSTER_BANNED:g} when rejected" in text
