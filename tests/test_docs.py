@@ -330,3 +330,50 @@ def test_the_rules_page_quotes_the_catalogue_s_signal_strengths():
     assert f"does the most harm (x{severity['blatant']:.1f})" in text
     assert f"read {catalog.SIGNATURE_REUSE_SHIFT:g} worse on every source" in text
     assert f"minus {-scoring.FRAUDSTER_BANNED:g} when rejected" in text
+
+
+def test_the_env_pages_sizes_are_the_env_s():
+    """The sizes env.md, conventions.md, vector.md and libraries.md give: each role's action
+    count on every task, the 32 slots, the shared action space and the global state's length."""
+    from fraudarena_env import fraudarena_v0
+    from fraudarena_env.rules.catalog import MAX_SLOTS, TASK_IDS
+    from fraudarena_env.wrappers import shared_space_env
+
+    page = {name: " ".join((REPO / "docs" / name).read_text().split())
+            for name in ("env.md", "conventions.md", "vector.md", "libraries.md")}
+    for task_id in TASK_IDS:
+        env = fraudarena_v0.env(task_id=task_id)
+        env.reset(seed=0)
+        counts = {agent: int(env.action_space(agent).n) for agent in env.possible_agents}
+        assert (f"fraudster {counts['fraudster']}, investigator {counts['investigator']}, "
+                f"auditor {counts['auditor']} actions, on every task") in page["env.md"], task_id
+        state = f"{env.state_space.shape[0]:,}"
+        assert f"{MAX_SLOTS} ad slots everywhere" in page["env.md"]
+        assert f"for each of the {MAX_SLOTS} slots" in page["conventions.md"]
+        assert f"`Box` of {state} float32" in page["conventions.md"]
+        assert f"(N, {state}) float32" in page["vector.md"]
+    shared = shared_space_env(task_id="task_1").action_space("auditor").n
+    assert shared == max(counts.values())
+    assert f"the action space is `Discrete({shared})`" in page["env.md"]
+    assert f"zero padding; {shared} actions" in page["libraries.md"]
+
+
+def test_the_install_page_extras_table_names_what_each_extra_brings():
+    """docs/install.md's table of extras: one row per extra of pyproject.toml, and its "brings"
+    cell names every package the extra lists (or the extras `all` gathers)."""
+    extras = pyproject()["project"]["optional-dependencies"]
+    spoken = {"torch": "pytorch", "ray": "ray rllib", "sb3-contrib": "sb3-contrib"}
+    rows = {}
+    for line in (REPO / "docs" / "install.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and re.fullmatch(r"`\w+`", cells[0]):
+            rows[cells[0].strip("`")] = cells[2].lower()
+    assert set(rows) == set(extras)
+    for extra, requirements in extras.items():
+        if extra == "all":
+            gathered = re.search(r"\[(.+)\]", requirements[0]).group(1).split(",")
+            assert all(f"`{name}`" in rows["all"] for name in gathered)
+            continue
+        for requirement in requirements:
+            name = re.split(r"[<>=!\[; ]", requirement, maxsplit=1)[0].lower()
+            assert spoken.get(name, name) in rows[extra], (extra, name)
