@@ -377,3 +377,30 @@ def test_the_install_page_extras_table_names_what_each_extra_brings():
         for requirement in requirements:
             name = re.split(r"[<>=!\[; ]", requirement, maxsplit=1)[0].lower()
             assert spoken.get(name, name) in rows[extra], (extra, name)
+
+
+def test_the_server_page_states_the_server_s_default_limits():
+    """docs/server.md's list of limits gives ServerConfig's defaults (what `fraudarena serve`
+    runs with) and the server's caps on free text, charged actions and nesting."""
+    from fraudarena_env.server import MAX_PENALTIES, MAX_TEXT_CHARS, ServerConfig
+    from fraudarena_env.server_limits import MAX_NESTING
+
+    c = ServerConfig()
+    text = " ".join((REPO / "docs" / "server.md").read_text().split())
+    for said in (
+        f"At most {c.max_matches} live matches, {c.max_matches_per_address} created from one "
+        f"client address and {c.max_matches_per_connection} by one socket",
+        f"faster than {c.abandon_rate:g} a second ({c.abandon_burst} at once)",
+        f"within {c.start_grace:g} s of its creation",
+        f"held a seat of for {c.reconnect_grace:g} s",
+        f"nobody has moved in for {c.idle_timeout:g} s",
+        f"at most {MAX_TEXT_CHARS // 1024} Ki characters of free text",
+        f"At most {c.max_connections:,} open, {c.max_connections_per_address} from one address",
+        f"holds no seat for {c.lobby_timeout:g} s is closed",
+        f"may send {c.rate_limit:g} messages a second, {c.rate_burst:,} at once",
+        f"may make {c.http_rate_limit:g} HTTP requests a second, {c.http_rate_burst} at once",
+        f"`message_too_large` past {c.max_message_bytes // 1024} KiB",
+        f"nested deeper than {MAX_NESTING} levels",
+        f"A match charges at most {MAX_PENALTIES} actions",
+    ):
+        assert said in text, said
