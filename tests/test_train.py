@@ -530,6 +530,33 @@ def test_the_training_page_states_the_quick_job_test_s_margin():
     assert len(said) >= 2 and {float(x) for x in said} == {QUICK_JOB_MARGIN}, said
 
 
+def test_the_training_page_describes_the_quick_job_as_it_runs():
+    """docs/training.md's account of `--quick`: its imitation, generations, steps, batched
+    settings and the progress bar's total are what the league runs."""
+    from pathlib import Path
+
+    page = " ".join((Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+                    .split())
+    cfg = parse_args(["--quick"])
+    phase = selfplay.phase_config(cfg, "investigator", 0, "", selfplay.Path("pool"))
+    assert phase.imitation_epochs == selfplay.phase_config(
+        cfg, "fraudster", 0, "", selfplay.Path("pool")).imitation_epochs
+    assert (f"The investigator first imitates {cfg.imitation_samples:,} decisions of the "
+            f"scripted investigator ({phase.imitation_epochs} epochs) and the fraudster "
+            f"{cfg.fraudster_imitation_samples:,} decisions of `{cfg.fraudster_teacher}`; then "
+            f"come {cfg.generations} generations of {cfg.investigator_timesteps:,} investigator "
+            f"and {cfg.fraudster_timesteps:,} fraudster PPO steps on the batched path "
+            f"({phase.vector_envs} matches at once, {phase.n_steps} steps each a rollout, batch "
+            f"{phase.batch_size}, {phase.n_epochs} epochs, lr {phase.learning_rate:.0e}") \
+        .replace("e-04", "e-4") in page
+    assert (f"The quick job's bar counts {selfplay.progress_total(cfg):,} steps, "
+            f"{selfplay.total_timesteps(cfg):,} of them PPO") in page
+    # "Reproducible runs": the batched path's match seeds and the largest --seed they allow
+    assert (f"`{one_role.TRAIN_SEED_RANGE[0]:,} + seed * {one_role.VECTOR_SEED_BLOCK:,} + i + k * "
+            f"N`, all in the training range (so `--seed` goes up to "
+            f"{one_role.MAX_VECTOR_RUN_SEED:,} there)") in page
+
+
 @pytest.mark.slow  # the README's main job, end to end: a few minutes on 2 cores
 def test_the_quick_job_learns_an_investigator_that_beats_every_blind_policy(tmp_path):
     result = main(["--quick", "--no-progress", "--no-tensorboard", "--out", str(tmp_path / "q")])
