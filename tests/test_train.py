@@ -557,6 +557,32 @@ def test_the_training_page_describes_the_quick_job_as_it_runs():
             f"{one_role.MAX_VECTOR_RUN_SEED:,} there)") in page
 
 
+def test_the_training_page_gives_train_py_s_defaults():
+    """docs/training.md's "PPO defaults" and "Many matches at once": each path's settings, as
+    train.py fills them in for a role that names none."""
+    from pathlib import Path
+
+    page = " ".join((Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+                    .split())
+    inv, fr, auditor = (one_role.parse_args(["--role", role])
+                        for role in ("investigator", "fraudster", "auditor"))
+    plain = one_role.parse_args(["--vector-envs", "0"])
+    assert (auditor.vector_envs, auditor.n_steps) == (inv.vector_envs, inv.n_steps)
+    assert (f"the investigator (and the auditor) plays {inv.vector_envs} matches of "
+            f"{inv.n_steps} steps per rollout, and the fraudster {fr.vector_envs:,} of "
+            f"{fr.n_steps} ({inv.vector_envs * inv.n_steps:,} steps a rollout either way)") in page
+    assert inv.vector_envs * inv.n_steps == fr.vector_envs * fr.n_steps
+    assert (f"PPO defaults, batched path: {inv.n_steps} steps per env per rollout (`--n-steps`), "
+            f"batch {inv.batch_size} (`--batch-size`), {inv.n_epochs} epochs (`--n-epochs`), lr "
+            f"{inv.learning_rate:.0e} (`--lr`); the fraudster {fr.n_steps} steps, batch "
+            f"{fr.batch_size}, {fr.n_epochs} epochs, lr {fr.learning_rate:.0e}").replace(
+                "e-04", "e-4") in page
+    assert (f"With `--vector-envs 0`: {plain.n_steps} steps, batch {plain.batch_size}, "
+            f"{plain.n_epochs} epochs, lr {plain.learning_rate:.0e}").replace("e-04", "e-4") in page
+    assert f"trains on `--n-envs` ({plain.n_envs}) `RoleEnv`s" in page
+    assert (plain.clip_range, plain.ent_coef, inv.clip_range, inv.ent_coef) == (0.1, 0, 0.1, 0)
+
+
 @pytest.mark.slow  # the README's main job, end to end: a few minutes on 2 cores
 def test_the_quick_job_learns_an_investigator_that_beats_every_blind_policy(tmp_path):
     result = main(["--quick", "--no-progress", "--no-tensorboard", "--out", str(tmp_path / "q")])
