@@ -404,3 +404,18 @@ def test_the_server_page_states_the_server_s_default_limits():
         f"A match charges at most {MAX_PENALTIES} actions",
     ):
         assert said in text, said
+
+
+def test_the_command_line_page_s_five_seed_example_reads_as_it_says():
+    """docs/cli.md warns that its five-seed `evaluate` example flags task_1's repeat fraudster
+    NOT below the reactive one, with the two mean returns it quotes."""
+    from fraudarena_env.arena import evaluate
+    from fraudarena_env.cli import FRAUDSTERS
+
+    seeds = range(1000, 1005)
+    repeat = evaluate("task_1", seeds, lambda s: {"fraudster": FRAUDSTERS["repeat"](seed=s)})
+    reactive = evaluate("task_1", seeds, lambda s: {})
+    assert repeat["fraudster"] >= reactive["fraudster"]  # not below: what the page warns of
+    text = " ".join((REPO / "docs" / "cli.md").read_text().split())
+    assert (f"mean return {repeat['fraudster']:+.2f} against the reactive one's "
+            f"{reactive['fraudster']:+.2f}") in text
