@@ -19,7 +19,7 @@ scalar investigator chose (checked). ``RandomPolicy`` on the same states is the 
 that reads nothing but the mask. Times are per second of this process's CPU time, the best of
 ``--repeats`` runs, so other work on a busy machine disturbs them less.
 
-    python benchmarks/bench_scripted.py                  # 10 seeds per task, ~30 s
+    python benchmarks/bench_scripted.py                  # 10 seeds per task, ~20 s
     python benchmarks/bench_scripted.py --seeds 64 --repeats 5   # 256 matches in lockstep
 """
 
@@ -99,7 +99,7 @@ def replay_lockstep(matches, size: int | None = None) -> tuple[float, list[int]]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10, help="matches per task")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many replays")
     args = parser.parse_args()

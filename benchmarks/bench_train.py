@@ -14,8 +14,9 @@ Printed per role and torch thread count:
   rollouts, gradient steps in updates) and SB3's bookkeeping;
 * rollout share: time collecting rollouts (env and inference) over wall time; updates are the
   rest;
-* threads: ``torch.set_num_threads``. ``training/selfplay.py`` uses 2; on a machine whose cores
-  other jobs keep busy, 1 can be several times faster, as torch's two threads wait on each other;
+* threads: ``torch.set_num_threads``. ``training/train.py`` (and so ``selfplay.py``) uses 1: on
+  a machine whose cores other jobs keep busy, 1 can be several times faster than 2, as torch's
+  two threads wait on each other;
 * env-only steps/s: the same ``RoleEnv`` stepped with uniformly random legal actions for a few
   seconds in the same process, and how many times faster that is than training: a ratio that
   carries across machines better than either figure alone.

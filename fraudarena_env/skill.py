@@ -210,6 +210,18 @@ def fraudster_table(task_id: str, seeds) -> dict[str, dict[str, float]]:
 BLIND_NAMES = tuple(BLIND_INVESTIGATORS)
 
 
+def investigator_rows(table: dict[str, dict[str, float]]) -> list[str]:
+    """``investigator_table`` as the Markdown rows the report prints (docs/skill.md quotes them)."""
+    return [f"| {name} | {row['grader']:.3f} | {row['investigator']:+.2f} |"
+            for name, row in table.items()]
+
+
+def fraudster_rows(table: dict[str, dict[str, float]]) -> list[str]:
+    """``fraudster_table`` as the Markdown rows the report prints."""
+    return [f"| {name} | {row['fraudster']:+.3f} ± {row['fraudster_sem']:.3f} | "
+            f"{row['grader']:.3f} |" for name, row in table.items()]
+
+
 def skill_report(seeds, tasks=TASK_IDS, progress=None) -> str:
     """The whole suite as Markdown (what ``fraudarena evaluate --suite skill`` prints)."""
     lines = []
@@ -220,15 +232,13 @@ def skill_report(seeds, tasks=TASK_IDS, progress=None) -> str:
         headroom = inv["oracle"]["grader"] - inv["scripted"]["grader"]
         lines += [f"### {task_id}: investigators (grader / investigator return)", "",
                   "| investigator | grader | return |", "|---|---|---|"]
-        lines += [f"| {name} | {row['grader']:.3f} | {row['investigator']:+.2f} |"
-                  for name, row in inv.items()]
+        lines += investigator_rows(inv)
         lines += ["", f"evidence premium (scripted - best blind, {best_blind}): "
                   f"**{premium:+.3f}**; headroom (oracle - scripted): **{headroom:+.3f}**", ""]
         fr = fraudster_table(task_id, seeds)
         lines += [f"### {task_id}: fraudsters against the scripted investigator", "",
                   "| fraudster | fraudster return (± s.e.) | grader |", "|---|---|---|"]
-        lines += [f"| {name} | {row['fraudster']:+.3f} ± {row['fraudster_sem']:.3f} | "
-                  f"{row['grader']:.3f} |" for name, row in fr.items()]
+        lines += fraudster_rows(fr)
         info = information_value(task_id, seeds)
         cam = camouflage(task_id, seeds)
         lines += ["", f"information value (balanced accuracy, bad vs legit): first sight "
@@ -244,4 +254,5 @@ def skill_report(seeds, tasks=TASK_IDS, progress=None) -> str:
 
 
 __all__ = ["Softmax", "collect_ads", "information_value", "camouflage", "fit_first_sight",
-           "investigator_table", "fraudster_table", "skill_report", "first_sight_features"]
+           "investigator_table", "fraudster_table", "investigator_rows", "fraudster_rows",
+           "skill_report", "first_sight_features"]

@@ -99,3 +99,54 @@ def test_the_fraudster_hides_its_ads_and_proposes_early(fraudster):
             assert min(rounds) == 1 and max(rounds) < ref.max_rounds, (task, seed, rounds)
     # its margin over ReactiveFraudster (+0.08 on task_3, RESULTS.md) needs 200 paired seeds to
     # show: on these four it is noise, so only what it does is pinned here
+
+
+# RESULTS.md's train.py flags, by the config.json field each one sets
+RECORDED_FLAGS = {"--role": "role", "--task": "tasks", "--timesteps": "timesteps",
+                  "--imitation-samples": "imitation_samples",
+                  "--imitation-epochs": "imitation_epochs", "--teacher": "teacher",
+                  "--lr": "learning_rate", "--vector-envs": "vector_envs", "--n-steps": "n_steps",
+                  "--batch-size": "batch_size", "--n-epochs": "n_epochs",
+                  "--calibration-coef": "calibration_coef", "--eval-every": "eval_every",
+                  "--val-seeds": "val_seeds"}
+
+
+def test_results_md_names_the_settings_the_kept_configs_record():
+    """Each `train.py ... --out runs/NAME` command of RESULTS.md whose run is kept in
+    checkpoints/logs/NAME names the settings that run's config.json records (a config from
+    before the batched path has no vector_envs: it ran on RoleEnvs, `--vector-envs 0`), and one
+    that names no --vector-envs ran on the batched path."""
+    import json
+    import re
+    import shlex
+
+    text = (CHECKPOINTS.parent / "RESULTS.md").read_text()
+    checked = set()
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            if "training/train.py" not in line.split("#")[0]:
+                continue
+            args = shlex.split(line.split("#")[0])[2:]
+            run = Path(args[args.index("--out") + 1]).name
+            log = CHECKPOINTS / "logs" / run / "config.json"
+            if not log.exists():
+                continue
+            config = json.loads(log.read_text())
+            for flag, value in zip(args, args[1:]):
+                if flag not in RECORDED_FLAGS:
+                    continue
+                recorded = config.get(RECORDED_FLAGS[flag])
+                if flag == "--task":
+                    value = value.split(",")
+                elif flag == "--val-seeds":
+                    low, high = map(int, value.split("-"))
+                    value = list(range(low, high + 1))
+                elif flag == "--vector-envs":
+                    value, recorded = int(value), recorded or 0
+                elif isinstance(recorded, (int, float)):
+                    value = type(recorded)(float(value))
+                assert value == recorded, (run, flag, value, recorded)
+            if "--vector-envs" not in args:  # train.py's default now: the batched path
+                assert (config.get("vector_envs") or 0) > 0, run
+            checked.add(run)
+    assert {"inv_c", "inv_r", "fr_h0"} <= checked, checked

@@ -249,6 +249,17 @@ def test_vector_bench_times_a_roles_seat_batched_and_in_gymnasiums_sync_env(caps
     assert "sync (16 RoleEnvs)" in out and "batched (N=4)" in out
 
 
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("bench_*.py")))
+def test_every_benchmark_s_help_says_what_it_times_in_a_whole_sentence(script):
+    """benchmarks/README.md sends readers to each script's --help; its description is the first
+    paragraph of the script's docstring, never a line cut mid-sentence."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    description = done.stdout.split("\n\n")[1]
+    assert description.rstrip().endswith((".", ".)")), description
+
+
 def test_referee_bench_reports_the_median_of_three_runs():
     from fraudarena_env.bench import load
 

@@ -265,3 +265,157 @@ def test_every_extra_brings_what_its_examples_import():
     everything = extras["all"][0]
     assert all(extra in everything for extra in ("train", "server", "dev", "torchrl", "tianshou",
                                                   "docs"))
+
+
+def test_the_install_page_runs_the_rllib_tests_ci_runs():
+    """docs/install.md's RLlib block installs and tests what .ci/run's RLlib stage does."""
+    block = next(b for b in blocks_of(REPO / "docs" / "install.md") if ".venv-rllib" in b.source)
+    ci = (REPO / ".ci" / "run").read_text()
+    ci_tests = re.search(r'^RLLIB_TESTS="([^"]+)"', ci, re.M).group(1).split()
+    command = next(line for line in block.source.splitlines() if "pytest -m rllib" in line)
+    assert command.split("pytest -m rllib", 1)[1].split() == ci_tests
+    assert 'pip install -e ".[dev,rllib]"' in block.source and '-m pip install -e ".[dev,rllib]"' in ci
+
+
+def test_the_rules_page_task_table_is_the_catalogue():
+    """docs/rules.md's table of tasks, and its budget per ad, are rules/catalog.py's TASKS."""
+    from fraudarena_env.rules.catalog import TASKS
+
+    text = (REPO / "docs" / "rules.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        found = re.match(r"`(task_\w+)`", cells[0]) if line.startswith("| `task") else None
+        if found:
+            rows[found.group(1)] = cells[1:]
+    assert set(rows) == set(TASKS)
+    for task_id, cells in rows.items():
+        task = TASKS[task_id]
+        numbers = [[float(x) for x in re.findall(r"\d+", cell)] for cell in cells]
+        assert numbers[0] == [task.n_legit, task.n_fraud, task.n_escalate], task_id
+        assert numbers[1] == [round(100 * w) for w in task.tactic_weights], task_id
+        assert numbers[2:6] == [[task.n_rings], [task.action_budget], [task.max_rounds],
+                                [task.max_proposals]], task_id
+        assert numbers[6] == [task.max_fraudster_actions_per_turn,
+                              task.max_investigator_actions_per_turn], task_id
+    per_ad = {t: TASKS[t].action_budget / (TASKS[t].queue_size + TASKS[t].max_proposals)
+              for t in ("task_1", "task_3_unseen")}
+    assert f"about {per_ad['task_1']:g} actions per ad on\n`task_1`, {per_ad['task_3_unseen']:g} " \
+           f"on `task_3_unseen`" in text, per_ad
+
+
+def test_the_rules_page_quotes_the_catalogue_s_signal_strengths():
+    """docs/rules.md, "Kinds of ad" and "Fraudster tactics": the surface and evidence shifts,
+    the severity scale, the reuse trail and the rejection charge are the rules' constants."""
+    from fraudarena_env.rules import catalog, scoring
+    from fraudarena_env.rules.generator import SURFACE_SHIFT
+
+    text = " ".join((REPO / "docs" / "rules.md").read_text().split())
+    surface = dict(zip(catalog.TACTICS, catalog.TACTIC_SURFACE))
+    assert (f"blatant {surface['blatant']:g}, standard {surface['standard']:g}, subtle "
+            f"{surface['subtle']:g}, camouflaged {surface['camouflaged']:g} (times "
+            f"{SURFACE_SHIFT:g} noise standard deviations per signal), gray-area "
+            f"{catalog.ESCALATE_SURFACE:g}") in text
+    profile = dict(zip(catalog.KINDS, catalog.EVIDENCE_PROFILE))
+    source = catalog.TARGETS.index
+    assert (profile["camouflaged"][source("advertiser_history")]
+            == profile["camouflaged"][source("payment_method")])
+    classifier = source("policy_classifier")
+    assert (f"(camouflaged {profile['camouflaged'][source('payment_method')]:g}), the policy "
+            f"classifier reads the copy (blatant {profile['blatant'][classifier]:.1f}, camouflaged "
+            f"{profile['camouflaged'][classifier]:g}), gray-area ads trip the classifier "
+            f"({profile['escalate'][classifier]:g})") in text
+    severity = dict(zip(catalog.TACTICS, catalog.TACTIC_SEVERITY))
+    assert f"severity x{severity['camouflaged']:g} of its category's" in text
+    assert f"does the most harm (x{severity['blatant']:.1f})" in text
+    assert f"read {catalog.SIGNATURE_REUSE_SHIFT:g} worse on every source" in text
+    assert f"minus {-scoring.FRAUDSTER_BANNED:g} when rejected" in text
+
+
+def test_the_env_pages_sizes_are_the_env_s():
+    """The sizes env.md, conventions.md, vector.md and libraries.md give: each role's action
+    count on every task, the 32 slots, the shared action space and the global state's length."""
+    from fraudarena_env import fraudarena_v0
+    from fraudarena_env.rules.catalog import MAX_SLOTS, TASK_IDS
+    from fraudarena_env.wrappers import shared_space_env
+
+    page = {name: " ".join((REPO / "docs" / name).read_text().split())
+            for name in ("env.md", "conventions.md", "vector.md", "libraries.md")}
+    for task_id in TASK_IDS:
+        env = fraudarena_v0.env(task_id=task_id)
+        env.reset(seed=0)
+        counts = {agent: int(env.action_space(agent).n) for agent in env.possible_agents}
+        assert (f"fraudster {counts['fraudster']}, investigator {counts['investigator']}, "
+                f"auditor {counts['auditor']} actions, on every task") in page["env.md"], task_id
+        state = f"{env.state_space.shape[0]:,}"
+        assert f"{MAX_SLOTS} ad slots everywhere" in page["env.md"]
+        assert f"for each of the {MAX_SLOTS} slots" in page["conventions.md"]
+        assert f"`Box` of {state} float32" in page["conventions.md"]
+        assert f"(N, {state}) float32" in page["vector.md"]
+    shared = shared_space_env(task_id="task_1").action_space("auditor").n
+    assert shared == max(counts.values())
+    assert f"the action space is `Discrete({shared})`" in page["env.md"]
+    assert f"zero padding; {shared} actions" in page["libraries.md"]
+
+
+def test_the_install_page_extras_table_names_what_each_extra_brings():
+    """docs/install.md's table of extras: one row per extra of pyproject.toml, and its "brings"
+    cell names every package the extra lists (or the extras `all` gathers)."""
+    extras = pyproject()["project"]["optional-dependencies"]
+    spoken = {"torch": "pytorch", "ray": "ray rllib", "sb3-contrib": "sb3-contrib"}
+    rows = {}
+    for line in (REPO / "docs" / "install.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and re.fullmatch(r"`\w+`", cells[0]):
+            rows[cells[0].strip("`")] = cells[2].lower()
+    assert set(rows) == set(extras)
+    for extra, requirements in extras.items():
+        if extra == "all":
+            gathered = re.search(r"\[(.+)\]", requirements[0]).group(1).split(",")
+            assert all(f"`{name}`" in rows["all"] for name in gathered)
+            continue
+        for requirement in requirements:
+            name = re.split(r"[<>=!\[; ]", requirement, maxsplit=1)[0].lower()
+            assert spoken.get(name, name) in rows[extra], (extra, name)
+
+
+def test_the_server_page_states_the_server_s_default_limits():
+    """docs/server.md's list of limits gives ServerConfig's defaults (what `fraudarena serve`
+    runs with) and the server's caps on free text, charged actions and nesting."""
+    from fraudarena_env.server import MAX_PENALTIES, MAX_TEXT_CHARS, ServerConfig
+    from fraudarena_env.server_limits import MAX_NESTING
+
+    c = ServerConfig()
+    text = " ".join((REPO / "docs" / "server.md").read_text().split())
+    for said in (
+        f"At most {c.max_matches} live matches, {c.max_matches_per_address} created from one "
+        f"client address and {c.max_matches_per_connection} by one socket",
+        f"faster than {c.abandon_rate:g} a second ({c.abandon_burst} at once)",
+        f"within {c.start_grace:g} s of its creation",
+        f"held a seat of for {c.reconnect_grace:g} s",
+        f"nobody has moved in for {c.idle_timeout:g} s",
+        f"at most {MAX_TEXT_CHARS // 1024} Ki characters of free text",
+        f"At most {c.max_connections:,} open, {c.max_connections_per_address} from one address",
+        f"holds no seat for {c.lobby_timeout:g} s is closed",
+        f"may send {c.rate_limit:g} messages a second, {c.rate_burst:,} at once",
+        f"may make {c.http_rate_limit:g} HTTP requests a second, {c.http_rate_burst} at once",
+        f"`message_too_large` past {c.max_message_bytes // 1024} KiB",
+        f"nested deeper than {MAX_NESTING} levels",
+        f"A match charges at most {MAX_PENALTIES} actions",
+    ):
+        assert said in text, said
+
+
+def test_the_command_line_page_s_five_seed_example_reads_as_it_says():
+    """docs/cli.md warns that its five-seed `evaluate` example flags task_1's repeat fraudster
+    NOT below the reactive one, with the two mean returns it quotes."""
+    from fraudarena_env.arena import evaluate
+    from fraudarena_env.cli import FRAUDSTERS
+
+    seeds = range(1000, 1005)
+    repeat = evaluate("task_1", seeds, lambda s: {"fraudster": FRAUDSTERS["repeat"](seed=s)})
+    reactive = evaluate("task_1", seeds, lambda s: {})
+    assert repeat["fraudster"] >= reactive["fraudster"]  # not below: what the page warns of
+    text = " ".join((REPO / "docs" / "cli.md").read_text().split())
+    assert (f"mean return {repeat['fraudster']:+.2f} against the reactive one's "
+            f"{reactive['fraudster']:+.2f}") in text

@@ -93,6 +93,7 @@ def test_the_sb3_recipe_credits_each_step_with_the_actors_own_step_only():
         credited[actor] += reward
         done = terminated or truncated
     assert credited["fraudster"] == 0.0 != info["return_fraudster"]
+    assert round(info["return_fraudster"], 2) == 10.31  # the figure docs/libraries.md quotes
     assert credited["investigator"] != info["return_investigator"]
 
 

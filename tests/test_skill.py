@@ -116,3 +116,23 @@ def test_a_perfect_record_earns_calibration_only_when_sure():
 
 def test_fewer_than_three_verdicts_earn_no_calibration():
     assert calibration_skill([1.0, 0.0], [True, False]) == 0.0
+
+
+def _page_section(heading: str) -> list[str]:
+    """The table rows under ``heading`` in docs/skill.md's full output."""
+    from pathlib import Path
+
+    lines = (Path(__file__).resolve().parents[1] / "docs" / "skill.md").read_text().splitlines()
+    start = lines.index(heading) + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("#")), len(lines))
+    return [line for line in lines[start:end] if line.startswith("| ") and "---" not in line][1:]
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_the_skill_page_quotes_the_suite_as_it_runs_today(task_id):
+    """docs/skill.md's full output is what `fraudarena evaluate --suite skill --seeds 1000-1049`
+    prints now, table row by table row."""
+    assert _page_section(f"### {task_id}: investigators (grader / investigator return)") == \
+        skill.investigator_rows(investigators(task_id))
+    assert _page_section(f"### {task_id}: fraudsters against the scripted investigator") == \
+        skill.fraudster_rows(fraudsters(task_id))

@@ -199,6 +199,15 @@ def test_cli_options():
         parse_args(["--vector-envs", "-1"])
 
 
+def test_both_scripts_train_on_one_torch_thread():
+    """docs/training.md and docs/performance.md: one torch thread (two were 8-15x slower on a
+    shared machine), for train.py's runs and for every phase of the league."""
+    assert one_role.Config().threads == 1 and one_role.parse_args([]).threads == 1
+    for role in ("investigator", "fraudster"):
+        phase = selfplay.phase_config(parse_args([]), role, 0, "", selfplay.Path("pool"))
+        assert phase.threads == 1, role
+
+
 @pytest.mark.parametrize("argv, says", [
     (["--timesteps", "-5"], "--timesteps must be at least 0"),
     (["--eval-every", "-1"], "--eval-every must be at least 0"),
@@ -507,6 +516,73 @@ def test_rllib_example_env_without_ray():
             ex.main([])
 
 
+# how far the quick job's learned investigator must beat the scripted one in the slow test below
+QUICK_JOB_MARGIN = 0.04
+
+
+def test_the_training_page_states_the_quick_job_test_s_margin():
+    """docs/training.md says twice what the slow quick-job test checks; both say this margin."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    said = re.findall(r"beats\s+the\s+scripted\s+one\s+by\s+(\d\.\d+)", page)
+    assert len(said) >= 2 and {float(x) for x in said} == {QUICK_JOB_MARGIN}, said
+
+
+def test_the_training_page_describes_the_quick_job_as_it_runs():
+    """docs/training.md's account of `--quick`: its imitation, generations, steps, batched
+    settings and the progress bar's total are what the league runs."""
+    from pathlib import Path
+
+    page = " ".join((Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+                    .split())
+    cfg = parse_args(["--quick"])
+    phase = selfplay.phase_config(cfg, "investigator", 0, "", selfplay.Path("pool"))
+    assert phase.imitation_epochs == selfplay.phase_config(
+        cfg, "fraudster", 0, "", selfplay.Path("pool")).imitation_epochs
+    assert (f"The investigator first imitates {cfg.imitation_samples:,} decisions of the "
+            f"scripted investigator ({phase.imitation_epochs} epochs) and the fraudster "
+            f"{cfg.fraudster_imitation_samples:,} decisions of `{cfg.fraudster_teacher}`; then "
+            f"come {cfg.generations} generations of {cfg.investigator_timesteps:,} investigator "
+            f"and {cfg.fraudster_timesteps:,} fraudster PPO steps on the batched path "
+            f"({phase.vector_envs} matches at once, {phase.n_steps} steps each a rollout, batch "
+            f"{phase.batch_size}, {phase.n_epochs} epochs, lr {phase.learning_rate:.0e}") \
+        .replace("e-04", "e-4") in page
+    assert (f"The quick job's bar counts {selfplay.progress_total(cfg):,} steps, "
+            f"{selfplay.total_timesteps(cfg):,} of them PPO") in page
+    # "Reproducible runs": the batched path's match seeds and the largest --seed they allow
+    assert (f"`{one_role.TRAIN_SEED_RANGE[0]:,} + seed * {one_role.VECTOR_SEED_BLOCK:,} + i + k * "
+            f"N`, all in the training range (so `--seed` goes up to "
+            f"{one_role.MAX_VECTOR_RUN_SEED:,} there)") in page
+
+
+def test_the_training_page_gives_train_py_s_defaults():
+    """docs/training.md's "PPO defaults" and "Many matches at once": each path's settings, as
+    train.py fills them in for a role that names none."""
+    from pathlib import Path
+
+    page = " ".join((Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+                    .split())
+    inv, fr, auditor = (one_role.parse_args(["--role", role])
+                        for role in ("investigator", "fraudster", "auditor"))
+    plain = one_role.parse_args(["--vector-envs", "0"])
+    assert (auditor.vector_envs, auditor.n_steps) == (inv.vector_envs, inv.n_steps)
+    assert (f"the investigator (and the auditor) plays {inv.vector_envs} matches of "
+            f"{inv.n_steps} steps per rollout, and the fraudster {fr.vector_envs:,} of "
+            f"{fr.n_steps} ({inv.vector_envs * inv.n_steps:,} steps a rollout either way)") in page
+    assert inv.vector_envs * inv.n_steps == fr.vector_envs * fr.n_steps
+    assert (f"PPO defaults, batched path: {inv.n_steps} steps per env per rollout (`--n-steps`), "
+            f"batch {inv.batch_size} (`--batch-size`), {inv.n_epochs} epochs (`--n-epochs`), lr "
+            f"{inv.learning_rate:.0e} (`--lr`); the fraudster {fr.n_steps} steps, batch "
+            f"{fr.batch_size}, {fr.n_epochs} epochs, lr {fr.learning_rate:.0e}").replace(
+                "e-04", "e-4") in page
+    assert (f"With `--vector-envs 0`: {plain.n_steps} steps, batch {plain.batch_size}, "
+            f"{plain.n_epochs} epochs, lr {plain.learning_rate:.0e}").replace("e-04", "e-4") in page
+    assert f"trains on `--n-envs` ({plain.n_envs}) `RoleEnv`s" in page
+    assert (plain.clip_range, plain.ent_coef, inv.clip_range, inv.ent_coef) == (0.1, 0, 0.1, 0)
+
+
 @pytest.mark.slow  # the README's main job, end to end: a few minutes on 2 cores
 def test_the_quick_job_learns_an_investigator_that_beats_every_blind_policy(tmp_path):
     result = main(["--quick", "--no-progress", "--no-tensorboard", "--out", str(tmp_path / "q")])
@@ -518,7 +594,7 @@ def test_the_quick_job_learns_an_investigator_that_beats_every_blind_policy(tmp_
     # all); seed 0 reads +0.049 to +0.055 depending on the CPU's float kernels (the slot
     # network's numerics differ by machine), so this run, on whatever machine runs CI, is held
     # to a clear +0.04
-    assert learned["grader"] >= by["scripted"]["grader"] + 0.04
+    assert learned["grader"] >= by["scripted"]["grader"] + QUICK_JOB_MARGIN
     for name in ("always_reject", *BLIND_INVESTIGATORS):
         assert learned["grader"] > by[name]["grader"], name
     # the league: every generation rates far above a random investigator, and the second

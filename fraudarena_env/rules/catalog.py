@@ -316,7 +316,7 @@ _NETWORK = ("network_crypto", "network_ecommerce", "network_fintech", "network_h
 
 # Legit-majority queues, as in real ad review: a wrongly rejected advertiser is lost revenue, so
 # rejecting on sight is a losing rule. The ladder: more ads, subtler fraud, gray areas, rings and
-# a tighter budget per ad (task_1 about 2.5 actions per ad it can expect, task_3_unseen 1.5).
+# a tighter budget per ad (task_1 about 2.5 actions per ad it can expect, task_3_unseen 1.75).
 TASKS: dict[str, TaskConfig] = {
     "task_1": TaskConfig("task_1", "Basic Ad Triage", 10, 3, 0, 0, (0.15, 0.3, 0.3, 0.25),
                          _EASY_FRAUD, 40, 4, 3, 3, 12,
