@@ -21,7 +21,8 @@ Printed per role and torch thread count:
   seconds in the same process, and how many times faster that is than training: a ratio that
   carries across machines better than either figure alone.
 
-Needs the training extra (``pip install torch==2.13.0 && pip install -e ".[train]"``).
+Needs the training extra (``pip install torch==2.13.0 --index-url
+https://download.pytorch.org/whl/cpu && pip install -e ".[train]"``).
 
     python benchmarks/bench_train.py                       # 4,096 timesteps per role
     python benchmarks/bench_train.py --timesteps 20000 --n-envs 6 --task task_2

@@ -843,8 +843,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+TORCH_CPU = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+
+
 def install_command(extra: str) -> str:
-    torch = "pip install torch==2.13.0 && " if extra == "train" else ""  # the CPU wheel first
+    """How to install ``extra`` (the training extra's torch first, its CPU build: PyPI's Linux
+    wheel pulls several GB of CUDA libraries)."""
+    torch = f"{TORCH_CPU} && " if extra == "train" else ""
     return f"{torch}pip install -e \".[{extra}]\""
 
 
@@ -888,7 +893,7 @@ def cmd_train(argv: list[str]) -> int:
     if not TRAIN_SCRIPT.is_file():
         print(f"fraudarena train runs training/selfplay.py from a checkout of the repository, "
               f"and there is none at {TRAIN_SCRIPT.parents[1]}. Clone the repository and install "
-              "it with:\n    pip install torch==2.13.0 && pip install -e \".[train]\"",
+              f"it with:\n    {install_command('train')}",
               file=sys.stderr)
         return 1
     return delegate("train", "train", TRAIN_EXTRA_MODULES,

@@ -36,7 +36,8 @@ chunks never trains twice on a match.
 * the match knobs are given when it is built (all N matches share them): ``set_options`` with
   knobs, which ``DummyVecEnv`` would hand to each env's next reset, is refused.
 
-Needs the training extra (``pip install torch==2.13.0 && pip install -e ".[train]"``).
+Needs the training extra (``pip install torch==2.13.0 --index-url
+https://download.pytorch.org/whl/cpu && pip install -e ".[train]"``).
 """
 
 from __future__ import annotations

@@ -400,3 +400,12 @@ def test_serve_wants_a_port_from_0_to_65535(capsys, port):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--port", port])
     assert "port" in capsys.readouterr().err
+
+
+def test_the_install_hint_for_training_gets_torchs_cpu_build():
+    """It said `pip install torch==2.13.0`, which on Linux pulls several GB of CUDA libraries
+    from PyPI; the hint now names the CPU index, as the README and .ci/run do."""
+    hint = cli.install_command("train")
+    assert hint.startswith("pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu && ")
+    assert hint.endswith('pip install -e ".[train]"')
+    assert "torch" not in cli.install_command("server")

@@ -73,7 +73,8 @@ try:
     from ray.tune.registry import register_env
 except ImportError as exc:  # pragma: no cover - depends on the optional extra
     raise SystemExit("This script needs Ray RLlib, an optional extra, in a virtualenv of its own "
-                     "(Ray pins gymnasium):\n    pip install torch==2.13.0 && pip install -e "
+                     "(Ray pins gymnasium):\n    pip install torch==2.13.0 --index-url "
+                     "https://download.pytorch.org/whl/cpu && pip install -e "
                      f"'.[rllib]'\n(import failed: {exc})") from exc
 
 from fraudarena_env import fraudarena_v0

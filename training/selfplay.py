@@ -20,7 +20,8 @@ opponents). It reads top to bottom:
 The auditor stays the scripted ``HeuristicAuditor`` throughout (``training/train.py --role
 auditor`` trains one on its own).
 
-Needs the training extra: ``pip install torch==2.13.0 && pip install -e ".[train]"``, then
+Needs the training extra: ``pip install torch==2.13.0 --index-url
+https://download.pytorch.org/whl/cpu && pip install -e ".[train]"``, then
 
     python training/selfplay.py --quick
     python training/selfplay.py --task task_1,task_2,task_3 --generations 4 --out runs/league

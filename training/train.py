@@ -21,7 +21,8 @@ which the slot policy allows because its weights do not depend on the queue size
     python training/train.py --role fraudster --opponent investigator=scripted --out runs/fr
     python training/train.py --role investigator --init runs/inv/best.zip --timesteps 50000
 
-Needs the training extra: ``pip install torch==2.13.0 && pip install -e ".[train]"``.
+Needs the training extra: ``pip install torch==2.13.0 --index-url
+https://download.pytorch.org/whl/cpu && pip install -e ".[train]"``.
 """
 
 from __future__ import annotations
