@@ -54,7 +54,8 @@ stops a runaway loop, e.g. unmasked play with ``illegal_action="penalize"``.
 Reset options. ``reset(seed, options={...})`` accepts ``task_id`` and the match knobs
 (``max_rounds``, ``max_proposals``, ``max_fraudster_actions_per_turn``,
 ``max_investigator_actions_per_turn``, ``allowed_categories``); they override the constructor's
-values for that match only. Any other key is a ``ValueError``, except the literal key
+values for that match only; a refused option changes nothing (the match under way plays on, and
+later unseeded resets draw the same seeds). Any other key is a ``ValueError``, except the literal key
 ``"options"``, which is ignored: PettingZoo's ``api_test`` calls ``reset(seed=0,
 options={"options": 1})`` to check that ``reset`` takes an ``options`` argument.
 
@@ -232,7 +233,10 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         return self.action_spaces[agent]
 
     # ------------------------------------------------------------------ reset
-    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+    def match_config(self, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        """``(task_id, knobs)`` that ``reset(options=options)`` plays: the constructor's, with
+        the options over them. A bad option is a ValueError naming it, raised before anything
+        changes (the generator that draws an unseeded reset's match seed included)."""
         task_id, knobs = self.task_id, self.knobs
         if options:
             unknown = set(options) - RESET_OPTION_KEYS - IGNORED_OPTION_KEYS
@@ -242,6 +246,11 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
             task_id = options.get("task_id", task_id)
             knobs = dict(knobs)
             knobs.update((k, v) for k, v in options.items() if k in MATCH_KNOBS)
+            match_settings(0, task_id, knobs)
+        return task_id, knobs
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+        task_id, knobs = self.match_config(options)
         if seed is not None:
             match_seed = seed
         elif self._np_random is not None:

@@ -212,6 +212,7 @@ class RoleEnv(gymnasium.Env):
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         seed = match_seed_or_none(seed)
+        self.env.match_config(options)  # a refused option leaves the seed stream as it was
         super().reset(seed=seed)
         match_seed = seed if seed is not None else \
             int(self.np_random.integers(0, 2**63 - 1))

@@ -418,6 +418,25 @@ def test_unseeded_resets_follow_the_seeded_one():
     assert env.agents == AGENTS
 
 
+@pytest.mark.parametrize("options", [{"max_rounds": 0}, {"task_id": "task_9"},
+                                     {"allowed_categories": ["no_such_category"]}])
+def test_a_refused_reset_leaves_the_match_and_the_seed_stream_as_they_were(options):
+    def run(refuse: bool):
+        env = fraudarena_v0.env(task_id="task_2")
+        env.reset(seed=21)
+        env.step(_legal(env.observe("fraudster")["action_mask"], np.random.default_rng(0)))
+        before = (env.agent_selection, env.observe(env.agent_selection)["observation"].tobytes())
+        if refuse:
+            with pytest.raises(ValueError):
+                env.reset(options=options)
+            assert (env.agent_selection,
+                    env.observe(env.agent_selection)["observation"].tobytes()) == before
+        env.reset()
+        return env.unwrapped.referee.match_id
+
+    assert run(refuse=True) == run(refuse=False)
+
+
 # ----------------------------------------------------------------------------- determinism
 def trajectory_digest(task_id: str, episodes: int) -> str:
     """Hash of everything an episode exposes: observations, masks, rewards, terminations,

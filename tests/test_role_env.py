@@ -209,6 +209,20 @@ def test_a_seed_that_is_not_a_match_seed_is_refused_with_the_rule(seed):
         RoleEnv("investigator").reset(seed=seed)
 
 
+@pytest.mark.parametrize("seed", [None, 5])
+def test_a_refused_reset_leaves_the_seed_stream_as_it_was(seed):
+    def next_match(refuse: bool) -> int:
+        env = RoleEnv("investigator")
+        env.reset(seed=1)
+        if refuse:
+            with pytest.raises(ValueError, match="max_rounds must be an integer"):
+                env.reset(seed=seed, options={"max_rounds": 0})
+        env.reset()
+        return env.match_seed
+
+    assert next_match(refuse=True) == next_match(refuse=False)
+
+
 def test_a_baseline_of_another_role_is_refused_as_an_opponent():
     from fraudarena_env.policies import HeuristicAuditor
 
