@@ -8,7 +8,8 @@ It adds only the AEC bookkeeping, so it stays thin and fast:
   step and hands out copies;
 * ``step`` takes an action index (python or numpy integer), or the acting role's pydantic action
   model, or a dict that validates to it (the text face: free text such as ``ad_copy`` or a
-  ``rationale`` is honoured);
+  ``rationale`` is honoured); anything else (a live agent's ``None``, a string, a float, a
+  framework's tensor) raises ``IllegalActionError`` in every mode and changes nothing;
 * an illegal action raises :class:`~fraudarena_env.rules.errors.IllegalActionError` and leaves the
   match unchanged, so the caller can retry; with ``illegal_action="penalize"`` the referee charges
   a small negative reward instead and the action is used up; with ``illegal_action="terminate"``
@@ -326,11 +327,20 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         if self.terminations[agent] or self.truncations[agent]:
             self._was_dead_step(action)
             return
+        if type(action) is int or isinstance(action, np.integer):
+            index = int(action)
+        elif isinstance(action, np.ndarray) and action.size == 1 and \
+                np.issubdtype(action.dtype, np.integer):
+            index = int(action.reshape(-1)[0])
+        elif isinstance(action, (BaseModel, dict)):
+            index = None
+        else:  # not an action on either face: raised in every mode, as a caller's mistake
+            raise IllegalActionError(agent, action, self._not_an_action(agent, action))
         try:
-            if type(action) is int or isinstance(action, np.integer):
-                self._step_index_like(agent, action, int(action))
+            if index is None:
+                self._ref.apply_model(agent, action)
             else:
-                self._step_other(agent, action)
+                self._step_index_like(agent, action, index)
         except IllegalActionError as exc:
             if self.illegal_action != "terminate":
                 raise
@@ -340,21 +350,13 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         if self.render_mode == "human":
             self.render()
 
-    def _step_other(self, agent: str, action: Any) -> None:
-        """Text-face actions (a pydantic model or a dict) and anything else that is not a plain
-        integer index."""
-        if isinstance(action, np.ndarray) and action.size == 1 and \
-                np.issubdtype(action.dtype, np.integer):
-            return self._step_index_like(agent, action, int(action.reshape(-1)[0]))
-        if not isinstance(action, (BaseModel, dict)):
-            if action is None:
-                reason = "None is only for the step of an agent that is terminated or truncated"
-            else:
-                reason = (f"expected an action index (int), a {ACTION_MODELS[agent].__name__} "
-                          f"or a dict, got {type(action).__name__}")
-            raise IllegalActionError(agent, action, reason)
-        self._ref.apply_model(agent, action)
-        return None
+    @staticmethod
+    def _not_an_action(agent: str, action: Any) -> str:
+        """Why ``action`` is no action of either face (the error's reason)."""
+        if action is None:
+            return "None is only for the step of an agent that is terminated or truncated"
+        return (f"expected an action index (int), a {ACTION_MODELS[agent].__name__} or a dict, "
+                f"got {type(action).__name__}")
 
     def _step_index_like(self, agent: str, action: Any, i: int) -> None:
         n = N_ACTIONS[agent]
