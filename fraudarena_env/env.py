@@ -283,6 +283,7 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
     def _vector(self, agent: str) -> np.ndarray:
         """The agent's observation vector, filled at most once per step (internal buffer)."""
         if self._obs_version[agent] != self._version:
+            self._needs_match("observe()")
             self._vectors[agent] = self._observers[agent].fill(self._ref)
             self._obs_version[agent] = self._version
         return self._vectors[agent]
@@ -307,8 +308,7 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         """The global state, for a centralised critic in training (it holds what no player
         sees): every role's own vector, then each ad's true label, ring and severity
         (``faces/state.py``; ``state_feature_names()`` names every entry). A new array."""
-        if self._ref.task is None:
-            raise RuntimeError("no match yet: call reset() before state()")
+        self._needs_match("state()")
         for agent in AGENTS:
             self._vector(agent)  # brings the role's observer up to date
         return state_vector({a: self._observers[a].tensor for a in AGENTS}, self._ref)
@@ -460,8 +460,7 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         (role -> match total) and ``illegal_action`` (terminate mode: the error that ended the
         match, in words; otherwise None)."""
         ref = self._ref
-        if ref.task is None:
-            raise RuntimeError("match_summary() needs a match: call reset() first")
+        self._needs_match("match_summary()")
         end_reason = self._end_reason()
         return {"task_id": ref.task.task_id, "match_id": ref.match_id, "phase": ref.phase,
                 "round": ref.round_number, "end_reason": end_reason,
@@ -505,7 +504,14 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
 
     def role_observation(self, agent: str) -> BaseModel:
         """The referee's pydantic observation for ``agent`` (the text face)."""
-        return getattr(self._ref, f"build_{_known(agent)}_observation")()
+        builder = getattr(self._ref, f"build_{_known(agent)}_observation")
+        self._needs_match("role_observation()")
+        return builder()
+
+    def _needs_match(self, call: str) -> None:
+        """A RuntimeError saying to call reset() first, when no match has been reset yet."""
+        if self._ref.task is None:
+            raise RuntimeError(f"no match yet: call reset() before {call}")
 
     def observation_layout(self, agent: str, as_text: bool = False):
         """(name, offset, shape) of every named block of ``agent``'s observation vector; with

@@ -777,6 +777,17 @@ def test_the_bare_env_says_to_reset_when_no_match_is_under_way(action):
         env.step(action)
 
 
+@pytest.mark.parametrize("call", [lambda env: env.observe("investigator"),
+                                  lambda env: env.role_observation("auditor"),
+                                  lambda env: env.state(), lambda env: env.match_summary()])
+def test_reading_the_bare_env_before_its_first_reset_says_to_call_reset(call):
+    """observe() was an AttributeError ('Referee' object has no attribute 'epoch'), and
+    role_observation() told an env user to call the referee's reset_match()."""
+    env = fraudarena_v0.raw_env(task_id="task_1")
+    with pytest.raises(RuntimeError, match=r"no match yet: call reset\(\) before"):
+        call(env)
+
+
 def test_penalize_mode_charges_and_moves_on():
     env = fraudarena_v0.env(task_id="task_3", illegal_action="penalize")
     env.reset(seed=0)
