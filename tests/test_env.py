@@ -211,6 +211,47 @@ def test_a_copy_of_a_live_env_plays_on_exactly_as_the_original(how):
     assert trails[0] == trails[1] and len(trails[0][0]) > 20
 
 
+_PICKLE_A_LIVE_MATCH = """
+import sys, numpy as np
+from fraudarena_env import fraudarena_v0
+env = fraudarena_v0.env(task_id="task_3")
+env.reset(seed=0)
+rng = np.random.default_rng(0)
+for _ in range(30):
+    mask = env.observe(env.agent_selection)["action_mask"]
+    env.step(int(rng.choice(np.flatnonzero(mask))))
+assert not env.unwrapped.match_over
+env.unwrapped.role_observation("fraudster")  # the text face has read the match too
+sys.stdout.buffer.write(__import__("pickle").dumps(env))
+"""
+_RESET_IT_AND_COMPARE = """
+import pickle, sys
+from fraudarena_env import fraudarena_v0
+env = pickle.loads(sys.stdin.buffer.read())
+env.reset(seed=5)  # this process's first reset of a referee
+fresh = fraudarena_v0.env(task_id="task_3")
+fresh.reset(seed=5)
+for agent in fresh.possible_agents:
+    ours, theirs = env.observe(agent), fresh.observe(agent)
+    assert (ours["observation"] == theirs["observation"]).all(), agent
+    assert (ours["action_mask"] == theirs["action_mask"]).all(), agent
+    assert env.unwrapped.role_observation(agent) == fresh.unwrapped.role_observation(agent)
+print("same")
+"""
+
+
+def test_a_live_env_pickled_into_another_process_observes_its_next_match_afresh():
+    """Handing a live match to another process: its observers and text once kept the old
+    match's reading after the next reset there, when that reset's number (a per-process
+    counter) equalled the one they had read (stale vectors, masks and logs)."""
+    root = Path(__file__).resolve().parents[1]
+    pickled = subprocess.run([sys.executable, "-c", _PICKLE_A_LIVE_MATCH], cwd=root,
+                             capture_output=True, timeout=300, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", _RESET_IT_AND_COMPARE], input=pickled, cwd=root,
+                         capture_output=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.decode().strip() == "same", out.stderr.decode()
+
+
 # ----------------------------------------------------------------------------- episodes and masks
 def _step_checks(env, agent, obs):
     space = env.observation_space(agent)
