@@ -672,6 +672,29 @@ def test_changing_an_observation_or_the_state_leaves_the_match_alone():
     assert everything() == before
 
 
+def test_changing_the_final_states_audit_report_leaves_the_match_alone():
+    """The state's audit_report was the referee's own: its flags the very dicts of the
+    auditor's flags, so scribbling on a finished match's state rewrote its record."""
+    env = fraudarena_v0.env(task_id="task_3", render_mode="ansi")
+    raw = env.unwrapped
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    while raw.referee.phase != "audit_phase":
+        env.step(_legal(env.observe(env.agent_selection)["action_mask"], rng))
+    env.step(0)  # a flag
+    env.step({"action_type": "submit_audit_report", "audit_report": {
+        "notes": "mine", "track_a_flags": [{"track": "A", "flag_type": "bias"}]}})
+    assert raw.referee.state.audit_report["track_a_flags"]  # the flag is in the report
+
+    def everything() -> list:
+        return [*(raw.role_observation(a).model_dump_json() for a in AGENTS),
+                raw.referee.state.model_dump_json(), env.render()]
+
+    before = everything()
+    _scribble(raw.referee.state.audit_report)
+    assert everything() == before
+
+
 # ----------------------------------------------------------------------------- illegal actions
 def _state(env) -> str:
     raw = env.unwrapped
