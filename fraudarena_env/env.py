@@ -327,7 +327,8 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         if self.terminations[agent] or self.truncations[agent]:
             self._was_dead_step(action)
             return
-        if type(action) is int or isinstance(action, np.integer):
+        if type(action) is int or isinstance(action, np.integer) or \
+                (isinstance(action, int) and not isinstance(action, bool)):  # an IntEnum too
             index = int(action)
         elif isinstance(action, np.ndarray) and action.size == 1 and \
                 np.issubdtype(action.dtype, np.integer):

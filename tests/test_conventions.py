@@ -303,6 +303,24 @@ def test_what_is_no_action_of_either_face_raises_in_every_mode_and_changes_nothi
     assert env.unwrapped.match_summary()["returns"]["fraudster"] == 0.0
 
 
+def test_an_int_subclass_is_an_index_and_a_bool_is_not():
+    """An IntEnum naming actions is an index (it was refused as 'got Action'); True is not."""
+    import enum
+
+    a, b = fraudarena_v0.env(task_id="task_1"), fraudarena_v0.env(task_id="task_1")
+    a.reset(seed=0)
+    b.reset(seed=0)
+    legal = int(np.flatnonzero(a.observe("fraudster")["action_mask"])[0])
+    Action = enum.IntEnum("Action", {"FIRST_LEGAL": legal})
+    a.step(Action.FIRST_LEGAL)
+    b.step(legal)
+    assert a.observe("investigator")["observation"].tobytes() == \
+        b.observe("investigator")["observation"].tobytes()
+    assert a.unwrapped.referee.step_count == 1
+    with pytest.raises(IllegalActionError, match="got bool"):
+        a.step(True)
+
+
 def test_role_env_terminate_mode_ends_the_learners_episode_with_the_charge():
     env = RoleEnv("investigator", task_id="task_1", illegal_action="terminate")
     env.reset(seed=4)
