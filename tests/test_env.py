@@ -25,6 +25,7 @@ from fraudarena_env.faces.encoding import N_ACTIONS, OBS_BOUND
 from fraudarena_env.models import AdReviewAction, AuditorAction, FraudsterAction
 from fraudarena_env.rules.action_catalog import A_SUBMIT
 from fraudarena_env.rules.catalog import PHASES, TASK_IDS
+from fraudarena_env.rules.errors import OutOfTurnError
 from fraudarena_env.rules.scoring import ILLEGAL_PENALTY
 
 AGENTS = ["fraudster", "investigator", "auditor"]
@@ -701,6 +702,16 @@ def _state(env) -> str:
     return raw.referee.state.model_dump_json() + repr(
         (env.agent_selection, env.rewards, env._cumulative_rewards, env.terminations,
          raw.observe(env.agent_selection)["observation"].tobytes()))
+
+
+@pytest.mark.parametrize("error", [IllegalActionError("investigator", 7, "ad_003 is decided"),
+                                   OutOfTurnError("auditor", {"action_type": "x"}, "not yet")])
+def test_an_illegal_action_error_survives_the_pickle_a_worker_process_sends(error):
+    """A worker (gymnasium's AsyncVectorEnv, SB3's SubprocVecEnv) pickles the error to raise it
+    in the parent; unpickling it was a TypeError (missing 'action' and 'reason')."""
+    copy_ = pickle.loads(pickle.dumps(error))
+    assert type(copy_) is type(error) and str(copy_) == str(error)
+    assert (copy_.agent, copy_.action, copy_.reason) == (error.agent, error.action, error.reason)
 
 
 def test_illegal_index_raises_and_retry_works():
