@@ -317,7 +317,9 @@ class Referee(KeepsViews, MatchView, *MOVES, MatchMachine):  # each role's moves
     def check_turn(self, role: str, action: object) -> None:
         """Raise ``OutOfTurnError`` unless it is ``role``'s turn (``action`` is named in it)."""
         if self.phase == "done":
-            raise OutOfTurnError(role, action, "the match is over; call reset_match() first")
+            raise OutOfTurnError(role, action, "no match yet: call reset_match(seed=...) first"
+                                 if self.setup is None else
+                                 "the match is over; call reset_match() first")
         if PHASE_ROLE[self.phase] != role:
             raise OutOfTurnError(role, action, f"it is not {role}'s turn (phase "
                                  f"{self.phase!r}: {PHASE_ROLE[self.phase]} acts now)")
