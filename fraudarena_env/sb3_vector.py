@@ -89,6 +89,7 @@ class VectorRoleEnv(VecEnv):
         self._actions: np.ndarray | None = None
         self._base = self.seed_offset
         self._played = False  # whether a reset has started matches (see reset)
+        self._stopped = False  # an opponent's move raised: matches wait on an opponent
 
     def _opponents(self, opponents) -> dict[str, BatchPolicy]:
         """Per other role, its player in every env: one SB3 model predicting for all of them,
@@ -156,6 +157,9 @@ class VectorRoleEnv(VecEnv):
         if not self._played:  # (the vector env's own message asks for its reset(seed=...))
             raise RuntimeError("step() before reset(): call reset() first (seed(s) before it "
                                "chooses the matches)")
+        if self._stopped:  # the learner's actions would be played for the opponents
+            raise RuntimeError("an opponent's move raised an error, and the matches stopped "
+                               "before the learner's turn; call reset()")
         a = np.asarray(actions)
         if a.size != self.num_envs or not np.issubdtype(a.dtype, np.integer):
             raise ValueError(f"actions must be {self.num_envs} integers, one Discrete action per "
@@ -226,9 +230,11 @@ class VectorRoleEnv(VecEnv):
         the learner goes to this step's reward in an env still playing its match, and to the
         carry of the next match's first step in an env whose match ended."""
         r = self._r
+        self._stopped = True  # until the learner is to act in every env again
         while True:
             waiting = batch.current_agent != r
             if not waiting.any():
+                self._stopped = False
                 return batch, rewards, done
             actions = np.zeros(self.num_envs, np.int64)
             for other, o in ((x, ROLES.index(x)) for x in ROLES if x != self.role):

@@ -223,20 +223,13 @@ def test_a_refused_reset_leaves_the_seed_stream_as_it_was(seed):
     assert next_match(refuse=True) == next_match(refuse=False)
 
 
-def test_after_an_opponent_raised_the_learners_action_is_not_played_for_the_opponent():
+def test_after_an_opponent_raised_the_learners_action_is_not_played_for_the_opponent(
+        failing_opponent):
     """An opponent whose move raised left the match on its turn; the learner's next step was
     then played as the opponent's move (an investigator's index as the fraudster's edit)."""
-    calls = {"n": 0, "fail_at": None}
-
-    def flaky_fraudster(vector, mask):
-        calls["n"] += 1
-        if calls["n"] == calls["fail_at"]:
-            raise ConnectionError("the opponent's server went away")
-        return int(np.flatnonzero(mask)[0])
-
-    env = RoleEnv("investigator", opponents={"fraudster": flaky_fraudster})
+    env = RoleEnv("investigator", opponents={"fraudster": failing_opponent})
     env.reset(seed=0)
-    calls["fail_at"] = calls["n"] + 1
+    failing_opponent.fail_next()
     with pytest.raises(ConnectionError):
         env.step(int(np.flatnonzero(env.action_masks())[-1]))  # end_turn: the fraudster moves
     steps = env.referee.step_count
