@@ -8,7 +8,8 @@ It adds only the AEC bookkeeping, so it stays thin and fast:
   step and hands out copies;
 * ``step`` takes an action index (python or numpy integer), or the acting role's pydantic action
   model, or a dict that validates to it (the text face: free text such as ``ad_copy`` or a
-  ``rationale`` is honoured);
+  ``rationale`` is honoured); anything else (a live agent's ``None``, a string, a float, a
+  framework's tensor) raises ``IllegalActionError`` in every mode and changes nothing;
 * an illegal action raises :class:`~fraudarena_env.rules.errors.IllegalActionError` and leaves the
   match unchanged, so the caller can retry; with ``illegal_action="penalize"`` the referee charges
   a small negative reward instead and the action is used up; with ``illegal_action="terminate"``
@@ -54,7 +55,8 @@ stops a runaway loop, e.g. unmasked play with ``illegal_action="penalize"``.
 Reset options. ``reset(seed, options={...})`` accepts ``task_id`` and the match knobs
 (``max_rounds``, ``max_proposals``, ``max_fraudster_actions_per_turn``,
 ``max_investigator_actions_per_turn``, ``allowed_categories``); they override the constructor's
-values for that match only. Any other key is a ``ValueError``, except the literal key
+values for that match only; a refused option changes nothing (the match under way plays on, and
+later unseeded resets draw the same seeds). Any other key is a ``ValueError``, except the literal key
 ``"options"``, which is ignored: PettingZoo's ``api_test`` calls ``reset(seed=0,
 options={"options": 1})`` to check that ``reset`` takes an ``options`` argument.
 
@@ -232,7 +234,10 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         return self.action_spaces[agent]
 
     # ------------------------------------------------------------------ reset
-    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+    def match_config(self, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        """``(task_id, knobs)`` that ``reset(options=options)`` plays: the constructor's, with
+        the options over them. A bad option is a ValueError naming it, raised before anything
+        changes (the generator that draws an unseeded reset's match seed included)."""
         task_id, knobs = self.task_id, self.knobs
         if options:
             unknown = set(options) - RESET_OPTION_KEYS - IGNORED_OPTION_KEYS
@@ -242,6 +247,11 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
             task_id = options.get("task_id", task_id)
             knobs = dict(knobs)
             knobs.update((k, v) for k, v in options.items() if k in MATCH_KNOBS)
+            match_settings(0, task_id, knobs)
+        return task_id, knobs
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+        task_id, knobs = self.match_config(options)
         if seed is not None:
             match_seed = seed
         elif self._np_random is not None:
@@ -273,6 +283,7 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
     def _vector(self, agent: str) -> np.ndarray:
         """The agent's observation vector, filled at most once per step (internal buffer)."""
         if self._obs_version[agent] != self._version:
+            self._needs_match("observe()")
             self._vectors[agent] = self._observers[agent].fill(self._ref)
             self._obs_version[agent] = self._version
         return self._vectors[agent]
@@ -297,8 +308,7 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         """The global state, for a centralised critic in training (it holds what no player
         sees): every role's own vector, then each ad's true label, ring and severity
         (``faces/state.py``; ``state_feature_names()`` names every entry). A new array."""
-        if self._ref.task is None:
-            raise RuntimeError("no match yet: call reset() before state()")
+        self._needs_match("state()")
         for agent in AGENTS:
             self._vector(agent)  # brings the role's observer up to date
         return state_vector({a: self._observers[a].tensor for a in AGENTS}, self._ref)
@@ -317,11 +327,21 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         if self.terminations[agent] or self.truncations[agent]:
             self._was_dead_step(action)
             return
+        if type(action) is int or isinstance(action, np.integer) or \
+                (isinstance(action, int) and not isinstance(action, bool)):  # an IntEnum too
+            index = int(action)
+        elif isinstance(action, np.ndarray) and action.size == 1 and \
+                np.issubdtype(action.dtype, np.integer):
+            index = int(action.reshape(-1)[0])
+        elif isinstance(action, (BaseModel, dict)):
+            index = None
+        else:  # not an action on either face: raised in every mode, as a caller's mistake
+            raise IllegalActionError(agent, action, self._not_an_action(agent, action))
         try:
-            if type(action) is int or isinstance(action, np.integer):
-                self._step_index_like(agent, action, int(action))
+            if index is None:
+                self._ref.apply_model(agent, action)
             else:
-                self._step_other(agent, action)
+                self._step_index_like(agent, action, index)
         except IllegalActionError as exc:
             if self.illegal_action != "terminate":
                 raise
@@ -331,21 +351,13 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         if self.render_mode == "human":
             self.render()
 
-    def _step_other(self, agent: str, action: Any) -> None:
-        """Text-face actions (a pydantic model or a dict) and anything else that is not a plain
-        integer index."""
-        if isinstance(action, np.ndarray) and action.size == 1 and \
-                np.issubdtype(action.dtype, np.integer):
-            return self._step_index_like(agent, action, int(action.reshape(-1)[0]))
-        if not isinstance(action, (BaseModel, dict)):
-            if action is None:
-                reason = "None is only for the step of an agent that is terminated or truncated"
-            else:
-                reason = (f"expected an action index (int), a {ACTION_MODELS[agent].__name__} "
-                          f"or a dict, got {type(action).__name__}")
-            raise IllegalActionError(agent, action, reason)
-        self._ref.apply_model(agent, action)
-        return None
+    @staticmethod
+    def _not_an_action(agent: str, action: Any) -> str:
+        """Why ``action`` is no action of either face (the error's reason)."""
+        if action is None:
+            return "None is only for the step of an agent that is terminated or truncated"
+        return (f"expected an action index (int), a {ACTION_MODELS[agent].__name__} or a dict, "
+                f"got {type(action).__name__}")
 
     def _step_index_like(self, agent: str, action: Any, i: int) -> None:
         n = N_ACTIONS[agent]
@@ -449,8 +461,7 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         (role -> match total) and ``illegal_action`` (terminate mode: the error that ended the
         match, in words; otherwise None)."""
         ref = self._ref
-        if ref.task is None:
-            raise RuntimeError("match_summary() needs a match: call reset() first")
+        self._needs_match("match_summary()")
         end_reason = self._end_reason()
         return {"task_id": ref.task.task_id, "match_id": ref.match_id, "phase": ref.phase,
                 "round": ref.round_number, "end_reason": end_reason,
@@ -494,7 +505,14 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
 
     def role_observation(self, agent: str) -> BaseModel:
         """The referee's pydantic observation for ``agent`` (the text face)."""
-        return getattr(self._ref, f"build_{_known(agent)}_observation")()
+        builder = getattr(self._ref, f"build_{_known(agent)}_observation")
+        self._needs_match("role_observation()")
+        return builder()
+
+    def _needs_match(self, call: str) -> None:
+        """A RuntimeError saying to call reset() first, when no match has been reset yet."""
+        if self._ref.task is None:
+            raise RuntimeError(f"no match yet: call reset() before {call}")
 
     def observation_layout(self, agent: str, as_text: bool = False):
         """(name, offset, shape) of every named block of ``agent``'s observation vector; with

@@ -272,14 +272,20 @@ def parse_action(role: str, action: Any) -> _Action:
     if cls is None:
         raise ValueError(f"unknown role {role!r}; roles are {list(ACTION_MODELS)}")
     if isinstance(action, cls):
-        return action
-    if isinstance(action, dict):
+        # validated again: model_copy(update=...) and model_construct skip validation
         try:
-            return cls.model_validate(action)
-        except ValidationError as exc:
+            fields = action.model_dump(include=set(cls.model_fields))
+        except Exception as exc:  # a model_construct without its required fields
             raise IllegalActionError(role, action, f"invalid {cls.__name__}: {exc}") from None
-    raise IllegalActionError(role, action, f"expected a {cls.__name__} or a dict, got "
-                             f"{type(action).__name__}")
+    elif isinstance(action, dict):
+        fields = action
+    else:
+        raise IllegalActionError(role, action, f"expected a {cls.__name__} or a dict, got "
+                                 f"{type(action).__name__}")
+    try:
+        return cls.model_validate(fields)
+    except ValidationError as exc:
+        raise IllegalActionError(role, action, f"invalid {cls.__name__}: {exc}") from None
 
 
 __all__ = [

@@ -28,6 +28,10 @@ opponent may be
   or Q-values score highest;
 * the strings ``"scripted"`` or ``"random"``.
 
+An opponent whose move raises stops the match at that move: the error reaches the caller of
+``reset`` or ``step``, and ``step`` then refuses (it never plays the learner's action as the
+opponent's) until ``reset``.
+
 Illegal actions. Unlike the AEC env, ``RoleEnv`` defaults to ``illegal_action="penalize"``: an
 action outside the mask (unmasked algorithms, gymnasium's ``check_env``) is charged a small
 negative reward and uses up the action. Pass ``illegal_action="raise"`` to get
@@ -212,6 +216,7 @@ class RoleEnv(gymnasium.Env):
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         seed = match_seed_or_none(seed)
+        self.env.match_config(options)  # a refused option leaves the seed stream as it was
         super().reset(seed=seed)
         match_seed = seed if seed is not None else \
             int(self.np_random.integers(0, 2**63 - 1))
@@ -243,6 +248,10 @@ class RoleEnv(gymnasium.Env):
         if self._over:
             raise RuntimeError("the episode is over; call reset()")
         env = self.env
+        if env.agent_selection != self.role:  # an opponent's move raised and stopped the match
+            raise RuntimeError(f"it is {env.agent_selection}'s move, not {self.role}'s: an "
+                               "opponent's move raised an error, and the match stopped before "
+                               "it; call reset()")
         if isinstance(action, np.ndarray):
             action = action.reshape(-1)[0] if action.size == 1 else action
         env.step(action)

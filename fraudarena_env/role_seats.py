@@ -70,6 +70,7 @@ class RoleSeats:
         self._match_seed = np.zeros(n, np.int64)
         self._base = self.seed_offset
         self._played = False  # whether a reset has started matches (see _start)
+        self._stopped = False  # an opponent's move raised: matches wait on an opponent
         return (spaces.Box(-OBS_BOUND, OBS_BOUND, (self._size[role],), np.float32),
                 spaces.Discrete(N_ACTIONS[role]))
 
@@ -154,6 +155,9 @@ class RoleSeats:
         """The learner's actions as an (N,) array, or why they cannot be."""
         if not self._played:  # (the vector env's own message asks for its reset(seed=...))
             raise RuntimeError(f"step() before reset(): {self._RESET_FIRST}")
+        if self._stopped:  # the learner's actions would be played for the opponents
+            raise RuntimeError("an opponent's move raised an error, and the matches stopped "
+                               "before the learner's turn; call reset()")
         a = np.asarray(actions)
         if a.size != self._n or not np.issubdtype(a.dtype, np.integer):
             raise ValueError(f"actions must be {self._n} integers, one Discrete action per "
@@ -185,9 +189,11 @@ class RoleSeats:
         done = np.zeros(self._n, bool)
         if endings:
             done[list(endings)] = True
+        self._stopped = True  # until the learner is to act in every env again
         while True:
             waiting = batch.current_agent != r
             if not waiting.any():
+                self._stopped = False
                 return batch, rewards
             actions = np.zeros(self._n, np.int64)
             for other, o in ((x, ROLES.index(x)) for x in ROLES if x != self.role):

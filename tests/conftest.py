@@ -1,5 +1,5 @@
-"""Shared pytest configuration: hypothesis profiles, and where servers started by tests keep
-their store.
+"""Shared pytest configuration: hypothesis profiles, where servers started by tests keep
+their store, and an opponent whose move fails on demand.
 
 The "ci" profile (selected when the CI environment variable is set) is derandomized so CI
 runs are reproducible; the "dev" profile keeps random exploration for local runs.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 
+import numpy as np
 import pytest
 from hypothesis import settings
 
@@ -27,3 +28,25 @@ def _server_store_in_a_temporary_directory(tmp_path_factory, monkeypatch):
     test run (made only if used), never in the user's (``archive.default_data_dir``)."""
     store = tmp_path_factory.getbasetemp() / f"store-{next(_stores)}"
     monkeypatch.setenv("FRAUDARENA_DATA_DIR", str(store))
+
+
+class FailingOpponent:
+    """An opponent ``(vector, mask) -> its first legal action`` whose next move after
+    ``fail_next()`` raises ConnectionError (a remote player gone)."""
+
+    def __init__(self):
+        self.armed = False
+
+    def fail_next(self) -> None:
+        self.armed = True
+
+    def __call__(self, vector, mask) -> int:
+        if self.armed:
+            self.armed = False
+            raise ConnectionError("the opponent's server went away")
+        return int(np.flatnonzero(mask)[0])
+
+
+@pytest.fixture
+def failing_opponent() -> FailingOpponent:
+    return FailingOpponent()

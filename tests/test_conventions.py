@@ -15,7 +15,7 @@ from pettingzoo.test import api_test
 from pettingzoo.utils.wrappers import TerminateIllegalWrapper
 
 import fraudarena_env
-from fraudarena_env import RoleEnv, fraudarena_v0
+from fraudarena_env import IllegalActionError, RoleEnv, fraudarena_v0
 from fraudarena_env.env import END_REASONS, INFO_KEYS
 from fraudarena_env.wrappers import (
     MaskedRoleEnv,
@@ -286,6 +286,39 @@ def test_terminate_mode_ends_on_an_invalid_action_model_too():
     env.step({"action_type": "verdict"})  # a fraudster cannot give a verdict
     assert env.unwrapped.match_summary()["returns"]["fraudster"] == -2.5
     assert all(env.terminations.values())
+
+
+@pytest.mark.parametrize("mode", ["raise", "penalize", "terminate"])
+@pytest.mark.parametrize("action", [None, "end_turn", 3.0, [3], np.float32(3)])
+def test_what_is_no_action_of_either_face_raises_in_every_mode_and_changes_nothing(mode, action):
+    """Not an index, a model or a dict (a live agent's None, a string, a float, a list, a
+    framework's tensor): a caller's mistake, never a move to charge or to end the match on."""
+    env = fraudarena_v0.env(task_id="task_1", illegal_action=mode)
+    env.reset(seed=0)
+    before = env.observe("fraudster")["observation"].tobytes()
+    with pytest.raises(IllegalActionError, match="fraudster"):
+        env.step(action)
+    assert not any(env.terminations.values()) and env.agent_selection == "fraudster"
+    assert env.observe("fraudster")["observation"].tobytes() == before
+    assert env.unwrapped.match_summary()["returns"]["fraudster"] == 0.0
+
+
+def test_an_int_subclass_is_an_index_and_a_bool_is_not():
+    """An IntEnum naming actions is an index (it was refused as 'got Action'); True is not."""
+    import enum
+
+    a, b = fraudarena_v0.env(task_id="task_1"), fraudarena_v0.env(task_id="task_1")
+    a.reset(seed=0)
+    b.reset(seed=0)
+    legal = int(np.flatnonzero(a.observe("fraudster")["action_mask"])[0])
+    Action = enum.IntEnum("Action", {"FIRST_LEGAL": legal})
+    a.step(Action.FIRST_LEGAL)
+    b.step(legal)
+    assert a.observe("investigator")["observation"].tobytes() == \
+        b.observe("investigator")["observation"].tobytes()
+    assert a.unwrapped.referee.step_count == 1
+    with pytest.raises(IllegalActionError, match="got bool"):
+        a.step(True)
 
 
 def test_role_env_terminate_mode_ends_the_learners_episode_with_the_charge():

@@ -25,6 +25,7 @@ from fraudarena_env.faces.encoding import N_ACTIONS, OBS_BOUND
 from fraudarena_env.models import AdReviewAction, AuditorAction, FraudsterAction
 from fraudarena_env.rules.action_catalog import A_SUBMIT
 from fraudarena_env.rules.catalog import PHASES, TASK_IDS
+from fraudarena_env.rules.errors import OutOfTurnError
 from fraudarena_env.rules.scoring import ILLEGAL_PENALTY
 
 AGENTS = ["fraudster", "investigator", "auditor"]
@@ -209,6 +210,47 @@ def test_a_copy_of_a_live_env_plays_on_exactly_as_the_original(how):
             e.step(None if terminated or truncated else _legal(obs["action_mask"], rng))
         trails.append((trail, e.unwrapped.referee.state.model_dump_json()))
     assert trails[0] == trails[1] and len(trails[0][0]) > 20
+
+
+_PICKLE_A_LIVE_MATCH = """
+import sys, numpy as np
+from fraudarena_env import fraudarena_v0
+env = fraudarena_v0.env(task_id="task_3")
+env.reset(seed=0)
+rng = np.random.default_rng(0)
+for _ in range(30):
+    mask = env.observe(env.agent_selection)["action_mask"]
+    env.step(int(rng.choice(np.flatnonzero(mask))))
+assert not env.unwrapped.match_over
+env.unwrapped.role_observation("fraudster")  # the text face has read the match too
+sys.stdout.buffer.write(__import__("pickle").dumps(env))
+"""
+_RESET_IT_AND_COMPARE = """
+import pickle, sys
+from fraudarena_env import fraudarena_v0
+env = pickle.loads(sys.stdin.buffer.read())
+env.reset(seed=5)  # this process's first reset of a referee
+fresh = fraudarena_v0.env(task_id="task_3")
+fresh.reset(seed=5)
+for agent in fresh.possible_agents:
+    ours, theirs = env.observe(agent), fresh.observe(agent)
+    assert (ours["observation"] == theirs["observation"]).all(), agent
+    assert (ours["action_mask"] == theirs["action_mask"]).all(), agent
+    assert env.unwrapped.role_observation(agent) == fresh.unwrapped.role_observation(agent)
+print("same")
+"""
+
+
+def test_a_live_env_pickled_into_another_process_observes_its_next_match_afresh():
+    """Handing a live match to another process: its observers and text once kept the old
+    match's reading after the next reset there, when that reset's number (a per-process
+    counter) equalled the one they had read (stale vectors, masks and logs)."""
+    root = Path(__file__).resolve().parents[1]
+    pickled = subprocess.run([sys.executable, "-c", _PICKLE_A_LIVE_MATCH], cwd=root,
+                             capture_output=True, timeout=300, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", _RESET_IT_AND_COMPARE], input=pickled, cwd=root,
+                         capture_output=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.decode().strip() == "same", out.stderr.decode()
 
 
 # ----------------------------------------------------------------------------- episodes and masks
@@ -418,6 +460,25 @@ def test_unseeded_resets_follow_the_seeded_one():
     assert env.agents == AGENTS
 
 
+@pytest.mark.parametrize("options", [{"max_rounds": 0}, {"task_id": "task_9"},
+                                     {"allowed_categories": ["no_such_category"]}])
+def test_a_refused_reset_leaves_the_match_and_the_seed_stream_as_they_were(options):
+    def run(refuse: bool):
+        env = fraudarena_v0.env(task_id="task_2")
+        env.reset(seed=21)
+        env.step(_legal(env.observe("fraudster")["action_mask"], np.random.default_rng(0)))
+        before = (env.agent_selection, env.observe(env.agent_selection)["observation"].tobytes())
+        if refuse:
+            with pytest.raises(ValueError):
+                env.reset(options=options)
+            assert (env.agent_selection,
+                    env.observe(env.agent_selection)["observation"].tobytes()) == before
+        env.reset()
+        return env.unwrapped.referee.match_id
+
+    assert run(refuse=True) == run(refuse=False)
+
+
 # ----------------------------------------------------------------------------- determinism
 def trajectory_digest(task_id: str, episodes: int) -> str:
     """Hash of everything an episode exposes: observations, masks, rewards, terminations,
@@ -612,12 +673,45 @@ def test_changing_an_observation_or_the_state_leaves_the_match_alone():
     assert everything() == before
 
 
+def test_changing_the_final_states_audit_report_leaves_the_match_alone():
+    """The state's audit_report was the referee's own: its flags the very dicts of the
+    auditor's flags, so scribbling on a finished match's state rewrote its record."""
+    env = fraudarena_v0.env(task_id="task_3", render_mode="ansi")
+    raw = env.unwrapped
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    while raw.referee.phase != "audit_phase":
+        env.step(_legal(env.observe(env.agent_selection)["action_mask"], rng))
+    env.step(0)  # a flag
+    env.step({"action_type": "submit_audit_report", "audit_report": {
+        "notes": "mine", "track_a_flags": [{"track": "A", "flag_type": "bias"}]}})
+    assert raw.referee.state.audit_report["track_a_flags"]  # the flag is in the report
+
+    def everything() -> list:
+        return [*(raw.role_observation(a).model_dump_json() for a in AGENTS),
+                raw.referee.state.model_dump_json(), env.render()]
+
+    before = everything()
+    _scribble(raw.referee.state.audit_report)
+    assert everything() == before
+
+
 # ----------------------------------------------------------------------------- illegal actions
 def _state(env) -> str:
     raw = env.unwrapped
     return raw.referee.state.model_dump_json() + repr(
         (env.agent_selection, env.rewards, env._cumulative_rewards, env.terminations,
          raw.observe(env.agent_selection)["observation"].tobytes()))
+
+
+@pytest.mark.parametrize("error", [IllegalActionError("investigator", 7, "ad_003 is decided"),
+                                   OutOfTurnError("auditor", {"action_type": "x"}, "not yet")])
+def test_an_illegal_action_error_survives_the_pickle_a_worker_process_sends(error):
+    """A worker (gymnasium's AsyncVectorEnv, SB3's SubprocVecEnv) pickles the error to raise it
+    in the parent; unpickling it was a TypeError (missing 'action' and 'reason')."""
+    copy_ = pickle.loads(pickle.dumps(error))
+    assert type(copy_) is type(error) and str(copy_) == str(error)
+    assert (copy_.agent, copy_.action, copy_.reason) == (error.agent, error.action, error.reason)
 
 
 def test_illegal_index_raises_and_retry_works():
@@ -756,6 +850,17 @@ def test_the_bare_env_says_to_reset_when_no_match_is_under_way(action):
             env.step(int(np.flatnonzero(env.observe(agent)["action_mask"])[0]))
     with pytest.raises(RuntimeError, match=r"call reset\(\)"):
         env.step(action)
+
+
+@pytest.mark.parametrize("call", [lambda env: env.observe("investigator"),
+                                  lambda env: env.role_observation("auditor"),
+                                  lambda env: env.state(), lambda env: env.match_summary()])
+def test_reading_the_bare_env_before_its_first_reset_says_to_call_reset(call):
+    """observe() was an AttributeError ('Referee' object has no attribute 'epoch'), and
+    role_observation() told an env user to call the referee's reset_match()."""
+    env = fraudarena_v0.raw_env(task_id="task_1")
+    with pytest.raises(RuntimeError, match=r"no match yet: call reset\(\) before"):
+        call(env)
 
 
 def test_penalize_mode_charges_and_moves_on():

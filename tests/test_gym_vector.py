@@ -265,3 +265,17 @@ def test_a_reset_cut_before_the_learners_turn_leaves_no_matches_to_step_on():
         venv.reset(seed=0)
     with pytest.raises(RuntimeError, match=r"call reset\(seed=\.\.\.\) first"):
         venv.step(np.zeros(2, np.int64))
+
+
+def test_after_an_opponent_raised_the_learners_actions_are_not_played_for_the_opponents(
+        failing_opponent):
+    envs = RoleVectorEnv("investigator", 2, opponents={"fraudster": failing_opponent})
+    envs.reset(seed=0)
+    failing_opponent.fail_next()
+    end_turn = np.array([np.flatnonzero(m)[-1] for m in envs.action_masks()])
+    with pytest.raises(ConnectionError):
+        envs.step(end_turn)  # the fraudsters move next
+    with pytest.raises(RuntimeError, match="an opponent's move raised an error"):
+        envs.step(np.zeros(2, np.int64))
+    envs.reset(seed=0)  # and a reset plays on
+    assert envs.action_masks().any(axis=1).all()

@@ -292,3 +292,21 @@ def test_observation_json_round_trips():
     obs = AdReviewObservation(feedback="ok", available_ads=["ad_001"], phase="investigator_turn")
     again = AdReviewObservation.model_validate_json(obs.model_dump_json())
     assert again == obs
+
+
+def test_a_model_that_skipped_validation_is_validated_when_parsed():
+    """model_copy(update=...) and model_construct skip pydantic's validation: such a model was
+    taken as it was and failed inside the translation (a bare ValueError or KeyError, which no
+    illegal-action mode caught); it is now an IllegalActionError naming what is wrong."""
+    from fraudarena_env.models import parse_action
+    from fraudarena_env.rules.errors import IllegalActionError
+
+    good = AdReviewAction(action_type="verdict", ad_id="ad_001", verdict="reject", confidence=0.9)
+    assert parse_action("investigator", good) == good
+    for bad, reason in [(good.model_copy(update={"verdict": "Reject"}), "verdict"),
+                        (good.model_copy(update={"action_type": "investigate"}),
+                         "investigate needs investigation_target"),
+                        (AdReviewAction.model_construct(action_type="verdict"),
+                         "verdict needs an ad_id")]:
+        with pytest.raises(IllegalActionError, match=reason):
+            parse_action("investigator", bad)

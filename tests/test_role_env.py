@@ -209,6 +209,37 @@ def test_a_seed_that_is_not_a_match_seed_is_refused_with_the_rule(seed):
         RoleEnv("investigator").reset(seed=seed)
 
 
+@pytest.mark.parametrize("seed", [None, 5])
+def test_a_refused_reset_leaves_the_seed_stream_as_it_was(seed):
+    def next_match(refuse: bool) -> int:
+        env = RoleEnv("investigator")
+        env.reset(seed=1)
+        if refuse:
+            with pytest.raises(ValueError, match="max_rounds must be an integer"):
+                env.reset(seed=seed, options={"max_rounds": 0})
+        env.reset()
+        return env.match_seed
+
+    assert next_match(refuse=True) == next_match(refuse=False)
+
+
+def test_after_an_opponent_raised_the_learners_action_is_not_played_for_the_opponent(
+        failing_opponent):
+    """An opponent whose move raised left the match on its turn; the learner's next step was
+    then played as the opponent's move (an investigator's index as the fraudster's edit)."""
+    env = RoleEnv("investigator", opponents={"fraudster": failing_opponent})
+    env.reset(seed=0)
+    failing_opponent.fail_next()
+    with pytest.raises(ConnectionError):
+        env.step(int(np.flatnonzero(env.action_masks())[-1]))  # end_turn: the fraudster moves
+    steps = env.referee.step_count
+    with pytest.raises(RuntimeError, match="it is fraudster's move, not investigator's"):
+        env.step(0)
+    assert env.referee.step_count == steps
+    env.reset(seed=0)  # and a reset plays on
+    assert env.action_masks().any()
+
+
 def test_a_baseline_of_another_role_is_refused_as_an_opponent():
     from fraudarena_env.policies import HeuristicAuditor
 

@@ -11,6 +11,7 @@ these as its ``step_as_<role>``, ``build_<role>_observation`` and ``state`` (pub
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -359,7 +360,7 @@ def referee_state(ref) -> RefereeState:
         fraudster_proposals=narration.proposal_log(ref),
         investigator_action_log=handed_out(logs[I]),
         auditor_action_log=handed_out(logs[A]),
-        fraudster_committed=ref.committed, audit_report=ref.audit_report,
+        fraudster_committed=ref.committed, audit_report=copy.deepcopy(ref.audit_report),
         fraudster_reward=ref.totals[F], investigator_reward=ref.totals[I],
         auditor_reward=ref.totals[A], grader_score=ref.grader_score if done else None,
         end_reason=ref.end_reason if done else None)

@@ -16,7 +16,7 @@ from . import audit, scoring
 from .action_catalog import A_FLAG_A, A_FLAG_B, A_SUBMIT, N_ACTIONS, S
 from .actions import Flag, Op, Submit
 from .catalog import AD_IDS, AUDIT_TRACK_A, AUDIT_TRACK_B, MAX_AUDITOR_ACTIONS
-from .checks import Check, holds_all
+from .checks import Check, holds_all, index_check, unit_check
 from .events import Flagged, FlagRaised, Submitted
 from .state import MatchState, Phase, Track
 
@@ -40,8 +40,14 @@ TARGET_IN_QUEUE = Check(
     "target_in_queue", lambda st, m, op: (op.slot < 0) | st.present[m, op.slot],
     lambda st, m, op: f"{AD_IDS[op.slot]} is not in the queue")
 
-# What each kind of op must meet, in the order a refusal names the first failure.
-CHECKS = {Flag: (FLAGS_LEFT, FLAG_OF_TRACK, TARGET_IN_QUEUE), Submit: ()}
+TRACK = Check("track_known", lambda st, m, op: op.track in ("A", "B"),
+              lambda st, m, op: f"track must be 'A' or 'B', got {op.track!r}", form=True)
+SLOT = index_check("slot", -1, S, "-1 (the match as a whole) or an ad slot")
+SEVERITY = unit_check("severity")
+
+# What each kind of op must meet, in the order a refusal names the first failure (its form
+# first, so that no state check reads the state at an index out of range).
+CHECKS = {Flag: (TRACK, SLOT, SEVERITY, FLAGS_LEFT, FLAG_OF_TRACK, TARGET_IN_QUEUE), Submit: ()}
 
 
 def claim_index(op: Flag) -> tuple[int, int, int]:

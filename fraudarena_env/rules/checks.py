@@ -24,6 +24,31 @@ class Check:
     form: bool = False  # about the op's own fields only: true of every catalogue op
 
 
+def _index_in(value, low: int, high: int) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) \
+        and low <= value < high
+
+
+def index_check(field: str, low: int, high: int, what: str) -> Check:
+    """A form check: the op's ``field`` is an integer in ``[low, high)`` (an ad slot, an index
+    into the catalogue), before any state check reads the state at it (a slot of -1 would
+    wrap to the last ad, one past the end would raise IndexError halfway through a move)."""
+    return Check(f"{field}_known", lambda st, m, op: _index_in(getattr(op, field), low, high),
+                 lambda st, m, op: f"{field} must be {what} (an integer in [{low}, {high})), "
+                                   f"got {getattr(op, field)!r}", form=True)
+
+
+def unit_check(field: str) -> Check:
+    """A form check: the op's ``field`` is a number in [0, 1] (a confidence, a severity)."""
+    def holds(st, m, op) -> bool:
+        value = getattr(op, field)
+        return isinstance(value, (int, float, np.integer, np.floating)) and \
+            not isinstance(value, (bool, np.bool_)) and 0.0 <= value <= 1.0
+    return Check(f"{field}_in_unit", holds,
+                 lambda st, m, op: f"{field} must be a number in [0, 1], got "
+                                   f"{getattr(op, field)!r}", form=True)
+
+
 def holds_all(checks: Sequence[Check], st: MatchState, m: np.ndarray, grid, shape) -> np.ndarray:
     """Where every state check holds, over index grids (``shape``: the broadcast result). Form
     checks are skipped: the catalogue's ops are well formed by construction."""
@@ -34,4 +59,4 @@ def holds_all(checks: Sequence[Check], st: MatchState, m: np.ndarray, grid, shap
     return out
 
 
-__all__ = ["Check", "holds_all"]
+__all__ = ["Check", "holds_all", "index_check", "unit_check"]

@@ -22,9 +22,16 @@ class IllegalActionError(ValueError):
             shown = shown[:ACTION_EXCERPT] + f"... ({len(shown)} characters)"
         super().__init__(f"illegal action by {agent}: {reason} (action: {shown})")
 
+    def __reduce__(self):
+        # rebuilt from what it was made of: a worker process (AsyncVectorEnv, SubprocVecEnv,
+        # multiprocessing) pickles it to raise it in the parent
+        return type(self), (self.agent, self.action, self.reason)
+
 
 class OutOfTurnError(PermissionError, IllegalActionError):
     """A role tried to act while it is another role's turn."""
 
     def __init__(self, agent: str, action: object, reason: str):
         IllegalActionError.__init__(self, agent, action, reason)
+
+    __reduce__ = IllegalActionError.__reduce__  # OSError's own comes first in the MRO

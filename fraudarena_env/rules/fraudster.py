@@ -39,7 +39,7 @@ from .catalog import (
     TARGET_INDEX,
     TRUST_PHRASES,
 )
-from .checks import Check, holds_all
+from .checks import Check, holds_all, index_check
 from .events import AdEdited, Committed, Modified, Proposed, TurnEnded
 from .generator import RingInfo, U, blurb_of, proposal_surface
 from .lexicon import (
@@ -116,10 +116,17 @@ NO_TRUST_BLURB_YET = Check(
     lambda st, m, op: (op.edit != _TRUST) | ~st.trusted[m, op.slot],
     lambda st, m, op: f"{AD_IDS[op.slot]} already carries a trust blurb")
 
-# What each kind of op must meet, in the order a refusal names the first failure.
+CATEGORY = index_check("category", 0, N_CAT, "an index into catalog.CATEGORIES")
+TACTIC = index_check("tactic", -1, len(TACTICS), f"-1 (free copy) or an index into {TACTICS}")
+SLOT = index_check("slot", 0, S, "an ad slot")
+EDIT = index_check("edit", -1, len(FRAUDSTER_EDITS),
+                   f"-1 (a free rewrite) or an index into {FRAUDSTER_EDITS}")
+
+# What each kind of op must meet, in the order a refusal names the first failure (its form
+# first, so that no state check reads the state at an index out of range).
 CHECKS = {
-    Propose: (PROPOSALS_LEFT, ROUND_OPEN, QUEUE_ROOM, CATEGORY_ALLOWED),
-    Modify: (MINE, UNDECIDED, PHRASE_TO_SOFTEN, NO_TRUST_BLURB_YET),
+    Propose: (CATEGORY, TACTIC, PROPOSALS_LEFT, ROUND_OPEN, QUEUE_ROOM, CATEGORY_ALLOWED),
+    Modify: (SLOT, EDIT, MINE, UNDECIDED, PHRASE_TO_SOFTEN, NO_TRUST_BLURB_YET),
     EndTurn: (),
     CommitFinal: (),
 }

@@ -23,8 +23,8 @@ from .action_catalog import (
     S,
 )
 from .actions import EndTurn, Investigate, Link, Op, Verdict
-from .catalog import AD_IDS, MAX_PULLS_PER_AD, TARGETS
-from .checks import Check, holds_all
+from .catalog import AD_IDS, MAX_PULLS_PER_AD, TARGETS, VERDICTS
+from .checks import Check, holds_all, index_check, unit_check
 from .events import (
     AdsLinked,
     Decided,
@@ -59,11 +59,18 @@ NOT_LINKED = Check(
     "not_linked", lambda st, m, op: ~st.linked[m, op.slot, op.other],
     lambda st, m, op: f"{AD_IDS[op.slot]} and {AD_IDS[op.other]} are already linked")
 
-# What each kind of op must meet, in the order a refusal names the first failure.
+SLOT = index_check("slot", 0, S, "an ad slot")
+OTHER = index_check("other", 0, S, "an ad slot")
+TARGET = index_check("target", 0, N_T, f"an index into {TARGETS}")
+VERDICT = index_check("verdict", 0, len(VERDICTS), f"an index into {VERDICTS}")
+CONFIDENCE = unit_check("confidence")
+
+# What each kind of op must meet, in the order a refusal names the first failure (its form
+# first, so that no state check reads the state at an index out of range).
 CHECKS = {
-    Investigate: (HAS_BUDGET, IN_QUEUE, PENDING, SOURCE_NOT_PULLED, PULLS_LEFT),
-    Verdict: (HAS_BUDGET, IN_QUEUE, PENDING),
-    Link: (HAS_BUDGET, IN_QUEUE, TWO_ADS, OTHER_IN_QUEUE, NOT_LINKED),
+    Investigate: (SLOT, TARGET, HAS_BUDGET, IN_QUEUE, PENDING, SOURCE_NOT_PULLED, PULLS_LEFT),
+    Verdict: (SLOT, VERDICT, CONFIDENCE, HAS_BUDGET, IN_QUEUE, PENDING),
+    Link: (SLOT, OTHER, HAS_BUDGET, IN_QUEUE, TWO_ADS, OTHER_IN_QUEUE, NOT_LINKED),
     EndTurn: (),
 }
 

@@ -39,7 +39,6 @@ the class users get as ``fraudarena_env.Referee``.
 
 from __future__ import annotations
 
-import itertools
 from functools import lru_cache
 from typing import Any
 
@@ -77,7 +76,6 @@ from .view import MatchView, match_id_for  # noqa: F401
 # played (the text face replays them into events when first asked: the env's tensor path), or
 # nothing (``VectorFraudArena``, whose batched steps bypass the referees).
 RECORD_MODES = ("events", "ops", "nothing")
-_EPOCHS = itertools.count(1)  # tells observers a referee was reset (never part of game state)
 _PHASE_CODE = PHASE_OF  # phase name -> Phase
 _END_CODE = {r: i for i, r in enumerate(END_REASONS)}
 assert SCALARS == ("phase", "round_number", "actions_this_turn", "budget", "proposals_used",
@@ -261,7 +259,11 @@ class Referee(KeepsViews, MatchView, *MOVES, MatchMachine):  # each role's moves
         self.end_reason: str | None = None
         self.step_count = 0
         self._blank_record()
-        self.epoch = next(_EPOCHS)
+        # A token new to every reset, which tells observers and the narration to rebuild
+        # (never part of game state). Compared by identity: a counter's numbers repeat in
+        # another process, where a pickled referee's observers would take a reset for the
+        # match they had already read.
+        self.epoch = object()
         if admit_first_round:
             self._arrive_base(1)
         self.store_scalars()
@@ -315,7 +317,9 @@ class Referee(KeepsViews, MatchView, *MOVES, MatchMachine):  # each role's moves
     def check_turn(self, role: str, action: object) -> None:
         """Raise ``OutOfTurnError`` unless it is ``role``'s turn (``action`` is named in it)."""
         if self.phase == "done":
-            raise OutOfTurnError(role, action, "the match is over; call reset_match() first")
+            raise OutOfTurnError(role, action, "no match yet: call reset_match(seed=...) first"
+                                 if self.setup is None else
+                                 "the match is over; call reset_match() first")
         if PHASE_ROLE[self.phase] != role:
             raise OutOfTurnError(role, action, f"it is not {role}'s turn (phase "
                                  f"{self.phase!r}: {PHASE_ROLE[self.phase]} acts now)")

@@ -133,7 +133,7 @@ class MatchView:
     grader_terms: dict[str, float]
 
     # ---------------------------------------------------------------- what happened
-    epoch: int  # changes on every reset (observers rebuild when it does)
+    epoch: object  # a new token on every reset (observers rebuild when it changes)
     changes: list[Change]  # what changed since reset, in order, for incremental observers
     events: list[Event]  # typed events (rules.events), when the referee records them
     recording: bool  # whether it records events as they happen

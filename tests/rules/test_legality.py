@@ -4,14 +4,24 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fraudarena_env.faces.encoding import Observer
 from fraudarena_env.policies import RandomPolicy
 from fraudarena_env.rules.action_catalog import OPS
-from fraudarena_env.rules.actions import Flag, Investigate, Link, Modify, Propose, Verdict
+from fraudarena_env.rules.actions import (
+    EndTurn,
+    Flag,
+    Investigate,
+    Link,
+    Modify,
+    Propose,
+    Verdict,
+)
 from fraudarena_env.rules.catalog import ROLES, TASK_IDS
+from fraudarena_env.rules.errors import IllegalActionError
 from fraudarena_env.rules.referee import Referee
 from fraudarena_env.rules.roles import ROLE_RULES, explain, legal_mask
 from fraudarena_env.rules.state import MatchState
@@ -88,3 +98,36 @@ def test_the_referee_refuses_by_the_same_checks():
     assert "already had 3 sources pulled" in reason
     assert ref.check("investigator", Link(slot, slot)) == "cannot link an ad to itself"
     assert ref.check("auditor", Flag("A", -1, "bogus")).startswith("it is not auditor's turn")
+
+
+def test_a_malformed_op_is_refused_by_its_form_and_changes_nothing():
+    """Ops built by hand (the rules' typed API): a slot of -1 was taken as the last ad (its
+    evidence pulled and logged as ad_032), a verdict index past the catalogue was written into
+    the match before an IndexError, and a confidence of 7.0 was legal."""
+    ref = _play_to("task_3", 7, 0)
+    ref.apply("fraudster", OPS["fraudster"][-2])  # end_turn: the investigator acts
+    slot = int(np.flatnonzero(ref.present)[0])
+    malformed = {
+        Investigate(-1, 0): "slot must be an ad slot", Investigate(40, 0): "slot must be",
+        Investigate(slot, 6): "target must be", Investigate(float(slot), 0): "slot must be",
+        Verdict(slot, 3, 0.5): "verdict must be", Verdict(slot, 0, 7.0): "confidence must be",
+        Verdict(slot, 0, float("nan")): "confidence must be", Link(slot, 32): "other must be",
+    }
+    before = ref.match_state.scalars.copy(), ref.verdict.copy(), ref.pulled.copy()
+    for op, reason in malformed.items():
+        assert reason in ref.check("investigator", op), op
+        with pytest.raises(IllegalActionError, match=reason):
+            ref.apply("investigator", op)
+    after = ref.match_state.scalars, ref.verdict, ref.pulled
+    assert all((b == a).all() for b, a in zip(before, after))
+    fraudster = _play_to("task_3", 7, 0)
+    for op, reason in {Propose(17, 0): "category must be", Propose(0, 4): "tactic must be",
+                       Modify(-1, 0): "slot must be", Modify(slot, 2): "edit must be"}.items():
+        assert reason in fraudster.check("fraudster", op), op
+    audited = _play_to("task_1", 3, 0)
+    while audited.phase != "audit_phase":  # both pass every turn: play ends on max_rounds
+        audited.apply(audited.current_role, EndTurn())
+    for op, reason in {Flag("C", 0, "bias"): "track must be", Flag("A", -2, "bias"): "slot must",
+                       Flag("B", 32, "gibberish"): "slot must", Flag("A", 0, "bias", 1.5):
+                       "severity must be"}.items():
+        assert reason in audited.check("auditor", op), op

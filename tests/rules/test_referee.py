@@ -930,5 +930,9 @@ def test_a_referee_before_its_first_reset_says_to_reset_it():
                  lambda: ref.investigator_log, lambda: ref.episode_record()):
         with pytest.raises(RuntimeError, match=r"no match yet: call reset_match"):
             read()
+    for act in (lambda: ref.step_as_fraudster({"action_type": "end_turn"}),
+                lambda: ref.apply("fraudster", EndTurn())):  # it said "the match is over"
+        with pytest.raises(OutOfTurnError, match=r"no match yet: call reset_match"):
+            act()
     ref.reset_match(seed=1)
     assert ref.state.task_id == "task_1"
