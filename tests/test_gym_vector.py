@@ -267,15 +267,29 @@ def test_a_reset_cut_before_the_learners_turn_leaves_no_matches_to_step_on():
         venv.step(np.zeros(2, np.int64))
 
 
+def _sb3_seat(opponents):
+    sb3_vector = pytest.importorskip("fraudarena_env.sb3_vector")
+    envs = sb3_vector.VectorRoleEnv("investigator", 2, opponents=opponents)
+    return envs, envs.reset
+
+
+def _gym_seat(opponents):
+    envs = RoleVectorEnv("investigator", 2, opponents=opponents)
+    return envs, lambda: envs.reset(seed=0)
+
+
+@pytest.mark.parametrize("seat", [_gym_seat, _sb3_seat], ids=["gymnasium", "sb3"])
 def test_after_an_opponent_raised_the_learners_actions_are_not_played_for_the_opponents(
-        failing_opponent):
-    envs = RoleVectorEnv("investigator", 2, opponents={"fraudster": failing_opponent})
-    envs.reset(seed=0)
+        seat, failing_opponent):
+    """As RoleEnv: an opponent whose move raised left matches on its turn, and the next step
+    applied the learner's actions there as the opponent's moves."""
+    envs, reset = seat({"fraudster": failing_opponent})
+    reset()
     failing_opponent.fail_next()
     end_turn = np.array([np.flatnonzero(m)[-1] for m in envs.action_masks()])
     with pytest.raises(ConnectionError):
         envs.step(end_turn)  # the fraudsters move next
     with pytest.raises(RuntimeError, match="an opponent's move raised an error"):
         envs.step(np.zeros(2, np.int64))
-    envs.reset(seed=0)  # and a reset plays on
+    reset()  # and a reset plays on
     assert envs.action_masks().any(axis=1).all()

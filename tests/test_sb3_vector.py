@@ -388,19 +388,3 @@ def test_a_step_before_reset_asks_for_the_vecenvs_own_reset():
     venv = VectorRoleEnv("investigator", 2, task_id="task_1")
     with pytest.raises(RuntimeError, match=r"call reset\(\) first \(seed\(s\) before it"):
         venv.step(np.zeros(2, np.int64))
-
-
-def test_after_an_opponent_raised_the_learners_actions_are_not_played_for_the_opponents(
-        failing_opponent):
-    """As RoleEnv: an opponent whose move raised left matches on its turn, and the next step
-    applied the learner's actions there as the opponent's moves."""
-    env = VectorRoleEnv("investigator", 2, opponents={"fraudster": failing_opponent})
-    env.reset()
-    failing_opponent.fail_next()
-    end_turn = np.array([np.flatnonzero(m)[-1] for m in env.action_masks()])
-    with pytest.raises(ConnectionError):
-        env.step(end_turn)  # the fraudsters move next
-    with pytest.raises(RuntimeError, match="an opponent's move raised an error"):
-        env.step(np.zeros(2, np.int64))
-    env.reset()  # and a reset plays on
-    assert env.action_masks().any(axis=1).all()
