@@ -16,7 +16,8 @@ It adds only the AEC bookkeeping, so it stays thin and fast:
   the match ends at once, the offender is charged ``illegal_reward`` (default ``-1.0``) and the
   others get nothing for that step, as PettingZoo's ``TerminateIllegalWrapper`` does (every agent
   is terminated; ``end_reason`` is ``illegal_action``; no ending rewards are paid and there is no
-  grade);
+  grade); the referee ends the match and charges the offender (``end_on_illegal``), so its
+  ``RefereeState`` and the text face show the match done with the totals ``infos`` report;
 * the match ends for all three agents at once, on the auditor's report; a safety bound
   (``max_cycles``, see below) truncates all three at once;
 * ``render_mode="human"`` prints the board after ``reset`` and after every step, as PettingZoo's and
@@ -105,6 +106,7 @@ from .rules.catalog import (
 from .rules.copies import KeepsViews
 from .rules.errors import IllegalActionError
 from .rules.referee import match_settings
+from .rules.state import END_REASONS as RULES_END_REASONS
 
 AGENTS = ROLES  # the catalogue's roles, in turn order
 # Free-text fields of each action model: a model carrying any of them has no action index.
@@ -120,10 +122,12 @@ SOURCE_LEGEND = " ".join(f"{c}={t}" for c, t in zip(SOURCE_LETTERS, TARGETS))
 RESET_OPTION_KEYS = frozenset(MATCH_KNOBS) | {"task_id"}
 IGNORED_OPTION_KEYS = frozenset({"options"})  # pettingzoo api_test's probe key
 DEFAULT_MAX_CYCLES = 1000
-# Why play ended, by the index that ``infos[agent]["end_reason"]`` carries: the referee's four
-# reasons, then the env's own: its safety truncation, and an illegal action in terminate mode.
+# Why the match ended, by the index that ``infos[agent]["end_reason"]`` carries: the ends of play,
+# then the env's safety truncation, then an illegal action in terminate mode (the referee's
+# ``end_on_illegal``). The indices are public: a new reason goes at the end.
 END_REASONS: tuple[str, ...] = ("commit_final", "all_decided", "max_rounds", "budget_exhausted",
                                 "max_cycles", "illegal_action")
+assert set(RULES_END_REASONS) <= set(END_REASONS)
 ILLEGAL_ACTION_MODES = ("raise", "penalize", "terminate")
 DEFAULT_ILLEGAL_REWARD = -1.0  # terminate mode: PettingZoo's classic envs charge the loss, -1
 END_REASON_INDEX = {r: i for i, r in enumerate(END_REASONS)}
@@ -197,7 +201,8 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
 
         self.possible_agents = list(AGENTS)
         self.agents = []
-        # Terminate mode is the env's: the referee raises, the env ends the match.
+        # In terminate mode the referee raises, and the env ends the match through the referee
+        # (``end_on_illegal``), which charges the offender in its totals.
         # It records the ops played, not events: the tensor path builds no text, and the text
         # face replays the match into events the first time it is asked (faces.narration).
         self._ref = Referee(illegal_action="raise" if illegal_action == "terminate"
@@ -224,7 +229,6 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         self._ended = True
         self._truncated_by: str | None = None
         self._illegal_error: IllegalActionError | None = None  # terminate mode: what ended it
-        self._charged = [0.0, 0.0, 0.0]  # terminate mode's charge, on top of the referee's totals
 
     # ------------------------------------------------------------------ spaces
     def observation_space(self, agent: str) -> spaces.Dict:
@@ -270,7 +274,6 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         self.truncations = dict.fromkeys(AGENTS, False)
         self._truncated_by = None
         self._illegal_error = None
-        self._charged = [0.0, 0.0, 0.0]
         self._set_infos()
         self.agent_selection = ref.current_role
         self._num_steps = 0
@@ -378,12 +381,13 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         self._ref.penalize(agent, action, reason)
 
     def _terminate_illegal(self, agent: str, error: IllegalActionError) -> None:
-        """Terminate mode: end the match, charging ``illegal_reward`` to the offender only (what
-        it had been paid before is kept; the others' rewards not yet seen stay owed to them)."""
+        """Terminate mode: the referee ends the match, charging ``illegal_reward`` to the
+        offender only (what it had been paid before is kept; the others' rewards not yet seen
+        stay owed to them)."""
         self._illegal_error = error
-        self._charged[AGENTS.index(agent)] += self.illegal_reward
+        charge = self._ref.end_on_illegal(agent, error.action, error.reason, self.illegal_reward)
         self.rewards = dict.fromkeys(self.agents, 0.0)
-        self.rewards[agent] = self.illegal_reward
+        self.rewards[agent] = charge
         self._cumulative_rewards[agent] = 0.0
         self._accumulate_rewards()
         self._num_steps += 1
@@ -432,19 +436,12 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         self.infos = {a: info.copy() for a in self.agents}
 
     def _end_reason(self) -> str | None:
-        if self._illegal_error is not None:
-            return "illegal_action"
         return self._truncated_by or self._ref.end_reason
-
-    def _totals(self) -> list[float]:
-        """Each role's match total: the referee's, plus terminate mode's charge."""
-        t, c = self._ref.totals, self._charged
-        return [t[0] + c[0], t[1] + c[1], t[2] + c[2]]
 
     def _info(self) -> dict[str, int | float | bool]:
         """One agent's info: the keys of ``INFO_KEYS``, numbers only."""
         ref = self._ref
-        t = self._totals()
+        t = self._ref.totals
         reason = self._end_reason()
         graded = ref.grader_score is not None
         return {"phase": PHASE_INDEX[ref.phase], "round": ref.round_number,
@@ -468,7 +465,7 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
                 "grader_score": ref.grader_score,
                 "grader_terms": dict(ref.grader_terms) if ref.grader_score is not None
                 else None,
-                "returns": dict(zip(AGENTS, (float(t) for t in self._totals()))),
+                "returns": dict(zip(AGENTS, (float(t) for t in self._ref.totals))),
                 "illegal_action": None if self._illegal_error is None
                 else str(self._illegal_error)}
 
@@ -554,7 +551,7 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         ref = self._ref
         if ref.task is None:
             return "FraudArena: not reset yet"
-        t = self._totals()
+        t = self._ref.totals
         lines = [
             f"FraudArena {ref.task.task_id} | {ref.phase} | round {ref.round_number}/"
             f"{ref.max_rounds} | budget {ref.budget}/{ref.task.action_budget} | proposals "
@@ -584,14 +581,14 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
             lines.append("links: " + ", ".join(f"{AD_IDS[a]}-{AD_IDS[b]}" for a, b in ref.links))
         if ref.auditor_flags:
             lines.append(f"audit flags: {len(ref.auditor_flags)}")
-        if ref.end_reason is not None:
+        if self._illegal_error is not None:
+            lines.append(f"match ended on an illegal action: {self._illegal_error}")
+        elif ref.end_reason is not None:
             g = ref.grader_score
             lines.append(f"play ended: {ref.end_reason}" +
                          (f" | grader {g:.3f}" if g is not None else ""))
         elif self._truncated_by is not None:
             lines.append(f"play truncated: {self._truncated_by} ({self.max_cycles} cycles)")
-        if self._illegal_error is not None:
-            lines.append(f"match ended on an illegal action: {self._illegal_error}")
         lines.append(f"(* fraudster proposal; pulled: {SOURCE_LEGEND})")
         return "\n".join(lines)
 

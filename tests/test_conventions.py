@@ -17,6 +17,7 @@ from pettingzoo.utils.wrappers import TerminateIllegalWrapper
 import fraudarena_env
 from fraudarena_env import IllegalActionError, RoleEnv, fraudarena_v0
 from fraudarena_env.env import END_REASONS, INFO_KEYS
+from fraudarena_env.rules.catalog import PHASES
 from fraudarena_env.wrappers import (
     MaskedRoleEnv,
     RenameObservationKey,
@@ -288,6 +289,44 @@ def test_terminate_mode_ends_on_an_invalid_action_model_too():
     assert all(env.terminations.values())
 
 
+def end_on_an_illegal_action(read_text_first: bool = False):
+    """A task_3 match in terminate mode, ended by an unmasked action after 12 legal steps;
+    ``read_text_first``: the text face was read before (the referee records events from then
+    on; else it replays the ops played when first asked). Returns the env and the offender."""
+    env = fraudarena_v0.env(task_id="task_3", illegal_action="terminate")
+    env.reset(seed=7)
+    play_legal_steps(env, 12)
+    if read_text_first:
+        env.unwrapped.role_observation("fraudster")
+    offender = env.agent_selection
+    env.step(int(np.flatnonzero(env.observe(offender)["action_mask"] == 0)[0]))
+    return env, offender
+
+
+def test_terminate_mode_ends_the_match_in_the_referee_state_with_the_totals_of_the_infos():
+    env, offender = end_on_an_illegal_action()
+    state = env.unwrapped.referee.state
+    info = env.infos[offender]
+    assert state.phase == "done" and PHASES[info["phase"]] == "done"
+    assert state.end_reason == "illegal_action" and state.grader_score is None
+    assert [state.fraudster_reward, state.investigator_reward, state.auditor_reward] == \
+        pytest.approx([info[f"return_{agent}"] for agent in AGENTS])
+
+
+@pytest.mark.parametrize("read_text_first", [False, True], ids=["replayed", "recorded"])
+def test_terminate_mode_ends_the_match_in_every_role_observation_of_the_text_face(
+        read_text_first):
+    env, offender = end_on_an_illegal_action(read_text_first)
+    info = env.infos[offender]
+    for agent in AGENTS:
+        obs = env.unwrapped.role_observation(agent)
+        assert obs.done and obs.phase == "done"
+        assert obs.reward == pytest.approx(info[f"return_{agent}"])
+    feedback = env.unwrapped.role_observation(offender).feedback
+    assert feedback.startswith("illegal action (") and feedback.endswith(
+        "charged -1.0; the match is over")
+
+
 @pytest.mark.parametrize("mode", ["raise", "penalize", "terminate"])
 @pytest.mark.parametrize("action", [None, "end_turn", 3.0, [3], np.float32(3)])
 def test_what_is_no_action_of_either_face_raises_in_every_mode_and_changes_nothing(mode, action):
@@ -331,6 +370,15 @@ def test_role_env_terminate_mode_ends_the_learners_episode_with_the_charge():
     assert info["return"] == pytest.approx(-1.0)
     with pytest.raises(RuntimeError, match="reset"):
         env.step(0)
+
+
+def test_role_env_terminate_mode_reports_the_charge_in_the_referee_state_too():
+    env = RoleEnv("investigator", task_id="task_1", illegal_action="terminate")
+    env.reset(seed=4)
+    _, _, _, _, info = env.step(int(np.flatnonzero(~env.action_masks())[0]))
+    state = env.referee.state
+    assert state.phase == "done" and state.end_reason == "illegal_action"
+    assert state.investigator_reward == pytest.approx(info["return"])
 
 
 def test_rllib_multi_agent_env_terminates_on_illegal_actions_and_shows_vectors():

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..rules import scoring
 from ..rules.catalog import AD_IDS, CATEGORIES, FRAUDSTER_EDITS, TACTICS, TARGETS, VERDICTS
 from ..rules.events import (
     Committed,
@@ -34,7 +33,7 @@ from ..rules.events import (
     TurnEnded,
 )
 from ..rules.evidence import headline
-from ..rules.referee import Referee
+from ..rules.referee import Forfeit, Referee
 from ..rules.roles import role_of
 from ..rules.state import F
 
@@ -149,7 +148,8 @@ def _submitted(ref: Referee, ev: Submitted) -> tuple[dict, str]:
 
 def _refused(ref: Referee, ev: Refused) -> tuple[dict, str]:
     return (_entry(ev.at, "illegal", reason=ev.reason, reward=ev.reward),
-            f"illegal action ({ev.reason}); charged {scoring.ILLEGAL_PENALTY}")
+            f"illegal action ({ev.reason}); charged {ev.reward}" +
+            ("; the match is over" if ev.ended else ""))
 
 
 NARRATE: dict[type, Callable[[Referee, Any], tuple[dict, str]]] = {
@@ -204,6 +204,8 @@ def recorded_events(ref: Referee) -> list[Event]:
             role = twin.current_role
             if isinstance(played, str):  # the reason an illegal action was charged for
                 twin.penalize(role, None, played)
+            elif isinstance(played, Forfeit):  # an illegal action that ended the match
+                twin.end_on_illegal(role, None, played.reason, played.charge)
             else:
                 twin.carry_out(role, played)
         ref.adopt_events(twin.events)

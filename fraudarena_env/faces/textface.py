@@ -314,9 +314,10 @@ def episode_record(ref) -> dict:
 
 
 def auditor_observation(ref) -> AuditorObservation:
-    # The auditor reviews the finished match: nothing of it is shown while play runs.
+    # The auditor reviews the finished match: nothing of it is shown before play has run to its
+    # end (while play runs, or when an illegal action ended the match first).
     seen, record, inv_log, proposals = {}, {}, [], []
-    if ref.phase in ("audit_phase", "done"):
+    if ref.play_finished:
         for s in np.flatnonzero(ref.present & ref.pulled.any(axis=1)):
             seen[AD_IDS[s]] = {t: evidence_text(t, f) for t, f in revealed(ref, s).items()}
         record = episode_record(ref)

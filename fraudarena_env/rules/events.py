@@ -112,11 +112,13 @@ class Submitted(NamedTuple):
 
 
 class Refused(NamedTuple):
-    """An illegal action charged in penalize mode, and why it was illegal."""
+    """An illegal action charged in penalize mode, or one that ended the match (``ended``: the
+    env's terminate mode), and why it was illegal."""
     at: Stamp
     role: int
     reason: str
     reward: float
+    ended: bool = False
 
 
 Event = (Proposed | Modified | TurnEnded | Committed | Pulled | Decided | Linked | Flagged |

@@ -40,7 +40,7 @@ the class users get as ``fraudarena_env.Referee``.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -76,6 +76,13 @@ from .view import MatchView, match_id_for  # noqa: F401
 # played (the text face replays them into events when first asked: the env's tensor path), or
 # nothing (``VectorFraudArena``, whose batched steps bypass the referees).
 RECORD_MODES = ("events", "ops", "nothing")
+
+
+class Forfeit(NamedTuple):
+    """What ``played`` keeps of an illegal action that ended the match (``end_on_illegal``):
+    why it was illegal and what its maker was charged."""
+    reason: str
+    charge: float
 _PHASE_CODE = PHASE_OF  # phase name -> Phase
 _END_CODE = {r: i for i, r in enumerate(END_REASONS)}
 assert SCALARS == ("phase", "round_number", "actions_this_turn", "budget", "proposals_used",
@@ -372,23 +379,42 @@ class Referee(KeepsViews, MatchView, *MOVES, MatchMachine):  # each role's moves
 
     def penalize(self, role: str, action: object, reason: str) -> float:
         """Charge ``role`` for an illegal action and use the action up (penalize mode)."""
-        self.check_turn(role, action)
-        idx = _ROLE_INDEX[role]
-        r = self.step_rewards
-        r[0] = r[1] = r[2] = 0.0
-        self.step_count += 1
-        if self.played is not None:
-            self.played.append(reason)
-        if self.recording:
-            self.events.append(Refused(self.stamp(), idx, reason, scoring.ILLEGAL_PENALTY))
-        self.step_rewards[idx] = scoring.ILLEGAL_PENALTY
-        self.totals[idx] += scoring.ILLEGAL_PENALTY
+        idx = self._charge(role, action, reason, scoring.ILLEGAL_PENALTY, reason)
         if END_TURN[idx] is None:  # a role without turns: the action uses up one of its flags
             self.auditor_actions += 1
         else:
             self._count_turn_action(idx)
         self.store_scalars()
         return scoring.ILLEGAL_PENALTY
+
+    def end_on_illegal(self, role: str, action: object, reason: str, charge: float) -> float:
+        """End the match at once on ``role``'s illegal action and charge it ``charge`` (the
+        env's ``illegal_action="terminate"``, as PettingZoo's ``TerminateIllegalWrapper``): the
+        match is done, its end reason ``"illegal_action"``; play did not finish, so no ad is
+        approved, nothing is graded or audited, and no ending reward is paid. Returns the
+        charge."""
+        self._charge(role, action, reason, charge, Forfeit(reason, charge), ended=True)
+        self.phase = "done"
+        self.end_reason = "illegal_action"
+        self.store_scalars()
+        return charge
+
+    def _charge(self, role: str, action: object, reason: str, charge: float,
+                played: str | Forfeit, ended: bool = False) -> int:
+        """Take ``role``'s illegal action as a step whose one reward is ``charge`` to ``role``,
+        and record it (``played``: what the ops played keep of it). Returns the role's index."""
+        self.check_turn(role, action)
+        idx = _ROLE_INDEX[role]
+        r = self.step_rewards
+        r[0] = r[1] = r[2] = 0.0
+        self.step_count += 1
+        if self.played is not None:
+            self.played.append(played)
+        if self.recording:
+            self.events.append(Refused(self.stamp(), idx, reason, charge, ended))
+        r[idx] = charge
+        self.totals[idx] += charge
+        return idx
 
     # ------------------------------------------------------------------ for the batched env
     # ``VectorFraudArena`` plays many matches on one state and updates their referees in batch;
@@ -436,8 +462,8 @@ class Referee(KeepsViews, MatchView, *MOVES, MatchMachine):  # each role's moves
 # The referee's verbs: what code outside the rules may call to change a match (with the read
 # surface, ``MatchView``, this is all it may touch; ``tests/test_boundary.py`` checks it).
 PLAY = ("reset_match", "check", "check_turn", "repeats", "apply", "carry_out", "penalize",
-        "load_scalars", "store_scalars", "record_proposal", "edit_proposal",
+        "end_on_illegal", "load_scalars", "store_scalars", "record_proposal", "edit_proposal",
         "sync_links", "end_play", "record_finish", "adopt_events")
 
 
-__all__ = ["PLAY", "Referee", "token_text"]
+__all__ = ["Forfeit", "PLAY", "Referee", "token_text"]

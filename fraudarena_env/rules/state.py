@@ -65,9 +65,11 @@ class Track(IntEnum):
 
 
 # The match's scalars that change during play (the referee keeps them as attributes and writes
-# them to the state after every step; see ``Referee.store_scalars``), and why play ended, by the
-# index the ``end_reason`` column stores.
-END_REASONS: tuple[str, ...] = ("commit_final", "all_decided", "max_rounds", "budget_exhausted")
+# them to the state after every step; see ``Referee.store_scalars``), and why the match ended, by
+# the index the ``end_reason`` column stores: play's four ends, then an illegal action that ended
+# the match before play did (``Referee.end_on_illegal``: no grade, no ending rewards).
+END_REASONS: tuple[str, ...] = ("commit_final", "all_decided", "max_rounds", "budget_exhausted",
+                                "illegal_action")
 SCALARS: tuple[str, ...] = ("phase", "round_number", "actions_this_turn", "budget",
                             "proposals_used", "committed", "n_arrived", "n_base_arrived",
                             "n_manual", "step_count", "auditor_actions", "end_reason")

@@ -80,7 +80,7 @@ class MatchView:
     round_number: int
     actions_this_turn: int  # of the role whose turn it is
     step_count: int  # actions taken in the match, illegal ones charged included
-    end_reason: str | None  # why play ended (END_REASONS), None while it goes on
+    end_reason: str | None  # why the match ended (END_REASONS), None while play goes on
     committed: bool  # the fraudster proposes no more
 
     # ---------------------------------------------------------------- budgets
@@ -145,6 +145,13 @@ class MatchView:
     @property
     def done(self) -> bool:
         return self.phase == "done"
+
+    @property
+    def play_finished(self) -> bool:
+        """Play ran to its end (the audit phase, or done after it), so the record the auditor
+        reviews is complete; a match ended on an illegal action stopped short of it."""
+        return self.phase == "audit_phase" or \
+            (self.phase == "done" and self.end_reason != "illegal_action")
 
     @property
     def current_role(self) -> str | None:

@@ -89,7 +89,7 @@ def expected_views(role: str, ref) -> dict[str, np.ndarray]:
             my_evidence=np.where(mine[:, None], evidence, 0),
             my_surface=_surface(rows, mine),
             trusted=ref.trusted & mine)
-    elif ref.phase in ("audit_phase", "done"):  # the auditor sees the record once play ends
+    elif ref.play_finished:  # the auditor sees the record once play has run to its end
         manual = ref.manual & present
         out.update(
             label=_onehot(3, present, rows["label"].astype(np.int64)),
@@ -100,7 +100,7 @@ def expected_views(role: str, ref) -> dict[str, np.ndarray]:
             calibration=np.asarray([(n / S, c, a) for n, c, a in ref.calibration]))
     else:
         out = {name: np.zeros_like(np.asarray(value, float)) for name, value in out.items()}
-    if role != "auditor" or ref.phase in ("audit_phase", "done"):
+    if role != "auditor" or ref.play_finished:
         out["category"] = category
     return out
 
@@ -221,3 +221,19 @@ def test_the_investigator_counts_only_the_ads_it_sees():
     assert not obs.fill(ref)[obs.off["present"]:obs.off["present"] + S].any()
     ref.step_as_fraudster({"action_type": "end_turn"})
     assert obs.fill(ref)[at] == np.float32(ref.n_arrived / S)
+
+
+def test_a_match_ended_on_an_illegal_action_observes_what_the_referee_holds():
+    """The env's terminate mode ends the match in the referee; every role's vector, read
+    before and after, then matches the referee's state."""
+    ref = Referee(record="ops")
+    ref.reset_match(seed=2, task_id="task_3")
+    observers = {role: Observer(role) for role in ROLES}
+    policies = {role: RandomPolicy(role, seed=k) for k, role in enumerate(ROLES)}
+    for _ in range(15):
+        role = ref.current_role
+        vector, mask = observers[role].observe(ref)
+        ref.apply(role, OPS[role][policies[role].act_tensor(vector, mask)])
+    ref.end_on_illegal(ref.current_role, None, "a reason", -1.0)
+    for role in ROLES:
+        check_observer(observers[role], ref)

@@ -216,3 +216,24 @@ def test_a_pull_is_logged_in_the_seed_format_with_what_it_showed_then():
     assert entry["findings_excerpt"].startswith("[payment_method] chargeback_rate=")
     assert f"{ad} {entry['findings_excerpt']}" in obs.investigation_findings
     assert entry["revealed"] == {"chargeback_rate": obs.evidence_ledger[ad]["chargeback_rate"]}
+
+
+@pytest.mark.parametrize("record", ["events", "ops"])
+def test_an_illegal_action_that_ended_the_match_is_told_as_its_end(record):
+    """Recorded as it happened or replayed from the ops played: the same line and log entry."""
+    ref = Referee(record=record)
+    ref.reset_match(seed=1, task_id="task_1")
+    ref.end_on_illegal("fraudster", "bad", "a reason", -1.5)
+    assert narration.feedback(ref, 0) == \
+        "illegal action (a reason); charged -1.5; the match is over"
+    entry = narration.logs(ref)[0][-1]
+    assert (entry["action_type"], entry["reason"], entry["reward"]) == \
+        ("illegal", "a reason", -1.5)
+
+
+def test_an_illegal_ending_on_the_env_builds_no_text(monkeypatch):
+    _no_text(monkeypatch)
+    env = fraudarena_v0.env(task_id="task_1", illegal_action="terminate")
+    env.reset(seed=0)
+    env.step(int(np.flatnonzero(env.observe("fraudster")["action_mask"] == 0)[0]))
+    assert env.unwrapped.referee.done and env.unwrapped.referee.played[-1].charge == -1.0

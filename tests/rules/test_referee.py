@@ -936,3 +936,20 @@ def test_a_referee_before_its_first_reset_says_to_reset_it():
             act()
     ref.reset_match(seed=1)
     assert ref.state.task_id == "task_1"
+
+
+def test_an_illegal_action_that_ends_the_match_charges_its_maker_and_nothing_more():
+    """The env's terminate mode ends the match through the referee: done, for an illegal
+    action, the maker charged; no ad approved, no grade, no ending reward."""
+    r = new_match(seed=3, task_id="task_1")
+    to_investigator_turn(r)
+    totals, verdicts = list(r.totals), r.verdict.copy()
+    assert r.end_on_illegal("investigator", "bad", "a reason", -2.0) == -2.0
+    assert r.done and r.end_reason == "illegal_action" and r.grader_score is None
+    assert r.totals == pytest.approx([totals[0], totals[1] - 2.0, totals[2]])
+    assert r.step_rewards == pytest.approx([0.0, -2.0, 0.0])
+    np.testing.assert_array_equal(r.verdict, verdicts)
+    r.load_scalars()  # the end is in the match state, not only on the referee
+    assert r.phase == "done" and r.end_reason == "illegal_action"
+    with pytest.raises(OutOfTurnError, match="the match is over"):
+        r.apply("auditor", Submit())
