@@ -71,6 +71,11 @@ class ServerError(RuntimeError):
         self.message = message
         self.retry_after = retry_after
 
+    def __reduce__(self):
+        # rebuilt from what it was made of: a worker process (multiprocessing, SubprocVecEnv)
+        # pickles it to raise it in the parent (as rules.errors.IllegalActionError)
+        return type(self), (self.code, self.message, self.retry_after)
+
 
 def _retry_delay(exc: ServerError, deadline: float) -> float:
     """How long to wait before sending again a message the server did not read for its rate

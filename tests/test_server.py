@@ -1045,6 +1045,21 @@ def test_seat_takeover_and_reconnect_over_real_sockets(live_server):
         assert obs.phase == "investigator_turn" and back.state().step_count == 1
 
 
+@pytest.mark.parametrize("retry_after", [None, 0.5])
+def test_a_server_error_survives_the_pickle_a_worker_process_sends(retry_after):
+    """A client in a worker process (multiprocessing, SubprocVecEnv) pickles the error to raise
+    it in the parent; unpickling it was a TypeError (missing 'message')."""
+    import pickle
+
+    from fraudarena_env.client import ServerError
+
+    error = ServerError("rate_limited", "too many messages", retry_after)
+    copy_ = pickle.loads(pickle.dumps(error))
+    assert type(copy_) is ServerError and str(copy_) == str(error)
+    assert (copy_.code, copy_.message, copy_.retry_after) == ("rate_limited",
+                                                              "too many messages", retry_after)
+
+
 @pytest.mark.parametrize("seed", [31, 32])
 def test_steps_racing_from_every_seat_apply_one_at_a_time(client, seed):
     """Three sockets fire steps at one match at once, each picking from its own, often stale,
