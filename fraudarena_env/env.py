@@ -222,8 +222,7 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
                 "action_mask": spaces.Box(0, 1, (N_ACTIONS[a],), np.int8),
             }) for a in AGENTS}
         self.action_spaces = {a: spaces.Discrete(N_ACTIONS[a]) for a in AGENTS}
-        # the global state, for centralised training (``state()``; faces/state.py)
-        self.state_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (STATE_SIZE,), np.float32)
+        self._state_space: spaces.Box | None = None  # made when first asked (``state_space``)
         self._np_random: np.random.Generator | None = None
         self._num_steps = 0
         self._ended = True
@@ -306,6 +305,15 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
     def action_mask(self, agent: str) -> np.ndarray:
         """A copy of the agent's current legal-action mask (int8)."""
         return self._mask(agent).copy()
+
+    @property
+    def state_space(self) -> spaces.Box:
+        """The space of ``state()``, the global state for centralised training
+        (``faces/state.py``). Made when first asked: its bounds are 6,762 floats each, two
+        fifths of what an env held before, and most users never ask."""
+        if self._state_space is None:
+            self._state_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (STATE_SIZE,), np.float32)
+        return self._state_space
 
     def state(self) -> np.ndarray:
         """The global state, for a centralised critic in training (it holds what no player

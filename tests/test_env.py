@@ -959,3 +959,26 @@ def test_observe_is_fill_and_mask_in_one_pass(monkeypatch):
 
 if __name__ == "__main__":
     print(trajectory_digest(sys.argv[1], int(sys.argv[2])))
+
+
+def test_a_reset_env_holds_at_most_180_kib():
+    """Speed and memory are features: a task_3 env after its reset held 169 KiB until the global
+    state's space (two bound arrays of 6,762 floats, 66 KiB) was built with every env; it is now
+    made when first asked, and an env that never asks pays nothing for it."""
+    import gc
+    import tracemalloc
+
+    from fraudarena_env import fraudarena_v0
+
+    fraudarena_v0.env(task_id="task_3").reset(seed=0)  # warm every module-level cache
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    envs = [fraudarena_v0.env(task_id="task_3") for _ in range(10)]
+    for k, env in enumerate(envs):
+        env.reset(seed=k)
+    gc.collect()
+    per_env = (tracemalloc.get_traced_memory()[0] - base) / len(envs)
+    tracemalloc.stop()
+    assert per_env <= 180 * 1024, per_env
+    assert envs[0].state_space.shape == envs[0].state().shape  # still there when asked
