@@ -78,7 +78,7 @@ def _lockstep(role: str, task_id, seed: int, num_envs: int, steps: int,
 @pytest.mark.parametrize("role", ["investigator", "fraudster"])
 @pytest.mark.parametrize("task_id", ["task_1", "task_3"])
 def test_each_env_plays_the_match_role_env_plays_on_its_seed(role, task_id):
-    assert _lockstep(role, task_id, 40, 5, 120) > 0
+    assert _lockstep(role, task_id, 40, 4, 80) > 0
 
 
 def test_the_auditors_seat_and_a_list_of_tasks():
