@@ -109,7 +109,7 @@ class RoleVectorEnv(RoleSeats, VectorEnv):
     def step(self, actions):
         next_step = self.autoreset_mode == AutoresetMode.NEXT_STEP
         idle = self._resetting.copy() if next_step and self._resetting.any() else None
-        obs, rewards, endings = self._play(actions, idle)
+        obs, rewards, endings = self._play(self._checked(actions), idle)
         self._return += rewards
         self._resetting[:] = False
         n = self.num_envs

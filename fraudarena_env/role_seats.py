@@ -133,11 +133,11 @@ class RoleSeats:
 
     def _play(self, actions, idle: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray, dict[int, Ending]]:
-        """The learner's actions (one integer per env), then the opponents' moves: the learner's
-        next views, its rewards (float64) and the envs whose match ended (a new one started at
-        once). ``idle`` (N,) bool: envs that sit this step out, their actions ignored (what
-        they earned before the learner's first turn waits for its first step there)."""
-        actions = self._checked(actions).astype(np.int64)
+        """The learner's actions (``_checked``'s (N,) array), then the opponents' moves: the
+        learner's next views, its rewards (float64) and the envs whose match ended (a new one
+        started at once). ``idle`` (N,) bool: envs that sit this step out, their actions ignored
+        (what they earned before the learner's first turn waits for its first step there)."""
+        actions = actions.astype(np.int64, copy=False)
         batch = self.venv.step(actions) if idle is None else self.venv.step(actions, ~idle)
         rewards = batch.rewards[:, self._r].copy()
         endings: dict[int, Ending] = {}
