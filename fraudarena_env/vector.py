@@ -19,14 +19,17 @@ k-th automatic reset uses ``s + i + k * N``. ``task_id`` may also list tasks: en
 by step).
 
 How it is fast: all matches share one ``MatchState``. The actions that make up most of a match
-(an investigator's pulls, verdicts and links, the fraudster's proposals, the auditor's flags,
-turn ends and the ads they bring) and the end of play (``vector_end``: scoring, the rule audit,
-the auditor's record) are applied to every env that takes them at once, as array operations on
-the state and on the observation and mask buffers. The rest (a proposal's text, edits, drawing a new match, the rare
-ops) runs through the match's own ``Referee`` and ``Observer``, whose arrays are views of the
-batch's, so both paths write the same memory. Each step copies into the output only the entries
-that changed, but for rows whose role changed. The vector env builds no text: its referees
-record no events.
+(an investigator's pulls, verdicts and links, the fraudster's proposals and edits, the auditor's
+flags, turn ends and the ads they bring) and the end of play (``vector_end``: scoring, the rule
+audit, the auditor's record) are applied to every env that takes them at once, as array
+operations on the state and on the observation and mask buffers. A proposal's text is kept as
+numbers (``rules.copy_keys``: a key for its copy, indices for its blurb and targeting), and what
+the rules read from it comes from a table filled in once per key. The rest (drawing a new match,
+a match or two ending alone, the rare ops) runs through the match's own ``Referee`` and
+``Observer``, whose arrays are views of the batch's, so both paths write the same memory; a
+referee is given its proposals' text (``record_text``) before it plays. Each step copies into the
+output only the entries that changed, but for rows whose role changed. The vector env builds no
+text: its referees record no events.
 """
 
 from __future__ import annotations
@@ -99,14 +102,29 @@ from .rules.catalog import (
     TRUST_PHRASES,
 )
 from .rules.copies import KeepsViews
+from .rules.copy_keys import TABLE as COPY_TABLE
+from .rules.copy_keys import (
+    blurb_text,
+    copy_text,
+    key_category,
+    softened,
+    targeting_text,
+    template_key,
+)
 from .rules.errors import IllegalActionError
-from .rules.fraudster import may_arrive_later, may_propose, queue_room
+from .rules.fraudster import (
+    SOFTEN_SEVERITY,
+    TRUST_SHIFT,
+    may_arrive_later,
+    may_propose,
+    queue_room,
+)
 from .rules.generator import U, blurbs_of, generate_into
 from .rules.lexicon import N_LEXICAL, count_trust_markers, lexical_features
 from .rules.machine import template_text
 from .rules.referee import Referee, match_settings
 from .rules.roles import explain
-from .rules.state import END_REASONS, MatchState, Phase
+from .rules.state import END_REASONS, Edit, MatchState, Phase
 from .vector_end import _N_FLAGS, BatchedEnd
 
 _I_ROLE = ROLES.index("investigator")
@@ -241,6 +259,11 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         self._shared = np.zeros((n, S, S), np.int16)  # ring signals each pair visibly shares
         self._truth = np.zeros((n, 2, S + 1, _N_FLAGS), bool)  # the rule audit's findings
         self._slot_order = np.zeros((n, S), np.int64)  # the k-th ad to arrive takes this slot
+        # each proposal's text, in numbers (``rules.copy_keys``): its copy's key, its blurb (a
+        # trust phrase's index, -1: none) and its targeting line (an index in its category's)
+        self._copy_key = np.zeros((n, S), np.int64)
+        self._blurb = np.full((n, S), -1, np.int8)
+        self._aim = np.zeros((n, S), np.int8)
         # what each env's proposal rows would show under each tactic (``Episode.proposal_signals``)
         t = len(TACTICS)
         self._drawn_age = np.zeros((n, t, S))
@@ -426,6 +449,10 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         ref = self.referees[m]
         ref.load_scalars()
         ref.sync_links([tuple(p) for p in np.argwhere(np.triu(self.state.linked[m], 1)).tolist()])
+        for s in ref.proposal_slots:  # their text, which the batched steps keep in numbers
+            key = int(self._copy_key[m, s])
+            ref.record_text(s, copy_text(key), blurb_text(int(self._blurb[m, s])),
+                            targeting_text(int(key_category(key)), int(self._aim[m, s])))
         return ref
 
     def _final_views(self, role: str, over: np.ndarray) -> dict[int, np.ndarray]:
@@ -730,9 +757,9 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
     def _propose(self, env: np.ndarray, index: np.ndarray) -> None:
         """The fraudster proposes: the ads drawn and queued in batch, as ``_propose`` draws a
         template proposal (its row from the proposal signals drawn for its tactic, its copy's
-        features from the template table), each match's referee told the text
-        (``record_proposal``); what the roles see of it written in batch; the proposal counts
-        against the turn."""
+        features from the template table, its text kept in numbers), each match's referee told
+        its place (``record_proposal``); what the roles see of it written in batch; the
+        proposal counts against the turn."""
         st, rows = self.state, self.state.rows
         op = index - F_PROPOSE
         category, tactic = _PROPOSE_CATEGORY[op], _PROPOSE_TACTIC[op]
@@ -770,14 +797,12 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         # often as organic fraud
         phrase = blurbs_of(np.where(tactic == _CAMOUFLAGED, LEGIT, FRAUD), u)
         st.trusted[env, slot] |= _PHRASE_TRUSTS[phrase]
-        n_targeting = _N_TARGETING[category]
-        aim = (u[:, U.TARGETING] * n_targeting).astype(np.int64)
-        for m, s, r, c, b, k, u_marker, p, t in zip(
-                env.tolist(), slot.tolist(), row.tolist(), category.tolist(), body.tolist(),
-                markers.tolist(), u[:, U.MARKER_START].tolist(), phrase.tolist(), aim.tolist()):
+        self._copy_key[env, slot] = template_key(category, body, markers, u[:, U.MARKER_START])
+        self._blurb[env, slot] = phrase
+        self._aim[env, slot] = (u[:, U.TARGETING] * _N_TARGETING[category]).astype(np.int64)
+        for m, s, r in zip(env.tolist(), slot.tolist(), row.tolist()):
             ref = self.referees[m]
-            ref.record_proposal(s, r, Referee._template_copy(c, b, k, u_marker),
-                                TRUST_PHRASES[p] if p >= 0 else "", CATEGORIES[c].targeting[t])
+            ref.record_proposal(s, r)
             for observer in self.observers[m]:
                 observer.skip(ref)  # the arrival is shown below
         surface = self._show_own_ads(env, slot, row)
@@ -789,19 +814,24 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         self._count_fraudster_actions(env)
 
     def _modify(self, env: np.ndarray, index: np.ndarray) -> None:
-        """The fraudster edits its pending ads (each match's referee, ``edit_proposal``; what
-        the roles see of the edit is written in batch), and the edit counts against its turn."""
+        """The fraudster edits its pending ads, as ``FraudsterMoves._modify`` does on template
+        copy: a soften takes a risk phrase out (the copy's key moves on, a marker goes, the
+        severity shrinks), a trust blurb makes the landing page look cleaner; what the roles see
+        of the edit is written in batch, and the edit counts against the fraudster's turn."""
         st, rows = self.state, self.state.rows
-        slots = []
-        for m, i in zip(env.tolist(), index.tolist()):
-            ref = self.referees[m]
-            op = OPS["fraudster"][i]
-            ref.edit_proposal(op)
-            for observer in self.observers[m]:
-                observer.skip(ref)  # the edit is shown below
-            slots.append(op.slot)
-        slot = np.asarray(slots, np.int64)
+        slot, edit = np.divmod(index - F_MODIFY, len(FRAUDSTER_EDITS))
         row = st.slot_row[env, slot]
+        soften, trust = edit == Edit.SOFTEN_COPY, edit == Edit.ADD_TRUST_BLURB
+        e, s, r = env[soften], slot[soften], row[soften]
+        self._copy_key[e, s] = softened(self._copy_key[e, s])
+        rows.markers[e, r] = np.maximum(rows.markers[e, r] - 1, 0)
+        rows.severity[e, r] *= SOFTEN_SEVERITY
+        e, s, r = env[trust], slot[trust], row[trust]
+        self._blurb[e, s] = (rows.uniform[e, r, U.TRUST_PHRASE] * len(TRUST_PHRASES)).astype(
+            np.int64)
+        st.trusted[e, s] = True
+        rows.evidence[e, r, _LANDING] -= TRUST_SHIFT
+        st.lexical[env, slot] = COPY_TABLE.lexical(self._copy_key[env, slot])
         surface = self._show_own_ads(env, slot, row)
         put, at = self._put, self._views["investigator"].at
         lex = at["lexical"][0] + N_LEXICAL * slot

@@ -28,11 +28,10 @@ import math
 import numpy as np
 
 from .faces.encoding import EVIDENCE_SCALE, OBS_BOUND, TRACK_B_CUES
-from .rules import audit, scoring
+from .rules import audit, copy_keys, scoring
 from .rules.action_catalog import A_FLAG_A, A_FLAG_B, A_SUBMIT
 from .rules.catalog import (
     AD_IDS,
-    AD_SLOT,
     APPROVE,
     AUDIT_TRACK_A,
     AUDIT_TRACK_B,
@@ -50,6 +49,7 @@ _RISKY = np.array([c.family != "legit" for c in CATEGORIES])
 _A = {flag: i for i, flag in enumerate(AUDIT_TRACK_A)}
 _B = {flag: i for i, flag in enumerate(AUDIT_TRACK_B)}
 _N_FLAGS = max(len(AUDIT_TRACK_A), len(AUDIT_TRACK_B))
+_AD_ID_ARRAY = np.asarray(AD_IDS, dtype=object)
 _CUE_COLUMN = [(_B[flag], i) for i, flag in enumerate(TRACK_B_CUES)]
 BUDGET_EXHAUSTED = END_REASONS.index("budget_exhausted")
 _CORRECT = np.asarray(CORRECT_VERDICT)  # by label
@@ -170,25 +170,29 @@ class BatchedEnd:
         return np.stack(counts, axis=1)  # (k, 4): risky, rejected of them, plain, rejected
 
     def _track_b(self, env: np.ndarray, row: np.ndarray) -> tuple[list[dict], np.ndarray]:
-        """Track B on each match's proposals (``audit.track_b``, match by match: it reads their
-        text), its flags into ``_truth``; returns each match's plausibility by ad id, and by
-        slot as a (k, S) array."""
-        category = self.state.rows.category[env[:, None], row].tolist()
+        """Track B on each match's proposals (``copy_keys.track_b_batch``: ``audit.track_b`` on
+        their text as the batched steps keep it, in numbers), its flags into ``_truth``; returns
+        each match's plausibility by ad id, in the order proposed, and by slot as a (k, S)
+        array."""
+        st = self.state
+        proposal = st.is_proposal[env]
+        # the k-th proposal takes row n_base + k: the proposals' rows give the order proposed
+        width = max(int(np.count_nonzero(proposal, axis=1).max()), 1)
+        slot = np.argsort(np.where(proposal, row, np.iinfo(np.int64).max), axis=1,
+                          kind="stable")[:, :width]
+        proposed = np.take_along_axis(proposal, slot, axis=1)
+        e2 = env[:, None]
+        bits, plausibility = copy_keys.track_b_batch(
+            copy_keys.TABLE, self._copy_key[e2, slot], self._blurb[e2, slot], self._aim[e2, slot],
+            proposed)
         by_slot = np.zeros((len(env), S))
-        found: list[tuple[int, int, int]] = []
-        by_id = []
-        for j, m in enumerate(env.tolist()):
-            ref, cat = self.referees[m], category[j]
-            slots = ref.proposal_slots
-            flags, plausibility = audit.track_b(
-                [audit.ProposalText(AD_IDS[s], cat[s], ref.copy[s], ref.blurb[s], ref.targeting[s])
-                 for s in slots])
-            by_id.append(plausibility)
-            by_slot[j, slots] = list(plausibility.values())  # in proposal order, as slots
-            found.extend((j, AD_SLOT[ad_id] + 1, _B[flag]) for flag, ad_id in flags)
-        if found:
-            j, slot1, flag = np.asarray(found).T
-            self._truth[env[j], 1, slot1, flag] = True
+        by_slot[np.arange(len(env))[:, None], slot] = plausibility
+        for i, flag in enumerate(copy_keys.FINDINGS):
+            j, p = np.nonzero(bits >> i & 1)
+            self._truth[env[j], 1, slot[j, p] + 1, _B[flag]] = True
+        counts = np.count_nonzero(proposed, axis=1).tolist()
+        by_id = [dict(zip(_AD_ID_ARRAY[slots[:n]].tolist(), values[:n]))
+                 for slots, values, n in zip(slot, plausibility.tolist(), counts)]
         return by_id, by_slot
 
     def _fraud_outcome(self, env, manual, verdict, row, plausibility) -> np.ndarray:

@@ -47,9 +47,9 @@ def track_b(proposals: list[ProposalText]) -> tuple[set[tuple[str, str]], dict[s
     plaus: dict[str, float] = {}
     seen: list[frozenset] = []
     for p in proposals:
-        found = list(_text_findings(p.category, p.copy, p.blurb, p.targeting))
+        found = list(text_findings(p.category, p.copy, p.blurb, p.targeting))
         sh = _shingles(p.copy)
-        if any(jaccard(sh, other) >= REPETITION_JACCARD for other in seen):
+        if any(_near(sh, other) for other in seen):
             found.append("template_repetition")
         seen.append(sh)
         for f in found:
@@ -61,8 +61,18 @@ def track_b(proposals: list[ProposalText]) -> tuple[set[tuple[str, str]], dict[s
 _shingles = lru_cache(maxsize=1 << 14)(shingles)  # template copy repeats across matches
 
 
+def _near(a: frozenset, b: frozenset) -> bool:
+    return jaccard(a, b) >= REPETITION_JACCARD
+
+
+def repeats(copy_a: str, copy_b: str) -> bool:
+    """Whether two proposals' copy reads as one template repeated (track B's shingle
+    overlap): the later one is flagged ``template_repetition``."""
+    return _near(_shingles(copy_a), _shingles(copy_b))
+
+
 @lru_cache(maxsize=1 << 16)
-def _text_findings(category: int, copy: str, blurb: str, targeting: str) -> tuple[str, ...]:
+def text_findings(category: int, copy: str, blurb: str, targeting: str) -> tuple[str, ...]:
     """The track B findings one proposal's own text supports (all but repetition, which
     compares proposals). Memoised: template proposals repeat across matches."""
     cat = CATEGORIES[category]

@@ -159,7 +159,7 @@ CAMOUFLAGED = TACTICS.index("camouflaged")
 _OWN_SIGNALS = (SIG_PAYMENT, SIG_CAMPAIGN)  # what the fraudster's network proposals share
 
 
-def _drop_one_risk_phrase(text: str) -> str:
+def drop_one_risk_phrase(text: str) -> str:
     """The copy with its first risk phrase taken out (the soften edit). Game state, as template
     copy is (``machine.template_text``): the copy decides the ad's lexical features and the
     rule audit's plausibility."""
@@ -271,7 +271,7 @@ class FraudsterMoves:
         row = self.slot_row[slot]
         rows = self.rows
         if edit == _SOFTEN:
-            self.copy[slot] = _drop_one_risk_phrase(self.copy[slot])
+            self.copy[slot] = drop_one_risk_phrase(self.copy[slot])
             rows.markers[row] = max(0, rows.markers[row] - 1)
             rows.severity[row] *= SOFTEN_SEVERITY
         elif edit == _TRUST:

@@ -419,18 +419,18 @@ class Referee(KeepsViews, MatchView, *MOVES, MatchMachine):  # each role's moves
     # ------------------------------------------------------------------ for the batched env
     # ``VectorFraudArena`` plays many matches on one state and updates their referees in batch;
     # these verbs are how it changes a referee's record without reaching into it.
-    def record_proposal(self, slot: int, row: int, copy: str, blurb: str, targeting: str) -> None:
+    def record_proposal(self, slot: int, row: int) -> None:
         """Take a template proposal a batched step placed in the state (its row drawn, its slot
-        taken): its text, its place among the proposals and, in a network category, the
-        fraudster's ring (``_propose``'s record)."""
+        taken): its place among the proposals and, in a network category, the fraudster's ring
+        (``_propose``'s record). Its text is the batched core's, in numbers (``record_text``)."""
         self._join_ring_if_network(row)
-        self.copy[slot], self.blurb[slot], self.targeting[slot] = copy, blurb, targeting
         self.proposal_slots.append(slot)
         self.changes.append(AdsArrived((slot,)))
 
-    def edit_proposal(self, op: Op) -> None:
-        """Carry out the fraudster's edit ``op``, without counting the turn's action."""
-        self._modify(op)
+    def record_text(self, slot: int, copy: str, blurb: str, targeting: str) -> None:
+        """Take an ad's text as a batched core keeps it (``rules.copy_keys``), before the
+        referee plays an op or ends the match itself."""
+        self.copy[slot], self.blurb[slot], self.targeting[slot] = copy, blurb, targeting
 
     def sync_links(self, pairs: list[tuple[int, int]]) -> None:
         """Take the links as a batched step left them in the state (``linked``)."""
@@ -462,7 +462,7 @@ class Referee(KeepsViews, MatchView, *MOVES, MatchMachine):  # each role's moves
 # The referee's verbs: what code outside the rules may call to change a match (with the read
 # surface, ``MatchView``, this is all it may touch; ``tests/test_boundary.py`` checks it).
 PLAY = ("reset_match", "check", "check_turn", "repeats", "apply", "carry_out", "penalize",
-        "end_on_illegal", "load_scalars", "store_scalars", "record_proposal", "edit_proposal",
+        "end_on_illegal", "load_scalars", "store_scalars", "record_proposal", "record_text",
         "sync_links", "end_play", "record_finish", "adopt_events")
 
 
