@@ -22,7 +22,8 @@ played.
 * ``action_masks()``: the learner's legal actions, one bool row per env (what sb3-contrib's
   masked algorithms call; a CleanRL-style loop masks its logits with it); under Gymnasium's
   vector wrappers (``RecordEpisodeStatistics``, ...) it is ``envs.unwrapped.action_masks()``,
-  and ``call("action_masks")`` gives the rows as ``SyncVectorEnv`` does;
+  and ``call("action_masks")`` gives the rows as ``SyncVectorEnv`` does (``get_attr``,
+  ``call`` and ``set_attr``: see ``RoleVectorEnv``);
 * an action the learner's mask forbids raises ``IllegalActionError`` and nothing of the step is
   applied: the batched env has no ``illegal_action="penalize"`` (``RoleEnv``'s default, which
   ``vectorization_mode="sync"`` keeps);
@@ -39,6 +40,7 @@ played.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -46,11 +48,28 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from .registration import GYMNASIUM_IDS
 from .role_seats import RoleSeats
+from .rules.catalog import MATCH_KNOBS
 
 
 class RoleVectorEnv(RoleSeats, VectorEnv):
-    """``role``'s seat in ``num_envs`` matches at once (see the module docstring)."""
+    """``role``'s seat in ``num_envs`` matches at once (see the module docstring).
+
+    Gymnasium's per-env attribute API, for a batch whose N matches share one set of attributes:
+
+    * ``get_attr(name)``: the batch's attribute, once per env;
+    * ``call("action_masks")``: one mask row per env; any other name raises
+      ``NotImplementedError`` (call the batch's own method directly);
+    * ``set_attr(name, values)``: an attribute of your own, one value for every env, or a list or
+      tuple of ``num_envs`` values that must all be the same value; a wrong length, or
+      different values, raises ``ValueError``. A name the batch was built with or holds (the
+      constructor's arguments such as ``task_id`` and ``opponents``, the match knobs, its
+      state, spaces and methods) raises ``ValueError`` too, saying what to do instead
+      (``gymnasium.make_vec(id, num_envs=N, name=...)`` for a setting): setting it would not
+      change the matches. For attributes that differ per env, use
+      ``vectorization_mode="sync"``.
+    """
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
     _RESET_FIRST = "call reset(seed=...) first"
@@ -89,6 +108,7 @@ class RoleVectorEnv(RoleSeats, VectorEnv):
         self.render_mode = None
         self._return = np.zeros(self.num_envs)  # the learner's total in each env's match so far
         self._resetting = np.zeros(self.num_envs, bool)  # NEXT_STEP: ended on the last step
+        self._own_attrs: set[str] = set()  # what set_attr has set (it may set them again)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """New matches in every env (see the module docstring for the seeds); ``infos`` is
@@ -141,8 +161,66 @@ class RoleVectorEnv(RoleSeats, VectorEnv):
         """``SyncVectorEnv.get_attr``: the batch's attribute, once per env (all N share it)."""
         return (getattr(self, name),) * self.num_envs
 
+    def set_attr(self, name: str, values: list[Any] | tuple[Any, ...] | Any) -> None:
+        """``SyncVectorEnv.set_attr`` for an attribute of your own: ``values`` is one value for
+        every env, or a list or tuple of one per env, which must then be the same value (the N
+        matches are one batch, and ``get_attr`` gives the batch's one value for each). What the
+        batch was built with or holds (its settings, its state, its methods) is refused with a
+        ``ValueError`` saying what to do instead: changing it would not change the matches."""
+        n = self.num_envs
+        if (name not in self._own_attrs and hasattr(self, name)) or name in self._settings():
+            raise ValueError(f"set_attr({name!r}): RoleVectorEnv's {n} matches run as one batch, "
+                             f"{self._instead(name)}")
+        if not isinstance(values, (list, tuple)):
+            values = [values] * n
+        if len(values) != n:
+            raise ValueError("Values must be a list or tuple with length equal to the number of "
+                             f"environments. Got `{len(values)}` values for {n} environments.")
+        distinct = [v for k, v in enumerate(values) if not any(
+            _same(v, u) for u in values[:k])]
+        if len(distinct) > 1:
+            raise ValueError(
+                f"set_attr({name!r}, ...): {len(distinct)} different values, one per env, but "
+                f"RoleVectorEnv's {n} matches run as one batch with one {name}; give one value "
+                f"for all {n} envs, or build N RoleEnvs, each with its own attributes: "
+                f"gymnasium.make_vec(id, num_envs={n}, vectorization_mode='sync')")
+        setattr(self, name, values[0])
+        self._own_attrs.add(name)
+
+    def _settings(self) -> set[str]:
+        """The names the batch is built with: its constructor's arguments and the match knobs."""
+        return {*inspect.signature(type(self).__init__).parameters, *MATCH_KNOBS} - {
+            "self", "knobs"}
+
+    def _instead(self, name: str) -> str:
+        """Why ``set_attr(name, ...)`` is refused for a name the batch has, and what to do."""
+        if name in self._settings():
+            built = (f"built with its {name}: setting the attribute would not change the "
+                     "matches; ")
+            if name == "role":
+                ids = ", ".join(repr(env_id) for env_id in GYMNASIUM_IDS.values())
+                return (f"{built}each role's seat has its own id, {ids}: build the one you want "
+                        f"with gymnasium.make_vec(id, num_envs={self.num_envs})")
+            return (f"{built}build a new env with it: gymnasium.make_vec(id, "
+                    f"num_envs={self.num_envs}, {name}=...)")
+        return (f"and {name} is the batch's own (its state or its API), not a setting; set_attr "
+                "sets attributes of your own")
+
     def close_extras(self, **kwargs: Any) -> None:
         self.venv.close()
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two of ``set_attr``'s values are one value (arrays compared element by element;
+    values that cannot be compared count as different)."""
+    if a is b:
+        return True
+    try:
+        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+            return bool(np.array_equal(a, b))
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
 
 
 __all__ = ["RoleVectorEnv"]

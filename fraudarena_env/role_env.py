@@ -45,7 +45,7 @@ Rendering. ``render_mode="human"`` prints the board after ``reset`` and after ev
 
 Gymnasium ids. ``import fraudarena_env`` registers ``fraudarena/Fraudster-v0``,
 ``fraudarena/Investigator-v0`` and ``fraudarena/Auditor-v0``: ``gymnasium.make(id, **kwargs)`` is
-``RoleEnv(role, **kwargs)``.
+``RoleEnv(role, **kwargs)`` for the id's role (a ``role=`` for another role is refused).
 """
 
 from __future__ import annotations

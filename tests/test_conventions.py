@@ -203,6 +203,43 @@ def test_importing_the_package_registers_each_role_with_gymnasium(role):
     assert total == pytest.approx(info["return"])
 
 
+MAKERS = {  # how a Gymnasium user builds a seat from its id
+    "make": lambda env_id, **kw: gymnasium.make(env_id, **kw),
+    "make_vec": lambda env_id, **kw: gymnasium.make_vec(env_id, num_envs=2, **kw),
+    "make_vec sync": lambda env_id, **kw: gymnasium.make_vec(
+        env_id, num_envs=2, vectorization_mode="sync", **kw),
+}
+
+
+def _seat_roles(env) -> tuple[str, ...]:
+    if isinstance(env, gymnasium.vector.VectorEnv):
+        return env.unwrapped.get_attr("role")
+    return (env.unwrapped.role,)
+
+
+@pytest.mark.parametrize("maker", MAKERS)
+def test_an_ids_role_is_fixed_a_role_keyword_for_another_is_refused(maker):
+    """``role=`` overrode the id's registered role: Investigator-v0 built the fraudster's seat."""
+    make = MAKERS[maker]
+    with pytest.raises(ValueError, match=r"role='fraudster' was given for "
+                       r"'fraudarena/Investigator-v0', the investigator's seat.*"
+                       r"use 'fraudarena/Fraudster-v0'"):
+        make("fraudarena/Investigator-v0", role="fraudster", task_id="task_1")
+    with pytest.raises(ValueError, match=r"role='bogus'.*leave role= out; each role's id is .*'fraudarena/Auditor-v0'"):
+        make("fraudarena/Auditor-v0", role="bogus", task_id="task_1")
+    env = make("fraudarena/Investigator-v0", role="investigator", task_id="task_1")
+    assert set(_seat_roles(env)) == {"investigator"}  # the id's own role is taken
+    assert set(_seat_roles(make("fraudarena/Auditor-v0", task_id="task_1"))) == {"auditor"}
+
+
+def test_the_ids_entry_points_keep_role_env_s_render_modes_and_remake_from_the_spec():
+    """``gymnasium.make`` reads the entry point's metadata to wrap ``*_list`` render modes."""
+    env = gymnasium.make("fraudarena/Fraudster-v0", render_mode="ansi_list", task_id="task_1")
+    assert isinstance(env, gymnasium.wrappers.RenderCollection)
+    again = gymnasium.make(gymnasium.make("fraudarena/Auditor-v0", task_id="task_2").spec)
+    assert again.unwrapped.role == "auditor" and again.spec.kwargs["task_id"] == "task_2"
+
+
 def test_registering_again_keeps_the_ids_and_warns_nothing():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -293,3 +293,45 @@ def test_after_an_opponent_raised_the_learners_actions_are_not_played_for_the_op
         envs.step(np.zeros(2, np.int64))
     reset()  # and a reset plays on
     assert envs.action_masks().any(axis=1).all()
+
+
+def test_set_attr_sets_an_attribute_of_your_own_once_for_every_env():
+    """Gymnasium's ``set_attr``: one value for every env, or a list or tuple of one per env (the
+    N matches share one, so those must agree); a wrong length is a ValueError."""
+    venv = RoleVectorEnv("investigator", 3)
+    venv.set_attr("level", 2)
+    assert venv.get_attr("level") == (2, 2, 2)
+    venv.set_attr("level", [5, 5, 5])
+    assert venv.get_attr("level") == (5, 5, 5)
+    venv.set_attr("weights", (np.ones(2), np.ones(2), np.ones(2)))
+    with pytest.raises(ValueError, match=r"set_attr\('level', \.\.\.\): 2 different values.*"
+                       r"one value for all 3 envs.*vectorization_mode='sync'"):
+        venv.set_attr("level", [1, 2, 1])
+    with pytest.raises(ValueError, match=r"length equal to the number of environments.*`2` "
+                       r"values for 3 environments"):
+        venv.set_attr("level", (5, 5))
+    assert venv.get_attr("level") == (5, 5, 5)  # a refused set_attr changes nothing
+    envs = RecordEpisodeStatistics(gymnasium.make_vec("fraudarena/Fraudster-v0", num_envs=2))
+    envs.unwrapped.set_attr("level", 1)
+    assert envs.unwrapped.get_attr("level") == (1, 1)
+
+
+@pytest.mark.parametrize("name, what_to_do", [
+    ("task_id", r"built with its task_id: setting the attribute would not change the matches; "
+                r"build a new env with it: gymnasium.make_vec\(id, num_envs=3, task_id=\.\.\.\)"),
+    ("max_rounds", r"gymnasium.make_vec\(id, num_envs=3, max_rounds=\.\.\.\)"),
+    ("opponents", r"gymnasium.make_vec\(id, num_envs=3, opponents=\.\.\.\)"),
+    ("seed_offset", r"gymnasium.make_vec\(id, num_envs=3, seed_offset=\.\.\.\)"),
+    ("role", r"each role's seat has its own id.*'fraudarena/Auditor-v0'"),
+    ("action_space", r"and action_space is the batch's own \(its state or its API\), not a "
+                     r"setting; set_attr sets attributes of your own"),
+    ("action_masks", r"action_masks is the batch's own"),
+])
+def test_set_attr_refuses_what_the_batch_was_built_with_and_says_what_to_do(name, what_to_do):
+    """Setting these on the batch would leave its matches as they were: refused, not ignored."""
+    venv = RoleVectorEnv("investigator", 3, task_id="task_1")
+    before = getattr(venv, name, None)
+    with pytest.raises(ValueError, match=rf"set_attr\('{name}'\): RoleVectorEnv's 3 matches run "
+                       rf"as one batch.*{what_to_do}"):
+        venv.set_attr(name, "task_3")
+    assert getattr(venv, name, None) == before  # (a bound method is made anew on each get)
