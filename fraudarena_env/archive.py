@@ -31,6 +31,16 @@ write that fails (a full disk, an I/O error) raises
 :class:`StorageError` and leaves the database as it was. Checkpoints (folding the log into the
 database) run on a worker thread, never in a request.
 
+A damaged record. A row the store holds but cannot read back as a record (JSON cut short or
+overwritten, or JSON that is not a record: not an object, a key missing, a value of the wrong
+type, another match's id; see :func:`record_refusal`) costs that match alone, never another.
+:meth:`Archive.get` raises :class:`DamagedRecord` (the server answers HTTP 410
+``damaged_record``, naming the match); :meth:`Archive.listing` marks a summary it cannot read
+with why (``damaged``, null for the others); :meth:`Archive.records`, :func:`read_records` (so
+``fraudarena export``) and the import of an old ``matches.jsonl`` skip it and log a warning
+naming it; ``fraudarena replay`` names it (:func:`read_archive`) and exits 1. Nothing is
+deleted: the row stays for an operator to look at.
+
 JSON lines stay the exchange format: ``fraudarena export`` writes a database's records to a
 ``.jsonl`` file (:func:`write_jsonl`), and :func:`read_records` and ``fraudarena replay`` read
 either. A ``matches.jsonl`` left in a data directory by an older server is imported once (torn
@@ -53,6 +63,7 @@ from typing import Any
 
 from .faces.encoding import apply_index, index_refusal
 from .referee import Referee
+from .rules.catalog import ROLES
 from .rules.errors import IllegalActionError, OutOfTurnError
 
 try:
@@ -67,6 +78,8 @@ LOCK_FILE = "fraudarena.lock"
 LEGACY_FILE = "matches.jsonl"
 DATA_DIR_ENV = "FRAUDARENA_DATA_DIR"
 SUMMARY_KEYS = ("match_id", "episode_id", "reason", "archived_at")
+STATE_SUMMARY_KEYS = ("task_id", "phase", "end_reason", "grader_score", "step_count")
+ILLEGAL_ACTION_MODES = ("penalize", "raise")  # a record's ``illegal_action`` (absent: raise)
 MEMORY_RECORDS = 256  # kept when there is no data directory
 CHECKPOINT_PAGES = 1000  # the log is folded into the database past this many pages
 
@@ -96,6 +109,18 @@ def default_data_dir() -> Path:
 
 class StorageError(RuntimeError):
     """A write the store could not make (full disk, I/O error). Nothing of it was stored."""
+
+
+class DamagedRecord(ValueError):
+    """A record the archive holds for ``match_id`` but cannot read back; ``reason`` says why (no
+    part of the record's content)."""
+
+    def __init__(self, match_id: str, reason: str):
+        super().__init__(f"the archived record of match {match_id} is damaged: {reason}")
+        self.match_id, self.reason = match_id, reason
+
+    def __reduce__(self):
+        return type(self), (self.match_id, self.reason)
 
 
 class Store:
@@ -263,10 +288,108 @@ def _done() -> Future:
 
 def summary(record: dict[str, Any]) -> dict[str, Any]:
     """The short listing of an archived match."""
-    state = record.get("state", {})
-    return {**{k: record.get(k) for k in SUMMARY_KEYS}, "task_id": state.get("task_id"),
-            "phase": state.get("phase"), "end_reason": state.get("end_reason"),
-            "grader_score": state.get("grader_score"), "step_count": state.get("step_count")}
+    state = record.get("state")
+    state = state if isinstance(state, dict) else {}
+    return {**{k: record.get(k) for k in SUMMARY_KEYS},
+            **{k: state.get(k) for k in STATE_SUMMARY_KEYS}}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_text_map(value: Any, keys, none: bool = False) -> bool:
+    """Whether ``value`` is a JSON object of text values (or nulls, with ``none``) keyed by
+    ``keys``."""
+    return isinstance(value, dict) and all(
+        (isinstance(v, str) or (none and v is None)) and k in keys for k, v in value.items())
+
+
+def record_refusal(record: Any, match_id: str | None = None) -> str | None:
+    """Why ``record`` is not an archive record (see the module docstring), or None when it is:
+    its keys and their types, and the id of the row it was read from (``match_id``), not what its
+    actions or state mean (:func:`replay` finds that). The reason quotes none of its content."""
+    if not isinstance(record, dict):
+        return f"it is a JSON {_json_kind(record)}, not an object"
+    for key, test, what in (
+            ("match_id", lambda v: isinstance(v, str), "text"),
+            ("episode_id", lambda v: isinstance(v, str), "text"),
+            ("reason", lambda v: isinstance(v, str), "text"),
+            ("archived_at", _is_number, "a number"),
+            ("reset", lambda v: isinstance(v, dict), "an object"),
+            ("actions", lambda v: isinstance(v, list), "a list"),
+            ("state", lambda v: isinstance(v, dict), "an object")):
+        if key not in record:
+            return f"it has no field {key}"
+        if not test(record[key]):
+            return f"its field {key} is not {what}"
+    if match_id is not None and record["match_id"] != match_id:
+        return "it holds the record of another match"
+    if record.get("illegal_action", "raise") not in ILLEGAL_ACTION_MODES:
+        return f"its field illegal_action is not one of {list(ILLEGAL_ACTION_MODES)}"
+    if not _is_text_map(record.get("opponents", {}), ROLES):
+        return "its field opponents is not {role: SPEC}"
+    if not _is_text_map(record.get("seat_digests", {}), ROLES, none=True):
+        return "its field seat_digests is not {role: digest}"
+    if not isinstance(record.get("seed_chosen_by_client", False), bool):
+        return "its field seed_chosen_by_client is not true or false"
+    for n, step in enumerate(record["actions"]):
+        if not (isinstance(step, dict) and step.get("role") in ROLES and
+                isinstance(step.get("action"), (dict, str))):
+            return f"its action {n} is not {{role: ROLE, action: ACTION}}"
+    return None
+
+
+def summary_refusal(value: Any, match_id: str) -> str | None:
+    """Why ``value`` is not the stored summary of match ``match_id``, or None when it is."""
+    if not isinstance(value, dict):
+        return f"it is a JSON {_json_kind(value)}, not an object"
+    for key in (*SUMMARY_KEYS, *STATE_SUMMARY_KEYS):
+        if key not in value:
+            return f"it has no field {key}"
+        if isinstance(value[key], (dict, list)):
+            return f"its field {key} is not a single value"
+    if value["match_id"] != match_id:
+        return "it holds the summary of another match"
+    return None
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number")
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loaded(text: Any) -> tuple[Any, str | None]:
+    """A row's JSON value, and why it has none (JSON cut short or overwritten) if it has none.
+    ``NaN`` and ``Infinity``, which Python writes and reads but JSON has not (no reply could
+    carry them), are no JSON either."""
+    try:
+        return json.loads(text, parse_constant=_no_constant), None
+    except (TypeError, ValueError):  # (UnicodeDecodeError is a ValueError)
+        return None, "it is not JSON (cut short or overwritten)"
+    except RecursionError:
+        return None, "its JSON is nested too deep to read"
+
+
+def read_row(text: Any, match_id: str) -> dict[str, Any]:
+    """The record a row of ``matches`` holds for ``match_id``; DamagedRecord when it holds
+    none."""
+    record, why = _loaded(text)
+    why = why or record_refusal(record, match_id)
+    if why:
+        raise DamagedRecord(match_id, why)
+    return record
+
+
+def _row_or_damage(text: Any, match_id: str) -> dict[str, Any] | DamagedRecord:
+    try:
+        return read_row(text, match_id)
+    except DamagedRecord as exc:
+        return exc
 
 
 def _dump(value: Any) -> str:
@@ -307,26 +430,52 @@ class Archive:
         return self.store.sync()
 
     def get(self, match_id: str) -> dict[str, Any] | None:
+        """The record of ``match_id``, None when there is none; :class:`DamagedRecord` when the
+        store holds one it cannot read back."""
         row = self.store.conn.execute("SELECT record FROM matches WHERE match_id = ?",
                                       (match_id,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        return None if row is None else read_row(row[0], match_id)
 
     def listing(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The most recently archived matches first."""
-        rows = self.store.conn.execute("SELECT summary FROM matches ORDER BY rowid DESC LIMIT ?",
-                                       (max(0, limit),))
-        return [json.loads(s) for (s,) in rows]
+        """The most recently archived matches first, each with ``damaged``: None, or why its
+        stored summary cannot be read (then its other fields are None): a damaged row is marked,
+        and the others listed all the same."""
+        rows = self.store.conn.execute("SELECT match_id, summary FROM matches "
+                                       "ORDER BY rowid DESC LIMIT ?", (max(0, limit),))
+        out = []
+        for match_id, text in rows:
+            match_id = str(match_id)
+            value, why = _loaded(text)
+            why = why or summary_refusal(value, match_id)
+            if why:
+                logger.warning("the archived summary of match %s is damaged: %s", match_id, why)
+                value = {**dict.fromkeys((*SUMMARY_KEYS, *STATE_SUMMARY_KEYS)),
+                         "match_id": match_id}
+            out.append({**value, "damaged": why})
+        return out
 
     def records(self):
-        """Every record, oldest first."""
-        for (text,) in self.store.conn.execute("SELECT record FROM matches ORDER BY rowid"):
-            yield json.loads(text)
+        """Every record, oldest first; a damaged one is skipped (and logged)."""
+        for match_id, text in self.store.conn.execute("SELECT match_id, record FROM matches "
+                                                      "ORDER BY rowid"):
+            record = _row_or_damage(text, str(match_id))
+            if isinstance(record, DamagedRecord):
+                logger.warning("skipping match %s in %s: %s", record.match_id,
+                               self.store.path or "the archive", record)
+            else:
+                yield record
 
     def _import_legacy(self) -> None:
         legacy = self.store.data_dir / LEGACY_FILE
         if not legacy.exists():
             return
-        records = read_jsonl(legacy)
+        records = []
+        for record in read_jsonl(legacy):
+            if why := record_refusal(record):
+                logger.warning("not importing match %s from %s: its record is damaged: %s",
+                               record["match_id"], legacy, why)
+            else:
+                records.append(record)
         with self.store.transaction():
             for record in records:
                 if record["match_id"] not in self:
@@ -390,9 +539,10 @@ def write_jsonl(records, path: str | os.PathLike) -> int:
     return n
 
 
-def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every record in an archive: a JSON-lines file, a store's database file, or its data
-    directory. Reads a database without locking it, so a running server's store can be read."""
+def read_archive(path: str | os.PathLike) -> list[dict[str, Any] | DamagedRecord]:
+    """Every record in an archive, in order, a damaged one as the :class:`DamagedRecord` that
+    names it: a JSON-lines file, a store's database file, or its data directory. Reads a
+    database without locking it, so a running server's store can be read."""
     path = Path(path)
     db = path / DB_FILE if path.is_dir() else path
     if db.suffix == ".sqlite3" or db.name == DB_FILE:
@@ -400,11 +550,24 @@ def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
             raise FileNotFoundError(2, "No such file or directory", str(db))
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
-            return [json.loads(t) for (t,) in
-                    conn.execute("SELECT record FROM matches ORDER BY rowid")]
+            return [_row_or_damage(text, str(match_id)) for match_id, text in
+                    conn.execute("SELECT match_id, record FROM matches ORDER BY rowid")]
         finally:
             conn.close()
-    return read_jsonl(path)
+    return [DamagedRecord(r["match_id"], why) if (why := record_refusal(r)) else r
+            for r in read_jsonl(path)]
+
+
+def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every whole record in an archive (see :func:`read_archive`); a damaged one (a row of a
+    database, a line of a file) is skipped and logged, as a torn line is."""
+    out = []
+    for record in read_archive(path):
+        if isinstance(record, DamagedRecord):
+            logger.warning("skipping match %s in %s: %s", record.match_id, path, record)
+        else:
+            out.append(record)
+    return out
 
 
 # ============================================================================ playing it again
@@ -468,6 +631,8 @@ def state_as_archived(ref: Referee, record: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-__all__ = ["Archive", "DATA_DIR_ENV", "DB_FILE", "Store", "StorageError",
-           "default_data_dir", "match_record", "play_action", "read_jsonl", "read_records",
-           "replay", "state_as_archived", "summary", "write_jsonl"]
+__all__ = ["Archive", "DATA_DIR_ENV", "DB_FILE", "DamagedRecord", "Store", "StorageError",
+           "default_data_dir", "match_record", "play_action", "read_archive", "read_jsonl",
+           "read_records",
+           "read_row", "record_refusal", "replay", "state_as_archived", "summary",
+           "summary_refusal", "write_jsonl"]

@@ -454,24 +454,28 @@ def _same_file(command: str, output: str, source: str | Path) -> bool:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Play an archived match again from its seed and actions, check it reaches the archived
     state, and print it like ``play`` does."""
-    from .archive import read_records, replay, state_as_archived
+    from .archive import DamagedRecord, read_archive, replay, state_as_archived
 
     if args.html and (_same_file("replay", args.html, args.file) or
                       _is_database("replay", args.html) or not _can_write("replay", args.html)):
         return 2
     try:
-        records = read_records(args.file)
+        records = read_archive(args.file)
     except (OSError, sqlite3.Error) as exc:
         print(f"fraudarena replay: cannot read {getattr(exc, 'filename', None) or args.file}: "
               f"{getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return 2
     if args.match is not None:
-        records = [r for r in records if r.get("match_id") == args.match]
+        records = [r for r in records if _match_id(r) == args.match]
     if not records:
         what = f"match {args.match!r}" if args.match else "any match"
         print(f"fraudarena replay: {args.file} holds no record of {what}", file=sys.stderr)
         return 2
     record = records[-1]
+    if isinstance(record, DamagedRecord):
+        print(f"fraudarena replay: match {record.match_id!r} in {args.file} cannot be played "
+              f"again: {record}", file=sys.stderr)
+        return 1
     try:
         ref = replay(record)
     except Exception as exc:  # noqa: BLE001 - a torn, tampered or foreign record: say which
@@ -501,6 +505,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not same:
         print(f"fraudarena replay: {notes[-1]}", file=sys.stderr)
     return 0 if same else 1
+
+
+def _match_id(record) -> str:
+    return record["match_id"] if isinstance(record, dict) else record.match_id
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -16,7 +16,11 @@ Routes
   /api/v1/matches/{id}`` ends and archives a live match (the API key, or the seat token of the
   role whose socket created it). ``GET /api/v1/matches/{id}/replay.html``: an archived match as
   one self-contained page (:mod:`fraudarena_env.replay_page`), for whoever may read its record.
-  The API key goes in ``X-API-Key`` (or ``Authorization: Bearer KEY``).
+  The API key goes in ``X-API-Key`` (or ``Authorization: Bearer KEY``). An archived record the
+  store cannot read back (damaged: see :mod:`fraudarena_env.archive`) is answered 410
+  ``damaged_record``, naming the match and quoting nothing of it, on both ``GET`` routes (and a
+  record that no longer plays again, on the page's, for a caller who may read it); the listing
+  marks a summary it cannot read ``damaged`` (null for the others) and lists the others.
 * ``GET /matches``: live match ids, only with ``--diagnostics`` (else just their number).
 * ``GET /healthz``: liveness, occupancy, and what the store holds (``archived``, ``journaled``,
   ``unarchived``) or last refused (``storage_error``; ``status`` is then ``degraded``).
@@ -143,7 +147,14 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from .archive import Archive, StorageError, default_data_dir, play_action, state_as_archived
+from .archive import (
+    Archive,
+    DamagedRecord,
+    StorageError,
+    default_data_dir,
+    play_action,
+    state_as_archived,
+)
 from .arena import MAX_MATCH_STEPS
 from .faces.encoding import N_ACTIONS, Observer, index_refusal
 from .faces.views import sealed_state
@@ -174,9 +185,9 @@ ERROR_CODES = ("invalid_json", "reset_error", "missing_match_id", "unknown_match
                "validation_error", "phase_violation", "execution_error", "unknown_type",
                "fatal_error", "role_taken", "capacity_reached", "message_too_large",
                "storage_error", "rate_limited")
-# The REST API answers with these too: no or a wrong API key, and credentials that do not
-# grant what was asked.
-HTTP_ERROR_CODES = (*ERROR_CODES, "unauthorized", "forbidden")
+# The REST API answers with these too: no or a wrong API key, credentials that do not grant what
+# was asked, and an archived record the store holds but cannot read back (410).
+HTTP_ERROR_CODES = (*ERROR_CODES, "unauthorized", "forbidden", "damaged_record")
 MAX_ID_LENGTH = 128
 # How a match answers a text action its rules refuse (reset's ``illegal_action``): ``penalize``
 # (the default, as the lineage's rules did: charged, the action used) or ``raise`` (refused with
@@ -1551,6 +1562,15 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
                            "an archived match is readable with one of its seat tokens "
                            "(X-Seat-Token) or the server's API key (X-API-Key)")
 
+    def damaged(exc: DamagedRecord, cause: Exception | None = None) -> JSONResponse:
+        """The answer for a record the store holds but cannot read back: 410, for it is gone
+        for good (asking again will not help), naming the match. Its seat digests may be what
+        is damaged, so it is the same for every caller, and says only which part is damaged;
+        the page's (a record that no longer plays, for a caller that may read it) says why."""
+        logger.error("%s", exc, exc_info=cause)
+        return _http_error(410, "damaged_record", f"{exc}; the server cannot serve it",
+                           match_id=exc.match_id)
+
     @app.get("/api/v1/matches/{match_id}")
     async def get_match(match_id: str, request: Request):
         if why := id_refusal("match_id", match_id):
@@ -1558,7 +1578,10 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
         entry = pool.get(match_id)
         if entry is not None:
             return entry.summary()
-        record = pool.archive.get(match_id)
+        try:
+            record = pool.archive.get(match_id)
+        except DamagedRecord as exc:
+            return damaged(exc)
         if record is None:
             return _http_error(404, "unknown_match", f"no match has id {excerpt(match_id)}")
         if refusal := archive_refusal(record, request):
@@ -1569,7 +1592,10 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
     async def replay_page(match_id: str, request: Request):
         if why := id_refusal("match_id", match_id):
             return _http_error(400, "validation_error", why)
-        record = pool.archive.get(match_id)
+        try:
+            record = pool.archive.get(match_id)
+        except DamagedRecord as exc:
+            return damaged(exc)
         if record is None:
             return _http_error(404, "unknown_match", f"no archived match has id "
                                f"{excerpt(match_id)} (a live match's page is served once it is "
@@ -1580,8 +1606,12 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
 
         page = replay_pages.get(match_id)
         if page is None:  # replaying takes milliseconds per match; off the loop all the same
-            page = await asyncio.to_thread(
-                replay_html, {k: v for k, v in record.items() if k != "seat_digests"})
+            try:
+                page = await asyncio.to_thread(
+                    replay_html, {k: v for k, v in record.items() if k != "seat_digests"})
+            except Exception as exc:  # noqa: BLE001 - a record whose actions no longer play
+                return damaged(DamagedRecord(match_id, "it cannot be played again "
+                                             f"({type(exc).__name__}: {str(exc)[:160]})"), exc)
             replay_pages[match_id] = page
             if len(replay_pages) > REPLAY_PAGES_KEPT:
                 replay_pages.popitem(last=False)
@@ -1610,7 +1640,8 @@ def create_app(config: ServerConfig | None = None, **options: Any) -> FastAPI:
 
 # HTTP statuses of the error codes a REST request may meet (any other: 400).
 HTTP_STATUS = {"message_too_large": 413, "capacity_reached": 503, "rate_limited": 429,
-               "unknown_match": 404, "unauthorized": 401, "forbidden": 403}
+               "unknown_match": 404, "unauthorized": 401, "forbidden": 403,
+               "damaged_record": 410}
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -7,6 +7,8 @@ import gc
 import json
 import logging
 import os
+import pickle
+import re
 import shutil
 import signal
 import sqlite3
@@ -34,6 +36,7 @@ from test_server import (  # noqa: E402
 from fraudarena_env.archive import (  # noqa: E402
     DB_FILE,
     Archive,
+    DamagedRecord,
     StorageError,
     Store,
     read_jsonl,
@@ -41,6 +44,7 @@ from fraudarena_env.archive import (  # noqa: E402
     replay,
     state_as_archived,
 )
+from fraudarena_env.archive import summary as archive_summary  # noqa: E402
 from fraudarena_env.arena import Arena  # noqa: E402
 from fraudarena_env.client import decode_observation  # noqa: E402
 from fraudarena_env.journal import token_hash  # noqa: E402
@@ -94,8 +98,9 @@ from fraudarena_env.archive import Archive
 archive = Archive(sys.argv[1])
 i = 0
 while True:
-    archive.insert({"match_id": f"m_{i:06d}", "archived_at": float(i), "reset": {},
-                    "actions": [], "state": {"pad": "y" * 5000}})
+    archive.insert({"match_id": f"m_{i:06d}", "episode_id": f"e_{i}", "reason": "finished",
+                    "archived_at": float(i), "reset": {}, "actions": [],
+                    "state": {"pad": "y" * 5000}})
     print(i, flush=True)
     i += 1
 """
@@ -304,6 +309,216 @@ def test_one_damaged_journal_keeps_only_its_own_match_from_resuming(tmp_path, ca
         assert pool.get(damaged) is None and pool.get(intact).referee.step_count == 1
         assert client.get("/healthz").json()["journaled"] == 2  # kept, not thrown away
     assert any(damaged in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+
+
+# ============================================================================ a damaged record
+KEY = "k" * 24
+RECORD_DAMAGE = {  # one archived match's row, damaged (by hand, or by the disk): the reason given
+    "cut short": ("UPDATE matches SET record = substr(record, 1, length(record) / 2) "
+                  "WHERE match_id = ?", "it is not JSON (cut short or overwritten)"),
+    "empty": ("UPDATE matches SET record = '' WHERE match_id = ?",
+              "it is not JSON (cut short or overwritten)"),
+    "bytes, not UTF-8": ("UPDATE matches SET record = x'7bff' WHERE match_id = ?",
+                         "it is not JSON (cut short or overwritten)"),
+    "NaN": ("UPDATE matches SET record = replace(record, '\"archived_at\":', "
+            "'\"archived_at\":NaN,\"was\":') WHERE match_id = ?",
+            "it is not JSON (cut short or overwritten)"),
+    "nested too deep": ("UPDATE matches SET record = printf('%.*c', 100000, '[') "
+                        "WHERE match_id = ?", "its JSON is nested too deep to read"),
+    "a list": ("UPDATE matches SET record = '[1]' WHERE match_id = ?",
+               "it is a JSON list, not an object"),
+    "null": ("UPDATE matches SET record = 'null' WHERE match_id = ?",
+             "it is a JSON null, not an object"),
+    "a number": ("UPDATE matches SET record = '7' WHERE match_id = ?",
+                 "it is a JSON number, not an object"),
+    "no actions": ("UPDATE matches SET record = json_remove(record, '$.actions') "
+                   "WHERE match_id = ?", "it has no field actions"),
+    "no state": ("UPDATE matches SET record = json_remove(record, '$.state') "
+                 "WHERE match_id = ?", "it has no field state"),
+    "no match_id": ("UPDATE matches SET record = json_remove(record, '$.match_id') "
+                    "WHERE match_id = ?", "it has no field match_id"),
+    "reset not an object": ("UPDATE matches SET record = json_set(record, '$.reset', 'x') "
+                            "WHERE match_id = ?", "its field reset is not an object"),
+    "actions not a list": ("UPDATE matches SET record = json_set(record, '$.actions', "
+                           "json('{}')) WHERE match_id = ?", "its field actions is not a list"),
+    "state not an object": ("UPDATE matches SET record = json_set(record, '$.state', 3) "
+                            "WHERE match_id = ?", "its field state is not an object"),
+    "archived_at text": ("UPDATE matches SET record = json_set(record, '$.archived_at', 'then') "
+                         "WHERE match_id = ?", "its field archived_at is not a number"),
+    "episode_id a number": ("UPDATE matches SET record = json_set(record, '$.episode_id', 5) "
+                            "WHERE match_id = ?", "its field episode_id is not text"),
+    "another match's record": ("UPDATE matches SET record = json_set(record, '$.match_id', "
+                               "'m_other') WHERE match_id = ?",
+                               "it holds the record of another match"),
+    "illegal_action unknown": ("UPDATE matches SET record = json_set(record, "
+                               "'$.illegal_action', 'ignore') WHERE match_id = ?",
+                               "its field illegal_action is not one of ['penalize', 'raise']"),
+    "opponents of no role": ("UPDATE matches SET record = json_set(record, '$.opponents', "
+                             "json('{\"admin\":\"random\"}')) WHERE match_id = ?",
+                             "its field opponents is not {role: SPEC}"),
+    "seat digests not text": ("UPDATE matches SET record = json_set(record, '$.seat_digests', "
+                              "json('{\"fraudster\":[1]}')) WHERE match_id = ?",
+                              "its field seat_digests is not {role: digest}"),
+    "seed_chosen_by_client text": ("UPDATE matches SET record = json_set(record, "
+                                   "'$.seed_chosen_by_client', 'yes') WHERE match_id = ?",
+                                   "its field seed_chosen_by_client is not true or false"),
+    "action of no role": ("UPDATE matches SET record = json_set(record, '$.actions[3].role', "
+                          "'admin') WHERE match_id = ?",
+                          "its action 3 is not {role: ROLE, action: ACTION}"),
+    "action not an object": ("UPDATE matches SET record = json_set(record, '$.actions[0]', 1) "
+                             "WHERE match_id = ?",
+                             "its action 0 is not {role: ROLE, action: ACTION}"),
+}
+SUMMARY_DAMAGE = {  # the same for the summary the listing shows
+    "cut short": ("UPDATE matches SET summary = substr(summary, 1, 20) WHERE match_id = ?",
+                  "it is not JSON (cut short or overwritten)"),
+    "a list": ("UPDATE matches SET summary = '[]' WHERE match_id = ?",
+               "it is a JSON list, not an object"),
+    "no task_id": ("UPDATE matches SET summary = json_remove(summary, '$.task_id') "
+                   "WHERE match_id = ?", "it has no field task_id"),
+    "phase an object": ("UPDATE matches SET summary = json_set(summary, '$.phase', json('{}')) "
+                        "WHERE match_id = ?", "its field phase is not a single value"),
+    "another match's summary": ("UPDATE matches SET summary = json_set(summary, '$.match_id', "
+                                "'m_other') WHERE match_id = ?",
+                                "it holds the summary of another match"),
+}
+LISTED = ("match_id", "episode_id", "reason", "archived_at", "task_id", "phase", "end_reason",
+          "grader_score", "step_count")
+
+
+@pytest.fixture(scope="module")
+def played() -> list[dict]:
+    """Two finished matches' records, as ``fraudarena play --archive`` writes them."""
+    from fraudarena_env.archive import match_record
+
+    out = []
+    for seed in (3, 4):
+        actions: list = []
+        result = Arena().play("task_1", seed, actions=actions)
+        out.append(match_record(result.referee, {"seed": seed, "task_id": "task_1"}, actions))
+    return out
+
+
+def damaged_store(tmp_path, records, sql: str) -> tuple[str, str]:
+    """A data directory holding ``records``, the first one's row damaged by ``sql``."""
+    archive = Archive(tmp_path)
+    for record in records:
+        archive.insert(record)
+    archive.close()
+    damaged, intact = (r["match_id"] for r in records)
+    conn = sqlite3.connect(tmp_path / DB_FILE)
+    conn.execute(sql, (damaged,))
+    conn.commit()
+    conn.close()
+    return damaged, intact
+
+
+@pytest.mark.parametrize("damage", RECORD_DAMAGE)
+def test_a_damaged_archived_record_is_a_410_naming_it_and_costs_no_other_match(
+        tmp_path, played, caplog, capsys, damage):
+    """Reading it (the record, its page) answers 410 ``damaged_record`` naming the match and
+    what is damaged, for every caller; the server starts, lists both, serves the other;
+    ``fraudarena export`` skips it and says so, ``fraudarena replay`` names it. It once answered 500 (an unhandled exception)."""
+    sql, why = RECORD_DAMAGE[damage]
+    damaged, intact = damaged_store(tmp_path, played, sql)
+    message = f"the archived record of match {damaged} is damaged: {why}"
+    with TestClient(create_app(data_dir=str(tmp_path), api_key=KEY)) as client:
+        health = client.get("/healthz").json()
+        assert health["status"] == "ok" and health["archived"] == 2
+        for path in (f"/api/v1/matches/{damaged}", f"/api/v1/matches/{damaged}/replay.html"):
+            for headers in ({"X-API-Key": KEY}, {}, {"X-Seat-Token": "t" * 24}):
+                reply = client.get(path, headers=headers)
+                assert reply.status_code == 410, (path, reply.text)
+                assert reply.json() == {"code": "damaged_record", "match_id": damaged,
+                                        "message": f"{message}; the server cannot serve it"}
+        assert client.get(f"/api/v1/matches/{intact}", headers={"X-API-Key": KEY}).json()[
+            "state"] == played[1]["state"]
+        assert client.get(f"/api/v1/matches/{intact}/replay.html",
+                          headers={"X-API-Key": KEY}).status_code == 200
+        listed = client.get("/api/v1/matches", headers={"X-API-Key": KEY}).json()["archived"]
+        assert [(m["match_id"], m["damaged"]) for m in listed] == [(intact, None),
+                                                                   (damaged, None)]
+    assert any(message in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+    archive = Archive(tmp_path)
+    with pytest.raises(DamagedRecord, match=re.escape(message)) as raised:
+        archive.get(damaged)
+    assert [r["match_id"] for r in archive.records()] == [intact]
+    archive.close()
+    assert (raised.value.match_id, raised.value.reason) == (damaged, why)
+    assert pickle.loads(pickle.dumps(raised.value)).args == raised.value.args
+    caplog.clear()
+    assert [r["match_id"] for r in read_records(tmp_path)] == [intact]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == \
+        [f"skipping match {damaged} in {tmp_path}: {message}"]
+    from fraudarena_env.cli import main
+
+    assert main(["export", str(tmp_path), str(tmp_path / "out.jsonl")]) == 0
+    assert read_records(tmp_path / "out.jsonl") == [played[1]]
+    capsys.readouterr()
+    assert main(["replay", str(tmp_path), "--match", damaged, "--plain"]) == 1
+    assert capsys.readouterr().err == f"fraudarena replay: match {damaged!r} in {tmp_path} " \
+        f"cannot be played again: {message}\n"
+
+
+@pytest.mark.parametrize("damage", SUMMARY_DAMAGE)
+def test_a_damaged_summary_is_marked_in_the_listing_and_the_others_listed(
+        tmp_path, played, damage):
+    sql, why = SUMMARY_DAMAGE[damage]
+    damaged, intact = damaged_store(tmp_path, played, sql)
+    with TestClient(create_app(data_dir=str(tmp_path), api_key=KEY),
+                    headers={"X-API-Key": KEY}) as client:
+        reply = client.get("/api/v1/matches")
+        assert reply.status_code == 200
+        first, second = reply.json()["archived"]
+        assert first == {**archive_summary(played[1]), "damaged": None}
+        assert second == {**dict.fromkeys(LISTED), "match_id": damaged, "damaged": why}
+        # the record itself is intact
+        assert client.get(f"/api/v1/matches/{damaged}").json()["state"] == played[0]["state"]
+
+
+def test_a_record_that_no_longer_plays_again_is_a_410_for_its_page(tmp_path, played, caplog):
+    """Whole and well shaped, but its actions do not play (an index past the catalogue, a
+    reset argument the referee does not take): the record is served, its page is 410."""
+    ids = []
+    for n, sql in enumerate((
+            "UPDATE matches SET record = json_set(record, '$.actions[0].action', "
+            "json('{\"action_index\":99999}')) WHERE match_id = ?",
+            "UPDATE matches SET record = json_set(record, '$.reset.colour', 'red') "
+            "WHERE match_id = ?")):
+        where = tmp_path / str(n)
+        ids.append(damaged_store(where, played, sql)[0])
+        with TestClient(create_app(data_dir=str(where), api_key=KEY),
+                        headers={"X-API-Key": KEY}) as client:
+            assert client.get(f"/api/v1/matches/{ids[-1]}").status_code == 200
+            page = client.get(f"/api/v1/matches/{ids[-1]}/replay.html")
+            assert page.status_code == 410 and page.json()["code"] == "damaged_record"
+            assert page.json()["message"].startswith(
+                f"the archived record of match {ids[-1]} is damaged: it cannot be played again "
+                f"({'IllegalActionError' if n == 0 else 'ValueError'}: ")
+            # without a credential, the usual refusal comes first
+            assert client.get(f"/api/v1/matches/{ids[-1]}/replay.html",
+                              headers={"X-API-Key": ""}).status_code == 401
+
+
+def test_damaged_records_in_an_old_jsonl_archive_are_skipped_and_the_server_starts(
+        tmp_path, caplog):
+    """A state that is not an object once crashed the import, and so the server's start."""
+    lines = [record_of(0), {**record_of(1), "state": "x"}, {**record_of(2), "archived_at": {}},
+             {**record_of(3), "actions": None}, record_of(4)]
+    (tmp_path / "matches.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    with caplog.at_level(logging.WARNING, "fraudarena_env.archive"), \
+            TestClient(create_app(data_dir=str(tmp_path), open_api=True)) as client:
+        assert client.get("/healthz").json()["archived"] == 2
+        assert [m["match_id"] for m in client.get("/api/v1/matches").json()["archived"]] == \
+            ["m_004", "m_000"]
+    legacy = tmp_path / "matches.jsonl"
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING][:3] == [
+        f"not importing match m_001 from {legacy}: its record is damaged: its field state is "
+        "not an object",
+        f"not importing match m_002 from {legacy}: its record is damaged: its field archived_at "
+        "is not a number",
+        f"not importing match m_003 from {legacy}: its record is damaged: its field actions is "
+        "not a list"]
 
 
 # ============================================================================ a full disk
