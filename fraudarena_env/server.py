@@ -148,6 +148,7 @@ from pydantic import ValidationError
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from .archive import (
+    ILLEGAL_ACTION_MODES,
     Archive,
     DamagedRecord,
     StorageError,
@@ -189,11 +190,10 @@ ERROR_CODES = ("invalid_json", "reset_error", "missing_match_id", "unknown_match
 # was asked, and an archived record the store holds but cannot read back (410).
 HTTP_ERROR_CODES = (*ERROR_CODES, "unauthorized", "forbidden", "damaged_record")
 MAX_ID_LENGTH = 128
-# How a match answers a text action its rules refuse (reset's ``illegal_action``): ``penalize``
-# (the default, as the lineage's rules did: charged, the action used) or ``raise`` (refused with
-# ``execution_error``, the match unchanged). An ``action_index`` step is always checked against
-# the mask it came from.
-ILLEGAL_ACTION_MODES = ("penalize", "raise")
+# How a match answers a text action its rules refuse (reset's ``illegal_action``, one of
+# ``archive.ILLEGAL_ACTION_MODES``): ``penalize`` (the default, as the lineage's rules did:
+# charged, the action used) or ``raise`` (refused with ``execution_error``, the match unchanged).
+# An ``action_index`` step is always checked against the mask it came from.
 MAX_PENALTIES = 256  # penalized actions per match; then refused (the auditor has no turn end)
 # Free text one role's text actions may add to a match: room for every proposal the knobs allow
 # at full length. Past it such an action is refused; one without free text still plays.
