@@ -167,7 +167,11 @@ def match_settings(seed: int | None, task_id: str, knobs: dict) -> tuple:
     seed = int(np.random.SeedSequence().entropy % (2**63)) if seed is None else \
         check_match_seed(seed)
     # the knobs given, as plain values: np.int64(5) and 5, or a tuple and a list of the same
-    # categories, make the same match and so the same match id and replay setup
+    # categories, make the same match and so the same match id and replay setup; so do the same
+    # categories in another order (they are a set: which proposals the rules allow), kept in
+    # the catalogue's order
+    if "allowed_categories" in knobs:
+        allowed = tuple(sorted(allowed, key=CATEGORY_INDEX.__getitem__))
     knobs = {k: list(allowed) if k == "allowed_categories" else cfg[k] for k in knobs}
     return task, seed, cfg, allowed, knobs
 

@@ -243,6 +243,16 @@ def test_one_match_has_one_id_however_its_knobs_are_typed():
     assert typed.setup == plain.setup
 
 
+def test_allowed_categories_are_a_set_in_any_order_one_match_one_id():
+    """The categories allow proposals, whatever order they are listed in: the same match, so
+    the same id and replay setup, kept in the catalogue's order."""
+    one = new_match(seed=3, allowed_categories=["fake_giveaway", "ecommerce", "advance_fee"])
+    other = new_match(seed=3, allowed_categories=("advance_fee", "ecommerce", "fake_giveaway"))
+    assert one.match_id == other.match_id and one.setup == other.setup
+    assert one.allowed_categories == other.allowed_categories == tuple(
+        c.name for c in CATEGORIES if c.name in {"fake_giveaway", "ecommerce", "advance_fee"})
+
+
 def test_ad_ids_are_deterministic_from_seed():
     ids = []
     for _ in range(2):
