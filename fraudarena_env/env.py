@@ -56,7 +56,8 @@ stops a runaway loop, e.g. unmasked play with ``illegal_action="penalize"``.
 Reset options. ``reset(seed, options={...})`` accepts ``task_id`` and the match knobs
 (``max_rounds``, ``max_proposals``, ``max_fraudster_actions_per_turn``,
 ``max_investigator_actions_per_turn``, ``allowed_categories``); they override the constructor's
-values for that match only; a refused option changes nothing (the match under way plays on, and
+values for that match only (a knob given as None plays the task's default, as in the
+constructor); a refused option changes nothing (the match under way plays on, and
 later unseeded resets draw the same seeds). Any other key is a ``ValueError``, except the literal key
 ``"options"``, which is ignored: PettingZoo's ``api_test`` calls ``reset(seed=0,
 options={"options": 1})`` to check that ``reset`` takes an ``options`` argument.

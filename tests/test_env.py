@@ -153,6 +153,12 @@ def test_knobs_in_constructor_and_reset_options():
     # options last one match; the constructor's values come back
     env.reset(seed=3)
     assert (ref.task.task_id, ref.max_rounds) == ("task_2", 2)
+    # None, in the options as in the constructor, plays the task's default for that match
+    env.reset(seed=3, options={"max_rounds": None})
+    default = fraudarena_v0.env(task_id="task_2")
+    default.reset(seed=3)
+    assert ref.max_rounds == default.unwrapped.referee.max_rounds != 2
+    assert ref.max_proposals == 1
     # pettingzoo's api_test probe key is ignored; any other unknown key is an error
     env.reset(seed=0, options={"options": 1})
     with pytest.raises(ValueError, match="max_turns"):
