@@ -10,22 +10,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fraudarena_env import IllegalActionError
-from fraudarena_env.rules.catalog import TASK_IDS
+from fraudarena_env.rules.action_catalog import F_END, F_MODIFY
+from fraudarena_env.rules.catalog import FRAUDSTER_EDITS, TASK_IDS
 from fraudarena_env.rules.roles import legal_mask
+from fraudarena_env.rules.state import Edit
 from fraudarena_env.vector import VectorFraudArena
 from fraudarena_env.wrappers import shared_space_env
 
 
 def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, max_cycles: int = 1000,
               active_share: float = 1.0, scalar_finish: int | None = None,
-              check_state: bool = False, **knobs) -> int:
+              check_state: bool = False, edits: list | None = None, **knobs) -> int:
     """Drive the vector env and one scalar env per match on the same actions; compare every
     observation, mask, reward and ending. Below ``active_share``, each step lets a random
     subset of the envs act (``step(actions, active=...)``); the others, and their scalar envs,
     stay put. ``scalar_finish``: how many matches ending in one step end one by one, through
     their referees (more end in one batch; the env's own threshold when None). ``check_state``:
     compare the global states too (``global_state()`` with each scalar env's ``state()``).
-    Returns how many matches ended."""
+    ``edits``: a list to which each fraudster edit played is added (env, how many matches it
+    had played before, action index); the
+    fraudster then edits whenever it may, three times in four. Returns how many matches
+    ended."""
     venv = VectorFraudArena(num_envs, task_id=task_id, max_cycles=max_cycles, **knobs)
     if scalar_finish is not None:
         venv.scalar_finish = scalar_finish
@@ -50,6 +55,8 @@ def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, max_cycles: in
         if step == steps:
             return ended
         actions = venv.sample_actions(batch.action_mask)
+        if edits is not None:
+            _prefer_edits(venv, batch, actions, edits)
         active = np.ones(num_envs, bool)
         if active_share < 1.0:
             active = venv._rng.random(num_envs) < active_share
@@ -76,6 +83,16 @@ def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, max_cycles: in
     return ended
 
 
+def _prefer_edits(venv, batch, actions, edits) -> None:
+    """Replace, three times in four, a fraudster's sampled action by one of its legal edits."""
+    fraudster = venv.agents.index("fraudster")
+    for i in np.flatnonzero(batch.current_agent == fraudster).tolist():
+        legal = F_MODIFY + np.flatnonzero(batch.action_mask[i, F_MODIFY:F_END])
+        if len(legal) and venv._rng.random() < 0.75:
+            actions[i] = legal[venv._rng.integers(len(legal))]
+            edits.append((i, int(venv._resets[i]), int(actions[i])))  # env, its match, edit
+
+
 @settings(max_examples=12, deadline=None)
 @given(task_id=st.sampled_from(TASK_IDS), seed=st.integers(0, 2**31), num_envs=st.integers(1, 5),
        scalar_finish=st.sampled_from([0, None, 5]))
@@ -95,6 +112,23 @@ def test_matches_end_the_same_in_one_batch_and_one_by_one(task_id, scalar_finish
 @pytest.mark.parametrize("task_id", TASK_IDS)
 def test_matches_run_to_their_end_and_the_next_starts_with_its_own_seed(task_id):
     assert _lockstep(task_id, 50, 4, steps=400) >= 8
+
+
+@pytest.mark.parametrize("scalar_finish", [0, 5])
+@pytest.mark.parametrize("task_id", ["task_2", "task_3"])
+def test_a_fraudster_that_edits_all_it_can_plays_the_scalar_envs_match(task_id, scalar_finish):
+    """Edits are array work on the copy's key, markers, severity, blurb and landing page (the
+    scalar referee rewrites the text): soften an ad again and again, add trust blurbs, and
+    every view, reward and ending stays the scalar env's, whether matches end in one batch (the
+    rule audit's track B over copy keys) or through their referees (given the text)."""
+    edits: list[tuple[int, int, int]] = []
+    assert _lockstep(task_id, 31, 4, steps=300, edits=edits, scalar_finish=scalar_finish) >= 4
+    env, match, index = np.asarray(edits).T
+    slot, edit = np.divmod(index - F_MODIFY, len(FRAUDSTER_EDITS))
+    assert (edit == Edit.ADD_TRUST_BLURB).sum() >= 5
+    soften = edit == Edit.SOFTEN_COPY
+    _, times = np.unique(np.stack((env, match, slot))[:, soften], axis=1, return_counts=True)
+    assert times.max() >= 2  # an ad softened again
 
 
 @pytest.mark.parametrize("task_id", TASK_IDS)
