@@ -27,7 +27,8 @@ numbers (``rules.copy_keys``: a key for its copy, indices for its blurb and targ
 the rules read from it comes from a table filled in once per key. The rest (drawing a new match,
 a match or two ending alone, the rare ops) runs through the match's own ``Referee`` and
 ``Observer``, whose arrays are views of the batch's, so both paths write the same memory; a
-referee is given its proposals' text (``record_text``) before it plays. Each step copies into the
+referee is given its proposals and their text (``record_proposals``, ``record_text``) before it
+plays. Each step copies into the
 output only the entries that changed, but for rows whose role changed. The vector env builds no
 text: its referees record no events.
 """
@@ -113,6 +114,7 @@ from .rules.copy_keys import (
 )
 from .rules.errors import IllegalActionError
 from .rules.fraudster import (
+    OWN_SIGNALS,
     SOFTEN_SEVERITY,
     TRUST_SHIFT,
     may_arrive_later,
@@ -143,6 +145,8 @@ _PROPOSE_CATEGORY, _PROPOSE_TACTIC = np.array(
 _BASE_SEVERITY = np.asarray([c.base_severity for c in CATEGORIES])
 _TACTIC_SEVERITY = np.asarray(TACTIC_SEVERITY)
 _N_TARGETING = np.asarray([len(c.targeting) for c in CATEGORIES])
+_NETWORK = np.asarray([c.family == "network" for c in CATEGORIES])
+_OWN_SIGNALS = list(OWN_SIGNALS)
 _CAMOUFLAGED = TACTICS.index("camouflaged")
 # whether each trust phrase reads as one (and, last, for no blurb at all: index -1)
 _PHRASE_TRUSTS = np.asarray([count_trust_markers(p) > 0 for p in TRUST_PHRASES] + [False])
@@ -264,6 +268,11 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         self._copy_key = np.zeros((n, S), np.int64)
         self._blurb = np.full((n, S), -1, np.int8)
         self._aim = np.zeros((n, S), np.int8)
+        # each match's rings as drawn: how many, the pairs of ads they hold, and the tokens the
+        # fraudster's own ring (its network proposals) shares
+        self._n_rings = np.zeros(n, np.int64)
+        self._ring_pairs = np.zeros(n, np.int64)
+        self._own_tokens = np.zeros((n, len(_OWN_SIGNALS)), np.int64)
         # what each env's proposal rows would show under each tactic (``Episode.proposal_signals``)
         t = len(TACTICS)
         self._drawn_age = np.zeros((n, t, S))
@@ -337,6 +346,9 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
                 self._drawn_surface[m, :, :p] = drawn.surface
                 self._drawn_markers[m, :, :p] = drawn.markers
                 self._drawn_evidence[m, :, :p] = drawn.evidence
+                self._n_rings[m] = len(episode.rings)
+                self._ring_pairs[m] = ref.n_ring_pairs
+                self._own_tokens[m] = episode.proposal_ring_tokens[list(_OWN_SIGNALS)]
                 self._replay(m)
         self._shared[env] = 0
         self._truth[env] = False
@@ -449,6 +461,9 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         ref = self.referees[m]
         ref.load_scalars()
         ref.sync_links([tuple(p) for p in np.argwhere(np.triu(self.state.linked[m], 1)).tolist()])
+        st = self.state
+        proposals = np.flatnonzero(st.is_proposal[m])
+        ref.record_proposals(proposals[np.argsort(st.slot_row[m, proposals])].tolist())
         for s in ref.proposal_slots:  # their text, which the batched steps keep in numbers
             key = int(self._copy_key[m, s])
             ref.record_text(s, copy_text(key), blurb_text(int(self._blurb[m, s])),
@@ -757,9 +772,10 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
     def _propose(self, env: np.ndarray, index: np.ndarray) -> None:
         """The fraudster proposes: the ads drawn and queued in batch, as ``_propose`` draws a
         template proposal (its row from the proposal signals drawn for its tactic, its copy's
-        features from the template table, its text kept in numbers), each match's referee told
-        its place (``record_proposal``); what the roles see of it written in batch; the
-        proposal counts against the turn."""
+        features from the template table, its text kept in numbers, a network proposal in the
+        fraudster's own ring); what the roles see of it written in batch; the proposal counts
+        against the turn. A referee learns of its proposals when it next plays
+        (``_synced_referee``)."""
         st, rows = self.state, self.state.rows
         op = index - F_PROPOSE
         category, tactic = _PROPOSE_CATEGORY[op], _PROPOSE_TACTIC[op]
@@ -800,11 +816,12 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         self._copy_key[env, slot] = template_key(category, body, markers, u[:, U.MARKER_START])
         self._blurb[env, slot] = phrase
         self._aim[env, slot] = (u[:, U.TARGETING] * _N_TARGETING[category]).astype(np.int64)
-        for m, s, r in zip(env.tolist(), slot.tolist(), row.tolist()):
-            ref = self.referees[m]
-            ref.record_proposal(s, r)
-            for observer in self.observers[m]:
-                observer.skip(ref)  # the arrival is shown below
+        # a network proposal joins the fraudster's own ring (``_join_ring_if_network``): the
+        # ring after the drawn ones, sharing its payment and campaign infrastructure
+        net = _NETWORK[category]
+        e, r = env[net], row[net]
+        rows.ring[e, r] = self._n_rings[e]
+        rows.tokens[e[:, None], r[:, None], _OWN_SIGNALS] = self._own_tokens[e]
         surface = self._show_own_ads(env, slot, row)
         self._show_arrivals(env, slot, rows.category[env, row], st.lexical[env, slot], surface)
         at = self._views["fraudster"].at

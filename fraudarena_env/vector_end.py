@@ -95,9 +95,13 @@ class BatchedEnd:
         bias = self._bias(manual, verdict, label, rows.category[e2, row])
         calibration = _Calibration(st.confidence[env], manual, verdict == _CORRECT[label])
         matches = env.tolist()
+        # pairs of ads sharing a ring: the drawn rings', and the fraudster's own ring's
+        # (``n_ring_pairs``)
+        own = np.count_nonzero(st.is_proposal[env] & (ring == self._n_rings[env][:, None]),
+                               axis=1)
         grades = scoring.grade_batch(
             [self.task_ids[m] for m in matches], label, severity, verdict, present,
-            calibration.skill, correct, wrong, [self.referees[m].n_ring_pairs for m in matches])
+            calibration.skill, correct, wrong, self._ring_pairs[env] + own * (own - 1) // 2)
         plausibility, by_slot = self._track_b(env, row)
         self._terminal[env, 0] = self._fraud_outcome(env, manual, verdict, row, by_slot)
         self._terminal[env, 1] = auto

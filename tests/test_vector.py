@@ -10,8 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fraudarena_env import IllegalActionError
-from fraudarena_env.rules.action_catalog import F_END, F_MODIFY
-from fraudarena_env.rules.catalog import FRAUDSTER_EDITS, TASK_IDS
+from fraudarena_env.rules.action_catalog import (
+    F_END,
+    F_MODIFY,
+    F_PROPOSE,
+    I_END,
+    I_LINK,
+    OPS,
+    PAIRS,
+)
+from fraudarena_env.rules.catalog import CATEGORIES, FRAUDSTER_EDITS, TASK_IDS
 from fraudarena_env.rules.roles import legal_mask
 from fraudarena_env.rules.state import Edit
 from fraudarena_env.vector import VectorFraudArena
@@ -20,17 +28,15 @@ from fraudarena_env.wrappers import shared_space_env
 
 def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, max_cycles: int = 1000,
               active_share: float = 1.0, scalar_finish: int | None = None,
-              check_state: bool = False, edits: list | None = None, **knobs) -> int:
+              check_state: bool = False, prefer=None, **knobs) -> int:
     """Drive the vector env and one scalar env per match on the same actions; compare every
     observation, mask, reward and ending. Below ``active_share``, each step lets a random
     subset of the envs act (``step(actions, active=...)``); the others, and their scalar envs,
     stay put. ``scalar_finish``: how many matches ending in one step end one by one, through
     their referees (more end in one batch; the env's own threshold when None). ``check_state``:
     compare the global states too (``global_state()`` with each scalar env's ``state()``).
-    ``edits``: a list to which each fraudster edit played is added (env, how many matches it
-    had played before, action index); the
-    fraudster then edits whenever it may, three times in four. Returns how many matches
-    ended."""
+    ``prefer(venv, batch, actions)``: may change the sampled actions (to legal ones) before
+    they are played. Returns how many matches ended."""
     venv = VectorFraudArena(num_envs, task_id=task_id, max_cycles=max_cycles, **knobs)
     if scalar_finish is not None:
         venv.scalar_finish = scalar_finish
@@ -55,8 +61,8 @@ def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, max_cycles: in
         if step == steps:
             return ended
         actions = venv.sample_actions(batch.action_mask)
-        if edits is not None:
-            _prefer_edits(venv, batch, actions, edits)
+        if prefer is not None:
+            prefer(venv, batch, actions)
         active = np.ones(num_envs, bool)
         if active_share < 1.0:
             active = venv._rng.random(num_envs) < active_share
@@ -83,14 +89,43 @@ def _lockstep(task_id: str, seed: int, num_envs: int, steps: int, max_cycles: in
     return ended
 
 
-def _prefer_edits(venv, batch, actions, edits) -> None:
-    """Replace, three times in four, a fraudster's sampled action by one of its legal edits."""
-    fraudster = venv.agents.index("fraudster")
-    for i in np.flatnonzero(batch.current_agent == fraudster).tolist():
-        legal = F_MODIFY + np.flatnonzero(batch.action_mask[i, F_MODIFY:F_END])
-        if len(legal) and venv._rng.random() < 0.75:
-            actions[i] = legal[venv._rng.integers(len(legal))]
-            edits.append((i, int(venv._resets[i]), int(actions[i])))  # env, its match, edit
+def _edits_first(played: list):
+    """A ``prefer`` for ``_lockstep``: the fraudster edits whenever it may, three times in four;
+    each edit is added to ``played`` as (env, how many matches it had played before, index)."""
+    def prefer(venv, batch, actions) -> None:
+        fraudster = venv.agents.index("fraudster")
+        for i in np.flatnonzero(batch.current_agent == fraudster).tolist():
+            legal = F_MODIFY + np.flatnonzero(batch.action_mask[i, F_MODIFY:F_END])
+            if len(legal) and venv._rng.random() < 0.75:
+                actions[i] = legal[venv._rng.integers(len(legal))]
+                played.append((i, int(venv._resets[i]), int(actions[i])))
+    return prefer
+
+
+def _rings_first(venv, batch, actions) -> None:
+    """A ``prefer`` for ``_lockstep`` that makes the link term count: the fraudster proposes in
+    network categories (its own ring) when it may, half the time, and the investigator links
+    only two ads of one ring (read from the hidden state: a test may), when it may, a time in
+    six, so that some of the rings' pairs are linked and some not."""
+    rng = venv._rng
+    for i in range(venv.num_envs):
+        role, mask = venv.agents[batch.current_agent[i]], batch.action_mask[i]
+        if role == "fraudster" and rng.random() < 0.5:
+            ops = [o for o in (F_PROPOSE + np.flatnonzero(mask[F_PROPOSE:F_MODIFY])).tolist()
+                   if CATEGORIES[OPS["fraudster"][o].category].family == "network"]
+            if ops:
+                actions[i] = ops[rng.integers(len(ops))]
+        elif role == "investigator":
+            ref = venv.referees[i]  # (its arrays are views of the batch's)
+            ring = [ref.ring_of(s) if ref.present[s] else -1 for s in range(len(ref.present))]
+            links = [I_LINK + k for k, (a, b) in enumerate(PAIRS.tolist())
+                     if mask[I_LINK + k] and ring[a] >= 0 and ring[a] == ring[b]]
+            if links and rng.random() < 1 / 6:
+                actions[i] = links[rng.integers(len(links))]
+            elif I_LINK <= actions[i] < I_END:  # no link across rings: another action
+                other = np.flatnonzero(np.r_[mask[:I_LINK], mask[I_END:]])
+                actions[i] = np.r_[np.arange(I_LINK), np.arange(I_END, len(mask))][
+                    other[rng.integers(len(other))]]
 
 
 @settings(max_examples=12, deadline=None)
@@ -122,13 +157,22 @@ def test_a_fraudster_that_edits_all_it_can_plays_the_scalar_envs_match(task_id, 
     every view, reward and ending stays the scalar env's, whether matches end in one batch (the
     rule audit's track B over copy keys) or through their referees (given the text)."""
     edits: list[tuple[int, int, int]] = []
-    assert _lockstep(task_id, 31, 4, steps=300, edits=edits, scalar_finish=scalar_finish) >= 4
+    assert _lockstep(task_id, 31, 4, steps=300, prefer=_edits_first(edits),
+                     scalar_finish=scalar_finish) >= 4
     env, match, index = np.asarray(edits).T
     slot, edit = np.divmod(index - F_MODIFY, len(FRAUDSTER_EDITS))
     assert (edit == Edit.ADD_TRUST_BLURB).sum() >= 5
     soften = edit == Edit.SOFTEN_COPY
     _, times = np.unique(np.stack((env, match, slot))[:, soften], axis=1, return_counts=True)
     assert times.max() >= 2  # an ad softened again
+
+
+@pytest.mark.parametrize("scalar_finish", [0, 5])
+def test_links_within_rings_and_the_fraudsters_own_ring_grade_as_the_scalar_env(scalar_finish):
+    """The grader's link term over the rings' pairs, the fraudster's network proposals (its own
+    ring) among them, in one batch or through the referees (given the proposals then)."""
+    assert _lockstep("task_3", 12, 4, steps=300, prefer=_rings_first,
+                     scalar_finish=scalar_finish) >= 4
 
 
 @pytest.mark.parametrize("task_id", TASK_IDS)

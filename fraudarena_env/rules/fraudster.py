@@ -156,7 +156,7 @@ SOFTEN_SEVERITY = 0.9
 JUNK_CLASSIFIER_SHIFT = 2.0  # gibberish or injected copy trips the policy classifier
 
 CAMOUFLAGED = TACTICS.index("camouflaged")
-_OWN_SIGNALS = (SIG_PAYMENT, SIG_CAMPAIGN)  # what the fraudster's network proposals share
+OWN_SIGNALS = (SIG_PAYMENT, SIG_CAMPAIGN)  # what the fraudster's network proposals share
 
 
 def drop_one_risk_phrase(text: str) -> str:
@@ -258,11 +258,11 @@ class FraudsterMoves:
             return
         if self.fraudster_ring < 0:
             self.fraudster_ring = len(self.rings)
-            self.rings.append(RingInfo(self.fraudster_ring, "clique", [], _OWN_SIGNALS))
+            self.rings.append(RingInfo(self.fraudster_ring, "clique", [], OWN_SIGNALS))
         ring = self.rings[self.fraudster_ring]
         ring.members.append(row)
         self.rows.ring[row] = self.fraudster_ring
-        for signal in _OWN_SIGNALS:
+        for signal in OWN_SIGNALS:
             self.rows.tokens[row, signal] = self.ep.proposal_ring_tokens[signal]
 
     def _modify(self, op: Modify) -> None:

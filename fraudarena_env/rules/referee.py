@@ -64,7 +64,7 @@ from .catalog import (
 )
 from .copies import KeepsViews
 from .errors import IllegalActionError, OutOfTurnError
-from .events import AdsArrived, Change, Event, Refused
+from .events import Change, Event, Refused
 from .evidence import token_text
 from .generator import Episode, RingInfo, generate
 from .machine import MatchMachine
@@ -423,13 +423,18 @@ class Referee(KeepsViews, MatchView, *MOVES, MatchMachine):  # each role's moves
     # ------------------------------------------------------------------ for the batched env
     # ``VectorFraudArena`` plays many matches on one state and updates their referees in batch;
     # these verbs are how it changes a referee's record without reaching into it.
-    def record_proposal(self, slot: int, row: int) -> None:
-        """Take a template proposal a batched step placed in the state (its row drawn, its slot
-        taken): its place among the proposals and, in a network category, the fraudster's ring
-        (``_propose``'s record). Its text is the batched core's, in numbers (``record_text``)."""
-        self._join_ring_if_network(row)
-        self.proposal_slots.append(slot)
-        self.changes.append(AdsArrived((slot,)))
+    def record_proposals(self, slots: list[int]) -> None:
+        """Take the proposals batched steps placed in the state (their rows drawn, their slots
+        taken, in a network category their ring's row and tokens set), in the order proposed:
+        their places among the proposals and the fraudster's ring (``_propose``'s record), as
+        they stand now, before the referee plays an op or ends the match itself. Their text is
+        the batched core's, in numbers (``record_text``)."""
+        self.rings = list(self.ep.rings)
+        self.fraudster_ring = -1
+        self.proposal_slots = []
+        for slot in slots:
+            self._join_ring_if_network(int(self.slot_row[slot]))  # (the same row and tokens)
+            self.proposal_slots.append(slot)
 
     def record_text(self, slot: int, copy: str, blurb: str, targeting: str) -> None:
         """Take an ad's text as a batched core keeps it (``rules.copy_keys``), before the
@@ -466,7 +471,7 @@ class Referee(KeepsViews, MatchView, *MOVES, MatchMachine):  # each role's moves
 # The referee's verbs: what code outside the rules may call to change a match (with the read
 # surface, ``MatchView``, this is all it may touch; ``tests/test_boundary.py`` checks it).
 PLAY = ("reset_match", "check", "check_turn", "repeats", "apply", "carry_out", "penalize",
-        "end_on_illegal", "load_scalars", "store_scalars", "record_proposal", "record_text",
+        "end_on_illegal", "load_scalars", "store_scalars", "record_proposals", "record_text",
         "sync_links", "end_play", "record_finish", "adopt_events")
 
 
