@@ -15,6 +15,13 @@ compare across runs and machines.
     python benchmarks/bench_vector.py --envs 1024 --seconds 1
     python benchmarks/bench_vector.py --envs --seats 256   # one role's seat only (make_vec)
 
+``--fixed STEPS`` times a fixed workload instead, to compare two versions of the code on a machine
+whose speed drifts (a rate over a few seconds moves with it): for each N, ``reset(seed=0)`` and
+STEPS steps of ``sample_actions`` (the same matches and actions every time), best of
+``--repeats`` runs in CPU seconds; run it with each version in turn, several times.
+
+    python benchmarks/bench_vector.py --envs 64 1024 --fixed 150
+
 ``--seats N`` times one learning role's seat instead, as a Gymnasium loop meets it: learner steps
 per second of masked-random play in ``gymnasium.make_vec(role id, num_envs=N)`` (the batched
 ``RoleVectorEnv``, opponents moving in batch) against ``vectorization_mode="sync"`` (Gymnasium's
@@ -64,6 +71,32 @@ def vector_steps_per_second(task_id: str, num_envs: int, seconds: float,
         batch = venv.step(venv.sample_actions(batch.action_mask))
         steps += num_envs
     return steps / (time.process_time() - start)
+
+
+def fixed_workload_seconds(task_id: str, num_envs: int, steps: int, repeats: int) -> float:
+    """The best of ``repeats`` CPU times of the same ``steps`` vector steps from seed 0."""
+    best = float("inf")
+    for _ in range(repeats):
+        venv = VectorFraudArena(num_envs, task_id=task_id, copy=False)
+        batch = venv.reset(seed=0)
+        start = time.process_time()
+        for _ in range(steps):
+            batch = venv.step(venv.sample_actions(batch.action_mask))
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def run_fixed(task_id: str, envs, steps: int, repeats: int) -> dict:
+    print(f"== vector env: a fixed workload on {task_id}, {steps} steps from seed 0, best of "
+          f"{repeats} ==")
+    print(f"{'env':<36}{'CPU s':>10}{'agent-steps/s':>15}")
+    results = {}
+    for n in envs:
+        seconds = fixed_workload_seconds(task_id, n, steps, repeats)
+        results[n] = seconds
+        print(f"{f'VectorFraudArena(num_envs={n})':<36}{seconds:>10.3f}"
+              f"{n * steps / seconds:>15,.0f}")
+    return results
 
 
 SYNC_ENVS = 16
@@ -125,7 +158,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seats", type=int, metavar="N",
                         help="also time one role's seat in gymnasium.make_vec: N matches batched "
                         f"against SyncVectorEnv of {SYNC_ENVS} RoleEnvs")
+    parser.add_argument("--fixed", type=int, metavar="STEPS",
+                        help="time a fixed workload of STEPS steps per batch size instead (best "
+                        "of --repeats): for comparing versions of the code")
+    parser.add_argument("--repeats", type=int, default=4, help="with --fixed (default 4)")
     args = parser.parse_args(argv)
+    if args.fixed is not None and (args.fixed < 1 or args.repeats < 1 or not args.envs):
+        parser.error("--fixed needs a positive number of steps, --repeats at least 1 and "
+                     "some --envs")
+    if args.fixed:
+        return run_fixed(args.task, args.envs, args.fixed, args.repeats)
     results = run(args.task, args.envs, args.seconds) if args.envs else {}
     if args.seats:
         results["seats"] = run_seats(args.task, args.seats, args.seconds)

@@ -249,6 +249,20 @@ def test_vector_bench_times_a_roles_seat_batched_and_in_gymnasiums_sync_env(caps
     assert "sync (16 RoleEnvs)" in out and "batched (N=4)" in out
 
 
+def test_vector_bench_times_a_fixed_workload_the_same_each_repeat(capsys):
+    """--fixed plays the same steps from seed 0 every repeat: its best time is over a workload
+    that does not change between runs or versions of the code."""
+    from fraudarena_env.bench import load
+
+    bench = load("vector")
+    results = bench.main(["--envs", "2", "5", "--fixed", "6", "--repeats", "2", "--task",
+                          "task_1"])
+    assert set(results) == {2, 5} and all(seconds > 0 for seconds in results.values())
+    assert "6 steps from seed 0, best of 2" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main(["--envs", "--fixed", "6"])
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("bench_*.py")))
 def test_every_benchmark_s_help_says_what_it_times_in_a_whole_sentence(script, capsys,
                                                                        monkeypatch):
