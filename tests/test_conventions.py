@@ -428,3 +428,15 @@ def test_rllib_multi_agent_env_terminates_on_illegal_actions_and_shows_vectors()
 def test_an_unknown_illegal_action_mode_is_refused():
     with pytest.raises(ValueError, match="illegal_action must be one of"):
         fraudarena_v0.env(illegal_action="ignore")
+
+
+def test_the_package_ships_its_type_annotations_marker():
+    """PEP 561: a type checker reads an installed package's annotations (the pydantic models,
+    the env's and the rules' signatures) only if it ships ``py.typed``."""
+    import tomllib
+    from pathlib import Path
+
+    package = Path(fraudarena_env.__file__).parent
+    assert (package / "py.typed").is_file()
+    config = tomllib.loads((package.parent / "pyproject.toml").read_text())
+    assert "py.typed" in config["tool"]["setuptools"]["package-data"]["fraudarena_env"]
