@@ -28,9 +28,8 @@ the rules read from it comes from a table filled in once per key. The rest (draw
 a match or two ending alone, the rare ops) runs through the match's own ``Referee`` and
 ``Observer``, whose arrays are views of the batch's, so both paths write the same memory; a
 referee is given its proposals and their text (``record_proposals``, ``record_text``) before it
-plays. Each step copies into the
-output only the entries that changed, but for rows whose role changed. The vector env builds no
-text: its referees record no events.
+plays. Each step copies into the output only the entries that changed, but for rows whose role
+changed. The vector env builds no text: its referees record no events.
 """
 
 from __future__ import annotations
