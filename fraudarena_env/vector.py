@@ -110,6 +110,7 @@ from .rules.copy_keys import (
     softened,
     targeting_text,
     template_key,
+    template_parts,
 )
 from .rules.errors import IllegalActionError
 from .rules.fraudster import (
@@ -138,9 +139,12 @@ _N_ROLES = len(ROLES)
 _SIGNAL_OF_SOURCE = np.full(N_T, -1, np.int64)  # which ring signal a source reveals, or -1
 _SIGNAL_OF_SOURCE[list(RING_SIGNAL_SOURCE)] = np.arange(len(RING_SIGNAL_SOURCE))
 _CONFIDENCE = np.asarray(CONFIDENCE_BUCKETS)
-# the fraudster's proposal ops (indices below F_MODIFY): each one's category and tactic
+# the fraudster's proposal ops (indices below F_MODIFY): each one's category and tactic; its
+# edit ops (F_MODIFY to F_END): each one's slot and edit
 _PROPOSE_CATEGORY, _PROPOSE_TACTIC = np.array(
     [(op.category, op.tactic) for op in OPS["fraudster"][F_PROPOSE:F_MODIFY]], np.int64).T
+_MODIFY_SLOT, _MODIFY_EDIT = np.array(
+    [(op.slot, op.edit) for op in OPS["fraudster"][F_MODIFY:F_END]], np.int64).T
 _BASE_SEVERITY = np.asarray([c.base_severity for c in CATEGORIES])
 _TACTIC_SEVERITY = np.asarray(TACTIC_SEVERITY)
 _N_TARGETING = np.asarray([len(c.targeting) for c in CATEGORIES])
@@ -835,7 +839,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         severity shrinks), a trust blurb makes the landing page look cleaner; what the roles see
         of the edit is written in batch, and the edit counts against the fraudster's turn."""
         st, rows = self.state, self.state.rows
-        slot, edit = np.divmod(index - F_MODIFY, len(FRAUDSTER_EDITS))
+        slot, edit = _MODIFY_SLOT[index - F_MODIFY], _MODIFY_EDIT[index - F_MODIFY]
         row = st.slot_row[env, slot]
         soften, trust = edit == Edit.SOFTEN_COPY, edit == Edit.ADD_TRUST_BLURB
         e, s, r = env[soften], slot[soften], row[soften]
@@ -1099,21 +1103,16 @@ class _TemplateLexicon:
         shape = (len(CATEGORIES), n_bodies, 128, n_starts)
         self.features = np.zeros(shape + (N_LEXICAL,), np.float32)
         self.known = np.zeros(shape, bool)
-        self.n_bodies = np.asarray([len(c.bodies) for c in CATEGORIES])
-        self.n_starts = np.asarray([len(c.markers) for c in CATEGORIES])
 
     def __call__(self, category, body, markers, u_marker) -> np.ndarray:
-        category = np.asarray(category, np.int64)
-        key = (category, np.asarray(body, np.int64) % self.n_bodies[category],
-               np.asarray(markers, np.int64),
-               (np.asarray(u_marker) * self.n_starts[category]).astype(np.int64))
+        category, body, start = template_parts(category, body, u_marker)
+        key = (category, body, np.asarray(markers, np.int64), start)
         new = ~self.known[key]
         if new.any():
-            for c, b, k, start in set(zip(*(x[new].tolist() for x in key))):
+            for c, b, k, first in set(zip(*(x[new].tolist() for x in key))):
                 # the copy _template_copy writes for this body and first marker
-                text = template_text(c, b, k, start)
-                self.features[c, b, k, start] = lexical_features(text)
-                self.known[c, b, k, start] = True
+                self.features[c, b, k, first] = lexical_features(template_text(c, b, k, first))
+                self.known[c, b, k, first] = True
         return self.features[key]
 
 

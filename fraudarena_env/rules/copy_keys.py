@@ -46,12 +46,18 @@ PLAUSIBILITY = np.asarray([
     for bits in range(1 << len(FINDINGS))])
 
 
-def template_key(category, body, markers, u_marker) -> np.ndarray:
-    """The key of the template copy a proposal is drawn with (``Referee._template_copy``'s
-    arguments: the body and first marker as the generator's uniforms give them), unsoftened."""
+def template_parts(category, body, u_marker) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``Referee._template_copy``'s arithmetic on its arguments (the body and first marker as
+    the generator's uniforms give them): the category, the body's index and the first risk
+    phrase's, as int arrays."""
     category = np.asarray(category, np.int64)
-    body = np.asarray(body, np.int64) % _BODIES[category]
-    start = (np.asarray(u_marker) * _STARTS[category]).astype(np.int64)
+    return (category, np.asarray(body, np.int64) % _BODIES[category],
+            (np.asarray(u_marker) * _STARTS[category]).astype(np.int64))
+
+
+def template_key(category, body, markers, u_marker) -> np.ndarray:
+    """The key of the template copy a proposal is drawn with, unsoftened."""
+    category, body, start = template_parts(category, body, u_marker)
     flat = ((category * _N_BODIES + body) * _N_MARKERS + np.asarray(markers, np.int64)) * \
         _N_STARTS + start
     return flat * _N_SOFTENS
@@ -212,5 +218,5 @@ TABLE = CopyTable()
 
 
 __all__ = ["FINDINGS", "PLAUSIBILITY", "TABLE", "TEXT_FINDINGS", "CopyTable", "blurb_text",
-           "copy_text", "key_category", "softened", "targeting_text", "template_key",
+           "copy_text", "key_category", "softened", "targeting_text", "template_key", "template_parts",
            "track_b_batch"]
