@@ -207,7 +207,7 @@ class RoleVectorEnv(RoleSeats, VectorEnv):
                 "sets attributes of your own")
 
     def close_extras(self, **kwargs: Any) -> None:
-        self.venv.close()
+        self._close_seats()
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -8,7 +8,9 @@ every env again. Env ``i`` plays exactly the match ``RoleEnv(role, ...)`` plays 
 ``seed_offset + s + i`` with the same learner actions, and its ``k``-th new match uses seed
 ``seed_offset + s + i + k * N`` (its opponents reseeded from it as ``RoleEnv`` reseeds them).
 What the learner earns while the others move goes to its next step's reward, as in ``RoleEnv``.
-The adapters only translate: seeds and resets, and how endings are reported.
+The adapters only translate: seeds and resets, and how endings are reported. With ``workers``
+above 1 the envs are split in blocks among worker processes (``seat_workers``), each running
+this seat for its block; env ``i`` plays the same matches either way.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from typing import Any, NamedTuple
 import numpy as np
 from gymnasium import spaces
 
-from .faces.encoding import N_ACTIONS, OBS_BOUND
+from .faces.encoding import N_ACTIONS, OBS_BOUND, Observer
 from .policies import BATCHED_BASELINES, Policy
 from .policies.base import BatchPolicy, PerEnvPolicies
 from .role_env import _derived_seed, _make_actor, model_actions, opponent_dict
 from .rules.catalog import ROLES
 from .rules.errors import IllegalActionError
-from .vector import SEED_LIMIT, VectorFraudArena, check_seed
+from .seat_workers import Shards, split
+from .vector import SEED_LIMIT, VectorFraudArena, check_num_envs, check_seed
 
 _N_ROLES = len(ROLES)
 
@@ -45,26 +48,46 @@ class RoleSeats:
     step."""
 
     _RESET_FIRST = "call reset() first"  # how a step before any reset is told what to do
+    _env_offset = 0  # a shard's first env in the whole seat (its errors name envs by it)
+    _seat_name = ""  # ... and the whole seat's class, which they name
+    _shards: Shards | None = None
 
     def _seat(self, role: str, num_envs: int, opponents: Mapping[str, Any] | Callable[
             [], Mapping[str, Any]] | None, task_id: str | Sequence[str], seed_offset: int,
-              max_cycles: int, knobs: dict) -> tuple[spaces.Box, spaces.Discrete]:
-        """Build the matches and the opponents; the learner's observation and action spaces."""
+              max_cycles: int, knobs: dict, workers: int = 1, seed_stride: int | None = None
+              ) -> tuple[spaces.Box, spaces.Discrete]:
+        """Build the matches and the opponents (here, or in ``workers`` processes); the
+        learner's observation and action spaces."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; roles are {list(ROLES)}")
-        self.venv = VectorFraudArena(num_envs, task_id=task_id, max_cycles=max_cycles,
-                                     copy=False, **knobs)
-        self.venv.keep_final_view = role
-        self.role, self._r = role, ROLES.index(role)
-        self.task_id = task_id
         if isinstance(seed_offset, bool) or not isinstance(seed_offset, (int, np.integer)) or \
                 not 0 <= seed_offset < SEED_LIMIT:
             raise ValueError(f"seed_offset must be an integer from 0 to 2**62 - 1 (env i plays "
                              f"match seed_offset + seed + i), got {seed_offset!r}")
+        n = check_num_envs(num_envs)
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or \
+                not 1 <= workers <= n:
+            raise ValueError(f"workers must be an integer from 1 to num_envs ({n}): the "
+                             f"processes the matches are split among; got {workers!r}")
+        self.role, self._r = role, ROLES.index(role)
+        self.task_id = task_id
         self.seed_offset = int(seed_offset)
-        self._size = {r: self.venv._views[r].size for r in ROLES}
-        self._n = n = num_envs
-        self._players = self._opponents(opponents)
+        self.workers = int(workers)
+        self._size = {r: Observer(r).size for r in ROLES}
+        if workers == 1:
+            self.venv = VectorFraudArena(num_envs, task_id=task_id, max_cycles=max_cycles,
+                                         copy=False, seed_stride=seed_stride, **knobs)
+            self.venv.keep_final_view = role
+            self._n = n
+            self._players = self._opponents(opponents)
+        else:
+            self.venv = None
+            self._n = n
+            self._players = {}
+            self._blocks = split(n, int(workers))
+            self._shards = Shards(int(workers), self._shard_maker(
+                opponents, task_id, max_cycles, knobs))
+            self._shard_resets = [0] * int(workers)
         self._carry = np.zeros(n)
         self._masks = np.zeros((n, N_ACTIONS[role]), bool)
         self._match_seed = np.zeros(n, np.int64)
@@ -102,16 +125,46 @@ class RoleSeats:
             players[other] = PerEnvPolicies([act for act, _ in made], [obj for _, obj in made])
         return players
 
+    def _shard_maker(self, opponents, task_id, max_cycles: int, knobs: dict):
+        """What a worker builds: the seat of its block of envs (each playing its own task, on
+        the whole seat's seeds)."""
+        role, n, blocks, offset = self.role, self._n, self._blocks, self.seed_offset
+        name = type(self).__name__
+        tasks = (task_id,) if isinstance(task_id, str) or not isinstance(task_id, Sequence) \
+            else tuple(task_id)
+
+        def make(w: int) -> _Shard:
+            a, b = blocks[w]
+            own = [tasks[i % len(tasks)] for i in range(a, b)] if tasks else task_id
+            return _Shard(role, b - a, opponents, own, offset + a, max_cycles, knobs, n, a,
+                          name)
+        return make
+
     # ------------------------------------------------------------------ for the adapters
     def _start(self, seed: int | None) -> np.ndarray:
         """New matches in every env: on ``seed_offset + seed + i``, or (``seed`` None) on the
         first seeds, then, once matches have been played, on matches none of the envs has
         played. The learner's first views."""
         if seed is None and self._played:
-            base = self._base + self._n * (int(self.venv._resets.max()) + 1)
+            resets = max(self._shard_resets) if self._shards else int(self.venv._resets.max())
+            base = self._base + self._n * (resets + 1)
         else:
             base = self.seed_offset + (0 if seed is None else int(seed))
-        self._base = check_seed(base, "seed_offset + seed")
+        base = check_seed(base, "seed_offset + seed")
+        if self._shards is None:
+            return self._start_at(base)
+        self._base, self._played = base, True
+        try:
+            answers = self._shards.call("start_shard", [(base + a,) for a, _ in self._blocks])
+        except BaseException:
+            self._played = False
+            raise
+        self._stopped = False
+        return self._gather(answers)[0]
+
+    def _start_at(self, base: int) -> np.ndarray:
+        """``_start`` on this process's matches: env ``i`` on ``base + i``."""
+        self._base = base
         self._played = True
         self._carry[:] = 0.0
         batch = self.venv.reset(seed=self._base)
@@ -138,6 +191,8 @@ class RoleSeats:
         started at once). ``idle`` (N,) bool: envs that sit this step out, their actions ignored
         (what they earned before the learner's first turn waits for its first step there)."""
         actions = actions.astype(np.int64, copy=False)
+        if self._shards is not None:
+            return self._play_shards(actions, idle)
         batch = self.venv.step(actions) if idle is None else self.venv.step(actions, ~idle)
         rewards = batch.rewards[:, self._r].copy()
         endings: dict[int, Ending] = {}
@@ -150,6 +205,61 @@ class RoleSeats:
             self._carry[~idle] = 0.0
         batch, rewards = self._advance(batch, rewards, endings)
         return self._observe(batch), carried + rewards, endings
+
+    def _play_shards(self, actions: np.ndarray, idle: np.ndarray | None
+                     ) -> tuple[np.ndarray, np.ndarray, dict[int, Ending]]:
+        """``_play`` in the workers: each its block, all at once; an illegal action is refused
+        before any worker plays."""
+        self._refuse_illegal(actions, idle)
+        try:
+            answers = self._shards.call("play_shard", [
+                (actions[a:b], None if idle is None else idle[a:b]) for a, b in self._blocks])
+        except BaseException:  # some blocks may have played: the matches wait on a reset
+            self._stopped = True
+            raise
+        return self._gather(answers)
+
+    def _gather(self, answers: list) -> tuple:
+        """The workers' answers as the whole seat's: views, rewards and endings (by env)."""
+        obs = np.concatenate([answer[0] for answer in answers])
+        self._masks[:] = np.concatenate([answer[1] for answer in answers])
+        self._shard_resets = [answer[-1] for answer in answers]
+        if len(answers[0]) == 3:  # a start: views only
+            return obs, None, None
+        rewards = np.concatenate([answer[2] for answer in answers])
+        endings = {m + a: ending for (a, _), answer in zip(self._blocks, answers)
+                   for m, ending in answer[3].items()}
+        return obs, rewards, endings
+
+    def _refuse_illegal(self, actions: np.ndarray, idle: np.ndarray | None) -> None:
+        """An ``IllegalActionError`` for the first acting env whose action its mask refuses,
+        worded as the vector env words it (asked of that env's worker); nothing is played."""
+        width = N_ACTIONS[self.role]
+        inside = (actions >= 0) & (actions < width)
+        where = np.flatnonzero(inside)
+        legal = np.zeros(self._n, bool)
+        legal[where] = self._masks[where, actions[where]]
+        if idle is not None:
+            legal |= idle
+        if legal.all():
+            return
+        m = int(np.flatnonzero(~legal)[0])
+        w = int(np.searchsorted([a for a, _ in self._blocks], m, side="right")) - 1
+        role, reason = self._shards.call_one(w, "illegal_reason",
+                                             (m - self._blocks[w][0], int(actions[m])))
+        raise IllegalActionError(role, int(actions[m]), f"env {m}: {reason}; nothing was applied")
+
+    def _close_seats(self) -> None:
+        """Stop the workers (if any); the matches are over."""
+        if self._shards is not None:
+            self._shards.close()
+        else:
+            self.venv.close()
+
+    @property
+    def worker_cpu_seconds(self) -> float:
+        """The CPU time the worker processes have used so far (0.0 without workers)."""
+        return 0.0 if self._shards is None else float(sum(self._shards.cpu_seconds))
 
     def _checked(self, actions) -> np.ndarray:
         """The learner's actions as an (N,) array, or why they cannot be."""
@@ -177,7 +287,16 @@ class RoleSeats:
         """The true label (``catalog.LEGIT``, ``FRAUD`` or ``ESCALATE``) of the ad in
         ``slots[k]`` of env ``envs[k]``, as ``Referee.label_of`` gives it: hidden from every
         role during play; for training-only shaping."""
-        return self.venv.labels_of(envs, slots)
+        if self._shards is None:
+            return self.venv.labels_of(envs, slots)
+        envs, slots = np.asarray(envs), np.asarray(slots)
+        w = np.searchsorted([a for a, _ in self._blocks], envs, side="right") - 1
+        answers = self._shards.call("labels_of", [
+            (envs[w == k] - a, slots[w == k]) for k, (a, _) in enumerate(self._blocks)])
+        out = np.empty(len(envs), answers[0].dtype)
+        for k, labels in enumerate(answers):
+            out[w == k] = labels
+        return out
 
     # ------------------------------------------------------------------ helpers
     def _advance(self, batch, rewards, endings: dict[int, Ending] | None):
@@ -233,14 +352,13 @@ class RoleSeats:
         """The error for env ``m``'s match, cut by ``max_cycles`` before the learner's first
         turn (``RoleEnv`` refuses it too)."""
         return RuntimeError(
-            f"env {m}: the match on seed {int(self._match_seed[m])} ended before the "
+            f"env {m + self._env_offset}: the match on seed {int(self._match_seed[m])} ended before the "
             f"{self.role}'s first turn (max_cycles={self.venv.max_steps // _N_ROLES} cut it "
-            f"first); give {type(self).__name__} a larger max_cycles (the auditor acts only "
+            f"first); give {self._seat_name or type(self).__name__} a larger max_cycles (the auditor acts only "
             "once play is over)")
 
     def _new_matches(self, env: np.ndarray) -> None:
-        n = self._n
-        self._match_seed[env] = self._base + env + self.venv._resets[env] * n
+        self._match_seed[env] = self._base + env + self.venv._resets[env] * self.venv.seed_stride
         seeds = self._match_seed[env].tolist()
         for role, player in self._players.items():
             player.reset_envs(env, [_derived_seed(seed, role) for seed in seeds])
@@ -249,6 +367,28 @@ class RoleSeats:
         size, width = self._size[self.role], N_ACTIONS[self.role]
         self._masks[:] = batch.action_mask[:, :width]
         return batch.observation[:, _N_ROLES:_N_ROLES + size].copy()
+
+
+class _Shard(RoleSeats):
+    """A worker's block of a seat's envs (``seat_workers``): envs ``first`` to ``first + n`` of
+    the whole, on its seeds (``seed_stride``: the whole seat's N)."""
+
+    def __init__(self, role: str, n: int, opponents, tasks, seed_offset: int, max_cycles: int,
+                 knobs: dict, seed_stride: int, first: int, seat_name: str):
+        self._env_offset, self._seat_name = first, seat_name
+        self._seat(role, n, opponents, tasks, seed_offset, max_cycles, knobs,
+                   seed_stride=seed_stride)
+
+    def start_shard(self, base: int) -> tuple:
+        obs = self._start_at(base)
+        return obs, self._masks, int(self.venv._resets.max())
+
+    def play_shard(self, actions: np.ndarray, idle: np.ndarray | None) -> tuple:
+        obs, rewards, endings = self._play(actions, idle)
+        return obs, self._masks, rewards, endings, int(self.venv._resets.max())
+
+    def illegal_reason(self, m: int, index: int) -> tuple[str, str]:
+        return self.venv.illegal_reason(m, index)
 
 
 class _ModelPlayer(BatchPolicy):

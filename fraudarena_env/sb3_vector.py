@@ -35,6 +35,11 @@ chunks never trains twice on a match.
   train a masked algorithm (``MaskablePPO``) on it, or mask the policy's choices yourself;
 * the match knobs are given when it is built (all N matches share them): ``set_options`` with
   knobs, which ``DummyVecEnv`` would hand to each env's next reset, is refused.
+* ``workers=W`` (default 1) splits the envs in ``W`` blocks, each played (with its opponents)
+  in a worker process of its own (``fraudarena_env.seat_workers``), the blocks stepping at the
+  same time: the same matches, views, rewards and endings as with one process
+  (``tests/test_seat_workers.py``), on up to ``W`` cores. Workers are forked (Linux and other
+  Unix systems); ``close()`` stops them.
 
 Needs the training extra (``pip install torch==2.13.0 --index-url
 https://download.pytorch.org/whl/cpu && pip install -e ".[train]"``).
@@ -59,9 +64,9 @@ class VectorRoleEnv(RoleSeats, VecEnv):
 
     def __init__(self, role: str, num_envs: int, opponents: Mapping[str, Any] | Callable[
             [], Mapping[str, Any]] | None = None, task_id: str | Sequence[str] = "task_1",
-            seed_offset: int = 0, max_cycles: int = 1000, **knobs: Any):
+            seed_offset: int = 0, max_cycles: int = 1000, workers: int = 1, **knobs: Any):
         observation_space, action_space = self._seat(role, num_envs, opponents, task_id,
-                                                     seed_offset, max_cycles, knobs)
+                                                     seed_offset, max_cycles, knobs, workers)
         VecEnv.__init__(self, num_envs, observation_space, action_space)
         self._actions: np.ndarray | None = None
 
@@ -103,7 +108,7 @@ class VectorRoleEnv(RoleSeats, VecEnv):
         return obs, rewards.astype(np.float32), done, infos
 
     def close(self) -> None:
-        self.venv.close()
+        self._close_seats()
 
     def get_attr(self, attr_name: str, indices=None) -> list[Any]:
         return [getattr(self, attr_name) for _ in self._get_indices(indices)]

@@ -13,8 +13,9 @@ the role's, padded to the largest catalogue. ``rewards`` are this step's, for ev
 auditor's flags, the fraudster's terminal reward...). A finished env (``terminated``: the
 auditor submitted; ``truncated``: ``max_cycles`` ran out) starts its next match at once, so the
 observation returned for it is the new match's first: env i starts with seed ``s + i`` and its
-k-th automatic reset uses ``s + i + k * N``. ``task_id`` may also list tasks: env i plays the
-``i % k``-th of the ``k`` given. Every env plays exactly the match
+k-th automatic reset uses ``s + i + k * N`` (``s + i + k * seed_stride`` when the batch is one
+shard of a larger one). ``task_id`` may also list tasks: env i plays the ``i % k``-th of the
+``k`` given. Every env plays exactly the match
 ``shared_space_env`` plays on the same seed and actions (``tests/test_vector.py`` checks it step
 by step).
 
@@ -190,6 +191,14 @@ def check_seed(seed, name: str = "seed") -> int:
     return int(seed)
 
 
+def check_num_envs(num_envs) -> int:
+    """``num_envs`` as an int, or a ValueError that says what it may be."""
+    if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or \
+            num_envs < 1:
+        raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+    return int(num_envs)
+
+
 class VectorStep(NamedTuple):
     """What ``reset`` and ``step`` return: one row per env."""
 
@@ -217,10 +226,9 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
     agents = ROLES
 
     def __init__(self, num_envs: int, task_id: str | Sequence[str] = "task_1",
-                 max_cycles: int = 1000, copy: bool = True, **knobs):
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or \
-                num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+                 max_cycles: int = 1000, copy: bool = True, seed_stride: int | None = None,
+                 **knobs):
+        check_num_envs(num_envs)
         tasks = (task_id,) if isinstance(task_id, str) or not isinstance(task_id, Iterable) \
             else tuple(task_id)
         if not tasks:
@@ -238,6 +246,14 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             raise ValueError(f"copy must be True (batches are copies) or False (read-only views "
                              f"of the env's buffers, valid until the next step), got {copy!r}")
         n = self.num_envs = int(num_envs)
+        if seed_stride is not None and (isinstance(seed_stride, bool) or not isinstance(
+                seed_stride, (int, np.integer)) or seed_stride < n):
+            raise ValueError(f"seed_stride must be an integer of at least num_envs ({n}): env i's "
+                             f"k-th automatic reset plays seed + i + k * seed_stride; got "
+                             f"{seed_stride!r}")
+        # how far apart an env's matches lie: num_envs, unless this batch is one shard of a
+        # larger one (``seat_workers``), whose envs' seeds it must play
+        self.seed_stride = n if seed_stride is None else int(seed_stride)
         self.task_id = task_id
         # env i plays task_ids[i]: the tasks given, in turn
         self.task_ids = tuple(tasks[i % len(tasks)] for i in range(n))
@@ -455,7 +471,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             self.final_view = self._final_views(self._keep_final_view, over)
         if len(over):
             self._resets[over] += 1
-            self._start(over, self._seed + over + self._resets[over] * n)
+            self._start(over, self._seed + over + self._resets[over] * self.seed_stride)
         return self._batch(rewards, terminated, truncated, active)
 
     def _synced_referee(self, m: int) -> Referee:
@@ -563,15 +579,17 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         if legal.all():
             return
         m = int(np.flatnonzero(~legal)[0])
+        role, reason = self.illegal_reason(m, int(a[m]))
+        raise IllegalActionError(role, int(a[m]), f"env {m}: {reason}; nothing was applied")
+
+    def illegal_reason(self, m: int, index: int) -> tuple[str, str]:
+        """The role to act in env ``m`` and why action ``index`` is illegal there (for an index
+        its mask refuses)."""
         role = ROLES[self.state.phase[m]]
-        index = int(a[m])
         if not 0 <= index < N_ACTIONS[role]:
-            reason = f"index {index} is outside {role}'s Discrete({N_ACTIONS[role]})"
-        else:
-            op = OPS[role][index]
-            reason = explain(self.state, m, role, op) or REPEATED
-            reason += f" (index {index} is {describe(role, index)})"
-        raise IllegalActionError(role, index, f"env {m}: {reason}; nothing was applied")
+            return role, f"index {index} is outside {role}'s Discrete({N_ACTIONS[role]})"
+        reason = explain(self.state, m, role, OPS[role][index]) or REPEATED
+        return role, reason + f" (index {index} is {describe(role, index)})"
 
     # ------------------------------------------------------------------ the common actions
     def _pull(self, env: np.ndarray, index: np.ndarray, rewards: np.ndarray) -> None:

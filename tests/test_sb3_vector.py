@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -181,6 +183,50 @@ def test_train_py_gives_the_same_agent_twice(tmp_path, capsys, role, path):
     (wa, pa), (wb, pb) = runs
     assert all(torch.equal(x, y) for x, y in zip(wa, wb))
     assert pa == pb and "CHECKPOINT" in pa
+
+
+@pytest.mark.parametrize("role", ["fraudster", "investigator"])
+def test_train_py_gives_the_same_agent_with_workers_as_in_one_process(tmp_path, role):
+    """``--workers``: the matches split among worker processes are the same matches, so the
+    same command trains the same weights with any number of workers."""
+    import torch
+    from sb3_contrib import MaskablePPO
+
+    train = _train_module()
+    args = ["--role", role, "--task", "task_2,task_3", "--timesteps", "256", "--vector-envs",
+            "16", "--n-steps", "16", "--imitation-samples", "0", "--eval-every", "0",
+            "--val-seeds", "3000-3001", "--net", "mlp", "--no-progress", "--no-tensorboard"]
+    weights = []
+    for workers in ("1", "3"):
+        out = tmp_path / workers
+        train.main([*args, "--workers", workers, "--out", str(out)])
+        assert json.loads((out / "config.json").read_text())["workers"] == int(workers)
+        weights.append([p.detach().clone() for p in MaskablePPO.load(
+            out / "last.zip", device="cpu").policy.parameters()])
+    assert all(torch.equal(x, y) for x, y in zip(*weights))
+
+
+@pytest.mark.parametrize("argv, error", [
+    (["--workers", "0"], "--workers must be from 1 to the number of matches (256)"),
+    (["--vector-envs", "4", "--workers", "5"], "--workers must be from 1 to the number of "
+                                               "matches (4)"),
+    (["--vector-envs", "0", "--workers", "2"], "--workers: the RoleEnv path (--vector-envs 0) "
+                                              "runs in one process")])
+def test_train_py_refuses_workers_it_cannot_use(capsys, argv, error):
+    train = _train_module()
+    with pytest.raises(SystemExit):
+        train.parse_args(["--task", "task_1", *argv])
+    assert error in capsys.readouterr().err
+
+
+def test_train_py_uses_a_worker_per_core_up_to_two_on_the_batched_path(monkeypatch):
+    train = _train_module()
+    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert train.Config(role="fraudster").workers == 2
+    assert train.Config(role="fraudster", vector_envs=1).workers == 1
+    assert train.Config(vector_envs=0).workers == 1  # RoleEnvs: one process
+    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert train.Config(role="fraudster").workers == 1
 
 
 def test_train_py_refuses_a_negative_number_of_matches(capsys):

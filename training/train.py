@@ -33,6 +33,8 @@ import dataclasses
 import gc
 import json
 import math
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -87,6 +89,10 @@ class Config:
     # (the default: many times the steps per second); 0: n_envs RoleEnvs, stepped one by one
     # (the path every shipped checkpoint trained on)
     vector_envs: int | None = None
+    # worker processes the batched path's matches are split among (each plays its block with
+    # its opponents, the blocks at the same time; the same matches and agent as with one);
+    # None: one per core, at most 2 (default_workers)
+    workers: int | None = None
     n_envs: int = 6
     n_steps: int | None = None  # per env per rollout
     batch_size: int | None = None
@@ -122,6 +128,20 @@ class Config:
         for name, value in defaults.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if self.workers is None:
+            self.workers = default_workers(self.vector_envs)
+
+
+def default_workers(vector_envs: int) -> int:
+    """Worker processes for ``vector_envs`` matches: one per core this process may use, at most
+    2 (the development machine's cores; past that the learner's own share grows) and at most
+    one per match; 1 on the RoleEnv path (``vector_envs`` 0), which has none."""
+    if not vector_envs:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(2, cores or 1, vector_envs))
 
 
 def batched_defaults(role: str) -> dict:
@@ -375,7 +395,7 @@ def make_vec_env(cfg: Config, opponents: Callable[[], dict[str, Policy]]) -> Vec
         # matches s + i + k * N from here: a block of the training range of its own per seed
         offset = cfg.train_seed_range[0] + cfg.seed * VECTOR_SEED_BLOCK
         env = VectorRoleEnv(cfg.role, cfg.vector_envs, opponents=opponents, task_id=cfg.tasks,
-                            seed_offset=offset)
+                            seed_offset=offset, workers=cfg.workers)
         if cfg.calibration_coef or cfg.grader_coef:
             env = VectorTrainingRewards(env, cfg.calibration_coef, cfg.grader_coef)
         return VecMonitor(env)
@@ -620,6 +640,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                    help="play N matches in one VectorRoleEnv (the tasks in turn), the "
                         "opponents in batch (default 256, the fraudster's 1,024); 0: --n-envs "
                         "RoleEnvs, one by one (the shipped checkpoints' path)")
+    p.add_argument("--workers", type=int, default=None, metavar="W",
+                   help="with --vector-envs: split the matches among W worker processes, each "
+                        "playing its block (the same matches and agent as with 1; default: one "
+                        "per core, at most 2)")
     p.add_argument("--n-steps", type=int, default=None,
                    help="steps per env per rollout (default 32, the fraudster's 8; 512 with "
                         "--vector-envs 0)")
@@ -660,6 +684,15 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                 "in it")
     if a.vector_envs is not None and a.vector_envs < 0:
         p.error(f"--vector-envs must be 0 or a positive number of matches, got {a.vector_envs}")
+    if a.workers is not None:
+        matches = batched_defaults(a.role)["vector_envs"] if a.vector_envs is None else \
+            a.vector_envs
+        if a.vector_envs == 0 and a.workers != 1:
+            p.error("--workers: the RoleEnv path (--vector-envs 0) runs in one process; "
+                    "drop --workers or give --vector-envs N")
+        if not 1 <= a.workers <= max(matches, 1):
+            p.error(f"--workers must be from 1 to the number of matches ({matches}), got "
+                    f"{a.workers}")
     if a.calibration_coef and a.role != "investigator":
         p.error(f"--calibration-coef: calibration scores the investigator's confidences; the "
                 f"{a.role} states none")
@@ -713,7 +746,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         d, role=a.role, tasks=a.task, opponents=tuple(opponents), timesteps=a.timesteps,
         init=a.init, net=a.net, imitation_samples=a.imitation_samples,
         imitation_epochs=a.imitation_epochs, teacher=a.teacher, learning_rate=a.lr,
-        n_envs=a.n_envs, vector_envs=a.vector_envs, n_steps=a.n_steps,
+        n_envs=a.n_envs, vector_envs=a.vector_envs, workers=a.workers, n_steps=a.n_steps,
         batch_size=a.batch_size, n_epochs=a.n_epochs, ent_coef=a.ent_coef,
         clip_range=a.clip_range,
         calibration_coef=a.calibration_coef, grader_coef=a.grader_coef,

@@ -1,0 +1,163 @@
+"""One learning role's seat split across worker processes: ``VectorRoleEnv(..., workers=W)``.
+
+A seat of N matches spends most of its time in the game (the vector env's steps and the
+opponents' batched moves), which runs on one core. With ``W`` workers, each worker process runs
+the seat for a contiguous block of the envs (a shard: its own ``VectorFraudArena`` and its own
+opponents), and a learner step sends each shard its block of actions and gathers the views,
+rewards and endings: one round trip a step, the shards stepping at the same time.
+
+Env ``i`` plays the same matches with the same opponents as in one process: a shard's
+``VectorFraudArena`` plays its envs' seeds (``seed_stride``, the whole seat's N), each of its
+envs its own task, and the opponents are made per env and reseeded per match from the match's
+seed, as they are in one process. The tests hold a seat with workers to the same seat without
+them, step by step.
+
+Workers are forked (the ``fork`` start method, so opponents need not be picklable), one torch
+thread each. An error in a worker is raised in the learner's process with the worker's
+traceback as its cause; a worker that dies stops the seat.
+"""
+
+from __future__ import annotations
+
+import builtins
+import multiprocessing
+import sys
+import time
+import traceback
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+_JOIN_SECONDS = 5.0
+
+
+class WorkerError(RuntimeError):
+    """A worker process's error, as its traceback read there (the cause of the error raised in
+    the learner's process)."""
+
+
+def _serve(conn, make: Callable[[int], Any], index: int) -> None:
+    """A worker's loop: build its shard, then answer the learner's calls until ``close``."""
+    if "torch" in sys.modules:  # an opponent's network: one thread per worker process
+        sys.modules["torch"].set_num_threads(1)
+    try:
+        shard = make(index)
+    except BaseException as error:  # (sent to the learner, which raises it)
+        conn.send(("error", type(error).__name__, str(error), traceback.format_exc()))
+        return
+    conn.send(("ok", None, time.process_time()))
+    while True:
+        try:
+            call, args = conn.recv()
+        except (EOFError, OSError):  # the learner's process is gone
+            return
+        if call == "close":
+            conn.send(("ok", None, time.process_time()))
+            return
+        try:
+            out = getattr(shard, call)(*args)
+        except BaseException as error:
+            conn.send(("error", type(error).__name__, str(error), traceback.format_exc()))
+            continue
+        conn.send(("ok", out, time.process_time()))
+
+
+def _shut(processes: list, conns: list) -> None:
+    """Ask every worker to stop, then make sure it has (a finalizer: also at interpreter exit)."""
+    for conn in conns:
+        try:
+            conn.send(("close", ()))
+        except (OSError, ValueError):
+            pass
+    for process in processes:
+        process.join(_JOIN_SECONDS)
+        if process.is_alive():
+            process.terminate()
+            process.join(_JOIN_SECONDS)
+    for conn in conns:
+        conn.close()
+
+
+class Shards:
+    """``workers`` processes, worker ``w`` holding ``make(w)`` (built in the worker), and calls
+    to all of them at once."""
+
+    def __init__(self, workers: int, make: Callable[[int], Any]):
+        if "fork" not in multiprocessing.get_all_start_methods():
+            raise ValueError("workers > 1 needs the 'fork' start method (Linux, and other Unix "
+                             "systems), which this platform lacks; use workers=1")
+        context = multiprocessing.get_context("fork")
+        self.processes, self.conns = [], []
+        self.cpu_seconds = [0.0] * workers  # each worker's CPU time, as of its last answer
+        for w in range(workers):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=_serve, args=(theirs, make, w), daemon=True,
+                                      name=f"fraudarena-seat-{w}")
+            process.start()
+            theirs.close()
+            self.processes.append(process)
+            self.conns.append(ours)
+        self._finalizer = weakref.finalize(self, _shut, self.processes, self.conns)
+        try:
+            self.gather(range(workers))  # each shard built, or the first error raised
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def call(self, name: str, args_by_worker: list[tuple]) -> list:
+        """``name(*args)`` on every worker at once (``args_by_worker[w]`` for worker ``w``);
+        their answers in order, or the first worker's error (after every answer is in)."""
+        if self.closed:
+            raise RuntimeError("this env is closed; build a new one")
+        for conn, args in zip(self.conns, args_by_worker):
+            conn.send((name, args))
+        return self.gather(range(len(self.conns)))
+
+    def call_one(self, w: int, name: str, args: tuple):
+        """``name(*args)`` on worker ``w`` alone."""
+        if self.closed:
+            raise RuntimeError("this env is closed; build a new one")
+        self.conns[w].send((name, args))
+        return self.gather([w])[0]
+
+    def gather(self, workers) -> list:
+        answers, failure = [], None
+        for w in workers:
+            try:
+                answer = self.conns[w].recv()
+            except (EOFError, OSError):
+                process = self.processes[w]
+                process.join(_JOIN_SECONDS)
+                self.close()
+                raise RuntimeError(f"worker {w} of the seat exited (exit code "
+                                   f"{process.exitcode}); build a new env") from None
+            if answer[0] == "ok":
+                self.cpu_seconds[w] = answer[2]
+                answers.append(answer[1])
+            elif failure is None:
+                failure = (w, *answer[1:])
+        if failure is not None:
+            w, name, message, remote = failure
+            kind = getattr(builtins, name, None)
+            if not (isinstance(kind, type) and issubclass(kind, Exception)):
+                kind, message = RuntimeError, f"{name}: {message}"
+            raise kind(message) from WorkerError(f"in worker {w}:\n{remote}")
+        return answers
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def split(n: int, workers: int) -> list[tuple[int, int]]:
+    """``n`` envs in ``workers`` contiguous blocks (start, stop), as even as they go."""
+    bounds = np.linspace(0, n, workers + 1).round().astype(int).tolist()
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+__all__ = ["Shards", "WorkerError", "split"]
