@@ -34,8 +34,10 @@ played.
   returns the new match's first view, reward 0, neither terminated nor truncated (its
   ``action_masks()`` row is already the new match's). The seeds are the same in either mode;
 * ``opponents``, ``task_id`` (a task or a list of tasks, env ``i`` playing the ``i % k``-th),
-  ``seed_offset``, ``max_cycles`` and the match knobs as for ``sb3_vector.VectorRoleEnv``; the
-  knobs are fixed when the env is built (reset ``options`` are refused).
+  ``seed_offset``, ``max_cycles``, ``workers`` (the envs split in blocks among that many worker
+  processes, the same matches: ``seat_workers``) and the match knobs as for
+  ``sb3_vector.VectorRoleEnv``; the knobs are fixed when the env is built (reset ``options``
+  are refused).
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ class RoleVectorEnv(RoleSeats, VectorEnv):
             [], Mapping[str, Any]] | None = None, task_id: str | Sequence[str] = "task_1",
             seed_offset: int = 0, max_cycles: int = 1000, illegal_action: str = "raise",
             render_mode: str | None = None,
-            autoreset_mode: str | AutoresetMode = AutoresetMode.SAME_STEP, **knobs: Any):
+            autoreset_mode: str | AutoresetMode = AutoresetMode.SAME_STEP, workers: int = 1,
+            **knobs: Any):
         if illegal_action != "raise":
             raise ValueError(
                 f"illegal_action={illegal_action!r}: the batched env raises IllegalActionError "
@@ -101,7 +104,7 @@ class RoleVectorEnv(RoleSeats, VectorEnv):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)):
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         self.single_observation_space, self.single_action_space = self._seat(
-            role, int(num_envs), opponents, task_id, seed_offset, max_cycles, knobs)
+            role, int(num_envs), opponents, task_id, seed_offset, max_cycles, knobs, workers)
         self.num_envs = int(num_envs)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)

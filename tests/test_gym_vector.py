@@ -335,3 +335,44 @@ def test_set_attr_refuses_what_the_batch_was_built_with_and_says_what_to_do(name
                        rf"as one batch.*{what_to_do}"):
         venv.set_attr(name, "task_3")
     assert getattr(venv, name, None) == before  # (a bound method is made anew on each get)
+
+
+@pytest.mark.parametrize("mode", ["SameStep", "NextStep"])
+def test_workers_play_what_one_process_plays_in_either_autoreset_mode(mode):
+    """``workers=3``: the envs in three blocks, each in a worker process; the same views,
+    rewards, endings and infos as in one process, the envs that wait on a new match's first view
+    (NextStep) included."""
+    runs = []
+    for workers in (1, 3):
+        venv = gymnasium.make_vec(GYMNASIUM_IDS["investigator"], num_envs=5,
+                                  task_id=["task_1", "task_2"], autoreset_mode=mode,
+                                  workers=workers)
+        rng = np.random.default_rng(5)
+        seen = [venv.reset(seed=11)]
+        for _ in range(70):
+            masks = venv.action_masks()
+            seen.append((masks, venv.step(np.array([
+                np.flatnonzero(m)[-1] if rng.random() < 0.2 else rng.choice(np.flatnonzero(m))
+                for m in masks]))))
+        venv.close()
+        runs.append(seen)
+    one, split_up = runs
+    np.testing.assert_array_equal(one[0][0], split_up[0][0])
+    ended = 0
+    for step, ((mask_a, out_a), (mask_b, out_b)) in enumerate(zip(one[1:], split_up[1:])):
+        np.testing.assert_array_equal(mask_a, mask_b, err_msg=f"step {step}")
+        for a, b in zip(out_a[:4], out_b[:4]):
+            np.testing.assert_array_equal(a, b, err_msg=f"step {step}")
+        assert out_a[4].keys() == out_b[4].keys(), step
+        ended += int(out_a[2].sum() + out_a[3].sum())
+        for key, value in out_a[4].items():
+            if isinstance(value, dict):
+                assert value.keys() == out_b[4][key].keys()
+                for k in value:
+                    np.testing.assert_array_equal(value[k], out_b[4][key][k])
+            elif key == "final_obs":
+                for x, y in zip(value, out_b[4][key]):
+                    np.testing.assert_array_equal(x, y)
+            else:
+                np.testing.assert_array_equal(value, out_b[4][key], err_msg=f"{key} {step}")
+    assert ended > 0
