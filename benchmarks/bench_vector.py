@@ -14,6 +14,7 @@ compare across runs and machines.
     python benchmarks/bench_vector.py                 # N = 1, 64, 1024, 4096; ~3 s each
     python benchmarks/bench_vector.py --envs 1024 --seconds 1
     python benchmarks/bench_vector.py --envs --seats 256   # one role's seat only (make_vec)
+    python benchmarks/bench_vector.py --envs --seats 1024 --workers 2   # ... also in 2 workers
 
 ``--fixed STEPS`` times a fixed workload instead, to compare two versions of the code on a machine
 whose speed drifts (a rate over a few seconds moves with it): for each N, ``reset(seed=0)`` and
@@ -104,35 +105,48 @@ SEAT_ROLES = ("investigator", "fraudster")
 
 
 def seat_steps_per_second(role: str, task_id: str, num_envs: int, mode: str, seconds: float,
-                          seed: int = 0) -> float:
-    """Learner steps a second of masked-random play in ``make_vec``'s env for ``role``."""
+                          seed: int = 0, workers: int = 1) -> float:
+    """Learner steps a second of masked-random play in ``make_vec``'s env for ``role``: per
+    second of this process's CPU time, or with ``workers`` above 1 (the batched seat in worker
+    processes, whose CPU time this process's does not count) of the wall clock."""
     import gymnasium
 
     from fraudarena_env.registration import GYMNASIUM_IDS
 
+    extra = {"workers": workers} if workers > 1 else {}
     envs = gymnasium.make_vec(GYMNASIUM_IDS[role], num_envs=num_envs, task_id=task_id,
-                              vectorization_mode=mode)
+                              vectorization_mode=mode, **extra)
+    clock = time.perf_counter if workers > 1 else time.process_time
     envs.reset(seed=seed)
     rng = np.random.default_rng(seed)
     steps = 0
-    start = time.process_time()
-    while time.process_time() - start < seconds:
+    start = clock()
+    while clock() - start < seconds:
         masks = np.stack(envs.call("action_masks"))
         envs.step((rng.random(masks.shape) * masks).argmax(axis=1))
         steps += num_envs
-    return steps / (time.process_time() - start)
+    rate = steps / (clock() - start)
+    envs.close()
+    return rate
 
 
-def run_seats(task_id: str, num_envs: int, seconds: float) -> dict:
+def run_seats(task_id: str, num_envs: int, seconds: float, workers: int = 1) -> dict:
     print(f"== one role's seat: make_vec, masked-random play on {task_id}, ~{seconds:g} s each ==")
+    split = f"{workers} workers (wall)"
     print(f"{'role':<14}{f'sync ({SYNC_ENVS} RoleEnvs)':>22}{f'batched (N={num_envs})':>20}"
-          f"{'ratio':>8}")
+          f"{'ratio':>8}" + (f"{split:>22}{'ratio':>8}" if workers > 1 else ""))
     results = {}
     for role in SEAT_ROLES:
         sync = seat_steps_per_second(role, task_id, SYNC_ENVS, "sync", seconds)
         batched = seat_steps_per_second(role, task_id, num_envs, "vector_entry_point", seconds)
         results[role] = (sync, batched)
-        print(f"{role:<14}{sync:>22,.0f}{batched:>20,.0f}{batched / sync:>8.2f}")
+        line = f"{role:<14}{sync:>22,.0f}{batched:>20,.0f}{batched / sync:>8.2f}"
+        if workers > 1:
+            shared = seat_steps_per_second(role, task_id, num_envs, "vector_entry_point",
+                                           seconds, workers=workers)
+            results[role] += (shared,)
+            line += f"{shared:>22,.0f}{shared / sync:>8.2f}"
+        print(line)
     return results
 
 
@@ -158,11 +172,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seats", type=int, metavar="N",
                         help="also time one role's seat in gymnasium.make_vec: N matches batched "
                         f"against SyncVectorEnv of {SYNC_ENVS} RoleEnvs")
+    parser.add_argument("--workers", type=int, default=1, metavar="W",
+                        help="with --seats: also time the batched seat split among W worker "
+                        "processes (learner steps per second of wall clock)")
     parser.add_argument("--fixed", type=int, metavar="STEPS",
                         help="time a fixed workload of STEPS steps per batch size instead (best "
                         "of --repeats): for comparing versions of the code")
     parser.add_argument("--repeats", type=int, default=4, help="with --fixed (default 4)")
     args = parser.parse_args(argv)
+    if args.workers < 1 or (args.workers > 1 and not args.seats):
+        parser.error("--workers needs --seats N and is at least 1")
     if args.fixed is not None and (args.fixed < 1 or args.repeats < 1 or not args.envs):
         parser.error("--fixed needs a positive number of steps, --repeats at least 1 and "
                      "some --envs")
@@ -170,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
         return run_fixed(args.task, args.envs, args.fixed, args.repeats)
     results = run(args.task, args.envs, args.seconds) if args.envs else {}
     if args.seats:
-        results["seats"] = run_seats(args.task, args.seats, args.seconds)
+        results["seats"] = run_seats(args.task, args.seats, args.seconds, args.workers)
     return results
 
 

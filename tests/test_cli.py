@@ -249,6 +249,18 @@ def test_vector_bench_times_a_roles_seat_batched_and_in_gymnasiums_sync_env(caps
     assert "sync (16 RoleEnvs)" in out and "batched (N=4)" in out
 
 
+def test_vector_bench_times_a_roles_seat_in_worker_processes_too(capsys):
+    from fraudarena_env.bench import load
+
+    bench = load("vector")
+    results = bench.main(["--envs", "--seats", "4", "--workers", "2", "--task", "task_1",
+                          "--seconds", "0.05"])
+    assert all(len(rates) == 3 and min(rates) > 0 for rates in results["seats"].values())
+    assert "2 workers (wall)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main(["--envs", "--workers", "2"])  # workers time a seat: --seats is needed
+
+
 def test_vector_bench_times_a_fixed_workload_the_same_each_repeat(capsys):
     """--fixed plays the same steps from seed 0 every repeat: its best time is over a workload
     that does not change between runs or versions of the code."""
