@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import multiprocessing
+import signal
 import sys
 import time
 import traceback
@@ -40,6 +41,9 @@ class WorkerError(RuntimeError):
 
 def _serve(conn, make: Callable[[int], Any], index: int) -> None:
     """A worker's loop: build its shard, then answer the learner's calls until ``close``."""
+    # Ctrl-C reaches every process of the terminal's group: the learner's process stops the
+    # workers (its finalizer), which would otherwise each print a traceback of their own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if "torch" in sys.modules:  # an opponent's network: one thread per worker process
         sys.modules["torch"].set_num_threads(1)
     try:
