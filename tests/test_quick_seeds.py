@@ -66,3 +66,25 @@ def test_a_seed_runs_the_quick_job_in_its_own_directory(tmp_path):
     assert (tmp_path / "seed7" / "eval.json").exists()
     assert "trained in" in (tmp_path / "seed7" / "quick.log").read_text()
     assert "| seed 7 |" in table and table.count(" of 1 |") == len(quick_seeds.CLAIMS)
+
+
+def test_runs_side_by_side_each_run_in_one_process(tmp_path, monkeypatch):
+    """--jobs 2: each run gets selfplay's --workers 1 (the runs already share the cores), unless
+    the flags after -- name their own."""
+    calls = []
+
+    def run_seed(seed, out, extra):
+        calls.append(list(extra))
+        _fake_run(out / f"seed{seed}", 0.8, 0.7, 0.5, 1.0, 1.5, 0.66, (1000, 1010), (900, 910))
+        return out / f"seed{seed}"
+
+    monkeypatch.setattr(quick_seeds, "run_seed", run_seed)
+    quick_seeds.main(["--seeds", "0-1", "--jobs", "2", "--out", str(tmp_path / "a")])
+    assert calls == [["--workers", "1"]] * 2
+    calls.clear()
+    quick_seeds.main(["--seeds", "0", "--out", str(tmp_path / "b")])
+    assert calls == [[]]  # one run at a time: selfplay's default
+    calls.clear()
+    quick_seeds.main(["--seeds", "0-1", "--jobs", "2", "--out", str(tmp_path / "c"), "--",
+                      "--workers", "2"])
+    assert calls == [["--workers", "2"]] * 2

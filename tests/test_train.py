@@ -199,6 +199,27 @@ def test_cli_options():
         parse_args(["--vector-envs", "-1"])
 
 
+def test_the_league_passes_its_workers_to_each_batched_phase(capsys):
+    """selfplay.py --workers: each phase's matches in that many worker processes (train.py
+    --workers); RoleEnv phases run in one process, and --workers is refused there."""
+    cfg = parse_args(["--quick", "--workers", "1"])
+    assert cfg.workers == 1
+    for role in ("investigator", "fraudster"):
+        assert selfplay.phase_config(cfg, role, 0, "", selfplay.Path("pool")).workers == 1
+    quick = parse_args(["--quick"])
+    assert quick.workers is None  # train.py's default: a worker per core, at most 2
+    phase = selfplay.phase_config(quick, "fraudster", 0, "", selfplay.Path("pool"))
+    assert phase.workers == one_role.default_workers(QUICK["vector_envs"])
+    assert selfplay.phase_config(parse_args([]), "fraudster", 0, "",
+                                 selfplay.Path("pool")).workers == 1
+    for argv, says in ((["--workers", "2"], "--workers: each phase trains on RoleEnvs"),
+                       (["--quick", "--workers", "129"], "--workers must be from 1 to "
+                                                         "--vector-envs (128)")):
+        with pytest.raises(SystemExit):
+            parse_args(argv)
+        assert says in capsys.readouterr().err
+
+
 def test_both_scripts_train_on_one_torch_thread():
     """docs/training.md and docs/performance.md: one torch thread (two were 8-15x slower on a
     shared machine), for train.py's runs and for every phase of the league."""

@@ -147,7 +147,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=parse_seeds, default="0-4",
                    help="training seeds, one quick job each (0-4)")
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time (each uses one core)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at a time; with more than one, each runs in one process (selfplay "
+                        "--workers 1, unless given after --), one core a run")
     p.add_argument("--out", type=run_dir, default="runs/quick-seeds",
                    help="runs go to OUT/seed<S>")
     p.add_argument("--read", action="store_true", help="only tabulate runs already in OUT")
@@ -166,8 +168,11 @@ def main(argv: Sequence[str] | None = None) -> str:
             p.error(f"no finished run for seed(s) {missing} in {out}; run without --read first")
         paths = {s: out / f"seed{s}" for s in seeds}
     else:
+        # runs side by side share the cores: worker processes of their own would only crowd them
+        extra = [*a.extra, "--workers", "1"] if a.jobs > 1 and not any(
+            x == "--workers" or x.startswith("--workers=") for x in a.extra) else a.extra
         with ThreadPoolExecutor(a.jobs) as pool:
-            paths = dict(zip(seeds, pool.map(lambda s: run_seed(s, out, a.extra), seeds)))
+            paths = dict(zip(seeds, pool.map(lambda s: run_seed(s, out, extra), seeds)))
     table = summary({s: read_run(path) for s, path in paths.items()})
     print(table)
     (out / "summary.md").write_text(table + "\n")

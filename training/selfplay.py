@@ -90,6 +90,9 @@ class LeagueConfig:
     # 0: n_envs RoleEnvs; N > 0: one VectorRoleEnv of N matches per phase, opponents batched
     # (train.py --vector-envs; use a short n_steps)
     vector_envs: int = 0
+    # with vector_envs: worker processes each phase's matches are split among (train.py
+    # --workers; None: its default, a worker per core, at most 2); the same league either way
+    workers: int | None = None
     n_steps: int = 512
     batch_size: int = 256
     n_epochs: int = 4
@@ -124,6 +127,7 @@ def phase_config(cfg: LeagueConfig, role: str, generation: int, init: str, pool:
     other = "fraudster" if role == "investigator" else "investigator"
     return one_role.Config(
         n_envs=cfg.n_envs, vector_envs=cfg.vector_envs, n_steps=cfg.n_steps,
+        workers=cfg.workers if cfg.vector_envs else 1,
         batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, learning_rate=cfg.learning_rate,
         role=role, tasks=cfg.tasks, opponents=((other, str(pool / other)),),
         out=str(Path(cfg.out) / "phases" / f"{role}_g{generation}"),
@@ -436,6 +440,10 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
     p.add_argument("--vector-envs", type=int, default=None, metavar="N",
                    help="train each phase on N matches at once, opponents batched (train.py "
                         f"--vector-envs; default {d.vector_envs}: --n-envs RoleEnvs)")
+    p.add_argument("--workers", type=int_at_least(1), default=None, metavar="W",
+                   help="with --vector-envs (as --quick): split each phase's matches among W "
+                        "worker processes (train.py --workers; the same league with any W; "
+                        "default: a worker per core, at most 2)")
     p.add_argument("--n-steps", type=int_at_least(1), default=None, help=f"default {d.n_steps}")
     p.add_argument("--batch-size", type=int_at_least(2), default=None,  # SB3 wants 2 or more
                    help=f"default {d.batch_size}")
@@ -478,7 +486,7 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
         changes["investigator_timesteps"] = a.timesteps
         changes["fraudster_timesteps"] = a.timesteps // 4
     for name in ("generations", "fraudster_timesteps", "imitation_samples", "n_envs",
-                 "vector_envs", "n_steps", "batch_size", "n_epochs",
+                 "vector_envs", "workers", "n_steps", "batch_size", "n_epochs",
                  "seed", "out", "fraudster_imitation_samples", "fraudster_teacher",
                  "calibration_coef", "investigator_grader_coef"):
         if getattr(a, name) is not None:
@@ -499,6 +507,12 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
         p.error(f"--seed must be from 0 to {most:,} with {cfg.generations} generation(s) "
                 f"(generation g trains with train.py's seed SEED * 100 + g, at most "
                 f"{top:,}{' on the batched path' if batched else ''}), got {cfg.seed}")
+    if cfg.workers is not None and cfg.workers > 1 and not cfg.vector_envs:
+        p.error("--workers: each phase trains on RoleEnvs in one process (--vector-envs 0); "
+                "give --vector-envs N (as --quick does) or drop --workers")
+    if cfg.workers is not None and cfg.vector_envs and cfg.workers > cfg.vector_envs:
+        p.error(f"--workers must be from 1 to --vector-envs ({cfg.vector_envs}), got "
+                f"{cfg.workers}")
     if cfg.investigator_timesteps == cfg.fraudster_timesteps == 0:
         p.error("--timesteps and --fraudster-timesteps are both 0: nothing would train; give "
                 "either role some timesteps")
