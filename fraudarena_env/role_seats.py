@@ -28,7 +28,15 @@ from .role_env import _derived_seed, _make_actor, model_actions, opponent_dict
 from .rules.catalog import ROLES
 from .rules.errors import IllegalActionError
 from .seat_workers import Shards, split
-from .vector import SEED_LIMIT, VectorFraudArena, check_num_envs, check_seed
+from .vector import (
+    SEED_LIMIT,
+    VectorFraudArena,
+    check_num_envs,
+    check_seed,
+    first_illegal,
+    illegal_action_error,
+    task_list,
+)
 
 _N_ROLES = len(ROLES)
 
@@ -130,12 +138,11 @@ class RoleSeats:
         the whole seat's seeds)."""
         role, n, blocks, offset = self.role, self._n, self._blocks, self.seed_offset
         name = type(self).__name__
-        tasks = (task_id,) if isinstance(task_id, str) or not isinstance(task_id, Sequence) \
-            else tuple(task_id)
+        tasks = task_list(task_id)
 
         def make(w: int) -> _Shard:
             a, b = blocks[w]
-            own = [tasks[i % len(tasks)] for i in range(a, b)] if tasks else task_id
+            own = [tasks[i % len(tasks)] for i in range(a, b)]
             return _Shard(role, b - a, opponents, own, offset + a, max_cycles, knobs, n, a,
                           name)
         return make
@@ -234,20 +241,12 @@ class RoleSeats:
     def _refuse_illegal(self, actions: np.ndarray, idle: np.ndarray | None) -> None:
         """An ``IllegalActionError`` for the first acting env whose action its mask refuses,
         worded as the vector env words it (asked of that env's worker); nothing is played."""
-        width = N_ACTIONS[self.role]
-        inside = (actions >= 0) & (actions < width)
-        where = np.flatnonzero(inside)
-        legal = np.zeros(self._n, bool)
-        legal[where] = self._masks[where, actions[where]]
-        if idle is not None:
-            legal |= idle
-        if legal.all():
+        m = first_illegal(self._masks, actions, np.ones(self._n, bool) if idle is None else ~idle)
+        if m is None:
             return
-        m = int(np.flatnonzero(~legal)[0])
         w = int(np.searchsorted([a for a, _ in self._blocks], m, side="right")) - 1
-        role, reason = self._shards.call_one(w, "illegal_reason",
-                                             (m - self._blocks[w][0], int(actions[m])))
-        raise IllegalActionError(role, int(actions[m]), f"env {m}: {reason}; nothing was applied")
+        raise illegal_action_error(m, int(actions[m]), *self._shards.call_one(
+            w, "illegal_reason", (m - self._blocks[w][0], int(actions[m]))))
 
     def _close_seats(self) -> None:
         """Stop the workers (if any); the matches are over."""

@@ -227,15 +227,9 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
 
     def __init__(self, num_envs: int, task_id: str | Sequence[str] = "task_1",
                  max_cycles: int = 1000, copy: bool = True, seed_stride: int | None = None,
-                 **knobs):
+                 buffers: tuple[np.ndarray, np.ndarray] | None = None, **knobs):
         check_num_envs(num_envs)
-        tasks = (task_id,) if isinstance(task_id, str) or not isinstance(task_id, Iterable) \
-            else tuple(task_id)
-        if not tasks:
-            raise ValueError(f"task_id lists no task; give one of {list(TASKS)} or a list of them")
-        for task in tasks:
-            if task not in TASKS:
-                raise ValueError(f"unknown task_id {task!r}; choose one of {list(TASKS)}")
+        tasks = task_list(task_id)
         unknown = set(knobs) - set(MATCH_KNOBS)
         if unknown:
             raise ValueError(f"unknown match knob(s) {sorted(unknown)}; known: {MATCH_KNOBS}")
@@ -277,8 +271,11 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             "observation": spaces.Box(-OBS_BOUND, OBS_BOUND, (self.vector_size,), np.float32),
             "action_mask": spaces.Box(0, 1, (self.n_actions,), np.int8)})
         self.single_action_space = spaces.Discrete(self.n_actions)
-        self._obs = np.zeros((n, self.vector_size), np.float32)
-        self._mask = np.zeros((n, self.n_actions), np.int8)
+        # the batches' rows (``buffers``: arrays of these shapes given by a caller, e.g. shared
+        # memory for a shard of a larger batch, ``vector_workers``)
+        self._obs, self._mask = (np.zeros((n, self.vector_size), np.float32),
+                                 np.zeros((n, self.n_actions), np.int8)) if buffers is None \
+            else _own_buffers(buffers, n, self.vector_size, self.n_actions)
         self._shared = np.zeros((n, S, S), np.int16)  # ring signals each pair visibly shares
         self._truth = np.zeros((n, 2, S + 1, _N_FLAGS), bool)  # the rule audit's findings
         self._slot_order = np.zeros((n, S), np.int64)  # the k-th ad to arrive takes this slot
@@ -411,19 +408,8 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         envs where it is not a learner's turn."""
         if not self._ready:
             raise RuntimeError("step() before reset(): call reset(seed=...) first")
-        a = np.asarray(actions)
         n = self.num_envs
-        if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"actions must be an integer array of shape ({n},), got "
-                             f"{a.dtype} {a.shape}")
-        if active is None:
-            active = np.ones(n, bool)
-        else:
-            active = np.asarray(active)
-            if active.shape != (n,) or active.dtype != bool:
-                raise ValueError(f"active must be a bool array of shape ({n},), got "
-                                 f"{active.dtype} {active.shape}")
-        a = np.where(active, a, 0).astype(np.int64)
+        a, active = step_arguments(actions, active, n)
         self._check(a, active)
         st = self.state
         rewards = np.zeros((n, _N_ROLES))
@@ -538,14 +524,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         array."""
         if not self._ready:
             raise RuntimeError("global_state() before reset(): call reset(seed=...) first")
-        n, size = self.num_envs, STATE_SIZE
-        if out is None:
-            out = np.empty((n, size), np.float32)
-        elif not isinstance(out, np.ndarray) or out.shape != (n, size) or \
-                out.dtype != np.float32:
-            raise ValueError(f"out must be a float32 array of shape ({n}, {size}), got "
-                             f"{getattr(out, 'dtype', type(out).__name__)} "
-                             f"{getattr(out, 'shape', '')}")
+        out = state_out(out, self.num_envs)
         at = 0
         for role in ROLES:
             width = self._views[role].size
@@ -572,15 +551,9 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
     def _check(self, a: np.ndarray, active: np.ndarray) -> None:
         """Refuse the whole step, before anything changes, if any active env's action is
         illegal."""
-        inside = (a >= 0) & (a < self.n_actions)
-        legal = inside.copy()
-        legal[inside] = self._mask[self._arange[inside], a[inside]] == 1
-        legal |= ~active
-        if legal.all():
-            return
-        m = int(np.flatnonzero(~legal)[0])
-        role, reason = self.illegal_reason(m, int(a[m]))
-        raise IllegalActionError(role, int(a[m]), f"env {m}: {reason}; nothing was applied")
+        m = first_illegal(self._mask, a, active)
+        if m is not None:
+            raise illegal_action_error(m, int(a[m]), *self.illegal_reason(m, int(a[m])))
 
     def illegal_reason(self, m: int, index: int) -> tuple[str, str]:
         """The role to act in env ``m`` and why action ``index`` is illegal there (for an index
@@ -1058,23 +1031,103 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
     def sample_actions(self, action_mask: np.ndarray) -> np.ndarray:
         """One uniformly random legal action per env (the vector env's own generator, seeded by
         ``reset``)."""
-        mask = np.asarray(action_mask)
-        if mask.ndim != 2 or mask.shape[0] != self.num_envs:
-            raise ValueError(f"action_mask must be one mask row per env, shape ({self.num_envs}, "
-                             f"actions), as a batch's action_mask is; got shape {mask.shape}")
-        if mask.dtype.itemsize == 1 and mask.dtype.kind in "biu":
-            mask = mask.view(np.bool_)  # nonzero bytes are true either way; much faster
-        legal = np.flatnonzero(mask)  # row-major: each env's legal actions, env after env
-        width = mask.shape[1]
-        bounds = np.searchsorted(legal, np.arange(len(mask) + 1) * width)
-        starts, counts = bounds[:-1], np.diff(bounds)
-        if not counts.all():
-            raise ValueError(f"env {int(np.argmin(counts))} has no legal action in action_mask")
-        pick = starts + (self._rng.random(len(mask)) * counts).astype(np.int64)
-        return legal[pick] - np.arange(len(mask)) * width
+        return sample_legal(self._rng, action_mask, self.num_envs)
 
     def close(self) -> None:
         pass
+
+
+def task_list(task_id) -> tuple[str, ...]:
+    """``task_id`` (a task, or a list of them that envs take in turn) as a tuple of known
+    tasks, or a ValueError naming the wrong one."""
+    tasks = (task_id,) if isinstance(task_id, str) or not isinstance(task_id, Iterable) \
+        else tuple(task_id)
+    if not tasks:
+        raise ValueError(f"task_id lists no task; give one of {list(TASKS)} or a list of them")
+    for task in tasks:
+        if task not in TASKS:
+            raise ValueError(f"unknown task_id {task!r}; choose one of {list(TASKS)}")
+    return tasks
+
+
+def state_out(out: np.ndarray | None, n: int) -> np.ndarray:
+    """``global_state``'s output array: ``out`` if it is float32 (n, ``STATE_SIZE``), a new one
+    when None, else a ValueError."""
+    if out is None:
+        return np.empty((n, STATE_SIZE), np.float32)
+    if not isinstance(out, np.ndarray) or out.shape != (n, STATE_SIZE) or \
+            out.dtype != np.float32:
+        raise ValueError(f"out must be a float32 array of shape ({n}, {STATE_SIZE}), got "
+                         f"{getattr(out, 'dtype', type(out).__name__)} "
+                         f"{getattr(out, 'shape', '')}")
+    return out
+
+
+def step_arguments(actions, active, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``step``'s actions (int64, 0 where idle) and ``active`` (bool) as (N,) arrays, or a
+    ValueError that says what they must be."""
+    a = np.asarray(actions)
+    if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"actions must be an integer array of shape ({n},), got "
+                         f"{a.dtype} {a.shape}")
+    if active is None:
+        active = np.ones(n, bool)
+    else:
+        active = np.asarray(active)
+        if active.shape != (n,) or active.dtype != bool:
+            raise ValueError(f"active must be a bool array of shape ({n},), got "
+                             f"{active.dtype} {active.shape}")
+    return np.where(active, a, 0).astype(np.int64), active
+
+
+def first_illegal(mask: np.ndarray, a: np.ndarray, active: np.ndarray) -> int | None:
+    """The first active env whose action its ``mask`` row refuses (an index past the mask
+    included), or None."""
+    inside = (a >= 0) & (a < mask.shape[1])
+    legal = inside.copy()
+    where = np.flatnonzero(inside)
+    legal[where] = mask[where, a[where]] == 1
+    legal |= ~active
+    return None if legal.all() else int(np.flatnonzero(~legal)[0])
+
+
+def illegal_action_error(m: int, index: int, role: str, reason: str) -> IllegalActionError:
+    """The error for env ``m``'s illegal action ``index`` (``illegal_reason``'s role and
+    reason): nothing of the step was applied."""
+    return IllegalActionError(role, index, f"env {m}: {reason}; nothing was applied")
+
+
+def sample_legal(rng: np.random.Generator, action_mask, num_envs: int) -> np.ndarray:
+    """One uniformly random legal action per row of ``action_mask`` (one row per env), drawn
+    with ``rng`` (``sample_actions``)."""
+    mask = np.asarray(action_mask)
+    if mask.ndim != 2 or mask.shape[0] != num_envs:
+        raise ValueError(f"action_mask must be one mask row per env, shape ({num_envs}, "
+                         f"actions), as a batch's action_mask is; got shape {mask.shape}")
+    if mask.dtype.itemsize == 1 and mask.dtype.kind in "biu":
+        mask = mask.view(np.bool_)  # nonzero bytes are true either way; much faster
+    legal = np.flatnonzero(mask)  # row-major: each env's legal actions, env after env
+    width = mask.shape[1]
+    bounds = np.searchsorted(legal, np.arange(len(mask) + 1) * width)
+    starts, counts = bounds[:-1], np.diff(bounds)
+    if not counts.all():
+        raise ValueError(f"env {int(np.argmin(counts))} has no legal action in action_mask")
+    pick = starts + (rng.random(len(mask)) * counts).astype(np.int64)
+    return legal[pick] - np.arange(len(mask)) * width
+
+
+def _own_buffers(buffers, n: int, width: int, actions: int) -> tuple[np.ndarray, np.ndarray]:
+    """The caller's (observation, mask) arrays for the batches, checked."""
+    obs, mask = buffers
+    for name, array, shape, dtype in (("observation", obs, (n, width), np.float32),
+                                      ("mask", mask, (n, actions), np.int8)):
+        if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype \
+                or not array.flags.c_contiguous or not array.flags.writeable:
+            raise ValueError(f"buffers: the {name} array must be a writeable, C-contiguous "
+                             f"{np.dtype(dtype).name} array of shape {shape}")
+    obs[...] = 0.0
+    mask[...] = 0
+    return obs, mask
 
 
 def read_only(array: np.ndarray) -> np.ndarray:
