@@ -20,6 +20,7 @@ traceback as its cause; a worker that dies stops the seat.
 from __future__ import annotations
 
 import builtins
+import gc
 import multiprocessing
 import signal
 import sys
@@ -51,6 +52,7 @@ def _serve(conn, make: Callable[[int], Any], index: int) -> None:
     except BaseException as error:  # (sent to the learner, which raises it)
         conn.send(("error", type(error).__name__, str(error), traceback.format_exc()))
         return
+    gc.freeze()  # what the worker was forked with and built: not swept again (nor copied)
     conn.send(("ok", None, time.process_time()))
     while True:
         try:

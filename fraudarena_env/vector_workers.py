@@ -17,8 +17,10 @@ and errors are the same, step by step (``tests/test_vector_workers.py``). What i
 is the one process's internals (``state``, ``referees``, ``observers``): read a batch, or use
 ``VectorFraudArena``.
 
-It pays off when a step's work dwarfs handing the batch over: many matches per block
-(``benchmarks/bench_vector.py --envs 1024 --workers 2`` times it against one process). Workers are
+It pays off only with many matches a block: on the 2-core development machine N = 1,024 in two
+blocks stepped 0.96-1.23 times as many matches a second as one process, N = 4,096 1.14-1.38
+times (``benchmarks/bench_vector.py --envs 1024 4096 --workers 2``; docs/vector.md says where the
+time goes). Workers are
 forked (Linux and other Unix systems) and stop with ``close()`` (or when the env is collected, or
 the program ends); an error in a worker is raised here with its traceback as the cause.
 """
