@@ -219,11 +219,15 @@ def test_train_py_refuses_workers_it_cannot_use(capsys, argv, error):
     assert error in capsys.readouterr().err
 
 
-def test_train_py_uses_a_worker_per_core_up_to_two_on_the_batched_path(monkeypatch):
+def test_train_py_uses_a_worker_per_core_up_to_two_for_many_matches(monkeypatch):
+    """The fraudster's 1,024 matches in 2 workers on 2 cores or more; the investigator's 256
+    (and the quick job's 128), which gain nothing from them, in one process."""
     train = _train_module()
     monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     assert train.Config(role="fraudster").workers == 2
-    assert train.Config(role="fraudster", vector_envs=1).workers == 1
+    assert train.Config(role="fraudster", vector_envs=512).workers == 2
+    assert train.Config(role="fraudster", vector_envs=511).workers == 1
+    assert train.Config(role="investigator").workers == 1
     assert train.Config(vector_envs=0).workers == 1  # RoleEnvs: one process
     monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert train.Config(role="fraudster").workers == 1

@@ -91,7 +91,7 @@ class Config:
     vector_envs: int | None = None
     # worker processes the batched path's matches are split among (each plays its block with
     # its opponents, the blocks at the same time; the same matches and agent as with one);
-    # None: one per core, at most 2 (default_workers)
+    # None: default_workers (with 512 matches or more, one per core, at most 2; else 1)
     workers: int | None = None
     n_envs: int = 6
     n_steps: int | None = None  # per env per rollout
@@ -132,16 +132,22 @@ class Config:
             self.workers = default_workers(self.vector_envs)
 
 
+# the fewest matches split among workers by default: with fewer, a block's steps cost nearly
+# what the whole batch's do, and handing the views over eats the gain (the quick job's 128
+# matches trained in 204 s with 2 workers, 192 s in one process)
+WORKERS_FROM = 512
+
+
 def default_workers(vector_envs: int) -> int:
-    """Worker processes for ``vector_envs`` matches: one per core this process may use, at most
-    2 (the development machine's cores; past that the learner's own share grows) and at most
-    one per match; 1 on the RoleEnv path (``vector_envs`` 0), which has none."""
-    if not vector_envs:
+    """Worker processes for ``vector_envs`` matches: with ``WORKERS_FROM`` matches or more,
+    one per core this process may use, at most 2 (the development machine's cores; past that
+    the learner's own share grows); else 1, as on the RoleEnv path (``vector_envs`` 0)."""
+    if not vector_envs or vector_envs < WORKERS_FROM:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if "fork" not in multiprocessing.get_all_start_methods():
         return 1
-    return max(1, min(2, cores or 1, vector_envs))
+    return max(1, min(2, cores or 1))
 
 
 def batched_defaults(role: str) -> dict:
@@ -642,8 +648,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                         "RoleEnvs, one by one (the shipped checkpoints' path)")
     p.add_argument("--workers", type=int, default=None, metavar="W",
                    help="with --vector-envs: split the matches among W worker processes, each "
-                        "playing its block (the same matches and agent as with 1; default: one "
-                        "per core, at most 2)")
+                        "playing its block (the same matches and agent as with 1; default: with "
+                        "512 matches or more, as the fraudster's 1,024, one per core, at most "
+                        "2; else 1)")
     p.add_argument("--n-steps", type=int, default=None,
                    help="steps per env per rollout (default 32, the fraudster's 8; 512 with "
                         "--vector-envs 0)")
