@@ -15,7 +15,6 @@ compare across runs and machines.
     python benchmarks/bench_vector.py --envs 1024 --seconds 1
     python benchmarks/bench_vector.py --envs --seats 256   # one role's seat only (make_vec)
     python benchmarks/bench_vector.py --envs --seats 1024 --workers 2   # ... also in 2 workers
-    python benchmarks/bench_vector.py --envs 1024 4096 --workers 2   # the vector env in 2 too
 
 ``--fixed STEPS`` times a fixed workload instead, to compare two versions of the code on a machine
 whose speed drifts (a rate over a few seconds moves with it): for each N, ``reset(seed=0)`` and
@@ -39,7 +38,6 @@ import time
 import numpy as np
 
 from fraudarena_env.vector import VectorFraudArena
-from fraudarena_env.vector_workers import ShardedVectorFraudArena
 from fraudarena_env.wrappers import shared_space_env
 
 
@@ -63,24 +61,17 @@ def scalar_steps_per_second(task_id: str, seconds: float, seed: int = 0) -> floa
 
 
 def vector_steps_per_second(task_id: str, num_envs: int, seconds: float,
-                            seed: int = 0, warmup: int = 30, workers: int = 0) -> float:
-    """Agent steps per second of CPU time; with ``workers``, of ``ShardedVectorFraudArena``
-    with that many worker processes, per second of wall clock."""
-    venv = VectorFraudArena(num_envs, task_id=task_id, copy=False) if not workers else \
-        ShardedVectorFraudArena(num_envs, workers=workers, task_id=task_id, copy=False)
-    clock = time.perf_counter if workers else time.process_time
+                            seed: int = 0, warmup: int = 30) -> float:
+    venv = VectorFraudArena(num_envs, task_id=task_id, copy=False)
     batch = venv.reset(seed=seed)
     for _ in range(warmup):  # past the first round, where every env starts in lockstep
         batch = venv.step(venv.sample_actions(batch.action_mask))
     steps = 0
-    start = clock()
-    while clock() - start < seconds:
+    start = time.process_time()
+    while time.process_time() - start < seconds:
         batch = venv.step(venv.sample_actions(batch.action_mask))
         steps += num_envs
-    rate = steps / (clock() - start)
-    if workers:
-        venv.close()
-    return rate
+    return steps / (time.process_time() - start)
 
 
 def fixed_workload_seconds(task_id: str, num_envs: int, steps: int, repeats: int) -> float:
@@ -159,8 +150,7 @@ def run_seats(task_id: str, num_envs: int, seconds: float, workers: int = 1) -> 
     return results
 
 
-def run(task_id: str = "task_3", envs=(1, 64, 1024, 4096), seconds: float = 3.0,
-        workers: int = 1) -> dict:
+def run(task_id: str = "task_3", envs=(1, 64, 1024, 4096), seconds: float = 3.0) -> dict:
     print(f"== vector env: masked-random play on {task_id}, ~{seconds:g} s each ==")
     scalar = scalar_steps_per_second(task_id, seconds)
     results = {"scalar": scalar}
@@ -170,11 +160,6 @@ def run(task_id: str = "task_3", envs=(1, 64, 1024, 4096), seconds: float = 3.0,
         rate = vector_steps_per_second(task_id, n, seconds)
         results[n] = rate
         print(f"{f'VectorFraudArena(num_envs={n})':<36}{rate:>15,.0f}{rate / scalar:>11.2f}")
-        if workers > 1 and n >= workers:
-            rate = vector_steps_per_second(task_id, n, seconds, workers=workers)
-            results[(n, workers)] = rate
-            print(f"{f'  ... in {workers} workers (wall clock)':<36}{rate:>15,.0f}"
-                  f"{rate / scalar:>11.2f}")
     return results
 
 
@@ -188,22 +173,21 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also time one role's seat in gymnasium.make_vec: N matches batched "
                         f"against SyncVectorEnv of {SYNC_ENVS} RoleEnvs")
     parser.add_argument("--workers", type=int, default=1, metavar="W",
-                        help="also time each batch size split among W worker processes "
-                        "(ShardedVectorFraudArena; and with --seats, the batched seat): rates "
-                        "per second of wall clock")
+                        help="with --seats: also time the batched seat split among W worker "
+                        "processes (learner steps per second of wall clock)")
     parser.add_argument("--fixed", type=int, metavar="STEPS",
                         help="time a fixed workload of STEPS steps per batch size instead (best "
                         "of --repeats): for comparing versions of the code")
     parser.add_argument("--repeats", type=int, default=4, help="with --fixed (default 4)")
     args = parser.parse_args(argv)
-    if args.workers < 1 or (args.workers > 1 and not (args.seats or args.envs)):
-        parser.error("--workers is at least 1, and times --envs or --seats in workers")
+    if args.workers < 1 or (args.workers > 1 and not args.seats):
+        parser.error("--workers needs --seats N and is at least 1")
     if args.fixed is not None and (args.fixed < 1 or args.repeats < 1 or not args.envs):
         parser.error("--fixed needs a positive number of steps, --repeats at least 1 and "
                      "some --envs")
     if args.fixed:
         return run_fixed(args.task, args.envs, args.fixed, args.repeats)
-    results = run(args.task, args.envs, args.seconds, args.workers) if args.envs else {}
+    results = run(args.task, args.envs, args.seconds) if args.envs else {}
     if args.seats:
         results["seats"] = run_seats(args.task, args.seats, args.seconds, args.workers)
     return results

@@ -227,7 +227,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
 
     def __init__(self, num_envs: int, task_id: str | Sequence[str] = "task_1",
                  max_cycles: int = 1000, copy: bool = True, seed_stride: int | None = None,
-                 buffers: tuple[np.ndarray, np.ndarray] | None = None, **knobs):
+                 **knobs):
         check_num_envs(num_envs)
         tasks = task_list(task_id)
         unknown = set(knobs) - set(MATCH_KNOBS)
@@ -271,11 +271,8 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             "observation": spaces.Box(-OBS_BOUND, OBS_BOUND, (self.vector_size,), np.float32),
             "action_mask": spaces.Box(0, 1, (self.n_actions,), np.int8)})
         self.single_action_space = spaces.Discrete(self.n_actions)
-        # the batches' rows (``buffers``: arrays of these shapes given by a caller, e.g. shared
-        # memory for a shard of a larger batch, ``vector_workers``)
-        self._obs, self._mask = (np.zeros((n, self.vector_size), np.float32),
-                                 np.zeros((n, self.n_actions), np.int8)) if buffers is None \
-            else _own_buffers(buffers, n, self.vector_size, self.n_actions)
+        self._obs = np.zeros((n, self.vector_size), np.float32)
+        self._mask = np.zeros((n, self.n_actions), np.int8)
         self._shared = np.zeros((n, S, S), np.int16)  # ring signals each pair visibly shares
         self._truth = np.zeros((n, 2, S + 1, _N_FLAGS), bool)  # the rule audit's findings
         self._slot_order = np.zeros((n, S), np.int64)  # the k-th ad to arrive takes this slot
@@ -1114,20 +1111,6 @@ def sample_legal(rng: np.random.Generator, action_mask, num_envs: int) -> np.nda
         raise ValueError(f"env {int(np.argmin(counts))} has no legal action in action_mask")
     pick = starts + (rng.random(len(mask)) * counts).astype(np.int64)
     return legal[pick] - np.arange(len(mask)) * width
-
-
-def _own_buffers(buffers, n: int, width: int, actions: int) -> tuple[np.ndarray, np.ndarray]:
-    """The caller's (observation, mask) arrays for the batches, checked."""
-    obs, mask = buffers
-    for name, array, shape, dtype in (("observation", obs, (n, width), np.float32),
-                                      ("mask", mask, (n, actions), np.int8)):
-        if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype \
-                or not array.flags.c_contiguous or not array.flags.writeable:
-            raise ValueError(f"buffers: the {name} array must be a writeable, C-contiguous "
-                             f"{np.dtype(dtype).name} array of shape {shape}")
-    obs[...] = 0.0
-    mask[...] = 0
-    return obs, mask
 
 
 def read_only(array: np.ndarray) -> np.ndarray:

@@ -258,11 +258,7 @@ def test_vector_bench_times_a_roles_seat_in_worker_processes_too(capsys):
     assert all(len(rates) == 3 and min(rates) > 0 for rates in results["seats"].values())
     assert "2 workers (wall)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        bench.main(["--envs", "--workers", "2"])  # nothing to time in workers
-    results = bench.main(["--envs", "4", "--workers", "2", "--task", "task_1", "--seconds",
-                          "0.05"])
-    assert results[(4, 2)] > 0 and results[4] > 0
-    assert "in 2 workers (wall clock)" in capsys.readouterr().out
+        bench.main(["--envs", "4", "--workers", "2"])  # workers time a seat: --seats is needed
 
 
 def test_vector_bench_times_a_fixed_workload_the_same_each_repeat(capsys):
