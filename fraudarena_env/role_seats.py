@@ -93,6 +93,7 @@ class RoleSeats:
             self._n = n
             self._players = {}
             self._blocks = split(n, int(workers))
+            self._starts = [a for a, _ in self._blocks]
             self._shards = Shards(int(workers), self._shard_maker(
                 opponents, task_id, max_cycles, knobs))
             self._shard_resets = [0] * int(workers)
@@ -167,7 +168,7 @@ class RoleSeats:
             self._played = False
             raise
         self._stopped = False
-        return self._gather(answers)[0]
+        return self._take_views(answers)
 
     def _start_at(self, base: int) -> np.ndarray:
         """``_start`` on this process's matches: env ``i`` on ``base + i``."""
@@ -224,19 +225,17 @@ class RoleSeats:
         except BaseException:  # some blocks may have played: the matches wait on a reset
             self._stopped = True
             raise
-        return self._gather(answers)
+        rewards = np.concatenate([answer[2] for answer in answers])
+        endings = {m + a: ending for a, answer in zip(self._starts, answers)
+                   for m, ending in answer[3].items()}
+        return self._take_views(answers), rewards, endings
 
-    def _gather(self, answers: list) -> tuple:
-        """The workers' answers as the whole seat's: views, rewards and endings (by env)."""
-        obs = np.concatenate([answer[0] for answer in answers])
+    def _take_views(self, answers: list) -> np.ndarray:
+        """The learner's views in every block's answer (each begins ``views, masks`` and ends
+        with its block's most resets of an env), as the whole seat's; its masks kept."""
         self._masks[:] = np.concatenate([answer[1] for answer in answers])
         self._shard_resets = [answer[-1] for answer in answers]
-        if len(answers[0]) == 3:  # a start: views only
-            return obs, None, None
-        rewards = np.concatenate([answer[2] for answer in answers])
-        endings = {m + a: ending for (a, _), answer in zip(self._blocks, answers)
-                   for m, ending in answer[3].items()}
-        return obs, rewards, endings
+        return np.concatenate([answer[0] for answer in answers])
 
     def _refuse_illegal(self, actions: np.ndarray, idle: np.ndarray | None) -> None:
         """An ``IllegalActionError`` for the first acting env whose action its mask refuses,
@@ -244,9 +243,9 @@ class RoleSeats:
         m = first_illegal(self._masks, actions, np.ones(self._n, bool) if idle is None else ~idle)
         if m is None:
             return
-        w = int(np.searchsorted([a for a, _ in self._blocks], m, side="right")) - 1
+        w = int(np.searchsorted(self._starts, m, side="right")) - 1
         raise illegal_action_error(m, int(actions[m]), *self._shards.call_one(
-            w, "illegal_reason", (m - self._blocks[w][0], int(actions[m]))))
+            w, "illegal_reason", (m - self._starts[w], int(actions[m]))))
 
     def _close_seats(self) -> None:
         """Stop the workers (if any); the matches are over."""
@@ -254,11 +253,6 @@ class RoleSeats:
             self._shards.close()
         else:
             self.venv.close()
-
-    @property
-    def worker_cpu_seconds(self) -> float:
-        """The CPU time the worker processes have used so far (0.0 without workers)."""
-        return 0.0 if self._shards is None else float(sum(self._shards.cpu_seconds))
 
     def _checked(self, actions) -> np.ndarray:
         """The learner's actions as an (N,) array, or why they cannot be."""
@@ -289,9 +283,9 @@ class RoleSeats:
         if self._shards is None:
             return self.venv.labels_of(envs, slots)
         envs, slots = np.asarray(envs), np.asarray(slots)
-        w = np.searchsorted([a for a, _ in self._blocks], envs, side="right") - 1
+        w = np.searchsorted(self._starts, envs, side="right") - 1
         answers = self._shards.call("labels_of", [
-            (envs[w == k] - a, slots[w == k]) for k, (a, _) in enumerate(self._blocks)])
+            (envs[w == k] - a, slots[w == k]) for k, a in enumerate(self._starts)])
         out = np.empty(len(envs), answers[0].dtype)
         for k, labels in enumerate(answers):
             out[w == k] = labels
@@ -350,14 +344,16 @@ class RoleSeats:
     def _cut_before_first_turn(self, m: int) -> RuntimeError:
         """The error for env ``m``'s match, cut by ``max_cycles`` before the learner's first
         turn (``RoleEnv`` refuses it too)."""
+        seat = self._seat_name or type(self).__name__
         return RuntimeError(
-            f"env {m + self._env_offset}: the match on seed {int(self._match_seed[m])} ended before the "
-            f"{self.role}'s first turn (max_cycles={self.venv.max_steps // _N_ROLES} cut it "
-            f"first); give {self._seat_name or type(self).__name__} a larger max_cycles (the auditor acts only "
-            "once play is over)")
+            f"env {m + self._env_offset}: the match on seed {int(self._match_seed[m])} ended "
+            f"before the {self.role}'s first turn (max_cycles="
+            f"{self.venv.max_steps // _N_ROLES} cut it first); give {seat} a larger max_cycles "
+            "(the auditor acts only once play is over)")
 
     def _new_matches(self, env: np.ndarray) -> None:
-        self._match_seed[env] = self._base + env + self.venv._resets[env] * self.venv.seed_stride
+        stride = self.venv.seed_stride  # N, or the whole seat's N for a worker's block
+        self._match_seed[env] = self._base + env + self.venv._resets[env] * stride
         seeds = self._match_seed[env].tolist()
         for role, player in self._players.items():
             player.reset_envs(env, [_derived_seed(seed, role) for seed in seeds])

@@ -24,7 +24,6 @@ import gc
 import multiprocessing
 import signal
 import sys
-import time
 import traceback
 import weakref
 from collections.abc import Callable
@@ -53,21 +52,21 @@ def _serve(conn, make: Callable[[int], Any], index: int) -> None:
         conn.send(("error", type(error).__name__, str(error), traceback.format_exc()))
         return
     gc.freeze()  # what the worker was forked with and built: not swept again (nor copied)
-    conn.send(("ok", None, time.process_time()))
+    conn.send(("ok", None))
     while True:
         try:
             call, args = conn.recv()
         except (EOFError, OSError):  # the learner's process is gone
             return
         if call == "close":
-            conn.send(("ok", None, time.process_time()))
+            conn.send(("ok", None))
             return
         try:
             out = getattr(shard, call)(*args)
         except BaseException as error:
             conn.send(("error", type(error).__name__, str(error), traceback.format_exc()))
             continue
-        conn.send(("ok", out, time.process_time()))
+        conn.send(("ok", out))
 
 
 def _shut(processes: list, conns: list) -> None:
@@ -96,7 +95,6 @@ class Shards:
                              "systems), which this platform lacks; use workers=1")
         context = multiprocessing.get_context("fork")
         self.processes, self.conns = [], []
-        self.cpu_seconds = [0.0] * workers  # each worker's CPU time, as of its last answer
         for w in range(workers):
             ours, theirs = context.Pipe()
             process = context.Process(target=_serve, args=(theirs, make, w), daemon=True,
@@ -144,7 +142,6 @@ class Shards:
                 raise RuntimeError(f"worker {w} of the seat exited (exit code "
                                    f"{process.exitcode}); build a new env") from None
             if answer[0] == "ok":
-                self.cpu_seconds[w] = answer[2]
                 answers.append(answer[1])
             elif failure is None:
                 failure = (w, *answer[1:])
