@@ -53,6 +53,7 @@ from gymnasium.vector.utils import batch_space
 from .registration import GYMNASIUM_IDS
 from .role_seats import RoleSeats
 from .rules.catalog import MATCH_KNOBS
+from .vector import check_num_envs
 
 
 class RoleVectorEnv(RoleSeats, VectorEnv):
@@ -101,11 +102,9 @@ class RoleVectorEnv(RoleSeats, VectorEnv):
                 "DISABLED is not offered")
         self.metadata = {**self.metadata, "autoreset_mode": mode}
         self.autoreset_mode = mode
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)):
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self.num_envs = check_num_envs(num_envs)
         self.single_observation_space, self.single_action_space = self._seat(
-            role, int(num_envs), opponents, task_id, seed_offset, max_cycles, knobs, workers)
-        self.num_envs = int(num_envs)
+            role, self.num_envs, opponents, task_id, seed_offset, max_cycles, knobs, workers)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.render_mode = None

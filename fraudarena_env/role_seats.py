@@ -88,7 +88,7 @@ class RoleSeats:
             self.venv.keep_final_view = role
             self._n = n
             self._players = self._opponents(opponents)
-        else:
+        else:  # (each worker builds its block's vector env and opponents)
             self.venv = None
             self._n = n
             self._players = {}

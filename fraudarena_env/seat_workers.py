@@ -27,7 +27,7 @@ import sys
 import traceback
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -117,18 +117,30 @@ class Shards:
     def call(self, name: str, args_by_worker: list[tuple]) -> list:
         """``name(*args)`` on every worker at once (``args_by_worker[w]`` for worker ``w``);
         their answers in order, or the first worker's error (after every answer is in)."""
-        if self.closed:
-            raise RuntimeError("this env is closed; build a new one")
-        for conn, args in zip(self.conns, args_by_worker):
-            conn.send((name, args))
+        for w, args in enumerate(args_by_worker):
+            self._send(w, name, args)
         return self.gather(range(len(self.conns)))
 
     def call_one(self, w: int, name: str, args: tuple):
         """``name(*args)`` on worker ``w`` alone."""
+        self._send(w, name, args)
+        return self.gather([w])[0]
+
+    def _send(self, w: int, name: str, args: tuple) -> None:
         if self.closed:
             raise RuntimeError("this env is closed; build a new one")
-        self.conns[w].send((name, args))
-        return self.gather([w])[0]
+        try:
+            self.conns[w].send((name, args))
+        except OSError:  # (a broken pipe: the worker is gone)
+            self._exited(w)
+
+    def _exited(self, w: int) -> NoReturn:
+        """Worker ``w`` is gone: stop the others and say so."""
+        process = self.processes[w]
+        process.join(_JOIN_SECONDS)
+        self.close()
+        raise RuntimeError(f"worker {w} of the seat exited (exit code {process.exitcode}); "
+                           "build a new env") from None
 
     def gather(self, workers) -> list:
         answers, failure = [], None
@@ -136,11 +148,7 @@ class Shards:
             try:
                 answer = self.conns[w].recv()
             except (EOFError, OSError):
-                process = self.processes[w]
-                process.join(_JOIN_SECONDS)
-                self.close()
-                raise RuntimeError(f"worker {w} of the seat exited (exit code "
-                                   f"{process.exitcode}); build a new env") from None
+                self._exited(w)
             if answer[0] == "ok":
                 answers.append(answer[1])
             elif failure is None:

@@ -405,8 +405,19 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         envs where it is not a learner's turn."""
         if not self._ready:
             raise RuntimeError("step() before reset(): call reset(seed=...) first")
+        a = np.asarray(actions)
         n = self.num_envs
-        a, active = step_arguments(actions, active, n)
+        if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"actions must be an integer array of shape ({n},), got "
+                             f"{a.dtype} {a.shape}")
+        if active is None:
+            active = np.ones(n, bool)
+        else:
+            active = np.asarray(active)
+            if active.shape != (n,) or active.dtype != bool:
+                raise ValueError(f"active must be a bool array of shape ({n},), got "
+                                 f"{active.dtype} {active.shape}")
+        a = np.where(active, a, 0).astype(np.int64)
         self._check(a, active)
         st = self.state
         rewards = np.zeros((n, _N_ROLES))
@@ -521,7 +532,14 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         array."""
         if not self._ready:
             raise RuntimeError("global_state() before reset(): call reset(seed=...) first")
-        out = state_out(out, self.num_envs)
+        n, size = self.num_envs, STATE_SIZE
+        if out is None:
+            out = np.empty((n, size), np.float32)
+        elif not isinstance(out, np.ndarray) or out.shape != (n, size) or \
+                out.dtype != np.float32:
+            raise ValueError(f"out must be a float32 array of shape ({n}, {size}), got "
+                             f"{getattr(out, 'dtype', type(out).__name__)} "
+                             f"{getattr(out, 'shape', '')}")
         at = 0
         for role in ROLES:
             width = self._views[role].size
@@ -1028,7 +1046,20 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
     def sample_actions(self, action_mask: np.ndarray) -> np.ndarray:
         """One uniformly random legal action per env (the vector env's own generator, seeded by
         ``reset``)."""
-        return sample_legal(self._rng, action_mask, self.num_envs)
+        mask = np.asarray(action_mask)
+        if mask.ndim != 2 or mask.shape[0] != self.num_envs:
+            raise ValueError(f"action_mask must be one mask row per env, shape ({self.num_envs}, "
+                             f"actions), as a batch's action_mask is; got shape {mask.shape}")
+        if mask.dtype.itemsize == 1 and mask.dtype.kind in "biu":
+            mask = mask.view(np.bool_)  # nonzero bytes are true either way; much faster
+        legal = np.flatnonzero(mask)  # row-major: each env's legal actions, env after env
+        width = mask.shape[1]
+        bounds = np.searchsorted(legal, np.arange(len(mask) + 1) * width)
+        starts, counts = bounds[:-1], np.diff(bounds)
+        if not counts.all():
+            raise ValueError(f"env {int(np.argmin(counts))} has no legal action in action_mask")
+        pick = starts + (self._rng.random(len(mask)) * counts).astype(np.int64)
+        return legal[pick] - np.arange(len(mask)) * width
 
     def close(self) -> None:
         pass
@@ -1047,36 +1078,6 @@ def task_list(task_id) -> tuple[str, ...]:
     return tasks
 
 
-def state_out(out: np.ndarray | None, n: int) -> np.ndarray:
-    """``global_state``'s output array: ``out`` if it is float32 (n, ``STATE_SIZE``), a new one
-    when None, else a ValueError."""
-    if out is None:
-        return np.empty((n, STATE_SIZE), np.float32)
-    if not isinstance(out, np.ndarray) or out.shape != (n, STATE_SIZE) or \
-            out.dtype != np.float32:
-        raise ValueError(f"out must be a float32 array of shape ({n}, {STATE_SIZE}), got "
-                         f"{getattr(out, 'dtype', type(out).__name__)} "
-                         f"{getattr(out, 'shape', '')}")
-    return out
-
-
-def step_arguments(actions, active, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``step``'s actions (int64, 0 where idle) and ``active`` (bool) as (N,) arrays, or a
-    ValueError that says what they must be."""
-    a = np.asarray(actions)
-    if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"actions must be an integer array of shape ({n},), got "
-                         f"{a.dtype} {a.shape}")
-    if active is None:
-        active = np.ones(n, bool)
-    else:
-        active = np.asarray(active)
-        if active.shape != (n,) or active.dtype != bool:
-            raise ValueError(f"active must be a bool array of shape ({n},), got "
-                             f"{active.dtype} {active.shape}")
-    return np.where(active, a, 0).astype(np.int64), active
-
-
 def first_illegal(mask: np.ndarray, a: np.ndarray, active: np.ndarray) -> int | None:
     """The first active env whose action its ``mask`` row refuses (an index past the mask
     included), or None."""
@@ -1092,25 +1093,6 @@ def illegal_action_error(m: int, index: int, role: str, reason: str) -> IllegalA
     """The error for env ``m``'s illegal action ``index`` (``illegal_reason``'s role and
     reason): nothing of the step was applied."""
     return IllegalActionError(role, index, f"env {m}: {reason}; nothing was applied")
-
-
-def sample_legal(rng: np.random.Generator, action_mask, num_envs: int) -> np.ndarray:
-    """One uniformly random legal action per row of ``action_mask`` (one row per env), drawn
-    with ``rng`` (``sample_actions``)."""
-    mask = np.asarray(action_mask)
-    if mask.ndim != 2 or mask.shape[0] != num_envs:
-        raise ValueError(f"action_mask must be one mask row per env, shape ({num_envs}, "
-                         f"actions), as a batch's action_mask is; got shape {mask.shape}")
-    if mask.dtype.itemsize == 1 and mask.dtype.kind in "biu":
-        mask = mask.view(np.bool_)  # nonzero bytes are true either way; much faster
-    legal = np.flatnonzero(mask)  # row-major: each env's legal actions, env after env
-    width = mask.shape[1]
-    bounds = np.searchsorted(legal, np.arange(len(mask) + 1) * width)
-    starts, counts = bounds[:-1], np.diff(bounds)
-    if not counts.all():
-        raise ValueError(f"env {int(np.argmin(counts))} has no legal action in action_mask")
-    pick = starts + (rng.random(len(mask)) * counts).astype(np.int64)
-    return legal[pick] - np.arange(len(mask)) * width
 
 
 def read_only(array: np.ndarray) -> np.ndarray:

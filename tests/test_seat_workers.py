@@ -187,3 +187,24 @@ def test_blocks_cover_the_envs_in_order_and_evenly():
         assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
         sizes = [b - a for a, b in blocks]
         assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+
+
+def test_a_worker_that_dies_stops_the_seat_and_says_to_build_a_new_one():
+    import os
+    import signal
+
+    venv = VectorRoleEnv("investigator", 4, task_id="task_1", workers=2)
+    try:
+        venv.reset()
+        dead = venv._shards.processes[1]
+        os.kill(dead.pid, signal.SIGKILL)
+        dead.join(5)
+        actions = np.array([np.flatnonzero(m)[0] for m in venv.action_masks()])
+        with pytest.raises(RuntimeError, match=r"worker 1 of the seat exited \(exit code -9\); "
+                                               r"build a new env"):
+            venv.step(actions)
+        assert not any(p.is_alive() for p in venv._shards.processes)  # the other one stopped too
+        with pytest.raises(RuntimeError, match="closed; build a new one"):
+            venv.reset()
+    finally:
+        venv.close()
