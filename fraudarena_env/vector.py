@@ -220,6 +220,26 @@ class _Views:
 
 
 
+# The entries that follow the turn (beyond the phase, round and actions left), by role
+_GLOBAL_NAMES = {"investigator": ("budget", "queue_may_grow", "pending_count"),
+                 "fraudster": ("proposals_remaining", "committed", "queue_room"), "auditor": ()}
+
+
+def _globals_width(role: str) -> int:
+    """How many columns at the head of ``role``'s vector ``_globals`` writes: the entries that
+    follow the turn, with the task's block among them, and nothing else."""
+    at = _Views(role).at
+    spans = [at[name] for name in ("phase", "task", "round", "rounds_remaining",
+                                   "actions_left_this_turn", *_GLOBAL_NAMES[role])]
+    width = max(b for _, b in spans)
+    assert min(a for a, _ in spans) == 0 and sum(b - a for a, b in spans) == width, \
+        f"{role}'s vector does not begin with its turn's entries and the task"
+    return width
+
+
+_GLOBALS_WIDTH = {role: _globals_width(role) for role in ROLES}
+
+
 class VectorFraudArena(KeepsViews, BatchedEnd):
     """``num_envs`` FraudArena matches in lockstep (see the module docstring)."""
 
@@ -305,6 +325,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         self._keep_final_view: str | None = None
         self.final_view: dict[int, np.ndarray] = {}
         self._full = np.ones(n, bool)  # rows to copy whole at the next output
+        self._ending: list[tuple[np.ndarray, np.ndarray]] = []  # (see _end_play)
         self._written = {r: [] for r in ROLES}  # entries written since the last output
 
     @property
@@ -334,6 +355,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         self._rng = np.random.default_rng(self._seed)
         self._resets[:] = 0
         self.final_info, self.final_view = {}, {}  # (the endings of the last run's last step)
+        self._ending = []
         self._full[:] = True
         self._start(self._arange, self._seed + self._arange)
         self._ready = True
@@ -451,6 +473,10 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         if len(submits):  # the report: the match is over, its ending rewards are paid
             st.phase[submits] = Phase.DONE
             rewards[submits] = self._terminal[submits]
+        if self._ending:  # every match whose play ended in this step, in one batch
+            ending, self._ending = self._ending, []
+            self._finish_batch(np.concatenate([e for e, _ in ending]),
+                               np.concatenate([r for _, r in ending]))
         for m in np.flatnonzero(~fast & active).tolist():  # any other op, match by match
             ref = self._synced_referee(m)
             apply_index(ref, ROLES[st.phase[m]], int(a[m]))
@@ -687,14 +713,21 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         spent = st.budget[env] <= 0
         decided = ~spent & self._all_decided(env)
         if spent.any():
-            self._finish_batch(env[spent], np.full(spent.sum(), _BUDGET_EXHAUSTED))
+            self._end_play(env[spent], _BUDGET_EXHAUSTED)
         if decided.any():
-            self._finish_batch(env[decided], np.full(decided.sum(), _ALL_DECIDED))
+            self._end_play(env[decided], _ALL_DECIDED)
         env = env[~spent & ~decided]
         st.actions_this_turn[env] += 1
         ends = env[st.actions_this_turn[env] >= st.caps[env, _I_ROLE]]
         if len(ends):
             self._end_turns(ends)
+
+    def _end_play(self, env: np.ndarray, reason) -> None:
+        """Play ends in ``env`` (each with its ``END_REASONS`` code, or one for all): noted
+        here and ended at the end of the step's ops, every match that ends in the step in one
+        ``_finish_batch`` (whose array work costs about as much for one match as for many; until
+        then nothing reads these matches, as each plays one op a step)."""
+        self._ending.append((env, np.broadcast_to(np.asarray(reason, np.int64), env.shape)))
 
     def _all_decided(self, env: np.ndarray) -> np.ndarray:
         """``MatchMachine._check_all_decided``'s test, in the investigator's turn: nothing
@@ -713,7 +746,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         st.actions_this_turn[env] = 0
         last = st.round_number[env] >= st.max_rounds[env]
         if last.any():
-            self._finish_batch(env[last], np.full(last.sum(), _MAX_ROUNDS))
+            self._end_play(env[last], _MAX_ROUNDS)
         env = env[~last]
         if not len(env):
             return
@@ -912,8 +945,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         done = self._all_decided(env)  # ``close_if_all_decided``
         if done.any():
             env = env[done]
-            self._finish_batch(env, np.where(st.committed[env] != 0, _COMMIT_FINAL,
-                                             _ALL_DECIDED))
+            self._end_play(env, np.where(st.committed[env] != 0, _COMMIT_FINAL, _ALL_DECIDED))
 
     def _flag(self, env: np.ndarray, index: np.ndarray, rewards: np.ndarray) -> None:
         st = self.state
@@ -977,44 +1009,41 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
     def _globals(self, role: str, env: np.ndarray, output: bool = True) -> None:
         """The entries that follow the turn (encoding's _fill_common and _<role>_globals),
         written to the role's buffer and (``output``) straight into the output rows, which
-        ``_batch`` fills next."""
+        ``_batch`` fills next. They sit at the head of the vector, around the task's block,
+        which is copied back as it is: one block of columns, written by slices."""
         st, at = self.state, self._views[role].at
         r = ROLES.index(role)
-        columns, values = [], []
-
-        def put(name, value):
-            columns.append(at[name][0])
-            values.append(value)
-
-        phase = at["phase"][0]
+        buf = self.buffers[role]
+        width = _GLOBALS_WIDTH[role]
+        block = np.empty((len(env), width), np.float32)
+        a, b = at["task"]
+        block[:, a:b] = buf[env, a:b]
+        phase = st.phase[env]
         for p in range(4):
-            columns.append(phase + p)
-            values.append(st.phase[env] == p)
+            block[:, at["phase"][0] + p] = phase == p
         rn, mr = st.round_number[env], st.max_rounds[env]
-        put("round", rn / mr)
-        put("rounds_remaining", np.maximum(0, mr - rn + 1) / mr)
+        block[:, at["round"][0]] = rn / mr
+        block[:, at["rounds_remaining"][0]] = np.maximum(0, mr - rn + 1) / mr
         if role == "auditor":
             left = MAX_AUDITOR_ACTIONS - st.auditor_actions[env]
         else:
             left = st.caps[env, r] - st.actions_this_turn[env]
-        put("actions_left_this_turn", left / st.caps[env, r])
+        block[:, at["actions_left_this_turn"][0]] = left / st.caps[env, r]
         if role == "investigator":
-            put("budget", st.budget[env] / st.action_budget[env])
-            put("queue_may_grow", (st.n_base_arrived[env] < st.n_base[env]) | may_arrive_later(
-                st.committed[env], st.proposals_used[env], st.max_proposals[env],
-                rn + (st.phase[env] != Phase.FRAUDSTER_TURN), mr))
-            put("pending_count", np.where(
-                st.end_reason[env] < 0, (st.n_arrived[env] - st.n_manual[env]) / S, 0.0))
+            block[:, at["budget"][0]] = st.budget[env] / st.action_budget[env]
+            block[:, at["queue_may_grow"][0]] = (st.n_base_arrived[env] < st.n_base[env]) | \
+                may_arrive_later(st.committed[env], st.proposals_used[env],
+                                 st.max_proposals[env], rn + (phase != Phase.FRAUDSTER_TURN), mr)
+            block[:, at["pending_count"][0]] = np.where(
+                st.end_reason[env] < 0, (st.n_arrived[env] - st.n_manual[env]) / S, 0.0)
         elif role == "fraudster":
             used, most = st.proposals_used[env], st.max_proposals[env]
-            put("proposals_remaining", (most - used) / most)
-            put("committed", st.committed[env])
-            put("queue_room", _may_propose(st, env))
-        block = np.stack(values, axis=1).astype(np.float32)
-        cols = np.asarray(columns)
-        self.buffers[role][env[:, None], cols] = block
+            block[:, at["proposals_remaining"][0]] = (most - used) / most
+            block[:, at["committed"][0]] = st.committed[env]
+            block[:, at["queue_room"][0]] = _may_propose(st, env)
+        buf[env, :width] = block
         if output:
-            self._obs[env[:, None], _N_ROLES + cols] = block
+            self._obs[env, _N_ROLES:_N_ROLES + width] = block
 
     def _finish_mask(self, role: str, env: np.ndarray) -> np.ndarray:
         """The role's mask rows for ``env`` as its observer's ``mask`` would give them."""
