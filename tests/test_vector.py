@@ -144,6 +144,30 @@ def test_matches_end_the_same_in_one_batch_and_one_by_one(task_id, scalar_finish
     assert _lockstep(task_id, 50, 4, steps=400, scalar_finish=scalar_finish) >= 8
 
 
+def test_the_matches_that_end_in_a_step_end_in_one_batch():
+    """However play ends (budget spent, nothing left to decide, the last round, the fraudster
+    passing with nothing left), every match that ends in a step ends in the same batch."""
+    venv = VectorFraudArena(256, task_id=["task_1", "task_3"])
+    calls, ends = [], []
+    finish = venv._finish_batch
+
+    def counted(env, reason):
+        calls.append(len(env))
+        ends.append(set(reason.tolist()))
+        return finish(env, reason)
+
+    venv._finish_batch = counted
+    batch = venv.reset(seed=3)
+    per_step = []
+    for _ in range(300):
+        calls.clear()
+        batch = venv.step(venv.sample_actions(batch.action_mask))
+        per_step.append(list(calls))
+    assert all(len(step) <= 1 for step in per_step)
+    assert sum(len(step) for step in per_step) >= 50
+    assert len(set().union(*ends)) >= 2  # play ended in more than one way, in the same batches
+
+
 @pytest.mark.parametrize("task_id", TASK_IDS)
 def test_matches_run_to_their_end_and_the_next_starts_with_its_own_seed(task_id):
     assert _lockstep(task_id, 50, 4, steps=400) >= 8
