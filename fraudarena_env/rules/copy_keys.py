@@ -118,11 +118,17 @@ class CopyTable:
         at = np.minimum(np.searchsorted(self._known, keys), len(self._known) - 1)
         new = self._known[at] != keys
         if new.any():
+            first = len(self._keys)
             for key in dict.fromkeys(keys[new].tolist()):
                 self._take(key)
-            order = np.argsort(self._keys)
-            self._known = np.asarray(self._keys, np.int64)[order]
-            self._known_id = order
+            # the new keys go into the sorted run where they belong (not a sort of them all)
+            added = np.asarray(self._keys[first:], np.int64)
+            order = np.argsort(added)
+            known, known_id = (self._known, self._known_id) if first else \
+                (self._known[:0], self._known_id[:0])  # (the first keys replace the -1 stub)
+            where = np.searchsorted(known, added[order])
+            self._known = np.insert(known, where, added[order])
+            self._known_id = np.insert(known_id, where, first + order)
             at = np.searchsorted(self._known, keys)
         return self._known_id[at]
 

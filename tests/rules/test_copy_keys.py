@@ -96,3 +96,18 @@ def test_a_table_that_grows_keeps_every_answer_it_gave():
     table.lexical(keys)  # grows several times
     np.testing.assert_array_equal(table.lexical(keys[:1]), first)
     assert table.ids(keys).tolist() == list(range(len(keys)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, len(CATEGORIES) - 1), st.integers(0, 2),
+                                   st.integers(0, 3)), min_size=1, max_size=6),
+                min_size=1, max_size=6))
+def test_a_keys_id_is_the_order_it_was_first_met_in(batches):
+    """Keys met batch after batch, some again, in any order: each key's id is its place among
+    the distinct keys as they were first met, and stays so."""
+    table, met = CopyTable(capacity=2), []
+    for batch in batches:
+        keys = [_key(c, body, markers, 0.0, 0) for c, body, markers in batch]
+        met.extend(k for k in dict.fromkeys(keys) if k not in met)
+        assert table.ids(np.asarray(keys)).tolist() == [met.index(k) for k in keys]
+    assert table.ids(np.asarray(met)).tolist() == list(range(len(met)))
