@@ -18,6 +18,7 @@ from fraudarena_env.faces.encoding import (  # noqa: E402
     I_LINK,
     I_VERDICT,
     PAIR_INDEX,
+    PAIRS,
     Observer,  # noqa: E402
 )
 from fraudarena_env.sb3 import imitate  # noqa: E402
@@ -26,6 +27,7 @@ from fraudarena_env.slot_policy import (  # noqa: E402
     N_SLOT,
     TASK_TRAIT_NAMES,
     TASK_TRAITS,
+    SlotFeatures,
     SlotInvestigatorPolicy,
 )
 
@@ -86,6 +88,22 @@ def test_exchanging_two_slots_exchanges_their_action_scores():
     np.testing.assert_allclose(before[I_LINK + PAIR_INDEX[a, c]],
                                after[I_LINK + PAIR_INDEX[b, c]], atol=1e-5)
     np.testing.assert_allclose(before[I_END], after[I_END], atol=1e-5)
+
+
+def test_a_links_score_reads_both_ads_embeddings_gates_and_their_shared_signals():
+    """Link (i, j) scores <p_i, p_j> / sqrt(d) + (w + g_i + g_j) * shared_ij + b, from the
+    slots' embeddings, pair by pair, in the catalogue's order of pairs."""
+    head = _model().policy.action_net
+    g = th.Generator().manual_seed(3)
+    glob, h = th.randn(2, head.dim, generator=g), th.randn(2, 32, head.dim, generator=g)
+    shared = th.rand(2, len(PAIRS), generator=g)
+    with th.no_grad():
+        link = head(SlotFeatures(glob, h, shared))[:, I_LINK:I_END]
+        p, gate = head.pair(h), head.link_gate(h)[..., 0]
+    for k, (i, j) in enumerate(PAIRS.tolist()):
+        expected = (p[:, i] * p[:, j]).sum(-1) / p.shape[-1] ** 0.5 + (
+            head.pair_shared + gate[:, i] + gate[:, j]) * shared[:, k] + head.pair_bias
+        th.testing.assert_close(link[:, k], expected.detach(), rtol=1e-5, atol=1e-5)
 
 
 def test_imitation_teaches_the_scripted_investigators_choices():
