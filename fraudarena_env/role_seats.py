@@ -35,6 +35,7 @@ from .vector import (
     check_seed,
     first_illegal,
     illegal_action_error,
+    label_query,
     task_list,
 )
 
@@ -84,7 +85,8 @@ class RoleSeats:
         self._size = {r: Observer(r).size for r in ROLES}
         if workers == 1:
             self.venv = VectorFraudArena(num_envs, task_id=task_id, max_cycles=max_cycles,
-                                         copy=False, seed_stride=seed_stride, **knobs)
+                                         copy=False, seed_stride=seed_stride,
+                                         first_env=self._env_offset, **knobs)
             self.venv.keep_final_view = role
             self._n = n
             self._players = self._opponents(opponents)
@@ -262,9 +264,10 @@ class RoleSeats:
             raise RuntimeError("an opponent's move raised an error, and the matches stopped "
                                "before the learner's turn; call reset()")
         a = np.asarray(actions)
-        if a.size != self._n or not np.issubdtype(a.dtype, np.integer):
+        if a.shape not in ((self._n,), (self._n, 1)) or not np.issubdtype(a.dtype, np.integer):
             raise ValueError(f"actions must be {self._n} integers, one Discrete action per "
-                             f"env; got {a.dtype} {a.shape}")
+                             f"env (shape ({self._n},) or ({self._n}, 1)); got {a.dtype} "
+                             f"{a.shape}")
         a = a.reshape(self._n)
         if a.dtype.kind == "u" and (over := np.flatnonzero(a > np.iinfo(np.int64).max)).size:
             m = int(over[0])  # (as int64 it would wrap round, and be named as another number)
@@ -274,7 +277,16 @@ class RoleSeats:
 
     def action_masks(self) -> np.ndarray:
         """The learner's legal actions in every env, (N, A) bool."""
+        self._refuse_unplayable("action_masks()")
         return self._masks.copy()
+
+    def _refuse_unplayable(self, what: str) -> None:
+        """A RuntimeError for ``what`` on a closed seat, or before its first reset."""
+        closed = self._shards.closed if self._shards is not None else self.venv._closed
+        if closed:
+            raise RuntimeError("this env is closed; build a new one")
+        if not self._played:
+            raise RuntimeError(f"{what} before reset(): {self._RESET_FIRST}")
 
     def labels_of(self, envs: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """The true label (``catalog.LEGIT``, ``FRAUD`` or ``ESCALATE``) of the ad in
@@ -282,7 +294,7 @@ class RoleSeats:
         role during play; for training-only shaping."""
         if self._shards is None:
             return self.venv.labels_of(envs, slots)
-        envs, slots = np.asarray(envs), np.asarray(slots)
+        envs, slots = label_query(envs, slots, self._n)
         w = np.searchsorted(self._starts, envs, side="right") - 1
         answers = self._shards.call("labels_of", [
             (envs[w == k] - a, slots[w == k]) for k, a in enumerate(self._starts)])

@@ -22,6 +22,7 @@ from __future__ import annotations
 import builtins
 import gc
 import multiprocessing
+import pickle
 import signal
 import sys
 import traceback
@@ -49,7 +50,7 @@ def _serve(conn, make: Callable[[int], Any], index: int) -> None:
     try:
         shard = make(index)
     except BaseException as error:  # (sent to the learner, which raises it)
-        conn.send(("error", type(error).__name__, str(error), traceback.format_exc()))
+        conn.send(_failure(error))
         return
     gc.freeze()  # what the worker was forked with and built: not swept again (nor copied)
     conn.send(("ok", None))
@@ -64,9 +65,37 @@ def _serve(conn, make: Callable[[int], Any], index: int) -> None:
         try:
             out = getattr(shard, call)(*args)
         except BaseException as error:
-            conn.send(("error", type(error).__name__, str(error), traceback.format_exc()))
+            conn.send(_failure(error))
             continue
         conn.send(("ok", out))
+
+
+def _failure(error: BaseException) -> tuple:
+    """What a worker sends for an error: its class's name, its message, the traceback, and
+    the error itself pickled when it can be (so the learner raises the same class, the
+    package's own and a user's included), else None."""
+    try:
+        pickled = pickle.dumps(error)
+        pickle.loads(pickled)  # (an error whose class takes other arguments cannot be rebuilt)
+    except Exception:
+        pickled = None
+    return "error", type(error).__name__, str(error), traceback.format_exc(), pickled
+
+
+def _rebuilt(name: str, message: str, pickled: bytes | None) -> BaseException:
+    """The worker's error as the learner raises it: the error itself when it came pickled, a
+    builtin error by its name, else a RuntimeError that names its class."""
+    if pickled is not None:
+        try:
+            error = pickle.loads(pickled)
+        except Exception:  # (its class cannot be imported here)
+            error = None
+        if isinstance(error, Exception):
+            return error
+    kind = getattr(builtins, name, None)
+    if isinstance(kind, type) and issubclass(kind, Exception):
+        return kind(message)
+    return RuntimeError(f"{name}: {message}")
 
 
 def _shut(processes: list, conns: list) -> None:
@@ -154,11 +183,8 @@ class Shards:
             elif failure is None:
                 failure = (w, *answer[1:])
         if failure is not None:
-            w, name, message, remote = failure
-            kind = getattr(builtins, name, None)
-            if not (isinstance(kind, type) and issubclass(kind, Exception)):
-                kind, message = RuntimeError, f"{name}: {message}"
-            raise kind(message) from WorkerError(f"in worker {w}:\n{remote}")
+            w, name, message, remote, pickled = failure
+            raise _rebuilt(name, message, pickled) from WorkerError(f"in worker {w}:\n{remote}")
         return answers
 
     def close(self) -> None:

@@ -36,7 +36,7 @@ changed. The vector env builds no text: its referees record no events.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import NamedTuple
 
 import numpy as np
@@ -247,7 +247,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
 
     def __init__(self, num_envs: int, task_id: str | Sequence[str] = "task_1",
                  max_cycles: int = 1000, copy: bool = True, seed_stride: int | None = None,
-                 **knobs):
+                 first_env: int = 0, **knobs):
         check_num_envs(num_envs)
         tasks = task_list(task_id)
         unknown = set(knobs) - set(MATCH_KNOBS)
@@ -268,6 +268,12 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         # how far apart an env's matches lie: num_envs, unless this batch is one shard of a
         # larger one (``seat_workers``), whose envs' seeds it must play
         self.seed_stride = n if seed_stride is None else int(seed_stride)
+        if isinstance(first_env, bool) or not isinstance(first_env, (int, np.integer)) or \
+                first_env < 0:
+            raise ValueError(f"first_env must be a non-negative integer (this batch's first env "
+                             f"in the larger one it is a shard of), got {first_env!r}")
+        # ... and its first env's number there: the errors name envs by the whole batch's numbers
+        self.first_env = int(first_env)
         self.task_id = task_id
         # env i plays task_ids[i]: the tasks given, in turn
         self.task_ids = tuple(tasks[i % len(tasks)] for i in range(n))
@@ -318,6 +324,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         self._seed = 0
         self._rng = np.random.default_rng(0)
         self._ready = False
+        self._closed = False
         self._arange = np.arange(n)
         self._out_role = np.full(n, -1, np.int64)  # whose view each output row holds
         # env -> how its match ended, for the envs that ended (and reset) in the last step
@@ -349,6 +356,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
     # ------------------------------------------------------------------ reset
     def reset(self, seed: int | None = None) -> VectorStep:
         """Start every env: env i plays match ``seed + i`` (``seed`` drawn when None)."""
+        self._refuse_closed()
         seed = int(np.random.SeedSequence().entropy % SEED_LIMIT) if seed is None else \
             check_seed(seed)
         self._seed = seed
@@ -425,6 +433,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         ``active``: an optional (N,) bool array; only those envs act (the others' actions are
         ignored, and they neither move nor count a step), e.g. to let opponents move in the
         envs where it is not a learner's turn."""
+        self._refuse_closed()
         if not self._ready:
             raise RuntimeError("step() before reset(): call reset(seed=...) first")
         a = np.asarray(actions)
@@ -439,6 +448,12 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             if active.shape != (n,) or active.dtype != bool:
                 raise ValueError(f"active must be a bool array of shape ({n},), got "
                                  f"{active.dtype} {active.shape}")
+        if a.dtype.kind == "u" and (over := np.flatnonzero(
+                active & (a > np.iinfo(np.int64).max))).size:
+            m = int(over[0])  # (as int64 it would wrap round, and be named as another number)
+            role = ROLES[self.state.phase[m]]
+            raise illegal_action_error(self.first_env + m, int(a[m]), role, f"index {int(a[m])} "
+                                       f"is outside {role}'s Discrete({N_ACTIONS[role]})")
         a = np.where(active, a, 0).astype(np.int64)
         self._check(a, active)
         st = self.state
@@ -487,8 +502,8 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         truncated = active & ~terminated & (self._steps >= self.max_steps)
         over = np.flatnonzero(terminated | truncated)
         self.final_info = {m: self._final_info(m, bool(truncated[m])) for m in over.tolist()}
-        if self._keep_final_view is not None:
-            self.final_view = self._final_views(self._keep_final_view, over)
+        self.final_view = {} if self._keep_final_view is None else \
+            self._final_views(self._keep_final_view, over)
         if len(over):
             self._resets[over] += 1
             self._start(over, self._seed + over + self._resets[over] * self.seed_stride)
@@ -556,6 +571,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         for a centralised critic in training (it holds what no player sees). Written into
         ``out`` when given (float32, that shape; e.g. a rollout buffer's row), else a new
         array."""
+        self._refuse_closed()
         if not self._ready:
             raise RuntimeError("global_state() before reset(): call reset(seed=...) first")
         n, size = self.num_envs, STATE_SIZE
@@ -594,16 +610,38 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         illegal."""
         m = first_illegal(self._mask, a, active)
         if m is not None:
-            raise illegal_action_error(m, int(a[m]), *self.illegal_reason(m, int(a[m])))
+            raise illegal_action_error(self.first_env + m, int(a[m]),
+                                       *self.illegal_reason(m, int(a[m])))
 
     def illegal_reason(self, m: int, index: int) -> tuple[str, str]:
-        """The role to act in env ``m`` and why action ``index`` is illegal there (for an index
-        its mask refuses)."""
+        """The role to act in env ``m`` and why action ``index`` is illegal there; a ValueError
+        if it is legal (the env's mask offers it)."""
+        self._refuse_closed()
+        if not self._ready:
+            raise RuntimeError("illegal_reason() before reset(): call reset(seed=...) first")
+        m = self._env_index(m, "m")
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise ValueError(f"index must be an integer action index, got {index!r}")
         role = ROLES[self.state.phase[m]]
         if not 0 <= index < N_ACTIONS[role]:
             return role, f"index {index} is outside {role}'s Discrete({N_ACTIONS[role]})"
+        if index < self.n_actions and self._mask[m, index] == 1:  # (the mask step() checks)
+            raise ValueError(f"index {index} ({describe(role, index)}) is legal in env "
+                             f"{self.first_env + m}: its mask offers it")
         reason = explain(self.state, m, role, OPS[role][index]) or REPEATED
         return role, reason + f" (index {index} is {describe(role, index)})"
+
+    def _env_index(self, m, name: str) -> int:
+        """``m`` as an env number of this batch, or a ValueError naming ``name``."""
+        if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or \
+                not 0 <= m < self.num_envs:
+            raise ValueError(f"{name} must be an env number from 0 to {self.num_envs - 1}, got "
+                             f"{m!r}")
+        return int(m)
+
+    def _refuse_closed(self) -> None:
+        if self._closed:
+            raise RuntimeError("this env is closed; build a new one")
 
     # ------------------------------------------------------------------ the common actions
     def _pull(self, env: np.ndarray, index: np.ndarray, rewards: np.ndarray) -> None:
@@ -1067,10 +1105,19 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         return out
 
     # ------------------------------------------------------------------ helpers
-    def labels_of(self, envs: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    def labels_of(self, envs, slots) -> np.ndarray:
         """The true label of the ad in ``slots[k]`` of env ``envs[k]``, as each match's
-        ``Referee.label_of`` gives it (hidden from every role; for training-only shaping)."""
-        return self.state.rows.label[envs, self.state.slot_row[envs, slots]]
+        ``Referee.label_of`` gives it (hidden from every role; for training-only shaping):
+        one-dimensional, one label per (env, slot); a ValueError for an env or slot out of
+        range or a slot that holds no ad."""
+        self._refuse_closed()
+        envs, slots = label_query(envs, slots, self.num_envs)
+        row = self.state.slot_row[envs, slots]
+        if (row < 0).any():
+            k = int(np.flatnonzero(row < 0)[0])
+            raise ValueError(f"env {self.first_env + int(envs[k])} has no ad in slot "
+                             f"{int(slots[k])}")
+        return self.state.rows.label[envs, row]
 
     def sample_actions(self, action_mask: np.ndarray) -> np.ndarray:
         """One uniformly random legal action per env (the vector env's own generator, seeded by
@@ -1086,17 +1133,22 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
         bounds = np.searchsorted(legal, np.arange(len(mask) + 1) * width)
         starts, counts = bounds[:-1], np.diff(bounds)
         if not counts.all():
-            raise ValueError(f"env {int(np.argmin(counts))} has no legal action in action_mask")
+            raise ValueError(f"env {self.first_env + int(np.argmin(counts))} has no legal action "
+                             f"in action_mask")
         pick = starts + (self._rng.random(len(mask)) * counts).astype(np.int64)
         return legal[pick] - np.arange(len(mask)) * width
 
     def close(self) -> None:
-        pass
+        """Let the matches go: a later reset, step or read raises (closing again does not)."""
+        self._closed = True
 
 
 def task_list(task_id) -> tuple[str, ...]:
     """``task_id`` (a task, or a list of them that envs take in turn) as a tuple of known
     tasks, or a ValueError naming the wrong one."""
+    if isinstance(task_id, (Set, Mapping)):  # (a set's order changes from process to process)
+        raise ValueError(f"task_id must be a task or an ordered list of them (env i plays the "
+                         f"(i % k)-th), not a {type(task_id).__name__}: its order is not fixed")
     tasks = (task_id,) if isinstance(task_id, str) or not isinstance(task_id, Iterable) \
         else tuple(task_id)
     if not tasks:
@@ -1105,6 +1157,23 @@ def task_list(task_id) -> tuple[str, ...]:
         if task not in TASKS:
             raise ValueError(f"unknown task_id {task!r}; choose one of {list(TASKS)}")
     return tasks
+
+
+def label_query(envs, slots, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``labels_of``'s arguments as two int64 arrays of one dimension and one length (a number
+    counts as one entry), or a ValueError saying what is wrong with them."""
+    e, s = np.atleast_1d(np.asarray(envs)), np.atleast_1d(np.asarray(slots))
+    for name, x in (("envs", e), ("slots", s)):
+        if x.ndim != 1 or not (np.issubdtype(x.dtype, np.integer) or x.size == 0):
+            raise ValueError(f"{name} must be integers in one dimension, got {x.dtype} {x.shape}")
+    if e.shape != s.shape:
+        raise ValueError(f"envs and slots must be as long as each other, got {len(e)} and "
+                         f"{len(s)}")
+    for name, x, top in (("envs", e, n), ("slots", s, S)):
+        bad = np.flatnonzero((x < 0) | (x >= top))
+        if bad.size:
+            raise ValueError(f"{name} must be from 0 to {top - 1}; got {x[bad[0]]}")
+    return e.astype(np.int64), s.astype(np.int64)
 
 
 def first_illegal(mask: np.ndarray, a: np.ndarray, active: np.ndarray) -> int | None:

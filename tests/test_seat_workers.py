@@ -118,7 +118,8 @@ def test_labels_of_reads_each_envs_worker():
     try:
         for venv in venvs:
             venv.reset()
-        envs, slots = np.array([4, 0, 3, 1, 4]), np.array([0, 2, 1, 0, 3])
+        envs, slots = np.nonzero(venvs[0].venv.state.present)  # every ad of every env
+        assert set(envs.tolist()) == set(range(5))
         np.testing.assert_array_equal(venvs[0].labels_of(envs, slots),
                                       venvs[1].labels_of(envs, slots))
     finally:
@@ -208,3 +209,97 @@ def test_a_worker_that_dies_stops_the_seat_and_says_to_build_a_new_one():
             venv.reset()
     finally:
         venv.close()
+
+
+class _Failure(Exception):
+    """An error of the user's own, raised by an opponent in the middle of play."""
+
+
+class _IllegalInEnv3(RandomPolicy):
+    """A fraudster that plays a masked-out action in the match of env 3 (seed 3 of the seat),
+    and random legal actions elsewhere: the error names the env that raised it."""
+
+    def __init__(self, seed: int | None = None):
+        super().__init__("fraudster", seed)
+
+    def act_tensor(self, vector, mask):
+        if self.seed == _seed_of_env3():
+            return int(np.flatnonzero(mask == 0)[0])
+        return super().act_tensor(vector, mask)
+
+
+class _FailingInEnv3(_IllegalInEnv3):
+    def act_tensor(self, vector, mask):
+        if self.seed == _seed_of_env3():
+            raise _Failure("the opponent of env 3 failed")
+        return super().act_tensor(vector, mask)
+
+
+def _seed_of_env3() -> int:
+    from fraudarena_env.role_env import _derived_seed
+    return _derived_seed(3, "fraudster")  # the fraudster's seed in env 3's first match (s = 0)
+
+
+@pytest.mark.parametrize("opponent, kind", [(_IllegalInEnv3, IllegalActionError),
+                                            (_FailingInEnv3, _Failure)])
+def test_an_error_from_a_worker_keeps_its_class_and_names_the_env_in_the_whole_seat(opponent,
+                                                                                    kind):
+    """The same error as in one process, whatever its class (the package's own, a user's):
+    code that catches it works with workers too, and its message names env 3, not env 1 of
+    the second block."""
+    raised = []
+    for workers in (1, 2):
+        venv = VectorRoleEnv("investigator", 4, opponents=lambda: {"fraudster": opponent()}, seed_offset=0,
+                             workers=workers)
+        try:
+            with pytest.raises(kind) as error:
+                venv.reset()
+        finally:
+            venv.close()
+        raised.append(error.value)
+    assert type(raised[1]) is type(raised[0])
+    assert str(raised[1]) == str(raised[0])
+    assert isinstance(raised[1].__cause__, WorkerError)
+    if kind is IllegalActionError:
+        assert "env 3:" in str(raised[1])
+
+
+def test_labels_of_checks_its_arguments_alike_in_one_process_and_in_workers():
+    venvs = [VectorRoleEnv("investigator", 4, task_id="task_3", seed_offset=0, workers=w)
+             for w in (1, 2)]
+    try:
+        for venv in venvs:
+            venv.reset()
+        present = np.flatnonzero(venvs[0].venv.state.present[3])
+        empty = np.flatnonzero(~venvs[0].venv.state.present[3])
+        for venv in venvs:
+            assert venv.labels_of(3, int(present[0])).shape == (1,)  # numbers: one entry
+            assert venv.labels_of([], []).shape == (0,)
+            with pytest.raises(ValueError, match="envs must be from 0 to 3; got -1"):
+                venv.labels_of([-1, 0], [0, 0])
+            with pytest.raises(ValueError, match="envs must be from 0 to 3; got 7"):
+                venv.labels_of([7], [0])
+            with pytest.raises(ValueError, match="slots must be from 0 to 31; got 32"):
+                venv.labels_of([0], [32])
+            with pytest.raises(ValueError, match="as long as each other"):
+                venv.labels_of([0, 1], [0])
+            with pytest.raises(ValueError, match=f"env 3 has no ad in slot {empty[0]}"):
+                venv.labels_of([3], [int(empty[0])])
+        envs, slots = np.nonzero(venvs[0].venv.state.present)
+        np.testing.assert_array_equal(venvs[0].labels_of(envs, slots),
+                                      venvs[1].labels_of(envs, slots))
+    finally:
+        for venv in venvs:
+            venv.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_closed_seat_refuses_alike_with_one_worker_or_more(workers):
+    venv = VectorRoleEnv("fraudster", 4, task_id="task_1", workers=workers)
+    with pytest.raises(RuntimeError, match=r"action_masks\(\) before reset\(\)"):
+        venv.action_masks()
+    venv.reset()
+    venv.close()
+    for call in (venv.reset, venv.action_masks):
+        with pytest.raises(RuntimeError, match="closed; build a new one"):
+            call()

@@ -345,12 +345,19 @@ def test_keep_final_view_names_a_role_or_nothing():
     venv.keep_final_view = None
 
 
-def test_a_new_reset_forgets_the_last_runs_endings():
-    venv = VectorFraudArena(2, max_cycles=2)
+def _to_first_ending(num_envs: int):
+    """A vector env that keeps the fraudster's final views, played until a match ends (at
+    ``max_cycles`` 2), and its last batch."""
+    venv = VectorFraudArena(num_envs, max_cycles=2)
     venv.keep_final_view = "fraudster"
     batch = venv.reset(seed=0)
     while not venv.final_info:
         batch = venv.step(venv.sample_actions(batch.action_mask))
+    return venv, batch
+
+
+def test_a_new_reset_forgets_the_last_runs_endings():
+    venv, _ = _to_first_ending(2)
     assert venv.final_view
     venv.reset(seed=1)
     assert venv.final_info == {} and venv.final_view == {}
@@ -486,3 +493,73 @@ def test_writing_into_a_batchs_current_agent_does_not_change_the_next_batches(co
 
     for mine, theirs in zip(run(False), run(True)):
         np.testing.assert_array_equal(mine, theirs)
+
+
+def test_final_view_holds_only_the_last_steps_endings_even_once_no_role_is_kept():
+    venv, batch = _to_first_ending(3)
+    assert venv.final_view.keys() == venv.final_info.keys()
+    venv.keep_final_view = None
+    batch = venv.step(venv.sample_actions(batch.action_mask))
+    assert venv.final_view == {}
+
+
+def test_a_closed_env_refuses_every_call_that_reads_or_plays_its_matches():
+    venv = VectorFraudArena(2)
+    batch = venv.reset(seed=0)
+    venv.close()
+    venv.close()  # twice is harmless
+    calls = (lambda: venv.step(venv.sample_actions(batch.action_mask)), venv.reset,
+             venv.global_state, lambda: venv.labels_of([0], [0]),
+             lambda: venv.illegal_reason(0, 0))
+    for call in calls:
+        with pytest.raises(RuntimeError, match="closed; build a new one"):
+            call()
+
+
+def test_illegal_reason_says_why_or_that_the_index_is_legal_and_checks_its_env():
+    venv = VectorFraudArena(2, task_id="task_1")
+    with pytest.raises(RuntimeError, match=r"illegal_reason\(\) before reset\(\)"):
+        venv.illegal_reason(0, 0)
+    batch = venv.reset(seed=0)
+    mask = batch.action_mask[0]
+    legal, illegal = int(np.flatnonzero(mask)[0]), int(np.flatnonzero(mask == 0)[0])
+    with pytest.raises(ValueError, match=f"index {legal} .* is legal in env 0"):
+        venv.illegal_reason(0, legal)
+    role, reason = venv.illegal_reason(0, illegal)
+    assert role == "fraudster" and f"index {illegal} is" in reason
+    for m in (-1, 2, 1.0, True):
+        with pytest.raises(ValueError, match="m must be an env number from 0 to 1"):
+            venv.illegal_reason(m, illegal)
+
+
+def test_a_huge_unsigned_action_is_named_as_given_not_as_it_would_wrap():
+    venv = VectorFraudArena(2, task_id="task_1")
+    venv.reset(seed=0)
+    actions = np.array([0, 2**63 + 5], np.uint64)
+    with pytest.raises(IllegalActionError, match=r"env 1: index 9223372036854775813 is outside"):
+        venv.step(actions)
+
+
+def test_a_shards_errors_name_envs_by_the_whole_batch():
+    """A shard of a larger batch (``first_env``: its first env there) names its envs as the
+    whole batch does."""
+    venv = VectorFraudArena(2, task_id="task_1", first_env=6, seed_stride=8)
+    batch = venv.reset(seed=0)
+    actions = venv.sample_actions(batch.action_mask)
+    actions[1] = int(np.flatnonzero(batch.action_mask[1] == 0)[0])
+    with pytest.raises(IllegalActionError, match="env 7: "):
+        venv.step(actions)
+    empty = int(np.flatnonzero(~venv.state.present[0])[0])
+    with pytest.raises(ValueError, match=f"env 6 has no ad in slot {empty}"):
+        venv.labels_of([0], [empty])
+    with pytest.raises(ValueError, match="first_env must be a non-negative integer"):
+        VectorFraudArena(2, first_env=-1)
+
+
+@pytest.mark.parametrize("tasks", [{"task_1", "task_3"}, frozenset({"task_2"}),
+                                   {"task_1": 1}])
+def test_tasks_given_in_no_fixed_order_are_refused(tasks):
+    """A set's order changes from one process to the next: which env plays which task would
+    too, and a run would not replay from its seed."""
+    with pytest.raises(ValueError, match="its order is not fixed"):
+        VectorFraudArena(2, task_id=tasks)

@@ -276,12 +276,21 @@ class MatchView:
     # ---------------------------------------------------------------- the hidden truth
     def label_of(self, slot: int) -> int:
         """The true label (``catalog.LEGIT``, ``FRAUD`` or ``ESCALATE``) of the ad in ``slot``:
-        hidden from every role during play; for training-only shaping and analysis."""
-        return self.rows.label.item(self.slot_row.item(slot))
+        hidden from every role during play; for training-only shaping and analysis. A
+        ValueError for a slot that holds no ad."""
+        return self.rows.label.item(self._row_of(slot))
 
     def tactic_of(self, slot: int) -> int:
         """The ad's tactic (index into ``TACTICS``), -1 for a legit ad: hidden truth."""
-        return self.rows.tactic.item(self.slot_row.item(slot))
+        return self.rows.tactic.item(self._row_of(slot))
+
+    def _row_of(self, slot: int) -> int:
+        """The ad row in ``slot``, or a ValueError if the slot holds no ad (its row, -1, would
+        read another ad's)."""
+        row = self.slot_row.item(slot)
+        if row < 0:
+            raise ValueError(f"slot {slot} holds no ad")
+        return row
 
     def severity_of(self, slot: int) -> float:
         """The harm the ad does if it runs: hidden truth."""

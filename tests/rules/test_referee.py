@@ -963,3 +963,15 @@ def test_an_illegal_action_that_ends_the_match_charges_its_maker_and_nothing_mor
     assert r.phase == "done" and r.end_reason == "illegal_action"
     with pytest.raises(OutOfTurnError, match="the match is over"):
         r.apply("auditor", Submit())
+
+
+def test_the_truth_of_an_empty_slot_is_refused_not_read_from_another_ads_row():
+    """An empty slot's row is -1, which would index the last ad row: an answer for no ad."""
+    ref = Referee()
+    ref.reset_match(seed=0, task_id="task_1")
+    empty = next(s for s in range(MAX_SLOTS) if not ref.present[s])
+    present = next(s for s in range(MAX_SLOTS) if ref.present[s])
+    assert ref.label_of(present) in (0, 1, 2)  # LEGIT, FRAUD, ESCALATE
+    for read in (ref.label_of, ref.tactic_of):
+        with pytest.raises(ValueError, match=f"slot {empty} holds no ad"):
+            read(empty)
