@@ -152,7 +152,13 @@ class Printer:
 
 
 def shorten(text: str, width: int = COPY_WIDTH) -> str:
+    """A player's free text (ad copy, a rationale) as one line for the terminal: whitespace
+    runs become one space, every other character that does not print (a terminal's escape
+    sequences, bidirectional overrides, ...) is shown as its escape, then cut to ``width``."""
     text = " ".join(text.split())
+    if not text.isprintable():  # (another player wrote it: it must not drive the terminal)
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                       for c in text)
     return text if len(text) <= width else text[:width - 3].rstrip() + "..."
 
 

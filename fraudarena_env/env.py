@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium
@@ -110,6 +111,7 @@ from .rules.referee import match_settings
 from .rules.state import END_REASONS as RULES_END_REASONS
 
 AGENTS = ROLES  # the catalogue's roles, in turn order
+_ACTION_CLASSES = tuple(ACTION_MODELS.values())  # what a text action may be, but a dict
 # Free-text fields of each action model: a model carrying any of them has no action index.
 FREE_TEXT = {
     "fraudster": ("ad_copy", "landing_page_blurb", "targeting_summary", "new_ad_copy",
@@ -140,9 +142,13 @@ INFO_KEYS: tuple[str, ...] = ("phase", "round", "end_reason", "has_grader", "gra
 
 def _known(agent: str) -> str:
     """``agent``, when it is one of ``AGENTS``; else a ValueError that lists them."""
-    if agent not in AGENTS:
-        raise ValueError(f"unknown agent {agent!r}; agents are {list(AGENTS)}")
+    if not isinstance(agent, str) or agent not in AGENTS:
+        raise ValueError(_unknown_agent(agent))
     return agent
+
+
+def _unknown_agent(agent) -> str:
+    return f"unknown agent {agent!r}; agents are {list(AGENTS)}"
 
 
 class raw_env(KeepsViews, AECEnv, EzPickle):
@@ -232,10 +238,16 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
 
     # ------------------------------------------------------------------ spaces
     def observation_space(self, agent: str) -> spaces.Dict:
-        return self.observation_spaces[agent]
+        try:
+            return self.observation_spaces[agent]
+        except (KeyError, TypeError):
+            raise ValueError(_unknown_agent(agent)) from None
 
     def action_space(self, agent: str) -> spaces.Discrete:
-        return self.action_spaces[agent]
+        try:
+            return self.action_spaces[agent]
+        except (KeyError, TypeError):
+            raise ValueError(_unknown_agent(agent)) from None
 
     # ------------------------------------------------------------------ reset
     def match_config(self, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
@@ -243,12 +255,15 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         the options over them. A bad option is a ValueError naming it, raised before anything
         changes (the generator that draws an unseeded reset's match seed included)."""
         task_id, knobs = self.task_id, self.knobs
+        if options is not None and not isinstance(options, Mapping):
+            raise ValueError(f"options must be a dict of reset options (known: "
+                             f"{sorted(RESET_OPTION_KEYS)}), got {type(options).__name__}")
         if options:
             unknown = set(options) - RESET_OPTION_KEYS - IGNORED_OPTION_KEYS
             if unknown:
                 raise ValueError(f"unknown reset option(s) {sorted(unknown)}; known: "
                                  f"{sorted(RESET_OPTION_KEYS)}")
-            task_id = options.get("task_id", task_id)
+            task_id = task_id if options.get("task_id") is None else options["task_id"]
             knobs = dict(knobs)
             knobs.update((k, v) for k, v in options.items() if k in MATCH_KNOBS)
             match_settings(0, task_id, knobs)
@@ -301,7 +316,12 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         return self._masks[agent]
 
     def observe(self, agent: str) -> dict[str, np.ndarray]:
-        return {"observation": self._vector(agent).copy(), "action_mask": self._mask(agent).copy()}
+        try:
+            return {"observation": self._vector(agent).copy(),
+                    "action_mask": self._mask(agent).copy()}
+        except (KeyError, TypeError):
+            _known(agent)  # (an unknown agent is named; any other error is raised as it was)
+            raise
 
     def action_mask(self, agent: str) -> np.ndarray:
         """A copy of the agent's current legal-action mask (int8)."""
@@ -345,7 +365,7 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         elif isinstance(action, np.ndarray) and action.size == 1 and \
                 np.issubdtype(action.dtype, np.integer):
             index = int(action.reshape(-1)[0])
-        elif isinstance(action, (BaseModel, dict)):
+        elif isinstance(action, (*_ACTION_CLASSES, dict)):  # a text action (any role's)
             index = None
         else:  # not an action on either face: raised in every mode, as a caller's mistake
             raise IllegalActionError(agent, action, self._not_an_action(agent, action))
@@ -368,6 +388,9 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         """Why ``action`` is no action of either face (the error's reason)."""
         if action is None:
             return "None is only for the step of an agent that is terminated or truncated"
+        if isinstance(action, BaseModel):
+            return (f"{type(action).__name__} is no action model (an action is an index, a "
+                    f"{ACTION_MODELS[agent].__name__} or a dict)")
         return (f"expected an action index (int), a {ACTION_MODELS[agent].__name__} or a dict, "
                 f"got {type(action).__name__}")
 
@@ -523,7 +546,7 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
     def observation_layout(self, agent: str, as_text: bool = False):
         """(name, offset, shape) of every named block of ``agent``'s observation vector; with
         ``as_text=True`` a printable table."""
-        layout = list(self._observers[agent].layout)
+        layout = list(self._observers[_known(agent)].layout)
         if not as_text:
             return layout
         lines = [f"{agent} observation: {self._observers[agent].size} float32 entries in "

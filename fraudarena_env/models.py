@@ -1,8 +1,10 @@
 """Typed role models: the JSON of the seed protocol, validated.
 
 Field names follow the lineage's wire format so existing clients keep working. Actions validate
-strictly (unknown keys are errors, each action type demands its own fields); observations ignore
-unknown keys, because clients parse server JSON that carries extras such as ``match_id``.
+strictly (unknown keys are errors, each action type demands its own fields), but for the report
+an auditor submits (``AuditReport`` and its ``AuditFlag``s), which the rules keep as submitted and
+do not score: it ignores unknown keys, as the earlier game's did. Observations ignore unknown
+keys, because clients parse server JSON that carries extras such as ``match_id``.
 """
 
 from __future__ import annotations

@@ -59,6 +59,7 @@ import numpy as np
 
 from .env import AGENTS, DEFAULT_ILLEGAL_REWARD, DEFAULT_MAX_CYCLES, raw_env
 from .faces.encoding import N_ACTIONS, Observer
+from .rules.catalog import MATCH_KNOBS
 from .rules.referee import check_match_seed
 
 ROLE_INDEX = {r: i for i, r in enumerate(AGENTS)}
@@ -187,6 +188,10 @@ class RoleEnv(gymnasium.Env):
                  illegal_reward: float = DEFAULT_ILLEGAL_REWARD, **knobs: Any):
         if not isinstance(role, str) or role not in ROLE_INDEX:
             raise ValueError(f"unknown role {role!r}; roles are {list(AGENTS)}")
+        unknown = sorted(set(knobs) - set(MATCH_KNOBS))
+        if unknown:  # (raw_env would name itself, which the caller never called)
+            raise TypeError(f"RoleEnv got unexpected keyword argument(s) {unknown}; besides its "
+                            f"own, it takes the match knobs {list(MATCH_KNOBS)}")
         opponents = opponent_dict(role, opponents)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of "

@@ -446,3 +446,14 @@ def test_the_install_hint_for_training_gets_torchs_cpu_build():
     assert hint.startswith("pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu && ")
     assert hint.endswith('pip install -e ".[train]"')
     assert "torch" not in cli.install_command("server")
+
+
+def test_a_players_text_cannot_drive_the_terminal_a_transcript_prints_it_on():
+    """Ad copy and rationales come from players (remote ones included): a transcript shows a
+    terminal's escape sequences and bidirectional overrides as escapes, never raw."""
+    from fraudarena_env.cli import shorten
+
+    shown = shorten("Buy now \x1b]0;PWNED\x07\x1b[2J \u202ereversed\u200b\n\tend", width=200)
+    assert shown == "Buy now \\x1b]0;PWNED\\x07\\x1b[2J \\u202ereversed\\u200b end"
+    assert shown.isprintable()
+    assert shorten("Plain copy, all printable: caf\u00e9") == "Plain copy, all printable: caf\u00e9"

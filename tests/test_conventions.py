@@ -13,6 +13,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from pettingzoo.test import api_test
 from pettingzoo.utils.wrappers import TerminateIllegalWrapper
+from pydantic import BaseModel
 
 import fraudarena_env
 from fraudarena_env import IllegalActionError, RoleEnv, fraudarena_v0
@@ -364,11 +365,18 @@ def test_terminate_mode_ends_the_match_in_every_role_observation_of_the_text_fac
         "charged -1.0; the match is over")
 
 
+class _NotAnAction(BaseModel):
+    """A pydantic model, but none of the action models."""
+
+    action_type: str = "end_turn"
+
+
 @pytest.mark.parametrize("mode", ["raise", "penalize", "terminate"])
-@pytest.mark.parametrize("action", [None, "end_turn", 3.0, [3], np.float32(3)])
+@pytest.mark.parametrize("action", [None, "end_turn", 3.0, [3], np.float32(3), _NotAnAction()])
 def test_what_is_no_action_of_either_face_raises_in_every_mode_and_changes_nothing(mode, action):
-    """Not an index, a model or a dict (a live agent's None, a string, a float, a list, a
-    framework's tensor): a caller's mistake, never a move to charge or to end the match on."""
+    """Not an index, an action model or a dict (a live agent's None, a string, a float, a list,
+    a framework's tensor, a pydantic model of the caller's own): a caller's mistake, never a
+    move to charge or to end the match on."""
     env = fraudarena_v0.env(task_id="task_1", illegal_action=mode)
     env.reset(seed=0)
     before = env.observe("fraudster")["observation"].tobytes()

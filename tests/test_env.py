@@ -163,6 +163,29 @@ def test_knobs_in_constructor_and_reset_options():
     env.reset(seed=0, options={"options": 1})
     with pytest.raises(ValueError, match="max_turns"):
         env.reset(seed=0, options={"max_turns": 4})
+    # a task_id of None plays the constructor's task, as None plays a knob's default
+    env.reset(seed=3, options={"task_id": None})
+    assert ref.task.task_id == "task_2"
+
+
+@pytest.mark.parametrize("options", [["max_rounds"], "task_id", 3])
+def test_reset_options_that_are_no_dict_are_named_as_such(options):
+    """A string was read letter by letter ("unknown reset option(s) ['_', 'a', ...]"), a list
+    failed inside the env ('list' object has no attribute 'get')."""
+    env = fraudarena_v0.env(task_id="task_1")
+    with pytest.raises(ValueError, match="options must be a dict of reset options"):
+        env.reset(seed=0, options=options)
+
+
+def test_an_unknown_agent_is_named_by_every_call_that_takes_an_agent():
+    env = fraudarena_v0.env(task_id="task_1")
+    env.reset(seed=0)
+    calls = (env.observe, env.observation_space, env.action_space,
+             env.unwrapped.observation_layout, env.unwrapped.role_observation)
+    for call in calls:
+        for agent in ("nobody", None, 3):
+            with pytest.raises(ValueError, match=r"unknown agent .*; agents are \['fraudster'"):
+                call(agent)
 
 
 @pytest.mark.parametrize("bad", [dict(max_rounds=-5), dict(max_proposals="x"),

@@ -267,3 +267,9 @@ def test_an_sb3_model_of_another_role_is_refused_as_an_opponent():
 def test_a_role_that_is_not_a_name_is_refused_with_the_roles(role):
     with pytest.raises(ValueError, match=r"unknown role .*; roles are \['fraudster'"):
         RoleEnv(role)
+
+
+def test_an_unknown_keyword_is_named_as_roleenvs_not_the_inner_envs():
+    with pytest.raises(TypeError, match=r"RoleEnv got unexpected keyword argument\(s\) "
+                                        r"\['bogus_knob'\]; .* match knobs \['max_rounds'"):
+        RoleEnv("investigator", bogus_knob=1)

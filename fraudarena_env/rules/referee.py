@@ -150,9 +150,9 @@ def match_settings(seed: int | None, task_id: str, knobs: dict) -> tuple:
                              f"{_excerpt(cfg[k])}")
         cfg[k] = int(cfg[k])
     if "allowed_categories" in knobs and not (
-            isinstance(cfg["allowed_categories"], (list, tuple)) and
+            isinstance(cfg["allowed_categories"], (list, tuple, set, frozenset)) and
             all(isinstance(c, str) for c in cfg["allowed_categories"])):
-        raise ValueError("allowed_categories must be a list of category names, got "
+        raise ValueError("allowed_categories must be a list or a set of category names, got "
                          f"{_excerpt(cfg['allowed_categories'])}")
     allowed = tuple(cfg["allowed_categories"])
     if "allowed_categories" in knobs:

@@ -248,8 +248,10 @@ def test_allowed_categories_are_a_set_in_any_order_one_match_one_id():
     the same id and replay setup, kept in the catalogue's order."""
     one = new_match(seed=3, allowed_categories=["fake_giveaway", "ecommerce", "advance_fee"])
     other = new_match(seed=3, allowed_categories=("advance_fee", "ecommerce", "fake_giveaway"))
-    assert one.match_id == other.match_id and one.setup == other.setup
-    assert one.allowed_categories == other.allowed_categories == tuple(
+    as_set = new_match(seed=3, allowed_categories={"ecommerce", "advance_fee", "fake_giveaway"})
+    assert one.match_id == other.match_id == as_set.match_id
+    assert one.setup == other.setup == as_set.setup
+    assert one.allowed_categories == other.allowed_categories == as_set.allowed_categories == tuple(
         c.name for c in CATEGORIES if c.name in {"fake_giveaway", "ecommerce", "advance_fee"})
 
 
