@@ -864,18 +864,18 @@ class MatchPool:
         now = time.monotonic() if now is None else now
         stale = []
         for e in self.entries.values():
+            # a stall on another role's turn is not its creator's doing: no charge, however
+            # the match is swept
+            mine = e.creator_role is None or PHASE_ROLE.get(e.referee.phase) == e.creator_role
             if cfg.idle_timeout is not None and now - e.last_active >= cfg.idle_timeout:
-                # a stall on another role's turn is not its creator's doing: no charge
-                mine = e.creator_role is None or PHASE_ROLE.get(e.referee.phase) == \
-                    e.creator_role
                 stale.append((e, f"idle for {cfg.idle_timeout:g} s", mine))
             elif cfg.start_grace is not None and not e.actions and \
                     now - e.created_at >= cfg.start_grace:
-                stale.append((e, f"nobody moved within {cfg.start_grace:g} s", True))
+                stale.append((e, f"nobody moved within {cfg.start_grace:g} s", mine))
             elif cfg.reconnect_grace is not None and e.unheld_since is not None and \
                     now - e.unheld_since >= cfg.reconnect_grace:
                 stale.append((e, f"no player came back within {cfg.reconnect_grace:g} s",
-                              True))
+                              mine))
         for e, why, charge in stale:
             self.drop(e, "finished" if e.referee.done else "evicted", why, charge)
         self.ledger.prune(now)
@@ -1217,9 +1217,12 @@ class Handler:
 
     def on_join(self, data: dict[str, Any]) -> str:
         match_id = data.get("match_id")
-        if not match_id or not isinstance(match_id, str):
+        if match_id is None or match_id == "":
             raise ProtocolError("missing_match_id", "join needs data.match_id, the id a reset "
                                 f"reply carried (got {excerpt(match_id)})")
+        if not isinstance(match_id, str):  # there, but no id
+            raise ProtocolError("validation_error", "data.match_id must be a string, the id a "
+                                f"reset reply carried (got {excerpt(match_id)})")
         if why := id_refusal("match_id", match_id):
             raise ProtocolError("validation_error", f"{why}, got {excerpt(match_id)}")
         fmt = _obs_format(data, self.session.obs_format)
@@ -1718,11 +1721,16 @@ def build_parser(prog: str = "fraudarena serve") -> argparse.ArgumentParser:
         prog=prog, description="Serve FraudArena over WebSockets: /ws/fraudster, "
         "/ws/investigator, /ws/auditor, and the REST API under /api/v1. Durations are in "
         "seconds (negative: never); rates per second (0: no limit). Limits per address count "
-        "a client's IP (an IPv6 client's /64); behind a reverse proxy on this host, uvicorn "
-        "takes the client's address from X-Forwarded-For.")
+        "a client's IP (an IPv6 client's /64): the address it connects from, or, from a "
+        "reverse proxy named in --forwarded-allow-ips, the one its X-Forwarded-For gives.")
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8000,
                         help="port, 0 to 65535 (default 8000; 0: any free port)")
+    parser.add_argument("--forwarded-allow-ips", default="", metavar="IPS",
+                        help="comma-separated addresses of reverse proxies (e.g. 127.0.0.1) "
+                        "whose X-Forwarded-For names the client (default: none, so that a "
+                        "client cannot name itself another address and escape the limits per "
+                        "address, or spend another client's)")
     store = parser.add_mutually_exclusive_group()
     store.add_argument("--data-dir", default=None,
                        help="directory of the store: archived matches and the journal that "
@@ -1829,6 +1837,16 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         diagnostics=args.diagnostics)
 
 
+def proxy_options(forwarded_allow_ips: str) -> dict:
+    """uvicorn's options for X-Forwarded-For: trusted only from the proxies named. uvicorn's own
+    default trusts it from 127.0.0.1, where every client of a server on this host connects
+    from: any of them could then give itself another address."""
+    proxies = ",".join(ip.strip() for ip in forwarded_allow_ips.split(",") if ip.strip())
+    if not proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": proxies}
+
+
 def main(argv: list[str] | None = None) -> int:
     """``fraudarena serve``: run the app with uvicorn until interrupted."""
     parser = build_parser()
@@ -1846,7 +1864,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # uvicorn's own connection limit (HTTP 503) backs the server's, which answers first.
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                **UVICORN_OPTIONS, ws_max_size=4 * config.max_message_bytes,
+                **UVICORN_OPTIONS, **proxy_options(args.forwarded_allow_ips),
+                ws_max_size=4 * config.max_message_bytes,
                 limit_concurrency=config.max_connections + 64)
     return 0
 

@@ -447,7 +447,10 @@ def test_garbage_never_breaks_a_socket_or_a_match(client):
              "reset_error"),
             ('{"type": "reset", "data": {"task_id": ["task_1"]}}', "reset_error"),
             ('{"type": "reset", "data": {"obs_format": "xml"}}', "validation_error"),
-            ('{"type": "join", "data": {"match_id": ["x"]}}', "missing_match_id"),
+            # there, but no id: a wrong type, not a missing id
+            ('{"type": "join", "data": {"match_id": ["x"]}}', "validation_error"),
+            ('{"type": "join", "data": {"match_id": 123}}', "validation_error"),
+            ('{"type": "join", "data": {"match_id": null}}', "missing_match_id"),
             ('{"type": "step", "data": {"action_index": "1"}}', "validation_error"),
             ('{"type": "step", "data": {"action_type": "end_turn", "metadata": "\\ud800"}}',
              "validation_error"),

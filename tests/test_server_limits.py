@@ -202,6 +202,29 @@ def test_a_match_swept_idle_counts_against_its_creator_only_when_it_stalled_it(s
             assert reply["type"] == "observation"
 
 
+@pytest.mark.parametrize("creator_role, charged", [("investigator", False),
+                                                    ("fraudster", True)])
+def test_a_match_nobody_moved_in_counts_against_its_creator_only_when_it_waited_on_it(
+        creator_role, charged):
+    """Unplayed past ``start_grace``: a match created by the investigator and joined by a
+    fraudster who never moves waited on the joiner (no charge to the creator); one created by
+    the fraudster, who never moved, waited on its creator."""
+    other = "fraudster" if creator_role == "investigator" else "investigator"
+    with TestClient(app_with(abandon_rate=0.001, abandon_burst=1)) as client, \
+            client.websocket_connect(f"/ws/{creator_role}") as creator, \
+            client.websocket_connect(f"/ws/{other}") as joiner:
+        pool = client.app.state.pool
+        match_id = send(creator, "reset", {"seed": 5, "task_id": "task_1"})["data"]["match_id"]
+        send(joiner, "join", {"match_id": match_id})  # and never moves
+        pool.get(match_id).created_at -= 121
+        assert pool.sweep() == 1 and pool.archive.get(match_id)["reason"] == "evicted"
+        reply = send(creator, "reset", {"seed": 6, "task_id": "task_1"})
+        if charged:
+            assert_error(reply, "rate_limited")
+        else:
+            assert reply["type"] == "observation"
+
+
 def test_a_match_left_by_its_creator_before_anyone_moved_ends_at_once(client):
     with client.websocket_connect("/ws/fraudster") as fr:
         match_id = send(fr, "reset", {"seed": 1})["data"]["match_id"]
@@ -840,3 +863,43 @@ def test_a_replay_page_is_rendered_once(monkeypatch):
                             headers={"X-API-Key": key}) for _ in range(3)]
     assert [p.status_code for p in pages] == [200] * 3 and len({p.text for p in pages}) == 1
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("proxies, spoof_counts", [((), False), (("127.0.0.1",), True)])
+def test_x_forwarded_for_names_the_client_only_when_it_comes_from_a_proxy_named(proxies,
+                                                                                 spoof_counts):
+    """uvicorn trusts X-Forwarded-For from 127.0.0.1 by default, where every client of a
+    server on this host connects from: a client could give itself any address, escape its
+    limits per address, or spend another client's. Trusted only from proxies named."""
+    from websockets.sync.client import connect
+
+    try:
+        with free_socket() as probe:
+            port = probe.getsockname()[1]
+        options = ["--in-memory", "--max-connections-per-address", "1"]
+        if proxies:
+            options += ["--forwarded-allow-ips", ",".join(proxies)]
+        proc = spawn(port, *options, quiet=True)
+    except (OSError, RuntimeError) as exc:
+        pytest.skip(str(exc))
+    url = f"ws://127.0.0.1:{port}/ws/fraudster"
+    reset = json.dumps({"type": "reset", "data": {"seed": 1, "task_id": "task_1"}})
+    try:
+        with connect(url) as first:  # this address's one socket
+            first.send(reset)
+            assert json.loads(first.recv(10))["type"] == "observation"
+            with connect(url, additional_headers={"X-Forwarded-For": "198.51.100.9"}) as other:
+                try:  # a refused socket is told at once, then closed
+                    refusal = json.loads(other.recv(2))
+                except TimeoutError:
+                    refusal = None
+                if spoof_counts:  # the proxy's word: another client, who may play
+                    assert refusal is None
+                    other.send(reset)
+                    assert json.loads(other.recv(10))["type"] == "observation"
+        if not spoof_counts:  # the same client, its one socket already held
+            assert refusal["type"] == "error"
+            assert refusal["data"]["code"] == "capacity_reached"
+    finally:
+        proc.terminate()
+        proc.wait(10)
