@@ -88,3 +88,14 @@ def test_runs_side_by_side_each_run_in_one_process(tmp_path, monkeypatch):
     quick_seeds.main(["--seeds", "0-1", "--jobs", "2", "--out", str(tmp_path / "c"), "--",
                       "--workers", "2"])
     assert calls == [["--workers", "2"]] * 2
+
+
+def test_flags_selfplay_refuses_are_named_before_any_run_starts(tmp_path, capsys):
+    """A seed past selfplay's bound, or a bad flag after --, failed each run in turn, its
+    reason only in the run's log (and a run directory left holding just that log)."""
+    for argv in (["--seeds", "30"], ["--seeds", "0", "--", "--timesteps", "-3"]):
+        with pytest.raises(SystemExit) as exc:
+            quick_seeds.main([*argv, "--out", str(tmp_path)])
+        assert exc.value.code == 2
+        assert "selfplay.py refuses these flags" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -257,8 +257,8 @@ def test_a_run_that_fails_on_its_opponent_leaves_its_directory_as_it_was(tmp_pat
     with pytest.raises(SystemExit):  # on the command line, a usage error
         one_role.parse_args(["--opponent", "fraudster=nope", "--out", str(out),
                              "--no-progress", "--no-tensorboard"])
-    cfg = dataclasses.replace(one_role.parse_args(["--out", str(out), "--no-progress",
-                                                   "--no-tensorboard"]),
+    cfg = dataclasses.replace(one_role.parse_args(["--out", str(out), "--overwrite",
+                                                   "--no-progress", "--no-tensorboard"]),
                               opponents=(("fraudster", "nope"),))
     with pytest.raises(ValueError, match="opponent fraudster='nope'"):  # called from code
         one_role.train(cfg)
@@ -292,6 +292,16 @@ def test_validation_rows_show_the_policy_after_the_steps_they_count(tmp_path):
         one_role.Validation.run = real_run
     assert [row["timesteps"] for row in trained.history] == [0, 32, 64]
     assert not torch.equal(seen[32], seen[0])  # one update done by the row at 32
+
+
+def test_a_run_of_no_steps_validates_its_start_once(tmp_path):
+    """The start and the end of a run of 0 timesteps are one policy: one row (it was two)."""
+    cfg = one_role.parse_args(["--task", "task_1", "--val-seeds", "3000", "--timesteps", "0",
+                               "--vector-envs", "4", "--n-steps", "8", "--eval-every", "10",
+                               "--imitation-samples", "0", "--no-progress", "--no-tensorboard",
+                               "--out", str(tmp_path / "run")])
+    assert [row["timesteps"] for row in one_role.train(cfg).history] == [0]
+    assert (tmp_path / "run" / "validation.csv").read_text().count("\n") == 2
 
 
 def test_one_role_run_validates_keeps_the_best_and_continues(tmp_path):

@@ -109,13 +109,29 @@ def read_run(path: Path) -> dict:
     return run
 
 
+def seed_command(seed: int, out: Path, extra: Sequence[str]) -> list[str]:
+    """``selfplay.py``'s arguments for the quick job of ``seed`` into ``out/seed<seed>``."""
+    return ["--quick", "--seed", str(seed), "--out", str(out / f"seed{seed}"), "--no-progress",
+            "--no-tensorboard", *extra]
+
+
+def selfplay_accepts(command: Sequence[str]) -> bool:
+    """Whether ``selfplay.py`` takes these arguments (it prints why not); nothing is written."""
+    import selfplay  # (torch and the rest: only when runs are to be made)
+
+    try:
+        selfplay.parse_args(list(command))
+    except SystemExit as refused:
+        return not refused.code
+    return True
+
+
 def run_seed(seed: int, out: Path, extra: Sequence[str]) -> Path:
     """One quick job, in its own process, into ``out/seed<seed>`` (its stdout in quick.log)."""
     path = out / f"seed{seed}"
     path.mkdir(parents=True, exist_ok=True)
     with open(path / "quick.log", "w") as log:
-        done = subprocess.run([sys.executable, str(SELFPLAY), "--quick", "--seed", str(seed),
-                               "--out", str(path), "--no-progress", "--no-tensorboard", *extra],
+        done = subprocess.run([sys.executable, str(SELFPLAY), *seed_command(seed, out, extra)],
                               stdout=log, stderr=subprocess.STDOUT)
     if done.returncode:
         raise SystemExit(f"seed {seed}: the quick job failed, see {path / 'quick.log'}")
@@ -171,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> str:
         # runs side by side share the cores: worker processes of their own would only crowd them
         extra = [*a.extra, "--workers", "1"] if a.jobs > 1 and not any(
             x == "--workers" or x.startswith("--workers=") for x in a.extra) else a.extra
+        for seed in seeds:  # every run's flags checked before any trains (not in its log)
+            if not selfplay_accepts(seed_command(seed, out, extra)):
+                p.error(f"seed {seed}: selfplay.py refuses these flags (its message is above)")
         with ThreadPoolExecutor(a.jobs) as pool:
             paths = dict(zip(seeds, pool.map(lambda s: run_seed(s, out, extra), seeds)))
     table = summary({s: read_run(path) for s, path in paths.items()})

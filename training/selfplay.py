@@ -56,6 +56,7 @@ from script_args import (  # noqa: E402
     run_dir,
 )
 
+from fraudarena_env import cli  # noqa: E402
 from fraudarena_env.arena import evaluate_matches  # noqa: E402
 from fraudarena_env.cli import parse_seeds, parse_task_list  # noqa: E402
 from fraudarena_env.policies import BASELINES, RandomPolicy  # noqa: E402
@@ -91,7 +92,8 @@ class LeagueConfig:
     # (train.py --vector-envs; use a short n_steps)
     vector_envs: int = 0
     # with vector_envs: worker processes each phase's matches are split among (train.py
-    # --workers; None: its default, a worker per core, at most 2); the same league either way
+    # --workers; None: its default: with 512 matches or more, a worker per core, at most 2; else
+    # 1); the same league either way
     workers: int | None = None
     n_steps: int = 512
     batch_size: int = 256
@@ -443,7 +445,8 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
     p.add_argument("--workers", type=int_at_least(1), default=None, metavar="W",
                    help="with --vector-envs (as --quick): split each phase's matches among W "
                         "worker processes (train.py --workers; the same league with any W; "
-                        "default: a worker per core, at most 2)")
+                        "default: train.py's, with 512 matches or more a worker per core, at most 2, "
+                        "else 1)")
     p.add_argument("--n-steps", type=int_at_least(1), default=None, help=f"default {d.n_steps}")
     p.add_argument("--batch-size", type=int_at_least(2), default=None,  # SB3 wants 2 or more
                    help=f"default {d.batch_size}")
@@ -474,8 +477,8 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
     if a.fraudster_teacher:
         try:
             one_role.teacher_factory("fraudster", a.fraudster_teacher, "--fraudster-teacher")
-        except ValueError as exc:
-            p.error(str(exc))
+        except (ValueError, cli.CheckpointError) as exc:
+            p.error(str(exc) if str(exc).startswith("--") else f"--fraudster-teacher: {exc}")
     if a.vector_envs is not None and a.vector_envs < 0:
         p.error(f"--vector-envs must be 0 or a positive number of matches, got {a.vector_envs}")
     cfg = LeagueConfig(**QUICK) if a.quick else d
@@ -513,6 +516,9 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
     if cfg.workers is not None and cfg.vector_envs and cfg.workers > cfg.vector_envs:
         p.error(f"--workers must be from 1 to --vector-envs ({cfg.vector_envs}), got "
                 f"{cfg.workers}")
+    if why := one_role.minibatch_refusal((cfg.vector_envs or cfg.n_envs) * cfg.n_steps,
+                                         cfg.batch_size):
+        p.error(why)
     if cfg.investigator_timesteps == cfg.fraudster_timesteps == 0:
         p.error("--timesteps and --fraudster-timesteps are both 0: nothing would train; give "
                 "either role some timesteps")

@@ -189,7 +189,31 @@ ROLLOUT_STATE = ("_last_obs", "_last_original_obs", "_last_episode_starts")
 
 
 def save_checkpoint(model: MaskablePPO, path: Path) -> None:
+    """Save ``model`` (without its rollout state), or raise if its weights are no longer finite
+    numbers: a run that diverged saves no checkpoint that would play as if it were one."""
+    bad = [name for name, w in model.policy.state_dict().items()
+           if w.is_floating_point() and not bool(w.isfinite().all())]
+    if bad:
+        raise RuntimeError(f"training diverged: {len(bad)} weight tensor(s) hold NaN or inf "
+                           f"(first: {bad[0]}); not saved to {path}. Lower --lr, or give more "
+                           f"steps a rollout and a larger --batch-size")
     model.save(str(path), exclude=list(ROLLOUT_STATE))
+
+
+def minibatch_refusal(rollout: int, batch_size: int) -> str | None:
+    """Why PPO's minibatches of ``batch_size`` from rollouts of ``rollout`` steps would break
+    it, or None: a minibatch of one step normalises its advantage by a standard deviation of
+    nothing and turns the network into NaN (plain SB3 PPO refuses it; sb3-contrib's
+    MaskablePPO does not)."""
+    if batch_size < 2:
+        return f"--batch-size must be at least 2 (a minibatch of one step is NaN), got {batch_size}"
+    if rollout < 2:
+        return (f"a rollout of {rollout} step would be one minibatch of one step (NaN): give "
+                f"more envs or --n-steps")
+    if rollout % batch_size == 1:
+        return (f"a rollout of {rollout} steps in minibatches of {batch_size} ends with a "
+                f"minibatch of one step (NaN): choose a --batch-size that leaves none")
+    return None
 
 
 def make_opponent(role: str, spec: str, seed: int | None = None) -> Policy:
@@ -214,6 +238,17 @@ def make_opponent(role: str, spec: str, seed: int | None = None) -> Policy:
     except argparse.ArgumentTypeError as exc:
         raise ValueError(f"opponent {role}={spec!r}: {exc}; or a directory of checkpoints "
                          "(a pool)") from exc
+
+
+def pool_refusal(role: str, spec: str) -> None:
+    """A ValueError for a pool directory a user names that holds no checkpoint (an empty one,
+    or a league's root, whose snapshots lie further down): it would train against the scripted
+    player alone. (A league's own phases start from empty pools: they do not ask.)"""
+    path = Path(spec)
+    if path.is_dir() and not any(path.glob("*.zip")):
+        deeper = sorted({str(z.parent) for z in path.rglob("*.zip")})[:3]
+        raise ValueError(f"opponent {role}={spec!r} holds no checkpoint (.zip) to draw from"
+                         + (f"; they lie further down: {', '.join(deeper)}" if deeper else ""))
 
 
 def teacher_factory(role: str, spec: str, option: str = "--teacher") -> Callable[..., Policy]:
@@ -499,6 +534,8 @@ class Validation(BaseCallback):
     def run(self) -> None:
         if not self.cfg.val_seeds:
             return
+        if self.history and self.history[-1]["timesteps"] == self.num_timesteps:
+            return  # (no step since the last: a run of 0 timesteps validates once)
         row = {"timesteps": int(self.num_timesteps), **validate(self.model, self.cfg)}
         self.history.append(row)
         for key, value in row.items():
@@ -631,7 +668,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                         "(a pool); repeatable; unnamed roles play scripted")
     p.add_argument("--timesteps", type=int, default=d.timesteps)
     p.add_argument("--init", default=d.init, help="continue from this checkpoint")
-    p.add_argument("--net", choices=("slot", "mlp"), default=d.net)
+    p.add_argument("--net", choices=("slot", "mlp"), default=None,
+                   help="the investigator's network (default slot); the other roles train an "
+                   "MLP; --init continues the checkpoint's own")
     p.add_argument("--imitation-samples", type=int, default=d.imitation_samples)
     p.add_argument("--imitation-epochs", type=int, default=d.imitation_epochs)
     p.add_argument("--teacher", default=d.teacher,
@@ -672,6 +711,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out)
+    p.add_argument("--overwrite", action="store_true",
+                   help="train into an --out that already holds a run, replacing its files")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-tensorboard", action="store_true")
     a = p.parse_args(argv)
@@ -733,25 +774,32 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                 f"{d.train_seed_range[0]}-{d.train_seed_range[1] - 1}; validate on others")
     # the checkpoints a run reads are loaded now: a wrong one is a usage error, named before
     # the run directory is touched
-    try:
-        if a.teacher:
-            teacher_factory(a.role, a.teacher)
-        for role, spec in opponents:
-            make_opponent(role, spec)
-        if a.init:
-            cli.load_checkpoint(cli.PolicySpec(a.role, a.init, Path(a.init)))
-    except (ValueError, cli.CheckpointError) as exc:
-        p.error(f"--init {exc}" if a.init and a.init in str(exc) else str(exc))
+    checks = [("--teacher", lambda: teacher_factory(a.role, a.teacher))] if a.teacher else []
+    checks += [(f"--opponent {role}={spec}", lambda role=role, spec=spec:
+                pool_refusal(role, spec) or make_opponent(role, spec))
+               for role, spec in opponents]
+    if a.init:
+        checks.append(("--init", lambda: cli.load_checkpoint(
+            cli.PolicySpec(a.role, a.init, Path(a.init)))))
+    for flag, check in checks:
+        try:
+            check()
+        except (ValueError, cli.CheckpointError) as exc:
+            p.error(str(exc) if str(exc).startswith(flag.split()[0]) else f"{flag}: {exc}")
     if why := idle_teacher("--teacher", a.teacher, "--imitation-samples", a.imitation_samples,
                            a.init):
         p.error(why)
-    try:
-        Path(a.out).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        p.error(f"--out {a.out!r}: cannot create it ({exc.strerror or exc})")
-    return dataclasses.replace(
+    if a.net is not None and a.init:
+        p.error("--net: --init continues the checkpoint's own network; drop --net")
+    if a.net == "slot" and a.role != "investigator":
+        p.error(f"--net slot is the investigator's network; the {a.role} trains an MLP (--net "
+                f"mlp, the default for it)")
+    if not a.overwrite and (held := run_refusal(Path(a.out))):
+        p.error(held)
+    cfg = dataclasses.replace(
         d, role=a.role, tasks=a.task, opponents=tuple(opponents), timesteps=a.timesteps,
-        init=a.init, net=a.net, imitation_samples=a.imitation_samples,
+        init=a.init, net=a.net or ("slot" if a.role == "investigator" else "mlp"),
+        imitation_samples=a.imitation_samples,
         imitation_epochs=a.imitation_epochs, teacher=a.teacher, learning_rate=a.lr,
         n_envs=a.n_envs, vector_envs=a.vector_envs, workers=a.workers, n_steps=a.n_steps,
         batch_size=a.batch_size, n_epochs=a.n_epochs, ent_coef=a.ent_coef,
@@ -760,6 +808,28 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         val_seeds=val_seeds,
         eval_every=a.eval_every, seed=a.seed, out=a.out, progress=not a.no_progress,
         tensorboard=not a.no_tensorboard)
+    rollout = (cfg.vector_envs or cfg.n_envs) * cfg.n_steps
+    if why := minibatch_refusal(rollout, cfg.batch_size):
+        p.error(why)
+    try:
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        p.error(f"--out {a.out!r}: cannot create it ({exc.strerror or exc})")
+    return cfg
+
+
+# what a finished (or started) run leaves in its directory
+RUN_FILES = ("config.json", "last.zip", "best.zip", "validation.csv")
+
+
+def run_refusal(out: Path) -> str | None:
+    """Why ``out`` must not take a new run (it holds another's files, which a new run would
+    mix with its own), or None."""
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if held:
+        return (f"--out {str(out)!r} already holds a run ({', '.join(held)}); give a new --out, "
+                f"or pass --overwrite to replace it")
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
