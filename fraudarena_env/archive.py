@@ -52,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -295,7 +296,10 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite JSON number the store can keep (SQLite's integers are 64-bit): NaN, infinity
+    or an integer past 2**63 made the store refuse the whole import it came in."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value) and -2**63 <= value < 2**63
 
 
 def _is_text_map(value: Any, keys, none: bool = False) -> bool:
@@ -505,11 +509,19 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     return out
 
 
+# how many ``{"match_id"`` fragments of one line are tried (each parse reads the line's rest: a
+# line of many fragments took time quadratic in its length)
+_FRAGMENTS_TRIED = 8
+
+
 def _record_in(line: bytes) -> dict[str, Any] | None:
-    start = 0
-    while start >= 0:
+    start, tries = 0, 0
+    while start >= 0 and tries <= _FRAGMENTS_TRIED:
+        tries += 1
         try:
             record = json.loads(line[start:])
+        except RecursionError:  # nested past Python's stack: no record of ours
+            return None
         except ValueError:
             start = line.find(b'{"match_id"', start + 1)
             continue
@@ -539,23 +551,29 @@ def write_jsonl(records, path: str | os.PathLike) -> int:
     return n
 
 
-def read_archive(path: str | os.PathLike) -> list[dict[str, Any] | DamagedRecord]:
+def read_archive(path: str | os.PathLike, match_id: str | None = None
+                 ) -> list[dict[str, Any] | DamagedRecord]:
     """Every record in an archive, in order, a damaged one as the :class:`DamagedRecord` that
-    names it: a JSON-lines file, a store's database file, or its data directory. Reads a
-    database without locking it, so a running server's store can be read."""
+    names it: a JSON-lines file, a store's database file, or its data directory; with
+    ``match_id``, only that match's (from a database, read by its key: the others are never
+    loaded). Reads a database without locking it, so a running server's store can be read."""
     path = Path(path)
     db = path / DB_FILE if path.is_dir() else path
     if db.suffix == ".sqlite3" or db.name == DB_FILE:
         if not db.exists():
             raise FileNotFoundError(2, "No such file or directory", str(db))
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        # (as a URI, quoted: a name with "#", "?" or "%" read another file, and made one)
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        query, args = "SELECT match_id, record FROM matches ORDER BY rowid", ()
+        if match_id is not None:
+            query, args = ("SELECT match_id, record FROM matches WHERE match_id = ? ORDER BY "
+                           "rowid"), (match_id,)
         try:
-            return [_row_or_damage(text, str(match_id)) for match_id, text in
-                    conn.execute("SELECT match_id, record FROM matches ORDER BY rowid")]
+            return [_row_or_damage(text, str(mid)) for mid, text in conn.execute(query, args)]
         finally:
             conn.close()
     return [DamagedRecord(r["match_id"], why) if (why := record_refusal(r)) else r
-            for r in read_jsonl(path)]
+            for r in read_jsonl(path) if match_id is None or r["match_id"] == match_id]
 
 
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:

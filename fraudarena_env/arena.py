@@ -10,6 +10,7 @@ What an evaluation reports of a finished match comes from one place, :func:`matc
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,8 +47,12 @@ class Arena:
     def play(self, task_id: str, seed: int, policies: dict[str, Policy] | None = None,
              faces: dict[str, str] | None = None, actions: list | None = None,
              **knobs) -> MatchResult:
-        """One match. With a list as ``actions``, every applied action is appended to it as the
-        archive records it (``{"role", "action"}``; see :mod:`fraudarena_env.archive`)."""
+        """One match. Every policy is reset with the match's seed first (``reset(seed=seed)``,
+        as ``RoleEnv`` resets its opponents), so that a policy reused across matches plays each
+        seed as a new one would, whatever it played before; the roles left out play their
+        scripted baseline, made with that seed. With a list as ``actions``, every applied action
+        is appended to it as the archive records it (``{"role", "action"}``; see
+        :mod:`fraudarena_env.archive`)."""
         policies = dict(policies or {})
         for role, pol in policies.items():  # a mistake here would surface mid-match, obscurely
             if role not in ROLES:
@@ -56,6 +61,8 @@ class Arena:
                 raise TypeError(f"the {role} policy must be a fraudarena_env.policies.Policy "
                                 f"(act_tensor or act_model), got {type(pol).__name__}")
             pol.check_plays(role, f"the policy given for {role}")
+        for pol in policies.values():
+            pol.reset(seed=seed)
         for role in ROLES:
             if role not in policies:
                 policies[role] = BASELINES[role](seed=seed)
@@ -170,7 +177,15 @@ def match_metrics(result: MatchResult) -> dict[str, float]:
 # ============================================================================ many matches
 def evaluate_matches(task_id: str, seeds, make_policies, faces=None) -> list[dict[str, float]]:
     """:func:`match_metrics` of one match per seed; ``make_policies(seed)`` builds the policies
-    (roles left out play their scripted baseline)."""
+    (roles left out play their scripted baseline). A seed is one match: a seed given twice
+    would count one match as two, and is refused, as is an empty list."""
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("no seeds: give at least one match seed to evaluate on")
+    if len(set(seeds)) < len(seeds):
+        twice = sorted(s for s, n in Counter(seeds).items() if n > 1)[:5]
+        raise ValueError(f"seeds {twice} are given more than once: a seed is one match, so a "
+                         f"repeat would count it twice and shrink the standard errors")
     arena = Arena()
     return [match_metrics(arena.play(task_id, s, make_policies(s), faces)) for s in seeds]
 

@@ -24,6 +24,7 @@ import os
 import sqlite3
 import sys
 import types
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,11 +156,17 @@ def shorten(text: str, width: int = COPY_WIDTH) -> str:
     """A player's free text (ad copy, a rationale) as one line for the terminal: whitespace
     runs become one space, every other character that does not print (a terminal's escape
     sequences, bidirectional overrides, ...) is shown as its escape, then cut to ``width``."""
-    text = " ".join(text.split())
-    if not text.isprintable():  # (another player wrote it: it must not drive the terminal)
-        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                       for c in text)
+    text = printable(" ".join(text.split()))
     return text if len(text) <= width else text[:width - 3].rstrip() + "..."
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that does not print shown as its escape: what a file or
+    another player wrote must not drive the terminal it is printed on."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 def signed(x: float, digits: int = 2) -> str:
@@ -466,7 +473,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                       _is_database("replay", args.html) or not _can_write("replay", args.html)):
         return 2
     try:
-        records = read_archive(args.file)
+        records = read_archive(args.file, args.match)
     except (OSError, sqlite3.Error) as exc:
         print(f"fraudarena replay: cannot read {getattr(exc, 'filename', None) or args.file}: "
               f"{getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
@@ -490,7 +497,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
               f"played again ({detail}); the record is damaged or from another version",
               file=sys.stderr)
         return 1
-    notes = [f"archived match {record['match_id']} ({record['reason']})"]
+    notes = [f"archived match {printable(record['match_id'])} ({printable(record['reason'])})"]
     same = state_as_archived(ref, record) == record["state"]
     if not same:
         notes.append("the replay does NOT reach the archived state")
@@ -504,7 +511,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
         with open(args.html, "w", encoding="utf-8") as f:
             f.write(replay_html(record))
-        print(f"wrote the replay page of match {record['match_id']} to {args.html}")
+        print(f"wrote the replay page of match {printable(record['match_id'])} to {args.html}")
     else:
         print_transcript(Printer(plain=args.plain), result, dict.fromkeys(ROLES, "remote"),
                          faces, notes)
@@ -580,6 +587,11 @@ def parse_seeds(text: str) -> list[int]:
         seeds.extend(range(lo, hi + 1))
     if not seeds:
         raise argparse.ArgumentTypeError("no seeds given")
+    if len(set(seeds)) < len(seeds):  # (a seed is one match: counted twice, it would shrink
+        # every standard error)
+        twice = sorted({s for s, n in Counter(seeds).items() if n > 1})
+        raise argparse.ArgumentTypeError(f"seeds {text!r} name {len(twice)} seed(s) more than "
+                                         f"once (first: {twice[0]}); give each seed once")
     return seeds
 
 

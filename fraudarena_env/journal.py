@@ -55,7 +55,7 @@ def _object(text: Any) -> dict[str, Any] | None:
     """A journal row's JSON object, or None when the row holds something else."""
     try:
         value = json.loads(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # (a value nested past Python's stack)
         return None
     return value if isinstance(value, dict) else None
 

@@ -109,8 +109,13 @@ def check_role(model, role: str, name: str) -> None:
     among its actions (a model trained for another role, or on another layout, would fail only
     at its first move, or play nonsense)."""
     space = getattr(model, "observation_space", None)
-    if not isinstance(space, gymnasium.spaces.Box):
+    if space is None:
         return
+    if not isinstance(space, gymnasium.spaces.Box):  # (it failed only at its first move)
+        raise WrongRoleError(f"{name} reads a {type(space).__name__} observation; a player of the "
+                             f"{role} reads the {role}'s vector, a Box of "
+                             f"{Observer(role).size} floats (train it on RoleEnv, or on the "
+                             f"observation key of a masked env)")
     got = (int(np.prod(space.shape)), int(getattr(model.action_space, "n", -1)))
     want = (Observer(role).size, N_ACTIONS[role])
     if got != want:

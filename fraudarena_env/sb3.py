@@ -18,6 +18,7 @@ imports happen inside the functions.
 from __future__ import annotations
 
 import inspect
+import os
 import weakref
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -233,6 +234,10 @@ def imitate(model, role: str, tasks: Sequence[str], samples: int, epochs: int, s
 def _matchups(models: dict[str, Any]) -> list[tuple[dict[str, str], dict[str, Callable]]]:
     """(who plays each role, role -> policy factory(seed)); roles without a factory play their
     scripted baseline (the arena's default)."""
+    for role, m in models.items():
+        if isinstance(m, (str, os.PathLike)):  # (it failed later: 'str' has no 'predict')
+            raise TypeError(f"models[{role!r}] is a path ({m!r}); give the loaded model, e.g. "
+                            f"MaskablePPO.load(path) or SB3Policy.load(path, {role!r}).model")
     learned = {role: SB3Policy(m, role, name=f"learned-{role}") for role, m in models.items()}
 
     def fixed(p):

@@ -444,6 +444,8 @@ def resumed_entry(match: JournaledMatch) -> MatchEntry:
     reset, opponents = setup.get("reset"), setup.get("opponents", {})
     if not isinstance(reset, dict) or not isinstance(setup.get("episode_id"), str):
         raise ValueError(f"{where} has no reset data or episode id")
+    if unknown := sorted(set(reset) - set(RESET_KEYS)):  # (the referee would take them too)
+        raise ValueError(f"{where} resets with what no client may set: {unknown[:5]}")
     if setup.get("illegal_action") not in ILLEGAL_ACTION_MODES:
         raise ValueError(f"{where} has no illegal_action mode")
     if not isinstance(opponents, dict) or not all(
@@ -772,9 +774,9 @@ class MatchPool:
                     raise ValueError(match.broken)
                 entry = resumed_entry(match)
                 self.replay_into(entry, match.actions)
-            except (ValueError, TypeError, KeyError, ProtocolError, IllegalActionError) as exc:
+            except Exception as exc:  # (whatever a damaged journal makes fail: the others resume)
                 logger.error("journaled match %s cannot be resumed: %s", match.match_id,
-                             getattr(exc, "message", exc))
+                             getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
                 continue
             self.entries[entry.match_id] = entry
             if entry.address is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.abc
+import json
 import re
 import subprocess
 import sys
@@ -457,3 +458,17 @@ def test_a_players_text_cannot_drive_the_terminal_a_transcript_prints_it_on():
     assert shown == "Buy now \\x1b]0;PWNED\\x07\\x1b[2J \\u202ereversed\\u200b end"
     assert shown.isprintable()
     assert shorten("Plain copy, all printable: caf\u00e9") == "Plain copy, all printable: caf\u00e9"
+
+
+def test_a_replayed_records_own_id_and_reason_are_printed_as_escapes(tmp_path, capsys):
+    """An archive file another person made could set the terminal's title or clear it through
+    the id and the reason the transcript's note prints."""
+    record = {"match_id": "m_x\x1b]0;PWNED\x07", "episode_id": "e", "reason": "finished\x1b[2J",
+              "archived_at": 1.0, "reset": {"seed": 1, "task_id": "task_1"}, "actions": [],
+              "state": {}}
+    path = tmp_path / "archive.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    cli.main(["replay", str(path), "--plain"])
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "archived match m_x\\x1b]0;PWNED\\x07 (finished\\x1b[2J)" in out

@@ -208,3 +208,58 @@ def test_a_file_that_is_no_checkpoint_is_refused(capsys, tmp_path):
     assert cli.main(["evaluate", "--task", "task_1", "--seeds", "1", "--auditor", str(path),
                      "--no-progress"]) == 1
     assert f"cannot load {path} as a MaskablePPO checkpoint" in capsys.readouterr().err
+
+
+def test_a_policy_reused_across_matches_plays_each_seed_as_a_new_one_would():
+    """The arena resets every policy it is given with the match's seed: one RandomPolicy for
+    all seeds gave seed 1000 a result that depended on the seeds played before it."""
+    from fraudarena_env.arena import evaluate_matches
+    from fraudarena_env.policies import RandomPolicy
+
+    shared = RandomPolicy("fraudster")
+    fresh = evaluate_matches("task_1", [1000, 1001],
+                             lambda seed: {"fraudster": RandomPolicy("fraudster", seed=seed)})
+    forward = evaluate_matches("task_1", [1000, 1001], lambda seed: {"fraudster": shared})
+    backward = evaluate_matches("task_1", [1001, 1000], lambda seed: {"fraudster": shared})
+    assert forward == fresh
+    assert backward == fresh[::-1]
+
+
+@pytest.mark.parametrize("seeds, said", [([], "no seeds"),
+                                         ([1000, 1001, 1000], r"seeds \[1000\] are given more")])
+def test_an_evaluation_of_no_seed_or_of_a_seed_twice_is_refused(seeds, said):
+    """A seed is one match: a repeat counted it twice and shrank the standard error (an empty
+    list failed with an IndexError)."""
+    from fraudarena_env.arena import evaluate
+
+    with pytest.raises(ValueError, match=said):
+        evaluate("task_1", seeds, lambda seed: {})
+
+
+def test_a_seed_named_twice_on_the_command_line_is_a_usage_error():
+    with pytest.raises(argparse.ArgumentTypeError, match="name 1 seed.* more than once .first: "
+                                                         "1001"):
+        cli.parse_seeds("1000-1001,1001")
+
+
+def test_a_path_where_a_model_is_wanted_is_named_as_such():
+    from fraudarena_env.sb3 import evaluate_models
+
+    with pytest.raises(TypeError, match=r"models\['investigator'\] is a path .* give the "
+                                        r"loaded model"):
+        evaluate_models({"investigator": "investigator.zip"}, ["task_1"], [1000])
+
+
+def test_a_model_that_reads_no_vector_is_refused_before_it_plays():
+    """A model of a dict observation passed the role check and failed at its first move."""
+    import gymnasium
+
+    from fraudarena_env.role_env import WrongRoleError, check_role
+
+    class DictModel:
+        observation_space = gymnasium.spaces.Dict({"observation": gymnasium.spaces.Box(0, 1, (3,))})
+        action_space = gymnasium.spaces.Discrete(977)
+
+    with pytest.raises(WrongRoleError, match="reads a Dict observation; a player of the "
+                                             "investigator reads the investigator's vector"):
+        check_role(DictModel(), "investigator", "the model")

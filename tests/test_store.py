@@ -39,6 +39,7 @@ from fraudarena_env.archive import (  # noqa: E402
     DamagedRecord,
     StorageError,
     Store,
+    read_archive,
     read_jsonl,
     read_records,
     replay,
@@ -284,6 +285,12 @@ DAMAGE = {  # one match's journal rows, damaged (by hand, or by the disk)
     "negative action index": "UPDATE steps SET action = '{\"action_index\":-1}' "
                              "WHERE match_id = ?",
     "seat of no role": "INSERT INTO seats VALUES (?, 'admin', 'x')",
+    # (these two stopped the server from starting: the referee took any keyword, and a
+    # RecursionError is no ValueError)
+    "reset with what no client sets": "UPDATE live SET setup = json_set(setup, "
+                                      "'$.reset.episode', 1) WHERE match_id = ?",
+    "setup nested too deep": "UPDATE live SET setup = printf('%.*c', 100000, '[') "
+                             "WHERE match_id = ?",
 }
 
 
@@ -505,20 +512,27 @@ def test_damaged_records_in_an_old_jsonl_archive_are_skipped_and_the_server_star
     """A state that is not an object once crashed the import, and so the server's start."""
     lines = [record_of(0), {**record_of(1), "state": "x"}, {**record_of(2), "archived_at": {}},
              {**record_of(3), "actions": None}, record_of(4)]
-    (tmp_path / "matches.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    # a number the store cannot keep, and a line nested past Python's stack, each stopped the
+    # server's start, on every restart
+    unkept = [{**record_of(5), "archived_at": float("nan")}, {**record_of(6), "archived_at": 10**20}]
+    (tmp_path / "matches.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in lines + unkept) + "[" * 100000 + "\n")
     with caplog.at_level(logging.WARNING, "fraudarena_env.archive"), \
             TestClient(create_app(data_dir=str(tmp_path), open_api=True)) as client:
         assert client.get("/healthz").json()["archived"] == 2
         assert [m["match_id"] for m in client.get("/api/v1/matches").json()["archived"]] == \
             ["m_004", "m_000"]
     legacy = tmp_path / "matches.jsonl"
-    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING][:3] == [
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and
+            r.getMessage().startswith("not importing")][:3] == [
         f"not importing match m_001 from {legacy}: its record is damaged: its field state is "
         "not an object",
         f"not importing match m_002 from {legacy}: its record is damaged: its field archived_at "
         "is not a number",
         f"not importing match m_003 from {legacy}: its record is damaged: its field actions is "
         "not a list"]
+    assert sum("its field archived_at is not a number" in r.getMessage()
+               for r in caplog.records) == 3
 
 
 # ============================================================================ a full disk
@@ -833,3 +847,59 @@ def test_a_store_that_cannot_be_opened_is_a_storage_error_naming_it(tmp_path):
     for _ in range(2):  # the second time too: a refused open lets its lock go
         with pytest.raises(StorageError, match="cannot open the store"):
             Store(tmp_path / "db")
+
+
+@pytest.mark.parametrize("name", ["hash#1", "query?x", "pct%41"])
+def test_a_data_directory_is_read_whatever_its_name_and_nothing_is_written(tmp_path,
+                                                                          monkeypatch, name):
+    """The database was opened as an unquoted URI: after "#" the rest of its path and
+    ``mode=ro`` were dropped, so another file was read (``no such table``) and made."""
+    data = tmp_path / name
+    data.mkdir()
+    (data / "matches.jsonl").write_text(json.dumps(record_of(0)) + "\n")
+    with TestClient(create_app(data_dir=str(data))):  # imports the old archive into the store
+        pass
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert [r["match_id"] for r in read_archive(data)] == ["m_000"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_line_nested_past_pythons_stack_or_made_of_fragments_is_skipped_in_few_reads(
+        tmp_path, monkeypatch):
+    """A deeply nested line stopped ``read_jsonl`` (and so ``fraudarena replay``) with a
+    RecursionError; a line of many ``{"match_id"`` fragments was parsed once per fragment, each
+    time from there to its end: time quadratic in its length."""
+    import fraudarena_env.archive as archive
+
+    path = tmp_path / "archive.jsonl"
+    fragments = '{"match_id"' * 20_000
+    path.write_text(json.dumps(record_of(0)) + "\n" + "[" * 100000 + "\n" + fragments + "\n"
+                    + json.dumps(record_of(1)) + "\n")
+    reads = []
+    monkeypatch.setattr(archive.json, "loads", lambda text: reads.append(len(text)) or
+                        json.JSONDecoder().decode(text.decode() if isinstance(text, bytes)
+                                                  else text))
+    assert [r["match_id"] for r in read_jsonl(path)] == ["m_000", "m_001"]
+    assert len(reads) <= 3 + archive._FRAGMENTS_TRIED + 1
+
+
+def test_one_match_is_read_from_a_store_by_its_key_not_by_loading_them_all(tmp_path,
+                                                                          monkeypatch):
+    """``fraudarena replay DIR --match ID`` parsed every record in the store (about 140 KB of
+    memory a match) to keep one."""
+    import fraudarena_env.archive as archive
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "matches.jsonl").write_text("".join(json.dumps(record_of(i)) + "\n"
+                                                for i in range(5)))
+    with TestClient(create_app(data_dir=str(data))):
+        pass
+    parsed = []
+    real = archive._row_or_damage
+    monkeypatch.setattr(archive, "_row_or_damage",
+                        lambda text, mid: parsed.append(mid) or real(text, mid))
+    assert [r["match_id"] for r in read_archive(data, "m_003")] == ["m_003"]
+    assert parsed == ["m_003"]
+    assert read_archive(data, "m_404") == []
