@@ -13,7 +13,10 @@
   dict ``{"observation": float32 array, "action_mask": int8 array}`` that the baseline
   policies' ``act`` takes directly. The whole reply of the last call is in ``last_data``; the
   seat token of the last reset or join in ``seat_token`` (``join(match_id, seat_token=...)``
-  takes the seat back after a disconnect). An error reply raises :class:`ServerError`.
+  takes the seat back after a disconnect). An error reply raises :class:`ServerError`, and so
+  does a socket the server closes (with the reason it sent). A call with no reply within
+  ``timeout`` raises ``TimeoutError`` and closes the client: the late reply would otherwise
+  answer the next call.
 * :class:`AsyncFraudArenaClient`: the same calls as coroutines, for many matches at once.
 * :class:`RemoteFraudArena`: a PettingZoo AEC env whose one agent is a role played on a server,
   so a local policy (scripted, or an SB3 model) can face remote opponents, or, with
@@ -46,6 +49,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import AECEnv
 from pydantic import BaseModel
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from .faces.encoding import N_ACTIONS, OBS_BOUND, Observer
@@ -133,6 +137,11 @@ def step_payload(action: Any) -> dict[str, Any]:
                     f"{type(action).__name__}")
 
 
+# the reply each message is answered with (or an error)
+_REPLY_TYPE = {"reset": "observation", "join": "observation", "step": "observation",
+               "obs": "observation", "state": "state"}
+
+
 def _check(role: str, obs_format: str) -> None:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
@@ -155,19 +164,30 @@ class _Protocol:
         self.seat_token: str | None = None
         self.last_data: dict[str, Any] | None = None
         self._closed = False
+        self._why_closed = ""
 
-    def _read(self, raw: str | bytes) -> dict[str, Any]:
+    def _read(self, raw: str | bytes, expected: str | None = None) -> dict[str, Any]:
+        """A reply's data, or its error raised as ``ServerError``; ``expected``: the type the
+        call's reply must have (a reply of another type is no answer to it)."""
         reply = json.loads(raw)
         payload = reply.get("data") or {}
         if reply.get("type") == "error":
             raise ServerError(payload.get("code", "unknown"), payload.get("message", ""),
                               payload.get("retry_after"))
+        if expected is not None and reply.get("type") != expected:
+            raise ServerError("unexpected_reply", f"a {reply.get('type')!r} reply came where a "
+                              f"{expected!r} one was due: replies and calls are out of step")
         self.last_data = payload
         if "match_id" in payload:
             self.match_id = payload["match_id"]
         if "seat_token" in payload:
             self.seat_token = payload["seat_token"]
         return payload
+
+    def _timed_out(self, kind: str) -> str:
+        return (f"no reply to {kind} within {self.timeout:g} s; the client is closed, since "
+                f"that reply could still come and answer the next call: make a new client, and "
+                f"join match {self.match_id!r} with seat_token to take the seat back")
 
     def _format(self, obs_format: str | None) -> str:
         if obs_format is not None:
@@ -205,15 +225,47 @@ class FraudArenaClient(_Protocol):
 
     def _request(self, kind: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
         if self._closed:
-            raise RuntimeError("this client is closed")
+            raise RuntimeError(f"this client is closed{self._why_closed}")
         message, deadline = json.dumps({"type": kind, "data": data or {}}), \
             time.monotonic() + self.timeout
         while True:  # a message past the server's rate limit was not read: send it again
-            self._ws.send(message)
             try:
-                return self._read(self._ws.recv(timeout=self.timeout))
+                self._ws.send(message)
+                raw = self._ws.recv(timeout=self.timeout)
+            except TimeoutError:
+                self._give_up(f"no reply to {kind} came within {self.timeout:g} s")
+                raise TimeoutError(self._timed_out(kind)) from None
+            except ConnectionClosed:
+                self._give_up("the server closed the connection")
+                raise self._closing_reason() from None
+            try:
+                return self._read(raw, _REPLY_TYPE[kind])
             except ServerError as exc:
+                if exc.code != "rate_limited":
+                    if exc.code == "unexpected_reply":
+                        self._give_up(exc.message)
+                    raise
                 time.sleep(_retry_delay(exc, deadline))
+
+    def _give_up(self, why: str) -> None:
+        """Close the socket: a reply still on its way would answer the next call instead."""
+        self._closed, self._why_closed = True, f" ({why})"
+        try:
+            self._cm.__exit__(None, None, None)
+        except Exception:
+            pass
+
+    def _closing_reason(self) -> Exception:
+        """The error frame the server sent before it closed the socket (why it did), as a
+        ``ServerError``; else the closing itself."""
+        try:
+            self._read(self._ws.recv(timeout=0))
+        except ServerError as exc:
+            return exc
+        except Exception:
+            pass
+        return ConnectionError("the server closed the connection; make a new client (and join "
+                               "with seat_token to take the seat back)")
 
     def reset(self, seed: int | None = None, task_id: str | None = None,
               episode_id: str | None = None, obs_format: str | None = None, **knobs: Any):
@@ -236,7 +288,8 @@ class FraudArenaClient(_Protocol):
         return decode_observation(self.role, self._request("step", step_payload(action)))
 
     def observe(self, obs_format: str | None = None):
-        """This role's current observation, without acting."""
+        """This role's current observation, without acting. An ``obs_format`` given here is
+        kept: later replies (steps included) come in it too."""
         return decode_observation(self.role, self._request(
             "obs", {"obs_format": self._format(obs_format)}))
 
@@ -283,18 +336,48 @@ class AsyncFraudArenaClient(_Protocol):
 
     async def _request(self, kind: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
         if self._closed or self._ws is None:
-            raise RuntimeError("this client is closed or not open")
+            raise RuntimeError(f"this client is closed or not open{self._why_closed}")
         message, deadline = json.dumps({"type": kind, "data": data or {}}), \
             time.monotonic() + self.timeout
         while True:  # a message past the server's rate limit was not read: send it again
-            await self._ws.send(message)
             try:
+                await self._ws.send(message)
                 if _timeout is None:  # Python 3.10: wait_for wraps the receive in a task
-                    return self._read(await asyncio.wait_for(self._ws.recv(), self.timeout))
-                async with _timeout(self.timeout):
-                    return self._read(await self._ws.recv())
+                    raw = await asyncio.wait_for(self._ws.recv(), self.timeout)
+                else:
+                    async with _timeout(self.timeout):
+                        raw = await self._ws.recv()
+            except (TimeoutError, asyncio.TimeoutError):  # noqa: UP041 (two classes on 3.10)
+                await self._give_up(f"no reply to {kind} came within {self.timeout:g} s")
+                raise TimeoutError(self._timed_out(kind)) from None
+            except ConnectionClosed:
+                self._closed, self._why_closed = True, " (the server closed the connection)"
+                raise await self._closing_reason() from None
+            try:
+                return self._read(raw, _REPLY_TYPE[kind])
             except ServerError as exc:
+                if exc.code != "rate_limited":
+                    if exc.code == "unexpected_reply":
+                        await self._give_up(exc.message)
+                    raise
                 await asyncio.sleep(_retry_delay(exc, deadline))
+
+    async def _give_up(self, why: str) -> None:
+        self._closed, self._why_closed = True, f" ({why})"
+        try:
+            await self._ws.close()
+        except Exception:
+            pass
+
+    async def _closing_reason(self) -> Exception:
+        try:
+            self._read(await asyncio.wait_for(self._ws.recv(), 0.1))
+        except ServerError as exc:
+            return exc
+        except Exception:
+            pass
+        return ConnectionError("the server closed the connection; make a new client (and join "
+                               "with seat_token to take the seat back)")
 
     async def reset(self, seed: int | None = None, task_id: str | None = None,
                     episode_id: str | None = None, obs_format: str | None = None, **knobs: Any):

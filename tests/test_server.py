@@ -1269,3 +1269,55 @@ def test_sigkill_and_restart_keep_every_archived_match(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_client_whose_call_timed_out_is_closed_not_a_call_behind(live_server):
+    """The late reply to a call that timed out was read as the next call's: a retried reset
+    reported the abandoned match, and every later call the previous call's reply."""
+    from fraudarena_env.client import AsyncFraudArenaClient, FraudArenaClient
+
+    url, _ = live_server
+    opponents = {"fraudster": "reactive", "auditor": "heuristic"}
+    client = FraudArenaClient(url, "investigator", timeout=0.0005)
+    with pytest.raises(TimeoutError, match="the client is closed, since that reply could still "
+                                           "come and answer the next call"):
+        client.reset(seed=7, task_id="task_3", opponents=opponents)
+    with pytest.raises(RuntimeError, match=r"closed \(no reply to reset came within"):
+        client.reset(seed=8, task_id="task_1", opponents=opponents)
+
+    async def timed_out():
+        aclient = await AsyncFraudArenaClient.open(url, "investigator", timeout=0.0005)
+        with pytest.raises(TimeoutError, match="the client is closed"):
+            await aclient.reset(seed=7, task_id="task_3", opponents=opponents)
+        with pytest.raises(RuntimeError, match="closed"):
+            await aclient.observe()
+
+    asyncio.run(timed_out())
+
+
+def test_a_socket_the_server_closes_says_why_through_the_client():
+    """A socket refused at the handshake, or closed for holding no seat, raised a bare
+    ConnectionClosed (the server's reason, sent before it closed, was never read)."""
+    from fraudarena_env.client import FraudArenaClient, ServerError
+
+    port = free_port()
+    proc = spawn_or_skip(port, "--in-memory", "--max-connections-per-address", "1",
+                         "--lobby-timeout", "1")
+    url = f"ws://127.0.0.1:{port}"
+    try:
+        with FraudArenaClient(url, "fraudster") as holder:
+            holder.reset(seed=1, task_id="task_1")
+            refused = FraudArenaClient(url, "investigator")
+            with pytest.raises(ServerError) as error:
+                refused.join(holder.match_id)
+            assert error.value.code == "capacity_reached"
+            refused.close()
+        idle = FraudArenaClient(url, "fraudster")
+        time.sleep(2.5)  # past the lobby timeout: the server closes the seatless socket
+        with pytest.raises(ServerError) as error:
+            idle.reset(seed=1, task_id="task_1")
+        assert error.value.code == "no_match" and "held no seat" in error.value.message
+        idle.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
