@@ -184,6 +184,19 @@ class _Protocol:
             self.seat_token = payload["seat_token"]
         return payload
 
+    def _why_refused(self, raw: str | bytes | None) -> Exception:
+        """Why the server closed the socket: the error frame it sent first (``raw``), as a
+        ``ServerError``; else the closing itself."""
+        if raw is not None:
+            try:
+                self._read(raw)
+            except ServerError as exc:
+                return exc
+            except ValueError:
+                pass
+        return ConnectionError("the server closed the connection; make a new client (and join "
+                               "with seat_token to take the seat back)")
+
     def _timed_out(self, kind: str) -> str:
         return (f"no reply to {kind} within {self.timeout:g} s; the client is closed, since "
                 f"that reply could still come and answer the next call: make a new client, and "
@@ -259,13 +272,9 @@ class FraudArenaClient(_Protocol):
         """The error frame the server sent before it closed the socket (why it did), as a
         ``ServerError``; else the closing itself."""
         try:
-            self._read(self._ws.recv(timeout=0))
-        except ServerError as exc:
-            return exc
-        except Exception:
-            pass
-        return ConnectionError("the server closed the connection; make a new client (and join "
-                               "with seat_token to take the seat back)")
+            return self._why_refused(self._ws.recv(timeout=0))
+        except Exception:  # (no frame was left)
+            return self._why_refused(None)
 
     def reset(self, seed: int | None = None, task_id: str | None = None,
               episode_id: str | None = None, obs_format: str | None = None, **knobs: Any):
@@ -371,13 +380,9 @@ class AsyncFraudArenaClient(_Protocol):
 
     async def _closing_reason(self) -> Exception:
         try:
-            self._read(await asyncio.wait_for(self._ws.recv(), 0.1))
-        except ServerError as exc:
-            return exc
-        except Exception:
-            pass
-        return ConnectionError("the server closed the connection; make a new client (and join "
-                               "with seat_token to take the seat back)")
+            return self._why_refused(await asyncio.wait_for(self._ws.recv(), 0.1))
+        except Exception:  # (no frame was left)
+            return self._why_refused(None)
 
     async def reset(self, seed: int | None = None, task_id: str | None = None,
                     episode_id: str | None = None, obs_format: str | None = None, **knobs: Any):
