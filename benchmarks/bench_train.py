@@ -257,8 +257,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="time training/train.py's command against plain MaskablePPO "
                              "instead (investigator and fraudster unless --roles)")
     parser.add_argument("--train-args", default="",
-                        help="with --against-plain: extra train.py flags, e.g. "
-                             "'--vector-envs 256 --n-steps 32'")
+                        help="with --against-plain: extra train.py flags, as one value "
+                             "after '=' (they begin with '-'), e.g. "
+                             "--train-args='--vector-envs 256 --n-steps 32'")
     return parser.parse_args(argv)
 
 
