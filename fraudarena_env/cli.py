@@ -564,8 +564,10 @@ def parse_task_list(text: str) -> tuple[str, ...]:
 MAX_SEED_COUNT = 1_000_000  # a list of seeds to play: more would not finish (or fit)
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``"1000-1049"``, ``"7"``, or a comma-separated mix such as ``"1-5,9"`` (inclusive)."""
+def parse_seeds(text: str, repeats: bool = False) -> list[int]:
+    """``"1000-1049"``, ``"7"``, or a comma-separated mix such as ``"1-5,9"`` (inclusive). A
+    seed named twice is refused (a seed is one match: evaluated twice, it would count twice),
+    unless ``repeats`` (for a caller that runs each seed once however often it is named)."""
     seeds: list[int] = []
     for part in text.split(","):
         part = part.strip()
@@ -587,8 +589,8 @@ def parse_seeds(text: str) -> list[int]:
         seeds.extend(range(lo, hi + 1))
     if not seeds:
         raise argparse.ArgumentTypeError("no seeds given")
-    if len(set(seeds)) < len(seeds):  # (a seed is one match: counted twice, it would shrink
-        # every standard error)
+    if not repeats and len(set(seeds)) < len(seeds):  # (a seed is one match: counted twice,
+        # it would shrink every standard error)
         twice = sorted({s for s, n in Counter(seeds).items() if n > 1})
         raise argparse.ArgumentTypeError(f"seeds {text!r} name {len(twice)} seed(s) more than "
                                          f"once (first: {twice[0]}); give each seed once")

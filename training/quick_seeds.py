@@ -25,6 +25,7 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -161,7 +162,7 @@ def summary(runs: dict[int, dict]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", type=parse_seeds, default="0-4",
+    p.add_argument("--seeds", type=partial(parse_seeds, repeats=True), default="0-4",
                    help="training seeds, one quick job each (0-4)")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs at a time; with more than one, each runs in one process (selfplay "
