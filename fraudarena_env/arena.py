@@ -61,7 +61,6 @@ class Arena:
                 raise TypeError(f"the {role} policy must be a fraudarena_env.policies.Policy "
                                 f"(act_tensor or act_model), got {type(pol).__name__}")
             pol.check_plays(role, f"the policy given for {role}")
-        for pol in policies.values():
             pol.reset(seed=seed)
         for role in ROLES:
             if role not in policies:
@@ -175,6 +174,11 @@ def match_metrics(result: MatchResult) -> dict[str, float]:
 
 
 # ============================================================================ many matches
+def repeated(seeds) -> list[int]:
+    """The seeds ``seeds`` names more than once, in order."""
+    return sorted(s for s, n in Counter(seeds).items() if n > 1)
+
+
 def evaluate_matches(task_id: str, seeds, make_policies, faces=None) -> list[dict[str, float]]:
     """:func:`match_metrics` of one match per seed; ``make_policies(seed)`` builds the policies
     (roles left out play their scripted baseline). A seed is one match: a seed given twice
@@ -182,10 +186,9 @@ def evaluate_matches(task_id: str, seeds, make_policies, faces=None) -> list[dic
     seeds = list(seeds)
     if not seeds:
         raise ValueError("no seeds: give at least one match seed to evaluate on")
-    if len(set(seeds)) < len(seeds):
-        twice = sorted(s for s, n in Counter(seeds).items() if n > 1)[:5]
-        raise ValueError(f"seeds {twice} are given more than once: a seed is one match, so a "
-                         f"repeat would count it twice and shrink the standard errors")
+    if twice := repeated(seeds):
+        raise ValueError(f"seeds {twice[:5]} are given more than once: a seed is one match, so "
+                         f"a repeat would count it twice and shrink the standard errors")
     arena = Arena()
     return [match_metrics(arena.play(task_id, s, make_policies(s), faces)) for s in seeds]
 

@@ -24,7 +24,6 @@ import os
 import sqlite3
 import sys
 import types
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .arena import Arena, MatchResult, evaluate_matches, outcome_counts, same_ring
+from .arena import Arena, MatchResult, evaluate_matches, outcome_counts, repeated, same_ring
 from .policies import (
     BASELINES,
     DEGENERATE_INVESTIGATORS,
@@ -589,9 +588,8 @@ def parse_seeds(text: str, repeats: bool = False) -> list[int]:
         seeds.extend(range(lo, hi + 1))
     if not seeds:
         raise argparse.ArgumentTypeError("no seeds given")
-    if not repeats and len(set(seeds)) < len(seeds):  # (a seed is one match: counted twice,
+    if not repeats and (twice := repeated(seeds)):  # (a seed is one match: counted twice,
         # it would shrink every standard error)
-        twice = sorted({s for s, n in Counter(seeds).items() if n > 1})
         raise argparse.ArgumentTypeError(f"seeds {text!r} name {len(twice)} seed(s) more than "
                                          f"once (first: {twice[0]}); give each seed once")
     return seeds

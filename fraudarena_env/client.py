@@ -249,16 +249,15 @@ class FraudArenaClient(_Protocol):
                 self._give_up(f"no reply to {kind} came within {self.timeout:g} s")
                 raise TimeoutError(self._timed_out(kind)) from None
             except ConnectionClosed:
+                reason = self._closing_reason()  # (read before the socket is let go)
                 self._give_up("the server closed the connection")
-                raise self._closing_reason() from None
+                raise reason from None
             try:
                 return self._read(raw, _REPLY_TYPE[kind])
             except ServerError as exc:
-                if exc.code != "rate_limited":
-                    if exc.code == "unexpected_reply":
-                        self._give_up(exc.message)
-                    raise
-                time.sleep(_retry_delay(exc, deadline))
+                if exc.code == "unexpected_reply":
+                    self._give_up(exc.message)
+                time.sleep(_retry_delay(exc, deadline))  # (raises it but for the rate limit)
 
     def _give_up(self, why: str) -> None:
         """Close the socket: a reply still on its way would answer the next call instead."""
@@ -360,16 +359,16 @@ class AsyncFraudArenaClient(_Protocol):
                 await self._give_up(f"no reply to {kind} came within {self.timeout:g} s")
                 raise TimeoutError(self._timed_out(kind)) from None
             except ConnectionClosed:
-                self._closed, self._why_closed = True, " (the server closed the connection)"
-                raise await self._closing_reason() from None
+                reason = await self._closing_reason()  # (read before the socket is let go)
+                await self._give_up("the server closed the connection")
+                raise reason from None
             try:
                 return self._read(raw, _REPLY_TYPE[kind])
             except ServerError as exc:
-                if exc.code != "rate_limited":
-                    if exc.code == "unexpected_reply":
-                        await self._give_up(exc.message)
-                    raise
-                await asyncio.sleep(_retry_delay(exc, deadline))
+                if exc.code == "unexpected_reply":
+                    await self._give_up(exc.message)
+                await asyncio.sleep(_retry_delay(exc, deadline))  # (raises it but for the rate
+                # limit)
 
     async def _give_up(self, why: str) -> None:
         self._closed, self._why_closed = True, f" ({why})"

@@ -34,6 +34,7 @@ from .vector import (
     check_num_envs,
     check_seed,
     first_illegal,
+    first_past_int64,
     illegal_action_error,
     label_query,
     task_list,
@@ -269,8 +270,7 @@ class RoleSeats:
                              f"env (shape ({self._n},) or ({self._n}, 1)); got {a.dtype} "
                              f"{a.shape}")
         a = a.reshape(self._n)
-        if a.dtype.kind == "u" and (over := np.flatnonzero(a > np.iinfo(np.int64).max)).size:
-            m = int(over[0])  # (as int64 it would wrap round, and be named as another number)
+        if (m := first_past_int64(a)) is not None:
             raise IllegalActionError(self.role, int(a[m]), f"env {m}: index {int(a[m])} is "
                                      f"outside {self.role}'s Discrete({N_ACTIONS[self.role]})")
         return a
@@ -282,8 +282,7 @@ class RoleSeats:
 
     def _refuse_unplayable(self, what: str) -> None:
         """A RuntimeError for ``what`` on a closed seat, or before its first reset."""
-        closed = self._shards.closed if self._shards is not None else self.venv._closed
-        if closed:
+        if (self._shards or self.venv).closed:
             raise RuntimeError("this env is closed; build a new one")
         if not self._played:
             raise RuntimeError(f"{what} before reset(): {self._RESET_FIRST}")

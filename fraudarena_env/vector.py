@@ -448,9 +448,7 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             if active.shape != (n,) or active.dtype != bool:
                 raise ValueError(f"active must be a bool array of shape ({n},), got "
                                  f"{active.dtype} {active.shape}")
-        if a.dtype.kind == "u" and (over := np.flatnonzero(
-                active & (a > np.iinfo(np.int64).max))).size:
-            m = int(over[0])  # (as int64 it would wrap round, and be named as another number)
+        if (m := first_past_int64(a, active)) is not None:
             role = ROLES[self.state.phase[m]]
             raise illegal_action_error(self.first_env + m, int(a[m]), role, f"index {int(a[m])} "
                                        f"is outside {role}'s Discrete({N_ACTIONS[role]})")
@@ -638,6 +636,11 @@ class VectorFraudArena(KeepsViews, BatchedEnd):
             raise ValueError(f"{name} must be an env number from 0 to {self.num_envs - 1}, got "
                              f"{m!r}")
         return int(m)
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` let the matches go."""
+        return self._closed
 
     def _refuse_closed(self) -> None:
         if self._closed:
@@ -1157,6 +1160,15 @@ def task_list(task_id) -> tuple[str, ...]:
         if task not in TASKS:
             raise ValueError(f"unknown task_id {task!r}; choose one of {list(TASKS)}")
     return tasks
+
+
+def first_past_int64(a: np.ndarray, active: np.ndarray | None = None) -> int | None:
+    """The first (active) env whose unsigned action is past int64's range, or None: cast to
+    int64 it would wrap round, and be named as another number."""
+    if a.dtype.kind != "u":
+        return None
+    over = np.flatnonzero((a > np.iinfo(np.int64).max) & (True if active is None else active))
+    return int(over[0]) if over.size else None
 
 
 def label_query(envs, slots, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -478,7 +478,7 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
         try:
             one_role.teacher_factory("fraudster", a.fraudster_teacher, "--fraudster-teacher")
         except (ValueError, cli.CheckpointError) as exc:
-            p.error(str(exc) if str(exc).startswith("--") else f"--fraudster-teacher: {exc}")
+            p.error(one_role.flagged("--fraudster-teacher", exc))
     if a.vector_envs is not None and a.vector_envs < 0:
         p.error(f"--vector-envs must be 0 or a positive number of matches, got {a.vector_envs}")
     cfg = LeagueConfig(**QUICK) if a.quick else d
@@ -516,7 +516,7 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
     if cfg.workers is not None and cfg.vector_envs and cfg.workers > cfg.vector_envs:
         p.error(f"--workers must be from 1 to --vector-envs ({cfg.vector_envs}), got "
                 f"{cfg.workers}")
-    if why := one_role.minibatch_refusal((cfg.vector_envs or cfg.n_envs) * cfg.n_steps,
+    if why := one_role.minibatch_refusal(cfg.vector_envs, cfg.n_envs, cfg.n_steps,
                                          cfg.batch_size):
         p.error(why)
     if cfg.investigator_timesteps == cfg.fraudster_timesteps == 0:

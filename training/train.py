@@ -200,11 +200,13 @@ def save_checkpoint(model: MaskablePPO, path: Path) -> None:
     model.save(str(path), exclude=list(ROLLOUT_STATE))
 
 
-def minibatch_refusal(rollout: int, batch_size: int) -> str | None:
-    """Why PPO's minibatches of ``batch_size`` from rollouts of ``rollout`` steps would break
-    it, or None: a minibatch of one step normalises its advantage by a standard deviation of
-    nothing and turns the network into NaN (plain SB3 PPO refuses it; sb3-contrib's
-    MaskablePPO does not)."""
+def minibatch_refusal(vector_envs: int, n_envs: int, n_steps: int, batch_size: int
+                      ) -> str | None:
+    """Why PPO's minibatches of ``batch_size`` from a rollout (``n_steps`` in each of
+    ``vector_envs`` matches, or with 0 of ``n_envs`` RoleEnvs) would break it, or None: a
+    minibatch of one step normalises its advantage by a standard deviation of nothing and turns
+    the network into NaN (plain SB3 PPO refuses it; sb3-contrib's MaskablePPO does not)."""
+    rollout = (vector_envs or n_envs) * n_steps
     if batch_size < 2:
         return f"--batch-size must be at least 2 (a minibatch of one step is NaN), got {batch_size}"
     if rollout < 2:
@@ -238,6 +240,12 @@ def make_opponent(role: str, spec: str, seed: int | None = None) -> Policy:
     except argparse.ArgumentTypeError as exc:
         raise ValueError(f"opponent {role}={spec!r}: {exc}; or a directory of checkpoints "
                          "(a pool)") from exc
+
+
+def flagged(flag: str, exc: Exception) -> str:
+    """``exc``'s message for a usage error about ``flag`` (``--opponent ROLE=SPEC`` names it by
+    its first word), the flag named first unless the message already does."""
+    return str(exc) if str(exc).startswith(flag.split()[0]) else f"{flag}: {exc}"
 
 
 def pool_refusal(role: str, spec: str) -> None:
@@ -775,9 +783,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     # the checkpoints a run reads are loaded now: a wrong one is a usage error, named before
     # the run directory is touched
     checks = [("--teacher", lambda: teacher_factory(a.role, a.teacher))] if a.teacher else []
-    checks += [(f"--opponent {role}={spec}", lambda role=role, spec=spec:
-                pool_refusal(role, spec) or make_opponent(role, spec))
-               for role, spec in opponents]
+    for role, spec in opponents:
+        checks += [(f"--opponent {role}={spec}", lambda role=role, spec=spec:
+                    pool_refusal(role, spec)),
+                   (f"--opponent {role}={spec}", lambda role=role, spec=spec:
+                    make_opponent(role, spec))]
     if a.init:
         checks.append(("--init", lambda: cli.load_checkpoint(
             cli.PolicySpec(a.role, a.init, Path(a.init)))))
@@ -785,7 +795,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         try:
             check()
         except (ValueError, cli.CheckpointError) as exc:
-            p.error(str(exc) if str(exc).startswith(flag.split()[0]) else f"{flag}: {exc}")
+            p.error(flagged(flag, exc))
     if why := idle_teacher("--teacher", a.teacher, "--imitation-samples", a.imitation_samples,
                            a.init):
         p.error(why)
@@ -808,8 +818,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         val_seeds=val_seeds,
         eval_every=a.eval_every, seed=a.seed, out=a.out, progress=not a.no_progress,
         tensorboard=not a.no_tensorboard)
-    rollout = (cfg.vector_envs or cfg.n_envs) * cfg.n_steps
-    if why := minibatch_refusal(rollout, cfg.batch_size):
+    if why := minibatch_refusal(cfg.vector_envs, cfg.n_envs, cfg.n_steps, cfg.batch_size):
         p.error(why)
     try:
         Path(a.out).mkdir(parents=True, exist_ok=True)
