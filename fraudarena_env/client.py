@@ -43,7 +43,7 @@ import json
 import os
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import numpy as np
 from gymnasium import spaces
@@ -570,7 +570,7 @@ class MatchesAPI:
 
     def get(self, match_id: str, seat_token: str | None = None) -> dict[str, Any]:
         """A live match's summary, or its archived record (the key, or ``seat_token``)."""
-        return self._call("GET", f"/matches/{match_id}", seat_token)
+        return self._call("GET", _match_path(match_id), seat_token)
 
     def listing(self, limit: int = 50) -> dict[str, Any]:
         """The most recently archived matches (the key, unless the server opened it)."""
@@ -578,7 +578,7 @@ class MatchesAPI:
 
     def delete(self, match_id: str, seat_token: str | None = None) -> dict[str, Any]:
         """End and archive a live match (the key, or its creator's ``seat_token``)."""
-        return self._call("DELETE", f"/matches/{match_id}", seat_token)
+        return self._call("DELETE", _match_path(match_id), seat_token)
 
     def close(self) -> None:
         self._http.close()
@@ -588,6 +588,12 @@ class MatchesAPI:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _match_path(match_id: str) -> str:
+    """The REST path of one match, its id escaped whole: an id holding ``/``, ``?`` or ``#``
+    names that match, never another route or a query."""
+    return f"/matches/{quote(str(match_id), safe='')}"
 
 
 __all__ = ["AsyncFraudArenaClient", "FraudArenaClient", "MatchesAPI", "RemoteFraudArena",

@@ -903,3 +903,22 @@ def test_x_forwarded_for_names_the_client_only_when_it_comes_from_a_proxy_named(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_rest_client_escapes_a_match_id_whole():
+    """An id is one path segment: '../' or '?limit=1' in it cannot reach another route or add a
+    query."""
+    import httpx
+
+    from fraudarena_env.client import MatchesAPI
+
+    seen = []
+    api = MatchesAPI("http://127.0.0.1:1")
+    api._http = httpx.Client(base_url="http://127.0.0.1:1/api/v1", transport=httpx.MockTransport(
+        lambda request: seen.append(request.url) or httpx.Response(200, json={})))
+    with api:
+        api.get("../matches?limit=1")
+        api.delete("a/b#c")
+    assert [url.raw_path for url in seen] == [b"/api/v1/matches/..%2Fmatches%3Flimit%3D1",
+                                              b"/api/v1/matches/a%2Fb%23c"]
+    assert not any(url.query for url in seen)

@@ -183,6 +183,10 @@ def test_cli_options():
     assert cfg.tasks == ("task_1", "task_3") and cfg.seed == 3 and cfg.out == "runs/x"
     assert cfg.investigator_timesteps == 4000 and cfg.fraudster_timesteps == 1000
     assert cfg.eval_seeds == (1000, 1001, 1002, 1010)
+    # the fraudster's quarter is rounded up: a short run trains both roles, not the investigator
+    # alone
+    assert parse_args(["--timesteps", "3"]).fraudster_timesteps == 1
+    assert parse_args(["--timesteps", "0", "--fraudster-timesteps", "5"]).fraudster_timesteps == 5
     # SB3 runs whole rollouts: the progress bar total is what actually runs
     cfg = dataclasses.replace(cfg, generations=2, n_envs=2, n_steps=256)
     assert selfplay.total_timesteps(cfg) == 2 * (4096 + 1024)

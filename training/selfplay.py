@@ -426,8 +426,8 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
                    help=f"default {d.generations}")
     p.add_argument("--timesteps", type=int_at_least(0), default=None,
                    help=f"investigator timesteps per generation (default "
-                        f"{d.investigator_timesteps}; the fraudster gets a quarter of it unless "
-                        "--fraudster-timesteps)")
+                        f"{d.investigator_timesteps}; the fraudster gets a quarter of it, rounded "
+                        "up, unless --fraudster-timesteps)")
     p.add_argument("--fraudster-timesteps", type=int_at_least(0), default=None)
     p.add_argument("--imitation-samples", type=int_at_least(0), default=None,
                    help="the first investigator imitates the scripted one on this many decisions "
@@ -487,7 +487,8 @@ def parse_args(argv: Sequence[str] | None = None, fresh_out: bool = False) -> Le
         changes["tasks"] = a.task
     if a.timesteps is not None:
         changes["investigator_timesteps"] = a.timesteps
-        changes["fraudster_timesteps"] = a.timesteps // 4
+        # a quarter, rounded up: a few investigator steps still give the fraudster one rollout
+        changes["fraudster_timesteps"] = -(-a.timesteps // 4)
     for name in ("generations", "fraudster_timesteps", "imitation_samples", "n_envs",
                  "vector_envs", "workers", "n_steps", "batch_size", "n_epochs",
                  "seed", "out", "fraudster_imitation_samples", "fraudster_teacher",
