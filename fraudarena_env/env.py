@@ -40,7 +40,10 @@ key                type    meaning
                            audit phase on; a truncation during play has no grade)
 ``grader_score``   float   the grader's score in [0, 1]; ``0.0`` while ``has_grader`` is False
 ``return_<role>``  float   that role's match total so far (one key per role; in terminate
-                           mode it includes the ``illegal_reward`` charged)
+                           mode it includes the ``illegal_reward`` charged); while the
+                           match runs an agent's info shows only its own, the others read
+                           ``0.0`` (sealed: the investigator's total moves by the hidden
+                           labels of the ads it rules on), and every total once it ends
 ================== ======= ===========================================================
 
 The same facts in words (phase and end reason by name, the grader's terms) come from
@@ -136,6 +139,8 @@ DEFAULT_ILLEGAL_REWARD = -1.0  # terminate mode: PettingZoo's classic envs charg
 END_REASON_INDEX = {r: i for i, r in enumerate(END_REASONS)}
 PHASE_INDEX = {p: i for i, p in enumerate(PHASES)}
 RETURN_KEYS = tuple(f"return_{a}" for a in AGENTS)
+# what an agent's info shows of the other roles' returns while the match runs
+_SEALED_RETURNS = {a: {f"return_{b}": 0.0 for b in AGENTS if b != a} for a in AGENTS}
 INFO_KEYS: tuple[str, ...] = ("phase", "round", "end_reason", "has_grader", "grader_score",
                               *RETURN_KEYS)
 
@@ -289,11 +294,11 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         self.truncations = dict.fromkeys(AGENTS, False)
         self._truncated_by = None
         self._illegal_error = None
+        self._ended = False
         self._set_infos()
         self.agent_selection = ref.current_role
         self._num_steps = 0
         self._version += 1
-        self._ended = False
         if self.render_mode == "human":
             self.render()
 
@@ -463,9 +468,14 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         self.agent_selection = ref.current_role
 
     def _set_infos(self) -> None:
-        """A fresh info dict for every live agent (equal contents, separate objects)."""
+        """A fresh info dict for every live agent: while the match runs, each shows its own
+        return and 0.0 for the others' (sealed, as the server's state: the investigator's total
+        moves by the hidden labels of the ads it rules on); once it has ended, every return."""
         info = self._info()
-        self.infos = {a: info.copy() for a in self.agents}
+        if self._ended:
+            self.infos = {a: info.copy() for a in self.agents}
+        else:
+            self.infos = {a: {**info, **_SEALED_RETURNS[a]} for a in self.agents}
 
     def _end_reason(self) -> str | None:
         return self._truncated_by or self._ref.end_reason
@@ -579,23 +589,33 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
             return None
         return text
 
-    def _render_text(self) -> str:
+    def _render_text(self, role: str | None = None) -> str:
+        """The board: the whole match (a spectator's view); given ``role``, only what that role
+        may see while the match runs (``board``)."""
         ref = self._ref
         if ref.task is None:
             return "FraudArena: not reset yet"
+        sealed = role is not None and not self._ended
         t = self._ref.totals
+        returns = [f"{a} {t[i]:+.2f}" for i, a in enumerate(AGENTS) if not sealed or a == role]
         lines = [
             f"FraudArena {ref.task.task_id} | {ref.phase} | round {ref.round_number}/"
             f"{ref.max_rounds} | budget {ref.budget}/{ref.task.action_budget} | proposals "
             f"{ref.proposals_used}/{ref.max_proposals} | step {ref.step_count}",
-            f"returns: fraudster {t[0]:+.2f}  investigator {t[1]:+.2f}  auditor {t[2]:+.2f}",
+            "returns: " + "  ".join(returns),
         ]
-        over = ref.phase in ("audit_phase", "done")
+        # the truth, and which ads are proposals: for a role, what its own view shows (the
+        # fraudster knows its own ads; the auditor reads the record once play is over)
+        over = ref.phase in ("audit_phase", "done") and (not sealed or role == "auditor")
+        marked = not sealed or role == "fraudster" or over
+        shown = ref.present.copy()
+        if sealed and role == "investigator":
+            shown[ref.unseen_by_investigator()] = False
         head = f"{'ad':<7} {'category':<29} {'status':<9} {'pulled':<6}  verdict"
         lines.append(head + ("          truth" if over else ""))
-        for s in np.flatnonzero(ref.present):
+        for s in np.flatnonzero(shown):
             cat = CATEGORIES[ref.category_of(s)].name
-            mark = "*" if ref.is_proposal[s] else " "
+            mark = "*" if marked and ref.is_proposal[s] else " "
             pulled = "".join(c if ref.pulled[s, k] else "." for k, c in enumerate(SOURCE_LETTERS))
             v = int(ref.verdict[s])
             if v < 0:
@@ -621,8 +641,17 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
                          (f" | grader {g:.3f}" if g is not None else ""))
         elif self._truncated_by is not None:
             lines.append(f"play truncated: {self._truncated_by} ({self.max_cycles} cycles)")
-        lines.append(f"(* fraudster proposal; pulled: {SOURCE_LEGEND})")
+        lines.append(f"({'* fraudster proposal; ' if marked else ''}pulled: {SOURCE_LEGEND})")
         return "\n".join(lines)
+
+    def board(self, role: str) -> str:
+        """The board as ``role`` may see it while the match runs: its own return only; the
+        investigator without the ads its observation hides and without telling proposals apart;
+        the truth column for the auditor once play is over; every fact once the match has ended.
+        ``render()`` is a spectator's board; this is the one to show a player (``RoleEnv``
+        renders it)."""
+        _known(role)
+        return self._render_text(role)
 
     def close(self) -> None:
         pass

@@ -41,7 +41,8 @@ negative reward and uses up the action. Pass ``illegal_action="raise"`` to get
 the learner).
 
 Rendering. ``render_mode="human"`` prints the board after ``reset`` and after every learner step
-(the board the learner then faces); ``"ansi"`` returns it from ``render()``.
+(the board the learner then faces, as its role may see it: ``raw_env.board``); ``"ansi"``
+returns it from ``render()``.
 
 Gymnasium ids. ``import fraudarena_env`` registers ``fraudarena/Fraudster-v0``,
 ``fraudarena/Investigator-v0`` and ``fraudarena/Auditor-v0``: ``gymnasium.make(id, **kwargs)`` is
@@ -251,7 +252,7 @@ class RoleEnv(gymnasium.Env):
                 why = ""
             raise RuntimeError(f"the match ended before {self.role}'s first turn{why}")
         if self.render_mode == "human":
-            print(env.render())
+            print(env.board(self.role))
         return env._vector(self.role).copy(), self._info()
 
     def step(self, action):
@@ -272,7 +273,7 @@ class RoleEnv(gymnasium.Env):
         terminated = bool(env.terminations[role])
         truncated = bool(env.truncations[role])
         if self.render_mode == "human":
-            print(env.render())
+            print(env.board(self.role))
         return env._vector(role).copy(), reward, terminated, truncated, self._info()
 
     def action_masks(self) -> np.ndarray:
@@ -280,9 +281,12 @@ class RoleEnv(gymnasium.Env):
         return self.env._mask(self.role).astype(bool)
 
     def render(self):
-        """The board as text (``"ansi"``), or printed (``"human"``; it is also printed during
-        play)."""
-        text = self.env.render()
+        """The board as the learner may see it (``raw_env.board``: its own return only, and
+        none of what its observation hides until the match ends), as text (``"ansi"``), or
+        printed (``"human"``; it is also printed during play)."""
+        if self.render_mode is None:
+            return self.env.render()  # (Gymnasium's warning)
+        text = self.env.board(self.role)
         if self.render_mode == "human":
             print(text)
             return None

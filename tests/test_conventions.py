@@ -52,12 +52,37 @@ def test_each_agent_gets_its_own_info_dict_after_reset_and_after_every_step():
     for _ in range(40):
         infos = list(env.infos.values())
         assert len({id(i) for i in infos}) == len(infos)
-        assert all(i == infos[0] for i in infos)  # the same facts, in separate dicts
+        # the same facts, in separate dicts, but each shows only its own agent's return
+        shared = {k: v for k, v in infos[0].items() if not k.startswith("return_")}
+        assert all({k: v for k, v in i.items() if not k.startswith("return_")} == shared
+                   for i in infos)
         env.infos["fraudster"]["scratch"] = 1
         assert "scratch" not in env.infos["investigator"]
         assert "scratch" not in env.infos["auditor"]
         env.step(masked_choice(env.observe(env.agent_selection)["action_mask"], rng))
     assert set(env.infos["investigator"]) == set(INFO_KEYS)
+
+
+def test_an_agents_info_shows_only_its_own_return_until_the_match_ends():
+    """The investigator's total moves by the true label of each ad it rules on: in the
+    fraudster's info it would tell the fraudster which organic ads were fraud. While the match
+    runs each agent reads its own return and 0.0 for the others (as the server's sealed state);
+    once it ends, every agent reads every total."""
+    env = fraudarena_v0.env(task_id="task_3")
+    env.reset(seed=2)
+    rng = np.random.default_rng(0)
+    seen_paid = False
+    while not env.unwrapped.match_over:
+        totals = dict(zip(env.possible_agents, env.unwrapped.referee.totals))
+        for agent, info in env.infos.items():
+            for role, total in totals.items():
+                assert info[f"return_{role}"] == (total if role == agent else 0.0)
+        seen_paid |= totals["investigator"] != 0.0
+        env.step(masked_choice(env.observe(env.agent_selection)["action_mask"], rng))
+    assert seen_paid  # the investigator earned something the others did not see
+    totals = dict(zip(env.possible_agents, env.unwrapped.referee.totals))
+    for info in env.infos.values():
+        assert all(info[f"return_{role}"] == total for role, total in totals.items())
 
 
 def test_infos_at_the_end_of_a_match_are_separate_dicts_too():

@@ -166,6 +166,30 @@ def test_text_face_and_render():
     env.close()
 
 
+def test_the_learners_board_shows_only_what_its_role_may_see():
+    """render() is shown to players (an LLM harness prints it into the prompt): the
+    investigator's board must not mark the fraudster's proposals or show the others' returns,
+    nor list the ads its observation hides; the fraudster's marks its own ads. The spectator's
+    board (the AEC env's render()) shows everything."""
+    inv = RoleEnv("investigator", task_id="task_3", render_mode="ansi")
+    inv.reset(seed=7)
+    assert inv.referee.is_proposal[inv.referee.present].any()  # proposals are in the queue
+    board = inv.render()
+    assert "*" not in board and "fraudster +" not in board and "investigator +0.00" in board
+    seen = set(inv.role_observation().available_ads)
+    listed = {line.split()[0] for line in board.splitlines() if line.startswith("ad_")}
+    assert listed == seen | {d["ad_id"] for d in inv.role_observation().decided_ads}
+    spectator = inv.env._render_text()
+    assert "*" in spectator and "fraudster +" in spectator
+    fr = RoleEnv("fraudster", task_id="task_3", render_mode="ansi")
+    fr.reset(seed=7)
+    while not fr.referee.is_proposal.any():
+        fr.step(int(np.flatnonzero(fr.action_masks())[0]))
+    assert "*" in fr.render() and "investigator +" not in fr.render()
+    with pytest.raises(ValueError, match="unknown agent"):
+        inv.env.board("spectator")
+
+
 def test_step_after_end_needs_reset():
     env = RoleEnv("auditor")
     out = run_episode(env, 0, np.random.default_rng(0))
