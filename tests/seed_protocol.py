@@ -270,8 +270,7 @@ class SeedFraudster:
 
     def act(self, obs: FraudsterObservation) -> dict[str, Any]:
         self.n += 1
-        room = (obs.model_extra or {}).get("can_propose", True)
-        if obs.proposals_remaining > 0 and room and obs.allowed_categories:
+        if obs.proposals_remaining > 0 and obs.allowed_categories:
             category = obs.allowed_categories[self.n % len(obs.allowed_categories)]
             return _action(action_type="propose_ad", category=category,
                            ad_copy=self.COPY[self.n % len(self.COPY)].format(c=category),
@@ -381,7 +380,7 @@ class SeedScriptedFraudster:
         self.rng = random.Random(seed)
 
     def act(self, obs: FraudsterObservation) -> dict[str, Any]:
-        if obs.proposals_remaining <= 0 or not (obs.model_extra or {}).get("can_propose", True):
+        if obs.proposals_remaining <= 0:
             return _action(action_type="commit_final")
         if obs.round_number == 1:
             k = self.rng.randrange(len(OVERT))
@@ -412,8 +411,6 @@ class SeedReactiveFraudster:
                                    new_ad_copy=f"{q.ad_copy} Verified business.",
                                    new_landing_page_blurb="Verified business since 2018, "
                                    "30-day returns.")
-        if not (obs.model_extra or {}).get("can_propose", True):
-            return _action(action_type="commit_final")
         if any(q.status == "reject" for q in mine):
             k = self.rng.randrange(len(CAMOUFLAGE))
             return _propose(CAMOUFLAGE[k], _category(CAMOUFLAGE_CATEGORIES[k], obs))
@@ -432,7 +429,7 @@ class SeedGibberishFraudster:
             or "zzz"
 
     def act(self, obs: FraudsterObservation) -> dict[str, Any]:
-        if obs.proposals_remaining <= 0 or not (obs.model_extra or {}).get("can_propose", True):
+        if obs.proposals_remaining <= 0:
             return _action(action_type="commit_final")
         return _propose(self._text(40, 120), self.rng.choice(obs.allowed_categories),
                         targeting="adults", blurb=self._text(20, 80))

@@ -267,3 +267,45 @@ def test_an_action_index_the_mask_refuses_is_refused_even_when_text_is_charged()
     reply = json.loads(seats.handlers["auditor"].handle(json.dumps({
         "type": "step", "data": {"action_index": masked}})))
     assert reply["data"]["code"] == "execution_error"
+
+
+@pytest.mark.parametrize("fraudster", sorted(seed_protocol.SEED_FRAUDSTERS))
+@pytest.mark.parametrize("task_id", ("task_1", "task_3"))
+def test_an_earlier_fraudster_that_proposes_while_proposals_remain_is_never_charged(
+        task_id, fraudster):
+    """Earlier clients propose while ``proposals_remaining`` is above 0 (they know no
+    ``can_propose``): it reads 0 once no proposal can come (the last round, which takes none;
+    after commit_final; play over), so none of their moves is charged. With 12 proposals to
+    spend, they still have some when the last round comes."""
+    for seed in (1, 2, 3):
+        seats = Seats(new_pool(), {"seed": seed, "task_id": task_id, "max_proposals": 12})
+        policies = seed_protocol.seed_sweep_policies(fraudster, seed)
+        proposed = 0
+        while seats.phase in ("fraudster_turn", "investigator_turn"):
+            role = PHASE_ROLE[seats.phase]
+            action = policies[role].act(seats.observe(role))
+            before = seats.entry.referee.totals[0]
+            data = seats.ask(role, "step", action)
+            if role == "fraudster":
+                assert "charged" not in data["feedback"], (action, data["feedback"])
+                assert seats.entry.referee.totals[0] == before
+                proposed += action["action_type"] == "propose_ad"
+            seats.phase = data["phase"]
+        assert proposed and seats.entry.referee.proposals_used < 12
+
+
+def test_proposals_remaining_reads_zero_once_no_proposal_can_come():
+    """In the last round (closed to proposals) and after commit_final, with proposals unspent."""
+    seats = Seats(new_pool(), {"seed": 7, "task_id": "task_1", "max_proposals": 12})
+    fr = seats.observe("fraudster")
+    assert fr.proposals_remaining == 12 and fr.round_number < seats.entry.referee.max_rounds
+    seats.ask("fraudster", "step", {"action_type": "commit_final", "metadata": {}})
+    assert seats.observe("fraudster").proposals_remaining == 0
+    assert seats.entry.referee.proposals_used < 12
+    last = Seats(new_pool(), {"seed": 7, "task_id": "task_1", "max_proposals": 12})
+    ref = last.entry.referee
+    while ref.round_number < ref.max_rounds and not ref.done:  # end every turn, rule on nothing
+        role = PHASE_ROLE[ref.phase]
+        last.ask(role, "step", {"action_type": "end_turn", "metadata": {}})
+    assert ref.round_number == ref.max_rounds
+    assert last.observe("fraudster").proposals_remaining == 0

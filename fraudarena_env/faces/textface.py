@@ -202,7 +202,7 @@ def fraudster_observation(ref) -> FraudsterObservation:
         feedback=narration.feedback(ref, F), phase=ref.phase, task_id=ref.task.task_id,
         round_number=ref.round_number, rounds_remaining=ref.rounds_remaining(),
         proposals_used=ref.proposals_used,
-        proposals_remaining=ref.max_proposals - ref.proposals_used,
+        proposals_remaining=ref.proposals_remaining(),
         actions_left_this_turn=ref.actions_left_this_turn(F), current_queue=queue,
         prior_verdicts=prior, investigation_targets_used=used,
         allowed_categories=list(ref.allowed_categories), my_proposal_signals=mine,
