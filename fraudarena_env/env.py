@@ -362,6 +362,10 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
                                "has stepped out of the last one): call reset() to start one")
         agent = self.agent_selection
         if self.terminations[agent] or self.truncations[agent]:
+            if action is not None:  # PettingZoo's own error here is a bare ValueError
+                raise IllegalActionError(agent, action, (
+                    f"the {agent} is {'terminated' if self.terminations[agent] else 'truncated'}"
+                    ": its one step left is env.step(None); then reset() starts a new match"))
             self._was_dead_step(action)
             return
         if type(action) is int or isinstance(action, np.integer) or \

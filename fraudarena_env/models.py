@@ -9,7 +9,7 @@ keys, because clients parse server JSON that carries extras such as ``match_id``
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -267,12 +267,48 @@ ACTION_MODELS: dict[str, type[_Action]] = {"fraudster": FraudsterAction,
                                            "auditor": AuditorAction}
 
 
+# each role's action types (its model's ``action_type`` literal)
+_ACTION_TYPES = {role: frozenset(get_args(model.model_fields["action_type"].annotation))
+                 for role, model in ACTION_MODELS.items()}
+
+
+def _other_roles_action(role: str, action: Any) -> str | None:
+    """The role whose action ``action`` is, when it is another role's: its model, or a dict whose
+    ``action_type`` only another role has."""
+    for other, model in ACTION_MODELS.items():
+        if other == role or model is ACTION_MODELS[role]:
+            continue
+        if isinstance(action, model):
+            return other
+        if isinstance(action, dict) and isinstance(action.get("action_type"), str) and \
+                action["action_type"] in _ACTION_TYPES[other] and \
+                action["action_type"] not in _ACTION_TYPES[role]:
+            return other
+    return None
+
+
+def validation_message(exc: ValidationError) -> str:
+    """What failed validation, by field, without echoing the input (the server's replies and
+    ``parse_action``'s errors)."""
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(repr(p)[:24] + "..." if isinstance(p, str) and len(p) > 24 else str(p)
+                         for p in err.get("loc", ())) or "data"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    more = len(exc.errors()) - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
 def parse_action(role: str, action: Any) -> _Action:
     """The role's action model for ``action`` (a model or a dict that validates to it), or an
     ``IllegalActionError`` that says what is wrong with it."""
     cls = ACTION_MODELS.get(role) if isinstance(role, str) else None
     if cls is None:
         raise ValueError(f"unknown role {role!r}; roles are {list(ACTION_MODELS)}")
+    other = _other_roles_action(role, action)
+    if other is not None:
+        raise IllegalActionError(role, action, f"that is the {other}'s action, and it is the "
+                                 f"{role}'s turn: send a {cls.__name__}")
     if isinstance(action, cls):
         # validated again: model_copy(update=...) and model_construct skip validation
         try:
@@ -287,7 +323,8 @@ def parse_action(role: str, action: Any) -> _Action:
     try:
         return cls.model_validate(fields)
     except ValidationError as exc:
-        raise IllegalActionError(role, action, f"invalid {cls.__name__}: {exc}") from None
+        raise IllegalActionError(role, action, f"invalid {cls.__name__}: "
+                                 f"{validation_message(exc)}") from None
 
 
 __all__ = [

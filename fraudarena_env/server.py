@@ -160,7 +160,7 @@ from .arena import MAX_MATCH_STEPS
 from .faces.encoding import N_ACTIONS, Observer, index_refusal
 from .faces.views import sealed_state
 from .journal import Journal, JournaledMatch, token_hash, token_matches
-from .models import ACTION_MODELS
+from .models import ACTION_MODELS, validation_message
 from .referee import Referee
 from .rules.catalog import MATCH_KNOBS, PHASE_ROLE, ROLES
 from .rules.errors import IllegalActionError
@@ -324,17 +324,6 @@ def excerpt(value: object, limit: int = EXCERPT) -> str:
     """A short repr of client input, safe to quote in a reply."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-def validation_message(exc: ValidationError) -> str:
-    """What failed validation, by field, without echoing the input."""
-    parts = []
-    for err in exc.errors()[:5]:
-        where = ".".join(excerpt(p, 24) if isinstance(p, str) and len(p) > 24 else str(p)
-                         for p in err.get("loc", ())) or "data"
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    more = len(exc.errors()) - len(parts)
-    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
 # ============================================================================ the pool

@@ -863,6 +863,49 @@ def test_out_of_turn_model_is_illegal():
     assert _state(env) == before
 
 
+@pytest.mark.parametrize("action", [AuditorAction(action_type="submit_audit_report"),
+                                    AdReviewAction(action_type="end_turn"),
+                                    {"action_type": "verdict", "ad_id": "ad_001",
+                                     "verdict": "approve"}])
+def test_another_roles_action_is_named_as_such_and_changes_nothing(action):
+    """A model or a dict whose action_type only another role has: the error says whose action it
+    is and whose turn, not a literal error about action_type."""
+    env = fraudarena_v0.env(task_id="task_1")
+    env.reset(seed=0)
+    before = _state(env)
+    with pytest.raises(IllegalActionError, match="action, and it is the fraudster's turn: send "
+                                                 "a FraudsterAction"):
+        env.step(action)
+    assert _state(env) == before
+    env.step({"action_type": "end_turn"})  # shared by both roles: taken as this role's
+
+
+def test_an_unknown_category_names_the_one_meant():
+    env = fraudarena_v0.env(task_id="task_1")
+    env.reset(seed=0)
+    before = _state(env)
+    with pytest.raises(IllegalActionError, match="did you mean 'ecommerce'"):
+        env.step({"action_type": "propose_ad", "category": "Ecommerce", "tactic": "subtle"})
+    with pytest.raises(IllegalActionError, match="allowed_categories"):
+        env.step({"action_type": "propose_ad", "category": "weapons", "tactic": "subtle"})
+    assert _state(env) == before
+
+
+def test_an_action_for_a_finished_agent_is_an_illegal_action_saying_to_step_none():
+    """docs/env.md's loop catches IllegalActionError; PettingZoo's own error for this mistake is
+    a bare ValueError (IllegalActionError is one too)."""
+    env = fraudarena_v0.env(task_id="task_1")
+    env.reset(seed=0)
+    while not (env.terminations[env.agent_selection] or env.truncations[env.agent_selection]):
+        env.step(int(np.flatnonzero(env.observe(env.agent_selection)["action_mask"])[0]))
+    agent = env.agent_selection
+    with pytest.raises(IllegalActionError, match=r"terminated: its one step left is "
+                                                 r"env.step\(None\)"):
+        env.step({"action_type": "end_turn"})
+    assert env.agent_selection == agent and agent in env.agents
+    env.step(None)
+
+
 @pytest.mark.parametrize("action", [0, {"action_type": "end_turn"}, None])
 def test_the_bare_env_says_to_reset_when_no_match_is_under_way(action):
     """Before the first reset, and once every agent has stepped out of a finished match, a step

@@ -310,3 +310,18 @@ def test_a_model_that_skipped_validation_is_validated_when_parsed():
                          "verdict needs an ad_id")]:
         with pytest.raises(IllegalActionError, match=reason):
             parse_action("investigator", bad)
+
+
+def test_parse_action_says_which_field_failed_without_pydantics_dump():
+    """In process as on the wire: the field and why, no pydantic URL, no echo of the input."""
+    from fraudarena_env.models import parse_action
+    from fraudarena_env.rules.errors import IllegalActionError
+
+    with pytest.raises(IllegalActionError) as refused:
+        parse_action("investigator", {"action_type": "verdict", "ad_id": "ad_001",
+                                      "verdict": "approve", "confidence": 7, "colour": "red"})
+    reason = refused.value.reason
+    assert reason.startswith("invalid AdReviewAction: ")
+    assert "confidence: Input should be less than or equal to 1" in reason
+    assert "colour: Extra inputs are not permitted" in reason
+    assert "pydantic.dev" not in reason and "\n" not in reason

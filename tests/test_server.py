@@ -1278,7 +1278,7 @@ def test_a_client_whose_call_timed_out_is_closed_not_a_call_behind(live_server):
 
     url, _ = live_server
     opponents = {"fraudster": "reactive", "auditor": "heuristic"}
-    client = FraudArenaClient(url, "investigator", timeout=0.0005)
+    client = FraudArenaClient(url, "investigator", timeout=1e-6)  # no reply comes so soon
     with pytest.raises(TimeoutError, match="the client is closed, since that reply could still "
                                            "come and answer the next call"):
         client.reset(seed=7, task_id="task_3", opponents=opponents)
@@ -1286,7 +1286,7 @@ def test_a_client_whose_call_timed_out_is_closed_not_a_call_behind(live_server):
         client.reset(seed=8, task_id="task_1", opponents=opponents)
 
     async def timed_out():
-        aclient = await AsyncFraudArenaClient.open(url, "investigator", timeout=0.0005)
+        aclient = await AsyncFraudArenaClient.open(url, "investigator", timeout=1e-6)
         with pytest.raises(TimeoutError, match="the client is closed"):
             await aclient.reset(seed=7, task_id="task_3", opponents=opponents)
         with pytest.raises(RuntimeError, match="closed"):

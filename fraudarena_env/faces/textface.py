@@ -12,6 +12,7 @@ these as its ``step_as_<role>``, ``build_<role>_observation`` and ``state`` (pub
 from __future__ import annotations
 
 import copy
+import difflib
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -69,11 +70,19 @@ def op_from_model(role: str, model, slot_of: SlotOf, proposal_slots: Sequence[in
     return _TRANSLATE[role](model, slot_of, proposal_slots)
 
 
+def _unknown_category(name: str) -> str:
+    """Why a category name is refused, and the name meant when one is close."""
+    close = difflib.get_close_matches(name.lower(), CATEGORY_INDEX, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return (f"unknown category {name!r}{hint} (propose_ad takes one of the observation's "
+            "allowed_categories, as written there)")
+
+
 def _fraudster_op(a: FraudsterAction, slot_of: SlotOf, proposal_slots) -> Op:
     t = a.action_type
     if t == "propose_ad":
         if a.category not in CATEGORY_INDEX:
-            raise IllegalActionError("fraudster", a, f"unknown category {a.category!r}")
+            raise IllegalActionError("fraudster", a, _unknown_category(a.category))
         tactic = TACTICS.index(a.tactic) if a.tactic is not None else -1
         return Propose(CATEGORY_INDEX[a.category], tactic, a.ad_copy, a.landing_page_blurb,
                        a.targeting_summary, a.rationale)
