@@ -69,6 +69,9 @@ class FraudsterAction(_Action):
             if self.ad_copy is None and self.tactic is None:
                 raise ValueError("propose_ad needs ad_copy (free text) or a tactic "
                                  f"(one of {TACTICS}) for env-written copy")
+            if self.ad_copy is not None and self.tactic is not None:
+                raise ValueError("propose_ad takes ad_copy (free text: the risk phrases in it set "
+                                 "its tactic) or a tactic (env-written copy), not both")
             if self.ad_copy is not None and _blank(self.ad_copy):
                 raise ValueError("propose_ad ad_copy is empty (nothing in it is visible)")
         elif t == "modify_pending_ad":

@@ -332,6 +332,36 @@ def test_the_rules_page_quotes_the_catalogue_s_signal_strengths():
     assert f"minus {-scoring.FRAUDSTER_BANNED:g} when rejected" in text
 
 
+def test_the_rules_page_states_plausibility_as_the_audit_scores_it():
+    """docs/rules.md, "Plausibility": each track-B penalty, the gibberish length, the repetition
+    threshold and every category's market words are the code's; free copy's tactic is read from
+    its risk phrases as the page says."""
+    from fraudarena_env.models import FraudsterAction
+    from fraudarena_env.referee import Referee
+    from fraudarena_env.rules import audit, lexicon
+    from fraudarena_env.rules.catalog import CATEGORIES, RISK_PHRASES, TACTICS
+
+    text = " ".join((REPO / "docs" / "rules.md").read_text().split())
+    for finding, penalty in audit.TRACK_B_PENALTY.items():
+        assert re.search(rf"\| `{finding}` \|[^|]+\| {penalty:g} \|", text), finding
+    assert f"shorter than {lexicon.GIBBERISH_MIN_LENGTH} characters" in text
+    assert f"Jaccard at least {audit.REPETITION_JACCARD:g}" in text
+    words = "; ".join(f"{c.name}: {', '.join(c.keywords)}" for c in CATEGORIES)
+    assert f"The market words, by category: {words}." in text
+    by_markers = ("camouflaged", "subtle", "standard", "blatant")  # none, one, two, three+
+    assert "none is camouflaged, one subtle, two standard, three or more blatant" in text
+    free = FraudsterAction(action_type="propose_ad", category="ecommerce", ad_copy="x" * 30)
+    copy = "Shop our store today for fresh delivery"
+    for n, tactic in enumerate(by_markers):  # n risk markers in free copy: its tactic
+        if n:  # one more phrase that adds exactly one marker
+            copy = next(f"{copy} {p}" for p in RISK_PHRASES
+                        if lexicon.count_risk_markers(f"{copy} {p}") == n)
+        referee = Referee()
+        referee.reset_match(task_id="task_1", seed=0)
+        referee.step_as_fraudster(free.model_copy(update={"ad_copy": copy}))
+        assert TACTICS[referee.tactic_of(referee.proposal_slots[0])] == tactic, n
+
+
 def test_the_env_pages_sizes_are_the_env_s():
     """The sizes env.md, conventions.md, vector.md and libraries.md give: each role's action
     count on every task, the 32 slots, the shared action space and the global state's length."""

@@ -153,6 +153,14 @@ def test_propose_ad_needs_ad_copy_or_tactic():
     rejects(FraudsterAction, {"action_type": "propose_ad", "category": "ecommerce"})
 
 
+def test_propose_ad_takes_free_copy_or_a_tactic_not_both():
+    """Free copy's tactic is read from its risk phrases: a tactic beside it was silently
+    ignored."""
+    with pytest.raises(ValidationError, match="not both"):
+        FraudsterAction.model_validate({"action_type": "propose_ad", "category": "ecommerce",
+                                        "ad_copy": "hi there friend", "tactic": "blatant"})
+
+
 def test_propose_ad_rejects_blank_copy():
     rejects(FraudsterAction, {"action_type": "propose_ad", "category": "ecommerce",
                               "ad_copy": "   "})
