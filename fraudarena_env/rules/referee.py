@@ -173,7 +173,14 @@ def match_settings(seed: int | None, task_id: str, knobs: dict) -> tuple:
     if "allowed_categories" in knobs:
         allowed = tuple(sorted(allowed, key=CATEGORY_INDEX.__getitem__))
     knobs = {k: list(allowed) if k == "allowed_categories" else cfg[k] for k in knobs}
+    # ... and a knob given at the task's own value is the same match as one left out
+    knobs = {k: v for k, v in knobs.items() if v != _DEFAULT_KNOBS[task_id][k]}
     return task, seed, cfg, allowed, knobs
+
+
+# each task's knobs as match_settings keeps them (categories in the catalogue's order)
+_DEFAULT_KNOBS = {t: {k: sorted(v, key=CATEGORY_INDEX.__getitem__) if k == "allowed_categories"
+                      else v for k, v in knobs.items()} for t, knobs in _TASK_KNOBS.items()}
 
 
 _ROLE_INDEX = {role: i for i, role in enumerate(ROLES)}

@@ -189,6 +189,23 @@ def test_same_seed_and_task_replays_identically(task_id):
     assert traces[0] == traces[1]
 
 
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_a_knob_given_at_the_tasks_own_value_is_the_same_match_and_id(task_id):
+    """docs/replay.md: a match's id follows from its seed and task; naming a knob at the task's
+    default (or its categories in another order) is the same match, so the same id and
+    setup."""
+    from fraudarena_env.rules.catalog import TASKS
+
+    task = TASKS[task_id]
+    plain = new_match(seed=7, task_id=task_id)
+    named = new_match(seed=7, task_id=task_id, max_rounds=task.max_rounds,
+                      max_proposals=task.max_proposals,
+                      allowed_categories=list(reversed(task.allowed_categories)))
+    assert named.match_id == plain.match_id and named.setup == plain.setup
+    other = new_match(seed=7, task_id=task_id, max_rounds=task.max_rounds - 1)
+    assert other.match_id != plain.match_id
+
+
 def test_different_seeds_give_different_matches():
     a, b = new_match(seed=1, task_id="task_3"), new_match(seed=2, task_id="task_3")
     assert state_json(a) != state_json(b)
