@@ -35,6 +35,13 @@ class _Observation(BaseModel):
     done: bool = False
     reward: float | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # the header every observation carries (on the wire, the server's: its own match id)
+    match_id: str = ""
+    role: Literal["fraudster", "investigator", "auditor"] | None = None
+    phase: Phase = "fraudster_turn"
+    round_number: int = 1
+    max_rounds: int = 0
+    rounds_remaining: int = 0
 
 
 # ---------------------------------------------------------------------------- fraudster
@@ -98,10 +105,7 @@ class FraudsterAction(_Action):
 
 class FraudsterObservation(_Observation):
     feedback: str = ""
-    phase: Phase = "fraudster_turn"
     task_id: str = ""
-    round_number: int = 1
-    rounds_remaining: int = 0
     proposals_used: int = 0
     proposals_remaining: int = 0
     actions_left_this_turn: int = 0
@@ -155,10 +159,7 @@ class AdReviewAction(_Action):
 
 
 class AdReviewObservation(_Observation):
-    phase: Phase = "fraudster_turn"
     task_id: str = ""
-    round_number: int = 1
-    rounds_remaining: int = 0
     actions_left_this_turn: int = 0
     queue_summary: str = ""
     current_ad_info: str = ""
@@ -225,7 +226,6 @@ class AuditorAction(_Action):
 
 class AuditorObservation(_Observation):
     feedback: str = ""
-    phase: Phase = "fraudster_turn"
     task_id: str = ""
     full_episode_record: dict[str, Any] = Field(default_factory=dict)
     investigator_actions: list[dict[str, Any]] = Field(default_factory=list)

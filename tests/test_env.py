@@ -1054,3 +1054,14 @@ def test_a_reset_env_holds_at_most_180_kib():
     tracemalloc.stop()
     assert per_env <= 180 * 1024, per_env
     assert envs[0].state_space.shape == envs[0].state().shape  # still there when asked
+
+
+def test_every_role_observation_begins_with_the_header():
+    """In process as on the wire: whose observation, which match, and where in it."""
+    env = fraudarena_v0.env(task_id="task_3")
+    env.reset(seed=7)
+    ref = env.unwrapped.referee
+    for role in env.possible_agents:
+        obs = env.unwrapped.role_observation(role)
+        assert (obs.role, obs.match_id, obs.phase, obs.round_number, obs.max_rounds,
+                obs.rounds_remaining) == (role, ref.match_id, "fraudster_turn", 1, 5, 5)

@@ -285,9 +285,19 @@ def test_audit_report_notes_are_bounded():
 
 # ------------------------------------------------------------------ observations
 def test_investigator_observation_ignores_unknown_keys():
-    obs = AdReviewObservation.model_validate({"match_id": "x", "feedback": "hi"})
+    obs = AdReviewObservation.model_validate({"server_time": 3, "feedback": "hi"})
     assert obs.feedback == "hi"
-    assert not hasattr(obs, "match_id")
+    assert not hasattr(obs, "server_time")
+
+
+@pytest.mark.parametrize("cls", [FraudsterObservation, AdReviewObservation, AuditorObservation])
+def test_every_observation_model_reads_the_servers_header(cls):
+    """The header the server sends with every observation (docs/server.md) is typed on every
+    role's model, not left in the client's last_data."""
+    header = {"match_id": "m_x", "role": "auditor", "phase": "audit_phase", "round_number": 4,
+              "max_rounds": 4, "rounds_remaining": 1}
+    obs = cls.model_validate({**header, "feedback": "hi"})
+    assert {k: getattr(obs, k) for k in header} == header
 
 
 @pytest.mark.parametrize("cls", [FraudsterObservation, AuditorObservation, RefereeState])

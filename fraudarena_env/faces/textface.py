@@ -70,6 +70,13 @@ def op_from_model(role: str, model, slot_of: SlotOf, proposal_slots: Sequence[in
     return _TRANSLATE[role](model, slot_of, proposal_slots)
 
 
+def header(ref, role: str) -> dict:
+    """The fields every role's observation begins with (the server puts its own match id in)."""
+    return {"match_id": ref.match_id, "role": role, "phase": ref.phase,
+            "round_number": ref.round_number, "max_rounds": ref.max_rounds,
+            "rounds_remaining": ref.rounds_remaining()}
+
+
 def _unknown_category(name: str) -> str:
     """Why a category name is refused, and the name meant when one is close."""
     close = difflib.get_close_matches(name.lower(), CATEGORY_INDEX, n=1)
@@ -208,8 +215,7 @@ def fraudster_observation(ref) -> FraudsterObservation:
                        targeting_summary=ref.targeting[s])
         mine[AD_IDS[s]] = signals
     return FraudsterObservation(
-        feedback=narration.feedback(ref, F), phase=ref.phase, task_id=ref.task.task_id,
-        round_number=ref.round_number, rounds_remaining=ref.rounds_remaining(),
+        **header(ref, "fraudster"), feedback=narration.feedback(ref, F), task_id=ref.task.task_id,
         proposals_used=ref.proposals_used,
         proposals_remaining=ref.proposals_remaining(),
         actions_left_this_turn=ref.actions_left_this_turn(F), current_queue=queue,
@@ -261,8 +267,7 @@ def investigator_observation(ref) -> AdReviewObservation:
     n_dec = len(present) - len(pending)
     can_grow = ref.queue_may_grow()
     return AdReviewObservation(
-        phase=ref.phase, task_id=ref.task.task_id, round_number=ref.round_number,
-        rounds_remaining=ref.rounds_remaining(),
+        **header(ref, "investigator"), task_id=ref.task.task_id,
         actions_left_this_turn=ref.actions_left_this_turn(I),
         queue_summary=(f"{len(present)} ads in the queue: {len(pending)} pending, {n_dec} "
                        f"decided; budget {ref.budget}; round {ref.round_number}/"
@@ -332,7 +337,7 @@ def auditor_observation(ref) -> AuditorObservation:
         record = episode_record(ref)
         inv_log, proposals = handed_out(narration.logs(ref)[I]), narration.proposal_log(ref)
     return AuditorObservation(
-        feedback=narration.feedback(ref, A), phase=ref.phase, task_id=ref.task.task_id,
+        **header(ref, "auditor"), feedback=narration.feedback(ref, A), task_id=ref.task.task_id,
         full_episode_record=record, investigator_actions=inv_log,
         fraudster_proposals=proposals, investigation_data_seen=seen,
         pending_flags=list(ref.auditor_flags), actions_left=ref.actions_left_this_turn(A),
