@@ -33,6 +33,7 @@ import tomllib
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
@@ -360,6 +361,23 @@ def test_the_rules_page_states_plausibility_as_the_audit_scores_it():
         referee.reset_match(task_id="task_1", seed=0)
         referee.step_as_fraudster(free.model_copy(update={"ad_copy": copy}))
         assert TACTICS[referee.tactic_of(referee.proposal_slots[0])] == tactic, n
+
+
+def test_the_models_page_names_every_field_of_every_model():
+    """docs/models.md is the text face's field reference: a field added to a model and not to
+    the page fails here."""
+    from fraudarena_env import models
+
+    text = (REPO / "docs" / "models.md").read_text()
+    for cls in (models.FraudsterObservation, models.AdReviewObservation,
+                models.AuditorObservation, models.FraudsterAction, models.AdReviewAction,
+                models.AuditorAction):
+        missing = [f for f in cls.model_fields if f"`{f}`" not in text]
+        assert not missing, (cls.__name__, missing)
+        for literal in ("action_type",):
+            for kind in get_args(cls.model_fields[literal].annotation) if literal in \
+                    cls.model_fields else ():
+                assert f"`{kind}`" in text, (cls.__name__, kind)
 
 
 def test_the_env_pages_sizes_are_the_env_s():
