@@ -168,3 +168,13 @@ def test_waiting_fraudster_refuses_tactics_the_game_does_not_have(tactics):
 def test_waiting_fraudster_refuses_a_hold_outside_zero_to_one(hold):
     with pytest.raises(ValueError, match=r"hold .* in \(0, 1\]"):
         WaitingFraudster(hold)
+
+
+def test_the_reactive_fraudster_commits_once_no_proposal_fits_though_it_has_some_left():
+    from fraudarena_env.policies.scripted import ReactiveFraudster, _FraudsterView
+    from fraudarena_env.rules.actions import CommitFinal
+    from fraudarena_env.rules.catalog import CATEGORY_INDEX
+
+    view = _FraudsterView()
+    view.proposals_remaining, view.room, view.allowed = 2, False, (CATEGORY_INDEX["fake_giveaway"],)
+    assert type(ReactiveFraudster(seed=0).decide(view)) is CommitFinal
