@@ -315,10 +315,12 @@ def episode_record(ref) -> dict:
                              "auto_approved": bool(not ref.manual[s]),
                              "targets_pulled": [TARGETS[t] for t in
                                                 np.flatnonzero(ref.pulled[s])]})
-    rings = [{"ring_id": f"ring_{r.ring_id}", "topology": r.topology,
-              "member_ad_ids": [AD_IDS[s] for s in ref.ring_slots(r)],
+    # a ring is two ads or more: the fraudster's own, while it has proposed one network ad,
+    # links nothing yet
+    members = [[AD_IDS[s] for s in ref.ring_slots(r)] for r in ref.rings]
+    rings = [{"ring_id": f"ring_{r.ring_id}", "topology": r.topology, "member_ad_ids": ads,
               "shared_signal_types": [RING_SIGNALS[i] for i in r.shared_signals]}
-             for r in ref.rings]
+             for r, ads in zip(ref.rings, members) if len(ads) >= 2]
     return {"task_id": ref.task.task_id, "round_number": ref.round_number,
             "proposals_used": ref.proposals_used, "end_reason": ref.end_reason,
             "ads": ads, "verdicts": verdicts,

@@ -15,6 +15,7 @@ from fraudarena_env.rules import audit, scoring
 from fraudarena_env.rules.action_catalog import F_MODIFY, F_PROPOSE
 from fraudarena_env.rules.actions import EndTurn, Investigate, Modify, Propose, Submit, Verdict
 from fraudarena_env.rules.catalog import (
+    AD_IDS,
     APPROVE,
     CATEGORIES,
     ESCALATE,
@@ -177,3 +178,18 @@ def test_a_headline_rounded_to_its_extreme_still_reads_back_as_a_finite_signal(t
     back = headline_to_signal(target, value)
     assert math.isfinite(back)
     assert (back > 5) == (signal > 0)
+
+
+def test_the_auditors_record_lists_only_rings_of_two_ads_or_more():
+    """One network proposal is no ring yet (it shares with nothing): the record listed it as a
+    ring of one; a second makes the fraudster's own ring of two."""
+    for n_network in (1, 2):
+        r = new_match(seed=7, task_id="task_3")
+        for _ in range(n_network):
+            r.apply("fraudster", Propose(category("network_crypto"), 0))
+        mine = {AD_IDS[s] for s in r.proposal_slots}
+        play_until_audit(r, end_turn, end_turn)
+        rings = r.build_auditor_observation().full_episode_record["fraud_rings"]
+        assert rings and all(len(ring["member_ad_ids"]) >= 2 for ring in rings)
+        own = [ring for ring in rings if mine & set(ring["member_ad_ids"])]
+        assert [set(ring["member_ad_ids"]) for ring in own] == ([mine] if n_network == 2 else [])
