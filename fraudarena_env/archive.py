@@ -602,6 +602,9 @@ def play_action(ref: Referee, role: str, action: Any, lenient: bool = False) -> 
             raise IllegalActionError(role, index, why)
         apply_index(ref, role, index)
         return False
+    if isinstance(action, dict) and action.get("ad_copy") is not None and \
+            action.get("tactic") is not None:  # recorded before propose_ad took one or the
+        action = {k: v for k, v in action.items() if k != "tactic"}  # other: copy set the tactic
     try:
         ref.apply_model(role, action)
     except OutOfTurnError:

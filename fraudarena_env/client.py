@@ -41,9 +41,10 @@ import asyncio
 import base64
 import json
 import os
+import re
 import time
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from gymnasium import spaces
@@ -590,10 +591,17 @@ class MatchesAPI:
         self.close()
 
 
+_MATCH_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # what the server's ids are made of
+
+
 def _match_path(match_id: str) -> str:
-    """The REST path of one match, its id escaped whole: an id holding ``/``, ``?`` or ``#``
-    names that match, never another route or a query."""
-    return f"/matches/{quote(str(match_id), safe='')}"
+    """The REST path of one match. An id holding anything but letters, digits, ``_`` and ``-``
+    is refused: the server decodes an escaped ``/`` before routing, so ``m_x/replay.html``
+    would reach another route."""
+    if not isinstance(match_id, str) or not _MATCH_ID.fullmatch(match_id):
+        raise ValueError(f"a match id is letters, digits, '_' and '-' (as the server makes "
+                         f"them), got {match_id!r:.80}")
+    return f"/matches/{match_id}"
 
 
 __all__ = ["AsyncFraudArenaClient", "FraudArenaClient", "MatchesAPI", "RemoteFraudArena",

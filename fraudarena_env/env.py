@@ -612,9 +612,15 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
         # fraudster knows its own ads; the auditor reads the record once play is over)
         over = ref.phase in ("audit_phase", "done") and (not sealed or role == "auditor")
         marked = not sealed or role == "fraudster" or over
+        # the links and the audit, as the sealed state shows them: the links to the
+        # investigator, the record to the auditor once play is over, the audit to the auditor
+        links = not sealed or role == "investigator" or over
+        audit = not sealed or role == "auditor"
         shown = ref.present.copy()
         if sealed and role == "investigator":
             shown[ref.unseen_by_investigator()] = False
+        if sealed and role == "auditor" and not over:  # it sees nothing before play is over
+            shown[:] = False
         head = f"{'ad':<7} {'category':<29} {'status':<9} {'pulled':<6}  verdict"
         lines.append(head + ("          truth" if over else ""))
         for s in np.flatnonzero(shown):
@@ -633,25 +639,27 @@ class raw_env(KeepsViews, AECEnv, EzPickle):
             if over:
                 line += f" {LABELS[ref.label_of(s)]}"
             lines.append(line.rstrip())
-        if ref.links:
+        if ref.links and links:
             lines.append("links: " + ", ".join(f"{AD_IDS[a]}-{AD_IDS[b]}" for a, b in ref.links))
-        if ref.auditor_flags:
+        if ref.auditor_flags and audit:
             lines.append(f"audit flags: {len(ref.auditor_flags)}")
         if self._illegal_error is not None:
             lines.append(f"match ended on an illegal action: {self._illegal_error}")
         elif ref.end_reason is not None:
             g = ref.grader_score
             lines.append(f"play ended: {ref.end_reason}" +
-                         (f" | grader {g:.3f}" if g is not None else ""))
+                         (f" | grader {g:.3f}" if g is not None and audit else ""))
         elif self._truncated_by is not None:
             lines.append(f"play truncated: {self._truncated_by} ({self.max_cycles} cycles)")
         lines.append(f"({'* fraudster proposal; ' if marked else ''}pulled: {SOURCE_LEGEND})")
         return "\n".join(lines)
 
     def board(self, role: str) -> str:
-        """The board as ``role`` may see it while the match runs: its own return only; the
-        investigator without the ads its observation hides and without telling proposals apart;
-        the truth column for the auditor once play is over; every fact once the match has ended.
+        """The board as ``role`` may see it while the match runs, as its sealed state shows the
+        match: its own return only; the investigator without the ads its observation hides and
+        without telling proposals apart; the links to the investigator; the auditor nothing
+        until play is over, then the record and the truth; the audit and the grade to the
+        auditor; every fact once the match has ended.
         ``render()`` is a spectator's board; this is the one to show a player (``RoleEnv``
         renders it)."""
         _known(role)

@@ -276,18 +276,19 @@ _ACTION_TYPES = {role: frozenset(get_args(model.model_fields["action_type"].anno
 
 
 def _other_roles_action(role: str, action: Any) -> str | None:
-    """The role whose action ``action`` is, when it is another role's: its model, or a dict whose
-    ``action_type`` only another role has."""
+    """Whose action ``action`` is, when it is another role's ("the investigator's", "the
+    fraudster's or the investigator's"): its model, or a dict whose ``action_type`` only other
+    roles have."""
+    others = []
     for other, model in ACTION_MODELS.items():
         if other == role or model is ACTION_MODELS[role]:
             continue
-        if isinstance(action, model):
-            return other
-        if isinstance(action, dict) and isinstance(action.get("action_type"), str) and \
-                action["action_type"] in _ACTION_TYPES[other] and \
-                action["action_type"] not in _ACTION_TYPES[role]:
-            return other
-    return None
+        if isinstance(action, model) or (
+                isinstance(action, dict) and isinstance(action.get("action_type"), str) and
+                action["action_type"] in _ACTION_TYPES[other] and
+                action["action_type"] not in _ACTION_TYPES[role]):
+            others.append(f"the {other}'s")
+    return " or ".join(others) or None
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -310,8 +311,9 @@ def parse_action(role: str, action: Any) -> _Action:
         raise ValueError(f"unknown role {role!r}; roles are {list(ACTION_MODELS)}")
     other = _other_roles_action(role, action)
     if other is not None:
-        raise IllegalActionError(role, action, f"that is the {other}'s action, and it is the "
-                                 f"{role}'s turn: send a {cls.__name__}")
+        article = "an" if cls.__name__[0] in "AEIOU" else "a"
+        raise IllegalActionError(role, action, f"that is {other} action, and it is the "
+                                 f"{role}'s turn: send {article} {cls.__name__}")
     if isinstance(action, cls):
         # validated again: model_copy(update=...) and model_construct skip validation
         try:

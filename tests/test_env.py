@@ -1057,11 +1057,13 @@ def test_a_reset_env_holds_at_most_180_kib():
 
 
 def test_every_role_observation_begins_with_the_header():
-    """In process as on the wire: whose observation, which match, and where in it."""
+    """In process as on the wire: whose observation, and where in the match. Not the referee's
+    match id: it is hashed from the seed, and a player that searched seeds for it would know
+    every hidden label (the server sends its own, random, id)."""
     env = fraudarena_v0.env(task_id="task_3")
     env.reset(seed=7)
-    ref = env.unwrapped.referee
     for role in env.possible_agents:
         obs = env.unwrapped.role_observation(role)
         assert (obs.role, obs.match_id, obs.phase, obs.round_number, obs.max_rounds,
-                obs.rounds_remaining) == (role, ref.match_id, "fraudster_turn", 1, 5, 5)
+                obs.rounds_remaining) == (role, "", "fraudster_turn", 1, 5, 5)
+        assert env.unwrapped.referee.match_id not in obs.model_dump_json()

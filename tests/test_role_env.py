@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
 import pytest
 
-from fraudarena_env import IllegalActionError, RoleEnv
+from fraudarena_env import IllegalActionError, RoleEnv, fraudarena_v0
 from fraudarena_env.faces.encoding import N_ACTIONS
 from fraudarena_env.policies import Policy, RandomPolicy
 from fraudarena_env.rules.catalog import PHASES
@@ -175,7 +176,8 @@ def test_the_learners_board_shows_only_what_its_role_may_see():
     inv.reset(seed=7)
     assert inv.referee.is_proposal[inv.referee.present].any()  # proposals are in the queue
     board = inv.render()
-    assert "*" not in board and "fraudster +" not in board and "investigator +0.00" in board
+    assert "*" not in board and "investigator +0.00" in board
+    assert not re.search(r"(fraudster|auditor) [+-]\d", board)
     seen = set(inv.role_observation().available_ads)
     listed = {line.split()[0] for line in board.splitlines() if line.startswith("ad_")}
     assert listed == seen | {d["ad_id"] for d in inv.role_observation().decided_ads}
@@ -185,9 +187,35 @@ def test_the_learners_board_shows_only_what_its_role_may_see():
     fr.reset(seed=7)
     while not fr.referee.is_proposal.any():
         fr.step(int(np.flatnonzero(fr.action_masks())[0]))
-    assert "*" in fr.render() and "investigator +" not in fr.render()
+    assert "*" in fr.render() and not re.search(r"investigator [+-]\d", fr.render())
     with pytest.raises(ValueError, match="unknown agent"):
         inv.env.board("spectator")
+
+
+def test_the_boards_show_the_links_the_audit_and_the_grade_only_to_whom_the_sealed_state_does():
+    """The investigator's links are not the fraudster's to see; the auditor sees nothing before
+    play is over; the audit and the grade are the auditor's until the match ends."""
+    env = fraudarena_v0.env(task_id="task_3")
+    env.reset(seed=0)
+    raw, rng = env.unwrapped, np.random.default_rng(0)
+    seen = {"links": False, "audit": False}
+    while not raw.match_over:
+        ref = raw.referee
+        boards = {role: raw.board(role) for role in env.possible_agents}
+        if ref.links:
+            seen["links"] = True
+            assert "links:" in boards["investigator"] and "links:" not in boards["fraudster"]
+        if ref.phase in ("fraudster_turn", "investigator_turn"):
+            assert not any(line.startswith("ad_") for line in boards["auditor"].splitlines())
+            assert "links:" not in boards["auditor"]
+        else:
+            seen["audit"] = True
+            assert "grader" in boards["auditor"] and "ad_" in boards["auditor"]
+            for role in ("fraudster", "investigator"):
+                assert "grader" not in boards[role] and "audit flags" not in boards[role]
+        env.step(int(rng.choice(np.flatnonzero(env.observe(env.agent_selection)["action_mask"]))))
+    assert seen == {"links": True, "audit": True}
+    assert "grader" in raw.board("fraudster")  # the match is over: everything shows
 
 
 def test_step_after_end_needs_reset():

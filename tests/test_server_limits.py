@@ -905,9 +905,10 @@ def test_x_forwarded_for_names_the_client_only_when_it_comes_from_a_proxy_named(
         proc.wait(10)
 
 
-def test_the_rest_client_escapes_a_match_id_whole():
-    """An id is one path segment: '../' or '?limit=1' in it cannot reach another route or add a
-    query."""
+def test_the_rest_client_refuses_a_match_id_that_could_reach_another_route():
+    """The server decodes an escaped '/' before routing: 'm_x/replay.html' reached the replay
+    page's route. An id is what the server makes (letters, digits, '_', '-'), or refused
+    before any request is sent."""
     import httpx
 
     from fraudarena_env.client import MatchesAPI
@@ -917,8 +918,11 @@ def test_the_rest_client_escapes_a_match_id_whole():
     api._http = httpx.Client(base_url="http://127.0.0.1:1/api/v1", transport=httpx.MockTransport(
         lambda request: seen.append(request.url) or httpx.Response(200, json={})))
     with api:
-        api.get("../matches?limit=1")
-        api.delete("a/b#c")
-    assert [url.raw_path for url in seen] == [b"/api/v1/matches/..%2Fmatches%3Flimit%3D1",
-                                              b"/api/v1/matches/a%2Fb%23c"]
-    assert not any(url.query for url in seen)
+        for bad in ("m_x/replay.html", "../matches", "a?limit=1", "a#b", "", "%2F", 7):
+            with pytest.raises(ValueError, match="letters, digits"):
+                api.get(bad)
+            with pytest.raises(ValueError, match="letters, digits"):
+                api.delete(bad)
+        assert not seen
+        api.get("m_Ab3-_x")
+    assert [url.raw_path for url in seen] == [b"/api/v1/matches/m_Ab3-_x"]

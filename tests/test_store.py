@@ -903,3 +903,25 @@ def test_one_match_is_read_from_a_store_by_its_key_not_by_loading_them_all(tmp_p
     assert [r["match_id"] for r in read_archive(data, "m_003")] == ["m_003"]
     assert parsed == ["m_003"]
     assert read_archive(data, "m_404") == []
+
+
+def test_a_record_of_a_proposal_with_copy_and_a_tactic_replays_as_it_was_played():
+    """Before propose_ad took free copy or a tactic, not both, the copy set the tactic and the
+    tactic given beside it was ignored: records and journals of that time replay so, where a
+    live step with both is refused."""
+    from fraudarena_env.archive import play_action
+    from fraudarena_env.referee import Referee
+    from fraudarena_env.rules.errors import IllegalActionError
+
+    both = {"action_type": "propose_ad", "category": "fake_giveaway",
+            "ad_copy": "Win a free prize today, claim it now", "tactic": "subtle"}
+    played, live = Referee(), Referee()
+    for ref in (played, live):
+        ref.reset_match(seed=3, task_id="task_1")
+    assert play_action(played, "fraudster", both) is False  # not charged
+    assert played.proposals_used == 1
+    copy_only = {k: v for k, v in both.items() if k != "tactic"}
+    live.step_as_fraudster(copy_only)
+    assert played.state == live.state
+    with pytest.raises(IllegalActionError, match="not both"):  # a live step is refused
+        live.step_as_fraudster(both)

@@ -71,8 +71,10 @@ def op_from_model(role: str, model, slot_of: SlotOf, proposal_slots: Sequence[in
 
 
 def header(ref, role: str) -> dict:
-    """The fields every role's observation begins with (the server puts its own match id in)."""
-    return {"match_id": ref.match_id, "role": role, "phase": ref.phase,
+    """The fields every role's observation begins with. ``match_id`` is empty: the referee's is
+    hashed from the seed, which a player could search for and so rebuild every hidden label;
+    the server puts its own, random, id in."""
+    return {"match_id": "", "role": role, "phase": ref.phase,
             "round_number": ref.round_number, "max_rounds": ref.max_rounds,
             "rounds_remaining": ref.rounds_remaining()}
 
