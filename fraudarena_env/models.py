@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .rules.catalog import AUDIT_TRACK_A, AUDIT_TRACK_B, FRAUDSTER_EDITS, PHASES, TACTICS, TARGETS
 from .rules.errors import IllegalActionError
@@ -23,7 +31,19 @@ Target = Literal[TARGETS]
 Text2000 = Field(default=None, max_length=2000)
 
 
-class _Action(BaseModel):
+class _Sent(BaseModel):
+    """What an agent sends: its numbers are numbers or their text, never true or false (pydantic
+    reads true as 1, and "confidence": true would be a certainty nobody stated)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name in _NUMBER_FIELDS.get(cls, ()):
+            raise ValueError("expected a number, not true or false")
+        return value
+
+
+class _Action(_Sent):
     model_config = ConfigDict(extra="forbid", frozen=True)
     # Seed clients' action models inherit a ``metadata`` dict and always send it: accepted and
     # ignored by the rules.
@@ -180,7 +200,7 @@ InvestigatorObservation = AdReviewObservation
 
 
 # ---------------------------------------------------------------------------- auditor
-class AuditFlag(BaseModel):
+class AuditFlag(_Sent):
     model_config = ConfigDict(extra="ignore")
     track: Literal["A", "B"]
     target_ad_id: str | None = None
@@ -189,7 +209,7 @@ class AuditFlag(BaseModel):
     note: str = Field(default="", max_length=2000)
 
 
-class AuditReport(BaseModel):
+class AuditReport(_Sent):
     model_config = ConfigDict(extra="ignore")
     track_a_flags: list[AuditFlag] = Field(default_factory=list)
     track_b_flags: list[AuditFlag] = Field(default_factory=list)
@@ -264,6 +284,18 @@ class RefereeState(BaseModel):
     end_reason: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
+
+def _number_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``model`` that hold an int or a float (alone or with None)."""
+    def numeric(annotation) -> bool:
+        kinds = get_args(annotation) or (annotation,)
+        return bool(kinds) and all(k in (int, float, type(None)) for k in kinds) and \
+            any(k in (int, float) for k in kinds)
+    return frozenset(name for name, f in model.model_fields.items() if numeric(f.annotation))
+
+
+_NUMBER_FIELDS = {m: _number_fields(m) for m in (FraudsterAction, AdReviewAction, AuditorAction,
+                                                 AuditFlag, AuditReport)}
 
 ACTION_MODELS: dict[str, type[_Action]] = {"fraudster": FraudsterAction,
                                            "investigator": AdReviewAction,

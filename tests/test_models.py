@@ -343,3 +343,25 @@ def test_parse_action_says_which_field_failed_without_pydantics_dump():
     assert "confidence: Input should be less than or equal to 1" in reason
     assert "colour: Extra inputs are not permitted" in reason
     assert "pydantic.dev" not in reason and "\n" not in reason
+
+
+@pytest.mark.parametrize("model, fields", [
+    (AdReviewAction, {"action_type": "verdict", "ad_id": "ad_001", "verdict": "approve",
+                      "confidence": True}),
+    (FraudsterAction, {"action_type": "modify_pending_ad", "slot_index": False,
+                       "edit": "soften_copy"}),
+    (AuditorAction, {"action_type": "flag_fraudster", "flag_type": "gibberish", "severity": True}),
+])
+def test_an_agents_numbers_are_numbers_not_true_or_false(model, fields):
+    """pydantic reads true as 1: "confidence": true became a certainty nobody stated, and
+    "slot_index": false the first proposal. A number's text still reads as the number."""
+    with pytest.raises(ValidationError, match="expected a number, not true or false"):
+        model.model_validate(fields)
+    name = next(k for k, v in fields.items() if isinstance(v, bool))
+    assert getattr(model.model_validate({**fields, name: "0"}), name) == 0
+
+
+def test_the_action_schemas_keep_their_bounds():
+    """What an LLM tool-calling API is handed: the bounds stay JSON Schema's own keywords."""
+    confidence = AdReviewAction.model_json_schema()["properties"]["confidence"]["anyOf"][0]
+    assert (confidence["minimum"], confidence["maximum"]) == (0.0, 1.0)
