@@ -1067,3 +1067,15 @@ def test_every_role_observation_begins_with_the_header():
         assert (obs.role, obs.match_id, obs.phase, obs.round_number, obs.max_rounds,
                 obs.rounds_remaining) == (role, "", "fraudster_turn", 1, 5, 5)
         assert env.unwrapped.referee.match_id not in obs.model_dump_json()
+
+
+def test_the_queue_may_not_grow_once_play_is_over_however_it_ended():
+    """A match a terminate-mode illegal action ended read queue_may_grow True in its text
+    observation, though nothing can arrive in a finished match."""
+    env = fraudarena_v0.env(task_id="task_3", illegal_action="terminate")
+    env.reset(seed=0)
+    assert env.unwrapped.role_observation("investigator").queue_may_grow
+    mask = env.observe("fraudster")["action_mask"]
+    env.step(int(np.flatnonzero(mask == 0)[0]))  # a masked index ends the match
+    assert env.unwrapped.referee.phase == "done"
+    assert not env.unwrapped.role_observation("investigator").queue_may_grow
