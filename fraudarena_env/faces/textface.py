@@ -282,7 +282,7 @@ def investigator_observation(ref) -> AdReviewObservation:
                       "pending": len(pending), "budget": ref.budget,
                       "investigation_budget": ref.budget, "step": ref.step_count,
                       "steps_remaining": ref.budget, "task_id": ref.task.task_id},
-        queue_may_grow=bool(can_grow and ref.phase in ("fraudster_turn", "investigator_turn")),
+        queue_may_grow=bool(can_grow and ref.playing),
         evidence_ledger=ledger, queue_digest=digest, decided_ads=decided,
         links=[[AD_IDS[a], AD_IDS[b]] for a, b in ref.links],
         done=ref.done, reward=ref.totals[I])

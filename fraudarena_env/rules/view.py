@@ -213,24 +213,30 @@ class MatchView:
                                 self.ep.n_base, self.n_base_arrived, self.round_number,
                                 self.max_rounds))
 
+    @property
+    def playing(self) -> bool:
+        """Play is under way: the fraudster's or the investigator's turn (not the audit, not
+        done)."""
+        return self.phase in ("fraudster_turn", "investigator_turn")
+
+    def _proposal_may_come(self) -> bool:
+        """The fraudster may still propose (in this round while it moves, else from the next)."""
+        nxt = self.round_number + (self.phase != "fraudster_turn")
+        return bool(may_arrive_later(self.committed, self.proposals_used, self.max_proposals,
+                                     nxt, self.max_rounds))
+
     def proposals_remaining(self) -> int:
         """The proposals the fraudster may still make in this match: 0 once none can come
         (committed, the rounds that take proposals over, the queue full, play over), as earlier
         clients read it: they propose while it is above 0."""
-        if self.phase not in ("fraudster_turn", "investigator_turn"):  # play is over
-            return 0
-        nxt = self.round_number + (self.phase != "fraudster_turn")
-        if not may_arrive_later(self.committed, self.proposals_used, self.max_proposals, nxt,
-                                self.max_rounds) or not self.proposal_room():
+        if not (self.playing and self._proposal_may_come() and self.proposal_room()):
             return 0
         return self.max_proposals - self.proposals_used
 
     def queue_may_grow(self) -> bool:
         """An ad may still arrive: an organic ad still due, or a proposal the fraudster may
         still make (in this round while it moves, else from the next)."""
-        nxt = self.round_number + (self.phase != "fraudster_turn")
-        return self.n_base_arrived < self.ep.n_base or bool(may_arrive_later(
-            self.committed, self.proposals_used, self.max_proposals, nxt, self.max_rounds))
+        return self.n_base_arrived < self.ep.n_base or self._proposal_may_come()
 
     def status_of(self, slot: int) -> str:
         return STATUSES[int(self.verdict[slot]) + 1]
